@@ -1,0 +1,24 @@
+# The two commands in the README: `make demo` and `make test`.
+PY ?= python3
+UV ?= uv
+export MLFLOW_DISABLE_TELEMETRY=true
+export BENTOML_DO_NOT_TRACK=True
+
+.PHONY: setup demo test lint bench serve
+
+setup:  ## install uv (if missing), Python deps from the lock file, and redis-server (Debian)
+	@command -v $(UV) >/dev/null 2>&1 || $(PY) -m pip install --quiet uv
+	$(UV) sync --frozen --all-extras --python 3.11
+	@command -v redis-server >/dev/null 2>&1 || (command -v apt-get >/dev/null 2>&1 && (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null) || echo "redis-server not installed: Redis tests will be skipped")
+
+demo: setup  ## generate data, resolve identities, build features, train, score, serve
+	$(UV) run --frozen nextbest pipeline
+
+test: setup  ## the whole test suite
+	$(UV) run --frozen pytest -q
+
+lint:
+	$(UV) run --frozen ruff check . && $(UV) run --frozen ruff format --check .
+
+bench: setup
+	$(UV) run --frozen nextbest bench

@@ -1,0 +1,1 @@
+"""measurement package."""

@@ -1,0 +1,1 @@
+"""nextbest package."""

@@ -1,0 +1,81 @@
+"""One typed settings object for paths and sizes, read once at start-up.
+
+Every value can be set by an environment variable with the prefix ``NEXTBEST_``
+(for example ``NEXTBEST_CUSTOMERS=100000``) or in a ``.env`` file.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Paths and sizes for every nextbest step."""
+
+    model_config = SettingsConfigDict(env_prefix="NEXTBEST_", env_file=".env", extra="ignore")
+
+    home: Path = Field(Path("var"), description="Working directory for data, stores and logs.")
+    customers: int = Field(20_000, gt=0, description="Persons in the generated demo data.")
+    seed: int = Field(42, description="Seed for generation, splits and learners.")
+    feature_repo: Path = Field(PROJECT_ROOT / "feature_repo", description="Feast repository.")
+    catalog: Path = Field(PROJECT_ROOT / "config" / "catalog.yaml")
+    policy: Path = Field(PROJECT_ROOT / "config" / "policy.yaml")
+    mlflow_tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI; default a SQLite file under home."
+    )
+    model_name: str = Field("nextbest-decision", description="Registered MLflow model name.")
+    experiment: str = Field("nextbest", description="MLflow experiment name.")
+    online_store: str = Field("sqlite", pattern="^(sqlite|redis)$")
+    redis_connection: str = Field("localhost:6379")
+    chunk_size: int = Field(100_000, gt=0, description="Rows per chunk in batch jobs.")
+
+    @cached_property
+    def root(self) -> Path:
+        """Absolute working directory."""
+        return self.home.resolve()
+
+    @property
+    def raw_dir(self) -> Path:
+        """Generated source-system exports (truth under ``truth/``)."""
+        return self.root / "raw"
+
+    @property
+    def unified_dir(self) -> Path:
+        """Identity resolution output and the unified customer record."""
+        return self.root / "unified"
+
+    @property
+    def features_dir(self) -> Path:
+        """Event-timestamped feature tables read by Feast."""
+        return self.root / "features"
+
+    @property
+    def feast_dir(self) -> Path:
+        """Feast registry and SQLite online store."""
+        return self.root / "feast"
+
+    @property
+    def decision_log_dir(self) -> Path:
+        """Append-only decision log."""
+        return self.root / "decisions"
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow tracking URI (SQLite under home unless configured)."""
+        return self.mlflow_tracking_uri or f"sqlite:///{self.root / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> Path:
+        """Local MLflow artifact root used with the default SQLite store."""
+        return self.root / "mlartifacts"
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, with explicit overrides on top."""
+    return Settings(**overrides)  # type: ignore[arg-type]

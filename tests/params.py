@@ -1,0 +1,6 @@
+"""The one place that holds seeds and sizes for tests."""
+
+SEED = 7
+SECOND_SEED = 1234
+SMALL_CUSTOMERS = 2_000
+DEMO_CUSTOMERS = 20_000
