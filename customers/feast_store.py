@@ -1,0 +1,149 @@
+"""The Feast feature store of nextbest, configured from settings.
+
+``feature_repo/`` holds the definitions; this module builds the repository config from
+:class:`~nextbest.settings.Settings` (SQLite or Redis online store, DuckDB offline store),
+applies the definitions, materialises, pushes events and reads features online.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nextbest.settings import Settings
+
+log = logging.getLogger(__name__)
+
+FEATURE_SERVICE = "nba_v1"
+
+
+def repo_config(settings: Settings) -> Any:
+    """A Feast ``RepoConfig`` for the project's repository and the configured stores."""
+    from feast.repo_config import RepoConfig
+
+    settings.feast_dir.mkdir(parents=True, exist_ok=True)
+    if settings.online_store == "redis":
+        online: dict[str, Any] = {
+            "type": "redis",
+            "connection_string": settings.redis_connection,
+        }
+    else:
+        online = {"type": "sqlite", "path": str(settings.feast_dir / "online.db")}
+    return RepoConfig(
+        project="nextbest",
+        provider="local",
+        registry=str(settings.feast_dir / "registry.db"),
+        online_store=online,
+        offline_store={"type": "duckdb"},
+        entity_key_serialization_version=3,
+        repo_path=settings.feature_repo,
+    )
+
+
+def load_definitions(settings: Settings) -> ModuleType:
+    """Import ``feature_repo/definitions.py`` with ``NEXTBEST_HOME`` set to the settings' home.
+
+    The definitions read their data location from the environment, the same way the plain
+    ``feast`` CLI would, so both paths see one set of files.
+    """
+    os.environ["NEXTBEST_HOME"] = str(settings.root)
+    path = settings.feature_repo / "definitions.py"
+    if not path.exists():
+        raise FileNotFoundError(f"Feast definitions not found: {path}")
+    name = "nextbest_feature_repo_definitions"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def feature_store(settings: Settings) -> Any:
+    """An open ``FeatureStore`` on the configured registry and stores."""
+    from feast import FeatureStore
+
+    os.environ["NEXTBEST_HOME"] = str(settings.root)
+    return FeatureStore(config=repo_config(settings))
+
+
+def apply(settings: Settings) -> Any:
+    """Register every entity, view, push source and feature service; returns the store."""
+    from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView, PushSource
+
+    defs = load_definitions(settings)
+    objects = [
+        v
+        for v in vars(defs).values()
+        if isinstance(v, Entity | FeatureView | OnDemandFeatureView | FeatureService | PushSource)
+    ]
+    objects += list(defs.push_sources.values())
+    unique = {(type(o).__name__, o.name): o for o in objects}
+    store = feature_store(settings)
+    store.apply(list(unique.values()))
+    log.info("applied %d Feast objects", len(unique))
+    return store
+
+
+def materialize(settings: Settings, end: datetime, start: datetime | None = None) -> None:
+    """Load the latest feature values up to ``end`` into the online store."""
+    store = feature_store(settings)
+    start = start or datetime(2000, 1, 1)
+    store.materialize(start_date=start, end_date=end)
+
+
+def online_features(
+    store: Any,
+    customer_ids: Sequence[str],
+    request_ts: float,
+    feature_names: Sequence[str],
+    service: str = FEATURE_SERVICE,
+) -> np.ndarray:
+    """Features of ``customer_ids`` from the online store as a float matrix.
+
+    Columns follow ``feature_names``; absent values are NaN (the engine treats a NaN
+    consent or rule feature as "not allowed").
+    """
+    fs = store.get_feature_service(service)
+    resp = store.get_online_features(
+        features=fs,
+        entity_rows=[{"customer_id": c, "request_ts": float(request_ts)} for c in customer_ids],
+    ).to_dict()
+    out = np.full((len(customer_ids), len(feature_names)), np.nan)
+    for j, name in enumerate(feature_names):
+        col = resp.get(name)
+        if col is not None:
+            out[:, j] = [np.nan if v is None else float(v) for v in col]
+    return out
+
+
+def lookup_customer(store: Any, identifier_key: str) -> str | None:
+    """The customer an identifier key belongs to, or None."""
+    resp = store.get_online_features(
+        features=["identity_lookup:customer_id"], entity_rows=[{"identifier": identifier_key}]
+    ).to_dict()
+    value = resp.get("customer_id", [None])[0]
+    return value or None
+
+
+def push_rows(store: Any, view: str, rows: pd.DataFrame, offline: bool = True) -> None:
+    """Push whole feature rows of ``view`` online (and to the offline store)."""
+    from feast.data_source import PushMode
+
+    to = PushMode.ONLINE_AND_OFFLINE if offline else PushMode.ONLINE
+    store.push(f"{view}_push", rows, to=to)
+
+
+def features_dir_of(settings: Settings) -> Path:
+    """Where the feature tables Feast reads are written."""
+    return settings.features_dir

@@ -1,0 +1,236 @@
+"""Names, types and roles of every customer feature: the one list Feast, the feature
+build, training and serving all derive theirs from.
+
+A feature's *role* says who may use it: ``model`` features feed the response models,
+``policy`` features feed only the rules (consent, caps, cooldowns), ``both`` feed both.
+``sensitive`` features are personal data that may be used for modelling only where the
+policy's purpose allows it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+CHANNELS: tuple[str, ...] = ("email", "sms", "push", "web", "app", "call_center")
+PURPOSES: tuple[str, ...] = ("marketing", "profiling", "service")
+CATEGORIES: tuple[str, ...] = ("phones", "accessories", "broadband", "insurance", "loans")
+ACTION_IDS: tuple[str, ...] = (
+    "email_phone_upgrade",
+    "email_broadband_bundle",
+    "sms_accessory_discount",
+    "push_insurance_offer",
+    "web_loan_banner",
+    "app_loyalty_bonus",
+    "call_retention_offer",
+    "email_service_tips",
+)
+CONTROL = "no_action"
+WINDOWS: tuple[int, ...] = (7, 30, 90, 365)
+#: Duration features use this value for "never happened".
+NEVER_DAYS = 9999.0
+
+Role = Literal["model", "policy", "both", "lineage"]
+Kind = Literal["float", "int", "string"]
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One feature column."""
+
+    name: str
+    description: str
+    kind: Kind = "float"
+    role: Role = "both"
+    sensitive: bool = False
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """One feature view: a parquet table keyed by customer and event time."""
+
+    name: str
+    description: str
+    features: tuple[FeatureSpec, ...]
+    pushable: bool = False
+    ttl_days: int = 400
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def as_of_feature(self) -> FeatureSpec:
+        """Lineage column: epoch seconds of the newest source event the row was built from.
+
+        It must never exceed the row's event timestamp; training checks it on every joined
+        row, so a feature computed from the future fails the build.
+        """
+        return FeatureSpec(
+            f"{self.name}_as_of_ts",
+            "Epoch seconds of the newest source data used for this row.",
+            role="lineage",
+        )
+
+    @property
+    def all_features(self) -> tuple[FeatureSpec, ...]:
+        """Features plus the lineage column, as stored and served."""
+        return (*self.features, self.as_of_feature)
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Stored column names (features and lineage) in declaration order."""
+        return [f.name for f in self.all_features]
+
+
+def _f(name: str, description: str, **kw: object) -> FeatureSpec:
+    return FeatureSpec(name=name, description=description, **kw)  # type: ignore[arg-type]
+
+
+def product_ids() -> tuple[str, ...]:
+    """Product ids from the generator's catalogue (the products the features track)."""
+    from customers.generate import PRODUCTS
+
+    return tuple(p["product_id"] if isinstance(p, dict) else p.product_id for p in PRODUCTS)
+
+
+def view_specs() -> tuple[ViewSpec, ...]:
+    """Every customer feature view, in a fixed order."""
+    windows = WINDOWS
+    profile = ViewSpec(
+        "customer_profile",
+        "Tenure, value tier and household of the unified customer.",
+        (
+            _f("tenure_days", "Days since the customer's first record in any system.", role="model"),
+            _f("value_tier", "Spend tier over 365 days: 0 none, 1 low, 2 mid, 3 high.", kind="int"),
+            _f("household_size", "Customers sharing the household address.", kind="int", role="model"),
+            _f("age", "Age in years from the CRM date of birth.", role="model", sensitive=True),
+            _f("n_source_records", "Source-system records resolved into this customer.", kind="int",
+               role="model"),
+        ),
+        tags={"domain": "profile", "personal": "true"},
+    )
+    txn = ViewSpec(
+        "customer_transactions",
+        "Purchases (POS baskets) over trailing windows, overall and by category.",
+        tuple(_f(f"txn_count_{w}d", f"Purchases in the last {w} days.", role="model") for w in windows)
+        + tuple(_f(f"txn_amount_{w}d", f"Spend in the last {w} days.", role="model") for w in windows)
+        + (_f("last_purchase_ts", "Epoch seconds of the last purchase (0 = never).", role="model"),)
+        + tuple(
+            _f(f"spend_365d_{c}", f"Spend on {c} in the last 365 days.", role="model")
+            for c in CATEGORIES
+        ),
+        pushable=True,
+        tags={"domain": "transactions"},
+    )
+    behaviour = ViewSpec(
+        "customer_behaviour",
+        "Web and app behaviour: views by category and repeat interest.",
+        tuple(
+            _f(f"views_30d_{c}", f"Web/app views of {c} in the last 30 days.", role="model")
+            for c in CATEGORIES
+        )
+        + (
+            _f("config_views_7d", "Configurator views in the last 7 days.", role="model"),
+            _f("loan_checks_7d", "Loan eligibility checks in the last 7 days.", role="model"),
+            _f("repeat_interest_7d", "Most views of one configuration in the last 7 days.",
+               role="model"),
+            _f("last_active_ts", "Epoch seconds of the last web/app/POS activity (0 = never).",
+               role="model"),
+        ),
+        tags={"domain": "behaviour"},
+    )
+    service = ViewSpec(
+        "customer_service",
+        "Call-centre service cases and complaints.",
+        (
+            _f("open_cases", "Service cases currently open.", kind="int"),
+            _f("complaints_90d", "Complaints in the last 90 days.", kind="int"),
+            _f("last_complaint_ts", "Epoch seconds of the last complaint (0 = never).",
+               role="policy"),
+        ),
+        pushable=True,
+        tags={"domain": "service"},
+    )
+    holdings = ViewSpec(
+        "customer_holdings",
+        "Products the customer holds.",
+        tuple(_f(f"holds_{p}", f"1 if the customer holds {p}.", kind="int") for p in product_ids()),
+        pushable=True,
+        tags={"domain": "holdings"},
+    )
+    consent = ViewSpec(
+        "customer_consent",
+        "Consent per purpose and channel: 1 granted, 0 withdrawn or never recorded.",
+        tuple(
+            _f(f"consent_{p}_{c}", f"Consent to {p} by {c}.", kind="int", role="policy")
+            for p in PURPOSES
+            for c in CHANNELS
+        ),
+        pushable=True,
+        tags={"domain": "consent", "personal": "true"},
+    )
+    contacts = ViewSpec(
+        "customer_contacts",
+        "Contact history: contacts per channel and when each action was last shown.",
+        tuple(
+            _f(f"contacts_{c}_{w}d", f"Contacts by {c} in the last {w} days.", kind="int",
+               role="policy")
+            for c in CHANNELS
+            for w in (7, 30)
+        )
+        + (_f("contacts_total_7d", "Contacts on all channels in the last 7 days.", kind="int",
+              role="policy"),)
+        + tuple(
+            _f(f"last_shown_ts_{a}", f"Epoch seconds {a} was last shown (0 = never).",
+               role="policy")
+            for a in ACTION_IDS
+        ),
+        pushable=True,
+        tags={"domain": "contacts"},
+    )
+    return (profile, txn, behaviour, service, holdings, consent, contacts)
+
+
+#: Request-time features computed by the on-demand view from ``*_ts`` features.
+REQUEST_TIME_FEATURES: dict[str, str] = {
+    "days_since_purchase": "last_purchase_ts",
+    "days_inactive": "last_active_ts",
+    "days_since_complaint": "last_complaint_ts",
+    **{f"days_since_shown_{a}": f"last_shown_ts_{a}" for a in ACTION_IDS},
+}
+REQUEST_TIME_ROLES: dict[str, Role] = {
+    "days_since_purchase": "model",
+    "days_inactive": "model",
+    "days_since_complaint": "both",
+    **{f"days_since_shown_{a}": "policy" for a in ACTION_IDS},
+}
+
+
+def all_feature_names() -> list[str]:
+    """Every feature the decision service reads, in a fixed order (views, then request-time)."""
+    names = [f.name for v in view_specs() for f in v.all_features]
+    return names + list(REQUEST_TIME_FEATURES)
+
+
+def model_feature_names(allow_sensitive: bool = False) -> list[str]:
+    """Features the response models may use, in a fixed order."""
+    names = [
+        f.name
+        for v in view_specs()
+        for f in v.features
+        if f.role in ("model", "both") and (allow_sensitive or not f.sensitive)
+        and not f.name.endswith("_ts")
+    ]
+    return names + [n for n, r in REQUEST_TIME_ROLES.items() if r in ("model", "both")]
+
+
+def days_since(ts: "object", request_ts: "object") -> "object":
+    """Days between an epoch-seconds timestamp and the request time; ``NEVER_DAYS`` if 0/NaN.
+
+    Works on numpy arrays and scalars alike; the on-demand view and the fast serving
+    path both call it so they cannot disagree.
+    """
+    import numpy as np
+
+    t = np.asarray(ts, dtype=np.float64)
+    r = np.asarray(request_ts, dtype=np.float64)
+    out = (r - t) / 86_400.0
+    return np.where(np.isnan(t) | (t <= 0), NEVER_DAYS, np.maximum(out, 0.0))

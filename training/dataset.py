@@ -1,0 +1,146 @@
+"""Training sets from Feast: campaign exposures joined point-in-time to customer features.
+
+The features come through the model's FeatureService (the same one serving reads), so a
+training row sees exactly what the decision service would have seen at exposure time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from customers.feature_schema import CONTROL, view_specs
+
+log = logging.getLogger(__name__)
+
+
+class LeakageError(ValueError):
+    """A training row saw feature data from after its exposure time."""
+
+
+@dataclass
+class TrainingSet:
+    """Features, arms and outcomes of the randomised exposures, plus lineage."""
+
+    frame: pd.DataFrame
+    feature_names: list[str]
+    feature_service: str
+    lineage: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def X(self) -> np.ndarray:  # noqa: N802 - scikit-learn naming
+        """Feature matrix in ``feature_names`` order."""
+        return self.frame[self.feature_names].to_numpy(dtype=np.float64)
+
+    @property
+    def treatment(self) -> np.ndarray:
+        """Assigned arm per row (``no_action`` for control)."""
+        return self.frame["action_id"].to_numpy()
+
+    @property
+    def y(self) -> np.ndarray:
+        """Response (0/1) per row."""
+        return self.frame["responded"].to_numpy(dtype=np.float64)
+
+    @property
+    def revenue(self) -> np.ndarray:
+        """Revenue per row (0 without response)."""
+        return self.frame["revenue"].to_numpy(dtype=np.float64)
+
+    @property
+    def propensity(self) -> np.ndarray:
+        """Design probability of the assigned arm."""
+        return self.frame["assignment_probability"].to_numpy(dtype=np.float64)
+
+
+def exposures_entity_df(raw_dir: Path, unified_dir: Path) -> pd.DataFrame:
+    """Campaign exposures keyed by unified customer and exposure time.
+
+    Exposures whose CRM record did not resolve to a customer are dropped (and counted).
+    """
+    camp = pd.read_parquet(raw_dir / "campaign_history.parquet")
+    identity = pd.read_parquet(unified_dir / "identity.parquet", columns=["record_id", "customer_id"])
+    rec2cust = pd.Series(identity["customer_id"].to_numpy(), index=identity["record_id"].to_numpy())
+    cust = rec2cust.reindex("crm:" + camp["crm_id"].astype(str)).to_numpy()
+    ts = pd.to_datetime(camp["exposed_at"], utc=True).astype("datetime64[us, UTC]")
+    df = pd.DataFrame(
+        {
+            "exposure_id": camp["exposure_id"].astype(str).to_numpy(),
+            "customer_id": cust,
+            "event_timestamp": ts.to_numpy(),
+            "request_ts": ts.astype("int64").to_numpy() / 1e6,
+            "action_id": camp["action_id"].astype(str).to_numpy(),
+            "assignment_probability": camp["assignment_probability"].astype(float).to_numpy(),
+            "responded": camp["responded"].astype(int).to_numpy(),
+            "revenue": camp["revenue"].astype(float).to_numpy(),
+        }
+    )
+    missing = df["customer_id"].isna()
+    if missing.any():
+        log.warning("%d exposures have no resolved customer and are left out", int(missing.sum()))
+    df = df.loc[~missing].reset_index(drop=True)
+    df["event_timestamp"] = df["event_timestamp"].astype("datetime64[us, UTC]")
+    return df
+
+
+def check_point_in_time(frame: pd.DataFrame) -> None:
+    """Raise :class:`LeakageError` if any joined view row was built from data after its
+    exposure; the ``<view>_as_of_ts`` lineage columns carry each row's data cutoff."""
+    exposure = frame["request_ts"].to_numpy(dtype=np.float64)
+    for spec in view_specs():
+        col = spec.as_of_feature.name
+        if col not in frame:
+            continue
+        as_of = frame[col].to_numpy(dtype=np.float64)
+        bad = np.nan_to_num(as_of, nan=0.0) > exposure + 1e-6
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise LeakageError(
+                f"feature view {spec.name!r}: {int(bad.sum())} training rows use data from after "
+                f"their exposure (first: exposure {frame['exposure_id'].iloc[i]} at "
+                f"{exposure[i]:.0f}, feature data up to {as_of[i]:.0f})"
+            )
+
+
+def build_training_set(
+    store: Any,
+    entity_df: pd.DataFrame,
+    feature_names: list[str],
+    service: str = "nba_v1",
+) -> TrainingSet:
+    """Join ``entity_df`` point-in-time to the feature service and check for leakage."""
+    fs = store.get_feature_service(service)
+    job = store.get_historical_features(entity_df=entity_df, features=fs)
+    frame = job.to_df()
+    frame = frame.sort_values("exposure_id", kind="stable").reset_index(drop=True)
+    if len(frame) != len(entity_df):
+        raise ValueError(
+            f"feature join returned {len(frame)} rows for {len(entity_df)} exposures"
+        )
+    check_point_in_time(frame)
+    missing = [f for f in feature_names if f not in frame]
+    if missing:
+        raise KeyError(f"feature service {service!r} lacks model features: {missing}")
+    frame[feature_names] = frame[feature_names].astype(np.float64)
+    data_hash = hashlib.sha256(
+        pd.util.hash_pandas_object(frame[["exposure_id", *feature_names, "responded"]], index=False)
+        .to_numpy()
+        .tobytes()
+    ).hexdigest()[:16]
+    ts = frame["event_timestamp"]
+    lineage = {
+        "feature_service": service,
+        "data_hash": data_hash,
+        "rows": len(frame),
+        "time_min": str(ts.min()),
+        "time_max": str(ts.max()),
+        "arms": sorted(set(frame["action_id"]) - {CONTROL}),
+    }
+    return TrainingSet(frame=frame, feature_names=feature_names, feature_service=service,
+                       lineage=lineage)

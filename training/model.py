@@ -1,0 +1,134 @@
+"""The decision model: every per-action response and value model in one object.
+
+It implements the serving engine's ``ResponseModel`` protocol (``predict_arms``) and is
+logged to MLflow as one pyfunc model whose ``predict`` returns, per row, the response
+probability under control and under each arm and the value of a response per arm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from lightgbm import LGBMRegressor
+
+from customers.feature_schema import CONTROL
+
+
+class ValueModel:
+    """Expected revenue of a response, per arm: LightGBM on responders with the arm one-hot.
+
+    Follows the scikit-learn contract: ``fit(X, treatment, y)`` learns from rows with
+    ``y > 0`` only; ``predict_values(X)`` returns one column per arm.
+    """
+
+    def __init__(self, arms: list[str] | None = None, n_estimators: int = 200,
+                 learning_rate: float = 0.05, num_leaves: int = 15, min_child_samples: int = 20,
+                 random_state: int = 0) -> None:
+        self.arms = arms
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.random_state = random_state
+
+    def _design(self, X: np.ndarray, arm_index: np.ndarray) -> np.ndarray:
+        onehot = np.zeros((len(X), len(self.arms_)))
+        onehot[np.arange(len(X)), arm_index] = 1.0
+        return np.hstack([X, onehot])
+
+    def fit(self, X: np.ndarray, treatment: np.ndarray, y: np.ndarray) -> ValueModel:
+        """Fit on treated responders (revenue ``y > 0``)."""
+        treatment = np.asarray(treatment).astype(str)
+        self.arms_ = list(self.arms) if self.arms else sorted(set(treatment) - {CONTROL})
+        index = {a: i for i, a in enumerate(self.arms_)}
+        mask = (np.asarray(y) > 0) & np.isin(treatment, self.arms_)
+        self.fallback_ = float(np.mean(y[mask])) if mask.any() else 0.0
+        self.arm_means_ = np.array(
+            [float(np.mean(y[mask & (treatment == a)])) if (mask & (treatment == a)).any()
+             else self.fallback_ for a in self.arms_]
+        )
+        self.model_: LGBMRegressor | None = None
+        if mask.sum() >= 50:
+            arm_index = np.array([index[a] for a in treatment[mask]])
+            self.model_ = LGBMRegressor(
+                n_estimators=self.n_estimators, learning_rate=self.learning_rate,
+                num_leaves=self.num_leaves, min_child_samples=self.min_child_samples,
+                random_state=self.random_state, verbose=-1, n_jobs=2,
+            ).fit(self._design(np.asarray(X, dtype=np.float64)[mask], arm_index), y[mask])
+        return self
+
+    def predict_values(self, X: np.ndarray) -> np.ndarray:
+        """Expected revenue given a response, ``[n, A]``, never negative."""
+        X = np.asarray(X, dtype=np.float64)
+        if self.model_ is None:
+            return np.tile(self.arm_means_, (len(X), 1))
+        out = np.empty((len(X), len(self.arms_)))
+        for j in range(len(self.arms_)):
+            out[:, j] = self.model_.predict(self._design(X, np.full(len(X), j)))
+        return np.maximum(out, 0.0)
+
+
+@dataclass
+class DecisionModel:
+    """Response learner + value model with the feature order they were fitted on."""
+
+    response: Any  # fitted multi-treatment learner: predict_outcomes(X) -> [n, 1 + A]
+    value: ValueModel
+    feature_names: list[str]
+    learner_name: str
+    version: str = "unregistered"
+    catalog_version: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def arm_ids(self) -> list[str]:
+        """Treatment arms in column order (control excluded)."""
+        return list(self.response.arms_)
+
+    def predict_arms(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(p_control [n], p_treated [n, A], value_if_response [n, A])``."""
+        X = np.asarray(X, dtype=np.float64)
+        outcomes = np.clip(np.asarray(self.response.predict_outcomes(X), dtype=np.float64), 0, 1)
+        return outcomes[:, 0], outcomes[:, 1:], self.value.predict_values(X)
+
+    def predict_frame(self, X: np.ndarray) -> pd.DataFrame:
+        """The pyfunc output: ``p_no_action``, ``p_<arm>``, ``value_<arm>`` per row."""
+        p0, pt, v = self.predict_arms(X)
+        cols: dict[str, np.ndarray] = {f"p_{CONTROL}": p0}
+        for j, a in enumerate(self.arm_ids):
+            cols[f"p_{a}"] = pt[:, j]
+        for j, a in enumerate(self.arm_ids):
+            cols[f"value_{a}"] = v[:, j]
+        return pd.DataFrame(cols)
+
+
+def pyfunc_class() -> type:
+    """The MLflow ``PythonModel`` that serves a pickled :class:`DecisionModel`.
+
+    Built lazily so importing this module does not import MLflow.
+    """
+    import mlflow.pyfunc
+
+    class DecisionModelPyfunc(mlflow.pyfunc.PythonModel):
+        """Loads ``decision_model.pkl`` and returns probabilities (never labels)."""
+
+        def load_context(self, context: Any) -> None:
+            import joblib
+
+            self.model = joblib.load(context.artifacts["decision_model"])
+
+        def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
+            missing = [f for f in self.model.feature_names if f not in model_input]
+            if missing:
+                raise ValueError(f"model input lacks features: {missing}")
+            X = model_input[self.model.feature_names].to_numpy(dtype=np.float64)
+            return self.model.predict_frame(X)
+
+        def unwrap(self) -> DecisionModel:
+            """The underlying :class:`DecisionModel` for the fast numpy path."""
+            return self.model
+
+    return DecisionModelPyfunc

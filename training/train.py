@@ -1,0 +1,269 @@
+"""``nextbest train``: fit, evaluate, log, register and gate the decision model.
+
+Steps: exposures -> training set from Feast (point-in-time, leakage-checked) -> split ->
+select a multi-treatment learner on validation -> value model -> evaluation on held-out
+randomised data (per-arm response and uplift metrics, policy values against baselines,
+regret against the truth when the data is generated) -> MLflow run with lineage, plots and
+a model card -> registered model version -> promotion gate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from customers.feature_schema import CONTROL, model_feature_names
+from nextbest.settings import Settings
+from training.dataset import TrainingSet, build_training_set, exposures_entity_df
+from training.model import DecisionModel, ValueModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    run_id: str
+    model_version: str
+    alias: str
+    reason: str
+    learner: str
+    policy_value: float
+    metrics: dict[str, float]
+
+
+def split(ts: TrainingSet, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row indices for train / validation / held-out test (60/20/20, stratified by arm)."""
+    idx = np.arange(len(ts.frame))
+    strat = ts.frame["action_id"].astype(str) + "|" + ts.frame["responded"].astype(str)
+    train, rest = train_test_split(idx, test_size=0.4, random_state=seed, stratify=strat)
+    val, test = train_test_split(rest, test_size=0.5, random_state=seed,
+                                 stratify=strat.to_numpy()[rest])
+    return np.sort(train), np.sort(val), np.sort(test)
+
+
+def net_value_policy(model: DecisionModel, X: np.ndarray, costs: dict[str, float]) -> np.ndarray:
+    """The arm with the highest expected incremental value ``uplift*value - cost`` if > 0."""
+    p0, pt, v = model.predict_arms(X)
+    cost = np.array([costs.get(a, 0.0) for a in model.arm_ids])
+    ev = (pt - p0[:, None]) * v - cost
+    best = ev.argmax(axis=1)
+    arms = np.asarray(model.arm_ids, dtype=object)
+    return np.where(ev[np.arange(len(X)), best] > 0, arms[best], CONTROL)
+
+
+def policy_value(model: DecisionModel, frame: pd.DataFrame, costs: dict[str, float]) -> tuple[float, float]:
+    """Doubly robust net value per customer (revenue minus contact cost) of the model's
+    policy on held-out randomised rows, with its standard error."""
+    from training.evaluation import policy_value_dr
+
+    X = frame[model.feature_names].to_numpy(dtype=np.float64)
+    pi = net_value_policy(model, X, costs)
+    p0, pt, v = model.predict_arms(X)
+    labels = [CONTROL, *model.arm_ids]
+    cost = np.array([costs.get(a, 0.0) for a in model.arm_ids])
+    # Direct-method outcome per arm: expected revenue minus contact cost; control responders
+    # spend the average responder revenue and cost nothing.
+    q = np.column_stack([p0 * model.value.fallback_, pt * v - cost])
+    arms = frame["action_id"].to_numpy()
+    arm_cost = np.array([costs.get(a, 0.0) if a != CONTROL else 0.0 for a in arms])
+    y = frame["revenue"].to_numpy(dtype=np.float64) - arm_cost
+    dr = policy_value_dr(pi, arms, y, frame["assignment_probability"].to_numpy(), q, labels)
+    return dr.value, dr.se
+
+
+def catalog_costs(settings: Settings) -> tuple[dict[str, float], str]:
+    """Contact cost per action and the catalog version (empty when no catalog file)."""
+    if not settings.catalog.exists():
+        return {}, ""
+    from serving.catalog import load_catalog
+
+    catalog = load_catalog(settings.catalog)
+    costs: dict[str, float] = {}
+    for a in catalog.actions:
+        arm = getattr(a, "response_model", None) or a.id
+        costs.setdefault(arm, float(a.cost))
+    return costs, str(catalog.version)
+
+
+def train(settings: Settings, store: Any | None = None) -> TrainResult:
+    """Run the whole training step and return what was registered."""
+    import mlflow
+
+    from customers.feast_store import FEATURE_SERVICE, feature_store
+    from training import evaluation as ev
+    from training.learners import default_candidates, select_learner
+    from training.registry import configure_mlflow, log_decision_model, promote
+
+    store = store or feature_store(settings)
+    entity_df = exposures_entity_df(settings.raw_dir, settings.unified_dir)
+    allow_sensitive = _policy_allows_sensitive(settings)
+    features = model_feature_names(allow_sensitive=allow_sensitive)
+    ts = build_training_set(store, entity_df, features, service=FEATURE_SERVICE)
+    tr, va, te = split(ts, settings.seed)
+    X, t, y = ts.X, ts.treatment, ts.y
+    design = ts.propensity
+
+    candidates = default_candidates(random_state=settings.seed)
+    name, response, table, why = select_learner(
+        candidates, X[tr], t[tr], y[tr], X[va], t[va], y[va], control=CONTROL,
+        design_propensity=design[va],
+    )
+    value = ValueModel(random_state=settings.seed).fit(X[tr], t[tr], ts.revenue[tr])
+    costs, catalog_version = catalog_costs(settings)
+    model = DecisionModel(response=response, value=value, feature_names=features,
+                          learner_name=name, catalog_version=catalog_version)
+
+    arms = model.arm_ids
+    test = ts.frame.iloc[te].reset_index(drop=True)
+    Xte = X[te]
+    outcomes = np.asarray(response.predict_outcomes(Xte))
+    metrics: dict[str, float] = {}
+    resp_rows = []
+    for j, arm in enumerate([CONTROL, *arms]):
+        m = t[te] == arm
+        if m.sum() > 1 and 0 < y[te][m].mean() < 1:
+            r = ev.response_metrics(y[te][m], outcomes[m, j])
+            resp_rows.append({"arm": arm, **{k: v for k, v in r.items() if np.isscalar(v)}})
+            for k, v in r.items():
+                if np.isscalar(v):
+                    metrics[f"{k}_{arm}"] = float(v)
+    upl = ev.uplift_metrics(y[te], t[te], outcomes[:, 1:] - outcomes[:, [0]], arms, CONTROL)
+    for _, row in upl.iterrows():
+        for k in ("qini", "auuc", "uplift_at_30"):
+            metrics[f"{k}_{row['arm']}"] = float(row[k])
+    truth = _truth_outcomes(settings, test, arms)
+    pol = ev.evaluate_policies(t[te], y[te], design[te], arms, CONTROL, outcomes, truth=truth,
+                               seed=settings.seed)
+    for _, row in pol.iterrows():
+        metrics[f"policy_ips_{row['policy']}"] = float(row["ips"])
+        metrics[f"policy_dr_{row['policy']}"] = float(row["dr"])
+        if "regret" in row and pd.notna(row.get("regret")):
+            metrics[f"regret_{row['policy']}"] = float(row["regret"])
+    net_value, net_se = policy_value(model, test, costs)
+    metrics["net_value_dr"] = net_value
+    metrics["net_value_dr_se"] = net_se
+
+    configure_mlflow(settings)
+    with mlflow.start_run(run_name=f"train-{name}") as run, tempfile.TemporaryDirectory() as tmp:
+        tmpd = Path(tmp)
+        mlflow.log_params({
+            "learner": name, "seed": settings.seed, "feature_service": FEATURE_SERVICE,
+            "n_features": len(features), "arms": ",".join(arms), "allow_sensitive": allow_sensitive,
+            "rows_train": len(tr), "rows_valid": len(va), "rows_test": len(te),
+            "catalog_version": catalog_version,
+        })
+        mlflow.log_metrics(metrics)
+        mlflow.set_tags({"selection_reason": why[:4000], **{f"lineage.{k}": str(v)
+                                                             for k, v in ts.lineage.items()}})
+        mlflow.log_dict(ts.lineage, "lineage.json")
+        mlflow.log_dict({"features": features}, "feature_order.json")
+        mlflow.log_table(table, "selection/validation.json")
+        mlflow.log_table(upl, "evaluation/uplift_metrics.json")
+        mlflow.log_table(pol, "evaluation/policy_values.json")
+        if resp_rows:
+            mlflow.log_table(pd.DataFrame(resp_rows), "evaluation/response_metrics.json")
+        _log_plots(model, Xte, y[te], t[te], outcomes, arms)
+        card = model_card(name, why, ts, metrics, pol, upl, features)
+        (tmpd / "model_card.md").write_text(card)
+        mlflow.log_artifact(str(tmpd / "model_card.md"))
+        info = log_decision_model(model, Xte, tmpd / "model")
+        mv = mlflow.register_model(info.model_uri, settings.model_name)
+        mlflow.MlflowClient().set_model_version_tag(settings.model_name, mv.version,
+                                                    "feature_service", FEATURE_SERVICE)
+
+        def champion_value(champ: DecisionModel) -> float:
+            missing = [f for f in champ.feature_names if f not in test]
+            if missing:
+                raise KeyError(f"features {missing[:5]}")
+            return policy_value(champ, test, costs)[0]
+
+        decision = promote(settings, str(mv.version), net_value, champion_value)
+        mlflow.set_tags({"promotion.alias": decision.alias, "promotion.reason": decision.reason})
+        mlflow.log_dict(json.loads(json.dumps(decision.__dict__, default=str)), "promotion.json")
+    log.info("trained %s: %s", name, why)
+    return TrainResult(run.info.run_id, str(mv.version), decision.alias, decision.reason, name,
+                       net_value, metrics)
+
+
+def _policy_allows_sensitive(settings: Settings) -> bool:
+    if not settings.policy.exists():
+        return False
+    from serving.policy import load_policy
+
+    policy = load_policy(settings.policy)
+    return bool(getattr(policy, "allow_sensitive_features", False))
+
+
+def _truth_outcomes(settings: Settings, test: pd.DataFrame, arms: list[str]) -> np.ndarray | None:
+    """True expected response per arm for the test rows when the data is generated."""
+    from training.truth_evaluation import true_outcomes_for_exposures
+
+    return true_outcomes_for_exposures(settings.raw_dir, test["exposure_id"], arms)
+
+
+def _log_plots(model: DecisionModel, X: np.ndarray, y: np.ndarray, t: np.ndarray,
+               outcomes: np.ndarray, arms: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    from training import plots
+
+    for name, fn in (
+        ("qini_curves.png", lambda: plots.qini_curves(y, t, outcomes[:, 1:] - outcomes[:, [0]],
+                                                      arms, CONTROL)),
+        ("uplift_curves.png", lambda: plots.uplift_curves(y, t, outcomes[:, 1:] - outcomes[:, [0]],
+                                                          arms, CONTROL)),
+        ("calibration.png", lambda: plots.calibration_plot(y, t, outcomes, [CONTROL, *arms])),
+        ("feature_importance.png", lambda: plots.feature_importance_plot(model.response,
+                                                                         model.feature_names)),
+    ):
+        try:
+            fig = fn()
+        except Exception as exc:  # a plot must never lose a training run
+            log.warning("plot %s failed: %s", name, exc)
+            continue
+        mlflow.log_figure(fig, f"plots/{name}")
+        plt.close(fig)
+
+
+def model_card(name: str, why: str, ts: TrainingSet, metrics: dict[str, float],
+               pol: pd.DataFrame, upl: pd.DataFrame, features: list[str]) -> str:
+    """A short Markdown model card: data, learner choice, evaluation, intended use."""
+    return "\n".join([
+        "# nextbest decision model",
+        "",
+        f"**Learner:** {name}. {why}",
+        "",
+        "## Data",
+        f"Randomised campaign exposures joined point-in-time through the Feast feature service "
+        f"`{ts.feature_service}`: {ts.lineage['rows']} rows from {ts.lineage['time_min']} to "
+        f"{ts.lineage['time_max']}, data hash `{ts.lineage['data_hash']}`, "
+        f"{len(features)} features, arms: {', '.join(ts.lineage['arms'])}.",
+        "",
+        "## Held-out evaluation (randomised data)",
+        "",
+        pol.to_string(index=False),
+        "",
+        upl.to_string(index=False),
+        "",
+        f"Net value per customer (doubly robust): {metrics['net_value_dr']:.4f} "
+        f"± {metrics['net_value_dr_se']:.4f}.",
+        "",
+        "## Intended use",
+        "Ranks actions by expected incremental value inside the nextbest decision engine, "
+        "which enforces consent, suppression and contact rules. Not for decisions about "
+        "credit or eligibility for essential services.",
+    ])
