@@ -6,6 +6,7 @@ Every value can be set by an environment variable with the prefix ``NEXTBEST_``
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
@@ -34,6 +35,13 @@ class Settings(BaseSettings):
     online_store: str = Field("sqlite", pattern="^(sqlite|redis)$")
     redis_connection: str = Field("localhost:6379")
     chunk_size: int = Field(100_000, gt=0, description="Rows per chunk in batch jobs.")
+    as_of: datetime = Field(
+        datetime(2026, 11, 1, tzinfo=UTC),
+        description="Reference time of the generated data and of feature snapshots.",
+    )
+    snapshot_months: int = Field(13, gt=0, description="Monthly feature snapshots before as_of.")
+    host: str = Field("127.0.0.1", description="Address the decision service binds.")
+    port: int = Field(3000, description="Port of the decision service.")
 
     @cached_property
     def root(self) -> Path:
