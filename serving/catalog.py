@@ -1,0 +1,233 @@
+"""The action catalog: a validated YAML file with a typed schema.
+
+Every action the engine may choose is declared here, with its channels, purpose, value,
+cost, business lever, dates, eligibility predicates (declared data, never code), cooldown
+and the response-model arm whose scores it borrows. "No action" is implicit and always
+available, so an action with the id ``no_action`` is an error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+CONTROL_ACTION = "no_action"
+Channel = Literal["email", "sms", "push", "web", "app", "call_center"]
+Purpose = Literal["marketing", "profiling", "service"]
+ActionKind = Literal["upsell", "cross_sell", "retention", "service", "info"]
+Op = Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "not_in"]
+CHANNELS: tuple[str, ...] = ("email", "sms", "push", "web", "app", "call_center")
+PURPOSES: tuple[str, ...] = ("marketing", "profiling", "service")
+
+
+class ConfigError(ValueError):
+    """A configuration file is invalid; the message names the file, the entry and the field."""
+
+
+class Predicate(BaseModel):
+    """One eligibility rule over a numeric feature: ``feature op value``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    feature: str = Field(min_length=1)
+    op: Op
+    value: float | list[float]
+
+    @model_validator(mode="after")
+    def _value_matches_op(self) -> Predicate:
+        if self.op in ("in", "not_in"):
+            if not isinstance(self.value, list) or not self.value:
+                raise ValueError(f"op '{self.op}' needs a non-empty list as value")
+        elif isinstance(self.value, list):
+            raise ValueError(f"op '{self.op}' needs a single number as value")
+        values = self.value if isinstance(self.value, list) else [self.value]
+        if any(not math.isfinite(v) for v in values):
+            raise ValueError("value must be finite")
+        return self
+
+
+class Action(BaseModel):
+    """One catalog action."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=80)
+    name: str = Field(min_length=1)
+    channels: list[Channel] = Field(min_length=1)
+    purpose: Purpose
+    kind: ActionKind
+    category: str = Field(min_length=1)
+    product: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_]*$")
+    value: float = Field(
+        ge=0, validation_alias=AliasChoices("value", "margin"), description="Per response."
+    )
+    cost: float = Field(0.0, ge=0, description="Per contact.")
+    lever: float = Field(1.0, gt=0, description="Business multiplier on the expected value.")
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
+    eligibility: list[Predicate] = Field(default_factory=list)
+    cooldown_days: float = Field(0.0, ge=0)
+    needs_stock: bool = False
+    placements: list[str] | None = Field(
+        None, description="Placements that may show it; None means every placement."
+    )
+    response_model: str | None = Field(
+        None, description="Model arm whose scores it uses; defaults to its own id."
+    )
+
+    @field_validator("valid_from", "valid_to")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        # Naive times in the file are read as UTC so date checks never depend on the host.
+        if v is not None and v.tzinfo is None:
+            return v.replace(tzinfo=UTC)
+        return v
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_channels(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("channels must not repeat")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Action:
+        if self.id == CONTROL_ACTION:
+            raise ValueError(f"'{CONTROL_ACTION}' is implicit and must not be declared")
+        if self.valid_from and self.valid_to and self.valid_to <= self.valid_from:
+            raise ValueError("valid_to must be after valid_from")
+        if self.needs_stock and not self.product:
+            raise ValueError("needs_stock requires a product")
+        return self
+
+    @property
+    def arm(self) -> str:
+        """The response-model arm this action is scored with."""
+        return self.response_model or self.id
+
+
+class Catalog(BaseModel):
+    """The whole action catalog."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: str = Field(min_length=1)
+    actions: list[Action] = Field(min_length=1)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int | float) else v
+
+    @property
+    def ids(self) -> list[str]:
+        """Action ids in file order (the column order of the engine's arrays)."""
+        return [a.id for a in self.actions]
+
+    def action(self, action_id: str) -> Action:
+        """The action with this id."""
+        for a in self.actions:
+            if a.id == action_id:
+                return a
+        raise KeyError(action_id)
+
+    def for_channel(self, channel: str) -> list[Action]:
+        """Actions that can be delivered on ``channel``."""
+        return [a for a in self.actions if channel in a.channels]
+
+    def validate_features(self, names: Iterable[str], source: str = "catalog") -> None:
+        """Fail if a predicate refers to a feature not in ``names``, naming action and field."""
+        known = set(names)
+        problems = [
+            f"{source}: action '{a.id}': field 'eligibility[{i}].feature': "
+            f"unknown feature '{p.feature}'"
+            for a in self.actions
+            for i, p in enumerate(a.eligibility)
+            if p.feature not in known
+        ]
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+
+def describe_validation_error(
+    exc: ValidationError, raw: Any, path: str | Path, list_key: str
+) -> str:
+    """Render pydantic errors as ``file: entry: field 'x': message`` lines.
+
+    ``list_key`` is the top-level list whose items are named by their ``id`` (or index).
+    """
+    lines = []
+    for err in exc.errors():
+        loc = list(err["loc"])
+        entry = "top level"
+        if len(loc) >= 2 and loc[0] == list_key and isinstance(loc[1], int):
+            idx = loc[1]
+            item = raw.get(list_key, [])[idx] if isinstance(raw, dict) else None
+            item_id = item.get("id") if isinstance(item, dict) else None
+            entry = f"{list_key}[{idx}]" + (f" (id '{item_id}')" if item_id else "")
+            loc = loc[2:]
+        elif len(loc) >= 2 and isinstance(loc[0], str) and isinstance(raw, dict):
+            # Mapping entries (e.g. policy overrides keyed by action id).
+            entry = f"{loc[0]}"
+        field = ".".join(str(p) for p in loc) or "(entry)"
+        lines.append(f"{path}: {entry}: field '{field}': {err['msg']}")
+    return "\n".join(lines)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file, turning parse errors into :class:`ConfigError` naming the file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read: {e}") from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: invalid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level: expected a mapping, got {type(data).__name__}")
+    return data
+
+
+def _duplicate_ids(raw: dict[str, Any], path: Path) -> None:
+    seen: dict[str, int] = {}
+    for i, item in enumerate(raw.get("actions") or []):
+        if isinstance(item, dict) and isinstance(item.get("id"), str):
+            if item["id"] in seen:
+                raise ConfigError(
+                    f"{path}: actions[{i}] (id '{item['id']}'): field 'id': duplicate of "
+                    f"actions[{seen[item['id']]}]"
+                )
+            seen[item["id"]] = i
+
+
+def load_catalog(path: str | Path, feature_names: Sequence[str] | None = None) -> Catalog:
+    """Read and validate the catalog YAML; errors name the file, the entry and the field.
+
+    When ``feature_names`` is given, eligibility predicates are checked against it too.
+    """
+    p = Path(path)
+    raw = read_yaml(p)
+    _duplicate_ids(raw, p)
+    try:
+        catalog = Catalog.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(describe_validation_error(e, raw, p, "actions")) from e
+    if feature_names is not None:
+        catalog.validate_features(feature_names, source=str(p))
+    return catalog

@@ -1,0 +1,943 @@
+"""The decision engine: one vectorised function for the online service and batch scoring.
+
+``compile_plan`` turns the catalog, the policy, the feature column order and the response
+model into index arrays once at start-up. ``decide`` then runs every rule for ``n``
+customers x ``C`` actions with numpy only:
+
+1. candidates for the channel (and placement) within their dates;
+2. consent gate (purpose x channel, deny by default: NaN or missing means no consent);
+3. eligibility predicates;
+4. suppression and caps (case pause, complaint block, holdings, stock, cooldown, caps);
+5. scores from the model: uplift, value, cost, lever -> expected incremental value;
+6. arbitration: rank by expected incremental value, "no action" at 0, top-k;
+7. holdout by salted hash of the customer id;
+8. logged exploration with its propensity;
+9. a reason code for every customer x action, rendered to sentences in the records.
+
+Every rule is compiled to a *check* (one feature column, a comparison, a reason code) or
+a per-call *context check* (dates, placement, stock). All checks of one channel are
+evaluated at once on an ``[n, P]`` gather of the feature matrix, and the first failing
+check of each action (in rule order) is found with one ``minimum.reduceat``. Because the
+online service and the batch job call this same function, their answers for the same
+customer, feature snapshot and time bucket are identical by construction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from serving.catalog import CONTROL_ACTION, Catalog, ConfigError
+from serving.policy import Policy, check_overrides
+from serving.reasons import Reason, row_sentence, sentence
+
+logger = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class ResponseModel(Protocol):
+    """Response model protocol from docs/contracts.md (training -> serving)."""
+
+    feature_names: list[str]
+    arm_ids: list[str]
+    version: str
+
+    def predict_arms(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(p_control [n], p_treated [n, A], value_if_response [n, A]) as float64."""
+        ...
+
+
+# Comparison operators of compiled checks: a check *fails* when ``x OP threshold`` holds.
+_EQ, _NE, _LT, _LE, _GT, _GE, _IN, _NOT_IN, _CTX = range(9)
+_OPS = {"eq": _EQ, "ne": _NE, "lt": _LT, "le": _LE, "gt": _GT, "ge": _GE}
+_OPS.update({"in": _IN, "not_in": _NOT_IN})
+# An eligibility predicate says when an action is allowed; its check fails on the inverse.
+_INVERSE = {"eq": "ne", "ne": "eq", "lt": "ge", "le": "gt", "gt": "le", "ge": "lt"}
+_INVERSE.update({"in": "not_in", "not_in": "in"})
+_CODE_BITS = 6  # reason codes < 64; a check's key is rank << 6 | code
+_NO_FAIL = np.iinfo(np.int32).max
+_NO_ACTION = -1
+
+
+@dataclass(frozen=True)
+class DecisionContext:
+    """Everything about one decision call that is not a customer feature."""
+
+    channel: str
+    now: datetime
+    k: int = 3
+    placement: str | None = None
+    #: product id -> units in stock, or an array aligned with ``Plan.stock_products``.
+    stock: Mapping[str, float] | np.ndarray | None = None
+    feature_snapshot_time: datetime | None = None
+    request: Mapping[str, Any] = field(default_factory=dict)
+    #: Seed of the exploration draw; None: the policy's time bucket of ``now``.
+    decision_seed: str | None = None
+
+
+@dataclass(frozen=True)
+class Check:
+    """One compiled rule of one action, kept for sentences and debugging."""
+
+    action: str
+    reason: Reason
+    feature: str | None
+    op: str
+    threshold: float | tuple[float, ...] | None
+    fields: dict[str, Any]
+
+
+@dataclass
+class ChannelPlan:
+    """Index arrays for the actions deliverable on one channel."""
+
+    channel: str
+    action_idx: np.ndarray  # [Cc] catalog column of each local action
+    cols: np.ndarray  # [P] feature column of each check (0 when it reads none)
+    fail_code: np.ndarray  # [P] reason when the check fails
+    nan_code: np.ndarray  # [P] reason when its feature is NaN (0: NaN not checked)
+    missing: np.ndarray  # [P] feature column absent from the feature list
+    rank_key: np.ndarray  # [P] position of the check inside its action, shifted
+    starts: np.ndarray  # [Cc] first check of each action
+    groups: list[tuple[int, np.ndarray, np.ndarray]]  # (op, check idx, thresholds)
+    date_checks: np.ndarray  # check idx of date rules
+    date_from: np.ndarray
+    date_to: np.ndarray
+    place_checks: np.ndarray
+    place_allowed: list[frozenset[str]]
+    stock_checks: np.ndarray
+    stock_pos: np.ndarray  # position in Plan.stock_products
+    checks: list[Check]
+    arm_idx: np.ndarray  # [Cc] model arm column
+    value: np.ndarray
+    cost: np.ndarray
+    lever: np.ndarray
+    sensitive_pos: np.ndarray  # positions of sensitive features among model columns
+    sensitive_consent_col: int  # feature column of the consent unlocking them (-1: none)
+
+
+@dataclass
+class Plan:
+    """Everything ``decide`` needs, precomputed once at start-up."""
+
+    catalog: Catalog
+    policy: Policy
+    model: ResponseModel
+    feature_names: list[str]
+    action_ids: np.ndarray  # [C] object
+    action_ids_with_control: np.ndarray  # [C + 1], last is no_action
+    model_cols: np.ndarray
+    stock_products: list[str]
+    channels: dict[str, ChannelPlan]
+    holdout_salt: bytes
+    missing_features: list[str]
+    feature_pos: dict[str, int]
+
+    @property
+    def model_version(self) -> str:
+        """Version of the response model."""
+        return str(getattr(self.model, "version", "unknown"))
+
+
+def compile_plan(
+    catalog: Catalog,
+    policy: Policy,
+    feature_names: Sequence[str],
+    model: ResponseModel,
+    channels: Sequence[str] | None = None,
+    strict: bool = True,
+) -> Plan:
+    """Precompute index arrays for every rule, channel and model arm.
+
+    With ``strict`` (the default) every feature a rule needs must be in ``feature_names``;
+    otherwise absent columns act as all-NaN (no consent; other rules report
+    MISSING_FEATURES), which keeps a partial feature set usable in experiments.
+    """
+    names = list(feature_names)
+    pos = {n: i for i, n in enumerate(names)}
+    catalog.validate_features(names, source="catalog")
+    check_overrides(policy, catalog.ids, source="policy")
+    missing_model = [f for f in model.feature_names if f not in pos]
+    if missing_model:
+        raise ConfigError(f"model {model.version}: features not provided: {missing_model}")
+    arm_pos = {a: i for i, a in enumerate(model.arm_ids)}
+    for a in catalog.actions:
+        if a.arm not in arm_pos:
+            raise ConfigError(
+                f"catalog: action '{a.id}': field 'response_model': model arm '{a.arm}' "
+                f"not in model {model.version} arms {list(model.arm_ids)}"
+            )
+    stock_products = sorted({a.product for a in catalog.actions if a.needs_stock and a.product})
+    wanted = channels or sorted({c for a in catalog.actions for c in a.channels})
+    model_cols = np.array([pos[f] for f in model.feature_names], dtype=np.intp)
+    missing: set[str] = set()
+    plans = {
+        ch: _compile_channel(catalog, policy, ch, pos, model, arm_pos, stock_products, missing)
+        for ch in wanted
+    }
+    if missing and strict:
+        raise ConfigError(f"features needed by the policy are not provided: {sorted(missing)}")
+    if missing:
+        logger.warning("features absent, rules using them treat values as NaN: %s", missing)
+    ids = np.array(catalog.ids, dtype=object)
+    return Plan(
+        catalog=catalog,
+        policy=policy,
+        model=model,
+        feature_names=names,
+        action_ids=ids,
+        action_ids_with_control=np.append(ids, np.array([CONTROL_ACTION], dtype=object)),
+        model_cols=model_cols,
+        stock_products=stock_products,
+        channels=plans,
+        holdout_salt=policy.holdout.salt.encode(),
+        missing_features=sorted(missing),
+        feature_pos=pos,
+    )
+
+
+def _compile_channel(
+    catalog: Catalog,
+    policy: Policy,
+    channel: str,
+    pos: dict[str, int],
+    model: ResponseModel,
+    arm_pos: dict[str, int],
+    stock_products: list[str],
+    missing: set[str],
+) -> ChannelPlan:
+    """Build the check table of one channel, in rule-precedence order per action."""
+    rows: list[tuple[int, str | None, str, Any, Reason, Reason | None, str | None, dict]] = []
+    # (local action, feature, op, threshold, fail reason, nan reason, ctx kind, fields)
+    actions = [(i, a) for i, a in enumerate(catalog.actions) if channel in a.channels]
+    starts = []
+    sup = policy.suppression
+    for local, (_, a) in enumerate(actions):
+        starts.append(len(rows))
+        base = {
+            "action": a.name,
+            "action_id": a.id,
+            "channel": channel,
+            "purpose": a.purpose,
+            "kind": a.kind.replace("_", "-"),
+            "product": a.product or a.category,
+        }
+        if a.placements is not None:
+            rows.append((local, None, "ctx", None, Reason.NOT_IN_PLACEMENT, None, "place", base))
+        if a.valid_from or a.valid_to:
+            rows.append((local, None, "ctx", None, Reason.OUT_OF_DATES, None, "dates", base))
+        c_purpose, c_channel = policy.consent_for(a.id, a.purpose, channel)
+        rows.append(
+            (
+                local,
+                f"consent_{c_purpose}_{c_channel}",
+                "lt",
+                0.5,
+                Reason.NO_CONSENT,
+                Reason.NO_CONSENT,
+                None,
+                {**base, "purpose": c_purpose, "channel": c_channel},
+            )
+        )
+        for p in a.eligibility:
+            thr = tuple(p.value) if isinstance(p.value, list) else p.value
+            rows.append(
+                (
+                    local,
+                    p.feature,
+                    _INVERSE[p.op],
+                    thr,
+                    Reason.NOT_ELIGIBLE,
+                    Reason.MISSING_FEATURES,
+                    None,
+                    {**base, "feature": p.feature, "op": p.op, "threshold": p.value},
+                )
+            )
+        cp = policy.case_pause
+        if cp.enabled and a.purpose in cp.purposes:
+            rows.append(
+                (
+                    local,
+                    cp.feature,
+                    "gt",
+                    0.0,
+                    Reason.CASE_OPEN,
+                    Reason.MISSING_FEATURES,
+                    None,
+                    {**base, "feature": cp.feature},
+                )
+            )
+        cb = policy.complaint_block
+        if cb.enabled and a.kind in cb.kinds:
+            rows.append(
+                (
+                    local,
+                    cb.feature,
+                    "lt",
+                    cb.days,
+                    Reason.RECENT_COMPLAINT,
+                    Reason.MISSING_FEATURES,
+                    None,
+                    {**base, "feature": cb.feature, "threshold": cb.days},
+                )
+            )
+        if sup.never_offer_held and a.product:
+            f = f"holds_{a.product}"
+            rows.append(
+                (
+                    local,
+                    f,
+                    "gt",
+                    0.5,
+                    Reason.ALREADY_HOLDS,
+                    Reason.MISSING_FEATURES,
+                    None,
+                    {**base, "feature": f},
+                )
+            )
+        if sup.respect_stock and a.needs_stock:
+            rows.append((local, None, "ctx", None, Reason.OUT_OF_STOCK, None, "stock", base))
+        if sup.cooldown and a.cooldown_days > 0:
+            f = f"days_since_shown_{a.id}"
+            if f not in pos and a.arm != a.id:
+                f = f"days_since_shown_{a.arm}"
+            rows.append(
+                (
+                    local,
+                    f,
+                    "lt",
+                    a.cooldown_days,
+                    Reason.COOLDOWN,
+                    Reason.MISSING_FEATURES,
+                    None,
+                    {**base, "feature": f, "threshold": a.cooldown_days},
+                )
+            )
+        for cap in policy.caps:
+            if cap.channel not in (channel, "all"):
+                continue
+            f = cap.feature()
+            reason = Reason.TOTAL_CAP if cap.channel == "all" else Reason.CHANNEL_CAP
+            rows.append(
+                (
+                    local,
+                    f,
+                    "ge",
+                    float(cap.max_contacts),
+                    reason,
+                    Reason.MISSING_FEATURES,
+                    None,
+                    {**base, "feature": f, "threshold": cap.max_contacts, "days": cap.period_days},
+                )
+            )
+    # Channel caps before the total cap, whatever their order in the file.
+    order: list[int] = []
+    new_starts = []
+    for local in range(len(actions)):
+        seg = [j for j, r in enumerate(rows) if r[0] == local]
+        seg.sort(key=lambda j: (rows[j][4] == Reason.TOTAL_CAP, j))
+        new_starts.append(len(order))
+        order.extend(seg)
+    rows = [rows[j] for j in order]
+    starts = new_starts
+
+    n_p = len(rows)
+    cols = np.zeros(n_p, dtype=np.intp)
+    miss = np.zeros(n_p, dtype=bool)
+    fail_code = np.zeros(n_p, dtype=np.int32)
+    nan_code = np.zeros(n_p, dtype=np.int32)
+    rank_key = np.zeros(n_p, dtype=np.int32)
+    op_code = np.full(n_p, _CTX, dtype=np.int8)
+    checks: list[Check] = []
+    for j, (local, feat, op, thr, fr, nr, _ctx, fields) in enumerate(rows):
+        rank_key[j] = (j - starts[local]) << _CODE_BITS
+        fail_code[j] = int(fr)
+        nan_code[j] = int(nr) if nr is not None else 0
+        if feat is not None:
+            if feat in pos:
+                cols[j] = pos[feat]
+            else:
+                miss[j] = True
+                missing.add(feat)
+            op_code[j] = _OPS[op]
+        checks.append(Check(actions[local][1].id, fr, feat, op, thr, fields))
+    groups: list[tuple[int, np.ndarray, np.ndarray]] = []
+    for op in sorted(set(op_code.tolist()) - {_CTX}):
+        idx = np.flatnonzero(op_code == op)
+        if op in (_IN, _NOT_IN):
+            width = max(len(rows[j][3]) for j in idx)
+            thr = np.full((len(idx), width), np.nan)
+            for r, j in enumerate(idx):
+                thr[r, : len(rows[j][3])] = rows[j][3]
+        else:
+            thr = np.array([rows[j][3] for j in idx], dtype=np.float64)
+        groups.append((op, idx, thr))
+
+    def ctx(kind: str) -> np.ndarray:
+        return np.array([j for j, r in enumerate(rows) if r[6] == kind], dtype=np.intp)
+
+    date_checks = ctx("dates")
+    date_from = np.array(
+        [_ts(actions[rows[j][0]][1].valid_from, -np.inf) for j in date_checks], dtype=float
+    )
+    date_to = np.array(
+        [_ts(actions[rows[j][0]][1].valid_to, np.inf) for j in date_checks], dtype=float
+    )
+    place_checks = ctx("place")
+    stock_checks = ctx("stock")
+    acts = [a for _, a in actions]
+    sens = policy.modelling
+    sens_pos = np.array(
+        [i for i, f in enumerate(model.feature_names) if f in sens.sensitive_features],
+        dtype=np.intp,
+    )
+    sens_col = -1
+    if len(sens_pos) and sens.model_sensitive_features_require:
+        f = f"consent_{sens.model_sensitive_features_require}_{channel}"
+        sens_col = pos.get(f, -1)  # absent consent feature: never unlocked
+    return ChannelPlan(
+        channel=channel,
+        action_idx=np.array([i for i, _ in actions], dtype=np.intp),
+        cols=cols,
+        fail_code=fail_code,
+        nan_code=nan_code,
+        missing=miss,
+        rank_key=rank_key,
+        starts=np.array(starts, dtype=np.intp),
+        groups=groups,
+        date_checks=date_checks,
+        date_from=date_from,
+        date_to=date_to,
+        place_checks=place_checks,
+        place_allowed=[frozenset(acts[rows[j][0]].placements or ()) for j in place_checks],
+        stock_checks=stock_checks,
+        stock_pos=np.array(
+            [stock_products.index(acts[rows[j][0]].product) for j in stock_checks],
+            dtype=np.intp,
+        ),
+        checks=checks,
+        arm_idx=np.array([arm_pos[a.arm] for a in acts], dtype=np.intp),
+        value=np.array([a.value for a in acts], dtype=np.float64),
+        cost=np.array([a.cost for a in acts], dtype=np.float64),
+        lever=np.array([a.lever for a in acts], dtype=np.float64),
+        sensitive_pos=sens_pos,
+        sensitive_consent_col=sens_col if len(sens_pos) else -1,
+    )
+
+
+def _ts(t: datetime | None, default: float) -> float:
+    return t.timestamp() if t is not None else default
+
+
+# --------------------------------------------------------------------------------------
+# hashing: holdout and exploration draws
+
+
+def holdout_hash(salt: str | bytes, customer_ids: Sequence[str] | np.ndarray) -> np.ndarray:
+    """First 8 bytes (big-endian) of sha256(salt + customer_id) as uint64, per customer.
+
+    The same recipe can be reproduced in SQL or Spark, so any system can tell who is in
+    the holdout.
+    """
+    s = salt.encode() if isinstance(salt, str) else salt
+    sha = hashlib.sha256
+    buf = b"".join(sha(s + str(c).encode()).digest()[:8] for c in customer_ids)
+    return np.frombuffer(buf, dtype=">u8").astype(np.uint64)
+
+
+def in_holdout(
+    salt: str | bytes, customer_ids: Sequence[str] | np.ndarray, share: float
+) -> np.ndarray:
+    """Whether each customer is in the holdout: hash / 2**64 < share."""
+    h = holdout_hash(salt, customer_ids)
+    return _unit(h) < share
+
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLD = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser: a fast, well-mixed uint64 -> uint64 map (vectorised)."""
+    with np.errstate(over="ignore"):
+        x = x + _GOLD
+        x = (x ^ (x >> np.uint64(30))) * _M1
+        x = (x ^ (x >> np.uint64(27))) * _M2
+    return x ^ (x >> np.uint64(31))
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    """uint64 -> float in [0, 1) using the top 53 bits."""
+    return (x >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
+
+
+def exploration_seed(policy: Policy, context: DecisionContext) -> np.uint64:
+    """The uint64 seed of a decision's exploration draw (same in batch and online)."""
+    seed = context.decision_seed
+    if seed is None:
+        seed = str(int(_now_ts(context.now) // policy.exploration.bucket_seconds))
+    d = hashlib.sha256(f"{policy.exploration.salt}:{seed}".encode()).digest()[:8]
+    return np.uint64(int.from_bytes(d, "big"))
+
+
+def _now_ts(now: datetime) -> float:
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    return now.timestamp()
+
+
+# --------------------------------------------------------------------------------------
+# decide
+
+
+@dataclass
+class Decisions:
+    """Arrays of one ``decide`` call; ``records`` and ``to_columns`` render them."""
+
+    plan: Plan
+    context: DecisionContext
+    customer_ids: np.ndarray  # [n] object
+    features: np.ndarray  # [n, F] (a reference, kept for reason sentences)
+    codes: np.ndarray  # [n, C] int8 Reason per action (0 = eligible and ranked)
+    failed_check: np.ndarray  # [n, C] index into the channel plan's checks, -1
+    p_control: np.ndarray  # [n]
+    p_treated: np.ndarray  # [n, C]
+    value: np.ndarray  # [n, C]
+    score: np.ndarray  # [n, C] expected incremental value
+    ranked: np.ndarray  # [n, k] catalog column, -1 past the last ranked action
+    greedy: np.ndarray  # [n] best ranked action (-1 = no action)
+    chosen: np.ndarray  # [n] logged action (-1 = no action)
+    propensity: np.ndarray  # [n]
+    holdout: np.ndarray  # [n] bool
+    explored: np.ndarray  # [n] bool
+    explore_options: np.ndarray  # [n, C] bool actions the exploration could pick
+    epsilon: np.ndarray  # [n] exploration probability actually applied
+    row_reason: np.ndarray  # [n] Reason explaining the chosen action
+
+    @property
+    def n(self) -> int:
+        """Number of customers."""
+        return len(self.customer_ids)
+
+    @property
+    def chosen_action(self) -> np.ndarray:
+        """Chosen action ids ([n] object, ``no_action`` for none)."""
+        return self.plan.action_ids_with_control[self.chosen]
+
+    @property
+    def uplift(self) -> np.ndarray:
+        """p_treated - p_control, [n, C]."""
+        return self.p_treated - self.p_control[:, None]
+
+    def action_probabilities(self) -> np.ndarray:
+        """Probability of each action (columns: catalog order, then no_action) per row."""
+        n_opt = self.explore_options.sum(axis=1) + 1
+        probs = np.zeros((self.n, len(self.plan.action_ids) + 1))
+        probs[:, :-1] = self.explore_options * (self.epsilon / n_opt)[:, None]
+        probs[:, -1] = self.epsilon / n_opt
+        target = np.where(self.holdout, _NO_ACTION, self.greedy)
+        probs[np.arange(self.n), target] += 1.0 - self.epsilon
+        return probs
+
+    def records(
+        self,
+        decision_ids: Sequence[str] | None = None,
+        deterministic_ids: bool = False,
+        include_off_channel: bool = False,
+    ) -> list[dict[str, Any]]:
+        """One decision-log record per customer (see module docs for the fields)."""
+        from serving.decision_log import check_customer_id
+
+        plan, ctx = self.plan, self.context
+        cplan = plan.channels[ctx.channel]
+        now = ctx.now if ctx.now.tzinfo else ctx.now.replace(tzinfo=UTC)
+        decided_at = now.isoformat()
+        snap = ctx.feature_snapshot_time.isoformat() if ctx.feature_snapshot_time else None
+        ids = plan.action_ids
+        cost = np.zeros(len(ids))
+        lever = np.ones(len(ids))
+        cost[cplan.action_idx] = cplan.cost
+        lever[cplan.action_idx] = cplan.lever
+        out = []
+        for i in range(self.n):
+            cid = self.customer_ids[i]
+            cid = None if cid is None or cid == "" else str(cid)
+            if cid is not None:
+                check_customer_id(cid)
+            if decision_ids is not None:
+                did = str(decision_ids[i])
+            elif deterministic_ids:
+                did = str(uuid.uuid5(uuid.NAMESPACE_URL, f"nextbest:{cid}:{decided_at}"))
+            else:
+                did = str(uuid.uuid4())
+            ranked = []
+            for r, c in enumerate(self.ranked[i]):
+                if c < 0:
+                    break
+                ranked.append(
+                    {
+                        "action_id": ids[c],
+                        "rank": r + 1,
+                        "score": float(self.score[i, c]),
+                        "p_treated": float(self.p_treated[i, c]),
+                        "p_control": float(self.p_control[i]),
+                        "uplift": float(self.p_treated[i, c] - self.p_control[i]),
+                        "value": float(self.value[i, c]),
+                        "cost": float(cost[c]),
+                        "lever": float(lever[c]),
+                    }
+                )
+            excluded = []
+            for c in np.flatnonzero(self.codes[i]):
+                code = int(self.codes[i, c])
+                if code == Reason.NOT_ON_CHANNEL and not include_off_channel:
+                    continue
+                excluded.append(
+                    {
+                        "action_id": ids[c],
+                        "reason": Reason(code).name,
+                        "sentence": self._sentence(i, int(c), code),
+                    }
+                )
+            chosen = int(self.chosen[i])
+            fields: dict[str, Any] = {}
+            if chosen >= 0:
+                fields = {
+                    "action": plan.catalog.actions[chosen].name,
+                    "score": float(self.score[i, chosen]),
+                }
+            out.append(
+                {
+                    "decision_id": did,
+                    "decided_at": decided_at,
+                    "customer_id": cid,
+                    "channel": ctx.channel,
+                    "placement": ctx.placement,
+                    "group": "holdout" if self.holdout[i] else "treatment",
+                    "chosen_action": plan.action_ids_with_control[chosen],
+                    "propensity": float(self.propensity[i]),
+                    "explored": bool(self.explored[i]),
+                    "reason": Reason(int(self.row_reason[i])).name,
+                    "reason_text": row_sentence(int(self.row_reason[i]), fields),
+                    "ranked": ranked,
+                    "excluded": excluded,
+                    "model_version": plan.model_version,
+                    "policy_version": plan.policy.version,
+                    "catalog_version": plan.catalog.version,
+                    "feature_snapshot_time": snap,
+                    "context": dict(ctx.request),
+                }
+            )
+        return out
+
+    def _sentence(self, i: int, c: int, code: int) -> str:
+        action = self.plan.catalog.actions[c]
+        fields: dict[str, Any] = {
+            "action": action.name,
+            "channel": self.context.channel,
+            "placement": self.context.placement,
+            "purpose": action.purpose,
+            "product": action.product or action.category,
+        }
+        j = int(self.failed_check[i, c])
+        if j >= 0:
+            chk = self.plan.channels[self.context.channel].checks[j]
+            fields.update(chk.fields)
+            col = self.plan.feature_pos.get(chk.feature) if chk.feature else None
+            if col is not None:
+                fields["observed"] = float(self.features[i, col])
+        if code in (Reason.NEGATIVE_VALUE,):
+            fields["score"] = float(self.score[i, c])
+        return sentence(code, fields)
+
+    def to_columns(self) -> dict[str, np.ndarray]:
+        """Columnar form for batch: one entry per customer, top-k flattened into columns."""
+        ids = self.plan.action_ids_with_control
+        cols: dict[str, np.ndarray] = {
+            "customer_id": self.customer_ids,
+            "group": np.where(self.holdout, "holdout", "treatment").astype(object),
+            "chosen_action": ids[self.chosen],
+            "propensity": self.propensity,
+            "explored": self.explored,
+            "reason": _REASON_NAMES[self.row_reason],
+        }
+        rows = np.arange(self.n)
+        for r in range(self.ranked.shape[1]):
+            c = self.ranked[:, r]
+            ok = c >= 0
+            cols[f"rank_{r + 1}_action"] = np.where(ok, ids[c], None).astype(object)
+            cols[f"rank_{r + 1}_score"] = np.where(ok, self.score[rows, c], np.nan)
+        return cols
+
+    def to_arrow(self) -> Any:
+        """The columnar form as a pyarrow Table, with versions and times as metadata."""
+        import pyarrow as pa
+
+        cols = self.to_columns()
+        table = pa.table({k: pa.array(v) for k, v in cols.items()})
+        meta = {
+            "channel": self.context.channel,
+            "decided_at": self.context.now.isoformat(),
+            "model_version": self.plan.model_version,
+            "policy_version": self.plan.policy.version,
+            "catalog_version": self.plan.catalog.version,
+            "feature_snapshot_time": (
+                self.context.feature_snapshot_time.isoformat()
+                if self.context.feature_snapshot_time
+                else ""
+            ),
+        }
+        return table.replace_schema_metadata(meta)
+
+
+_REASON_NAMES = np.array([r.name for r in Reason], dtype=object)
+_OP_FN = {
+    _EQ: np.equal,
+    _NE: np.not_equal,
+    _LT: np.less,
+    _LE: np.less_equal,
+    _GT: np.greater,
+    _GE: np.greater_equal,
+}
+
+
+def _stock_vector(plan: Plan, stock: Mapping[str, float] | np.ndarray | None) -> np.ndarray:
+    if isinstance(stock, np.ndarray):
+        return stock.astype(np.float64, copy=False)
+    if stock is None:
+        return np.full(len(plan.stock_products), np.nan)
+    return np.array([stock.get(p, np.nan) for p in plan.stock_products], dtype=np.float64)
+
+
+def decide(
+    features: np.ndarray,
+    customer_ids: Sequence[str | None] | np.ndarray,
+    plan: Plan,
+    context: DecisionContext,
+    model_scores: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> Decisions:
+    """Decide the next best action for ``n`` customers on ``context.channel``.
+
+    ``features`` is ``[n, F]`` float64 in ``plan.feature_names`` order. ``model_scores``,
+    when given, replaces the model call with precomputed ``predict_arms`` outputs for all
+    ``n`` rows (batch jobs that score once and decide on several channels).
+    """
+    X = np.asarray(features, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != len(plan.feature_names):
+        raise ValueError(
+            f"features must be [n, {len(plan.feature_names)}] in plan.feature_names order, "
+            f"got shape {X.shape}"
+        )
+    cids = np.asarray(customer_ids, dtype=object).reshape(-1)
+    n = X.shape[0]
+    if len(cids) != n:
+        raise ValueError(f"{len(cids)} customer ids for {n} feature rows")
+    cp = plan.channels.get(context.channel)
+    if cp is None:
+        raise ValueError(f"channel '{context.channel}' not compiled; have {sorted(plan.channels)}")
+    pol = plan.policy
+    n_act = len(plan.action_ids)
+    n_loc = len(cp.action_idx)
+    k = max(int(context.k), 1)
+
+    # 1-4: every rule as one [n, P] check matrix.
+    V = X[:, cp.cols]
+    nan = np.isnan(V)
+    nan &= cp.nan_code > 0
+    if cp.missing.any():
+        nan |= cp.missing
+    fail = np.zeros(V.shape, dtype=bool)
+    for op, idx, thr in cp.groups:
+        sub = V[:, idx]
+        if op == _IN or op == _NOT_IN:
+            hit = (sub[:, :, None] == thr[None, :, :]).any(axis=2)
+            fail[:, idx] = hit if op == _IN else ~hit
+        else:
+            fail[:, idx] = _OP_FN[op](sub, thr)
+    ctx_fail = np.zeros(V.shape[1], dtype=bool)
+    if len(cp.date_checks):
+        t = _now_ts(context.now)
+        ctx_fail[cp.date_checks] = (t < cp.date_from) | (t >= cp.date_to)
+    if len(cp.place_checks) and context.placement is not None:
+        ctx_fail[cp.place_checks] = [context.placement not in a for a in cp.place_allowed]
+    if len(cp.stock_checks):
+        units = _stock_vector(plan, context.stock)[cp.stock_pos]
+        out = units <= 0
+        if pol.suppression.missing_stock_is_out:
+            out |= np.isnan(units)
+        ctx_fail[cp.stock_checks] = out
+    fail |= ctx_fail
+    code = np.where(nan, cp.nan_code, cp.fail_code)
+    key = np.where(fail | nan, cp.rank_key + code, _NO_FAIL)
+    first = np.minimum.reduceat(key, cp.starts, axis=1) if n_loc else key[:, :0]
+    has_fail = first != _NO_FAIL
+    loc_codes = np.where(has_fail, first & ((1 << _CODE_BITS) - 1), 0)
+    loc_check = np.where(has_fail, cp.starts + (first >> _CODE_BITS), -1)
+
+    unknown = np.fromiter((c is None or c == "" for c in cids), dtype=bool, count=n)
+    if unknown.any():
+        loc_codes[unknown] = Reason.UNKNOWN_CUSTOMER
+        loc_check[unknown] = -1
+    eligible = loc_codes == 0
+
+    # 5: scores, only for rows with something eligible.
+    p_control = np.full(n, np.nan)
+    loc_pt = np.full((n, n_loc), np.nan)
+    loc_val = np.full((n, n_loc), np.nan)
+    model_error = np.zeros(n, dtype=bool)
+    need = np.flatnonzero(eligible.any(axis=1))
+    if len(need):
+        scored = _score(plan, cp, X, need, model_scores)
+        if scored is None:
+            model_error[need] = True
+        else:
+            pc, pt, val = scored
+            bad = ~(np.isfinite(pc) & np.isfinite(pt).all(axis=1) & np.isfinite(val).all(axis=1))
+            model_error[need[bad]] = True
+            p_control[need] = pc
+            loc_pt[need] = pt
+            loc_val[need] = np.where(val > 0, val, cp.value)
+    if model_error.any():
+        hit = eligible & model_error[:, None]
+        loc_codes[hit] = Reason.MODEL_ERROR
+        eligible &= ~hit
+    loc_score = ((loc_pt - p_control[:, None]) * loc_val - cp.cost) * cp.lever
+    negative = eligible & ~(loc_score > 0)
+    loc_codes[negative] = Reason.NEGATIVE_VALUE
+    rankable = eligible & ~negative
+
+    # Scatter the channel's local columns into catalog order.
+    codes = np.full((n, n_act), int(Reason.NOT_ON_CHANNEL), dtype=np.int8)
+    codes[:, cp.action_idx] = loc_codes
+    if unknown.any():
+        codes[unknown] = Reason.UNKNOWN_CUSTOMER
+    failed_check = np.full((n, n_act), -1, dtype=np.int32)
+    failed_check[:, cp.action_idx] = loc_check
+    p_treated = np.full((n, n_act), np.nan)
+    p_treated[:, cp.action_idx] = loc_pt
+    value = np.full((n, n_act), np.nan)
+    value[:, cp.action_idx] = loc_val
+    score = np.full((n, n_act), np.nan)
+    score[:, cp.action_idx] = loc_score
+
+    # 6: arbitration; ties go to catalog order (stable sort) so results are reproducible.
+    masked = np.where(rankable, loc_score, -np.inf)
+    kk = min(k, n_loc)
+    if n_loc:
+        order = np.argsort(-masked, axis=1, kind="stable")[:, :kk]
+        ok = np.take_along_axis(rankable, order, axis=1)
+        ranked_loc = np.where(ok, cp.action_idx[order], -1)
+    else:
+        ranked_loc = np.full((n, 0), -1, dtype=np.intp)
+    ranked = np.full((n, k), -1, dtype=np.intp)
+    ranked[:, :kk] = ranked_loc
+    greedy = ranked[:, 0].copy() if k else np.full(n, -1)
+
+    # 7: holdout by salted hash of the customer id.
+    h = holdout_hash(plan.holdout_salt, cids)
+    holdout = (_unit(h) < pol.holdout.share) & ~unknown
+
+    # 8: logged exploration among rule-eligible actions (any value) and no action.
+    explorable = eligible  # rule-eligible and scored, including those with value <= 0
+    active = ~holdout & ~unknown & ~model_error
+    eps = np.where(active, pol.exploration.epsilon, 0.0)
+    x = _mix64(h ^ exploration_seed(pol, context))
+    u_explore = _unit(x)
+    u_choice = _unit(_mix64(x))
+    options_loc = np.where(active[:, None], explorable, False)
+    n_opt = options_loc.sum(axis=1) + 1
+    explored = active & (u_explore < eps)
+    pick = np.minimum((u_choice * n_opt).astype(np.int64), n_opt - 1)  # n_opt-1 = no action
+    chosen = np.where(holdout, _NO_ACTION, greedy)
+    if explored.any():
+        rank_in = np.cumsum(options_loc, axis=1) - 1
+        hit = options_loc & (rank_in == pick[:, None])
+        has = hit.any(axis=1)
+        pick_loc = np.argmax(hit, axis=1)
+        pick_act = np.where(has, cp.action_idx[pick_loc] if n_loc else -1, _NO_ACTION)
+        chosen = np.where(explored, pick_act, chosen)
+    explore_options = np.zeros((n, n_act), dtype=bool)
+    explore_options[:, cp.action_idx] = options_loc
+    propensity = eps / n_opt + np.where(chosen == greedy, 1.0 - eps, 0.0)
+    propensity = np.where(holdout | unknown, 1.0, propensity)
+
+    row_reason = np.full(n, int(Reason.NO_ELIGIBLE_ACTION), dtype=np.int8)
+    any_neg = negative.any(axis=1)
+    any_missing = (loc_codes == Reason.MISSING_FEATURES).any(axis=1)
+    row_reason[any_missing] = Reason.MISSING_FEATURES
+    row_reason[any_neg] = Reason.NEGATIVE_VALUE
+    row_reason[chosen >= 0] = Reason.BEST_VALUE
+    row_reason[explored] = Reason.EXPLORATION
+    row_reason[model_error] = Reason.MODEL_ERROR
+    row_reason[holdout] = Reason.HOLDOUT
+    row_reason[unknown] = Reason.UNKNOWN_CUSTOMER
+
+    return Decisions(
+        plan=plan,
+        context=context,
+        customer_ids=cids,
+        features=X,
+        codes=codes,
+        failed_check=failed_check,
+        p_control=p_control,
+        p_treated=p_treated,
+        value=value,
+        score=score,
+        ranked=ranked,
+        greedy=greedy,
+        chosen=chosen,
+        propensity=propensity,
+        holdout=holdout,
+        explored=explored,
+        explore_options=explore_options,
+        epsilon=np.where(holdout | unknown, 0.0, eps),
+        row_reason=row_reason,
+    )
+
+
+def _score(
+    plan: Plan,
+    cp: ChannelPlan,
+    X: np.ndarray,
+    rows: np.ndarray,
+    model_scores: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(p_control [m], p_treated [m, Cc], model value [m, Cc]) for ``rows``; None on failure."""
+    try:
+        if model_scores is not None:
+            pc, pt, val = (np.asarray(a, dtype=np.float64) for a in model_scores)
+            pc, pt, val = pc[rows], pt[rows], val[rows]
+        else:
+            Xm = X[np.ix_(rows, plan.model_cols)] if len(rows) != len(X) else X[:, plan.model_cols]
+            if cp.sensitive_consent_col >= 0 or len(cp.sensitive_pos):
+                # Sensitive features reach the model only with the purpose's consent.
+                if cp.sensitive_consent_col >= 0:
+                    allowed = X[rows, cp.sensitive_consent_col] > 0.5
+                else:
+                    allowed = np.zeros(len(rows), dtype=bool)
+                if not allowed.all():
+                    Xm[np.ix_(~allowed, cp.sensitive_pos)] = np.nan
+            pc, pt, val = plan.model.predict_arms(Xm)
+            pc = np.asarray(pc, dtype=np.float64).reshape(-1)
+            pt = np.asarray(pt, dtype=np.float64)
+            val = np.asarray(val, dtype=np.float64)
+        n_arms = len(plan.model.arm_ids)
+        if pc.shape != (len(rows),) or pt.shape != (len(rows), n_arms) or val.shape != pt.shape:
+            raise ValueError(
+                f"predict_arms returned shapes {pc.shape}, {pt.shape}, {val.shape} "
+                f"for {len(rows)} rows and {n_arms} arms"
+            )
+        return pc, pt[:, cp.arm_idx], val[:, cp.arm_idx]
+    except Exception:  # the model must never take the decision service down
+        logger.exception(
+            "response model %s failed; no action for %d rows", plan.model_version, len(rows)
+        )
+        return None

@@ -1,0 +1,156 @@
+"""Reason codes of the decision engine and the sentences a call-centre agent reads.
+
+The engine works with small integers (one per customer x action); this module maps each
+integer to a stable code string and a plain-language sentence template. The integer order
+is also the order of precedence: when several rules exclude an action, the engine reports
+the one that comes first here.
+"""
+
+from __future__ import annotations
+
+import logging
+import string
+from collections.abc import Mapping
+from enum import IntEnum
+
+logger = logging.getLogger(__name__)
+
+
+class Reason(IntEnum):
+    """Why an action was (not) offered; lower values take precedence."""
+
+    ELIGIBLE = 0
+    UNKNOWN_CUSTOMER = 1
+    NOT_ON_CHANNEL = 2
+    NOT_IN_PLACEMENT = 3
+    OUT_OF_DATES = 4
+    NO_CONSENT = 5
+    NOT_ELIGIBLE = 6
+    CASE_OPEN = 7
+    RECENT_COMPLAINT = 8
+    ALREADY_HOLDS = 9
+    OUT_OF_STOCK = 10
+    COOLDOWN = 11
+    CHANNEL_CAP = 12
+    TOTAL_CAP = 13
+    MISSING_FEATURES = 14
+    MODEL_ERROR = 15
+    NEGATIVE_VALUE = 16
+    HOLDOUT = 17
+    NO_ELIGIBLE_ACTION = 18
+    EXPLORATION = 19
+    BEST_VALUE = 20
+
+
+#: How each channel reads inside a sentence ("... consented to marketing by email").
+CHANNEL_PHRASES: dict[str, str] = {
+    "email": "by email",
+    "sms": "by SMS",
+    "push": "by push notification",
+    "web": "on the website",
+    "app": "in the app",
+    "call_center": "by phone call",
+}
+
+OP_PHRASES: dict[str, str] = {
+    "eq": "equal to",
+    "ne": "different from",
+    "lt": "below",
+    "le": "at most",
+    "gt": "above",
+    "ge": "at least",
+    "in": "one of",
+    "not_in": "none of",
+}
+
+#: Sentence templates; fields are filled by :func:`sentence`.
+SENTENCES: dict[Reason, str] = {
+    Reason.ELIGIBLE: "{action} is allowed for this customer.",
+    Reason.UNKNOWN_CUSTOMER: "The customer could not be identified, so no offer is made.",
+    Reason.NOT_ON_CHANNEL: "{action} is not offered {channel_phrase}.",
+    Reason.NOT_IN_PLACEMENT: "{action} is not shown in the {placement} placement.",
+    Reason.OUT_OF_DATES: "{action} is not running at this time.",
+    Reason.NO_CONSENT: "Customer has not consented to {purpose} {channel_phrase}.",
+    Reason.NOT_ELIGIBLE: (
+        "{action} requires {feature} to be {op_phrase} {threshold}; the customer has {observed}."
+    ),
+    Reason.CASE_OPEN: "Customer has an open service case, so {purpose} offers are paused.",
+    Reason.RECENT_COMPLAINT: (
+        "Customer complained {observed} days ago; no {kind} offers within {threshold} days "
+        "of a complaint."
+    ),
+    Reason.ALREADY_HOLDS: "Customer already holds {product}, so {action} is not offered.",
+    Reason.OUT_OF_STOCK: "{product} is out of stock, so {action} is not offered.",
+    Reason.COOLDOWN: "{action} was shown {observed} days ago; it rests for {threshold} days.",
+    Reason.CHANNEL_CAP: (
+        "Customer was contacted {observed} times {channel_phrase} in the last {days} days; "
+        "the limit is {threshold}."
+    ),
+    Reason.TOTAL_CAP: (
+        "Customer was contacted {observed} times on all channels in the last {days} days; "
+        "the limit is {threshold}."
+    ),
+    Reason.MISSING_FEATURES: "Data needed to check {action} is missing ({feature}).",
+    Reason.MODEL_ERROR: "The response model could not score this customer, so no offer is made.",
+    Reason.NEGATIVE_VALUE: (
+        "{action} is not expected to add value for this customer "
+        "(expected incremental value {score})."
+    ),
+    Reason.HOLDOUT: "Customer is in the measurement holdout group and receives no offer.",
+    Reason.NO_ELIGIBLE_ACTION: "No offer is allowed for this customer right now.",
+    Reason.EXPLORATION: "{action} was picked at random to keep learning what works.",
+    Reason.BEST_VALUE: "{action} has the highest expected incremental value ({score}).",
+}
+
+
+class _Blank(dict):
+    """Format mapping that leaves unknown fields readable instead of raising."""
+
+    def __missing__(self, key: str) -> str:
+        return "unknown"
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "no value"
+        return f"{value:.2f}" if abs(value - round(value)) > 1e-9 else f"{value:.0f}"
+    if isinstance(value, list | tuple):
+        return ", ".join(_fmt(v) for v in value)
+    return str(value)
+
+
+#: Row-level wording where it differs from the per-action one.
+ROW_SENTENCES: dict[Reason, str] = {
+    Reason.NEGATIVE_VALUE: (
+        "No allowed offer is expected to add value for this customer, so no action is best."
+    ),
+    Reason.MISSING_FEATURES: "Data needed to check the offers is missing, so no offer is made.",
+}
+
+
+def code(reason: int) -> str:
+    """The stable code string of a reason integer (e.g. ``NO_CONSENT``)."""
+    return Reason(int(reason)).name
+
+
+def sentence(reason: int, fields: Mapping[str, object] | None = None) -> str:
+    """Fill the sentence template of ``reason`` with the action, feature and values given.
+
+    Unknown fields read as "unknown" so a missing detail never breaks a decision record.
+    """
+    template = SENTENCES[Reason(int(reason))]
+    values = _Blank({k: _fmt(v) for k, v in (fields or {}).items()})
+    if "channel" in values and "channel_phrase" not in values:
+        values["channel_phrase"] = CHANNEL_PHRASES.get(values["channel"], f"by {values['channel']}")
+    if "op" in values and "op_phrase" not in values:
+        values["op_phrase"] = OP_PHRASES.get(values["op"], values["op"])
+    return string.Formatter().vformat(template, (), values)
+
+
+def row_sentence(reason: int, fields: Mapping[str, object] | None = None) -> str:
+    """Sentence explaining a whole decision (the chosen action, or why there is none)."""
+    r = Reason(int(reason))
+    if r in ROW_SENTENCES:
+        return ROW_SENTENCES[r]
+    return sentence(r, fields)
