@@ -133,8 +133,9 @@ def exclusion_counts(decisions: pd.DataFrame) -> pd.DataFrame:
     cols = ["action_id", "code", "count", "share"]
     if "excluded" not in decisions or decisions.empty:
         return pd.DataFrame(columns=cols)
+    # The engine logs the code under "reason" (with a "sentence"); older records use "code".
     pairs = [
-        (e["action_id"], e["code"])
+        (e["action_id"], e.get("code") or e.get("reason"))
         for lst in decisions["excluded"].tolist()
         if isinstance(lst, list | np.ndarray)
         for e in lst
