@@ -1,0 +1,194 @@
+"""Append-only, durable decision log: one JSON line per decision, one file per UTC day.
+
+A batch of records becomes one ``write()`` on a file opened with ``O_APPEND``, followed by
+``fsync`` before ``append`` returns, so a decision that was answered is on disk and
+several processes can log to the same directory without interleaving lines.
+Records must never carry a raw email, phone or name: ``append`` refuses them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+try:  # orjson is optional: faster, same output
+    import orjson
+
+    def _dumps(obj: Any) -> bytes:
+        return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
+
+except ImportError:  # pragma: no cover - depends on the environment
+
+    def _dumps(obj: Any) -> bytes:
+        return json.dumps(obj, separators=(",", ":"), default=_json_default).encode()
+
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+")
+_PHONE_CHARS = re.compile(r"^\+?[\d\s().\-/]+$")
+_FILE = re.compile(r"^decisions-(\d{4}-\d{2}-\d{2})\.jsonl$")
+
+
+class PersonalDataError(ValueError):
+    """A decision record carries something that looks like a raw email or phone number."""
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def looks_like_phone(text: str) -> bool:
+    """True for strings made of phone characters holding 7 to 15 digits."""
+    if not _PHONE_CHARS.match(text):
+        return False
+    digits = sum(ch.isdigit() for ch in text)
+    return 7 <= digits <= 15
+
+
+def check_customer_id(customer_id: str) -> None:
+    """Raise :class:`PersonalDataError` if a customer id looks like an email or a phone."""
+    if "@" in customer_id or _EMAIL.search(customer_id):
+        raise PersonalDataError("customer_id looks like an email address; pass the customer_id")
+    if looks_like_phone(customer_id):
+        raise PersonalDataError("customer_id looks like a phone number; pass the customer_id")
+
+
+class DecisionLog:
+    """Durable JSON-lines log of decision records under ``directory``."""
+
+    def __init__(self, directory: str | Path, fsync: bool = True) -> None:
+        self.directory = Path(directory)
+        self.fsync = fsync
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, day: date) -> Path:
+        """The file holding decisions written on ``day`` (UTC)."""
+        return self.directory / f"decisions-{day.isoformat()}.jsonl"
+
+    def append(self, records: Iterable[dict[str, Any]]) -> int:
+        """Write records as one block and make it durable; returns the number written.
+
+        Raises :class:`PersonalDataError` (and writes nothing) if any record carries a
+        customer id that looks like an email or a phone, or an email anywhere in it.
+        """
+        lines = []
+        for rec in records:
+            cid = rec.get("customer_id")
+            if cid is not None:
+                check_customer_id(str(cid))
+            line = _dumps(rec)
+            if _EMAIL.search(line.decode("utf-8", "replace")):
+                raise PersonalDataError(
+                    f"decision {rec.get('decision_id')} contains an email address"
+                )
+            lines.append(line)
+        if not lines:
+            return 0
+        block = b"\n".join(lines) + b"\n"
+        path = self.path_for(datetime.now(UTC).date())
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            view = memoryview(block)
+            written = os.write(fd, view)
+            while written < len(block):  # a short write only happens on full disks/signals
+                written += os.write(fd, view[written:])
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        return len(lines)
+
+
+def _files(directory: Path, since: datetime | None, until: datetime | None) -> list[Path]:
+    out = []
+    for p in sorted(directory.glob("decisions-*.jsonl")):
+        m = _FILE.match(p.name)
+        if not m:
+            continue
+        day = date.fromisoformat(m.group(1))
+        # Files are named by write day; a record may be decided slightly before its write day.
+        if since is not None and day < since.astimezone(UTC).date() - timedelta(days=1):
+            continue
+        if until is not None and day > until.astimezone(UTC).date() + timedelta(days=1):
+            continue
+        out.append(p)
+    return out
+
+
+def _utc(t: datetime | None) -> datetime | None:
+    if t is None:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+LOG_COLUMNS = [
+    "decision_id",
+    "decided_at",
+    "customer_id",
+    "channel",
+    "placement",
+    "group",
+    "chosen_action",
+    "propensity",
+    "explored",
+    "reason",
+    "top_score",
+    "n_ranked",
+    "n_excluded",
+    "model_version",
+    "policy_version",
+    "catalog_version",
+    "feature_snapshot_time",
+    "ranked",
+    "excluded",
+]
+
+
+def read_log(
+    directory: str | Path, since: datetime | None = None, until: datetime | None = None
+) -> pd.DataFrame:
+    """Decision records as a flat DataFrame (one row per decision) for analysis.
+
+    ``decided_at`` and ``feature_snapshot_time`` are UTC timestamps; ``since`` is
+    inclusive, ``until`` exclusive. The nested ``ranked`` and ``excluded`` lists are kept
+    as object columns next to their summaries.
+    """
+    d = Path(directory)
+    since, until = _utc(since), _utc(until)
+    rows: list[dict[str, Any]] = []
+    for path in _files(d, since, until):
+        with path.open("rb") as fh:
+            for raw in fh:
+                if not raw.strip():
+                    continue
+                rec = json.loads(raw)
+                ranked = rec.get("ranked") or []
+                rows.append(
+                    {
+                        **{c: rec.get(c) for c in LOG_COLUMNS},
+                        "top_score": ranked[0]["score"] if ranked else 0.0,
+                        "n_ranked": len(ranked),
+                        "n_excluded": len(rec.get("excluded") or []),
+                    }
+                )
+    df = pd.DataFrame(rows, columns=LOG_COLUMNS)
+    df["decided_at"] = pd.to_datetime(df["decided_at"], utc=True, format="ISO8601")
+    df["feature_snapshot_time"] = pd.to_datetime(
+        df["feature_snapshot_time"], utc=True, format="ISO8601"
+    )
+    df["propensity"] = df["propensity"].astype(float)
+    if since is not None:
+        df = df[df["decided_at"] >= pd.Timestamp(since)]
+    if until is not None:
+        df = df[df["decided_at"] < pd.Timestamp(until)]
+    return df.sort_values("decided_at", kind="stable").reset_index(drop=True)
