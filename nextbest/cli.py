@@ -7,6 +7,7 @@ function from a package; no logic lives here.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -40,6 +41,46 @@ def _settings(**overrides: object) -> Settings:
 
 
 # --- generate (customers.generate) -------------------------------------------------------
+
+
+@app.command("generate")
+def generate_cmd(
+    customers: Annotated[
+        int | None, typer.Option("--customers", help="Persons to generate (default: settings).")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Random seed (default: settings).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (default: settings raw_dir).")
+    ] = None,
+) -> None:
+    """Generate synthetic source-system exports (and their truth under truth/)."""
+    from customers.generate import OUTPUT_FILES, generate
+
+    settings = _settings(customers=customers, seed=seed)
+    out_dir = out or settings.raw_dir
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task(f"generating {settings.customers:,} persons", total=len(OUTPUT_FILES))
+        summary = generate(
+            settings.customers,
+            settings.seed,
+            out_dir,
+            progress=lambda name: bar.update(task, advance=1, description=f"wrote {name}"),
+        )
+    table = Table("file", "rows", title=f"{summary.n_persons:,} persons -> {out_dir}")
+    for name, rows in summary.rows.items():
+        table.add_row(name, f"{rows:,}")
+    console.print(table)
+
+
 # --- resolve (customers.identity) ---------------------------------------------------------
 # --- features (customers.features, feature_repo) ------------------------------------------
 
