@@ -1,0 +1,400 @@
+"""The Hillstrom e-mail benchmark: our learners against causalml and scikit-uplift.
+
+One process, one split (``train_test_split(test_size=0.30, random_state=42,
+stratify=segment + "|" + visit)``), the same encoded features for every learner. Our
+learner is selected on a validation split carved from the training part only; the test
+rows are touched once, for the final figures.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import platform
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.model_selection import train_test_split
+
+from nextbest.settings import PROJECT_ROOT
+from training.evaluation import (
+    policy_value_dr,
+    policy_value_ips,
+    qini_auc_score,
+    uplift_at_k,
+    uplift_auc_score,
+    uplift_policy,
+)
+from training.learners import (
+    DRLearner,
+    EnsembleLearner,
+    SLearner,
+    TLearner,
+    XLearner,
+    select_learner,
+)
+
+__all__ = [
+    "ARMS",
+    "CONTROL",
+    "DEFAULT_HILLSTROM_PATH",
+    "FEATURES",
+    "REFERENCE",
+    "hillstrom_candidates",
+    "load_hillstrom",
+    "run_hillstrom",
+    "split_hillstrom",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HILLSTROM_PATH = PROJECT_ROOT.parent / "shared" / "data" / "hillstrom.csv"
+CONTROL = "No E-Mail"
+ARMS = ["Mens E-Mail", "Womens E-Mail"]
+FEATURES = [
+    "recency",
+    "history_segment",
+    "history",
+    "mens",
+    "womens",
+    "zip_code",
+    "newbie",
+    "channel",
+]
+CATEGORICAL = ["history_segment", "zip_code", "channel"]
+OUTCOMES = ("visit", "conversion", "spend")
+TEST_SIZE = 0.30
+SPLIT_SEED = 42
+VALIDATION_SIZE = 0.25
+DESIGN_PROPENSITY = 1.0 / 3.0
+
+#: Figures from /work/shared/data/README.md (outcome visit, measured on this machine).
+REFERENCE: dict[str, dict[str, float]] = {
+    "causalml S-learner": {
+        "qini_Womens E-Mail": 0.0604,
+        "qini_Mens E-Mail": 0.0144,
+        "ips_value": 0.1872,
+    },
+    "causalml T-learner": {
+        "qini_Womens E-Mail": 0.0413,
+        "qini_Mens E-Mail": 0.0033,
+        "ips_value": 0.1891,
+    },
+    "causalml X-learner": {
+        "qini_Womens E-Mail": 0.0469,
+        "qini_Mens E-Mail": -0.0024,
+        "ips_value": 0.1880,
+    },
+    "sklift ClassTransformation": {
+        "qini_Womens E-Mail": 0.0318,
+        "qini_Mens E-Mail": 0.0056,
+        "ips_value": 0.1766,
+    },
+    "e-mail everyone Mens": {"ips_value": 0.1825},
+    "random scores": {
+        "qini_Womens E-Mail": 0.0001,
+        "qini_Mens E-Mail": 0.0012,
+        "ips_value": 0.1468,
+    },
+}
+
+_REQUIRED = [*FEATURES, "segment", *OUTCOMES]
+
+
+def load_hillstrom(path: Path | str = DEFAULT_HILLSTROM_PATH) -> pd.DataFrame:
+    """Read the Hillstrom CSV, check its columns and arms, type the categoricals."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Hillstrom data not found at {path}")
+    df = pd.read_csv(path)
+    missing = [c for c in _REQUIRED if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}")
+    unknown = set(df["segment"].unique()) - {CONTROL, *ARMS}
+    if unknown:
+        raise ValueError(f"{path}: column 'segment' holds unknown arms {sorted(unknown)}")
+    for c in CATEGORICAL:
+        df[c] = df[c].astype("category")
+    return df
+
+
+def split_hillstrom(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The benchmark split: 30 % test, seed 42, stratified on segment and visit."""
+    strat = df["segment"] + "|" + df["visit"].astype(str)
+    return train_test_split(df, test_size=TEST_SIZE, random_state=SPLIT_SEED, stratify=strat)
+
+
+def hillstrom_candidates(seed: int = 0) -> dict[str, Any]:
+    """Our candidate learners: plain T/S/X/DR plus regularised S variants and an ensemble.
+
+    The regularised settings (fewer leaves, larger leaves, slower learning) are generic
+    choices for a weak, noisy treatment signal, fixed before looking at any result.
+    """
+    common: dict[str, Any] = {"control": CONTROL, "random_state": seed}
+    small = {"num_leaves": 7, "min_child_samples": 200, "n_estimators": 300, "learning_rate": 0.03}
+    reg = {"num_leaves": 15, "min_child_samples": 100, "reg_lambda": 5.0, "n_estimators": 300}
+    return {
+        "t_learner": TLearner(**common),
+        "s_learner": SLearner(**common),
+        "x_learner": XLearner(
+            propensity=dict.fromkeys([CONTROL, *ARMS], DESIGN_PROPENSITY), **common
+        ),
+        "dr_learner": DRLearner(
+            propensity=dict.fromkeys([CONTROL, *ARMS], DESIGN_PROPENSITY), **{**common, **reg}
+        ),
+        "s_learner_reg": SLearner(**common, **reg),
+        "s_learner_small": SLearner(**common, **small),
+        "s_learner_small_bagged": SLearner(subsample=0.7, colsample_bytree=0.8, **common, **small),
+        "ensemble_s_x": EnsembleLearner(
+            [("s", SLearner(**common, **small)), ("x", XLearner(**common, **small))]
+        ),
+    }
+
+
+def _encode(df: pd.DataFrame) -> np.ndarray:
+    """Numeric matrix for the reference libraries (category codes for categoricals)."""
+    out = df[FEATURES].copy()
+    for c in CATEGORICAL:
+        out[c] = out[c].cat.codes
+    return out.to_numpy(dtype=np.float64)
+
+
+def _lgbm(binary: bool, seed: int) -> Any:
+    cls = lgb.LGBMClassifier if binary else lgb.LGBMRegressor
+    return cls(random_state=seed, n_jobs=2, verbose=-1)
+
+
+def _reference_uplift(
+    name: str, binary: bool, train: pd.DataFrame, test: pd.DataFrame, outcome: str, seed: int
+) -> np.ndarray | None:
+    """``[n_test, A]`` uplift (columns in ARMS order) from one untuned reference learner."""
+    from causalml.inference.meta import (
+        BaseSClassifier,
+        BaseSRegressor,
+        BaseTClassifier,
+        BaseTRegressor,
+        BaseXClassifier,
+        BaseXRegressor,
+    )
+
+    Xtr, Xte = _encode(train), _encode(test)
+    t, y = train["segment"].to_numpy(), train[outcome].to_numpy(dtype=float)
+    if name == "sklift ClassTransformation":
+        if not binary:
+            return None
+        from sklift.models import ClassTransformation
+
+        cols = []
+        for arm in ARMS:
+            m = np.isin(t, [arm, CONTROL])
+            model = ClassTransformation(estimator=_lgbm(True, seed))
+            model.fit(Xtr[m], y[m], (t[m] == arm).astype(int))
+            cols.append(model.predict(Xte))
+        return np.column_stack(cols)
+    p_tr = {a: np.full(len(Xtr), 0.5) for a in ARMS}
+    p_te = {a: np.full(len(Xte), 0.5) for a in ARMS}
+    if name == "causalml S-learner":
+        cls = BaseSClassifier if binary else BaseSRegressor
+        model = cls(learner=_lgbm(binary, seed), control_name=CONTROL)
+    elif name == "causalml T-learner":
+        cls = BaseTClassifier if binary else BaseTRegressor
+        model = cls(learner=_lgbm(binary, seed), control_name=CONTROL)
+    elif name == "causalml X-learner":
+        if binary:
+            model = BaseXClassifier(
+                outcome_learner=_lgbm(True, seed),
+                effect_learner=_lgbm(False, seed),
+                control_name=CONTROL,
+            )
+        else:
+            model = BaseXRegressor(learner=_lgbm(False, seed), control_name=CONTROL)
+    else:
+        raise ValueError(f"unknown reference learner {name!r}")
+    if name == "causalml X-learner":
+        model.fit(Xtr, treatment=t, y=y, p=p_tr)
+        te = model.predict(Xte, p=p_te)
+    else:
+        model.fit(Xtr, treatment=t, y=y)
+        te = model.predict(Xte)
+    groups = list(model.t_groups)
+    return np.asarray(te)[:, [groups.index(a) for a in ARMS]]
+
+
+def _score(
+    uplift: np.ndarray,
+    test: pd.DataFrame,
+    outcome: str,
+    outcomes_pred: np.ndarray | None,
+) -> dict[str, Any]:
+    """Qini, AUUC, uplift@30 % per arm, and the policy values on the test rows."""
+    y = test[outcome].to_numpy(dtype=float)
+    arms = test["segment"].to_numpy()
+    row: dict[str, Any] = {}
+    for j, arm in enumerate(ARMS):
+        m = np.isin(arms, [arm, CONTROL])
+        t = (arms[m] == arm).astype(int)
+        row[f"qini_{arm}"] = qini_auc_score(y[m], uplift[m, j], t)
+        row[f"auuc_{arm}"] = uplift_auc_score(y[m], uplift[m, j], t)
+        row[f"uplift_at_30_{arm}"] = uplift_at_k(y[m], uplift[m, j], t, k=0.3)
+    policy = uplift_policy(uplift, ARMS, CONTROL)
+    ips = policy_value_ips(policy, arms, y, DESIGN_PROPENSITY)
+    row["ips_value"], row["ips_se"] = ips.value, ips.se
+    if outcomes_pred is not None:
+        dr = policy_value_dr(policy, arms, y, DESIGN_PROPENSITY, outcomes_pred, [CONTROL, *ARMS])
+        row["dr_value"], row["dr_se"] = dr.value, dr.se
+    else:
+        row["dr_value"], row["dr_se"] = None, None
+    row["share_treated"] = float(np.mean(policy != CONTROL))
+    row["share_mens"] = float(np.mean(policy == ARMS[0]))
+    return row
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("lightgbm", "scikit-learn", "numpy", "pandas", "causalml", "scikit-uplift"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def run_hillstrom(
+    path: Path | str = DEFAULT_HILLSTROM_PATH,
+    outcomes: Sequence[str] = OUTCOMES,
+    json_path: Path | str | None = None,
+    seed: int = 0,
+    on_step: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the benchmark and return (and optionally write as JSON) every figure.
+
+    For each outcome: select our learner on a validation split of the training part
+    (IPS value of the uplift policy, Qini tie-break), refit it on the whole training part,
+    score it and the reference learners on the test rows. ``on_step`` is called with a
+    short label before each fit (for progress bars).
+    """
+    step = on_step or (lambda label: None)
+    df = load_hillstrom(path)
+    train, test = split_hillstrom(df)
+    result: dict[str, Any] = {
+        "data": {
+            "path": str(path),
+            "rows": len(df),
+            "train_rows": len(train),
+            "test_rows": len(test),
+        },
+        "split": {
+            "definition": "train_test_split(test_size=0.30, random_state=42, "
+            "stratify=segment + '|' + visit)",
+            "validation": f"{VALIDATION_SIZE:.0%} of the training part, "
+            f"stratified on segment|outcome, random_state={seed}",
+            "policy_value": "mean over all test rows of 1{arm == policy(x)} * y / (1/3)",
+            "qini": "qini_auc_score(y, uplift, treatment, negative_effect=True) on the test "
+            "rows of the arm and No E-Mail (equals sklift's)",
+        },
+        "arms": ARMS,
+        "control": CONTROL,
+        "reference_readme": {"outcome": "visit", "figures": REFERENCE},
+        "versions": _versions(),
+        "outcomes": {},
+    }
+    for outcome in outcomes:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown Hillstrom outcome {outcome!r}; choose from {OUTCOMES}")
+        binary = outcome != "spend"
+        started = time.perf_counter()
+        fit_part, val_part = train_test_split(
+            train,
+            test_size=VALIDATION_SIZE,
+            random_state=seed,
+            stratify=train["segment"] + "|" + (train[outcome] > 0).astype(str),
+        )
+        step(f"{outcome}: selecting among our learners")
+        name, _, table = select_learner(
+            hillstrom_candidates(seed),
+            fit_part[FEATURES],
+            fit_part["segment"].to_numpy(),
+            fit_part[outcome].to_numpy(),
+            val_part[FEATURES],
+            val_part["segment"].to_numpy(),
+            val_part[outcome].to_numpy(),
+            control=CONTROL,
+            design_propensity=DESIGN_PROPENSITY,
+        )
+        selection_seconds = time.perf_counter() - started
+        rows: list[dict[str, Any]] = []
+        for cand_name, est in hillstrom_candidates(seed).items():
+            step(f"{outcome}: {cand_name}")
+            t0 = time.perf_counter()
+            model = clone(est).fit(
+                train[FEATURES], train["segment"].to_numpy(), train[outcome].to_numpy()
+            )
+            fit_seconds = time.perf_counter() - t0
+            q = model.predict_outcomes(test[FEATURES])
+            row = {
+                "learner": f"nextbest {cand_name}",
+                "ours": True,
+                "selected": cand_name == name,
+                "fit_seconds": fit_seconds,
+            }
+            row.update(_score(q[:, 1:] - q[:, [0]], test, outcome, q))
+            rows.append(row)
+        for ref in (
+            "causalml S-learner",
+            "causalml T-learner",
+            "causalml X-learner",
+            "sklift ClassTransformation",
+        ):
+            step(f"{outcome}: {ref}")
+            t0 = time.perf_counter()
+            uplift = _reference_uplift(ref, binary, train, test, outcome, seed)
+            if uplift is None:
+                continue
+            row = {
+                "learner": ref,
+                "ours": False,
+                "selected": False,
+                "fit_seconds": time.perf_counter() - t0,
+            }
+            row.update(_score(uplift, test, outcome, None))
+            rows.append(row)
+        y = test[outcome].to_numpy(dtype=float)
+        arms = test["segment"].to_numpy()
+        baselines = {}
+        for arm in [CONTROL, *ARMS]:
+            v = policy_value_ips(np.full(len(test), arm, dtype=object), arms, y, DESIGN_PROPENSITY)
+            baselines[f"everyone {arm}"] = {"ips_value": v.value, "ips_se": v.se}
+        rng = np.random.default_rng(seed)
+        rand = np.asarray([CONTROL, *ARMS], dtype=object)[rng.integers(0, 3, len(test))]
+        v = policy_value_ips(rand, arms, y, DESIGN_PROPENSITY)
+        baselines["random arm"] = {"ips_value": v.value, "ips_se": v.se}
+        result["outcomes"][outcome] = {
+            "selected": f"nextbest {name}",
+            "selection_reason": str(table.loc[table["selected"], "reason"].iloc[0]),
+            "selection_table": table.to_dict(orient="records"),
+            "learners": rows,
+            "baselines": baselines,
+            "seconds": time.perf_counter() - started,
+            "selection_seconds": selection_seconds,
+        }
+        logger.info("hillstrom %s done in %.1f s", outcome, time.perf_counter() - started)
+    if json_path is not None:
+        json_path = Path(json_path)
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=2, default=_json_default))
+    return result
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
