@@ -1,4 +1,5 @@
-"""Append-only, durable decision log: one JSON line per decision, one file per UTC day.
+"""Append-only, durable decision log: one JSON line per decision, one file per UTC day
+(the day the decision was taken).
 
 A batch of records becomes one ``write()`` on a file opened with ``O_APPEND``, followed by
 ``fsync`` before ``append`` returns, so a decision that was answered is on disk and
@@ -12,7 +13,7 @@ import json
 import os
 import re
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,7 @@ class DecisionLog:
         self.directory.mkdir(parents=True, exist_ok=True)
 
     def path_for(self, day: date) -> Path:
-        """The file holding decisions written on ``day`` (UTC)."""
+        """The file holding decisions taken on ``day`` (UTC)."""
         return self.directory / f"decisions-{day.isoformat()}.jsonl"
 
     def append(self, records: Iterable[dict[str, Any]]) -> int:
@@ -81,7 +82,7 @@ class DecisionLog:
         Raises :class:`PersonalDataError` (and writes nothing) if any record carries a
         customer id that looks like an email or a phone, or an email anywhere in it.
         """
-        lines = []
+        by_day: dict[date, list[bytes]] = {}
         for rec in records:
             cid = rec.get("customer_id")
             if cid is not None:
@@ -91,11 +92,13 @@ class DecisionLog:
                 raise PersonalDataError(
                     f"decision {rec.get('decision_id')} contains an email address"
                 )
-            lines.append(line)
-        if not lines:
-            return 0
-        block = b"\n".join(lines) + b"\n"
-        path = self.path_for(datetime.now(UTC).date())
+            by_day.setdefault(_day_of(rec), []).append(line)
+        for day, lines in by_day.items():
+            self._write(self.path_for(day), b"\n".join(lines) + b"\n")
+        return sum(len(v) for v in by_day.values())
+
+    def _write(self, path: Path, block: bytes) -> None:
+        """One O_APPEND write of the whole block, then fsync."""
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         try:
             view = memoryview(block)
@@ -106,7 +109,16 @@ class DecisionLog:
                 os.fsync(fd)
         finally:
             os.close(fd)
-        return len(lines)
+
+
+def _day_of(rec: dict[str, Any]) -> date:
+    """UTC day of a record's ``decided_at`` (today when absent)."""
+    t = rec.get("decided_at")
+    if isinstance(t, str):
+        t = datetime.fromisoformat(t)
+    if isinstance(t, datetime):
+        return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC).date()
+    return datetime.now(UTC).date()
 
 
 def _files(directory: Path, since: datetime | None, until: datetime | None) -> list[Path]:
@@ -116,10 +128,9 @@ def _files(directory: Path, since: datetime | None, until: datetime | None) -> l
         if not m:
             continue
         day = date.fromisoformat(m.group(1))
-        # Files are named by write day; a record may be decided slightly before its write day.
-        if since is not None and day < since.astimezone(UTC).date() - timedelta(days=1):
+        if since is not None and day < since.astimezone(UTC).date():
             continue
-        if until is not None and day > until.astimezone(UTC).date() + timedelta(days=1):
+        if until is not None and day > until.astimezone(UTC).date():
             continue
         out.append(p)
     return out

@@ -41,7 +41,7 @@ class ConsentRules(_Strict):
 class ContactCap(_Strict):
     """At most ``max_contacts`` contacts on ``channel`` (or ``all``) per ``period_days``."""
 
-    channel: Channel | Literal["all"]
+    channel: Literal["email", "sms", "push", "web", "app", "call_center", "all"]
     max_contacts: int = Field(ge=0)
     period_days: Literal[7, 30] = 7
 
