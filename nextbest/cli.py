@@ -162,6 +162,126 @@ def features_show(
 
 
 # --- train, uplift, benchmark (training) ---------------------------------------------------
+
+
+@uplift_app.command("fit")
+def uplift_fit(
+    data: Annotated[Path, typer.Option(help="Experiment export (CSV or parquet).")],
+    treatment: Annotated[str, typer.Option(help="Column with the arm of each row.")],
+    control: Annotated[str, typer.Option(help="Value of the treatment column for control.")],
+    outcome: Annotated[str, typer.Option(help="Outcome column (binary or continuous).")],
+    model_out: Annotated[Path, typer.Option(help="Directory to save the model in.")],
+    value: Annotated[str | None, typer.Option(help="Optional value column (e.g. revenue).")] = None,
+    features: Annotated[
+        str | None, typer.Option(help="Comma-separated feature columns (default: all others).")
+    ] = None,
+) -> None:
+    """Select, fit and save an uplift learner on your own experiment export."""
+    from training.generic import fit_uplift
+
+    settings = _settings()
+    feats = [f.strip() for f in features.split(",") if f.strip()] if features else None
+    with console.status("fitting and selecting uplift learners"):
+        summary = fit_uplift(
+            data,
+            treatment,
+            control,
+            outcome,
+            model_out,
+            value=value,
+            features=feats,
+            seed=settings.seed,
+        )
+    table = Table(title=f"uplift learners (validation), selected: {summary.learner}")
+    for col in ("learner", "ips_value", "ips_se", "qini_mean", "reason"):
+        table.add_column(col)
+    for row in summary.selection.to_dict(orient="records"):
+        table.add_row(
+            row["learner"],
+            f"{row['ips_value']:.5f}",
+            f"{row['ips_se']:.5f}",
+            f"{row['qini_mean']:.4f}",
+            row["reason"],
+        )
+    console.print(table)
+    console.print(f"saved to {summary.model_dir} (arms {summary.arms}, control {summary.control})")
+
+
+@uplift_app.command("predict")
+def uplift_predict(
+    model: Annotated[Path, typer.Option(help="Directory written by `uplift fit`.")],
+    data: Annotated[Path, typer.Option(help="Rows to score (CSV or parquet).")],
+    out: Annotated[Path, typer.Option(help="Output file (CSV or parquet by suffix).")],
+    id_column: Annotated[str | None, typer.Option(help="Id column to copy through.")] = None,
+) -> None:
+    """Predict outcomes per arm and uplift per treatment arm for every row."""
+    from training.generic import predict_uplift
+
+    _settings()
+    with console.status("scoring"):
+        result = predict_uplift(model, data, out, id_column=id_column)
+    console.print(f"wrote {len(result)} rows x {result.shape[1]} columns to {out}")
+
+
+@benchmark_app.command("hillstrom")
+def benchmark_hillstrom(
+    json_out: Annotated[Path, typer.Option("--json", help="Write every figure to this file.")],
+    data: Annotated[Path | None, typer.Option(help="Hillstrom CSV (default: shared data).")] = None,
+    outcome: Annotated[
+        list[str] | None, typer.Option(help="Outcome(s): visit, conversion, spend (default all).")
+    ] = None,
+) -> None:
+    """Run our learners and the causalml/sklift references on the Hillstrom split."""
+    from training.hillstrom import DEFAULT_HILLSTROM_PATH, OUTCOMES, run_hillstrom
+
+    _settings()
+    outcomes = outcome or list(OUTCOMES)
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("hillstrom", total=None)
+        result = run_hillstrom(
+            data or DEFAULT_HILLSTROM_PATH,
+            outcomes=outcomes,
+            json_path=json_out,
+            on_step=lambda label: progress.update(task, description=label),
+        )
+    for name, res in result["outcomes"].items():
+        table = Table(title=f"Hillstrom {name} (test rows); selected: {res['selected']}")
+        for col in (
+            "learner",
+            "qini W",
+            "qini M",
+            "auuc W",
+            "auuc M",
+            "up@30 W",
+            "up@30 M",
+            "IPS value",
+            "SE",
+            "DR value",
+            "fit s",
+        ):
+            table.add_column(col, justify="right" if col != "learner" else "left")
+        for r in res["learners"]:
+            dr = "" if r["dr_value"] is None else f"{r['dr_value']:.4f}"
+            table.add_row(
+                r["learner"] + (" *" if r["selected"] else ""),
+                *(
+                    f"{r[f'{m}_{a}']:.4f}"
+                    for m in ("qini", "auuc", "uplift_at_30")
+                    for a in ("Womens E-Mail", "Mens E-Mail")
+                ),
+                f"{r['ips_value']:.4f}",
+                f"{r['ips_se']:.4f}",
+                dr,
+                f"{r['fit_seconds']:.1f}",
+            )
+        for b, v in res["baselines"].items():
+            table.add_row(b, *[""] * 6, f"{v['ips_value']:.4f}", f"{v['ips_se']:.4f}", "", "")
+        console.print(table)
+        console.print(f"selection: {res['selection_reason']}")
+    console.print(f"figures written to {json_out}")
+
+
 # --- decide, serve, score (serving) -------------------------------------------------------
 # --- report, evaluate-policy (measurement) --------------------------------------------------
 # --- pipeline --------------------------------------------------------------------------------
