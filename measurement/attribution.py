@@ -85,8 +85,9 @@ def read_decisions(
         from serving.decision_log import read_log  # noqa: PLC0415 - optional at import time
     except ImportError:
         read_log = None
+    lo, hi = _utc(since), _utc(until)
     if read_log is not None:
-        df = read_log(log_dir, since, until)
+        df = read_log(log_dir, lo, hi)
     else:
         df = _read_jsonl_dir(log_dir)
     if df.empty:
@@ -96,7 +97,6 @@ def read_decisions(
         raise ValueError(f"decision log {log_dir}: records lack the fields {missing}")
     df = df.copy()
     df["decided_at"] = _utc(df["decided_at"])
-    lo, hi = _utc(since), _utc(until)
     keep = np.ones(len(df), dtype=bool)
     if lo is not None:
         keep &= (df["decided_at"] >= lo).to_numpy()
