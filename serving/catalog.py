@@ -70,7 +70,7 @@ class Action(BaseModel):
     channels: list[Channel] = Field(min_length=1)
     purpose: Purpose
     kind: ActionKind
-    category: str = Field(min_length=1)
+    category: str | None = Field(None, min_length=1)
     product: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_]*$")
     value: float = Field(
         ge=0, validation_alias=AliasChoices("value", "margin"), description="Per response."

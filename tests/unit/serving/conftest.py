@@ -14,7 +14,7 @@ from serving.engine import DecisionContext, Plan, compile_plan
 from serving.policy import Policy, load_policy
 
 ROOT = Path(__file__).resolve().parents[3]
-PRODUCTS = ("phone_5g", "broadband_fibre", "device_insurance", "personal_loan")
+PRODUCTS = ("phone_premium", "bb_fibre", "acc_earbuds", "ins_device", "loan_personal")
 CATEGORIES = ("phones", "accessories", "broadband", "insurance", "loans")
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -92,6 +92,6 @@ def plan(catalog: Catalog, policy: Policy, names: list[str]) -> Plan:
 
 
 def ctx(channel: str = "email", **kw: object) -> DecisionContext:
-    kw.setdefault("stock", {"phone_5g": 10})
+    kw.setdefault("stock", {"phone_premium": 10})
     kw.setdefault("now", NOW)
     return DecisionContext(channel=channel, **kw)  # type: ignore[arg-type]

@@ -38,6 +38,26 @@ def test_default_catalog_matches_contract_arms():
     cat.validate_features(feature_names(cat.ids))
 
 
+def test_default_configs_fit_the_generator_and_feature_schema():
+    from customers.feature_schema import all_feature_names
+    from customers.generate import ACTIONS
+    from serving.engine import compile_plan
+    from serving.policy import load_policy
+    from tests.unit.serving.conftest import ViewsModel
+
+    cat = load_catalog(ROOT / "config" / "catalog.yaml")
+    for g in ACTIONS:
+        a = cat.action(g.action_id)
+        assert (a.channels, a.purpose, a.kind) == ([g.channel], g.purpose, g.kind)
+        assert (a.category, a.product) == (g.category, g.product_id)
+    pol = load_policy(ROOT / "config" / "policy.yaml", cat.ids)
+    names = all_feature_names()
+    model = ViewsModel(cat.ids)
+    model.feature_names = [f for f in model.feature_names if f in names]
+    plan = compile_plan(cat, pol, names, model)  # strict: every rule's feature exists
+    assert plan.missing_features == []
+
+
 def test_margin_is_an_alias_of_value(tmp_path):
     actions = base_actions()
     actions[0]["margin"] = actions[0].pop("value")

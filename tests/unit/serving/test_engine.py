@@ -46,7 +46,7 @@ def reason_of(d: Decisions, row: int, action: str) -> Reason:
         ({"tenure_days": np.nan}, Reason.MISSING_FEATURES, UPGRADE, BUNDLE),
         ({"open_cases": 1.0}, Reason.CASE_OPEN, UPGRADE, TIPS),
         ({"days_since_complaint": 10.0}, Reason.RECENT_COMPLAINT, BUNDLE, TIPS),
-        ({"holds_phone_5g": 1.0}, Reason.ALREADY_HOLDS, UPGRADE, BUNDLE),
+        ({"holds_phone_premium": 1.0}, Reason.ALREADY_HOLDS, UPGRADE, BUNDLE),
         ({"days_since_shown_email_phone_upgrade": 3.0}, Reason.COOLDOWN, UPGRADE, BUNDLE),
         ({"contacts_email_7d": 1.0}, Reason.CHANNEL_CAP, BUNDLE, None),
         ({"contacts_total_7d": 3.0}, Reason.TOTAL_CAP, TIPS, None),
@@ -83,12 +83,12 @@ def test_missing_consent_column_means_no_consent(catalog, policy, names):
 
 
 def test_stock_from_context(plan, names):
-    assert reason_of(run(plan, names, [{}], stock={"phone_5g": 3}), 0, UPGRADE) == 0
-    assert reason_of(run(plan, names, [{}], stock={"phone_5g": 0}), 0, UPGRADE) == (
+    assert reason_of(run(plan, names, [{}], stock={"phone_premium": 3}), 0, UPGRADE) == 0
+    assert reason_of(run(plan, names, [{}], stock={"phone_premium": 0}), 0, UPGRADE) == (
         Reason.OUT_OF_STOCK
     )
     assert reason_of(run(plan, names, [{}], stock={}), 0, UPGRADE) == Reason.OUT_OF_STOCK
-    aligned = np.array([0.0 if p == "phone_5g" else 5.0 for p in plan.stock_products])
+    aligned = np.array([0.0 if p == "phone_premium" else 5.0 for p in plan.stock_products])
     d = run(plan, names, [{}], stock=aligned)
     assert reason_of(d, 0, UPGRADE) == Reason.OUT_OF_STOCK
     assert reason_of(d, 0, BUNDLE) == Reason.ELIGIBLE  # needs no stock
@@ -261,7 +261,12 @@ def test_single_calls_equal_one_batch(catalog, policy, names):
     rows = []
     for _ in range(300):
         r = default_row(names)
-        for f in ("consent_marketing_email", "holds_phone_5g", "open_cases", "contacts_email_7d"):
+        for f in (
+            "consent_marketing_email",
+            "holds_phone_premium",
+            "open_cases",
+            "contacts_email_7d",
+        ):
             r[f] = (
                 float(rng.random() < 0.2)
                 if f != "consent_marketing_email"
