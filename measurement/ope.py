@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +28,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from measurement.attribution import attribute_outcomes, read_decisions, read_outcomes
 from measurement.lift import Z95
 
 logger = logging.getLogger(__name__)
@@ -35,7 +37,10 @@ __all__ = [
     "CONTROL_ACTION",
     "Candidate",
     "Reward",
+    "candidate_from_scores",
+    "eligible_mask",
     "evaluate_candidate",
+    "evaluate_policy_file",
     "load_candidate_levers",
     "logged_reward_model",
     "off_policy_value",
@@ -350,3 +355,82 @@ def load_candidate_levers(path: str | Path) -> dict[str, float]:
             )
         levers[str(key)] = float(value)
     return levers
+
+
+def eligible_mask(decisions: pd.DataFrame, actions: Sequence[str]) -> np.ndarray:
+    """Which of ``actions`` passed every rule for each logged decision, ``bool [n, K]``.
+
+    Eligible means ranked, or excluded only for a non-positive value (``NEGATIVE_VALUE``):
+    another model may score those positive. ``no_action`` is always eligible.
+    """
+    col = {a: k for k, a in enumerate(actions)}
+    mask = np.zeros((len(decisions), len(actions)), dtype=bool)
+    if CONTROL_ACTION in col:
+        mask[:, col[CONTROL_ACTION]] = True
+    ranked = decisions["ranked"].tolist() if "ranked" in decisions else []
+    excluded = decisions["excluded"].tolist() if "excluded" in decisions else []
+    for i, lst in enumerate(ranked):
+        for e in lst if isinstance(lst, list | np.ndarray) else []:
+            if e["action_id"] in col:
+                mask[i, col[e["action_id"]]] = True
+    for i, lst in enumerate(excluded):
+        for e in lst if isinstance(lst, list | np.ndarray) else []:
+            code = e.get("code") or e.get("reason")
+            if code == "NEGATIVE_VALUE" and e["action_id"] in col:
+                mask[i, col[e["action_id"]]] = True
+    return mask
+
+
+def candidate_from_scores(
+    decisions: pd.DataFrame, scores: np.ndarray, actions: Sequence[str]
+) -> np.ndarray:
+    """A candidate model's choices: the best eligible action when its score is positive.
+
+    ``scores`` [n, K] are the candidate's expected incremental values for ``actions``
+    (``no_action`` may be among them; its score is ignored and taken as 0). This is the
+    hook for evaluating a registered model: score the logged customers' features at their
+    ``feature_snapshot_time`` with it, then pass the matrix here.
+    """
+    s = np.asarray(scores, dtype=float)
+    if s.shape != (len(decisions), len(actions)):
+        raise ValueError(f"scores have shape {s.shape}, expected {(len(decisions), len(actions))}")
+    mask = eligible_mask(decisions, actions)
+    ctrl = [k for k, a in enumerate(actions) if a == CONTROL_ACTION]
+    masked = np.where(mask, s, -np.inf)
+    if ctrl:
+        masked[:, ctrl] = -np.inf
+    best = masked.argmax(axis=1)
+    labels = np.asarray(list(actions), dtype=object)
+    return np.where(masked[np.arange(len(s)), best] > 0, labels[best], CONTROL_ACTION)
+
+
+def evaluate_policy_file(
+    candidate: str | Path,
+    log_dir: str | Path,
+    outcomes_path: str | Path,
+    window: timedelta = timedelta(days=14),
+    since: datetime | str | None = None,
+    until: datetime | str | None = None,
+    reward: Reward = "revenue",
+) -> pd.DataFrame:
+    """Off-policy value of a candidate policy YAML (levers, see :func:`load_candidate_levers`)
+    on the logged decisions, re-ranked from their logged score parts.
+
+    A registered model (``models:/...`` or ``runs:/...``) needs the features of each
+    logged decision; score them with the model and use :func:`candidate_from_scores` with
+    :func:`evaluate_candidate` instead.
+    """
+    text = str(candidate)
+    if text.startswith(("models:/", "runs:/")):
+        raise NotImplementedError(
+            f"candidate {text}: evaluating a registered model needs the features at each "
+            "decision's feature_snapshot_time; score them with the model and call "
+            "measurement.ope.evaluate_candidate(decisions, candidate_from_scores(...))"
+        )
+    levers = load_candidate_levers(text)
+    decisions = attribute_outcomes(
+        read_decisions(log_dir, since, until), read_outcomes(outcomes_path), window
+    )
+    if decisions.empty:
+        raise ValueError(f"no decisions in {log_dir} for the selected period")
+    return evaluate_candidate(decisions, lambda d: rerank_logged(d, levers), reward=reward)
