@@ -98,20 +98,35 @@ def view_specs() -> tuple[ViewSpec, ...]:
         "customer_profile",
         "Tenure, value tier and household of the unified customer.",
         (
-            _f("tenure_days", "Days since the customer's first record in any system.", role="model"),
+            _f(
+                "tenure_days", "Days since the customer's first record in any system.", role="model"
+            ),
             _f("value_tier", "Spend tier over 365 days: 0 none, 1 low, 2 mid, 3 high.", kind="int"),
-            _f("household_size", "Customers sharing the household address.", kind="int", role="model"),
+            _f(
+                "household_size",
+                "Customers sharing the household address.",
+                kind="int",
+                role="model",
+            ),
             _f("age", "Age in years from the CRM date of birth.", role="model", sensitive=True),
-            _f("n_source_records", "Source-system records resolved into this customer.", kind="int",
-               role="model"),
+            _f(
+                "n_source_records",
+                "Source-system records resolved into this customer.",
+                kind="int",
+                role="model",
+            ),
         ),
         tags={"domain": "profile", "personal": "true"},
     )
     txn = ViewSpec(
         "customer_transactions",
         "Purchases (POS baskets) over trailing windows, overall and by category.",
-        tuple(_f(f"txn_count_{w}d", f"Purchases in the last {w} days.", role="model") for w in windows)
-        + tuple(_f(f"txn_amount_{w}d", f"Spend in the last {w} days.", role="model") for w in windows)
+        tuple(
+            _f(f"txn_count_{w}d", f"Purchases in the last {w} days.", role="model") for w in windows
+        )
+        + tuple(
+            _f(f"txn_amount_{w}d", f"Spend in the last {w} days.", role="model") for w in windows
+        )
         + (_f("last_purchase_ts", "Epoch seconds of the last purchase (0 = never).", role="model"),)
         + tuple(
             _f(f"spend_365d_{c}", f"Spend on {c} in the last 365 days.", role="model")
@@ -130,10 +145,16 @@ def view_specs() -> tuple[ViewSpec, ...]:
         + (
             _f("config_views_7d", "Configurator views in the last 7 days.", role="model"),
             _f("loan_checks_7d", "Loan eligibility checks in the last 7 days.", role="model"),
-            _f("repeat_interest_7d", "Most views of one configuration in the last 7 days.",
-               role="model"),
-            _f("last_active_ts", "Epoch seconds of the last web/app/POS activity (0 = never).",
-               role="model"),
+            _f(
+                "repeat_interest_7d",
+                "Most views of one configuration in the last 7 days.",
+                role="model",
+            ),
+            _f(
+                "last_active_ts",
+                "Epoch seconds of the last web/app/POS activity (0 = never).",
+                role="model",
+            ),
         ),
         tags={"domain": "behaviour"},
     )
@@ -143,8 +164,11 @@ def view_specs() -> tuple[ViewSpec, ...]:
         (
             _f("open_cases", "Service cases currently open.", kind="int"),
             _f("complaints_90d", "Complaints in the last 90 days.", kind="int"),
-            _f("last_complaint_ts", "Epoch seconds of the last complaint (0 = never).",
-               role="policy"),
+            _f(
+                "last_complaint_ts",
+                "Epoch seconds of the last complaint (0 = never).",
+                role="policy",
+            ),
         ),
         pushable=True,
         tags={"domain": "service"},
@@ -171,16 +195,29 @@ def view_specs() -> tuple[ViewSpec, ...]:
         "customer_contacts",
         "Contact history: contacts per channel and when each action was last shown.",
         tuple(
-            _f(f"contacts_{c}_{w}d", f"Contacts by {c} in the last {w} days.", kind="int",
-               role="policy")
+            _f(
+                f"contacts_{c}_{w}d",
+                f"Contacts by {c} in the last {w} days.",
+                kind="int",
+                role="policy",
+            )
             for c in CHANNELS
             for w in (7, 30)
         )
-        + (_f("contacts_total_7d", "Contacts on all channels in the last 7 days.", kind="int",
-              role="policy"),)
+        + (
+            _f(
+                "contacts_total_7d",
+                "Contacts on all channels in the last 7 days.",
+                kind="int",
+                role="policy",
+            ),
+        )
         + tuple(
-            _f(f"last_shown_ts_{a}", f"Epoch seconds {a} was last shown (0 = never).",
-               role="policy")
+            _f(
+                f"last_shown_ts_{a}",
+                f"Epoch seconds {a} was last shown (0 = never).",
+                role="policy",
+            )
             for a in ACTION_IDS
         ),
         pushable=True,
@@ -216,7 +253,8 @@ def model_feature_names(allow_sensitive: bool = False) -> list[str]:
         f.name
         for v in view_specs()
         for f in v.features
-        if f.role in ("model", "both") and (allow_sensitive or not f.sensitive)
+        if f.role in ("model", "both")
+        and (allow_sensitive or not f.sensitive)
         and not f.name.endswith("_ts")
     ]
     return names + [n for n, r in REQUEST_TIME_ROLES.items() if r in ("model", "both")]

@@ -80,7 +80,9 @@ def load_sources(raw_dir: Path, unified_dir: Path) -> SourceData:
     from customers.normalise import identifier_keys
     from customers.sources import load_canonical_records
 
-    identity = pd.read_parquet(unified_dir / "identity.parquet", columns=["record_id", "customer_id"])
+    identity = pd.read_parquet(
+        unified_dir / "identity.parquet", columns=["record_id", "customer_id"]
+    )
     rec2cust = pd.Series(identity["customer_id"].to_numpy(), index=identity["record_id"].to_numpy())
 
     def by_native(source: str, ids: pd.Series) -> np.ndarray:
@@ -99,20 +101,35 @@ def load_sources(raw_dir: Path, unified_dir: Path) -> SourceData:
         ("app_accounts", "created_at"),
     ):
         df = pd.read_parquet(raw_dir / f"{name}.parquet")
-        src = {"crm_accounts": "crm", "email_leads": "email_lead", "loyalty_members": "loyalty",
-               "app_accounts": "app"}[name]
-        native = {"crm": "crm_id", "email_lead": "lead_id", "loyalty": "loyalty_id",
-                  "app": "app_account_id"}[src]
-        firsts.append(pd.DataFrame({"customer_id": by_native(src, df[native]),
-                                    "ts": pd.to_datetime(df[col], utc=True)}))
+        src = {
+            "crm_accounts": "crm",
+            "email_leads": "email_lead",
+            "loyalty_members": "loyalty",
+            "app_accounts": "app",
+        }[name]
+        native = {
+            "crm": "crm_id",
+            "email_lead": "lead_id",
+            "loyalty": "loyalty_id",
+            "app": "app_account_id",
+        }[src]
+        firsts.append(
+            pd.DataFrame(
+                {"customer_id": by_native(src, df[native]), "ts": pd.to_datetime(df[col], utc=True)}
+            )
+        )
     web = pd.read_parquet(raw_dir / "web_events.parquet")
     web["customer_id"] = by_native("web", web["device_id"])
-    firsts.append(pd.DataFrame({"customer_id": web["customer_id"], "ts": pd.to_datetime(web["ts"], utc=True)}))
+    firsts.append(
+        pd.DataFrame({"customer_id": web["customer_id"], "ts": pd.to_datetime(web["ts"], utc=True)})
+    )
     first_seen = pd.concat(firsts).dropna().groupby("customer_id")["ts"].min()
 
     households_path = unified_dir / "households.parquet"
     households = (
-        pd.read_parquet(households_path)[["customer_id", "household_id"]].drop_duplicates("customer_id")
+        pd.read_parquet(households_path)[["customer_id", "household_id"]].drop_duplicates(
+            "customer_id"
+        )
         if households_path.exists()
         else pd.DataFrame({"customer_id": [], "household_id": []})
     )
@@ -130,79 +147,135 @@ def load_sources(raw_dir: Path, unified_dir: Path) -> SourceData:
     customers = customers.merge(households, on="customer_id", how="left")
 
     baskets = pd.read_parquet(raw_dir / "pos_baskets.parquet")
-    baskets = pd.DataFrame({
-        "customer_id": by_native("loyalty", baskets["loyalty_id"]),
-        "ts": pd.to_datetime(baskets["ts"], utc=True),
-        "category": baskets["category"].astype(str),
-        "amount": baskets["amount"].astype(float),
-    }).dropna(subset=["customer_id"])
+    baskets = pd.DataFrame(
+        {
+            "customer_id": by_native("loyalty", baskets["loyalty_id"]),
+            "ts": pd.to_datetime(baskets["ts"], utc=True),
+            "category": baskets["category"].astype(str),
+            "amount": baskets["amount"].astype(float),
+        }
+    ).dropna(subset=["customer_id"])
 
     app = pd.read_parquet(raw_dir / "app_events.parquet")
-    activity = pd.concat([
-        pd.DataFrame({"customer_id": web["customer_id"], "ts": pd.to_datetime(web["ts"], utc=True),
-                      "event_type": web["event_type"].astype(str), "category": web["category"],
-                      "config_id": web.get("config_id")}),
-        pd.DataFrame({"customer_id": by_native("app", app["app_account_id"]),
-                      "ts": pd.to_datetime(app["ts"], utc=True),
-                      "event_type": app["event_type"].astype(str), "category": app["category"],
-                      "config_id": None}),
-    ]).dropna(subset=["customer_id"])
+    activity = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "customer_id": web["customer_id"],
+                    "ts": pd.to_datetime(web["ts"], utc=True),
+                    "event_type": web["event_type"].astype(str),
+                    "category": web["category"],
+                    "config_id": web.get("config_id"),
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "customer_id": by_native("app", app["app_account_id"]),
+                    "ts": pd.to_datetime(app["ts"], utc=True),
+                    "event_type": app["event_type"].astype(str),
+                    "category": app["category"],
+                    "config_id": None,
+                }
+            ),
+        ]
+    ).dropna(subset=["customer_id"])
 
     cases = pd.read_parquet(raw_dir / "service_cases.parquet")
-    cases = _utc(pd.DataFrame({
-        "customer_id": by_native("crm", cases["crm_id"]),
-        "opened_at": cases["opened_at"], "closed_at": cases["closed_at"],
-        "complaint": cases["complaint"].astype(bool),
-    }), "opened_at", "closed_at").dropna(subset=["customer_id"])
+    cases = _utc(
+        pd.DataFrame(
+            {
+                "customer_id": by_native("crm", cases["crm_id"]),
+                "opened_at": cases["opened_at"],
+                "closed_at": cases["closed_at"],
+                "complaint": cases["complaint"].astype(bool),
+            }
+        ),
+        "opened_at",
+        "closed_at",
+    ).dropna(subset=["customer_id"])
 
     holdings = pd.read_parquet(raw_dir / "holdings.parquet")
-    holdings = _utc(pd.DataFrame({
-        "customer_id": by_native("crm", holdings["crm_id"]),
-        "product_id": holdings["product_id"].astype(str), "since": holdings["since"],
-    }), "since").dropna(subset=["customer_id"])
+    holdings = _utc(
+        pd.DataFrame(
+            {
+                "customer_id": by_native("crm", holdings["crm_id"]),
+                "product_id": holdings["product_id"].astype(str),
+                "since": holdings["since"],
+            }
+        ),
+        "since",
+    ).dropna(subset=["customer_id"])
 
     identifiers = _identifier_table(records, identifier_keys)
     consent = pd.read_parquet(raw_dir / "consent.parquet")
     keys = identifier_keys(consent["id_type"], consent["id_value"])
-    key2cust = pd.Series(identifiers["customer_id"].to_numpy(), index=identifiers["identifier"].to_numpy())
-    consent = _utc(pd.DataFrame({
-        "customer_id": key2cust.reindex(keys).to_numpy(),
-        "purpose": consent["purpose"].astype(str), "channel": consent["channel"].astype(str),
-        "granted": consent["granted"].astype(bool), "ts": consent["ts"],
-    }), "ts").dropna(subset=["customer_id"])
+    key2cust = pd.Series(
+        identifiers["customer_id"].to_numpy(), index=identifiers["identifier"].to_numpy()
+    )
+    consent = _utc(
+        pd.DataFrame(
+            {
+                "customer_id": key2cust.reindex(keys).to_numpy(),
+                "purpose": consent["purpose"].astype(str),
+                "channel": consent["channel"].astype(str),
+                "granted": consent["granted"].astype(bool),
+                "ts": consent["ts"],
+            }
+        ),
+        "ts",
+    ).dropna(subset=["customer_id"])
 
     camp = pd.read_parquet(raw_dir / "campaign_history.parquet")
     camp = camp[camp["action_id"] != "no_action"]
     channel_of = {a: a.split("_", 1)[0] for a in ACTION_IDS}
     channel_of["call_retention_offer"] = "call_center"
-    contacts = _utc(pd.DataFrame({
-        "customer_id": by_native("crm", camp["crm_id"]),
-        "ts": camp["exposed_at"], "action_id": camp["action_id"].astype(str),
-        "channel": camp["action_id"].map(channel_of),
-    }), "ts").dropna(subset=["customer_id"])
+    contacts = _utc(
+        pd.DataFrame(
+            {
+                "customer_id": by_native("crm", camp["crm_id"]),
+                "ts": camp["exposed_at"],
+                "action_id": camp["action_id"].astype(str),
+                "channel": camp["action_id"].map(channel_of),
+            }
+        ),
+        "ts",
+    ).dropna(subset=["customer_id"])
 
     return SourceData(customers, baskets, activity, cases, holdings, consent, contacts, identifiers)
 
 
 def _identifier_table(records: pd.DataFrame, identifier_keys: Callable) -> pd.DataFrame:
     """Hashed identifier -> customer; identifiers claimed by two customers are dropped."""
-    parts = [pd.DataFrame({"identifier": "customer_id:" + pd.Series(records["customer_id"].dropna().unique()),
-                           "customer_id": records["customer_id"].dropna().unique()})]
+    parts = [
+        pd.DataFrame(
+            {
+                "identifier": "customer_id:" + pd.Series(records["customer_id"].dropna().unique()),
+                "customer_id": records["customer_id"].dropna().unique(),
+            }
+        )
+    ]
     for id_type in ("email", "phone", "crm_id", "loyalty_id", "app_account_id", "device_id"):
         if id_type not in records:
             continue
         sub = records[[id_type, "customer_id"]].dropna()
         if sub.empty:
             continue
-        parts.append(pd.DataFrame({
-            "identifier": identifier_keys(pd.Series(id_type, index=sub.index), sub[id_type]),
-            "customer_id": sub["customer_id"].to_numpy(),
-        }))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "identifier": identifier_keys(
+                        pd.Series(id_type, index=sub.index), sub[id_type]
+                    ),
+                    "customer_id": sub["customer_id"].to_numpy(),
+                }
+            )
+        )
     table = pd.concat(parts, ignore_index=True).dropna().drop_duplicates()
     ambiguous = table["identifier"].duplicated(keep=False)
     if ambiguous.any():
-        log.warning("%d identifiers point at several customers; they resolve to none",
-                    int(ambiguous.sum()))
+        log.warning(
+            "%d identifiers point at several customers; they resolve to none", int(ambiguous.sum())
+        )
     return table[~ambiguous].reset_index(drop=True)
 
 
@@ -212,10 +285,14 @@ def _window_agg(events: pd.DataFrame, t: pd.Timestamp, days: int, value: str | N
     return g.size() if value is None else g[value].sum()
 
 
-def _frame(customers: pd.Index, t: pd.Timestamp, cols: dict[str, pd.Series | np.ndarray | float]) -> pd.DataFrame:
+def _frame(
+    customers: pd.Index, t: pd.Timestamp, cols: dict[str, pd.Series | np.ndarray | float]
+) -> pd.DataFrame:
     out = pd.DataFrame(index=customers)
     for name, col in cols.items():
-        out[name] = col.reindex(customers).fillna(0).to_numpy() if isinstance(col, pd.Series) else col
+        out[name] = (
+            col.reindex(customers).fillna(0).to_numpy() if isinstance(col, pd.Series) else col
+        )
     out.index.name = "customer_id"
     out = out.reset_index()
     out.insert(1, "event_timestamp", t)
@@ -224,7 +301,9 @@ def _frame(customers: pd.Index, t: pd.Timestamp, cols: dict[str, pd.Series | np.
 
 def _last_ts(events: pd.DataFrame, t: pd.Timestamp, col: str = "ts") -> pd.Series:
     prior = events.loc[events[col] < t]
-    return pd.Series(_epoch(prior[col]), index=prior["customer_id"].to_numpy()).groupby(level=0).max()
+    return (
+        pd.Series(_epoch(prior[col]), index=prior["customer_id"].to_numpy()).groupby(level=0).max()
+    )
 
 
 def build_view_rows(src: SourceData, t: pd.Timestamp) -> dict[str, pd.DataFrame]:
@@ -236,18 +315,28 @@ def build_view_rows(src: SourceData, t: pd.Timestamp) -> dict[str, pd.DataFrame]
 
     b = src.baskets.loc[src.baskets["ts"] < t]
     spend365 = _window_agg(b, t, 365, "amount").reindex(cust).fillna(0.0)
-    tier = np.where(spend365.to_numpy() <= 0, 0,
-                    1 + np.searchsorted(VALUE_TIER_EDGES, spend365.to_numpy(), side="left"))
+    tier = np.where(
+        spend365.to_numpy() <= 0,
+        0,
+        1 + np.searchsorted(VALUE_TIER_EDGES, spend365.to_numpy(), side="left"),
+    )
     hh = c["household_id"]
     hh_size = hh.map(hh.value_counts()).fillna(1)
     first = pd.to_datetime(c["first_seen"], utc=True)
     tenure = ((t - first).dt.total_seconds() / DAY).clip(lower=0).where(first < t, 0.0)
-    age = ((t - pd.to_datetime(c["dob"], utc=True)).dt.days / 365.25)
-    out["customer_profile"] = _frame(cust, t, {
-        "tenure_days": tenure, "value_tier": pd.Series(tier, index=cust), "household_size": hh_size,
-        "age": age.reindex(cust).to_numpy(), "n_source_records": c["n_source_records"],
-        "customer_profile_as_of_ts": _last_ts(src.activity, t).reindex(cust).fillna(0.0),
-    })
+    age = (t - pd.to_datetime(c["dob"], utc=True)).dt.days / 365.25
+    out["customer_profile"] = _frame(
+        cust,
+        t,
+        {
+            "tenure_days": tenure,
+            "value_tier": pd.Series(tier, index=cust),
+            "household_size": hh_size,
+            "age": age.reindex(cust).to_numpy(),
+            "n_source_records": c["n_source_records"],
+            "customer_profile_as_of_ts": _last_ts(src.activity, t).reindex(cust).fillna(0.0),
+        },
+    )
 
     cols: dict = {}
     for w in WINDOWS:
@@ -257,14 +346,21 @@ def build_view_rows(src: SourceData, t: pd.Timestamp) -> dict[str, pd.DataFrame]
     last_purchase = _last_ts(b, t)
     cols["last_purchase_ts"] = last_purchase
     b365 = b.loc[b["ts"] >= t - timedelta(days=365)]
-    by_cat = b365.pivot_table(index="customer_id", columns="category", values="amount", aggfunc="sum")
+    by_cat = b365.pivot_table(
+        index="customer_id", columns="category", values="amount", aggfunc="sum"
+    )
     for cat in CATEGORIES:
         cols[f"spend_365d_{cat}"] = by_cat[cat] if cat in by_cat else 0.0
     cols["customer_transactions_as_of_ts"] = last_purchase
     out["customer_transactions"] = _frame(cust, t, cols)
 
     a = src.activity.loc[src.activity["ts"] < t]
-    a30 = a.loc[(a["ts"] >= t - timedelta(days=30)) & a["event_type"].isin(["page_view", "view", "app_view", "configurator_view", "product_view"])]
+    a30 = a.loc[
+        (a["ts"] >= t - timedelta(days=30))
+        & a["event_type"].isin(
+            ["page_view", "view", "app_view", "configurator_view", "product_view"]
+        )
+    ]
     views = a30.groupby(["customer_id", "category"]).size().unstack(fill_value=0)
     a7 = a.loc[a["ts"] >= t - timedelta(days=7)]
     cfg = a7.loc[a7["event_type"] == "configurator_view"]
@@ -282,19 +378,31 @@ def build_view_rows(src: SourceData, t: pd.Timestamp) -> dict[str, pd.DataFrame]
     opened = k.loc[k["opened_at"] < t]
     is_open = opened["closed_at"].isna() | (opened["closed_at"] >= t)
     complaints = opened.loc[opened["complaint"]]
-    last_event = pd.concat([opened[["customer_id"]].assign(ts=opened["opened_at"]),
-                            opened.loc[opened["closed_at"] < t, ["customer_id"]].assign(
-                                ts=opened.loc[opened["closed_at"] < t, "closed_at"])])
-    out["customer_service"] = _frame(cust, t, {
-        "open_cases": opened.loc[is_open].groupby("customer_id").size(),
-        "complaints_90d": complaints.loc[complaints["opened_at"] >= t - timedelta(days=90)]
-        .groupby("customer_id").size(),
-        "last_complaint_ts": _last_ts(complaints, t, "opened_at"),
-        "customer_service_as_of_ts": _last_ts(last_event, t),
-    })
+    last_event = pd.concat(
+        [
+            opened[["customer_id"]].assign(ts=opened["opened_at"]),
+            opened.loc[opened["closed_at"] < t, ["customer_id"]].assign(
+                ts=opened.loc[opened["closed_at"] < t, "closed_at"]
+            ),
+        ]
+    )
+    out["customer_service"] = _frame(
+        cust,
+        t,
+        {
+            "open_cases": opened.loc[is_open].groupby("customer_id").size(),
+            "complaints_90d": complaints.loc[complaints["opened_at"] >= t - timedelta(days=90)]
+            .groupby("customer_id")
+            .size(),
+            "last_complaint_ts": _last_ts(complaints, t, "opened_at"),
+            "customer_service_as_of_ts": _last_ts(last_event, t),
+        },
+    )
 
     h = src.holdings.loc[src.holdings["since"] < t]
-    held = h.assign(one=1).pivot_table(index="customer_id", columns="product_id", values="one", aggfunc="max")
+    held = h.assign(one=1).pivot_table(
+        index="customer_id", columns="product_id", values="one", aggfunc="max"
+    )
     cols = {f"holds_{p}": held[p] if p in held else 0 for p in product_ids()}
     cols["customer_holdings_as_of_ts"] = _last_ts(h, t, "since")
     out["customer_holdings"] = _frame(cust, t, cols)
@@ -302,7 +410,8 @@ def build_view_rows(src: SourceData, t: pd.Timestamp) -> dict[str, pd.DataFrame]
     cs = src.consent.loc[src.consent["ts"] < t].sort_values("ts", kind="stable")
     latest = cs.drop_duplicates(["customer_id", "purpose", "channel"], keep="last")
     granted = latest.assign(g=latest["granted"].astype(int)).pivot_table(
-        index="customer_id", columns=["purpose", "channel"], values="g", aggfunc="max")
+        index="customer_id", columns=["purpose", "channel"], values="g", aggfunc="max"
+    )
     cols = {
         f"consent_{p}_{ch}": granted[(p, ch)] if (p, ch) in granted else 0
         for p in PURPOSES
@@ -364,8 +473,12 @@ def build_feature_tables(
     lookup["event_timestamp"] = lookup["event_timestamp"].astype("datetime64[us, UTC]")
     paths["identity_lookup"] = features_dir / "identity_lookup.parquet"
     lookup.to_parquet(paths["identity_lookup"], index=False)
-    log.info("wrote %d feature tables for %d customers x %d snapshots",
-             len(paths), len(src.customers), len(times))
+    log.info(
+        "wrote %d feature tables for %d customers x %d snapshots",
+        len(paths),
+        len(src.customers),
+        len(times),
+    )
     return paths
 
 

@@ -65,7 +65,9 @@ def exposures_entity_df(raw_dir: Path, unified_dir: Path) -> pd.DataFrame:
     Exposures whose CRM record did not resolve to a customer are dropped (and counted).
     """
     camp = pd.read_parquet(raw_dir / "campaign_history.parquet")
-    identity = pd.read_parquet(unified_dir / "identity.parquet", columns=["record_id", "customer_id"])
+    identity = pd.read_parquet(
+        unified_dir / "identity.parquet", columns=["record_id", "customer_id"]
+    )
     rec2cust = pd.Series(identity["customer_id"].to_numpy(), index=identity["record_id"].to_numpy())
     cust = rec2cust.reindex("crm:" + camp["crm_id"].astype(str)).to_numpy()
     ts = pd.to_datetime(camp["exposed_at"], utc=True).astype("datetime64[us, UTC]")
@@ -120,9 +122,7 @@ def build_training_set(
     frame = job.to_df()
     frame = frame.sort_values("exposure_id", kind="stable").reset_index(drop=True)
     if len(frame) != len(entity_df):
-        raise ValueError(
-            f"feature join returned {len(frame)} rows for {len(entity_df)} exposures"
-        )
+        raise ValueError(f"feature join returned {len(frame)} rows for {len(entity_df)} exposures")
     check_point_in_time(frame)
     missing = [f for f in feature_names if f not in frame]
     if missing:
@@ -142,5 +142,6 @@ def build_training_set(
         "time_max": str(ts.max()),
         "arms": sorted(set(frame["action_id"]) - {CONTROL}),
     }
-    return TrainingSet(frame=frame, feature_names=feature_names, feature_service=service,
-                       lineage=lineage)
+    return TrainingSet(
+        frame=frame, feature_names=feature_names, feature_service=service, lineage=lineage
+    )

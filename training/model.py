@@ -24,9 +24,15 @@ class ValueModel:
     ``y > 0`` only; ``predict_values(X)`` returns one column per arm.
     """
 
-    def __init__(self, arms: list[str] | None = None, n_estimators: int = 200,
-                 learning_rate: float = 0.05, num_leaves: int = 15, min_child_samples: int = 20,
-                 random_state: int = 0) -> None:
+    def __init__(
+        self,
+        arms: list[str] | None = None,
+        n_estimators: int = 200,
+        learning_rate: float = 0.05,
+        num_leaves: int = 15,
+        min_child_samples: int = 20,
+        random_state: int = 0,
+    ) -> None:
         self.arms = arms
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -47,16 +53,24 @@ class ValueModel:
         mask = (np.asarray(y) > 0) & np.isin(treatment, self.arms_)
         self.fallback_ = float(np.mean(y[mask])) if mask.any() else 0.0
         self.arm_means_ = np.array(
-            [float(np.mean(y[mask & (treatment == a)])) if (mask & (treatment == a)).any()
-             else self.fallback_ for a in self.arms_]
+            [
+                float(np.mean(y[mask & (treatment == a)]))
+                if (mask & (treatment == a)).any()
+                else self.fallback_
+                for a in self.arms_
+            ]
         )
         self.model_: LGBMRegressor | None = None
         if mask.sum() >= 50:
             arm_index = np.array([index[a] for a in treatment[mask]])
             self.model_ = LGBMRegressor(
-                n_estimators=self.n_estimators, learning_rate=self.learning_rate,
-                num_leaves=self.num_leaves, min_child_samples=self.min_child_samples,
-                random_state=self.random_state, verbose=-1, n_jobs=2,
+                n_estimators=self.n_estimators,
+                learning_rate=self.learning_rate,
+                num_leaves=self.num_leaves,
+                min_child_samples=self.min_child_samples,
+                random_state=self.random_state,
+                verbose=-1,
+                n_jobs=2,
             ).fit(self._design(np.asarray(X, dtype=np.float64)[mask], arm_index), y[mask])
         return self
 
@@ -120,7 +134,9 @@ def pyfunc_class() -> type:
 
             self.model = joblib.load(context.artifacts["decision_model"])
 
-        def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
+        def predict(
+            self, context: Any, model_input: pd.DataFrame, params: Any = None
+        ) -> pd.DataFrame:
             missing = [f for f in self.model.feature_names if f not in model_input]
             if missing:
                 raise ValueError(f"model input lacks features: {missing}")

@@ -140,17 +140,23 @@ def promote(
             champ_value = float(champion_value_fn(current))
         except (KeyError, ValueError) as exc:
             champ_value = None
-            reason = f"champion v{current_version} cannot be scored on the new held-out data ({exc})"
+            reason = (
+                f"champion v{current_version} cannot be scored on the new held-out data ({exc})"
+            )
             alias = CHAMPION
         else:
             if new_value > champ_value:
                 alias = CHAMPION
-                reason = (f"policy value {new_value:.5f} beats champion v{current_version} "
-                          f"({champ_value:.5f}) on the same held-out data")
+                reason = (
+                    f"policy value {new_value:.5f} beats champion v{current_version} "
+                    f"({champ_value:.5f}) on the same held-out data"
+                )
             else:
                 alias = CHALLENGER
-                reason = (f"policy value {new_value:.5f} does not beat champion v{current_version} "
-                          f"({champ_value:.5f}) on the same held-out data; kept as challenger")
+                reason = (
+                    f"policy value {new_value:.5f} does not beat champion v{current_version} "
+                    f"({champ_value:.5f}) on the same held-out data; kept as challenger"
+                )
     client.set_registered_model_alias(settings.model_name, alias, version)
     client.set_model_version_tag(settings.model_name, version, "promotion_reason", reason)
     log.info("model %s v%s -> %s: %s", settings.model_name, version, alias, reason)

@@ -46,8 +46,9 @@ def split(ts: TrainingSet, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     idx = np.arange(len(ts.frame))
     strat = ts.frame["action_id"].astype(str) + "|" + ts.frame["responded"].astype(str)
     train, rest = train_test_split(idx, test_size=0.4, random_state=seed, stratify=strat)
-    val, test = train_test_split(rest, test_size=0.5, random_state=seed,
-                                 stratify=strat.to_numpy()[rest])
+    val, test = train_test_split(
+        rest, test_size=0.5, random_state=seed, stratify=strat.to_numpy()[rest]
+    )
     return np.sort(train), np.sort(val), np.sort(test)
 
 
@@ -61,7 +62,9 @@ def net_value_policy(model: DecisionModel, X: np.ndarray, costs: dict[str, float
     return np.where(ev[np.arange(len(X)), best] > 0, arms[best], CONTROL)
 
 
-def policy_value(model: DecisionModel, frame: pd.DataFrame, costs: dict[str, float]) -> tuple[float, float]:
+def policy_value(
+    model: DecisionModel, frame: pd.DataFrame, costs: dict[str, float]
+) -> tuple[float, float]:
     """Doubly robust net value per customer (revenue minus contact cost) of the model's
     policy on held-out randomised rows, with its standard error."""
     from training.evaluation import policy_value_dr
@@ -115,13 +118,25 @@ def train(settings: Settings, store: Any | None = None) -> TrainResult:
 
     candidates = default_candidates(random_state=settings.seed)
     name, response, table, why = select_learner(
-        candidates, X[tr], t[tr], y[tr], X[va], t[va], y[va], control=CONTROL,
+        candidates,
+        X[tr],
+        t[tr],
+        y[tr],
+        X[va],
+        t[va],
+        y[va],
+        control=CONTROL,
         design_propensity=design[va],
     )
     value = ValueModel(random_state=settings.seed).fit(X[tr], t[tr], ts.revenue[tr])
     costs, catalog_version = catalog_costs(settings)
-    model = DecisionModel(response=response, value=value, feature_names=features,
-                          learner_name=name, catalog_version=catalog_version)
+    model = DecisionModel(
+        response=response,
+        value=value,
+        feature_names=features,
+        learner_name=name,
+        catalog_version=catalog_version,
+    )
 
     arms = model.arm_ids
     test = ts.frame.iloc[te].reset_index(drop=True)
@@ -142,8 +157,9 @@ def train(settings: Settings, store: Any | None = None) -> TrainResult:
         for k in ("qini", "auuc", "uplift_at_30"):
             metrics[f"{k}_{row['arm']}"] = float(row[k])
     truth = _truth_outcomes(settings, test, arms)
-    pol = ev.evaluate_policies(t[te], y[te], design[te], arms, CONTROL, outcomes, truth=truth,
-                               seed=settings.seed)
+    pol = ev.evaluate_policies(
+        t[te], y[te], design[te], arms, CONTROL, outcomes, truth=truth, seed=settings.seed
+    )
     for _, row in pol.iterrows():
         metrics[f"policy_ips_{row['policy']}"] = float(row["ips"])
         metrics[f"policy_dr_{row['policy']}"] = float(row["dr"])
@@ -156,15 +172,27 @@ def train(settings: Settings, store: Any | None = None) -> TrainResult:
     configure_mlflow(settings)
     with mlflow.start_run(run_name=f"train-{name}") as run, tempfile.TemporaryDirectory() as tmp:
         tmpd = Path(tmp)
-        mlflow.log_params({
-            "learner": name, "seed": settings.seed, "feature_service": FEATURE_SERVICE,
-            "n_features": len(features), "arms": ",".join(arms), "allow_sensitive": allow_sensitive,
-            "rows_train": len(tr), "rows_valid": len(va), "rows_test": len(te),
-            "catalog_version": catalog_version,
-        })
+        mlflow.log_params(
+            {
+                "learner": name,
+                "seed": settings.seed,
+                "feature_service": FEATURE_SERVICE,
+                "n_features": len(features),
+                "arms": ",".join(arms),
+                "allow_sensitive": allow_sensitive,
+                "rows_train": len(tr),
+                "rows_valid": len(va),
+                "rows_test": len(te),
+                "catalog_version": catalog_version,
+            }
+        )
         mlflow.log_metrics(metrics)
-        mlflow.set_tags({"selection_reason": why[:4000], **{f"lineage.{k}": str(v)
-                                                             for k, v in ts.lineage.items()}})
+        mlflow.set_tags(
+            {
+                "selection_reason": why[:4000],
+                **{f"lineage.{k}": str(v) for k, v in ts.lineage.items()},
+            }
+        )
         mlflow.log_dict(ts.lineage, "lineage.json")
         mlflow.log_dict({"features": features}, "feature_order.json")
         mlflow.log_table(table, "selection/validation.json")
@@ -178,8 +206,9 @@ def train(settings: Settings, store: Any | None = None) -> TrainResult:
         mlflow.log_artifact(str(tmpd / "model_card.md"))
         info = log_decision_model(model, Xte, tmpd / "model")
         mv = mlflow.register_model(info.model_uri, settings.model_name)
-        mlflow.MlflowClient().set_model_version_tag(settings.model_name, mv.version,
-                                                    "feature_service", FEATURE_SERVICE)
+        mlflow.MlflowClient().set_model_version_tag(
+            settings.model_name, mv.version, "feature_service", FEATURE_SERVICE
+        )
 
         def champion_value(champ: DecisionModel) -> float:
             missing = [f for f in champ.feature_names if f not in test]
@@ -191,8 +220,9 @@ def train(settings: Settings, store: Any | None = None) -> TrainResult:
         mlflow.set_tags({"promotion.alias": decision.alias, "promotion.reason": decision.reason})
         mlflow.log_dict(json.loads(json.dumps(decision.__dict__, default=str)), "promotion.json")
     log.info("trained %s: %s", name, why)
-    return TrainResult(run.info.run_id, str(mv.version), decision.alias, decision.reason, name,
-                       net_value, metrics)
+    return TrainResult(
+        run.info.run_id, str(mv.version), decision.alias, decision.reason, name, net_value, metrics
+    )
 
 
 def _policy_allows_sensitive(settings: Settings) -> bool:
@@ -211,8 +241,14 @@ def _truth_outcomes(settings: Settings, test: pd.DataFrame, arms: list[str]) -> 
     return true_outcomes_for_exposures(settings.raw_dir, test["exposure_id"], arms)
 
 
-def _log_plots(model: DecisionModel, X: np.ndarray, y: np.ndarray, t: np.ndarray,
-               outcomes: np.ndarray, arms: list[str]) -> None:
+def _log_plots(
+    model: DecisionModel,
+    X: np.ndarray,
+    y: np.ndarray,
+    t: np.ndarray,
+    outcomes: np.ndarray,
+    arms: list[str],
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -222,13 +258,19 @@ def _log_plots(model: DecisionModel, X: np.ndarray, y: np.ndarray, t: np.ndarray
     from training import plots
 
     for name, fn in (
-        ("qini_curves.png", lambda: plots.qini_curves(y, t, outcomes[:, 1:] - outcomes[:, [0]],
-                                                      arms, CONTROL)),
-        ("uplift_curves.png", lambda: plots.uplift_curves(y, t, outcomes[:, 1:] - outcomes[:, [0]],
-                                                          arms, CONTROL)),
+        (
+            "qini_curves.png",
+            lambda: plots.qini_curves(y, t, outcomes[:, 1:] - outcomes[:, [0]], arms, CONTROL),
+        ),
+        (
+            "uplift_curves.png",
+            lambda: plots.uplift_curves(y, t, outcomes[:, 1:] - outcomes[:, [0]], arms, CONTROL),
+        ),
         ("calibration.png", lambda: plots.calibration_plot(y, t, outcomes, [CONTROL, *arms])),
-        ("feature_importance.png", lambda: plots.feature_importance_plot(model.response,
-                                                                         model.feature_names)),
+        (
+            "feature_importance.png",
+            lambda: plots.feature_importance_plot(model.response, model.feature_names),
+        ),
     ):
         try:
             fig = fn()
@@ -239,31 +281,40 @@ def _log_plots(model: DecisionModel, X: np.ndarray, y: np.ndarray, t: np.ndarray
         plt.close(fig)
 
 
-def model_card(name: str, why: str, ts: TrainingSet, metrics: dict[str, float],
-               pol: pd.DataFrame, upl: pd.DataFrame, features: list[str]) -> str:
+def model_card(
+    name: str,
+    why: str,
+    ts: TrainingSet,
+    metrics: dict[str, float],
+    pol: pd.DataFrame,
+    upl: pd.DataFrame,
+    features: list[str],
+) -> str:
     """A short Markdown model card: data, learner choice, evaluation, intended use."""
-    return "\n".join([
-        "# nextbest decision model",
-        "",
-        f"**Learner:** {name}. {why}",
-        "",
-        "## Data",
-        f"Randomised campaign exposures joined point-in-time through the Feast feature service "
-        f"`{ts.feature_service}`: {ts.lineage['rows']} rows from {ts.lineage['time_min']} to "
-        f"{ts.lineage['time_max']}, data hash `{ts.lineage['data_hash']}`, "
-        f"{len(features)} features, arms: {', '.join(ts.lineage['arms'])}.",
-        "",
-        "## Held-out evaluation (randomised data)",
-        "",
-        pol.to_string(index=False),
-        "",
-        upl.to_string(index=False),
-        "",
-        f"Net value per customer (doubly robust): {metrics['net_value_dr']:.4f} "
-        f"± {metrics['net_value_dr_se']:.4f}.",
-        "",
-        "## Intended use",
-        "Ranks actions by expected incremental value inside the nextbest decision engine, "
-        "which enforces consent, suppression and contact rules. Not for decisions about "
-        "credit or eligibility for essential services.",
-    ])
+    return "\n".join(
+        [
+            "# nextbest decision model",
+            "",
+            f"**Learner:** {name}. {why}",
+            "",
+            "## Data",
+            f"Randomised campaign exposures joined point-in-time through the Feast feature service "
+            f"`{ts.feature_service}`: {ts.lineage['rows']} rows from {ts.lineage['time_min']} to "
+            f"{ts.lineage['time_max']}, data hash `{ts.lineage['data_hash']}`, "
+            f"{len(features)} features, arms: {', '.join(ts.lineage['arms'])}.",
+            "",
+            "## Held-out evaluation (randomised data)",
+            "",
+            pol.to_string(index=False),
+            "",
+            upl.to_string(index=False),
+            "",
+            f"Net value per customer (doubly robust): {metrics['net_value_dr']:.4f} "
+            f"± {metrics['net_value_dr_se']:.4f}.",
+            "",
+            "## Intended use",
+            "Ranks actions by expected incremental value inside the nextbest decision engine, "
+            "which enforces consent, suppression and contact rules. Not for decisions about "
+            "credit or eligibility for essential services.",
+        ]
+    )
