@@ -362,6 +362,8 @@ def evaluate_policy_cmd(
             f"{r.effective_n:.0f}",
         )
     console.print(table)
+
+
 # --- pipeline --------------------------------------------------------------------------------
 
 
