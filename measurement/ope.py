@@ -155,6 +155,16 @@ def off_policy_value(
 
 def _long_ranked(decisions: pd.DataFrame) -> pd.DataFrame:
     """The ranked lists as one row per (decision position, action) with the score parts."""
+    parts = ("p_treated", "p_control", "value")
+    for i, lst in enumerate(decisions["ranked"].tolist()):
+        for e in lst if isinstance(lst, list | np.ndarray) else []:
+            missing = [k for k in parts if k not in e]
+            if missing:
+                did = decisions["decision_id"].iloc[i] if "decision_id" in decisions else i
+                raise ValueError(
+                    f"decision {did}: ranked entry '{e.get('action_id')}' lacks the score "
+                    f"parts {missing}"
+                )
     recs = [
         (
             i,

@@ -162,7 +162,13 @@ def simulate_log(
                 "action_id": actions[k],
                 "rank": r + 1,
                 "score": float(s[i, k]),
+                # The simulated model's score parts are the truth's, so logs re-rank exactly.
+                "p_treated": float(p[i, k]),
+                "p_control": float(p0[i]),
+                "uplift": float(p[i, k] - p0[i]),
+                "value": float(v[i, k]),
                 "cost": float(cost[k]),
+                "lever": 1.0,
             }
             for r, k in enumerate(k for k in order[i] if s[i, k] > 0)
         ]
