@@ -1,0 +1,766 @@
+"""Identity resolution: records from many sources -> customers, safely, and households.
+
+The steps, all on normalised values (:mod:`customers.normalise`):
+
+1. **Candidate edges.** Deterministic edges join records that share a normalised strong
+   identifier (native ids ``crm_id, loyalty_id, app_account_id, device_id``; a web device
+   that logged in to an app account carries that account's id, giving a
+   ``device_login`` edge; then ``email``, then ``phone``). Each group of records sharing a
+   value becomes a star (first record to each other), so edges grow with records, not
+   with pairs. Probabilistic edges come from Splink (name, date of birth, address) for
+   pairs the identifiers did not join.
+2. **Safe merging, strongest rule first.** Rules are merged tier by tier (native ids,
+   email, phone, Splink). For each tier the connected components of the current
+   clusters are computed with :func:`scipy.sparse.csgraph.connected_components`; a
+   component whose records hold at most one date of birth, at most one CRM id and (for
+   the weak tiers: phone and Splink) at most one first name is merged at once,
+   vectorised. Only the few remaining components go through a Python union-find that
+   replays their edges in order and refuses any edge that would put two different
+   dates of birth in one cluster, two CRM ids whose records disagree on date of birth or
+   names, or (weak tiers) two first names that are not spellings of one another. A
+   shared household landline or address therefore never merges two family members.
+   Refused edges are reported with both record ids, the rule and the conflicting field,
+   never the values.
+3. **Ids.** ``customer_id = "C" + sha1(smallest record_id)[:12]``, stable as long as
+   that record exists. Households group customers by normalised address (postcode and
+   street) and are never a merge of persons.
+
+Splink runs on DuckDB in process. For data past one machine the same settings run on
+Splink's Spark backend (``splink.SparkAPI``); the union-find input is then the edge list
+Splink writes, which stays small because blocking is tight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from customers import normalise as nz
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS: tuple[str, ...] = ("record_id", "source")
+OPTIONAL_COLUMNS: tuple[str, ...] = (
+    "email",
+    "phone",
+    "crm_id",
+    "loyalty_id",
+    "app_account_id",
+    "device_id",
+    "first_name",
+    "last_name",
+    "date_of_birth",
+    "street",
+    "city",
+    "postcode",
+)
+#: Native id columns: a value shared by two records names one person.
+NATIVE_IDS: tuple[str, ...] = ("crm_id", "loyalty_id", "app_account_id", "device_id")
+#: Rule tiers in merge order (strongest first) and whether a tier is weak (checks names).
+TIERS: tuple[tuple[str, bool], ...] = (
+    ("native", False),
+    ("email", False),
+    ("phone", True),
+    ("splink", True),
+)
+SINGLETON = "singleton"
+OUTPUT_COLUMNS: tuple[str, ...] = ("record_id", "customer_id", "match_rule", "match_probability")
+
+ProgressCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ResolutionSettings:
+    """Knobs of :func:`resolve_records`.
+
+    ``match_threshold`` is the Splink match probability an edge needs; ``seed`` fixes
+    Splink's u sampling; ``u_max_pairs`` bounds that sample. Splink's m probabilities
+    are fitted by EM on the data itself (no labels), u by random sampling, so nothing is
+    tuned to one generated data set. ``country_code`` completes national phone numbers.
+    """
+
+    use_splink: bool = True
+    match_threshold: float = 0.99
+    seed: int = 42
+    u_max_pairs: float = 2e6
+    em_max_pairs: float = 2e6
+    threads: int = 2
+    country_code: str = nz.DEFAULT_COUNTRY_CODE
+
+
+@dataclass
+class ResolutionResult:
+    """What :func:`resolve_records` produced.
+
+    ``assignments``: one row per record (:data:`OUTPUT_COLUMNS`); ``households``:
+    ``customer_id, household_id, household_size``; ``refused_links``: ``record_id_a,
+    record_id_b, rule, conflict_field``; ``unlinkable_record_ids``: records that carry no
+    value any other record shares and no name, date of birth or address (e.g. anonymous
+    devices): no method can link them; ``stats``: counts and timings.
+    """
+
+    assignments: pd.DataFrame
+    households: pd.DataFrame
+    refused_links: pd.DataFrame
+    unlinkable_record_ids: pd.Index
+    stats: dict[str, float | int] = field(default_factory=dict)
+
+
+# --- input ------------------------------------------------------------------------------
+
+
+def validate_records(records: pd.DataFrame, name: str = "records") -> pd.DataFrame:
+    """Check the canonical schema and add absent optional columns as missing.
+
+    Raises ``ValueError`` naming ``name`` when ``record_id`` or ``source`` is absent,
+    a ``record_id`` is missing or duplicated, or no identifying column is present.
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in records.columns]
+    if missing:
+        raise ValueError(
+            f"{name}: missing required column(s) {missing}; the canonical schema is "
+            f"{list(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)}"
+        )
+    present = [c for c in OPTIONAL_COLUMNS if c in records.columns]
+    if not present:
+        raise ValueError(
+            f"{name}: no identifying column; expected some of {list(OPTIONAL_COLUMNS)}"
+        )
+    rid = records["record_id"]
+    if rid.isna().any():
+        raise ValueError(f"{name}: {int(rid.isna().sum())} rows have no record_id")
+    dup = rid.astype(str).duplicated(keep=False)
+    if dup.any():
+        examples = rid[dup].astype(str).unique()[:3].tolist()
+        raise ValueError(
+            f"{name}: record_id must be unique; {int(dup.sum())} rows share ids, e.g. {examples}"
+        )
+    out = records.loc[:, list(REQUIRED_COLUMNS) + present].copy()
+    out["record_id"] = out["record_id"].astype(str)
+    out["source"] = out["source"].astype(str)
+    for c in OPTIONAL_COLUMNS:
+        if c not in out.columns:
+            out[c] = None
+    return out.loc[:, list(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)]
+
+
+def normalise_records(
+    records: pd.DataFrame, country_code: str = nz.DEFAULT_COUNTRY_CODE
+) -> pd.DataFrame:
+    """Normalised copy of validated canonical records (same index, same columns)."""
+    out = pd.DataFrame(index=records.index)
+    out["record_id"] = records["record_id"]
+    out["source"] = records["source"]
+    out["email"] = nz.normalise_emails(records["email"])
+    out["phone"] = nz.normalise_phones(records["phone"], country_code)
+    for c in NATIVE_IDS:
+        out[c] = nz.normalise_ids(records[c])
+    out["first_name"] = nz.normalise_names(records["first_name"])
+    out["last_name"] = nz.normalise_names(records["last_name"])
+    out["date_of_birth"] = nz.normalise_dobs(records["date_of_birth"])
+    out["street"] = nz.normalise_streets(records["street"])
+    out["city"] = nz.normalise_names(records["city"])
+    out["postcode"] = nz.normalise_postcodes(records["postcode"])
+    return out
+
+
+# --- candidate edges ----------------------------------------------------------------------
+
+
+@dataclass
+class _Edges:
+    a: np.ndarray  # record positions
+    b: np.ndarray
+    rule: np.ndarray  # object array of rule names
+    prob: np.ndarray  # float, NaN for deterministic
+
+    @staticmethod
+    def empty() -> _Edges:
+        return _Edges(
+            np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0)
+        )
+
+    @staticmethod
+    def concat(parts: list[_Edges]) -> _Edges:
+        if not parts:
+            return _Edges.empty()
+        return _Edges(
+            np.concatenate([p.a for p in parts]),
+            np.concatenate([p.b for p in parts]),
+            np.concatenate([p.rule for p in parts]),
+            np.concatenate([p.prob for p in parts]),
+        )
+
+
+def _star_edges(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Edges hub->member for each group of records sharing a (non-missing) value."""
+    codes = pd.factorize(values, use_na_sentinel=True)[0]
+    pos = np.flatnonzero(codes >= 0)
+    if pos.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    c = codes[pos]
+    order = np.lexsort((pos, c))
+    c, pos = c[order], pos[order]
+    first = np.r_[True, c[1:] != c[:-1]]
+    hub = pos[first][np.cumsum(first) - 1]
+    keep = ~first
+    return hub[keep].astype(np.int64), pos[keep].astype(np.int64)
+
+
+def deterministic_edges(norm: pd.DataFrame) -> dict[str, _Edges]:
+    """Candidate edges per tier from shared normalised identifiers."""
+    native: list[_Edges] = []
+    has_device = norm["device_id"].notna().to_numpy()
+    for col in NATIVE_IDS:
+        a, b = _star_edges(norm[col])
+        rule = np.full(a.size, col, dtype=object)
+        if col == "app_account_id":
+            rule[has_device[a] != has_device[b]] = "device_login"
+        native.append(_Edges(a, b, rule, np.full(a.size, np.nan)))
+    out = {"native": _Edges.concat(native)}
+    for col in ("email", "phone"):
+        a, b = _star_edges(norm[col])
+        out[col] = _Edges(a, b, np.full(a.size, col, dtype=object), np.full(a.size, np.nan))
+    return out
+
+
+def splink_edges(norm: pd.DataFrame, labels: np.ndarray, settings: ResolutionSettings) -> _Edges:
+    """Probabilistic edges (Splink on DuckDB) between records of different clusters.
+
+    Only records with a name and a date of birth or postcode take part. m probabilities
+    are fitted by EM (blocked on date of birth, then on postcode), u by random sampling
+    with ``settings.seed``; the prior match rate is estimated from the tight
+    deterministic rule "same date of birth, first and last name". Spark past one
+    machine: build the linker on ``splink.SparkAPI`` with the same settings.
+    """
+    import duckdb
+    import splink.comparison_library as cl
+    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+
+    cols = ["first_name", "last_name", "date_of_birth", "postcode", "street", "city"]
+    has_name = norm["first_name"].notna() | norm["last_name"].notna()
+    has_anchor = norm["date_of_birth"].notna() | norm["postcode"].notna()
+    sub = norm.loc[(has_name & has_anchor).to_numpy(), cols].copy()
+    if len(sub) < 50:
+        return _Edges.empty()
+    pos = np.flatnonzero((has_name & has_anchor).to_numpy())
+    sub.insert(0, "uid", pos.astype(np.int64))
+
+    creator = SettingsCreator(
+        link_type="dedupe_only",
+        unique_id_column_name="uid",
+        probability_two_random_records_match=1.0 / max(len(sub), 2),
+        blocking_rules_to_generate_predictions=[
+            block_on("postcode", "first_name"),
+            block_on("date_of_birth", "last_name"),
+            block_on("date_of_birth", "first_name"),
+        ],
+        comparisons=[
+            cl.JaroWinklerAtThresholds("first_name", [0.92, 0.8]),
+            cl.JaroWinklerAtThresholds("last_name", [0.92, 0.8]),
+            cl.ExactMatch("date_of_birth"),
+            cl.ExactMatch("postcode"),
+            cl.LevenshteinAtThresholds("street", [2]),
+            cl.ExactMatch("city"),
+        ],
+        retain_intermediate_calculation_columns=False,
+        retain_matching_columns=False,
+    )
+    con = duckdb.connect()
+    con.execute(f"SET threads TO {settings.threads}")
+    db = DuckDBAPI(con)
+    linker = Linker(db.register(sub, table_name="records"), creator, log_level=logging.WARNING)
+    linker.training.estimate_u_using_random_sampling(
+        max_pairs=settings.u_max_pairs, seed=settings.seed
+    )
+    for rule in (block_on("date_of_birth"), block_on("postcode")):
+        linker.training.estimate_parameters_using_expectation_maximisation(
+            rule, max_pairs=settings.em_max_pairs
+        )
+    pred = linker.inference.predict(threshold_match_probability=settings.match_threshold)
+    df = pred.as_pandas_dataframe()
+    if df.empty:
+        return _Edges.empty()
+    a = df["uid_l"].to_numpy(np.int64)
+    b = df["uid_r"].to_numpy(np.int64)
+    p = df["match_probability"].to_numpy(float)
+    keep = labels[a] != labels[b]
+    a, b, p = a[keep], b[keep], p[keep]
+    # Strongest first, ties broken by position, so the merge order is deterministic.
+    order = np.lexsort((b, a, -p))
+    return _Edges(a[order], b[order], np.full(order.size, "splink", dtype=object), p[order])
+
+
+# --- safe merging -------------------------------------------------------------------------
+
+
+def _similar(x: str, y: str) -> bool:
+    """Same name up to one edit (substitution, insertion, deletion or swap)."""
+    if x == y:
+        return True
+    lx, ly = len(x), len(y)
+    if abs(lx - ly) > 1 or min(lx, ly) < 3:
+        return False
+    if lx == ly:
+        diff = [i for i in range(lx) if x[i] != y[i]]
+        if len(diff) == 1:
+            return True
+        return (
+            len(diff) == 2
+            and diff[1] == diff[0] + 1
+            and x[diff[0]] == y[diff[1]]
+            and x[diff[1]] == y[diff[0]]
+        )
+    if lx > ly:
+        x, y = y, x
+    i = 0
+    while i < len(x) and x[i] == y[i]:
+        i += 1
+    return x[i:] == y[i + 1 :]
+
+
+def _names_agree(xs: set[str], ys: set[str]) -> bool:
+    if not xs or not ys:
+        return True
+    return any(_similar(x, y) for x in xs for y in ys)
+
+
+@dataclass
+class _Cluster:
+    dobs: set[str]
+    firsts: set[str]
+    crms: dict[str, tuple[str | None, str | None, str | None]]  # crm_id -> (dob, first, last)
+
+
+def _crm_conflict(a: _Cluster, b: _Cluster) -> bool:
+    """Two CRM ids may share a cluster only if their records agree on DOB and names."""
+    for ca, (da, fa, la) in a.crms.items():
+        for cb, (db, fb, lb) in b.crms.items():
+            if ca == cb:
+                continue
+            if da is None or db is None or da != db:
+                return True
+            if fa is None or fb is None or not _similar(fa, fb):
+                return True
+            if la is None or lb is None or not _similar(la, lb):
+                return True
+    return False
+
+
+def _conflict(a: _Cluster, b: _Cluster, weak: bool) -> str | None:
+    if a.dobs and b.dobs and a.dobs != b.dobs:
+        return "date_of_birth"
+    if a.crms and b.crms and set(a.crms) != set(b.crms) and _crm_conflict(a, b):
+        return "crm_id"
+    if weak and not _names_agree(a.firsts, b.firsts):
+        return "first_name"
+    return None
+
+
+class _Attrs:
+    """Per-record conflict attributes as integer codes and value arrays."""
+
+    def __init__(self, norm: pd.DataFrame) -> None:
+        self.dob_code = pd.factorize(norm["date_of_birth"])[0]
+        self.crm_code = pd.factorize(norm["crm_id"])[0]
+        self.first_code = pd.factorize(norm["first_name"])[0]
+        self.dob = norm["date_of_birth"].to_numpy(object)
+        self.crm = norm["crm_id"].to_numpy(object)
+        self.first = norm["first_name"].to_numpy(object)
+        self.last = norm["last_name"].to_numpy(object)
+
+    def cluster(self, members: np.ndarray) -> _Cluster:
+        dobs = {d for d in self.dob[members] if d is not None}
+        firsts = {f for f in self.first[members] if f is not None}
+        crms = {
+            self.crm[i]: (self.dob[i], self.first[i], self.last[i])
+            for i in members
+            if self.crm[i] is not None
+        }
+        return _Cluster(dobs, firsts, crms)
+
+
+def _multi(groups: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """Boolean per group: more than one distinct non-missing code among its records."""
+    ok = codes >= 0
+    g, c = groups[ok], codes[ok]
+    if g.size == 0:
+        return np.zeros(n_groups, bool)
+    pairs = np.unique(g.astype(np.int64) * (int(c.max()) + 1) + c)
+    return np.bincount(pairs // (int(c.max()) + 1), minlength=n_groups) > 1
+
+
+@dataclass
+class _Merge:
+    labels: np.ndarray
+    rule: np.ndarray  # per record: rule that joined it (None until linked)
+    prob: np.ndarray
+    refused: list[tuple[int, int, str, str]] = field(default_factory=list)
+    python_edges: int = 0
+
+
+def _accept(
+    state: _Merge, a: np.ndarray, b: np.ndarray, rule: np.ndarray, prob: np.ndarray
+) -> None:
+    """Record the rule (and probability) of the first accepted edge at each end."""
+    for ends in (a, b):
+        free = state.rule[ends] == None  # noqa: E711  (object array comparison)
+        idx = ends[free]
+        # Duplicate ends: keep the first edge (edges arrive strongest first).
+        idx, first = np.unique(idx, return_index=True)
+        state.rule[idx] = rule[free][first]
+        state.prob[idx] = prob[free][first]
+
+
+def _merge_tier(state: _Merge, edges: _Edges, attrs: _Attrs, weak: bool, tier: str) -> None:
+    """Merge one tier's edges, vectorised where no component can conflict."""
+    n = state.labels.size
+    la, lb = state.labels[edges.a], state.labels[edges.b]
+    live = la != lb
+    if not live.any():
+        return
+    e_a, e_b, e_rule, e_prob = edges.a[live], edges.b[live], edges.rule[live], edges.prob[live]
+    la, lb = la[live], lb[live]
+    graph = coo_matrix((np.ones(la.size, np.int8), (la, lb)), shape=(n, n))
+    n_comp, comp = connected_components(graph, directed=False)
+    rec_comp = comp[state.labels]
+    risky = _multi(rec_comp, attrs.dob_code, n_comp) | _multi(rec_comp, attrs.crm_code, n_comp)
+    if weak:
+        risky |= _multi(rec_comp, attrs.first_code, n_comp)
+    edge_risky = risky[comp[la]]
+
+    # Safe components: every cluster in them merges; the new label is the smallest
+    # record position of the component so labels stay record positions.
+    safe_rec = ~risky[rec_comp]
+    touched = np.zeros(n_comp, bool)
+    touched[comp[la[~edge_risky]]] = True
+    move = safe_rec & touched[rec_comp]
+    if move.any():
+        root = np.full(n_comp, n, np.int64)
+        np.minimum.at(root, rec_comp[move], np.flatnonzero(move))
+        state.labels[move] = root[rec_comp[move]]
+        safe = ~edge_risky
+        _accept(state, e_a[safe], e_b[safe], e_rule[safe], e_prob[safe])
+
+    if edge_risky.any():
+        _merge_guarded(
+            state,
+            e_a[edge_risky],
+            e_b[edge_risky],
+            e_rule[edge_risky],
+            e_prob[edge_risky],
+            attrs,
+            weak,
+        )
+    logger.info(
+        "tier %s: %d edges, %d via guarded union-find, %d refused so far",
+        tier,
+        int(live.sum()),
+        int(edge_risky.sum()),
+        len(state.refused),
+    )
+
+
+def _merge_guarded(
+    state: _Merge,
+    a: np.ndarray,
+    b: np.ndarray,
+    rule: np.ndarray,
+    prob: np.ndarray,
+    attrs: _Attrs,
+    weak: bool,
+) -> None:
+    """Union-find over the edges of risky components, refusing conflicting merges."""
+    labels = state.labels
+    involved = np.unique(np.concatenate([labels[a], labels[b]]))
+    in_set = np.isin(labels, involved)
+    members = np.flatnonzero(in_set)
+    order = np.argsort(labels[members], kind="stable")
+    members = members[order]
+    ml = labels[members]
+    starts = np.flatnonzero(np.r_[True, ml[1:] != ml[:-1]])
+    bounds = np.r_[starts, ml.size]
+    clusters: dict[int, _Cluster] = {}
+    member_lists: dict[int, list[int]] = {}
+    for s, e in zip(bounds[:-1], bounds[1:], strict=True):
+        root = int(ml[s])
+        mem = members[s:e]
+        clusters[root] = attrs.cluster(mem)
+        member_lists[root] = mem.tolist()
+
+    parent: dict[int, int] = {r: r for r in clusters}
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    accepted: list[int] = []
+    for k in range(a.size):
+        ra, rb = find(int(labels[a[k]])), find(int(labels[b[k]]))
+        if ra == rb:
+            continue
+        ca, cb = clusters[ra], clusters[rb]
+        why = _conflict(ca, cb, weak)
+        if why is not None:
+            state.refused.append((int(a[k]), int(b[k]), str(rule[k]), why))
+            continue
+        if rb < ra:
+            ra, rb = rb, ra
+            ca, cb = cb, ca
+        parent[rb] = ra
+        ca.dobs |= cb.dobs
+        ca.firsts |= cb.firsts
+        ca.crms.update(cb.crms)
+        del clusters[rb]
+        accepted.append(k)
+    state.python_edges += int(a.size)
+    for root in list(member_lists):
+        new = find(root)
+        if new != root:
+            labels[np.asarray(member_lists[root])] = new
+    if accepted:
+        acc = np.asarray(accepted)
+        _accept(state, a[acc], b[acc], rule[acc], prob[acc])
+
+
+# --- households and ids ----------------------------------------------------------------
+
+
+def _sha_ids(prefix: str, keys: np.ndarray) -> np.ndarray:
+    return np.array(
+        [prefix + hashlib.sha1(k.encode()).hexdigest()[:12] for k in keys], dtype=object
+    )
+
+
+def _households(norm: pd.DataFrame, customer: np.ndarray) -> pd.DataFrame:
+    """household_id per customer: customers sharing a postcode and street.
+
+    A customer whose records give a postcode but no street joins the household of that
+    postcode when the postcode has exactly one known street; customers without an
+    address form a household of their own.
+    """
+    df = pd.DataFrame(
+        {
+            "customer_id": customer,
+            "postcode": norm["postcode"].to_numpy(object),
+            "street": norm["street"].to_numpy(object),
+        }
+    )
+    full = df.dropna(subset=["postcode", "street"])
+    # Each customer's most frequent full address (ties: smallest) is its home.
+    home = (
+        full.groupby(["customer_id", "postcode", "street"], sort=True)
+        .size()
+        .rename("n")
+        .reset_index()
+        .sort_values(
+            ["customer_id", "n", "postcode", "street"], ascending=[True, False, True, True]
+        )
+        .drop_duplicates("customer_id")
+    )
+    home["address"] = home["postcode"] + "|" + home["street"]
+    streets_per_pc = home.groupby("postcode")["address"].nunique()
+    only = home[home["postcode"].map(streets_per_pc) == 1].drop_duplicates("postcode")
+    pc_only = (
+        df[~df["customer_id"].isin(home["customer_id"])]
+        .dropna(subset=["postcode"])
+        .sort_values(["customer_id", "postcode"])
+        .drop_duplicates("customer_id")
+    )
+    pc_only = pc_only.assign(address=pc_only["postcode"].map(only.set_index("postcode")["address"]))
+    addr = pd.concat(
+        [home[["customer_id", "address"]], pc_only[["customer_id", "address"]].dropna()]
+    )
+    customers = pd.DataFrame({"customer_id": np.unique(customer)})
+    customers = customers.merge(addr, on="customer_id", how="left")
+    customers["address"] = customers["address"].fillna("customer:" + customers["customer_id"])
+    first = customers.groupby("address")["customer_id"].transform("min")
+    customers["household_id"] = _sha_ids("H", first.to_numpy(object))
+    customers["household_size"] = customers.groupby("household_id")["customer_id"].transform("size")
+    return customers[["customer_id", "household_id", "household_size"]].reset_index(drop=True)
+
+
+def _unlinkable(norm: pd.DataFrame) -> np.ndarray:
+    """Records with no name/DOB/address and no identifier value shared with another."""
+    descriptive = ["first_name", "last_name", "date_of_birth", "street", "postcode"]
+    has_desc = norm[descriptive].notna().any(axis=1).to_numpy()
+    shared = np.zeros(len(norm), bool)
+    for col in (*NATIVE_IDS, "email", "phone"):
+        v = norm[col]
+        shared |= (v.notna() & v.duplicated(keep=False)).to_numpy()
+    return ~has_desc & ~shared
+
+
+# --- entry points -----------------------------------------------------------------------
+
+
+def resolve_records(
+    records: pd.DataFrame,
+    settings: ResolutionSettings | None = None,
+    progress: ProgressCallback | None = None,
+) -> ResolutionResult:
+    """Resolve canonical records into customers, households and refused links.
+
+    ``records`` follows the canonical schema (docs/contracts.md); only ``record_id`` and
+    ``source`` are required. Output order follows ``record_id``; results do not depend on
+    the input row order.
+    """
+    settings = settings or ResolutionSettings()
+    step = progress or (lambda _name: None)
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    step("normalise")
+    recs = validate_records(records).sort_values("record_id", kind="stable").reset_index(drop=True)
+    norm = normalise_records(recs, settings.country_code)
+    n = len(norm)
+    attrs = _Attrs(norm)
+    timings["normalise_s"] = time.perf_counter() - t0
+
+    step("deterministic links")
+    t = time.perf_counter()
+    det = deterministic_edges(norm)
+    state = _Merge(
+        labels=np.arange(n, dtype=np.int64),
+        rule=np.full(n, None, dtype=object),
+        prob=np.full(n, np.nan),
+    )
+    edge_counts: dict[str, int] = {}
+    for tier, weak in TIERS:
+        if tier == "splink":
+            timings["deterministic_s"] = time.perf_counter() - t
+            t = time.perf_counter()
+            if not settings.use_splink:
+                continue
+            step("probabilistic links (splink)")
+            edges = splink_edges(norm, state.labels, settings)
+            timings["splink_s"] = time.perf_counter() - t
+            t = time.perf_counter()
+        else:
+            edges = det[tier]
+        edge_counts[tier] = int(edges.a.size)
+        _merge_tier(state, edges, attrs, weak, tier)
+    timings["merge_splink_s"] = time.perf_counter() - t
+
+    step("ids and households")
+    rid = norm["record_id"].to_numpy(object)
+    # labels are the smallest record position of each cluster, and records are sorted
+    # by record_id, so the root's record_id is the cluster's smallest.
+    customer = _sha_ids("C", rid[state.labels])
+    rule = state.rule.copy()
+    rule[rule == None] = SINGLETON  # noqa: E711
+    assignments = pd.DataFrame(
+        {
+            "record_id": rid,
+            "customer_id": customer,
+            "match_rule": rule.astype(str),
+            "match_probability": np.where(rule == "splink", state.prob, np.nan),
+        }
+    )
+    households = _households(norm, customer)
+    if state.refused:
+        ref = np.asarray([(a, b) for a, b, _, _ in state.refused], dtype=np.int64)
+        refused = pd.DataFrame(
+            {
+                "record_id_a": rid[ref[:, 0]],
+                "record_id_b": rid[ref[:, 1]],
+                "rule": [r for _, _, r, _ in state.refused],
+                "conflict_field": [f for _, _, _, f in state.refused],
+            }
+        )
+    else:
+        refused = pd.DataFrame(columns=["record_id_a", "record_id_b", "rule", "conflict_field"])
+    unlinkable = pd.Index(rid[_unlinkable(norm)], name="record_id")
+
+    sizes = np.bincount(state.labels, minlength=n)
+    stats: dict[str, float | int] = {
+        "n_records": n,
+        "n_customers": int((sizes > 0).sum()),
+        "n_households": int(households["household_id"].nunique()),
+        "n_refused_links": len(refused),
+        "n_unlinkable_records": len(unlinkable),
+        "linked_record_share": float((sizes[state.labels] > 1).mean()) if n else 0.0,
+        "guarded_edges": state.python_edges,
+        **{f"edges_{k}": v for k, v in edge_counts.items()},
+        **{f"rule_{k}": int(v) for k, v in assignments["match_rule"].value_counts().items()},
+        **timings,
+        "total_s": time.perf_counter() - t0,
+    }
+    logger.info(
+        "resolved %d records into %d customers (%d refused links) in %.1f s",
+        n,
+        stats["n_customers"],
+        len(refused),
+        stats["total_s"],
+    )
+    return ResolutionResult(assignments, households, refused, unlinkable, stats)
+
+
+def resolve_generated(
+    raw_dir: Path,
+    out_dir: Path,
+    settings: ResolutionSettings | None = None,
+    progress: ProgressCallback | None = None,
+) -> ResolutionResult:
+    """Resolve the generated exports under ``raw_dir`` and write the unified identity.
+
+    Writes ``out_dir/identity.parquet``, ``households.parquet`` and
+    ``refused_links.parquet``. ``out_dir`` is the unified directory
+    (``settings.unified_dir``); when it is named differently a ``unified/`` folder
+    is not added, so the caller decides the layout.
+    """
+    from customers.sources import load_canonical_records
+
+    records = load_canonical_records(Path(raw_dir))
+    result = resolve_records(records, settings, progress)
+    write_result(result, Path(out_dir))
+    return result
+
+
+def write_result(result: ResolutionResult, out_dir: Path) -> dict[str, Path]:
+    """Write identity, households and refused links as parquet under ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "identity": out_dir / "identity.parquet",
+        "households": out_dir / "households.parquet",
+        "refused_links": out_dir / "refused_links.parquet",
+    }
+    result.assignments.to_parquet(paths["identity"], index=False)
+    result.households.to_parquet(paths["households"], index=False)
+    result.refused_links.to_parquet(paths["refused_links"], index=False)
+    return paths
+
+
+def read_records(path: Path) -> pd.DataFrame:
+    """Read a user's canonical records from CSV or parquet (all columns as strings)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"records file {path} does not exist")
+    if path.suffix.lower() == ".csv":
+        return pd.read_csv(path, dtype=str, keep_default_na=True)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    raise ValueError(f"{path}: expected a .csv or .parquet file")
+
+
+def write_assignments(assignments: pd.DataFrame, path: Path) -> None:
+    """Write the assignments as CSV or parquet, chosen by the file suffix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".csv":
+        assignments.to_csv(path, index=False)
+    elif path.suffix.lower() in (".parquet", ".pq"):
+        assignments.to_parquet(path, index=False)
+    else:
+        raise ValueError(f"{path}: expected a .csv or .parquet output file")
