@@ -1330,8 +1330,9 @@ def _campaigns(
             + 1
         )
         p_control = float(rng.choice([0.2, 0.25, 0.3]))
-        split = rng.dirichlet(np.full(arms.size, 6.0)) * (1 - p_control)
-        split = np.round(split, 2)
+        # Stated probabilities: rounded to cents, at least 5% per arm, summing to one.
+        free = 1 - p_control - 0.05 * arms.size
+        split = np.round(0.05 + rng.dirichlet(np.full(arms.size, 6.0)) * free, 2)
         split[np.argmax(split)] += round(1 - p_control - split.sum(), 2)
         probs = np.concatenate([[p_control], split])
         arm_ids = np.concatenate([[0], arms])
