@@ -35,6 +35,7 @@ def _sure_things_truth(seed: int, n: int = N_SIM) -> pd.DataFrame:
     )
 
 
+@pytest.mark.slow
 def test_uplift_beats_propensity_ranking_and_no_action() -> None:
     truth = _sure_things_truth(SECOND_SEED)  # not SEED: the draws would correlate
     costs = {"hot": 5.0, "nudge": 5.0}
