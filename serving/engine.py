@@ -61,8 +61,6 @@ _OPS.update({"in": _IN, "not_in": _NOT_IN})
 # An eligibility predicate says when an action is allowed; its check fails on the inverse.
 _INVERSE = {"eq": "ne", "ne": "eq", "lt": "ge", "le": "gt", "gt": "le", "ge": "lt"}
 _INVERSE.update({"in": "not_in", "not_in": "in"})
-_CODE_BITS = 6  # reason codes < 64; a check's key is rank << 6 | code
-_NO_FAIL = np.iinfo(np.int32).max
 _NO_ACTION = -1
 
 
@@ -100,19 +98,22 @@ class ChannelPlan:
 
     channel: str
     action_idx: np.ndarray  # [Cc] catalog column of each local action
-    cols: np.ndarray  # [P] feature column of each check (0 when it reads none)
-    fail_code: np.ndarray  # [P] reason when the check fails
-    nan_code: np.ndarray  # [P] reason when its feature is NaN (0: NaN not checked)
-    missing: np.ndarray  # [P] feature column absent from the feature list
-    rank_key: np.ndarray  # [P] position of the check inside its action, shifted
-    starts: np.ndarray  # [Cc] first check of each action
-    groups: list[tuple[int, np.ndarray, np.ndarray]]  # (op, check idx, thresholds)
-    date_checks: np.ndarray  # check idx of date rules
+    ucols: np.ndarray  # [U] feature columns the rules read (each once)
+    umissing: np.ndarray  # [U] column absent from the feature list (reads as NaN)
+    groups: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]  # (op, cond, ucol, thr)
+    n_feat_cond: int  # conditions [0, n_feat_cond) read a feature; then context ones
+    n_cond: int  # including the final never-failing pad condition
+    cond_u: np.ndarray  # [n_feat_cond] unique column of each feature condition
+    slot_q: np.ndarray  # [Cc, R] condition of each action's r-th check, in rule order
+    slot_check: np.ndarray  # [Cc, R] index into ``checks`` (-1 for padding)
+    slot_fail: np.ndarray  # [Cc, R] reason when it fails
+    slot_nan: np.ndarray  # [Cc, R] reason when its feature is NaN
+    date_conds: np.ndarray  # condition idx of date rules
     date_from: np.ndarray
     date_to: np.ndarray
-    place_checks: np.ndarray
+    place_conds: np.ndarray
     place_allowed: list[frozenset[str]]
-    stock_checks: np.ndarray
+    stock_conds: np.ndarray
     stock_pos: np.ndarray  # position in Plan.stock_products
     checks: list[Check]
     arm_idx: np.ndarray  # [Cc] model arm column
@@ -348,40 +349,68 @@ def _compile_channel(
     rows = [rows[j] for j in order]
     starts = new_starts
 
-    n_p = len(rows)
-    cols = np.zeros(n_p, dtype=np.intp)
-    miss = np.zeros(n_p, dtype=bool)
-    fail_code = np.zeros(n_p, dtype=np.int32)
-    nan_code = np.zeros(n_p, dtype=np.int32)
-    rank_key = np.zeros(n_p, dtype=np.int32)
-    op_code = np.full(n_p, _CTX, dtype=np.int8)
+    # Unique feature columns and unique (column, op, threshold) conditions: many checks
+    # share one (consent, caps, case pause), so the hot path compares each once.
     checks: list[Check] = []
-    for j, (local, feat, op, thr, fr, nr, _ctx, fields) in enumerate(rows):
-        rank_key[j] = (j - starts[local]) << _CODE_BITS
-        fail_code[j] = int(fr)
-        nan_code[j] = int(nr) if nr is not None else 0
-        if feat is not None:
-            if feat in pos:
-                cols[j] = pos[feat]
-            else:
-                miss[j] = True
-                missing.add(feat)
-            op_code[j] = _OPS[op]
+    ucols: list[int] = []
+    umissing: list[bool] = []
+    ukey: dict[str, int] = {}
+    conds: dict[tuple, int] = {}
+    cond_u: list[int] = []
+    cond_op: list[int] = []
+    cond_thr: list[Any] = []
+    q_of_check = np.zeros(len(rows), dtype=np.intp)
+    ctx_checks = [j for j, r in enumerate(rows) if r[1] is None]
+    for j, (local, feat, op, thr, fr, _nr, _ctx, fields) in enumerate(rows):
         checks.append(Check(actions[local][1].id, fr, feat, op, thr, fields))
-    groups: list[tuple[int, np.ndarray, np.ndarray]] = []
-    for op in sorted(set(op_code.tolist()) - {_CTX}):
-        idx = np.flatnonzero(op_code == op)
+        if feat is None:
+            continue
+        if feat not in ukey:
+            ukey[feat] = len(ucols)
+            ucols.append(pos.get(feat, 0))
+            umissing.append(feat not in pos)
+            if feat not in pos:
+                missing.add(feat)
+        key = (feat, op, thr)
+        if key not in conds:
+            conds[key] = len(cond_u)
+            cond_u.append(ukey[feat])
+            cond_op.append(_OPS[op])
+            cond_thr.append(thr)
+        q_of_check[j] = conds[key]
+    n_feat = len(cond_u)
+    for i, j in enumerate(ctx_checks):
+        q_of_check[j] = n_feat + i
+    dummy = n_feat + len(ctx_checks)  # a condition that never fails, pads short actions
+    groups: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+    ops = np.array(cond_op, dtype=np.int8)
+    for op in sorted(set(cond_op)):
+        qidx = np.flatnonzero(ops == op)
         if op in (_IN, _NOT_IN):
-            width = max(len(rows[j][3]) for j in idx)
-            thr = np.full((len(idx), width), np.nan)
-            for r, j in enumerate(idx):
-                thr[r, : len(rows[j][3])] = rows[j][3]
+            width = max(len(cond_thr[q]) for q in qidx)
+            thr = np.full((len(qidx), width), np.nan)
+            for r, q in enumerate(qidx):
+                thr[r, : len(cond_thr[q])] = cond_thr[q]
         else:
-            thr = np.array([rows[j][3] for j in idx], dtype=np.float64)
-        groups.append((op, idx, thr))
+            thr = np.array([cond_thr[q] for q in qidx], dtype=np.float64)
+        groups.append((op, qidx, np.array([cond_u[q] for q in qidx], dtype=np.intp), thr))
+    width = max([sum(1 for r in rows if r[0] == a) for a in range(len(actions))], default=1)
+    slot_q = np.full((len(actions), width), dummy, dtype=np.intp)
+    slot_check = np.full((len(actions), width), -1, dtype=np.intp)
+    slot_fail = np.zeros((len(actions), width), dtype=np.int8)
+    slot_nan = np.zeros((len(actions), width), dtype=np.int8)
+    for j, r in enumerate(rows):
+        local, slot = r[0], j - starts[r[0]]
+        slot_q[local, slot] = q_of_check[j]
+        slot_check[local, slot] = j
+        slot_fail[local, slot] = int(r[4])
+        slot_nan[local, slot] = int(r[5]) if r[5] is not None else 0
 
     def ctx(kind: str) -> np.ndarray:
         return np.array([j for j, r in enumerate(rows) if r[6] == kind], dtype=np.intp)
+
+    def cond(js: np.ndarray) -> np.ndarray:
+        return q_of_check[js] if len(js) else np.zeros(0, dtype=np.intp)
 
     date_checks = ctx("dates")
     date_from = np.array(
@@ -405,19 +434,22 @@ def _compile_channel(
     return ChannelPlan(
         channel=channel,
         action_idx=np.array([i for i, _ in actions], dtype=np.intp),
-        cols=cols,
-        fail_code=fail_code,
-        nan_code=nan_code,
-        missing=miss,
-        rank_key=rank_key,
-        starts=np.array(starts, dtype=np.intp),
+        ucols=np.array(ucols, dtype=np.intp),
+        umissing=np.array(umissing, dtype=bool),
         groups=groups,
-        date_checks=date_checks,
+        n_feat_cond=n_feat,
+        n_cond=dummy + 1,
+        cond_u=np.array(cond_u, dtype=np.intp),
+        slot_q=slot_q,
+        slot_check=slot_check,
+        slot_fail=slot_fail,
+        slot_nan=slot_nan,
+        date_conds=cond(date_checks),
         date_from=date_from,
         date_to=date_to,
-        place_checks=place_checks,
+        place_conds=cond(place_checks),
         place_allowed=[frozenset(acts[rows[j][0]].placements or ()) for j in place_checks],
-        stock_checks=stock_checks,
+        stock_conds=cond(stock_checks),
         stock_pos=np.array(
             [stock_products.index(acts[rows[j][0]].product) for j in stock_checks],
             dtype=np.intp,
@@ -448,7 +480,10 @@ def holdout_hash(salt: str | bytes, customer_ids: Sequence[str] | np.ndarray) ->
     """
     s = salt.encode() if isinstance(salt, str) else salt
     sha = hashlib.sha256
-    buf = b"".join(sha(s + str(c).encode()).digest()[:8] for c in customer_ids)
+    buf = b"".join(
+        sha(s + (c.encode() if isinstance(c, str) else str(c).encode())).digest()[:8]
+        for c in customer_ids
+    )
     return np.frombuffer(buf, dtype=">u8").astype(np.uint64)
 
 
@@ -748,39 +783,42 @@ def decide(
     n_loc = len(cp.action_idx)
     k = max(int(context.k), 1)
 
-    # 1-4: every rule as one [n, P] check matrix.
-    V = X[:, cp.cols]
-    nan = np.isnan(V)
-    nan &= cp.nan_code > 0
-    if cp.missing.any():
-        nan |= cp.missing
-    fail = np.zeros(V.shape, dtype=bool)
-    for op, idx, thr in cp.groups:
-        sub = V[:, idx]
+    # 1-4: every rule as one boolean [n, Q] matrix of conditions over unique columns.
+    Xu = X[:, cp.ucols]
+    if cp.umissing.any():
+        Xu[:, cp.umissing] = np.nan
+    failq = np.zeros((n, cp.n_cond), dtype=bool)
+    for op, qidx, uidx, thr in cp.groups:
+        sub = Xu[:, uidx]
         if op == _IN or op == _NOT_IN:
             hit = (sub[:, :, None] == thr[None, :, :]).any(axis=2)
-            fail[:, idx] = hit if op == _IN else ~hit
+            failq[:, qidx] = hit if op == _IN else ~hit
         else:
-            fail[:, idx] = _OP_FN[op](sub, thr)
-    ctx_fail = np.zeros(V.shape[1], dtype=bool)
-    if len(cp.date_checks):
+            failq[:, qidx] = _OP_FN[op](sub, thr)
+    nanq = np.zeros((n, cp.n_cond), dtype=bool)
+    nanq[:, : cp.n_feat_cond] = np.isnan(Xu)[:, cp.cond_u]
+    failq |= nanq  # NaN fails every check (consent: no consent; others: missing data)
+    if len(cp.date_conds):
         t = _now_ts(context.now)
-        ctx_fail[cp.date_checks] = (t < cp.date_from) | (t >= cp.date_to)
-    if len(cp.place_checks) and context.placement is not None:
-        ctx_fail[cp.place_checks] = [context.placement not in a for a in cp.place_allowed]
-    if len(cp.stock_checks):
+        failq[:, cp.date_conds] = (t < cp.date_from) | (t >= cp.date_to)
+    if len(cp.place_conds) and context.placement is not None:
+        failq[:, cp.place_conds] = [context.placement not in a for a in cp.place_allowed]
+    if len(cp.stock_conds):
         units = _stock_vector(plan, context.stock)[cp.stock_pos]
         out = units <= 0
         if pol.suppression.missing_stock_is_out:
             out |= np.isnan(units)
-        ctx_fail[cp.stock_checks] = out
-    fail |= ctx_fail
-    code = np.where(nan, cp.nan_code, cp.fail_code)
-    key = np.where(fail | nan, cp.rank_key + code, _NO_FAIL)
-    first = np.minimum.reduceat(key, cp.starts, axis=1) if n_loc else key[:, :0]
-    has_fail = first != _NO_FAIL
-    loc_codes = np.where(has_fail, first & ((1 << _CODE_BITS) - 1), 0)
-    loc_check = np.where(has_fail, cp.starts + (first >> _CODE_BITS), -1)
+        failq[:, cp.stock_conds] = out
+    # [n, Cc, R]: each action's checks in rule order; the first failing one is reported.
+    F = failq[:, cp.slot_q]
+    first = F.argmax(axis=2)
+    has_fail = np.take_along_axis(F, first[:, :, None], axis=2)[:, :, 0]
+    lcol = np.arange(n_loc)[None, :]
+    q_first = cp.slot_q[lcol, first]
+    is_nan = np.take_along_axis(nanq, q_first, axis=1)
+    code = np.where(is_nan, cp.slot_nan[lcol, first], cp.slot_fail[lcol, first])
+    loc_codes = np.where(has_fail, code, 0).astype(np.int8)
+    loc_check = np.where(has_fail, cp.slot_check[lcol, first], -1)
 
     unknown = np.fromiter((c is None or c == "" for c in cids), dtype=bool, count=n)
     if unknown.any():
@@ -916,7 +954,9 @@ def _score(
             pc, pt, val = (np.asarray(a, dtype=np.float64) for a in model_scores)
             pc, pt, val = pc[rows], pt[rows], val[rows]
         else:
-            Xm = X[np.ix_(rows, plan.model_cols)] if len(rows) != len(X) else X[:, plan.model_cols]
+            Xm = X[:, plan.model_cols]
+            if len(rows) != len(X):
+                Xm = Xm[rows]
             if cp.sensitive_consent_col >= 0 or len(cp.sensitive_pos):
                 # Sensitive features reach the model only with the purpose's consent.
                 if cp.sensitive_consent_col >= 0:
