@@ -498,8 +498,13 @@ class XLearner(TLearner):
         return self
 
     def predict_uplift(self, X: Any) -> np.ndarray:
+        """``[n, A]``: outcome under each arm minus under control (from the blended effects;
+        for a binary outcome the implied probabilities are clipped to [0, 1] first)."""
+        q = self.predict_outcomes(X)
+        return q[:, 1:] - q[:, [0]]
+
+    def _effects(self, Xe: np.ndarray) -> np.ndarray:
         """``[n, A]`` blended effect of each arm against control."""
-        Xe = self._transform(X)
         e = self._propensities(Xe)
         out = np.empty((len(Xe), len(self.arms_)))
         for j in range(len(self.arms_)):
@@ -513,7 +518,7 @@ class XLearner(TLearner):
         """``[n, 1 + A]``: the control model's prediction plus each arm's effect."""
         Xe = self._transform(X)
         mu0 = self._predict_model(self.models_[0], Xe)
-        tau = self.predict_uplift(X)
+        tau = self._effects(Xe)
         q = mu0[:, None] + tau
         if self.binary_:
             q = np.clip(q, 0.0, 1.0)
@@ -607,9 +612,8 @@ class DRLearner(XLearner):
             self.effect_models_.append(self._fit_model(self._effect_model(30 + k), Xe, psi, sw))
         return self
 
-    def predict_uplift(self, X: Any) -> np.ndarray:
+    def _effects(self, Xe: np.ndarray) -> np.ndarray:
         """``[n, A]`` effect of each arm against control from the pseudo-outcome models."""
-        Xe = self._transform(X)
         return np.column_stack([m.predict(Xe) for m in self.effect_models_])
 
     def _models(self) -> list[BaseEstimator]:

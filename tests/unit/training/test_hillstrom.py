@@ -1,0 +1,51 @@
+import json
+
+import pytest
+
+from training.hillstrom import DEFAULT_HILLSTROM_PATH, REFERENCE, run_hillstrom
+
+pytestmark = pytest.mark.slow
+
+QINI_FLOOR = REFERENCE["causalml S-learner"]["qini_Womens E-Mail"]
+VALUE_FLOOR = REFERENCE["causalml T-learner"]["ips_value"]
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    if not DEFAULT_HILLSTROM_PATH.is_file():
+        pytest.skip(f"Hillstrom data not at {DEFAULT_HILLSTROM_PATH}")
+    path = tmp_path_factory.mktemp("hillstrom") / "hillstrom.json"
+    run_hillstrom(outcomes=["visit"], json_path=path)
+    return json.loads(path.read_text())
+
+
+def test_json_holds_every_figure(result) -> None:
+    assert result["split"]["definition"].startswith("train_test_split(test_size=0.30")
+    assert result["data"]["train_rows"] + result["data"]["test_rows"] == result["data"]["rows"]
+    assert {"lightgbm", "causalml", "scikit-uplift"} <= set(result["versions"])
+    visit = result["outcomes"]["visit"]
+    names = {r["learner"] for r in visit["learners"]}
+    assert {
+        "causalml S-learner",
+        "causalml T-learner",
+        "causalml X-learner",
+        "sklift ClassTransformation",
+    } <= names
+    for row in visit["learners"]:
+        for arm in ("Womens E-Mail", "Mens E-Mail"):
+            for metric in ("qini", "auuc", "uplift_at_30"):
+                assert isinstance(row[f"{metric}_{arm}"], float)
+        assert row["ips_se"] > 0
+    assert sum(r["selected"] for r in visit["learners"]) == 1
+    assert visit["selection_reason"].startswith("selected")
+    assert result["reference_readme"]["figures"] == REFERENCE
+
+
+def test_selected_learner_meets_the_floor(result) -> None:
+    visit = result["outcomes"]["visit"]
+    chosen = next(r for r in visit["learners"] if r["selected"])
+    assert chosen["qini_Womens E-Mail"] >= QINI_FLOOR
+    assert chosen["ips_value"] >= VALUE_FLOOR, (
+        f"policy value {chosen['ips_value']:.4f} (SE {chosen['ips_se']:.4f}) "
+        f"below the README's best reference {VALUE_FLOOR}"
+    )
