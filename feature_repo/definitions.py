@@ -25,7 +25,6 @@ from feast.types import Float64, Int64, String
 
 from customers.feature_schema import (
     REQUEST_TIME_FEATURES,
-    REQUEST_TIME_ROLES,
     days_since,
     view_specs,
 )
@@ -117,24 +116,25 @@ _ts_sources = {src for src in REQUEST_TIME_FEATURES.values()}
 @on_demand_feature_view(
     sources=[customer_transactions, customer_behaviour, customer_service, customer_contacts,
              request_time],
-    schema=[
-        Field(name=name, dtype=Float64, description=f"Days since {src} at request time.",
-              tags={"role": REQUEST_TIME_ROLES[name]})
-        for name, src in REQUEST_TIME_FEATURES.items()
-    ],
+    # Feast compares declared and inferred on-demand fields including description and tags,
+    # so these carry neither; their roles live in customers.feature_schema.
+    schema=[Field(name=name, dtype=Float64) for name in REQUEST_TIME_FEATURES],
     mode="python",
     description="Durations that depend on the request time (days since purchase, complaint, ...).",
     owner=OWNER,
 )
 def request_time_features(inputs: dict) -> dict:
+    # Feast serialises this function: everything it uses is imported inside it.
+    import numpy as np
+
+    from customers.feature_schema import REQUEST_TIME_FEATURES, days_since
+
     request_ts = np.asarray(inputs["request_ts"], dtype=np.float64)
-    return {
-        name: [float(v) for v in np.atleast_1d(days_since(
-            np.asarray([np.nan if x is None else x for x in inputs[src]], dtype=np.float64),
-            request_ts,
-        ))]
-        for name, src in REQUEST_TIME_FEATURES.items()
-    }
+    out = {}
+    for name, src in REQUEST_TIME_FEATURES.items():
+        ts = np.asarray([np.nan if x is None else x for x in inputs[src]], dtype=np.float64)
+        out[name] = np.atleast_1d(days_since(ts, request_ts)).tolist()
+    return out
 
 
 #: The feature service of decision model v1: training and serving both read it.
