@@ -303,29 +303,38 @@ def splink_edges(norm: pd.DataFrame, labels: np.ndarray, settings: ResolutionSet
 # --- safe merging -------------------------------------------------------------------------
 
 
+def _edits(x: str, y: str, cap: int) -> int:
+    """Optimal-string-alignment distance of ``x`` and ``y``, or ``cap + 1`` once above cap."""
+    if abs(len(x) - len(y)) > cap:
+        return cap + 1
+    prev2: list[int] = []
+    prev = list(range(len(y) + 1))
+    for i in range(1, len(x) + 1):
+        cur = [i] + [0] * len(y)
+        for j in range(1, len(y) + 1):
+            cost = x[i - 1] != y[j - 1]
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and x[i - 1] == y[j - 2] and x[i - 2] == y[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        if min(cur) > cap:
+            return cap + 1
+        prev2, prev = prev, cur
+    return prev[-1]
+
+
 def _similar(x: str, y: str) -> bool:
-    """Same name up to one edit (substitution, insertion, deletion or swap)."""
+    """Spellings of one name: one edit apart, or two for names of six letters or more.
+
+    Source systems add one typo per spelling, so two spellings of one name can be two
+    edits apart; short names get only one so that e.g. two family members' distinct
+    short names are not confused.
+    """
     if x == y:
         return True
-    lx, ly = len(x), len(y)
-    if abs(lx - ly) > 1 or min(lx, ly) < 3:
+    if min(len(x), len(y)) < 3:
         return False
-    if lx == ly:
-        diff = [i for i in range(lx) if x[i] != y[i]]
-        if len(diff) == 1:
-            return True
-        return (
-            len(diff) == 2
-            and diff[1] == diff[0] + 1
-            and x[diff[0]] == y[diff[1]]
-            and x[diff[1]] == y[diff[0]]
-        )
-    if lx > ly:
-        x, y = y, x
-    i = 0
-    while i < len(x) and x[i] == y[i]:
-        i += 1
-    return x[i:] == y[i + 1 :]
+    cap = 2 if min(len(x), len(y)) >= 6 else 1
+    return _edits(x, y, cap) <= cap
 
 
 def _names_agree(xs: set[str], ys: set[str]) -> bool:
@@ -338,16 +347,25 @@ def _names_agree(xs: set[str], ys: set[str]) -> bool:
 class _Cluster:
     dobs: set[str]
     firsts: set[str]
-    crms: dict[str, tuple[str | None, str | None, str | None]]  # crm_id -> (dob, first, last)
+    # crm_id -> (dob, first, last, phone) of that CRM record
+    crms: dict[str, tuple[str | None, str | None, str | None, str | None]]
 
 
 def _crm_conflict(a: _Cluster, b: _Cluster) -> bool:
-    """Two CRM ids may share a cluster only if their records agree on DOB and names."""
-    for ca, (da, fa, la) in a.crms.items():
-        for cb, (db, fb, lb) in b.crms.items():
+    """Two CRM ids may share a cluster only if their records agree on DOB and names.
+
+    Duplicate CRM accounts of one person exist; both first and last names must be
+    spellings of one another and the dates of birth equal. When one record lacks the
+    date of birth, their phones must not disagree instead (same-named relatives at one
+    address are the trap).
+    """
+    for ca, (da, fa, la, pa) in a.crms.items():
+        for cb, (db, fb, lb, pb) in b.crms.items():
             if ca == cb:
                 continue
-            if da is None or db is None or da != db:
+            if da is not None and db is not None and da != db:
+                return True
+            if (da is None or db is None) and (pa is None or pb is None or pa != pb):
                 return True
             if fa is None or fb is None or not _similar(fa, fb):
                 return True
@@ -377,12 +395,13 @@ class _Attrs:
         self.crm = norm["crm_id"].to_numpy(object)
         self.first = norm["first_name"].to_numpy(object)
         self.last = norm["last_name"].to_numpy(object)
+        self.phone = norm["phone"].to_numpy(object)
 
     def cluster(self, members: np.ndarray) -> _Cluster:
         dobs = {d for d in self.dob[members] if d is not None}
         firsts = {f for f in self.first[members] if f is not None}
         crms = {
-            self.crm[i]: (self.dob[i], self.first[i], self.last[i])
+            self.crm[i]: (self.dob[i], self.first[i], self.last[i], self.phone[i])
             for i in members
             if self.crm[i] is not None
         }
