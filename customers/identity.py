@@ -783,3 +783,60 @@ def write_assignments(assignments: pd.DataFrame, path: Path) -> None:
         assignments.to_parquet(path, index=False)
     else:
         raise ValueError(f"{path}: expected a .csv or .parquet output file")
+
+
+@dataclass
+class ResolveRun:
+    """Outcome of :func:`run_resolve`: the result, where it went, and truth metrics."""
+
+    result: ResolutionResult
+    written: dict[str, Path]
+    quality: dict[str, float | int] | None = None
+    quality_linkable: dict[str, float | int] | None = None
+
+
+def run_resolve(
+    records_path: Path | None,
+    out_path: Path | None,
+    raw_dir: Path,
+    unified_dir: Path,
+    truth_path: Path | None = None,
+    settings: ResolutionSettings | None = None,
+    progress: ProgressCallback | None = None,
+) -> ResolveRun:
+    """The ``nextbest resolve`` step.
+
+    With ``records_path`` a user's canonical records (CSV/parquet) are resolved and the
+    assignments written to ``out_path`` (next to it: households and refused links as
+    parquet). Without it the generated exports under ``raw_dir`` are resolved into
+    ``unified_dir`` and the truth under ``raw_dir/truth`` is used when present.
+    With a truth, quality is computed on all records and on the linkable ones.
+    """
+    from customers.quality import identity_quality, load_truth
+
+    if records_path is not None:
+        if out_path is None:
+            raise ValueError("--out is required with --records")
+        result = resolve_records(read_records(records_path), settings, progress)
+        write_assignments(result.assignments, out_path)
+        side = write_result(result, out_path.parent / f"{out_path.stem}_resolution")
+        written = {"assignments": out_path, **{k: v for k, v in side.items() if k != "identity"}}
+    else:
+        result = resolve_generated(raw_dir, unified_dir, settings, progress)
+        written = {
+            k: unified_dir / f"{k}.parquet" for k in ("identity", "households", "refused_links")
+        }
+        default_truth = raw_dir / "truth" / "records.parquet"
+        if truth_path is None and default_truth.exists():
+            truth_path = default_truth
+        if out_path is not None:
+            write_assignments(result.assignments, out_path)
+            written["assignments"] = out_path
+    run = ResolveRun(result, written)
+    if truth_path is not None:
+        truth = load_truth(truth_path)
+        run.quality = identity_quality(result.assignments, truth)
+        run.quality_linkable = identity_quality(
+            result.assignments, truth, exclude_record_ids=result.unlinkable_record_ids
+        )
+    return run

@@ -97,3 +97,36 @@ def identity_quality(
         "true_positive_pairs": tp,
         "records_not_in_truth": int(not_in_truth),
     }
+
+
+def log_quality(
+    metrics: dict[str, float | int],
+    tracking_uri: str | None,
+    experiment: str,
+    linkable: dict[str, float | int] | None = None,
+    extra: dict[str, float | int] | None = None,
+    run_name: str = "identity-resolution",
+) -> str | None:
+    """Log quality figures (and, prefixed ``linkable_``, the linkable-only ones).
+
+    Always to the module logger; to MLflow too when ``tracking_uri`` is given. Returns the
+    MLflow run id or ``None``. Only aggregate figures are logged, never record values.
+    """
+    logger.info(
+        "identity quality: precision %.4f recall %.4f (linkable recall %s), resolution %.3f",
+        metrics["pairwise_precision"],
+        metrics["pairwise_recall"],
+        f"{linkable['pairwise_recall']:.4f}" if linkable else "n/a",
+        metrics["resolution_rate"],
+    )
+    if not tracking_uri:
+        return None
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment(experiment)
+    figures = {**metrics, **{f"linkable_{k}": v for k, v in (linkable or {}).items()}}
+    figures.update({f"resolve_{k}": v for k, v in (extra or {}).items()})
+    with mlflow.start_run(run_name=run_name) as run:
+        mlflow.log_metrics({k: float(v) for k, v in figures.items()})
+    return run.info.run_id

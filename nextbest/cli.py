@@ -82,6 +82,69 @@ def generate_cmd(
 
 
 # --- resolve (customers.identity) ---------------------------------------------------------
+
+
+@app.command("resolve")
+def resolve_cmd(
+    records: Annotated[
+        Path | None,
+        typer.Option("--records", help="Canonical records (CSV/parquet); default: generated."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Assignments file (CSV/parquet).")
+    ] = None,
+    truth: Annotated[
+        Path | None, typer.Option("--truth", help="Truth (record_id, person_id) for quality.")
+    ] = None,
+    no_splink: Annotated[
+        bool, typer.Option("--no-splink", help="Deterministic links only.")
+    ] = False,
+) -> None:
+    """Resolve records into customers (record_id, customer_id, match_rule, probability)."""
+    from customers.identity import ResolutionSettings, run_resolve
+    from customers.quality import log_quality
+
+    settings = _settings()
+    steps = ["normalise", "deterministic links", "probabilistic links (splink)"]
+    with _progress() as bar:
+        task = bar.add_task("resolving", total=len(steps) + 1)
+
+        def on_step(name: str) -> None:
+            done = steps.index(name) if name in steps else len(steps)
+            bar.update(task, description=f"resolve: {name}", completed=done)
+
+        run = run_resolve(
+            records,
+            out,
+            settings.raw_dir,
+            settings.unified_dir,
+            truth,
+            ResolutionSettings(use_splink=not no_splink, seed=settings.seed),
+            progress=on_step,
+        )
+        bar.update(task, completed=len(steps) + 1, description="resolve: done")
+    s = run.result.stats
+    console.print(
+        f"[green]{s['n_records']:,} records -> {s['n_customers']:,} customers[/], "
+        f"{s['n_households']:,} households, {s['n_refused_links']:,} refused links "
+        f"({s['total_s']:.1f} s); wrote {', '.join(str(p) for p in run.written.values())}"
+    )
+    if run.quality is not None:
+        table = Table("metric", "all records", "linkable records", title="identity quality")
+        for k, v in run.quality.items():
+            w = (run.quality_linkable or {}).get(k, "")
+            fmt = (lambda x: f"{x:.4f}") if isinstance(v, float) else (lambda x: f"{x:,}")
+            table.add_row(k, fmt(v), fmt(w) if w != "" else "")
+        Console().print(table)
+        log_quality(
+            run.quality,
+            settings.tracking_uri,
+            settings.experiment,
+            linkable=run.quality_linkable,
+            extra={k: v for k, v in s.items() if isinstance(v, int | float)},
+        )
+
+
 # --- features (customers.features, feature_repo) ------------------------------------------
 
 
