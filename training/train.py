@@ -116,8 +116,8 @@ def train(settings: Settings, store: Any | None = None) -> TrainResult:
     X, t, y = ts.X, ts.treatment, ts.y
     design = ts.propensity
 
-    candidates = default_candidates(random_state=settings.seed)
-    name, response, table, why = select_learner(
+    candidates = default_candidates(control=CONTROL, random_state=settings.seed)
+    name, response, table = select_learner(
         candidates,
         X[tr],
         t[tr],
@@ -128,6 +128,8 @@ def train(settings: Settings, store: Any | None = None) -> TrainResult:
         control=CONTROL,
         design_propensity=design[va],
     )
+    selected = table.loc[table["selected"].astype(bool)]
+    why = str(selected["reason"].iloc[0]) if "reason" in table and len(selected) else name
     value = ValueModel(random_state=settings.seed).fit(X[tr], t[tr], ts.revenue[tr])
     costs, catalog_version = catalog_costs(settings)
     model = DecisionModel(
@@ -257,21 +259,24 @@ def _log_plots(
 
     from training import plots
 
-    for name, fn in (
-        (
-            "qini_curves.png",
-            lambda: plots.qini_curves(y, t, outcomes[:, 1:] - outcomes[:, [0]], arms, CONTROL),
+    uplift = outcomes[:, 1:] - outcomes[:, [0]]
+    figures = {
+        "qini_curves.png": lambda: plots.uplift_curves_figure(y, t, uplift, arms, CONTROL, "qini"),
+        "uplift_curves.png": lambda: plots.uplift_curves_figure(
+            y, t, uplift, arms, CONTROL, "uplift"
         ),
-        (
-            "uplift_curves.png",
-            lambda: plots.uplift_curves(y, t, outcomes[:, 1:] - outcomes[:, [0]], arms, CONTROL),
+        "calibration_no_action.png": lambda: plots.calibration_figure(
+            y[t == CONTROL], outcomes[t == CONTROL, 0], title=f"calibration: {CONTROL}"
         ),
-        ("calibration.png", lambda: plots.calibration_plot(y, t, outcomes, [CONTROL, *arms])),
-        (
-            "feature_importance.png",
-            lambda: plots.feature_importance_plot(model.response, model.feature_names),
+        "feature_importance.png": lambda: plots.importance_figure(
+            _named_importance(model.response.feature_importances(), model.feature_names)
         ),
-    ):
+    }
+    for j, arm in enumerate(arms):
+        figures[f"calibration_{arm}.png"] = lambda j=j, arm=arm: plots.calibration_figure(
+            y[t == arm], outcomes[t == arm, j + 1], title=f"calibration: {arm}"
+        )
+    for name, fn in figures.items():
         try:
             fig = fn()
         except Exception as exc:  # a plot must never lose a training run
@@ -279,6 +284,17 @@ def _log_plots(
             continue
         mlflow.log_figure(fig, f"plots/{name}")
         plt.close(fig)
+
+
+def _named_importance(imp: pd.Series, names: list[str]) -> pd.Series:
+    """Importances indexed by feature name (LightGBM on numpy names them Column_i)."""
+
+    def name(i: object) -> object:
+        text = str(i)
+        digits = text.rsplit("_", 1)[-1]
+        return names[int(digits)] if digits.isdigit() and int(digits) < len(names) else i
+
+    return imp.rename(index=name)
 
 
 def model_card(
