@@ -220,7 +220,7 @@ def normalise_phones(values: pd.Series, country_code: str = DEFAULT_COUNTRY_CODE
     out = out.where(~trunk, country_code + d.str.slice(1))
     out = out.where(~idd, d.str.slice(2))
     out = out.where(~plus, d)
-    ok = out.str.len().fillna(0) >= _MIN_PHONE_DIGITS
+    ok = out.str.len().astype(float).fillna(0) >= _MIN_PHONE_DIGITS
     return _finish(out.where(ok))
 
 
