@@ -1,0 +1,94 @@
+"""Identity-resolution benchmark: wall time and peak memory at a given size.
+
+Usage: ``python -m benchmarks.identity_bench --persons 100000 [--seed 42] [--no-splink]``.
+Generates the data (not timed), resolves it, measures quality against the truth and
+appends the figures to ``benchmarks/results/identity.json`` (one entry per size/seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import os
+import platform
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from customers.generate import generate
+from customers.identity import ResolutionSettings, resolve_records
+from customers.quality import identity_quality
+from customers.sources import load_canonical_records
+
+RESULTS = Path(__file__).resolve().parent / "results" / "identity.json"
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run(persons: int, seed: int, use_splink: bool, work_dir: Path) -> dict:
+    """Generate, resolve and score; returns the benchmark record."""
+    raw = work_dir / f"raw_{persons}_{seed}"
+    t = time.perf_counter()
+    # A child process generates, so this process's peak RSS is the resolver's.
+    ctx = multiprocessing.get_context("spawn")
+    child = ctx.Process(target=generate, args=(persons, seed, raw))
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(f"generation failed with exit code {child.exitcode}")
+    gen_s = time.perf_counter() - t
+    records = load_canonical_records(raw)
+    truth = pd.read_parquet(raw / "truth" / "records.parquet")
+    mem_before = _peak_mb()
+    t = time.perf_counter()
+    result = resolve_records(records, ResolutionSettings(use_splink=use_splink, seed=seed))
+    wall = time.perf_counter() - t
+    overall = identity_quality(result.assignments, truth)
+    linkable = identity_quality(result.assignments, truth, result.unlinkable_record_ids)
+    return {
+        "persons": persons,
+        "seed": seed,
+        "splink": use_splink,
+        "records": len(records),
+        "resolve_wall_s": round(wall, 2),
+        "peak_rss_mb": round(_peak_mb(), 1),
+        "peak_rss_before_resolve_mb": round(mem_before, 1),
+        "generate_s": round(gen_s, 2),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "stage_s": {k: round(v, 2) for k, v in result.stats.items() if k.endswith("_s")},
+        "stats": {k: v for k, v in result.stats.items() if not k.endswith("_s")},
+        "quality": overall,
+        "quality_linkable": linkable,
+    }
+
+
+def main() -> None:
+    """Parse the size, run once, print and save the figures."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--persons", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--no-splink", action="store_true")
+    parser.add_argument("--work-dir", type=Path, default=None)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("splink").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        record = run(args.persons, args.seed, not args.no_splink, args.work_dir or Path(tmp))
+    print(json.dumps(record, indent=2))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    existing = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    key = (record["persons"], record["seed"], record["splink"])
+    existing = [r for r in existing if (r["persons"], r["seed"], r["splink"]) != key]
+    RESULTS.write_text(json.dumps([*existing, record], indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
