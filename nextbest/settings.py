@@ -40,6 +40,10 @@ class Settings(BaseSettings):
         description="Reference time of the generated data and of feature snapshots.",
     )
     snapshot_months: int = Field(13, gt=0, description="Monthly feature snapshots before as_of.")
+    learners: list[str] = Field(
+        ["t_learner", "s_learner", "s_learner_reg"],
+        description="Candidate uplift learners (also x_learner, dr_learner: slower).",
+    )
     host: str = Field("127.0.0.1", description="Address the decision service binds.")
     port: int = Field(3000, description="Port of the decision service.")
 

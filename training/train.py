@@ -116,7 +116,11 @@ def train(settings: Settings, store: Any | None = None) -> TrainResult:
     X, t, y = ts.X, ts.treatment, ts.y
     design = ts.propensity
 
-    candidates = default_candidates(control=CONTROL, random_state=settings.seed)
+    every = default_candidates(control=CONTROL, random_state=settings.seed)
+    unknown = sorted(set(settings.learners) - set(every))
+    if unknown:
+        raise ValueError(f"settings.learners: unknown learners {unknown}; known: {sorted(every)}")
+    candidates = {k: v for k, v in every.items() if k in settings.learners}
     name, response, table = select_learner(
         candidates,
         X[tr],

@@ -1,0 +1,94 @@
+"""What every decision path builds once at start-up: the champion model, the validated
+catalog and policy, the compiled plan and the stock levels.
+
+The BentoML service, batch scoring and the in-process benchmark all start from
+:func:`load_runtime`, so they decide with the same objects.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from customers.feature_schema import all_feature_names
+from nextbest.settings import Settings
+from serving.catalog import Catalog, load_catalog
+from serving.engine import Plan, compile_plan
+from serving.policy import Policy, load_policy
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(RuntimeError):
+    """The decision runtime cannot start; the message says what is missing."""
+
+
+@dataclass
+class Runtime:
+    """Objects a decision path needs, built once."""
+
+    settings: Settings
+    catalog: Catalog
+    policy: Policy
+    model: Any
+    model_version: str
+    plan: Plan
+    feature_names: list[str]
+    stock: dict[str, float]
+
+
+def load_stock(raw_dir: Path) -> dict[str, float]:
+    """Units in stock per product from the product catalogue export (empty if absent)."""
+    path = raw_dir / "products.parquet"
+    if not path.exists():
+        return {}
+    products = pd.read_parquet(path, columns=["product_id", "stock"])
+    return dict(
+        zip(products["product_id"].astype(str), products["stock"].astype(float), strict=True)
+    )
+
+
+def load_runtime(settings: Settings, model: Any | None = None, alias: str = "champion") -> Runtime:
+    """Load the model by alias (unless given), the catalog and policy, and compile the plan.
+
+    Raises :class:`StartupError` naming what is missing (no champion, no catalog file, a
+    catalog that does not fit the model).
+    """
+    from training.registry import load_model_by_alias
+
+    for path, what in ((settings.catalog, "action catalog"), (settings.policy, "policy")):
+        if not Path(path).exists():
+            raise StartupError(f"{what} file not found: {path}")
+    feature_names = all_feature_names()
+    catalog = load_catalog(settings.catalog, feature_names=feature_names)
+    policy = load_policy(settings.policy, action_ids=catalog.ids)
+    if model is None:
+        try:
+            model, version = load_model_by_alias(settings, alias)
+        except LookupError as exc:
+            raise StartupError(str(exc)) from exc
+    else:
+        version = str(getattr(model, "version", "unregistered"))
+    try:
+        plan = compile_plan(catalog, policy, feature_names, model)
+    except ValueError as exc:
+        raise StartupError(f"catalog/policy do not fit model {version}: {exc}") from exc
+    stock = load_stock(settings.raw_dir)
+    log.info(
+        "runtime ready: model %s, catalog %s, policy %s, %d actions",
+        version,
+        catalog.version,
+        policy.version,
+        len(catalog.ids),
+    )
+    return Runtime(settings, catalog, policy, model, version, plan, feature_names, stock)
+
+
+def stock_vector(runtime: Runtime) -> np.ndarray:
+    """Stock aligned with ``plan.stock_products`` (NaN where unknown)."""
+    return np.array([runtime.stock.get(p, np.nan) for p in runtime.plan.stock_products])
