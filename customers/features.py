@@ -58,11 +58,9 @@ def snapshot_times(as_of: datetime, months: int) -> list[pd.Timestamp]:
 
 
 def _epoch(ts: pd.Series | pd.DatetimeIndex) -> np.ndarray:
-    """UTC timestamps as float epoch seconds (NaT -> NaN)."""
-    s = pd.to_datetime(ts, utc=True)
-    out = s.astype("int64").to_numpy().astype(np.float64) / 1e9
-    out[np.asarray(pd.isna(s))] = np.nan
-    return out
+    """UTC timestamps as float epoch seconds (NaT -> NaN), whatever their unit."""
+    s = pd.Series(pd.to_datetime(ts, utc=True))
+    return ((s - pd.Timestamp(0, tz="UTC")).dt.total_seconds()).to_numpy(dtype=np.float64)
 
 
 def _utc(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
@@ -246,12 +244,10 @@ def load_sources(raw_dir: Path, unified_dir: Path) -> SourceData:
 
 def _identifier_table(records: pd.DataFrame, identifier_keys: Callable) -> pd.DataFrame:
     """Hashed identifier -> customer; identifiers claimed by two customers are dropped."""
+    cids = pd.Series(records["customer_id"].dropna().unique())
     parts = [
         pd.DataFrame(
-            {
-                "identifier": "customer_id:" + pd.Series(records["customer_id"].dropna().unique()),
-                "customer_id": records["customer_id"].dropna().unique(),
-            }
+            {"identifier": identifier_keys("customer_id", cids).to_numpy(), "customer_id": cids}
         )
     ]
     for id_type in ("email", "phone", "crm_id", "loyalty_id", "app_account_id", "device_id"):
@@ -358,7 +354,7 @@ def build_view_rows(src: SourceData, t: pd.Timestamp) -> dict[str, pd.DataFrame]
     a30 = a.loc[
         (a["ts"] >= t - timedelta(days=30))
         & a["event_type"].isin(
-            ["page_view", "view", "app_view", "configurator_view", "product_view"]
+            ["page_view", "configurator_view", "view_product", "view_offer"]
         )
     ]
     views = a30.groupby(["customer_id", "category"]).size().unstack(fill_value=0)

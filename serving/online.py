@@ -1,0 +1,298 @@
+"""The online decision path: identifier -> customer -> online features -> decide -> log.
+
+:class:`OnlineDecider` is built once at start-up (model, catalog, policy, plan, Feast
+store, decision log) and answers one request at a time with numpy; the BentoML service is
+a thin shell around it. Events (case opened, complaint, purchase, consent change,
+contact) are turned into updated feature rows and pushed to Feast, so the next decision
+already sees them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from customers.feature_schema import CHANNELS, PURPOSES, view_specs
+from nextbest.settings import Settings
+from serving.decision_log import DecisionLog
+from serving.engine import DecisionContext, decide
+from serving.runtime import Runtime, load_runtime, stock_vector
+
+log = logging.getLogger(__name__)
+
+ID_TYPES = ("customer_id", "email", "phone", "loyalty_id", "crm_id", "device_id", "app_account_id")
+EVENT_TYPES = (
+    "service_case_opened",
+    "service_case_closed",
+    "complaint",
+    "purchase",
+    "consent_changed",
+    "contact",
+)
+
+
+class RequestError(ValueError):
+    """A request that cannot be answered as sent (answered with a 4xx naming the field)."""
+
+
+@dataclass
+class CustomerRef:
+    """How the caller identifies the customer."""
+
+    id: str
+    id_type: str = "customer_id"
+
+
+def _utc(ts: datetime | str | float | None) -> datetime:
+    if ts is None:
+        return datetime.now(UTC)
+    if isinstance(ts, int | float):
+        return datetime.fromtimestamp(float(ts), UTC)
+    t = pd.Timestamp(ts)
+    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    return t.to_pydatetime()
+
+
+class OnlineDecider:
+    """Decisions and events for the online service."""
+
+    def __init__(
+        self, settings: Settings, runtime: Runtime | None = None, store: Any | None = None
+    ) -> None:
+        from customers.feast_store import FEATURE_SERVICE, feature_store
+
+        self.settings = settings
+        self.runtime = runtime or load_runtime(settings)
+        self.store = store or feature_store(settings)
+        try:
+            self.feature_service = self.store.get_feature_service(FEATURE_SERVICE)
+        except Exception as exc:  # Feast raises its own not-found types
+            from serving.runtime import StartupError
+
+            raise StartupError(
+                f"Feast feature service {FEATURE_SERVICE!r} not found in the registry under "
+                f"{settings.feast_dir}; run `nextbest features build` first ({exc})"
+            ) from exc
+        self.log = DecisionLog(settings.decision_log_dir)
+        self.stock = stock_vector(self.runtime)
+        self.names = self.runtime.feature_names
+        self._views = {v.name: v for v in view_specs()}
+
+    # --- identity and features -----------------------------------------------------------
+
+    def resolve(self, ref: CustomerRef) -> str | None:
+        """The unified customer id of an identifier, or None when nobody has it."""
+        from customers.feast_store import lookup_customer
+        from customers.normalise import identifier_key
+
+        if ref.id_type not in ID_TYPES:
+            raise RequestError(
+                f"customer.id_type: {ref.id_type!r} is not one of {', '.join(ID_TYPES)}"
+            )
+        try:
+            key = identifier_key(ref.id_type, ref.id)
+        except ValueError as exc:
+            raise RequestError(f"customer.id: {exc}") from exc
+        return lookup_customer(self.store, key)
+
+    def features(self, customer_ids: list[str | None], now: datetime) -> np.ndarray:
+        """Online features in the plan's column order (NaN rows for unknown customers)."""
+        from customers.feast_store import online_features
+
+        X = np.full((len(customer_ids), len(self.names)), np.nan)
+        known = [i for i, c in enumerate(customer_ids) if c]
+        if known:
+            X[known] = online_features(
+                self.store, [customer_ids[i] for i in known], now.timestamp(), self.names
+            )
+        return X
+
+    # --- decisions -------------------------------------------------------------------------
+
+    def decide(
+        self,
+        customer: CustomerRef,
+        channel: str,
+        k: int = 3,
+        context: Mapping[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Decide for one customer on ``channel``; the record is on disk before returning."""
+        if channel not in self.runtime.plan.channels:
+            raise RequestError(
+                f"channel: {channel!r} is not one of {', '.join(sorted(self.runtime.plan.channels))}"
+            )
+        if not 1 <= int(k) <= 20:
+            raise RequestError(f"k: must be between 1 and 20, got {k}")
+        now = _utc(now)
+        cid = self.resolve(customer)
+        X = self.features([cid], now)
+        ctx = DecisionContext(
+            channel=channel,
+            now=now,
+            k=int(k),
+            stock=self.stock,
+            feature_snapshot_time=now,
+            request=dict(context or {}),
+        )
+        decisions = decide(X, np.array([cid], dtype=object), self.runtime.plan, ctx)
+        record = decisions.records()[0]
+        self.log.append([record])
+        return response_from_record(record)
+
+    # --- events ----------------------------------------------------------------------------
+
+    def _current_row(self, view: str, customer_id: str) -> dict[str, float]:
+        spec = self._views[view]
+        names = spec.feature_names
+        resp = self.store.get_online_features(
+            features=[f"{view}:{n}" for n in names], entity_rows=[{"customer_id": customer_id}]
+        ).to_dict()
+        return {n: (resp.get(n) or [None])[0] for n in names}
+
+    def _push(self, view: str, customer_id: str, row: dict[str, Any], ts: datetime) -> None:
+        from customers.feast_store import push_rows
+
+        spec = self._views[view]
+        row[spec.as_of_feature.name] = ts.timestamp()
+        data = {"customer_id": [customer_id], "event_timestamp": [pd.Timestamp(ts)]}
+        for f in spec.all_features:
+            v = row.get(f.name)
+            v = 0 if v is None or (isinstance(v, float) and np.isnan(v)) else v
+            data[f.name] = [int(v) if f.kind == "int" else float(v)]
+        df = pd.DataFrame(data)
+        df["event_timestamp"] = df["event_timestamp"].astype("datetime64[us, UTC]")
+        push_rows(self.store, view, df, offline=self.settings.push_offline)
+
+    def apply_event(
+        self,
+        customer: CustomerRef,
+        event_type: str,
+        timestamp: datetime | str | float | None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Turn an event into updated feature rows and push them online (and offline)."""
+        if event_type not in EVENT_TYPES:
+            raise RequestError(f"type: {event_type!r} is not one of {', '.join(EVENT_TYPES)}")
+        payload = dict(payload or {})
+        cid = self.resolve(customer)
+        if cid is None:
+            raise RequestError("customer: identifier does not resolve to a known customer")
+        ts = _utc(timestamp)
+        t = ts.timestamp()
+        updated: list[str] = []
+        if event_type in ("service_case_opened", "service_case_closed", "complaint"):
+            row = self._current_row("customer_service", cid)
+            if event_type == "service_case_opened":
+                row["open_cases"] = (row.get("open_cases") or 0) + 1
+            elif event_type == "service_case_closed":
+                row["open_cases"] = max((row.get("open_cases") or 0) - 1, 0)
+            else:
+                row["complaints_90d"] = (row.get("complaints_90d") or 0) + 1
+                row["last_complaint_ts"] = t
+            self._push("customer_service", cid, row, ts)
+            updated.append("customer_service")
+        elif event_type == "consent_changed":
+            purpose, channel = payload.get("purpose"), payload.get("channel")
+            if purpose not in PURPOSES:
+                raise RequestError(f"payload.purpose: {purpose!r} is not one of {PURPOSES}")
+            if channel not in CHANNELS:
+                raise RequestError(f"payload.channel: {channel!r} is not one of {CHANNELS}")
+            if not isinstance(payload.get("granted"), bool):
+                raise RequestError("payload.granted: must be true or false")
+            row = self._current_row("customer_consent", cid)
+            row[f"consent_{purpose}_{channel}"] = int(payload["granted"])
+            self._push("customer_consent", cid, row, ts)
+            updated.append("customer_consent")
+        elif event_type == "contact":
+            channel, action = payload.get("channel"), payload.get("action_id")
+            if channel not in CHANNELS:
+                raise RequestError(f"payload.channel: {channel!r} is not one of {CHANNELS}")
+            row = self._current_row("customer_contacts", cid)
+            for w in (7, 30):
+                row[f"contacts_{channel}_{w}d"] = (row.get(f"contacts_{channel}_{w}d") or 0) + 1
+            row["contacts_total_7d"] = (row.get("contacts_total_7d") or 0) + 1
+            if action is not None:
+                key = f"last_shown_ts_{action}"
+                if key not in row:
+                    raise RequestError(f"payload.action_id: unknown action {action!r}")
+                row[key] = t
+            self._push("customer_contacts", cid, row, ts)
+            updated.append("customer_contacts")
+        elif event_type == "purchase":
+            amount = float(payload.get("amount", 0.0))
+            if amount < 0:
+                raise RequestError("payload.amount: must be >= 0")
+            row = self._current_row("customer_transactions", cid)
+            for w in (7, 30, 90, 365):
+                row[f"txn_count_{w}d"] = (row.get(f"txn_count_{w}d") or 0) + 1
+                row[f"txn_amount_{w}d"] = (row.get(f"txn_amount_{w}d") or 0) + amount
+            row["last_purchase_ts"] = t
+            category = payload.get("category")
+            if category is not None and f"spend_365d_{category}" in row:
+                row[f"spend_365d_{category}"] = (row.get(f"spend_365d_{category}") or 0) + amount
+            self._push("customer_transactions", cid, row, ts)
+            updated.append("customer_transactions")
+            product = payload.get("product_id")
+            if product is not None:
+                hold = self._current_row("customer_holdings", cid)
+                if f"holds_{product}" not in hold:
+                    raise RequestError(f"payload.product_id: unknown product {product!r}")
+                hold[f"holds_{product}"] = 1
+                self._push("customer_holdings", cid, hold, ts)
+                updated.append("customer_holdings")
+        return {
+            "customer_id": cid,
+            "type": event_type,
+            "updated_views": updated,
+            "timestamp": ts.isoformat(),
+        }
+
+
+def response_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``/decide`` answer built from the decision-log record (same facts, no copy)."""
+    return {
+        "decision_id": record["decision_id"],
+        "customer_id": record["customer_id"],
+        "group": record["group"],
+        "chosen_action": record.get("chosen_action"),
+        "propensity": record.get("propensity"),
+        "actions": [
+            {
+                "action_id": a["action_id"],
+                "rank": a.get("rank"),
+                "score": a["score"],
+                "uplift": a["uplift"],
+                "value": a["value"],
+                "p_treated": a["p_treated"],
+                "p_control": a["p_control"],
+                "cost": a["cost"],
+                "lever": a["lever"],
+                "reasons": [score_sentence(a)],
+            }
+            for a in record.get("ranked", [])
+        ],
+        "excluded": [
+            {"action_id": e["action_id"], "reasons": [{"code": e["reason"], "text": e["sentence"]}]}
+            for e in record.get("excluded", [])
+        ],
+        "reason": {"code": record.get("reason"), "text": record.get("reason_text")},
+        "model_version": record.get("model_version"),
+        "policy_version": record.get("policy_version"),
+        "catalog_version": record.get("catalog_version"),
+    }
+
+
+def score_sentence(a: Mapping[str, Any]) -> str:
+    """The score parts of a ranked action in words an agent can read."""
+    return (
+        f"Expected incremental value {a['score']:.2f}: response {a['p_treated']:.1%} if offered "
+        f"vs {a['p_control']:.1%} if not (uplift {a['uplift']:+.1%}), worth {a['value']:.2f} "
+        f"per response, minus cost {a['cost']:.2f}, times business lever {a['lever']:g}."
+    )

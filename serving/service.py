@@ -1,0 +1,113 @@
+"""The nextbest decision service (BentoML): ``POST /decide``, ``POST /events``, ``GET /actions``.
+
+A thin shell around :class:`serving.online.OnlineDecider`, which is built once at
+start-up from the settings (champion model by MLflow alias, Feast store, catalog, policy,
+decision log). BentoML also serves ``/healthz``, ``/livez``, ``/readyz``, ``/metrics``
+(Prometheus) and the OpenAPI page at ``/`` (spec at ``/docs.json``).
+
+Start it with ``bentoml serve serving.service:NextBest`` or ``nextbest serve``.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from typing import Any, Literal
+
+import bentoml
+from bentoml.exceptions import InvalidArgument
+from fastapi import FastAPI
+from pydantic import BaseModel, Field
+
+from nextbest.settings import get_settings
+from serving.online import CustomerRef, OnlineDecider, RequestError
+
+log = logging.getLogger(__name__)
+
+IdType = Literal[
+    "customer_id", "email", "phone", "loyalty_id", "crm_id", "device_id", "app_account_id"
+]
+Channel = Literal["email", "sms", "push", "web", "app", "call_center"]
+EventType = Literal[
+    "service_case_opened",
+    "service_case_closed",
+    "complaint",
+    "purchase",
+    "consent_changed",
+    "contact",
+]
+
+
+class Customer(BaseModel):
+    """How the caller identifies the customer; raw values never reach the decision log."""
+
+    id: str = Field(min_length=1, max_length=256, description="The identifier value.")
+    id_type: IdType = Field("customer_id", description="What kind of identifier ``id`` is.")
+
+
+#: Plain GET routes beside the BentoML APIs (mounted at the root).
+extras = FastAPI(title="nextbest catalog")
+
+
+@bentoml.service(
+    name="nextbest",
+    logging={"access": {"enabled": False}},
+    traffic={"timeout": 30},
+    workers=1,
+)
+@bentoml.asgi_app(extras, path="/")
+class NextBest:
+    """Next-best-action decisions under consent, suppression and contact rules."""
+
+    def __init__(self) -> None:
+        settings = get_settings()
+        self.decider = OnlineDecider(settings)
+        # The loaded heap is large and long-lived; freezing it keeps full GC passes (and the
+        # p99 spikes they cause) away from requests.
+        gc.collect()
+        gc.freeze()
+        log.info("nextbest service ready: model %s", self.decider.runtime.model_version)
+
+    @bentoml.api(route="/decide")
+    def decide(
+        self,
+        customer: Customer,
+        channel: Channel,
+        k: int = Field(3, ge=1, le=20, description="How many ranked actions to return."),
+        context: dict[str, Any] = Field(default_factory=dict),
+    ) -> dict[str, Any]:
+        """Rank the actions worth taking for this customer on this channel, and log why."""
+        try:
+            return self.decider.decide(
+                CustomerRef(customer.id, customer.id_type), channel, k=k, context=context
+            )
+        except RequestError as exc:
+            raise InvalidArgument(str(exc)) from exc
+
+    @bentoml.api(route="/events")
+    def events(
+        self,
+        customer: Customer,
+        type: EventType,
+        timestamp: str | float | None = None,
+        payload: dict[str, Any] = Field(default_factory=dict),
+    ) -> dict[str, Any]:
+        """Push a customer event to the online features so the next decision sees it."""
+        try:
+            return self.decider.apply_event(
+                CustomerRef(customer.id, customer.id_type), type, timestamp, payload
+            )
+        except RequestError as exc:
+            raise InvalidArgument(str(exc)) from exc
+
+    def _catalog(self) -> dict[str, Any]:
+        cat = self.decider.runtime.catalog
+        return {
+            "version": cat.version,
+            "actions": [a.model_dump(mode="json") for a in cat.actions],
+        }
+
+    @extras.get("/actions")
+    def get_actions(self) -> dict[str, Any]:
+        """The action catalog."""
+        return self._catalog()
