@@ -126,7 +126,8 @@ class OnlineDecider:
         """Decide for one customer on ``channel``; the record is on disk before returning."""
         if channel not in self.runtime.plan.channels:
             raise RequestError(
-                f"channel: {channel!r} is not one of {', '.join(sorted(self.runtime.plan.channels))}"
+                f"channel: {channel!r} is not one of "
+                f"{', '.join(sorted(self.runtime.plan.channels))}"
             )
         if not 1 <= int(k) <= 20:
             raise RequestError(f"k: must be between 1 and 20, got {k}")
