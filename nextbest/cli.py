@@ -22,7 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from nextbest.settings import Settings, get_settings
+from nextbest.settings import PROJECT_ROOT, Settings, get_settings
 
 app = typer.Typer(no_args_is_help=True, help="nextbest: next-best-action service.")
 features_app = typer.Typer(no_args_is_help=True, help="Build and serve features with Feast.")
@@ -201,10 +201,9 @@ def features_show(
     ] = "customer_id",
 ) -> None:
     """Print one customer's unified record as the online store serves it."""
-    from customers.normalise import identifier_key
-
     from customers.feast_store import feature_store, lookup_customer, online_features
     from customers.feature_schema import all_feature_names
+    from customers.normalise import identifier_key
 
     settings = _settings()
     store = feature_store(settings)
@@ -346,6 +345,40 @@ def benchmark_hillstrom(
 
 
 # --- decide, serve, score (serving) -------------------------------------------------------
+
+
+@app.command("serve")
+def serve_cmd(
+    port: Annotated[int | None, typer.Option(help="Port (default settings.port).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address (default settings.host).")] = None,
+) -> None:
+    """Start the BentoML decision service (``bentoml serve serving.service:NextBest``)."""
+    import os
+    import subprocess
+    import sys
+
+    settings = _settings(port=port, host=host)
+    env = {
+        **os.environ,
+        "NEXTBEST_HOME": str(settings.root),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        "serving.service:NextBest",
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.port),
+    ]
+    console.print(f"serving on http://{settings.host}:{settings.port} (OpenAPI page at /)")
+    raise typer.Exit(subprocess.call(cmd, env=env, cwd=str(PROJECT_ROOT)))
+
+
 # --- report, evaluate-policy (measurement) --------------------------------------------------
 
 
