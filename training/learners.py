@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, clone
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import KFold, StratifiedKFold
 
 from training.evaluation import policy_value_ips, qini_auc_score, uplift_policy
 
@@ -39,8 +39,10 @@ __all__ = [
     "TLearner",
     "XLearner",
     "default_candidates",
+    "ShrunkUpliftLearner",
     "logged_propensity",
     "select_learner",
+    "select_learner_cv",
 ]
 
 logger = logging.getLogger(__name__)
@@ -682,6 +684,64 @@ class EnsembleLearner(BaseEstimator):
         return pd.concat(parts, axis=1).sum(axis=1).sort_values(ascending=False)
 
 
+class ShrunkUpliftLearner(BaseEstimator):
+    """Shrinks a learner's per-customer uplift towards each arm's average uplift.
+
+    ``predict_outcomes`` keeps the base learner's control column and returns, for arm
+    ``k``, ``q_0(x) + shrinkage * u_k(x) + (1 - shrinkage) * mean_uplift_[k]``, where
+    ``mean_uplift_`` is the base learner's mean predicted uplift over its training rows
+    (its estimate of the arm's average effect). This is the usual empirical-Bayes move
+    for noisy individual effects: with ``shrinkage`` below 1 a customer only moves away
+    from the on-average best arm when the model is confident enough. For ``shrinkage``
+    above 0 the ranking of customers per arm (hence Qini and AUUC) is unchanged; only the
+    policy "arm with the highest predicted outcome" changes.
+    """
+
+    def __init__(self, learner: BaseEstimator | None = None, shrinkage: float = 1.0) -> None:
+        self.learner = learner
+        self.shrinkage = shrinkage
+
+    @property
+    def control(self) -> Hashable:
+        """The base learner's control arm."""
+        return self.learner.control
+
+    def fit(self, X: Any, treatment: Any, y: Any, sample_weight: Any = None) -> ShrunkUpliftLearner:
+        """Fit a clone of the base learner and record its mean predicted uplift per arm."""
+        if self.learner is None:
+            raise ValueError("ShrunkUpliftLearner needs a base learner")
+        if not 0.0 <= float(self.shrinkage) <= 1.0:
+            raise ValueError(f"shrinkage must lie in [0, 1], got {self.shrinkage!r}")
+        self.learner_ = clone(self.learner).fit(X, treatment, y, sample_weight)
+        self.mean_uplift_ = np.asarray(self.learner_.predict_uplift(X)).mean(axis=0)
+        for attr in ("arms_", "classes_", "binary_", "feature_names_in_", "categories_"):
+            setattr(self, attr, getattr(self.learner_, attr))
+        self.n_features_in_ = self.learner_.n_features_in_
+        return self
+
+    def predict_outcomes(self, X: Any) -> np.ndarray:
+        """``[n, 1 + A]``: control as predicted, each arm with the shrunk uplift added."""
+        if not hasattr(self, "learner_"):
+            raise RuntimeError("ShrunkUpliftLearner is not fitted yet; call fit first")
+        q = np.asarray(self.learner_.predict_outcomes(X), dtype=np.float64)
+        return _shrink_outcomes(q, self.mean_uplift_, float(self.shrinkage))
+
+    def predict_uplift(self, X: Any) -> np.ndarray:
+        """``[n, A]``: the shrunk uplift of each arm against control."""
+        q = self.predict_outcomes(X)
+        return q[:, 1:] - q[:, [0]]
+
+    def feature_importances(self) -> pd.Series:
+        """The base learner's importances (shrinkage does not change which features count)."""
+        return self.learner_.feature_importances()
+
+
+def _shrink_outcomes(q: np.ndarray, mean_uplift: np.ndarray, shrinkage: float) -> np.ndarray:
+    u = q[:, 1:] - q[:, [0]]
+    shrunk = shrinkage * u + (1.0 - shrinkage) * np.asarray(mean_uplift)[None, :]
+    return np.column_stack([q[:, 0], q[:, [0]] + shrunk])
+
+
 # --- selection -------------------------------------------------------------------------------
 
 
@@ -770,7 +830,15 @@ def select_learner(
             value.value,
             row["qini_mean"],
         )
-    table = pd.DataFrame(rows)
+    table = _pick(pd.DataFrame(rows), tie_se, "validation")
+    wname = str(table.loc[table["selected"], "learner"].iloc[0])
+    return wname, fitted[wname], table
+
+
+def _pick(table: pd.DataFrame, tie_se: float, where: str) -> pd.DataFrame:
+    """Mark the winner (highest ``ips_value``; ties within ``tie_se`` SE broken by the
+    highest ``qini_mean``, then by table order) and say why every row won or lost."""
+    table = table.reset_index(drop=True)
     best = table["ips_value"].idxmax()
     tol = tie_se * table.loc[best, "ips_se"]
     tied = table.index[table["ips_value"] >= table.loc[best, "ips_value"] - tol]
@@ -782,13 +850,12 @@ def select_learner(
             if len(tied) > 1:
                 others = ", ".join(table.loc[j, "learner"] for j in tied if j != winner)
                 reasons.append(
-                    f"selected: validation policy value {r.ips_value:.5f} ties with {others} "
+                    f"selected: {where} policy value {r.ips_value:.5f} ties with {others} "
                     f"(within {tie_se} SE) and its mean Qini {r.qini_mean:.4f} is the highest"
                 )
             else:
                 reasons.append(
-                    f"selected: highest validation policy value {r.ips_value:.5f} "
-                    f"(SE {r.ips_se:.5f})"
+                    f"selected: highest {where} policy value {r.ips_value:.5f} (SE {r.ips_se:.5f})"
                 )
         elif i in tied:
             reasons.append(
@@ -796,9 +863,114 @@ def select_learner(
             )
         else:
             reasons.append(
-                f"validation policy value {r.ips_value:.5f} below {wname}'s "
+                f"{where} policy value {r.ips_value:.5f} below {wname}'s "
                 f"{table.loc[winner, 'ips_value']:.5f}"
             )
     table["selected"] = table.index == winner
     table["reason"] = reasons
-    return str(wname), fitted[wname], table
+    return table
+
+
+def select_learner_cv(
+    candidates: Mapping[str, BaseEstimator],
+    X: Any,
+    t: Any,
+    y: Any,
+    control: Hashable,
+    design_propensity: float | Mapping[Hashable, float] | np.ndarray,
+    n_folds: int = 5,
+    shrinkage: Sequence[float] = (1.0,),
+    random_state: int = 0,
+    tie_se: float = 0.1,
+    refit: bool = True,
+) -> tuple[str, BaseEstimator | None, pd.DataFrame]:
+    """Pick a learner and a shrinkage strength by K-fold cross-fitting on ``X`` alone.
+
+    Every candidate is fitted ``n_folds`` times; each row is predicted by the model that
+    did not see it, so the whole of ``X`` serves as validation (less noisy than one
+    held-out split). For every shrinkage strength ``s`` in ``shrinkage`` (see
+    :class:`ShrunkUpliftLearner`; the fold's mean uplift comes from the fold's training
+    rows) the out-of-fold policy "arm with the highest predicted outcome" is scored by
+    its IPS value; Qini per arm is computed on the pooled out-of-fold uplift. The winner
+    is chosen as in :func:`select_learner` (value, ties within ``tie_se`` SE broken by
+    mean Qini, then by order: list the preferred shrinkage first).
+
+    Folds are stratified on arm and (for a binary outcome) the outcome. Returns
+    ``(name, learner refitted on all rows or None if not refit, table)``; a winner with
+    shrinkage below 1 is returned as a :class:`ShrunkUpliftLearner` and named
+    ``"<learner>@shrink<s>"``. The table has one row per (candidate, shrinkage) with
+    ``learner, base, shrinkage, ips_value, ips_se, qini_<arm>..., qini_mean,
+    share_treated, selected, reason``.
+    """
+    if not candidates:
+        raise ValueError("select_learner_cv needs at least one candidate")
+    grid = [float(s) for s in shrinkage]
+    if not grid or any(not 0.0 < s <= 1.0 for s in grid):
+        raise ValueError(f"shrinkage values must lie in (0, 1], got {list(shrinkage)}")
+    if n_folds < 2:
+        raise ValueError(f"n_folds must be at least 2, got {n_folds}")
+    t = np.asarray(t)
+    y_arr = np.asarray(y, dtype=float)
+    prop = logged_propensity(design_propensity, t)
+    binary = bool(np.isin(y_arr, (0.0, 1.0)).all())
+    strat = pd.Series(t.astype(str))
+    if binary:
+        strat = strat + "|" + pd.Series(y_arr.astype(int).astype(str))
+    if strat.value_counts().min() >= n_folds:
+        splits = list(
+            StratifiedKFold(n_folds, shuffle=True, random_state=random_state).split(
+                np.zeros(len(t)), strat
+            )
+        )
+    else:
+        splits = list(KFold(n_folds, shuffle=True, random_state=random_state).split(t))
+    rows: list[dict[str, Any]] = []
+    for name, est in candidates.items():
+        q_oof: np.ndarray | None = None
+        prior = None
+        arms: list[Hashable] = []
+        for fit_idx, held in splits:
+            model = clone(est).fit(_take(X, fit_idx), t[fit_idx], y_arr[fit_idx])
+            arms = list(model.arms_)
+            q = np.asarray(model.predict_outcomes(_take(X, held)), dtype=np.float64)
+            if q_oof is None:
+                q_oof = np.zeros((len(t), q.shape[1]))
+                prior = np.zeros((len(t), q.shape[1] - 1))
+            q_oof[held] = q
+            prior[held] = np.asarray(model.predict_uplift(_take(X, fit_idx))).mean(axis=0)
+        assert q_oof is not None and prior is not None
+        u = q_oof[:, 1:] - q_oof[:, [0]]
+        qinis = {}
+        for j, arm in enumerate(arms):
+            m = (t == arm) | (t == control)
+            qinis[f"qini_{arm}"] = qini_auc_score(y_arr[m], u[m, j], (t[m] == arm).astype(int))
+        for s in grid:
+            shrunk = s * u + (1.0 - s) * prior
+            policy = uplift_policy(shrunk, arms, control)
+            value = policy_value_ips(policy, t, y_arr, prop)
+            label = name if s == 1.0 else f"{name}@shrink{s:g}"
+            rows.append(
+                {
+                    "learner": label,
+                    "base": name,
+                    "shrinkage": s,
+                    "ips_value": value.value,
+                    "ips_se": value.se,
+                    **qinis,
+                    "qini_mean": float(np.mean(list(qinis.values()))),
+                    "share_treated": float(np.mean(policy != control)),
+                }
+            )
+            logger.info("candidate %s: cross-fitted value %.5f", label, value.value)
+    table = _pick(pd.DataFrame(rows), tie_se, f"{n_folds}-fold cross-fitted")
+    win = table.loc[table["selected"]].iloc[0]
+    if not refit:
+        return str(win["learner"]), None, table
+    best: BaseEstimator = clone(candidates[win["base"]])
+    if float(win["shrinkage"]) != 1.0:
+        best = ShrunkUpliftLearner(best, shrinkage=float(win["shrinkage"]))
+    return str(win["learner"]), best.fit(X, t, y_arr), table
+
+
+def _take(X: Any, idx: np.ndarray) -> Any:
+    return X.iloc[idx] if isinstance(X, pd.DataFrame) else np.asarray(X)[idx]
