@@ -1,0 +1,553 @@
+"""Offline batch scoring: every customer's next best action on a channel, as of a time.
+
+The feature matrix comes straight from the feature tables (parquet) with the same
+point-in-time semantics as Feast's offline store and what the online store holds after
+``materialize(end=as_of)``: per view, the latest row per customer with
+``event_timestamp <= as_of`` (and within the view's TTL), joined by ``customer_id``;
+missing views read as NaN. Request-time features are then computed with
+:func:`customers.feature_schema.days_since` at ``as_of``, the function the Feast on-demand
+view uses. DuckDB does the selection and join and streams the result in chunks, so memory
+stays bounded by the chunk size, not by the number of customers.
+
+Decisions come from :func:`serving.engine.decide`, the function the online service calls,
+so batch and online answers for the same customer and feature snapshot are identical.
+The output is one parquet file written chunk by chunk plus ``<out>.summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from customers.feature_schema import (
+    REQUEST_TIME_FEATURES,
+    all_feature_names,
+    days_since,
+    view_specs,
+)
+from nextbest.settings import Settings
+from serving.engine import DecisionContext, Decisions, Plan, decide
+from serving.reasons import Reason
+
+log = logging.getLogger(__name__)
+
+#: Called after each chunk with (customers done, customers in total).
+ProgressFn = Callable[[int, int], None]
+Engine = Literal["local", "spark"]
+
+_REASON_NAMES = [r.name for r in Reason]
+
+
+class BatchInputError(ValueError):
+    """The batch job's input (feature tables, customer list, channel) is unusable."""
+
+
+# --------------------------------------------------------------------------------------
+# offline features
+
+
+def _utc(ts: datetime) -> datetime:
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def _view_paths(features_dir: Path) -> dict[str, Path]:
+    paths = {v.name: Path(features_dir) / f"{v.name}.parquet" for v in view_specs()}
+    missing = [str(p) for p in paths.values() if not p.exists()]
+    if len(missing) == len(paths):
+        raise BatchInputError(
+            f"no feature tables under {features_dir}; run `nextbest features build` first"
+        )
+    if missing:
+        log.warning("feature tables missing, their features read as NaN: %s", missing)
+    return {k: p for k, p in paths.items() if p.exists()}
+
+
+def _connect(memory_limit: str = "2GB", threads: int = 2) -> Any:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit='{memory_limit}'")
+    con.execute(f"SET threads={int(threads)}")
+    con.execute("SET preserve_insertion_order=true")
+    return con
+
+
+def _parquet(path: Path) -> str:
+    """``read_parquet('<path>')`` with the path quoted for SQL."""
+    return "read_parquet('" + str(path).replace("'", "''") + "')"
+
+
+def _ts_literal(ts: datetime) -> str:
+    return f"TIMESTAMPTZ '{_utc(ts).isoformat()}'"
+
+
+def _window(ttl_days: int, as_of: datetime) -> str:
+    t = _ts_literal(as_of)
+    return f"event_timestamp <= {t} AND event_timestamp > {t} - INTERVAL {int(ttl_days)} DAY"
+
+
+def _latest_sql(path: Path, columns: list[str], ttl_days: int, as_of: datetime) -> str:
+    """Latest row per customer at or before ``as_of`` (and within the view's TTL)."""
+    cols = ", ".join(f'CAST("{c}" AS DOUBLE) AS "{c}"' for c in columns)
+    return (
+        f"SELECT customer_id, {cols} FROM {_parquet(path)} WHERE {_window(ttl_days, as_of)} "
+        "QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY event_timestamp DESC) = 1"
+    )
+
+
+def _universe(
+    con: Any, paths: dict[str, Path], customer_ids: Sequence[str] | None, as_of: datetime
+) -> int:
+    """Create temp table ``u_ids(customer_id, ord)``: the given customers in their order,
+    or everyone with a feature row in a view's window, sorted; returns its size."""
+    if customer_ids is not None:
+        ids = pa.table(
+            {
+                "customer_id": pa.array([str(c) for c in customer_ids], type=pa.string()),
+                "ord": pa.array(np.arange(len(customer_ids), dtype=np.int64)),
+            }
+        )
+        con.register("wanted_ids", ids)
+        con.execute("CREATE TEMP TABLE u_ids AS SELECT customer_id, ord FROM wanted_ids")
+    else:
+        ttl = {v.name: v.ttl_days for v in view_specs()}
+        parts = " UNION ".join(
+            f"SELECT DISTINCT customer_id FROM {_parquet(p)} WHERE {_window(ttl[name], as_of)}"
+            for name, p in paths.items()
+        )
+        con.execute(
+            "CREATE TEMP TABLE u_ids AS SELECT customer_id, "
+            f"row_number() OVER (ORDER BY customer_id) AS ord FROM ({parts})"
+        )
+    return int(con.execute("SELECT count(*) FROM u_ids").fetchall()[0][0])
+
+
+def _joined_query(
+    con: Any, features_dir: Path, customer_ids: Sequence[str] | None, as_of: datetime
+) -> tuple[str, list[str], int]:
+    """The SQL of the point-in-time join, the view columns it returns (in order) and the
+    number of customers."""
+    paths = _view_paths(features_dir)
+    total = _universe(con, paths, customer_ids, as_of)
+    ctes, selects, joins = [], [], []
+    view_cols: list[str] = []
+    for i, spec in enumerate(view_specs()):
+        names = spec.feature_names
+        view_cols += names
+        if spec.name not in paths:
+            selects += [f'CAST(NULL AS DOUBLE) AS "{c}"' for c in names]
+            continue
+        # Only the wanted customers enter the window, which keeps the sort small.
+        body = _latest_sql(paths[spec.name], names, spec.ttl_days, as_of).replace(
+            " WHERE ", " WHERE customer_id IN (SELECT customer_id FROM u_ids) AND ", 1
+        )
+        ctes.append(f"v{i} AS ({body})")
+        selects += [f'v{i}."{c}"' for c in names]
+        joins.append(f"LEFT JOIN v{i} ON v{i}.customer_id = u.customer_id")
+    sql = (
+        f"WITH {', '.join(ctes)} SELECT u.customer_id, {', '.join(selects)} "
+        f"FROM u_ids u {' '.join(joins)} ORDER BY u.ord"
+    )
+    return sql, view_cols, total
+
+
+def feature_snapshot_time(features_dir: Path, as_of: datetime) -> datetime:
+    """The newest feature-row time at or before ``as_of`` over all views."""
+    as_of = _utc(as_of)
+    con = _connect()
+    try:
+        newest: list[datetime] = []
+        for path in _view_paths(features_dir).values():
+            rows = con.execute(
+                f"SELECT max(event_timestamp) FROM {_parquet(path)} "
+                f"WHERE event_timestamp <= {_ts_literal(as_of)}"
+            ).fetchall()
+            if rows and rows[0][0] is not None:
+                newest.append(_utc(rows[0][0]))
+    finally:
+        con.close()
+    if not newest:
+        raise BatchInputError(f"no feature rows at or before {as_of.isoformat()} in {features_dir}")
+    return max(newest)
+
+
+def add_request_time_features(
+    X: np.ndarray, feature_names: Sequence[str], request_ts: float
+) -> None:
+    """Fill the request-time columns of ``X`` in place from their ``*_ts`` columns."""
+    pos = {n: i for i, n in enumerate(feature_names)}
+    for name, src in REQUEST_TIME_FEATURES.items():
+        X[:, pos[name]] = days_since(X[:, pos[src]], request_ts)
+
+
+def _batch_to_matrix(
+    batch: pa.RecordBatch, n_features: int, request_ts: float, names: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    n = batch.num_rows
+    X = np.empty((n, n_features), dtype=np.float64)
+    for j in range(1, batch.num_columns):
+        col = batch.column(j)
+        X[:, j - 1] = col.to_numpy(zero_copy_only=False) if col.null_count else col.to_numpy()
+    ids = batch.column(0).to_numpy(zero_copy_only=False).astype(object)
+    add_request_time_features(X, names, request_ts)
+    return ids, X
+
+
+def iter_feature_chunks(
+    features_dir: Path,
+    customer_ids: Sequence[str] | None,
+    as_of: datetime,
+    chunk_size: int = 100_000,
+) -> tuple[int, Iterator[tuple[np.ndarray, np.ndarray]]]:
+    """(number of customers, iterator of (customer ids, X [m, F])) in ``all_feature_names()``
+    order, streamed from DuckDB ``chunk_size`` rows at a time."""
+    as_of = _utc(as_of)
+    names = all_feature_names()
+    con = _connect()
+    sql, view_cols, total = _joined_query(con, Path(features_dir), customer_ids, as_of)
+    if view_cols != names[: len(view_cols)]:  # the schema's own order; guards future edits
+        raise BatchInputError("feature views and all_feature_names() disagree on column order")
+    reader = con.sql(sql).to_arrow_reader(int(chunk_size))
+    request_ts = as_of.timestamp()
+
+    def chunks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        try:
+            pending: list[pa.RecordBatch] = []
+            rows = 0
+            for batch in reader:
+                pending.append(batch)
+                rows += batch.num_rows
+                if rows >= chunk_size:
+                    table = pa.Table.from_batches(pending).combine_chunks()
+                    yield _batch_to_matrix(table.to_batches()[0], len(names), request_ts, names)
+                    pending, rows = [], 0
+            if rows:
+                table = pa.Table.from_batches(pending).combine_chunks()
+                yield _batch_to_matrix(table.to_batches()[0], len(names), request_ts, names)
+        finally:
+            con.close()
+
+    return total, chunks()
+
+
+def offline_feature_matrix(
+    features_dir: Path, customer_ids: Sequence[str] | None, as_of: datetime
+) -> tuple[np.ndarray, np.ndarray, datetime]:
+    """Point-in-time features of ``customer_ids`` (everyone when None) as of ``as_of``.
+
+    Returns ``(customer_ids [n], X [n, F] in all_feature_names() order, snapshot_time)``;
+    features a customer has no row for are NaN. Same semantics as Feast's offline
+    point-in-time join and the online store after ``materialize(end=as_of)``.
+    """
+    snapshot = feature_snapshot_time(features_dir, as_of)
+    _, chunks = iter_feature_chunks(features_dir, customer_ids, as_of, chunk_size=1_000_000)
+    parts = list(chunks)
+    if not parts:
+        return np.zeros(0, dtype=object), np.zeros((0, len(all_feature_names()))), snapshot
+    ids = np.concatenate([p[0] for p in parts])
+    X = parts[0][1] if len(parts) == 1 else np.vstack([p[1] for p in parts])
+    return ids, X, snapshot
+
+
+# --------------------------------------------------------------------------------------
+# output layout
+
+
+def output_schema(plan: Plan, channel: str, k: int) -> pa.Schema:
+    """Columns of the decisions file: one row per customer, top-k flattened, and per
+    action deliverable on ``channel`` the reason it was excluded (null when ranked)."""
+    fields = [
+        pa.field("customer_id", pa.string()),
+        pa.field("group", pa.string()),
+        pa.field("chosen_action", pa.string()),
+        pa.field("propensity", pa.float64()),
+        pa.field("explored", pa.bool_()),
+        pa.field("reason", pa.string()),
+        pa.field("p_control", pa.float64()),
+    ]
+    for r in range(1, k + 1):
+        fields += [pa.field(f"rank_{r}_action", pa.string())]
+        fields += [pa.field(f"rank_{r}_score", pa.float64())]
+    for c in plan.channels[channel].action_idx:
+        fields.append(pa.field(f"excluded_{plan.action_ids[c]}", pa.string()))
+    return pa.schema(fields)
+
+
+def _dict_strings(indices: np.ndarray, dictionary: Sequence[str], null: np.ndarray) -> pa.Array:
+    """Strings from small integer codes without building Python objects per row."""
+    idx = pa.array(np.where(null, 0, indices).astype(np.int32), mask=null)
+    return pa.DictionaryArray.from_arrays(idx, pa.array(list(dictionary))).dictionary_decode()
+
+
+def decisions_table(d: Decisions, schema: pa.Schema) -> pa.Table:
+    """One chunk of decisions in the output layout (vectorised, no per-row dicts)."""
+    plan, n = d.plan, d.n
+    cp = plan.channels[d.context.channel]
+    ids_ctl = list(plan.action_ids_with_control)
+    no_null = np.zeros(n, dtype=bool)
+    chosen = np.where(d.chosen < 0, len(ids_ctl) - 1, d.chosen)
+    cols: dict[str, pa.Array] = {
+        "customer_id": pa.array(d.customer_ids, type=pa.string()),
+        "group": _dict_strings(d.holdout.astype(np.int32), ["treatment", "holdout"], no_null),
+        "chosen_action": _dict_strings(chosen, ids_ctl, no_null),
+        "propensity": pa.array(d.propensity),
+        "explored": pa.array(d.explored),
+        "reason": _dict_strings(d.row_reason.astype(np.int32), _REASON_NAMES, no_null),
+        "p_control": pa.array(d.p_control),
+    }
+    rows = np.arange(n)
+    for r in range(d.ranked.shape[1]):
+        c = d.ranked[:, r]
+        none = c < 0
+        cols[f"rank_{r + 1}_action"] = _dict_strings(c, ids_ctl, none)
+        cols[f"rank_{r + 1}_score"] = pa.array(np.where(none, np.nan, d.score[rows, c]), mask=none)
+    for c in cp.action_idx:
+        code = d.codes[:, c].astype(np.int32)
+        cols[f"excluded_{plan.action_ids[c]}"] = _dict_strings(code, _REASON_NAMES, code == 0)
+    return pa.table([cols[f.name] for f in schema], schema=schema)
+
+
+def _file_metadata(plan: Plan, ctx: DecisionContext) -> dict[str, str]:
+    return {
+        "channel": ctx.channel,
+        "decided_at": _utc(ctx.now).isoformat(),
+        "model_version": plan.model_version,
+        "policy_version": plan.policy.version,
+        "catalog_version": plan.catalog.version,
+        "feature_snapshot_time": (
+            _utc(ctx.feature_snapshot_time).isoformat() if ctx.feature_snapshot_time else ""
+        ),
+    }
+
+
+# --------------------------------------------------------------------------------------
+# summary
+
+
+@dataclass
+class ScoreSummary:
+    """What a batch run decided, counted from its output file."""
+
+    out: str
+    engine: str
+    channel: str
+    as_of: str
+    feature_snapshot_time: str
+    customers: int
+    holdout: int
+    explored: int
+    chosen: dict[str, int]
+    excluded: dict[str, dict[str, int]]
+    model_version: str
+    policy_version: str
+    catalog_version: str
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def decisions_per_second(self) -> float:
+        """Customers decided per second of total wall time."""
+        total = self.timings_s.get("total", 0.0)
+        return self.customers / total if total > 0 else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (with decisions per second)."""
+        out = asdict(self)
+        out["decisions_per_second"] = self.decisions_per_second
+        return out
+
+
+def summary_path(out: Path) -> Path:
+    """``<out>.summary.json`` beside the decisions file."""
+    out = Path(out)
+    return out.with_name(out.name + ".summary.json")
+
+
+def count_output(out: Path) -> dict[str, Any]:
+    """Counts per chosen action, group and exclusion reason per action, read from the
+    decisions file (or Spark's directory of parts) column by column."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(str(out), format="parquet")
+    names = dataset.schema.names
+    excl = [c for c in names if c.startswith("excluded_")]
+    table = dataset.to_table(columns=["chosen_action", "group", "explored", *excl])
+
+    def counts(col: pa.ChunkedArray) -> dict[str, int]:
+        vc = pc.value_counts(col.drop_null() if col.null_count else col)
+        pairs = zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True)
+        return dict(sorted(pairs))
+
+    return {
+        "customers": table.num_rows,
+        "chosen": counts(table["chosen_action"]),
+        "holdout": int(pc.sum(pc.equal(table["group"], "holdout")).as_py() or 0),
+        "explored": int(pc.sum(pc.cast(table["explored"], pa.int64())).as_py() or 0),
+        "excluded": {c.removeprefix("excluded_"): counts(table[c]) for c in excl},
+        "metadata": {k.decode(): v.decode() for k, v in (dataset.schema.metadata or {}).items()},
+    }
+
+
+def write_summary(summary: ScoreSummary) -> Path:
+    """Write ``<out>.summary.json`` and return its path."""
+    path = summary_path(Path(summary.out))
+    path.write_text(json.dumps(summary.to_dict(), indent=2, sort_keys=True))
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# the job
+
+
+def _read_customer_list(customer_ids: Sequence[str] | Path | None) -> list[str] | None:
+    if customer_ids is None or not isinstance(customer_ids, str | Path):
+        return None if customer_ids is None else [str(c) for c in customer_ids]
+    path = Path(customer_ids)
+    if not path.exists():
+        raise BatchInputError(f"customer list not found: {path}")
+    if path.suffix == ".parquet":
+        table = pq.read_table(path)
+        if "customer_id" not in table.column_names:
+            raise BatchInputError(f"{path}: no column 'customer_id' (have {table.column_names})")
+        return [str(c) for c in table["customer_id"].to_pylist() if c is not None]
+    ids = [line.strip() for line in path.read_text().splitlines()]
+    if ids and ids[0] == "customer_id":  # a one-column CSV with a header
+        ids = ids[1:]
+    return [c for c in ids if c]
+
+
+def score_customers(
+    settings: Settings,
+    channel: str,
+    as_of: datetime | None,
+    out: Path,
+    customer_ids: Sequence[str] | Path | None = None,
+    runtime: Any | None = None,
+    k: int = 3,
+    log_decisions: bool = False,
+    progress: ProgressFn | None = None,
+    engine: Engine = "local",
+) -> ScoreSummary:
+    """Decide for every customer (or the given ones, a list or a file of ids) on
+    ``channel`` as of ``as_of`` and write the ranked decisions to ``out`` (parquet) and a
+    summary to ``<out>.summary.json``.
+
+    ``engine="spark"`` runs the same job on PySpark (:mod:`serving.spark_batch`); ``out``
+    is then a directory of parquet parts.
+    """
+    from serving.runtime import load_runtime, stock_vector
+
+    t0 = time.perf_counter()
+    as_of = _utc(as_of or settings.as_of)
+    ids = _read_customer_list(customer_ids)
+    runtime = runtime or load_runtime(settings)
+    if channel not in runtime.plan.channels:
+        raise BatchInputError(
+            f"channel {channel!r} has no actions in the catalog; "
+            f"have {', '.join(sorted(runtime.plan.channels))}"
+        )
+    if runtime.plan.feature_names != all_feature_names():
+        raise BatchInputError("the runtime's feature order is not all_feature_names()")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    snapshot = feature_snapshot_time(settings.features_dir, as_of)
+    ctx = DecisionContext(
+        channel=channel,
+        now=as_of,
+        k=k,
+        stock=stock_vector(runtime),
+        feature_snapshot_time=snapshot,
+    )
+    timings: dict[str, float] = {"setup": time.perf_counter() - t0}
+    if engine == "spark":
+        from serving.spark_batch import spark_score
+
+        t1 = time.perf_counter()
+        spark_score(settings, runtime.plan, ctx, out, ids, progress=progress)
+        timings["spark_job"] = time.perf_counter() - t1
+        if log_decisions:
+            log.warning("--log-decisions is not supported on the spark engine; nothing logged")
+    elif engine == "local":
+        timings.update(_score_local(settings, runtime.plan, ctx, out, ids, log_decisions, progress))
+    else:
+        raise BatchInputError(f"engine must be 'local' or 'spark', got {engine!r}")
+    t2 = time.perf_counter()
+    counts = count_output(out)
+    timings["summary"] = time.perf_counter() - t2
+    timings["total"] = time.perf_counter() - t0
+    summary = ScoreSummary(
+        out=str(out),
+        engine=engine,
+        channel=channel,
+        as_of=as_of.isoformat(),
+        feature_snapshot_time=snapshot.isoformat(),
+        customers=counts["customers"],
+        holdout=counts["holdout"],
+        explored=counts["explored"],
+        chosen=counts["chosen"],
+        excluded=counts["excluded"],
+        model_version=runtime.plan.model_version,
+        policy_version=runtime.plan.policy.version,
+        catalog_version=runtime.plan.catalog.version,
+        timings_s={k_: round(v, 3) for k_, v in timings.items()},
+    )
+    write_summary(summary)
+    log.info(
+        "scored %d customers on %s in %.1f s (%.0f decisions/s)",
+        summary.customers,
+        channel,
+        timings["total"],
+        summary.decisions_per_second,
+    )
+    return summary
+
+
+def _score_local(
+    settings: Settings,
+    plan: Plan,
+    ctx: DecisionContext,
+    out: Path,
+    ids: list[str] | None,
+    log_decisions: bool,
+    progress: ProgressFn | None,
+) -> dict[str, float]:
+    """The in-process job: stream feature chunks, decide, append to one parquet file."""
+    from serving.decision_log import DecisionLog
+
+    timings = {"features": 0.0, "decide": 0.0, "write": 0.0, "log": 0.0}
+    schema = output_schema(plan, ctx.channel, ctx.k).with_metadata(_file_metadata(plan, ctx))
+    decision_log = DecisionLog(settings.decision_log_dir) if log_decisions else None
+    total, chunks = iter_feature_chunks(settings.features_dir, ids, ctx.now, settings.chunk_size)
+    done = 0
+    tmp = out.with_name(out.name + ".tmp")
+    with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        t = time.perf_counter()
+        for cids, X in chunks:
+            t1 = time.perf_counter()
+            timings["features"] += t1 - t
+            d = decide(X, cids, plan, ctx)
+            t2 = time.perf_counter()
+            timings["decide"] += t2 - t1
+            writer.write_table(decisions_table(d, schema))
+            t3 = time.perf_counter()
+            timings["write"] += t3 - t2
+            if decision_log is not None:
+                # Deterministic ids: re-running the same batch does not invent new decisions.
+                decision_log.append(d.records(deterministic_ids=True))
+                timings["log"] += time.perf_counter() - t3
+            done += d.n
+            if progress:
+                progress(done, total)
+            t = time.perf_counter()
+    tmp.replace(out)  # readers never see a half-written file
+    return timings
