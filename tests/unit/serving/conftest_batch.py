@@ -103,7 +103,7 @@ def build_batch_world(home: Path, customers: int = SMALL_CUSTOMERS, seed: int = 
     return BatchWorld(home, settings, model, runtime, settings.as_of.astimezone(UTC))
 
 
-@pytest.fixture(scope="session")
-def batch_world(tmp_path_factory: pytest.TempPathFactory) -> BatchWorld:
+@pytest.fixture(scope="session", name="batch_world")
+def batch_world_fixture(tmp_path_factory: pytest.TempPathFactory) -> BatchWorld:
     """The batch tests' world, built once per session (a few seconds)."""
     return build_batch_world(tmp_path_factory.mktemp("batch_world"))
