@@ -650,13 +650,15 @@ def _identity_sources(
     )
     dup_created = np.minimum(dup_created, as_of_s - DAY)
 
+    # The duplicate account is often opened with the second email.
+    dup_use2 = pop.has_email2[dup_p] & (rng.random(dup_p.size) < 0.5)
+
     def crm_rows(persons: np.ndarray, ids: pa.Array, created: np.ndarray, dup: bool) -> pa.Table:
         m = persons.size
         probs = [0.3, 0.15, 0.15, 0.1, 0.1, 0.1, 0.1] if dup else _NAME_NOISY
         email = pc.take(pop.email1, pa.array(persons))
-        if dup:  # the duplicate often carries the second email
-            use2 = pop.has_email2[persons] & (rng.random(m) < 0.5)
-            email = pc.if_else(pa.array(use2), pc.take(pop.email2, pa.array(persons)), email)
+        if dup:
+            email = pc.if_else(pa.array(dup_use2), pc.take(pop.email2, pa.array(persons)), email)
         email = _email_forms(
             email, rng, [0.7, 0.12, 0.1, 0.08] if not dup else [0.4, 0.3, 0.2, 0.1]
         )
@@ -697,17 +699,56 @@ def _identity_sources(
     created_pp = np.full(n, as_of_s, dtype=np.int64)
     created_pp[crm_p] = crm_created
 
-    # Email leads: web-form sign-ups; some with the second email, some with only an email.
+    # App accounts: digital persons; the login is an email (sometimes the second one) or,
+    # without one, the mobile number; most apps also verify a mobile for sign-in.
+    rng = _rng(seed, "app")
+    has_app = rng.random(n) < 0.08 + 0.65 * pop.digital
+    app_p = np.flatnonzero(has_app)
+    m = app_p.size
+    app_ids = _unique_ids(rng, m, "app-", 8)
+    app_use2 = pop.has_email2[app_p] & (rng.random(m) < 0.35)
+    email = pc.if_else(
+        pa.array(app_use2),
+        pc.take(pop.email2, pa.array(app_p)),
+        pc.take(pop.email1, pa.array(app_p)),
+    )
+    no_email = ~pop.has_email[app_p] | (rng.random(m) < 0.04)
+    apps = pa.table(
+        {
+            "app_account_id": app_ids,
+            "email": _with_nulls(_email_forms(email, rng, [0.8, 0.05, 0.1, 0.05]), no_email),
+            "phone": _with_nulls(
+                _phone_for(pop, app_p, rng, 0.0, 0.0), ~no_email & (rng.random(m) < 0.15)
+            ),
+            "first_name": _with_nulls(
+                _take(first_v, _name_idx(pop.first[app_p], rng, _NAME_NOISY)), rng.random(m) < 0.15
+            ),
+            "created_at": _timestamps(
+                (start_s - 200 * DAY + rng.integers(0, (HISTORY_DAYS + 170) * DAY, m)) * 1_000_000
+            ),
+        }
+    )
+    app_order = rng.permutation(m)
+    app_rng = rng
+    # Where a person's second email is on file besides leads: the app login or a
+    # duplicate CRM account.
+    email2_known = np.zeros(n, dtype=bool)
+    email2_known[app_p[app_use2 & ~no_email]] = True
+    email2_known[dup_p[dup_use2]] = True
+
+    # Email leads: web-form sign-ups; some with only an email. A person signs up with the
+    # second email mostly when it is one they use with the company elsewhere (app login,
+    # second CRM account); an address seen nowhere else is rare.
     rng = _rng(seed, "leads")
     has_lead = pop.has_email & (rng.random(n) < 0.25 + 0.3 * pop.digital)
     lead_p = np.flatnonzero(has_lead)
-    second = lead_p[pop.has_email2[lead_p] & (rng.random(lead_p.size) < 0.4)]
+    p_use2 = np.where(email2_known, 0.4, 0.02)
+    second = lead_p[pop.has_email2[lead_p] & (rng.random(lead_p.size) < p_use2[lead_p])]
     lead_p = np.concatenate([lead_p, second])
     use2 = np.zeros(lead_p.size, dtype=bool)
-    use2[: lead_p.size - second.size] = pop.has_email2[lead_p[: lead_p.size - second.size]] & (
-        rng.random(lead_p.size - second.size) < 0.3
-    )
-    use2[lead_p.size - second.size :] = True
+    first_p = lead_p[: lead_p.size - second.size]
+    use2[: first_p.size] = pop.has_email2[first_p] & (rng.random(first_p.size) < p_use2[first_p])
+    use2[first_p.size :] = True
     m = lead_p.size
     email = pc.if_else(
         pa.array(use2), pc.take(pop.email2, pa.array(lead_p)), pc.take(pop.email1, pa.array(lead_p))
@@ -718,6 +759,11 @@ def _identity_sources(
         {
             "lead_id": lead_ids,
             "email": _email_forms(email, rng, [0.45, 0.25, 0.2, 0.1]),
+            # The form's mobile field is optional: about half fill it in.
+            "phone": _with_nulls(
+                _phone_forms(pop.mobile[lead_p], rng, _PHONE_PROBS),
+                ~pop.has_mobile[lead_p] | (rng.random(m) < 0.5),
+            ),
             "first_name": _with_nulls(
                 _take(first_v, _name_idx(pop.first[lead_p], rng, _NAME_NOISY)), only_email
             ),
@@ -741,11 +787,15 @@ def _identity_sources(
     sparse = rng.random(m) < 0.15
     loyalty_ids = _unique_ids(rng, m, "6339", 9)
     email = _email_forms(pc.take(pop.email1, pa.array(loy_p)), rng, [0.5, 0.3, 0.1, 0.1])
+    phone = _phone_for(pop, loy_p, rng, 0.05, 0.5)
+    # The card form needs a contact: without a phone the email is taken.
+    has_phone = pc.is_valid(phone).to_numpy(zero_copy_only=False)
+    no_email = ~pop.has_email[loy_p] | (has_phone & (sparse | (rng.random(m) < 0.55)))
     loyalty = pa.table(
         {
             "loyalty_id": loyalty_ids,
-            "email": _with_nulls(email, sparse | ~pop.has_email[loy_p] | (rng.random(m) < 0.55)),
-            "phone": _phone_for(pop, loy_p, rng, 0.05, 0.5),
+            "email": _with_nulls(email, no_email),
+            "phone": phone,
             "first_name": _take(first_v, _name_idx(pop.first[loy_p], rng, _NAME_NOISY)),
             "last_name": _with_nulls(
                 _take(last_v, _name_idx(pop.last[loy_p], rng, _NAME_NOISY)), sparse
@@ -766,35 +816,9 @@ def _identity_sources(
         pa.array(np.searchsorted(loy_p, np.arange(n)).clip(0, max(m - 1, 0)), mask=~has_loyalty),
     )
 
-    # App accounts: digital persons; email mostly there, phone often missing.
-    rng = _rng(seed, "app")
-    has_app = rng.random(n) < 0.08 + 0.65 * pop.digital
-    app_p = np.flatnonzero(has_app)
-    m = app_p.size
-    app_ids = _unique_ids(rng, m, "app-", 8)
-    use2 = pop.has_email2[app_p] & (rng.random(m) < 0.35)
-    email = pc.if_else(
-        pa.array(use2), pc.take(pop.email2, pa.array(app_p)), pc.take(pop.email1, pa.array(app_p))
-    )
-    apps = pa.table(
-        {
-            "app_account_id": app_ids,
-            "email": _with_nulls(
-                _email_forms(email, rng, [0.8, 0.05, 0.1, 0.05]),
-                ~pop.has_email[app_p] | (rng.random(m) < 0.04),
-            ),
-            "phone": _with_nulls(_phone_for(pop, app_p, rng, 0.0, 0.0), rng.random(m) < 0.7),
-            "first_name": _with_nulls(
-                _take(first_v, _name_idx(pop.first[app_p], rng, _NAME_NOISY)), rng.random(m) < 0.15
-            ),
-            "created_at": _timestamps(
-                (start_s - 200 * DAY + rng.integers(0, (HISTORY_DAYS + 170) * DAY, m)) * 1_000_000
-            ),
-        }
-    )
-    order = rng.permutation(m)
-    w.write("app_accounts", apps.take(pa.array(order)))
-    records.append(_record_truth("app", app_ids, app_p).take(pa.array(order)))
+    rng = app_rng
+    w.write("app_accounts", apps.take(pa.array(app_order)))
+    records.append(_record_truth("app", app_ids, app_p).take(pa.array(app_order)))
     app_pp = pc.take(
         app_ids,
         pa.array(np.searchsorted(app_p, np.arange(n)).clip(0, max(m - 1, 0)), mask=~has_app),
@@ -975,9 +999,13 @@ def _web_events(pop: _Population, ids: _Ids, seed: int, as_of_s: int, w: _Writer
         )
 
     w.write_chunks("web_events", t.size, build)
-    seen = np.zeros(n_dev, dtype=bool)
-    seen[dev] = True
-    ids.records.append(_record_truth("web", ids.device.filter(pa.array(seen)), owner[seen]))
+    # Only a device that logged in carries an identity (its app account); a cookie that
+    # never did is anonymous and is no identity record (see customers.sources).
+    logged_in = np.zeros(n_dev, dtype=bool)
+    logged_in[dev[etype == 1]] = True
+    ids.records.append(
+        _record_truth("web", ids.device.filter(pa.array(logged_in)), owner[logged_in])
+    )
 
     rep_key = ((ep_p * k + ep_cat) << 32) | (ep_t - start_s)
     return np.sort(rep_key[ep_t < as_of_s])

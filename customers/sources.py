@@ -1,9 +1,10 @@
 """Map the identity-bearing source exports to the canonical record schema.
 
 One canonical record per CRM account, email lead, loyalty member, app account and web
-device (cookie), with the raw identifier values exactly as the exports hold them:
-normalisation is :mod:`customers.normalise`'s job. Only the exports are read, never the
-generator's ``truth/`` folder.
+device (cookie) that logged in to an app account at least once, with the raw identifier
+values exactly as the exports hold them: normalisation is :mod:`customers.normalise`'s
+job. A cookie that never logged in names no one and is no identity record. Only the
+exports are read, never the generator's ``truth/`` folder.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ _COLUMNS = {
         "city",
         "postcode",
     ],
-    "email_lead": ["lead_id", "email", "first_name", "last_name"],
+    "email_lead": ["lead_id", "email", "phone", "first_name", "last_name"],
     "loyalty": ["loyalty_id", "email", "phone", "first_name", "last_name", "postcode"],
     "app": ["app_account_id", "email", "phone", "first_name"],
 }
@@ -85,8 +86,13 @@ def _read(raw_dir: Path, source: str, columns: list[str]) -> pa.Table:
 
 
 def _web_devices(raw_dir: Path) -> pa.Table:
-    """One record per device seen on the web; the app account it ever logged in with."""
+    """One record per web device that logged in; the app account it logged in with.
+
+    A cookie that never logged in holds nothing but its own id: it names no one, so it
+    is no identity record and its events stay anonymous.
+    """
     events = _read(raw_dir, "web", ["device_id", "app_account_id"])
+    events = events.filter(pc.is_valid(events.column("app_account_id")))
     devices = events.group_by("device_id").aggregate([("app_account_id", "min")])
     devices = devices.rename_columns(["device_id", "app_account_id"])
     return devices.sort_by("device_id")
