@@ -49,8 +49,9 @@ def build_world(home: Path, customers: int = SMALL_CUSTOMERS, seed: int = SEED) 
     from nextbest.settings import get_settings
     from training.train import train
 
-    settings = get_settings(home=home, customers=customers, seed=seed,
-                            learners=["t_learner", "s_learner"])
+    settings = get_settings(
+        home=home, customers=customers, seed=seed, learners=["t_learner", "s_learner"]
+    )
     generate(customers, seed, settings.raw_dir, as_of=settings.as_of)
     resolve_generated(settings.raw_dir, settings.unified_dir)
     build_features(settings)
@@ -91,9 +92,22 @@ def start_service(home: Path, log_path: Path, timeout: float = 120.0) -> Server:
     env = {**os.environ, "NEXTBEST_HOME": str(home), "PYTHONWARNINGS": "ignore"}
     log = log_path.open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", "serving.service:NextBest",
-         "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "serve",
+            "serving.service:NextBest",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
