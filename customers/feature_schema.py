@@ -12,19 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-CHANNELS: tuple[str, ...] = ("email", "sms", "push", "web", "app", "call_center")
-PURPOSES: tuple[str, ...] = ("marketing", "profiling", "service")
-CATEGORIES: tuple[str, ...] = ("phones", "accessories", "broadband", "insurance", "loans")
-ACTION_IDS: tuple[str, ...] = (
-    "email_phone_upgrade",
-    "email_broadband_bundle",
-    "sms_accessory_discount",
-    "push_insurance_offer",
-    "web_loan_banner",
-    "app_loyalty_bonus",
-    "call_retention_offer",
-    "email_service_tips",
-)
+# The vocabulary is the generator's (the source systems'); features only derive names from it.
+from customers.generate import ACTIONS, CATEGORIES, CHANNELS, PRODUCTS, PURPOSES  # noqa: E402
+
+ACTION_IDS: tuple[str, ...] = tuple(a.action_id for a in ACTIONS)
 CONTROL = "no_action"
 WINDOWS: tuple[int, ...] = (7, 30, 90, 365)
 #: Duration features use this value for "never happened".
@@ -86,9 +77,7 @@ def _f(name: str, description: str, **kw: object) -> FeatureSpec:
 
 def product_ids() -> tuple[str, ...]:
     """Product ids from the generator's catalogue (the products the features track)."""
-    from customers.generate import PRODUCTS
-
-    return tuple(p["product_id"] if isinstance(p, dict) else p.product_id for p in PRODUCTS)
+    return tuple(p.product_id for p in PRODUCTS)
 
 
 def view_specs() -> tuple[ViewSpec, ...]:
@@ -260,7 +249,7 @@ def model_feature_names(allow_sensitive: bool = False) -> list[str]:
     return names + [n for n, r in REQUEST_TIME_ROLES.items() if r in ("model", "both")]
 
 
-def days_since(ts: "object", request_ts: "object") -> "object":
+def days_since(ts: object, request_ts: object) -> object:
     """Days between an epoch-seconds timestamp and the request time; ``NEVER_DAYS`` if 0/NaN.
 
     Works on numpy arrays and scalars alike; the on-demand view and the fast serving
