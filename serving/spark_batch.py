@@ -113,6 +113,8 @@ def _partition_decider(
     """The per-partition function: Arrow batches of features in, Arrow decisions out."""
 
     def run(batches: Iterator[Any]) -> Iterator[Any]:
+        import pickle
+
         import numpy as np
         import pyarrow as pa
 
@@ -120,7 +122,7 @@ def _partition_decider(
         from serving.batch import _batch_to_matrix, decisions_table
         from serving.engine import decide
 
-        plan = plan_bc.value
+        plan = pickle.loads(plan_bc.value)
         schema = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
         names = all_feature_names()
         request_ts = ctx.now.timestamp()
@@ -153,7 +155,11 @@ def spark_score(
     frame = spark_feature_frame(spark, settings.features_dir, customer_ids, ctx.now)
     # Rows per Arrow batch handed to decide(): the job's chunk size bounds worker memory.
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(settings.chunk_size))
-    plan_bc = spark.sparkContext.broadcast(plan)
+    from pyspark import cloudpickle
+
+    # cloudpickle, not the broadcast's plain pickle: models defined in a notebook or a
+    # script's __main__ travel by value.
+    plan_bc = spark.sparkContext.broadcast(cloudpickle.dumps(plan))
     decider = _partition_decider(plan_bc, ctx, schema.serialize().to_pybytes())
     result = frame.mapInArrow(decider, from_arrow_schema(schema))
     result.write.mode("overwrite").parquet(str(out))
