@@ -667,7 +667,7 @@ def _identity_sources(
             {
                 "crm_id": ids,
                 "email": email,
-                "phone": _phone_for(pop, persons, rng, 0.08, 0.3),
+                "phone": _phone_for(pop, persons, rng, 0.03, 0.3),
                 "first_name": _take(first_v, _name_idx(pop.first[persons], rng, probs)),
                 "last_name": _take(last_v, _name_idx(pop.last[persons], rng, probs)),
                 "date_of_birth": _with_nulls(
@@ -702,7 +702,8 @@ def _identity_sources(
     # App accounts: digital persons; the login is an email (sometimes the second one) or,
     # without one, the mobile number; most apps also verify a mobile for sign-in.
     rng = _rng(seed, "app")
-    has_app = rng.random(n) < 0.08 + 0.65 * pop.digital
+    # Signing up needs a login: an email or a mobile number.
+    has_app = (rng.random(n) < 0.08 + 0.65 * pop.digital) & (pop.has_email | pop.has_mobile)
     app_p = np.flatnonzero(has_app)
     m = app_p.size
     app_ids = _unique_ids(rng, m, "app-", 8)
@@ -821,7 +822,9 @@ def _identity_sources(
     records.append(_record_truth("app", app_ids, app_p).take(pa.array(app_order)))
     app_pp = pc.take(
         app_ids,
-        pa.array(np.searchsorted(app_p, np.arange(n)).clip(0, max(m - 1, 0)), mask=~has_app),
+        pa.array(
+            np.searchsorted(app_p, np.arange(n)).clip(0, max(app_p.size - 1, 0)), mask=~has_app
+        ),
     )
 
     # Devices (anonymous web cookies / phones): 1-3 per person.

@@ -245,6 +245,7 @@ def splink_edges(norm: pd.DataFrame, labels: np.ndarray, settings: ResolutionSet
     import duckdb
     import splink.comparison_library as cl
     from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+    from splink.blocking_rule_library import CustomRule
 
     cols = ["first_name", "last_name", "date_of_birth", "postcode", "street", "city"]
     has_name = norm["first_name"].notna() | norm["last_name"].notna()
@@ -261,6 +262,13 @@ def splink_edges(norm: pd.DataFrame, labels: np.ndarray, settings: ResolutionSet
         probability_two_random_records_match=1.0 / max(len(sub), 2),
         blocking_rules_to_generate_predictions=[
             block_on("postcode", "first_name"),
+            # A typo in the first name: same postcode and surname where a date of birth
+            # cannot tell household members apart (the first-name guard still refuses
+            # two different members).
+            CustomRule(
+                "l.postcode = r.postcode and l.last_name = r.last_name"
+                " and (l.date_of_birth is null or r.date_of_birth is null)"
+            ),
             block_on("date_of_birth", "last_name"),
             block_on("date_of_birth", "first_name"),
         ],
