@@ -331,7 +331,7 @@ def _edits(x: str, y: str, cap: int) -> int:
 
 
 def _similar(x: str, y: str) -> bool:
-    """Spellings of one name: one edit apart, or two for names of six letters or more.
+    """Spellings of one name: one edit apart, or two for names of five letters or more.
 
     Source systems add one typo per spelling, so two spellings of one name can be two
     edits apart; short names get only one so that e.g. two family members' distinct
@@ -341,7 +341,7 @@ def _similar(x: str, y: str) -> bool:
         return True
     if min(len(x), len(y)) < 3:
         return False
-    cap = 2 if min(len(x), len(y)) >= 6 else 1
+    cap = 2 if min(len(x), len(y)) >= 5 else 1
     return _edits(x, y, cap) <= cap
 
 
@@ -355,8 +355,8 @@ def _names_agree(xs: set[str], ys: set[str]) -> bool:
 class _Cluster:
     dobs: set[str]
     firsts: set[str]
-    # crm_id -> (dob, first, last, phone) of that CRM record
-    crms: dict[str, tuple[str | None, str | None, str | None, str | None]]
+    # crm_id -> (dob, first, last, phone, email) of that CRM record
+    crms: dict[str, tuple[str | None, str | None, str | None, str | None, str | None]]
 
 
 def _crm_conflict(a: _Cluster, b: _Cluster) -> bool:
@@ -364,16 +364,17 @@ def _crm_conflict(a: _Cluster, b: _Cluster) -> bool:
 
     Duplicate CRM accounts of one person exist; both first and last names must be
     spellings of one another and the dates of birth equal. When one record lacks the
-    date of birth, their phones must not disagree instead (same-named relatives at one
-    address are the trap).
+    date of birth, the two records must share a phone or an email instead (same-named
+    relatives at one address are the trap; they do not share a personal contact).
     """
-    for ca, (da, fa, la, pa) in a.crms.items():
-        for cb, (db, fb, lb, pb) in b.crms.items():
+    for ca, (da, fa, la, pa, ea) in a.crms.items():
+        for cb, (db, fb, lb, pb, eb) in b.crms.items():
             if ca == cb:
                 continue
             if da is not None and db is not None and da != db:
                 return True
-            if (da is None or db is None) and (pa is None or pb is None or pa != pb):
+            same_contact = (pa is not None and pa == pb) or (ea is not None and ea == eb)
+            if (da is None or db is None) and not same_contact:
                 return True
             if fa is None or fb is None or not _similar(fa, fb):
                 return True
@@ -404,12 +405,13 @@ class _Attrs:
         self.first = norm["first_name"].to_numpy(object)
         self.last = norm["last_name"].to_numpy(object)
         self.phone = norm["phone"].to_numpy(object)
+        self.email = norm["email"].to_numpy(object)
 
     def cluster(self, members: np.ndarray) -> _Cluster:
         dobs = {d for d in self.dob[members] if d is not None}
         firsts = {f for f in self.first[members] if f is not None}
         crms = {
-            self.crm[i]: (self.dob[i], self.first[i], self.last[i], self.phone[i])
+            self.crm[i]: (self.dob[i], self.first[i], self.last[i], self.phone[i], self.email[i])
             for i in members
             if self.crm[i] is not None
         }
