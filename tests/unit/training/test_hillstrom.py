@@ -37,7 +37,17 @@ def test_json_holds_every_figure(result) -> None:
                 assert isinstance(row[f"{metric}_{arm}"], float)
         assert row["ips_se"] > 0
     assert sum(r["selected"] for r in visit["learners"]) == 1
-    assert visit["selection_reason"].startswith("selected")
+    assert visit["selection_reason"].startswith("selected: highest 5-fold cross-fitted")
+    # the procedure is stated, and it chose on the training part only
+    assert "training part only" in result["split"]["selection"]
+    assert "Test rows are not used" in result["split"]["selection"]
+    table = visit["selection_table"]
+    assert sum(r["selected"] for r in table) == 1
+    assert {r["base"] for r in table} >= {"s_learner_small", "t_learner_small"}
+    best = max(r["ips_value"] for r in table)
+    picked = next(r for r in table if r["selected"])
+    assert picked["ips_value"] >= best - 0.1 * picked["ips_se"]
+    assert visit["selected"] == f"nextbest {picked['learner']}"
     assert result["reference_readme"]["figures"] == REFERENCE
 
 

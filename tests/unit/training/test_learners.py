@@ -8,10 +8,12 @@ from training.evaluation import qini_auc_score
 from training.learners import (
     DRLearner,
     EnsembleLearner,
+    ShrunkUpliftLearner,
     SLearner,
     TLearner,
     XLearner,
     select_learner,
+    select_learner_cv,
 )
 
 FEATURES = ["x1", "x2", "region"]
@@ -149,3 +151,67 @@ def test_select_learner_picks_by_validation_value(experiment) -> None:
     assert winner["ips_value"] >= table["ips_value"].max() - 0.1 * winner["ips_se"]
     assert winner["reason"].startswith("selected")
     assert fitted.predict_uplift(test[FEATURES]).shape == (len(test), 2)
+
+
+def test_shrinkage_keeps_the_ranking_and_moves_towards_the_mean(experiment) -> None:
+    df, test, _ = experiment
+    base = clone(LEARNERS["t"]).fit(df[FEATURES], df["arm"], df["bought"])
+    raw = base.predict_uplift(test[FEATURES])
+    full = ShrunkUpliftLearner(LEARNERS["t"], shrinkage=1.0).fit(
+        df[FEATURES], df["arm"], df["bought"]
+    )
+    np.testing.assert_allclose(full.predict_uplift(test[FEATURES]), raw, atol=1e-12)
+    half = ShrunkUpliftLearner(LEARNERS["t"], shrinkage=0.5).fit(
+        df[FEATURES], df["arm"], df["bought"]
+    )
+    assert half.arms_ == ARMS and half.classes_ == [CONTROL, *ARMS]
+    np.testing.assert_allclose(
+        half.mean_uplift_, base.predict_uplift(df[FEATURES]).mean(axis=0), atol=1e-12
+    )
+    shrunk = half.predict_uplift(test[FEATURES])
+    q = half.predict_outcomes(test[FEATURES])
+    np.testing.assert_allclose(q[:, 0], base.predict_outcomes(test[FEATURES])[:, 0])
+    for j in range(len(ARMS)):
+        assert np.array_equal(np.argsort(shrunk[:, j]), np.argsort(raw[:, j]))
+        assert shrunk[:, j].std() == pytest.approx(0.5 * raw[:, j].std())
+    with pytest.raises(ValueError, match="shrinkage"):
+        ShrunkUpliftLearner(LEARNERS["t"], shrinkage=1.5).fit(df[FEATURES], df["arm"], df["bought"])
+
+
+def test_select_learner_cv_scores_every_candidate_and_shrinkage(experiment) -> None:
+    df, test, _ = experiment
+    candidates = {"s": LEARNERS["s"], "t": LEARNERS["t"]}
+    grid = (1.0, 0.5)
+    name, fitted, table = select_learner_cv(
+        candidates,
+        df[FEATURES],
+        df["arm"].to_numpy(),
+        df["bought"].to_numpy(),
+        control=CONTROL,
+        design_propensity=1 / 3,
+        n_folds=3,
+        shrinkage=grid,
+        random_state=SEED,
+    )
+    assert len(table) == len(candidates) * len(grid)
+    assert set(table["base"]) == set(candidates)
+    assert table["selected"].sum() == 1
+    winner = table.loc[table["selected"]].iloc[0]
+    assert winner["learner"] == name
+    assert winner["ips_value"] >= table["ips_value"].max() - 0.1 * winner["ips_se"]
+    assert winner["reason"].startswith("selected: ")
+    assert "3-fold cross-fitted" in winner["reason"]
+    # the effects are real, so the out-of-fold policy beats treating nobody
+    assert winner["ips_value"] > df.loc[df["arm"] == CONTROL, "bought"].mean()
+    assert isinstance(fitted, ShrunkUpliftLearner) == (winner["shrinkage"] != 1.0)
+    assert fitted.predict_uplift(test[FEATURES]).shape == (len(test), 2)
+    with pytest.raises(ValueError, match="shrinkage"):
+        select_learner_cv(
+            candidates,
+            df[FEATURES],
+            df["arm"].to_numpy(),
+            df["bought"].to_numpy(),
+            control=CONTROL,
+            design_propensity=1 / 3,
+            shrinkage=(0.0,),
+        )
