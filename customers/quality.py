@@ -130,3 +130,75 @@ def log_quality(
     with mlflow.start_run(run_name=run_name) as run:
         mlflow.log_metrics({k: float(v) for k, v in figures.items()})
     return run.info.run_id
+
+
+#: Causes of a missed pair, in the order they are tested (first that applies wins).
+MISSED_CAUSES: tuple[str, ...] = (
+    "shared_email_refused",
+    "shared_phone_refused",
+    "different_emails",
+    "different_phones",
+    "no_common_identifier",
+)
+
+
+def missed_pairs(
+    assignments: pd.DataFrame,
+    truth_records: pd.DataFrame,
+    normalised: pd.DataFrame,
+) -> pd.DataFrame:
+    """Count the true pairs an assignment missed, by source pair and cause.
+
+    ``normalised`` holds the normalised canonical records
+    (:func:`customers.identity.normalise_records`). A missed pair is two records of one
+    person in different customers. Its cause is the first of :data:`MISSED_CAUSES` that
+    holds: the two records share an email (or a phone) and the guard refused the link;
+    both carry an email (a phone) but different ones; or they hold no identifier type in
+    common. ``names`` says what else the two agree on (``first+last``, ``first``,
+    ``last`` or ``none``), so "shares nothing but a name" is visible. Returns one row per
+    (``source_pair``, ``cause``, ``names``) with ``missed_pairs``, largest first. Costs
+    the pairs inside each split person, which are few.
+    """
+    cols = ["record_id", "source", "email", "phone", "first_name", "last_name"]
+    df = (
+        normalised[cols]
+        .merge(assignments[["record_id", "customer_id"]], on="record_id")
+        .merge(truth_records[["record_id", "person_id"]], on="record_id")
+    )
+    split = df.groupby("person_id")["customer_id"].transform("nunique") > 1
+    df = df[split.to_numpy()]
+    left = df.add_suffix("_a").rename(columns={"person_id_a": "person_id"})
+    right = df.add_suffix("_b").rename(columns={"person_id_b": "person_id"})
+    pairs = left.merge(right, on="person_id")
+    pairs = pairs[
+        (pairs["record_id_a"] < pairs["record_id_b"])
+        & (pairs["customer_id_a"] != pairs["customer_id_b"])
+    ]
+    if pairs.empty:
+        return pd.DataFrame(columns=["source_pair", "cause", "names", "missed_pairs"])
+
+    def both(col: str) -> pd.Series:
+        return pairs[f"{col}_a"].notna() & pairs[f"{col}_b"].notna()
+
+    def same(col: str) -> pd.Series:
+        return both(col) & (pairs[f"{col}_a"] == pairs[f"{col}_b"])
+
+    cause = np.select(
+        [same("email"), same("phone"), both("email"), both("phone")],
+        list(MISSED_CAUSES[:4]),
+        default=MISSED_CAUSES[4],
+    )
+    first, last = same("first_name").to_numpy(), same("last_name").to_numpy()
+    names = np.select([first & last, first, last], ["first+last", "first", "last"], default="none")
+    src = np.sort(pairs[["source_a", "source_b"]].to_numpy(str), axis=1)
+    out = pd.DataFrame(
+        {"source_pair": np.char.add(np.char.add(src[:, 0], "-"), src[:, 1]), "cause": cause}
+    )
+    out["names"] = names
+    return (
+        out.groupby(["source_pair", "cause", "names"])
+        .size()
+        .rename("missed_pairs")
+        .reset_index()
+        .sort_values(["missed_pairs", "source_pair"], ascending=[False, True], ignore_index=True)
+    )
