@@ -9,16 +9,13 @@ import pytest
 
 from customers.identity import ResolutionSettings, resolve_records
 from customers.quality import identity_quality
-from tests.params import SECOND_SEED, SEED, SMALL_CUSTOMERS
+from tests.params import DEFAULT_SEED, DEMO_CUSTOMERS, SECOND_SEED, SEED, SMALL_CUSTOMERS
 
 DET = ResolutionSettings(use_splink=False)
 
-# Floors on generated data. Precision is the issue's floor. Recall is measured on the
-# records that carry any linkable value: the generator's anonymous web devices (never
-# logged in; only a cookie id) cannot be linked by any method and hold over half of all
-# true pairs, so recall over all records is bounded far below the issue's 0.97.
+# The issue's floor, on all canonical records of the default generated data.
 PRECISION_FLOOR = 0.995
-LINKABLE_RECALL_FLOOR = 0.85
+RECALL_FLOOR = 0.97
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
@@ -190,6 +187,67 @@ def test_device_login_links_web_device_to_app_account() -> None:
     assert list(result.unlinkable_record_ids) == ["web:d2"]
 
 
+def test_duplicate_crm_without_dob_merges_on_shared_email_not_on_names_alone() -> None:
+    base = dict(source="crm", first_name="Jack", last_name="Young", postcode="S3 9UG")
+    records = _frame(
+        [
+            dict(
+                base, record_id="crm:1", crm_id="1", email="j1@x.test", date_of_birth="1960-03-03"
+            ),
+            dict(base, record_id="crm:2", crm_id="2", email=" J1@X.test"),
+            # Same name and address, no DOB, another email: a relative, not a duplicate.
+            dict(base, record_id="crm:3", crm_id="3", email="j2@x.test", phone="07700900001"),
+            dict(record_id="app:1", source="app", email="j2@x.test", phone="07700900001"),
+        ]
+    )
+    result = resolve_records(records, DET)
+    assert _customer(result, "crm:1") == _customer(result, "crm:2")
+    assert _customer(result, "crm:3") == _customer(result, "app:1")
+    assert _customer(result, "crm:3") != _customer(result, "crm:1")
+
+
+def test_name_spellings_two_typos_apart_link_on_a_shared_phone() -> None:
+    records = _frame(
+        [
+            dict(
+                record_id="crm:1",
+                source="crm",
+                crm_id="1",
+                phone="07313672523",
+                first_name="Amewlia",
+                last_name="Hughes",
+                date_of_birth="1972-05-07",
+            ),
+            dict(
+                record_id="loy:1",
+                source="loyalty",
+                loyalty_id="1",
+                phone="+44 7313 672523",
+                first_name="Aelia",
+                last_name="Hughes",
+            ),
+            # Short names two edits apart on one landline stay apart.
+            dict(
+                record_id="loy:2",
+                source="loyalty",
+                loyalty_id="2",
+                phone="01632960002",
+                first_name="Lily",
+            ),
+            dict(
+                record_id="loy:3",
+                source="loyalty",
+                loyalty_id="3",
+                phone="01632960002",
+                first_name="Lisa",
+            ),
+        ]
+    )
+    result = resolve_records(records, DET)
+    assert _customer(result, "crm:1") == _customer(result, "loy:1")
+    assert _customer(result, "loy:2") != _customer(result, "loy:3")
+
+
 def test_own_records_with_absent_columns_resolve_and_ids_are_stable() -> None:
     records = _frame(
         [
@@ -222,22 +280,24 @@ def test_bad_input_gives_clear_error(frame: pd.DataFrame, message: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [SEED, SECOND_SEED])
-def test_generated_data_meets_quality_floor(seed: int, tmp_path: Path) -> None:
+@pytest.mark.parametrize("seed", [DEFAULT_SEED, SECOND_SEED])
+def test_default_generated_data_meets_the_issue_floor(seed: int, tmp_path: Path) -> None:
+    """Precision >= 0.995 and recall >= 0.97 over all canonical records, 20,000 persons."""
     from customers.generate import generate
     from customers.sources import load_canonical_records
 
-    generate(SMALL_CUSTOMERS, seed, tmp_path)
+    generate(DEMO_CUSTOMERS, seed, tmp_path)
     records = load_canonical_records(tmp_path)
     truth = pd.read_parquet(tmp_path / "truth" / "records.parquet")
+    assert set(truth["record_id"]) == set(records["record_id"])
     result = resolve_records(records, ResolutionSettings(seed=seed))
     assert len(result.assignments) == len(records)
-    overall = identity_quality(result.assignments, truth)
-    linkable = identity_quality(result.assignments, truth, result.unlinkable_record_ids)
-    assert overall["pairwise_precision"] >= PRECISION_FLOOR
-    assert linkable["pairwise_recall"] >= LINKABLE_RECALL_FLOOR
-    # Every customer within one household of persons: no cross-person merges by address.
-    assert overall["customers_merged_share"] < 0.01
+    q = identity_quality(result.assignments, truth)
+    assert q["n_records"] == len(records) and q["records_not_in_truth"] == 0
+    assert q["pairwise_precision"] >= PRECISION_FLOOR, q
+    assert q["pairwise_recall"] >= RECALL_FLOOR, q
+    # No cross-person merges by address: customers holding two persons stay rare.
+    assert q["customers_merged_share"] < 0.01
 
 
 @pytest.mark.slow
