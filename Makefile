@@ -13,6 +13,7 @@ setup:  ## install uv (if missing), Python deps from the lock file, and redis-se
 
 demo: setup  ## generate data, resolve identities, build features, train, score, serve
 	$(UV) run --frozen nextbest pipeline
+	$(UV) run --frozen nextbest serve
 
 test: setup  ## the whole test suite
 	$(UV) run --frozen pytest -q
