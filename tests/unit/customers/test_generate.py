@@ -128,6 +128,31 @@ def test_phones_come_in_several_formats_and_landlines_are_shared(
     assert (persons_per_number > 1).sum() >= 3  # household landlines: a phone-linking trap
 
 
+def test_web_records_are_logged_in_devices_of_their_account_owner(
+    raw: Path, records: pd.DataFrame
+) -> None:
+    events = _read(raw, "web_events")[["device_id", "app_account_id"]]
+    logins = events.dropna().drop_duplicates()
+    web = records[records.source == "web"]
+    assert set(web.record_id) == set("web:" + logins.device_id)
+    assert events.device_id.nunique() > 2 * len(web)  # most cookies never log in
+    owner = dict(zip(records.record_id, records.person_id, strict=True))
+    device_person = ("web:" + logins.device_id).map(owner)
+    account_person = ("app:" + logins.app_account_id).map(owner)
+    assert device_person.notna().all()
+    assert (device_person == account_person).all()
+
+
+def test_apps_and_loyalty_cards_carry_a_contact(raw: Path) -> None:
+    apps = _read(raw, "app_accounts")
+    loyalty = _read(raw, "loyalty_members")
+    leads = _read(raw, "email_leads")
+    assert (apps.email.notna() | apps.phone.notna()).mean() > 0.99  # a login is needed
+    assert (loyalty.email.notna() | loyalty.phone.notna()).mean() > 0.97
+    assert 0.3 < leads.phone.notna().mean() < 0.6  # the form's optional mobile field
+    assert loyalty.email.isna().mean() > 0.4  # still phone-first
+
+
 def test_names_carry_typos_and_case_noise(raw: Path, records: pd.DataFrame) -> None:
     crm = _by_person(raw, records, "crm_accounts", "crm_id", "crm")
     loyalty = _by_person(raw, records, "loyalty_members", "loyalty_id", "loyalty")

@@ -42,3 +42,38 @@ def test_missing_columns_are_named() -> None:
             pd.DataFrame({"record_id": ["a"], "customer_id": ["C"]}),
             pd.DataFrame({"record_id": ["a"]}),
         )
+
+
+def test_missed_pairs_are_counted_by_source_pair_and_cause() -> None:
+    from customers.identity import normalise_records, validate_records
+    from customers.quality import missed_pairs
+
+    records = pd.DataFrame(
+        {
+            "record_id": ["crm:1", "lead:1", "loy:1", "app:1", "crm:2"],
+            "source": ["crm", "email_lead", "loyalty", "app", "crm"],
+            "email": ["a@x.test", "b@x.test", None, "A@X.test", "c@x.test"],
+            "phone": ["07700900001", None, "07700900002", None, None],
+            "first_name": ["Ann", "Ann", "Ann", None, "Bob"],
+            "last_name": ["Hill", "Hill", None, None, "Day"],
+        }
+    )
+    norm = normalise_records(validate_records(records))
+    truth = pd.DataFrame(
+        {"record_id": records["record_id"], "person_id": ["P1", "P1", "P1", "P1", "P2"]}
+    )
+    # crm:1 and app:1 were merged; lead:1 and loy:1 were left alone.
+    assignments = pd.DataFrame(
+        {"record_id": records["record_id"], "customer_id": ["A", "B", "C", "A", "D"]}
+    )
+    table = missed_pairs(assignments, truth, norm)
+    got = {(r.source_pair, r.cause, r.names): r.missed_pairs for r in table.itertuples()}
+    assert got == {
+        ("crm-email_lead", "different_emails", "first+last"): 1,
+        ("crm-loyalty", "different_phones", "first"): 1,
+        ("email_lead-loyalty", "no_common_identifier", "first"): 1,
+        ("app-email_lead", "different_emails", "none"): 1,
+        ("app-loyalty", "no_common_identifier", "none"): 1,
+    }
+    # 6 true pairs in P1, 1 found (crm:1-app:1): the table holds the other 5.
+    assert table["missed_pairs"].sum() == 5
