@@ -1,0 +1,419 @@
+"""Online decisions over HTTP: the product service against the naive baseline, same run.
+
+For each service (``serving.service:NextBest`` and ``benchmarks.naive_service:NaiveNextBest``)
+on the same world, catalog (20 email actions sharing the 8 model arms), policy and
+champion: ``bentoml serve`` in its own process group, a warm-up, ``--sequential``
+requests one at a time (p50/p95/p99/max), then a concurrent load for ``--duration``
+seconds from a separate process (``wrk`` with a Lua script rotating the bodies when it is
+installed, otherwise an async httpx client), with the server's CPU use from psutil over
+its process tree. Customers are random, half identified by customer id, half by email.
+
+Run: ``.venv/bin/python benchmarks/http_bench.py --home /tmp/bench_world --customers 20000``;
+writes ``benchmarks/results/http.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import CATALOG_20, ROOT, percentiles, print_table, write_result
+from benchmarks.world import ensure_world, sample_requests
+
+SERVICES = {
+    "nextbest": "serving.service:NextBest",
+    "naive": "benchmarks.naive_service:NaiveNextBest",
+}
+
+
+@dataclass
+class Server:
+    """A running ``bentoml serve`` process."""
+
+    url: str
+    proc: subprocess.Popen
+    log_path: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(
+    target: str, home: Path, log_path: Path, catalog: Path = CATALOG_20, timeout: float = 180.0
+) -> Server:
+    """``bentoml serve target`` on a free port over ``home`` with ``catalog``; wait for ready."""
+    import httpx
+
+    port = _free_port()
+    env = {
+        **os.environ,
+        "NEXTBEST_HOME": str(home),
+        "NEXTBEST_CATALOG": str(catalog),
+        "PYTHONWARNINGS": "ignore",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "BENTOML_DO_NOT_TRACK": "True",
+    }
+    fh = log_path.open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "serve",
+            target,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{target} exited ({proc.returncode}):\n{log_path.read_text()}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
+                return Server(url, proc, log_path)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    stop_server(proc)
+    raise RuntimeError(f"{target} not ready in {timeout}s:\n{log_path.read_text()}")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """Stop the server and its workers by process group id."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    import psutil
+
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        for p in [root, *root.children(recursive=True)]:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+    except psutil.NoSuchProcess:
+        pass
+    return total
+
+
+def sequential(url: str, bodies: list[dict[str, Any]], n: int, warmup: int) -> dict[str, Any]:
+    """``warmup`` then ``n`` requests one at a time on one keep-alive connection."""
+    import httpx
+
+    lat: list[float] = []
+    errors = 0
+    with httpx.Client(base_url=url, timeout=10.0) as client:
+        for i in range(warmup + n):
+            body = bodies[i % len(bodies)]
+            t = time.perf_counter()
+            r = client.post("/decide", json=body)
+            dt = (time.perf_counter() - t) * 1e3
+            if r.status_code != 200:
+                errors += 1
+            if i >= warmup:
+                lat.append(dt)
+    return {**percentiles(lat), "errors": errors}
+
+
+_WRK_LUA = """
+local bodies = {}
+for line in io.lines("%s") do bodies[#bodies + 1] = line end
+local i = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  i = i + 1
+  return wrk.format(nil, "/decide", nil, bodies[(i %% #bodies) + 1])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p90_us": %%d, ' ..
+    '"p99_us": %%d, "max_us": %%d, "mean_us": %%f, "errors": %%d, "non_2xx": %%d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, latency.mean,
+    e.connect + e.read + e.write + e.timeout, e.status))
+end
+"""
+
+
+def _load_wrk(url: str, bodies_file: Path, duration: float, connections: int) -> dict[str, Any]:
+    script = bodies_file.with_suffix(".lua")
+    script.write_text(_WRK_LUA % bodies_file)
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            "1",
+            "-c",
+            str(connections),
+            "-d",
+            f"{int(duration)}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
+    r = json.loads(line[len("WRKJSON ") :])
+    secs = r["duration_us"] / 1e6
+    return {
+        "client": "wrk",
+        "connections": connections,
+        "duration_s": round(secs, 2),
+        "requests": r["requests"],
+        "errors": r["errors"] + r["non_2xx"],
+        "decisions_per_s": round((r["requests"] - r["non_2xx"]) / secs, 1),
+        "p50_ms": r["p50_us"] / 1e3,
+        "p90_ms": r["p90_us"] / 1e3,
+        "p99_ms": r["p99_us"] / 1e3,
+        "max_ms": r["max_us"] / 1e3,
+        "mean_ms": round(r["mean_us"] / 1e3, 3),
+    }
+
+
+async def _httpx_load(url: str, bodies: list[str], duration: float, connections: int) -> dict:
+    import httpx
+
+    lat: list[float] = []
+    errors = 0
+    stop = time.perf_counter() + duration
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    headers = {"Content-Type": "application/json"}
+
+    async def worker(client: httpx.AsyncClient, start: int) -> None:
+        nonlocal errors
+        i = start
+        while time.perf_counter() < stop:
+            t = time.perf_counter()
+            try:
+                r = await client.post("/decide", content=bodies[i % len(bodies)], headers=headers)
+                ok = r.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if ok:
+                lat.append((time.perf_counter() - t) * 1e3)
+            else:
+                errors += 1
+            i += connections
+
+    t0 = time.perf_counter()
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10.0) as client:
+        await asyncio.gather(*(worker(client, s) for s in range(connections)))
+    secs = time.perf_counter() - t0
+    return {
+        "client": "httpx-async",
+        "connections": connections,
+        "duration_s": round(secs, 2),
+        "requests": len(lat) + errors,
+        "errors": errors,
+        "decisions_per_s": round(len(lat) / secs, 1),
+        **{k: v for k, v in percentiles(lat).items() if k != "n"},
+    }
+
+
+def load(
+    url: str, pid: int, bodies: list[dict[str, Any]], duration: float, connections: int
+) -> dict[str, Any]:
+    """A concurrent load from a separate process, with the server tree's CPU use."""
+    with tempfile.TemporaryDirectory() as tmp:
+        bodies_file = Path(tmp) / "bodies.jsonl"
+        bodies_file.write_text("\n".join(json.dumps(b) for b in bodies) + "\n")
+        cpu0, t0 = _tree_cpu_seconds(pid), time.perf_counter()
+        if shutil.which("wrk"):
+            res = _load_wrk(url, bodies_file, duration, connections)
+        else:
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.http_bench",
+                    "_client",
+                    url,
+                    str(bodies_file),
+                    str(duration),
+                    str(connections),
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            res = json.loads(out.strip().splitlines()[-1])
+        cpu1, t1 = _tree_cpu_seconds(pid), time.perf_counter()
+    res["server_cpu_cores"] = round((cpu1 - cpu0) / (t1 - t0), 2)
+    return res
+
+
+def bench_service(
+    name: str,
+    home: Path,
+    bodies: list[dict[str, Any]],
+    n_seq: int,
+    warmup: int,
+    duration: float,
+    connections: int,
+    workdir: Path,
+) -> dict[str, Any]:
+    """Start one service, measure it sequentially and under load, stop it."""
+    server = start_server(SERVICES[name], home, workdir / f"{name}.log")
+    try:
+        seq = sequential(server.url, bodies, n_seq, warmup)
+        ld = load(server.url, server.proc.pid, bodies, duration, connections)
+    finally:
+        stop_server(server.proc)
+    return {"sequential": seq, "load": ld}
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 2) if b else None
+
+
+def run(
+    home: Path,
+    customers: int,
+    n_seq: int = 2000,
+    warmup: int = 200,
+    duration: float = 30.0,
+    connections: int = 16,
+    services: tuple[str, ...] = ("nextbest", "naive"),
+    results_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Measure every service in ``services`` on the world under ``home``; write http.json."""
+    settings = ensure_world(home, customers)
+    bodies = sample_requests(settings, max(n_seq + warmup, 2000))
+    out: dict[str, Any] = {
+        "sizes": {
+            "customers": customers,
+            "catalog_actions": 20,
+            "channel": "email",
+            "sequential_requests": n_seq,
+            "warmup": warmup,
+            "load_seconds": duration,
+            "connections": connections,
+        },
+        "services": {},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in services:
+            out["services"][name] = bench_service(
+                name, home, bodies, n_seq, warmup, duration, connections, Path(tmp)
+            )
+    s = out["services"]
+    if "nextbest" in s and "naive" in s:
+        a, b = s["nextbest"], s["naive"]
+        out["ratios"] = {
+            "sequential_p50_speedup": _ratio(b["sequential"]["p50_ms"], a["sequential"]["p50_ms"]),
+            "sequential_p99_speedup": _ratio(b["sequential"]["p99_ms"], a["sequential"]["p99_ms"]),
+            "throughput_ratio": _ratio(a["load"]["decisions_per_s"], b["load"]["decisions_per_s"]),
+            "load_p99_ratio": _ratio(b["load"]["p99_ms"], a["load"]["p99_ms"]),
+        }
+    kw = {"results_dir": results_dir} if results_dir else {}
+    write_result("http", out, **kw)
+    rows = []
+    for name, r in s.items():
+        q, ld = r["sequential"], r["load"]
+        rows.append(
+            (
+                name,
+                q["p50_ms"],
+                q["p95_ms"],
+                q["p99_ms"],
+                q["max_ms"],
+                ld["decisions_per_s"],
+                ld["p50_ms"],
+                ld["p99_ms"],
+                ld["server_cpu_cores"],
+            )
+        )
+    print_table(
+        f"Online over HTTP ({customers:,} customers, 20 actions, load {duration:g}s x "
+        f"{connections} connections)",
+        rows,
+        (
+            "service",
+            "seq p50 ms",
+            "seq p95 ms",
+            "seq p99 ms",
+            "seq max ms",
+            "load dec/s",
+            "load p50 ms",
+            "load p99 ms",
+            "server CPU cores",
+        ),
+    )
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: see the module docstring."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_client":  # the async load client, in its own process
+        url, bodies_file, duration, conns = argv[1], Path(argv[2]), float(argv[3]), int(argv[4])
+        bodies = bodies_file.read_text().splitlines()
+        print(json.dumps(asyncio.run(_httpx_load(url, bodies, duration, conns))))
+        return
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--home", type=Path, default=Path("/tmp/bench_world"))
+    p.add_argument("--customers", type=int, default=20_000)
+    p.add_argument("--sequential", type=int, default=2000)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--duration", type=float, default=30.0)
+    p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--services", default="nextbest,naive")
+    a = p.parse_args(argv)
+    run(
+        a.home,
+        a.customers,
+        a.sequential,
+        a.warmup,
+        a.duration,
+        a.connections,
+        tuple(a.services.split(",")),
+    )
+
+
+if __name__ == "__main__":
+    main()
