@@ -484,6 +484,9 @@ def evaluate_policy_cmd(
     until: Annotated[str | None, typer.Option(help="End of the period (ISO, exclusive).")] = None,
     window_days: Annotated[float, typer.Option(help="Attribution window in days.")] = 14.0,
     reward: Annotated[str, typer.Option(help="responded, revenue or net_value.")] = "revenue",
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the estimates to this JSON file.")
+    ] = None,
 ) -> None:
     """Off-policy value (IPS, SNIPS, doubly robust) of a candidate on the logged decisions."""
     from datetime import timedelta
@@ -504,6 +507,9 @@ def evaluate_policy_cmd(
     except (NotImplementedError, FileNotFoundError, ValueError) as e:
         console.print(f"[red]{e}[/]")
         raise typer.Exit(code=2) from e
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        res.to_json(json_out, orient="records", indent=2)
     table = Table(title=f"value per decision ({reward})")
     for c in ("estimator", "value", "se", "ci_low", "ci_high", "match_rate", "effective_n"):
         table.add_column(c)
