@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,6 +63,71 @@ def _utc(ts: datetime | str | float | None) -> datetime:
     return t.to_pydatetime()
 
 
+class GroupCommitLog(DecisionLog):
+    """The decision log with group commit: concurrent appends share one ``fdatasync``.
+
+    Every ``append`` still returns only once its own lines are on disk (a decision that
+    was answered is durable); requests that arrive while a sync is running are written
+    and synced together by the next leader. Files stay open (one per day), which saves
+    the ``open``/``close`` per decision; ``fdatasync`` on an ``O_APPEND`` file also
+    persists the new size, so the appended lines survive a crash.
+    """
+
+    def __init__(self, directory: str | Path, fsync: bool = True) -> None:
+        super().__init__(directory, fsync=fsync)
+        self._cv = threading.Condition()
+        self._pending: list[tuple[Path, bytes, dict[str, Any]]] = []
+        self._leader = False
+        self._fds: dict[Path, int] = {}
+
+    def _fd(self, path: Path) -> int:
+        fd = self._fds.get(path)
+        if fd is None:
+            for old in list(self._fds):  # a new day: the old file is complete
+                os.close(self._fds.pop(old))
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            self._fds[path] = fd
+        return fd
+
+    def _flush(self, batch: list[tuple[Path, bytes, dict[str, Any]]]) -> None:
+        blocks: dict[Path, list[bytes]] = {}
+        for path, block, _ in batch:
+            blocks.setdefault(path, []).append(block)
+        for path, parts in blocks.items():
+            fd = self._fd(path)
+            data = memoryview(b"".join(parts))
+            written = 0
+            while written < len(data):  # one write per file; short writes only on full disks
+                written += os.write(fd, data[written:])
+            if self.fsync:
+                os.fdatasync(fd)
+
+    def _write(self, path: Path, block: bytes) -> None:
+        ticket: dict[str, Any] = {"done": False, "error": None}
+        with self._cv:
+            self._pending.append((path, block, ticket))
+            while not ticket["done"]:
+                if self._leader:
+                    self._cv.wait()
+                    continue
+                self._leader = True
+                batch, self._pending = self._pending, []
+                self._cv.release()
+                error: BaseException | None = None
+                try:
+                    self._flush(batch)
+                except BaseException as exc:  # every writer of the batch must hear of it
+                    error = exc
+                finally:
+                    self._cv.acquire()
+                    self._leader = False
+                    for _, _, t in batch:
+                        t["done"], t["error"] = True, error
+                    self._cv.notify_all()
+        if ticket["error"] is not None:
+            raise ticket["error"]
+
+
 class OnlineDecider:
     """Decisions and events for the online service."""
 
@@ -85,7 +152,9 @@ class OnlineDecider:
                 f"Feast feature service {FEATURE_SERVICE!r} not found in the registry under "
                 f"{settings.feast_dir}; run `nextbest features build` first ({exc})"
             ) from exc
-        self.log = DecisionLog(settings.decision_log_dir)
+        self.log: DecisionLog = GroupCommitLog(settings.decision_log_dir)
+        # Same trees and numbers through the booster, without the sklearn wrapper's cost.
+        lean_lightgbm(self.runtime.model)
         self.stock = stock_vector(self.runtime)
         self.names = self.runtime.feature_names
         self._views = {v.name: v for v in view_specs()}
@@ -271,6 +340,64 @@ class OnlineDecider:
             "updated_views": updated,
             "timestamp": ts.isoformat(),
         }
+
+
+def lean_lightgbm(model: Any) -> int:
+    """Make every LightGBM estimator inside ``model`` predict through its booster, one thread.
+
+    A decision scores one row through ~17 LightGBM calls (one per arm and per value arm);
+    the scikit-learn wrapper adds ~0.3 ms of parameter copying and validation per call, and
+    the OpenMP thread pool it asks for stalls on a busy 2-core machine. The booster gives
+    the same numbers (same trees, same iterations); returns how many estimators changed.
+    """
+    import lightgbm
+
+    seen: set[int] = set()
+    changed = 0
+
+    def lean(est: Any) -> None:
+        booster = est.booster_
+        est.set_params(n_jobs=1)
+        if isinstance(est, lightgbm.LGBMClassifier) and est.n_classes_ == 2:
+
+            def predict_proba(X: Any, *args: Any, **kwargs: Any) -> np.ndarray:
+                if args or kwargs:
+                    return type(est).predict_proba(est, X, *args, **kwargs)
+                p = booster.predict(np.asarray(X, dtype=np.float64), num_threads=1)
+                return np.column_stack([1.0 - p, p])
+
+            est.predict_proba = predict_proba
+        elif isinstance(est, lightgbm.LGBMRegressor):
+
+            def predict(X: Any, *args: Any, **kwargs: Any) -> np.ndarray:
+                if args or kwargs:
+                    return type(est).predict(est, X, *args, **kwargs)
+                return booster.predict(np.asarray(X, dtype=np.float64), num_threads=1)
+
+            est.predict = predict
+
+    def walk(obj: Any, depth: int = 0) -> None:
+        nonlocal changed
+        if id(obj) in seen or depth > 8:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, lightgbm.LGBMModel):
+            if getattr(obj, "fitted_", False) or hasattr(obj, "_Booster"):
+                lean(obj)
+                changed += 1
+            return
+        if isinstance(obj, list | tuple):
+            for x in obj:
+                walk(x, depth + 1)
+        elif isinstance(obj, dict):
+            for x in obj.values():
+                walk(x, depth + 1)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, type | np.ndarray):
+            for x in vars(obj).values():
+                walk(x, depth + 1)
+
+    walk(model)
+    return changed
 
 
 def response_from_record(record: Mapping[str, Any]) -> dict[str, Any]:

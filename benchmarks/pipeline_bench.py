@@ -1,0 +1,134 @@
+"""The offline pipeline at scale: generation, identity resolution, feature build and
+materialisation, and training, each in its own child process so that each step's peak
+memory (max RSS) is its own.
+
+Run: ``.venv/bin/python benchmarks/pipeline_bench.py --customers 100000 [--customers 1000000]``;
+writes ``benchmarks/results/pipeline.json`` (one entry per size, wall seconds and peak
+GiB per step). Worlds are built under ``--workdir`` and removed afterwards unless ``--keep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import ROOT, print_table, write_result
+
+STEPS = ("generate", "resolve", "features", "train")
+
+
+def _run_step(step: str, home: Path, customers: int, seed: int) -> None:
+    """One pipeline step in this process (the child side)."""
+    from benchmarks.world import world_settings
+
+    settings = world_settings(home, customers, seed)
+    if step == "generate":
+        from customers.generate import generate
+
+        generate(customers, seed, settings.raw_dir, as_of=settings.as_of)
+    elif step == "resolve":
+        from customers.identity import resolve_generated
+
+        resolve_generated(settings.raw_dir, settings.unified_dir)
+    elif step == "features":
+        from nextbest.pipeline import build_features
+
+        build_features(settings)
+    elif step == "train":
+        from training.train import train
+
+        train(settings)
+    else:
+        raise ValueError(f"unknown step {step!r}; one of {STEPS}")
+
+
+def step(step: str, home: Path, customers: int, seed: int = 42) -> dict[str, Any]:
+    """Run one step in a child process; wall seconds and the child's peak RSS."""
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONWARNINGS": "ignore"}
+    t = time.perf_counter()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.pipeline_bench",
+            "_step",
+            step,
+            str(home),
+            str(customers),
+            str(seed),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"pipeline step {step} failed:\n{proc.stderr[-4000:]}")
+    peak_kib = json.loads(proc.stdout.strip().splitlines()[-1])["max_rss_kib"]
+    return {"wall_s": round(wall, 1), "peak_gib": round(peak_kib / 2**20, 2)}
+
+
+def run(
+    sizes: list[int],
+    workdir: Path | None = None,
+    keep: bool = False,
+    seed: int = 42,
+    results_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Each step at each size; write pipeline.json."""
+    out: dict[str, Any] = {"sizes": {"customers": sizes, "seed": seed}, "runs": {}}
+    base = Path(workdir or tempfile.mkdtemp(prefix="nextbest_pipeline_"))
+    for n in sizes:
+        home = base / f"world_{n}"
+        if home.exists():
+            shutil.rmtree(home)
+        home.mkdir(parents=True)
+        out["runs"][str(n)] = {s: step(s, home, n, seed) for s in STEPS}
+        if not keep:
+            shutil.rmtree(home, ignore_errors=True)
+    kw = {"results_dir": results_dir} if results_dir else {}
+    write_result("pipeline", out, **kw)
+    rows = [
+        (f"{int(n):,}", s, r["wall_s"], r["peak_gib"])
+        for n, steps in out["runs"].items()
+        for s, r in steps.items()
+    ]
+    print_table(
+        "Pipeline: wall time and peak memory per step",
+        rows,
+        ("customers", "step", "wall s", "peak GiB"),
+    )
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: see the module docstring."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_step":
+        _run_step(argv[1], Path(argv[2]), int(argv[3]), int(argv[4]))
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(json.dumps({"max_rss_kib": rss}))
+        return
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--customers", type=int, action="append")
+    p.add_argument("--workdir", type=Path)
+    p.add_argument("--keep", action="store_true")
+    a = p.parse_args(argv)
+    run(a.customers or [100_000], a.workdir, a.keep)
+
+
+if __name__ == "__main__":
+    main()
