@@ -6,8 +6,10 @@ point-in-time semantics as Feast's offline store and what the online store holds
 ``event_timestamp <= as_of`` (and within the view's TTL), joined by ``customer_id``;
 missing views read as NaN. Request-time features are then computed with
 :func:`customers.feature_schema.days_since` at ``as_of``, the function the Feast on-demand
-view uses. DuckDB does the selection and join and streams the result in chunks, so memory
-stays bounded by the chunk size, not by the number of customers.
+view uses. DuckDB finds each customer's latest *row number* per view with a hash aggregate
+over the id and time columns only and joins the views on those; the feature columns are
+then read only from the row groups that hold a winning row. The feature matrix is held
+whole (8 bytes x features x customers, ~0.8 GB at 1M); ``decide()`` runs chunk by chunk.
 
 Decisions come from :func:`serving.engine.decide`, the function the online service calls,
 so batch and online answers for the same customer and feature snapshot are identical.
@@ -78,7 +80,6 @@ def _connect(memory_limit: str = "2GB", threads: int = 2) -> Any:
     con = duckdb.connect()
     con.execute(f"SET memory_limit='{memory_limit}'")
     con.execute(f"SET threads={int(threads)}")
-    con.execute("SET preserve_insertion_order=true")
     return con
 
 
@@ -96,69 +97,120 @@ def _window(ttl_days: int, as_of: datetime) -> str:
     return f"event_timestamp <= {t} AND event_timestamp > {t} - INTERVAL {int(ttl_days)} DAY"
 
 
-def _latest_sql(path: Path, columns: list[str], ttl_days: int, as_of: datetime) -> str:
-    """Latest row per customer at or before ``as_of`` (and within the view's TTL)."""
-    cols = ", ".join(f'CAST("{c}" AS DOUBLE) AS "{c}"' for c in columns)
+def _latest_rows_sql(path: Path, ttl_days: int, as_of: datetime, wanted: bool) -> str:
+    """Per customer, the file row number of its latest row in the view's window.
+
+    A hash aggregate over two narrow columns: no sort, and the feature columns are not
+    read here (``arg_max`` breaks ties on the latest time arbitrarily).
+    """
+    src = _parquet(path).removesuffix(")") + ", file_row_number=true)"
+    where = _window(ttl_days, as_of)
+    if wanted:  # a semi-join first, so only the wanted customers are aggregated
+        where += " AND customer_id IN (SELECT customer_id FROM u_ids)"
     return (
-        f"SELECT customer_id, {cols} FROM {_parquet(path)} WHERE {_window(ttl_days, as_of)} "
-        "QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY event_timestamp DESC) = 1"
+        f"SELECT customer_id, arg_max(file_row_number, event_timestamp) AS r FROM {src} "
+        f"WHERE customer_id IS NOT NULL AND {where} GROUP BY customer_id"
     )
 
 
-def _universe(
+def _latest_rows(
     con: Any, paths: dict[str, Path], customer_ids: Sequence[str] | None, as_of: datetime
-) -> int:
-    """Create temp table ``u_ids(customer_id, ord)``: the given customers in their order,
-    or everyone with a feature row in a view's window, sorted; returns its size."""
+) -> tuple[pa.Array, dict[str, np.ndarray]]:
+    """The output customers (the given ones in their order, or everyone with a row in a
+    view's window, sorted) and per present view the file row of each one's latest row
+    (-1 when none)."""
+    ttl = {v.name: v.ttl_days for v in view_specs()}
+    names = list(paths)
     if customer_ids is not None:
-        ids = pa.table(
+        wanted = pa.table(
             {
                 "customer_id": pa.array([str(c) for c in customer_ids], type=pa.string()),
                 "ord": pa.array(np.arange(len(customer_ids), dtype=np.int64)),
             }
         )
-        con.register("wanted_ids", ids)
-        con.execute("CREATE TEMP TABLE u_ids AS SELECT customer_id, ord FROM wanted_ids")
-    else:
-        ttl = {v.name: v.ttl_days for v in view_specs()}
-        parts = " UNION ".join(
-            f"SELECT DISTINCT customer_id FROM {_parquet(p)} WHERE {_window(ttl[name], as_of)}"
-            for name, p in paths.items()
-        )
+        con.register("wanted_ids", wanted)
+        con.execute("CREATE TEMP TABLE u_ids AS SELECT DISTINCT customer_id FROM wanted_ids")
+    for i, name in enumerate(names):
+        sql = _latest_rows_sql(paths[name], ttl[name], as_of, customer_ids is not None)
+        con.execute(f"CREATE TEMP TABLE v{i} AS {sql}")
+    if customer_ids is None:
+        union = " UNION ".join(f"SELECT customer_id FROM v{i}" for i in range(len(names)))
+        con.execute(f"CREATE TEMP TABLE u_ids AS {union}")
         con.execute(
-            "CREATE TEMP TABLE u_ids AS SELECT customer_id, "
-            f"row_number() OVER (ORDER BY customer_id) AS ord FROM ({parts})"
+            "CREATE TEMP TABLE wanted_ids AS SELECT customer_id, "
+            "row_number() OVER (ORDER BY customer_id) AS ord FROM u_ids"
         )
-    return int(con.execute("SELECT count(*) FROM u_ids").fetchall()[0][0])
-
-
-def _joined_query(
-    con: Any, features_dir: Path, customer_ids: Sequence[str] | None, as_of: datetime
-) -> tuple[str, list[str], int]:
-    """The SQL of the point-in-time join, the view columns it returns (in order) and the
-    number of customers."""
-    paths = _view_paths(features_dir)
-    total = _universe(con, paths, customer_ids, as_of)
-    ctes, selects, joins = [], [], []
-    view_cols: list[str] = []
-    for i, spec in enumerate(view_specs()):
-        names = spec.feature_names
-        view_cols += names
-        if spec.name not in paths:
-            selects += [f'CAST(NULL AS DOUBLE) AS "{c}"' for c in names]
-            continue
-        # Only the wanted customers enter the window, which keeps the sort small.
-        body = _latest_sql(paths[spec.name], names, spec.ttl_days, as_of).replace(
-            " WHERE ", " WHERE customer_id IN (SELECT customer_id FROM u_ids) AND ", 1
-        )
-        ctes.append(f"v{i} AS ({body})")
-        selects += [f'v{i}."{c}"' for c in names]
-        joins.append(f"LEFT JOIN v{i} ON v{i}.customer_id = u.customer_id")
-    sql = (
-        f"WITH {', '.join(ctes)} SELECT u.customer_id, {', '.join(selects)} "
-        f"FROM u_ids u {' '.join(joins)} ORDER BY u.ord"
+    # Joined by customer id on one row per customer and view; a given list keeps its
+    # order (and its repeats) through ``ord``.
+    cols = ", ".join(f"coalesce(v{i}.r, -1) AS r{i}" for i in range(len(names)))
+    joins = " ".join(
+        f"LEFT JOIN v{i} ON v{i}.customer_id = w.customer_id" for i in range(len(names))
     )
-    return sql, view_cols, total
+    table = con.sql(
+        f"SELECT w.customer_id, {cols} FROM wanted_ids w {joins} ORDER BY w.ord"
+    ).to_arrow_table()
+    out_ids = table.column(0).combine_chunks()
+    rows = {name: table.column(i + 1).to_numpy().astype(np.int64) for i, name in enumerate(names)}
+    return out_ids, rows
+
+
+def _gather_view(path: Path, names: list[str], rows: np.ndarray, X: np.ndarray) -> None:
+    """Copy the columns ``names`` of file rows ``rows`` (one per row of ``X``, -1 = none,
+    left NaN) into ``X``, reading only the row groups that hold one of them."""
+    import pyarrow.compute as pc
+
+    X[:] = np.nan
+    have = np.flatnonzero(rows >= 0)
+    if not len(have):
+        return
+    pf = pq.ParquetFile(path)
+    counts = [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
+    starts = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+    order = have[np.argsort(rows[have], kind="stable")]
+    sorted_rows = rows[order]
+    bounds = np.searchsorted(sorted_rows, starts)
+    for g in range(pf.num_row_groups):
+        a, b = bounds[g], bounds[g + 1]
+        if a == b:
+            continue
+        table = pf.read_row_group(g, columns=names).take(pa.array(sorted_rows[a:b] - starts[g]))
+        block = np.empty((b - a, len(names)), dtype=np.float64)
+        for j in range(len(names)):
+            block[:, j] = pc.cast(table.column(j), pa.float64()).to_numpy()
+        X[order[a:b]] = block
+
+
+def point_in_time_features(
+    features_dir: Path, customer_ids: Sequence[str] | None, as_of: datetime
+) -> tuple[pa.Array, np.ndarray]:
+    """Point-in-time view columns of ``customer_ids`` (everyone with a row in a view's
+    window, sorted, when None) as of ``as_of``: ``(ids, X [n, view columns])`` in
+    ``all_feature_names()`` order; NaN where a customer has no row in a view.
+
+    Per view, the latest row per customer with ``as_of - ttl < event_timestamp <= as_of``.
+    Two passes: DuckDB finds each customer's latest *file row* per view (a hash aggregate
+    over ``customer_id`` and ``event_timestamp`` only) and joins the views on those; then
+    only the row groups holding a latest row are read, and only the winning rows are
+    taken. Memory: the output matrix plus DuckDB's aggregate (one row per customer).
+    """
+    as_of = _utc(as_of)
+    paths = _view_paths(Path(features_dir))
+    con = _connect()
+    try:
+        ids, rows = _latest_rows(con, paths, customer_ids, as_of)
+    finally:
+        con.close()
+    widths = [len(spec.feature_names) for spec in view_specs()]
+    X = np.empty((len(ids), sum(widths)), dtype=np.float64)
+    first = 0
+    for spec, width in zip(view_specs(), widths, strict=True):
+        block = X[:, first : first + width]
+        if spec.name in rows:
+            _gather_view(paths[spec.name], spec.feature_names, rows[spec.name], block)
+        else:
+            block[:] = np.nan
+        first += width
+    return ids, X
 
 
 def feature_snapshot_time(features_dir: Path, as_of: datetime) -> datetime:
@@ -203,6 +255,23 @@ def _batch_to_matrix(
     return ids, X
 
 
+def _full_matrix(
+    features_dir: Path, customer_ids: Sequence[str] | None, as_of: datetime
+) -> tuple[pa.Array, np.ndarray]:
+    """Point-in-time view columns widened to ``all_feature_names()`` with the
+    request-time features filled at ``as_of``."""
+    names = all_feature_names()
+    ids, V = point_in_time_features(features_dir, customer_ids, as_of)
+    if V.shape[1] == len(names):
+        X = V
+    else:
+        X = np.empty((V.shape[0], len(names)), dtype=np.float64)
+        X[:, : V.shape[1]] = V
+        del V
+    add_request_time_features(X, names, _utc(as_of).timestamp())
+    return ids, X
+
+
 def iter_feature_chunks(
     features_dir: Path,
     customer_ids: Sequence[str] | None,
@@ -210,34 +279,20 @@ def iter_feature_chunks(
     chunk_size: int = 100_000,
 ) -> tuple[int, Iterator[tuple[np.ndarray, np.ndarray]]]:
     """(number of customers, iterator of (customer ids, X [m, F])) in ``all_feature_names()``
-    order, streamed from DuckDB ``chunk_size`` rows at a time."""
-    as_of = _utc(as_of)
-    names = all_feature_names()
-    con = _connect()
-    sql, view_cols, total = _joined_query(con, Path(features_dir), customer_ids, as_of)
-    if view_cols != names[: len(view_cols)]:  # the schema's own order; guards future edits
-        raise BatchInputError("feature views and all_feature_names() disagree on column order")
-    reader = con.sql(sql).to_arrow_reader(int(chunk_size))
-    request_ts = as_of.timestamp()
+    order, ``chunk_size`` customers at a time.
+
+    The point-in-time selection and join run before this returns; the chunks are views
+    of one matrix, so ``decide()``'s working memory stays bounded by the chunk size.
+    """
+    ids, X = _full_matrix(Path(features_dir), customer_ids, as_of)
+    step = max(int(chunk_size), 1)
 
     def chunks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        try:
-            pending: list[pa.RecordBatch] = []
-            rows = 0
-            for batch in reader:
-                pending.append(batch)
-                rows += batch.num_rows
-                if rows >= chunk_size:
-                    table = pa.Table.from_batches(pending).combine_chunks()
-                    yield _batch_to_matrix(table.to_batches()[0], len(names), request_ts, names)
-                    pending, rows = [], 0
-            if rows:
-                table = pa.Table.from_batches(pending).combine_chunks()
-                yield _batch_to_matrix(table.to_batches()[0], len(names), request_ts, names)
-        finally:
-            con.close()
+        for a in range(0, len(ids), step):
+            part = ids.slice(a, step).to_numpy(zero_copy_only=False).astype(object)
+            yield part, X[a : a + step]
 
-    return total, chunks()
+    return len(ids), chunks()
 
 
 def offline_feature_matrix(
@@ -250,13 +305,8 @@ def offline_feature_matrix(
     point-in-time join and the online store after ``materialize(end=as_of)``.
     """
     snapshot = feature_snapshot_time(features_dir, as_of)
-    _, chunks = iter_feature_chunks(features_dir, customer_ids, as_of, chunk_size=1_000_000)
-    parts = list(chunks)
-    if not parts:
-        return np.zeros(0, dtype=object), np.zeros((0, len(all_feature_names()))), snapshot
-    ids = np.concatenate([p[0] for p in parts])
-    X = parts[0][1] if len(parts) == 1 else np.vstack([p[1] for p in parts])
-    return ids, X, snapshot
+    ids, X = _full_matrix(Path(features_dir), customer_ids, as_of)
+    return ids.to_numpy(zero_copy_only=False).astype(object), X, snapshot
 
 
 # --------------------------------------------------------------------------------------
