@@ -414,7 +414,14 @@ def serve_cmd(
     import subprocess
     import sys
 
+    from serving.runtime import StartupError, preflight
+
     settings = _settings(port=port, host=host)
+    try:
+        preflight(settings)
+    except StartupError as exc:
+        console.print(f"[red]cannot start the decision service[/]: {exc}")
+        raise typer.Exit(1) from exc
     env = {
         **os.environ,
         "NEXTBEST_HOME": str(settings.root),

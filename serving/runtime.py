@@ -42,6 +42,33 @@ class Runtime:
     stock: dict[str, float]
 
 
+def preflight(settings: Settings, alias: str = "champion") -> None:
+    """Check, cheaply, that a decision service can start: catalog and policy files, a Feast
+    registry, and a model version holding ``alias``. Raises :class:`StartupError` saying what
+    is missing and how to make it."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from training.registry import configure_mlflow
+
+    for path, what in ((settings.catalog, "action catalog"), (settings.policy, "policy")):
+        if not Path(path).exists():
+            raise StartupError(f"{what} file not found: {path}")
+    registry = settings.feast_dir / "registry.db"
+    if not registry.exists():
+        raise StartupError(
+            f"Feast registry not found at {registry}; run `nextbest features build` first"
+        )
+    configure_mlflow(settings)
+    try:
+        mlflow.MlflowClient().get_model_version_by_alias(settings.model_name, alias)
+    except MlflowException as exc:
+        raise StartupError(
+            f"no model version of {settings.model_name!r} holds the alias {alias!r} in "
+            f"{settings.tracking_uri}; run `nextbest train` first"
+        ) from exc
+
+
 def load_stock(raw_dir: Path) -> dict[str, float]:
     """Units in stock per product from the product catalogue export (empty if absent)."""
     path = raw_dir / "products.parquet"

@@ -114,6 +114,10 @@ def start_service(home: Path, log_path: Path, timeout: float = 120.0) -> Server:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"service exited ({proc.returncode}):\n{log_path.read_text()}")
+        if "StartupError" in log_path.read_text(errors="replace"):
+            # BentoML restarts a worker that fails in __init__; the reason is already logged.
+            stop_service(proc)
+            raise RuntimeError(f"service refused to start:\n{log_path.read_text()}")
         try:
             if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
                 return Server(url, proc, log_path)

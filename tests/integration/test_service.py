@@ -265,4 +265,18 @@ def test_service_refuses_to_start_without_a_champion(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError) as err:
         server = start_service(tmp_path, tmp_path / "serve.log", timeout=90)
         stop_service(server.proc)
-    assert "champion" in str(err.value) or "not found" in str(err.value)
+    assert "StartupError" in str(err.value)
+    assert "holds the alias 'champion'" in str(err.value) or "not found" in str(err.value)
+
+
+def test_nextbest_serve_refuses_to_start_without_features_or_champion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from nextbest.cli import app
+
+    monkeypatch.setenv("NEXTBEST_HOME", str(tmp_path))
+    result = CliRunner().invoke(app, ["serve", "--port", "3999"])
+    assert result.exit_code == 1
+    assert "Feast registry not found" in result.output
