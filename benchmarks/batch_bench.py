@@ -8,14 +8,17 @@ than the scoring being measured. The model is a numpy stub implementing the
 ResponseModel protocol (a logistic in a few features), so the figures measure the job
 (point-in-time selection, join, rules, arbitration, output), not LightGBM.
 
-Run: ``.venv/bin/python benchmarks/batch_bench.py [--customers 1000000] [--no-spark]``;
-writes ``benchmarks/results/batch.json``.
+Run: ``.venv/bin/python benchmarks/batch_bench.py [--customers 1000000] [--no-spark]
+[--spark-customers N] [--reuse]``; writes ``benchmarks/results/batch.json``. ``--reuse`` keeps
+feature tables synthesised earlier with the same size (a marker file records it). The
+machine is shared, so the 1-minute load average is recorded before and after each path.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import sys
@@ -147,14 +150,42 @@ def peak_rss_mib() -> dict[str, float]:
     return {"self": round(own, 1), "children": round(kids, 1), "max": round(max(own, kids), 1)}
 
 
-def run(customers: int, snapshots: int, spark: bool, home: Path) -> dict:
+def load_average() -> dict[str, float]:
+    """1, 5 and 15-minute load averages (the machine is shared; 2 cores)."""
+    one, five, fifteen = os.getloadavg()
+    return {"1m": round(one, 2), "5m": round(five, 2), "15m": round(fifteen, 2)}
+
+
+def _synthesise(features_dir: Path, customers: int, snapshots: int, reuse: bool) -> float | None:
+    """Synthesise the tables unless ``reuse`` and a marker says they have this size;
+    seconds taken, or None when reused."""
+    marker = features_dir / "_bench_size.json"
+    size = {"customers": customers, "snapshots": snapshots}
+    if reuse and marker.exists() and json.loads(marker.read_text()) == size:
+        return None
+    marker.unlink(missing_ok=True)
+    seconds = synth_features(features_dir, customers, snapshots)
+    marker.write_text(json.dumps(size))
+    return seconds
+
+
+def _steps(timings: dict[str, float], wall: float) -> dict[str, float]:
+    """Seconds per step of the local job; ``other`` is wall time no step accounts for."""
+    steps = ["setup", "snapshot_time", "features", "chunk_ids", "decide", "write", "log"]
+    steps.append("summary")
+    out = {s: timings.get(s, 0.0) for s in steps}
+    out["other"] = round(wall - sum(out.values()), 3)
+    return out
+
+
+def run(customers: int, snapshots: int, spark: bool, home: Path, reuse: bool = False) -> dict:
     """Synthesise features, score locally (and on Spark) and return the figures."""
     from nextbest.settings import get_settings
     from serving.batch import score_customers
     from serving.runtime import load_runtime
 
     settings = get_settings(home=home, catalog=write_catalog(), chunk_size=100_000)
-    synth_s = synth_features(settings.features_dir, customers, snapshots)
+    synth_s = _synthesise(settings.features_dir, customers, snapshots, reuse)
     runtime = load_runtime(settings, model=StubModel([a.action_id for a in ACTIONS]))
     n_actions = len(runtime.plan.channels["email"].action_idx)
     result: dict = {
@@ -166,9 +197,11 @@ def run(customers: int, snapshots: int, spark: bool, home: Path) -> dict:
         "feature_rows_per_view": customers * snapshots,
         "feature_tables": "synthesised directly (random, schema-valid), not from generate",
         "model": StubModel.__doc__,
-        "synthesise_s": round(synth_s, 1),
+        "synthesise_s": None if synth_s is None else round(synth_s, 1),
+        "tables_reused": synth_s is None,
         "rss_after_synth_mib": peak_rss_mib(),
     }
+    load_before = load_average()
     t = time.perf_counter()
     local = score_customers(settings, "email", AS_OF, home / "decisions.parquet", runtime=runtime)
     wall = time.perf_counter() - t
@@ -176,12 +209,18 @@ def run(customers: int, snapshots: int, spark: bool, home: Path) -> dict:
         "wall_s": round(wall, 2),
         "decisions_per_s": round(customers / wall),
         "timings_s": local.timings_s,
+        "steps_s": _steps(local.timings_s, wall),
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
+        "target": {"wall_s": 60, "peak_rss_mib": 4096},
+        "meets_target": wall <= 60 and peak_rss_mib()["self"] <= 4096,
         "peak_rss_mib": peak_rss_mib(),
         "output_mib": round((home / "decisions.parquet").stat().st_size / 2**20, 1),
         "chosen": local.chosen,
     }
     print(json.dumps(result["local"], indent=2))
     if spark:
+        load_before = load_average()
         t = time.perf_counter()
         sp = score_customers(
             settings, "email", AS_OF, home / "spark_out", runtime=runtime, engine="spark"
@@ -189,8 +228,12 @@ def run(customers: int, snapshots: int, spark: bool, home: Path) -> dict:
         wall = time.perf_counter() - t
         result["spark"] = {
             "master": "local[2]",
+            "customers": customers,
             "wall_s": round(wall, 2),
             "decisions_per_s": round(customers / wall),
+            "timings_s": sp.timings_s,
+            "load_average_before": load_before,
+            "load_average_after": load_average(),
             "peak_rss_mib": peak_rss_mib(),
             "note": "ru_maxrss counts only exited children: the Spark JVM (driver 2g) and its "
             "Python workers are still running, so their memory is not in these figures",
@@ -207,8 +250,9 @@ def main() -> None:
     parser.add_argument("--snapshots", type=int, default=13)
     parser.add_argument("--no-spark", action="store_true")
     parser.add_argument("--home", type=Path, default=Path("/tmp/nextbest-batch-bench"))
+    parser.add_argument("--reuse", action="store_true", help="keep same-size tables")
     args = parser.parse_args()
-    result = run(args.customers, args.snapshots, not args.no_spark, args.home)
+    result = run(args.customers, args.snapshots, not args.no_spark, args.home, args.reuse)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2))
     print(f"wrote {RESULTS}")

@@ -181,7 +181,10 @@ def _gather_view(path: Path, names: list[str], rows: np.ndarray, X: np.ndarray) 
 
 
 def point_in_time_features(
-    features_dir: Path, customer_ids: Sequence[str] | None, as_of: datetime
+    features_dir: Path,
+    customer_ids: Sequence[str] | None,
+    as_of: datetime,
+    timings: dict[str, float] | None = None,
 ) -> tuple[pa.Array, np.ndarray]:
     """Point-in-time view columns of ``customer_ids`` (everyone with a row in a view's
     window, sorted, when None) as of ``as_of``: ``(ids, X [n, view columns])`` in
@@ -192,7 +195,9 @@ def point_in_time_features(
     over ``customer_id`` and ``event_timestamp`` only) and joins the views on those; then
     only the row groups holding a latest row are read, and only the winning rows are
     taken. Memory: the output matrix plus DuckDB's aggregate (one row per customer).
+    Seconds per step are added to ``timings`` (``select_join``, ``gather``) when given.
     """
+    t0 = time.perf_counter()
     as_of = _utc(as_of)
     paths = _view_paths(Path(features_dir))
     con = _connect()
@@ -200,6 +205,7 @@ def point_in_time_features(
         ids, rows = _latest_rows(con, paths, customer_ids, as_of)
     finally:
         con.close()
+    t1 = time.perf_counter()
     widths = [len(spec.feature_names) for spec in view_specs()]
     X = np.empty((len(ids), sum(widths)), dtype=np.float64)
     first = 0
@@ -210,6 +216,9 @@ def point_in_time_features(
         else:
             block[:] = np.nan
         first += width
+    if timings is not None:
+        timings["select_join"] = timings.get("select_join", 0.0) + t1 - t0
+        timings["gather"] = timings.get("gather", 0.0) + time.perf_counter() - t1
     return ids, X
 
 
@@ -256,12 +265,15 @@ def _batch_to_matrix(
 
 
 def _full_matrix(
-    features_dir: Path, customer_ids: Sequence[str] | None, as_of: datetime
+    features_dir: Path,
+    customer_ids: Sequence[str] | None,
+    as_of: datetime,
+    timings: dict[str, float] | None = None,
 ) -> tuple[pa.Array, np.ndarray]:
     """Point-in-time view columns widened to ``all_feature_names()`` with the
     request-time features filled at ``as_of``."""
     names = all_feature_names()
-    ids, V = point_in_time_features(features_dir, customer_ids, as_of)
+    ids, V = point_in_time_features(features_dir, customer_ids, as_of, timings)
     if V.shape[1] == len(names):
         X = V
     else:
@@ -277,14 +289,16 @@ def iter_feature_chunks(
     customer_ids: Sequence[str] | None,
     as_of: datetime,
     chunk_size: int = 100_000,
+    timings: dict[str, float] | None = None,
 ) -> tuple[int, Iterator[tuple[np.ndarray, np.ndarray]]]:
     """(number of customers, iterator of (customer ids, X [m, F])) in ``all_feature_names()``
     order, ``chunk_size`` customers at a time.
 
     The point-in-time selection and join run before this returns; the chunks are views
     of one matrix, so ``decide()``'s working memory stays bounded by the chunk size.
+    Seconds per step go to ``timings`` when given (see :func:`point_in_time_features`).
     """
-    ids, X = _full_matrix(Path(features_dir), customer_ids, as_of)
+    ids, X = _full_matrix(Path(features_dir), customer_ids, as_of, timings)
     step = max(int(chunk_size), 1)
 
     def chunks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -510,7 +524,9 @@ def score_customers(
         raise BatchInputError("the runtime's feature order is not all_feature_names()")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    t_snap = time.perf_counter()
     snapshot = feature_snapshot_time(settings.features_dir, as_of)
+    snapshot_s = time.perf_counter() - t_snap
     ctx = DecisionContext(
         channel=channel,
         now=as_of,
@@ -518,7 +534,8 @@ def score_customers(
         stock=stock_vector(runtime),
         feature_snapshot_time=snapshot,
     )
-    timings: dict[str, float] = {"setup": time.perf_counter() - t0}
+    timings: dict[str, float] = {"setup": time.perf_counter() - t0 - snapshot_s}
+    timings["snapshot_time"] = snapshot_s
     if engine == "spark":
         from serving.spark_batch import spark_score
 
@@ -574,12 +591,16 @@ def _score_local(
     """The in-process job: stream feature chunks, decide, append to one parquet file."""
     from serving.decision_log import DecisionLog
 
-    timings = {"features": 0.0, "decide": 0.0, "write": 0.0, "log": 0.0}
+    timings = {"features": 0.0, "select_join": 0.0, "gather": 0.0}
+    timings |= {"chunk_ids": 0.0, "decide": 0.0, "write": 0.0, "log": 0.0}
     schema = output_schema(plan, ctx.channel, ctx.k).with_metadata(_file_metadata(plan, ctx))
     decision_log = DecisionLog(settings.decision_log_dir) if log_decisions else None
     t_query = time.perf_counter()
-    total, chunks = iter_feature_chunks(settings.features_dir, ids, ctx.now, settings.chunk_size)
-    # DuckDB runs the point-in-time selection and join here, before the first chunk.
+    total, chunks = iter_feature_chunks(
+        settings.features_dir, ids, ctx.now, settings.chunk_size, timings
+    )
+    # The whole point-in-time selection, join and row gather run here; ``features`` is
+    # their total (select_join + gather + request-time features).
     timings["features"] += time.perf_counter() - t_query
     done = 0
     tmp = out.with_name(out.name + ".tmp")
@@ -587,7 +608,7 @@ def _score_local(
         t = time.perf_counter()
         for cids, X in chunks:
             t1 = time.perf_counter()
-            timings["features"] += t1 - t
+            timings["chunk_ids"] += t1 - t
             d = decide(X, cids, plan, ctx)
             t2 = time.perf_counter()
             timings["decide"] += t2 - t1
