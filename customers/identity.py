@@ -45,24 +45,12 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from customers import normalise as nz
+from customers.sources import CANONICAL_COLUMNS
 
 logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("record_id", "source")
-OPTIONAL_COLUMNS: tuple[str, ...] = (
-    "email",
-    "phone",
-    "crm_id",
-    "loyalty_id",
-    "app_account_id",
-    "device_id",
-    "first_name",
-    "last_name",
-    "date_of_birth",
-    "street",
-    "city",
-    "postcode",
-)
+OPTIONAL_COLUMNS: tuple[str, ...] = tuple(c for c in CANONICAL_COLUMNS if c not in REQUIRED_COLUMNS)
 #: Native id columns: a value shared by two records names one person.
 NATIVE_IDS: tuple[str, ...] = ("crm_id", "loyalty_id", "app_account_id", "device_id")
 #: Rule tiers in merge order (strongest first) and whether a tier is weak (checks names).
