@@ -185,6 +185,7 @@ def point_in_time_features(
     customer_ids: Sequence[str] | None,
     as_of: datetime,
     timings: dict[str, float] | None = None,
+    spare_columns: int = 0,
 ) -> tuple[pa.Array, np.ndarray]:
     """Point-in-time view columns of ``customer_ids`` (everyone with a row in a view's
     window, sorted, when None) as of ``as_of``: ``(ids, X [n, view columns])`` in
@@ -196,6 +197,7 @@ def point_in_time_features(
     only the row groups holding a latest row are read, and only the winning rows are
     taken. Memory: the output matrix plus DuckDB's aggregate (one row per customer).
     Seconds per step are added to ``timings`` (``select_join``, ``gather``) when given.
+    ``spare_columns`` uninitialised columns are appended to ``X`` for the caller to fill.
     """
     t0 = time.perf_counter()
     as_of = _utc(as_of)
@@ -207,7 +209,7 @@ def point_in_time_features(
         con.close()
     t1 = time.perf_counter()
     widths = [len(spec.feature_names) for spec in view_specs()]
-    X = np.empty((len(ids), sum(widths)), dtype=np.float64)
+    X = np.empty((len(ids), sum(widths) + int(spare_columns)), dtype=np.float64)
     first = 0
     for spec, width in zip(view_specs(), widths, strict=True):
         block = X[:, first : first + width]
@@ -273,13 +275,9 @@ def _full_matrix(
     """Point-in-time view columns widened to ``all_feature_names()`` with the
     request-time features filled at ``as_of``."""
     names = all_feature_names()
-    ids, V = point_in_time_features(features_dir, customer_ids, as_of, timings)
-    if V.shape[1] == len(names):
-        X = V
-    else:
-        X = np.empty((V.shape[0], len(names)), dtype=np.float64)
-        X[:, : V.shape[1]] = V
-        del V
+    stored = sum(len(spec.feature_names) for spec in view_specs())
+    # Allocated once at full width: widening a 1M-row matrix afterwards costs a copy.
+    ids, X = point_in_time_features(features_dir, customer_ids, as_of, timings, len(names) - stored)
     add_request_time_features(X, names, _utc(as_of).timestamp())
     return ids, X
 

@@ -2,11 +2,11 @@
 
 The job is the local one (:mod:`serving.batch`) spread over partitions: Spark reads the
 same feature parquet files and keeps, per view, the latest row per customer at or before
-``as_of`` (within the view's TTL), joins the views by ``customer_id``, and every partition
-runs :func:`serving.engine.decide` with the broadcast plan (model included) through
-``mapInArrow``, yielding Arrow batches in the local job's output layout. The same code runs
-in local mode in tests (``local[2]``) and on a cluster (pass ``master`` or use the active
-session).
+``as_of`` (within the view's TTL; ``max_by`` on the event time), joins the views by
+``customer_id``, and every partition runs :func:`serving.engine.decide` with the broadcast
+plan (model included) through ``mapInArrow``, yielding Arrow batches in the local job's
+output layout. The same code runs in local mode in tests (``local[2]``) and on a cluster
+(pass ``master`` or use the active session).
 """
 
 from __future__ import annotations
@@ -56,7 +56,6 @@ def spark_feature_frame(
 ) -> Any:
     """Point-in-time features as a Spark DataFrame: ``customer_id`` then every view column
     in ``all_feature_names()`` order (as doubles, null where a customer has no row)."""
-    from pyspark.sql import Window
     from pyspark.sql import functions as F  # noqa: N812 - the Spark convention
 
     from customers.feature_schema import view_specs
@@ -71,13 +70,16 @@ def spark_feature_frame(
             continue
         ts = F.col("event_timestamp")
         lo = F.lit(as_of) - F.expr(f"INTERVAL {int(spec.ttl_days)} DAYS")
-        w = Window.partitionBy("customer_id").orderBy(ts.desc())
+        names = spec.feature_names
+        # max_by is a hash aggregate with map-side partial aggregation; a row_number()
+        # window would sort every snapshot row of every customer.
+        latest = F.max_by(F.struct(*[F.col(c).cast("double").alias(c) for c in names]), ts)
         df = (
             spark.read.parquet(str(path))
-            .where((ts <= F.lit(as_of)) & (ts > lo))
-            .withColumn("_rn", F.row_number().over(w))
-            .where(F.col("_rn") == 1)
-            .select("customer_id", *[F.col(c).cast("double").alias(c) for c in spec.feature_names])
+            .where((ts <= F.lit(as_of)) & (ts > lo) & F.col("customer_id").isNotNull())
+            .groupBy("customer_id")
+            .agg(latest.alias("_latest"))
+            .select("customer_id", *[F.col(f"_latest.{c}").alias(c) for c in names])
         )
         views.append((spec, df))
     present = [df for _, df in views if df is not None]
