@@ -12,9 +12,15 @@ import pandas as pd
 import pytest
 
 from customers.feature_schema import NEVER_DAYS, all_feature_names, view_specs
-from serving.batch import BatchInputError, offline_feature_matrix, score_customers
+from serving.batch import (
+    BatchInputError,
+    offline_feature_matrix,
+    point_in_time_features,
+    score_customers,
+)
 from serving.engine import DecisionContext, decide
 from serving.runtime import stock_vector
+from tests.params import SEED
 from tests.unit.serving.conftest_batch import BatchWorld, batch_world_fixture  # noqa: F401
 
 MID_MONTH = datetime(2026, 9, 17, 12, 0, tzinfo=UTC)
@@ -156,3 +162,59 @@ def test_spark_path_equals_local_path(batch_world: BatchWorld, tmp_path: Path) -
     b = pd.read_parquet(tmp_path / "spark").sort_values("customer_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
     assert spark.chosen == local.chosen and spark.excluded == local.excluded
+
+
+def _shuffled_view(path: Path, spec_name: str, rng: np.random.Generator, n: int) -> pd.DataFrame:
+    """A view table in no particular row order, over several small row groups, with rows
+    after ``MID_MONTH`` and rows older than the view's TTL; returns it as written."""
+    spec = next(v for v in view_specs() if v.name == spec_name)
+    ids = np.array([f"K{i:04d}" for i in rng.integers(0, n, 6 * n)])
+    days = rng.integers(-spec.ttl_days - 60, 40, len(ids))  # some beyond TTL, some after
+    ts = pd.Timestamp(MID_MONTH) + pd.to_timedelta(days, unit="D")
+    df = pd.DataFrame({"customer_id": ids, "event_timestamp": ts.astype("datetime64[us, UTC]")})
+    for name in spec.feature_names:
+        df[name] = rng.normal(size=len(ids))
+    # One customer-time pair per row: the latest row per customer is then unique.
+    df = df.drop_duplicates(["customer_id", "event_timestamp"]).reset_index(drop=True)
+    df.to_parquet(path, row_group_size=max(len(df) // 7, 1), index=False)
+    return df
+
+
+def test_point_in_time_on_unsorted_multi_row_group_tables_with_ttl(tmp_path: Path) -> None:
+    rng = np.random.default_rng(SEED)
+    frames = {
+        name: _shuffled_view(tmp_path / f"{name}.parquet", name, rng, 300)
+        for name in ("customer_profile", "customer_service")
+    }
+    wanted = ["K0003", "K0001", "K0003", "nobody"]  # repeats and an unknown id
+    for customer_ids in (None, wanted):
+        ids, X = point_in_time_features(tmp_path, customer_ids, MID_MONTH)
+        first = 0
+        want_ids: list[str] | None = None if customer_ids is None else list(customer_ids)
+        for spec in view_specs():
+            width = len(spec.feature_names)
+            block = X[:, first : first + width]
+            first += width
+            if spec.name not in frames:
+                assert np.isnan(block).all(), spec.name
+                continue
+            df = frames[spec.name]
+            t = pd.Timestamp(MID_MONTH)
+            live = df[
+                (df.event_timestamp <= t)
+                & (df.event_timestamp > t - pd.Timedelta(days=spec.ttl_days))
+            ]
+            latest = live.sort_values("event_timestamp").groupby("customer_id").last()
+            if want_ids is None:
+                # Everyone with a row in any view's window, sorted.
+                union = set()
+                for name, other in frames.items():
+                    ttl = next(v.ttl_days for v in view_specs() if v.name == name)
+                    keep = (other.event_timestamp <= t) & (
+                        other.event_timestamp > t - pd.Timedelta(days=ttl)
+                    )
+                    union |= set(other.loc[keep, "customer_id"])
+                want_ids = sorted(union)
+            assert ids.to_pylist() == want_ids
+            want = latest.reindex(want_ids)[spec.feature_names].to_numpy(dtype=float)
+            np.testing.assert_array_equal(block, want, err_msg=spec.name)
