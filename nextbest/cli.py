@@ -530,6 +530,43 @@ def evaluate_policy_cmd(
     console.print(table)
 
 
+# --- bench (benchmarks/) ---------------------------------------------------------------------
+
+
+@app.command("bench")
+def bench_cmd(
+    home: Annotated[Path, typer.Option(help="World to benchmark (built if missing).")] = Path(
+        "/tmp/bench_world"
+    ),
+    customers: Annotated[int, typer.Option(help="Customers in the world.")] = 20_000,
+    parts: Annotated[str, typer.Option(help="Comma list of http,inprocess,batch,pipeline.")] = (
+        "http,inprocess,batch,pipeline"
+    ),
+    pipeline_size: Annotated[
+        list[int] | None, typer.Option(help="Pipeline sizes (repeatable).")
+    ] = None,
+    batch_customers: Annotated[int, typer.Option(help="Customers in the batch bench.")] = 1_000_000,
+    spark: Annotated[bool, typer.Option(help="Also the Spark batch path.")] = True,
+) -> None:
+    """Run the benchmark suite; tables print, figures go to benchmarks/results/*.json."""
+    import sys
+
+    if str(PROJECT_ROOT) not in sys.path:  # benchmarks/ lives beside the packages
+        sys.path.insert(0, str(PROJECT_ROOT))
+    from benchmarks.suite import SuiteConfig, run_suite
+
+    cfg = SuiteConfig(
+        home=home,
+        customers=customers,
+        parts=tuple(p.strip() for p in parts.split(",") if p.strip()),
+        pipeline_sizes=pipeline_size or [100_000],
+        batch_customers=batch_customers,
+        batch_spark=spark,
+    )
+    run_suite(cfg)
+    console.print(f"[green]results in[/] {cfg.results_dir}")
+
+
 # --- pipeline --------------------------------------------------------------------------------
 
 

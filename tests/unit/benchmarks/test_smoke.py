@@ -1,0 +1,66 @@
+"""Each benchmark runs end to end at a tiny size and writes figures that make sense.
+
+Not a timing test: it only checks that the scripts keep working and record what they
+claim (figures present, counts right, no errors), on the session's small world.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import http_bench, inprocess_bench, pipeline_bench
+from tests.conftest import World
+
+pytestmark = pytest.mark.slow
+
+
+def _customers(world: World) -> int:
+    return int(world.settings.customers)
+
+
+def test_http_bench_measures_both_services(world: World, tmp_path: Path) -> None:
+    out = http_bench.run(
+        world.home,
+        _customers(world),
+        n_seq=50,
+        warmup=10,
+        duration=3.0,
+        connections=4,
+        results_dir=tmp_path,
+    )
+    saved = json.loads((tmp_path / "http.json").read_text())
+    assert saved["machine"]["cores"] >= 1 and saved["machine"]["versions"]["feast"]
+    for name in ("nextbest", "naive"):
+        seq, load = out["services"][name]["sequential"], out["services"][name]["load"]
+        assert seq["n"] == 50 and seq["errors"] == 0
+        assert 0 < seq["p50_ms"] <= seq["p99_ms"] <= seq["max_ms"]
+        assert load["requests"] > 0 and load["errors"] == 0 and load["decisions_per_s"] > 0
+        assert load["server_cpu_cores"] > 0
+    assert out["ratios"]["throughput_ratio"] > 0
+
+
+def test_inprocess_bench_splits_the_time(world: World, tmp_path: Path) -> None:
+    out = inprocess_bench.run(
+        world.home, _customers(world), repeats=20, batches=(1, 10), results_dir=tmp_path
+    )
+    assert (tmp_path / "inprocess.json").exists()
+    assert out["sizes"]["fast_features"] is True
+    for size in ("1", "10"):
+        steps = out["steps_ms_by_batch"][size]
+        parts = sum(
+            steps[k]["mean_ms"]
+            for k in ("lookup", "features", "scoring", "rules", "records", "log")
+        )
+        assert parts == pytest.approx(steps["total"]["mean_ms"], rel=0.05)
+    assert out["online_decider_decide"]["n"] == 20
+
+
+def test_pipeline_bench_reports_every_step(tmp_path: Path) -> None:
+    out = pipeline_bench.run([300], workdir=tmp_path / "w", results_dir=tmp_path)
+    steps = out["runs"]["300"]
+    assert set(steps) == set(pipeline_bench.STEPS)
+    assert all(s["wall_s"] > 0 and s["peak_gib"] > 0 for s in steps.values())
+    assert not (tmp_path / "w" / "world_300").exists()  # cleaned up
