@@ -556,6 +556,7 @@ class Decisions:
     explore_options: np.ndarray  # [n, C] bool actions the exploration could pick
     epsilon: np.ndarray  # [n] exploration probability actually applied
     row_reason: np.ndarray  # [n] Reason explaining the chosen action
+    control_value: np.ndarray | None = None  # [n] value of a response without action (NaN)
 
     @property
     def n(self) -> int:
@@ -626,6 +627,11 @@ class Decisions:
                         "p_control": float(self.p_control[i]),
                         "uplift": float(self.p_treated[i, c] - self.p_control[i]),
                         "value": float(self.value[i, c]),
+                        "control_value": (
+                            None
+                            if self.control_value is None or np.isnan(self.control_value[i])
+                            else float(self.control_value[i])
+                        ),
                         "cost": float(cost[c]),
                         "lever": float(lever[c]),
                     }
@@ -757,7 +763,7 @@ def decide(
     customer_ids: Sequence[str | None] | np.ndarray,
     plan: Plan,
     context: DecisionContext,
-    model_scores: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    model_scores: tuple[np.ndarray, ...] | None = None,
 ) -> Decisions:
     """Decide the next best action for ``n`` customers on ``context.channel``.
 
@@ -828,6 +834,7 @@ def decide(
 
     # 5: scores, only for rows with something eligible.
     p_control = np.full(n, np.nan)
+    control_value = np.full(n, np.nan)
     loc_pt = np.full((n, n_loc), np.nan)
     loc_val = np.full((n, n_loc), np.nan)
     model_error = np.zeros(n, dtype=bool)
@@ -837,7 +844,9 @@ def decide(
         if scored is None:
             model_error[need] = True
         else:
-            pc, pt, val = scored
+            pc, pt, val, v0 = scored
+            if v0 is not None:
+                control_value[need] = v0
             bad = ~(np.isfinite(pc) & np.isfinite(pt).all(axis=1) & np.isfinite(val).all(axis=1))
             model_error[need[bad]] = True
             p_control[need] = pc
@@ -847,7 +856,7 @@ def decide(
         hit = eligible & model_error[:, None]
         loc_codes[hit] = Reason.MODEL_ERROR
         eligible &= ~hit
-    loc_score = ((loc_pt - p_control[:, None]) * loc_val - cp.cost) * cp.lever
+    loc_score = incremental_value(p_control, loc_pt, loc_val, cp.cost, cp.lever, control_value)
     negative = eligible & ~(loc_score > 0)
     loc_codes[negative] = Reason.NEGATIVE_VALUE
     rankable = eligible & ~negative
@@ -938,7 +947,30 @@ def decide(
         explore_options=explore_options,
         epsilon=np.where(holdout | unknown, 0.0, eps),
         row_reason=row_reason,
+        control_value=control_value,
     )
+
+
+def incremental_value(
+    p_control: np.ndarray,
+    p_treated: np.ndarray,
+    value: np.ndarray,
+    cost: np.ndarray | float,
+    lever: np.ndarray | float = 1.0,
+    control_value: np.ndarray | None = None,
+) -> np.ndarray:
+    """Expected incremental value of each action: ``(p_t * v_t - p_c * v_c - cost) * lever``.
+
+    ``p_control`` and ``control_value`` are ``[n]``; the rest broadcast to ``[n, C]``. Without
+    ``control_value`` (or where it is NaN) a response is worth the same with and without the
+    action, which is ``(uplift * value - cost) * lever``.
+    """
+    pc = np.asarray(p_control, dtype=np.float64)[:, None]
+    gain = (np.asarray(p_treated) - pc) * value
+    if control_value is not None:
+        v0 = np.asarray(control_value, dtype=np.float64)[:, None]
+        gain = np.where(np.isfinite(v0), np.asarray(p_treated) * value - pc * v0, gain)
+    return (gain - cost) * lever
 
 
 def _score(
@@ -946,13 +978,18 @@ def _score(
     cp: ChannelPlan,
     X: np.ndarray,
     rows: np.ndarray,
-    model_scores: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(p_control [m], p_treated [m, Cc], model value [m, Cc]) for ``rows``; None on failure."""
+    model_scores: tuple[np.ndarray, ...] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None] | None:
+    """(p_control [m], p_treated [m, Cc], model value [m, Cc], control value [m] or None)
+    for ``rows``; None on failure. The control value (what a response without any action is
+    worth) comes from the model's optional ``predict_control_value``."""
     try:
+        v0 = None
         if model_scores is not None:
-            pc, pt, val = (np.asarray(a, dtype=np.float64) for a in model_scores)
+            pc, pt, val = (np.asarray(a, dtype=np.float64) for a in model_scores[:3])
             pc, pt, val = pc[rows], pt[rows], val[rows]
+            if len(model_scores) > 3 and model_scores[3] is not None:
+                v0 = np.asarray(model_scores[3], dtype=np.float64)[rows]
         else:
             Xm = X[:, plan.model_cols]
             if len(rows) != len(X):
@@ -969,13 +1006,19 @@ def _score(
             pc = np.asarray(pc, dtype=np.float64).reshape(-1)
             pt = np.asarray(pt, dtype=np.float64)
             val = np.asarray(val, dtype=np.float64)
+            control_fn = getattr(plan.model, "predict_control_value", None)
+            v0 = control_fn(Xm) if control_fn is not None else None
         n_arms = len(plan.model.arm_ids)
         if pc.shape != (len(rows),) or pt.shape != (len(rows), n_arms) or val.shape != pt.shape:
             raise ValueError(
                 f"predict_arms returned shapes {pc.shape}, {pt.shape}, {val.shape} "
                 f"for {len(rows)} rows and {n_arms} arms"
             )
-        return pc, pt[:, cp.arm_idx], val[:, cp.arm_idx]
+        if v0 is not None:
+            v0 = np.asarray(v0, dtype=np.float64).reshape(-1)
+            if v0.shape != pc.shape:
+                raise ValueError(f"predict_control_value returned shape {v0.shape}")
+        return pc, pt[:, cp.arm_idx], val[:, cp.arm_idx], v0
     except Exception:  # the model must never take the decision service down
         logger.exception(
             "response model %s failed; no action for %d rows", plan.model_version, len(rows)

@@ -415,6 +415,7 @@ def response_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
                 "score": a["score"],
                 "uplift": a["uplift"],
                 "value": a["value"],
+                "control_value": a.get("control_value"),
                 "p_treated": a["p_treated"],
                 "p_control": a["p_control"],
                 "cost": a["cost"],
@@ -436,8 +437,14 @@ def response_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
 
 def score_sentence(a: Mapping[str, Any]) -> str:
     """The score parts of a ranked action in words an agent can read."""
+    v0 = a.get("control_value")
+    worth = (
+        f"worth {a['value']:.2f} per response"
+        if v0 is None
+        else f"worth {a['value']:.2f} per response to the offer and {v0:.2f} per response without"
+    )
     return (
         f"Expected incremental value {a['score']:.2f}: response {a['p_treated']:.1%} if offered "
-        f"vs {a['p_control']:.1%} if not (uplift {a['uplift']:+.1%}), worth {a['value']:.2f} "
-        f"per response, minus cost {a['cost']:.2f}, times business lever {a['lever']:g}."
+        f"vs {a['p_control']:.1%} if not (uplift {a['uplift']:+.1%}), {worth}, minus cost "
+        f"{a['cost']:.2f}, times business lever {a['lever']:g}."
     )

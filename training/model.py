@@ -60,6 +60,19 @@ class ValueModel:
                 for a in self.arms_
             ]
         )
+        control = (np.asarray(y) > 0) & (treatment == CONTROL)
+        self.control_mean_ = float(np.mean(y[control])) if control.any() else self.fallback_
+        self.control_model_: LGBMRegressor | None = None
+        if control.sum() >= 50:
+            self.control_model_ = LGBMRegressor(
+                n_estimators=self.n_estimators,
+                learning_rate=self.learning_rate,
+                num_leaves=self.num_leaves,
+                min_child_samples=self.min_child_samples,
+                random_state=self.random_state,
+                verbose=-1,
+                n_jobs=2,
+            ).fit(np.asarray(X, dtype=np.float64)[control], y[control])
         self.model_: LGBMRegressor | None = None
         if mask.sum() >= 50:
             arm_index = np.array([index[a] for a in treatment[mask]])
@@ -73,6 +86,17 @@ class ValueModel:
                 n_jobs=2,
             ).fit(self._design(np.asarray(X, dtype=np.float64)[mask], arm_index), y[mask])
         return self
+
+    def predict_control_values(self, X: np.ndarray) -> np.ndarray:
+        """Expected revenue of a response without any action, ``[n]``, never negative."""
+        X = np.asarray(X, dtype=np.float64)
+        if not hasattr(self, "control_mean_"):
+            # Fitted before control values existed: NaN makes the engine fall back to
+            # uplift * value.
+            return np.full(len(X), np.nan)
+        if self.control_model_ is None:
+            return np.full(len(X), self.control_mean_)
+        return np.maximum(self.control_model_.predict(X), 0.0)
 
     def predict_values(self, X: np.ndarray) -> np.ndarray:
         """Expected revenue given a response, ``[n, A]``, never negative."""
@@ -108,14 +132,19 @@ class DecisionModel:
         outcomes = np.clip(np.asarray(self.response.predict_outcomes(X), dtype=np.float64), 0, 1)
         return outcomes[:, 0], outcomes[:, 1:], self.value.predict_values(X)
 
+    def predict_control_value(self, X: np.ndarray) -> np.ndarray:
+        """What a response is worth without any action, ``[n]`` (the engine's ``v_c``)."""
+        return self.value.predict_control_values(np.asarray(X, dtype=np.float64))
+
     def predict_frame(self, X: np.ndarray) -> pd.DataFrame:
-        """The pyfunc output: ``p_no_action``, ``p_<arm>``, ``value_<arm>`` per row."""
+        """The pyfunc output: ``p_no_action``, ``p_<arm>``, ``value_<arm>``, ``value_no_action``."""
         p0, pt, v = self.predict_arms(X)
         cols: dict[str, np.ndarray] = {f"p_{CONTROL}": p0}
         for j, a in enumerate(self.arm_ids):
             cols[f"p_{a}"] = pt[:, j]
         for j, a in enumerate(self.arm_ids):
             cols[f"value_{a}"] = v[:, j]
+        cols[f"value_{CONTROL}"] = self.predict_control_value(X)
         return pd.DataFrame(cols)
 
 

@@ -53,10 +53,13 @@ def split(ts: TrainingSet, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def net_value_policy(model: DecisionModel, X: np.ndarray, costs: dict[str, float]) -> np.ndarray:
-    """The arm with the highest expected incremental value ``uplift*value - cost`` if > 0."""
+    """The arm with the highest expected incremental value if > 0 (the engine's formula,
+    :func:`serving.engine.incremental_value`), else control."""
+    from serving.engine import incremental_value
+
     p0, pt, v = model.predict_arms(X)
     cost = np.array([costs.get(a, 0.0) for a in model.arm_ids])
-    ev = (pt - p0[:, None]) * v - cost
+    ev = incremental_value(p0, pt, v, cost, 1.0, model.predict_control_value(X))
     best = ev.argmax(axis=1)
     arms = np.asarray(model.arm_ids, dtype=object)
     return np.where(ev[np.arange(len(X)), best] > 0, arms[best], CONTROL)
@@ -74,9 +77,10 @@ def policy_value(
     p0, pt, v = model.predict_arms(X)
     labels = [CONTROL, *model.arm_ids]
     cost = np.array([costs.get(a, 0.0) for a in model.arm_ids])
-    # Direct-method outcome per arm: expected revenue minus contact cost; control responders
-    # spend the average responder revenue and cost nothing.
-    q = np.column_stack([p0 * model.value.fallback_, pt * v - cost])
+    # Direct-method outcome per arm: expected revenue minus contact cost; control costs nothing.
+    v0 = model.predict_control_value(X)
+    v0 = np.where(np.isfinite(v0), v0, model.value.fallback_)
+    q = np.column_stack([p0 * v0, pt * v - cost])
     arms = frame["action_id"].to_numpy()
     arm_cost = np.array([costs.get(a, 0.0) if a != CONTROL else 0.0 for a in arms])
     y = frame["revenue"].to_numpy(dtype=np.float64) - arm_cost
