@@ -353,9 +353,7 @@ def build_view_rows(src: SourceData, t: pd.Timestamp) -> dict[str, pd.DataFrame]
     a = src.activity.loc[src.activity["ts"] < t]
     a30 = a.loc[
         (a["ts"] >= t - timedelta(days=30))
-        & a["event_type"].isin(
-            ["page_view", "configurator_view", "view_product", "view_offer"]
-        )
+        & a["event_type"].isin(["page_view", "configurator_view", "view_product", "view_offer"])
     ]
     views = a30.groupby(["customer_id", "category"]).size().unstack(fill_value=0)
     a7 = a.loc[a["ts"] >= t - timedelta(days=7)]

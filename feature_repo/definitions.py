@@ -9,7 +9,6 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
-import numpy as np
 from feast import (
     Entity,
     FeatureService,
@@ -25,7 +24,6 @@ from feast.types import Float64, Int64, String
 
 from customers.feature_schema import (
     REQUEST_TIME_FEATURES,
-    days_since,
     view_specs,
 )
 
@@ -100,7 +98,7 @@ identity_lookup = FeatureView(
         timestamp_field="event_timestamp",
     ),
     online=True,
-    description="Which customer an identifier (email, phone, crm, loyalty, app, device) belongs to.",
+    description="Which customer an identifier (email, phone, crm, loyalty, app, device) is.",
     owner=OWNER,
     tags={"domain": "identity", "personal": "true"},
 )
@@ -114,8 +112,13 @@ _ts_sources = {src for src in REQUEST_TIME_FEATURES.values()}
 
 
 @on_demand_feature_view(
-    sources=[customer_transactions, customer_behaviour, customer_service, customer_contacts,
-             request_time],
+    sources=[
+        customer_transactions,
+        customer_behaviour,
+        customer_service,
+        customer_contacts,
+        request_time,
+    ],
     # Feast compares declared and inferred on-demand fields including description and tags,
     # so these carry neither; their roles live in customers.feature_schema.
     schema=[Field(name=name, dtype=Float64) for name in REQUEST_TIME_FEATURES],
@@ -127,11 +130,12 @@ def request_time_features(inputs: dict) -> dict:
     # Feast serialises this function: everything it uses is imported inside it.
     import numpy as np
 
-    from customers.feature_schema import REQUEST_TIME_FEATURES, days_since
+    from customers.feature_schema import REQUEST_TIME_FEATURES as durations
+    from customers.feature_schema import days_since
 
     request_ts = np.asarray(inputs["request_ts"], dtype=np.float64)
     out = {}
-    for name, src in REQUEST_TIME_FEATURES.items():
+    for name, src in durations.items():
         ts = np.asarray([np.nan if x is None else x for x in inputs[src]], dtype=np.float64)
         out[name] = np.atleast_1d(days_since(ts, request_ts)).tolist()
     return out

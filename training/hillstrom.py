@@ -308,7 +308,9 @@ def run_hillstrom(
 
     For each outcome: select our learner and its uplift shrinkage by 5-fold cross-fitting
     on the training part (IPS value of the out-of-fold policy, Qini tie-break), refit every
-    candidate (and the shrunk winner, if shrunk) on the whole training part, score them and the reference learners on the test rows. ``on_step`` is called with a
+    candidate (and the shrunk winner, if shrunk) on the whole training part, score them and
+    the reference learners on the test rows.
+    ``on_step`` is called with a
     short label before each fit (for progress bars); ``extended`` widens the candidate
     set (see :func:`hillstrom_candidates`).
     """
