@@ -158,6 +158,9 @@ class OnlineDecider:
         self.stock = stock_vector(self.runtime)
         self.names = self.runtime.feature_names
         self._views = {v.name: v for v in view_specs()}
+        # Events read, modify and push whole feature rows: one at a time, or two concurrent
+        # events for one customer could lose an update.
+        self._event_lock = threading.Lock()
         # The direct SQLite reader answers as the SDK does at a fraction of the cost; Redis
         # (and NEXTBEST_FAST_FEATURES=0) keeps the SDK path.
         if fast_features is None:
@@ -265,6 +268,16 @@ class OnlineDecider:
         payload: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Turn an event into updated feature rows and push them online (and offline)."""
+        with self._event_lock:
+            return self._apply_event(customer, event_type, timestamp, payload)
+
+    def _apply_event(
+        self,
+        customer: CustomerRef,
+        event_type: str,
+        timestamp: datetime | str | float | None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         if event_type not in EVENT_TYPES:
             raise RequestError(f"type: {event_type!r} is not one of {', '.join(EVENT_TYPES)}")
         payload = dict(payload or {})
