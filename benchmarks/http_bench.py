@@ -17,15 +17,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +30,8 @@ if __package__ in (None, ""):
 
 from benchmarks.common import CATALOG_20, ROOT, percentiles, print_table, write_result
 from benchmarks.world import ensure_world, sample_requests
+from serving import process
+from serving.process import Server, stop_server
 
 SERVICES = {
     "nextbest": "serving.service:NextBest",
@@ -41,79 +39,13 @@ SERVICES = {
 }
 
 
-@dataclass
-class Server:
-    """A running ``bentoml serve`` process."""
-
-    url: str
-    proc: subprocess.Popen
-    log_path: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_server(
     target: str, home: Path, log_path: Path, catalog: Path = CATALOG_20, timeout: float = 180.0
 ) -> Server:
-    """``bentoml serve target`` on a free port over ``home`` with ``catalog``; wait for ready."""
-    import httpx
-
-    port = _free_port()
-    env = {
-        **os.environ,
-        "NEXTBEST_HOME": str(home),
-        "NEXTBEST_CATALOG": str(catalog),
-        "PYTHONWARNINGS": "ignore",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "BENTOML_DO_NOT_TRACK": "True",
-    }
-    fh = log_path.open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bentoml",
-            "serve",
-            target,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=fh,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    """``bentoml serve target`` over ``home`` with ``catalog``; wait for ready."""
+    return process.start_server(
+        target, home, log_path, env={"NEXTBEST_CATALOG": str(catalog)}, timeout=timeout
     )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{target} exited ({proc.returncode}):\n{log_path.read_text()}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
-                return Server(url, proc, log_path)
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    stop_server(proc)
-    raise RuntimeError(f"{target} not ready in {timeout}s:\n{log_path.read_text()}")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    """Stop the server and its workers by process group id."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 def _tree_cpu_seconds(pid: int) -> float:

@@ -5,18 +5,13 @@ stores, an MLflow registry with a champion) built once per test session, and a r
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
+from serving.process import Server, start_server, stop_server
 from tests.params import SEED, SMALL_CUSTOMERS
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -32,13 +27,6 @@ class World:
     home: Path
     settings: object
     train_result: object
-
-
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def build_world(home: Path, customers: int = SMALL_CUSTOMERS, seed: int = SEED) -> World:
@@ -74,69 +62,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
             os.environ["NEXTBEST_HOME"] = old
 
 
-@dataclass
-class Server:
-    """A running ``bentoml serve`` process."""
-
-    url: str
-    proc: subprocess.Popen
-    log_path: Path
-
-
 def start_service(home: Path, log_path: Path, timeout: float = 120.0) -> Server:
-    """Start ``bentoml serve`` on a free port with ``NEXTBEST_HOME=home``; wait until ready.
-
-    Raises ``RuntimeError`` with the server log if it exits or is not ready in time.
-    """
-    port = free_port()
-    env = {**os.environ, "NEXTBEST_HOME": str(home), "PYTHONWARNINGS": "ignore"}
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bentoml",
-            "serve",
-            "serving.service:NextBest",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"service exited ({proc.returncode}):\n{log_path.read_text()}")
-        if "StartupError" in log_path.read_text(errors="replace"):
-            # BentoML restarts a worker that fails in __init__; the reason is already logged.
-            stop_service(proc)
-            raise RuntimeError(f"service refused to start:\n{log_path.read_text()}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
-                return Server(url, proc, log_path)
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    stop_service(proc)
-    raise RuntimeError(f"service not ready in {timeout}s:\n{log_path.read_text()}")
-
-
-def stop_service(proc: subprocess.Popen) -> None:
-    """Stop the server and its workers by process group id."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+    """The product's service over ``home`` (see :func:`serving.process.start_server`)."""
+    return start_server("serving.service:NextBest", home, log_path, timeout=timeout)
 
 
 @pytest.fixture(scope="session")
@@ -147,4 +75,4 @@ def service(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     try:
         yield server
     finally:
-        stop_service(server.proc)
+        stop_server(server.proc)

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from customers.feature_schema import all_feature_names, model_feature_names, view_specs
-from tests.conftest import World, free_port
+from serving.process import free_port
+from tests.conftest import World
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

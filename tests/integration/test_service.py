@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from customers.generate import ACTIONS
-from tests.conftest import Server, World, start_service, stop_service
+from serving.process import Server, stop_server
+from tests.conftest import World, start_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -264,7 +265,7 @@ def test_catalog_health_metrics_and_openapi(service: Server) -> None:
 def test_service_refuses_to_start_without_a_champion(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError) as err:
         server = start_service(tmp_path, tmp_path / "serve.log", timeout=90)
-        stop_service(server.proc)
+        stop_server(server.proc)
     assert "StartupError" in str(err.value)
     assert "holds the alias 'champion'" in str(err.value) or "not found" in str(err.value)
 
