@@ -785,12 +785,10 @@ def write_assignments(assignments: pd.DataFrame, path: Path) -> None:
 
 @dataclass
 class ResolveRun:
-    """Outcome of :func:`run_resolve`: the result, where it went, and truth metrics."""
+    """Outcome of :func:`run_resolve`: the result and where it went."""
 
     result: ResolutionResult
     written: dict[str, Path]
-    quality: dict[str, float | int] | None = None
-    quality_linkable: dict[str, float | int] | None = None
 
 
 def run_resolve(
@@ -798,7 +796,6 @@ def run_resolve(
     out_path: Path | None,
     raw_dir: Path,
     unified_dir: Path,
-    truth_path: Path | None = None,
     settings: ResolutionSettings | None = None,
     progress: ProgressCallback | None = None,
 ) -> ResolveRun:
@@ -807,11 +804,8 @@ def run_resolve(
     With ``records_path`` a user's canonical records (CSV/parquet) are resolved and the
     assignments written to ``out_path`` (next to it: households and refused links as
     parquet). Without it the generated exports under ``raw_dir`` are resolved into
-    ``unified_dir`` and the truth under ``raw_dir/truth`` is used when present.
-    With a truth, quality is computed on all records and on the linkable ones.
+    ``unified_dir``. Quality against a truth is :func:`customers.quality.evaluate_resolution`.
     """
-    from customers.quality import identity_quality, load_truth
-
     if records_path is not None:
         if out_path is None:
             raise ValueError("--out is required with --records")
@@ -824,17 +818,7 @@ def run_resolve(
         written = {
             k: unified_dir / f"{k}.parquet" for k in ("identity", "households", "refused_links")
         }
-        default_truth = raw_dir / "truth" / "records.parquet"
-        if truth_path is None and default_truth.exists():
-            truth_path = default_truth
         if out_path is not None:
             write_assignments(result.assignments, out_path)
             written["assignments"] = out_path
-    run = ResolveRun(result, written)
-    if truth_path is not None:
-        truth = load_truth(truth_path)
-        run.quality = identity_quality(result.assignments, truth)
-        run.quality_linkable = identity_quality(
-            result.assignments, truth, exclude_record_ids=result.unlinkable_record_ids
-        )
-    return run
+    return ResolveRun(result, written)

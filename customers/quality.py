@@ -202,3 +202,24 @@ def missed_pairs(
         .reset_index()
         .sort_values(["missed_pairs", "source_pair"], ascending=[False, True], ignore_index=True)
     )
+
+
+def evaluate_resolution(
+    result: object, truth_path: Path | None, raw_dir: Path | None = None
+) -> tuple[dict[str, float | int], dict[str, float | int]] | None:
+    """Quality of a resolution against a truth file, on all records and on the linkable
+    ones; the generated truth under ``raw_dir/truth`` is used when no path is given.
+    None when there is no truth (a user's own records)."""
+    if truth_path is None and raw_dir is not None:
+        default = raw_dir / "truth" / "records.parquet"
+        truth_path = default if default.exists() else None
+    if truth_path is None:
+        return None
+    truth = load_truth(truth_path)
+    assignments = result.assignments  # type: ignore[attr-defined]
+    linkable = identity_quality(
+        assignments,
+        truth,
+        exclude_record_ids=result.unlinkable_record_ids,  # type: ignore[attr-defined]
+    )
+    return identity_quality(assignments, truth), linkable

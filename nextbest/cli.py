@@ -102,7 +102,7 @@ def resolve_cmd(
 ) -> None:
     """Resolve records into customers (record_id, customer_id, match_rule, probability)."""
     from customers.identity import ResolutionSettings, run_resolve
-    from customers.quality import log_quality
+    from customers.quality import evaluate_resolution, log_quality
 
     settings = _settings()
     steps = ["normalise", "deterministic links", "probabilistic links (splink)"]
@@ -118,7 +118,6 @@ def resolve_cmd(
             out,
             settings.raw_dir,
             settings.unified_dir,
-            truth,
             ResolutionSettings(use_splink=not no_splink, seed=settings.seed),
             progress=on_step,
         )
@@ -129,18 +128,20 @@ def resolve_cmd(
         f"{s['n_households']:,} households, {s['n_refused_links']:,} refused links "
         f"({s['total_s']:.1f} s); wrote {', '.join(str(p) for p in run.written.values())}"
     )
-    if run.quality is not None:
+    quality = evaluate_resolution(run.result, truth, settings.raw_dir if records is None else None)
+    if quality is not None:
+        all_records, linkable = quality
         table = Table("metric", "all records", "linkable records", title="identity quality")
-        for k, v in run.quality.items():
-            w = (run.quality_linkable or {}).get(k, "")
+        for k, v in all_records.items():
+            w = linkable.get(k, "")
             fmt = (lambda x: f"{x:.4f}") if isinstance(v, float) else (lambda x: f"{x:,}")
             table.add_row(k, fmt(v), fmt(w) if w != "" else "")
         Console().print(table)
         log_quality(
-            run.quality,
+            all_records,
             settings.tracking_uri,
             settings.experiment,
-            linkable=run.quality_linkable,
+            linkable=linkable,
             extra={k: v for k, v in s.items() if isinstance(v, int | float)},
         )
 
