@@ -69,7 +69,8 @@ def run(
     """Time each step of the online path in process; write inprocess.json."""
     import numpy as np
 
-    os.environ["NEXTBEST_CATALOG"] = str(CATALOG_20)
+    # The 20-action catalog is passed to the decider only: setting it in the environment
+    # would leak into everything else this process runs (the smoke test runs in pytest).
     settings = ensure_world(home, customers)
     from customers.feast_store import lookup_customer, online_features
     from customers.normalise import identifier_key

@@ -56,7 +56,6 @@ def load_definitions(settings: Settings) -> ModuleType:
     The definitions read their data location from the environment, the same way the plain
     ``feast`` CLI would, so both paths see one set of files.
     """
-    os.environ["NEXTBEST_HOME"] = str(settings.root)
     path = settings.feature_repo / "definitions.py"
     if not path.exists():
         raise FileNotFoundError(f"Feast definitions not found: {path}")
@@ -65,7 +64,17 @@ def load_definitions(settings: Settings) -> ModuleType:
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    # Only for the import: a process-wide NEXTBEST_HOME would change every later
+    # get_settings() in this process.
+    old = os.environ.get("NEXTBEST_HOME")
+    os.environ["NEXTBEST_HOME"] = str(settings.root)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if old is None:
+            os.environ.pop("NEXTBEST_HOME", None)
+        else:
+            os.environ["NEXTBEST_HOME"] = old
     return module
 
 
@@ -73,7 +82,6 @@ def feature_store(settings: Settings) -> Any:
     """An open ``FeatureStore`` on the configured registry and stores."""
     from feast import FeatureStore
 
-    os.environ["NEXTBEST_HOME"] = str(settings.root)
     return FeatureStore(config=repo_config(settings))
 
 
