@@ -52,17 +52,31 @@ def split(ts: TrainingSet, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return np.sort(train), np.sort(val), np.sort(test)
 
 
-def net_value_policy(model: DecisionModel, X: np.ndarray, costs: dict[str, float]) -> np.ndarray:
-    """The arm with the highest expected incremental value if > 0 (the engine's formula,
-    :func:`serving.engine.incremental_value`), else control."""
+def _expected_values(
+    model: DecisionModel, X: np.ndarray, costs: dict[str, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per arm: the engine's expected incremental value ``[n, A]`` and the direct-method
+    expected net revenue ``[n, 1 + A]`` (control first; control costs nothing)."""
     from serving.engine import incremental_value
 
     p0, pt, v = model.predict_arms(X)
     cost = np.array([costs.get(a, 0.0) for a in model.arm_ids])
-    ev = incremental_value(p0, pt, v, cost, 1.0, model.predict_control_value(X))
+    v0 = model.predict_control_value(X)
+    ev = incremental_value(p0, pt, v, cost, 1.0, v0)
+    v0 = np.where(np.isfinite(v0), v0, model.value.fallback_)
+    return ev, np.column_stack([p0 * v0, pt * v - cost])
+
+
+def _policy(model: DecisionModel, ev: np.ndarray) -> np.ndarray:
     best = ev.argmax(axis=1)
     arms = np.asarray(model.arm_ids, dtype=object)
-    return np.where(ev[np.arange(len(X)), best] > 0, arms[best], CONTROL)
+    return np.where(ev[np.arange(len(ev)), best] > 0, arms[best], CONTROL)
+
+
+def net_value_policy(model: DecisionModel, X: np.ndarray, costs: dict[str, float]) -> np.ndarray:
+    """The arm with the highest expected incremental value if > 0 (the engine's formula,
+    :func:`serving.engine.incremental_value`), else control."""
+    return _policy(model, _expected_values(model, X, costs)[0])
 
 
 def policy_value(
@@ -73,18 +87,14 @@ def policy_value(
     from training.evaluation import policy_value_dr
 
     X = frame[model.feature_names].to_numpy(dtype=np.float64)
-    pi = net_value_policy(model, X, costs)
-    p0, pt, v = model.predict_arms(X)
-    labels = [CONTROL, *model.arm_ids]
-    cost = np.array([costs.get(a, 0.0) for a in model.arm_ids])
-    # Direct-method outcome per arm: expected revenue minus contact cost; control costs nothing.
-    v0 = model.predict_control_value(X)
-    v0 = np.where(np.isfinite(v0), v0, model.value.fallback_)
-    q = np.column_stack([p0 * v0, pt * v - cost])
+    ev, q = _expected_values(model, X, costs)
     arms = frame["action_id"].to_numpy()
     arm_cost = np.array([costs.get(a, 0.0) if a != CONTROL else 0.0 for a in arms])
     y = frame["revenue"].to_numpy(dtype=np.float64) - arm_cost
-    dr = policy_value_dr(pi, arms, y, frame["assignment_probability"].to_numpy(), q, labels)
+    labels = [CONTROL, *model.arm_ids]
+    dr = policy_value_dr(
+        _policy(model, ev), arms, y, frame["assignment_probability"].to_numpy(), q, labels
+    )
     return dr.value, dr.se
 
 
