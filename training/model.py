@@ -40,6 +40,17 @@ class ValueModel:
         self.min_child_samples = min_child_samples
         self.random_state = random_state
 
+    def _regressor(self) -> LGBMRegressor:
+        return LGBMRegressor(
+            n_estimators=self.n_estimators,
+            learning_rate=self.learning_rate,
+            num_leaves=self.num_leaves,
+            min_child_samples=self.min_child_samples,
+            random_state=self.random_state,
+            verbose=-1,
+            n_jobs=2,
+        )
+
     def _design(self, X: np.ndarray, arm_index: np.ndarray) -> np.ndarray:
         onehot = np.zeros((len(X), len(self.arms_)))
         onehot[np.arange(len(X)), arm_index] = 1.0
@@ -64,27 +75,15 @@ class ValueModel:
         self.control_mean_ = float(np.mean(y[control])) if control.any() else self.fallback_
         self.control_model_: LGBMRegressor | None = None
         if control.sum() >= 50:
-            self.control_model_ = LGBMRegressor(
-                n_estimators=self.n_estimators,
-                learning_rate=self.learning_rate,
-                num_leaves=self.num_leaves,
-                min_child_samples=self.min_child_samples,
-                random_state=self.random_state,
-                verbose=-1,
-                n_jobs=2,
-            ).fit(np.asarray(X, dtype=np.float64)[control], y[control])
+            self.control_model_ = self._regressor().fit(
+                np.asarray(X, dtype=np.float64)[control], y[control]
+            )
         self.model_: LGBMRegressor | None = None
         if mask.sum() >= 50:
             arm_index = np.array([index[a] for a in treatment[mask]])
-            self.model_ = LGBMRegressor(
-                n_estimators=self.n_estimators,
-                learning_rate=self.learning_rate,
-                num_leaves=self.num_leaves,
-                min_child_samples=self.min_child_samples,
-                random_state=self.random_state,
-                verbose=-1,
-                n_jobs=2,
-            ).fit(self._design(np.asarray(X, dtype=np.float64)[mask], arm_index), y[mask])
+            self.model_ = self._regressor().fit(
+                self._design(np.asarray(X, dtype=np.float64)[mask], arm_index), y[mask]
+            )
         return self
 
     def predict_control_values(self, X: np.ndarray) -> np.ndarray:
