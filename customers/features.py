@@ -282,13 +282,18 @@ def _window_agg(events: pd.DataFrame, t: pd.Timestamp, days: int, value: str | N
 
 
 def _frame(
-    customers: pd.Index, t: pd.Timestamp, cols: dict[str, pd.Series | np.ndarray | float]
+    customers: pd.Index,
+    t: pd.Timestamp,
+    cols: dict[str, pd.Series | np.ndarray | float],
+    ids: pd.Index | None = None,
 ) -> pd.DataFrame:
     out = pd.DataFrame(index=customers)
     for name, col in cols.items():
         out[name] = (
             col.reindex(customers).fillna(0).to_numpy() if isinstance(col, pd.Series) else col
         )
+    if ids is not None:
+        out.index = ids
     out.index.name = "customer_id"
     out = out.reset_index()
     out.insert(1, "event_timestamp", t)
@@ -297,15 +302,55 @@ def _frame(
 
 def _last_ts(events: pd.DataFrame, t: pd.Timestamp, col: str = "ts") -> pd.Series:
     prior = events.loc[events[col] < t]
-    return (
-        pd.Series(_epoch(prior[col]), index=prior["customer_id"].to_numpy()).groupby(level=0).max()
+    # ``_encode`` precomputes epoch seconds once per table; converting per snapshot was
+    # the single largest cost.
+    secs = prior[col + _SECS].to_numpy() if col + _SECS in prior else _epoch(prior[col])
+    return pd.Series(secs, index=prior["customer_id"].to_numpy()).groupby(level=0).max()
+
+
+_SECS = "__epoch"
+
+
+def _encode(src: SourceData) -> SourceData:
+    """``src`` with ``customer_id`` as integer row positions in ``src.customers``.
+
+    Grouping and reindexing on integers is much cheaper than on string ids, and each
+    table keeps its row order, so per-customer sums add the same values in the same order.
+    Events of customers missing from ``src.customers`` are dropped (they never reach the
+    output). Timestamp columns gain an epoch-seconds twin used by :func:`_last_ts`.
+    """
+    cust = pd.Index(src.customers["customer_id"])
+
+    def enc(df: pd.DataFrame, *ts_cols: str) -> pd.DataFrame:
+        codes = cust.get_indexer(df["customer_id"])
+        df = df.loc[codes >= 0].copy()
+        df["customer_id"] = codes[codes >= 0].astype(np.int64)
+        for c in ts_cols:
+            df[c + _SECS] = _epoch(df[c])
+        return df
+
+    customers = src.customers.copy()
+    customers["customer_id"] = np.arange(len(customers), dtype=np.int64)
+    return SourceData(
+        customers,
+        enc(src.baskets, "ts"),
+        enc(src.activity, "ts"),
+        enc(src.cases, "opened_at", "closed_at"),
+        enc(src.holdings, "since"),
+        enc(src.consent, "ts"),
+        enc(src.contacts, "ts"),
+        src.identifiers,
     )
 
 
 def build_view_rows(src: SourceData, t: pd.Timestamp) -> dict[str, pd.DataFrame]:
     """Every feature view's rows for snapshot time ``t`` (data strictly before ``t``)."""
-    cust = pd.Index(src.customers["customer_id"], name="customer_id")
-    t_epoch = t.timestamp()
+    return _view_rows(_encode(src), pd.Index(src.customers["customer_id"], name="customer_id"), t)
+
+
+def _view_rows(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pd.DataFrame]:
+    """:func:`build_view_rows` on an :func:`_encode` d source whose customers are ``ids``."""
+    cust = pd.RangeIndex(len(ids), name="customer_id")
     c = src.customers.set_index("customer_id")
     out: dict[str, pd.DataFrame] = {}
 
@@ -332,6 +377,7 @@ def build_view_rows(src: SourceData, t: pd.Timestamp) -> dict[str, pd.DataFrame]
             "n_source_records": c["n_source_records"],
             "customer_profile_as_of_ts": _last_ts(src.activity, t).reindex(cust).fillna(0.0),
         },
+        ids,
     )
 
     cols: dict = {}
@@ -348,7 +394,7 @@ def build_view_rows(src: SourceData, t: pd.Timestamp) -> dict[str, pd.DataFrame]
     for cat in CATEGORIES:
         cols[f"spend_365d_{cat}"] = by_cat[cat] if cat in by_cat else 0.0
     cols["customer_transactions_as_of_ts"] = last_purchase
-    out["customer_transactions"] = _frame(cust, t, cols)
+    out["customer_transactions"] = _frame(cust, t, cols, ids)
 
     a = src.activity.loc[src.activity["ts"] < t]
     a30 = a.loc[
@@ -359,14 +405,15 @@ def build_view_rows(src: SourceData, t: pd.Timestamp) -> dict[str, pd.DataFrame]
     a7 = a.loc[a["ts"] >= t - timedelta(days=7)]
     cfg = a7.loc[a7["event_type"] == "configurator_view"]
     repeat = cfg.dropna(subset=["config_id"]).groupby(["customer_id", "config_id"]).size()
-    last_active = _last_ts(pd.concat([a[["customer_id", "ts"]], b[["customer_id", "ts"]]]), t)
+    both = ["customer_id", "ts", "ts" + _SECS]
+    last_active = _last_ts(pd.concat([a[both], b[both]]), t)
     cols = {f"views_30d_{cat}": views[cat] if cat in views else 0.0 for cat in CATEGORIES}
     cols["config_views_7d"] = cfg.groupby("customer_id").size()
     cols["loan_checks_7d"] = a7.loc[a7["event_type"] == "loan_check"].groupby("customer_id").size()
     cols["repeat_interest_7d"] = repeat.groupby(level=0).max() if len(repeat) else 0.0
     cols["last_active_ts"] = last_active
     cols["customer_behaviour_as_of_ts"] = last_active
-    out["customer_behaviour"] = _frame(cust, t, cols)
+    out["customer_behaviour"] = _frame(cust, t, cols, ids)
 
     k = src.cases
     opened = k.loc[k["opened_at"] < t]
@@ -374,9 +421,12 @@ def build_view_rows(src: SourceData, t: pd.Timestamp) -> dict[str, pd.DataFrame]
     complaints = opened.loc[opened["complaint"]]
     last_event = pd.concat(
         [
-            opened[["customer_id"]].assign(ts=opened["opened_at"]),
+            opened[["customer_id"]].assign(
+                ts=opened["opened_at"], **{"ts" + _SECS: opened["opened_at" + _SECS]}
+            ),
             opened.loc[opened["closed_at"] < t, ["customer_id"]].assign(
-                ts=opened.loc[opened["closed_at"] < t, "closed_at"]
+                ts=opened.loc[opened["closed_at"] < t, "closed_at"],
+                **{"ts" + _SECS: opened.loc[opened["closed_at"] < t, "closed_at" + _SECS]},
             ),
         ]
     )
@@ -391,6 +441,7 @@ def build_view_rows(src: SourceData, t: pd.Timestamp) -> dict[str, pd.DataFrame]
             "last_complaint_ts": _last_ts(complaints, t, "opened_at"),
             "customer_service_as_of_ts": _last_ts(last_event, t),
         },
+        ids,
     )
 
     h = src.holdings.loc[src.holdings["since"] < t]
@@ -399,7 +450,7 @@ def build_view_rows(src: SourceData, t: pd.Timestamp) -> dict[str, pd.DataFrame]
     )
     cols = {f"holds_{p}": held[p] if p in held else 0 for p in product_ids()}
     cols["customer_holdings_as_of_ts"] = _last_ts(h, t, "since")
-    out["customer_holdings"] = _frame(cust, t, cols)
+    out["customer_holdings"] = _frame(cust, t, cols, ids)
 
     cs = src.consent.loc[src.consent["ts"] < t].sort_values("ts", kind="stable")
     latest = cs.drop_duplicates(["customer_id", "purpose", "channel"], keep="last")
@@ -412,7 +463,7 @@ def build_view_rows(src: SourceData, t: pd.Timestamp) -> dict[str, pd.DataFrame]
         for ch in CHANNELS
     }
     cols["customer_consent_as_of_ts"] = _last_ts(cs, t)
-    out["customer_consent"] = _frame(cust, t, cols)
+    out["customer_consent"] = _frame(cust, t, cols, ids)
 
     ct = src.contacts.loc[src.contacts["ts"] < t]
     cols = {}
@@ -424,14 +475,13 @@ def build_view_rows(src: SourceData, t: pd.Timestamp) -> dict[str, pd.DataFrame]
     for act in ACTION_IDS:
         cols[f"last_shown_ts_{act}"] = _last_ts(ct.loc[ct["action_id"] == act], t)
     cols["customer_contacts_as_of_ts"] = _last_ts(ct, t)
-    out["customer_contacts"] = _frame(cust, t, cols)
+    out["customer_contacts"] = _frame(cust, t, cols, ids)
 
     for spec in view_specs():
         df = out[spec.name]
         for f in spec.all_features:
             df[f.name] = df[f.name].astype("int64" if f.kind == "int" else "float64")
         out[spec.name] = df[["customer_id", "event_timestamp", *spec.feature_names]]
-    del t_epoch
     return out
 
 
@@ -448,10 +498,12 @@ def build_feature_tables(
     Returns the written paths by view name (plus ``identity_lookup``).
     """
     src = load_sources(raw_dir, unified_dir)
+    coded = _encode(src)
+    ids = pd.Index(src.customers["customer_id"], name="customer_id")
     times = snapshot_times(as_of, months)
     parts: dict[str, list[pd.DataFrame]] = {s.name: [] for s in view_specs()}
     for i, t in enumerate(times):
-        for name, df in build_view_rows(src, t).items():
+        for name, df in _view_rows(coded, ids, t).items():
             parts[name].append(df)
         if progress:
             progress(i + 1, len(times))
