@@ -277,6 +277,9 @@ def _identifier_table(records: pd.DataFrame, identifier_keys: Callable) -> pd.Da
 
 def _window_agg(events: pd.DataFrame, t: pd.Timestamp, days: int, value: str | None) -> pd.Series:
     m = (events["ts"] < t) & (events["ts"] >= t - timedelta(days=days))
+    if value is None and events["customer_id"].dtype == np.int64:
+        # Customers without events get 0 here and NaN from a group-by; callers fill 0.
+        return pd.Series(np.bincount(events["customer_id"].to_numpy()[m.to_numpy()]))
     g = events.loc[m].groupby("customer_id")
     return g.size() if value is None else g[value].sum()
 
@@ -304,8 +307,17 @@ def _last_ts(events: pd.DataFrame, t: pd.Timestamp, col: str = "ts") -> pd.Serie
     prior = events.loc[events[col] < t]
     # ``_encode`` precomputes epoch seconds once per table; converting per snapshot was
     # the single largest cost.
-    secs = prior[col + _SECS].to_numpy() if col + _SECS in prior else _epoch(prior[col])
-    return pd.Series(secs, index=prior["customer_id"].to_numpy()).groupby(level=0).max()
+    if col + _SECS not in prior:
+        return (
+            pd.Series(_epoch(prior[col]), index=prior["customer_id"].to_numpy())
+            .groupby(level=0)
+            .max()
+        )
+    codes = prior["customer_id"].to_numpy()
+    # NaN where a customer has no event, as a group-by reindexed onto every customer.
+    last = np.full(int(codes.max()) + 1 if len(codes) else 0, np.nan)
+    np.fmax.at(last, codes, prior[col + _SECS].to_numpy())
+    return pd.Series(last)
 
 
 _SECS = "__epoch"
