@@ -339,7 +339,12 @@ def benchmark_hillstrom(
                 f"{r['fit_seconds']:.1f}",
             )
         for b, v in res["baselines"].items():
-            table.add_row(b, *[""] * 6, f"{v['ips_value']:.4f}", f"{v['ips_se']:.4f}", "", "")
+            if "ips_value" in v:
+                ips = (f"{v['ips_value']:.4f}", f"{v['ips_se']:.4f}")
+                table.add_row(b, *[""] * 6, *ips, "", "")
+            else:  # random scores: Qini only (mean over draws), no policy
+                qini = (f"{v[f'qini_{a}']:.4f}" for a in ("Womens E-Mail", "Mens E-Mail"))
+                table.add_row(b, *qini, *[""] * 8)
         console.print(table)
         console.print(f"selection: {res['selection_reason']}")
     console.print(f"figures written to {json_out}")

@@ -30,7 +30,12 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.model_selection import KFold, StratifiedKFold
 
-from training.evaluation import policy_value_ips, qini_auc_score, uplift_policy
+from training.evaluation import (
+    policy_value_ips,
+    policy_value_ips_gain,
+    qini_auc_score,
+    uplift_policy,
+)
 
 __all__ = [
     "DRLearner",
@@ -899,8 +904,10 @@ def select_learner_cv(
     ``(name, learner refitted on all rows or None if not refit, table)``; a winner with
     shrinkage below 1 is returned as a :class:`ShrunkUpliftLearner` and named
     ``"<learner>@shrink<s>"``. The table has one row per (candidate, shrinkage) with
-    ``learner, base, shrinkage, ips_value, ips_se, qini_<arm>..., qini_mean,
-    share_treated, selected, reason``.
+    ``learner, base, shrinkage, ips_value, ips_se, best_arm, gain_vs_best_arm,
+    gain_vs_best_arm_se, qini_<arm>..., qini_mean, share_treated, selected, reason``, where
+    ``gain_vs_best_arm`` is the policy's value minus that of giving everyone the arm with
+    the highest IPS value on ``X`` (paired SE: the evidence that targeting helps at all).
     """
     if not candidates:
         raise ValueError("select_learner_cv needs at least one candidate")
@@ -913,6 +920,15 @@ def select_learner_cv(
     y_arr = np.asarray(y, dtype=float)
     prop = logged_propensity(design_propensity, t)
     binary = bool(np.isin(y_arr, (0.0, 1.0)).all())
+    # the reference any targeting policy has to beat: everyone gets the single arm with the
+    # highest IPS value on these rows (all of them training rows)
+    single = {
+        a: policy_value_ips(np.full(len(t), a, dtype=object), t, y_arr, prop).value
+        for a in np.unique(t).tolist()
+        if a != control
+    }
+    best_arm = max(single, key=single.__getitem__)
+    everyone_best = np.full(len(t), best_arm, dtype=object)
     strat = pd.Series(t.astype(str))
     if binary:
         strat = strat + "|" + pd.Series(y_arr.astype(int).astype(str))
@@ -948,6 +964,7 @@ def select_learner_cv(
             shrunk = s * u + (1.0 - s) * prior
             policy = uplift_policy(shrunk, arms, control)
             value = policy_value_ips(policy, t, y_arr, prop)
+            gain = policy_value_ips_gain(policy, everyone_best, t, y_arr, prop)
             label = name if s == 1.0 else f"{name}@shrink{s:g}"
             rows.append(
                 {
@@ -956,6 +973,9 @@ def select_learner_cv(
                     "shrinkage": s,
                     "ips_value": value.value,
                     "ips_se": value.se,
+                    "best_arm": best_arm,
+                    "gain_vs_best_arm": gain.value,
+                    "gain_vs_best_arm_se": gain.se,
                     **qinis,
                     "qini_mean": float(np.mean(list(qinis.values()))),
                     "share_treated": float(np.mean(policy != control)),

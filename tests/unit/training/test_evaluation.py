@@ -9,6 +9,7 @@ from training.evaluation import (
     expected_calibration_error,
     policy_value_dr,
     policy_value_ips,
+    policy_value_ips_gain,
     policy_value_snips,
     qini_auc_score,
     response_metrics,
@@ -84,6 +85,28 @@ def test_policy_values_are_unbiased_on_a_randomised_log() -> None:
     assert (table["regret"] >= -1e-12).all()
     assert by.loc["no_action", "share_treated"] == 0
     assert by.loc["model", "ips"] > by.loc["no_action", "ips"]
+
+
+def test_paired_gain_is_the_difference_with_a_smaller_se() -> None:
+    rng = np.random.default_rng(SEED)
+    n = 30_000
+    labels = np.array(["c", "a", "b"], dtype=object)
+    logged = labels[rng.integers(0, 3, n)]
+    # arm "b" is better only on the tenth of rows where x is set
+    x = rng.random(n) < 0.1
+    p = np.where(logged == "c", 0.1, np.where(logged == "a", 0.2, np.where(x, 0.4, 0.15)))
+    y = rng.binomial(1, p).astype(float)
+    policy = np.where(x, "b", "a").astype(object)
+    everyone_a = np.full(n, "a", dtype=object)
+    gain = policy_value_ips_gain(policy, everyone_a, logged, y, 1 / 3)
+    a = policy_value_ips(policy, logged, y, 1 / 3)
+    b = policy_value_ips(everyone_a, logged, y, 1 / 3)
+    assert gain.value == pytest.approx(a.value - b.value)
+    # the rows where both policies agree cancel, so the paired SE is far below either SE
+    assert gain.se < 0.7 * min(a.se, b.se)
+    assert abs(gain.value - 0.1 * (0.4 - 0.2)) < 4 * gain.se
+    same = policy_value_ips_gain(everyone_a, everyone_a, logged, y, 1 / 3)
+    assert same.value == 0.0 and same.se == 0.0
 
 
 def test_policy_value_rejects_bad_input() -> None:

@@ -201,6 +201,11 @@ def test_select_learner_cv_scores_every_candidate_and_shrinkage(experiment) -> N
     assert winner["ips_value"] >= table["ips_value"].max() - 0.1 * winner["ips_se"]
     assert winner["reason"].startswith("selected: ")
     assert "3-fold cross-fitted" in winner["reason"]
+    # the gain over everyone-gets-the-best-single-arm, on the same (training) rows
+    assert (table["best_arm"] == table["best_arm"].iloc[0]).all()
+    assert (table["gain_vs_best_arm_se"] > 0).all()
+    single = df.loc[df["arm"] == table["best_arm"].iloc[0], "bought"].sum() * 3 / len(df)
+    assert winner["gain_vs_best_arm"] == pytest.approx(winner["ips_value"] - single)
     # the effects are real, so the out-of-fold policy beats treating nobody
     assert winner["ips_value"] > df.loc[df["arm"] == CONTROL, "bought"].mean()
     assert isinstance(fitted, ShrunkUpliftLearner) == (winner["shrinkage"] != 1.0)
