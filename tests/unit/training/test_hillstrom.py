@@ -36,6 +36,17 @@ def test_json_holds_every_figure(result) -> None:
             for metric in ("qini", "auuc", "uplift_at_30"):
                 assert isinstance(row[f"{metric}_{arm}"], float)
         assert row["ips_se"] > 0
+        assert isinstance(row["ips_gain_vs_best_arm"], float)
+        assert row["ips_gain_vs_best_arm_se"] > 0
+    baselines = visit["baselines"]
+    assert visit["best_arm"] == "Mens E-Mail"
+    for arm in ("No E-Mail", "Mens E-Mail", "Womens E-Mail"):
+        assert baselines[f"everyone {arm}"]["ips_se"] > 0
+    assert baselines["random arm"]["ips_se"] > 0
+    for arm in ("Womens E-Mail", "Mens E-Mail"):
+        # random scores: Qini about 0 with the spread the README states (sd about 0.012)
+        assert abs(baselines["random scores"][f"qini_{arm}"]) < 0.01
+        assert 0.005 < baselines["random scores"][f"qini_{arm}_sd"] < 0.03
     assert sum(r["selected"] for r in visit["learners"]) == 1
     assert visit["selection_reason"].startswith("selected: highest 5-fold cross-fitted")
     # the procedure is stated, and it chose on the training part only
@@ -47,6 +58,8 @@ def test_json_holds_every_figure(result) -> None:
     best = max(r["ips_value"] for r in table)
     picked = next(r for r in table if r["selected"])
     assert picked["ips_value"] >= best - 0.1 * picked["ips_se"]
+    # a shrunk policy can coincide with everyone-gets-the-best-arm: gain and SE exactly 0
+    assert all(r["gain_vs_best_arm_se"] >= 0 for r in table)
     assert visit["selected"] == f"nextbest {picked['learner']}"
     assert result["reference_readme"]["figures"] == REFERENCE
 
@@ -59,10 +72,16 @@ def test_selected_learner_meets_the_qini_floor(result) -> None:
     assert _chosen(result)["qini_Womens E-Mail"] >= QINI_FLOOR
 
 
+# Known gap (issue 4), measured 2026-12-01: the train-only CV selection (s_learner_small)
+# scores 0.1873 +/- 0.0052 on test, +0.0048 +/- 0.0027 (paired SE) over e-mailing everyone
+# Mens (0.1825). The floor needs +0.0066, while 5-fold CV on the training part puts the best
+# attainable gain of every learner tried at +0.0013 +/- 0.0019; the README's 0.1891 (causalml
+# T-learner) does not reproduce in process (0.1789). Strict, so a real fix shows up as XPASS.
 @pytest.mark.xfail(
     strict=True,
-    reason="known gap (issue 4 note): the train-only CV selection reaches 0.1873 +/- 0.0052; "
-    "the README's 0.1891 does not reproduce here (causalml T-learner rerun in process: 0.1789)",
+    reason="known gap (issue 4): selected learner 0.1873 +/- 0.0052 on test, below the "
+    "README's 0.1891, which the in-process causalml T-learner does not reproduce (0.1789); "
+    "train CV gives no learner a gain over everyone-Mens large enough to expect 0.1891",
 )
 def test_selected_learner_meets_the_policy_value_floor(result) -> None:
     chosen = _chosen(result)
