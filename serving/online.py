@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from serving.decision_log import DecisionLog
 from serving.engine import DecisionContext, decide
 from serving.fast_features import FastOnlineFeatures
 from serving.runtime import Runtime, load_runtime, stock_vector
+from serving.scoring import StackedScorer
 
 log = logging.getLogger(__name__)
 
@@ -66,19 +68,53 @@ def _utc(ts: datetime | str | float | None) -> datetime:
 class GroupCommitLog(DecisionLog):
     """The decision log with group commit: concurrent appends share one ``fdatasync``.
 
-    Every ``append`` still returns only once its own lines are on disk (a decision that
-    was answered is durable); requests that arrive while a sync is running are written
-    and synced together by the next leader. Files stay open (one per day), which saves
-    the ``open``/``close`` per decision; ``fdatasync`` on an ``O_APPEND`` file also
-    persists the new size, so the appended lines survive a crash.
+    One writer thread owns the files: appends queue their encoded lines, and the writer
+    writes everything queued (one ``write`` per file) and syncs once. An append is done
+    only once its own lines are on disk: :meth:`append` blocks until then, and
+    :meth:`append_async` returns a future that resolves then, so an asyncio handler can
+    serve other requests meanwhile, whose decisions join the next sync. Files stay open
+    (one per day), which saves the ``open``/``close`` per decision; ``fdatasync`` on an
+    ``O_APPEND`` file also persists the new size, so the appended lines survive a crash.
     """
 
     def __init__(self, directory: str | Path, fsync: bool = True) -> None:
         super().__init__(directory, fsync=fsync)
         self._cv = threading.Condition()
-        self._pending: list[tuple[Path, bytes, dict[str, Any]]] = []
-        self._leader = False
+        self._pending: list[tuple[list[tuple[Path, bytes]], Future[int]]] = []
+        self._writer: threading.Thread | None = None
         self._fds: dict[Path, int] = {}
+        #: How many syncs ran and how many appends they carried (for benchmarks).
+        self.syncs = 0
+        self.appends = 0
+
+    def append(self, records: Iterable[dict[str, Any]]) -> int:
+        """Write records and return once they are on disk; returns the number written."""
+        return self.append_async(records).result()
+
+    def append_async(self, records: Iterable[dict[str, Any]]) -> Future[int]:
+        """Queue records for the next group commit; the future resolves once they are on disk.
+
+        Raises :class:`~serving.decision_log.PersonalDataError` at once (nothing queued)
+        for a record that carries an email or phone.
+        """
+        blocks = [(self.path_for(day), block) for day, block in self.encode(records).items()]
+        return self._enqueue(blocks)
+
+    def _enqueue(self, blocks: list[tuple[Path, bytes]]) -> Future[int]:
+        fut: Future[int] = Future()
+        fut.set_running_or_notify_cancel()
+        if not blocks:
+            fut.set_result(0)
+            return fut
+        with self._cv:
+            self._pending.append((blocks, fut))
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(
+                    target=self._run, name="decision-log-writer", daemon=True
+                )
+                self._writer.start()
+            self._cv.notify()
+        return fut
 
     def _fd(self, path: Path) -> int:
         fd = self._fds.get(path)
@@ -89,43 +125,41 @@ class GroupCommitLog(DecisionLog):
             self._fds[path] = fd
         return fd
 
-    def _flush(self, batch: list[tuple[Path, bytes, dict[str, Any]]]) -> None:
-        blocks: dict[Path, list[bytes]] = {}
-        for path, block, _ in batch:
-            blocks.setdefault(path, []).append(block)
-        for path, parts in blocks.items():
+    def _flush(self, batch: list[tuple[list[tuple[Path, bytes]], Future[int]]]) -> None:
+        parts: dict[Path, list[bytes]] = {}
+        for blocks, _ in batch:
+            for path, block in blocks:
+                parts.setdefault(path, []).append(block)
+        for path, chunks in parts.items():
             fd = self._fd(path)
-            data = memoryview(b"".join(parts))
+            data = memoryview(b"".join(chunks))
             written = 0
             while written < len(data):  # one write per file; short writes only on full disks
                 written += os.write(fd, data[written:])
             if self.fsync:
                 os.fdatasync(fd)
 
-    def _write(self, path: Path, block: bytes) -> None:
-        ticket: dict[str, Any] = {"done": False, "error": None}
-        with self._cv:
-            self._pending.append((path, block, ticket))
-            while not ticket["done"]:
-                if self._leader:
+    def _run(self) -> None:
+        """The writer: take everything queued, write and sync it, tell every appender."""
+        while True:
+            with self._cv:
+                while not self._pending:
                     self._cv.wait()
-                    continue
-                self._leader = True
                 batch, self._pending = self._pending, []
-                self._cv.release()
-                error: BaseException | None = None
-                try:
-                    self._flush(batch)
-                except BaseException as exc:  # every writer of the batch must hear of it
-                    error = exc
-                finally:
-                    self._cv.acquire()
-                    self._leader = False
-                    for _, _, t in batch:
-                        t["done"], t["error"] = True, error
-                    self._cv.notify_all()
-        if ticket["error"] is not None:
-            raise ticket["error"]
+            try:
+                self._flush(batch)
+            except BaseException as exc:  # every appender of the batch must hear of it
+                for _, fut in batch:
+                    fut.set_exception(exc)
+                continue
+            self.syncs += 1
+            self.appends += len(batch)
+            for blocks, fut in batch:
+                fut.set_result(sum(block.count(b"\n") for _, block in blocks))
+
+    def _write(self, path: Path, block: bytes) -> None:
+        """One file's block through the writer (the base class's ``append`` path)."""
+        self._enqueue([(path, block)]).result()
 
 
 class OnlineDecider:
@@ -152,9 +186,15 @@ class OnlineDecider:
                 f"Feast feature service {FEATURE_SERVICE!r} not found in the registry under "
                 f"{settings.feast_dir}; run `nextbest features build` first ({exc})"
             ) from exc
-        self.log: DecisionLog = GroupCommitLog(settings.decision_log_dir)
-        # Same trees and numbers through the booster, without the sklearn wrapper's cost.
-        lean_lightgbm(self.runtime.model)
+        self.log: GroupCommitLog = GroupCommitLog(settings.decision_log_dir)
+        # All arms of a decision in one LightGBM call per booster (bit-identical numbers);
+        # a model shape the stacked scorer does not know still skips the sklearn wrapper.
+        scorer = StackedScorer.from_model(self.runtime.model)
+        if scorer is None:
+            lean_lightgbm(self.runtime.model)
+        self.plan = self.runtime.plan
+        if scorer is not None:
+            self.plan = replace(self.runtime.plan, model=scorer)
         self.stock = stock_vector(self.runtime)
         self.names = self.runtime.feature_names
         self._views = {v.name: v for v in view_specs()}
@@ -213,10 +253,26 @@ class OnlineDecider:
         now: datetime | None = None,
     ) -> dict[str, Any]:
         """Decide for one customer on ``channel``; the record is on disk before returning."""
-        if channel not in self.runtime.plan.channels:
+        record = self.decide_record(customer, channel, k, context, now)
+        self.log.append([record])
+        return response_from_record(record)
+
+    def decide_record(
+        self,
+        customer: CustomerRef,
+        channel: str,
+        k: int = 3,
+        context: Mapping[str, Any] | None = None,
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
+        """The decision-log record of one decision, not yet logged.
+
+        The caller must make it durable (``log.append`` or ``log.append_async``) before
+        answering; :meth:`decide` does both.
+        """
+        if channel not in self.plan.channels:
             raise RequestError(
-                f"channel: {channel!r} is not one of "
-                f"{', '.join(sorted(self.runtime.plan.channels))}"
+                f"channel: {channel!r} is not one of {', '.join(sorted(self.plan.channels))}"
             )
         if not 1 <= int(k) <= 20:
             raise RequestError(f"k: must be between 1 and 20, got {k}")
@@ -231,10 +287,8 @@ class OnlineDecider:
             feature_snapshot_time=now,
             request=dict(context or {}),
         )
-        decisions = decide(X, np.array([cid], dtype=object), self.runtime.plan, ctx)
-        record = decisions.records()[0]
-        self.log.append([record])
-        return response_from_record(record)
+        decisions = decide(X, np.array([cid], dtype=object), self.plan, ctx)
+        return decisions.records()[0]
 
     # --- events ----------------------------------------------------------------------------
 

@@ -10,17 +10,20 @@ Start it with ``bentoml serve serving.service:NextBest`` or ``nextbest serve``.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from typing import Any, Literal
 
 import bentoml
+import orjson
 from bentoml.exceptions import InvalidArgument
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
+from starlette.responses import Response
 
 from nextbest.settings import get_settings
-from serving.online import CustomerRef, OnlineDecider, RequestError
+from serving.online import CustomerRef, OnlineDecider, RequestError, response_from_record
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +56,12 @@ extras = FastAPI(title="nextbest catalog")
     name="nextbest",
     logging={"access": {"enabled": False}},
     traffic={"timeout": 30},
+    # One worker per core. /decide is async: its CPU work runs on the worker's event loop
+    # and it awaits the decision log's writer thread, so while one decision waits for its
+    # disk sync the worker decides the next ones, which join the next group commit.
     workers=2,
-    # Requests wait mostly on the decision log's disk sync; several threads let concurrent
-    # requests share one group commit instead of queueing behind each other's sync.
-    threads=8,
+    # Threads for the sync endpoints only (/events pushes to Feast and waits on SQLite).
+    threads=4,
 )
 @bentoml.asgi_app(extras, path="/")
 class NextBest:
@@ -72,7 +77,7 @@ class NextBest:
         log.info("nextbest service ready: model %s", self.decider.runtime.model_version)
 
     @bentoml.api(route="/decide")
-    def decide(
+    async def decide(
         self,
         customer: Customer,
         channel: Channel,
@@ -81,11 +86,16 @@ class NextBest:
     ) -> dict[str, Any]:
         """Rank the actions worth taking for this customer on this channel, and log why."""
         try:
-            return self.decider.decide(
+            record = self.decider.decide_record(
                 CustomerRef(customer.id, customer.id_type), channel, k=k, context=context
             )
         except RequestError as exc:
             raise InvalidArgument(str(exc)) from exc
+        # Answer only once the record is on disk; other requests run while this one waits.
+        await asyncio.wrap_future(self.decider.log.append_async([record]))
+        # One JSON encoding straight into the body: BentoML's dict output path validates
+        # the dict again and streams it in chunks, which costs more than the decision.
+        return Response(orjson.dumps(response_from_record(record)), media_type="application/json")
 
     @bentoml.api(route="/events")
     def events(
