@@ -10,7 +10,6 @@ Start it with ``bentoml serve serving.service:NextBest`` or ``nextbest serve``.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import os
@@ -24,7 +23,14 @@ from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from nextbest.settings import get_settings
-from serving.online import CustomerRef, OnlineDecider, RequestError, response_from_record
+from serving.online import (
+    CustomerRef,
+    DecideRequest,
+    MicroBatcher,
+    OnlineDecider,
+    RequestError,
+    response_from_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +85,7 @@ class NextBest:
     def __init__(self) -> None:
         settings = get_settings()
         self.decider = OnlineDecider(settings)
+        self.batcher = MicroBatcher(self.decider)
         # The loaded heap is large and long-lived; freezing it keeps full GC passes (and the
         # p99 spikes they cause) away from requests.
         gc.collect()
@@ -94,14 +101,12 @@ class NextBest:
         context: dict[str, Any] = Field(default_factory=dict),
     ) -> dict[str, Any]:
         """Rank the actions worth taking for this customer on this channel, and log why."""
+        request = DecideRequest(CustomerRef(customer.id, customer.id_type), channel, k, context)
         try:
-            record = self.decider.decide_record(
-                CustomerRef(customer.id, customer.id_type), channel, k=k, context=context
-            )
+            # Decided with the other requests of this loop turn, answered once on disk.
+            record = await self.batcher.decide(request)
         except RequestError as exc:
             raise InvalidArgument(str(exc)) from exc
-        # Answer only once the record is on disk; other requests run while this one waits.
-        await asyncio.wrap_future(self.decider.log.append_async([record]))
         # One JSON encoding straight into the body: BentoML's dict output path validates
         # the dict again and streams it in chunks, which costs more than the decision.
         return Response(orjson.dumps(response_from_record(record)), media_type="application/json")
