@@ -216,6 +216,9 @@ def load(
             res = json.loads(out.strip().splitlines()[-1])
         cpu1, t1 = _tree_cpu_seconds(pid), time.perf_counter()
     res["server_cpu_cores"] = round((cpu1 - cpu0) / (t1 - t0), 2)
+    served = res["decisions_per_s"] * (t1 - t0)
+    # CPU the server spent per answered decision: what caps throughput on 2 shared cores
+    res["server_cpu_ms_per_decision"] = round((cpu1 - cpu0) / served * 1e3, 3) if served else None
     return res
 
 
@@ -232,7 +235,11 @@ def bench_service(
     """Start one service, measure it sequentially and under load, stop it."""
     server = start_server(SERVICES[name], home, workdir / f"{name}.log")
     try:
+        cpu0 = _tree_cpu_seconds(server.proc.pid)
         seq = sequential(server.url, bodies, n_seq, warmup)
+        seq["server_cpu_ms_per_request"] = round(
+            (_tree_cpu_seconds(server.proc.pid) - cpu0) / (n_seq + warmup) * 1e3, 3
+        )
         ld = load(server.url, server.proc.pid, bodies, duration, connections)
     finally:
         stop_server(server.proc)

@@ -82,7 +82,7 @@ def run(
         decider = OnlineDecider(get_settings(home=home, catalog=CATALOG_20))
         # decisions of the benchmark go to a scratch log on the same disk, not the world's
         decider.log = GroupCommitLog(Path(tmp) / "decisions")
-        fast, store, plan = decider.fast, decider.store, decider.runtime.plan
+        fast, store, plan = decider.fast, decider.store, decider.plan
         bodies = sample_requests(settings, max(batches) * repeats)
         refs = [CustomerRef(b["customer"]["id"], b["customer"]["id_type"]) for b in bodies]
         now = datetime.now(UTC)

@@ -82,6 +82,17 @@ class DecisionLog:
         Raises :class:`PersonalDataError` (and writes nothing) if any record carries a
         customer id that looks like an email or a phone, or an email anywhere in it.
         """
+        blocks = self.encode(records)
+        for day, block in blocks.items():
+            self._write(self.path_for(day), block)
+        return sum(block.count(b"\n") for block in blocks.values())
+
+    def encode(self, records: Iterable[dict[str, Any]]) -> dict[date, bytes]:
+        """The JSON lines of ``records`` by UTC day, checked for personal data.
+
+        Raises :class:`PersonalDataError` if any record carries a customer id that looks
+        like an email or a phone, or an email anywhere in it.
+        """
         by_day: dict[date, list[bytes]] = {}
         for rec in records:
             cid = rec.get("customer_id")
@@ -94,9 +105,7 @@ class DecisionLog:
                     f"decision {rec.get('decision_id')} contains an email address"
                 )
             by_day.setdefault(_day_of(rec), []).append(line)
-        for day, lines in by_day.items():
-            self._write(self.path_for(day), b"\n".join(lines) + b"\n")
-        return sum(len(v) for v in by_day.values())
+        return {day: b"\n".join(lines) + b"\n" for day, lines in by_day.items()}
 
     def _write(self, path: Path, block: bytes) -> None:
         """One O_APPEND write of the whole block, then fsync."""

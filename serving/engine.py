@@ -140,6 +140,9 @@ class Plan:
     holdout_salt: bytes
     missing_features: list[str]
     feature_pos: dict[str, int]
+    #: Rendered exclusion sentences by everything they depend on; the same few facts
+    #: (action, failed check, observed value) recur in almost every decision.
+    sentence_cache: dict[tuple, str] = field(default_factory=dict, repr=False)
 
     @property
     def model_version(self) -> str:
@@ -680,6 +683,33 @@ class Decisions:
         return out
 
     def _sentence(self, i: int, c: int, code: int) -> str:
+        j = int(self.failed_check[i, c])
+        observed: float | None = None
+        if j >= 0:
+            chk = self.plan.channels[self.context.channel].checks[j]
+            col = self.plan.feature_pos.get(chk.feature) if chk.feature else None
+            if col is not None:
+                observed = float(self.features[i, col])
+        if code == Reason.NEGATIVE_VALUE:  # carries the score: too many distinct values
+            return self._render_sentence(i, c, code, j, observed)
+        cache = self.plan.sentence_cache
+        key = (
+            self.context.channel,
+            self.context.placement,
+            c,
+            code,
+            j,
+            # the exact bits: NaN (!= itself) and -0.0 (== 0.0, printed "-0") keep their own keys
+            None if observed is None else observed.hex(),
+        )
+        text = cache.get(key)
+        if text is None:
+            text = self._render_sentence(i, c, code, j, observed)
+            if len(cache) < _SENTENCE_CACHE_LIMIT:
+                cache[key] = text
+        return text
+
+    def _render_sentence(self, i: int, c: int, code: int, j: int, observed: float | None) -> str:
         action = self.plan.catalog.actions[c]
         fields: dict[str, Any] = {
             "action": action.name,
@@ -688,13 +718,10 @@ class Decisions:
             "purpose": action.purpose,
             "product": action.product or action.category,
         }
-        j = int(self.failed_check[i, c])
         if j >= 0:
-            chk = self.plan.channels[self.context.channel].checks[j]
-            fields.update(chk.fields)
-            col = self.plan.feature_pos.get(chk.feature) if chk.feature else None
-            if col is not None:
-                fields["observed"] = float(self.features[i, col])
+            fields.update(self.plan.channels[self.context.channel].checks[j].fields)
+            if observed is not None:
+                fields["observed"] = observed
         if code in (Reason.NEGATIVE_VALUE,):
             fields["score"] = float(self.score[i, c])
         return sentence(code, fields)
@@ -740,6 +767,7 @@ class Decisions:
 
 
 _REASON_NAMES = np.array([r.name for r in Reason], dtype=object)
+_SENTENCE_CACHE_LIMIT = 100_000
 _OP_FN = {
     _EQ: np.equal,
     _NE: np.not_equal,

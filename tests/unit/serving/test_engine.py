@@ -305,3 +305,32 @@ def test_records_have_versions_and_sentences(plan, names):
     cols = d.to_columns()
     assert list(cols["chosen_action"]) == [r["chosen_action"] for r in recs]
     assert d.to_arrow().num_rows == 2
+
+
+def test_cached_exclusion_sentences_equal_freshly_rendered_ones(plan, names, monkeypatch):
+    """Sentences come from the plan's cache after the first decision; the words must not
+    change, whatever the observed value (NaN, -0.0, counts)."""
+    import serving.engine as engine
+
+    overrides = [
+        {},
+        {"consent_marketing_email": np.nan},
+        {"consent_marketing_email": 0.0},
+        {"tenure_days": 100.0},
+        {"tenure_days": np.nan},
+        {"open_cases": 1.0},
+        {"open_cases": 2.0},
+        {"days_since_complaint": 10.0},
+        {"days_since_complaint": -0.0},
+        {"contacts_email_7d": 1.0},
+        {"contacts_total_7d": 3.0},
+    ]
+    first = run(plan, names, overrides).records(deterministic_ids=True)
+    assert plan.sentence_cache  # filled by the first call
+    cached = run(plan, names, overrides).records(deterministic_ids=True)
+    monkeypatch.setattr(engine, "_SENTENCE_CACHE_LIMIT", 0)
+    plan.sentence_cache.clear()
+    fresh = run(plan, names, overrides).records(deterministic_ids=True)
+    assert not plan.sentence_cache
+    assert [r["excluded"] for r in first] == [r["excluded"] for r in fresh]
+    assert [r["excluded"] for r in cached] == [r["excluded"] for r in fresh]

@@ -1,0 +1,209 @@
+"""Online scoring of the decision model with one LightGBM call per booster.
+
+A decision scores each customer under control and under every arm, and values a response
+per arm: through :class:`training.model.DecisionModel` that is one LightGBM call per arm of
+the S-learner, one per arm of the value model and one for the control value (17 calls for
+8 arms), each paying the scikit-learn wrapper's parameter handling and LightGBM's
+predictor set-up (~0.2 ms apiece on this machine), while the trees themselves take a few
+microseconds per row.
+
+:class:`StackedScorer` stacks the arm designs of all rows into one matrix per booster and
+calls ``LGBM_BoosterPredictForMat`` directly with a parameter string built once. LightGBM
+scores every row on its own (the same trees summed in the same order), so each number is
+bit-identical to the per-arm path; ``tests/unit/serving/test_scoring.py`` proves it. Only
+the model shapes trained here are stacked (S- or T-learner of plain LightGBM models, the
+LightGBM value model); anything else keeps the model's own methods.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# LightGBM C API constants (c_api.h).
+_DTYPE_FLOAT64 = 1
+_PREDICT_NORMAL = 0
+
+
+class BoosterPredictor:
+    """``booster.predict(X)`` for float64 matrices, through the C API with no per-call set-up.
+
+    Same iterations as ``Booster.predict`` with its defaults (the best iteration when early
+    stopping set one, else all), normal (transformed) output, one thread: a decision scores
+    a few dozen rows, far too few for a thread pool to pay off on a shared 2-core machine.
+    """
+
+    def __init__(self, booster: Any) -> None:
+        from lightgbm.basic import _LIB, _safe_call
+
+        self._lib, self._safe_call = _LIB, _safe_call
+        self._booster = booster  # keeps the handle alive
+        self._handle = booster._handle
+        self.num_feature = int(booster.num_feature())
+        self._num_iteration = int(booster.best_iteration)
+        self._params = b"num_threads=1"
+        n_class = ctypes.c_int(0)
+        _safe_call(_LIB.LGBM_BoosterGetNumClasses(self._handle, ctypes.byref(n_class)))
+        if n_class.value != 1:
+            raise ValueError(f"one output per row expected, booster has {n_class.value} classes")
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predictions for the rows of ``X`` ([m, num_feature] float64), ``[m]`` float64."""
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.num_feature:
+            raise ValueError(f"X must be [m, {self.num_feature}], got {X.shape}")
+        out = np.empty(X.shape[0], dtype=np.float64)
+        n_out = ctypes.c_int64(0)
+        self._safe_call(
+            self._lib.LGBM_BoosterPredictForMat(
+                self._handle,
+                X.ctypes.data_as(ctypes.c_void_p),
+                ctypes.c_int(_DTYPE_FLOAT64),
+                ctypes.c_int32(X.shape[0]),
+                ctypes.c_int32(X.shape[1]),
+                ctypes.c_int(1),  # row major
+                ctypes.c_int(_PREDICT_NORMAL),
+                ctypes.c_int(0),  # start iteration
+                ctypes.c_int(self._num_iteration),
+                ctypes.c_char_p(self._params),
+                ctypes.byref(n_out),
+                out.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
+            )
+        )
+        if n_out.value != X.shape[0]:
+            raise ValueError(f"LightGBM returned {n_out.value} predictions for {X.shape[0]} rows")
+        return out
+
+
+def _plain_lgbm(est: Any) -> BoosterPredictor | None:
+    """A predictor for a fitted binary LGBMClassifier or an LGBMRegressor, else None."""
+    import lightgbm
+
+    if isinstance(est, lightgbm.LGBMClassifier):
+        if getattr(est, "n_classes_", None) != 2:
+            return None
+    elif not isinstance(est, lightgbm.LGBMRegressor):
+        return None
+    try:
+        return BoosterPredictor(est.booster_)
+    except (AttributeError, ValueError):  # not fitted, or not one output per row
+        return None
+
+
+class StackedScorer:
+    """``predict_arms`` and ``predict_control_value`` of a decision model, stacked.
+
+    Build it with :meth:`from_model`, which returns None for a model it cannot stack.
+    Implements the engine's ``ResponseModel`` protocol and forwards every other attribute
+    to the wrapped model, so it can stand in for the model in a compiled plan.
+    """
+
+    def __init__(self, model: Any) -> None:
+        from training.learners import SLearner, TLearner
+
+        self.model = model
+        response, value = model.response, model.value
+        self._n_arms = len(model.arm_ids)
+        self._n_features = len(model.feature_names)
+        self._s_learner: BoosterPredictor | None = None
+        self._t_learner: list[BoosterPredictor] | None = None
+        if getattr(response, "categories_", None):
+            raise ValueError("categorical features go through the encoder; not stacked")
+        if type(response) is SLearner:
+            self._s_learner = _plain_lgbm(response.model_)
+            if self._s_learner is None:
+                raise ValueError("S-learner outcome model is not a plain LightGBM model")
+        elif type(response) is TLearner:
+            preds = [_plain_lgbm(m) for m in response.models_]
+            if any(p is None for p in preds) or len(preds) != self._n_arms + 1:
+                raise ValueError("T-learner outcome models are not plain LightGBM models")
+            self._t_learner = [p for p in preds if p is not None]
+        else:
+            raise ValueError(f"{type(response).__name__} is not stacked")
+        self._value = value
+        self._value_model = None if value.model_ is None else _plain_lgbm(value.model_)
+        if value.model_ is not None and self._value_model is None:
+            raise ValueError("value model is not a plain LightGBM regressor")
+        control = getattr(value, "control_model_", None)
+        self._control_model = None if control is None else _plain_lgbm(control)
+        if control is not None and self._control_model is None:
+            raise ValueError("control value model is not a plain LightGBM regressor")
+        # Design blocks: row block k carries the one-hot of arm k - 1 (block 0: control) for
+        # the S-learner, of arm k for the value model.
+        eye = np.eye(self._n_arms)
+        self._s_onehot = np.vstack([np.zeros((1, self._n_arms)), eye])
+        self._v_onehot = eye
+
+    @classmethod
+    def from_model(cls, model: Any) -> StackedScorer | None:
+        """The stacked scorer of ``model``, or None when its shape is not one stacked here."""
+        try:
+            return cls(model)
+        except (AttributeError, TypeError, ValueError) as exc:
+            log.info("model %s scored per arm: %s", getattr(model, "version", "?"), exc)
+            return None
+
+    # The protocol's attributes come from the model itself.
+    @property
+    def feature_names(self) -> list[str]:
+        """Model feature order."""
+        return list(self.model.feature_names)
+
+    @property
+    def arm_ids(self) -> list[str]:
+        """Treatment arms in column order."""
+        return list(self.model.arm_ids)
+
+    @property
+    def version(self) -> str:
+        """The wrapped model's version."""
+        return str(self.model.version)
+
+    def __getattr__(self, name: str) -> Any:
+        # only called for attributes not found on the scorer: everything else of the model
+        return getattr(self.__dict__["model"], name)
+
+    @staticmethod
+    def _design(X: np.ndarray, onehot: np.ndarray) -> np.ndarray:
+        """``[K * m, F + A]``: block k is ``X`` beside the one-hot row ``onehot[k]``."""
+        m, f = X.shape
+        k, a = onehot.shape
+        D = np.empty((k, m, f + a))
+        D[:, :, :f] = X[None, :, :]
+        D[:, :, f:] = onehot[:, None, :]
+        return D.reshape(k * m, f + a)
+
+    def predict_arms(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(p_control [n], p_treated [n, A], value_if_response [n, A])``, as the model's."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self._n_features:
+            raise ValueError(f"X must be [n, {self._n_features}], got shape {X.shape}")
+        m = len(X)
+        k = self._n_arms + 1
+        if self._s_learner is not None:
+            p = self._s_learner.predict(self._design(X, self._s_onehot))
+            outcomes = p.reshape(k, m).T
+        else:
+            assert self._t_learner is not None
+            outcomes = np.column_stack([b.predict(X) for b in self._t_learner])
+        outcomes = np.clip(outcomes, 0, 1)
+        if self._value_model is None:
+            values = np.tile(self._value.arm_means_, (m, 1))
+        else:
+            v = self._value_model.predict(self._design(X, self._v_onehot))
+            values = np.maximum(v.reshape(self._n_arms, m).T, 0.0)
+        return outcomes[:, 0], outcomes[:, 1:], values
+
+    def predict_control_value(self, X: np.ndarray) -> np.ndarray:
+        """What a response is worth without any action, ``[n]``, as the model's."""
+        X = np.asarray(X, dtype=np.float64)
+        if not hasattr(self._value, "control_mean_"):
+            return np.full(len(X), np.nan)
+        if self._control_model is None:
+            return np.full(len(X), self._value.control_mean_)
+        return np.maximum(self._control_model.predict(X), 0.0)

@@ -1,0 +1,118 @@
+"""The stacked scorer gives the decision model's numbers bit for bit, with fewer calls."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from customers.feature_schema import CONTROL
+from serving.scoring import StackedScorer
+from tests.params import SEED
+from training.learners import SLearner, TLearner, XLearner
+from training.model import DecisionModel, ValueModel
+
+ARMS = ["arm_a", "arm_b", "arm_c"]
+
+
+def _data(n: int = 3000, f: int = 8, seed: int = SEED) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, f))
+    X[rng.random((n, f)) < 0.1] = np.nan  # missing values take LightGBM's default branch
+    t = rng.choice(np.array([CONTROL, *ARMS], dtype=object), size=n)
+    lift = np.select([t == "arm_a", t == "arm_b", t == "arm_c"], [0.8, 0.4 * X[:, 1], -0.2], 0)
+    p = 1 / (1 + np.exp(-(-1.0 + 0.7 * np.nan_to_num(X[:, 0]) + np.nan_to_num(lift))))
+    y = rng.binomial(1, p)
+    revenue = y * (30 + 10 * np.nan_to_num(X[:, 2]).clip(-2, 2) + (t == "arm_b") * 5)
+    return X, t, y, revenue
+
+
+def _model(
+    learner: str, X: np.ndarray, t: np.ndarray, y: np.ndarray, rev: np.ndarray
+) -> DecisionModel:
+    cls = {"s_learner": SLearner, "t_learner": TLearner}[learner]
+    response = cls(control=CONTROL, n_estimators=30, num_leaves=15, random_state=SEED)
+    response.fit(X, t, y)
+    value = ValueModel(n_estimators=30, random_state=SEED).fit(X, t, rev)
+    return DecisionModel(
+        response=response,
+        value=value,
+        feature_names=[f"f{i}" for i in range(X.shape[1])],
+        learner_name=learner,
+        version="scoring-test",
+    )
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, ...]:
+    return _data()
+
+
+@pytest.fixture(scope="module")
+def models(data: tuple[np.ndarray, ...]) -> dict[str, DecisionModel]:
+    """One fitted model per learner, fitted once (tests copy before changing one)."""
+    return {name: _model(name, *data) for name in ("s_learner", "t_learner")}
+
+
+@pytest.mark.parametrize("learner", ["s_learner", "t_learner"])
+@pytest.mark.parametrize("rows", [1, 2, 7, 64])
+def test_stacked_scores_equal_the_per_arm_scores_bit_for_bit(
+    data: tuple[np.ndarray, ...], models: dict[str, DecisionModel], learner: str, rows: int
+) -> None:
+    X = data[0]
+    model = copy.deepcopy(models[learner])
+    reference = copy.deepcopy(model)  # untouched: the scikit-learn path, one call per arm
+    scorer = StackedScorer.from_model(model)
+    assert scorer is not None
+    Xq = X[:rows] if rows > 1 else X[5:6]
+    pc, pt, val = scorer.predict_arms(Xq)
+    rc, rt, rv = reference.predict_arms(Xq)
+    assert pc.shape == (len(Xq),) and pt.shape == (len(Xq), len(ARMS)) == val.shape
+    assert np.array_equal(pc, rc) and np.array_equal(pt, rt) and np.array_equal(val, rv)
+    assert np.array_equal(
+        scorer.predict_control_value(Xq), reference.predict_control_value(Xq), equal_nan=True
+    )
+
+
+def test_value_model_without_trees_and_without_control_values(
+    data: tuple[np.ndarray, ...], models: dict[str, DecisionModel]
+) -> None:
+    X = data[0]
+    model = copy.deepcopy(models["s_learner"])
+    model.value.model_ = None  # too few responders: per-arm means
+    model.value.control_model_ = None  # control mean
+    scorer = StackedScorer.from_model(model)
+    assert scorer is not None
+    np.testing.assert_array_equal(scorer.predict_arms(X[:4])[2], model.predict_arms(X[:4])[2])
+    np.testing.assert_array_equal(
+        scorer.predict_control_value(X[:4]), model.predict_control_value(X[:4])
+    )
+    del model.value.control_mean_  # fitted before control values existed
+    assert np.isnan(scorer.predict_control_value(X[:4])).all()
+
+
+def test_models_it_cannot_stack_are_left_to_their_own_methods(
+    data: tuple[np.ndarray, ...], models: dict[str, DecisionModel]
+) -> None:
+    X, t, y, _ = data
+    model = copy.deepcopy(models["s_learner"])
+    model.response = XLearner(control=CONTROL, n_estimators=5).fit(X[:600], t[:600], y[:600])
+    assert StackedScorer.from_model(model) is None
+    model.response = SLearner(control=CONTROL, n_estimators=5, calibration="sigmoid").fit(
+        X[:600], t[:600], y[:600]
+    )
+    assert StackedScorer.from_model(model) is None
+
+
+def test_the_scorer_stands_in_for_the_model(
+    data: tuple[np.ndarray, ...], models: dict[str, DecisionModel]
+) -> None:
+    X = data[0]
+    model = models["s_learner"]
+    scorer = StackedScorer.from_model(model)
+    assert scorer is not None
+    assert scorer.feature_names == model.feature_names and scorer.arm_ids == ARMS
+    assert scorer.version == "scoring-test" and scorer.learner_name == "s_learner"
+    with pytest.raises(ValueError, match=r"\[n, 8\]"):
+        scorer.predict_arms(X[:2, :5])
