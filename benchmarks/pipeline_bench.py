@@ -29,8 +29,9 @@ from benchmarks.common import ROOT, print_table, write_result
 STEPS = ("generate", "resolve", "features", "train")
 
 
-def _run_step(step: str, home: Path, customers: int, seed: int) -> None:
-    """One pipeline step in this process (the child side)."""
+def _run_step(step: str, home: Path, customers: int, seed: int) -> dict[str, float]:
+    """One pipeline step in this process (the child side); wall seconds of its parts
+    where the step reports them (features: build, apply, materialize)."""
     from benchmarks.world import world_settings
 
     settings = world_settings(home, customers, seed)
@@ -45,13 +46,14 @@ def _run_step(step: str, home: Path, customers: int, seed: int) -> None:
     elif step == "features":
         from nextbest.pipeline import build_features
 
-        build_features(settings)
+        return build_features(settings)["seconds"]
     elif step == "train":
         from training.train import train
 
         train(settings)
     else:
         raise ValueError(f"unknown step {step!r}; one of {STEPS}")
+    return {}
 
 
 def step(step: str, home: Path, customers: int, seed: int = 42) -> dict[str, Any]:
@@ -77,8 +79,15 @@ def step(step: str, home: Path, customers: int, seed: int = 42) -> dict[str, Any
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         raise RuntimeError(f"pipeline step {step} failed:\n{proc.stderr[-4000:]}")
-    peak_kib = json.loads(proc.stdout.strip().splitlines()[-1])["max_rss_kib"]
-    return {"wall_s": round(wall, 1), "peak_gib": round(peak_kib / 2**20, 2)}
+    child = json.loads(proc.stdout.strip().splitlines()[-1])
+    out: dict[str, Any] = {
+        "wall_s": round(wall, 1),
+        "peak_gib": round(child["max_rss_kib"] / 2**20, 2),
+    }
+    if child.get("parts_s"):
+        out["parts_s"] = child["parts_s"]
+    out["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    return out
 
 
 def run(
@@ -118,9 +127,9 @@ def main(argv: list[str] | None = None) -> None:
     """Command line: see the module docstring."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_step":
-        _run_step(argv[1], Path(argv[2]), int(argv[3]), int(argv[4]))
+        parts = _run_step(argv[1], Path(argv[2]), int(argv[3]), int(argv[4]))
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print(json.dumps({"max_rss_kib": rss}))
+        print(json.dumps({"max_rss_kib": rss, "parts_s": parts}))
         return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--customers", type=int, action="append")
