@@ -97,19 +97,25 @@ def run(
     seed: int = 42,
     results_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Each step at each size; write pipeline.json."""
+    """Each step at each size; write pipeline.json.
+
+    The file is rewritten after every step, so a run stopped during a long step (train at
+    1,000,000) still keeps the steps it finished.
+    """
     out: dict[str, Any] = {"sizes": {"customers": sizes, "seed": seed}, "runs": {}}
     base = Path(workdir or tempfile.mkdtemp(prefix="nextbest_pipeline_"))
+    kw = {"results_dir": results_dir} if results_dir else {}
     for n in sizes:
         home = base / f"world_{n}"
         if home.exists():
             shutil.rmtree(home)
         home.mkdir(parents=True)
-        out["runs"][str(n)] = {s: step(s, home, n, seed) for s in STEPS}
+        runs = out["runs"].setdefault(str(n), {})
+        for s in STEPS:
+            runs[s] = step(s, home, n, seed)
+            write_result("pipeline", out, **kw)
         if not keep:
             shutil.rmtree(home, ignore_errors=True)
-    kw = {"results_dir": results_dir} if results_dir else {}
-    write_result("pipeline", out, **kw)
     rows = [
         (f"{int(n):,}", s, r["wall_s"], r["peak_gib"])
         for n, steps in out["runs"].items()
@@ -135,8 +141,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--customers", type=int, action="append")
     p.add_argument("--workdir", type=Path)
     p.add_argument("--keep", action="store_true")
+    p.add_argument("--results-dir", type=Path, help="where pipeline.json goes")
     a = p.parse_args(argv)
-    run(a.customers or [100_000], a.workdir, a.keep)
+    run(a.customers or [100_000], a.workdir, a.keep, results_dir=a.results_dir)
 
 
 if __name__ == "__main__":
