@@ -214,7 +214,9 @@ def encode_doubles(values: np.ndarray) -> tuple[list[bytes], list[str | None]]:
     buf[:, 1:] = values.view(np.uint8).reshape(n, 8)
     blobs: list[bytes] = buf.view("V9").ravel().tolist()
     # Texts through the unique values: features repeat a lot (counts, flags, 0.0).
-    uniq, inverse = np.unique(values, return_inverse=True)
+    # Unique by bit pattern, not by value: -0.0 == 0.0, but Feast writes "-0.0".
+    bits, inverse = np.unique(values.view(np.int64), return_inverse=True)
+    uniq = bits.view(np.float64)
     texts = np.array([str(x) for x in uniq.tolist()] + [None], dtype=object)
     nan = np.isnan(values)
     if nan.any():
