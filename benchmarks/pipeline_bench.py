@@ -29,8 +29,9 @@ from benchmarks.common import ROOT, print_table, write_result
 STEPS = ("generate", "resolve", "features", "train")
 
 
-def _run_step(step: str, home: Path, customers: int, seed: int) -> None:
-    """One pipeline step in this process (the child side)."""
+def _run_step(step: str, home: Path, customers: int, seed: int) -> dict[str, float]:
+    """One pipeline step in this process (the child side); wall seconds of its parts
+    where the step reports them (features: build, apply, materialize)."""
     from benchmarks.world import world_settings
 
     settings = world_settings(home, customers, seed)
@@ -45,13 +46,14 @@ def _run_step(step: str, home: Path, customers: int, seed: int) -> None:
     elif step == "features":
         from nextbest.pipeline import build_features
 
-        build_features(settings)
+        return build_features(settings)["seconds"]
     elif step == "train":
         from training.train import train
 
         train(settings)
     else:
         raise ValueError(f"unknown step {step!r}; one of {STEPS}")
+    return {}
 
 
 def step(step: str, home: Path, customers: int, seed: int = 42) -> dict[str, Any]:
@@ -77,8 +79,15 @@ def step(step: str, home: Path, customers: int, seed: int = 42) -> dict[str, Any
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         raise RuntimeError(f"pipeline step {step} failed:\n{proc.stderr[-4000:]}")
-    peak_kib = json.loads(proc.stdout.strip().splitlines()[-1])["max_rss_kib"]
-    return {"wall_s": round(wall, 1), "peak_gib": round(peak_kib / 2**20, 2)}
+    child = json.loads(proc.stdout.strip().splitlines()[-1])
+    out: dict[str, Any] = {
+        "wall_s": round(wall, 1),
+        "peak_gib": round(child["max_rss_kib"] / 2**20, 2),
+    }
+    if child.get("parts_s"):
+        out["parts_s"] = child["parts_s"]
+    out["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    return out
 
 
 def run(
@@ -88,19 +97,25 @@ def run(
     seed: int = 42,
     results_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Each step at each size; write pipeline.json."""
+    """Each step at each size; write pipeline.json.
+
+    The file is rewritten after every step, so a run stopped during a long step (train at
+    1,000,000) still keeps the steps it finished.
+    """
     out: dict[str, Any] = {"sizes": {"customers": sizes, "seed": seed}, "runs": {}}
     base = Path(workdir or tempfile.mkdtemp(prefix="nextbest_pipeline_"))
+    kw = {"results_dir": results_dir} if results_dir else {}
     for n in sizes:
         home = base / f"world_{n}"
         if home.exists():
             shutil.rmtree(home)
         home.mkdir(parents=True)
-        out["runs"][str(n)] = {s: step(s, home, n, seed) for s in STEPS}
+        runs = out["runs"].setdefault(str(n), {})
+        for s in STEPS:
+            runs[s] = step(s, home, n, seed)
+            write_result("pipeline", out, **kw)
         if not keep:
             shutil.rmtree(home, ignore_errors=True)
-    kw = {"results_dir": results_dir} if results_dir else {}
-    write_result("pipeline", out, **kw)
     rows = [
         (f"{int(n):,}", s, r["wall_s"], r["peak_gib"])
         for n, steps in out["runs"].items()
@@ -118,16 +133,17 @@ def main(argv: list[str] | None = None) -> None:
     """Command line: see the module docstring."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_step":
-        _run_step(argv[1], Path(argv[2]), int(argv[3]), int(argv[4]))
+        parts = _run_step(argv[1], Path(argv[2]), int(argv[3]), int(argv[4]))
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print(json.dumps({"max_rss_kib": rss}))
+        print(json.dumps({"max_rss_kib": rss, "parts_s": parts}))
         return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--customers", type=int, action="append")
     p.add_argument("--workdir", type=Path)
     p.add_argument("--keep", action="store_true")
+    p.add_argument("--results-dir", type=Path, help="where pipeline.json goes")
     a = p.parse_args(argv)
-    run(a.customers or [100_000], a.workdir, a.keep)
+    run(a.customers or [100_000], a.workdir, a.keep, results_dir=a.results_dir)
 
 
 if __name__ == "__main__":

@@ -27,9 +27,17 @@ log = logging.getLogger(__name__)
 FEATURE_SERVICE = "nba_v1"
 
 
-def repo_config(settings: Settings) -> Any:
-    """A Feast ``RepoConfig`` for the project's repository and the configured stores."""
+def repo_config(settings: Settings, bulk: bool = True) -> Any:
+    """A Feast ``RepoConfig`` for the project's repository and the configured stores.
+
+    With ``bulk`` (the default) materialisation runs through
+    :class:`customers.feast_bulk.BulkSqliteComputeEngine`, which writes SQLite online
+    stores in bulk (the same rows) and leaves other stores to Feast's local engine;
+    ``bulk=False`` is Feast's local engine throughout.
+    """
     from feast.repo_config import RepoConfig
+
+    from customers.feast_bulk import ENGINE_TYPE
 
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
     if settings.online_store == "redis":
@@ -47,6 +55,7 @@ def repo_config(settings: Settings) -> Any:
         offline_store={"type": "duckdb"},
         entity_key_serialization_version=3,
         repo_path=settings.feature_repo,
+        batch_engine={"type": ENGINE_TYPE} if bulk else "local",
     )
 
 
@@ -78,11 +87,12 @@ def load_definitions(settings: Settings) -> ModuleType:
     return module
 
 
-def feature_store(settings: Settings) -> Any:
-    """An open ``FeatureStore`` on the configured registry and stores."""
+def feature_store(settings: Settings, bulk: bool = True) -> Any:
+    """An open ``FeatureStore`` on the configured registry and stores (``bulk``: see
+    :func:`repo_config`)."""
     from feast import FeatureStore
 
-    return FeatureStore(config=repo_config(settings))
+    return FeatureStore(config=repo_config(settings, bulk=bulk))
 
 
 def apply(settings: Settings) -> Any:
@@ -103,9 +113,15 @@ def apply(settings: Settings) -> Any:
     return store
 
 
-def materialize(settings: Settings, end: datetime, start: datetime | None = None) -> None:
-    """Load the latest feature values up to ``end`` into the online store."""
-    store = feature_store(settings)
+def materialize(
+    settings: Settings, end: datetime, start: datetime | None = None, bulk: bool = True
+) -> None:
+    """Load the latest feature values up to ``end`` into the online store.
+
+    ``bulk``: see :func:`repo_config`; both paths write the same rows and record the
+    same materialisation interval per view in the registry.
+    """
+    store = feature_store(settings, bulk=bulk)
     start = start or datetime(2000, 1, 1)
     store.materialize(start_date=start, end_date=end)
 

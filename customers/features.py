@@ -509,23 +509,34 @@ def build_feature_tables(
 
     Returns the written paths by view name (plus ``identity_lookup``).
     """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     src = load_sources(raw_dir, unified_dir)
     coded = _encode(src)
     ids = pd.Index(src.customers["customer_id"], name="customer_id")
     times = snapshot_times(as_of, months)
-    parts: dict[str, list[pd.DataFrame]] = {s.name: [] for s in view_specs()}
-    for i, t in enumerate(times):
-        for name, df in _view_rows(coded, ids, t).items():
-            parts[name].append(df)
-        if progress:
-            progress(i + 1, len(times))
     features_dir.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
-    for name, dfs in parts.items():
-        table = pd.concat(dfs, ignore_index=True)
-        table["event_timestamp"] = table["event_timestamp"].astype("datetime64[us, UTC]")
-        paths[name] = features_dir / f"{name}.parquet"
-        table.to_parquet(paths[name], index=False)
+    paths = {s.name: features_dir / f"{s.name}.parquet" for s in view_specs()}
+    # Each snapshot goes to its view's file as soon as it is built (one row group per
+    # snapshot) instead of every snapshot of every view held and then concatenated, which
+    # made peak memory grow with customers x snapshots. Same rows, order and types as
+    # one concatenated frame; the first snapshot fixes each file's schema.
+    writers: dict[str, pq.ParquetWriter] = {}
+    try:
+        for i, t in enumerate(times):
+            for name, df in _view_rows(coded, ids, t).items():
+                df = df.reset_index(drop=True)
+                df["event_timestamp"] = df["event_timestamp"].astype("datetime64[us, UTC]")
+                table = pa.Table.from_pandas(df, preserve_index=False)
+                if name not in writers:
+                    writers[name] = pq.ParquetWriter(paths[name], table.schema)
+                writers[name].write_table(table.cast(writers[name].schema))
+            if progress:
+                progress(i + 1, len(times))
+    finally:
+        for w in writers.values():
+            w.close()
     lookup = src.identifiers.copy()
     lookup["event_timestamp"] = pd.Timestamp(times[0]).as_unit("us")
     lookup["event_timestamp"] = lookup["event_timestamp"].astype("datetime64[us, UTC]")
