@@ -16,7 +16,7 @@ demo: setup  ## generate data, resolve identities, build features, train, score,
 	$(UV) run --frozen nextbest serve
 
 test: setup  ## the whole test suite
-	$(UV) run --frozen pytest -q
+	$(UV) run --frozen pytest -q --durations=15
 
 lint:
 	$(UV) run --frozen ruff check . && $(UV) run --frozen ruff format --check .
