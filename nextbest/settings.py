@@ -49,6 +49,16 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address the decision service binds.")
     port: int = Field(3000, description="Port of the decision service.")
+    trace_decide: bool = Field(
+        False,
+        description="Put /decide into BentoML's OpenTelemetry spans (off: ~0.7 ms CPU less "
+        "per request, and no exporter is configured by default).",
+    )
+    fast_features: bool = Field(
+        True,
+        description="Read online features straight from Feast's SQLite tables (off: the "
+        "Feast SDK path; Redis always uses the SDK).",
+    )
 
     @cached_property
     def root(self) -> Path:

@@ -216,7 +216,7 @@ class OnlineDecider:
         # The direct SQLite reader answers as the SDK does at a fraction of the cost; Redis
         # (and NEXTBEST_FAST_FEATURES=0) keeps the SDK path.
         if fast_features is None:
-            fast_features = os.environ.get("NEXTBEST_FAST_FEATURES", "1") not in ("0", "false")
+            fast_features = settings.fast_features
         self.fast: FastOnlineFeatures | None = None
         if fast_features and settings.online_store == "sqlite":
             self.fast = FastOnlineFeatures(self.store, self.names)

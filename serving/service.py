@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 from typing import Any, Literal
 
 import bentoml
@@ -22,7 +21,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from nextbest.settings import get_settings
+from nextbest.settings import Settings, get_settings
 from serving.online import (
     CustomerRef,
     DecideRequest,
@@ -55,8 +54,10 @@ class Customer(BaseModel):
     id_type: IdType = Field("customer_id", description="What kind of identifier ``id`` is.")
 
 
-#: Trace /decide too (off by default: see the service's ``tracing`` option).
-_TRACE_DECIDE = os.environ.get("NEXTBEST_TRACE_DECIDE", "0") not in ("0", "false", "")
+def tracing_config(settings: Settings) -> dict[str, Any]:
+    """BentoML's ``tracing`` option: /decide is excluded unless ``settings.trace_decide``."""
+    return {"excluded_urls": [] if settings.trace_decide else ["/decide"]}
+
 
 #: Plain GET routes beside the BentoML APIs (mounted at the root).
 extras = FastAPI(title="nextbest catalog")
@@ -69,8 +70,10 @@ extras = FastAPI(title="nextbest catalog")
     # No trace exporter is configured by default, yet BentoML's OpenTelemetry middleware
     # builds a span for every request: half of the framework's CPU per request on this
     # 2-core machine (0.7 of 1.4 ms, measured on an empty endpoint). /decide skips it unless
-    # NEXTBEST_TRACE_DECIDE=1; every other route keeps its spans.
-    tracing={"excluded_urls": [] if _TRACE_DECIDE else ["/decide"]},
+    # NEXTBEST_TRACE_DECIDE=1; every other route keeps its spans. BentoML takes the option
+    # when the class is decorated, so the settings are read here, at import (each worker
+    # imports the module, with the environment `bentoml serve` was started with).
+    tracing=tracing_config(get_settings()),
     # One worker per core. /decide is async: its CPU work runs on the worker's event loop
     # and it awaits the decision log's writer thread, so while one decision waits for its
     # disk sync the worker decides the next ones, which join the next group commit.

@@ -1,0 +1,45 @@
+"""The service's switches come from the one typed settings object."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from nextbest.settings import PROJECT_ROOT, Settings
+
+
+def test_trace_decide_and_fast_features_are_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("NEXTBEST_TRACE_DECIDE", raising=False)
+    monkeypatch.delenv("NEXTBEST_FAST_FEATURES", raising=False)
+    s = Settings()
+    assert s.trace_decide is False and s.fast_features is True
+    monkeypatch.setenv("NEXTBEST_TRACE_DECIDE", "1")
+    monkeypatch.setenv("NEXTBEST_FAST_FEATURES", "false")
+    s = Settings()
+    assert s.trace_decide is True and s.fast_features is False
+    monkeypatch.setenv("NEXTBEST_TRACE_DECIDE", "maybe")
+    with pytest.raises(ValueError, match="trace_decide"):
+        Settings()
+
+
+@pytest.mark.parametrize(("value", "excluded"), [("0", ["/decide"]), ("1", [])])
+def test_the_service_class_takes_its_tracing_option_from_settings(
+    value: str, excluded: list[str]
+) -> None:
+    # BentoML reads the option when the class is decorated: import the module afresh.
+    env = {**os.environ, "NEXTBEST_TRACE_DECIDE": value, "BENTOML_DO_NOT_TRACK": "True"}
+    code = "import serving.service as s; print(s.NextBest.config['tracing']['excluded_urls'])"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.strip().splitlines()[-1] == repr(excluded)
