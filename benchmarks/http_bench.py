@@ -9,7 +9,9 @@ installed, otherwise an async httpx client), with the server's CPU use from psut
 its process tree. Customers are random, half identified by customer id, half by email.
 
 Run: ``.venv/bin/python benchmarks/http_bench.py --home /tmp/bench_world --customers 20000``;
-writes ``benchmarks/results/http.json``.
+writes ``benchmarks/results/http.json`` (``--output NAME`` for another name). Measuring
+starts once the server's process tree is idle (every worker loaded), not at the first
+``/readyz``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -65,23 +68,79 @@ def _tree_cpu_seconds(pid: int) -> float:
     return total
 
 
-def sequential(url: str, bodies: list[dict[str, Any]], n: int, warmup: int) -> dict[str, Any]:
-    """``warmup`` then ``n`` requests one at a time on one keep-alive connection."""
+def _process_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each process of the tree rooted at ``pid``."""
+    import psutil
+
+    out: dict[int, float] = {}
+    try:
+        root = psutil.Process(pid)
+        for p in [root, *root.children(recursive=True)]:
+            try:
+                t = p.cpu_times()
+                out[p.pid] = t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+    except psutil.NoSuchProcess:
+        pass
+    return out
+
+
+def wait_settled(
+    pid: int, timeout: float = 180.0, window: float = 2.0, cores: float = 0.05
+) -> float:
+    """Wait until the server tree uses under ``cores`` of CPU over ``window`` seconds.
+
+    ``/readyz`` answers as soon as the worker that gets the probe is ready; another worker
+    may still be loading the model and the store (~30 s of CPU here), which would be
+    counted as request CPU. Returns the seconds waited.
+    """
+    t0 = time.perf_counter()
+    before = _tree_cpu_seconds(pid)
+    while time.perf_counter() - t0 < timeout:
+        time.sleep(window)
+        now = _tree_cpu_seconds(pid)
+        if now - before < cores * window:
+            break
+        before = now
+    return round(time.perf_counter() - t0, 1)
+
+
+def sequential(
+    url: str, bodies: list[dict[str, Any]], n: int, warmup: int, pid: int | None = None
+) -> dict[str, Any]:
+    """``warmup`` then ``n`` requests one at a time on one keep-alive connection.
+
+    With the server's ``pid``, also the server's CPU per measured request (the tree, and
+    the busiest process: one connection is served by one worker) and the client's own CPU
+    per request (it shares the cores, so it is part of the wall time on this machine).
+    """
     import httpx
 
     lat: list[float] = []
     errors = 0
+    out: dict[str, Any] = {}
     with httpx.Client(base_url=url, timeout=10.0) as client:
-        for i in range(warmup + n):
+        for i in range(warmup):
+            if client.post("/decide", json=bodies[i % len(bodies)]).status_code != 200:
+                errors += 1
+        procs0 = _process_cpu_seconds(pid) if pid else {}
+        me0 = time.process_time()
+        for i in range(warmup, warmup + n):
             body = bodies[i % len(bodies)]
             t = time.perf_counter()
             r = client.post("/decide", json=body)
-            dt = (time.perf_counter() - t) * 1e3
+            lat.append((time.perf_counter() - t) * 1e3)
             if r.status_code != 200:
                 errors += 1
-            if i >= warmup:
-                lat.append(dt)
-    return {**percentiles(lat), "errors": errors}
+        me1 = time.process_time()
+        procs1 = _process_cpu_seconds(pid) if pid else {}
+    if pid:
+        used = {p: c - procs0.get(p, 0.0) for p, c in procs1.items()}
+        out["server_cpu_ms_per_request"] = round(sum(used.values()) / n * 1e3, 3)
+        out["busiest_process_cpu_ms_per_request"] = round(max(used.values()) / n * 1e3, 3)
+        out["client_cpu_ms_per_request"] = round((me1 - me0) / n * 1e3, 3)
+    return {**percentiles(lat), "errors": errors, **out}
 
 
 _WRK_LUA = """
@@ -235,12 +294,14 @@ def bench_service(
     """Start one service, measure it sequentially and under load, stop it."""
     server = start_server(SERVICES[name], home, workdir / f"{name}.log")
     try:
-        cpu0 = _tree_cpu_seconds(server.proc.pid)
-        seq = sequential(server.url, bodies, n_seq, warmup)
-        seq["server_cpu_ms_per_request"] = round(
-            (_tree_cpu_seconds(server.proc.pid) - cpu0) / (n_seq + warmup) * 1e3, 3
-        )
+        settled = wait_settled(server.proc.pid)
+        load_seq = [round(x, 2) for x in os.getloadavg()]
+        seq = sequential(server.url, bodies, n_seq, warmup, server.proc.pid)
+        seq["load_average_before"] = load_seq
+        seq["settle_wait_s"] = settled
+        load_ld = [round(x, 2) for x in os.getloadavg()]
         ld = load(server.url, server.proc.pid, bodies, duration, connections)
+        ld["load_average_before"] = load_ld
     finally:
         stop_server(server.proc)
     return {"sequential": seq, "load": ld}
@@ -259,8 +320,10 @@ def run(
     connections: int = 16,
     services: tuple[str, ...] = ("nextbest", "naive"),
     results_dir: Path | None = None,
+    output: str = "http",
 ) -> dict[str, Any]:
-    """Measure every service in ``services`` on the world under ``home``; write http.json."""
+    """Measure every service in ``services`` on the world under ``home``; write
+    ``<output>.json`` (``http.json`` by default)."""
     settings = ensure_world(home, customers)
     bodies = sample_requests(settings, max(n_seq + warmup, 2000))
     out: dict[str, Any] = {
@@ -290,7 +353,7 @@ def run(
             "load_p99_ratio": _ratio(b["load"]["p99_ms"], a["load"]["p99_ms"]),
         }
     kw = {"results_dir": results_dir} if results_dir else {}
-    write_result("http", out, **kw)
+    write_result(output, out, **kw)
     rows = []
     for name, r in s.items():
         q, ld = r["sequential"], r["load"]
@@ -342,6 +405,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--duration", type=float, default=30.0)
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--services", default="nextbest,naive")
+    p.add_argument(
+        "--output",
+        default="http",
+        help="result name: writes benchmarks/results/<output>.json (default http)",
+    )
     a = p.parse_args(argv)
     run(
         a.home,
@@ -351,6 +419,7 @@ def main(argv: list[str] | None = None) -> None:
         a.duration,
         a.connections,
         tuple(a.services.split(",")),
+        output=a.output,
     )
 
 
