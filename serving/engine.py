@@ -24,6 +24,7 @@ customer, feature snapshot and time bucket are identical by construction.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import uuid
@@ -122,6 +123,8 @@ class ChannelPlan:
     lever: np.ndarray
     sensitive_pos: np.ndarray  # positions of sensitive features among model columns
     sensitive_consent_col: int  # feature column of the consent unlocking them (-1: none)
+    #: feature column each check reads (-1: a context check or a feature not provided)
+    check_cols: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -464,6 +467,7 @@ def _compile_channel(
         lever=np.array([a.lever for a in acts], dtype=np.float64),
         sensitive_pos=sens_pos,
         sensitive_consent_col=sens_col if len(sens_pos) else -1,
+        check_cols=[pos.get(c.feature, -1) if c.feature else -1 for c in checks],
     )
 
 
@@ -503,8 +507,24 @@ _M2 = np.uint64(0x94D049BB133111EB)
 _GOLD = np.uint64(0x9E3779B97F4A7C15)
 
 
+_MASK64 = (1 << 64) - 1
+#: Below this many values the finaliser runs on Python integers: numpy's per-call overhead
+#: (eight uint64 ufuncs and an errstate) dominates for the online path's one row.
+_MIX64_PY_MAX = 8
+
+
+def _mix64_int(v: int) -> int:
+    """splitmix64 finaliser of one uint64 held in a Python int (mod 2**64, as numpy)."""
+    v = (v + 0x9E3779B97F4A7C15) & _MASK64
+    v = ((v ^ (v >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    v = ((v ^ (v >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return v ^ (v >> 31)
+
+
 def _mix64(x: np.ndarray) -> np.ndarray:
     """splitmix64 finaliser: a fast, well-mixed uint64 -> uint64 map (vectorised)."""
+    if isinstance(x, np.ndarray) and x.ndim == 1 and len(x) <= _MIX64_PY_MAX:
+        return np.array([_mix64_int(v) for v in x.tolist()], dtype=np.uint64)
     with np.errstate(over="ignore"):
         x = x + _GOLD
         x = (x ^ (x >> np.uint64(30))) * _M1
@@ -522,7 +542,13 @@ def exploration_seed(policy: Policy, context: DecisionContext) -> np.uint64:
     seed = context.decision_seed
     if seed is None:
         seed = str(int(_now_ts(context.now) // policy.exploration.bucket_seconds))
-    d = hashlib.sha256(f"{policy.exploration.salt}:{seed}".encode()).digest()[:8]
+    return _seed_of(policy.exploration.salt, seed)
+
+
+@functools.lru_cache(maxsize=64)
+def _seed_of(salt: str, seed: str) -> np.uint64:
+    # the online path asks for the same bucket's seed on every request
+    d = hashlib.sha256(f"{salt}:{seed}".encode()).digest()[:8]
     return np.uint64(int.from_bytes(d, "big"))
 
 
@@ -640,15 +666,16 @@ class Decisions:
                     }
                 )
             excluded = []
-            for c in np.flatnonzero(self.codes[i]):
-                code = int(self.codes[i, c])
-                if code == Reason.NOT_ON_CHANNEL and not include_off_channel:
+            codes_i = self.codes[i]
+            nz = np.flatnonzero(codes_i)
+            for c, code in zip(nz.tolist(), codes_i[nz].tolist(), strict=True):
+                if code == _NOT_ON_CHANNEL and not include_off_channel:
                     continue
                 excluded.append(
                     {
                         "action_id": ids[c],
-                        "reason": Reason(code).name,
-                        "sentence": self._sentence(i, int(c), code),
+                        "reason": _REASON_NAME[code],
+                        "sentence": self._sentence(i, c, code),
                     }
                 )
             chosen = int(self.chosen[i])
@@ -669,7 +696,7 @@ class Decisions:
                     "chosen_action": plan.action_ids_with_control[chosen],
                     "propensity": float(self.propensity[i]),
                     "explored": bool(self.explored[i]),
-                    "reason": Reason(int(self.row_reason[i])).name,
+                    "reason": _REASON_NAME[int(self.row_reason[i])],
                     "reason_text": row_sentence(int(self.row_reason[i]), fields),
                     "ranked": ranked,
                     "excluded": excluded,
@@ -686,9 +713,8 @@ class Decisions:
         j = int(self.failed_check[i, c])
         observed: float | None = None
         if j >= 0:
-            chk = self.plan.channels[self.context.channel].checks[j]
-            col = self.plan.feature_pos.get(chk.feature) if chk.feature else None
-            if col is not None:
+            col = self.plan.channels[self.context.channel].check_cols[j]
+            if col >= 0:
                 observed = float(self.features[i, col])
         if code == Reason.NEGATIVE_VALUE:  # carries the score: too many distinct values
             return self._render_sentence(i, c, code, j, observed)
@@ -767,6 +793,9 @@ class Decisions:
 
 
 _REASON_NAMES = np.array([r.name for r in Reason], dtype=object)
+#: Reason code -> name, without the enum call per excluded action of every record.
+_REASON_NAME = {int(r): r.name for r in Reason}
+_NOT_ON_CHANNEL = int(Reason.NOT_ON_CHANNEL)
 _SENTENCE_CACHE_LIMIT = 100_000
 _OP_FN = {
     _EQ: np.equal,
@@ -844,12 +873,15 @@ def decide(
             out |= np.isnan(units)
         failq[:, cp.stock_conds] = out
     # [n, Cc, R]: each action's checks in rule order; the first failing one is reported.
+    # (Plain indexing rather than ``take_along_axis``: numpy's helper costs more than the
+    # whole gather on the online path's one row.)
     F = failq[:, cp.slot_q]
     first = F.argmax(axis=2)
-    has_fail = np.take_along_axis(F, first[:, :, None], axis=2)[:, :, 0]
+    has_fail = F.any(axis=2)  # argmax points at the first True, if there is one
     lcol = np.arange(n_loc)[None, :]
+    rows = np.arange(n)[:, None]
     q_first = cp.slot_q[lcol, first]
-    is_nan = np.take_along_axis(nanq, q_first, axis=1)
+    is_nan = nanq[rows, q_first]
     code = np.where(is_nan, cp.slot_nan[lcol, first], cp.slot_fail[lcol, first])
     loc_codes = np.where(has_fail, code, 0).astype(np.int8)
     loc_check = np.where(has_fail, cp.slot_check[lcol, first], -1)
@@ -908,7 +940,7 @@ def decide(
     kk = min(k, n_loc)
     if n_loc:
         order = np.argsort(-masked, axis=1, kind="stable")[:, :kk]
-        ok = np.take_along_axis(rankable, order, axis=1)
+        ok = rankable[rows, order]
         ranked_loc = np.where(ok, cp.action_idx[order], -1)
     else:
         ranked_loc = np.full((n, 0), -1, dtype=np.intp)

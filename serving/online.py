@@ -72,6 +72,8 @@ def _utc(ts: datetime | str | float | None) -> datetime:
         return datetime.now(UTC)
     if isinstance(ts, int | float):
         return datetime.fromtimestamp(float(ts), UTC)
+    if isinstance(ts, datetime):  # as pandas would, without building a Timestamp
+        return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
     t = pd.Timestamp(ts)
     t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
     return t.to_pydatetime()
