@@ -8,7 +8,7 @@ records, and the durable decision-log append (``write`` + ``fsync``). Also the f
 / ``fdatasync`` on this disk.
 
 Run: ``.venv/bin/python benchmarks/inprocess_bench.py --home /tmp/bench_world``;
-writes ``benchmarks/results/inprocess.json``.
+writes ``benchmarks/results/inprocess.json`` (``--output NAME`` for another name).
 """
 
 from __future__ import annotations
@@ -65,8 +65,9 @@ def run(
     repeats: int = 300,
     batches: tuple[int, ...] = (1, 10, 100),
     results_dir: Path | None = None,
+    output: str = "inprocess",
 ) -> dict[str, Any]:
-    """Time each step of the online path in process; write inprocess.json."""
+    """Time each step of the online path in process; write ``<output>.json``."""
     import numpy as np
 
     # The 20-action catalog is passed to the decider only: setting it in the environment
@@ -161,7 +162,7 @@ def run(
         "fsync": fsync_cost(),
     }
     kw = {"results_dir": results_dir} if results_dir else {}
-    write_result("inprocess", out, **kw)
+    write_result(output, out, **kw)
     rows = []
     for size, st in steps.items():
         rows.append(
@@ -210,8 +211,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--home", type=Path, default=Path("/tmp/bench_world"))
     p.add_argument("--customers", type=int, default=20_000)
     p.add_argument("--repeats", type=int, default=300)
+    p.add_argument(
+        "--output",
+        default="inprocess",
+        help="result name: writes benchmarks/results/<output>.json (default inprocess)",
+    )
     a = p.parse_args(argv)
-    run(a.home, a.customers, a.repeats)
+    run(a.home, a.customers, a.repeats, output=a.output)
 
 
 if __name__ == "__main__":
