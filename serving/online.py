@@ -463,8 +463,9 @@ class MicroBatcher:
     of a loop iteration schedules :meth:`_run` with ``call_soon``, so every request that
     reaches the handler before the loop turns (the requests the server read in the same
     wake-up) is decided in the same ``decide_records`` call, and their records share one
-    ``append_async``. With one request at a time it is the plain path plus one callback.
-    A request is answered only once its record is on disk.
+    ``append_async``. A request's future resolves only once its record is on disk: the log
+    writer's completion is handed to the loop once per batch (one
+    ``call_soon_threadsafe``), which then answers every request of the batch.
     """
 
     def __init__(self, decider: OnlineDecider, max_batch: int = 64) -> None:
@@ -484,11 +485,9 @@ class MicroBatcher:
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._run)
-        record, logged = await fut
-        # shielded: the log future is shared by the batch, and a client that goes away
-        # (cancelling this task) must not cancel it for the others
-        await asyncio.shield(logged)
-        return record
+        # Only this request's own future: a client that goes away cancels it alone; the
+        # batch's log write goes on and answers the others.
+        return await fut
 
     def _run(self) -> None:
         self._scheduled = False
@@ -506,32 +505,48 @@ class MicroBatcher:
             return
         self.calls += 1
         self.decisions += len(batch)
-        records = [r for r in results if not isinstance(r, Exception)]
-        try:
-            logged = asyncio.wrap_future(self.decider.log.append_async(records))
-            shared = [logged] * len(results)
-        except Exception:  # e.g. personal data in one record: log them one by one
-            shared = [self._append_one(r) for r in results]
-        for (_, fut), result, log_fut in zip(batch, results, shared, strict=True):
-            if fut.done():  # the client went away
-                continue
+        waiting: list[tuple[asyncio.Future[Any], dict[str, Any]]] = []
+        for (_, fut), result in zip(batch, results, strict=True):
             if isinstance(result, Exception):
-                fut.set_exception(result)
+                if not fut.done():  # nothing to log: answered at once
+                    fut.set_exception(result)
             else:
-                fut.set_result((result, log_fut))
-
-    def _append_one(self, result: dict[str, Any] | Exception) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        if isinstance(result, Exception):
-            done = loop.create_future()
-            done.set_result(0)
-            return done
+                waiting.append((fut, result))
+        if not waiting:
+            return
         try:
-            return asyncio.wrap_future(self.decider.log.append_async([result]))
-        except Exception as exc:
-            failed = loop.create_future()
-            failed.set_exception(exc)
-            return failed
+            self._when_logged(self.decider.log.append_async([r for _, r in waiting]), waiting)
+        except Exception:  # e.g. personal data in one record: log them one by one
+            for fut, record in waiting:
+                try:
+                    self._when_logged(self.decider.log.append_async([record]), [(fut, record)])
+                except Exception as exc:
+                    if not fut.done():
+                        fut.set_exception(exc)
+
+    def _when_logged(
+        self, logged: Future[int], waiting: list[tuple[asyncio.Future[Any], dict[str, Any]]]
+    ) -> None:
+        """Answer ``waiting`` on this loop once ``logged`` (the writer's future) is done."""
+        loop = asyncio.get_running_loop()
+
+        def answer(done: Future[int]) -> None:
+            exc = done.exception()
+            for fut, record in waiting:
+                if fut.done():  # the client went away
+                    continue
+                if exc is not None:
+                    fut.set_exception(exc)
+                else:
+                    fut.set_result(record)
+
+        def on_disk(done: Future[int]) -> None:  # runs on the writer thread
+            try:
+                loop.call_soon_threadsafe(answer, done)
+            except RuntimeError:  # the loop closed meanwhile: nobody is waiting any more
+                pass
+
+        logged.add_done_callback(on_disk)
 
 
 def lean_lightgbm(model: Any) -> int:

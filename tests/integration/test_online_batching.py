@@ -6,6 +6,7 @@ import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -76,3 +77,28 @@ def test_concurrent_requests_share_engine_calls_and_are_all_logged(
         for line in f.read_text().splitlines()
     }
     assert {r["decision_id"] for r in records} <= logged
+
+
+def test_a_client_that_goes_away_leaves_the_others_answered_and_logged(
+    world: World, decider: OnlineDecider
+) -> None:
+    batcher = MicroBatcher(decider)
+    reqs = [r for r in _requests(world, 12) if r.channel == "email"]
+
+    async def run() -> list[Any]:
+        tasks = [asyncio.ensure_future(batcher.decide(r)) for r in reqs]
+        await asyncio.sleep(0)  # every handler has queued; the batch runs on the next turn
+        tasks[0].cancel()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    out = asyncio.run(run())
+    assert isinstance(out[0], asyncio.CancelledError)
+    answered = out[1:]
+    assert answered and all(isinstance(r, dict) for r in answered)
+    assert batcher.calls == 1  # the cancelled one was decided with the others
+    logged = {
+        json.loads(line)["decision_id"]
+        for f in Path(decider.log.directory).glob("*.jsonl")
+        for line in f.read_text().splitlines()
+    }
+    assert {r["decision_id"] for r in answered} <= logged
