@@ -355,7 +355,16 @@ def run(
     with tempfile.TemporaryDirectory() as tmp:
         for name in services:
             out["services"][name] = bench_service(
-                name, home, bodies, n_seq, warmup, duration, connections, Path(tmp)
+                name,
+                home,
+                bodies,
+                n_seq,
+                warmup,
+                duration,
+                connections,
+                Path(tmp),
+                # as long as the load phase, at most 10 s (whole seconds for wrk)
+                wrk_sequential_s=max(1.0, min(10.0, duration)),
             )
     s = out["services"]
     if "nextbest" in s and "naive" in s:
