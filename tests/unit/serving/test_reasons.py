@@ -26,3 +26,37 @@ def test_sentence_fills_action_feature_and_value():
     assert text == "Loan banner requires value_tier to be at least 1; the customer has 0."
     for ch, phrase in CHANNEL_PHRASES.items():
         assert phrase in sentence(Reason.NO_CONSENT, {"purpose": "marketing", "channel": ch})
+
+
+def test_sentences_read_as_the_string_formatter_would_render_them() -> None:
+    """``sentence`` fills templates with ``str.format_map``; the words must equal those of
+    ``string.Formatter`` (which it replaced), with every field given, some, or none."""
+    import string
+
+    from serving.reasons import SENTENCES, Reason, _Blank, _fmt, sentence
+
+    full = {
+        "action": "Phone upgrade",
+        "channel": "email",
+        "placement": "home",
+        "purpose": "marketing",
+        "product": "phone_premium",
+        "feature": "tenure_days",
+        "op": "ge",
+        "threshold": 180,
+        "observed": float("nan"),
+        "score": -0.125,
+        "days": 7,
+        "kind": "upsell",
+    }
+    for reason in SENTENCES:
+        for fields in (full, {"action": "X", "observed": -0.0}, {}):
+            values = _Blank({k: _fmt(v) for k, v in fields.items()})
+            if "channel" in values:
+                values["channel_phrase"] = "by email"
+            if "op" in values:
+                from serving.reasons import OP_PHRASES
+
+                values["op_phrase"] = OP_PHRASES.get(values["op"], values["op"])
+            expected = string.Formatter().vformat(SENTENCES[Reason(reason)], (), values)
+            assert sentence(reason, fields) == expected
