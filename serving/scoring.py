@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -34,11 +36,14 @@ class BoosterPredictor:
     """``booster.predict(X)`` for float64 matrices, through the C API with no per-call set-up.
 
     Same iterations as ``Booster.predict`` with its defaults (the best iteration when early
-    stopping set one, else all), normal (transformed) output, one thread: a decision scores
-    a few dozen rows, far too few for a thread pool to pay off on a shared 2-core machine.
+    stopping set one, else all), normal (transformed) output. One thread by default: a
+    decision scores a few dozen rows, far too few for a thread pool to pay off on a shared
+    2-core machine; batch chunks of many thousand rows ask for more. Each row is scored on
+    its own whatever the thread count, so the numbers do not depend on it.
+    Pickles as its booster (the C handle is rebuilt), so a plan holding it can be broadcast.
     """
 
-    def __init__(self, booster: Any) -> None:
+    def __init__(self, booster: Any, num_threads: int = 1) -> None:
         from lightgbm.basic import _LIB, _safe_call
 
         self._lib, self._safe_call = _LIB, _safe_call
@@ -46,11 +51,16 @@ class BoosterPredictor:
         self._handle = booster._handle
         self.num_feature = int(booster.num_feature())
         self._num_iteration = int(booster.best_iteration)
-        self._params = b"num_threads=1"
+        self.num_threads = max(int(num_threads), 1)
+        self._params = f"num_threads={self.num_threads}".encode()
         n_class = ctypes.c_int(0)
         _safe_call(_LIB.LGBM_BoosterGetNumClasses(self._handle, ctypes.byref(n_class)))
         if n_class.value != 1:
             raise ValueError(f"one output per row expected, booster has {n_class.value} classes")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The ctypes handle and library do not pickle; LightGBM's Booster does (model text).
+        return (BoosterPredictor, (self._booster, self.num_threads))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predictions for the rows of ``X`` ([m, num_feature] float64), ``[m]`` float64."""
@@ -80,7 +90,7 @@ class BoosterPredictor:
         return out
 
 
-def _plain_lgbm(est: Any) -> BoosterPredictor | None:
+def _plain_lgbm(est: Any, num_threads: int = 1) -> BoosterPredictor | None:
     """A predictor for a fitted binary LGBMClassifier or an LGBMRegressor, else None."""
     import lightgbm
 
@@ -90,7 +100,7 @@ def _plain_lgbm(est: Any) -> BoosterPredictor | None:
     elif not isinstance(est, lightgbm.LGBMRegressor):
         return None
     try:
-        return BoosterPredictor(est.booster_)
+        return BoosterPredictor(est.booster_, num_threads)
     except (AttributeError, ValueError):  # not fitted, or not one output per row
         return None
 
@@ -101,12 +111,17 @@ class StackedScorer:
     Build it with :meth:`from_model`, which returns None for a model it cannot stack.
     Implements the engine's ``ResponseModel`` protocol and forwards every other attribute
     to the wrapped model, so it can stand in for the model in a compiled plan.
+    ``num_threads`` is LightGBM's thread count per call (1 online; batch chunks use more).
+    ``seconds`` adds up the wall time spent inside the two predict methods, so a batch job
+    can report scoring apart from the rules.
     """
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, num_threads: int = 1) -> None:
         from training.learners import SLearner, TLearner
 
         self.model = model
+        self.num_threads = max(int(num_threads), 1)
+        self.seconds = 0.0
         response, value = model.response, model.value
         self._n_arms = len(model.arm_ids)
         self._n_features = len(model.feature_names)
@@ -115,22 +130,24 @@ class StackedScorer:
         if getattr(response, "categories_", None):
             raise ValueError("categorical features go through the encoder; not stacked")
         if type(response) is SLearner:
-            self._s_learner = _plain_lgbm(response.model_)
+            self._s_learner = _plain_lgbm(response.model_, self.num_threads)
             if self._s_learner is None:
                 raise ValueError("S-learner outcome model is not a plain LightGBM model")
         elif type(response) is TLearner:
-            preds = [_plain_lgbm(m) for m in response.models_]
+            preds = [_plain_lgbm(m, self.num_threads) for m in response.models_]
             if any(p is None for p in preds) or len(preds) != self._n_arms + 1:
                 raise ValueError("T-learner outcome models are not plain LightGBM models")
             self._t_learner = [p for p in preds if p is not None]
         else:
             raise ValueError(f"{type(response).__name__} is not stacked")
         self._value = value
-        self._value_model = None if value.model_ is None else _plain_lgbm(value.model_)
+        self._value_model = (
+            None if value.model_ is None else _plain_lgbm(value.model_, self.num_threads)
+        )
         if value.model_ is not None and self._value_model is None:
             raise ValueError("value model is not a plain LightGBM regressor")
         control = getattr(value, "control_model_", None)
-        self._control_model = None if control is None else _plain_lgbm(control)
+        self._control_model = None if control is None else _plain_lgbm(control, self.num_threads)
         if control is not None and self._control_model is None:
             raise ValueError("control value model is not a plain LightGBM regressor")
         # Design blocks: row block k carries the one-hot of arm k - 1 (block 0: control) for
@@ -140,10 +157,12 @@ class StackedScorer:
         self._v_onehot = eye
 
     @classmethod
-    def from_model(cls, model: Any) -> StackedScorer | None:
+    def from_model(cls, model: Any, num_threads: int = 1) -> StackedScorer | None:
         """The stacked scorer of ``model``, or None when its shape is not one stacked here."""
+        if isinstance(model, StackedScorer):
+            model = model.model
         try:
-            return cls(model)
+            return cls(model, num_threads)
         except (AttributeError, TypeError, ValueError) as exc:
             log.info("model %s scored per arm: %s", getattr(model, "version", "?"), exc)
             return None
@@ -166,7 +185,12 @@ class StackedScorer:
 
     def __getattr__(self, name: str) -> Any:
         # only called for attributes not found on the scorer: everything else of the model
-        return getattr(self.__dict__["model"], name)
+        # (``__dict__`` is read directly: during unpickling ``model`` is not set yet)
+        try:
+            model = self.__dict__["model"]
+        except KeyError:
+            raise AttributeError(name) from None
+        return getattr(model, name)
 
     @staticmethod
     def _design(X: np.ndarray, onehot: np.ndarray) -> np.ndarray:
@@ -180,6 +204,7 @@ class StackedScorer:
 
     def predict_arms(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(p_control [n], p_treated [n, A], value_if_response [n, A])``, as the model's."""
+        t0 = time.perf_counter()
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self._n_features:
             raise ValueError(f"X must be [n, {self._n_features}], got shape {X.shape}")
@@ -197,6 +222,7 @@ class StackedScorer:
         else:
             v = self._value_model.predict(self._design(X, self._v_onehot))
             values = np.maximum(v.reshape(self._n_arms, m).T, 0.0)
+        self.seconds += time.perf_counter() - t0
         return outcomes[:, 0], outcomes[:, 1:], values
 
     def predict_control_value(self, X: np.ndarray) -> np.ndarray:
@@ -206,4 +232,17 @@ class StackedScorer:
             return np.full(len(X), np.nan)
         if self._control_model is None:
             return np.full(len(X), self._value.control_mean_)
-        return np.maximum(self._control_model.predict(X), 0.0)
+        t0 = time.perf_counter()
+        out = np.maximum(self._control_model.predict(X), 0.0)
+        self.seconds += time.perf_counter() - t0
+        return out
+
+
+def stacked_plan(plan: Any, num_threads: int = 1) -> Any:
+    """``plan`` with its model replaced by the model's :class:`StackedScorer` (LightGBM with
+    ``num_threads`` per call), or ``plan`` itself when the model is not one stacked here.
+
+    The scores are bit-identical either way; only the number of LightGBM calls changes.
+    """
+    scorer = StackedScorer.from_model(plan.model, num_threads)
+    return plan if scorer is None else replace(plan, model=scorer)
