@@ -416,6 +416,7 @@ def _run_local(settings: Any, runtime: Any, out: Path, model_threads: int) -> di
         "ru_maxrss_mib": peak_rss_mib(),
         "output_mib": round(out.stat().st_size / 2**20, 1),
         "model_version": local.model_version,
+        "scorer": local.scorer,
         "chosen": local.chosen,
         "excluded_model_error": sum(v.get("MODEL_ERROR", 0) for v in local.excluded.values()),
     }
