@@ -557,7 +557,9 @@ def score_customers(
         if log_decisions:
             log.warning("--log-decisions is not supported on the spark engine; nothing logged")
     elif engine == "local":
+        t1 = time.perf_counter()
         plan = stacked_plan(runtime.plan, model_threads, compiled=True)
+        timings["model_setup"] = time.perf_counter() - t1  # flattening trees, numba compile
         timings.update(_score_local(settings, plan, ctx, out, ids, log_decisions, progress))
         scorer = _scorer_name(plan.model)
     else:
