@@ -439,7 +439,21 @@ def same_decisions(local_out: Path, spark_out: Path) -> dict[str, Any]:
         return {"identical": False, "rows": [a.num_rows, b.num_rows]}
     a = a.take(pc.sort_indices(a, sort_keys=[("customer_id", "ascending")]))
     b = b.take(pc.sort_indices(b, sort_keys=[("customer_id", "ascending")]))
-    differ = [c for c in a.column_names if not a[c].equals(b[c].cast(a[c].type))]
+
+    def same(x: pa.ChunkedArray, y: pa.ChunkedArray) -> bool:
+        y = y.cast(x.type)
+        if not pa.types.is_floating(x.type):
+            return x.equals(y)
+        # Arrow's equals has NaN != NaN (p_control is NaN where nothing was scored):
+        # equal nulls, then equal values with NaN equal to NaN.
+        nulls = x.is_null().to_numpy(zero_copy_only=False)
+        if not np.array_equal(nulls, y.is_null().to_numpy(zero_copy_only=False)):
+            return False
+        xs = x.to_numpy(zero_copy_only=False)[~nulls]
+        ys = y.to_numpy(zero_copy_only=False)[~nulls]
+        return np.array_equal(xs, ys, equal_nan=True)
+
+    differ = [c for c in a.column_names if not same(a[c], b[c])]
     return {"identical": not differ, "rows": a.num_rows, "differing_columns": differ[:10]}
 
 
