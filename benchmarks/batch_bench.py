@@ -1,17 +1,27 @@
 """Batch scoring benchmark: N customers x 20 actions on one channel, from offline feature
-tables to a written decisions file, on the local (DuckDB + numpy) and the Spark path.
+tables to a written decisions file, on the local (DuckDB + numpy + LightGBM) and the Spark
+path, scored with the real champion model.
 
-The feature tables are synthesised directly (random but valid values per
+The model is the champion of an MLflow registry (``nextbest train``'s S- or T-learner and
+value model, LightGBM), loaded by alias through ``serving.runtime.load_runtime`` exactly as
+``nextbest score`` loads it; the registry is that of a trained world (``--model-home``,
+built and trained with the normal steps by ``benchmarks.world.ensure_world`` when none of
+that size is there). Scoring goes through ``serving.batch.score_customers``, so through the
+engine and the stacked scorer the product uses.
+
+Input, by default: feature tables synthesised directly (random but valid values per
 ``customers.feature_schema``, ``--snapshots`` monthly rows per customer and view), because
-generating and resolving 1,000,000 persons and building their features takes far longer
-than the scoring being measured. The model is a numpy stub implementing the
-ResponseModel protocol (a logistic in a few features), so the figures measure the job
-(point-in-time selection, join, rules, arbitration, output), not LightGBM.
+generating, resolving and building the features of 1,000,000 persons takes far longer
+than the scoring measured here. ``--features-world`` points the bench at the real offline
+tables of an existing world instead (a world home, its ``features`` directory, or a
+``FEATURES_DONE`` file listing paths); the figures then go to the ``*_real_features``
+sections. Stock levels come from that world's (or the model world's) product export.
 
 Run: ``.venv/bin/python benchmarks/batch_bench.py [--customers 1000000] [--no-spark]
-[--spark-customers N] [--reuse]``; writes ``benchmarks/results/batch.json``. ``--reuse`` keeps
-feature tables synthesised earlier with the same size (a marker file records it). The
-machine is shared, so the 1-minute load average is recorded before and after each path.
+[--reuse] [--model-home /tmp/bench_world] [--features-world PATH]``; writes
+``benchmarks/results/batch.json``. ``--reuse`` keeps feature tables synthesised earlier
+with the same size (a marker file records it). The machine is shared, so the load average
+is recorded before and after each path, and CPU seconds beside wall seconds.
 """
 
 from __future__ import annotations
@@ -21,10 +31,13 @@ import json
 import os
 import platform
 import resource
+import shutil
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -34,30 +47,13 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from customers.feature_schema import model_feature_names, view_specs  # noqa: E402
+from customers.feature_schema import view_specs  # noqa: E402
 from customers.generate import ACTIONS, PRODUCTS  # noqa: E402
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 CATALOG = ROOT / "benchmarks" / "config" / "catalog_20_email.yaml"
 RESULTS = ROOT / "benchmarks" / "results" / "batch.json"
-
-
-class StubModel:
-    """ResponseModel stub: p = sigmoid(a + b * views + c * tenure), per arm offsets."""
-
-    def __init__(self, arm_ids: list[str]) -> None:
-        self.arm_ids = list(arm_ids)
-        self.feature_names = model_feature_names()
-        self.version = "bench-stub"
-        self._views = self.feature_names.index("views_30d_phones")
-        self._tenure = self.feature_names.index("tenure_days")
-
-    def predict_arms(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        z = -3.0 + 0.1 * np.nan_to_num(X[:, self._views]) + 1e-4 * np.nan_to_num(X[:, self._tenure])
-        p0 = 1.0 / (1.0 + np.exp(-z))
-        off = 0.1 + 0.05 * np.arange(len(self.arm_ids))
-        pt = 1.0 / (1.0 + np.exp(-(z[:, None] + off[None, :])))
-        return p0, pt, np.zeros_like(pt)
+MODEL_HOME = Path("/tmp/bench_world")
 
 
 def write_catalog(path: Path = CATALOG) -> Path:
@@ -156,6 +152,62 @@ def load_average() -> dict[str, float]:
     return {"1m": round(one, 2), "5m": round(five, 2), "15m": round(fifteen, 2)}
 
 
+def _tree_cpu_s() -> float:
+    """CPU seconds (user + system) of this process, its exited children and its live
+    descendants (the Spark JVM and its Python workers stay alive between jobs)."""
+    import psutil
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    gone = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = own.ru_utime + own.ru_stime + gone.ru_utime + gone.ru_stime
+    for child in psutil.Process().children(recursive=True):
+        try:
+            t = child.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:  # exited meanwhile
+            pass
+    return total
+
+
+class TreeMemory:
+    """Peak RSS of this process plus its live descendants, sampled every ``every`` s in a
+    thread (ru_maxrss misses the Spark JVM and its workers: they do not exit). Once a
+    second: psutil finds descendants by reading every process's ``/proc`` entry, which at
+    5 Hz took ~8 % of the local job's profile samples."""
+
+    def __init__(self, every: float = 1.0) -> None:
+        self.every = every
+        self.peak_mib = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> float:
+        import psutil
+
+        me = psutil.Process()
+        rss = me.memory_info().rss
+        for child in me.children(recursive=True):
+            try:
+                rss += child.memory_info().rss
+            except psutil.Error:
+                pass
+        return rss / 2**20
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_mib = max(self.peak_mib, self._sample())
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mib = round(max(self.peak_mib, self._sample()), 1)
+
+
 def _synthesise(features_dir: Path, customers: int, snapshots: int, reuse: bool) -> float | None:
     """Synthesise the tables unless ``reuse`` and a marker says they have this size;
     seconds taken, or None when reused."""
@@ -169,10 +221,74 @@ def _synthesise(features_dir: Path, customers: int, snapshots: int, reuse: bool)
     return seconds
 
 
+def features_dir_of(path: Path) -> Path:
+    """The directory of offline feature tables named by ``path``: the directory itself, a
+    world home (its ``features``), or a file (``FEATURES_DONE``) listing paths, one of
+    which is either of those."""
+    path = Path(path)
+    candidates = [path, path / "features"]
+    if path.is_file():
+        for token in path.read_text().replace("=", " ").replace(":", " ").split():
+            p = Path(token.strip("'\",")).expanduser()
+            candidates += [p, p / "features", p.parent]
+    for c in candidates:
+        if c.is_dir() and any((c / f"{v.name}.parquet").exists() for v in view_specs()):
+            return c
+    raise SystemExit(f"no offline feature tables found from {path}")
+
+
+def _world_home_of(features_dir: Path) -> Path:
+    """The world home holding ``features_dir`` (its parent, where ``raw/`` lives)."""
+    return features_dir.parent
+
+
+def _copy_stock(src_world: Path, home: Path) -> bool:
+    """Copy the world's product export (stock levels) into the bench home; False if none."""
+    src = Path(src_world) / "raw" / "products.parquet"
+    if not src.exists():
+        return False
+    (home / "raw").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, home / "raw" / "products.parquet")
+    return True
+
+
+def model_description(runtime: Any, tracking_uri: str) -> dict[str, Any]:
+    """What scored: registry, version, learner and the LightGBM boosters' sizes."""
+    from serving.scoring import StackedScorer
+
+    model = runtime.model
+    response, value = model.response, model.value
+    boosters: dict[str, Any] = {}
+    if getattr(response, "model_", None) is not None:
+        boosters["response"] = response.model_.booster_.num_trees()
+    elif getattr(response, "models_", None) is not None:
+        boosters["response_per_arm"] = [m.booster_.num_trees() for m in response.models_]
+    if getattr(value, "model_", None) is not None:
+        boosters["value"] = value.model_.booster_.num_trees()
+    if getattr(value, "control_model_", None) is not None:
+        boosters["control_value"] = value.control_model_.booster_.num_trees()
+    return {
+        "kind": "champion from the MLflow registry (nextbest train), LightGBM",
+        "tracking_uri": tracking_uri,
+        "registered_model": runtime.settings.model_name,
+        "alias": "champion",
+        "version": runtime.model_version,
+        "model_version": runtime.plan.model_version,
+        "learner": getattr(model, "learner_name", type(response).__name__),
+        "response_class": type(response).__name__,
+        "arms": len(model.arm_ids),
+        "model_features": len(model.feature_names),
+        "trees": boosters,
+        "stacked_scorer": StackedScorer.from_model(model) is not None,
+    }
+
+
 def _steps(timings: dict[str, float], wall: float) -> dict[str, float]:
-    """Seconds per step of the local job; ``other`` is wall time no step accounts for."""
-    steps = ["setup", "snapshot_time", "features", "chunk_ids", "decide", "write", "log"]
-    steps.append("summary")
+    """Seconds per step of the local job; ``decide`` is ``scoring`` + ``rules``; ``other``
+    is wall time no step accounts for."""
+    steps = ["setup", "snapshot_time", "model_setup", "features", "chunk_ids", "scoring", "rules"]
+    steps.append("write")
+    steps += ["log", "summary"]
     out = {s: timings.get(s, 0.0) for s in steps}
     out["other"] = round(wall - sum(out.values()), 3)
     return out
@@ -185,88 +301,206 @@ def run(
     home: Path,
     reuse: bool = False,
     local: bool = True,
+    model_home: Path = MODEL_HOME,
+    model_customers: int = 20_000,
+    features_world: Path | None = None,
+    chunk_size: int = 50_000,
+    model_threads: int = 2,
 ) -> dict:
-    """Synthesise features, score locally and/or on Spark and return the figures."""
+    """Prepare the input, load the champion, score locally and/or on Spark; the figures.
+
+    Without ``features_world`` the tables are synthesised for ``customers`` customers
+    under ``home``; with it, the world's own offline tables are read (``customers`` is then
+    whoever has features there).
+    """
+    from benchmarks.world import ensure_world
     from nextbest.settings import get_settings
-    from serving.batch import count_output, score_customers
     from serving.runtime import load_runtime
 
-    settings = get_settings(home=home, catalog=write_catalog(), chunk_size=100_000)
-    synth_s = _synthesise(settings.features_dir, customers, snapshots, reuse)
-    runtime = load_runtime(settings, model=StubModel([a.action_id for a in ACTIONS]))
+    t_model = time.perf_counter()
+    model_settings = ensure_world(Path(model_home), model_customers)
+    model_world_s = time.perf_counter() - t_model
+    home = Path(home)
+    suffix = ""
+    if features_world is not None:
+        suffix = "_real_features"
+        real_dir = features_dir_of(Path(features_world))
+        home = home / "real_features"
+        home.mkdir(parents=True, exist_ok=True)
+        link = home / "features"
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(real_dir.resolve(), target_is_directory=True)
+        stock_from = _world_home_of(real_dir)
+        input_desc: dict[str, Any] = {
+            "kind": "real offline feature tables of a generated, resolved world",
+            "features_dir": str(real_dir.resolve()),
+            "from": str(features_world),
+        }
+        synth_s = None
+    else:
+        stock_from = Path(model_home)
+        input_desc = {
+            "kind": "synthesised directly (random, schema-valid values per "
+            "customers.feature_schema), not from generate/resolve",
+            "snapshots_per_view": snapshots,
+            "feature_rows_per_view": customers * snapshots,
+        }
+    settings = get_settings(
+        home=home,
+        catalog=write_catalog(),
+        chunk_size=chunk_size,
+        mlflow_tracking_uri=model_settings.tracking_uri,
+    )
+    if features_world is None:
+        synth_s = _synthesise(settings.features_dir, customers, snapshots, reuse)
+        input_desc["synthesise_s"] = None if synth_s is None else round(synth_s, 1)
+        input_desc["tables_reused"] = synth_s is None
+    input_desc["stock_from"] = (
+        str(stock_from / "raw" / "products.parquet")
+        if _copy_stock(stock_from, settings.root)
+        else "none (missing stock counts as out of stock)"
+    )
+    t_load = time.perf_counter()
+    runtime = load_runtime(settings)  # the champion by alias, as `nextbest score` loads it
+    load_s = time.perf_counter() - t_load
     n_actions = len(runtime.plan.channels["email"].action_idx)
     result: dict = {
-        "machine": {"python": platform.python_version(), "cores": 2, "numpy": np.__version__},
-        "customers": customers,
+        "machine": {"python": platform.python_version(), "cores": os.cpu_count()},
+        "run_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "actions_on_channel": n_actions,
         "features": len(runtime.plan.feature_names),
-        "snapshots_per_view": snapshots,
-        "feature_rows_per_view": customers * snapshots,
-        "feature_tables": "synthesised directly (random, schema-valid), not from generate",
-        "model": StubModel.__doc__,
-        "synthesise_s": None if synth_s is None else round(synth_s, 1),
-        "tables_reused": synth_s is None,
-        "rss_after_synth_mib": peak_rss_mib(),
+        "model": model_description(runtime, model_settings.tracking_uri),
+        "model_world": {"home": str(model_home), "customers": model_customers},
+        "model_world_s": round(model_world_s, 1),
+        "model_load_s": round(load_s, 1),
+        "input": input_desc,
+        "chunk_size": chunk_size,
+        "model_threads": model_threads,
+        "rss_after_setup_mib": peak_rss_mib(),
     }
-    local_out = home / "decisions.parquet"
+    local_out = settings.root / "decisions.parquet"
+    # Each section names its own input and model: a later run of one path keeps the
+    # other's section from the previous file.
+    context = {"input": input_desc["kind"], "model_version": runtime.plan.model_version}
     if local:
-        result["local"] = _run_local(settings, runtime, customers, local_out)
+        figures = _run_local(settings, runtime, local_out, model_threads)
+        result["local" + suffix] = context | {"chunk_size": chunk_size} | figures
     if spark:
-        load_before = load_average()
-        t = time.perf_counter()
-        sp = score_customers(
-            settings, "email", AS_OF, home / "spark_out", runtime=runtime, engine="spark"
-        )
-        wall = time.perf_counter() - t
-        # Compared with the local file written from the same tables (this run or --reuse).
-        ref = count_output(local_out) if local_out.exists() else None
-        same = ref is not None and ref["customers"] == sp.customers
-        result["spark"] = {
-            "master": "local[2]",
-            "customers": customers,
-            "wall_s": round(wall, 2),
-            "decisions_per_s": round(customers / wall),
-            "timings_s": sp.timings_s,
-            "load_average_before": load_before,
-            "load_average_after": load_average(),
-            "peak_rss_mib": peak_rss_mib(),
-            "note": "ru_maxrss counts only exited children: the Spark JVM (driver 2g) and its "
-            "Python workers are still running, so their memory is not in these figures",
-            "same_counts_as_local": same
-            and sp.chosen == ref["chosen"]  # type: ignore[index]
-            and sp.excluded == ref["excluded"],  # type: ignore[index]
-        }
-        print(json.dumps(result["spark"], indent=2))
+        result["spark" + suffix] = context | _run_spark(settings, runtime, local_out)
     return result
 
 
-def _run_local(settings: object, runtime: object, customers: int, out: Path) -> dict:
+def _run_local(settings: Any, runtime: Any, out: Path, model_threads: int) -> dict:
     """Score on the local path and return its figures."""
     from serving.batch import score_customers
 
     load_before = load_average()
+    cpu0 = _tree_cpu_s()
     t = time.perf_counter()
-    local = score_customers(settings, "email", AS_OF, out, runtime=runtime)  # type: ignore[arg-type]
+    with TreeMemory() as mem:
+        local = score_customers(
+            settings, "email", AS_OF, out, runtime=runtime, model_threads=model_threads
+        )
     wall = time.perf_counter() - t
+    cpu = _tree_cpu_s() - cpu0
     figures = {
-        "customers": customers,
+        "customers": local.customers,
         "wall_s": round(wall, 2),
-        "decisions_per_s": round(customers / wall),
+        "cpu_s": round(cpu, 1),
+        "decisions_per_s": round(local.customers / wall),
         "timings_s": local.timings_s,
         "steps_s": _steps(local.timings_s, wall),
         "load_average_before": load_before,
         "load_average_after": load_average(),
         "target": {"wall_s": 60, "peak_rss_mib": 4096},
-        "meets_target": wall <= 60 and peak_rss_mib()["self"] <= 4096,
-        "peak_rss_mib": peak_rss_mib(),
+        "meets_target": wall <= 60 and mem.peak_mib <= 4096,
+        "peak_rss_mib": mem.peak_mib,
+        "ru_maxrss_mib": peak_rss_mib(),
         "output_mib": round(out.stat().st_size / 2**20, 1),
+        "model_version": local.model_version,
+        "scorer": local.scorer,
         "chosen": local.chosen,
+        "excluded_model_error": sum(v.get("MODEL_ERROR", 0) for v in local.excluded.values()),
     }
     print(json.dumps(figures, indent=2))
     return figures
 
 
-def main() -> None:
+def same_decisions(local_out: Path, spark_out: Path) -> dict[str, Any]:
+    """Whether Spark's parts hold exactly the local file's rows (sorted by customer id),
+    column by column; the first differing columns when not."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    a = pq.read_table(local_out)
+    b = ds.dataset(str(spark_out), format="parquet").to_table()
+    if a.num_rows != b.num_rows:
+        return {"identical": False, "rows": [a.num_rows, b.num_rows]}
+    a = a.take(pc.sort_indices(a, sort_keys=[("customer_id", "ascending")]))
+    b = b.take(pc.sort_indices(b, sort_keys=[("customer_id", "ascending")]))
+
+    def same(x: pa.ChunkedArray, y: pa.ChunkedArray) -> bool:
+        y = y.cast(x.type)
+        if not pa.types.is_floating(x.type):
+            return x.equals(y)
+        # Arrow's equals has NaN != NaN (p_control is NaN where nothing was scored):
+        # equal nulls, then equal values with NaN equal to NaN.
+        nulls = x.is_null().to_numpy(zero_copy_only=False)
+        if not np.array_equal(nulls, y.is_null().to_numpy(zero_copy_only=False)):
+            return False
+        xs = x.to_numpy(zero_copy_only=False)[~nulls]
+        ys = y.to_numpy(zero_copy_only=False)[~nulls]
+        return np.array_equal(xs, ys, equal_nan=True)
+
+    differ = [c for c in a.column_names if not same(a[c], b[c])]
+    return {"identical": not differ, "rows": a.num_rows, "differing_columns": differ[:10]}
+
+
+def _run_spark(settings: Any, runtime: Any, local_out: Path) -> dict:
+    """Score on the Spark path (local[2]) and compare with the local file."""
+    from serving.batch import count_output, score_customers
+    from serving.spark_batch import spark_session
+
+    spark_out = settings.root / "spark_out"
+    t_start = time.perf_counter()
+    spark_session()  # JVM start-up timed apart from the job
+    start_s = time.perf_counter() - t_start
+    load_before = load_average()
+    cpu0 = _tree_cpu_s()
+    t = time.perf_counter()
+    with TreeMemory() as mem:
+        sp = score_customers(settings, "email", AS_OF, spark_out, runtime=runtime, engine="spark")
+    wall = time.perf_counter() - t
+    cpu = _tree_cpu_s() - cpu0
+    ref = count_output(local_out) if local_out.exists() else None
+    figures = {
+        "master": "local[2]",
+        "customers": sp.customers,
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 1),
+        "cpu_note": "this process plus the live JVM and Python workers (psutil)",
+        "session_start_s": round(start_s, 1),
+        "decisions_per_s": round(sp.customers / wall),
+        "timings_s": sp.timings_s,
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
+        "peak_rss_mib": mem.peak_mib,
+        "peak_rss_note": "sampled every 1 s over this process, the JVM and its workers",
+        "model_version": sp.model_version,
+        "same_counts_as_local": ref is not None
+        and ref["customers"] == sp.customers
+        and sp.chosen == ref["chosen"]
+        and sp.excluded == ref["excluded"],
+        "same_decisions_as_local": same_decisions(local_out, spark_out)
+        if local_out.exists()
+        else None,
+    }
+    print(json.dumps(figures, indent=2))
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
     """Parse options, run, print and save the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
@@ -275,20 +509,50 @@ def main() -> None:
     parser.add_argument("--no-local", action="store_true", help="run only the Spark path")
     parser.add_argument("--home", type=Path, default=Path("/tmp/nextbest-batch-bench"))
     parser.add_argument("--reuse", action="store_true", help="keep same-size tables")
-    args = parser.parse_args()
-    result = run(
-        args.customers, args.snapshots, not args.no_spark, args.home, args.reuse, not args.no_local
+    parser.add_argument(
+        "--model-home",
+        type=Path,
+        default=MODEL_HOME,
+        help="world whose MLflow registry holds the champion (built and trained if absent)",
     )
-    # A path not run this time keeps its figures from the previous file (each section
-    # names its own customer count and load average).
-    if RESULTS.exists():
-        previous = json.loads(RESULTS.read_text())
-        for path in ("local", "spark"):
-            if path not in result and path in previous:
-                result[path] = previous[path]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
-    print(f"wrote {RESULTS}")
+    parser.add_argument("--model-customers", type=int, default=20_000)
+    parser.add_argument(
+        "--features-world",
+        type=Path,
+        help="score this world's real offline tables (home, features dir or FEATURES_DONE)",
+    )
+    parser.add_argument("--chunk-size", type=int, default=50_000)
+    parser.add_argument("--model-threads", type=int, default=2, help="LightGBM threads")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    result = run(
+        args.customers,
+        args.snapshots,
+        not args.no_spark,
+        args.home,
+        args.reuse,
+        not args.no_local,
+        model_home=args.model_home,
+        model_customers=args.model_customers,
+        features_world=args.features_world,
+        chunk_size=args.chunk_size,
+        model_threads=args.model_threads,
+    )
+    save(result, args.results)
+
+
+def save(result: dict, path: Path = RESULTS) -> None:
+    """Write the figures; sections not run this time keep the previous file's (each names
+    its own customers, input, model and load average)."""
+    sections = ("local", "spark", "local_real_features", "spark_real_features")
+    if path.exists():
+        previous = json.loads(path.read_text())
+        for name in sections:
+            if name not in result and name in previous:
+                result[name] = previous[name]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from benchmarks import http_bench, inprocess_bench, pipeline_bench
@@ -64,3 +65,47 @@ def test_pipeline_bench_reports_every_step(tmp_path: Path) -> None:
     assert set(steps) == set(pipeline_bench.STEPS)
     assert all(s["wall_s"] > 0 and s["peak_gib"] > 0 for s in steps.values())
     assert not (tmp_path / "w" / "world_300").exists()  # cleaned up
+
+
+def test_batch_bench_scores_with_the_registry_champion(world: World, tmp_path: Path) -> None:
+    from benchmarks import batch_bench
+
+    out = batch_bench.run(
+        customers=1_500,
+        snapshots=2,
+        spark=False,  # Spark's start-up alone is ~30 s; its parity is tested in test_parity
+        home=tmp_path / "home",
+        model_home=world.home,
+        model_customers=_customers(world),
+        chunk_size=500,
+    )
+    batch_bench.save(out, tmp_path / "batch.json")
+    saved = json.loads((tmp_path / "batch.json").read_text())
+    model = saved["model"]
+    # The champion of the world's registry scored, through the stacked scorer.
+    assert model["alias"] == "champion" and model["version"] and model["stacked_scorer"]
+    assert model["tracking_uri"].endswith(str(world.home / "mlflow.db"))
+    assert set(model["trees"]) >= {"value"} and model["arms"] > 1
+    local = saved["local"]
+    assert local["customers"] == 1_500 and local["model_version"] == model["model_version"]
+    assert local["excluded_model_error"] == 0  # no row fell back for a failing model
+    assert local["steps_s"]["scoring"] > 0 and local["steps_s"]["rules"] > 0
+    assert local["cpu_s"] > 0 and local["peak_rss_mib"] > 0
+    assert sum(local["chosen"].values()) == 1_500 and len(local["chosen"]) > 2
+    # The Spark comparison: parts in another row order are the same decisions; a change
+    # in one cell is found and named.
+    import pyarrow.parquet as pq
+
+    decisions = tmp_path / "home" / "decisions.parquet"
+    table = pq.read_table(decisions)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    half = table.num_rows // 2
+    pq.write_table(table.slice(half), parts / "part-0.parquet")
+    pq.write_table(table.slice(0, half), parts / "part-1.parquet")
+    assert batch_bench.same_decisions(decisions, parts)["identical"]
+    col = table.column_names.index("propensity")
+    changed = table.set_column(col, "propensity", pa.array([0.5] * table.num_rows))
+    pq.write_table(changed, parts / "part-0.parquet")
+    pq.write_table(changed.slice(0, 0), parts / "part-1.parquet")
+    assert batch_bench.same_decisions(decisions, parts)["differing_columns"] == ["propensity"]

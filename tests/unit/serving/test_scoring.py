@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import pickle
 
 import numpy as np
 import pytest
 
 from customers.feature_schema import CONTROL
+from serving import compiled_trees
 from serving.scoring import StackedScorer
 from tests.params import SEED
 from training.learners import SLearner, TLearner, XLearner
@@ -116,3 +118,81 @@ def test_the_scorer_stands_in_for_the_model(
     assert scorer.version == "scoring-test" and scorer.learner_name == "s_learner"
     with pytest.raises(ValueError, match=r"\[n, 8\]"):
         scorer.predict_arms(X[:2, :5])
+
+
+def _awkward_rows(X: np.ndarray, seed: int = SEED) -> np.ndarray:
+    """Rows with NaN, exact zeros, values LightGBM reads as zero (|x| <= 1e-35) and the
+    split thresholds' neighbourhood, which take every branch of the node test."""
+    rng = np.random.default_rng(seed)
+    A = X[:400].copy()
+    A[rng.random(A.shape) < 0.1] = 0.0
+    A[rng.random(A.shape) < 0.05] = 1e-36
+    A[rng.random(A.shape) < 0.05] = -1e-36
+    A[rng.random(A.shape) < 0.1] = np.nan
+    return A
+
+
+@pytest.mark.skipif(not compiled_trees.available(), reason="numba not installed")
+@pytest.mark.parametrize("learner", ["s_learner", "t_learner"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_compiled_trees_equal_the_per_arm_scores_bit_for_bit(
+    data: tuple[np.ndarray, ...], models: dict[str, DecisionModel], learner: str, threads: int
+) -> None:
+    model = copy.deepcopy(models[learner])
+    reference = copy.deepcopy(model)
+    scorer = StackedScorer.from_model(model, num_threads=threads, compiled=True)
+    assert scorer is not None and scorer.compiled
+    Xq = np.vstack([data[0][:3000], _awkward_rows(data[0])])
+    # Bypass the LightGBM check: the compiled numbers themselves must be the model's.
+    outcomes, values = scorer._compiled_arms(Xq)
+    rc, rt, rv = reference.predict_arms(Xq)
+    assert np.array_equal(outcomes[:, 0], rc) and np.array_equal(outcomes[:, 1:], rt)
+    assert np.array_equal(values, rv)
+    pc, pt, val = scorer.predict_arms(Xq)
+    assert scorer.compiled and scorer.checked_rows == StackedScorer.CHECK_ROWS
+    assert np.array_equal(pt, rt) and np.array_equal(val, rv)
+    assert np.array_equal(scorer.predict_control_value(Xq), reference.predict_control_value(Xq))
+    assert scorer.compiled  # no call fell back
+
+
+@pytest.mark.skipif(not compiled_trees.available(), reason="numba not installed")
+def test_a_compiled_difference_falls_back_to_lightgbm(
+    data: tuple[np.ndarray, ...], models: dict[str, DecisionModel]
+) -> None:
+    model = copy.deepcopy(models["s_learner"])
+    scorer = StackedScorer.from_model(model, compiled=True)
+    assert scorer is not None and scorer.compiled
+    leaves = scorer._compiled["s"]._nodes[6]
+    leaves += 0.25  # every leaf off: any checked row differs
+    X = data[0][:500]
+    pc, pt, _ = scorer.predict_arms(X)
+    rc, rt, _ = model.predict_arms(X)
+    assert not scorer.compiled  # switched to LightGBM for good
+    assert np.array_equal(pc, rc) and np.array_equal(pt, rt)  # and answered LightGBM's numbers
+
+
+@pytest.mark.skipif(not compiled_trees.available(), reason="numba not installed")
+def test_compiled_scorer_pickles_for_spark(
+    data: tuple[np.ndarray, ...], models: dict[str, DecisionModel]
+) -> None:
+    from pyspark import cloudpickle
+
+    scorer = StackedScorer.from_model(copy.deepcopy(models["t_learner"]), compiled=True)
+    again = pickle.loads(cloudpickle.dumps(scorer))
+    assert again.compiled and again.version == scorer.version
+    X = data[0][:50]
+    for a, b in zip(again.predict_arms(X), scorer.predict_arms(X), strict=True):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.skipif(not compiled_trees.available(), reason="numba not installed")
+def test_boosters_it_cannot_compile_are_named(data: tuple[np.ndarray, ...]) -> None:
+    import lightgbm
+
+    X, t, y, _ = data
+    multi = lightgbm.LGBMClassifier(n_estimators=3, verbose=-1).fit(X, np.arange(len(X)) % 3)
+    with pytest.raises(compiled_trees.NotCompilable):
+        compiled_trees.CompiledBooster(multi.booster_, X.shape[1])
+    huber = lightgbm.LGBMRegressor(n_estimators=3, objective="huber", verbose=-1).fit(X, y)
+    with pytest.raises(compiled_trees.NotCompilable, match="huber"):
+        compiled_trees.CompiledBooster(huber.booster_, X.shape[1])
