@@ -325,6 +325,24 @@ def _last_ts(events: pd.DataFrame, t: pd.Timestamp, col: str = "ts") -> pd.Serie
 _SECS = "__epoch"
 
 
+def _last_masked(events: pd.DataFrame, mask: np.ndarray, col: str = "ts") -> pd.Series:
+    """:func:`_last_ts` of ``events.loc[mask]`` (its ``col`` before ``t``) without
+    copying the rows: the codes and epoch seconds of the masked rows only."""
+    codes = events["customer_id"].to_numpy()[mask]
+    last = np.full(int(codes.max()) + 1 if len(codes) else 0, np.nan)
+    np.fmax.at(last, codes, events[col + _SECS].to_numpy()[mask])
+    return pd.Series(last)
+
+
+def _fmax(x: pd.Series, y: pd.Series) -> pd.Series:
+    """Per position the larger of two :func:`_last_ts` results (NaN: neither has one);
+    what :func:`_last_ts` gives on the two event tables concatenated."""
+    out = np.full(max(len(x), len(y)), np.nan)
+    out[: len(x)] = x.to_numpy()
+    out[: len(y)] = np.fmax(out[: len(y)], y.to_numpy())
+    return pd.Series(out)
+
+
 def _encode(src: SourceData) -> SourceData:
     """``src`` with ``customer_id`` as integer row positions in ``src.customers``.
 
@@ -619,6 +637,11 @@ def _view_rows(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pd.
     out: dict[str, pd.DataFrame] = {}
 
     b = src.baskets.loc[src.baskets["ts"] < t]
+    # The activity table is by far the largest (~55 events per customer): it is masked,
+    # never copied whole; only its 7- and 30-day windows are materialised.
+    act = src.activity
+    a_before = (act["ts"] < t).to_numpy()
+    last_act = _last_masked(act, a_before)
     spend365 = _window_agg(b, t, 365, "amount").reindex(cust).fillna(0.0)
     tier = np.where(
         spend365.to_numpy() <= 0,
@@ -639,7 +662,7 @@ def _view_rows(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pd.
             "household_size": hh_size,
             "age": age.reindex(cust).to_numpy(),
             "n_source_records": c["n_source_records"],
-            "customer_profile_as_of_ts": _last_ts(src.activity, t).reindex(cust).fillna(0.0),
+            "customer_profile_as_of_ts": last_act.reindex(cust).fillna(0.0),
         },
         ids,
     )
@@ -660,17 +683,16 @@ def _view_rows(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pd.
     cols["customer_transactions_as_of_ts"] = last_purchase
     out["customer_transactions"] = _frame(cust, t, cols, ids)
 
-    a = src.activity.loc[src.activity["ts"] < t]
-    a30 = a.loc[
-        (a["ts"] >= t - timedelta(days=30))
-        & a["event_type"].isin(["page_view", "configurator_view", "view_product", "view_offer"])
+    a30 = act.loc[a_before & (act["ts"] >= t - timedelta(days=30)).to_numpy()]
+    a30 = a30.loc[
+        a30["event_type"].isin(["page_view", "configurator_view", "view_product", "view_offer"])
     ]
     views = a30.groupby(["customer_id", "category"]).size().unstack(fill_value=0)
-    a7 = a.loc[a["ts"] >= t - timedelta(days=7)]
+    a7 = act.loc[a_before & (act["ts"] >= t - timedelta(days=7)).to_numpy()]
     cfg = a7.loc[a7["event_type"] == "configurator_view"]
     repeat = cfg.dropna(subset=["config_id"]).groupby(["customer_id", "config_id"]).size()
-    both = ["customer_id", "ts", "ts" + _SECS]
-    last_active = _last_ts(pd.concat([a[both], b[both]]), t)
+    # the latest of activity and purchases: the max of the two maxima
+    last_active = _fmax(last_act, last_purchase)
     cols = {f"views_30d_{cat}": views[cat] if cat in views else 0.0 for cat in CATEGORIES}
     cols["config_views_7d"] = cfg.groupby("customer_id").size()
     cols["loan_checks_7d"] = a7.loc[a7["event_type"] == "loan_check"].groupby("customer_id").size()
