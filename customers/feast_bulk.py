@@ -24,6 +24,7 @@ import logging
 import sqlite3
 import struct
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Literal
@@ -115,20 +116,31 @@ class BulkSqliteComputeEngine(LocalComputeEngine):
         kinds = [(f.name, f.dtype.to_value_type()) for f in fv.features]
         conn = self.online_store._get_conn(self.repo_config)
         sql = upsert_sql(self.repo_config, fv)
-        written = 0
-        with bulk_load(conn, online_table(self.repo_config, fv)):
-            for offset in range(0, table.num_rows, _CHUNK):
-                chunk = table.slice(offset, _CHUNK)
-                rows = encode_rows(
-                    chunk,
+
+        def encoded(offset: int) -> list[tuple[Any, ...]]:
+            return list(
+                encode_rows(
+                    table.slice(offset, _CHUNK),
                     keys[offset : offset + _CHUNK].tolist(),
                     kinds,
                     source.timestamp_field,
                     source.created_timestamp_column or None,
                 )
+            )
+
+        # SQLite releases the GIL while it steps a statement, so the next chunk is
+        # encoded in a second thread while this one is written; chunks are written in
+        # order, one at a time, in the same transaction.
+        offsets = range(0, table.num_rows, _CHUNK)
+        with bulk_load(conn, online_table(self.repo_config, fv)), ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(encoded, offsets[0])
+            for i in range(len(offsets)):
+                rows = pending.result()
+                if i + 1 < len(offsets):
+                    pending = pool.submit(encoded, offsets[i + 1])
                 conn.executemany(sql, rows)
-                written += chunk.num_rows * len(kinds)
-        return written
+                del rows
+        return table.num_rows * len(kinds)
 
 
 def online_table(config: Any, fv: Any) -> str:
