@@ -13,9 +13,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from customers.feature_schema import (
     ACTION_IDS,
@@ -323,6 +325,24 @@ def _last_ts(events: pd.DataFrame, t: pd.Timestamp, col: str = "ts") -> pd.Serie
 _SECS = "__epoch"
 
 
+def _last_masked(events: pd.DataFrame, mask: np.ndarray, col: str = "ts") -> pd.Series:
+    """:func:`_last_ts` of ``events.loc[mask]`` (its ``col`` before ``t``) without
+    copying the rows: the codes and epoch seconds of the masked rows only."""
+    codes = events["customer_id"].to_numpy()[mask]
+    last = np.full(int(codes.max()) + 1 if len(codes) else 0, np.nan)
+    np.fmax.at(last, codes, events[col + _SECS].to_numpy()[mask])
+    return pd.Series(last)
+
+
+def _fmax(x: pd.Series, y: pd.Series) -> pd.Series:
+    """Per position the larger of two :func:`_last_ts` results (NaN: neither has one);
+    what :func:`_last_ts` gives on the two event tables concatenated."""
+    out = np.full(max(len(x), len(y)), np.nan)
+    out[: len(x)] = x.to_numpy()
+    out[: len(y)] = np.fmax(out[: len(y)], y.to_numpy())
+    return pd.Series(out)
+
+
 def _encode(src: SourceData) -> SourceData:
     """``src`` with ``customer_id`` as integer row positions in ``src.customers``.
 
@@ -355,6 +375,253 @@ def _encode(src: SourceData) -> SourceData:
     )
 
 
+def _native_code_maps(
+    identity: pa.Table,
+) -> tuple[dict[str, tuple[pa.Array, np.ndarray]], pd.Index]:
+    """Per source: its native ids in ``identity`` and each one's customer code; and the
+    customer ids in first-appearance order (code ``i`` is ``ids[i]``).
+
+    Codes come from one dictionary encoding of ``identity.customer_id``, whose order of
+    first appearance is ``Series.unique``'s, the customer order of :func:`load_sources`.
+    """
+    import pyarrow.compute as pc
+
+    cust = identity.column("customer_id").combine_chunks()
+    if cust.null_count:
+        raise ValueError("identity.parquet has records without a customer_id")
+    encoded = pc.dictionary_encode(cust)
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    ids = pd.Index(encoded.dictionary.to_numpy(zero_copy_only=False), name="customer_id")
+    record = identity.column("record_id").combine_chunks()
+    maps: dict[str, tuple[pa.Array, np.ndarray]] = {}
+    for source in ("crm", "email_lead", "loyalty", "app", "web"):
+        prefix = source + ":"
+        mask = pc.starts_with(record, prefix)
+        natives = pc.utf8_slice_codeunits(record.filter(mask), len(prefix))
+        maps[source] = (natives, codes[mask.to_numpy(zero_copy_only=False)])
+    return maps, ids
+
+
+def _codes_of(
+    maps: dict[str, tuple[pa.Array, np.ndarray]], source: str, native: pa.ChunkedArray
+) -> np.ndarray:
+    """Customer code of each native id of ``source`` (-1: not resolved, or null)."""
+    import pyarrow.compute as pc
+
+    natives, codes = maps[source]
+    pos = pc.index_in(native.cast(pa.string()), value_set=natives)
+    pos = pc.fill_null(pos, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    # -1 indexes the appended -1: unknown ids stay unknown
+    return np.append(codes, -1)[pos]
+
+
+def load_coded_sources(raw_dir: Path, unified_dir: Path) -> tuple[SourceData, pd.Index]:
+    """``_encode(load_sources(raw_dir, unified_dir))`` and the customer ids, computed
+    without string customer ids on the event tables.
+
+    Native ids of every export are mapped to integer customer codes with one hash lookup
+    per table against the identity records of their source (pyarrow, no Python strings),
+    instead of building ``"source:id"`` strings, reindexing them to string customer ids
+    and then indexing those again: at 1,000,000 customers that string path was ~760 s and
+    most of the feature step's 12 GiB peak. Rows, their order, columns and values are
+    those of the string path (``tests/unit/customers/test_features_coded.py``).
+    """
+    import pyarrow.parquet as pq
+
+    from customers.normalise import identifier_keys
+    from customers.sources import load_canonical_records
+
+    identity = pq.read_table(unified_dir / "identity.parquet", columns=["record_id", "customer_id"])
+    maps, ids = _native_code_maps(identity)
+    n = len(ids)
+    rec2cust = pd.Series(
+        identity.column("customer_id").to_numpy(), index=identity.column("record_id").to_numpy()
+    )
+    del identity
+
+    def read(name: str, columns: list[str]) -> pa.Table:
+        return pq.read_table(raw_dir / f"{name}.parquet", columns=columns)
+
+    def frame(codes: np.ndarray, cols: dict[str, Any], *ts_cols: str) -> pd.DataFrame:
+        # the rows of resolved customers, in table order, as ``_encode`` keeps them
+        keep = codes >= 0
+        df = pd.DataFrame({"customer_id": codes})
+        for name, col in cols.items():
+            df[name] = col
+        df = df.loc[keep]
+        df["customer_id"] = df["customer_id"].astype(np.int64)
+        for c in ts_cols:
+            df[c + _SECS] = _epoch(df[c])
+        return df
+
+    records = load_canonical_records(raw_dir)
+    records["customer_id"] = rec2cust.reindex(records["record_id"]).to_numpy()
+    del rec2cust
+
+    crm = read("crm_accounts", ["crm_id", "date_of_birth", "created_at"])
+    crm_codes = _codes_of(maps, "crm", crm.column("crm_id"))
+    first_codes = [crm_codes]
+    first_ts = [pd.to_datetime(crm.column("created_at").to_pandas(), utc=True)]
+    for name, src, native, col in (
+        ("email_leads", "email_lead", "lead_id", "created_at"),
+        ("loyalty_members", "loyalty", "loyalty_id", "joined_at"),
+        ("app_accounts", "app", "app_account_id", "created_at"),
+    ):
+        t = read(name, [native, col])
+        first_codes.append(_codes_of(maps, src, t.column(native)))
+        first_ts.append(pd.to_datetime(t.column(col).to_pandas(), utc=True))
+    web = read("web_events", ["device_id", "ts", "event_type", "category", "config_id"])
+    web_codes = _codes_of(maps, "web", web.column("device_id"))
+    web_ts = pd.to_datetime(web.column("ts").to_pandas(), utc=True)
+    first_codes.append(web_codes)
+    first_ts.append(web_ts)
+    firsts = pd.DataFrame(
+        {
+            "customer_id": np.concatenate(first_codes),
+            "ts": pd.concat(first_ts, ignore_index=True),
+        }
+    )
+    firsts = firsts.loc[(firsts["customer_id"] >= 0).to_numpy()].dropna()
+    first_seen = firsts.groupby("customer_id")["ts"].min()
+    del firsts, first_codes, first_ts
+
+    households_path = unified_dir / "households.parquet"
+    if households_path.exists():
+        hh = pd.read_parquet(households_path, columns=["customer_id", "household_id"])
+        hh = hh.drop_duplicates("customer_id")
+        hh_codes = ids.get_indexer(hh["customer_id"])
+        household = pd.Series(
+            hh["household_id"].to_numpy()[hh_codes >= 0], index=hh_codes[hh_codes >= 0]
+        )
+    else:
+        household = pd.Series([], dtype=object)
+    crm_df = pd.DataFrame(
+        {
+            "customer_id": crm_codes,
+            "dob": pd.to_datetime(
+                crm.column("date_of_birth").to_pandas(), errors="coerce", utc=True
+            ),
+        }
+    )
+    dob = crm_df.loc[crm_df["customer_id"] >= 0].groupby("customer_id")["dob"].min()
+    del crm, crm_df
+    rec_codes = ids.get_indexer(records["customer_id"].dropna())
+    n_records = pd.Series(rec_codes).groupby(rec_codes).size()
+    cust = pd.RangeIndex(n)
+    customers = pd.DataFrame({"customer_id": np.arange(n, dtype=np.int64)})
+    customers["first_seen"] = first_seen.reindex(cust).to_numpy()
+    customers["dob"] = dob.reindex(cust).to_numpy()
+    customers["n_source_records"] = n_records.reindex(cust).fillna(0).to_numpy()
+    customers["household_id"] = household.reindex(cust).to_numpy(dtype=object)
+
+    b = read("pos_baskets", ["loyalty_id", "ts", "category", "amount"])
+    baskets = frame(
+        _codes_of(maps, "loyalty", b.column("loyalty_id")),
+        {
+            "ts": pd.to_datetime(b.column("ts").to_pandas(), utc=True),
+            "category": b.column("category").to_pandas().astype(str),
+            "amount": b.column("amount").to_pandas().astype(float),
+        },
+        "ts",
+    )
+    del b
+
+    app = read("app_events", ["app_account_id", "ts", "event_type", "category"])
+    app_codes = _codes_of(maps, "app", app.column("app_account_id"))
+    del web_ts
+
+    def events(table: pa.Table, codes: np.ndarray) -> pd.DataFrame:
+        # Rows of unresolved devices and accounts are dropped in Arrow, before any
+        # pandas column exists: this table is ~55 rows per customer and its copies made
+        # most of the feature step's peak.
+        keep = codes >= 0
+        table = table.filter(pa.array(keep))
+        df = pd.DataFrame({"customer_id": codes[keep]})
+        df["ts"] = pd.to_datetime(table.column("ts").to_pandas(), utc=True)
+        df["event_type"] = table.column("event_type").to_pandas().astype(str)
+        df["category"] = table.column("category").to_pandas()
+        df["config_id"] = (
+            table.column("config_id").to_pandas()
+            if "config_id" in table.column_names
+            else pd.Series([None] * table.num_rows, dtype=object)
+        )
+        return df
+
+    web_part = events(web.drop_columns(["device_id"]), web_codes)
+    del web, web_codes
+    app_part = events(app.drop_columns(["app_account_id"]), app_codes)
+    del app, app_codes
+    activity = pd.concat([web_part, app_part], ignore_index=True)
+    del web_part, app_part
+    activity["ts" + _SECS] = _epoch(activity["ts"])
+
+    k = read("service_cases", ["crm_id", "opened_at", "closed_at", "complaint"])
+    cases = frame(
+        _codes_of(maps, "crm", k.column("crm_id")),
+        {
+            "opened_at": pd.to_datetime(k.column("opened_at").to_pandas(), utc=True),
+            "closed_at": pd.to_datetime(k.column("closed_at").to_pandas(), utc=True),
+            "complaint": k.column("complaint").to_pandas().astype(bool),
+        },
+        "opened_at",
+        "closed_at",
+    )
+
+    h = read("holdings", ["crm_id", "product_id", "since"])
+    holdings = frame(
+        _codes_of(maps, "crm", h.column("crm_id")),
+        {
+            "product_id": h.column("product_id").to_pandas().astype(str),
+            "since": pd.to_datetime(h.column("since").to_pandas(), utc=True),
+        },
+        "since",
+    )
+
+    identifiers = _identifier_table(records, identifier_keys)
+    del records
+    consent = pd.read_parquet(
+        raw_dir / "consent.parquet",
+        columns=["id_type", "id_value", "purpose", "channel", "granted", "ts"],
+    )
+    keys = identifier_keys(consent["id_type"], consent["id_value"])
+    key2code = pd.Series(
+        ids.get_indexer(identifiers["customer_id"]), index=identifiers["identifier"].to_numpy()
+    )
+    consent_codes = key2code.reindex(keys).fillna(-1).to_numpy().astype(np.int64)
+    consent = frame(
+        consent_codes,
+        {
+            "purpose": consent["purpose"].astype(str),
+            "channel": consent["channel"].astype(str),
+            "granted": consent["granted"].astype(bool),
+            "ts": pd.to_datetime(consent["ts"], utc=True),
+        },
+        "ts",
+    )
+
+    camp = pd.read_parquet(
+        raw_dir / "campaign_history.parquet", columns=["crm_id", "exposed_at", "action_id"]
+    )
+    camp = camp[camp["action_id"] != "no_action"].reset_index(drop=True)
+    channel_of = {a: a.split("_", 1)[0] for a in ACTION_IDS}
+    channel_of["call_retention_offer"] = "call_center"
+    contacts = frame(
+        _codes_of(
+            maps, "crm", pa.chunked_array([pa.array(camp["crm_id"].to_numpy(), pa.string())])
+        ),
+        {
+            "ts": pd.to_datetime(camp["exposed_at"], utc=True),
+            "action_id": camp["action_id"].astype(str),
+            "channel": camp["action_id"].map(channel_of),
+        },
+        "ts",
+    )
+    coded = SourceData(
+        customers, baskets, activity, cases, holdings, consent, contacts, identifiers
+    )
+    return coded, ids
+
+
 def build_view_rows(src: SourceData, t: pd.Timestamp) -> dict[str, pd.DataFrame]:
     """Every feature view's rows for snapshot time ``t`` (data strictly before ``t``)."""
     return _view_rows(_encode(src), pd.Index(src.customers["customer_id"], name="customer_id"), t)
@@ -367,6 +634,11 @@ def _view_rows(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pd.
     out: dict[str, pd.DataFrame] = {}
 
     b = src.baskets.loc[src.baskets["ts"] < t]
+    # The activity table is by far the largest (~55 events per customer): it is masked,
+    # never copied whole; only its 7- and 30-day windows are materialised.
+    act = src.activity
+    a_before = (act["ts"] < t).to_numpy()
+    last_act = _last_masked(act, a_before)
     spend365 = _window_agg(b, t, 365, "amount").reindex(cust).fillna(0.0)
     tier = np.where(
         spend365.to_numpy() <= 0,
@@ -387,7 +659,7 @@ def _view_rows(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pd.
             "household_size": hh_size,
             "age": age.reindex(cust).to_numpy(),
             "n_source_records": c["n_source_records"],
-            "customer_profile_as_of_ts": _last_ts(src.activity, t).reindex(cust).fillna(0.0),
+            "customer_profile_as_of_ts": last_act.reindex(cust).fillna(0.0),
         },
         ids,
     )
@@ -408,17 +680,16 @@ def _view_rows(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pd.
     cols["customer_transactions_as_of_ts"] = last_purchase
     out["customer_transactions"] = _frame(cust, t, cols, ids)
 
-    a = src.activity.loc[src.activity["ts"] < t]
-    a30 = a.loc[
-        (a["ts"] >= t - timedelta(days=30))
-        & a["event_type"].isin(["page_view", "configurator_view", "view_product", "view_offer"])
+    a30 = act.loc[a_before & (act["ts"] >= t - timedelta(days=30)).to_numpy()]
+    a30 = a30.loc[
+        a30["event_type"].isin(["page_view", "configurator_view", "view_product", "view_offer"])
     ]
     views = a30.groupby(["customer_id", "category"]).size().unstack(fill_value=0)
-    a7 = a.loc[a["ts"] >= t - timedelta(days=7)]
+    a7 = act.loc[a_before & (act["ts"] >= t - timedelta(days=7)).to_numpy()]
     cfg = a7.loc[a7["event_type"] == "configurator_view"]
     repeat = cfg.dropna(subset=["config_id"]).groupby(["customer_id", "config_id"]).size()
-    both = ["customer_id", "ts", "ts" + _SECS]
-    last_active = _last_ts(pd.concat([a[both], b[both]]), t)
+    # the latest of activity and purchases: the max of the two maxima
+    last_active = _fmax(last_act, last_purchase)
     cols = {f"views_30d_{cat}": views[cat] if cat in views else 0.0 for cat in CATEGORIES}
     cols["config_views_7d"] = cfg.groupby("customer_id").size()
     cols["loan_checks_7d"] = a7.loc[a7["event_type"] == "loan_check"].groupby("customer_id").size()
@@ -512,9 +783,7 @@ def build_feature_tables(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    src = load_sources(raw_dir, unified_dir)
-    coded = _encode(src)
-    ids = pd.Index(src.customers["customer_id"], name="customer_id")
+    coded, ids = load_coded_sources(raw_dir, unified_dir)
     times = snapshot_times(as_of, months)
     features_dir.mkdir(parents=True, exist_ok=True)
     paths = {s.name: features_dir / f"{s.name}.parquet" for s in view_specs()}
@@ -537,7 +806,7 @@ def build_feature_tables(
     finally:
         for w in writers.values():
             w.close()
-    lookup = src.identifiers.copy()
+    lookup = coded.identifiers.copy()
     lookup["event_timestamp"] = pd.Timestamp(times[0]).as_unit("us")
     lookup["event_timestamp"] = lookup["event_timestamp"].astype("datetime64[us, UTC]")
     paths["identity_lookup"] = features_dir / "identity_lookup.parquet"
@@ -545,7 +814,7 @@ def build_feature_tables(
     log.info(
         "wrote %d feature tables for %d customers x %d snapshots",
         len(paths),
-        len(src.customers),
+        len(ids),
         len(times),
     )
     return paths

@@ -307,10 +307,22 @@ def identifier_keys(id_types: str | pd.Series, values: pd.Series) -> pd.Series:
     salt_ = salt()
     for id_type in pd.unique(types.to_numpy()):
         m = (types == id_type).to_numpy()
-        norm = normalise_identifiers(str(id_type), values[m])
+        sub = values[m]
+        # Identifiers repeat (every consent event of a customer names the same email
+        # again): normalise and hash each distinct value once. Only for str values, where
+        # equal values are equal strings; anything else goes value by value.
+        codes, uniq = pd.factorize(sub.to_numpy(dtype=object), use_na_sentinel=True)
+        distinct = pd.api.types.infer_dtype(uniq, skipna=True) in ("string", "empty")
+        if distinct:
+            sub = pd.Series(uniq, dtype=object)
+        norm = normalise_identifiers(str(id_type), sub)
         if id_type == "customer_id":
             keys = [None if v is None else f"customer_id:{v}" for v in norm]
         else:
             keys = [None if v is None else f"{id_type}:{_hash(salt_, v)}" for v in norm]
-        out[m] = keys
+        if distinct:
+            # code -1 (missing) picks the appended None
+            out[m] = np.array([*keys, None], dtype=object)[codes]
+        else:
+            out[m] = keys
     return out

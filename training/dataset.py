@@ -110,16 +110,33 @@ def check_point_in_time(frame: pd.DataFrame) -> None:
             )
 
 
+#: Exposures per ``get_historical_features`` call (see :func:`build_training_set`).
+JOIN_CHUNK_ROWS = 500_000
+
+
 def build_training_set(
     store: Any,
     entity_df: pd.DataFrame,
     feature_names: list[str],
     service: str = "nba_v1",
+    chunk_rows: int | None = JOIN_CHUNK_ROWS,
 ) -> TrainingSet:
-    """Join ``entity_df`` point-in-time to the feature service and check for leakage."""
+    """Join ``entity_df`` point-in-time to the feature service and check for leakage.
+
+    The join runs on ``chunk_rows`` exposures at a time (``None``: all at once). Every
+    exposure's row depends only on its own customer and time, so the rows are the same;
+    what changes is memory: in one call at 1,000,000 customers (3.1 million exposures
+    against 13 snapshots of seven views) DuckDB's join and the result frames took the
+    training process past 19 GiB, chunks of 500,000 keep the join's share small.
+    """
     fs = store.get_feature_service(service)
-    job = store.get_historical_features(entity_df=entity_df, features=fs)
-    frame = job.to_df()
+    step = len(entity_df) if not chunk_rows else int(chunk_rows)
+    frames = [
+        store.get_historical_features(entity_df=entity_df.iloc[i : i + step], features=fs).to_df()
+        for i in range(0, max(len(entity_df), 1), max(step, 1))
+    ]
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    del frames
     frame = frame.sort_values("exposure_id", kind="stable").reset_index(drop=True)
     if len(frame) != len(entity_df):
         raise ValueError(f"feature join returned {len(frame)} rows for {len(entity_df)} exposures")

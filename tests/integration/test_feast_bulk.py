@@ -126,3 +126,50 @@ def test_either_path_on_top_of_the_other_changes_nothing(world: World, tmp_path:
     end = end.tz_localize("UTC") if end.tzinfo is None else end
     for name, intervals in _intervals(b).items():
         assert max(pd.Timestamp(e) for _, e in intervals) == end, name
+
+
+def _schema(settings: Any) -> list[tuple]:
+    conn = sqlite3.connect(settings.feast_dir / "online.db")
+    try:
+        return conn.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
+        ).fetchall()
+    finally:
+        conn.close()
+
+
+def test_indexes_built_after_the_load_are_feasts(stores: tuple[Any, Any]) -> None:
+    """Into empty tables the bulk load builds Feast's entity_key index after the rows:
+    the same tables and indexes (names and statements) as Feast's own path, and SQLite
+    finds the database and every index intact."""
+    feast_home, bulk_home = stores
+    want = _schema(feast_home)
+    assert sum(1 for t, *_ in want if t == "index") >= 8
+    assert _schema(bulk_home) == want
+    conn = sqlite3.connect(bulk_home.feast_dir / "online.db")
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        conn.close()
+
+
+def test_a_failed_bulk_load_rolls_back_rows_and_index(tmp_path: Path) -> None:
+    from customers.feast_bulk import bulk_load
+
+    conn = sqlite3.connect(tmp_path / "t.db")
+    conn.execute("CREATE TABLE t (k BLOB, f TEXT, v BLOB, PRIMARY KEY(k, f))")
+    conn.execute("CREATE INDEX t_ek ON t (k)")
+    conn.commit()
+    before = conn.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall()
+    with pytest.raises(RuntimeError, match="boom"), bulk_load(conn, "t"):
+        conn.executemany("INSERT INTO t VALUES (?, ?, ?)", [(b"a", "x", b"1"), (b"b", "x", b"2")])
+        raise RuntimeError("boom")
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,)
+    assert conn.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall() == before
+    with bulk_load(conn, "t"):
+        conn.executemany("INSERT INTO t VALUES (?, ?, ?)", [(b"a", "x", b"1"), (b"b", "x", b"2")])
+    assert conn.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall() == before
+    assert conn.execute(
+        "SELECT count(*) FROM t INDEXED BY t_ek WHERE k = ?", (b"b",)
+    ).fetchone() == (1,)
+    conn.close()

@@ -64,6 +64,32 @@ def test_identifier_keys_vectorised_twin() -> None:
     assert nz.identifier_keys("email", values.iloc[:1]).iloc[0] == keys.iloc[0]
 
 
+def _scalar_key(id_type: str, value: object) -> str | None:
+    try:
+        return nz.identifier_key(id_type, value)  # type: ignore[arg-type]
+    except ValueError:
+        return None
+
+
+def test_identifier_keys_of_repeated_and_odd_values_equal_the_scalar_keys() -> None:
+    """Keys are computed once per distinct value; repeats, case variants, blanks,
+    missing values and non-string values still get exactly the scalar function's key."""
+    types = pd.Series(
+        ["email", "email", "email", "phone", "phone", "phone", "crm_id", "crm_id", "crm_id"] * 3
+    )
+    values = pd.Series(
+        [" A@b.com", "a@b.com", None, "07700900123", "+44 7700 900123", "", "C1", 1, 1.0] * 3,
+        dtype=object,
+    )
+    values.iloc[5] = float("nan")
+    keys = nz.identifier_keys(types, values)
+    want = [_scalar_key(t, v) for t, v in zip(types, values, strict=True)]
+    assert keys.tolist() == want
+    assert keys.iloc[0] == keys.iloc[1] == keys.iloc[9] is not None
+    assert keys.iloc[3] == keys.iloc[4] is not None
+    assert keys.iloc[7] != keys.iloc[8]  # 1 and 1.0 are different ids ("1" and "1.0")
+
+
 def test_unknown_identifier_type_is_an_error() -> None:
     with pytest.raises(ValueError, match="unknown identifier type"):
         nz.identifier_key("passport", "X1")
