@@ -56,7 +56,7 @@ def available() -> bool:
 
 if _HAVE_NUMBA:
 
-    @numba.njit(inline="always")
+    @numba.njit(inline="always", cache=True)
     def _next(v, k, thr, dleft, mtype, left, right):  # type: ignore[no-untyped-def]
         # LightGBM Tree::NumericalDecision.
         mt = mtype[k]
@@ -66,7 +66,7 @@ if _HAVE_NUMBA:
             return left[k] if dleft[k] else right[k]
         return left[k] if v <= thr[k] else right[k]
 
-    @numba.njit(nogil=True)
+    @numba.njit(nogil=True, cache=True)
     def _predict(X, n_base, n_arms, feat, thr, dleft, mtype, left, right, leafv, roots, sig, out):  # type: ignore[no-untyped-def]  # noqa: E501
         # out[i, 0]: every one-hot column 0; out[i, 1 + j]: column n_base + j at 1.
         n = X.shape[0]
