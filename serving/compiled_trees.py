@@ -66,6 +66,14 @@ if _HAVE_NUMBA:
             return left[k] if dleft[k] else right[k]
         return left[k] if v <= thr[k] else right[k]
 
+    @numba.njit(inline="always", cache=True)
+    def _feature(X, i, f):  # type: ignore[no-untyped-def]
+        # LightGBM reads |v| <= kZeroThreshold as 0 before the decision (NaN passes).
+        v = X[i, f]
+        if abs(v) <= ZERO_THRESHOLD:
+            return 0.0
+        return v
+
     @numba.njit(nogil=True, cache=True)
     def _predict(X, n_base, n_arms, feat, thr, dleft, mtype, left, right, leafv, roots, sig, out):  # type: ignore[no-untyped-def]  # noqa: E501
         # out[i, 0]: every one-hot column 0; out[i, 1 + j]: column n_base + j at 1.
@@ -82,10 +90,7 @@ if _HAVE_NUMBA:
                 while k >= 0:
                     f = feat[k]
                     if f < n_base:
-                        v = X[i, f]
-                        if abs(v) <= ZERO_THRESHOLD:
-                            v = 0.0
-                        k = _next(v, k, thr, dleft, mtype, left, right)
+                        k = _next(_feature(X, i, f), k, thr, dleft, mtype, left, right)
                     else:
                         k0 = _next(0.0, k, thr, dleft, mtype, left, right)
                         j = f - n_base
@@ -105,9 +110,7 @@ if _HAVE_NUMBA:
                     while k >= 0:
                         f = feat[k]
                         if f < n_base:
-                            v = X[i, f]
-                            if abs(v) <= ZERO_THRESHOLD:
-                                v = 0.0
+                            v = _feature(X, i, f)
                         else:
                             v = 1.0 if f - n_base == j else 0.0
                         k = _next(v, k, thr, dleft, mtype, left, right)
