@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
+from serving.decision_log import read_log
 from serving.online import CustomerRef, DecideRequest, GroupCommitLog, MicroBatcher, OnlineDecider
 from tests.conftest import World
 from tests.params import SEED
@@ -71,11 +70,7 @@ def test_concurrent_requests_share_engine_calls_and_are_all_logged(
 
     records = asyncio.run(run())
     assert batcher.decisions == len(reqs) and batcher.calls < len(reqs)
-    logged = {
-        json.loads(line)["decision_id"]
-        for f in Path(decider.log.directory).glob("*.jsonl")
-        for line in f.read_text().splitlines()
-    }
+    logged = set(read_log(decider.log.directory)["decision_id"])
     assert {r["decision_id"] for r in records} <= logged
 
 
@@ -96,9 +91,5 @@ def test_a_client_that_goes_away_leaves_the_others_answered_and_logged(
     answered = out[1:]
     assert answered and all(isinstance(r, dict) for r in answered)
     assert batcher.calls == 1  # the cancelled one was decided with the others
-    logged = {
-        json.loads(line)["decision_id"]
-        for f in Path(decider.log.directory).glob("*.jsonl")
-        for line in f.read_text().splitlines()
-    }
+    logged = set(read_log(decider.log.directory)["decision_id"])
     assert {r["decision_id"] for r in answered} <= logged
