@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from customers.feast_import import import_feast
 from nextbest.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ def repo_config(settings: Settings, bulk: bool = True) -> Any:
     stores in bulk (the same rows) and leaves other stores to Feast's local engine;
     ``bulk=False`` is Feast's local engine throughout.
     """
+    import_feast(settings)
     from feast.repo_config import RepoConfig
 
     from customers.feast_bulk import ENGINE_TYPE
@@ -65,6 +67,7 @@ def load_definitions(settings: Settings) -> ModuleType:
     The definitions read their data location from the environment, the same way the plain
     ``feast`` CLI would, so both paths see one set of files.
     """
+    import_feast(settings)  # the definitions import feast
     path = settings.feature_repo / "definitions.py"
     if not path.exists():
         raise FileNotFoundError(f"Feast definitions not found: {path}")
@@ -90,6 +93,7 @@ def load_definitions(settings: Settings) -> ModuleType:
 def feature_store(settings: Settings, bulk: bool = True) -> Any:
     """An open ``FeatureStore`` on the configured registry and stores (``bulk``: see
     :func:`repo_config`)."""
+    import_feast(settings)
     from feast import FeatureStore
 
     return FeatureStore(config=repo_config(settings, bulk=bulk))
