@@ -54,6 +54,12 @@ class Settings(BaseSettings):
         description="Put /decide into BentoML's OpenTelemetry spans (off: ~0.7 ms CPU less "
         "per request, and no exporter is configured by default).",
     )
+    online_compiled_trees: bool = Field(
+        True,
+        description="Score online decisions through the compiled trees (numba; checked "
+        "against LightGBM bit for bit at start-up, LightGBM for good on a difference or "
+        "without numba). Off: LightGBM for every call.",
+    )
     fast_features: bool = Field(
         True,
         description="Read online features straight from Feast's SQLite tables (off: the "

@@ -121,10 +121,9 @@ if _HAVE_NUMBA:
         return out
 
 
-def _flatten(booster: Any) -> tuple[np.ndarray, ...]:
+def _flatten(booster: Any, model: dict[str, Any]) -> tuple[np.ndarray, ...]:
     """Node arrays of every tree used by ``Booster.predict`` (children: node index, or
-    ``-(leaf + 1)``) and the root of each tree."""
-    model = booster.dump_model()
+    ``-(leaf + 1)``) and the root of each tree; ``model`` is ``booster.dump_model()``."""
     if model.get("num_tree_per_iteration", 1) != 1 or model.get("num_class", 1) != 1:
         raise NotCompilable("one output per row expected")
     trees = model["tree_info"]
@@ -173,9 +172,10 @@ def _flatten(booster: Any) -> tuple[np.ndarray, ...]:
     )
 
 
-def _sigmoid(booster: Any) -> bool:
-    """True for ``binary`` with ``sigmoid:1``, False for plain regression; else raises."""
-    objective = str(booster.dump_model().get("objective", "")).split()
+def _sigmoid(model: dict[str, Any]) -> bool:
+    """True for ``binary`` with ``sigmoid:1``, False for plain regression; else raises
+    (``model`` is ``booster.dump_model()``)."""
+    objective = str(model.get("objective", "")).split()
     if objective == ["binary", "sigmoid:1"]:
         return True
     if objective == ["regression"]:
@@ -202,8 +202,11 @@ class CompiledBooster:
             )
         self.n_base, self.n_arms = int(n_base), int(n_arms)
         self.num_threads = max(int(num_threads), 1)
-        self._sigmoid = _sigmoid(booster)
-        self._nodes = _flatten(booster)
+        # One dump: the JSON of a 200-tree booster takes ~0.15 s to build, and a service
+        # worker compiles three boosters at start-up.
+        model = booster.dump_model()
+        self._sigmoid = _sigmoid(model)
+        self._nodes = _flatten(booster, model)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predictions for ``X`` ([m, n_base] float64): ``[m, n_arms + 1]`` float64."""
@@ -225,3 +228,33 @@ class CompiledBooster:
             for job in jobs:
                 job.result()
         return out
+
+
+def probe_rows(boosters: list[CompiledBooster], n_rows: int = 256, seed: int = 0) -> np.ndarray:
+    """``[n_rows, n_base]`` rows that take every kind of branch of ``boosters``' trees.
+
+    Each value is drawn from its feature's split thresholds of every booster, the next
+    doubles on either side of them, 0, values LightGBM reads as 0 (+-1e-36) and NaN, so a
+    row set exercises the node test at its edges (``<=`` exactly on a threshold, missing
+    types, default directions) where an evaluator that is not LightGBM's would differ.
+    Deterministic for a seed: a start-up check compares these rows' scores with LightGBM.
+    """
+    if not boosters:
+        raise ValueError("no boosters to probe")
+    n_base = boosters[0].n_base
+    edges = np.array([0.0, 1e-36, -1e-36, np.nan])
+    by_feature: list[list[np.ndarray]] = [[edges] for _ in range(n_base)]
+    for b in boosters:
+        feat, thr = b._nodes[0], b._nodes[1]
+        for f in range(n_base):
+            t = thr[feat == f]
+            if len(t):
+                by_feature[f].append(
+                    np.concatenate([t, np.nextafter(t, -np.inf), np.nextafter(t, np.inf)])
+                )
+    rng = np.random.default_rng(seed)
+    X = np.empty((n_rows, n_base))
+    for f in range(n_base):
+        values = np.unique(np.concatenate(by_feature[f]))  # NaN kept once, at the end
+        X[:, f] = values[rng.integers(len(values), size=n_rows)]
+    return X

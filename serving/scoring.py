@@ -120,16 +120,30 @@ class StackedScorer:
     call then also scores a sample of its rows (:attr:`CHECK_ROWS`) through LightGBM and
     requires equal bits; on any difference it logs an error, returns LightGBM's numbers and
     stays on LightGBM. ``compiled`` tells which path is in use.
+
+    ``check_rows`` sets how many rows of every compiled call are re-scored (default
+    :attr:`CHECK_ROWS`). Online calls score one to a few dozen rows, where one more
+    LightGBM call costs more than the compiled trees save, so the service passes 0 and
+    checks once at start-up instead with :meth:`verify` on :func:`probe_rows
+    <serving.compiled_trees.probe_rows>` (every threshold's edges): on any difference it
+    stays on LightGBM for good.
     """
 
     #: Rows of every compiled call re-scored by LightGBM and compared bit for bit.
     CHECK_ROWS = 32
 
-    def __init__(self, model: Any, num_threads: int = 1, compiled: bool = False) -> None:
+    def __init__(
+        self,
+        model: Any,
+        num_threads: int = 1,
+        compiled: bool = False,
+        check_rows: int | None = None,
+    ) -> None:
         from training.learners import SLearner, TLearner
 
         self.model = model
         self.num_threads = max(int(num_threads), 1)
+        self.check_rows = self.CHECK_ROWS if check_rows is None else max(int(check_rows), 0)
         self.seconds = 0.0
         self.checked_rows = 0
         response, value = model.response, model.value
@@ -177,7 +191,7 @@ class StackedScorer:
         from serving import compiled_trees as ct
 
         if not ct.available():
-            log.info("numba not installed: batch scores through LightGBM")
+            log.info("numba not installed: scoring through LightGBM")
             return None
         f, a, n = self._n_features, self._n_arms, self.num_threads
         try:
@@ -205,7 +219,37 @@ class StackedScorer:
 
     def _check_rows(self, m: int) -> np.ndarray:
         """Rows of an ``m``-row call that LightGBM re-scores: spread over the call."""
-        return np.unique(np.linspace(0, m - 1, min(m, self.CHECK_ROWS)).astype(np.int64))
+        return np.unique(np.linspace(0, m - 1, min(m, self.check_rows)).astype(np.int64))
+
+    def verify(self, X: np.ndarray | None = None) -> bool:
+        """Score ``X`` (default: :func:`~serving.compiled_trees.probe_rows` of the compiled
+        boosters) both ways and require equal bits; on a difference log an error and stay
+        on LightGBM for good. Returns whether the compiled trees are (still) in use.
+        """
+        if self._compiled is None:
+            return False
+        if X is None:
+            from serving.compiled_trees import probe_rows
+
+            c = self._compiled
+            boosters = [*c.get("t", []), *(c[k] for k in ("s", "value", "control") if k in c)]
+            X = probe_rows(boosters)
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        outcomes, values = self._compiled_arms(X)
+        want_o, want_v = self._lightgbm_arms(X)
+        if not (
+            np.array_equal(outcomes, want_o, equal_nan=True)
+            and np.array_equal(values, want_v, equal_nan=True)
+        ):
+            self._fall_back(f"predict_arms on {len(X)} start-up rows")
+            return False
+        if "control" in self._compiled and self._control_model is not None:
+            got = self._compiled["control"].predict(X)[:, 0]
+            if not np.array_equal(got, self._control_model.predict(X), equal_nan=True):
+                self._fall_back(f"predict_control_value on {len(X)} start-up rows")
+                return False
+        self.checked_rows += len(X)
+        return True
 
     def _fall_back(self, what: str) -> None:
         log.error(
@@ -217,13 +261,17 @@ class StackedScorer:
 
     @classmethod
     def from_model(
-        cls, model: Any, num_threads: int = 1, compiled: bool = False
+        cls,
+        model: Any,
+        num_threads: int = 1,
+        compiled: bool = False,
+        check_rows: int | None = None,
     ) -> StackedScorer | None:
         """The stacked scorer of ``model``, or None when its shape is not one stacked here."""
         if isinstance(model, StackedScorer):
             model = model.model
         try:
-            return cls(model, num_threads, compiled)
+            return cls(model, num_threads, compiled, check_rows)
         except (AttributeError, TypeError, ValueError) as exc:
             log.info("model %s scored per arm: %s", getattr(model, "version", "?"), exc)
             return None
@@ -272,6 +320,7 @@ class StackedScorer:
         outcomes, values = None, None
         if self._compiled is not None and len(X):
             outcomes, values = self._compiled_arms(X)
+        if outcomes is not None and values is not None and self.check_rows:
             rows = self._check_rows(len(X))
             want = self._lightgbm_arms(X[rows])
             self.checked_rows += len(rows)
@@ -331,12 +380,13 @@ class StackedScorer:
         if self._compiled is not None and "control" in self._compiled and len(X):
             X = np.ascontiguousarray(X, dtype=np.float64)
             out = np.maximum(self._compiled["control"].predict(X)[:, 0], 0.0)
-            rows = self._check_rows(len(X))
-            want = np.maximum(self._control_model.predict(X[rows]), 0.0)
-            self.checked_rows += len(rows)
-            if not np.array_equal(out[rows], want, equal_nan=True):
-                self._fall_back("predict_control_value")
-                out = None
+            if self.check_rows:
+                rows = self._check_rows(len(X))
+                want = np.maximum(self._control_model.predict(X[rows]), 0.0)
+                self.checked_rows += len(rows)
+                if not np.array_equal(out[rows], want, equal_nan=True):
+                    self._fall_back("predict_control_value")
+                    out = None
         if out is None:
             out = np.maximum(self._control_model.predict(X), 0.0)
         self.seconds += time.perf_counter() - t0

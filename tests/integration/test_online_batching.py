@@ -93,3 +93,39 @@ def test_a_client_that_goes_away_leaves_the_others_answered_and_logged(
     assert batcher.calls == 1  # the cancelled one was decided with the others
     logged = set(read_log(decider.log.directory)["decision_id"])
     assert {r["decision_id"] for r in answered} <= logged
+
+
+def test_online_compiled_scoring_decides_as_lightgbm(world: World, decider: OnlineDecider) -> None:
+    """The champion scored through the compiled trees gives the records LightGBM gives."""
+    from dataclasses import replace
+
+    from serving import compiled_trees
+    from serving.scoring import StackedScorer
+
+    if not compiled_trees.available():
+        pytest.skip("numba not installed")
+    compiled = decider.plan
+    assert compiled.model.compiled and compiled.model.check_rows == 0
+    lightgbm = replace(compiled, model=StackedScorer.from_model(decider.runtime.model))
+    assert not lightgbm.model.compiled
+    now = datetime.now(UTC)
+    reqs = _requests(world, 60)
+    out = {}
+    try:
+        for name, plan in (("compiled", compiled), ("lightgbm", lightgbm)):
+            decider.plan = plan
+            out[name] = [
+                _without_id(r) if isinstance(r, dict) else str(r)
+                for batch in (reqs[:1], reqs[1:9], reqs[9:])
+                for r in decider.decide_records(batch, now)
+            ]
+    finally:
+        decider.plan = compiled
+    assert out["compiled"] == out["lightgbm"]
+    assert sum(bool(r["ranked"]) for r in out["lightgbm"] if isinstance(r, dict)) > 5
+    assert decider.plan.model.compiled  # nothing fell back
+
+
+def test_online_compiled_trees_can_be_switched_off(world: World) -> None:
+    off = OnlineDecider(world.settings.model_copy(update={"online_compiled_trees": False}))
+    assert not off.plan.model.compiled

@@ -196,3 +196,97 @@ def test_boosters_it_cannot_compile_are_named(data: tuple[np.ndarray, ...]) -> N
     huber = lightgbm.LGBMRegressor(n_estimators=3, objective="huber", verbose=-1).fit(X, y)
     with pytest.raises(compiled_trees.NotCompilable, match="huber"):
         compiled_trees.CompiledBooster(huber.booster_, X.shape[1])
+
+
+@pytest.mark.skipif(not compiled_trees.available(), reason="numba not installed")
+@pytest.mark.parametrize("learner", ["s_learner", "t_learner"])
+def test_online_scorer_is_checked_once_and_then_scores_without_lightgbm(
+    data: tuple[np.ndarray, ...], models: dict[str, DecisionModel], learner: str
+) -> None:
+    model = copy.deepcopy(models[learner])
+    reference = copy.deepcopy(model)
+    scorer = StackedScorer.from_model(model, compiled=True, check_rows=0)
+    assert scorer is not None and scorer.compiled
+    assert scorer.verify()  # the start-up check: probe rows at every threshold's edges
+    checked = scorer.checked_rows
+    assert checked == 256
+    Xq = np.vstack([data[0][:200], _awkward_rows(data[0])])
+    for rows in (Xq[:1], Xq[1:3], Xq[3:40], Xq):  # one-row calls as online, and batches
+        pc, pt, val = scorer.predict_arms(rows)
+        rc, rt, rv = reference.predict_arms(rows)
+        assert np.array_equal(pc, rc) and np.array_equal(pt, rt) and np.array_equal(val, rv)
+        assert np.array_equal(
+            scorer.predict_control_value(rows), reference.predict_control_value(rows)
+        )
+    assert scorer.compiled and scorer.checked_rows == checked  # no per-call LightGBM
+
+
+@pytest.mark.skipif(not compiled_trees.available(), reason="numba not installed")
+def test_the_start_up_check_finds_a_difference_only_at_the_thresholds(
+    data: tuple[np.ndarray, ...], models: dict[str, DecisionModel]
+) -> None:
+    model = copy.deepcopy(models["s_learner"])
+    scorer = StackedScorer.from_model(model, compiled=True, check_rows=0)
+    assert scorer is not None and scorer.compiled
+    thresholds = scorer._compiled["s"]._nodes[1]
+    # `<` instead of `<=`, in effect: only a value exactly on a threshold goes the other way.
+    thresholds[:] = np.nextafter(thresholds, -np.inf)
+    X = data[0][:500]
+    outcomes, _ = scorer._compiled_arms(X)
+    rc, rt, _ = model.predict_arms(X)
+    assert np.array_equal(outcomes[:, 0], rc) and np.array_equal(outcomes[:, 1:], rt)
+    assert not scorer.verify()  # the probe rows sit on the thresholds: caught
+    assert not scorer.compiled  # LightGBM for good
+    pc, pt, _ = scorer.predict_arms(X)
+    assert np.array_equal(pc, rc) and np.array_equal(pt, rt)
+
+
+def test_probe_rows_sit_on_the_thresholds_and_their_neighbours(
+    data: tuple[np.ndarray, ...], models: dict[str, DecisionModel]
+) -> None:
+    if not compiled_trees.available():
+        pytest.skip("numba not installed")
+    scorer = StackedScorer.from_model(copy.deepcopy(models["s_learner"]), compiled=True)
+    assert scorer is not None
+    booster = scorer._compiled["s"]
+    P = compiled_trees.probe_rows([booster], n_rows=512)
+    assert P.shape == (512, booster.n_base)
+    assert np.array_equal(P, compiled_trees.probe_rows([booster], n_rows=512), equal_nan=True)
+    feat, thr = booster._nodes[0], booster._nodes[1]
+    f = int(feat[0])  # the first split's feature
+    column = P[:, f]
+    assert np.isnan(column).any() and (column == 0).any()
+    assert np.isin(thr[feat == f], column).any()
+    assert np.isin(np.nextafter(thr[feat == f], np.inf), column).any()
+
+
+NO_NUMBA = """
+import sys
+sys.modules["numba"] = None  # `import numba` raises ImportError, as when it is not installed
+import numpy as np
+from serving import compiled_trees
+from serving.scoring import StackedScorer
+from tests.unit.serving.test_scoring import _data, _model
+assert not compiled_trees.available()
+data = _data(n=600)
+model = _model("s_learner", *data)
+scorer = StackedScorer.from_model(model, compiled=True, check_rows=0)
+assert scorer is not None and not scorer.compiled and not scorer.verify()
+X = data[0][:50]
+for a, b in zip(scorer.predict_arms(X), model.predict_arms(X), strict=True):
+    assert np.array_equal(a, b)
+print("lightgbm without numba")
+"""
+
+
+def test_without_numba_the_scorer_uses_lightgbm() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    out = subprocess.run(
+        [sys.executable, "-c", NO_NUMBA], cwd=root, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "lightgbm without numba" in out.stdout
