@@ -84,6 +84,10 @@ def step(step: str, home: Path, customers: int, seed: int = 42) -> dict[str, Any
         "wall_s": round(wall, 1),
         "peak_gib": round(child["max_rss_kib"] / 2**20, 2),
     }
+    if child.get("children_max_rss_kib"):
+        out["workers_peak_gib"] = round(child["children_max_rss_kib"] / 2**20, 2)
+    if "cpu_s" in child:
+        out["cpu_s"] = round(child["cpu_s"] + child.get("children_cpu_s", 0.0), 1)
     if child.get("parts_s"):
         out["parts_s"] = child["parts_s"]
     out["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
@@ -134,8 +138,21 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_step":
         parts = _run_step(argv[1], Path(argv[2]), int(argv[3]), int(argv[4]))
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print(json.dumps({"max_rss_kib": rss, "parts_s": parts}))
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        # worker processes the step forked (feature snapshots): their CPU and the
+        # largest one's peak, reported beside the step's own
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        print(
+            json.dumps(
+                {
+                    "max_rss_kib": me.ru_maxrss,
+                    "children_max_rss_kib": kids.ru_maxrss,
+                    "cpu_s": round(me.ru_utime + me.ru_stime, 1),
+                    "children_cpu_s": round(kids.ru_utime + kids.ru_stime, 1),
+                    "parts_s": parts,
+                }
+            )
+        )
         return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--customers", type=int, action="append")

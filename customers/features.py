@@ -9,7 +9,11 @@ Column names come from :mod:`customers.feature_schema`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+import multiprocessing as mp
+import os
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -768,6 +772,72 @@ def _view_rows(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pd.
     return out
 
 
+# What the snapshot workers read: set by the parent just before its pool forks, so each
+# worker inherits the coded sources (copy-on-write pages) instead of being sent gigabytes.
+_FORKED: tuple[SourceData, pd.Index, Path] | None = None
+
+
+def _snapshot_tables(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pa.Table]:
+    """Every view's rows at snapshot ``t`` as the Arrow tables written to parquet."""
+    out = {}
+    for name, df in _view_rows(src, ids, t).items():
+        df = df.reset_index(drop=True)
+        df["event_timestamp"] = df["event_timestamp"].astype("datetime64[us, UTC]")
+        out[name] = pa.Table.from_pandas(df, preserve_index=False)
+    return out
+
+
+def _snapshot_to_files(i: int, t: pd.Timestamp) -> dict[str, str]:
+    """In a forked worker: snapshot ``i``'s tables as Arrow IPC files (uncompressed, so
+    the parent maps them back for free); their paths by view."""
+    assert _FORKED is not None, "only called in a worker forked by _snapshots"
+    src, ids, parts = _FORKED
+    paths = {}
+    for name, table in _snapshot_tables(src, ids, t).items():
+        path = parts / f"{name}.{i}.arrow"
+        with pa.OSFile(str(path), "wb") as f, pa.ipc.new_file(f, table.schema) as w:
+            w.write_table(table)
+        paths[name] = str(path)
+    return paths
+
+
+def _snapshots(
+    src: SourceData, ids: pd.Index, times: list[pd.Timestamp], workers: int, scratch: Path
+) -> Iterator[dict[str, pa.Table]]:
+    """Each snapshot's tables, in the order of ``times``.
+
+    With ``workers`` > 1 the snapshots are built by that many forked processes (each
+    snapshot reads only the shared sources, so they are independent) while this process
+    writes the finished ones; the tables are the same as built here one by one.
+    """
+    global _FORKED
+    if workers <= 1 or len(times) < 2 or "fork" not in mp.get_all_start_methods():
+        for t in times:
+            yield _snapshot_tables(src, ids, t)
+        return
+    scratch.mkdir(parents=True, exist_ok=True)
+    _FORKED = (src, ids, scratch)
+    try:
+        fork = mp.get_context("fork")
+        with ProcessPoolExecutor(min(workers, len(times)), mp_context=fork) as pool:
+            futures = [pool.submit(_snapshot_to_files, i, t) for i, t in enumerate(times)]
+            try:
+                for future in futures:
+                    files = future.result()
+                    yield {
+                        name: pa.ipc.open_file(pa.memory_map(path)).read_all()
+                        for name, path in files.items()
+                    }
+                    for path in files.values():
+                        os.unlink(path)
+            except BaseException:
+                pool.shutdown(cancel_futures=True)
+                raise
+    finally:
+        _FORKED = None
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def build_feature_tables(
     raw_dir: Path,
     unified_dir: Path,
@@ -775,12 +845,13 @@ def build_feature_tables(
     as_of: datetime,
     months: int = 13,
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
 ) -> dict[str, Path]:
     """Build every feature table at monthly snapshots up to ``as_of`` and write parquet.
 
+    ``workers`` > 1 builds the snapshots in that many forked processes (the same files).
     Returns the written paths by view name (plus ``identity_lookup``).
     """
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     coded, ids = load_coded_sources(raw_dir, unified_dir)
@@ -792,15 +863,14 @@ def build_feature_tables(
     # made peak memory grow with customers x snapshots. Same rows, order and types as
     # one concatenated frame; the first snapshot fixes each file's schema.
     writers: dict[str, pq.ParquetWriter] = {}
+    scratch = features_dir / ".snapshots"
     try:
-        for i, t in enumerate(times):
-            for name, df in _view_rows(coded, ids, t).items():
-                df = df.reset_index(drop=True)
-                df["event_timestamp"] = df["event_timestamp"].astype("datetime64[us, UTC]")
-                table = pa.Table.from_pandas(df, preserve_index=False)
+        for i, tables in enumerate(_snapshots(coded, ids, times, workers, scratch)):
+            for name, table in tables.items():
                 if name not in writers:
                     writers[name] = pq.ParquetWriter(paths[name], table.schema)
                 writers[name].write_table(table.cast(writers[name].schema))
+            del tables
             if progress:
                 progress(i + 1, len(times))
     finally:

@@ -36,6 +36,7 @@ def build_features(settings: Settings, progress: Progress | None = None) -> dict
         settings.as_of,
         months=settings.snapshot_months,
         progress=progress,
+        workers=settings.feature_workers,
     )
     seconds["build"] = time.perf_counter() - t
     t = time.perf_counter()

@@ -40,6 +40,11 @@ class Settings(BaseSettings):
         description="Reference time of the generated data and of feature snapshots.",
     )
     snapshot_months: int = Field(13, gt=0, description="Monthly feature snapshots before as_of.")
+    feature_workers: int = Field(
+        2,
+        ge=1,
+        description="Processes that build the feature snapshots (forked; 1: in this process).",
+    )
     learners: list[str] = Field(
         ["t_learner", "s_learner", "s_learner_reg"],
         description="Candidate uplift learners (also x_learner, dr_learner: slower).",

@@ -98,6 +98,30 @@ def test_sdk_reads_the_same_features_after_either_path(
     assert any(looked_up)
 
 
+def test_fast_reader_reads_the_same_features_after_either_path(
+    world: World, stores: tuple[Any, Any]
+) -> None:
+    """The serving path's direct SQLite reader, on Feast's rows and on the bulk rows:
+    the same matrix and the same identity lookups."""
+    from serving.fast_features import FastOnlineFeatures
+
+    feast_home, bulk_home = stores
+    ids = pd.read_parquet(world.settings.unified_dir / "identity.parquet")["customer_id"]
+    cids = [*ids.drop_duplicates().sample(300, random_state=SEED + 1).tolist(), "nobody"]
+    names = all_feature_names()
+    ts = world.settings.as_of.timestamp()
+    want_reader = FastOnlineFeatures(feature_store(feast_home, bulk=False), names)
+    got_reader = FastOnlineFeatures(feature_store(bulk_home), names)
+    want, got = want_reader.features(cids, ts), got_reader.features(cids, ts)
+    assert ((want == got) | (np.isnan(want) & np.isnan(got))).all()
+    assert np.isfinite(got[:-1]).mean() > 0.5
+    recs = load_canonical_records(world.settings.raw_dir).dropna(subset=["email"])
+    keys = [identifier_key("email", e) for e in recs["email"].drop_duplicates().head(80)]
+    found = [got_reader.lookup(k) for k in keys]
+    assert found == [want_reader.lookup(k) for k in keys]
+    assert sum(c is not None for c in found) > 40
+
+
 def test_registry_records_the_same_materialisation_intervals(stores: tuple[Any, Any]) -> None:
     feast_home, bulk_home = stores
     want = _intervals(feast_home)
@@ -172,4 +196,52 @@ def test_a_failed_bulk_load_rolls_back_rows_and_index(tmp_path: Path) -> None:
     assert conn.execute(
         "SELECT count(*) FROM t INDEXED BY t_ek WHERE k = ?", (b"b",)
     ).fetchone() == (1,)
+    conn.close()
+
+
+def test_a_view_failing_after_written_chunks_rolls_back_and_drops_the_cell_tables(
+    tmp_path: Path,
+) -> None:
+    """A failure after some chunks reached SQLite (here: the next chunk has the wrong
+    number of features) leaves the online table as it was, its indexes in place and
+    no temporary tables behind."""
+    import pyarrow as pa
+    from feast.value_type import ValueType
+
+    from customers.feast_bulk import (
+        bulk_load,
+        cell_tables,
+        encode_chunk,
+        entity_keys,
+        expand_sql,
+        write_chunk,
+    )
+
+    conn = sqlite3.connect(tmp_path / "online.db")
+    conn.execute(
+        'CREATE TABLE "t" (entity_key BLOB, feature_name TEXT, value BLOB, value_text TEXT, '
+        "vector_value BLOB, event_ts timestamp, created_ts timestamp, "
+        "PRIMARY KEY(entity_key, feature_name))"
+    )
+    conn.execute('CREATE INDEX "t_ek" ON "t" (entity_key)')
+    conn.commit()
+    before = conn.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall()
+    ts = pd.Timestamp("2026-11-01")
+    table = pa.table({"a": np.arange(50.0), "b": np.arange(50.0) * 2, "ts": [ts] * 50})
+    keys = sorted(entity_keys("customer_id", [f"C{i:03d}" for i in range(50)], 3))
+    kinds = [("a", ValueType.DOUBLE), ("b", ValueType.DOUBLE)]
+    good = encode_chunk(table, keys, kinds, "ts", None)
+    bad = encode_chunk(table, keys, kinds[:1], "ts", None)
+    with (
+        pytest.raises(ValueError, match="features"),
+        cell_tables(conn, ["a", "b"]) as features,
+        bulk_load(conn, "t"),
+    ):
+        write_chunk(conn, expand_sql("t"), good, features)
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (100,)
+        write_chunk(conn, expand_sql("t"), bad, features)
+    assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,)
+    assert conn.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall() == before
+    assert conn.execute("SELECT count(*) FROM temp.sqlite_master").fetchone() == (0,)
+    assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     conn.close()

@@ -68,11 +68,15 @@ def test_coded_sources_equal_the_string_path(world: tuple[Path, Path]) -> None:
     pd.testing.assert_frame_equal(coded.identifiers, reference.identifiers)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_feature_tables_are_byte_identical_to_the_string_path(
-    world: tuple[Path, Path], tmp_path: Path
+    world: tuple[Path, Path], tmp_path: Path, workers: int
 ) -> None:
+    """In this process and in forked snapshot workers: the tables of the string path."""
     raw, unified = world
-    paths = build_feature_tables(raw, unified, tmp_path / "coded", AS_OF, months=3)
+    out = tmp_path / "coded"
+    paths = build_feature_tables(raw, unified, out, AS_OF, months=3, workers=workers)
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths.values())
     strings = load_sources(raw, unified)
     coded = _encode(strings)
     ids = pd.Index(strings.customers["customer_id"], name="customer_id")
@@ -82,6 +86,7 @@ def test_feature_tables_are_byte_identical_to_the_string_path(
         want["event_timestamp"] = want["event_timestamp"].astype("datetime64[us, UTC]")
         got = pq.read_table(paths[name]).to_pandas()
         assert len(got) == len(ids) * len(times), name
+        assert pq.ParquetFile(paths[name]).num_row_groups == len(times), name
         pd.testing.assert_frame_equal(got, want, check_exact=True, obj=name)
 
 
@@ -110,3 +115,34 @@ def test_masked_latest_times_equal_last_ts_of_the_concatenated_rows(n_a: int, n_
     pd.testing.assert_series_equal(got, want)
     if n_a and n_b:
         assert np.isfinite(got).sum() > 400
+
+
+def test_forked_and_serial_builds_write_identical_files(
+    world: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Snapshot workers change who computes a snapshot, not a byte of any file."""
+    raw, unified = world
+    serial = build_feature_tables(raw, unified, tmp_path / "serial", AS_OF, months=4, workers=1)
+    forked = build_feature_tables(raw, unified, tmp_path / "forked", AS_OF, months=4, workers=2)
+    for name, path in serial.items():
+        assert path.read_bytes() == forked[name].read_bytes(), name
+
+
+def test_a_failing_snapshot_worker_fails_the_build_and_leaves_no_scratch(
+    world: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import customers.features as features
+
+    raw, unified = world
+    real = features._view_rows
+
+    def broken(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pd.DataFrame]:
+        if t.month == AS_OF.month:  # the last snapshot, built in a worker
+            raise RuntimeError("snapshot failed")
+        return real(src, ids, t)
+
+    monkeypatch.setattr(features, "_view_rows", broken)
+    out = tmp_path / "broken"
+    with pytest.raises(RuntimeError, match="snapshot failed"):
+        build_feature_tables(raw, unified, out, AS_OF, months=3, workers=2)
+    assert not (out / ".snapshots").exists()
