@@ -357,9 +357,9 @@ def double_cells(values: np.ndarray) -> Cells:
     return Cells(value, value_len, texts[inverse], text_len)
 
 
-def unique_protos(values: np.ndarray, value_type: ValueType) -> tuple[np.ndarray, list, list]:
-    """Codes into the distinct values of ``values`` (-1: null) and each distinct value's
-    ``ValueProto`` bytes and ``value_text`` by Feast's own converters."""
+def unique_cells(values: np.ndarray, value_type: ValueType) -> Cells:
+    """:class:`Cells` of any supported type by Feast's own converters, once per distinct
+    value (nulls: ``b""`` and no text, as Feast writes them)."""
     from feast.infra.online_stores.helpers import extract_text_and_num
     from feast.type_map import python_values_to_proto_values
 
@@ -367,30 +367,12 @@ def unique_protos(values: np.ndarray, value_type: ValueType) -> tuple[np.ndarray
     protos = python_values_to_proto_values(np.asarray(uniq), value_type)
     blobs = [p.SerializeToString() for p in protos]
     texts = [extract_text_and_num(p, False)[0] for p in protos]
-    return codes, blobs, texts
-
-
-def unique_cells(values: np.ndarray, value_type: ValueType) -> Cells:
-    """:class:`Cells` of any supported type by Feast's converters, once per distinct value
-    (nulls: ``b""`` and no text, as Feast writes them)."""
-    codes, blobs, texts = unique_protos(values, value_type)
     value, value_lens = _matrix([*blobs, b""])
     null_text = [t is None for t in texts] + [True]
     text, text_lens = _matrix([b"" if t is None else str(t).encode() for t in texts] + [b""])
     text_lens = np.where(null_text, -1, text_lens)
     codes = np.where(codes < 0, len(blobs), codes)
     return Cells(value[codes], value_lens[codes], text[codes], text_lens[codes])
-
-
-def encode_by_unique(values: np.ndarray, value_type: ValueType) -> tuple[list[bytes], list[Any]]:
-    """Bytes and ``value_text`` per value by Feast's own converters (once per distinct
-    value); what :func:`unique_cells` lays out as matrices."""
-    codes, blobs, texts = unique_protos(values, value_type)
-    codes = np.where(codes < 0, len(blobs), codes)
-    return (
-        np.array([*blobs, b""], dtype=object)[codes].tolist(),
-        np.array([*texts, None], dtype=object)[codes].tolist(),
-    )
 
 
 def _epoch_seconds(column: pa.ChunkedArray) -> np.ndarray:

@@ -20,7 +20,6 @@ from customers.feast_bulk import (
     Cells,
     cell_tables,
     double_cells,
-    encode_by_unique,
     encode_chunk,
     entity_keys,
     expand_sql,
@@ -66,7 +65,6 @@ def test_int_and_string_cells_match_feast_including_nulls() -> None:
     assert _decoded(unique_cells(_INTS, ValueType.INT64)) == _feast(_INTS, ValueType.INT64)
     want = _feast(_STRINGS, ValueType.STRING)
     assert _decoded(unique_cells(_STRINGS, ValueType.STRING)) == want
-    assert encode_by_unique(_STRINGS, ValueType.STRING) == want
     assert want[0][1] == b""  # None is Feast's null
 
 
