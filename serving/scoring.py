@@ -105,6 +105,14 @@ def _plain_lgbm(est: Any, num_threads: int = 1) -> BoosterPredictor | None:
         return None
 
 
+def _boosters(compiled: dict[str, Any]) -> list[Any]:
+    """Every compiled booster of a :meth:`StackedScorer._compile` result."""
+    return [
+        *compiled.get("t", []),
+        *(compiled[k] for k in ("s", "value", "control") if k in compiled),
+    ]
+
+
 class StackedScorer:
     """``predict_arms`` and ``predict_control_value`` of a decision model, stacked.
 
@@ -210,10 +218,7 @@ class StackedScorer:
             return None
         # numba compiles the kernel on its first call: pay it here, not in the first chunk.
         probe = np.zeros((1, f))
-        for booster in [
-            *out.get("t", []),
-            *(out[k] for k in ("s", "value", "control") if k in out),
-        ]:
+        for booster in _boosters(out):
             booster.predict(probe)
         return out
 
@@ -231,9 +236,7 @@ class StackedScorer:
         if X is None:
             from serving.compiled_trees import probe_rows
 
-            c = self._compiled
-            boosters = [*c.get("t", []), *(c[k] for k in ("s", "value", "control") if k in c)]
-            X = probe_rows(boosters)
+            X = probe_rows(_boosters(self._compiled))
         X = np.ascontiguousarray(X, dtype=np.float64)
         outcomes, values = self._compiled_arms(X)
         want_o, want_v = self._lightgbm_arms(X)
