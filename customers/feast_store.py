@@ -101,6 +101,7 @@ def feature_store(settings: Settings, bulk: bool = True) -> Any:
 
 def apply(settings: Settings) -> Any:
     """Register every entity, view, push source and feature service; returns the store."""
+    import_feast(settings)
     from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView, PushSource
 
     defs = load_definitions(settings)
