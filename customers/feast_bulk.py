@@ -224,37 +224,23 @@ def online_table(config: Any, fv: Any) -> str:
 
 @contextmanager
 def bulk_load(conn: sqlite3.Connection, table: str) -> Iterator[None]:
-    """One transaction around a view's upserts into ``table``; into an empty table, its
-    secondary indexes are built once after the rows instead of row by row.
+    """One transaction around a view's upserts into ``table``, with a larger page cache.
 
-    Feast's ``entity_key`` index is a third B-tree SQLite maintains per inserted row;
-    dropped and re-created with its own stored ``CREATE INDEX`` statement inside the same
-    transaction, the table ends up with the same rows and the same index (a failure rolls
-    the whole load back, index included). A table that already holds rows (incremental
-    materialisation) is written with its indexes in place. A larger page cache during the
-    load keeps the B-trees' pages and the index build's sort in memory; it is the
+    Feast's indexes (the primary key's and its ``entity_key`` index) stay in place and are
+    maintained row by row: the rows arrive in entity-key order, so every insert into them
+    is an append. Measured on one 1M-row view (2026-12-02, load 2-2.5, 4 interleaved
+    rounds), that costs less CPU than dropping the ``entity_key`` index and building it
+    again after the rows (3.29 vs 3.77 s), which sorts every key. A failure rolls the
+    whole load back. The larger page cache keeps the B-trees' pages in memory; it is the
     connection's setting and is put back afterwards.
     """
-    from feast.infra.online_stores.sqlite import _quote_id
-
     if conn.in_transaction:
         conn.commit()
     cache = conn.execute("PRAGMA cache_size").fetchone()[0]
     conn.execute(f"PRAGMA cache_size = {_BULK_CACHE_KIB}")
     conn.execute("BEGIN")
     try:
-        indexes: list[tuple[str, str]] = []
-        if conn.execute(f"SELECT 1 FROM {_quote_id(table)} LIMIT 1").fetchone() is None:
-            indexes = conn.execute(
-                "SELECT name, sql FROM sqlite_master "
-                "WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL ORDER BY name",
-                (table,),
-            ).fetchall()
-            for name, _ in indexes:
-                conn.execute(f"DROP INDEX {_quote_id(name)}")
         yield
-        for _, create in indexes:
-            conn.execute(create)
         conn.commit()
     except BaseException:
         conn.rollback()

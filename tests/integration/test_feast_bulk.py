@@ -162,9 +162,8 @@ def _schema(settings: Any) -> list[tuple]:
         conn.close()
 
 
-def test_indexes_built_after_the_load_are_feasts(stores: tuple[Any, Any]) -> None:
-    """Into empty tables the bulk load builds Feast's entity_key index after the rows:
-    the same tables and indexes (names and statements) as Feast's own path, and SQLite
+def test_the_bulk_load_leaves_feasts_tables_and_indexes(stores: tuple[Any, Any]) -> None:
+    """The same tables and indexes (names and statements) as Feast's own path, and SQLite
     finds the database and every index intact."""
     feast_home, bulk_home = stores
     want = _schema(feast_home)
