@@ -113,6 +113,16 @@ def _canonical(source: str, table: pa.Table) -> pa.Table:
     return pa.table(columns)
 
 
+def load_canonical_table(raw_dir: Path) -> pa.Table:
+    """:func:`load_canonical_records` as an Arrow table (the same rows and columns)."""
+    raw_dir = Path(raw_dir)
+    parts = [_canonical(source, _read(raw_dir, source, cols)) for source, cols in _COLUMNS.items()]
+    parts.append(_canonical("web", _web_devices(raw_dir)))
+    table = pa.concat_tables(parts)
+    logger.info("loaded %d canonical records from %s", table.num_rows, raw_dir)
+    return table
+
+
 def load_canonical_records(raw_dir: Path) -> pd.DataFrame:
     """All identity records of the exports under ``raw_dir`` in the canonical schema.
 
@@ -120,9 +130,4 @@ def load_canonical_records(raw_dir: Path) -> pd.DataFrame:
     ``record_id = f"{source}:{native_id}"``. Rows come source by source in the order of
     :data:`SOURCE_FILES`, each in its export's row order (web devices sorted by id).
     """
-    raw_dir = Path(raw_dir)
-    parts = [_canonical(source, _read(raw_dir, source, cols)) for source, cols in _COLUMNS.items()]
-    parts.append(_canonical("web", _web_devices(raw_dir)))
-    table = pa.concat_tables(parts)
-    logger.info("loaded %d canonical records from %s", table.num_rows, raw_dir)
-    return table.to_pandas()
+    return load_canonical_table(raw_dir).to_pandas()

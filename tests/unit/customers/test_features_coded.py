@@ -146,3 +146,32 @@ def test_a_failing_snapshot_worker_fails_the_build_and_leaves_no_scratch(
     with pytest.raises(RuntimeError, match="snapshot failed"):
         build_feature_tables(raw, unified, out, AS_OF, months=3, workers=2)
     assert not (out / ".snapshots").exists()
+
+
+def test_coded_identifier_table_equals_the_string_one_on_the_hard_cases() -> None:
+    """Shared identifiers (dropped), one identifier named twice by the same customer
+    (kept once), identifiers that do not normalise, unresolved records, missing values."""
+    import pyarrow as pa
+
+    from customers.features import _identifier_table, _identifier_table_coded
+    from customers.normalise import identifier_keys
+
+    ids = pd.Index(["C1", "C2", "C3"], dtype=object)
+    codes = np.array([0, 1, 0, -1, 2, 1, 2], dtype=np.int64)
+    records = pa.table(
+        {
+            "email": ["a@x.com", "a@x.com", "b@x.com", "c@x.com", None, "B@X.com", "not-an-email"],
+            "phone": [None, "+44 20 7946 0000", None, None, "+44 20 7946 0001", None, None],
+            "crm_id": ["K1", None, "K1", "K9", "K3", "K2", None],
+        }
+    )
+    want = _identifier_table(
+        records.to_pandas().assign(customer_id=[ids[c] if c >= 0 else None for c in codes]),
+        identifier_keys,
+    )
+    got, got_codes = _identifier_table_coded(records, codes, ids, identifier_keys)
+    pd.testing.assert_frame_equal(got, want)
+    assert list(ids[got_codes]) == list(want["customer_id"])
+    # a@x.com is claimed by C1 and C2; b@x.com by C1 and (as B@X.com) by C2
+    assert not want["identifier"].str.startswith("email:").any()
+    assert want["identifier"].str.startswith("crm_id:").sum() == 3
