@@ -385,10 +385,11 @@ class CellChunk:
     its value bytes are ``value[c * value_width :][: value_len]`` and its text
     ``text[c * text_width :][: text_len]``; each length is ``digits`` ASCII digits at
     ``c * digits`` of ``value_lens`` / ``text_lens``, and ``null`` (all nines) marks
-    a null text.
+    a null text. Each entity carries its first cell, ``i * n_features``.
     """
 
-    entities: list[tuple[int, bytes, Any, Any]]  # (i, entity key, event_ts, created_ts)
+    # (first cell, entity key, event_ts, created_ts)
+    entities: list[tuple[int, bytes, Any, Any]]
     n_features: int
     value: bytes
     value_width: int
@@ -399,9 +400,9 @@ class CellChunk:
     digits: int
 
     @property
-    def null(self) -> bytes:
+    def null(self) -> int:
         """The text length that stands for a null text."""
-        return b"9" * self.digits
+        return 10**self.digits - 1
 
 
 def _digits(lens: np.ndarray, digits: int) -> bytes:
@@ -450,7 +451,15 @@ def encode_chunk(
     digits = len(str(longest + 1))
     null = 10**digits - 1
     return CellChunk(
-        entities=list(zip(range(len(keys)), keys, event_ts, created, strict=True)),
+        entities=list(
+            zip(
+                range(0, len(keys) * len(features), len(features)),
+                keys,
+                event_ts,
+                created,
+                strict=True,
+            )
+        ),
         n_features=len(features),
         value=value,
         value_width=value_width,
@@ -472,7 +481,7 @@ def cell_tables(conn: sqlite3.Connection, features: list[str]) -> Iterator[list[
         conn.commit()
     store = conn.execute("PRAGMA temp_store").fetchone()[0]
     conn.execute("PRAGMA temp_store = MEMORY")
-    conn.execute("CREATE TEMP TABLE nb_entities (i INTEGER PRIMARY KEY, k, ets, cts)")
+    conn.execute("CREATE TEMP TABLE nb_entities (c INTEGER PRIMARY KEY, k, ets, cts)")
     conn.execute("CREATE TEMP TABLE nb_features (j INTEGER, name TEXT)")
     try:
         order = sorted(range(len(features)), key=lambda j: features[j])
@@ -498,19 +507,23 @@ def expand_sql(table: str) -> str:
     per chunk instead of two per (entity, feature) row: binding was most of the
     materialisation's CPU. Parameters: ``?1`` value bytes, ``?2`` value width, ``?3``
     value lengths, ``?4`` text bytes, ``?5`` text width, ``?6`` text lengths, ``?7``
-    digits per length, ``?8`` the null text length, ``?9`` features per entity.
+    digits per length, ``?8`` the null text length. Per row SQLite evaluates as few
+    functions as it can (they are most of the statement's cost once the rows arrive in
+    key order): the entity carries its first cell, and a null text is ``substr`` with
+    the NULL length that ``nullif`` makes of the null marker (one-view A/B, 4
+    interleaved rounds: 3.29 -> 3.05 us per row against a ``CASE`` that read the text
+    length twice).
     """
     from feast.infra.online_stores.sqlite import _quote_id
 
-    cell = "(e.i * ?9 + f.j)"
-    text_len = f"substr(?6, {cell} * ?7 + 1, ?7)"
+    cell = "(e.c + f.j)"
+    text_len = f"nullif(CAST(substr(?6, {cell} * ?7 + 1, ?7) AS INTEGER), ?8)"
     return (
         f"INSERT INTO {_quote_id(table)} "
         "(entity_key, feature_name, value, value_text, event_ts, created_ts) "
         "SELECT e.k, f.name, "
         f"substr(?1, {cell} * ?2 + 1, CAST(substr(?3, {cell} * ?7 + 1, ?7) AS INTEGER)), "
-        f"CASE WHEN {text_len} = ?8 THEN NULL "
-        f"ELSE CAST(substr(?4, {cell} * ?5 + 1, CAST({text_len} AS INTEGER)) AS TEXT) END, "
+        f"CAST(substr(?4, {cell} * ?5 + 1, {text_len}) AS TEXT), "
         "e.ets, e.cts "
         # CROSS JOIN keeps the entities (in key order) as the outer loop: rows arrive in
         # primary-key order and every B-tree insert is an append.
@@ -539,6 +552,5 @@ def write_chunk(conn: sqlite3.Connection, sql: str, chunk: CellChunk, features: 
             chunk.text_lens,
             chunk.digits,
             chunk.null,
-            chunk.n_features,
         ),
     )
