@@ -71,6 +71,12 @@ class Settings(BaseSettings):
         "(same validation, status codes and bodies; ~1 ms CPU less per request). Off, or "
         "with trace_decide: BentoML's route.",
     )
+    inline_log_sync: bool = Field(
+        True,
+        description="When a /decide batch is alone on its worker (nothing else in flight), "
+        "write and sync its log lines on the event loop's thread instead of handing them to "
+        "the writer thread (off: always the writer thread).",
+    )
     fast_features: bool = Field(
         True,
         description="Read online features straight from Feast's SQLite tables (off: the "

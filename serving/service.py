@@ -95,7 +95,7 @@ class NextBest:
     def __init__(self) -> None:
         settings = get_settings()
         self.decider = OnlineDecider(settings)
-        self.batcher = MicroBatcher(self.decider)
+        self.batcher = MicroBatcher(self.decider, inline_sync=settings.inline_log_sync)
         # The loaded heap is large and long-lived; freezing it keeps full GC passes (and the
         # p99 spikes they cause) away from requests.
         gc.collect()
