@@ -66,6 +66,12 @@ def tracing_config(settings: Settings) -> dict[str, Any]:
     return {"excluded_urls": [] if settings.trace_decide else ["/decide"]}
 
 
+def fast_http_enabled(settings: Settings) -> bool:
+    """Whether /decide is answered by FastDecideMiddleware: unless switched off, or traced
+    (a span wants BentoML's request context and its request-id header)."""
+    return settings.fast_http and not settings.trace_decide
+
+
 #: Plain GET routes beside the BentoML APIs (mounted at the root).
 extras = FastAPI(title="nextbest catalog")
 
@@ -103,7 +109,7 @@ class NextBest:
         # /decide through FastDecideMiddleware (same answers, a fraction of the framework's
         # CPU) unless switched off, or traced: a span wants BentoML's request context.
         global _fast_decide
-        if settings.fast_http and not settings.trace_decide:
+        if fast_http_enabled(settings):
             _fast_decide = self.answer_json
         log.info("nextbest service ready: model %s", self.decider.runtime.model_version)
 

@@ -77,3 +77,16 @@ def test_the_fast_decide_middleware_is_in_the_service_chain() -> None:
     ).stdout
     line = out.strip().splitlines()[-1]
     assert line == "[('FastDecideMiddleware', '/decide', 'BentoML Service/nextbest')] None"
+
+
+@pytest.mark.parametrize(
+    ("fast_http", "trace_decide", "enabled"),
+    [(True, False, True), (False, False, False), (True, True, False), (False, True, False)],
+)
+def test_the_fast_path_is_off_when_switched_off_or_traced(
+    fast_http: bool, trace_decide: bool, enabled: bool
+) -> None:
+    from serving.service import fast_http_enabled
+
+    s = Settings(fast_http=fast_http, trace_decide=trace_decide)
+    assert fast_http_enabled(s) is enabled
