@@ -144,15 +144,18 @@ class NextBest:
         The body is validated by BentoML's own input model of :meth:`decide`; the status
         and body of every outcome are those of ``api_endpoint_wrapper``.
         """
+        # A bad request is logged by the fields it got wrong only: pydantic's and the
+        # resolver's messages may quote the input, which can be an email or a phone.
         try:
             data = _DECIDE_INPUT.model_validate_json(body or b"{}")
         except ValidationError as exc:
-            log.error("Exception on /decide [POST]", exc_info=True)
+            fields = sorted({".".join(map(str, e["loc"])) for e in exc.errors()})
+            log.info("/decide [POST] 400: invalid %s", ", ".join(fields))
             return 400, validation_error_body(exc)
         try:
             return 200, await self._decide_body(data.customer, data.channel, data.k, data.context)
         except InvalidArgument as exc:
-            log.error("Exception on /decide [POST]", exc_info=True)
+            log.info("/decide [POST] 400: invalid %s", str(exc).split(":", 1)[0])
             # BentoML's body for a 4xx BentoMLException is a one-element list
             return int(exc.error_code), json_body([{"error": str(exc)}])
         except Exception:
