@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -83,8 +84,14 @@ def run(
     load_seconds: float = 20.0,
     rounds: int = 2,
     output: str = "http_ab",
+    wrk_sequential_s: float = 0.0,
 ) -> dict[str, Any]:
-    """Measure the two services in alternation; write ``<output>.json``."""
+    """Measure the two services in alternation; write ``<output>.json``.
+
+    With ``wrk_sequential_s`` (and ``wrk`` installed), also that many seconds of ``wrk`` on
+    one connection per service, two rounds in flipped order: sequential latency from a C
+    client, whose own CPU per request is tiny (the Python client's is ~2 ms here).
+    """
     import httpx
 
     settings = ensure_world(home, customers)
@@ -131,6 +138,16 @@ def run(
                 "busiest_process_cpu_ms_per_request": round(max(used) / n_seq * 1e3, 3),
             }
         out["sequential"] = seq
+        if wrk_sequential_s > 0 and shutil.which("wrk"):
+            out["sequential_wrk"] = []
+            for rnd in range(2):
+                for n in names if rnd % 2 == 0 else names[::-1]:
+                    proc, url = servers[n]
+                    la = [round(x, 2) for x in os.getloadavg()]
+                    res = load(url, proc.pid, bodies, wrk_sequential_s, 1)
+                    out["sequential_wrk"].append(
+                        {"service": n, "round": rnd, "load_average_before": la, **res}
+                    )
         out["load"] = []
         for rnd in range(rounds):
             for n in names if rnd % 2 == 0 else names[::-1]:
@@ -156,6 +173,16 @@ def run(
         )
         for n, s in out["sequential"].items()
     ]
+    if out.get("sequential_wrk"):
+        cpu = "server_cpu_ms_per_decision"
+        print_table(
+            "A/B sequential from wrk, one connection",
+            [
+                (r["service"], r["round"], r["p50_ms"], r["p99_ms"], r[cpu])
+                for r in out["sequential_wrk"]
+            ],
+            ("service", "round", "p50 ms", "p99 ms", "CPU ms/req"),
+        )
     print_table(
         "A/B over HTTP, alternating",
         rows,
@@ -175,6 +202,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--load-seconds", type=float, default=20.0)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--output", default="http_ab")
+    p.add_argument(
+        "--wrk-sequential",
+        type=float,
+        default=0.0,
+        help="seconds of wrk on one connection per service and round (0: none)",
+    )
     a = p.parse_args(argv)
     run(
         a.before,
@@ -185,6 +218,7 @@ def main(argv: list[str] | None = None) -> None:
         load_seconds=a.load_seconds,
         rounds=a.rounds,
         output=a.output,
+        wrk_sequential_s=a.wrk_sequential,
     )
 
 

@@ -71,10 +71,16 @@ class DecisionLog:
         self.directory = Path(directory)
         self.fsync = fsync
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._paths: dict[date, Path] = {}  # every append asks for today's file
 
     def path_for(self, day: date) -> Path:
         """The file holding decisions taken on ``day`` (UTC)."""
-        return self.directory / f"decisions-{day.isoformat()}.jsonl"
+        path = self._paths.get(day)
+        if path is None:
+            if len(self._paths) > 64:
+                self._paths.clear()
+            path = self._paths[day] = self.directory / f"decisions-{day.isoformat()}.jsonl"
+        return path
 
     def append(self, records: Iterable[dict[str, Any]]) -> int:
         """Write records as one block and make it durable; returns the number written.

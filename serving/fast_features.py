@@ -201,26 +201,27 @@ class FastOnlineFeatures:
     def features(self, customer_ids: Sequence[str], request_ts: float) -> np.ndarray:
         """Features in ``feature_names`` order; equal to ``online_features`` of the SDK."""
         out = np.full((len(customer_ids), len(self.names)), np.nan)
+        # Source timestamps of the request-time features, one row per customer; a missing
+        # one stays NaN and reads as NEVER_DAYS, as in the on-demand view. ``days_since``
+        # is elementwise, so one call for the batch gives each row what its own call would.
+        stamps = np.full((len(customer_ids), len(self._rt)), np.nan)
         conn = self._conn()
         cache, decode = self._cache, self._decode
         for i, cid in enumerate(customer_ids):
             key = self._customer_key(cid)
             rows = conn.execute(self._sql, (key,) * self._n_views).fetchall()
             if not rows:
-                if self._rt:  # no source timestamps: NEVER_DAYS, as the on-demand view
-                    out[i, self._rt_cols] = days_since(np.full(len(self._rt), np.nan), request_ts)
                 continue
             views, names, blobs = zip(*rows, strict=True)
             layout = self._layout(views, names)
             values = np.array(
                 [v if (v := cache.get(b)) is not None else decode(b) for b in layout.pick(blobs)]
             )
-            row = out[i]
-            row[layout.cols] = values[layout.take]
+            out[i, layout.cols] = values[layout.take]
             if self._rt:
-                stamps = np.full(len(self._rt), np.nan)
-                stamps[layout.rt_slots] = values[layout.rt_take]
-                row[self._rt_cols] = days_since(stamps, request_ts)
+                stamps[i, layout.rt_slots] = values[layout.rt_take]
+        if self._rt and len(customer_ids):
+            out[:, self._rt_cols] = days_since(stamps, request_ts)
         return out
 
     def _layout(self, views: tuple[int, ...], names: tuple[str, ...]) -> _Layout:

@@ -97,9 +97,13 @@ class GroupCommitLog(DecisionLog):
         self._pending: list[tuple[list[tuple[Path, bytes]], Future[int]]] = []
         self._writer: threading.Thread | None = None
         self._fds: dict[Path, int] = {}
+        # Set while a thread writes and syncs the files: the writer, or an inline append.
+        self._busy = False
         #: How many syncs ran and how many appends they carried (for benchmarks).
         self.syncs = 0
         self.appends = 0
+        #: How many of those syncs ran in the appending thread (:meth:`append_inline`).
+        self.inline_syncs = 0
 
     def append(self, records: Iterable[dict[str, Any]]) -> int:
         """Write records and return once they are on disk; returns the number written."""
@@ -111,8 +115,42 @@ class GroupCommitLog(DecisionLog):
         Raises :class:`~serving.decision_log.PersonalDataError` at once (nothing queued)
         for a record that carries an email or phone.
         """
-        blocks = [(self.path_for(day), block) for day, block in self.encode(records).items()]
-        return self._enqueue(blocks)
+        return self._enqueue(self._blocks(records))
+
+    def append_inline(self, records: Iterable[dict[str, Any]]) -> Future[int]:
+        """Write and sync ``records`` in the calling thread if the writer is idle, else queue
+        them as :meth:`append_async` does; either way a future that resolves once they are
+        on disk (already resolved when written here).
+
+        For a caller that has nothing else to do meanwhile (an event loop with no other
+        request in flight): it saves the hand-off to the writer thread and back (two thread
+        wake-ups and the GIL passed twice), ~0.1-0.3 ms of CPU per sync here. Personal
+        data raises as in :meth:`append_async`.
+        """
+        blocks = self._blocks(records)
+        with self._cv:
+            if self._pending or self._busy or not blocks:
+                return self._enqueue(blocks)
+            self._busy = True
+        fut: Future[int] = Future()
+        fut.set_running_or_notify_cancel()
+        try:
+            self._flush([(blocks, fut)])
+        except BaseException as exc:
+            fut.set_exception(exc)
+        else:
+            self.syncs += 1
+            self.appends += 1
+            self.inline_syncs += 1
+            fut.set_result(sum(block.count(b"\n") for _, block in blocks))
+        finally:
+            with self._cv:
+                self._busy = False
+                self._cv.notify()  # the writer may have been handed work meanwhile
+        return fut
+
+    def _blocks(self, records: Iterable[dict[str, Any]]) -> list[tuple[Path, bytes]]:
+        return [(self.path_for(day), block) for day, block in self.encode(records).items()]
 
     def _enqueue(self, blocks: list[tuple[Path, bytes]]) -> Future[int]:
         fut: Future[int] = Future()
@@ -157,15 +195,19 @@ class GroupCommitLog(DecisionLog):
         """The writer: take everything queued, write and sync it, tell every appender."""
         while True:
             with self._cv:
-                while not self._pending:
+                while not self._pending or self._busy:
                     self._cv.wait()
                 batch, self._pending = self._pending, []
+                self._busy = True
             try:
                 self._flush(batch)
             except BaseException as exc:  # every appender of the batch must hear of it
                 for _, fut in batch:
                     fut.set_exception(exc)
                 continue
+            finally:
+                with self._cv:
+                    self._busy = False
             self.syncs += 1
             self.appends += len(batch)
             for blocks, fut in batch:
@@ -482,11 +524,17 @@ class MicroBatcher:
     ``call_soon_threadsafe``), which then answers every request of the batch.
     """
 
-    def __init__(self, decider: OnlineDecider, max_batch: int = 64) -> None:
+    def __init__(
+        self, decider: OnlineDecider, max_batch: int = 64, inline_sync: bool = True
+    ) -> None:
         self.decider = decider
         self.max_batch = max_batch
+        #: Sync a lone request's record in the loop's own thread (see ``_decide_batch``).
+        self.inline_sync = inline_sync
         self._queue: list[tuple[DecideRequest, asyncio.Future[Any]]] = []
         self._scheduled = False
+        # Batches handed to the log and not yet answered.
+        self._on_the_way = 0
         #: Engine calls and decisions so far (for benchmarks).
         self.calls = 0
         self.decisions = 0
@@ -506,10 +554,15 @@ class MicroBatcher:
     def _run(self) -> None:
         self._scheduled = False
         queue, self._queue = self._queue, []
+        # One request alone in its loop turn: a sequential caller (under load, requests
+        # arrive together, and those that arrive during an inline sync form a batch).
+        alone = len(queue) == 1
         for start in range(0, len(queue), self.max_batch):
-            self._decide_batch(queue[start : start + self.max_batch])
+            self._decide_batch(queue[start : start + self.max_batch], alone)
 
-    def _decide_batch(self, batch: list[tuple[DecideRequest, asyncio.Future[Any]]]) -> None:
+    def _decide_batch(
+        self, batch: list[tuple[DecideRequest, asyncio.Future[Any]]], alone: bool = False
+    ) -> None:
         try:
             results = self.decider.decide_records([req for req, _ in batch])
         except Exception as exc:  # a bug must fail these requests, not the server
@@ -528,12 +581,22 @@ class MicroBatcher:
                 waiting.append((fut, result))
         if not waiting:
             return
+        log = self.decider.log
+        # A request alone in its loop turn, with no batch on its way to disk: the loop has
+        # nothing to do while the disk syncs, so it syncs here, without the writer thread.
+        # Otherwise the writer syncs while the loop decides the next requests (syncing a
+        # batch here would leave the loop idle during every sync under load).
+        append = (
+            log.append_inline
+            if self.inline_sync and alone and not self._on_the_way
+            else log.append_async
+        )
         try:
-            self._when_logged(self.decider.log.append_async([r for _, r in waiting]), waiting)
+            self._when_logged(append([r for _, r in waiting]), waiting)
         except Exception:  # e.g. personal data in one record: log them one by one
             for fut, record in waiting:
                 try:
-                    self._when_logged(self.decider.log.append_async([record]), [(fut, record)])
+                    self._when_logged(log.append_async([record]), [(fut, record)])
                 except Exception as exc:
                     if not fut.done():
                         fut.set_exception(exc)
@@ -543,8 +606,10 @@ class MicroBatcher:
     ) -> None:
         """Answer ``waiting`` on this loop once ``logged`` (the writer's future) is done."""
         loop = asyncio.get_running_loop()
+        self._on_the_way += 1
 
         def answer(done: Future[int]) -> None:
+            self._on_the_way -= 1
             exc = done.exception()
             for fut, record in waiting:
                 if fut.done():  # the client went away
@@ -560,7 +625,10 @@ class MicroBatcher:
             except RuntimeError:  # the loop closed meanwhile: nobody is waiting any more
                 pass
 
-        logged.add_done_callback(on_disk)
+        if logged.done():  # synced inline, on this loop's thread: answer at once
+            answer(logged)
+        else:
+            logged.add_done_callback(on_disk)
 
 
 def lean_lightgbm(model: Any) -> int:

@@ -98,3 +98,20 @@ def test_a_pushed_event_is_seen_by_the_fast_path_at_once(world: World) -> None:
     finally:  # the session world is shared: put the customer's row back
         push(old, datetime.now(UTC))
     assert _same(fast.features([cid], ts), before).all()
+
+
+def test_a_batch_reads_each_customer_as_a_call_of_its_own(world: World) -> None:
+    names = all_feature_names()
+    fast = FastOnlineFeatures(feature_store(world.settings), names)
+    cids = _customers(world, 30)
+    cids.insert(7, "no-such-customer")  # no rows, between customers that have them
+    ts = world.settings.as_of.timestamp()
+    batch = fast.features(cids, ts)
+    single = np.vstack([fast.features([c], ts) for c in cids])
+    assert np.array_equal(batch, single, equal_nan=True)
+    from customers.feature_schema import NEVER_DAYS
+
+    # the customer without rows still gets the request-time features' "never"
+    assert batch[7, names.index("days_since_purchase")] == NEVER_DAYS
+    assert np.isfinite(batch[:7]).mean() > 0.5  # the others' values are really there
+    assert fast.features([], ts).shape == (0, len(names))

@@ -129,3 +129,27 @@ def test_online_compiled_scoring_decides_as_lightgbm(world: World, decider: Onli
 def test_online_compiled_trees_can_be_switched_off(world: World) -> None:
     off = OnlineDecider(world.settings.model_copy(update={"online_compiled_trees": False}))
     assert not off.plan.model.compiled
+
+
+def test_a_lone_request_is_synced_inline_and_a_batch_by_the_writer(
+    world: World, decider: OnlineDecider
+) -> None:
+    log = decider.log
+    reqs = [r for r in _requests(world, 24) if r.channel == "email"]
+
+    async def one_by_one(batcher: MicroBatcher) -> list[dict]:
+        return [await batcher.decide(r) for r in reqs[:8]]
+
+    async def together(batcher: MicroBatcher) -> list[dict]:
+        return await asyncio.gather(*(batcher.decide(r) for r in reqs[8:]))
+
+    inline0, syncs0 = log.inline_syncs, log.syncs
+    lone = asyncio.run(one_by_one(MicroBatcher(decider)))
+    assert log.inline_syncs - inline0 == 8 == log.syncs - syncs0
+    batch = asyncio.run(together(MicroBatcher(decider)))
+    assert log.inline_syncs - inline0 == 8 and log.syncs - syncs0 == 9  # one group commit
+    off = MicroBatcher(decider, inline_sync=False)
+    switched_off = asyncio.run(one_by_one(off))
+    assert log.inline_syncs - inline0 == 8 and log.syncs - syncs0 == 17
+    logged = set(read_log(log.directory)["decision_id"])
+    assert {r["decision_id"] for r in lone + batch + switched_off} <= logged

@@ -91,3 +91,85 @@ def test_a_failed_sync_reaches_every_appender_of_the_batch(
             f.result(timeout=10)
     monkeypatch.undo()
     assert log.append([_record(9)]) == 1  # the writer keeps going after a failure
+
+
+def test_append_inline_syncs_in_the_calling_thread_when_the_writer_is_idle(
+    tmp_path: Path,
+) -> None:
+    log = GroupCommitLog(tmp_path)
+    for i in range(5):
+        fut = log.append_inline([_record(i), _record(100 + i)])
+        assert fut.done() and fut.result() == 2  # on disk before it returned
+        assert f'"d{100 + i}"' in log.path_for(NOW.date()).read_text()
+    assert log.inline_syncs == 5 == log.syncs and log._writer is None  # no thread needed
+    assert log.append_inline([]).result() == 0
+    assert len(_lines(tmp_path)) == 10
+
+
+def test_append_inline_beside_the_writer_loses_and_mixes_no_line(tmp_path: Path) -> None:
+    log = GroupCommitLog(tmp_path)
+    results: list[int] = []
+
+    def queued(start: int) -> None:
+        futs = [log.append_async([_record(i)]) for i in range(start, start + 60)]
+        results.extend(f.result(timeout=30) for f in futs)
+
+    def inline(start: int) -> None:
+        for i in range(start, start + 60):
+            results.append(log.append_inline([_record(i)]).result(timeout=30))
+
+    threads = [threading.Thread(target=queued, args=(k * 60,)) for k in range(3)]
+    threads += [threading.Thread(target=inline, args=(k * 60,)) for k in range(3, 6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = [r["decision_id"] for r in _lines(tmp_path)]  # every line parses: none mixed
+    assert sorted(ids) == sorted(f"d{i}" for i in range(360))
+    assert results == [1] * 360 and log.appends == 360 and log.inline_syncs <= 180
+
+
+def test_append_inline_queues_while_the_writer_syncs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    log = GroupCommitLog(tmp_path)
+    syncing, release = threading.Event(), threading.Event()
+    real = os.fdatasync
+
+    def slow(fd: int) -> None:
+        if threading.current_thread().name == "decision-log-writer":
+            syncing.set()
+            assert release.wait(10)
+        real(fd)
+
+    monkeypatch.setattr("serving.online.os.fdatasync", slow)
+    first = log.append_async([_record(1)])
+    assert syncing.wait(10)  # the writer is inside its sync
+    second = log.append_inline([_record(2)])
+    assert not second.done()  # queued behind it, not written beside it
+    release.set()
+    assert first.result(timeout=10) == 1 and second.result(timeout=10) == 1
+    assert log.inline_syncs == 0 and log.syncs == 2
+    monkeypatch.undo()
+    assert log.append_inline([_record(3)]).done() and log.inline_syncs == 1  # idle again
+    assert sorted(r["decision_id"] for r in _lines(tmp_path)) == ["d1", "d2", "d3"]
+
+
+def test_a_failed_inline_sync_fails_its_future_and_the_log_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = GroupCommitLog(tmp_path)
+
+    def broken(fd: int) -> None:
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr("serving.online.os.fdatasync", broken)
+    with pytest.raises(OSError, match="I/O error"):
+        log.append_inline([_record(1)]).result(timeout=10)
+    monkeypatch.undo()
+    assert log.append_inline([_record(2)]).result(timeout=10) == 1
+    assert log.append([_record(3)]) == 1  # and the writer thread still works
+    with pytest.raises(PersonalDataError):
+        log.append_inline([{**_record(4), "customer_id": "someone@example.com"}])

@@ -43,3 +43,50 @@ def test_the_service_class_takes_its_tracing_option_from_settings(
         check=True,
     ).stdout
     assert out.strip().splitlines()[-1] == repr(excluded)
+
+
+def test_fast_http_and_inline_log_sync_are_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("NEXTBEST_FAST_HTTP", raising=False)
+    monkeypatch.delenv("NEXTBEST_INLINE_LOG_SYNC", raising=False)
+    s = Settings()
+    assert s.fast_http is True and s.inline_log_sync is True
+    monkeypatch.setenv("NEXTBEST_FAST_HTTP", "0")
+    monkeypatch.setenv("NEXTBEST_INLINE_LOG_SYNC", "false")
+    s = Settings()
+    assert s.fast_http is False and s.inline_log_sync is False
+
+
+def test_the_fast_decide_middleware_is_in_the_service_chain() -> None:
+    # Whether it answers is decided per request (the instance registers its handler when
+    # fast_http is on and trace_decide off); the middleware itself is always in the chain.
+    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True"}
+    code = (
+        "import serving.service as s; "
+        "print([(m.__name__, o['path'], o['server']) for m, o in s.NextBest.middlewares], "
+        "s._fast_decide)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = out.strip().splitlines()[-1]
+    assert line == "[('FastDecideMiddleware', '/decide', 'BentoML Service/nextbest')] None"
+
+
+@pytest.mark.parametrize(
+    ("fast_http", "trace_decide", "enabled"),
+    [(True, False, True), (False, False, False), (True, True, False), (False, True, False)],
+)
+def test_the_fast_path_is_off_when_switched_off_or_traced(
+    fast_http: bool, trace_decide: bool, enabled: bool
+) -> None:
+    from serving.service import fast_http_enabled
+
+    s = Settings(fast_http=fast_http, trace_decide=trace_decide)
+    assert fast_http_enabled(s) is enabled

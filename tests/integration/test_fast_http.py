@@ -1,0 +1,108 @@
+"""``POST /decide`` through FastDecideMiddleware answers exactly as BentoML's own route.
+
+Two real ``bentoml serve`` processes on the same world: the session's service (fast path
+on, the default) and one with ``NEXTBEST_FAST_HTTP=0``. Every request is sent to both;
+status, headers (but the date) and body must be equal (a decision's own ``decision_id``
+aside), and both log every decision they answer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from serving.process import Server, start_server, stop_server
+from tests.conftest import World
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+@pytest.fixture(scope="module")
+def bentoml_route(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The same service with the fast path switched off."""
+    log_path = tmp_path_factory.mktemp("slow_service") / "serve.log"
+    server = start_server(
+        "serving.service:NextBest", world.home, log_path, env={"NEXTBEST_FAST_HTTP": "0"}
+    )
+    try:
+        yield server
+    finally:
+        stop_server(server.proc)
+
+
+def _bodies(world: World) -> list[bytes]:
+    ids = pd.read_parquet(world.settings.unified_dir / "identity.parquet")["customer_id"]
+    cids = ids.drop_duplicates().head(12).tolist()
+    good = [
+        {"customer": {"id": c}, "channel": ch, "k": 1 + i % 5}
+        for i, c in enumerate(cids)
+        for ch in ("email", "web")
+    ]
+    good += [
+        {"customer": {"id": "nobody@example.invalid", "id_type": "email"}, "channel": "email"},
+        {"customer": {"id": cids[0], "id_type": "customer_id"}, "channel": "app", "k": 20},
+        {"customer": {"id": cids[1]}, "channel": "email", "context": {"page": "home", "n": [1]}},
+        {"customer": {"id": cids[2]}, "channel": "email", "unknown_field": 1},
+    ]
+    bad = [
+        {"customer": {"id": "x", "id_type": "passport"}, "channel": "email"},
+        {"customer": {"id": "x"}, "channel": "fax"},
+        {"channel": "email"},
+        {"customer": {"id": ""}, "channel": "email"},
+        {"customer": {"id": "x"}, "channel": "email", "k": 0},
+        {"customer": {"id": "x"}, "channel": "email", "k": 21},
+        {"customer": {"id": "x"}, "channel": "email", "k": "three"},
+        {"customer": {"id": "x"}, "channel": "email", "context": [1, 2]},
+        {"customer": "x", "channel": "email"},
+        [1, 2, 3],
+    ]
+    raw = [b"", b"not json", b'{"customer": {"id": "x"}, "channel": "email"', b"null"]
+    return [json.dumps(b).encode() for b in good + bad] + raw
+
+
+def _answer(r: httpx.Response) -> tuple[int, dict, object]:
+    headers = {k: v for k, v in r.headers.items() if k != "date"}
+    body: object = r.content
+    if r.status_code == 200:
+        body = r.json()
+        assert isinstance(body, dict) and body.pop("decision_id")
+    return r.status_code, headers, body
+
+
+def test_fast_path_answers_as_bentoml_route(
+    world: World, service: Server, bentoml_route: Server
+) -> None:
+    statuses = []
+    fast_ids, slow_ids = [], []
+    for body in _bodies(world):
+        for headers in ({"content-type": "application/json"}, {}):
+            fast = httpx.post(f"{service.url}/decide", content=body, headers=headers, timeout=30)
+            slow = httpx.post(
+                f"{bentoml_route.url}/decide", content=body, headers=headers, timeout=30
+            )
+            assert _answer(fast) == _answer(slow), body
+            statuses.append(fast.status_code)
+            if fast.status_code == 200:
+                fast_ids.append(fast.json()["decision_id"])
+                slow_ids.append(slow.json()["decision_id"])
+    assert statuses.count(200) >= 40 and statuses.count(400) >= 20
+    assert set(statuses) <= {200, 400}
+    logged = {
+        json.loads(line)["decision_id"]
+        for f in sorted(Path(world.settings.decision_log_dir).glob("*.jsonl"))
+        for line in f.read_text().splitlines()
+    }
+    assert set(fast_ids) <= logged and set(slow_ids) <= logged
+
+
+def test_other_media_types_and_routes_still_reach_bentoml(service: Server) -> None:
+    # a form body is BentoML's to parse (and reject): it never reaches the fast path
+    r = httpx.post(f"{service.url}/decide", data={"channel": "email"}, timeout=30)
+    assert 400 <= r.status_code < 500 and "customer" in r.text
+    assert httpx.get(f"{service.url}/decide", timeout=30).status_code == 405
+    assert httpx.get(f"{service.url}/readyz", timeout=30).status_code == 200
