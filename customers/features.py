@@ -14,7 +14,6 @@ import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -468,65 +467,7 @@ def _codes_of(
     return np.append(codes, -1)[pos]
 
 
-def _coded_frame(codes: np.ndarray, cols: dict[str, Any], *ts_cols: str) -> pd.DataFrame:
-    """The rows of resolved customers (``codes`` >= 0), in table order, as ``_encode``
-    keeps them, with the epoch seconds of ``ts_cols``."""
-    keep = codes >= 0
-    df = pd.DataFrame({"customer_id": codes})
-    for name, col in cols.items():
-        df[name] = col
-    df = df.loc[keep]
-    df["customer_id"] = df["customer_id"].astype(np.int64)
-    for c in ts_cols:
-        df[c + _SECS] = _epoch(df[c])
-    return df
-
-
-def _identifiers_and_consent(
-    raw_dir: Path, records: pa.Table, record_codes: np.ndarray, ids: pd.Index
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The identifier table and the coded consent events (consent names customers by
-    identifier, so it is resolved through that table)."""
-    from customers.normalise import identifier_keys
-
-    identifiers, identifier_codes = _identifier_table_coded(
-        records, record_codes, ids, identifier_keys
-    )
-    consent = pd.read_parquet(
-        raw_dir / "consent.parquet",
-        columns=["id_type", "id_value", "purpose", "channel", "granted", "ts"],
-    )
-    keys = identifier_keys(consent["id_type"], consent["id_value"])
-    # identifiers are unique once the ambiguous ones are dropped; -1: unknown or None
-    at = pd.Index(identifiers["identifier"].to_numpy()).get_indexer(keys.to_numpy())
-    consent_codes = np.append(identifier_codes, -1)[at]
-    consent = _coded_frame(
-        consent_codes,
-        {
-            "purpose": consent["purpose"].astype(str),
-            "channel": consent["channel"].astype(str),
-            "granted": consent["granted"].astype(bool),
-            "ts": pd.to_datetime(consent["ts"], utc=True),
-        },
-        "ts",
-    )
-    return identifiers, consent
-
-
-# What a forked identifier worker reads: set by the parent just before it forks, so the
-# worker inherits the canonical records (copy-on-write pages) instead of being sent them.
-_FORKED_RECORDS: tuple[Path, pa.Table, np.ndarray, pd.Index] | None = None
-
-
-def _forked_identifiers_and_consent() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`_identifiers_and_consent` in a worker forked by :func:`load_coded_sources`."""
-    assert _FORKED_RECORDS is not None, "only called in a worker forked by load_coded_sources"
-    return _identifiers_and_consent(*_FORKED_RECORDS)
-
-
-def load_coded_sources(
-    raw_dir: Path, unified_dir: Path, workers: int = 1
-) -> tuple[SourceData, pd.Index]:
+def load_coded_sources(raw_dir: Path, unified_dir: Path) -> tuple[SourceData, pd.Index]:
     """``_encode(load_sources(raw_dir, unified_dir))`` and the customer ids, computed
     without string customer ids on the event tables.
 
@@ -536,65 +477,38 @@ def load_coded_sources(
     and then indexing those again: at 1,000,000 customers that string path was ~760 s and
     most of the feature step's 12 GiB peak. Rows, their order, columns and values are
     those of the string path (``tests/unit/customers/test_features_coded.py``).
-
-    With ``workers`` > 1 (and fork available) the identifier table and the consent
-    events, which depend on the identity records only, are built by a forked process
-    while this one loads the event tables; the same frames either way.
     """
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    from customers.normalise import identifier_keys
     from customers.sources import load_canonical_table
 
-    global _FORKED_RECORDS
     identity = pq.read_table(unified_dir / "identity.parquet", columns=["record_id", "customer_id"])
     maps, ids, identity_codes = _native_code_maps(identity)
+    n = len(ids)
+
+    def read(name: str, columns: list[str]) -> pa.Table:
+        return pq.read_table(raw_dir / f"{name}.parquet", columns=columns)
+
+    def frame(codes: np.ndarray, cols: dict[str, Any], *ts_cols: str) -> pd.DataFrame:
+        # the rows of resolved customers, in table order, as ``_encode`` keeps them
+        keep = codes >= 0
+        df = pd.DataFrame({"customer_id": codes})
+        for name, col in cols.items():
+            df[name] = col
+        df = df.loc[keep]
+        df["customer_id"] = df["customer_id"].astype(np.int64)
+        for c in ts_cols:
+            df[c + _SECS] = _epoch(df[c])
+        return df
+
     records = load_canonical_table(raw_dir)
     # each record's customer code through its row in identity.parquet (-1: not there)
     pos = pc.index_in(records.column("record_id"), value_set=identity.column("record_id"))
     pos = pc.fill_null(pos, -1).to_numpy(zero_copy_only=False).astype(np.int64)
     record_codes = np.append(identity_codes, -1)[pos]
     del identity, identity_codes, pos
-    rec_codes = record_codes[record_codes >= 0]
-    n_records = pd.Series(rec_codes).groupby(rec_codes).size()
-    del rec_codes
-    with ExitStack() as stack:
-        if workers > 1 and "fork" in mp.get_all_start_methods():
-            _FORKED_RECORDS = (raw_dir, records, record_codes, ids)
-            stack.callback(globals().__setitem__, "_FORKED_RECORDS", None)
-            pool = stack.enter_context(ProcessPoolExecutor(1, mp_context=mp.get_context("fork")))
-            identity_part = pool.submit(_forked_identifiers_and_consent)
-            del records, record_codes
-            _FORKED_RECORDS = None
-            events = _coded_events(raw_dir, unified_dir, maps, ids, n_records)
-            identifiers, consent = identity_part.result()
-        else:
-            events = _coded_events(raw_dir, unified_dir, maps, ids, n_records)
-            identifiers, consent = _identifiers_and_consent(raw_dir, records, record_codes, ids)
-            del records, record_codes
-    customers, baskets, activity, cases, holdings, contacts = events
-    coded = SourceData(
-        customers, baskets, activity, cases, holdings, consent, contacts, identifiers
-    )
-    return coded, ids
-
-
-def _coded_events(
-    raw_dir: Path,
-    unified_dir: Path,
-    maps: dict[str, tuple[pa.Array, np.ndarray]],
-    ids: pd.Index,
-    n_records: pd.Series,
-) -> tuple[pd.DataFrame, ...]:
-    """The customer table and the coded event tables of :func:`load_coded_sources`:
-    customers, baskets, activity, cases, holdings, contacts."""
-    import pyarrow.parquet as pq
-
-    n = len(ids)
-    frame = _coded_frame
-
-    def read(name: str, columns: list[str]) -> pa.Table:
-        return pq.read_table(raw_dir / f"{name}.parquet", columns=columns)
 
     crm = read("crm_accounts", ["crm_id", "date_of_birth", "created_at"])
     crm_codes = _codes_of(maps, "crm", crm.column("crm_id"))
@@ -643,6 +557,8 @@ def _coded_events(
     )
     dob = crm_df.loc[crm_df["customer_id"] >= 0].groupby("customer_id")["dob"].min()
     del crm, crm_df
+    rec_codes = record_codes[record_codes >= 0]
+    n_records = pd.Series(rec_codes).groupby(rec_codes).size()
     cust = pd.RangeIndex(n)
     customers = pd.DataFrame({"customer_id": np.arange(n, dtype=np.int64)})
     customers["first_seen"] = first_seen.reindex(cust).to_numpy()
@@ -713,6 +629,29 @@ def _coded_events(
         "since",
     )
 
+    identifiers, identifier_codes = _identifier_table_coded(
+        records, record_codes, ids, identifier_keys
+    )
+    del records, record_codes
+    consent = pd.read_parquet(
+        raw_dir / "consent.parquet",
+        columns=["id_type", "id_value", "purpose", "channel", "granted", "ts"],
+    )
+    keys = identifier_keys(consent["id_type"], consent["id_value"])
+    # identifiers are unique once the ambiguous ones are dropped; -1: unknown or None
+    at = pd.Index(identifiers["identifier"].to_numpy()).get_indexer(keys.to_numpy())
+    consent_codes = np.append(identifier_codes, -1)[at]
+    consent = frame(
+        consent_codes,
+        {
+            "purpose": consent["purpose"].astype(str),
+            "channel": consent["channel"].astype(str),
+            "granted": consent["granted"].astype(bool),
+            "ts": pd.to_datetime(consent["ts"], utc=True),
+        },
+        "ts",
+    )
+
     camp = pd.read_parquet(
         raw_dir / "campaign_history.parquet", columns=["crm_id", "exposed_at", "action_id"]
     )
@@ -730,7 +669,10 @@ def _coded_events(
         },
         "ts",
     )
-    return customers, baskets, activity, cases, holdings, contacts
+    coded = SourceData(
+        customers, baskets, activity, cases, holdings, consent, contacts, identifiers
+    )
+    return coded, ids
 
 
 def build_view_rows(src: SourceData, t: pd.Timestamp) -> dict[str, pd.DataFrame]:
@@ -961,7 +903,7 @@ def build_feature_tables(
     """
     import pyarrow.parquet as pq
 
-    coded, ids = load_coded_sources(raw_dir, unified_dir, workers=workers)
+    coded, ids = load_coded_sources(raw_dir, unified_dir)
     times = snapshot_times(as_of, months)
     features_dir.mkdir(parents=True, exist_ok=True)
     paths = {s.name: features_dir / f"{s.name}.parquet" for s in view_specs()}

@@ -53,13 +53,11 @@ def _tables(src: SourceData) -> dict[str, pd.DataFrame]:
     }
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_coded_sources_equal_the_string_path(world: tuple[Path, Path], workers: int) -> None:
-    """In this process, and with the identifiers and consent built by a forked worker."""
+def test_coded_sources_equal_the_string_path(world: tuple[Path, Path]) -> None:
     raw, unified = world
     strings = load_sources(raw, unified)
     reference = _encode(strings)
-    coded, ids = load_coded_sources(raw, unified, workers=workers)
+    coded, ids = load_coded_sources(raw, unified)
     assert list(ids) == list(strings.customers["customer_id"])
     for name, want in _tables(reference).items():
         got = _tables(coded)[name]
@@ -177,19 +175,3 @@ def test_coded_identifier_table_equals_the_string_one_on_the_hard_cases() -> Non
     # a@x.com is claimed by C1 and C2; b@x.com by C1 and (as B@X.com) by C2
     assert not want["identifier"].str.startswith("email:").any()
     assert want["identifier"].str.startswith("crm_id:").sum() == 3
-
-
-def test_a_failing_identifier_worker_fails_the_load(
-    world: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import customers.features as features
-
-    raw, unified = world
-
-    def broken(*_: object) -> None:
-        raise RuntimeError("identifiers failed")
-
-    monkeypatch.setattr(features, "_identifiers_and_consent", broken)
-    with pytest.raises(RuntimeError, match="identifiers failed"):
-        load_coded_sources(raw, unified, workers=2)
-    assert features._FORKED_RECORDS is None
