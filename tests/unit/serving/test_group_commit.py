@@ -76,15 +76,20 @@ def test_personal_data_is_refused_before_anything_is_queued(tmp_path: Path) -> N
     assert not _lines(tmp_path)
 
 
-def test_a_failed_sync_reaches_every_appender_of_the_batch(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    log = GroupCommitLog(tmp_path)
+def _break_sync(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every fdatasync of the log fails (until ``monkeypatch.undo()``)."""
 
     def broken(fd: int) -> None:
         raise OSError(5, "I/O error")
 
     monkeypatch.setattr("serving.online.os.fdatasync", broken)
+
+
+def test_a_failed_sync_reaches_every_appender_of_the_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = GroupCommitLog(tmp_path)
+    _break_sync(monkeypatch)
     futs = [log.append_async([_record(i)]) for i in range(5)]
     for f in futs:
         with pytest.raises(OSError, match="I/O error"):
@@ -161,11 +166,7 @@ def test_a_failed_inline_sync_fails_its_future_and_the_log_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     log = GroupCommitLog(tmp_path)
-
-    def broken(fd: int) -> None:
-        raise OSError(5, "I/O error")
-
-    monkeypatch.setattr("serving.online.os.fdatasync", broken)
+    _break_sync(monkeypatch)
     with pytest.raises(OSError, match="I/O error"):
         log.append_inline([_record(1)]).result(timeout=10)
     monkeypatch.undo()

@@ -11,19 +11,25 @@ import pytest
 from nextbest.settings import PROJECT_ROOT, Settings
 
 
-def test_trace_decide_and_fast_features_are_read_from_the_environment(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    ("field", "default"),
+    [
+        ("trace_decide", False),
+        ("fast_features", True),
+        ("fast_http", True),
+        ("inline_log_sync", True),
+    ],
+)
+def test_the_service_switches_are_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, field: str, default: bool
 ) -> None:
-    monkeypatch.delenv("NEXTBEST_TRACE_DECIDE", raising=False)
-    monkeypatch.delenv("NEXTBEST_FAST_FEATURES", raising=False)
-    s = Settings()
-    assert s.trace_decide is False and s.fast_features is True
-    monkeypatch.setenv("NEXTBEST_TRACE_DECIDE", "1")
-    monkeypatch.setenv("NEXTBEST_FAST_FEATURES", "false")
-    s = Settings()
-    assert s.trace_decide is True and s.fast_features is False
-    monkeypatch.setenv("NEXTBEST_TRACE_DECIDE", "maybe")
-    with pytest.raises(ValueError, match="trace_decide"):
+    var = "NEXTBEST_" + field.upper()
+    monkeypatch.delenv(var, raising=False)
+    assert getattr(Settings(), field) is default
+    monkeypatch.setenv(var, "false" if default else "1")
+    assert getattr(Settings(), field) is (not default)
+    monkeypatch.setenv(var, "maybe")
+    with pytest.raises(ValueError, match=field):
         Settings()
 
 
@@ -43,19 +49,6 @@ def test_the_service_class_takes_its_tracing_option_from_settings(
         check=True,
     ).stdout
     assert out.strip().splitlines()[-1] == repr(excluded)
-
-
-def test_fast_http_and_inline_log_sync_are_read_from_the_environment(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv("NEXTBEST_FAST_HTTP", raising=False)
-    monkeypatch.delenv("NEXTBEST_INLINE_LOG_SYNC", raising=False)
-    s = Settings()
-    assert s.fast_http is True and s.inline_log_sync is True
-    monkeypatch.setenv("NEXTBEST_FAST_HTTP", "0")
-    monkeypatch.setenv("NEXTBEST_INLINE_LOG_SYNC", "false")
-    s = Settings()
-    assert s.fast_http is False and s.inline_log_sync is False
 
 
 def test_the_fast_decide_middleware_is_in_the_service_chain() -> None:
