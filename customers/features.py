@@ -8,6 +8,7 @@ Column names come from :mod:`customers.feature_schema`.
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing as mp
 import os
@@ -866,10 +867,22 @@ def _snapshots(
         return
     scratch.mkdir(parents=True, exist_ok=True)
     _FORKED = (src, ids, scratch)
+    # The workers must never run the collector over the objects they inherit: a forked
+    # worker segfaulted in garbage collection (CI, 2026-12-02; the parent had run Arrow's
+    # and DuckDB's thread pools, whose memory a child must not free). So the parent
+    # collects its own cycles and freezes what is left right before the fork (Python's
+    # documented gc.freeze-before-fork pattern, which also keeps those pages shared), and
+    # unfreezes once the workers exist: with the fork context every worker is started at
+    # the first submit.
+    gc.collect()
+    gc.freeze()
     try:
         fork = mp.get_context("fork")
         with ProcessPoolExecutor(min(workers, len(times)), mp_context=fork) as pool:
-            futures = [pool.submit(_snapshot_to_files, i, t) for i, t in enumerate(times)]
+            try:
+                futures = [pool.submit(_snapshot_to_files, i, t) for i, t in enumerate(times)]
+            finally:
+                gc.unfreeze()
             try:
                 for future in futures:
                     files = future.result()
