@@ -82,11 +82,20 @@ def _package_dir(name: str) -> str:
 def load_model_by_alias(settings: Settings, alias: str = CHAMPION) -> tuple[Any, str]:
     """The :class:`~training.model.DecisionModel` behind ``alias`` and its version.
 
-    Raises ``LookupError`` with a clear message when nothing holds the alias.
+    Raises ``LookupError`` with a clear message when nothing holds the alias, or when
+    the SQLite tracking store does not exist yet: a reader never creates one (two service
+    workers starting in an empty home each ran MLflow's schema migration on the same new
+    file and left it half-migrated).
     """
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    uri = settings.tracking_uri
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        raise LookupError(
+            f"MLflow registry not found: {uri.removeprefix('sqlite:///')} (no model holds "
+            f"the alias {alias!r}); run `nextbest train` first"
+        )
     configure_mlflow(settings)
     client = mlflow.MlflowClient()
     try:
