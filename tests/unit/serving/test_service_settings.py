@@ -33,42 +33,38 @@ def test_the_service_switches_are_read_from_the_environment(
         Settings()
 
 
+def _last_line_printed(code: str, **env: str) -> str:
+    """The last line ``code`` prints in a fresh interpreter (BentoML reads the service's
+    options when the class is decorated, so each check imports the module afresh)."""
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "BENTOML_DO_NOT_TRACK": "True", **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.strip().splitlines()[-1]
+
+
 @pytest.mark.parametrize(("value", "excluded"), [("0", ["/decide"]), ("1", [])])
 def test_the_service_class_takes_its_tracing_option_from_settings(
     value: str, excluded: list[str]
 ) -> None:
     # BentoML reads the option when the class is decorated: import the module afresh.
-    env = {**os.environ, "NEXTBEST_TRACE_DECIDE": value, "BENTOML_DO_NOT_TRACK": "True"}
     code = "import serving.service as s; print(s.NextBest.config['tracing']['excluded_urls'])"
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert out.strip().splitlines()[-1] == repr(excluded)
+    assert _last_line_printed(code, NEXTBEST_TRACE_DECIDE=value) == repr(excluded)
 
 
 def test_the_fast_decide_middleware_is_in_the_service_chain() -> None:
     # Whether it answers is decided per request (the instance registers its handler when
     # fast_http is on and trace_decide off); the middleware itself is always in the chain.
-    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True"}
     code = (
         "import serving.service as s; "
         "print([(m.__name__, o['path'], o['server']) for m, o in s.NextBest.middlewares], "
         "s._fast_decide)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    line = out.strip().splitlines()[-1]
+    line = _last_line_printed(code)
     assert line == "[('FastDecideMiddleware', '/decide', 'BentoML Service/nextbest')] None"
 
 
