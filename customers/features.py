@@ -868,8 +868,8 @@ def _snapshots(
     scratch.mkdir(parents=True, exist_ok=True)
     _FORKED = (src, ids, scratch)
     # The workers must never run the collector over the objects they inherit: a forked
-    # worker segfaulted in garbage collection (CI, 2026-12-02; the parent had run Arrow's
-    # and DuckDB's thread pools, whose memory a child must not free). So the parent
+    # worker segfaulted in garbage collection (CI, 2026-12-02, after the parent had run
+    # Arrow's thread pools; the object it tripped on was not pinned down). So the parent
     # collects its own cycles and freezes what is left right before the fork (Python's
     # documented gc.freeze-before-fork pattern, which also keeps those pages shared), and
     # unfreezes once the workers exist: with the fork context every worker is started at
