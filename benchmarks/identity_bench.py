@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from customers.generate import generate
 from customers.identity import (
     ResolutionSettings,
     normalise_records,
@@ -31,6 +30,7 @@ from customers.identity import (
 )
 from customers.quality import identity_quality, missed_pairs
 from customers.sources import load_canonical_records
+from demo.generate import generate
 
 RESULTS = Path(__file__).resolve().parent / "results" / "identity.json"
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from nextbest.settings import Settings
+from core.settings import Settings
 
 # Feast modules that use @typechecked and are not loaded by ``import feast`` itself but
 # by this project (the SQLite online store: the fast reader and the bulk engine).
