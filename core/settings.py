@@ -119,6 +119,11 @@ class Settings(BaseSettings):
         return self.root / "decisions"
 
     @property
+    def ledger_path(self) -> Path:
+        """The event ledger: every accepted customer event (one SQLite file)."""
+        return self.root / "ledger.db"
+
+    @property
     def tracking_uri(self) -> str:
         """MLflow tracking URI (SQLite under home unless configured)."""
         return self.mlflow_tracking_uri or f"sqlite:///{self.root / 'mlflow.db'}"
