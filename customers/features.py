@@ -15,7 +15,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -676,6 +676,34 @@ def load_coded_sources(raw_dir: Path, unified_dir: Path) -> tuple[SourceData, pd
     return coded, ids
 
 
+def with_extra_consent(src: SourceData, ids: pd.Index, extra: pd.DataFrame | None) -> SourceData:
+    """Coded sources with consent records from outside the exports appended (the event
+    ledger's: ``customer_id`` (unified id), ``purpose``, ``channel``, ``granted``, ``ts``).
+
+    Records of customers not in ``ids`` are dropped. The build keeps the newest record per
+    customer, purpose and channel by ``ts``, whichever side it came from (at equal times,
+    the appended one).
+    """
+    if extra is None or extra.empty:
+        return src
+    codes = ids.get_indexer(extra["customer_id"])
+    keep = codes >= 0
+    ts = pd.to_datetime(extra["ts"].to_numpy()[keep], utc=True).astype(src.consent["ts"].dtype)
+    rows = pd.DataFrame(
+        {
+            "customer_id": codes[keep].astype(src.consent["customer_id"].dtype),
+            "purpose": extra["purpose"].to_numpy()[keep].astype(str),
+            "channel": extra["channel"].to_numpy()[keep].astype(str),
+            "granted": extra["granted"].to_numpy()[keep].astype(bool),
+            "ts": ts,
+        }
+    )
+    if "ts" + _SECS in src.consent:
+        rows["ts" + _SECS] = _epoch(rows["ts"])
+    consent = pd.concat([src.consent, rows[list(src.consent.columns)]], ignore_index=True)
+    return replace(src, consent=consent)
+
+
 def build_view_rows(src: SourceData, t: pd.Timestamp) -> dict[str, pd.DataFrame]:
     """Every feature view's rows for snapshot time ``t`` (data strictly before ``t``)."""
     return _view_rows(_encode(src), pd.Index(src.customers["customer_id"], name="customer_id"), t)
@@ -908,15 +936,18 @@ def build_feature_tables(
     months: int = 13,
     progress: Callable[[int, int], None] | None = None,
     workers: int = 1,
+    extra_consent: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Build every feature table at monthly snapshots up to ``as_of`` and write parquet.
 
     ``workers`` > 1 builds the snapshots in that many forked processes (the same files).
+    ``extra_consent``: consent records beside the export (see :func:`with_extra_consent`).
     Returns the written paths by view name (plus ``identity_lookup``).
     """
     import pyarrow.parquet as pq
 
     coded, ids = load_coded_sources(raw_dir, unified_dir)
+    coded = with_extra_consent(coded, ids, extra_consent)
     times = snapshot_times(as_of, months)
     features_dir.mkdir(parents=True, exist_ok=True)
     paths = {s.name: features_dir / f"{s.name}.parquet" for s in view_specs()}

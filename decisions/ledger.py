@@ -445,6 +445,25 @@ class Ledger:
         return int(self._conn().execute("SELECT count(*) FROM events").fetchone()[0])
 
 
+def consent_records(ledger: Ledger) -> tuple[list[dict[str, Any]], int]:
+    """Every consent change in the ledger as source records for a feature build
+    (``customer_id``, ``purpose``, ``channel``, ``granted``, ``ts`` as epoch seconds), and
+    the position of the newest event read (to record with :meth:`Ledger.record_build`)."""
+    watermark = ledger.last_seq()
+    records = [
+        {
+            "customer_id": e.customer_id,
+            "purpose": e.payload["purpose"],
+            "channel": e.payload["channel"],
+            "granted": e.payload["granted"],
+            "ts": e.event_time,
+        }
+        for e in ledger.events_of_type("consent_changed")
+        if e.seq <= watermark
+    ]
+    return records, watermark
+
+
 def consent_history(ledger: Ledger, customer_id: str) -> list[dict[str, Any]]:
     """A customer's consent changes in the ledger, oldest first by event time, each with
     its purpose, channel, granted, legal basis, source and actor."""

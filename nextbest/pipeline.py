@@ -24,11 +24,21 @@ def build_features(settings: Settings, progress: Progress | None = None) -> dict
     Returns the written tables and the wall seconds of each part (``build``, ``apply``,
     ``materialize``).
     """
+    import pandas as pd
+
     from customers.feast_store import apply, materialize
     from customers.features import build_feature_tables
+    from decisions.ledger import Ledger, consent_records
 
     seconds: dict[str, float] = {}
     t = time.perf_counter()
+    # Consent sent to the service lives in the ledger: the build reads it beside the
+    # export, so a withdrawal survives every rebuild.
+    ledger = Ledger(settings.ledger_path) if settings.ledger_path.exists() else None
+    records, watermark = consent_records(ledger) if ledger else ([], 0)
+    extra = pd.DataFrame.from_records(records) if records else None
+    if extra is not None:
+        extra["ts"] = pd.to_datetime(extra["ts"], unit="s", utc=True)
     paths = build_feature_tables(
         settings.raw_dir,
         settings.unified_dir,
@@ -37,6 +47,7 @@ def build_features(settings: Settings, progress: Progress | None = None) -> dict
         months=settings.snapshot_months,
         progress=progress,
         workers=settings.feature_workers,
+        extra_consent=extra,
     )
     seconds["build"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -45,6 +56,8 @@ def build_features(settings: Settings, progress: Progress | None = None) -> dict
     t = time.perf_counter()
     materialize(settings, end=settings.as_of)
     seconds["materialize"] = time.perf_counter() - t
+    if ledger is not None:
+        ledger.record_build(watermark)
     return {
         "tables": {k: str(v) for k, v in paths.items()},
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
