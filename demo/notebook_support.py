@@ -297,7 +297,7 @@ def engine_records(
 
     ``k`` is large so every positive-score action is kept in ``ranked`` (for re-ranking).
     """
-    from batch.local import offline_feature_matrix
+    from batch.io import offline_feature_matrix
     from decisions.engine import DecisionContext, decide
     from decisions.runtime import load_runtime, stock_vector
 
@@ -447,10 +447,10 @@ def ensure_demo_measurement(
     drawn from the truth to ``home/measurement/outcomes.parquet``.
 
     Idempotent: a marker under ``home/measurement/`` records a finished run, which is
-    returned as is. The rounds use ``batch.local.score_customers``, so the records are
+    returned as is. The rounds use ``batch.run.score_customers``, so the records are
     the engine's own, in the project's decision log.
     """
-    from batch.local import score_customers
+    from batch.run import score_customers
     from decisions.runtime import load_runtime
     from measurement.attribution import read_decisions
 
@@ -534,7 +534,7 @@ def engine_policy_scores(
     ineligible actions score ``-inf``. Returns ``(truth rows, scores, costs)``; the truth
     rows have one row per customer the truth can place, columns as in ``truth/response``.
     """
-    from batch.local import offline_feature_matrix
+    from batch.io import offline_feature_matrix
     from decisions.engine import DecisionContext, decide
     from decisions.reasons import Reason
     from decisions.runtime import load_runtime, stock_vector
