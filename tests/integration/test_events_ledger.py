@@ -81,9 +81,9 @@ def offered(world: World, service: Server) -> list[str]:
         ranked_both = not EMAIL_MARKETING & set(_codes(d))
         if d["group"] == "treatment" and d["chosen_action"] in EMAIL_MARKETING and ranked_both:
             found.append(cid)
-        if len(found) >= 6:
+        if len(found) >= 7:
             break
-    assert len(found) >= 6, "too few customers with an email offer"
+    assert len(found) >= 7, "too few customers with an email offer"
     return found
 
 
@@ -160,9 +160,7 @@ def test_concurrent_events_for_one_customer_are_each_applied_once(
     when = _ago(hours=2)
 
     def send(eid: str) -> httpx.Response:
-        return _post_event(
-            service, cid, "purchase", {"amount": 1.0}, timestamp=when, event_id=eid
-        )
+        return _post_event(service, cid, "purchase", {"amount": 1.0}, timestamp=when, event_id=eid)
 
     with ThreadPoolExecutor(20) as pool:
         first = list(pool.map(send, ids))
@@ -237,3 +235,25 @@ def test_a_withdrawal_survives_features_build(
     d = _decide(service, cid)
     assert d["chosen_action"] not in EMAIL_MARKETING
     assert {_codes(d)[a] for a in EMAIL_MARKETING} == {"NO_CONSENT"}
+
+
+def test_a_reported_delivery_counts_once_against_the_cap(
+    service: Server, offered: list[str]
+) -> None:
+    cid = offered[6]
+    d = _decide(service, cid)
+    report = d["report_delivery"]
+    assert report["payload"] == {
+        "channel": "email",
+        "action_id": d["chosen_action"],
+        "decision_id": d["decision_id"],
+    }
+    # served but not reported: not a contact
+    assert _decide(service, cid)["chosen_action"] in EMAIL_MARKETING
+    body = {**report, "timestamp": _ago(minutes=5)}
+    first = httpx.post(f"{service.url}/events", json=body, timeout=30)
+    again = httpx.post(f"{service.url}/events", json=body, timeout=30)
+    assert first.json()["applied"] and not again.json()["applied"]
+    after = _decide(service, cid)
+    assert after["chosen_action"] == "no_action" and after["report_delivery"] is None
+    assert {_codes(after)[a] for a in EMAIL_MARKETING} <= {"CHANNEL_CAP", "COOLDOWN"}
