@@ -63,33 +63,19 @@ def decide(
     """
     X, cids, cp = _inputs(features, customer_ids, plan, context)
     pol = plan.policy
-    k = max(int(context.k), 1)
-
-    # 1-4: every rule as one boolean [n, Q] matrix of conditions over unique columns.
-    failq, nanq = _feature_failures(X, cp)
-    _context_failures(failq, cp, plan, context)
-    loc_codes, loc_check = _first_failures(failq, nanq, cp)
     unknown = _unknown_customers(cids)
-    if unknown.any():
-        loc_codes[unknown] = Reason.UNKNOWN_CUSTOMER
-        loc_check[unknown] = -1
+    # 1-4: candidates, consent, eligibility, suppression: every rule at once.
+    loc_codes, loc_check = _rule_codes(X, cp, plan, context, unknown)
     eligible = loc_codes == 0
-
-    # 5: scores, only for rows with something eligible.
+    # 5: scores, only for rows with something eligible; no value, no action.
     s = _model_scores(plan, cp, X, eligible, model_scores)
-    if s.model_error.any():
-        hit = eligible & s.model_error[:, None]
-        loc_codes[hit] = Reason.MODEL_ERROR
-        eligible &= ~hit
-    loc_score = incremental_value(s.p_control, s.p_treated, s.value, cp.cost, cp.lever, s.v0)
-    negative = eligible & ~(loc_score > 0)
-    loc_codes[negative] = Reason.NEGATIVE_VALUE
-
-    # 6-8: arbitration among rankable actions, holdout, logged exploration among the
-    # rule-eligible and scored ones (including those with value <= 0).
-    ranked, greedy = _arbitrate(eligible & ~negative, loc_score, cp, k)
+    loc_score, negative = _value_codes(s, cp, eligible, loc_codes)
+    # 6: arbitration among the rankable actions.
+    ranked, greedy = _arbitrate(eligible & ~negative, loc_score, cp, max(int(context.k), 1))
+    # 7: holdout by salted hash of the customer id.
     h = holdout_hash(plan.holdout_salt, cids)
     holdout = (unit_interval(h) < pol.holdout.share) & ~unknown
+    # 8: logged exploration among the rule-eligible, scored actions (any value).
     active = ~holdout & ~unknown & ~s.model_error
     ex = _explore(pol.exploration.epsilon, h, context, plan, cp, eligible, active)
     chosen = np.where(holdout, NO_ACTION, greedy)
@@ -97,7 +83,6 @@ def decide(
         chosen = np.where(ex.explored, ex.pick, chosen)
     propensity = ex.eps / ex.n_opt + np.where(chosen == greedy, 1.0 - ex.eps, 0.0)
     propensity = np.where(holdout | unknown, 1.0, propensity)
-
     # 9: the row's reason, and every array in catalog order.
     row_reason = _row_reasons(loc_codes, negative, chosen, ex.explored, s, holdout, unknown)
     n_act = len(plan.action_ids)
@@ -149,6 +134,25 @@ def _inputs(
     if cp is None:
         raise ValueError(f"channel '{context.channel}' not compiled; have {sorted(plan.channels)}")
     return X, cids, cp
+
+
+def _rule_codes(
+    X: np.ndarray,
+    cp: ChannelPlan,
+    plan: Plan,
+    context: DecisionContext,
+    unknown: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 1-4 as one boolean ``[n, Q]`` matrix of conditions over unique columns:
+    ([n, Cc] reason code, [n, Cc] failed check) of each action, UNKNOWN_CUSTOMER for
+    rows without a customer id."""
+    failq, nanq = _feature_failures(X, cp)
+    _context_failures(failq, cp, plan, context)
+    loc_codes, loc_check = _first_failures(failq, nanq, cp)
+    if unknown.any():
+        loc_codes[unknown] = Reason.UNKNOWN_CUSTOMER
+        loc_check[unknown] = -1
+    return loc_codes, loc_check
 
 
 def _feature_failures(X: np.ndarray, cp: ChannelPlan) -> tuple[np.ndarray, np.ndarray]:
@@ -267,6 +271,24 @@ def _model_scores(
             loc_pt[need] = pt
             loc_val[need] = np.where(val > 0, val, cp.value)
     return _Scores(p_control, control_value, loc_pt, loc_val, model_error)
+
+
+def _value_codes(
+    s: _Scores, cp: ChannelPlan, eligible: np.ndarray, loc_codes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """([n, Cc] expected incremental value, [n, Cc] eligible but not worth it).
+
+    Marks MODEL_ERROR and NEGATIVE_VALUE in ``loc_codes`` and drops the actions of rows
+    the model failed on from ``eligible``, both in place.
+    """
+    if s.model_error.any():
+        hit = eligible & s.model_error[:, None]
+        loc_codes[hit] = Reason.MODEL_ERROR
+        eligible &= ~hit
+    loc_score = incremental_value(s.p_control, s.p_treated, s.value, cp.cost, cp.lever, s.v0)
+    negative = eligible & ~(loc_score > 0)
+    loc_codes[negative] = Reason.NEGATIVE_VALUE
+    return loc_score, negative
 
 
 def _arbitrate(
