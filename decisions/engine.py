@@ -14,13 +14,13 @@ rule for ``n`` customers x ``C`` actions with numpy only, one step function each
 8. logged exploration with its propensity;
 9. a reason code for every customer x action, rendered to sentences in the records.
 
-Steps 1-4 are compiled rules: a *check* (one feature column, a comparison, a reason code)
-or a per-call *context check* (dates, placement, stock). All checks of one channel are
-evaluated at once on an ``[n, P]`` gather of the feature matrix (``_rule_failures``), and
-the first failing check of each action (in rule order) is reported
-(``_first_failures``). Because the online service and the batch job call this same
-function, their answers for the same customer, feature snapshot and time bucket are
-identical by construction.
+Steps 1-4 are compiled rules (:mod:`decisions.rule_families`): a *check* (one feature
+column, a comparison, a reason code) or a per-call *context check* (dates, placement,
+stock). All checks of one channel are evaluated at once on an ``[n, P]`` gather of the
+feature matrix, and the first failing check of each action (in rule order) is reported
+(``_rule_codes``). Because the online service and the batch job call this same function,
+their answers for the same customer, feature snapshot and time bucket are identical by
+construction.
 """
 
 from __future__ import annotations
