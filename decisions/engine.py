@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
 
 import numpy as np
 
@@ -68,23 +67,27 @@ def decide(
     loc_codes, loc_check = _rule_codes(X, cp, plan, context, unknown)
     eligible = loc_codes == 0
     # 5: scores, only for rows with something eligible; no value, no action.
-    s = _model_scores(plan, cp, X, eligible, model_scores)
-    loc_score, negative = _value_codes(s, cp, eligible, loc_codes)
+    p_control, v0, loc_pt, loc_val, model_error = _model_scores(plan, cp, X, eligible, model_scores)
+    loc_score, negative = _value_codes(
+        p_control, v0, loc_pt, loc_val, model_error, cp, eligible, loc_codes
+    )
     # 6: arbitration among the rankable actions.
     ranked, greedy = _arbitrate(eligible & ~negative, loc_score, cp, max(int(context.k), 1))
     # 7: holdout by salted hash of the customer id.
     h = holdout_hash(plan.holdout_salt, cids)
     holdout = (unit_interval(h) < pol.holdout.share) & ~unknown
     # 8: logged exploration among the rule-eligible, scored actions (any value).
-    active = ~holdout & ~unknown & ~s.model_error
-    ex = _explore(pol.exploration.epsilon, h, context, plan, cp, eligible, active)
+    active = ~holdout & ~unknown & ~model_error
+    eps, options, n_opt, explored, pick = _explore(
+        pol.exploration.epsilon, h, context, plan, cp, eligible, active
+    )
     chosen = np.where(holdout, NO_ACTION, greedy)
-    if ex.explored.any():
-        chosen = np.where(ex.explored, ex.pick, chosen)
-    propensity = ex.eps / ex.n_opt + np.where(chosen == greedy, 1.0 - ex.eps, 0.0)
+    if pick is not None:
+        chosen = np.where(explored, pick, chosen)
+    propensity = eps / n_opt + np.where(chosen == greedy, 1.0 - eps, 0.0)
     propensity = np.where(holdout | unknown, 1.0, propensity)
     # 9: the row's reason, and every array in catalog order.
-    row_reason = _row_reasons(loc_codes, negative, chosen, ex.explored, s, holdout, unknown)
+    row_reason = _row_reasons(loc_codes, negative, chosen, explored, model_error, holdout, unknown)
     n_act = len(plan.action_ids)
     codes = _to_catalog(cp, n_act, loc_codes, int(Reason.NOT_ON_CHANNEL), np.int8)
     if unknown.any():
@@ -96,20 +99,20 @@ def decide(
         features=X,
         codes=codes,
         failed_check=_to_catalog(cp, n_act, loc_check, -1, np.int32),
-        p_control=s.p_control,
-        p_treated=_to_catalog(cp, n_act, s.p_treated, np.nan, np.float64),
-        value=_to_catalog(cp, n_act, s.value, np.nan, np.float64),
+        p_control=p_control,
+        p_treated=_to_catalog(cp, n_act, loc_pt, np.nan, np.float64),
+        value=_to_catalog(cp, n_act, loc_val, np.nan, np.float64),
         score=_to_catalog(cp, n_act, loc_score, np.nan, np.float64),
         ranked=ranked,
         greedy=greedy,
         chosen=chosen,
         propensity=propensity,
         holdout=holdout,
-        explored=ex.explored,
-        explore_options=_to_catalog(cp, n_act, ex.options, False, bool),
-        epsilon=np.where(holdout | unknown, 0.0, ex.eps),
+        explored=explored,
+        explore_options=_to_catalog(cp, n_act, options, False, bool),
+        epsilon=np.where(holdout | unknown, 0.0, eps),
         row_reason=row_reason,
-        control_value=s.v0,
+        control_value=v0,
     )
 
 
@@ -232,24 +235,18 @@ def _unknown_customers(cids: np.ndarray) -> np.ndarray:
     return np.fromiter((c is None or c == "" for c in cids), dtype=bool, count=len(cids))
 
 
-class _Scores(NamedTuple):
-    """Model outputs of one call in the channel's local action order (NaN: not scored)."""
-
-    p_control: np.ndarray  # [n]
-    v0: np.ndarray  # [n] value of a response without any action
-    p_treated: np.ndarray  # [n, Cc]
-    value: np.ndarray  # [n, Cc] value of a response (the catalog's where the model has none)
-    model_error: np.ndarray  # [n] bool
-
-
 def _model_scores(
     plan: Plan,
     cp: ChannelPlan,
     X: np.ndarray,
     eligible: np.ndarray,
     model_scores: tuple[np.ndarray, ...] | None,
-) -> _Scores:
-    """Model scores of the rows with at least one eligible action."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Model scores of the rows with at least one eligible action, in the channel's local
+    action order (NaN: not scored): p_control [n], value of a response without any action
+    [n], p_treated [n, Cc], value of a response [n, Cc] (the catalog's where the model has
+    none), model error [n] bool. (A plain tuple: building a NamedTuple is a measurable
+    share of a one-row call.)"""
     n, n_loc = eligible.shape
     p_control = np.full(n, np.nan)
     control_value = np.full(n, np.nan)
@@ -270,22 +267,29 @@ def _model_scores(
             p_control[need] = pc
             loc_pt[need] = pt
             loc_val[need] = np.where(val > 0, val, cp.value)
-    return _Scores(p_control, control_value, loc_pt, loc_val, model_error)
+    return p_control, control_value, loc_pt, loc_val, model_error
 
 
 def _value_codes(
-    s: _Scores, cp: ChannelPlan, eligible: np.ndarray, loc_codes: np.ndarray
+    p_control: np.ndarray,
+    v0: np.ndarray,
+    p_treated: np.ndarray,
+    value: np.ndarray,
+    model_error: np.ndarray,
+    cp: ChannelPlan,
+    eligible: np.ndarray,
+    loc_codes: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """([n, Cc] expected incremental value, [n, Cc] eligible but not worth it).
 
     Marks MODEL_ERROR and NEGATIVE_VALUE in ``loc_codes`` and drops the actions of rows
     the model failed on from ``eligible``, both in place.
     """
-    if s.model_error.any():
-        hit = eligible & s.model_error[:, None]
+    if model_error.any():
+        hit = eligible & model_error[:, None]
         loc_codes[hit] = Reason.MODEL_ERROR
         eligible &= ~hit
-    loc_score = incremental_value(s.p_control, s.p_treated, s.value, cp.cost, cp.lever, s.v0)
+    loc_score = incremental_value(p_control, p_treated, value, cp.cost, cp.lever, v0)
     negative = eligible & ~(loc_score > 0)
     loc_codes[negative] = Reason.NEGATIVE_VALUE
     return loc_score, negative
@@ -313,16 +317,6 @@ def _arbitrate(
     return ranked, greedy
 
 
-class _Exploration(NamedTuple):
-    """One call's exploration draw."""
-
-    eps: np.ndarray  # [n] exploration probability (0 where inactive)
-    options: np.ndarray  # [n, Cc] bool actions the draw could pick
-    n_opt: np.ndarray  # [n] number of options, no action included
-    explored: np.ndarray  # [n] bool
-    pick: np.ndarray  # [n] catalog column drawn (-1 = no action), where explored
-
-
 def _explore(
     epsilon: float,
     h: np.ndarray,
@@ -331,9 +325,14 @@ def _explore(
     cp: ChannelPlan,
     explorable: np.ndarray,
     active: np.ndarray,
-) -> _Exploration:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """Logged exploration: with probability epsilon, a uniform pick among the explorable
-    actions and no action, drawn from the customer's hash and the decision's seed."""
+    actions and no action, drawn from the customer's hash and the decision's seed.
+
+    Returns the exploration probability [n] (0 where inactive), the options [n, Cc] bool,
+    their number with no action [n], whether the row explored [n] bool, and the catalog
+    column drawn [n] (-1: no action; meaningful where explored), None if no row explored.
+    """
     n_loc = len(cp.action_idx)
     eps = np.where(active, epsilon, 0.0)
     x = mix64(h ^ exploration_seed(plan.policy, context))
@@ -343,14 +342,14 @@ def _explore(
     n_opt = options_loc.sum(axis=1) + 1
     explored = active & (u_explore < eps)
     pick = np.minimum((u_choice * n_opt).astype(np.int64), n_opt - 1)  # n_opt-1 = no action
-    pick_act = pick
+    pick_act = None
     if explored.any():
         rank_in = np.cumsum(options_loc, axis=1) - 1
         hit = options_loc & (rank_in == pick[:, None])
         has = hit.any(axis=1)
         pick_loc = np.argmax(hit, axis=1)
         pick_act = np.where(has, cp.action_idx[pick_loc] if n_loc else -1, NO_ACTION)
-    return _Exploration(eps, options_loc, n_opt, explored, pick_act)
+    return eps, options_loc, n_opt, explored, pick_act
 
 
 def _row_reasons(
@@ -358,7 +357,7 @@ def _row_reasons(
     negative: np.ndarray,
     chosen: np.ndarray,
     explored: np.ndarray,
-    s: _Scores,
+    model_error: np.ndarray,
     holdout: np.ndarray,
     unknown: np.ndarray,
 ) -> np.ndarray:
@@ -371,7 +370,7 @@ def _row_reasons(
     row_reason[any_neg] = Reason.NEGATIVE_VALUE
     row_reason[chosen >= 0] = Reason.BEST_VALUE
     row_reason[explored] = Reason.EXPLORATION
-    row_reason[s.model_error] = Reason.MODEL_ERROR
+    row_reason[model_error] = Reason.MODEL_ERROR
     row_reason[holdout] = Reason.HOLDOUT
     row_reason[unknown] = Reason.UNKNOWN_CUSTOMER
     return row_reason
@@ -381,7 +380,8 @@ def _to_catalog(
     cp: ChannelPlan, n_act: int, local: np.ndarray, fill: object, dtype: type
 ) -> np.ndarray:
     """Scatter the channel's local columns into catalog order, ``fill`` elsewhere."""
-    out = np.full((local.shape[0], n_act), fill, dtype=dtype)
+    shape = (local.shape[0], n_act)
+    out = np.zeros(shape, dtype=dtype) if fill is False else np.full(shape, fill, dtype=dtype)
     out[:, cp.action_idx] = local
     return out
 
