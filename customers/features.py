@@ -116,15 +116,42 @@ def _view_rows(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pd.
     """Every feature view's rows for snapshot time ``t`` (data strictly before ``t``) of
     coded sources (:func:`load_coded_sources`) whose customers are ``ids``."""
     cust = pd.RangeIndex(len(ids), name="customer_id")
-    c = src.customers.set_index("customer_id")
-    out: dict[str, pd.DataFrame] = {}
-
     b = src.baskets.loc[src.baskets["ts"] < t]
     # The activity table is by far the largest (~55 events per customer): it is masked,
     # never copied whole; only its 7- and 30-day windows are materialised.
-    act = src.activity
-    a_before = (act["ts"] < t).to_numpy()
-    last_act = _last_masked(act, a_before)
+    a_before = (src.activity["ts"] < t).to_numpy()
+    last_act = _last_masked(src.activity, a_before)
+    last_purchase = _last_ts(b, t)
+    out = {
+        "customer_profile": _profile_view(src.customers, b, last_act, cust, ids, t),
+        "customer_transactions": _transactions_view(b, last_purchase, cust, ids, t),
+        "customer_behaviour": _behaviour_view(
+            src.activity, a_before, last_act, last_purchase, cust, ids, t
+        ),
+        "customer_service": _service_view(src.cases, cust, ids, t),
+        "customer_holdings": _holdings_view(src.holdings, cust, ids, t),
+        "customer_consent": _consent_view(src.consent, cust, ids, t),
+        "customer_contacts": _contacts_view(src.contacts, cust, ids, t),
+    }
+    for spec in view_specs():
+        df = out[spec.name]
+        for f in spec.all_features:
+            df[f.name] = df[f.name].astype("int64" if f.kind == "int" else "float64")
+        out[spec.name] = df[["customer_id", "event_timestamp", *spec.feature_names]]
+    return out
+
+
+def _profile_view(
+    customers: pd.DataFrame,
+    b: pd.DataFrame,
+    last_act: pd.Series,
+    cust: pd.RangeIndex,
+    ids: pd.Index,
+    t: pd.Timestamp,
+) -> pd.DataFrame:
+    """Tenure, value tier (365-day spend of ``b``, the baskets before ``t``), household
+    size, age, source records."""
+    c = customers.set_index("customer_id")
     spend365 = _window_agg(b, t, 365, "amount").reindex(cust).fillna(0.0)
     tier = np.where(
         spend365.to_numpy() <= 0,
@@ -136,7 +163,7 @@ def _view_rows(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pd.
     first = pd.to_datetime(c["first_seen"], utc=True)
     tenure = ((t - first).dt.total_seconds() / DAY).clip(lower=0).where(first < t, 0.0)
     age = (t - pd.to_datetime(c["dob"], utc=True)).dt.days / 365.25
-    out["customer_profile"] = _frame(
+    return _frame(
         cust,
         t,
         {
@@ -150,12 +177,16 @@ def _view_rows(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pd.
         ids,
     )
 
+
+def _transactions_view(
+    b: pd.DataFrame, last_purchase: pd.Series, cust: pd.RangeIndex, ids: pd.Index, t: pd.Timestamp
+) -> pd.DataFrame:
+    """Purchase counts and amounts per window, spend per category over 365 days."""
     cols: dict = {}
     for w in WINDOWS:
         cols[f"txn_count_{w}d"] = _window_agg(b, t, w, None)
     for w in WINDOWS:
         cols[f"txn_amount_{w}d"] = _window_agg(b, t, w, "amount")
-    last_purchase = _last_ts(b, t)
     cols["last_purchase_ts"] = last_purchase
     b365 = b.loc[b["ts"] >= t - timedelta(days=365)]
     by_cat = b365.pivot_table(
@@ -164,8 +195,19 @@ def _view_rows(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pd.
     for cat in CATEGORIES:
         cols[f"spend_365d_{cat}"] = by_cat[cat] if cat in by_cat else 0.0
     cols["customer_transactions_as_of_ts"] = last_purchase
-    out["customer_transactions"] = _frame(cust, t, cols, ids)
+    return _frame(cust, t, cols, ids)
 
+
+def _behaviour_view(
+    act: pd.DataFrame,
+    a_before: np.ndarray,
+    last_act: pd.Series,
+    last_purchase: pd.Series,
+    cust: pd.RangeIndex,
+    ids: pd.Index,
+    t: pd.Timestamp,
+) -> pd.DataFrame:
+    """Product views over 30 days, configurator and loan checks over 7, last activity."""
     a30 = act.loc[a_before & (act["ts"] >= t - timedelta(days=30)).to_numpy()]
     a30 = a30.loc[
         a30["event_type"].isin(["page_view", "configurator_view", "view_product", "view_offer"])
@@ -182,9 +224,13 @@ def _view_rows(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pd.
     cols["repeat_interest_7d"] = repeat.groupby(level=0).max() if len(repeat) else 0.0
     cols["last_active_ts"] = last_active
     cols["customer_behaviour_as_of_ts"] = last_active
-    out["customer_behaviour"] = _frame(cust, t, cols, ids)
+    return _frame(cust, t, cols, ids)
 
-    k = src.cases
+
+def _service_view(
+    k: pd.DataFrame, cust: pd.RangeIndex, ids: pd.Index, t: pd.Timestamp
+) -> pd.DataFrame:
+    """Open cases, complaints over 90 days, the last complaint and case event."""
     opened = k.loc[k["opened_at"] < t]
     is_open = opened["closed_at"].isna() | (opened["closed_at"] >= t)
     complaints = opened.loc[opened["complaint"]]
@@ -199,7 +245,7 @@ def _view_rows(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pd.
             ),
         ]
     )
-    out["customer_service"] = _frame(
+    return _frame(
         cust,
         t,
         {
@@ -213,15 +259,25 @@ def _view_rows(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pd.
         ids,
     )
 
-    h = src.holdings.loc[src.holdings["since"] < t]
+
+def _holdings_view(
+    holdings: pd.DataFrame, cust: pd.RangeIndex, ids: pd.Index, t: pd.Timestamp
+) -> pd.DataFrame:
+    """One flag per product held before ``t``."""
+    h = holdings.loc[holdings["since"] < t]
     held = h.assign(one=1).pivot_table(
         index="customer_id", columns="product_id", values="one", aggfunc="max"
     )
     cols = {f"holds_{p}": held[p] if p in held else 0 for p in product_ids()}
     cols["customer_holdings_as_of_ts"] = _last_ts(h, t, "since")
-    out["customer_holdings"] = _frame(cust, t, cols, ids)
+    return _frame(cust, t, cols, ids)
 
-    cs = src.consent.loc[src.consent["ts"] < t].sort_values("ts", kind="stable")
+
+def _consent_view(
+    consent: pd.DataFrame, cust: pd.RangeIndex, ids: pd.Index, t: pd.Timestamp
+) -> pd.DataFrame:
+    """The latest consent event per purpose and channel (deny when there is none)."""
+    cs = consent.loc[consent["ts"] < t].sort_values("ts", kind="stable")
     latest = cs.drop_duplicates(["customer_id", "purpose", "channel"], keep="last")
     granted = latest.assign(g=latest["granted"].astype(int)).pivot_table(
         index="customer_id", columns=["purpose", "channel"], values="g", aggfunc="max"
@@ -232,9 +288,15 @@ def _view_rows(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pd.
         for ch in CHANNELS
     }
     cols["customer_consent_as_of_ts"] = _last_ts(cs, t)
-    out["customer_consent"] = _frame(cust, t, cols, ids)
+    return _frame(cust, t, cols, ids)
 
-    ct = src.contacts.loc[src.contacts["ts"] < t]
+
+def _contacts_view(
+    contacts: pd.DataFrame, cust: pd.RangeIndex, ids: pd.Index, t: pd.Timestamp
+) -> pd.DataFrame:
+    """Contacts per channel over 7 and 30 days, in total over 7, when each action was
+    last shown."""
+    ct = contacts.loc[contacts["ts"] < t]
     cols = {}
     for ch in CHANNELS:
         sub = ct.loc[ct["channel"] == ch]
@@ -244,14 +306,7 @@ def _view_rows(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pd.
     for act in ACTION_IDS:
         cols[f"last_shown_ts_{act}"] = _last_ts(ct.loc[ct["action_id"] == act], t)
     cols["customer_contacts_as_of_ts"] = _last_ts(ct, t)
-    out["customer_contacts"] = _frame(cust, t, cols, ids)
-
-    for spec in view_specs():
-        df = out[spec.name]
-        for f in spec.all_features:
-            df[f.name] = df[f.name].astype("int64" if f.kind == "int" else "float64")
-        out[spec.name] = df[["customer_id", "event_timestamp", *spec.feature_names]]
-    return out
+    return _frame(cust, t, cols, ids)
 
 
 # What the snapshot workers read: set by the parent just before its pool forks, so each
