@@ -122,12 +122,13 @@ def customer_records(settings: Settings, customer_id: str) -> pd.DataFrame:
 def customer_timeline(settings: Settings, customer_id: str) -> pd.DataFrame:
     """The customer's events from every system (purchases, activity, cases, consent,
     campaign contacts) as one time-ordered table ``ts, system, event, detail``."""
-    from customers.features import load_sources
+    from customers.feature_sources import load_coded_sources
 
-    src = load_sources(settings.raw_dir, settings.unified_dir)
+    src, ids = load_coded_sources(settings.raw_dir, settings.unified_dir)
+    code = ids.get_indexer([customer_id])[0]  # -1: not a unified customer, no events
 
     def part(df: pd.DataFrame, ts: str, system: str, event: Any, detail: Any) -> pd.DataFrame:
-        d = df.loc[df["customer_id"] == customer_id]
+        d = df.loc[df["customer_id"] == code]
         return pd.DataFrame(
             {
                 "ts": pd.to_datetime(d[ts], utc=True),

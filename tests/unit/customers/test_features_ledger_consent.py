@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from customers.features import _view_rows, load_coded_sources, with_extra_consent
+from customers.feature_sources import load_coded_sources, with_extra_consent
+from customers.features import _view_rows
 from customers.identity import resolve_generated
 from demo.generate import generate
 from tests.params import SEED
