@@ -209,9 +209,7 @@ class _UpliftBase(BaseEstimator):
             fit_kw["categorical_feature"] = self._categorical_indices(X.shape[1])
         if sample_weight is not None:
             fit_kw["sample_weight"] = sample_weight
-        if isinstance(model, CalibratedClassifierCV):
-            # CalibratedClassifierCV forwards extra fit params to each LightGBM fold
-            return model.fit(X, y, **fit_kw)
+        # CalibratedClassifierCV forwards the extra fit params to each LightGBM fold.
         return model.fit(X, y, **fit_kw)
 
     def _categorical_indices(self, n_columns: int) -> list[int]:

@@ -73,12 +73,6 @@ def _policy(model: DecisionModel, ev: np.ndarray) -> np.ndarray:
     return np.where(ev[np.arange(len(ev)), best] > 0, arms[best], CONTROL)
 
 
-def net_value_policy(model: DecisionModel, X: np.ndarray, costs: dict[str, float]) -> np.ndarray:
-    """The arm with the highest expected incremental value if > 0 (the engine's formula,
-    :func:`decisions.engine.incremental_value`), else control."""
-    return _policy(model, _expected_values(model, X, costs)[0])
-
-
 def policy_value(
     model: DecisionModel, frame: pd.DataFrame, costs: dict[str, float]
 ) -> tuple[float, float]:
