@@ -30,12 +30,8 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.model_selection import KFold, StratifiedKFold
 
-from models.evaluation import (
-    policy_value_ips,
-    policy_value_ips_gain,
-    qini_auc_score,
-    uplift_policy,
-)
+from models.evaluation import qini_auc_score, uplift_policy
+from models.ope import IPS
 
 __all__ = [
     "DRLearner",
@@ -816,7 +812,7 @@ def select_learner(
         fitted[name] = model
         uplift = model.predict_uplift(X_val)
         policy = uplift_policy(uplift, model.arms_, control)
-        value = policy_value_ips(policy, t_val, y_val, prop)
+        value = IPS().evaluate(policy, t_val, y_val, prop)
         row: dict[str, Any] = {"learner": name, "ips_value": value.value, "ips_se": value.se}
         qinis = []
         for j, arm in enumerate(model.arms_):
@@ -921,7 +917,7 @@ def select_learner_cv(
     # the reference any targeting policy has to beat: everyone gets the single arm with the
     # highest IPS value on these rows (all of them training rows)
     single = {
-        a: policy_value_ips(np.full(len(t), a, dtype=object), t, y_arr, prop).value
+        a: IPS().evaluate(np.full(len(t), a, dtype=object), t, y_arr, prop).value
         for a in np.unique(t).tolist()
         if a != control
     }
@@ -961,8 +957,8 @@ def select_learner_cv(
         for s in grid:
             shrunk = s * u + (1.0 - s) * prior
             policy = uplift_policy(shrunk, arms, control)
-            value = policy_value_ips(policy, t, y_arr, prop)
-            gain = policy_value_ips_gain(policy, everyone_best, t, y_arr, prop)
+            value = IPS().evaluate(policy, t, y_arr, prop)
+            gain = IPS().compare(policy, everyone_best, t, y_arr, prop)
             label = name if s == 1.0 else f"{name}@shrink{s:g}"
             rows.append(
                 {

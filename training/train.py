@@ -78,7 +78,7 @@ def policy_value(
 ) -> tuple[float, float]:
     """Doubly robust net value per customer (revenue minus contact cost) of the model's
     policy on held-out randomised rows, with its standard error."""
-    from models.evaluation import policy_value_dr
+    from models.ope import DR
 
     X = frame[model.feature_names].to_numpy(dtype=np.float64)
     ev, q = _expected_values(model, X, costs)
@@ -86,8 +86,8 @@ def policy_value(
     arm_cost = np.array([costs.get(a, 0.0) if a != CONTROL else 0.0 for a in arms])
     y = frame["revenue"].to_numpy(dtype=np.float64) - arm_cost
     labels = [CONTROL, *model.arm_ids]
-    dr = policy_value_dr(
-        _policy(model, ev), arms, y, frame["assignment_probability"].to_numpy(), q, labels
+    dr = DR().evaluate(
+        _policy(model, ev), arms, y, frame["assignment_probability"].to_numpy(), labels, q
     )
     return dr.value, dr.se
 
