@@ -244,13 +244,11 @@ class OnlineDecider:
             ) from exc
         self.log: GroupCommitLog = GroupCommitLog(settings.decision_log_dir)
         # All arms of a decision in one call per booster (bit-identical numbers); a model
-        # shape the stacked scorer does not know still skips the sklearn wrapper.
+        # whose heads are not all plain LightGBM scores through its own estimators.
         scorer = StackedScorer.from_model(
             self.runtime.model, compiled=settings.online_compiled_trees, check_rows=0
         )
-        if scorer is None:
-            lean_lightgbm(self.runtime.model)
-        elif scorer.compiled:
+        if scorer is not None and scorer.compiled:
             # The compiled trees skip LightGBM's ~60 us of set-up per call and share the
             # arms' tree paths (a one-row decision's scoring ~280 -> ~80 us). Online calls
             # are too small to re-score a sample each time, so the check is made once, here,
@@ -629,64 +627,6 @@ class MicroBatcher:
             answer(logged)
         else:
             logged.add_done_callback(on_disk)
-
-
-def lean_lightgbm(model: Any) -> int:
-    """Make every LightGBM estimator inside ``model`` predict through its booster, one thread.
-
-    A decision scores one row through ~17 LightGBM calls (one per arm and per value arm);
-    the scikit-learn wrapper adds ~0.3 ms of parameter copying and validation per call, and
-    the OpenMP thread pool it asks for stalls on a busy 2-core machine. The booster gives
-    the same numbers (same trees, same iterations); returns how many estimators changed.
-    """
-    import lightgbm
-
-    seen: set[int] = set()
-    changed = 0
-
-    def lean(est: Any) -> None:
-        booster = est.booster_
-        est.set_params(n_jobs=1)
-        if isinstance(est, lightgbm.LGBMClassifier) and est.n_classes_ == 2:
-
-            def predict_proba(X: Any, *args: Any, **kwargs: Any) -> np.ndarray:
-                if args or kwargs:
-                    return type(est).predict_proba(est, X, *args, **kwargs)
-                p = booster.predict(np.asarray(X, dtype=np.float64), num_threads=1)
-                return np.column_stack([1.0 - p, p])
-
-            est.predict_proba = predict_proba
-        elif isinstance(est, lightgbm.LGBMRegressor):
-
-            def predict(X: Any, *args: Any, **kwargs: Any) -> np.ndarray:
-                if args or kwargs:
-                    return type(est).predict(est, X, *args, **kwargs)
-                return booster.predict(np.asarray(X, dtype=np.float64), num_threads=1)
-
-            est.predict = predict
-
-    def walk(obj: Any, depth: int = 0) -> None:
-        nonlocal changed
-        if id(obj) in seen or depth > 8:
-            return
-        seen.add(id(obj))
-        if isinstance(obj, lightgbm.LGBMModel):
-            if getattr(obj, "fitted_", False) or hasattr(obj, "_Booster"):
-                lean(obj)
-                changed += 1
-            return
-        if isinstance(obj, list | tuple):
-            for x in obj:
-                walk(x, depth + 1)
-        elif isinstance(obj, dict):
-            for x in obj.values():
-                walk(x, depth + 1)
-        elif hasattr(obj, "__dict__") and not isinstance(obj, type | np.ndarray):
-            for x in vars(obj).values():
-                walk(x, depth + 1)
-
-    walk(model)
-    return changed
 
 
 def response_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
