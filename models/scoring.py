@@ -149,7 +149,7 @@ class _CompiledHead:
     """A head through the compiled trees: the kernel's columns for the head's arm rows."""
 
     booster: Any  # models.compiled_trees.CompiledBooster
-    columns: np.ndarray
+    columns: slice | np.ndarray
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.booster.predict(X)[:, self.columns]
@@ -168,15 +168,18 @@ class _Predictors:
         return [*self.outcomes, *(h for h in (self.value, self.control) if h is not None)]
 
 
-def _compiled_columns(arm_columns: np.ndarray) -> np.ndarray:
+def _compiled_columns(arm_columns: np.ndarray) -> slice | np.ndarray:
     """The kernel's output column per arm row (0: no arm column set, 1 + j: column j)."""
     rows = np.asarray(arm_columns)
     if rows.shape[1] == 0:
-        return np.zeros(len(rows), dtype=np.int64)
+        return slice(0, 1) if len(rows) == 1 else np.zeros(len(rows), dtype=np.int64)
     ones = rows == 1.0
     if not ((rows == 0.0) | ones).all() or (ones.sum(axis=1) > 1).any():
         raise ValueError("arm columns are not one-hot rows; not compiled")
-    return np.where(ones.any(axis=1), ones.argmax(axis=1) + 1, 0)
+    columns = np.where(ones.any(axis=1), ones.argmax(axis=1) + 1, 0)
+    if (np.diff(columns) == 1).all():  # a view, not a copy (S-learner, value model)
+        return slice(int(columns[0]), int(columns[-1]) + 1)
+    return columns
 
 
 class Scorer:
@@ -373,7 +376,8 @@ class Scorer:
     def _arms(self, p: _Predictors, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Outcomes ``[m, 1 + A]`` (control first) clipped to [0, 1], values ``[m, A]``
         floored at 0 (the per-arm responder means without a value model)."""
-        outcomes = np.clip(np.hstack([h.predict(X) for h in p.outcomes]), 0, 1)
+        parts = [h.predict(X) for h in p.outcomes]
+        outcomes = np.clip(parts[0] if len(parts) == 1 else np.hstack(parts), 0, 1)
         if p.value is None:
             return outcomes, np.tile(self._value.arm_means_, (len(X), 1))
         return outcomes, np.maximum(p.value.predict(X), 0.0)
