@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 # The vocabulary is the generator's (the source systems'); features only derive names from it.
-from demo.generate import ACTIONS, CATEGORIES, CHANNELS, PRODUCTS, PURPOSES  # noqa: E402
+from core.vocabulary import CHANNELS, PURPOSES
+from demo.generate import ACTIONS, CATEGORIES, PRODUCTS  # noqa: E402
 
 ACTION_IDS: tuple[str, ...] = tuple(a.action_id for a in ACTIONS)
-CONTROL = "no_action"
 WINDOWS: tuple[int, ...] = (7, 30, 90, 365)
 #: Duration features use this value for "never happened".
 NEVER_DAYS = 9999.0

@@ -24,11 +24,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from core.vocabulary import CHANNELS, NO_ACTION, PURPOSES
 from customers.feature_schema import (
     ACTION_IDS,
     CATEGORIES,
-    CHANNELS,
-    PURPOSES,
     WINDOWS,
     product_ids,
     view_specs,
@@ -231,7 +230,7 @@ def load_sources(raw_dir: Path, unified_dir: Path) -> SourceData:
     ).dropna(subset=["customer_id"])
 
     camp = pd.read_parquet(raw_dir / "campaign_history.parquet")
-    camp = camp[camp["action_id"] != "no_action"]
+    camp = camp[camp["action_id"] != NO_ACTION]
     channel_of = {a: a.split("_", 1)[0] for a in ACTION_IDS}
     channel_of["call_retention_offer"] = "call_center"
     contacts = _utc(
@@ -656,7 +655,7 @@ def load_coded_sources(raw_dir: Path, unified_dir: Path) -> tuple[SourceData, pd
     camp = pd.read_parquet(
         raw_dir / "campaign_history.parquet", columns=["crm_id", "exposed_at", "action_id"]
     )
-    camp = camp[camp["action_id"] != "no_action"].reset_index(drop=True)
+    camp = camp[camp["action_id"] != NO_ACTION].reset_index(drop=True)
     channel_of = {a: a.split("_", 1)[0] for a in ACTION_IDS}
     channel_of["call_retention_offer"] = "call_center"
     contacts = frame(

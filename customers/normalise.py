@@ -22,16 +22,8 @@ import unicodedata
 import numpy as np
 import pandas as pd
 
-#: Identifier types (docs/contracts.md).
-ID_TYPES: tuple[str, ...] = (
-    "customer_id",
-    "email",
-    "phone",
-    "crm_id",
-    "loyalty_id",
-    "app_account_id",
-    "device_id",
-)
+from core.vocabulary import ID_TYPES
+
 DEFAULT_SALT = "nextbest-identity-v1"
 DEFAULT_COUNTRY_CODE = "44"
 _KEY_CHARS = 32

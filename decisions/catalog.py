@@ -25,13 +25,12 @@ from pydantic import (
     model_validator,
 )
 
-CONTROL_ACTION = "no_action"
-Channel = Literal["email", "sms", "push", "web", "app", "call_center"]
-Purpose = Literal["marketing", "profiling", "service"]
-ActionKind = Literal["upsell", "cross_sell", "retention", "service", "info"]
+from core.vocabulary import ACTION_KINDS, CHANNELS, NO_ACTION, PURPOSES
+
+Channel = Literal[CHANNELS]  # type: ignore[valid-type]
+Purpose = Literal[PURPOSES]  # type: ignore[valid-type]
+ActionKind = Literal[ACTION_KINDS]  # type: ignore[valid-type]
 Op = Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "not_in"]
-CHANNELS: tuple[str, ...] = ("email", "sms", "push", "web", "app", "call_center")
-PURPOSES: tuple[str, ...] = ("marketing", "profiling", "service")
 
 
 class ConfigError(ValueError):
@@ -106,8 +105,8 @@ class Action(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Action:
-        if self.id == CONTROL_ACTION:
-            raise ValueError(f"'{CONTROL_ACTION}' is implicit and must not be declared")
+        if self.id == NO_ACTION:
+            raise ValueError(f"'{NO_ACTION}' is implicit and must not be declared")
         if self.valid_from and self.valid_to and self.valid_to <= self.valid_from:
             raise ValueError("valid_to must be after valid_from")
         if self.needs_stock and not self.product:

@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 
 from core.settings import PROJECT_ROOT, Settings, get_settings
+from core.vocabulary import NO_ACTION as CONTROL
 
 log = logging.getLogger(__name__)
 
-CONTROL = "no_action"
 #: Channels scored by the demo measurement loop, one round each, ``DEMO_SPACING`` apart.
 DEMO_CHANNELS: tuple[str, ...] = ("email", "push", "sms", "email")
 DEMO_SPACING = timedelta(days=14)
@@ -569,7 +569,7 @@ def engine_policy_scores(
             propensity[ok, j] = d.p_treated[ok, c]
     return (
         truth,
-        {"uplift": uplift, "propensity": propensity, "no_action": np.full((n, len(actions)), -1.0)},
+        {"uplift": uplift, "propensity": propensity, CONTROL: np.full((n, len(actions)), -1.0)},
         costs,
     )
 

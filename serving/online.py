@@ -25,24 +25,15 @@ import orjson
 import pandas as pd
 
 from core.settings import Settings
+from core.vocabulary import CHANNELS, EVENT_TYPES, ID_TYPES, PURPOSES
 from customers.fast_features import FastOnlineFeatures
-from customers.feature_schema import CHANNELS, PURPOSES, view_specs
+from customers.feature_schema import view_specs
 from decisions.decision_log import DecisionLog
 from decisions.engine import DecisionContext, decide
 from decisions.runtime import Runtime, load_runtime, stock_vector
 from models.scoring import StackedScorer
 
 log = logging.getLogger(__name__)
-
-ID_TYPES = ("customer_id", "email", "phone", "loyalty_id", "crm_id", "device_id", "app_account_id")
-EVENT_TYPES = (
-    "service_case_opened",
-    "service_case_closed",
-    "complaint",
-    "purchase",
-    "consent_changed",
-    "contact",
-)
 
 
 class RequestError(ValueError):

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from customers.feature_schema import CONTROL, view_specs
+from core.vocabulary import NO_ACTION as CONTROL
+from customers.feature_schema import view_specs
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from core.settings import Settings
-from customers.feature_schema import CONTROL, model_feature_names
+from core.vocabulary import NO_ACTION as CONTROL
+from customers.feature_schema import model_feature_names
 from models.decision_model import DecisionModel, ValueModel
 from training.dataset import TrainingSet, build_training_set, exposures_entity_df
 

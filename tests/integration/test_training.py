@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from customers.feature_schema import CONTROL, model_feature_names
+from core.vocabulary import NO_ACTION as CONTROL
+from customers.feature_schema import model_feature_names
 from tests.conftest import World
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

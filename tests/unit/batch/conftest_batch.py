@@ -58,7 +58,8 @@ def exposure_matrix(settings: object) -> tuple[pd.DataFrame, np.ndarray]:
 
 def train_model(settings: object, seed: int = SEED) -> object:
     """A small real decision model: T-learner response + LightGBM value per arm."""
-    from customers.feature_schema import CONTROL, all_feature_names, model_feature_names
+    from core.vocabulary import NO_ACTION as CONTROL
+    from customers.feature_schema import all_feature_names, model_feature_names
     from models.decision_model import DecisionModel, ValueModel
     from models.learners import TLearner
 
