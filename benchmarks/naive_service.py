@@ -64,7 +64,7 @@ class NaiveNextBest:
         self.store = feature_store(self.settings)
         self.catalog = load_catalog(self.settings.catalog)
         self.policy = load_policy(self.settings.policy, action_ids=self.catalog.ids)
-        self.stock = load_stock(self.settings.raw_dir)
+        self.stock = load_stock(self.settings.stock_path)
         configure_mlflow(self.settings)
         self.pyfunc = mlflow.pyfunc.load_model(f"models:/{self.settings.model_name}@champion")
         self.feature_names = self.pyfunc.unwrap_python_model().unwrap().feature_names
