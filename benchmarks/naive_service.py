@@ -74,7 +74,7 @@ class NaiveNextBest:
     def _features(self, customer: Customer) -> tuple[str | None, pd.DataFrame]:
         from customers.normalise import identifier_key
 
-        key = identifier_key(customer.id_type, customer.id)
+        key = identifier_key(customer.id_type, customer.id, self.settings.identifier_salt)
         got = self.store.get_online_features(
             features=["identity_lookup:customer_id"], entity_rows=[{"identifier": key}]
         ).to_dict()

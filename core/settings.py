@@ -32,6 +32,12 @@ class Settings(BaseSettings):
         description="Stock table (parquet: product_id, stock; docs/data-dictionary.md); "
         "default the demo generator's raw/products.parquet under home.",
     )
+    identifier_salt: str = Field(
+        "nextbest-identity-v1",
+        min_length=1,
+        description="Salt of the hashed identifier keys in the online store; changing it "
+        "needs a feature rebuild, or lookups by email, phone, ... find nobody.",
+    )
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking URI; default a SQLite file under home."
     )

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +26,7 @@ import pandas as pd
 import pyarrow as pa
 
 from core.vocabulary import CHANNELS, NO_ACTION, PURPOSES
-from customers.feature_schema import (
-    ACTION_IDS,
-    CATEGORIES,
-    WINDOWS,
-    product_ids,
-    view_specs,
-)
+from customers.feature_schema import WINDOWS, CatalogTerms, view_specs
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +70,16 @@ def _utc(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
     return df
 
 
-def load_sources(raw_dir: Path, unified_dir: Path) -> SourceData:
+def load_sources(raw_dir: Path, unified_dir: Path, *, terms: CatalogTerms, salt: str) -> SourceData:
     """Read the source exports and the identity output; map every event to a customer.
 
     Only the unified record's ``customer_id`` leaves this function: emails, phones and
-    names are used to build hashed identifier keys and then dropped.
+    names are used to build identifier keys hashed with ``salt`` and then dropped.
+    Campaign contacts are kept for the actions of ``terms``.
     """
-    from customers.normalise import identifier_keys
+    from customers.normalise import identifier_keys as keys_with_salt
+
+    identifier_keys = partial(keys_with_salt, salt=salt)
     from customers.sources import load_canonical_records
 
     identity = pd.read_parquet(
@@ -231,7 +229,7 @@ def load_sources(raw_dir: Path, unified_dir: Path) -> SourceData:
 
     camp = pd.read_parquet(raw_dir / "campaign_history.parquet")
     camp = camp[camp["action_id"] != NO_ACTION]
-    channel_of = {a: a.split("_", 1)[0] for a in ACTION_IDS}
+    channel_of = {a: a.split("_", 1)[0] for a in terms.action_ids}
     channel_of["call_retention_offer"] = "call_center"
     contacts = _utc(
         pd.DataFrame(
@@ -467,8 +465,10 @@ def _codes_of(
     return np.append(codes, -1)[pos]
 
 
-def load_coded_sources(raw_dir: Path, unified_dir: Path) -> tuple[SourceData, pd.Index]:
-    """``_encode(load_sources(raw_dir, unified_dir))`` and the customer ids, computed
+def load_coded_sources(
+    raw_dir: Path, unified_dir: Path, *, terms: CatalogTerms, salt: str
+) -> tuple[SourceData, pd.Index]:
+    """``_encode(load_sources(raw_dir, unified_dir, ...))`` and the customer ids, computed
     without string customer ids on the event tables.
 
     Native ids of every export are mapped to integer customer codes with one hash lookup
@@ -481,8 +481,10 @@ def load_coded_sources(raw_dir: Path, unified_dir: Path) -> tuple[SourceData, pd
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from customers.normalise import identifier_keys
+    from customers.normalise import identifier_keys as keys_with_salt
     from customers.sources import load_canonical_table
+
+    identifier_keys = partial(keys_with_salt, salt=salt)
 
     identity = pq.read_table(unified_dir / "identity.parquet", columns=["record_id", "customer_id"])
     maps, ids, identity_codes = _native_code_maps(identity)
@@ -656,7 +658,7 @@ def load_coded_sources(raw_dir: Path, unified_dir: Path) -> tuple[SourceData, pd
         raw_dir / "campaign_history.parquet", columns=["crm_id", "exposed_at", "action_id"]
     )
     camp = camp[camp["action_id"] != NO_ACTION].reset_index(drop=True)
-    channel_of = {a: a.split("_", 1)[0] for a in ACTION_IDS}
+    channel_of = {a: a.split("_", 1)[0] for a in terms.action_ids}
     channel_of["call_retention_offer"] = "call_center"
     contacts = frame(
         _codes_of(
@@ -675,12 +677,17 @@ def load_coded_sources(raw_dir: Path, unified_dir: Path) -> tuple[SourceData, pd
     return coded, ids
 
 
-def build_view_rows(src: SourceData, t: pd.Timestamp) -> dict[str, pd.DataFrame]:
+def build_view_rows(
+    src: SourceData, t: pd.Timestamp, terms: CatalogTerms
+) -> dict[str, pd.DataFrame]:
     """Every feature view's rows for snapshot time ``t`` (data strictly before ``t``)."""
-    return _view_rows(_encode(src), pd.Index(src.customers["customer_id"], name="customer_id"), t)
+    ids = pd.Index(src.customers["customer_id"], name="customer_id")
+    return _view_rows(_encode(src), ids, t, terms)
 
 
-def _view_rows(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pd.DataFrame]:
+def _view_rows(
+    src: SourceData, ids: pd.Index, t: pd.Timestamp, terms: CatalogTerms
+) -> dict[str, pd.DataFrame]:
     """:func:`build_view_rows` on an :func:`_encode` d source whose customers are ``ids``."""
     cust = pd.RangeIndex(len(ids), name="customer_id")
     c = src.customers.set_index("customer_id")
@@ -728,7 +735,7 @@ def _view_rows(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pd.
     by_cat = b365.pivot_table(
         index="customer_id", columns="category", values="amount", aggfunc="sum"
     )
-    for cat in CATEGORIES:
+    for cat in terms.categories:
         cols[f"spend_365d_{cat}"] = by_cat[cat] if cat in by_cat else 0.0
     cols["customer_transactions_as_of_ts"] = last_purchase
     out["customer_transactions"] = _frame(cust, t, cols, ids)
@@ -743,7 +750,7 @@ def _view_rows(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pd.
     repeat = cfg.dropna(subset=["config_id"]).groupby(["customer_id", "config_id"]).size()
     # the latest of activity and purchases: the max of the two maxima
     last_active = _fmax(last_act, last_purchase)
-    cols = {f"views_30d_{cat}": views[cat] if cat in views else 0.0 for cat in CATEGORIES}
+    cols = {f"views_30d_{cat}": views[cat] if cat in views else 0.0 for cat in terms.categories}
     cols["config_views_7d"] = cfg.groupby("customer_id").size()
     cols["loan_checks_7d"] = a7.loc[a7["event_type"] == "loan_check"].groupby("customer_id").size()
     cols["repeat_interest_7d"] = repeat.groupby(level=0).max() if len(repeat) else 0.0
@@ -784,7 +791,7 @@ def _view_rows(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pd.
     held = h.assign(one=1).pivot_table(
         index="customer_id", columns="product_id", values="one", aggfunc="max"
     )
-    cols = {f"holds_{p}": held[p] if p in held else 0 for p in product_ids()}
+    cols = {f"holds_{p}": held[p] if p in held else 0 for p in terms.products}
     cols["customer_holdings_as_of_ts"] = _last_ts(h, t, "since")
     out["customer_holdings"] = _frame(cust, t, cols, ids)
 
@@ -808,12 +815,12 @@ def _view_rows(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pd.
         for w in (7, 30):
             cols[f"contacts_{ch}_{w}d"] = _window_agg(sub, t, w, None)
     cols["contacts_total_7d"] = _window_agg(ct, t, 7, None)
-    for act in ACTION_IDS:
+    for act in terms.action_ids:
         cols[f"last_shown_ts_{act}"] = _last_ts(ct.loc[ct["action_id"] == act], t)
     cols["customer_contacts_as_of_ts"] = _last_ts(ct, t)
     out["customer_contacts"] = _frame(cust, t, cols, ids)
 
-    for spec in view_specs():
+    for spec in view_specs(terms):
         df = out[spec.name]
         for f in spec.all_features:
             df[f.name] = df[f.name].astype("int64" if f.kind == "int" else "float64")
@@ -823,13 +830,15 @@ def _view_rows(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pd.
 
 # What the snapshot workers read: set by the parent just before its pool forks, so each
 # worker inherits the coded sources (copy-on-write pages) instead of being sent gigabytes.
-_FORKED: tuple[SourceData, pd.Index, Path] | None = None
+_FORKED: tuple[SourceData, pd.Index, Path, CatalogTerms] | None = None
 
 
-def _snapshot_tables(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pa.Table]:
+def _snapshot_tables(
+    src: SourceData, ids: pd.Index, t: pd.Timestamp, terms: CatalogTerms
+) -> dict[str, pa.Table]:
     """Every view's rows at snapshot ``t`` as the Arrow tables written to parquet."""
     out = {}
-    for name, df in _view_rows(src, ids, t).items():
+    for name, df in _view_rows(src, ids, t, terms).items():
         df = df.reset_index(drop=True)
         df["event_timestamp"] = df["event_timestamp"].astype("datetime64[us, UTC]")
         out[name] = pa.Table.from_pandas(df, preserve_index=False)
@@ -840,9 +849,9 @@ def _snapshot_to_files(i: int, t: pd.Timestamp) -> dict[str, str]:
     """In a forked worker: snapshot ``i``'s tables as Arrow IPC files (uncompressed, so
     the parent maps them back for free); their paths by view."""
     assert _FORKED is not None, "only called in a worker forked by _snapshots"
-    src, ids, parts = _FORKED
+    src, ids, parts, terms = _FORKED
     paths = {}
-    for name, table in _snapshot_tables(src, ids, t).items():
+    for name, table in _snapshot_tables(src, ids, t, terms).items():
         path = parts / f"{name}.{i}.arrow"
         with pa.OSFile(str(path), "wb") as f, pa.ipc.new_file(f, table.schema) as w:
             w.write_table(table)
@@ -851,7 +860,12 @@ def _snapshot_to_files(i: int, t: pd.Timestamp) -> dict[str, str]:
 
 
 def _snapshots(
-    src: SourceData, ids: pd.Index, times: list[pd.Timestamp], workers: int, scratch: Path
+    src: SourceData,
+    ids: pd.Index,
+    times: list[pd.Timestamp],
+    workers: int,
+    scratch: Path,
+    terms: CatalogTerms,
 ) -> Iterator[dict[str, pa.Table]]:
     """Each snapshot's tables, in the order of ``times``.
 
@@ -862,10 +876,10 @@ def _snapshots(
     global _FORKED
     if workers <= 1 or len(times) < 2 or "fork" not in mp.get_all_start_methods():
         for t in times:
-            yield _snapshot_tables(src, ids, t)
+            yield _snapshot_tables(src, ids, t, terms)
         return
     scratch.mkdir(parents=True, exist_ok=True)
-    _FORKED = (src, ids, scratch)
+    _FORKED = (src, ids, scratch, terms)
     # The workers must never run the collector over the objects they inherit: a forked
     # worker segfaulted in garbage collection (CI, 2026-12-02, after the parent had run
     # Arrow's thread pools; the object it tripped on was not pinned down). So the parent
@@ -907,18 +921,24 @@ def build_feature_tables(
     months: int = 13,
     progress: Callable[[int, int], None] | None = None,
     workers: int = 1,
+    *,
+    terms: CatalogTerms,
+    salt: str,
 ) -> dict[str, Path]:
     """Build every feature table at monthly snapshots up to ``as_of`` and write parquet.
+
+    ``terms``: the catalog's products, categories and actions the columns are named after;
+    ``salt``: the identifier salt of the identity lookup keys.
 
     ``workers`` > 1 builds the snapshots in that many forked processes (the same files).
     Returns the written paths by view name (plus ``identity_lookup``).
     """
     import pyarrow.parquet as pq
 
-    coded, ids = load_coded_sources(raw_dir, unified_dir)
+    coded, ids = load_coded_sources(raw_dir, unified_dir, terms=terms, salt=salt)
     times = snapshot_times(as_of, months)
     features_dir.mkdir(parents=True, exist_ok=True)
-    paths = {s.name: features_dir / f"{s.name}.parquet" for s in view_specs()}
+    paths = {s.name: features_dir / f"{s.name}.parquet" for s in view_specs(terms)}
     # Each snapshot goes to its view's file as soon as it is built (one row group per
     # snapshot) instead of every snapshot of every view held and then concatenated, which
     # made peak memory grow with customers x snapshots. Same rows, order and types as
@@ -926,7 +946,7 @@ def build_feature_tables(
     writers: dict[str, pq.ParquetWriter] = {}
     scratch = features_dir / ".snapshots"
     try:
-        for i, tables in enumerate(_snapshots(coded, ids, times, workers, scratch)):
+        for i, tables in enumerate(_snapshots(coded, ids, times, workers, scratch, terms)):
             for name, table in tables.items():
                 if name not in writers:
                     writers[name] = pq.ParquetWriter(paths[name], table.schema)
@@ -951,6 +971,6 @@ def build_feature_tables(
     return paths
 
 
-def view_names() -> Iterable[str]:
+def view_names(terms: CatalogTerms) -> Iterable[str]:
     """Names of the customer feature views (without the identity lookup)."""
-    return [s.name for s in view_specs()]
+    return [s.name for s in view_specs(terms)]

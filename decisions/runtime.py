@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.settings import Settings
-from customers.feature_schema import all_feature_names
+from customers.feature_schema import CatalogTerms, all_feature_names
 from decisions.catalog import Catalog, ConfigError, load_catalog
 from decisions.engine import Plan, compile_plan
 from decisions.policy import Policy, load_policy
@@ -42,6 +42,8 @@ class Runtime:
     plan: Plan
     feature_names: list[str]
     stock: dict[str, float]
+    #: The catalog's products, categories and actions the feature columns are named after.
+    terms: CatalogTerms
 
 
 def preflight(settings: Settings, alias: str = "champion") -> None:
@@ -120,8 +122,10 @@ def load_runtime(settings: Settings, model: Any | None = None, alias: str = "cha
     for path, what in ((settings.catalog, "action catalog"), (settings.policy, "policy")):
         if not Path(path).exists():
             raise StartupError(f"{what} file not found: {path}")
-    feature_names = all_feature_names()
-    catalog = load_catalog(settings.catalog, feature_names=feature_names)
+    catalog = load_catalog(settings.catalog)
+    terms = catalog.terms()
+    feature_names = all_feature_names(terms)
+    catalog.validate_features(feature_names, source=str(settings.catalog))
     policy = load_policy(settings.policy, action_ids=catalog.ids)
     if model is None:
         try:
@@ -142,7 +146,7 @@ def load_runtime(settings: Settings, model: Any | None = None, alias: str = "cha
         policy.version,
         len(catalog.ids),
     )
-    return Runtime(settings, catalog, policy, model, version, plan, feature_names, stock)
+    return Runtime(settings, catalog, policy, model, version, plan, feature_names, stock, terms)
 
 
 def stock_vector(runtime: Runtime) -> np.ndarray:

@@ -123,8 +123,14 @@ def customer_timeline(settings: Settings, customer_id: str) -> pd.DataFrame:
     """The customer's events from every system (purchases, activity, cases, consent,
     campaign contacts) as one time-ordered table ``ts, system, event, detail``."""
     from customers.features import load_sources
+    from decisions.catalog import load_catalog
 
-    src = load_sources(settings.raw_dir, settings.unified_dir)
+    src = load_sources(
+        settings.raw_dir,
+        settings.unified_dir,
+        terms=load_catalog(settings.catalog).terms(),
+        salt=settings.identifier_salt,
+    )
 
     def part(df: pd.DataFrame, ts: str, system: str, event: Any, detail: Any) -> pd.DataFrame:
         d = df.loc[df["customer_id"] == customer_id]
@@ -182,8 +188,9 @@ def customer_online_features(settings: Settings, customer_id: str) -> pd.Series:
     """The customer's features as the decision service reads them from Feast's online store."""
     from customers.feast_store import feature_store, online_features
     from customers.feature_schema import all_feature_names
+    from decisions.catalog import load_catalog
 
-    names = all_feature_names()
+    names = all_feature_names(load_catalog(settings.catalog).terms())
     X = online_features(feature_store(settings), [customer_id], settings.as_of.timestamp(), names)
     return pd.Series(X[0], index=names, name=customer_id)
 
@@ -303,7 +310,7 @@ def engine_records(
 
     runtime = runtime or load_runtime(settings)
     when = as_of or settings.as_of
-    ids, X, snap = offline_feature_matrix(settings.features_dir, customer_ids, when)
+    ids, X, snap = offline_feature_matrix(settings.features_dir, customer_ids, when, runtime.terms)
     ctx = DecisionContext(
         channel=channel, now=when, k=k, stock=stock_vector(runtime), feature_snapshot_time=snap
     )
@@ -542,7 +549,7 @@ def engine_policy_scores(
     runtime = runtime or load_runtime(settings)
     plan = runtime.plan
     when = as_of or settings.as_of
-    ids, X, snap = offline_feature_matrix(settings.features_dir, None, when)
+    ids, X, snap = offline_feature_matrix(settings.features_dir, None, when, runtime.terms)
     resp = pd.read_parquet(settings.raw_dir / "truth" / "response.parquet").set_index("person_id")
     person = person_of_customer(settings).reindex(pd.Index(ids, dtype=object))
     keep = person.notna().to_numpy()

@@ -26,6 +26,7 @@ def build_features(settings: Settings, progress: Progress | None = None) -> dict
     """
     from customers.feast_store import apply, materialize
     from customers.features import build_feature_tables
+    from decisions.catalog import load_catalog
 
     seconds: dict[str, float] = {}
     t = time.perf_counter()
@@ -37,6 +38,8 @@ def build_features(settings: Settings, progress: Progress | None = None) -> dict
         months=settings.snapshot_months,
         progress=progress,
         workers=settings.feature_workers,
+        terms=load_catalog(settings.catalog).terms(),
+        salt=settings.identifier_salt,
     )
     seconds["build"] = time.perf_counter() - t
     t = time.perf_counter()

@@ -258,7 +258,7 @@ class OnlineDecider:
             self.plan = replace(self.runtime.plan, model=scorer)
         self.stock = stock_vector(self.runtime)
         self.names = self.runtime.feature_names
-        self._views = {v.name: v for v in view_specs()}
+        self._views = {v.name: v for v in view_specs(self.runtime.terms)}
         # Events read, modify and push whole feature rows: one at a time, or two concurrent
         # events for one customer could lose an update.
         self._event_lock = threading.Lock()
@@ -282,7 +282,7 @@ class OnlineDecider:
                 f"customer.id_type: {ref.id_type!r} is not one of {', '.join(ID_TYPES)}"
             )
         try:
-            key = identifier_key(ref.id_type, ref.id)
+            key = identifier_key(ref.id_type, ref.id, self.settings.identifier_salt)
         except ValueError as exc:
             raise RequestError(f"customer.id: {exc}") from exc
         if self.fast is not None:

@@ -118,6 +118,7 @@ def train(settings: Settings, store: Any | None = None) -> TrainResult:
     import mlflow
 
     from customers.feast_store import FEATURE_SERVICE, feature_store
+    from decisions.catalog import load_catalog
     from models import evaluation as ev
     from models.learners import default_candidates, select_learner
     from models.registry import configure_mlflow, log_decision_model, promote
@@ -125,7 +126,8 @@ def train(settings: Settings, store: Any | None = None) -> TrainResult:
     store = store or feature_store(settings)
     entity_df = exposures_entity_df(settings.raw_dir, settings.unified_dir)
     allow_sensitive = _policy_allows_sensitive(settings)
-    features = model_feature_names(allow_sensitive=allow_sensitive)
+    terms = load_catalog(settings.catalog).terms()
+    features = model_feature_names(terms, allow_sensitive=allow_sensitive)
     ts = build_training_set(store, entity_df, features, service=FEATURE_SERVICE)
     tr, va, te = split(ts, settings.seed)
     X, t, y = ts.X, ts.treatment, ts.y
