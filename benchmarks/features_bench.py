@@ -22,6 +22,7 @@ def run(home: Path, customers: int, seed: int = 42) -> dict[str, Any]:
     """Time ``load_sources`` and ``build_feature_tables`` on a world of ``customers``."""
     from customers.features import build_feature_tables, load_sources
     from customers.identity import resolve_generated
+    from decisions.catalog import load_catalog
     from demo.generate import generate
 
     settings = world_settings(home, customers, seed)
@@ -29,11 +30,14 @@ def run(home: Path, customers: int, seed: int = 42) -> dict[str, Any]:
         generate(customers, seed, settings.raw_dir, as_of=settings.as_of)
         resolve_generated(settings.raw_dir, settings.unified_dir)
     t0 = time.perf_counter()
-    load_sources(settings.raw_dir, settings.unified_dir)
+    inputs = {"terms": load_catalog(settings.catalog).terms(), "salt": settings.identifier_salt}
+    load_sources(settings.raw_dir, settings.unified_dir, **inputs)
     load_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        build_feature_tables(settings.raw_dir, settings.unified_dir, Path(out), settings.as_of)
+        build_feature_tables(
+            settings.raw_dir, settings.unified_dir, Path(out), settings.as_of, **inputs
+        )
         build_s = time.perf_counter() - t0
     return {
         "customers": customers,

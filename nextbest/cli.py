@@ -176,10 +176,12 @@ def features_build() -> None:
 
 @features_app.command("apply")
 def features_apply() -> None:
-    """Register the Feast definitions in ``feature_repo/``."""
+    """Register the Feast definitions (entities, views, feature service) in the registry."""
     from customers.feast_store import apply
+    from decisions.catalog import load_catalog
 
-    apply(_settings())
+    settings = _settings()
+    apply(settings, load_catalog(settings.catalog).terms())
     console.print("[green]feast apply done[/]")
 
 

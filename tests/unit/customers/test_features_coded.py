@@ -9,6 +9,7 @@ same order, same values, and therefore byte-identical feature tables.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +33,15 @@ from customers.features import (
 )
 from customers.identity import resolve_generated
 from demo.generate import generate
+from tests.conftest import demo_terms
 from tests.params import SEED, SMALL_CUSTOMERS
 
 AS_OF = datetime(2025, 10, 1, tzinfo=UTC)
+SALT = "test-salt"
+
+
+def _inputs() -> dict:
+    return {"terms": demo_terms(), "salt": SALT}
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +62,9 @@ def _tables(src: SourceData) -> dict[str, pd.DataFrame]:
 
 def test_coded_sources_equal_the_string_path(world: tuple[Path, Path]) -> None:
     raw, unified = world
-    strings = load_sources(raw, unified)
+    strings = load_sources(raw, unified, **_inputs())
     reference = _encode(strings)
-    coded, ids = load_coded_sources(raw, unified)
+    coded, ids = load_coded_sources(raw, unified, **_inputs())
     assert list(ids) == list(strings.customers["customer_id"])
     for name, want in _tables(reference).items():
         got = _tables(coded)[name]
@@ -75,14 +82,16 @@ def test_feature_tables_are_byte_identical_to_the_string_path(
     """In this process and in forked snapshot workers: the tables of the string path."""
     raw, unified = world
     out = tmp_path / "coded"
-    paths = build_feature_tables(raw, unified, out, AS_OF, months=3, workers=workers)
+    paths = build_feature_tables(raw, unified, out, AS_OF, months=3, workers=workers, **_inputs())
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths.values())
-    strings = load_sources(raw, unified)
+    strings = load_sources(raw, unified, **_inputs())
     coded = _encode(strings)
     ids = pd.Index(strings.customers["customer_id"], name="customer_id")
     times = snapshot_times(AS_OF, 3)
-    for name in view_names():
-        want = pd.concat([_view_rows(coded, ids, t)[name] for t in times], ignore_index=True)
+    for name in view_names(demo_terms()):
+        want = pd.concat(
+            [_view_rows(coded, ids, t, demo_terms())[name] for t in times], ignore_index=True
+        )
         want["event_timestamp"] = want["event_timestamp"].astype("datetime64[us, UTC]")
         got = pq.read_table(paths[name]).to_pandas()
         assert len(got) == len(ids) * len(times), name
@@ -122,8 +131,12 @@ def test_forked_and_serial_builds_write_identical_files(
 ) -> None:
     """Snapshot workers change who computes a snapshot, not a byte of any file."""
     raw, unified = world
-    serial = build_feature_tables(raw, unified, tmp_path / "serial", AS_OF, months=4, workers=1)
-    forked = build_feature_tables(raw, unified, tmp_path / "forked", AS_OF, months=4, workers=2)
+    serial = build_feature_tables(
+        raw, unified, tmp_path / "serial", AS_OF, months=4, workers=1, **_inputs()
+    )
+    forked = build_feature_tables(
+        raw, unified, tmp_path / "forked", AS_OF, months=4, workers=2, **_inputs()
+    )
     for name, path in serial.items():
         assert path.read_bytes() == forked[name].read_bytes(), name
 
@@ -136,15 +149,15 @@ def test_a_failing_snapshot_worker_fails_the_build_and_leaves_no_scratch(
     raw, unified = world
     real = features._view_rows
 
-    def broken(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pd.DataFrame]:
+    def broken(src: SourceData, ids: pd.Index, t: pd.Timestamp, terms) -> dict:
         if t.month == AS_OF.month:  # the last snapshot, built in a worker
             raise RuntimeError("snapshot failed")
-        return real(src, ids, t)
+        return real(src, ids, t, terms)
 
     monkeypatch.setattr(features, "_view_rows", broken)
     out = tmp_path / "broken"
     with pytest.raises(RuntimeError, match="snapshot failed"):
-        build_feature_tables(raw, unified, out, AS_OF, months=3, workers=2)
+        build_feature_tables(raw, unified, out, AS_OF, months=3, workers=2, **_inputs())
     assert not (out / ".snapshots").exists()
 
 
@@ -154,7 +167,9 @@ def test_coded_identifier_table_equals_the_string_one_on_the_hard_cases() -> Non
     import pyarrow as pa
 
     from customers.features import _identifier_table, _identifier_table_coded
-    from customers.normalise import identifier_keys
+    from customers.normalise import identifier_keys as keys_with_salt
+
+    identifier_keys = partial(keys_with_salt, salt=SALT)
 
     ids = pd.Index(["C1", "C2", "C3"], dtype=object)
     codes = np.array([0, 1, 0, -1, 2, 1, 2], dtype=np.int64)
