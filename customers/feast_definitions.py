@@ -133,8 +133,6 @@ def build_definitions(settings: Settings, terms: CatalogTerms) -> FeastDefinitio
             Field(name="request_ts", dtype=Float64, description="Request time, epoch seconds.")
         ],
     )
-    # Request-time feature -> its source timestamp column; the function below carries it
-    # (Feast serialises the function with what it closes over).
     durations = request_time_columns(terms)
 
     @on_demand_feature_view(  # type: ignore[misc]
@@ -158,11 +156,13 @@ def build_definitions(settings: Settings, terms: CatalogTerms) -> FeastDefinitio
         # Feast serialises this function: everything it uses is imported inside it.
         import numpy as np
 
-        from customers.feature_schema import days_since
+        from customers.feature_schema import days_since, request_time_features_of
 
+        # Not a closure: Feast rebuilds the function from its source. The rule that named
+        # the schema's fields names the outputs from the stored columns it is given.
         request_ts = np.asarray(inputs["request_ts"], dtype=np.float64)
         out = {}
-        for name, src in durations.items():
+        for name, src in request_time_features_of(inputs).items():
             ts = np.asarray([np.nan if x is None else x for x in inputs[src]], dtype=np.float64)
             out[name] = np.atleast_1d(days_since(ts, request_ts)).tolist()
         return out
