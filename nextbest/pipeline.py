@@ -26,8 +26,10 @@ def build_features(settings: Settings, progress: Progress | None = None) -> dict
     """
     from customers.feast_store import apply, materialize
     from customers.features import build_feature_tables
+    from decisions.catalog import load_catalog
 
     seconds: dict[str, float] = {}
+    terms = load_catalog(settings.catalog).terms()
     t = time.perf_counter()
     paths = build_feature_tables(
         settings.raw_dir,
@@ -37,10 +39,12 @@ def build_features(settings: Settings, progress: Progress | None = None) -> dict
         months=settings.snapshot_months,
         progress=progress,
         workers=settings.feature_workers,
+        terms=terms,
+        salt=settings.identifier_salt,
     )
     seconds["build"] = time.perf_counter() - t
     t = time.perf_counter()
-    apply(settings)
+    apply(settings, terms)
     seconds["apply"] = time.perf_counter() - t
     t = time.perf_counter()
     materialize(settings, end=settings.as_of)
