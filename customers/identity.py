@@ -53,12 +53,16 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("record_id", "source")
 OPTIONAL_COLUMNS: tuple[str, ...] = tuple(c for c in CANONICAL_COLUMNS if c not in REQUIRED_COLUMNS)
 #: Native id columns: a value shared by two records names one person.
 NATIVE_IDS: tuple[str, ...] = ("crm_id", "loyalty_id", "app_account_id", "device_id")
-#: Rule tiers in merge order (strongest first) and whether a tier is weak (checks names).
+#: Rule tiers in merge order (strongest first) and whether a tier is weak (checks first
+#: names: a shared landline alone says nothing about who is calling).
 TIERS: tuple[tuple[str, bool], ...] = (
     ("native", False),
     ("email", False),
     ("phone", True),
-    ("splink", True),
+    # Not weak: the Splink model has already weighed first-name disagreement (a first
+    # name replaced by another is common in real exports), so only the date of birth
+    # and CRM guards apply to its edges.
+    ("splink", False),
 )
 SINGLETON = "singleton"
 OUTPUT_COLUMNS: tuple[str, ...] = ("record_id", "customer_id", "match_rule", "match_probability")
@@ -70,14 +74,24 @@ ProgressCallback = Callable[[str], None]
 class ResolutionSettings:
     """Knobs of :func:`resolve_records`.
 
-    ``match_threshold`` is the Splink match probability an edge needs; ``seed`` fixes
-    Splink's u sampling; ``u_max_pairs`` bounds that sample. Splink's m probabilities
-    are fitted by EM on the data itself (no labels), u by random sampling, so nothing is
-    tuned to one generated data set. ``country_code`` completes national phone numbers.
+    ``match_weight_threshold`` is the Splink match weight (log2 Bayes factor including
+    the prior) an edge needs; it was chosen by the procedure in docs/identity.md on
+    labelled data. Pairs from ``review_weight`` up to it are the uncertain band written
+    for review. Two records with different dates of birth that are not typos of one
+    another are merged only by a Splink edge of at least ``dob_conflict_weight`` with
+    agreeing full names and address (a date of birth replaced in one export); ``inf``
+    refuses every such merge. Deterministic rules never merge them. ``prior_recall``
+    is the assumed recall of the deterministic rules Splink estimates the prior from;
+    ``seed`` fixes Splink's samples; ``u_max_pairs`` and ``em_max_pairs`` bound them.
+    m and u are estimated on the data itself (no labels). ``country_code`` completes
+    national phone numbers.
     """
 
     use_splink: bool = True
-    match_threshold: float = 0.99
+    match_weight_threshold: float = 6.0
+    review_weight: float = 0.0
+    dob_conflict_weight: float = 11.0
+    prior_recall: float = 0.8
     seed: int = 42
     u_max_pairs: float = 2e6
     em_max_pairs: float = 2e6
@@ -221,79 +235,37 @@ def deterministic_edges(norm: pd.DataFrame) -> dict[str, _Edges]:
     return out
 
 
-def splink_edges(norm: pd.DataFrame, labels: np.ndarray, settings: ResolutionSettings) -> _Edges:
-    """Probabilistic edges (Splink on DuckDB) between records of different clusters.
+def splink_edges(
+    norm: pd.DataFrame, labels: np.ndarray, settings: ResolutionSettings
+) -> tuple[_Edges, pd.DataFrame]:
+    """Probabilistic edges (:mod:`customers.linkage`) between records of different clusters.
 
-    Only records with a name and a date of birth or postcode take part. m probabilities
-    are fitted by EM (blocked on date of birth, then on postcode), u by random sampling
-    with ``settings.seed``; the prior match rate is estimated from the tight
-    deterministic rule "same date of birth, first and last name". Spark past one
-    machine: build the linker on ``splink.SparkAPI`` with the same settings.
+    Returns the edges at or above ``settings.match_weight_threshold`` (strongest first)
+    and the scored pairs of the uncertain band (``review_weight`` up to the threshold)
+    with their comparison levels, for human review.
     """
-    import duckdb
-    import splink.comparison_library as cl
-    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
-    from splink.blocking_rule_library import CustomRule
+    from customers.linkage import ModelSettings, score_pairs
 
-    cols = ["first_name", "last_name", "date_of_birth", "postcode", "street", "city"]
-    has_name = norm["first_name"].notna() | norm["last_name"].notna()
-    has_anchor = norm["date_of_birth"].notna() | norm["postcode"].notna()
-    sub = norm.loc[(has_name & has_anchor).to_numpy(), cols].copy()
-    if len(sub) < 50:
-        return _Edges.empty()
-    pos = np.flatnonzero((has_name & has_anchor).to_numpy())
-    sub.insert(0, "uid", pos.astype(np.int64))
-
-    creator = SettingsCreator(
-        link_type="dedupe_only",
-        unique_id_column_name="uid",
-        probability_two_random_records_match=1.0 / max(len(sub), 2),
-        blocking_rules_to_generate_predictions=[
-            block_on("postcode", "first_name"),
-            # A typo in the first name: same postcode and surname where a date of birth
-            # cannot tell household members apart (the first-name guard still refuses
-            # two different members).
-            CustomRule(
-                "l.postcode = r.postcode and l.last_name = r.last_name"
-                " and (l.date_of_birth is null or r.date_of_birth is null)"
-            ),
-            block_on("date_of_birth", "last_name"),
-            block_on("date_of_birth", "first_name"),
-        ],
-        comparisons=[
-            cl.JaroWinklerAtThresholds("first_name", [0.92, 0.8]),
-            cl.JaroWinklerAtThresholds("last_name", [0.92, 0.8]),
-            cl.ExactMatch("date_of_birth"),
-            cl.ExactMatch("postcode"),
-            cl.LevenshteinAtThresholds("street", [2]),
-            cl.ExactMatch("city"),
-        ],
-        retain_intermediate_calculation_columns=False,
-        retain_matching_columns=False,
+    model = ModelSettings(
+        prior_recall=settings.prior_recall,
+        u_max_pairs=settings.u_max_pairs,
+        em_max_pairs=settings.em_max_pairs,
+        seed=settings.seed,
+        threads=settings.threads,
     )
-    con = duckdb.connect()
-    con.execute(f"SET threads TO {settings.threads}")
-    db = DuckDBAPI(con)
-    linker = Linker(db.register(sub, table_name="records"), creator, log_level=logging.WARNING)
-    linker.training.estimate_u_using_random_sampling(
-        max_pairs=settings.u_max_pairs, seed=settings.seed
-    )
-    for rule in (block_on("date_of_birth"), block_on("postcode")):
-        linker.training.estimate_parameters_using_expectation_maximisation(
-            rule, max_pairs=settings.em_max_pairs
-        )
-    pred = linker.inference.predict(threshold_match_probability=settings.match_threshold)
-    df = pred.as_pandas_dataframe()
-    if df.empty:
-        return _Edges.empty()
-    a = df["uid_l"].to_numpy(np.int64)
-    b = df["uid_r"].to_numpy(np.int64)
-    p = df["match_probability"].to_numpy(float)
-    keep = labels[a] != labels[b]
-    a, b, p = a[keep], b[keep], p[keep]
+    low = min(settings.review_weight, settings.match_weight_threshold)
+    pairs = score_pairs(norm, model, low)
+    pairs = pairs[labels[pairs["a"].to_numpy()] != labels[pairs["b"].to_numpy()]]
+    strong = pairs["match_weight"].to_numpy() >= settings.match_weight_threshold
+    review = pairs[~strong].reset_index(drop=True)
+    a = pairs["a"].to_numpy(np.int64)[strong]
+    b = pairs["b"].to_numpy(np.int64)[strong]
+    w = pairs["match_weight"].to_numpy(float)[strong]
+    p = pairs["match_probability"].to_numpy(float)[strong]
     # Strongest first, ties broken by position, so the merge order is deterministic.
-    order = np.lexsort((b, a, -p))
-    return _Edges(a[order], b[order], np.full(order.size, "splink", dtype=object), p[order])
+    order = np.lexsort((b, a, -w))
+    edges = _Edges(a[order], b[order], np.full(order.size, "splink", dtype=object), p[order])
+    return edges, review
 
 
 # --- safe merging -------------------------------------------------------------------------
@@ -339,27 +311,86 @@ def _names_agree(xs: set[str], ys: set[str]) -> bool:
     return any(_similar(x, y) for x in xs for y in ys)
 
 
+def _dob_typo(x: str, y: str) -> bool:
+    """Two ISO dates of birth that one slip of the keyboard turns into one another.
+
+    One edit apart (a digit typed wrong, two digits transposed) or day and month
+    swapped, but never a year ten or more apart: a parent and a child with one name at
+    one address differ in the decade digit only, and that is a different person.
+    """
+    if x == y:
+        return True
+    if abs(int(x[:4]) - int(y[:4])) >= 10:
+        return False
+    if x[:4] == y[:4] and x[5:7] == y[8:10] and x[8:10] == y[5:7]:
+        return True
+    return _edits(x, y, 1) <= 1
+
+
 @dataclass
 class _Cluster:
     dobs: set[str]
     firsts: set[str]
+    lasts: set[str]
+    places: set[str]  # postcodes and streets
     # crm_id -> (dob, first, last, phone, email) of that CRM record
     crms: dict[str, tuple[str | None, str | None, str | None, str | None, str | None]]
+
+    def absorb(self, other: _Cluster) -> None:
+        """Take over ``other``'s values (after a merge)."""
+        self.dobs |= other.dobs
+        self.firsts |= other.firsts
+        self.lasts |= other.lasts
+        self.places |= other.places
+        self.crms.update(other.crms)
+
+
+def _swapped(a: _Cluster, b: _Cluster) -> bool:
+    """First and last names present on both sides and swapped between them."""
+    if not (a.firsts and a.lasts and b.firsts and b.lasts):
+        return False
+    return _names_agree(a.firsts, b.lasts) and _names_agree(a.lasts, b.firsts)
+
+
+def _full_names_agree(a: _Cluster, b: _Cluster) -> bool:
+    """Both sides carry first and last names, and they are spellings (or swapped)."""
+    if not (a.firsts and a.lasts and b.firsts and b.lasts):
+        return False
+    straight = _names_agree(a.firsts, b.firsts) and _names_agree(a.lasts, b.lasts)
+    return straight or _swapped(a, b)
+
+
+def _dobs_agree(a: _Cluster, b: _Cluster, outweighed: bool = False) -> bool:
+    """Equal dates of birth, or different ones that names and address vouch for.
+
+    Different dates of birth are accepted only with agreeing full names and address,
+    and then only when they are typos of one another or, for a Splink edge,
+    ``outweighed``: the model's weight, with the disagreement priced in, clears the
+    DOB-conflict bar (see ``ResolutionSettings.dob_conflict_weight``).
+    """
+    if not a.dobs or not b.dobs or a.dobs == b.dobs:
+        return True
+    typo = all(_dob_typo(x, y) for x in a.dobs for y in b.dobs)
+    if not (typo or outweighed):
+        return False
+    places = any(_similar(x, y) for x in a.places for y in b.places)
+    return places and _full_names_agree(a, b)
 
 
 def _crm_conflict(a: _Cluster, b: _Cluster) -> bool:
     """Two CRM ids may share a cluster only if their records agree on DOB and names.
 
     Duplicate CRM accounts of one person exist; both first and last names must be
-    spellings of one another and the dates of birth equal. When one record lacks the
-    date of birth, the two records must share a phone or an email instead (same-named
-    relatives at one address are the trap; they do not share a personal contact).
+    spellings of one another and the dates of birth equal or a typo of one another.
+    When one record lacks the date of birth, the two records must share a phone or an
+    email instead (same-named relatives at one address are the trap; they do not share
+    a personal contact).
     """
     for ca, (da, fa, la, pa, ea) in a.crms.items():
         for cb, (db, fb, lb, pb, eb) in b.crms.items():
             if ca == cb:
                 continue
-            if da is not None and db is not None and da != db:
+            if da is not None and db is not None and not _dob_typo(da, db):
                 return True
             same_contact = (pa is not None and pa == pb) or (ea is not None and ea == eb)
             if (da is None or db is None) and not same_contact:
@@ -371,12 +402,12 @@ def _crm_conflict(a: _Cluster, b: _Cluster) -> bool:
     return False
 
 
-def _conflict(a: _Cluster, b: _Cluster, weak: bool) -> str | None:
-    if a.dobs and b.dobs and a.dobs != b.dobs:
+def _conflict(a: _Cluster, b: _Cluster, weak: bool, outweighed: bool = False) -> str | None:
+    if not _dobs_agree(a, b, outweighed):
         return "date_of_birth"
     if a.crms and b.crms and set(a.crms) != set(b.crms) and _crm_conflict(a, b):
         return "crm_id"
-    if weak and not _names_agree(a.firsts, b.firsts):
+    if weak and not (_names_agree(a.firsts, b.firsts) or _swapped(a, b)):
         return "first_name"
     return None
 
@@ -392,18 +423,27 @@ class _Attrs:
         self.crm = norm["crm_id"].to_numpy(object)
         self.first = norm["first_name"].to_numpy(object)
         self.last = norm["last_name"].to_numpy(object)
+        self.postcode = norm["postcode"].to_numpy(object)
+        self.street = norm["street"].to_numpy(object)
         self.phone = norm["phone"].to_numpy(object)
         self.email = norm["email"].to_numpy(object)
 
     def cluster(self, members: np.ndarray) -> _Cluster:
-        dobs = {d for d in self.dob[members] if d is not None}
-        firsts = {f for f in self.first[members] if f is not None}
+        def values(arr: np.ndarray) -> set[str]:
+            return {v for v in arr[members] if v is not None}
+
         crms = {
             self.crm[i]: (self.dob[i], self.first[i], self.last[i], self.phone[i], self.email[i])
             for i in members
             if self.crm[i] is not None
         }
-        return _Cluster(dobs, firsts, crms)
+        return _Cluster(
+            values(self.dob),
+            values(self.first),
+            values(self.last),
+            values(self.postcode) | values(self.street),
+            crms,
+        )
 
 
 def _multi(groups: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
@@ -438,7 +478,14 @@ def _accept(
         state.prob[idx] = prob[free][first]
 
 
-def _merge_tier(state: _Merge, edges: _Edges, attrs: _Attrs, weak: bool, tier: str) -> None:
+def _merge_tier(
+    state: _Merge,
+    edges: _Edges,
+    attrs: _Attrs,
+    weak: bool,
+    tier: str,
+    outweigh_prob: float = np.inf,
+) -> None:
     """Merge one tier's edges, vectorised where no component can conflict."""
     n = state.labels.size
     la, lb = state.labels[edges.a], state.labels[edges.b]
@@ -477,6 +524,7 @@ def _merge_tier(state: _Merge, edges: _Edges, attrs: _Attrs, weak: bool, tier: s
             e_prob[edge_risky],
             attrs,
             weak,
+            outweigh_prob,
         )
     logger.info(
         "tier %s: %d edges, %d via guarded union-find, %d refused so far",
@@ -495,8 +543,13 @@ def _merge_guarded(
     prob: np.ndarray,
     attrs: _Attrs,
     weak: bool,
+    outweigh_prob: float = np.inf,
 ) -> None:
-    """Union-find over the edges of risky components, refusing conflicting merges."""
+    """Union-find over the edges of risky components, refusing conflicting merges.
+
+    An edge with probability at or above ``outweigh_prob`` may join two different
+    dates of birth (see :func:`_dobs_agree`).
+    """
     labels = state.labels
     involved = np.unique(np.concatenate([labels[a], labels[b]]))
     in_set = np.isin(labels, involved)
@@ -528,7 +581,7 @@ def _merge_guarded(
         if ra == rb:
             continue
         ca, cb = clusters[ra], clusters[rb]
-        why = _conflict(ca, cb, weak)
+        why = _conflict(ca, cb, weak, bool(prob[k] >= outweigh_prob))
         if why is not None:
             state.refused.append((int(a[k]), int(b[k]), str(rule[k]), why))
             continue
@@ -536,9 +589,7 @@ def _merge_guarded(
             ra, rb = rb, ra
             ca, cb = cb, ca
         parent[rb] = ra
-        ca.dobs |= cb.dobs
-        ca.firsts |= cb.firsts
-        ca.crms.update(cb.crms)
+        ca.absorb(cb)
         del clusters[rb]
         accepted.append(k)
     state.python_edges += int(a.size)
@@ -661,13 +712,14 @@ def resolve_records(
             if not settings.use_splink:
                 continue
             step("probabilistic links (splink)")
-            edges = splink_edges(norm, state.labels, settings)
+            edges, review = splink_edges(norm, state.labels, settings)
             timings["splink_s"] = time.perf_counter() - t
             t = time.perf_counter()
         else:
             edges = det[tier]
         edge_counts[tier] = int(edges.a.size)
-        _merge_tier(state, edges, attrs, weak, tier)
+        bar = settings.dob_conflict_weight if tier == "splink" else np.inf
+        _merge_tier(state, edges, attrs, weak, tier, float(1.0 / (1.0 + 2.0**-bar)))
     timings["merge_splink_s"] = time.perf_counter() - t
 
     step("ids and households")
