@@ -107,7 +107,10 @@ class ResolutionResult:
     ``customer_id, household_id, household_size``; ``refused_links``: ``record_id_a,
     record_id_b, rule, conflict_field``; ``unlinkable_record_ids``: records that carry no
     value any other record shares and no name, date of birth or address (e.g. anonymous
-    devices): no method can link them; ``stats``: counts and timings.
+    devices): no method can link them; ``stats``: counts and timings;
+    ``review_pairs``: the uncertain band, masked (:func:`customers.corrections.review_table`);
+    ``forced_links``: human links honoured, ``record_id_a, record_id_b, reason,
+    guard_conflict`` (what the guard would have refused, if anything).
     """
 
     assignments: pd.DataFrame
@@ -115,6 +118,8 @@ class ResolutionResult:
     refused_links: pd.DataFrame
     unlinkable_record_ids: pd.Index
     stats: dict[str, float | int] = field(default_factory=dict)
+    review_pairs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    forced_links: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 # --- input ------------------------------------------------------------------------------
@@ -333,6 +338,9 @@ class _Cluster:
     firsts: set[str]
     lasts: set[str]
     places: set[str]  # postcodes and streets
+    # record positions in the cluster that a human split from ``bans`` (positions)
+    split_members: set[int]
+    bans: set[int]
     # crm_id -> (dob, first, last, phone, email) of that CRM record
     crms: dict[str, tuple[str | None, str | None, str | None, str | None, str | None]]
 
@@ -342,6 +350,8 @@ class _Cluster:
         self.firsts |= other.firsts
         self.lasts |= other.lasts
         self.places |= other.places
+        self.split_members |= other.split_members
+        self.bans |= other.bans
         self.crms.update(other.crms)
 
 
@@ -403,6 +413,8 @@ def _crm_conflict(a: _Cluster, b: _Cluster) -> bool:
 
 
 def _conflict(a: _Cluster, b: _Cluster, weak: bool, outweighed: bool = False) -> str | None:
+    if (a.split_members & b.bans) or (b.split_members & a.bans):
+        return "human_split"
     if not _dobs_agree(a, b, outweighed):
         return "date_of_birth"
     if a.crms and b.crms and set(a.crms) != set(b.crms) and _crm_conflict(a, b):
@@ -427,6 +439,17 @@ class _Attrs:
         self.street = norm["street"].to_numpy(object)
         self.phone = norm["phone"].to_numpy(object)
         self.email = norm["email"].to_numpy(object)
+        self.record_ids = norm["record_id"].to_numpy(object)
+        self.bans: dict[int, set[int]] = {}
+        self.split_flag = np.zeros(len(norm), bool)
+
+    def ban(self, a: np.ndarray, b: np.ndarray) -> None:
+        """Human splits: records ``a[i]`` and ``b[i]`` never share a cluster."""
+        for x, y in zip(a.tolist(), b.tolist(), strict=True):
+            self.bans.setdefault(x, set()).add(y)
+            self.bans.setdefault(y, set()).add(x)
+        self.split_flag[a] = True
+        self.split_flag[b] = True
 
     def cluster(self, members: np.ndarray) -> _Cluster:
         def values(arr: np.ndarray) -> set[str]:
@@ -437,11 +460,15 @@ class _Attrs:
             for i in members
             if self.crm[i] is not None
         }
+        split = {int(i) for i in members if self.split_flag[i]}
+        bans = set().union(*(self.bans[i] for i in split)) if split else set()
         return _Cluster(
             values(self.dob),
             values(self.first),
             values(self.last),
             values(self.postcode) | values(self.street),
+            split,
+            bans,
             crms,
         )
 
@@ -500,6 +527,7 @@ def _merge_tier(
     risky = _multi(rec_comp, attrs.dob_code, n_comp) | _multi(rec_comp, attrs.crm_code, n_comp)
     if weak:
         risky |= _multi(rec_comp, attrs.first_code, n_comp)
+    risky[rec_comp[attrs.split_flag]] = True
     edge_risky = risky[comp[la]]
 
     # Safe components: every cluster in them merges; the new label is the smallest
@@ -670,6 +698,28 @@ def _unlinkable(norm: pd.DataFrame) -> np.ndarray:
     return ~has_desc & ~shared
 
 
+def _force_links(
+    state: _Merge, attrs: _Attrs, links: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> list[tuple[str, str, str, str]]:
+    """Merge human links before any rule; returns them with what the guard would say."""
+    a, b, reasons = links
+    if a.size == 0:
+        return []
+    n = state.labels.size
+    graph = coo_matrix((np.ones(a.size, np.int8), (a, b)), shape=(n, n))
+    _, comp = connected_components(graph, directed=False)
+    root = np.full(comp.max() + 1, n, np.int64)
+    np.minimum.at(root, comp, np.arange(n))
+    state.labels[:] = root[comp]
+    _accept(state, a, b, np.full(a.size, "human_link", dtype=object), np.full(a.size, np.nan))
+    rid = attrs.record_ids
+    out = []
+    for x, y, why in zip(a.tolist(), b.tolist(), reasons.tolist(), strict=True):
+        guard = _conflict(attrs.cluster(np.array([x])), attrs.cluster(np.array([y])), True)
+        out.append((rid[x], rid[y], str(why), guard or ""))
+    return out
+
+
 # --- entry points -----------------------------------------------------------------------
 
 
@@ -677,13 +727,18 @@ def resolve_records(
     records: pd.DataFrame,
     settings: ResolutionSettings | None = None,
     progress: ProgressCallback | None = None,
+    decisions: pd.DataFrame | None = None,
 ) -> ResolutionResult:
     """Resolve canonical records into customers, households and refused links.
 
     ``records`` follows the canonical schema (docs/contracts.md); only ``record_id`` and
     ``source`` are required. Output order follows ``record_id``; results do not depend on
-    the input row order.
+    the input row order. ``decisions`` are human links and splits
+    (:func:`customers.corrections.load_decisions`): links are merged first, splits are
+    never joined.
     """
+    from customers.corrections import decision_pairs, review_table
+
     settings = settings or ResolutionSettings()
     step = progress or (lambda _name: None)
     t0 = time.perf_counter()
@@ -704,6 +759,18 @@ def resolve_records(
         rule=np.full(n, None, dtype=object),
         prob=np.full(n, np.nan),
     )
+    human = (
+        decision_pairs(
+            decisions if decisions is not None else pd.DataFrame(columns=["decision"]),
+            norm["record_id"].to_numpy(object),
+        )
+        if decisions is not None and len(decisions)
+        else None
+    )
+    forced = _force_links(state, attrs, human["link"]) if human else []
+    if human:
+        attrs.ban(human["split"][0], human["split"][1])
+    review = pd.DataFrame(columns=["a", "b", "match_weight", "match_probability"])
     edge_counts: dict[str, int] = {}
     for tier, weak in TIERS:
         if tier == "splink":
@@ -751,6 +818,13 @@ def resolve_records(
     else:
         refused = pd.DataFrame(columns=["record_id_a", "record_id_b", "rule", "conflict_field"])
     unlinkable = pd.Index(rid[_unlinkable(norm)], name="record_id")
+    still_apart = (
+        state.labels[review["a"].to_numpy(np.int64)] != state.labels[review["b"].to_numpy(np.int64)]
+    )
+    review_pairs = review_table(review[still_apart], norm)
+    forced_links = pd.DataFrame(
+        forced, columns=["record_id_a", "record_id_b", "reason", "guard_conflict"]
+    )
 
     sizes = np.bincount(state.labels, minlength=n)
     stats: dict[str, float | int] = {
@@ -758,6 +832,8 @@ def resolve_records(
         "n_customers": int((sizes > 0).sum()),
         "n_households": int(households["household_id"].nunique()),
         "n_refused_links": len(refused),
+        "n_forced_links": len(forced_links),
+        "n_review_pairs": len(review_pairs),
         "n_unlinkable_records": len(unlinkable),
         "linked_record_share": float((sizes[state.labels] > 1).mean()) if n else 0.0,
         "guarded_edges": state.python_edges,
@@ -773,7 +849,9 @@ def resolve_records(
         len(refused),
         stats["total_s"],
     )
-    return ResolutionResult(assignments, households, refused, unlinkable, stats)
+    return ResolutionResult(
+        assignments, households, refused, unlinkable, stats, review_pairs, forced_links
+    )
 
 
 def resolve_generated(
@@ -781,6 +859,7 @@ def resolve_generated(
     out_dir: Path,
     settings: ResolutionSettings | None = None,
     progress: ProgressCallback | None = None,
+    decisions: pd.DataFrame | None = None,
 ) -> ResolutionResult:
     """Resolve the generated exports under ``raw_dir`` and write the unified identity.
 
@@ -792,22 +871,27 @@ def resolve_generated(
     from customers.sources import load_canonical_records
 
     records = load_canonical_records(Path(raw_dir))
-    result = resolve_records(records, settings, progress)
+    result = resolve_records(records, settings, progress, decisions)
     write_result(result, Path(out_dir))
     return result
 
 
 def write_result(result: ResolutionResult, out_dir: Path) -> dict[str, Path]:
-    """Write identity, households and refused links as parquet under ``out_dir``."""
+    """Write identity, households, refused and forced links as parquet under ``out_dir``,
+    and the uncertain pairs (masked) as ``review_pairs.csv`` for a human to fill in."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         "identity": out_dir / "identity.parquet",
         "households": out_dir / "households.parquet",
         "refused_links": out_dir / "refused_links.parquet",
+        "forced_links": out_dir / "forced_links.parquet",
+        "review_pairs": out_dir / "review_pairs.csv",
     }
     result.assignments.to_parquet(paths["identity"], index=False)
     result.households.to_parquet(paths["households"], index=False)
     result.refused_links.to_parquet(paths["refused_links"], index=False)
+    result.forced_links.to_parquet(paths["forced_links"], index=False)
+    result.review_pairs.to_csv(paths["review_pairs"], index=False)
     return paths
 
 
@@ -850,26 +934,33 @@ def run_resolve(
     unified_dir: Path,
     settings: ResolutionSettings | None = None,
     progress: ProgressCallback | None = None,
+    decisions_path: Path | None = None,
 ) -> ResolveRun:
     """The ``nextbest resolve`` step.
 
     With ``records_path`` a user's canonical records (CSV/parquet) are resolved and the
     assignments written to ``out_path`` (next to it: households and refused links as
     parquet). Without it the generated exports under ``raw_dir`` are resolved into
-    ``unified_dir``. Quality against a truth is :func:`customers.quality.evaluate_resolution`.
+    ``unified_dir``. Human links and splits in ``decisions_path`` (if it exists) are
+    honoured. Quality against a truth is :func:`customers.quality.evaluate_resolution`.
     """
+    from customers.corrections import load_decisions
+
+    decisions = load_decisions(decisions_path)
     if records_path is not None:
         if out_path is None:
             raise ValueError("--out is required with --records")
-        result = resolve_records(read_records(records_path), settings, progress)
+        result = resolve_records(read_records(records_path), settings, progress, decisions)
         write_assignments(result.assignments, out_path)
         side = write_result(result, out_path.parent / f"{out_path.stem}_resolution")
         written = {"assignments": out_path, **{k: v for k, v in side.items() if k != "identity"}}
     else:
-        result = resolve_generated(raw_dir, unified_dir, settings, progress)
+        result = resolve_generated(raw_dir, unified_dir, settings, progress, decisions)
         written = {
-            k: unified_dir / f"{k}.parquet" for k in ("identity", "households", "refused_links")
+            k: unified_dir / f"{k}.parquet"
+            for k in ("identity", "households", "refused_links", "forced_links")
         }
+        written["review_pairs"] = unified_dir / "review_pairs.csv"
         if out_path is not None:
             write_assignments(result.assignments, out_path)
             written["assignments"] = out_path
