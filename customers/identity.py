@@ -88,8 +88,8 @@ class ResolutionSettings:
     """
 
     use_splink: bool = True
-    match_weight_threshold: float = 6.0
-    review_weight: float = 0.0
+    match_weight_threshold: float = 2.0
+    review_weight: float = -4.0
     dob_conflict_weight: float = 11.0
     prior_recall: float = 0.8
     seed: int = 42
