@@ -1,33 +1,35 @@
 """Identity resolution: records from many sources -> customers, safely, and households.
 
-The steps, all on normalised values (:mod:`customers.normalise`):
+The steps, all on normalised values (:mod:`customers.normalise`); docs/identity.md has
+the model, the threshold procedure and the guard in full:
 
-1. **Candidate edges.** Deterministic edges join records that share a normalised strong
+1. **Human decisions first.** Links recorded with ``nextbest identity link`` are merged
+   before any rule; splits are never joined (:mod:`customers.corrections`).
+2. **Candidate edges.** Deterministic edges join records that share a normalised strong
    identifier (native ids ``crm_id, loyalty_id, app_account_id, device_id``; a web device
    that logged in to an app account carries that account's id, giving a
    ``device_login`` edge; then ``email``, then ``phone``). Each group of records sharing a
    value becomes a star (first record to each other), so edges grow with records, not
-   with pairs. Probabilistic edges come from Splink (name, date of birth, address) for
-   pairs the identifiers did not join.
-2. **Safe merging, strongest rule first.** Rules are merged tier by tier (native ids,
+   with pairs. Probabilistic edges come from the Splink person model
+   (:mod:`customers.linkage`) for pairs at or above the match-weight threshold.
+3. **Safe merging, strongest rule first.** Rules are merged tier by tier (native ids,
    email, phone, Splink). For each tier the connected components of the current
    clusters are computed with :func:`scipy.sparse.csgraph.connected_components`; a
-   component whose records hold at most one date of birth, at most one CRM id and (for
-   the weak tiers: phone and Splink) at most one first name is merged at once,
-   vectorised. Only the few remaining components go through a Python union-find that
-   replays their edges in order and refuses any edge that would put two different
-   dates of birth in one cluster, two CRM ids whose records disagree on date of birth or
-   names, or (weak tiers) two first names that are not spellings of one another. A
-   shared household landline or address therefore never merges two family members.
-   Refused edges are reported with both record ids, the rule and the conflicting field,
-   never the values.
-3. **Ids.** ``customer_id = "C" + sha1(smallest record_id)[:12]``, stable as long as
+   component whose records hold at most one date of birth, at most one CRM id, (phone
+   tier) at most one first name and no human split is merged at once, vectorised. Only
+   the few remaining components go through a Python union-find that replays their edges
+   in order and refuses an edge that would put two dates of birth in one cluster that
+   are not typos of one another vouched for by names and address, two CRM ids whose
+   records disagree, (phone tier) two first names that are not spellings of one another,
+   or a human split. A shared household landline or address therefore never merges two
+   family members. Refused edges are reported with both record ids, the rule and the
+   conflicting field, never the values.
+4. **Ids.** ``customer_id = "C" + sha1(smallest record_id)[:12]``, stable as long as
    that record exists. Households group customers by normalised address (postcode and
    street) and are never a merge of persons.
 
-Splink runs on DuckDB in process. For data past one machine the same settings run on
-Splink's Spark backend (``splink.SparkAPI``); the union-find input is then the edge list
-Splink writes, which stays small because blocking is tight.
+Splink runs on DuckDB in process; :func:`customers.linkage.trained_linker` takes another
+Splink backend (``splink.SparkAPI``) with the same settings.
 """
 
 from __future__ import annotations
