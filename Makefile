@@ -21,8 +21,9 @@ demo: setup  ## generate data, resolve identities, build features, train, score,
 test: setup  ## the whole test suite
 	$(UV) run --frozen pytest -q --durations=15
 
-lint:
+lint:  ## ruff, and the import layers of docs/architecture.md (import-linter)
 	$(UV) run --frozen ruff check . && $(UV) run --frozen ruff format --check .
+	$(UV) run --frozen lint-imports
 
 bench: setup
 	$(UV) run --frozen nextbest bench

@@ -3,10 +3,10 @@ tables to a written decisions file, on the local (DuckDB + numpy + LightGBM) and
 path, scored with the real champion model.
 
 The model is the champion of an MLflow registry (``nextbest train``'s S- or T-learner and
-value model, LightGBM), loaded by alias through ``serving.runtime.load_runtime`` exactly as
+value model, LightGBM), loaded by alias through ``decisions.runtime.load_runtime`` exactly as
 ``nextbest score`` loads it; the registry is that of a trained world (``--model-home``,
 built and trained with the normal steps by ``benchmarks.world.ensure_world`` when none of
-that size is there). Scoring goes through ``serving.batch.score_customers``, so through the
+that size is there). Scoring goes through ``batch.local.score_customers``, so through the
 engine and the stacked scorer the product uses.
 
 Input, by default: feature tables synthesised directly (random but valid values per
@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from customers.feature_schema import view_specs  # noqa: E402
-from customers.generate import ACTIONS, PRODUCTS  # noqa: E402
+from demo.generate import ACTIONS, PRODUCTS  # noqa: E402
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 CATALOG = ROOT / "benchmarks" / "config" / "catalog_20_email.yaml"
@@ -254,7 +254,7 @@ def _copy_stock(src_world: Path, home: Path) -> bool:
 
 def model_description(runtime: Any, tracking_uri: str) -> dict[str, Any]:
     """What scored: registry, version, learner and the LightGBM boosters' sizes."""
-    from serving.scoring import StackedScorer
+    from models.scoring import StackedScorer
 
     model = runtime.model
     response, value = model.response, model.value
@@ -314,8 +314,8 @@ def run(
     whoever has features there).
     """
     from benchmarks.world import ensure_world
-    from nextbest.settings import get_settings
-    from serving.runtime import load_runtime
+    from core.settings import get_settings
+    from decisions.runtime import load_runtime
 
     t_model = time.perf_counter()
     model_settings = ensure_world(Path(model_home), model_customers)
@@ -393,7 +393,7 @@ def run(
 
 def _run_local(settings: Any, runtime: Any, out: Path, model_threads: int) -> dict:
     """Score on the local path and return its figures."""
-    from serving.batch import score_customers
+    from batch.local import score_customers
 
     load_before = load_average()
     cpu0 = _tree_cpu_s()
@@ -459,8 +459,8 @@ def same_decisions(local_out: Path, spark_out: Path) -> dict[str, Any]:
 
 def _run_spark(settings: Any, runtime: Any, local_out: Path) -> dict:
     """Score on the Spark path (local[2]) and compare with the local file."""
-    from serving.batch import count_output, score_customers
-    from serving.spark_batch import spark_session
+    from batch.local import count_output, score_customers
+    from batch.spark import spark_session
 
     spark_out = settings.root / "spark_out"
     t_start = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Benchmark: ``serving.engine.decide`` for n customers x 20 catalog actions on one channel.
+"""Benchmark: ``decisions.engine.decide`` for n customers x 20 catalog actions on one channel.
 
 Usage: ``python benchmarks/engine_bench.py [--large] [--repeat R]``.
 The catalog is the default one plus 12 variants on email that share the 8 model arms
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.catalog import Catalog, load_catalog
-from serving.engine import DecisionContext, compile_plan, decide
-from serving.policy import load_policy
+from decisions.catalog import Catalog, load_catalog
+from decisions.engine import DecisionContext, compile_plan, decide
+from decisions.policy import load_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "engine.json"

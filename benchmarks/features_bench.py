@@ -21,8 +21,8 @@ from benchmarks.world import world_settings
 def run(home: Path, customers: int, seed: int = 42) -> dict[str, Any]:
     """Time ``load_sources`` and ``build_feature_tables`` on a world of ``customers``."""
     from customers.features import build_feature_tables, load_sources
-    from customers.generate import generate
     from customers.identity import resolve_generated
+    from demo.generate import generate
 
     settings = world_settings(home, customers, seed)
     if not (settings.unified_dir / "identity.parquet").exists():

@@ -20,8 +20,8 @@ from benchmarks.common import print_table, write_result
 
 def candidates(n_jobs: int = 1) -> dict[str, Any]:
     """The benchmark's winner and the alternatives tried against it (all on visit)."""
+    from models.learners import DRLearner, EnsembleLearner, SLearner
     from training.hillstrom import ARMS, CONTROL, DESIGN_PROPENSITY
-    from training.learners import DRLearner, EnsembleLearner, SLearner
 
     common: dict[str, Any] = {"control": CONTROL, "random_state": 0, "n_jobs": n_jobs}
     small = {"num_leaves": 7, "min_child_samples": 200, "n_estimators": 300, "learning_rate": 0.03}
@@ -62,6 +62,7 @@ def candidates(n_jobs: int = 1) -> dict[str, Any]:
 
 def run() -> dict[str, Any]:
     """Cross-fit every candidate on the training part and return the selection table."""
+    from models.learners import select_learner_cv
     from training.hillstrom import (
         CONTROL,
         DESIGN_PROPENSITY,
@@ -69,7 +70,6 @@ def run() -> dict[str, Any]:
         load_hillstrom,
         split_hillstrom,
     )
-    from training.learners import select_learner_cv
 
     train, _ = split_hillstrom(load_hillstrom())
     t0 = time.perf_counter()

@@ -31,7 +31,7 @@ if __package__ in (None, ""):
 from benchmarks.common import ROOT, percentiles, print_table, write_result
 from benchmarks.http_bench import _process_cpu_seconds, load, wait_settled
 from benchmarks.world import ensure_world, sample_requests
-from serving.process import free_port, stop_server
+from devtools.process import free_port, stop_server
 
 
 def _start(root: Path, home: Path, log_path: Path) -> tuple[subprocess.Popen, str]:

@@ -33,8 +33,8 @@ if __package__ in (None, ""):
 
 from benchmarks.common import CATALOG_20, ROOT, percentiles, print_table, write_result
 from benchmarks.world import ensure_world, sample_requests
-from serving import process
-from serving.process import Server, stop_server
+from devtools import process
+from devtools.process import Server, stop_server
 
 SERVICES = {
     "nextbest": "serving.service:NextBest",

@@ -29,7 +29,6 @@ import pandas as pd
 
 from benchmarks import febrl
 from benchmarks.common import write_result
-from customers.generate import generate
 from customers.identity import (
     ResolutionSettings,
     normalise_records,
@@ -38,6 +37,7 @@ from customers.identity import (
 )
 from customers.quality import identity_quality, missed_pairs
 from customers.sources import load_canonical_records
+from demo.generate import generate
 
 
 def run_febrl() -> dict[str, dict]:

@@ -34,8 +34,8 @@ HELD_OUT = (("febrl2", None), ("generated", 1234))
 def _labelled(name: str, seed: int | None, work: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     if name.startswith("febrl"):
         return febrl.load(name)
-    from customers.generate import generate
     from customers.sources import load_canonical_records
+    from demo.generate import generate
 
     raw = work / f"generated_{seed}"
     generate(PERSONS, int(seed), raw)

@@ -73,10 +73,10 @@ def run(
     # The 20-action catalog is passed to the decider only: setting it in the environment
     # would leak into everything else this process runs (the smoke test runs in pytest).
     settings = ensure_world(home, customers)
+    from core.settings import get_settings
     from customers.feast_store import lookup_customer, online_features
     from customers.normalise import identifier_key
-    from nextbest.settings import get_settings
-    from serving.engine import DecisionContext, decide
+    from decisions.engine import DecisionContext, decide
     from serving.online import CustomerRef, GroupCommitLog, OnlineDecider
 
     with tempfile.TemporaryDirectory() as tmp:

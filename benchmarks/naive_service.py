@@ -23,7 +23,7 @@ import bentoml
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from nextbest.settings import get_settings
+from core.settings import get_settings
 
 
 class Customer(BaseModel):
@@ -55,10 +55,10 @@ class NaiveNextBest:
         import mlflow
 
         from customers.feast_store import feature_store
-        from serving.catalog import load_catalog
-        from serving.policy import load_policy
-        from serving.runtime import load_stock
-        from training.registry import configure_mlflow
+        from decisions.catalog import load_catalog
+        from decisions.policy import load_policy
+        from decisions.runtime import load_stock
+        from models.registry import configure_mlflow
 
         self.settings = get_settings()
         self.store = feature_store(self.settings)

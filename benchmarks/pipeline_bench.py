@@ -36,7 +36,7 @@ def _run_step(step: str, home: Path, customers: int, seed: int) -> dict[str, flo
 
     settings = world_settings(home, customers, seed)
     if step == "generate":
-        from customers.generate import generate
+        from demo.generate import generate
 
         generate(customers, seed, settings.raw_dir, as_of=settings.as_of)
     elif step == "resolve":

@@ -17,7 +17,7 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 
 def world_settings(home: Path, customers: int, seed: int = 42) -> Any:
     """Settings of a world under ``home`` (the learners the tests use: fast to train)."""
-    from nextbest.settings import get_settings
+    from core.settings import get_settings
 
     return get_settings(
         home=home, customers=customers, seed=seed, learners=["t_learner", "s_learner"]
@@ -26,8 +26,8 @@ def world_settings(home: Path, customers: int, seed: int = 42) -> Any:
 
 def ensure_world(home: Path, customers: int, seed: int = 42) -> Any:
     """Build the world under ``home`` unless one of this size and seed is already there."""
-    from customers.generate import generate
     from customers.identity import resolve_generated
+    from demo.generate import generate
     from nextbest.pipeline import build_features
     from training.train import train
 

@@ -229,9 +229,8 @@ def bulk_load(conn: sqlite3.Connection, table: str) -> Iterator[None]:
 
     Feast's indexes (the primary key's and its ``entity_key`` index) stay in place and are
     maintained row by row: the rows arrive in entity-key order, so every insert into them
-    is an append. Measured on one 1M-row view (2026-12-02, load 2-2.5, 4 interleaved
-    rounds), that costs less CPU than dropping the ``entity_key`` index and building it
-    again after the rows (3.29 vs 3.77 s), which sorts every key. A failure rolls the
+    is an append, which costs less CPU than dropping the ``entity_key`` index and building
+    it again after the rows (that sorts every key; benchmarks/README.md). A failure rolls the
     whole load back. The larger page cache keeps the B-trees' pages in memory; it is the
     connection's setting and is put back afterwards.
     """
@@ -516,9 +515,8 @@ def expand_sql(table: str) -> str:
     digits per length, ``?8`` the null text length. Per row SQLite evaluates as few
     functions as it can (they are most of the statement's cost once the rows arrive in
     key order): the entity carries its first cell, and a null text is ``substr`` with
-    the NULL length that ``nullif`` makes of the null marker (one-view A/B, 4
-    interleaved rounds: 3.29 -> 3.05 us per row against a ``CASE`` that read the text
-    length twice).
+    the NULL length that ``nullif`` makes of the null marker (a ``CASE`` would read the
+    text length twice).
     """
     from feast.infra.online_stores.sqlite import _quote_id
 
@@ -548,7 +546,7 @@ def write_chunk(conn: sqlite3.Connection, sql: str, chunk: CellChunk, features: 
     conn.execute("DELETE FROM temp.nb_entities")
     # One statement for the chunk's entities, not an executemany: that releases and
     # re-takes the GIL per row, and with the encoder and the next view's reader busy in
-    # other threads each re-take waited (~130 s of the main thread's time at 1M).
+    # other threads each re-take waits.
     conn.execute(
         "INSERT INTO temp.nb_entities (c, k, ets, cts) "
         "SELECT e.key * ?1, "

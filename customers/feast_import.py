@@ -2,10 +2,9 @@
 
 Feast decorates its definition classes (``FeatureView``, ``Entity``, data sources, ...)
 with typeguard's ``@typechecked``, which re-parses and re-compiles the source of every
-decorated module when it is imported: on this 2-core machine ``import feast`` costs about
-10 s of CPU with it and 2.7 s without (measured with ``getrusage`` in a fresh
-interpreter, 2026-12-02). Every ``bentoml serve`` worker, training job and notebook
-kernel pays that at start-up. The checks only validate the argument types of Feast's own
+decorated module when it is imported, several times the CPU of the import without it
+(benchmarks/README.md). Every ``bentoml serve`` worker, training job and notebook kernel
+pays that at start-up. The checks only validate the argument types of Feast's own
 constructors; ``settings.feast_type_checks`` keeps them (the tests build the project's
 definitions once with them on, so a wrongly typed definition is still caught).
 """
@@ -17,7 +16,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from nextbest.settings import Settings
+from core.settings import Settings
 
 # Feast modules that use @typechecked and are not loaded by ``import feast`` itself but
 # by this project (the SQLite online store: the fast reader and the bulk engine).

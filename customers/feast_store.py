@@ -1,7 +1,7 @@
 """The Feast feature store of nextbest, configured from settings.
 
 ``feature_repo/`` holds the definitions; this module builds the repository config from
-:class:`~nextbest.settings.Settings` (SQLite or Redis online store, DuckDB offline store),
+:class:`~core.settings.Settings` (SQLite or Redis online store, DuckDB offline store),
 applies the definitions, materialises, pushes events and reads features online.
 """
 
@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.settings import Settings
 from customers.feast_import import import_feast
-from nextbest.settings import Settings
 
 log = logging.getLogger(__name__)
 

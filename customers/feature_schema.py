@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 # The vocabulary is the generator's (the source systems'); features only derive names from it.
-from customers.generate import ACTIONS, CATEGORIES, CHANNELS, PRODUCTS, PURPOSES  # noqa: E402
+from demo.generate import ACTIONS, CATEGORIES, CHANNELS, PRODUCTS, PURPOSES  # noqa: E402
 
 ACTION_IDS: tuple[str, ...] = tuple(a.action_id for a in ACTIONS)
 CONTROL = "no_action"

@@ -26,7 +26,7 @@ __all__ = [
     "read_outcomes",
 ]
 
-#: Columns every decision record carries (docs/contracts.md, serving.decision_log).
+#: Columns every decision record carries (docs/contracts.md, decisions.decision_log).
 DECISION_COLUMNS = (
     "decision_id",
     "decided_at",
@@ -75,14 +75,14 @@ def read_decisions(
 ) -> pd.DataFrame:
     """The decision records in ``log_dir`` with ``since <= decided_at < until`` (UTC).
 
-    Uses ``serving.decision_log.read_log`` when that module is installed and falls back to
+    Uses ``decisions.decision_log.read_log`` when that module is installed and falls back to
     reading the JSON-lines files directly, so measurement works on a copied log too.
     """
     log_dir = Path(log_dir)
     if not log_dir.exists():
         raise FileNotFoundError(f"decision log directory {log_dir} does not exist")
     try:
-        from serving.decision_log import read_log  # noqa: PLC0415 - optional at import time
+        from decisions.decision_log import read_log  # noqa: PLC0415 - optional at import time
     except ImportError:
         read_log = None
     lo, hi = _utc(since), _utc(until)

@@ -31,7 +31,7 @@ from measurement.attribution import (
 from measurement.lift import decision_drift, exclusion_counts, lift_tables
 
 if TYPE_CHECKING:
-    from nextbest.settings import Settings
+    from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -263,7 +263,7 @@ def log_report(files: ReportFiles, report: dict[str, Any], settings: Settings) -
     """Log both report files and the headline metrics to MLflow; returns the run id."""
     import mlflow
 
-    from training.registry import configure_mlflow
+    from models.registry import configure_mlflow
 
     configure_mlflow(settings)
     with mlflow.start_run(run_name=RUN_NAME) as run:

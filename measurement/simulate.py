@@ -267,7 +267,7 @@ def simulate_policies(
 
 
 def _write_log(directory: Path, decisions: pd.DataFrame, outcomes: pd.DataFrame) -> None:
-    from serving.decision_log import DecisionLog
+    from decisions.decision_log import DecisionLog
 
     directory.mkdir(parents=True, exist_ok=True)
     DecisionLog(directory, fsync=False).append(decisions.to_dict(orient="records"))

@@ -22,7 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from nextbest.settings import PROJECT_ROOT, Settings, get_settings
+from core.settings import PROJECT_ROOT, Settings, get_settings
 
 app = typer.Typer(no_args_is_help=True, help="nextbest: next-best-action service.")
 features_app = typer.Typer(no_args_is_help=True, help="Build and serve features with Feast.")
@@ -44,7 +44,7 @@ def _settings(**overrides: object) -> Settings:
     return get_settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-# --- generate (customers.generate) -------------------------------------------------------
+# --- generate (demo.generate) -------------------------------------------------------
 
 
 @app.command("generate")
@@ -60,7 +60,7 @@ def generate_cmd(
     ] = None,
 ) -> None:
     """Generate synthetic source-system exports (and their truth under truth/)."""
-    from customers.generate import OUTPUT_FILES, generate
+    from demo.generate import OUTPUT_FILES, generate
 
     settings = _settings(customers=customers, seed=seed)
     out_dir = out or settings.raw_dir
@@ -432,7 +432,7 @@ def score_cmd(
     """Batch-score every customer (or a list) on a channel with the shared decision engine."""
     import pandas as pd
 
-    from serving.batch import BatchInputError, score_customers
+    from batch.local import BatchInputError, score_customers
 
     settings = _settings()
     when = None
@@ -483,7 +483,7 @@ def serve_cmd(
     import subprocess
     import sys
 
-    from serving.runtime import StartupError, preflight
+    from decisions.runtime import StartupError, preflight
 
     settings = _settings(port=port, host=host)
     try:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nextbest.settings import Settings
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +62,9 @@ def run_pipeline(
     settings: Settings, on_step: Callable[[str], None] | None = None, channel: str = "email"
 ) -> PipelineReport:
     """Generate data, resolve identities, build features, train and batch-score."""
-    from customers.generate import generate
+    from batch.local import score_customers
     from customers.identity import resolve_generated
-    from serving.batch import score_customers
+    from demo.generate import generate
     from training.train import train
 
     report = PipelineReport()

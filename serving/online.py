@@ -24,13 +24,13 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from core.settings import Settings
+from customers.fast_features import FastOnlineFeatures
 from customers.feature_schema import CHANNELS, PURPOSES, view_specs
-from nextbest.settings import Settings
-from serving.decision_log import DecisionLog
-from serving.engine import DecisionContext, decide
-from serving.fast_features import FastOnlineFeatures
-from serving.runtime import Runtime, load_runtime, stock_vector
-from serving.scoring import StackedScorer
+from decisions.decision_log import DecisionLog
+from decisions.engine import DecisionContext, decide
+from decisions.runtime import Runtime, load_runtime, stock_vector
+from models.scoring import StackedScorer
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class GroupCommitLog(DecisionLog):
     def append_async(self, records: Iterable[dict[str, Any]]) -> Future[int]:
         """Queue records for the next group commit; the future resolves once they are on disk.
 
-        Raises :class:`~serving.decision_log.PersonalDataError` at once (nothing queued)
+        Raises :class:`~decisions.decision_log.PersonalDataError` at once (nothing queued)
         for a record that carries an email or phone.
         """
         return self._enqueue(self._blocks(records))
@@ -236,7 +236,7 @@ class OnlineDecider:
         try:
             self.feature_service = self.store.get_feature_service(FEATURE_SERVICE)
         except Exception as exc:  # Feast raises its own not-found types
-            from serving.runtime import StartupError
+            from decisions.runtime import StartupError
 
             raise StartupError(
                 f"Feast feature service {FEATURE_SERVICE!r} not found in the registry under "

@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response
 
-from nextbest.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 from serving.fast_http import (
     UNEXPECTED,
     Answer,

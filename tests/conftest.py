@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.process import Server, start_server, stop_server
+from devtools.process import Server, start_server, stop_server
 from tests.params import SEED, SMALL_CUSTOMERS
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -31,10 +31,10 @@ class World:
 
 def build_world(home: Path, customers: int = SMALL_CUSTOMERS, seed: int = SEED) -> World:
     """Generate, resolve, build features and train a champion under ``home``."""
-    from customers.generate import generate
+    from core.settings import get_settings
     from customers.identity import resolve_generated
+    from demo.generate import generate
     from nextbest.pipeline import build_features
-    from nextbest.settings import get_settings
     from training.train import train
 
     settings = get_settings(
@@ -63,7 +63,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 
 
 def start_service(home: Path, log_path: Path, timeout: float = 120.0) -> Server:
-    """The product's service over ``home`` (see :func:`serving.process.start_server`)."""
+    """The product's service over ``home`` (see :func:`devtools.process.start_server`)."""
     return start_server("serving.service:NextBest", home, log_path, timeout=timeout)
 
 

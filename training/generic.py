@@ -23,7 +23,7 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.model_selection import train_test_split
 
-from training.learners import SLearner, TLearner, XLearner, select_learner
+from models.learners import SLearner, TLearner, XLearner, select_learner
 
 __all__ = ["FitSummary", "fit_uplift", "predict_uplift", "read_table"]
 

@@ -24,8 +24,8 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.model_selection import train_test_split
 
-from nextbest.settings import PROJECT_ROOT
-from training.evaluation import (
+from core.settings import PROJECT_ROOT
+from models.evaluation import (
     policy_value_dr,
     policy_value_ips,
     policy_value_ips_gain,
@@ -34,7 +34,7 @@ from training.evaluation import (
     uplift_auc_score,
     uplift_policy,
 )
-from training.learners import (
+from models.learners import (
     DRLearner,
     EnsembleLearner,
     ShrunkUpliftLearner,

@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from core.settings import Settings
 from customers.feature_schema import CONTROL, model_feature_names
-from nextbest.settings import Settings
+from models.decision_model import DecisionModel, ValueModel
 from training.dataset import TrainingSet, build_training_set, exposures_entity_df
-from training.model import DecisionModel, ValueModel
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def _expected_values(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per arm: the engine's expected incremental value ``[n, A]`` and the direct-method
     expected net revenue ``[n, 1 + A]`` (control first; control costs nothing)."""
-    from serving.engine import incremental_value
+    from decisions.engine import incremental_value
 
     p0, pt, v = model.predict_arms(X)
     cost = np.array([costs.get(a, 0.0) for a in model.arm_ids])
@@ -75,7 +75,7 @@ def _policy(model: DecisionModel, ev: np.ndarray) -> np.ndarray:
 
 def net_value_policy(model: DecisionModel, X: np.ndarray, costs: dict[str, float]) -> np.ndarray:
     """The arm with the highest expected incremental value if > 0 (the engine's formula,
-    :func:`serving.engine.incremental_value`), else control."""
+    :func:`decisions.engine.incremental_value`), else control."""
     return _policy(model, _expected_values(model, X, costs)[0])
 
 
@@ -84,7 +84,7 @@ def policy_value(
 ) -> tuple[float, float]:
     """Doubly robust net value per customer (revenue minus contact cost) of the model's
     policy on held-out randomised rows, with its standard error."""
-    from training.evaluation import policy_value_dr
+    from models.evaluation import policy_value_dr
 
     X = frame[model.feature_names].to_numpy(dtype=np.float64)
     ev, q = _expected_values(model, X, costs)
@@ -102,7 +102,7 @@ def catalog_costs(settings: Settings) -> tuple[dict[str, float], str]:
     """Contact cost per action and the catalog version (empty when no catalog file)."""
     if not settings.catalog.exists():
         return {}, ""
-    from serving.catalog import load_catalog
+    from decisions.catalog import load_catalog
 
     catalog = load_catalog(settings.catalog)
     costs: dict[str, float] = {}
@@ -117,9 +117,9 @@ def train(settings: Settings, store: Any | None = None) -> TrainResult:
     import mlflow
 
     from customers.feast_store import FEATURE_SERVICE, feature_store
-    from training import evaluation as ev
-    from training.learners import default_candidates, select_learner
-    from training.registry import configure_mlflow, log_decision_model, promote
+    from models import evaluation as ev
+    from models.learners import default_candidates, select_learner
+    from models.registry import configure_mlflow, log_decision_model, promote
 
     store = store or feature_store(settings)
     entity_df = exposures_entity_df(settings.raw_dir, settings.unified_dir)
@@ -248,7 +248,7 @@ def train(settings: Settings, store: Any | None = None) -> TrainResult:
 def _policy_allows_sensitive(settings: Settings) -> bool:
     if not settings.policy.exists():
         return False
-    from serving.policy import load_policy
+    from decisions.policy import load_policy
 
     policy = load_policy(settings.policy)
     return bool(getattr(policy, "allow_sensitive_features", False))

@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from customers.feature_schema import NEVER_DAYS, REQUEST_TIME_FEATURES, view_specs
+from decisions.catalog import load_catalog
+from decisions.policy import load_policy
 from nextbest.cli import app
-from serving.catalog import load_catalog
-from serving.policy import load_policy
 
 pytestmark = pytest.mark.slow
 

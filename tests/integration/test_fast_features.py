@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from customers.fast_features import FastOnlineFeatures
 from customers.feast_store import feature_store, lookup_customer, online_features
 from customers.feature_schema import all_feature_names
 from customers.normalise import identifier_key
 from customers.sources import load_canonical_records
-from serving.fast_features import FastOnlineFeatures
 from tests.conftest import World
 from tests.params import SEED
 

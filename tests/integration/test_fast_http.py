@@ -16,7 +16,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from serving.process import Server, start_server, stop_server
+from devtools.process import Server, start_server, stop_server
 from tests.conftest import World
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

@@ -27,7 +27,7 @@ _COLUMNS = "entity_key, feature_name, value, value_text, vector_value, event_ts,
 
 
 def _home(world: World, root: Path) -> Any:
-    from nextbest.settings import get_settings
+    from core.settings import get_settings
 
     for sub in ("raw", "unified", "features"):
         shutil.copytree(world.home / sub, root / sub)
@@ -103,7 +103,7 @@ def test_fast_reader_reads_the_same_features_after_either_path(
 ) -> None:
     """The serving path's direct SQLite reader, on Feast's rows and on the bulk rows:
     the same matrix and the same identity lookups."""
-    from serving.fast_features import FastOnlineFeatures
+    from customers.fast_features import FastOnlineFeatures
 
     feast_home, bulk_home = stores
     ids = pd.read_parquet(world.settings.unified_dir / "identity.parquet")["customer_id"]

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from customers.feature_schema import all_feature_names, model_feature_names, view_specs
-from serving.process import free_port
+from devtools.process import free_port
 from tests.conftest import World
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -49,8 +49,8 @@ def test_training_rows_never_see_features_from_after_their_exposure(world: World
 def test_a_feature_built_from_the_future_fails_the_build(
     world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from core.settings import get_settings
     from customers.feast_store import apply, feature_store
-    from nextbest.settings import get_settings
     from training.dataset import LeakageError, build_training_set, exposures_entity_df
 
     home = tmp_path / "home"
@@ -123,8 +123,8 @@ def redis_server() -> str:
 def test_redis_and_sqlite_online_stores_return_the_same_features(
     world: World, redis_server: str
 ) -> None:
+    from core.settings import get_settings
     from customers.feast_store import apply, feature_store, materialize, online_features
-    from nextbest.settings import get_settings
 
     sqlite_settings = world.settings
     redis_settings = get_settings(

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from serving.decision_log import read_log
+from decisions.decision_log import read_log
 from serving.online import CustomerRef, DecideRequest, GroupCommitLog, MicroBatcher, OnlineDecider
 from tests.conftest import World
 from tests.params import SEED
@@ -99,8 +99,8 @@ def test_online_compiled_scoring_decides_as_lightgbm(world: World, decider: Onli
     """The champion scored through the compiled trees gives the records LightGBM gives."""
     from dataclasses import replace
 
-    from serving import compiled_trees
-    from serving.scoring import StackedScorer
+    from models import compiled_trees
+    from models.scoring import StackedScorer
 
     if not compiled_trees.available():
         pytest.skip("numba not installed")

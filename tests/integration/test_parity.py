@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from customers.feature_schema import all_feature_names, view_specs
-from serving.engine import DecisionContext, decide
+from decisions.engine import DecisionContext, decide
 from tests.conftest import World
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -39,7 +39,7 @@ def decider(world: World):
 
 
 def test_online_and_offline_features_agree_at_the_snapshot(world: World, decider) -> None:
-    from serving.batch import offline_feature_matrix
+    from batch.local import offline_feature_matrix
 
     s = world.settings
     ids = (
@@ -60,7 +60,7 @@ def test_online_and_offline_features_agree_at_the_snapshot(world: World, decider
 
 
 def test_batch_and_online_decisions_are_identical(world: World, decider) -> None:
-    from serving.batch import offline_feature_matrix
+    from batch.local import offline_feature_matrix
 
     s = world.settings
     plan = decider.runtime.plan
@@ -94,8 +94,8 @@ def test_batch_and_online_decisions_are_identical(world: World, decider) -> None
 def champion_sample(world: World, tmp_path_factory: pytest.TempPathFactory):
     """The batch job's output for a sample of customers, scored with the champion loaded
     from the world's MLflow registry (``load_runtime``, as ``nextbest score`` does)."""
-    from serving.batch import score_customers
-    from serving.runtime import load_runtime
+    from batch.local import score_customers
+    from decisions.runtime import load_runtime
 
     s = world.settings
     runtime = load_runtime(s)
@@ -119,9 +119,9 @@ def test_batch_output_with_the_champion_equals_one_customer_at_a_time(
     """Batch (stacked scorer, 2 LightGBM threads, chunks) gives, for every sampled
     customer, exactly the record of the engine deciding that customer alone with the
     registry's model scoring per arm, and with the online service's scorer."""
-    from serving.batch import offline_feature_matrix
-    from serving.runtime import stock_vector
-    from serving.scoring import StackedScorer, stacked_plan
+    from batch.local import offline_feature_matrix
+    from decisions.runtime import stock_vector
+    from models.scoring import StackedScorer, stacked_plan
 
     runtime, ids, out, summary = champion_sample
     s = world.settings
@@ -166,7 +166,7 @@ def test_spark_batch_with_the_champion_equals_local(
 ) -> None:
     """The Spark job (plan broadcast with the stacked scorer, real PySpark in local mode)
     writes exactly the local job's rows for the same customers and champion."""
-    from serving.batch import score_customers
+    from batch.local import score_customers
 
     runtime, ids, out, summary = champion_sample
     spark = score_customers(

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from customers.generate import ACTIONS
-from serving.process import Server, stop_server
+from demo.generate import ACTIONS
+from devtools.process import Server, stop_server
 from tests.conftest import World, start_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -245,7 +245,7 @@ def test_holdout_customers_are_never_treated(world: World, service: Server) -> N
         if d["group"] == "holdout":
             assert d["chosen_action"] == "no_action"
     share = world.settings and groups["holdout"] / len(ids)
-    from serving.policy import load_policy
+    from decisions.policy import load_policy
 
     expected = load_policy(world.settings.policy).holdout.share
     sd = np.sqrt(expected * (1 - expected) / len(ids))

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 def test_training_logs_a_complete_run_and_registers_a_champion(world: World) -> None:
     import mlflow
 
-    from training.registry import configure_mlflow
+    from models.registry import configure_mlflow
 
     s = world.settings
     configure_mlflow(s)
@@ -69,10 +69,10 @@ def test_promotion_gate_refuses_a_worse_model(world: World) -> None:
     import mlflow
 
     from customers.feast_store import feature_store
+    from models.decision_model import DecisionModel, ValueModel
+    from models.learners import TLearner
+    from models.registry import configure_mlflow, log_decision_model, promote
     from training.dataset import build_training_set, exposures_entity_df
-    from training.learners import TLearner
-    from training.model import DecisionModel, ValueModel
-    from training.registry import configure_mlflow, log_decision_model, promote
     from training.train import catalog_costs, policy_value, split
 
     s = world.settings

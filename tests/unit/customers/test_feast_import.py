@@ -16,7 +16,7 @@ from tests.conftest import ROOT
 
 _PROBE = """
 import json, typeguard, typeguard._decorators
-from nextbest.settings import get_settings
+from core.settings import get_settings
 from customers.feast_import import import_feast
 from customers.feast_store import load_definitions
 settings = get_settings()

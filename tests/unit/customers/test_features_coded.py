@@ -30,8 +30,8 @@ from customers.features import (
     snapshot_times,
     view_names,
 )
-from customers.generate import generate
 from customers.identity import resolve_generated
+from demo.generate import generate
 from tests.params import SEED, SMALL_CUSTOMERS
 
 AS_OF = datetime(2025, 10, 1, tzinfo=UTC)

@@ -339,8 +339,8 @@ def test_bad_input_gives_clear_error(frame: pd.DataFrame, message: str) -> None:
 @pytest.mark.parametrize("seed", [DEFAULT_SEED, SECOND_SEED])
 def test_default_generated_data_meets_the_issue_floor(seed: int, tmp_path: Path) -> None:
     """Precision >= 0.995 and recall >= 0.97 over all canonical records, 20,000 persons."""
-    from customers.generate import generate
     from customers.sources import load_canonical_records
+    from demo.generate import generate
 
     generate(DEMO_CUSTOMERS, seed, tmp_path)
     records = load_canonical_records(tmp_path)
@@ -358,8 +358,8 @@ def test_default_generated_data_meets_the_issue_floor(seed: int, tmp_path: Path)
 
 @pytest.mark.slow
 def test_generated_records_without_some_columns_resolve(tmp_path: Path) -> None:
-    from customers.generate import generate
     from customers.sources import load_canonical_records
+    from demo.generate import generate
 
     generate(SMALL_CUSTOMERS, SEED, tmp_path)
     records = load_canonical_records(tmp_path).drop(columns=["phone", "street", "city"])

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from nextbest.settings import PROJECT_ROOT, Settings
+from core.settings import PROJECT_ROOT, Settings
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from tests.params import SEED, UPLIFT_ROWS
-from tests.unit.training.synthetic import ARMS, CONTROL, make_experiment
+from tests.unit.models.synthetic import ARMS, CONTROL, make_experiment
 from training.generic import fit_uplift, predict_uplift
 
 

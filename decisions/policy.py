@@ -1,0 +1,177 @@
+"""The contact policy: consent, caps, event pauses, holdout and exploration, from YAML.
+
+Rules are declared as data over the contact-history and service features named in
+docs/contracts.md; the engine compiles them into index arrays once at start-up.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from decisions.catalog import (
+    ActionKind,
+    Channel,
+    ConfigError,
+    Purpose,
+    describe_validation_error,
+    read_yaml,
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConsentOverride(_Strict):
+    """The consent one action needs instead of its own purpose on its delivery channel."""
+
+    purpose: Purpose | None = None
+    channel: Channel | None = Field(None, description="None: the channel it is delivered on.")
+
+
+class ConsentRules(_Strict):
+    """Which consent each action needs (deny by default: no record means no consent)."""
+
+    overrides: dict[str, ConsentOverride] = Field(default_factory=dict)
+
+
+class ContactCap(_Strict):
+    """At most ``max_contacts`` contacts on ``channel`` (or ``all``) per ``period_days``."""
+
+    channel: Literal["email", "sms", "push", "web", "app", "call_center", "all"]
+    max_contacts: int = Field(ge=0)
+    period_days: Literal[7, 30] = 7
+
+    def feature(self) -> str:
+        """The contact-history feature the cap reads."""
+        if self.channel == "all":
+            return f"contacts_total_{self.period_days}d"
+        return f"contacts_{self.channel}_{self.period_days}d"
+
+
+class CasePause(_Strict):
+    """While a service case is open (``open_cases > 0``) actions of these purposes pause."""
+
+    enabled: bool = True
+    purposes: list[Purpose] = Field(default_factory=lambda: ["marketing"])
+    feature: str = "open_cases"
+
+
+class ComplaintBlock(_Strict):
+    """No actions of these kinds within ``days`` of a complaint."""
+
+    enabled: bool = True
+    days: float = Field(30.0, gt=0)
+    kinds: list[ActionKind] = Field(default_factory=lambda: ["upsell", "cross_sell"])
+    feature: str = "days_since_complaint"
+
+
+class Suppression(_Strict):
+    """Holdings, stock and cooldown switches."""
+
+    never_offer_held: bool = True
+    respect_stock: bool = True
+    missing_stock_is_out: bool = Field(
+        True, description="An action that needs stock and has no stock figure is not offered."
+    )
+    cooldown: bool = True
+
+
+class Holdout(_Strict):
+    """A fixed, salted-hash share of customers that receives no treatment."""
+
+    share: float = Field(0.05, ge=0, lt=1)
+    salt: str = Field(min_length=1)
+
+
+class Exploration(_Strict):
+    """Logged randomisation: with probability ``epsilon`` pick uniformly among the options."""
+
+    epsilon: float = Field(0.05, ge=0, le=1)
+    salt: str = Field("explore", min_length=1)
+    bucket_seconds: int = Field(
+        86_400, gt=0, description="Decisions in the same time bucket draw the same number."
+    )
+
+
+class Modelling(_Strict):
+    """Sensitive features reach the model only for customers who gave the required consent."""
+
+    sensitive_features: list[str] = Field(default_factory=lambda: ["age"])
+    model_sensitive_features_require: Purpose | None = Field(
+        "profiling", description="Purpose whose consent (on the decision channel) unlocks them."
+    )
+
+
+class Policy(_Strict):
+    """The whole contact policy."""
+
+    version: str = Field(min_length=1)
+    consent: ConsentRules = Field(default_factory=ConsentRules)
+    caps: list[ContactCap] = Field(default_factory=list)
+    case_pause: CasePause = Field(default_factory=CasePause)
+    complaint_block: ComplaintBlock = Field(default_factory=ComplaintBlock)
+    suppression: Suppression = Field(default_factory=Suppression)
+    holdout: Holdout
+    exploration: Exploration = Field(default_factory=Exploration)
+    modelling: Modelling = Field(default_factory=Modelling)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int | float) else v
+
+    def consent_for(self, action_id: str, purpose: str, channel: str) -> tuple[str, str]:
+        """(purpose, channel) of the consent an action delivered on ``channel`` needs."""
+        o = self.consent.overrides.get(action_id)
+        if o is None:
+            return purpose, channel
+        return o.purpose or purpose, o.channel or channel
+
+    def consent_feature(self, action_id: str, purpose: str, channel: str) -> str:
+        """Name of the consent feature an action delivered on ``channel`` needs."""
+        p, c = self.consent_for(action_id, purpose, channel)
+        return f"consent_{p}_{c}"
+
+
+def load_policy(path: str | Path, action_ids: list[str] | None = None) -> Policy:
+    """Read and validate the policy YAML; errors name the file, the entry and the field.
+
+    When ``action_ids`` is given, consent overrides must refer to catalog actions.
+    """
+    p = Path(path)
+    raw = read_yaml(p)
+    try:
+        policy = Policy.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(describe_validation_error(e, raw, p, "caps")) from e
+    seen: dict[tuple[str, int], int] = {}
+    for i, cap in enumerate(policy.caps):
+        key = (cap.channel, cap.period_days)
+        if key in seen:
+            raise ConfigError(
+                f"{p}: caps[{i}]: field 'channel': duplicate cap for {cap.channel} over "
+                f"{cap.period_days} days (also caps[{seen[key]}])"
+            )
+        seen[key] = i
+        if cap.channel == "all" and cap.period_days != 7:
+            raise ConfigError(
+                f"{p}: caps[{i}]: field 'period_days': only a 7-day total cap exists "
+                "(feature contacts_total_7d)"
+            )
+    if action_ids is not None:
+        check_overrides(policy, action_ids, str(p))
+    return policy
+
+
+def check_overrides(policy: Policy, action_ids: list[str], source: str = "policy") -> None:
+    """Fail if a consent override names an action that is not in the catalog."""
+    unknown = sorted(set(policy.consent.overrides) - set(action_ids))
+    if unknown:
+        raise ConfigError(
+            f"{source}: consent.overrides: field '{unknown[0]}': not a catalog action "
+            f"(unknown: {', '.join(unknown)})"
+        )

@@ -1,0 +1,135 @@
+"""The catalog loads from YAML and bad files fail naming the file, the entry and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from decisions.catalog import ConfigError, load_catalog
+from tests.unit.decisions.conftest import ROOT, feature_names
+
+
+def write(tmp_path: Path, data: object, name: str = "catalog.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return p
+
+
+def base_actions() -> list[dict]:
+    return yaml.safe_load((ROOT / "config" / "catalog.yaml").read_text())["actions"]
+
+
+def test_default_catalog_matches_contract_arms():
+    cat = load_catalog(ROOT / "config" / "catalog.yaml")
+    assert cat.ids == [
+        "email_phone_upgrade",
+        "email_broadband_bundle",
+        "sms_accessory_discount",
+        "push_insurance_offer",
+        "web_loan_banner",
+        "app_loyalty_bonus",
+        "call_retention_offer",
+        "email_service_tips",
+    ]
+    assert all(a.arm == a.id for a in cat.actions)
+    assert cat.action("email_phone_upgrade").needs_stock
+    cat.validate_features(feature_names(cat.ids))
+
+
+def test_default_configs_fit_the_generator_and_feature_schema():
+    from customers.feature_schema import all_feature_names
+    from decisions.engine import compile_plan
+    from decisions.policy import load_policy
+    from demo.generate import ACTIONS
+    from tests.unit.decisions.conftest import ViewsModel
+
+    cat = load_catalog(ROOT / "config" / "catalog.yaml")
+    for g in ACTIONS:
+        a = cat.action(g.action_id)
+        assert (a.channels, a.purpose, a.kind) == ([g.channel], g.purpose, g.kind)
+        assert (a.category, a.product) == (g.category, g.product_id)
+    pol = load_policy(ROOT / "config" / "policy.yaml", cat.ids)
+    names = all_feature_names()
+    model = ViewsModel(cat.ids)
+    model.feature_names = [f for f in model.feature_names if f in names]
+    plan = compile_plan(cat, pol, names, model)  # strict: every rule's feature exists
+    assert plan.missing_features == []
+
+
+def test_margin_is_an_alias_of_value(tmp_path):
+    actions = base_actions()
+    actions[0]["margin"] = actions[0].pop("value")
+    cat = load_catalog(write(tmp_path, {"version": 1, "actions": actions}))
+    assert cat.actions[0].value == base_actions()[0]["value"]
+    assert cat.version == "1"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "entry", "field"),
+    [
+        (
+            lambda a: a[1].update(channels=["fax"]),
+            "actions[1] (id 'email_broadband_bundle')",
+            "channels.0",
+        ),
+        (
+            lambda a: a[2].update(purpose="sales"),
+            "actions[2] (id 'sms_accessory_discount')",
+            "purpose",
+        ),
+        (
+            lambda a: a[0].update(eligibility=[{"feature": "age", "op": "between", "value": 1}]),
+            "actions[0] (id 'email_phone_upgrade')",
+            "eligibility.0.op",
+        ),
+        (
+            lambda a: a[3].update(valid_from="2025-02-01", valid_to="2025-01-01"),
+            "actions[3] (id 'push_insurance_offer')",
+            "(entry)",
+        ),
+        (lambda a: a[4].update(id="no_action"), "actions[4] (id 'no_action')", "(entry)"),
+        (lambda a: a[5].update(id=a[0]["id"]), "actions[5] (id 'email_phone_upgrade')", "id"),
+        (lambda a: a[6].update(cost=-1), "actions[6] (id 'call_retention_offer')", "cost"),
+        (lambda a: a[7].update(colour="red"), "actions[7] (id 'email_service_tips')", "colour"),
+        (
+            lambda a: a[1].update(needs_stock=True, product=None),
+            "actions[1] (id 'email_broadband_bundle')",
+            "(entry)",
+        ),
+    ],
+)
+def test_bad_catalog_names_file_entry_and_field(tmp_path, mutate, entry, field):
+    actions = base_actions()
+    mutate(actions)
+    path = write(tmp_path, {"version": "x", "actions": actions})
+    with pytest.raises(ConfigError) as err:
+        load_catalog(path)
+    msg = str(err.value)
+    assert str(path) in msg and entry in msg and f"field '{field}'" in msg
+
+
+def test_unknown_feature_in_predicate(tmp_path):
+    actions = base_actions()
+    actions[4]["eligibility"] = [{"feature": "credit_score", "op": "ge", "value": 600}]
+    path = write(tmp_path, {"version": "x", "actions": actions})
+    names = feature_names([a["id"] for a in actions])
+    with pytest.raises(
+        ConfigError,
+        match=r"action 'web_loan_banner'.*eligibility\[0\]"
+        r".*credit_score",
+    ) as err:
+        load_catalog(path, feature_names=names)
+    assert str(path) in str(err.value)
+    load_catalog(write(tmp_path, {"version": "x", "actions": base_actions()}), names)
+
+
+def test_broken_yaml_and_wrong_shape_name_the_file(tmp_path):
+    bad = write(tmp_path, "version: [1\nactions: x", "broken.yaml")
+    with pytest.raises(ConfigError, match="broken.yaml: invalid YAML"):
+        load_catalog(bad)
+    with pytest.raises(ConfigError, match="list.yaml: top level"):
+        load_catalog(write(tmp_path, "- a\n- b\n", "list.yaml"))
+    with pytest.raises(ConfigError, match="missing.yaml: cannot read"):
+        load_catalog(tmp_path / "missing.yaml")
