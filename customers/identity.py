@@ -90,7 +90,7 @@ class ResolutionSettings:
     """
 
     use_splink: bool = True
-    match_weight_threshold: float = 2.0
+    match_weight_threshold: float = 1.0
     review_weight: float = -4.0
     dob_conflict_weight: float = 11.0
     prior_recall: float = 0.8
