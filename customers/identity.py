@@ -67,6 +67,8 @@ TIERS: tuple[tuple[str, bool], ...] = (
     ("splink", False),
 )
 SINGLETON = "singleton"
+#: Splink backends :func:`resolve_records` can run on.
+ENGINES: tuple[str, ...] = ("duckdb", "spark")
 OUTPUT_COLUMNS: tuple[str, ...] = ("record_id", "customer_id", "match_rule", "match_probability")
 
 ProgressCallback = Callable[[str], None]
@@ -86,10 +88,12 @@ class ResolutionSettings:
     is the assumed recall of the deterministic rules Splink estimates the prior from;
     ``seed`` fixes Splink's samples; ``u_max_pairs`` and ``em_max_pairs`` bound them.
     m and u are estimated on the data itself (no labels). ``country_code`` completes
-    national phone numbers.
+    national phone numbers. ``engine`` is Splink's backend: ``duckdb`` in process or
+    ``spark`` (a local Spark session; same model, same settings).
     """
 
     use_splink: bool = True
+    engine: str = "duckdb"
     match_weight_threshold: float = 1.0
     review_weight: float = -4.0
     dob_conflict_weight: float = 11.0
@@ -251,7 +255,7 @@ def splink_edges(
     and the scored pairs of the uncertain band (``review_weight`` up to the threshold)
     with their comparison levels, for human review.
     """
-    from customers.linkage import ModelSettings, score_pairs
+    from customers.linkage import ModelSettings, score_pairs, spark_backend
 
     model = ModelSettings(
         prior_recall=settings.prior_recall,
@@ -261,7 +265,8 @@ def splink_edges(
         threads=settings.threads,
     )
     low = min(settings.review_weight, settings.match_weight_threshold)
-    pairs = score_pairs(norm, model, low)
+    backend = spark_backend(settings.threads) if settings.engine == "spark" else None
+    pairs = score_pairs(norm, model, low, backend)
     pairs = pairs[labels[pairs["a"].to_numpy()] != labels[pairs["b"].to_numpy()]]
     strong = pairs["match_weight"].to_numpy() >= settings.match_weight_threshold
     review = pairs[~strong].reset_index(drop=True)
@@ -742,6 +747,8 @@ def resolve_records(
     from customers.corrections import decision_pairs, review_table
 
     settings = settings or ResolutionSettings()
+    if settings.engine not in ENGINES:
+        raise ValueError(f"engine must be one of {list(ENGINES)}, not {settings.engine!r}")
     step = progress or (lambda _name: None)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}

@@ -23,7 +23,9 @@ returned with its match weight and comparison levels; the caller applies the thr
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -178,6 +180,32 @@ def settings_creator(prior: float = 1e-4):
     )
 
 
+def spark_backend(threads: int = 2):
+    """Splink's Spark backend on a local Spark session (``local[threads]``), with the
+    similarity functions (Jaro-Winkler, Damerau-Levenshtein) Splink ships as a jar.
+
+    Past one machine, build the session for the cluster instead and pass
+    ``SparkAPI(spark_session=...)`` to :func:`trained_linker`: the model is the same.
+    """
+    from pyspark.sql import SparkSession
+    from splink.backends.spark import SparkAPI, similarity_jar_location
+
+    spark = (
+        SparkSession.builder.master(f"local[{threads}]")
+        .appName("nextbest-identity")
+        .config("spark.jars", similarity_jar_location())
+        .config("spark.sql.shuffle.partitions", str(max(2 * threads, 2)))
+        .config("spark.driver.memory", "2g")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    # Splink checkpoints between steps; a local directory keeps lineage short.
+    spark.sparkContext.setCheckpointDir(str(Path(tempfile.gettempdir()) / "nextbest-splink"))
+    return SparkAPI(spark_session=spark)
+
+
 def trained_linker(frame: pd.DataFrame, settings: ModelSettings, backend=None):
     """A Splink linker on ``frame`` (:func:`model_input`) with prior, u and m estimated.
 
@@ -193,18 +221,21 @@ def trained_linker(frame: pd.DataFrame, settings: ModelSettings, backend=None):
         con = duckdb.connect()
         con.execute(f"SET threads TO {settings.threads}")
         backend = DuckDBAPI(con)
-    linker = Linker(
-        backend.register(frame),
-        settings_creator(),
-    )
-    linker.training.estimate_probability_two_random_records_match(
-        [
-            block_on("first_name", "last_name", "date_of_birth"),
-            "l.first_name = r.last_name and l.last_name = r.first_name"
-            " and l.date_of_birth = r.date_of_birth",
-        ],
-        recall=settings.prior_recall,
-    )
+    linker = Linker(backend.register(frame), settings_creator(prior=1.0 / max(len(frame), 2)))
+    # Splink cannot estimate the prior from rules that match nothing (small data): the
+    # records then keep the prior of one match per record.
+    names = np.sort(frame[["first_name", "last_name"]].fillna("").to_numpy(str), axis=1)
+    keys = pd.DataFrame(names).assign(dob=frame["date_of_birth"].to_numpy(object))
+    keys = keys[(names != "").all(axis=1) & keys["dob"].notna().to_numpy()]
+    if keys.duplicated().any():
+        linker.training.estimate_probability_two_random_records_match(
+            [
+                block_on("first_name", "last_name", "date_of_birth"),
+                "l.first_name = r.last_name and l.last_name = r.first_name"
+                " and l.date_of_birth = r.date_of_birth",
+            ],
+            recall=settings.prior_recall,
+        )
     linker.training.estimate_u_using_random_sampling(
         max_pairs=settings.u_max_pairs, seed=settings.seed
     )

@@ -103,12 +103,18 @@ def resolve_cmd(
     no_splink: Annotated[
         bool, typer.Option("--no-splink", help="Deterministic links only.")
     ] = False,
+    engine: Annotated[
+        str, typer.Option("--engine", help="Splink backend: duckdb (in process) or spark.")
+    ] = "duckdb",
 ) -> None:
     """Resolve records into customers (record_id, customer_id, match_rule, probability)."""
     from customers.corrections import decisions_path
-    from customers.identity import ResolutionSettings, run_resolve
+    from customers.identity import ENGINES, ResolutionSettings, run_resolve
     from customers.quality import evaluate_resolution, log_quality
 
+    if engine not in ENGINES:
+        console.print(f"[red]--engine must be one of {', '.join(ENGINES)}, not {engine!r}[/red]")
+        raise typer.Exit(2)
     settings = _settings()
     steps = ["normalise", "deterministic links", "probabilistic links (splink)"]
     with _progress() as bar:
@@ -123,7 +129,7 @@ def resolve_cmd(
             out,
             settings.raw_dir,
             settings.unified_dir,
-            ResolutionSettings(use_splink=not no_splink, seed=settings.seed),
+            ResolutionSettings(use_splink=not no_splink, seed=settings.seed, engine=engine),
             progress=on_step,
             decisions_path=decisions_path(settings.root),
         )
