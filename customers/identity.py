@@ -345,6 +345,7 @@ class _Cluster:
     firsts: set[str]
     lasts: set[str]
     places: set[str]  # postcodes and streets
+    emails: set[str]
     # record positions in the cluster that a human split from ``bans`` (positions)
     split_members: set[int]
     bans: set[int]
@@ -357,6 +358,7 @@ class _Cluster:
         self.firsts |= other.firsts
         self.lasts |= other.lasts
         self.places |= other.places
+        self.emails |= other.emails
         self.split_members |= other.split_members
         self.bans |= other.bans
         self.crms.update(other.crms)
@@ -388,7 +390,10 @@ def _dobs_agree(a: _Cluster, b: _Cluster, outweighed: bool = False) -> bool:
     if not a.dobs or not b.dobs or a.dobs == b.dobs:
         return True
     typo = all(_dob_typo(x, y) for x in a.dobs for y in b.dobs)
-    if not (typo or outweighed):
+    # Two personal e-mail addresses and two dates of birth: two people (a parent and a
+    # child of one name at one address), however alike the rest.
+    contradicted = bool(a.emails and b.emails and not (a.emails & b.emails))
+    if not (typo or (outweighed and not contradicted)):
         return False
     places = any(_similar(x, y) for x in a.places for y in b.places)
     return places and _full_names_agree(a, b)
@@ -474,6 +479,7 @@ class _Attrs:
             values(self.first),
             values(self.last),
             values(self.postcode) | values(self.street),
+            values(self.email),
             split,
             bans,
             crms,

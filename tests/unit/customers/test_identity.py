@@ -369,3 +369,30 @@ def test_generated_records_without_some_columns_resolve(tmp_path: Path) -> None:
     assert q["n_records"] == len(records)
     assert q["pairwise_precision"] >= PRECISION_FLOOR
     assert result.refused_links["rule"].isin(["phone"]).sum() == 0
+
+
+def test_a_namesake_a_generation_apart_with_own_email_is_not_merged(tmp_path: Path) -> None:
+    """Same name and address, a date of birth 28 years later and an e-mail of their own:
+    a son, not a senior's record with a replaced date of birth."""
+    from customers.sources import load_canonical_records
+    from demo.generate import generate
+
+    generate(200, SEED, tmp_path)
+    records = load_canonical_records(tmp_path)
+    full = ["date_of_birth", "first_name", "last_name", "street", "postcode", "email"]
+    seniors = records[records["source"] == "crm"].dropna(subset=full).head(10)
+    juniors = seniors[["first_name", "last_name", "street", "city", "postcode"]].copy()
+    juniors["record_id"] = seniors["record_id"] + "-jr"
+    juniors["source"] = "shop"
+    dob = pd.to_datetime(seniors["date_of_birth"]) + pd.DateOffset(years=28)
+    juniors["date_of_birth"] = dob.dt.strftime("%Y-%m-%d")
+    juniors["email"] = [f"junior{i}@mail.test" for i in range(len(juniors))]
+    result = resolve_records(pd.concat([records, juniors]), ResolutionSettings(seed=SEED))
+    customer = result.assignments.set_index("record_id")["customer_id"]
+    assert len(seniors) == 10
+    for rid in seniors["record_id"]:
+        assert customer[rid] != customer[rid + "-jr"]
+    refused = result.refused_links
+    assert (
+        refused["record_id_b"].str.endswith("-jr") | refused["record_id_a"].str.endswith("-jr")
+    ).any()
