@@ -252,8 +252,8 @@ def score_pairs(
     """Scored pairs of ``norm`` rows at or above match weight ``min_weight``.
 
     Columns: ``a, b`` (row positions, ``a < b``), ``match_weight``, ``match_probability``
-    and the per-comparison weights (:data:`LEVEL_COLUMNS`). Rows without any name, or without
-    both date of birth and postcode, take no part: a name alone links strangers.
+    and the per-comparison weights (:data:`LEVEL_COLUMNS`). Rows without any name, or with
+    neither date of birth nor postcode, take no part: a name alone links strangers.
     """
     cols = ["a", "b", "match_weight", "match_probability", *LEVEL_COLUMNS]
     frame = model_input(norm)
