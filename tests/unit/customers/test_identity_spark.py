@@ -42,3 +42,15 @@ def test_unknown_engine_is_a_clear_error() -> None:
     records = pd.DataFrame({"record_id": ["1"], "source": ["a"], "email": ["x@y"]})
     with pytest.raises(ValueError, match="engine must be one of"):
         resolve_records(records, ResolutionSettings(engine="flink"))
+
+
+def test_cli_unknown_engine_is_one_clear_message(tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from nextbest.cli import app
+
+    monkeypatch.setenv("NEXTBEST_HOME", str(tmp_path))
+    result = CliRunner().invoke(app, ["resolve", "--engine", "flink"])
+    assert result.exit_code == 2
+    assert "--engine must be one of duckdb, spark" in result.output
+    assert "Traceback" not in result.output
