@@ -67,6 +67,7 @@ def run_pipeline(
 ) -> PipelineReport:
     """Generate data, resolve identities, build features, train and batch-score."""
     from batch.run import score_customers
+    from customers.corrections import decisions_path, load_decisions
     from customers.identity import resolve_generated
     from demo.generate import generate
     from training.train import train
@@ -83,7 +84,12 @@ def run_pipeline(
         "generate",
         lambda: generate(settings.customers, settings.seed, settings.raw_dir, as_of=settings.as_of),
     )
-    step("resolve", lambda: resolve_generated(settings.raw_dir, settings.unified_dir))
+    # Human link/split decisions of this home are honoured here as in `nextbest resolve`.
+    decisions = load_decisions(decisions_path(settings.root))
+    step(
+        "resolve",
+        lambda: resolve_generated(settings.raw_dir, settings.unified_dir, decisions=decisions),
+    )
     step("features", lambda: build_features(settings))
     step("train", lambda: train(settings))
     step(
