@@ -27,6 +27,17 @@ class Settings(BaseSettings):
     feature_repo: Path = Field(PROJECT_ROOT / "feature_repo", description="Feast repository.")
     catalog: Path = Field(PROJECT_ROOT / "config" / "catalog.yaml")
     policy: Path = Field(PROJECT_ROOT / "config" / "policy.yaml")
+    stock_file: Path | None = Field(
+        None,
+        description="Stock table (parquet: product_id, stock; docs/data-dictionary.md); "
+        "default the demo generator's raw/products.parquet under home.",
+    )
+    identifier_salt: str = Field(
+        "nextbest-identity-v1",
+        min_length=1,
+        description="Salt of the hashed identifier keys in the online store; changing it "
+        "needs a feature rebuild, or lookups by email, phone, ... find nobody.",
+    )
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking URI; default a SQLite file under home."
     )
@@ -97,6 +108,11 @@ class Settings(BaseSettings):
     def raw_dir(self) -> Path:
         """Generated source-system exports (truth under ``truth/``)."""
         return self.root / "raw"
+
+    @property
+    def stock_path(self) -> Path:
+        """The stock table the decision paths read (``stock_file`` or the demo's export)."""
+        return self.stock_file or self.raw_dir / "products.parquet"
 
     @property
     def unified_dir(self) -> Path:

@@ -30,7 +30,8 @@ from typing import Any
 
 import orjson
 
-from customers.feature_schema import ACTION_IDS, CATEGORIES, CHANNELS, PURPOSES, product_ids
+from core.vocabulary import CHANNELS, EVENT_TYPES, PURPOSES
+from customers.feature_schema import CatalogTerms
 
 #: Event types the ledger accepts, with the payload fields each may carry.
 PAYLOAD_FIELDS: dict[str, frozenset[str]] = {
@@ -41,7 +42,7 @@ PAYLOAD_FIELDS: dict[str, frozenset[str]] = {
     "consent_changed": frozenset({"purpose", "channel", "granted", "legal_basis"}),
     "contact": frozenset({"channel", "action_id", "decision_id"}),
 }
-EVENT_TYPES: tuple[str, ...] = tuple(PAYLOAD_FIELDS)
+assert set(PAYLOAD_FIELDS) == set(EVENT_TYPES), "every event type needs its payload fields"
 
 #: How far ahead of the time received an event may be dated (clocks differ a little).
 MAX_FUTURE_S = 300.0
@@ -68,13 +69,23 @@ class ConflictError(EventError):
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """What an event may name: the known channels, purposes, products, categories, actions."""
+    """What an event may name: the known channels, purposes, products, categories, actions
+    (products, categories and actions: none unless given, see :meth:`from_terms`)."""
 
     channels: frozenset[str] = frozenset(CHANNELS)
     purposes: frozenset[str] = frozenset(PURPOSES)
-    products: frozenset[str] = frozenset(product_ids())
-    categories: frozenset[str] = frozenset(CATEGORIES)
-    actions: frozenset[str] = frozenset(ACTION_IDS)
+    products: frozenset[str] = frozenset()
+    categories: frozenset[str] = frozenset()
+    actions: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_terms(cls, terms: CatalogTerms) -> Vocabulary:
+        """The vocabulary of a catalog's products, categories and actions."""
+        return cls(
+            products=frozenset(terms.products),
+            categories=frozenset(terms.categories),
+            actions=frozenset(terms.action_ids),
+        )
 
 
 @dataclass(frozen=True)

@@ -34,19 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from customers.feature_schema import REQUEST_TIME_FEATURES, WINDOWS, days_since
+from customers.feature_schema import WINDOWS, days_since, request_time_features_of
 from decisions.ledger import LedgerEvent
 
 DAY = 86_400.0
-#: Event types that change online features (all of them today).
-STATE_TYPES: tuple[str, ...] = (
-    "service_case_opened",
-    "service_case_closed",
-    "complaint",
-    "purchase",
-    "consent_changed",
-    "contact",
-)
 
 
 def _value(snapshot: Mapping[str, float], name: str) -> float:
@@ -140,9 +131,8 @@ def derive(
         if opened or closed_elsewhere:
             out["open_cases"] = max(_value(snapshot, "open_cases") + opened - closed_elsewhere, 0)
 
-    for derived, source in REQUEST_TIME_FEATURES.items():
-        if source in out:
-            out[derived] = float(days_since(out[source], now))
+    for derived, source in request_time_features_of(list(out)).items():
+        out[derived] = float(days_since(out[source], now))
     return out
 
 

@@ -23,7 +23,7 @@ from customers.fast_features import FastOnlineFeatures
 from decisions.engine import DecisionContext, decide
 from decisions.group_commit import GroupCommitLog
 from decisions.ledger import Ledger, LedgerEvent
-from decisions.ledger_state import STATE_TYPES, apply_overrides
+from decisions.ledger_state import apply_overrides
 from decisions.runtime import Runtime, load_runtime, stock_vector
 from models.scoring import StackedScorer
 from serving.events import EventHandler, event_vocabulary
@@ -105,7 +105,7 @@ class OnlineDecider:
                 f"customer.id_type: {ref.id_type!r} is not one of {', '.join(ID_TYPES)}"
             )
         try:
-            key = identifier_key(ref.id_type, ref.id)
+            key = identifier_key(ref.id_type, ref.id, self.settings.identifier_salt)
         except ValueError as exc:
             raise RequestError(f"customer.id: {exc}") from exc
         if self.fast is not None:
@@ -142,7 +142,7 @@ class OnlineDecider:
 
     def ledger_events(self, customer_ids: Sequence[str | None]) -> dict[str, list[LedgerEvent]]:
         """The ledger events of these customers that change features (one indexed query)."""
-        return self.ledger.events_for([c for c in customer_ids if c], STATE_TYPES)
+        return self.ledger.events_for([c for c in customer_ids if c])
 
     # --- decisions -------------------------------------------------------------------------
 

@@ -10,11 +10,10 @@ a refused event changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
-from customers.feature_schema import product_ids
 from decisions.catalog import Catalog
 from decisions.ledger import (
     EVENT_TYPES,
@@ -33,12 +32,9 @@ class EventConflict(RequestError):
     status = HTTPStatus.CONFLICT
 
 
-def event_vocabulary(catalog: Catalog, products: Iterable[str] | None = None) -> Vocabulary:
-    """What events may name: the catalog's actions, and the products the features track
-    plus the catalog's."""
-    known = set(product_ids() if products is None else products)
-    known |= {a.product for a in catalog.actions if a.product}
-    return Vocabulary(products=frozenset(known), actions=frozenset(catalog.ids))
+def event_vocabulary(catalog: Catalog) -> Vocabulary:
+    """What events may name: the catalog's products, categories and actions."""
+    return Vocabulary.from_terms(catalog.terms())
 
 
 class EventHandler:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from customers.feature_schema import CONTROL
+from core.vocabulary import NO_ACTION
 
 
 def response_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -53,7 +53,7 @@ def delivery_event(record: Mapping[str, Any]) -> dict[str, Any] | None:
     that reports twice counts once.
     """
     chosen = record.get("chosen_action")
-    if chosen in (None, CONTROL):
+    if chosen in (None, NO_ACTION):
         return None
     decision = record["decision_id"]
     return {

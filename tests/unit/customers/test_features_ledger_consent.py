@@ -12,6 +12,7 @@ from customers.feature_sources import load_coded_sources, with_extra_consent
 from customers.features import _view_rows
 from customers.identity import resolve_generated
 from demo.generate import generate
+from tests.conftest import demo_terms
 from tests.params import SEED
 
 AS_OF = datetime(2025, 10, 1, tzinfo=UTC)
@@ -24,11 +25,11 @@ def coded(tmp_path_factory: pytest.TempPathFactory):
     raw, unified = home / "raw", home / "unified"
     generate(400, SEED, raw, as_of=AS_OF)
     resolve_generated(raw, unified)
-    return load_coded_sources(raw, unified)
+    return load_coded_sources(raw, unified, terms=demo_terms(), salt="test-salt")
 
 
 def _consent(src, ids) -> pd.DataFrame:
-    rows = _view_rows(src, ids, T)["customer_consent"]
+    rows = _view_rows(src, ids, T, demo_terms())["customer_consent"]
     return rows.set_index("customer_id")
 
 

@@ -16,18 +16,28 @@ from decisions.ledger import (
     EventError,
     Ledger,
     LedgerEvent,
+    Vocabulary,
     consent_history,
     validate_event,
 )
 from decisions.ledger_state import apply_overrides, derive
+from tests.conftest import demo_terms
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC).timestamp()
 DAY = 86_400.0
+VOCAB = Vocabulary.from_terms(demo_terms())
 
 
 def ev(type_: str, payload: dict, t: float, event_id: str | None = None, **kw) -> LedgerEvent:
     return validate_event(
-        "C1", type_, t, payload, event_id=event_id, received=kw.pop("received", NOW), **kw
+        "C1",
+        type_,
+        t,
+        payload,
+        event_id=event_id,
+        received=kw.pop("received", NOW),
+        vocab=VOCAB,
+        **kw,
     )
 
 
@@ -76,7 +86,7 @@ def ev(type_: str, payload: dict, t: float, event_id: str | None = None, **kw) -
 )
 def test_every_malformed_field_is_refused_by_name(type_, timestamp, payload, field) -> None:
     with pytest.raises(EventError) as err:
-        validate_event("C1", type_, timestamp, payload, received=NOW)
+        validate_event("C1", type_, timestamp, payload, received=NOW, vocab=VOCAB)
     assert err.value.field == field
     assert str(err.value).startswith(f"{field}:")
 

@@ -8,18 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from customers.feature_schema import (
-    ACTION_IDS,
-    CATEGORIES,
-    CHANNELS,
-    PURPOSES,
-    all_feature_names,
-    product_ids,
-)
-from decisions.ledger import Ledger, validate_event
+from core.vocabulary import CHANNELS, PURPOSES
+from customers.feature_schema import all_feature_names
+from decisions.ledger import Ledger, Vocabulary, validate_event
 from decisions.ledger_state import derive
 from serving.events import EventConflict, EventHandler
 from serving.requests import CustomerRef, RequestError
+from tests.conftest import demo_terms
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC).timestamp()
 
@@ -29,19 +24,23 @@ def _resolve(ref: CustomerRef) -> str | None:
 
 
 def test_every_feature_an_event_can_change_is_in_the_schema() -> None:
+    terms = demo_terms()
+    vocab = Vocabulary.from_terms(terms)
     payloads = [("complaint", {}), ("service_case_opened", {"case_id": "k"})]
-    payloads += [("purchase", {"amount": 1, "category": c}) for c in CATEGORIES]
-    payloads += [("purchase", {"amount": 1, "product_id": p}) for p in product_ids()]
+    payloads += [("purchase", {"amount": 1, "category": c}) for c in terms.categories]
+    payloads += [("purchase", {"amount": 1, "product_id": p}) for p in terms.products]
     payloads += [("contact", {"channel": ch}) for ch in CHANNELS]
-    payloads += [("contact", {"channel": "email", "action_id": a}) for a in ACTION_IDS]
+    payloads += [("contact", {"channel": "email", "action_id": a}) for a in terms.action_ids]
     payloads += [
         ("consent_changed", {"purpose": p, "channel": ch, "granted": True})
         for p in PURPOSES
         for ch in CHANNELS
     ]
-    names = set(all_feature_names())
+    names = set(all_feature_names(terms))
     for i, (type_, payload) in enumerate(payloads):
-        e = validate_event("C1", type_, NOW - 60, payload, event_id=f"e{i}", received=NOW)
+        e = validate_event(
+            "C1", type_, NOW - 60, payload, event_id=f"e{i}", received=NOW, vocab=vocab
+        )
         changed = derive([e], NOW, {})
         assert changed, (type_, payload)
         assert set(changed) <= names, set(changed) - names
