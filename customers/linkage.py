@@ -190,16 +190,21 @@ def spark_backend(threads: int = 2):
     from pyspark.sql import SparkSession
     from splink.backends.spark import SparkAPI, similarity_jar_location
 
+    jar = similarity_jar_location()
     spark = (
         SparkSession.builder.master(f"local[{threads}]")
         .appName("nextbest-identity")
-        .config("spark.jars", similarity_jar_location())
+        .config("spark.jars", jar)
         .config("spark.sql.shuffle.partitions", str(max(2 * threads, 2)))
         .config("spark.driver.memory", "2g")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .getOrCreate()
     )
+    if jar not in spark.sparkContext.getConf().get("spark.jars", ""):
+        # getOrCreate returned a session started without the jar (e.g. by batch scoring
+        # in the same process): add it to that session so Splink can register its UDFs.
+        spark.sql(f"ADD JAR '{jar}'")
     spark.sparkContext.setLogLevel("ERROR")
     # Splink checkpoints between steps; a local directory keeps lineage short.
     spark.sparkContext.setCheckpointDir(str(Path(tempfile.gettempdir()) / "nextbest-splink"))
