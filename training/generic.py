@@ -21,8 +21,9 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, clone
 
+from models.learners import EnsembleLearner
 from training.selection import meta_learner_candidates, select_uplift_learner
 
 __all__ = ["FitSummary", "fit_uplift", "predict_uplift", "read_table"]
@@ -56,6 +57,14 @@ def read_table(path: Path | str) -> pd.DataFrame:
     if suffix in (".parquet", ".pq"):
         return pd.read_parquet(path)
     raise ValueError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
+
+
+def _continuous(learner: BaseEstimator) -> BaseEstimator:
+    """An unfitted copy of ``learner`` (or of every member of an ensemble) that models a
+    continuous outcome."""
+    if isinstance(learner, EnsembleLearner):
+        return EnsembleLearner([(n, _continuous(e)) for n, e in learner.learners])
+    return clone(learner).set_params(outcome="continuous")
 
 
 def _prepare_features(df: pd.DataFrame, features: Sequence[str], source: str) -> pd.DataFrame:
@@ -133,8 +142,7 @@ def fit_uplift(
     value_model = None
     if value is not None:
         v = df[value].fillna(0.0).to_numpy(dtype=float)
-        base = clone(candidates[chosen.base]).set_params(outcome="continuous")
-        value_model = base.fit(X, t, v)
+        value_model = _continuous(chosen.learner).fit(X, t, v)
     out = Path(model_out)
     out.mkdir(parents=True, exist_ok=True)
     joblib.dump({"outcome": model, "value": value_model}, out / MODEL_FILE)

@@ -13,9 +13,11 @@ it did not see, so each training row gets one out-of-fold prediction. From these
 The rule (:data:`SELECTION_RULE`, applied by :func:`apply_rule`) keeps both honest: a
 candidate is eligible only if its mean Qini is within one bootstrap SE of the best mean
 Qini (so a flat policy cannot win by trading away the ranking), and among the eligible the
-highest cross-fitted policy value wins. Shrinkage leaves a learner's ranking unchanged, so
-a shrunk variant shares its base's Qini: when the data do not support targeting, the
-policy may become "everyone gets the best arm" while the scores still rank customers.
+highest cross-fitted policy value wins. The equal-weight average of the candidates is one
+more candidate (its out-of-fold predictions are the average of theirs). Shrinkage leaves a
+learner's ranking unchanged, so a shrunk variant shares its base's Qini: when the data do
+not support targeting, the policy may become "everyone gets the best arm" while the scores
+still rank customers.
 Rows passed to :func:`select_uplift_learner` are the only rows any candidate is fitted on.
 """
 
@@ -33,7 +35,14 @@ from sklearn.model_selection import KFold, StratifiedKFold
 
 from models.evaluation import policy_value_ips, policy_value_ips_gain, qini_auc_score
 from models.evaluation import uplift_policy as _uplift_policy
-from models.learners import ShrunkUpliftLearner, SLearner, TLearner, XLearner, logged_propensity
+from models.learners import (
+    EnsembleLearner,
+    ShrunkUpliftLearner,
+    SLearner,
+    TLearner,
+    XLearner,
+    logged_propensity,
+)
 
 __all__ = [
     "BASE_LGBM",
@@ -65,7 +74,9 @@ QINI_TOLERANCE_SE = 1.0
 TIE_SE = 0.1
 
 SELECTION_RULE = (
-    "K-fold cross-fitting on the training rows only. Ranking gate: a candidate is eligible "
+    "K-fold cross-fitting on the training rows only; the candidates are the S, T and X "
+    "learners and their equal-weight average, each with shrinkage strengths "
+    f"{list(SHRINKAGE_GRID)}. Ranking gate: a candidate is eligible "
     "when its out-of-fold mean Qini over arms is at least the best candidate's minus "
     f"{QINI_TOLERANCE_SE:g} bootstrap SE of that best (shrunk variants share their base's "
     "ranking). Among the eligible, the highest cross-fitted IPS value of the policy 'best arm "
@@ -81,6 +92,7 @@ class Selection:
     name: str
     base: str
     shrinkage: float
+    learner: BaseEstimator
     model: BaseEstimator | None
     table: pd.DataFrame
     folds: list[tuple[np.ndarray, np.ndarray]]
@@ -260,6 +272,7 @@ def select_uplift_learner(
     seed: int = 0,
     bootstrap: int = BOOTSTRAP_DRAWS,
     refit: bool = True,
+    ensemble: bool = True,
 ) -> Selection:
     """Cross-fit every candidate on ``X`` (training rows only) and apply the rule.
 
@@ -268,7 +281,10 @@ def select_uplift_learner(
     shrinkage): ``learner, base, shrinkage, ips_value, ips_se, gain_vs_best_arm(_se),
     qini_<arm>, qini_<arm>_se, qini_mean, qini_mean_se, share_treated, eligible, selected,
     reason``; ``gain_vs_best_arm`` is the paired IPS gain over giving every row the single
-    arm with the highest IPS value on these rows. With ``refit`` the winner (wrapped in a
+    arm with the highest IPS value on these rows. With ``ensemble`` and several candidates,
+    their equal-weight average (:class:`models.learners.EnsembleLearner`) is one more
+    candidate, listed last; its out-of-fold outcomes are the mean of the members' (same
+    folds), so it costs no extra fit. With ``refit`` the winner (wrapped in a
     :class:`ShrunkUpliftLearner` when shrunk) is fitted on all of ``X``.
     """
     if not candidates:
@@ -290,6 +306,15 @@ def select_uplift_learner(
     for name, est in candidates.items():
         fitted[name] = cross_fit(est, X, t, y_arr, folds)
         logger.info("cross-fitted %s", name)
+    learners = dict(candidates)
+    if ensemble and len(candidates) > 1:
+        parts = list(fitted.values())
+        fitted["ensemble"] = (
+            np.mean([q for q, _, _ in parts], axis=0),
+            np.mean([prior for _, prior, _ in parts], axis=0),
+            parts[0][2],
+        )
+        learners["ensemble"] = EnsembleLearner(list(candidates.items()))
     arms = fitted[next(iter(fitted))][2]
     uplifts = {name: q[:, 1:] - q[:, [0]] for name, (q, _, _) in fitted.items()}
     se = _bootstrap_qini_se(y_arr, t, uplifts, arms, control, bootstrap, seed)
@@ -322,9 +347,10 @@ def select_uplift_learner(
             )
     table = apply_rule(pd.DataFrame(rows), where=f"{n_folds}-fold cross-fitted")
     win = table.loc[table["selected"]].iloc[0]
+    learner = learners[str(win["base"])]
     model: BaseEstimator | None = None
     if refit:
-        model = clone(candidates[str(win["base"])])
+        model = clone(learner)
         if float(win["shrinkage"]) != 1.0:
             model = ShrunkUpliftLearner(model, shrinkage=float(win["shrinkage"]))
         model = model.fit(X, t, y_arr)
@@ -333,6 +359,7 @@ def select_uplift_learner(
         name=str(win["learner"]),
         base=str(win["base"]),
         shrinkage=float(win["shrinkage"]),
+        learner=learner,
         model=model,
         table=table,
         folds=folds,

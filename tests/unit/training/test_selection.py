@@ -118,6 +118,7 @@ def test_selection_keeps_the_ranking_learner_over_a_higher_valued_flat_one() -> 
         shrinkage=(1.0,),
         seed=0,
         bootstrap=20,
+        ensemble=False,
     )
     table = chosen.table.set_index("learner")
     flat, ranker = table.loc["flat"], table.loc["t"]
