@@ -518,6 +518,40 @@ def table_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
     return rows
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """The README's short table: per dataset, ours against the best reference and arm."""
+    lines = [
+        "| dataset | ours (selected) | Qini per arm: ours / best ref ± its SE | "
+        "uplift@30 % ours / best ref | IPS value: ours / best ref / best arm | targets |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, d in result["datasets"].items():
+        ours, tg = d["methods"]["ours"], d["targets"]
+        qini, u30 = [], []
+        for a in d["arms"]:
+            q = tg[f"qini_{a}"]
+            ref = d["methods"][q["best_reference"]]
+            qini.append(
+                f"{q['ours']:.3f} / {q['best_reference_value']:.3f} ± "
+                f"{q['best_reference_se']:.3f} ({q['best_reference']})"
+            )
+            u30.append(f"{ours[f'uplift_at_30_{a}']:.3f} / {ref[f'uplift_at_30_{a}']:.3f}")
+        pv = tg["policy_value"]
+        ref_v = d["methods"][pv["best_reference"]]["ips_value"]
+        arm_v = d["single_arms"][pv["best_single_arm"]]["ips_value"]
+        verdict = (
+            f"Qini {'met' if tg['qini_met_every_arm'] else 'missed'}, value "
+            + ("met" if pv["met"] else "within SE" if pv["met_within_se"] else "missed")
+            + f" ({pv['gap']:+.4f} ± {pv['gap_paired_se']:.4f})"
+        )
+        lines.append(
+            f"| {name} | {d['ours']['selected']} | {'<br>'.join(qini)} | {'<br>'.join(u30)} "
+            f"| {ours['ips_value']:.4f} / {ref_v:.4f} ({pv['best_reference']}) / {arm_v:.4f} "
+            f"| {verdict} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run (full or ``--quick``), print the table and the targets."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -535,6 +569,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     result = run(builders, draws=draws)
     header = ("dataset", "method", "Qini per arm ± SE", "uplift@30 per arm", "IPS value ± SE", "s")
     print_table("uplift learners on the test rows", table_rows(result), header)
+    print(markdown(result))
     for name, d in result["datasets"].items():
         tg = d["targets"]
         pv = tg["policy_value"]
