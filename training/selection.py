@@ -260,75 +260,37 @@ def apply_rule(
     return table
 
 
-def select_uplift_learner(
-    candidates: Mapping[str, BaseEstimator],
-    X: Any,
-    t: Any,
-    y: Any,
+def _selection_table(
+    fitted: Mapping[str, tuple[np.ndarray, np.ndarray, list[Hashable]]],
+    t: np.ndarray,
+    y: np.ndarray,
+    prop: np.ndarray,
     control: Hashable,
-    propensity: float | Mapping[Hashable, float] | np.ndarray,
-    n_folds: int = N_FOLDS,
-    shrinkage: Sequence[float] = SHRINKAGE_GRID,
-    seed: int = 0,
-    bootstrap: int = BOOTSTRAP_DRAWS,
-    refit: bool = True,
-    ensemble: bool = True,
-) -> Selection:
-    """Cross-fit every candidate on ``X`` (training rows only) and apply the rule.
-
-    ``propensity`` is the probability of each row's logged arm (a scalar, an arm ->
-    probability mapping, or one value per row). The table has one row per (candidate,
-    shrinkage): ``learner, base, shrinkage, ips_value, ips_se, gain_vs_best_arm(_se),
-    qini_<arm>, qini_<arm>_se, qini_mean, qini_mean_se, share_treated, eligible, selected,
-    reason``; ``gain_vs_best_arm`` is the paired IPS gain over giving every row the single
-    arm with the highest IPS value on these rows. With ``ensemble`` and several candidates,
-    their equal-weight average (:class:`models.learners.EnsembleLearner`) is one more
-    candidate, listed last; its out-of-fold outcomes are the mean of the members' (same
-    folds), so it costs no extra fit. With ``refit`` the winner (wrapped in a
-    :class:`ShrunkUpliftLearner` when shrunk) is fitted on all of ``X``.
-    """
-    if not candidates:
-        raise ValueError("select_uplift_learner needs at least one candidate")
-    grid = [float(s) for s in shrinkage]
-    if not grid or any(not 0.0 < s <= 1.0 for s in grid):
-        raise ValueError(f"shrinkage values must lie in (0, 1], got {list(shrinkage)}")
-    t = np.asarray(t)
-    y_arr = np.asarray(y, dtype=float)
-    prop = logged_propensity(propensity, t)
+    grid: Sequence[float],
+    bootstrap: int,
+    seed: int,
+) -> pd.DataFrame:
+    """One row per (candidate, shrinkage): out-of-fold ranking and policy figures."""
     single = {
-        a: policy_value_ips(np.full(len(t), a, dtype=object), t, y_arr, prop).value
+        a: policy_value_ips(np.full(len(t), a, dtype=object), t, y, prop).value
         for a in np.unique(t).tolist()
     }
     best_arm = max(single, key=single.__getitem__)
     everyone_best = np.full(len(t), best_arm, dtype=object)
-    folds = make_folds(t, y_arr, n_folds, seed)
-    fitted: dict[str, tuple[np.ndarray, np.ndarray, list[Hashable]]] = {}
-    for name, est in candidates.items():
-        fitted[name] = cross_fit(est, X, t, y_arr, folds)
-        logger.info("cross-fitted %s", name)
-    learners = dict(candidates)
-    if ensemble and len(candidates) > 1:
-        parts = list(fitted.values())
-        fitted["ensemble"] = (
-            np.mean([q for q, _, _ in parts], axis=0),
-            np.mean([prior for _, prior, _ in parts], axis=0),
-            parts[0][2],
-        )
-        learners["ensemble"] = EnsembleLearner(list(candidates.items()))
     arms = fitted[next(iter(fitted))][2]
     uplifts = {name: q[:, 1:] - q[:, [0]] for name, (q, _, _) in fitted.items()}
-    se = _bootstrap_qini_se(y_arr, t, uplifts, arms, control, bootstrap, seed)
+    se = _bootstrap_qini_se(y, t, uplifts, arms, control, bootstrap, seed)
     rows: list[dict[str, Any]] = []
     for name, (_, prior, _) in fitted.items():
         u = uplifts[name]
-        qinis = _qinis(y_arr, t, u, arms, control)
+        qinis = _qinis(y, t, u, arms, control)
         arm_se, mean_se = se[name]
         ranking = {f"qini_{a}": q for a, q in zip(arms, qinis, strict=True)}
         ranking.update({f"qini_{a}_se": s for a, s in zip(arms, arm_se, strict=True)})
         for s in grid:
             policy = _uplift_policy(s * u + (1.0 - s) * prior, arms, control)
-            value = policy_value_ips(policy, t, y_arr, prop)
-            gain = policy_value_ips_gain(policy, everyone_best, t, y_arr, prop)
+            value = policy_value_ips(policy, t, y, prop)
+            gain = policy_value_ips_gain(policy, everyone_best, t, y, prop)
             rows.append(
                 {
                     "learner": name if s == 1.0 else f"{name}@shrink{s:g}",
@@ -345,7 +307,67 @@ def select_uplift_learner(
                     "share_treated": float(np.mean(policy != control)),
                 }
             )
-    table = apply_rule(pd.DataFrame(rows), where=f"{n_folds}-fold cross-fitted")
+    return pd.DataFrame(rows)
+
+
+def select_uplift_learner(
+    candidates: Mapping[str, BaseEstimator],
+    X: Any,
+    t: Any,
+    y: Any,
+    control: Hashable,
+    propensity: float | Mapping[Hashable, float] | np.ndarray,
+    n_folds: int = N_FOLDS,
+    shrinkage: Sequence[float] = SHRINKAGE_GRID,
+    seed: int = 0,
+    bootstrap: int = BOOTSTRAP_DRAWS,
+    refit: bool = True,
+    ensemble: bool = True,
+    max_rows: int | None = None,
+) -> Selection:
+    """Cross-fit every candidate on ``X`` (training rows only) and apply the rule.
+
+    ``propensity`` is the probability of each row's logged arm (a scalar, an arm ->
+    probability mapping, or one value per row). The table has one row per (candidate,
+    shrinkage): ``learner, base, shrinkage, ips_value, ips_se, gain_vs_best_arm(_se),
+    qini_<arm>, qini_<arm>_se, qini_mean, qini_mean_se, share_treated, eligible, selected,
+    reason``; ``gain_vs_best_arm`` is the paired IPS gain over giving every row the single
+    arm with the highest IPS value on these rows. With ``ensemble`` and several candidates,
+    their equal-weight average (:class:`models.learners.EnsembleLearner`) is one more
+    candidate, listed last; its out-of-fold outcomes are the mean of the members' (same
+    folds), so it costs no extra fit. With ``max_rows``, a larger ``X`` is cross-fitted on
+    a random ``max_rows`` of its rows (the choice costs at most that much; ``folds`` are
+    positions in ``X``). With ``refit`` the winner (wrapped in a
+    :class:`ShrunkUpliftLearner` when shrunk) is fitted on all of ``X``.
+    """
+    if not candidates:
+        raise ValueError("select_uplift_learner needs at least one candidate")
+    grid = [float(s) for s in shrinkage]
+    if not grid or any(not 0.0 < s <= 1.0 for s in grid):
+        raise ValueError(f"shrinkage values must lie in (0, 1], got {list(shrinkage)}")
+    t_all = np.asarray(t)
+    y_all = np.asarray(y, dtype=float)
+    prop_all = logged_propensity(propensity, t_all)
+    rows = np.arange(len(t_all))
+    if max_rows is not None and len(rows) > max_rows:
+        rows = np.sort(np.random.default_rng(seed).choice(len(rows), max_rows, replace=False))
+    X_sel, t_sel, y_sel = _take(X, rows), t_all[rows], y_all[rows]
+    folds = make_folds(t_sel, y_sel, n_folds, seed)
+    fitted: dict[str, tuple[np.ndarray, np.ndarray, list[Hashable]]] = {}
+    for name, est in candidates.items():
+        fitted[name] = cross_fit(est, X_sel, t_sel, y_sel, folds)
+        logger.info("cross-fitted %s", name)
+    learners = dict(candidates)
+    if ensemble and len(candidates) > 1:
+        parts = list(fitted.values())
+        fitted["ensemble"] = (
+            np.mean([q for q, _, _ in parts], axis=0),
+            np.mean([prior for _, prior, _ in parts], axis=0),
+            parts[0][2],
+        )
+        learners["ensemble"] = EnsembleLearner(list(candidates.items()))
+    table = _selection_table(fitted, t_sel, y_sel, prop_all[rows], control, grid, bootstrap, seed)
+    table = apply_rule(table, where=f"{n_folds}-fold cross-fitted")
     win = table.loc[table["selected"]].iloc[0]
     learner = learners[str(win["base"])]
     model: BaseEstimator | None = None
@@ -353,7 +375,7 @@ def select_uplift_learner(
         model = clone(learner)
         if float(win["shrinkage"]) != 1.0:
             model = ShrunkUpliftLearner(model, shrinkage=float(win["shrinkage"]))
-        model = model.fit(X, t, y_arr)
+        model = model.fit(X, t_all, y_all)
     logger.info("selected %s: %s", win["learner"], win["reason"])
     return Selection(
         name=str(win["learner"]),
@@ -362,5 +384,5 @@ def select_uplift_learner(
         learner=learner,
         model=model,
         table=table,
-        folds=folds,
+        folds=[(rows[f], rows[h]) for f, h in folds],
     )

@@ -137,3 +137,26 @@ def test_selection_rejects_bad_arguments() -> None:
         select_uplift_learner(
             {"flat": FlatLearner()}, *args, control=CONTROL, propensity=1 / 3, shrinkage=(0.0,)
         )
+
+
+def test_max_rows_bounds_the_cross_fit_and_the_refit_uses_every_row() -> None:
+    df, _ = make_experiment(900, SEED)
+    RecordingSLearner.fitted_on.clear()
+    chosen = select_uplift_learner(
+        {"s": RecordingSLearner(control=CONTROL, **SMALL)},
+        df[FEATURES],
+        df["arm"].to_numpy(),
+        df["bought"].to_numpy(),
+        control=CONTROL,
+        propensity=1 / 3,
+        n_folds=3,
+        shrinkage=(1.0,),
+        seed=SEED,
+        bootstrap=5,
+        max_rows=400,
+    )
+    *folds, refit = RecordingSLearner.fitted_on
+    sampled = set().union(*(set(f) for f in folds))
+    assert len(sampled) == 400 and all(len(f) < 400 for f in folds)
+    assert {i for _, held in chosen.folds for i in held} == sampled
+    assert set(refit) == set(df.index)
