@@ -1,7 +1,8 @@
 """``nextbest train``: fit, evaluate, log, register and gate the decision model.
 
 Steps: exposures -> training set from Feast (point-in-time, leakage-checked) -> split ->
-select a multi-treatment learner on validation -> value model -> evaluation on held-out
+select a multi-treatment learner by cross-fitting on the training part
+(:mod:`training.selection`) -> value model -> evaluation on held-out
 randomised data (per-arm response and uplift metrics, policy values against baselines,
 regret against the truth when the data is generated) -> MLflow run with lineage, plots and
 a model card -> registered model version -> promotion gate.
@@ -24,8 +25,14 @@ from core.settings import Settings
 from customers.feature_schema import CONTROL, model_feature_names
 from models.decision_model import DecisionModel, ValueModel
 from training.dataset import TrainingSet, build_training_set, exposures_entity_df
+from training.selection import select_uplift_learner
 
 log = logging.getLogger(__name__)
+
+#: Training rows the learner choice cross-fits at most (a random subset beyond that): the
+#: winner is still refitted on every training row, and the choice costs at most K fits
+#: of this size per candidate.
+SELECTION_MAX_ROWS = 200_000
 
 
 @dataclass
@@ -118,7 +125,7 @@ def train(settings: Settings, store: Any | None = None) -> TrainResult:
 
     from customers.feast_store import FEATURE_SERVICE, feature_store
     from models import evaluation as ev
-    from models.learners import default_candidates, select_learner
+    from models.learners import default_candidates
     from models.registry import configure_mlflow, log_decision_model, promote
 
     store = store or feature_store(settings)
@@ -135,17 +142,19 @@ def train(settings: Settings, store: Any | None = None) -> TrainResult:
     if unknown:
         raise ValueError(f"settings.learners: unknown learners {unknown}; known: {sorted(every)}")
     candidates = {k: v for k, v in every.items() if k in settings.learners}
-    name, response, table = select_learner(
+    chosen = select_uplift_learner(
         candidates,
         X[tr],
         t[tr],
         y[tr],
-        X[va],
-        t[va],
-        y[va],
         control=CONTROL,
-        design_propensity=design[va],
+        propensity=design[tr],
+        shrinkage=(1.0,),
+        seed=settings.seed,
+        ensemble=False,
+        max_rows=SELECTION_MAX_ROWS,
     )
+    name, response, table = chosen.name, chosen.model, chosen.table
     selected = table.loc[table["selected"].astype(bool)]
     why = str(selected["reason"].iloc[0]) if "reason" in table and len(selected) else name
     value = ValueModel(random_state=settings.seed).fit(X[tr], t[tr], ts.revenue[tr])
@@ -215,7 +224,7 @@ def train(settings: Settings, store: Any | None = None) -> TrainResult:
         )
         mlflow.log_dict(ts.lineage, "lineage.json")
         mlflow.log_dict({"features": features}, "feature_order.json")
-        mlflow.log_table(table, "selection/validation.json")
+        mlflow.log_table(table, "selection/cross_fitted.json")
         mlflow.log_table(upl, "evaluation/uplift_metrics.json")
         mlflow.log_table(pol, "evaluation/policy_values.json")
         if resp_rows:
