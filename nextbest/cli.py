@@ -377,7 +377,8 @@ def score_cmd(
     """Batch-score every customer (or a list) on a channel with the shared decision engine."""
     import pandas as pd
 
-    from batch.local import BatchInputError, score_customers
+    from batch.io import BatchInputError
+    from batch.run import score_customers
 
     settings = _settings()
     when = None

@@ -62,7 +62,7 @@ def run_pipeline(
     settings: Settings, on_step: Callable[[str], None] | None = None, channel: str = "email"
 ) -> PipelineReport:
     """Generate data, resolve identities, build features, train and batch-score."""
-    from batch.local import score_customers
+    from batch.run import score_customers
     from customers.identity import resolve_generated
     from demo.generate import generate
     from training.train import train
