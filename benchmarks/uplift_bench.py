@@ -292,7 +292,8 @@ def _metrics(
     arms: Sequence[str],
     control: str,
 ) -> dict[str, float]:
-    from models.evaluation import policy_value_ips, qini_auc_score, uplift_at_k, uplift_policy
+    from models.evaluation import qini_auc_score, uplift_at_k, uplift_policy
+    from models.ope import IPS
 
     out: dict[str, float] = {}
     for j, arm in enumerate(arms):
@@ -301,7 +302,7 @@ def _metrics(
         out[f"qini_{arm}"] = qini_auc_score(y[m], u[m, j], w)
         out[f"uplift_at_30_{arm}"] = uplift_at_k(y[m], u[m, j], w, k=K)
     policy = uplift_policy(u, arms, control)
-    out["ips_value"] = policy_value_ips(policy, t, y, p).value
+    out["ips_value"] = IPS().evaluate(policy, t, y, p).value
     out["share_treated"] = float(np.mean(policy != control))
     return out
 
@@ -309,9 +310,9 @@ def _metrics(
 def _single_arms(
     y: np.ndarray, t: np.ndarray, p: np.ndarray, labels: Sequence[str]
 ) -> dict[str, float]:
-    from models.evaluation import policy_value_ips
+    from models.ope import IPS
 
-    return {a: policy_value_ips(np.full(len(t), a, dtype=object), t, y, p).value for a in labels}
+    return {a: IPS().evaluate(np.full(len(t), a, dtype=object), t, y, p).value for a in labels}
 
 
 def score(ds: Dataset, uplifts: Mapping[str, np.ndarray], draws: int, seed: int) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import lightgbm as lgb
@@ -28,26 +29,20 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, clone
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.model_selection import KFold, StratifiedKFold
-
-from models.evaluation import (
-    policy_value_ips,
-    policy_value_ips_gain,
-    qini_auc_score,
-    uplift_policy,
-)
+from sklearn.model_selection import StratifiedKFold
 
 __all__ = [
+    "NO_ARM_COLUMNS",
     "DRLearner",
     "EnsembleLearner",
+    "Head",
     "SLearner",
     "TLearner",
     "XLearner",
     "default_candidates",
     "ShrunkUpliftLearner",
     "logged_propensity",
-    "select_learner",
-    "select_learner_cv",
+    "with_arm_columns",
 ]
 
 logger = logging.getLogger(__name__)
@@ -124,6 +119,59 @@ def _as_frame(X: Any, names: Sequence[str] | None = None) -> pd.DataFrame:
         raise ValueError(f"X must be 2-dimensional, got shape {arr.shape}")
     cols = list(names) if names is not None and len(names) == arr.shape[1] else None
     return pd.DataFrame(arr, columns=cols or [f"x{i}" for i in range(arr.shape[1])])
+
+
+# --- design layout and heads -----------------------------------------------------------------
+
+#: The arm columns of an estimator that scores ``X`` as it is: one output, nothing appended.
+NO_ARM_COLUMNS = np.zeros((1, 0))
+
+
+def with_arm_columns(X: np.ndarray, arm_columns: np.ndarray) -> np.ndarray:
+    """``[K * m, F + A]``: block ``k`` is ``X`` ``[m, F]`` beside the row ``arm_columns[k]``.
+
+    The one design layout of the models that take the arm as input columns (the S-learner
+    and the value model): fitting, scoring per arm and scoring all arms in one call stack
+    the same blocks. Without arm columns ``X`` itself is returned.
+    """
+    k, a = arm_columns.shape
+    if a == 0 and k == 1:
+        return X
+    m, f = X.shape
+    D = np.empty((k, m, f + a))
+    D[:, :, :f] = X[None, :, :]
+    D[:, :, f:] = arm_columns[:, None, :]
+    return D.reshape(k * m, f + a)
+
+
+def predict_estimator(model: BaseEstimator, X: np.ndarray) -> np.ndarray:
+    """``[m]``: the positive-class probability of a classifier, else the prediction."""
+    if hasattr(model, "predict_proba"):
+        return model.predict_proba(X)[:, 1]
+    return model.predict(X)
+
+
+@dataclass(frozen=True)
+class Head:
+    """A fitted estimator with the outputs it gives: output column ``k`` is the estimator
+    on ``X`` beside ``arm_columns[k]`` (``[K, A]``; :data:`NO_ARM_COLUMNS` for ``X`` alone).
+
+    Learners whose outcomes are their heads' outputs side by side expose them through
+    ``outcome_heads()``, so a scorer can evaluate the same estimators another way (all arms
+    in one LightGBM call, compiled trees) without knowing the learner's type.
+    """
+
+    estimator: BaseEstimator
+    arm_columns: np.ndarray
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """``[m, K]`` through the estimator's own predict, one call per output column."""
+        return np.column_stack(
+            [
+                predict_estimator(self.estimator, with_arm_columns(X, self.arm_columns[k : k + 1]))
+                for k in range(len(self.arm_columns))
+            ]
+        )
 
 
 # --- the shared base -------------------------------------------------------------------------
@@ -209,19 +257,11 @@ class _UpliftBase(BaseEstimator):
             fit_kw["categorical_feature"] = self._categorical_indices(X.shape[1])
         if sample_weight is not None:
             fit_kw["sample_weight"] = sample_weight
-        if isinstance(model, CalibratedClassifierCV):
-            # CalibratedClassifierCV forwards extra fit params to each LightGBM fold
-            return model.fit(X, y, **fit_kw)
+        # CalibratedClassifierCV forwards the extra fit params to each LightGBM fold.
         return model.fit(X, y, **fit_kw)
 
     def _categorical_indices(self, n_columns: int) -> list[int]:
         return [i for i in self.encoder_.categorical_indices_ if i < n_columns]
-
-    @staticmethod
-    def _predict_model(model: BaseEstimator, X: np.ndarray) -> np.ndarray:
-        if hasattr(model, "predict_proba"):
-            return model.predict_proba(X)[:, 1]
-        return model.predict(X)
 
     def _prepare_fit(
         self, X: Any, treatment: Any, y: Any, sample_weight: Any
@@ -264,8 +304,18 @@ class _UpliftBase(BaseEstimator):
             raise RuntimeError(f"{type(self).__name__} is not fitted yet; call fit first")
         return self.encoder_.transform(X)
 
-    def predict_outcomes(self, X: Any) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def outcome_heads(self) -> list[Head] | None:
+        """The heads whose outputs side by side are :meth:`predict_outcomes` on encoded
+        features, or None when the outcomes are computed otherwise."""
+        return None
+
+    def predict_outcomes(self, X: Any) -> np.ndarray:
+        """``[n, 1 + A]`` predicted outcome under control then each arm."""
+        heads = self.outcome_heads()
+        if heads is None:  # pragma: no cover - learners without heads override this
+            raise NotImplementedError
+        Xe = self._transform(X)
+        return np.hstack([h.predict(Xe) for h in heads])
 
     def predict_uplift(self, X: Any) -> np.ndarray:
         """``[n, A]``: predicted outcome under each arm minus under control."""
@@ -335,10 +385,9 @@ class TLearner(_UpliftBase):
             self.models_.append(model)
         return self
 
-    def predict_outcomes(self, X: Any) -> np.ndarray:
-        """``[n, 1 + A]`` predicted outcome under control then each arm."""
-        Xe = self._transform(X)
-        return np.column_stack([self._predict_model(m, Xe) for m in self.models_])
+    def outcome_heads(self) -> list[Head] | None:
+        """One head per arm (control first), each on the features alone."""
+        return [Head(m, NO_ARM_COLUMNS) for m in self.models_]
 
     def _models(self) -> list[BaseEstimator]:
         return list(self.models_)
@@ -386,11 +435,10 @@ class SLearner(_UpliftBase):
         )
         self.monotone_treatment = monotone_treatment
 
-    def _augment(self, Xe: np.ndarray, arm_index: np.ndarray) -> np.ndarray:
-        onehot = np.zeros((len(Xe), len(self.arms_)))
-        treated = arm_index > 0
-        onehot[np.nonzero(treated)[0], arm_index[treated] - 1] = 1.0
-        return np.hstack([Xe, onehot])
+    def _arm_columns(self) -> np.ndarray:
+        """``[1 + A, A]``: no arm column set for control, arm ``j``'s column for arm ``j``."""
+        A = len(self.arms_)
+        return np.vstack([np.zeros((1, A)), np.eye(A)])
 
     def _lgbm_kwargs(self, seed_offset: int = 0) -> dict[str, Any]:
         params = super()._lgbm_kwargs(seed_offset)
@@ -402,16 +450,13 @@ class SLearner(_UpliftBase):
         """Fit the single model on ``[X, onehot(arm)]``."""
         Xe, t, y, sw = self._prepare_fit(X, treatment, y, sample_weight)
         idx = np.array([self.classes_.index(a) for a in t.tolist()])
-        self.model_ = self._fit_model(self._outcome_model(), self._augment(Xe, idx), y, sw)
+        design = np.hstack([Xe, self._arm_columns()[idx]])
+        self.model_ = self._fit_model(self._outcome_model(), design, y, sw)
         return self
 
-    def predict_outcomes(self, X: Any) -> np.ndarray:
-        """``[n, 1 + A]`` predicted outcome under control then each arm."""
-        Xe = self._transform(X)
-        out = np.empty((len(Xe), len(self.classes_)))
-        for k in range(len(self.classes_)):
-            out[:, k] = self._predict_model(self.model_, self._augment(Xe, np.full(len(Xe), k)))
-        return out
+    def outcome_heads(self) -> list[Head] | None:
+        """The one model, under control and under each arm."""
+        return [Head(self.model_, self._arm_columns())]
 
     def _models(self) -> list[BaseEstimator]:
         return [self.model_]
@@ -486,9 +531,9 @@ class XLearner(TLearner):
         self.effect_treated_, self.effect_control_ = [], []
         for k, arm in enumerate(self.arms_, start=1):
             m = t == arm
-            mu0_on_arm[arm] = self._predict_model(self.models_[0], Xe[m])
+            mu0_on_arm[arm] = predict_estimator(self.models_[0], Xe[m])
             d_treated = y[m] - mu0_on_arm[arm]
-            d_control = self._predict_model(self.models_[k], Xe[ctrl]) - y[ctrl]
+            d_control = predict_estimator(self.models_[k], Xe[ctrl]) - y[ctrl]
             self.effect_treated_.append(
                 self._fit_model(
                     self._effect_model(10 + k), Xe[m], d_treated, None if sw is None else sw[m]
@@ -521,10 +566,14 @@ class XLearner(TLearner):
             out[:, j] = g * tau0 + (1 - g) * tau1
         return out
 
+    def outcome_heads(self) -> list[Head] | None:
+        """None: the arms' outcomes come from the effect models, not from heads."""
+        return None
+
     def predict_outcomes(self, X: Any) -> np.ndarray:
         """``[n, 1 + A]``: the control model's prediction plus each arm's effect."""
         Xe = self._transform(X)
-        mu0 = self._predict_model(self.models_[0], Xe)
+        mu0 = predict_estimator(self.models_[0], Xe)
         tau = self._effects(Xe)
         q = mu0[:, None] + tau
         if self.binary_:
@@ -592,7 +641,7 @@ class DRLearner(XLearner):
                 model = self._fit_model(
                     self._outcome_model(k), Xe[m], y[m], None if sw is None else sw[m]
                 )
-                mu[held, k] = self._predict_model(model, Xe[held])
+                mu[held, k] = predict_estimator(model, Xe[held])
         self.propensity_, e = _propensity_matrix(
             self.propensity, self.classes_, t, Xe, self._propensity_model
         )
@@ -747,7 +796,7 @@ def _shrink_outcomes(q: np.ndarray, mean_uplift: np.ndarray, shrinkage: float) -
     return np.column_stack([q[:, 0], q[:, [0]] + shrunk])
 
 
-# --- selection -------------------------------------------------------------------------------
+# --- candidates and logged propensities (the choice: training/selection.py) ------------------
 
 
 def default_candidates(control: Hashable, random_state: int = 0) -> dict[str, BaseEstimator]:
@@ -781,216 +830,3 @@ def logged_propensity(
     if p.shape != treatment.shape:
         raise ValueError(f"design_propensity has shape {p.shape}, treatment {treatment.shape}")
     return p
-
-
-def select_learner(
-    candidates: Mapping[str, BaseEstimator],
-    X_tr: Any,
-    t_tr: Any,
-    y_tr: Any,
-    X_val: Any,
-    t_val: Any,
-    y_val: Any,
-    control: Hashable,
-    design_propensity: float | Mapping[Hashable, float] | np.ndarray,
-    tie_se: float = 0.1,
-) -> tuple[str, BaseEstimator, pd.DataFrame]:
-    """Fit every candidate on the training rows and pick one on the validation rows.
-
-    The criterion is the IPS value (validation rows, logging propensities from
-    ``design_propensity``) of the policy "arm with the highest predicted uplift if > 0,
-    else control". Candidates whose value is within ``tie_se`` standard errors of the
-    best are tied, and the tie is broken by the mean Qini over arms.
-
-    Returns ``(name, fitted learner, table)``; the table has one row per candidate with
-    ``ips_value, ips_se, qini_mean, qini_<arm>..., share_treated, selected, reason``
-    (the reason says why the winner won, or why the others lost).
-    """
-    if not candidates:
-        raise ValueError("select_learner needs at least one candidate")
-    t_val = np.asarray(t_val)
-    y_val = np.asarray(y_val, dtype=float)
-    prop = logged_propensity(design_propensity, t_val)
-    rows = []
-    fitted: dict[str, BaseEstimator] = {}
-    for name, est in candidates.items():
-        model = clone(est).fit(X_tr, t_tr, y_tr)
-        fitted[name] = model
-        uplift = model.predict_uplift(X_val)
-        policy = uplift_policy(uplift, model.arms_, control)
-        value = policy_value_ips(policy, t_val, y_val, prop)
-        row: dict[str, Any] = {"learner": name, "ips_value": value.value, "ips_se": value.se}
-        qinis = []
-        for j, arm in enumerate(model.arms_):
-            m = (t_val == arm) | (t_val == control)
-            q = qini_auc_score(y_val[m], uplift[m, j], (t_val[m] == arm).astype(int))
-            row[f"qini_{arm}"] = q
-            qinis.append(q)
-        row["qini_mean"] = float(np.mean(qinis))
-        row["share_treated"] = float(np.mean(policy != control))
-        rows.append(row)
-        logger.info(
-            "candidate %s: validation value %.5f, mean qini %.4f",
-            name,
-            value.value,
-            row["qini_mean"],
-        )
-    table = _pick(pd.DataFrame(rows), tie_se, "validation")
-    wname = str(table.loc[table["selected"], "learner"].iloc[0])
-    return wname, fitted[wname], table
-
-
-def _pick(table: pd.DataFrame, tie_se: float, where: str) -> pd.DataFrame:
-    """Mark the winner (highest ``ips_value``; ties within ``tie_se`` SE broken by the
-    highest ``qini_mean``, then by table order) and say why every row won or lost."""
-    table = table.reset_index(drop=True)
-    best = table["ips_value"].idxmax()
-    tol = tie_se * table.loc[best, "ips_se"]
-    tied = table.index[table["ips_value"] >= table.loc[best, "ips_value"] - tol]
-    winner = table.loc[tied, "qini_mean"].idxmax()
-    wname = table.loc[winner, "learner"]
-    reasons = []
-    for i, r in table.iterrows():
-        if i == winner:
-            if len(tied) > 1:
-                others = ", ".join(table.loc[j, "learner"] for j in tied if j != winner)
-                reasons.append(
-                    f"selected: {where} policy value {r.ips_value:.5f} ties with {others} "
-                    f"(within {tie_se} SE) and its mean Qini {r.qini_mean:.4f} is the highest"
-                )
-            else:
-                reasons.append(
-                    f"selected: highest {where} policy value {r.ips_value:.5f} (SE {r.ips_se:.5f})"
-                )
-        elif i in tied:
-            reasons.append(
-                f"tied on policy value with {wname} but lower mean Qini ({r.qini_mean:.4f})"
-            )
-        else:
-            reasons.append(
-                f"{where} policy value {r.ips_value:.5f} below {wname}'s "
-                f"{table.loc[winner, 'ips_value']:.5f}"
-            )
-    table["selected"] = table.index == winner
-    table["reason"] = reasons
-    return table
-
-
-def select_learner_cv(
-    candidates: Mapping[str, BaseEstimator],
-    X: Any,
-    t: Any,
-    y: Any,
-    control: Hashable,
-    design_propensity: float | Mapping[Hashable, float] | np.ndarray,
-    n_folds: int = 5,
-    shrinkage: Sequence[float] = (1.0,),
-    random_state: int = 0,
-    tie_se: float = 0.1,
-    refit: bool = True,
-) -> tuple[str, BaseEstimator | None, pd.DataFrame]:
-    """Pick a learner and a shrinkage strength by K-fold cross-fitting on ``X`` alone.
-
-    Every candidate is fitted ``n_folds`` times; each row is predicted by the model that
-    did not see it, so the whole of ``X`` serves as validation (less noisy than one
-    held-out split). For every shrinkage strength ``s`` in ``shrinkage`` (see
-    :class:`ShrunkUpliftLearner`; the fold's mean uplift comes from the fold's training
-    rows) the out-of-fold policy "arm with the highest predicted outcome" is scored by
-    its IPS value; Qini per arm is computed on the pooled out-of-fold uplift. The winner
-    is chosen as in :func:`select_learner` (value, ties within ``tie_se`` SE broken by
-    mean Qini, then by order: list the preferred shrinkage first).
-
-    Folds are stratified on arm and (for a binary outcome) the outcome. Returns
-    ``(name, learner refitted on all rows or None if not refit, table)``; a winner with
-    shrinkage below 1 is returned as a :class:`ShrunkUpliftLearner` and named
-    ``"<learner>@shrink<s>"``. The table has one row per (candidate, shrinkage) with
-    ``learner, base, shrinkage, ips_value, ips_se, best_arm, gain_vs_best_arm,
-    gain_vs_best_arm_se, qini_<arm>..., qini_mean, share_treated, selected, reason``, where
-    ``gain_vs_best_arm`` is the policy's value minus that of giving everyone the arm with
-    the highest IPS value on ``X`` (paired SE: the evidence that targeting helps at all).
-    """
-    if not candidates:
-        raise ValueError("select_learner_cv needs at least one candidate")
-    grid = [float(s) for s in shrinkage]
-    if not grid or any(not 0.0 < s <= 1.0 for s in grid):
-        raise ValueError(f"shrinkage values must lie in (0, 1], got {list(shrinkage)}")
-    if n_folds < 2:
-        raise ValueError(f"n_folds must be at least 2, got {n_folds}")
-    t = np.asarray(t)
-    y_arr = np.asarray(y, dtype=float)
-    prop = logged_propensity(design_propensity, t)
-    binary = bool(np.isin(y_arr, (0.0, 1.0)).all())
-    # the reference any targeting policy has to beat: everyone gets the single arm with the
-    # highest IPS value on these rows (all of them training rows)
-    single = {
-        a: policy_value_ips(np.full(len(t), a, dtype=object), t, y_arr, prop).value
-        for a in np.unique(t).tolist()
-        if a != control
-    }
-    best_arm = max(single, key=single.__getitem__)
-    everyone_best = np.full(len(t), best_arm, dtype=object)
-    strat = pd.Series(t.astype(str))
-    if binary:
-        strat = strat + "|" + pd.Series(y_arr.astype(int).astype(str))
-    if strat.value_counts().min() >= n_folds:
-        splits = list(
-            StratifiedKFold(n_folds, shuffle=True, random_state=random_state).split(
-                np.zeros(len(t)), strat
-            )
-        )
-    else:
-        splits = list(KFold(n_folds, shuffle=True, random_state=random_state).split(t))
-    rows: list[dict[str, Any]] = []
-    for name, est in candidates.items():
-        q_oof: np.ndarray | None = None
-        prior = None
-        arms: list[Hashable] = []
-        for fit_idx, held in splits:
-            model = clone(est).fit(_take(X, fit_idx), t[fit_idx], y_arr[fit_idx])
-            arms = list(model.arms_)
-            q = np.asarray(model.predict_outcomes(_take(X, held)), dtype=np.float64)
-            if q_oof is None:
-                q_oof = np.zeros((len(t), q.shape[1]))
-                prior = np.zeros((len(t), q.shape[1] - 1))
-            q_oof[held] = q
-            prior[held] = np.asarray(model.predict_uplift(_take(X, fit_idx))).mean(axis=0)
-        assert q_oof is not None and prior is not None
-        u = q_oof[:, 1:] - q_oof[:, [0]]
-        qinis = {}
-        for j, arm in enumerate(arms):
-            m = (t == arm) | (t == control)
-            qinis[f"qini_{arm}"] = qini_auc_score(y_arr[m], u[m, j], (t[m] == arm).astype(int))
-        for s in grid:
-            shrunk = s * u + (1.0 - s) * prior
-            policy = uplift_policy(shrunk, arms, control)
-            value = policy_value_ips(policy, t, y_arr, prop)
-            gain = policy_value_ips_gain(policy, everyone_best, t, y_arr, prop)
-            label = name if s == 1.0 else f"{name}@shrink{s:g}"
-            rows.append(
-                {
-                    "learner": label,
-                    "base": name,
-                    "shrinkage": s,
-                    "ips_value": value.value,
-                    "ips_se": value.se,
-                    "best_arm": best_arm,
-                    "gain_vs_best_arm": gain.value,
-                    "gain_vs_best_arm_se": gain.se,
-                    **qinis,
-                    "qini_mean": float(np.mean(list(qinis.values()))),
-                    "share_treated": float(np.mean(policy != control)),
-                }
-            )
-            logger.info("candidate %s: cross-fitted value %.5f", label, value.value)
-    table = _pick(pd.DataFrame(rows), tie_se, f"{n_folds}-fold cross-fitted")
-    win = table.loc[table["selected"]].iloc[0]
-    if not refit:
-        return str(win["learner"]), None, table
-    best: BaseEstimator = clone(candidates[win["base"]])
-    if float(win["shrinkage"]) != 1.0:
-        best = ShrunkUpliftLearner(best, shrinkage=float(win["shrinkage"]))
-    return str(win["learner"]), best.fit(X, t, y_arr), table
-
-
-def _take(X: Any, idx: np.ndarray) -> Any:
-    return X.iloc[idx] if isinstance(X, pd.DataFrame) else np.asarray(X)[idx]

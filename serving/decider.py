@@ -24,7 +24,6 @@ from decisions.group_commit import GroupCommitLog
 from decisions.runtime import Runtime, load_runtime, stock_vector
 from models.scoring import StackedScorer
 from serving.events import EventHandler
-from serving.online import lean_lightgbm
 from serving.requests import ID_TYPES, CustomerRef, DecideRequest, RequestError, request_time
 from serving.responses import response_from_record
 
@@ -57,17 +56,15 @@ class OnlineDecider:
             ) from exc
         self.log: GroupCommitLog = GroupCommitLog(settings.decision_log_dir)
         # All arms of a decision in one call per booster (bit-identical numbers); a model
-        # shape the stacked scorer does not know still skips the sklearn wrapper.
+        # whose heads are not all plain LightGBM scores through its own estimators.
         scorer = StackedScorer.from_model(
             self.runtime.model, compiled=settings.online_compiled_trees, check_rows=0
         )
-        if scorer is None:
-            lean_lightgbm(self.runtime.model)
-        elif scorer.compiled:
-            # The compiled trees skip LightGBM's ~60 us of set-up per call and share the
-            # arms' tree paths (a one-row decision's scoring ~280 -> ~80 us). Online calls
-            # are too small to re-score a sample each time, so the check is made once, here,
-            # on rows at every split threshold's edges; a difference means LightGBM for good.
+        if scorer is not None and scorer.compiled:
+            # The compiled trees skip LightGBM's per-call set-up and share the arms' tree
+            # paths. Online calls are too small to re-score a sample each time, so the check
+            # is made once, here, on rows at every split threshold's edges; a difference
+            # means LightGBM for good.
             scorer.verify()
         if scorer is not None:
             log.info(

@@ -33,7 +33,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import KFold, StratifiedKFold
 
-from models.evaluation import policy_value_ips, policy_value_ips_gain, qini_auc_score
+from models.evaluation import qini_auc_score
 from models.evaluation import uplift_policy as _uplift_policy
 from models.learners import (
     EnsembleLearner,
@@ -43,6 +43,7 @@ from models.learners import (
     XLearner,
     logged_propensity,
 )
+from models.ope import IPS
 
 __all__ = [
     "BASE_LGBM",
@@ -272,7 +273,7 @@ def _selection_table(
 ) -> pd.DataFrame:
     """One row per (candidate, shrinkage): out-of-fold ranking and policy figures."""
     single = {
-        a: policy_value_ips(np.full(len(t), a, dtype=object), t, y, prop).value
+        a: IPS().evaluate(np.full(len(t), a, dtype=object), t, y, prop).value
         for a in np.unique(t).tolist()
     }
     best_arm = max(single, key=single.__getitem__)
@@ -289,8 +290,8 @@ def _selection_table(
         ranking.update({f"qini_{a}_se": s for a, s in zip(arms, arm_se, strict=True)})
         for s in grid:
             policy = _uplift_policy(s * u + (1.0 - s) * prior, arms, control)
-            value = policy_value_ips(policy, t, y, prop)
-            gain = policy_value_ips_gain(policy, everyone_best, t, y, prop)
+            value = IPS().evaluate(policy, t, y, prop)
+            gain = IPS().compare(policy, everyone_best, t, y, prop)
             rows.append(
                 {
                     "learner": name if s == 1.0 else f"{name}@shrink{s:g}",
