@@ -27,6 +27,17 @@ class Settings(BaseSettings):
     feature_repo: Path = Field(PROJECT_ROOT / "feature_repo", description="Feast repository.")
     catalog: Path = Field(PROJECT_ROOT / "config" / "catalog.yaml")
     policy: Path = Field(PROJECT_ROOT / "config" / "policy.yaml")
+    stock_file: Path | None = Field(
+        None,
+        description="Stock table (parquet: product_id, stock; docs/data-dictionary.md); "
+        "default the demo generator's raw/products.parquet under home.",
+    )
+    identifier_salt: str = Field(
+        "nextbest-identity-v1",
+        min_length=1,
+        description="Salt of the hashed identifier keys in the online store; changing it "
+        "needs a feature rebuild, or lookups by email, phone, ... find nobody.",
+    )
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking URI; default a SQLite file under home."
     )
@@ -49,15 +60,12 @@ class Settings(BaseSettings):
         ["t_learner", "s_learner", "s_learner_reg"],
         description="Candidate uplift learners (also x_learner, dr_learner: slower).",
     )
-    push_offline: bool = Field(
-        True, description="Also append pushed events to the offline store (for retraining)."
-    )
     host: str = Field("127.0.0.1", description="Address the decision service binds.")
     port: int = Field(3000, description="Port of the decision service.")
     trace_decide: bool = Field(
         False,
-        description="Put /decide into BentoML's OpenTelemetry spans (off: ~0.7 ms CPU less "
-        "per request, and no exporter is configured by default).",
+        description="Put /decide into BentoML's OpenTelemetry spans (off: a span less to build per "
+        "request, and no exporter is configured by default).",
     )
     online_compiled_trees: bool = Field(
         True,
@@ -68,7 +76,7 @@ class Settings(BaseSettings):
     fast_http: bool = Field(
         True,
         description="Answer POST /decide in a plain ASGI middleware inside the BentoML app "
-        "(same validation, status codes and bodies; ~1 ms CPU less per request). Off, or "
+        "(same validation, status codes and bodies, less CPU per request). Off, or "
         "with trace_decide: BentoML's route.",
     )
     inline_log_sync: bool = Field(
@@ -84,8 +92,8 @@ class Settings(BaseSettings):
     )
     feast_type_checks: bool = Field(
         False,
-        description="Keep typeguard's checks on Feast's constructors (on: ~7 s more CPU "
-        "per process start to import Feast).",
+        description="Keep typeguard's checks on Feast's constructors (on: importing Feast "
+        "costs several times more CPU at every process start).",
     )
 
     @cached_property
@@ -97,6 +105,11 @@ class Settings(BaseSettings):
     def raw_dir(self) -> Path:
         """Generated source-system exports (truth under ``truth/``)."""
         return self.root / "raw"
+
+    @property
+    def stock_path(self) -> Path:
+        """The stock table the decision paths read (``stock_file`` or the demo's export)."""
+        return self.stock_file or self.raw_dir / "products.parquet"
 
     @property
     def unified_dir(self) -> Path:
@@ -117,6 +130,11 @@ class Settings(BaseSettings):
     def decision_log_dir(self) -> Path:
         """Append-only decision log."""
         return self.root / "decisions"
+
+    @property
+    def ledger_path(self) -> Path:
+        """The event ledger: every accepted customer event (one SQLite file)."""
+        return self.root / "ledger.db"
 
     @property
     def tracking_uri(self) -> str:

@@ -28,9 +28,15 @@ app = typer.Typer(no_args_is_help=True, help="nextbest: next-best-action service
 features_app = typer.Typer(no_args_is_help=True, help="Build and serve features with Feast.")
 uplift_app = typer.Typer(no_args_is_help=True, help="Uplift models on your own experiment export.")
 benchmark_app = typer.Typer(no_args_is_help=True, help="External benchmarks.")
+identity_app = typer.Typer(
+    no_args_is_help=True, help="Human corrections to identity resolution (link, split, review)."
+)
 app.add_typer(features_app, name="features")
 app.add_typer(uplift_app, name="uplift")
 app.add_typer(benchmark_app, name="benchmark")
+consent_app = typer.Typer(no_args_is_help=True, help="Consent kept in the event ledger.")
+app.add_typer(consent_app, name="consent")
+app.add_typer(identity_app, name="identity")
 
 console = Console(stderr=True)
 
@@ -99,11 +105,18 @@ def resolve_cmd(
     no_splink: Annotated[
         bool, typer.Option("--no-splink", help="Deterministic links only.")
     ] = False,
+    engine: Annotated[
+        str, typer.Option("--engine", help="Splink backend: duckdb (in process) or spark.")
+    ] = "duckdb",
 ) -> None:
     """Resolve records into customers (record_id, customer_id, match_rule, probability)."""
-    from customers.identity import ResolutionSettings, run_resolve
+    from customers.corrections import decisions_path
+    from customers.identity import ENGINES, ResolutionSettings, run_resolve
     from customers.quality import evaluate_resolution, log_quality
 
+    if engine not in ENGINES:
+        console.print(f"[red]--engine must be one of {', '.join(ENGINES)}, not {engine!r}[/red]")
+        raise typer.Exit(2)
     settings = _settings()
     steps = ["normalise", "deterministic links", "probabilistic links (splink)"]
     with _progress() as bar:
@@ -118,14 +131,16 @@ def resolve_cmd(
             out,
             settings.raw_dir,
             settings.unified_dir,
-            ResolutionSettings(use_splink=not no_splink, seed=settings.seed),
+            ResolutionSettings(use_splink=not no_splink, seed=settings.seed, engine=engine),
             progress=on_step,
+            decisions_path=decisions_path(settings.root),
         )
         bar.update(task, completed=len(steps) + 1, description="resolve: done")
     s = run.result.stats
     console.print(
         f"[green]{s['n_records']:,} records -> {s['n_customers']:,} customers[/], "
-        f"{s['n_households']:,} households, {s['n_refused_links']:,} refused links "
+        f"{s['n_households']:,} households, {s['n_refused_links']:,} refused links, "
+        f"{s['n_forced_links']:,} forced links, {s['n_review_pairs']:,} pairs to review "
         f"({s['total_s']:.1f} s); wrote {', '.join(str(p) for p in run.written.values())}"
     )
     quality = evaluate_resolution(run.result, truth, settings.raw_dir if records is None else None)
@@ -144,6 +159,62 @@ def resolve_cmd(
             linkable=linkable,
             extra={k: v for k, v in s.items() if isinstance(v, int | float)},
         )
+
+
+def _decide(record_a: str, record_b: str, decision: str, reason: str) -> None:
+    from customers.corrections import decisions_path, record_decision
+
+    path = decisions_path(_settings().root)
+    try:
+        record_decision(path, record_a, record_b, decision, reason)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    console.print(
+        f"[green]recorded[/]: {decision} {record_a} {record_b}; every later "
+        f"`nextbest resolve` honours it ({path})"
+    )
+
+
+@identity_app.command("link")
+def identity_link_cmd(
+    record_a: Annotated[str, typer.Argument(help="record_id of one record.")],
+    record_b: Annotated[str, typer.Argument(help="record_id of the other record.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (listed with the link).")] = "",
+) -> None:
+    """Record that two records are one person; later runs merge them whatever the guard says."""
+    _decide(record_a, record_b, "link", reason)
+
+
+@identity_app.command("split")
+def identity_split_cmd(
+    record_a: Annotated[str, typer.Argument(help="record_id of one record.")],
+    record_b: Annotated[str, typer.Argument(help="record_id of the other record.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept with the decision).")] = "",
+) -> None:
+    """Record that two records are different people; later runs never merge them."""
+    _decide(record_a, record_b, "split", reason)
+
+
+@identity_app.command("review")
+def identity_review_cmd(
+    reviewed: Annotated[
+        Path, typer.Argument(help="A review_pairs.csv with the decision column filled in.")
+    ],
+) -> None:
+    """Record the link/split decisions of a filled-in review file."""
+    from customers.corrections import decisions_from_review, decisions_path
+
+    path = decisions_path(_settings().root)
+    if not reviewed.exists():
+        console.print(f"[red]review file {reviewed} does not exist[/red]")
+        raise typer.Exit(2)
+    try:
+        n = decisions_from_review(reviewed, path)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    console.print(f"[green]recorded {n:,} decisions[/] in {path}")
 
 
 # --- features (customers.features, feature_repo) ------------------------------------------
@@ -176,10 +247,12 @@ def features_build() -> None:
 
 @features_app.command("apply")
 def features_apply() -> None:
-    """Register the Feast definitions in ``feature_repo/``."""
+    """Register the Feast definitions (entities, views, feature service) in the registry."""
     from customers.feast_store import apply
+    from decisions.catalog import load_catalog
 
-    apply(_settings())
+    settings = _settings()
+    apply(settings, load_catalog(settings.catalog).terms())
     console.print("[green]feast apply done[/]")
 
 
@@ -205,22 +278,79 @@ def features_show(
     from customers.feast_store import feature_store, lookup_customer, online_features
     from customers.feature_schema import all_feature_names
     from customers.normalise import identifier_key
+    from decisions.catalog import load_catalog
 
     settings = _settings()
     store = feature_store(settings)
     cid = (
         customer
         if id_type == "customer_id"
-        else lookup_customer(store, identifier_key(id_type, customer))
+        else lookup_customer(store, identifier_key(id_type, customer, settings.identifier_salt))
     )
     if cid is None:
         console.print(f"[red]no customer for that {id_type}[/]")
         raise typer.Exit(1)
-    names = all_feature_names()
+    names = all_feature_names(load_catalog(settings.catalog).terms())
     row = online_features(store, [cid], settings.as_of.timestamp(), names)[0]
     table = Table("feature", "value", title=f"customer {cid}")
     for n, v in zip(names, row, strict=True):
         table.add_row(n, f"{v:g}")
+    Console().print(table)
+
+
+@consent_app.command("history")
+def consent_history_cmd(
+    customer: Annotated[str, typer.Argument(help="Identifier value, e.g. a customer id or email.")],
+    id_type: Annotated[
+        str, typer.Option(help="customer_id|email|phone|crm_id|loyalty_id|device_id")
+    ] = "customer_id",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Print a customer's consent changes sent to the service, in event time, with source
+    and actor (the export's records are in ``raw/consent.parquet``)."""
+    import orjson
+
+    from decisions.ledger import Ledger, consent_history
+
+    settings = _settings()
+    cid = customer
+    if id_type != "customer_id":
+        from customers.feast_store import feature_store, lookup_customer
+        from customers.normalise import identifier_key
+
+        cid = lookup_customer(feature_store(settings), identifier_key(id_type, customer))
+        if cid is None:
+            console.print(f"[red]no customer for that {id_type}[/]")
+            raise typer.Exit(1)
+    history = (
+        consent_history(Ledger(settings.ledger_path), cid) if settings.ledger_path.exists() else []
+    )
+    if as_json:
+        for h in history:
+            typer.echo(orjson.dumps(h).decode())
+        return
+    table = Table(
+        "event time",
+        "purpose",
+        "channel",
+        "granted",
+        "legal basis",
+        "source",
+        "actor",
+        "event id",
+        title=f"consent changes of {cid}",
+    )
+    for h in history:
+        table.add_row(
+            h["event_time"],
+            h["purpose"],
+            h["channel"],
+            str(h["granted"]).lower(),
+            h["legal_basis"] or "",
+            h["source"],
+            h["actor"],
+            h["event_id"],
+        )
     Console().print(table)
 
 

@@ -24,11 +24,23 @@ def build_features(settings: Settings, progress: Progress | None = None) -> dict
     Returns the written tables and the wall seconds of each part (``build``, ``apply``,
     ``materialize``).
     """
+    import pandas as pd
+
     from customers.feast_store import apply, materialize
     from customers.features import build_feature_tables
+    from decisions.catalog import load_catalog
+    from decisions.ledger import Ledger, consent_records
 
     seconds: dict[str, float] = {}
+    terms = load_catalog(settings.catalog).terms()
     t = time.perf_counter()
+    # Consent sent to the service lives in the ledger: the build reads it beside the
+    # export, so a withdrawal survives every rebuild.
+    ledger = Ledger(settings.ledger_path) if settings.ledger_path.exists() else None
+    records, watermark = consent_records(ledger) if ledger else ([], 0)
+    extra = pd.DataFrame.from_records(records) if records else None
+    if extra is not None:
+        extra["ts"] = pd.to_datetime(extra["ts"], unit="s", utc=True)
     paths = build_feature_tables(
         settings.raw_dir,
         settings.unified_dir,
@@ -37,14 +49,19 @@ def build_features(settings: Settings, progress: Progress | None = None) -> dict
         months=settings.snapshot_months,
         progress=progress,
         workers=settings.feature_workers,
+        extra_consent=extra,
+        terms=terms,
+        salt=settings.identifier_salt,
     )
     seconds["build"] = time.perf_counter() - t
     t = time.perf_counter()
-    apply(settings)
+    apply(settings, terms)
     seconds["apply"] = time.perf_counter() - t
     t = time.perf_counter()
     materialize(settings, end=settings.as_of)
     seconds["materialize"] = time.perf_counter() - t
+    if ledger is not None:
+        ledger.record_build(watermark)
     return {
         "tables": {k: str(v) for k, v in paths.items()},
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
@@ -63,6 +80,7 @@ def run_pipeline(
 ) -> PipelineReport:
     """Generate data, resolve identities, build features, train and batch-score."""
     from batch.run import score_customers
+    from customers.corrections import decisions_path, load_decisions
     from customers.identity import resolve_generated
     from demo.generate import generate
     from training.train import train
@@ -79,7 +97,12 @@ def run_pipeline(
         "generate",
         lambda: generate(settings.customers, settings.seed, settings.raw_dir, as_of=settings.as_of),
     )
-    step("resolve", lambda: resolve_generated(settings.raw_dir, settings.unified_dir))
+    # Human link/split decisions of this home are honoured here as in `nextbest resolve`.
+    decisions = load_decisions(decisions_path(settings.root))
+    step(
+        "resolve",
+        lambda: resolve_generated(settings.raw_dir, settings.unified_dir, decisions=decisions),
+    )
     step("features", lambda: build_features(settings))
     step("train", lambda: train(settings))
     step(
