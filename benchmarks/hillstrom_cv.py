@@ -2,12 +2,13 @@
 
 Run: ``.venv/bin/python benchmarks/hillstrom_cv.py``. Training part of the benchmark split
 only (the test rows are never loaded into a model or a metric), the same folds as
-``nextbest benchmark hillstrom`` (``select_learner_cv``, seed 0). For every learner: the
-IPS value of its out-of-fold policy and its gain over e-mailing everyone the best single
-arm (Mens), with the paired SE. The benchmark's selection rule, applied to this table,
-prefers only ``s_learner_300t_7l_500m`` to ``s_learner_small`` (by 0.0002, well within
-noise); it was therefore added to the benchmark's candidates as ``s_learner_small_mcs500``
-and the rest were not. Figures go to ``benchmarks/results/hillstrom_cv.json``.
+``nextbest benchmark hillstrom`` (``training.selection.select_uplift_learner``, seed 0).
+For every learner: the IPS value of its out-of-fold policy and its gain over e-mailing
+everyone the best single arm (Mens), with the paired SE. The benchmark's selection rule of
+the time (policy value, Qini tie-break), applied to this table, preferred only
+``s_learner_300t_7l_500m`` to ``s_learner_small`` (by 0.0002, well within noise); it was
+therefore added to the benchmark's candidates as ``s_learner_small_mcs500`` and the rest
+were not. Figures go to ``benchmarks/results/hillstrom_cv.json``.
 """
 
 from __future__ import annotations
@@ -62,7 +63,6 @@ def candidates(n_jobs: int = 1) -> dict[str, Any]:
 
 def run() -> dict[str, Any]:
     """Cross-fit every candidate on the training part and return the selection table."""
-    from models.learners import select_learner_cv
     from training.hillstrom import (
         CONTROL,
         DESIGN_PROPENSITY,
@@ -70,20 +70,23 @@ def run() -> dict[str, Any]:
         load_hillstrom,
         split_hillstrom,
     )
+    from training.selection import select_uplift_learner
 
     train, _ = split_hillstrom(load_hillstrom())
     t0 = time.perf_counter()
-    _, _, table = select_learner_cv(
+    table = select_uplift_learner(
         candidates(),
         train[FEATURES],
         train["segment"].to_numpy(),
         train["visit"].to_numpy(),
         control=CONTROL,
-        design_propensity=DESIGN_PROPENSITY,
+        propensity=DESIGN_PROPENSITY,
         n_folds=5,
-        random_state=0,
+        shrinkage=(1.0,),
+        seed=0,
         refit=False,
-    )
+        ensemble=False,
+    ).table
     cols = ["learner", "ips_value", "ips_se", "gain_vs_best_arm", "gain_vs_best_arm_se"]
     cols += ["qini_Womens E-Mail", "qini_Mens E-Mail", "share_treated", "selected"]
     return {

@@ -29,10 +29,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, clone
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.model_selection import KFold, StratifiedKFold
-
-from models.evaluation import qini_auc_score, uplift_policy
-from models.ope import IPS
+from sklearn.model_selection import StratifiedKFold
 
 __all__ = [
     "NO_ARM_COLUMNS",
@@ -45,8 +42,6 @@ __all__ = [
     "default_candidates",
     "ShrunkUpliftLearner",
     "logged_propensity",
-    "select_learner",
-    "select_learner_cv",
     "with_arm_columns",
 ]
 
@@ -801,7 +796,7 @@ def _shrink_outcomes(q: np.ndarray, mean_uplift: np.ndarray, shrinkage: float) -
     return np.column_stack([q[:, 0], q[:, [0]] + shrunk])
 
 
-# --- selection -------------------------------------------------------------------------------
+# --- candidates and logged propensities (the choice: training/selection.py) ------------------
 
 
 def default_candidates(control: Hashable, random_state: int = 0) -> dict[str, BaseEstimator]:
@@ -835,216 +830,3 @@ def logged_propensity(
     if p.shape != treatment.shape:
         raise ValueError(f"design_propensity has shape {p.shape}, treatment {treatment.shape}")
     return p
-
-
-def select_learner(
-    candidates: Mapping[str, BaseEstimator],
-    X_tr: Any,
-    t_tr: Any,
-    y_tr: Any,
-    X_val: Any,
-    t_val: Any,
-    y_val: Any,
-    control: Hashable,
-    design_propensity: float | Mapping[Hashable, float] | np.ndarray,
-    tie_se: float = 0.1,
-) -> tuple[str, BaseEstimator, pd.DataFrame]:
-    """Fit every candidate on the training rows and pick one on the validation rows.
-
-    The criterion is the IPS value (validation rows, logging propensities from
-    ``design_propensity``) of the policy "arm with the highest predicted uplift if > 0,
-    else control". Candidates whose value is within ``tie_se`` standard errors of the
-    best are tied, and the tie is broken by the mean Qini over arms.
-
-    Returns ``(name, fitted learner, table)``; the table has one row per candidate with
-    ``ips_value, ips_se, qini_mean, qini_<arm>..., share_treated, selected, reason``
-    (the reason says why the winner won, or why the others lost).
-    """
-    if not candidates:
-        raise ValueError("select_learner needs at least one candidate")
-    t_val = np.asarray(t_val)
-    y_val = np.asarray(y_val, dtype=float)
-    prop = logged_propensity(design_propensity, t_val)
-    rows = []
-    fitted: dict[str, BaseEstimator] = {}
-    for name, est in candidates.items():
-        model = clone(est).fit(X_tr, t_tr, y_tr)
-        fitted[name] = model
-        uplift = model.predict_uplift(X_val)
-        policy = uplift_policy(uplift, model.arms_, control)
-        value = IPS().evaluate(policy, t_val, y_val, prop)
-        row: dict[str, Any] = {"learner": name, "ips_value": value.value, "ips_se": value.se}
-        qinis = []
-        for j, arm in enumerate(model.arms_):
-            m = (t_val == arm) | (t_val == control)
-            q = qini_auc_score(y_val[m], uplift[m, j], (t_val[m] == arm).astype(int))
-            row[f"qini_{arm}"] = q
-            qinis.append(q)
-        row["qini_mean"] = float(np.mean(qinis))
-        row["share_treated"] = float(np.mean(policy != control))
-        rows.append(row)
-        logger.info(
-            "candidate %s: validation value %.5f, mean qini %.4f",
-            name,
-            value.value,
-            row["qini_mean"],
-        )
-    table = _pick(pd.DataFrame(rows), tie_se, "validation")
-    wname = str(table.loc[table["selected"], "learner"].iloc[0])
-    return wname, fitted[wname], table
-
-
-def _pick(table: pd.DataFrame, tie_se: float, where: str) -> pd.DataFrame:
-    """Mark the winner (highest ``ips_value``; ties within ``tie_se`` SE broken by the
-    highest ``qini_mean``, then by table order) and say why every row won or lost."""
-    table = table.reset_index(drop=True)
-    best = table["ips_value"].idxmax()
-    tol = tie_se * table.loc[best, "ips_se"]
-    tied = table.index[table["ips_value"] >= table.loc[best, "ips_value"] - tol]
-    winner = table.loc[tied, "qini_mean"].idxmax()
-    wname = table.loc[winner, "learner"]
-    reasons = []
-    for i, r in table.iterrows():
-        if i == winner:
-            if len(tied) > 1:
-                others = ", ".join(table.loc[j, "learner"] for j in tied if j != winner)
-                reasons.append(
-                    f"selected: {where} policy value {r.ips_value:.5f} ties with {others} "
-                    f"(within {tie_se} SE) and its mean Qini {r.qini_mean:.4f} is the highest"
-                )
-            else:
-                reasons.append(
-                    f"selected: highest {where} policy value {r.ips_value:.5f} (SE {r.ips_se:.5f})"
-                )
-        elif i in tied:
-            reasons.append(
-                f"tied on policy value with {wname} but lower mean Qini ({r.qini_mean:.4f})"
-            )
-        else:
-            reasons.append(
-                f"{where} policy value {r.ips_value:.5f} below {wname}'s "
-                f"{table.loc[winner, 'ips_value']:.5f}"
-            )
-    table["selected"] = table.index == winner
-    table["reason"] = reasons
-    return table
-
-
-def select_learner_cv(
-    candidates: Mapping[str, BaseEstimator],
-    X: Any,
-    t: Any,
-    y: Any,
-    control: Hashable,
-    design_propensity: float | Mapping[Hashable, float] | np.ndarray,
-    n_folds: int = 5,
-    shrinkage: Sequence[float] = (1.0,),
-    random_state: int = 0,
-    tie_se: float = 0.1,
-    refit: bool = True,
-) -> tuple[str, BaseEstimator | None, pd.DataFrame]:
-    """Pick a learner and a shrinkage strength by K-fold cross-fitting on ``X`` alone.
-
-    Every candidate is fitted ``n_folds`` times; each row is predicted by the model that
-    did not see it, so the whole of ``X`` serves as validation (less noisy than one
-    held-out split). For every shrinkage strength ``s`` in ``shrinkage`` (see
-    :class:`ShrunkUpliftLearner`; the fold's mean uplift comes from the fold's training
-    rows) the out-of-fold policy "arm with the highest predicted outcome" is scored by
-    its IPS value; Qini per arm is computed on the pooled out-of-fold uplift. The winner
-    is chosen as in :func:`select_learner` (value, ties within ``tie_se`` SE broken by
-    mean Qini, then by order: list the preferred shrinkage first).
-
-    Folds are stratified on arm and (for a binary outcome) the outcome. Returns
-    ``(name, learner refitted on all rows or None if not refit, table)``; a winner with
-    shrinkage below 1 is returned as a :class:`ShrunkUpliftLearner` and named
-    ``"<learner>@shrink<s>"``. The table has one row per (candidate, shrinkage) with
-    ``learner, base, shrinkage, ips_value, ips_se, best_arm, gain_vs_best_arm,
-    gain_vs_best_arm_se, qini_<arm>..., qini_mean, share_treated, selected, reason``, where
-    ``gain_vs_best_arm`` is the policy's value minus that of giving everyone the arm with
-    the highest IPS value on ``X`` (paired SE: the evidence that targeting helps at all).
-    """
-    if not candidates:
-        raise ValueError("select_learner_cv needs at least one candidate")
-    grid = [float(s) for s in shrinkage]
-    if not grid or any(not 0.0 < s <= 1.0 for s in grid):
-        raise ValueError(f"shrinkage values must lie in (0, 1], got {list(shrinkage)}")
-    if n_folds < 2:
-        raise ValueError(f"n_folds must be at least 2, got {n_folds}")
-    t = np.asarray(t)
-    y_arr = np.asarray(y, dtype=float)
-    prop = logged_propensity(design_propensity, t)
-    binary = bool(np.isin(y_arr, (0.0, 1.0)).all())
-    # the reference any targeting policy has to beat: everyone gets the single arm with the
-    # highest IPS value on these rows (all of them training rows)
-    single = {
-        a: IPS().evaluate(np.full(len(t), a, dtype=object), t, y_arr, prop).value
-        for a in np.unique(t).tolist()
-        if a != control
-    }
-    best_arm = max(single, key=single.__getitem__)
-    everyone_best = np.full(len(t), best_arm, dtype=object)
-    strat = pd.Series(t.astype(str))
-    if binary:
-        strat = strat + "|" + pd.Series(y_arr.astype(int).astype(str))
-    if strat.value_counts().min() >= n_folds:
-        splits = list(
-            StratifiedKFold(n_folds, shuffle=True, random_state=random_state).split(
-                np.zeros(len(t)), strat
-            )
-        )
-    else:
-        splits = list(KFold(n_folds, shuffle=True, random_state=random_state).split(t))
-    rows: list[dict[str, Any]] = []
-    for name, est in candidates.items():
-        q_oof: np.ndarray | None = None
-        prior = None
-        arms: list[Hashable] = []
-        for fit_idx, held in splits:
-            model = clone(est).fit(_take(X, fit_idx), t[fit_idx], y_arr[fit_idx])
-            arms = list(model.arms_)
-            q = np.asarray(model.predict_outcomes(_take(X, held)), dtype=np.float64)
-            if q_oof is None:
-                q_oof = np.zeros((len(t), q.shape[1]))
-                prior = np.zeros((len(t), q.shape[1] - 1))
-            q_oof[held] = q
-            prior[held] = np.asarray(model.predict_uplift(_take(X, fit_idx))).mean(axis=0)
-        assert q_oof is not None and prior is not None
-        u = q_oof[:, 1:] - q_oof[:, [0]]
-        qinis = {}
-        for j, arm in enumerate(arms):
-            m = (t == arm) | (t == control)
-            qinis[f"qini_{arm}"] = qini_auc_score(y_arr[m], u[m, j], (t[m] == arm).astype(int))
-        for s in grid:
-            shrunk = s * u + (1.0 - s) * prior
-            policy = uplift_policy(shrunk, arms, control)
-            value = IPS().evaluate(policy, t, y_arr, prop)
-            gain = IPS().compare(policy, everyone_best, t, y_arr, prop)
-            label = name if s == 1.0 else f"{name}@shrink{s:g}"
-            rows.append(
-                {
-                    "learner": label,
-                    "base": name,
-                    "shrinkage": s,
-                    "ips_value": value.value,
-                    "ips_se": value.se,
-                    "best_arm": best_arm,
-                    "gain_vs_best_arm": gain.value,
-                    "gain_vs_best_arm_se": gain.se,
-                    **qinis,
-                    "qini_mean": float(np.mean(list(qinis.values()))),
-                    "share_treated": float(np.mean(policy != control)),
-                }
-            )
-            logger.info("candidate %s: cross-fitted value %.5f", label, value.value)
-    table = _pick(pd.DataFrame(rows), tie_se, f"{n_folds}-fold cross-fitted")
-    win = table.loc[table["selected"]].iloc[0]
-    if not refit:
-        return str(win["learner"]), None, table
-    best: BaseEstimator = clone(candidates[win["base"]])
-    if float(win["shrinkage"]) != 1.0:
-        best = ShrunkUpliftLearner(best, shrinkage=float(win["shrinkage"]))
-    return str(win["learner"]), best.fit(X, t, y_arr), table
-
-
-def _take(X: Any, idx: np.ndarray) -> Any:
-    return X.iloc[idx] if isinstance(X, pd.DataFrame) else np.asarray(X)[idx]

@@ -368,8 +368,15 @@ def uplift_fit(
     features: Annotated[
         str | None, typer.Option(help="Comma-separated feature columns (default: all others).")
     ] = None,
+    propensity: Annotated[
+        str | None,
+        typer.Option(
+            help="Optional column: each row's assignment probability (default: arm shares)."
+        ),
+    ] = None,
 ) -> None:
-    """Select, fit and save an uplift learner on your own experiment export."""
+    """Select (cross-fitted on the file's rows), fit and save an uplift learner on your own
+    experiment export."""
     from training.generic import fit_uplift
 
     settings = _settings()
@@ -384,8 +391,9 @@ def uplift_fit(
             value=value,
             features=feats,
             seed=settings.seed,
+            propensity=propensity,
         )
-    table = Table(title=f"uplift learners (validation), selected: {summary.learner}")
+    table = Table(title=f"uplift learners (5-fold cross-fitted), selected: {summary.learner}")
     for col in ("learner", "ips_value", "ips_se", "qini_mean", "reason"):
         table.add_column(col)
     for row in summary.selection.to_dict(orient="records"):

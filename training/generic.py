@@ -3,9 +3,11 @@
 The input is a CSV or parquet file with one row per customer: a treatment column (the
 arm each customer was randomised to, with a named control value), an outcome column
 (binary response or continuous amount), optionally a value column (for example revenue,
-modelled as a second, continuous outcome) and feature columns (numeric or strings; strings
-are treated as categories). ``fit`` selects a learner on a validation split, refits it on
-all rows and saves it with a JSON manifest; ``predict`` scores a file with it.
+modelled as a second, continuous outcome), optionally a column with each row's assignment
+probability, and feature columns (numeric or strings; strings are treated as categories).
+``fit`` selects a learner by cross-fitting on the file's rows (the rule of
+:mod:`training.selection`), refits it on all rows and saves it with a JSON manifest;
+``predict`` scores a file with it.
 """
 
 from __future__ import annotations
@@ -15,15 +17,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import joblib
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
-from sklearn.model_selection import train_test_split
+from sklearn.base import BaseEstimator, clone
 
-from models.learners import SLearner, TLearner, XLearner, select_learner
+from models.learners import EnsembleLearner
+from training.selection import meta_learner_candidates, select_uplift_learner
 
 __all__ = ["FitSummary", "fit_uplift", "predict_uplift", "read_table"]
 
@@ -31,7 +32,6 @@ logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.joblib"
 MANIFEST_FILE = "manifest.json"
-VALIDATION_SIZE = 0.25
 
 
 @dataclass(frozen=True)
@@ -59,15 +59,12 @@ def read_table(path: Path | str) -> pd.DataFrame:
     raise ValueError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
 
 
-def _candidates(control: str, seed: int) -> dict[str, Any]:
-    common: dict[str, Any] = {"control": control, "random_state": seed}
-    small = {"num_leaves": 7, "min_child_samples": 50, "n_estimators": 300, "learning_rate": 0.03}
-    return {
-        "t_learner": TLearner(**common),
-        "s_learner": SLearner(**common),
-        "s_learner_small": SLearner(**common, **small),
-        "x_learner": XLearner(**common),
-    }
+def _continuous(learner: BaseEstimator) -> BaseEstimator:
+    """An unfitted copy of ``learner`` (or of every member of an ensemble) that models a
+    continuous outcome."""
+    if isinstance(learner, EnsembleLearner):
+        return EnsembleLearner([(n, _continuous(e)) for n, e in learner.learners])
+    return clone(learner).set_params(outcome="continuous")
 
 
 def _prepare_features(df: pd.DataFrame, features: Sequence[str], source: str) -> pd.DataFrame:
@@ -90,17 +87,22 @@ def fit_uplift(
     value: str | None = None,
     features: Sequence[str] | None = None,
     seed: int = 0,
+    propensity: str | None = None,
 ) -> FitSummary:
     """Select and fit an uplift learner on ``data`` and save it under ``model_out``.
 
-    Features default to every column other than treatment, outcome and value. Selection
-    uses a stratified validation split (IPS value of the uplift policy with the observed
-    arm shares as propensities, Qini tie-break); the winner is refitted on all rows. With
-    ``value``, a second learner of the same kind models that continuous column.
+    Features default to every column other than treatment, outcome, value and propensity.
+    Selection cross-fits the S, T and X learners (and shrunk variants) on the rows of
+    ``data`` and applies :data:`training.selection.SELECTION_RULE`; the IPS values weight
+    each row by its ``propensity`` column (the probability its arm was assigned) when
+    given, else by the observed arm shares (a randomised experiment). The winner is refitted
+    on all rows. With ``value``, a second learner of the same kind models that continuous
+    column (unshrunk: shrinkage only changes the policy of the outcome model).
     """
     df = read_table(data)
     source = str(data)
-    for role, col in (("treatment", treatment), ("outcome", outcome), ("value", value)):
+    roles = (("treatment", treatment), ("outcome", outcome), ("value", value))
+    for role, col in (*roles, ("propensity", propensity)):
         if col is not None and col not in df.columns:
             raise ValueError(
                 f"{source}: {role} column {col!r} not found; columns: {list(df.columns)}"
@@ -118,36 +120,29 @@ def fit_uplift(
         )
     if df[outcome].isna().any():
         raise ValueError(f"{source}: outcome column {outcome!r} has missing values")
-    excluded = {treatment, outcome, *([value] if value else [])}
+    excluded = {treatment, outcome, *(c for c in (value, propensity) if c)}
     feats = list(features) if features else [c for c in df.columns if c not in excluded]
     if not feats:
         raise ValueError(f"{source}: no feature columns left")
     X = _prepare_features(df, feats, source)
     y = df[outcome].to_numpy(dtype=float)
     shares = {a: float(np.mean(t == a)) for a in arms}
-    strat = pd.Series(t) + "|" + pd.Series(y > np.median(y)).astype(str)
-    if strat.value_counts().min() < 2:
-        strat = pd.Series(t)
-    idx_fit, idx_val = train_test_split(
-        np.arange(len(df)), test_size=VALIDATION_SIZE, random_state=seed, stratify=strat
+    logged: dict[str, float] | np.ndarray = shares
+    if propensity is not None:
+        logged = df[propensity].to_numpy(dtype=float)
+        if not np.all((logged > 0) & (logged <= 1)):
+            raise ValueError(f"{source}: propensity column {propensity!r} must lie in (0, 1]")
+    candidates = meta_learner_candidates(
+        str(control), seed=seed, propensity="model" if propensity else "empirical"
     )
-    candidates = _candidates(str(control), seed)
-    name, _, table = select_learner(
-        candidates,
-        X.iloc[idx_fit],
-        t[idx_fit],
-        y[idx_fit],
-        X.iloc[idx_val],
-        t[idx_val],
-        y[idx_val],
-        control=str(control),
-        design_propensity=shares,
+    chosen = select_uplift_learner(
+        candidates, X, t, y, control=str(control), propensity=logged, seed=seed
     )
-    model = clone(candidates[name]).fit(X, t, y)
+    name, table, model = chosen.name, chosen.table, chosen.model
     value_model = None
     if value is not None:
         v = df[value].fillna(0.0).to_numpy(dtype=float)
-        value_model = clone(candidates[name]).set_params(outcome="continuous").fit(X, t, v)
+        value_model = _continuous(chosen.learner).fit(X, t, v)
     out = Path(model_out)
     out.mkdir(parents=True, exist_ok=True)
     joblib.dump({"outcome": model, "value": value_model}, out / MODEL_FILE)
@@ -164,12 +159,15 @@ def fit_uplift(
         "outcome": outcome,
         "outcome_kind": "binary" if model.binary_ else "continuous",
         "value": value,
+        "propensity": propensity,
         "arm_shares": shares,
         "rows": len(df),
         "metrics": {
-            "validation_ips_value": float(selected["ips_value"]),
-            "validation_ips_se": float(selected["ips_se"]),
-            "validation_qini_mean": float(selected["qini_mean"]),
+            "selection_rule": chosen.rule,
+            "cv_ips_value": float(selected["ips_value"]),
+            "cv_ips_se": float(selected["ips_se"]),
+            "cv_qini_mean": float(selected["qini_mean"]),
+            "cv_qini_mean_se": float(selected["qini_mean_se"]),
             "selection": table.drop(columns=["reason"]).to_dict(orient="records"),
         },
     }

@@ -3,8 +3,10 @@
 One process, one split (``train_test_split(test_size=0.30, random_state=42,
 stratify=segment + "|" + visit)``), the same encoded features for every learner. Our
 learner and the strength with which its per-customer uplift is shrunk towards each arm's
-average uplift are selected by 5-fold cross-fitting on the training part only (the IPS
-value of the out-of-fold policy); the test rows are touched once, for the final figures.
+average uplift are selected by 5-fold cross-fitting on the training part only (the rule of
+:mod:`training.selection`: a Qini gate, then the IPS value of the out-of-fold policy); the
+test rows are touched once, for the final figures. ``benchmarks/uplift_bench.py`` compares
+the learner ``nextbest uplift fit`` selects, on the same split, with the same references.
 """
 
 from __future__ import annotations
@@ -38,9 +40,9 @@ from models.learners import (
     SLearner,
     TLearner,
     XLearner,
-    select_learner_cv,
 )
 from models.ope import DR, IPS
+from training.selection import SELECTION_RULE, select_uplift_learner
 
 __all__ = [
     "ARMS",
@@ -349,7 +351,7 @@ def run_hillstrom(
     """Run the benchmark and return (and optionally write as JSON) every figure.
 
     For each outcome: select our learner and its uplift shrinkage by 5-fold cross-fitting
-    on the training part (IPS value of the out-of-fold policy, Qini tie-break), refit every
+    on the training part (:data:`training.selection.SELECTION_RULE`), refit every
     candidate (and the shrunk winner, if shrunk) on the whole training part, score them and
     the reference learners on the test rows.
     ``on_step`` is called with a
@@ -373,12 +375,8 @@ def run_hillstrom(
             "definition": "train_test_split(test_size=0.30, random_state=42, "
             "stratify=segment + '|' + visit)",
             "selection": f"{CV_FOLDS}-fold cross-fitting on the training part only "
-            f"(StratifiedKFold on segment|outcome, shuffle, random_state={seed}): every "
-            "candidate x shrinkage strength in "
-            f"{list(SHRINKAGE_GRID)} is scored by the IPS value of its out-of-fold policy "
-            "'arm with the highest predicted outcome' (uplift shrunk towards the fold's mean "
-            "predicted uplift per arm); highest value wins, ties within 0.1 SE go to the "
-            "higher out-of-fold mean Qini, then to the less-shrunk policy; the winner is "
+            f"(random_state={seed}), this module's candidates, shrinkage {list(SHRINKAGE_GRID)}, "
+            f"no ensemble; the rule of training.selection: {SELECTION_RULE} The winner is "
             "refitted on the whole training part. Test rows are not used for any choice.",
             "policy_value": "mean over all test rows of 1{arm == policy(x)} * y / (1/3)",
             "qini": "qini_auc_score(y, uplift, treatment, negative_effect=True) on the test "
@@ -397,18 +395,20 @@ def run_hillstrom(
         started = time.perf_counter()
         step(f"{outcome}: {CV_FOLDS}-fold cross-fitted selection among our learners")
         candidates = hillstrom_candidates(seed, extended=extended, n_jobs=n_jobs)
-        name, _, table = select_learner_cv(
+        chosen = select_uplift_learner(
             candidates,
             train[FEATURES],
             train["segment"].to_numpy(),
             train[outcome].to_numpy(),
             control=CONTROL,
-            design_propensity=DESIGN_PROPENSITY,
+            propensity=DESIGN_PROPENSITY,
             n_folds=CV_FOLDS,
             shrinkage=SHRINKAGE_GRID,
-            random_state=seed,
+            seed=seed,
             refit=False,
+            ensemble=False,
         )
+        name, table = chosen.name, chosen.table
         selection_seconds = time.perf_counter() - started
         win = table.loc[table["selected"]].iloc[0]
         rows: list[dict[str, Any]] = []

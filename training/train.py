@@ -2,11 +2,11 @@
 
 One plain function per step, chained by :func:`train`: :func:`load_dataset` (exposures ->
 training set from Feast, point-in-time and leakage-checked -> split), :func:`fit` (select a
-multi-treatment learner on validation, fit the value model), :func:`evaluate` (held-out
-randomised data: per-arm response and uplift metrics, policy values against baselines,
-regret against the truth when the data is generated), :func:`register` (MLflow run with
-lineage, plots and a model card -> registered model version) and :func:`promote_version`
-(the promotion gate).
+multi-treatment learner by cross-fitting on the training rows, fit the value model),
+:func:`evaluate` (held-out randomised data: per-arm response and uplift metrics, policy
+values against baselines, regret against the truth when the data is generated),
+:func:`register` (MLflow run with lineage, plots and a model card -> registered model
+version) and :func:`promote_version` (the promotion gate).
 """
 
 from __future__ import annotations
@@ -28,8 +28,14 @@ from customers.feature_schema import model_feature_names
 from models.decision_model import DecisionModel, ValueModel
 from models.registry import PromotionDecision
 from training.dataset import TrainingSet, build_training_set, exposures_entity_df
+from training.selection import select_uplift_learner
 
 log = logging.getLogger(__name__)
+
+#: Training rows the learner choice cross-fits at most (a random subset beyond that): the
+#: winner is still refitted on every training row, and the choice costs at most K fits
+#: of this size per candidate.
+SELECTION_MAX_ROWS = 200_000
 
 
 @dataclass
@@ -165,27 +171,31 @@ def load_dataset(settings: Settings, store: Any | None = None) -> Dataset:
 
 
 def fit(settings: Settings, data: Dataset) -> Fitted:
-    """Select a multi-treatment learner on the validation rows, fit the value model."""
-    from models.learners import default_candidates, select_learner
+    """Select a multi-treatment learner by cross-fitting on the training rows (the rule of
+    :mod:`training.selection`; no shrinkage or averaging, which the scorer does not
+    compile), refit it on them, fit the value model. Validation and test rows stay out."""
+    from models.learners import default_candidates
 
     X, t, y = data.ts.X, data.ts.treatment, data.ts.y
-    tr, va = data.train, data.valid
+    tr = data.train
     every = default_candidates(control=CONTROL, random_state=settings.seed)
     unknown = sorted(set(settings.learners) - set(every))
     if unknown:
         raise ValueError(f"settings.learners: unknown learners {unknown}; known: {sorted(every)}")
     candidates = {k: v for k, v in every.items() if k in settings.learners}
-    name, response, table = select_learner(
+    chosen = select_uplift_learner(
         candidates,
         X[tr],
         t[tr],
         y[tr],
-        X[va],
-        t[va],
-        y[va],
         control=CONTROL,
-        design_propensity=data.ts.propensity[va],
+        propensity=data.ts.propensity[tr],
+        shrinkage=(1.0,),
+        seed=settings.seed,
+        ensemble=False,
+        max_rows=SELECTION_MAX_ROWS,
     )
+    name, response, table = chosen.name, chosen.model, chosen.table
     selected = table.loc[table["selected"].astype(bool)]
     why = str(selected["reason"].iloc[0]) if "reason" in table and len(selected) else name
     value = ValueModel(random_state=settings.seed).fit(X[tr], t[tr], data.ts.revenue[tr])
@@ -272,7 +282,7 @@ def register(settings: Settings, data: Dataset, fitted: Fitted, evaluation: Eval
     )
     mlflow.log_dict(ts.lineage, "lineage.json")
     mlflow.log_dict({"features": data.features}, "feature_order.json")
-    mlflow.log_table(fitted.selection, "selection/validation.json")
+    mlflow.log_table(fitted.selection, "selection/cross_fitted.json")
     mlflow.log_table(evaluation.uplift, "evaluation/uplift_metrics.json")
     mlflow.log_table(evaluation.policies, "evaluation/policy_values.json")
     if evaluation.response_rows:

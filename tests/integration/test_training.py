@@ -42,6 +42,10 @@ def test_training_logs_a_complete_run_and_registers_a_champion(world: World) -> 
     assert len(run.data.tags["lineage.data_hash"]) == 16
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(result.run_id)}
     assert {"model_card.md", "lineage.json", "plots", "evaluation"} <= artifacts
+    # the learner was chosen by cross-fitting on the training part (training.selection)
+    selection = {a.path for a in mlflow.MlflowClient().list_artifacts(result.run_id, "selection")}
+    assert selection == {"selection/cross_fitted.json"}
+    assert run.data.tags["selection_reason"].startswith("selected: 5-fold cross-fitted")
     plots = {a.path for a in mlflow.MlflowClient().list_artifacts(result.run_id, "plots")}
     assert {"plots/qini_curves.png", "plots/feature_importance.png"} <= plots
     client = mlflow.MlflowClient()

@@ -5,13 +5,10 @@ from sklearn.base import clone
 from models.evaluation import qini_auc_score
 from models.learners import (
     DRLearner,
-    EnsembleLearner,
     ShrunkUpliftLearner,
     SLearner,
     TLearner,
     XLearner,
-    select_learner,
-    select_learner_cv,
 )
 from tests.params import SEED, UPLIFT_ROWS
 from tests.unit.models.synthetic import ARMS, CONTROL, make_experiment
@@ -126,33 +123,6 @@ def test_bad_treatment_is_named(experiment) -> None:
         TLearner(control=CONTROL).fit(df[FEATURES], np.full(len(df), CONTROL), df["bought"])
 
 
-def test_select_learner_picks_by_validation_value(experiment) -> None:
-    df, test, _ = experiment
-    fit, val = df.iloc[: len(df) * 3 // 4], df.iloc[len(df) * 3 // 4 :]
-    candidates = {
-        "s": LEARNERS["s"],
-        "ensemble": EnsembleLearner([("s", LEARNERS["s"]), ("t", LEARNERS["t"])]),
-    }
-    name, fitted, table = select_learner(
-        candidates,
-        fit[FEATURES],
-        fit["arm"].to_numpy(),
-        fit["bought"].to_numpy(),
-        val[FEATURES],
-        val["arm"].to_numpy(),
-        val["bought"].to_numpy(),
-        control=CONTROL,
-        design_propensity=1 / 3,
-    )
-    assert set(table["learner"]) == set(candidates)
-    assert table["selected"].sum() == 1
-    winner = table.loc[table["selected"]].iloc[0]
-    assert winner["learner"] == name
-    assert winner["ips_value"] >= table["ips_value"].max() - 0.1 * winner["ips_se"]
-    assert winner["reason"].startswith("selected")
-    assert fitted.predict_uplift(test[FEATURES]).shape == (len(test), 2)
-
-
 def test_shrinkage_keeps_the_ranking_and_moves_towards_the_mean(experiment) -> None:
     df, test, _ = experiment
     base = clone(LEARNERS["t"]).fit(df[FEATURES], df["arm"], df["bought"])
@@ -176,47 +146,3 @@ def test_shrinkage_keeps_the_ranking_and_moves_towards_the_mean(experiment) -> N
         assert shrunk[:, j].std() == pytest.approx(0.5 * raw[:, j].std())
     with pytest.raises(ValueError, match="shrinkage"):
         ShrunkUpliftLearner(LEARNERS["t"], shrinkage=1.5).fit(df[FEATURES], df["arm"], df["bought"])
-
-
-def test_select_learner_cv_scores_every_candidate_and_shrinkage(experiment) -> None:
-    df, test, _ = experiment
-    candidates = {"s": LEARNERS["s"], "t": LEARNERS["t"]}
-    grid = (1.0, 0.5)
-    name, fitted, table = select_learner_cv(
-        candidates,
-        df[FEATURES],
-        df["arm"].to_numpy(),
-        df["bought"].to_numpy(),
-        control=CONTROL,
-        design_propensity=1 / 3,
-        n_folds=3,
-        shrinkage=grid,
-        random_state=SEED,
-    )
-    assert len(table) == len(candidates) * len(grid)
-    assert set(table["base"]) == set(candidates)
-    assert table["selected"].sum() == 1
-    winner = table.loc[table["selected"]].iloc[0]
-    assert winner["learner"] == name
-    assert winner["ips_value"] >= table["ips_value"].max() - 0.1 * winner["ips_se"]
-    assert winner["reason"].startswith("selected: ")
-    assert "3-fold cross-fitted" in winner["reason"]
-    # the gain over everyone-gets-the-best-single-arm, on the same (training) rows
-    assert (table["best_arm"] == table["best_arm"].iloc[0]).all()
-    assert (table["gain_vs_best_arm_se"] > 0).all()
-    single = df.loc[df["arm"] == table["best_arm"].iloc[0], "bought"].sum() * 3 / len(df)
-    assert winner["gain_vs_best_arm"] == pytest.approx(winner["ips_value"] - single)
-    # the effects are real, so the out-of-fold policy beats treating nobody
-    assert winner["ips_value"] > df.loc[df["arm"] == CONTROL, "bought"].mean()
-    assert isinstance(fitted, ShrunkUpliftLearner) == (winner["shrinkage"] != 1.0)
-    assert fitted.predict_uplift(test[FEATURES]).shape == (len(test), 2)
-    with pytest.raises(ValueError, match="shrinkage"):
-        select_learner_cv(
-            candidates,
-            df[FEATURES],
-            df["arm"].to_numpy(),
-            df["bought"].to_numpy(),
-            control=CONTROL,
-            design_propensity=1 / 3,
-            shrinkage=(0.0,),
-        )

@@ -72,6 +72,9 @@ def test_fit_errors_are_clear(tmp_path) -> None:
         fit_uplift(path, "arm", CONTROL, "sold", tmp_path / "m")
     with pytest.raises(ValueError, match="control value 'nobody'"):
         fit_uplift(path, "arm", "nobody", "bought", tmp_path / "m")
+    df.assign(p=0.0).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"propensity column 'p' must lie in \(0, 1\]"):
+        fit_uplift(path, "arm", CONTROL, "bought", tmp_path / "m", propensity="p")
     df.assign(arm=CONTROL).to_csv(path, index=False)
     with pytest.raises(ValueError, match="single arm"):
         fit_uplift(path, "arm", CONTROL, "bought", tmp_path / "m")

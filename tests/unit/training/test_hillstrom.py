@@ -56,9 +56,14 @@ def test_json_holds_every_figure(result) -> None:
     table = visit["selection_table"]
     assert sum(r["selected"] for r in table) == 1
     assert {r["base"] for r in table} >= {"s_learner_small", "t_learner_small"}
-    best = max(r["ips_value"] for r in table)
+    # the rule: a Qini gate on the out-of-fold ranking, then the best policy value
+    top = max(table, key=lambda r: r["qini_mean"])
+    assert all(
+        r["eligible"] == (r["qini_mean"] >= top["qini_mean"] - top["qini_mean_se"]) for r in table
+    )
+    best = max(r["ips_value"] for r in table if r["eligible"])
     picked = next(r for r in table if r["selected"])
-    assert picked["ips_value"] >= best - 0.1 * picked["ips_se"]
+    assert picked["eligible"] and picked["ips_value"] >= best - 0.1 * picked["ips_se"]
     # a shrunk policy can coincide with everyone-gets-the-best-arm: gain and SE exactly 0
     assert all(r["gain_vs_best_arm_se"] >= 0 for r in table)
     assert visit["selected"] == f"nextbest {picked['learner']}"

@@ -1,0 +1,162 @@
+"""Cross-fitted learner selection: training rows only, and a ranking gate before value."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import BaseEstimator
+
+from models.learners import SLearner, TLearner
+from tests.params import SEED
+from tests.unit.models.synthetic import CONTROL, make_experiment
+from training.selection import apply_rule, select_uplift_learner
+
+FEATURES = ["x1", "x2", "region"]
+SMALL = {"n_estimators": 40, "num_leaves": 7, "min_child_samples": 40, "n_jobs": 1}
+
+
+class RecordingSLearner(SLearner):
+    """An S learner that records the row labels of every frame it is fitted on."""
+
+    fitted_on: ClassVar[list[np.ndarray]] = []
+
+    def fit(self, X: Any, treatment: Any, y: Any, sample_weight: Any = None) -> SLearner:
+        type(self).fitted_on.append(X.index.to_numpy())
+        return super().fit(X, treatment, y, sample_weight)
+
+
+class FlatLearner(BaseEstimator):
+    """The no-model baseline: every row gets each arm's mean outcome, so every customer
+    gets the same uplift (a policy, but no ranking)."""
+
+    def __init__(self, control: str = CONTROL) -> None:
+        self.control = control
+
+    def fit(self, X: Any, treatment: Any, y: Any, sample_weight: Any = None) -> FlatLearner:
+        t, y = np.asarray(treatment), np.asarray(y, dtype=float)
+        self.arms_ = sorted(set(t.tolist()) - {self.control})
+        self.classes_ = [self.control, *self.arms_]
+        self.means_ = np.array([y[t == a].mean() for a in self.classes_])
+        return self
+
+    def predict_outcomes(self, X: Any) -> np.ndarray:
+        return np.tile(self.means_, (len(X), 1))
+
+    def predict_uplift(self, X: Any) -> np.ndarray:
+        q = self.predict_outcomes(X)
+        return q[:, 1:] - q[:, [0]]
+
+
+def test_cross_fitting_fits_on_training_rows_only() -> None:
+    df, _ = make_experiment(900, SEED)
+    df.index = pd.Index(np.arange(len(df)) * 10 + 3)  # labels unlike positions
+    train = df.sample(frac=0.7, random_state=SEED)
+    held_out = set(df.index) - set(train.index)
+    RecordingSLearner.fitted_on.clear()
+    chosen = select_uplift_learner(
+        {"s": RecordingSLearner(control=CONTROL, **SMALL)},
+        train[FEATURES],
+        train["arm"].to_numpy(),
+        train["bought"].to_numpy(),
+        control=CONTROL,
+        propensity=1 / 3,
+        n_folds=4,
+        shrinkage=(1.0,),
+        seed=SEED,
+        bootstrap=5,
+    )
+    fits = RecordingSLearner.fitted_on
+    assert len(fits) == 4 + 1  # one per fold, then the refit of the winner
+    for rows in fits:
+        assert not held_out & set(rows)
+    # each training row is left out of exactly one fold's fit, and that fold predicts it
+    left_out = [set(train.index) - set(rows) for rows in fits[:4]]
+    assert sorted(i for s in left_out for i in s) == sorted(train.index)
+    for (fit_pos, held_pos), rows in zip(chosen.folds, fits[:4], strict=True):
+        assert set(train.index[fit_pos]) == set(rows)
+        assert not set(fit_pos) & set(held_pos)
+    assert set(fits[-1]) == set(train.index)  # the refit: all training rows, nothing else
+
+
+def test_rule_prefers_ranking_to_a_slightly_higher_flat_policy() -> None:
+    table = pd.DataFrame(
+        [
+            {"learner": "flat", "ips_value": 0.300, "ips_se": 0.01, "qini_mean": 0.001},
+            {"learner": "ranker", "ips_value": 0.296, "ips_se": 0.01, "qini_mean": 0.080},
+            {"learner": "close", "ips_value": 0.290, "ips_se": 0.01, "qini_mean": 0.070},
+        ]
+    ).assign(qini_mean_se=0.015)
+    assert table.loc[table["ips_value"].idxmax(), "learner"] == "flat"  # value alone
+    out = apply_rule(table)
+    assert out.loc[out["selected"], "learner"].tolist() == ["ranker"]
+    assert out["eligible"].tolist() == [False, True, True]
+    assert out.loc[0, "reason"].startswith("ranking gate")
+    # within one SE of the best Qini the policy value decides
+    out = apply_rule(table.assign(ips_value=[0.300, 0.290, 0.296]))
+    assert out.loc[out["selected"], "learner"].tolist() == ["close"]
+
+
+def test_selection_keeps_the_ranking_learner_over_a_higher_valued_flat_one() -> None:
+    # e-mail helps everyone (+0.03), some customers much more (+0.28): "e-mail everyone"
+    # is the best policy, and a learner that ranks well but withholds the mail from a few
+    # loses a little policy value against the flat learner on these folds
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 3))
+    t = np.where(rng.random(3000) < 0.5, "mail", "none")
+    y = rng.binomial(1, 0.2 + np.where(t == "mail", 0.03 + 0.25 * (x[:, 0] > 0), 0.0))
+    chosen = select_uplift_learner(
+        {"flat": FlatLearner(control="none"), "t": TLearner(control="none", **SMALL)},
+        pd.DataFrame(x, columns=["a", "b", "c"]),
+        t,
+        y,
+        control="none",
+        propensity=0.5,
+        n_folds=3,
+        shrinkage=(1.0,),
+        seed=0,
+        bootstrap=20,
+        ensemble=False,
+    )
+    table = chosen.table.set_index("learner")
+    flat, ranker = table.loc["flat"], table.loc["t"]
+    assert flat.ips_value > ranker.ips_value + 0.1 * ranker.ips_se  # value alone: flat
+    assert flat.qini_mean < ranker.qini_mean - ranker.qini_mean_se
+    assert chosen.name == "t" and not flat.eligible
+    assert isinstance(chosen.model, TLearner)
+
+
+def test_selection_rejects_bad_arguments() -> None:
+    df, _ = make_experiment(300, SEED)
+    args = (df[FEATURES], df["arm"].to_numpy(), df["bought"].to_numpy())
+    with pytest.raises(ValueError, match="at least one candidate"):
+        select_uplift_learner({}, *args, control=CONTROL, propensity=1 / 3)
+    with pytest.raises(ValueError, match="shrinkage"):
+        select_uplift_learner(
+            {"flat": FlatLearner()}, *args, control=CONTROL, propensity=1 / 3, shrinkage=(0.0,)
+        )
+
+
+def test_max_rows_bounds_the_cross_fit_and_the_refit_uses_every_row() -> None:
+    df, _ = make_experiment(900, SEED)
+    RecordingSLearner.fitted_on.clear()
+    chosen = select_uplift_learner(
+        {"s": RecordingSLearner(control=CONTROL, **SMALL)},
+        df[FEATURES],
+        df["arm"].to_numpy(),
+        df["bought"].to_numpy(),
+        control=CONTROL,
+        propensity=1 / 3,
+        n_folds=3,
+        shrinkage=(1.0,),
+        seed=SEED,
+        bootstrap=5,
+        max_rows=400,
+    )
+    *folds, refit = RecordingSLearner.fitted_on
+    sampled = set().union(*(set(f) for f in folds))
+    assert len(sampled) == 400 and all(len(f) < 400 for f in folds)
+    assert {i for _, held in chosen.folds for i in held} == sampled
+    assert set(refit) == set(df.index)
