@@ -184,7 +184,8 @@ class _Mapper:
         if "datetime" in dtype:
             out = self.timestamps(s, spec)
             bad = present & out.isna().to_numpy()
-            rule = f"cannot parse as a timestamp{f' with format {spec.format!r}' if spec.format else ''}"
+            fmt = f" with format {spec.format!r}" if spec.format else ""
+            rule = f"cannot parse as a timestamp{fmt}"
         elif dtype == "float64":
             out = pd.to_numeric(s, errors="coerce").astype(np.float64)
             bad, rule = present & out.isna().to_numpy(), "cannot parse as a number"
