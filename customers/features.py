@@ -908,15 +908,19 @@ def build_feature_tables(
     months: int = 13,
     progress: Callable[[int, int], None] | None = None,
     workers: int = 1,
+    sources: tuple[SourceData, pd.Index] | None = None,
 ) -> dict[str, Path]:
     """Build every feature table at monthly snapshots up to ``as_of`` and write parquet.
 
     ``workers`` > 1 builds the snapshots in that many forked processes (the same files).
-    Returns the written paths by view name (plus ``identity_lookup``).
+    ``sources``: the coded sources and customer ids to build from (default: the demo
+    exports under ``raw_dir``; :mod:`customers.contract_sources` builds them from a
+    team's staged contract tables). Returns the written paths by view name (plus
+    ``identity_lookup``).
     """
     import pyarrow.parquet as pq
 
-    coded, ids = load_coded_sources(raw_dir, unified_dir)
+    coded, ids = sources if sources is not None else load_coded_sources(raw_dir, unified_dir)
     times = snapshot_times(as_of, months)
     features_dir.mkdir(parents=True, exist_ok=True)
     paths = {s.name: features_dir / f"{s.name}.parquet" for s in view_specs()}
