@@ -21,3 +21,7 @@ class InputError(NextbestError, ValueError):
     A ``ValueError`` too, so callers that caught the plain ``ValueError`` these checks
     raised before still do.
     """
+
+
+class MissingInputError(InputError, FileNotFoundError):
+    """An input file the user named does not exist."""

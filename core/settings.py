@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     feature_repo: Path = Field(PROJECT_ROOT / "feature_repo", description="Feast repository.")
     catalog: Path = Field(PROJECT_ROOT / "config" / "catalog.yaml")
     policy: Path = Field(PROJECT_ROOT / "config" / "policy.yaml")
+    sources: Path | None = Field(
+        None,
+        description="Sources file mapping a team's exports onto the source contract "
+        "(docs/bring-your-own-data.md); unset: the demo generator's exports under raw/.",
+    )
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking URI; default a SQLite file under home."
     )
@@ -97,6 +102,11 @@ class Settings(BaseSettings):
     def raw_dir(self) -> Path:
         """Generated source-system exports (truth under ``truth/``)."""
         return self.root / "raw"
+
+    @property
+    def contract_dir(self) -> Path:
+        """The validated source-contract tables staged from ``sources``."""
+        return self.root / "contract"
 
     @property
     def unified_dir(self) -> Path:

@@ -23,7 +23,7 @@ from sklearn.model_selection import train_test_split
 from core.settings import Settings
 from customers.feature_schema import CONTROL, model_feature_names
 from models.decision_model import DecisionModel, ValueModel
-from training.dataset import TrainingSet, build_training_set, exposures_entity_df
+from training.dataset import TrainingSet, build_training_set, training_exposures
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def train(settings: Settings, store: Any | None = None) -> TrainResult:
     from models.registry import configure_mlflow, log_decision_model, promote
 
     store = store or feature_store(settings)
-    entity_df = exposures_entity_df(settings.raw_dir, settings.unified_dir)
+    entity_df = training_exposures(settings)
     allow_sensitive = _policy_allows_sensitive(settings)
     features = model_feature_names(allow_sensitive=allow_sensitive)
     ts = build_training_set(store, entity_df, features, service=FEATURE_SERVICE)
