@@ -199,6 +199,11 @@ class _Mapper:
             bad = present & (num.isna() | (num % 1 != 0)).to_numpy()
             rule = "cannot parse as a whole number"
             out = num.fillna(0).astype(np.int64) if not bad.any() else num
+        elif spec.format is not None:  # a date kept as text, written ISO (date of birth)
+            parsed = pd.to_datetime(_as_str(s), format=spec.format, errors="coerce")
+            bad = present & parsed.isna().to_numpy()
+            rule = f"cannot parse as a date with format {spec.format!r}"
+            out = parsed.dt.strftime("%Y-%m-%d").astype(object).where(parsed.notna(), None)
         elif dtype == "bool":
             out, bad = _booleans(s)
             rule = "cannot parse as true/false (true, false, 1, 0, yes, no, y, n)"
