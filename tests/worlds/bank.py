@@ -80,7 +80,10 @@ def write_bank(out: Path, customers: int = 300, seed: int = 11) -> BankWorld:
     cust = [f"C{i + 1:05d}" for i in range(n)]
     first = rng.choice(_FIRST, n)
     last = rng.choice(_LAST, n)
-    email = [f"{f}.{s}{i}@bank-mail.test".lower() for i, (f, s) in enumerate(zip(first, last))]
+    email = [
+        f"{f}.{s}{i}@bank-mail.test".lower()
+        for i, (f, s) in enumerate(zip(first, last, strict=True))
+    ]
     phone = [f"07700 9{i:05d}" for i in range(n)]
     opened = _times(rng, n, datetime(2015, 1, 1, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC))
     opened = opened.sample(frac=1.0, random_state=seed).reset_index(drop=True)
@@ -89,7 +92,7 @@ def write_bank(out: Path, customers: int = 300, seed: int = 11) -> BankWorld:
     pd.DataFrame(
         {
             "CustNo": cust,
-            "FullName": [f"{f} {s}" for f, s in zip(first, last)],
+            "FullName": [f"{f} {s}" for f, s in zip(first, last, strict=True)],
             "EMail": email,
             "Mobile": phone,
             "DOB": _day(
@@ -119,7 +122,7 @@ def write_bank(out: Path, customers: int = 300, seed: int = 11) -> BankWorld:
     )
     users.to_parquet(out / "online" / "users.parquet", index=False)
     ev_rows = []
-    for ref, i in zip(users["UserRef"], online):
+    for ref, i in zip(users["UserRef"], online, strict=True):
         k = int(rng.poisson(6 + 2 * spender[i]))
         ts = _times(rng, k, datetime(2026, 1, 1, tzinfo=UTC), AS_OF - timedelta(days=1))
         what = rng.choice(["page_view", "card_compare", "mortgage_calc"], k, p=[0.6, 0.25, 0.15])
@@ -234,7 +237,7 @@ def write_bank(out: Path, customers: int = 300, seed: int = 11) -> BankWorld:
             rng, len(who), CAMPAIGN_START[camp], CAMPAIGN_START[camp] + timedelta(days=20)
         )
         when = when.sample(frac=1.0, random_state=seed).reset_index(drop=True)
-        for j, (i, a) in enumerate(zip(who, draw)):
+        for j, (i, a) in enumerate(zip(who, draw, strict=True)):
             code = codes[a]
             base = 0.05 + 0.05 * min(spender[i], 3)
             lift = {
