@@ -152,7 +152,9 @@ class _Mapper:
     def __init__(self, table: str, path: Path, raw: pd.DataFrame) -> None:
         self.table, self.path, self.raw = table, path, raw
         self.problems: list[Problem] = []
-        self.dtypes = {n: str(c.dtype) for n, c in TABLES[table].to_schema().columns.items()}
+        schema = TABLES[table].to_schema().columns
+        self.dtypes = {n: str(c.dtype) for n, c in schema.items()}
+        self.nullable = {n: bool(c.nullable) for n, c in schema.items()}
 
     def problem(self, column: str, rule: str, bad: np.ndarray | None = None) -> None:
         rows = [] if bad is None else (np.flatnonzero(bad) + 1).tolist()
@@ -207,6 +209,8 @@ class _Mapper:
         elif dtype == "bool":
             out, bad = _booleans(s)
             rule = "cannot parse as true/false (true, false, 1, 0, yes, no, y, n)"
+            if not self.nullable.get(target, True) and not present.all():
+                self.problem(target, "required value is empty (not_nullable)", ~present)
         else:
             return _as_str(s)
         if bad.any():
@@ -233,8 +237,8 @@ def _booleans(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
     if pd.api.types.is_bool_dtype(s):
         return s.astype(bool), np.zeros(len(s), dtype=bool)
     text = _as_str(s).map(lambda v: None if v is None else v.strip().lower())
-    out = text.map(lambda v: True if v in _TRUE else False if v in _FALSE else None)
-    return out.fillna(False).astype(bool), out.isna().to_numpy()
+    known = text.isin(_TRUE | _FALSE).to_numpy()
+    return text.isin(_TRUE).astype(bool), s.notna().to_numpy() & ~known
 
 
 def _split_name(full: pd.Series) -> tuple[pd.Series, pd.Series]:
