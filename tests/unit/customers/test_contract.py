@@ -214,3 +214,12 @@ def test_bank_maps_onto_the_contract(bank: Path, tmp_path: Path) -> None:
     consent = tables["consent_events"]
     mine = consent.loc[consent["id_value"] == KNOWN_CUSTOMER].sort_values("ts")
     assert mine.loc[mine["channel"] == "sms", "granted"].tolist() == [True, False]
+
+
+def test_the_guide_documents_every_contract_column() -> None:
+    guide = (Path(__file__).resolve().parents[3] / "docs" / "bring-your-own-data.md").read_text()
+    for table in TABLES:
+        assert f"### `{table}`" in guide
+        for name, (kind, required, meaning) in columns(table).items():
+            row = f"| `{name}` | {kind} | {'yes' if required else 'no'} | {meaning} |"
+            assert row in guide, row
