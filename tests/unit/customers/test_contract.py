@@ -223,3 +223,15 @@ def test_the_guide_documents_every_contract_column() -> None:
         for name, (kind, required, meaning) in columns(table).items():
             row = f"| `{name}` | {kind} | {'yes' if required else 'no'} | {meaning} |"
             assert row in guide, row
+
+
+def test_identifiers_are_normalised_by_the_product_not_the_source(bank: Path) -> None:
+    from customers.identity import ResolutionSettings, resolve_records
+    from customers.sources import CANONICAL_COLUMNS
+
+    records = load_source_files(bank / "sources.yaml")["identity_records"]
+    online = records.loc[records["source"] == "online"].iloc[0]
+    assert online["email"] == online["email"].upper()  # staged as the bank holds it
+    result = resolve_records(records[list(CANONICAL_COLUMNS)], ResolutionSettings(use_splink=False))
+    customer = result.assignments.set_index("record_id")["customer_id"]
+    assert customer[online["record_id"]] == customer[f"core:{KNOWN_CUSTOMER}"]
