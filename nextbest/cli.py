@@ -500,22 +500,23 @@ def score_cmd(
 def serve_cmd(
     port: Annotated[int | None, typer.Option(help="Port (default settings.port).")] = None,
     host: Annotated[str | None, typer.Option(help="Address (default settings.host).")] = None,
+    sources: SourcesOption = None,
 ) -> None:
     """Start the BentoML decision service (``bentoml serve serving.service:NextBest``)."""
     import os
     import subprocess
-    import sys
 
     from decisions.runtime import StartupError, preflight
 
-    settings = _settings(port=port, host=host)
+    settings = _settings(port=port, host=host, sources=sources)
     try:
         preflight(settings)
     except StartupError as exc:
-        console.print(f"[red]cannot start the decision service[/]: {exc}")
+        console.print(f"[red]cannot start the decision service[/]: {escape(str(exc))}")
         raise typer.Exit(1) from exc
     env = {
         **os.environ,
+        **({"NEXTBEST_SOURCES": str(settings.sources)} if settings.sources else {}),
         "NEXTBEST_HOME": str(settings.root),
         "BENTOML_DO_NOT_TRACK": "True",
         "MLFLOW_DISABLE_TELEMETRY": "true",
