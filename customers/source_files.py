@@ -142,8 +142,20 @@ def _read(path: Path, spec: FileSpec) -> pd.DataFrame:
 
 
 def _as_str(s: pd.Series) -> pd.Series:
-    out = s.astype(object).where(s.notna(), None)
-    return out.map(lambda v: v if v is None or isinstance(v, str) else str(v))
+    """Text values (numbers written as text), empty ones as None."""
+    missing = s.isna().to_numpy()
+    if s.dtype == object and not missing.all():
+        present = s.to_numpy()[~missing]
+        if (
+            all(isinstance(v, str) for v in present[:1000])
+            and pd.api.types.infer_dtype(present, skipna=True) == "string"
+        ):
+            out = s.astype(object).copy()
+            out[missing] = None
+            return out
+    out = s.astype(str).astype(object)
+    out[missing] = None
+    return out
 
 
 class _Mapper:
@@ -177,7 +189,9 @@ class _Mapper:
                 return None
             s = got
         if spec.map is not None:
-            s = _as_str(s).map(lambda v: spec.map.get(v, v) if v is not None else None)
+            text = _as_str(s)
+            mapped = text.map(spec.map)  # values not in the map pass unchanged
+            s = mapped.astype(object).where(text.isin(list(spec.map)), text)
         return self.parse(target, s, spec)
 
     def parse(self, target: str, s: pd.Series, spec: ColumnSpec) -> pd.Series | None:
@@ -258,7 +272,7 @@ def map_file(
         native = m.source(spec.record.column, "record_id")
         if native is not None:
             ids = _as_str(native)
-            out["record_id"] = ids.map(lambda v: None if v is None else f"{spec.record.source}:{v}")
+            out["record_id"] = (spec.record.source + ":" + ids.fillna("")).where(ids.notna(), None)
         if table == "identity_records":
             out["source"] = spec.record.source
     if spec.full_name is not None and table == "identity_records":
