@@ -1,9 +1,10 @@
 """Batch scoring on PySpark: the documented path when the customers do not fit one machine.
 
-The job is the local one (:mod:`batch.local`) spread over partitions: Spark reads the
-same feature parquet files and keeps, per view, the latest row per customer at or before
-``as_of`` (within the view's TTL; ``max_by`` on the event time), joins the views by
-``customer_id``, and every partition runs :func:`decisions.engine.decide` with the broadcast
+The job is the local one (:mod:`batch.local`) spread over partitions, with the same
+input and output layout (:mod:`batch.io`; the backends never import each other): Spark
+reads the same feature parquet files and keeps, per view, the latest row per customer at
+or before ``as_of`` (within the view's TTL; ``max_by`` on the event time), joins the views
+by ``customer_id``, and every partition runs :func:`decisions.engine.decide` with the broadcast
 plan (model included) through ``mapInArrow``, yielding Arrow batches in the local job's
 output layout. The same code runs in local mode in tests (``local[2]``) and on a cluster
 (pass ``master`` or use the active session).
@@ -19,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from batch.io import BatchInputError, batch_to_matrix, decisions_table, output_schema, utc
 from core.settings import PROJECT_ROOT, Settings
 from decisions.engine import DecisionContext, Plan
 
@@ -58,10 +60,9 @@ def spark_feature_frame(
     in ``all_feature_names()`` order (as doubles, null where a customer has no row)."""
     from pyspark.sql import functions as F  # noqa: N812 - the Spark convention
 
-    from batch.local import BatchInputError, _utc
     from customers.feature_schema import view_specs
 
-    as_of = _utc(as_of)
+    as_of = utc(as_of)
     views = []
     for spec in view_specs():
         path = Path(features_dir) / f"{spec.name}.parquet"
@@ -120,7 +121,6 @@ def _partition_decider(
         import numpy as np
         import pyarrow as pa
 
-        from batch.local import _batch_to_matrix, decisions_table
         from customers.feature_schema import all_feature_names
         from decisions.engine import decide
 
@@ -131,7 +131,7 @@ def _partition_decider(
         for batch in batches:
             if batch.num_rows == 0:
                 continue
-            ids, X = _batch_to_matrix(batch, len(names), request_ts, names)
+            ids, X = batch_to_matrix(batch, len(names), request_ts, names)
             d = decide(X, np.asarray(ids, dtype=object), plan, ctx)
             yield from decisions_table(d, schema).to_batches()
 
@@ -149,8 +149,6 @@ def spark_score(
 ) -> Path:
     """Run the batch job on Spark and write ``out`` as a directory of parquet parts."""
     from pyspark.sql.pandas.types import from_arrow_schema
-
-    from batch.local import output_schema
 
     spark = spark or spark_session()
     schema = output_schema(plan, ctx.channel, ctx.k)

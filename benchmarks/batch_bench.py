@@ -6,7 +6,7 @@ The model is the champion of an MLflow registry (``nextbest train``'s S- or T-le
 value model, LightGBM), loaded by alias through ``decisions.runtime.load_runtime`` exactly as
 ``nextbest score`` loads it; the registry is that of a trained world (``--model-home``,
 built and trained with the normal steps by ``benchmarks.world.ensure_world`` when none of
-that size is there). Scoring goes through ``batch.local.score_customers``, so through the
+that size is there). Scoring goes through ``batch.run.score_customers``, so through the
 engine and the stacked scorer the product uses.
 
 Input, by default: feature tables synthesised directly (random but valid values per
@@ -393,7 +393,7 @@ def run(
 
 def _run_local(settings: Any, runtime: Any, out: Path, model_threads: int) -> dict:
     """Score on the local path and return its figures."""
-    from batch.local import score_customers
+    from batch.run import score_customers
 
     load_before = load_average()
     cpu0 = _tree_cpu_s()
@@ -459,7 +459,8 @@ def same_decisions(local_out: Path, spark_out: Path) -> dict[str, Any]:
 
 def _run_spark(settings: Any, runtime: Any, local_out: Path) -> dict:
     """Score on the Spark path (local[2]) and compare with the local file."""
-    from batch.local import count_output, score_customers
+    from batch.io import count_output
+    from batch.run import score_customers
     from batch.spark import spark_session
 
     spark_out = settings.root / "spark_out"

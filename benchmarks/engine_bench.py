@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from decisions.catalog import Catalog, load_catalog
-from decisions.engine import DecisionContext, compile_plan, decide
+from decisions.engine import DecisionContext, decide
 from decisions.policy import load_policy
+from decisions.rules import compile_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "engine.json"

@@ -19,8 +19,9 @@ from benchmarks.world import world_settings
 
 
 def run(home: Path, customers: int, seed: int = 42) -> dict[str, Any]:
-    """Time ``load_sources`` and ``build_feature_tables`` on a world of ``customers``."""
-    from customers.features import build_feature_tables, load_sources
+    """Time ``load_coded_sources`` and ``build_feature_tables`` on a world of ``customers``."""
+    from customers.feature_sources import load_coded_sources
+    from customers.features import build_feature_tables
     from customers.identity import resolve_generated
     from demo.generate import generate
 
@@ -29,7 +30,7 @@ def run(home: Path, customers: int, seed: int = 42) -> dict[str, Any]:
         generate(customers, seed, settings.raw_dir, as_of=settings.as_of)
         resolve_generated(settings.raw_dir, settings.unified_dir)
     t0 = time.perf_counter()
-    load_sources(settings.raw_dir, settings.unified_dir)
+    load_coded_sources(settings.raw_dir, settings.unified_dir)
     load_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()

@@ -77,7 +77,9 @@ def run(
     from customers.feast_store import lookup_customer, online_features
     from customers.normalise import identifier_key
     from decisions.engine import DecisionContext, decide
-    from serving.online import CustomerRef, GroupCommitLog, OnlineDecider
+    from decisions.group_commit import GroupCommitLog
+    from serving.decider import OnlineDecider
+    from serving.requests import CustomerRef
 
     with tempfile.TemporaryDirectory() as tmp:
         decider = OnlineDecider(get_settings(home=home, catalog=CATALOG_20))

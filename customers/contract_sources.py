@@ -1,8 +1,8 @@
 """Staged contract tables mapped onto unified customers: the feature build's input.
 
 :func:`contract_source_data` is the contract's route into
-:class:`customers.features.SourceData`, the same value the demo's direct reader
-(:func:`customers.features.load_coded_sources`) builds from the generator's exports; on
+:class:`customers.feature_sources.SourceData`, the same value the demo's direct reader
+(:func:`customers.feature_sources.load_coded_sources`) builds from the generator's exports; on
 the demo world both give the same tables (``tests/unit/customers/test_contract_sources.py``).
 Events name their identity record; the resolution's ``identity.parquet`` names each
 record's customer; rows of records that did not resolve are left out. An absent table
@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from customers.contract import TABLES, complete
-from customers.features import _SECS, SourceData, _epoch, _identifier_table_coded
+from customers.feature_sources import SECS, SourceData, _identifier_table_coded, epoch_seconds
 
 
 def _table(tables: dict[str, pd.DataFrame], name: str) -> pd.DataFrame:
@@ -48,7 +48,7 @@ def _frame(codes: np.ndarray, cols: dict[str, pd.Series], *ts_cols: str) -> pd.D
     df = df.loc[keep].reset_index(drop=True)
     df["customer_id"] = df["customer_id"].astype(np.int64)
     for c in ts_cols:
-        df[c + _SECS] = _epoch(df[c])
+        df[c + SECS] = epoch_seconds(df[c])
     return df
 
 

@@ -18,8 +18,8 @@ import pandas as pd
 from core.settings import Settings
 from customers.feature_schema import all_feature_names
 from decisions.catalog import Catalog, load_catalog
-from decisions.engine import Plan, compile_plan
 from decisions.policy import Policy, load_policy
+from decisions.rules import Plan, compile_plan
 
 log = logging.getLogger(__name__)
 

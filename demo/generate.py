@@ -629,14 +629,50 @@ def _person_ids(persons: np.ndarray) -> pa.Array:
     )
 
 
-def _identity_sources(
-    pop: _Population, seed: int, as_of_s: int, w: _Writer, first_v: pa.Array, last_v: pa.Array
-) -> _Ids:
+def _per_person(ids: pa.Array, persons: np.ndarray, has: np.ndarray) -> pa.Array:
+    """Each person's id among ``ids`` (one per person of the sorted ``persons``), null for
+    persons without one (``~has``)."""
+    at = np.searchsorted(persons, np.arange(has.size)).clip(0, max(persons.size - 1, 0))
+    return pc.take(ids, pa.array(at, mask=~has))
+
+
+@dataclass
+class _Export:
+    """One identity-bearing export in its file's row order, and its records' truth."""
+
+    name: str
+    table: pa.Table
+    records: pa.Table
+
+    def write(self, w: _Writer, records: list[pa.Table]) -> None:
+        w.write(self.name, self.table)
+        records.append(self.records)
+
+
+def _shuffled(name: str, table: pa.Table, records: pa.Table, order: np.ndarray) -> _Export:
+    idx = pa.array(order)
+    return _Export(name, table.take(idx), records.take(idx))
+
+
+@dataclass
+class _Crm:
+    export: _Export
+    persons: np.ndarray  # sorted persons with a (first) CRM record
+    ids: pa.Array  # their CRM ids
+    created_s: np.ndarray  # their accounts' creation times
+    has: np.ndarray  # [n] person has a CRM record
+    dup_p: np.ndarray  # person of each duplicate record
+    dup_ids: pa.Array
+    dup_use2: np.ndarray  # duplicate opened with the person's second email
+
+
+def _crm_accounts(
+    pop: _Population, seed: int, as_of_s: int, first_v: pa.Array, last_v: pa.Array
+) -> _Crm:
+    """CRM: most persons, ~3% of them with a second, differently spelled record."""
     n = pop.n
     start_s = as_of_s - HISTORY_DAYS * DAY
     rng = _rng(seed, "crm")
-
-    # CRM: most persons, ~3% of them with a second, differently spelled record.
     has_crm = rng.random(n) < 0.8
     crm_p = np.flatnonzero(has_crm)
     dup_p = crm_p[rng.random(crm_p.size) < 0.03]
@@ -682,25 +718,26 @@ def _identity_sources(
         [crm_rows(crm_p, crm_ids, crm_created, False), crm_rows(dup_p, dup_ids, dup_created, True)]
     )
     crm_persons = np.concatenate([crm_p, dup_p])
-    order = rng.permutation(crm.num_rows)
-    w.write("crm_accounts", crm.take(pa.array(order)))
-    records = [
-        _record_truth("crm", crm.column("crm_id").combine_chunks(), crm_persons).take(
-            pa.array(order)
-        )
-    ]
+    truth = _record_truth("crm", crm.column("crm_id").combine_chunks(), crm_persons)
+    export = _shuffled("crm_accounts", crm, truth, rng.permutation(crm.num_rows))
+    return _Crm(export, crm_p, crm_ids, crm_created, has_crm, dup_p, dup_ids, dup_use2)
 
-    crm_per_person = pc.take(
-        crm_ids,
-        pa.array(
-            np.searchsorted(crm_p, np.arange(n)).clip(0, max(crm_p.size - 1, 0)), mask=~has_crm
-        ),
-    )
-    created_pp = np.full(n, as_of_s, dtype=np.int64)
-    created_pp[crm_p] = crm_created
 
-    # App accounts: digital persons; the login is an email (sometimes the second one) or,
-    # without one, the mobile number; most apps also verify a mobile for sign-in.
+@dataclass
+class _App:
+    export: _Export
+    persons: np.ndarray
+    ids: pa.Array
+    has: np.ndarray
+    email2_login: np.ndarray  # persons whose login is their second email
+    rng: np.random.Generator  # the app stream, continued by the devices
+
+
+def _app_accounts(pop: _Population, seed: int, as_of_s: int, first_v: pa.Array) -> _App:
+    """App accounts: digital persons; the login is an email (sometimes the second one)
+    or, without one, the mobile number; most apps also verify a mobile for sign-in."""
+    n = pop.n
+    start_s = as_of_s - HISTORY_DAYS * DAY
     rng = _rng(seed, "app")
     # Signing up needs a login: an email or a mobile number.
     has_app = (rng.random(n) < 0.08 + 0.65 * pop.digital) & (pop.has_email | pop.has_mobile)
@@ -729,17 +766,25 @@ def _identity_sources(
             ),
         }
     )
-    app_order = rng.permutation(m)
-    app_rng = rng
-    # Where a person's second email is on file besides leads: the app login or a
-    # duplicate CRM account.
-    email2_known = np.zeros(n, dtype=bool)
-    email2_known[app_p[app_use2 & ~no_email]] = True
-    email2_known[dup_p[dup_use2]] = True
+    truth = _record_truth("app", app_ids, app_p)
+    export = _shuffled("app_accounts", apps, truth, rng.permutation(m))
+    return _App(export, app_p, app_ids, has_app, app_p[app_use2 & ~no_email], rng)
 
-    # Email leads: web-form sign-ups; some with only an email. A person signs up with the
-    # second email mostly when it is one they use with the company elsewhere (app login,
-    # second CRM account); an address seen nowhere else is rare.
+
+def _email_leads(
+    pop: _Population,
+    seed: int,
+    as_of_s: int,
+    first_v: pa.Array,
+    last_v: pa.Array,
+    email2_known: np.ndarray,
+) -> _Export:
+    """Email leads: web-form sign-ups; some with only an email. A person signs up with
+    the second email mostly when it is one they use with the company elsewhere
+    (``email2_known``: app login, second CRM account); an address seen nowhere else is
+    rare."""
+    n = pop.n
+    start_s = as_of_s - HISTORY_DAYS * DAY
     rng = _rng(seed, "leads")
     has_lead = pop.has_email & (rng.random(n) < 0.25 + 0.3 * pop.digital)
     lead_p = np.flatnonzero(has_lead)
@@ -776,11 +821,23 @@ def _identity_sources(
             ),
         }
     )
-    order = rng.permutation(m)
-    w.write("email_leads", leads.take(pa.array(order)))
-    records.append(_record_truth("email_lead", lead_ids, lead_p).take(pa.array(order)))
+    truth = _record_truth("email_lead", lead_ids, lead_p)
+    return _shuffled("email_leads", leads, truth, rng.permutation(m))
 
-    # Loyalty cards: phone-first, email often missing; some only phone + first name.
+
+@dataclass
+class _Loyalty:
+    export: _Export
+    persons: np.ndarray
+    ids: pa.Array
+    has: np.ndarray
+
+
+def _loyalty_members(
+    pop: _Population, seed: int, as_of_s: int, first_v: pa.Array, last_v: pa.Array
+) -> _Loyalty:
+    """Loyalty cards: phone-first, email often missing; some only phone + first name."""
+    n = pop.n
     rng = _rng(seed, "loyalty")
     has_loyalty = rng.random(n) < 0.25 + 0.3 * (1 - pop.digital)
     loy_p = np.flatnonzero(has_loyalty)
@@ -809,25 +866,17 @@ def _identity_sources(
             ),
         }
     )
-    order = rng.permutation(m)
-    w.write("loyalty_members", loyalty.take(pa.array(order)))
-    records.append(_record_truth("loyalty", loyalty_ids, loy_p).take(pa.array(order)))
-    loyalty_pp = pc.take(
-        loyalty_ids,
-        pa.array(np.searchsorted(loy_p, np.arange(n)).clip(0, max(m - 1, 0)), mask=~has_loyalty),
-    )
+    truth = _record_truth("loyalty", loyalty_ids, loy_p)
+    export = _shuffled("loyalty_members", loyalty, truth, rng.permutation(m))
+    return _Loyalty(export, loy_p, loyalty_ids, has_loyalty)
 
-    rng = app_rng
-    w.write("app_accounts", apps.take(pa.array(app_order)))
-    records.append(_record_truth("app", app_ids, app_p).take(pa.array(app_order)))
-    app_pp = pc.take(
-        app_ids,
-        pa.array(
-            np.searchsorted(app_p, np.arange(n)).clip(0, max(app_p.size - 1, 0)), mask=~has_app
-        ),
-    )
 
-    # Devices (anonymous web cookies / phones): 1-3 per person.
+def _devices(
+    pop: _Population, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, pa.Array]:
+    """Devices (anonymous web cookies / phones): 1-3 per person. (devices per person,
+    owner per device, first device per person, device ids)."""
+    n = pop.n
     n_devices = 1 + rng.binomial(2, 0.15 + 0.35 * pop.digital).astype(np.int32)
     device_owner = np.repeat(np.arange(n, dtype=np.int32), n_devices)
     device_start = np.concatenate([[0], np.cumsum(n_devices)[:-1]]).astype(np.int64)
@@ -839,15 +888,44 @@ def _identity_sources(
         ),
         "",
     )
+    return n_devices, device_owner, device_start, device_ids
+
+
+def _identity_sources(
+    pop: _Population, seed: int, as_of_s: int, w: _Writer, first_v: pa.Array, last_v: pa.Array
+) -> _Ids:
+    """Write the identity-bearing exports (CRM, email leads, loyalty, app) and draw the
+    devices; every person's native ids and the records' truth."""
+    n = pop.n
+    records: list[pa.Table] = []
+    crm = _crm_accounts(pop, seed, as_of_s, first_v, last_v)
+    crm.export.write(w, records)
+    created_pp = np.full(n, as_of_s, dtype=np.int64)
+    created_pp[crm.persons] = crm.created_s
+
+    # The app accounts are drawn before the leads (a lead's second email depends on
+    # them) and written after the loyalty cards.
+    app = _app_accounts(pop, seed, as_of_s, first_v)
+    # Where a person's second email is on file besides leads: the app login or a
+    # duplicate CRM account.
+    email2_known = np.zeros(n, dtype=bool)
+    email2_known[app.email2_login] = True
+    email2_known[crm.dup_p[crm.dup_use2]] = True
+    _email_leads(pop, seed, as_of_s, first_v, last_v, email2_known).write(w, records)
+    loyalty = _loyalty_members(pop, seed, as_of_s, first_v, last_v)
+    loyalty.export.write(w, records)
+    app.export.write(w, records)
+
+    n_devices, device_owner, device_start, device_ids = _devices(pop, app.rng)
     return _Ids(
-        crm=crm_per_person,
-        has_crm=has_crm,
-        crm_dup_of=dup_p,
-        crm_dup=dup_ids,
-        loyalty=loyalty_pp,
-        has_loyalty=has_loyalty,
-        app=app_pp,
-        has_app=has_app,
+        crm=_per_person(crm.ids, crm.persons, crm.has),
+        has_crm=crm.has,
+        crm_dup_of=crm.dup_p,
+        crm_dup=crm.dup_ids,
+        loyalty=_per_person(loyalty.ids, loyalty.persons, loyalty.has),
+        has_loyalty=loyalty.has,
+        app=_per_person(app.ids, app.persons, app.has),
+        has_app=app.has,
         device_owner=device_owner,
         device_start=device_start,
         n_devices=n_devices,

@@ -122,12 +122,13 @@ def customer_records(settings: Settings, customer_id: str) -> pd.DataFrame:
 def customer_timeline(settings: Settings, customer_id: str) -> pd.DataFrame:
     """The customer's events from every system (purchases, activity, cases, consent,
     campaign contacts) as one time-ordered table ``ts, system, event, detail``."""
-    from customers.features import load_sources
+    from customers.feature_sources import load_coded_sources
 
-    src = load_sources(settings.raw_dir, settings.unified_dir)
+    src, ids = load_coded_sources(settings.raw_dir, settings.unified_dir)
+    code = ids.get_indexer([customer_id])[0]  # -1: not a unified customer, no events
 
     def part(df: pd.DataFrame, ts: str, system: str, event: Any, detail: Any) -> pd.DataFrame:
-        d = df.loc[df["customer_id"] == customer_id]
+        d = df.loc[df["customer_id"] == code]
         return pd.DataFrame(
             {
                 "ts": pd.to_datetime(d[ts], utc=True),
@@ -297,7 +298,7 @@ def engine_records(
 
     ``k`` is large so every positive-score action is kept in ``ranked`` (for re-ranking).
     """
-    from batch.local import offline_feature_matrix
+    from batch.io import offline_feature_matrix
     from decisions.engine import DecisionContext, decide
     from decisions.runtime import load_runtime, stock_vector
 
@@ -447,10 +448,10 @@ def ensure_demo_measurement(
     drawn from the truth to ``home/measurement/outcomes.parquet``.
 
     Idempotent: a marker under ``home/measurement/`` records a finished run, which is
-    returned as is. The rounds use ``batch.local.score_customers``, so the records are
+    returned as is. The rounds use ``batch.run.score_customers``, so the records are
     the engine's own, in the project's decision log.
     """
-    from batch.local import score_customers
+    from batch.run import score_customers
     from decisions.runtime import load_runtime
     from measurement.attribution import read_decisions
 
@@ -534,7 +535,7 @@ def engine_policy_scores(
     ineligible actions score ``-inf``. Returns ``(truth rows, scores, costs)``; the truth
     rows have one row per customer the truth can place, columns as in ``truth/response``.
     """
-    from batch.local import offline_feature_matrix
+    from batch.io import offline_feature_matrix
     from decisions.engine import DecisionContext, decide
     from decisions.reasons import Reason
     from decisions.runtime import load_runtime, stock_vector

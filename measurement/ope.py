@@ -2,13 +2,9 @@
 
 The logging policy is epsilon-greedy over the eligible actions and ``no_action``, and every
 record carries the probability with which its chosen action was picked, so the estimators
-are the textbook ones:
-
-* IPS: ``mean(w * y)`` with ``w = pi(a_logged | x) / propensity``;
-* self-normalised IPS: ``sum(w * y) / sum(w)`` (delta-method SE);
-* doubly robust: ``mean(sum_a pi(a|x) q(x,a) + w * (y - q(x, a_logged)))`` with a reward
-  model ``q``: the logged score parts (``p_treated * value`` ...) or any direct-method
-  estimate supplied per (decision, action).
+are the textbook ones of :mod:`models.ope` (IPS, self-normalised IPS, doubly robust), with
+the logged score parts (``p_treated * value`` ...) or any direct-method estimate supplied
+per (decision, action) as DR's reward model.
 
 A candidate is an array of action ids (a deterministic policy), a probability matrix over
 ``actions`` (a stochastic one), or a callable mapping the decision frame to either. Holdout
@@ -22,7 +18,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -30,6 +26,7 @@ import yaml
 
 from measurement.attribution import attribute_outcomes, read_decisions, read_outcomes
 from measurement.lift import Z95
+from models.ope import DR, IPS, SNIPS, OffPolicyEstimator, bandit_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -53,29 +50,6 @@ Reward = Literal["responded", "revenue", "net_value"]
 Candidate = np.ndarray | Sequence[str] | Callable[[pd.DataFrame], np.ndarray]
 
 
-def _as_matrix(candidate: np.ndarray | Sequence[str], actions: Sequence[str], n: int) -> np.ndarray:
-    """The candidate as a row-stochastic matrix ``[n, K]`` over ``actions``."""
-    arr = np.asarray(candidate)
-    if arr.ndim == 2:
-        if arr.shape != (n, len(actions)):
-            raise ValueError(
-                f"candidate matrix has shape {arr.shape}, expected {(n, len(actions))}"
-            )
-        probs = arr.astype(float)
-        if (probs < 0).any() or not np.allclose(probs.sum(axis=1), 1.0):
-            raise ValueError("candidate probability rows must be non-negative and sum to 1")
-        return probs
-    if arr.shape != (n,):
-        raise ValueError(f"candidate has {arr.shape[0] if arr.ndim else 0} rows, expected {n}")
-    col = {a: k for k, a in enumerate(actions)}
-    unknown = sorted(set(arr.tolist()) - set(col))
-    if unknown:
-        raise ValueError(f"candidate chooses actions outside {list(actions)}: {unknown}")
-    probs = np.zeros((n, len(actions)))
-    probs[np.arange(n), [col[a] for a in arr.tolist()]] = 1.0
-    return probs
-
-
 def off_policy_value(
     logged_actions: np.ndarray,
     propensity: np.ndarray,
@@ -95,61 +69,35 @@ def off_policy_value(
     ci_high, n, match_rate, effective_n``.
     """
     a_log = np.asarray(logged_actions, dtype=object)
-    p = np.asarray(propensity, dtype=float)
-    y = np.asarray(reward, dtype=float)
     n = len(a_log)
-    if not (len(p) == len(y) == n):
-        raise ValueError(
-            f"logged_actions, propensity, reward lengths differ: {n}, {len(p)}, {len(y)}"
-        )
-    if n == 0:
-        raise ValueError("no logged decisions to evaluate")
-    if not np.isfinite(p).all() or (p <= 0).any() or (p > 1).any():
-        raise ValueError("logged propensities must lie in (0, 1]")
     if actions is None:
         cand = np.asarray(candidate)
         extra = cand.tolist() if cand.ndim == 1 else []
         actions = sorted(set(a_log.tolist()) | set(extra))
-    actions = list(actions)
-    col = {a: k for k, a in enumerate(actions)}
-    missing = sorted(set(a_log.tolist()) - set(col))
-    if missing:
-        raise ValueError(f"logged actions missing from actions: {missing}")
-    probs = _as_matrix(candidate, actions, n)
-    idx = np.array([col[a] for a in a_log.tolist()])
-    rows = np.arange(n)
-    w = probs[rows, idx] / p
-
-    def row(name: str, value: float, se: float) -> dict[str, Any]:
-        return {
-            "estimator": name,
-            "value": value,
-            "se": se,
-            "ci_low": value - z * se,
-            "ci_high": value + z * se,
-            "n": n,
-            "match_rate": float((probs[rows, idx] > 0).mean()),
-            "effective_n": float(w.sum() ** 2 / (w**2).sum()) if (w > 0).any() else 0.0,
-        }
-
-    sqn = np.sqrt(n)
-    ips_terms = w * y
-    out = [row("ips", float(ips_terms.mean()), float(ips_terms.std(ddof=1) / sqn))]
-    if w.sum() > 0:
-        snips = float(ips_terms.sum() / w.sum())
-        # Delta-method SE of the ratio estimator sum(w y) / sum(w).
-        se = float(np.sqrt(np.sum((w * (y - snips)) ** 2)) / w.sum())
-        out.append(row("snips", snips, se))
-    else:
-        out.append(row("snips", float("nan"), float("nan")))
+    action, probs = bandit_inputs(candidate, a_log, list(actions))
+    p = np.asarray(propensity, dtype=float)
+    y = np.asarray(reward, dtype=float)
+    estimators: list[OffPolicyEstimator] = [IPS(), SNIPS()]
     if q_hat is not None:
-        q = np.asarray(q_hat, dtype=float)
-        if q.shape != (n, len(actions)):
-            raise ValueError(f"q_hat has shape {q.shape}, expected {(n, len(actions))}")
-        if not np.isfinite(q).all():
-            raise ValueError("q_hat has missing or infinite entries")
-        dr_terms = (probs * q).sum(axis=1) + w * (y - q[rows, idx])
-        out.append(row("dr", float(dr_terms.mean()), float(dr_terms.std(ddof=1) / sqn)))
+        estimators.append(DR())
+    estimates = {e.name: e.estimate(y, action, p, probs, q_hat) for e in estimators}
+    matched = probs[np.arange(n), action]
+    w = matched / p
+    out = []
+    for name, est in estimates.items():
+        low, high = est.interval(z)
+        out.append(
+            {
+                "estimator": name,
+                "value": est.value,
+                "se": est.se,
+                "ci_low": low,
+                "ci_high": high,
+                "n": n,
+                "match_rate": float((matched > 0).mean()),
+                "effective_n": float(w.sum() ** 2 / (w**2).sum()) if (w > 0).any() else 0.0,
+            }
+        )
     return pd.DataFrame(out)
 
 

@@ -15,13 +15,17 @@ import pandas as pd
 from lightgbm import LGBMRegressor
 
 from customers.feature_schema import CONTROL
+from models.learners import NO_ARM_COLUMNS, Head
+from models.scoring import Scorer
 
 
 class ValueModel:
     """Expected revenue of a response, per arm: LightGBM on responders with the arm one-hot.
 
     Follows the scikit-learn contract: ``fit(X, treatment, y)`` learns from rows with
-    ``y > 0`` only; ``predict_values(X)`` returns one column per arm.
+    ``y > 0`` only. It exposes its fitted models as heads (:meth:`value_head`,
+    :meth:`control_head`) and its fallbacks as ``arm_means_`` and ``control_mean_``;
+    :class:`models.scoring.Scorer` turns them into values.
     """
 
     def __init__(
@@ -51,10 +55,9 @@ class ValueModel:
             n_jobs=2,
         )
 
-    def _design(self, X: np.ndarray, arm_index: np.ndarray) -> np.ndarray:
-        onehot = np.zeros((len(X), len(self.arms_)))
-        onehot[np.arange(len(X)), arm_index] = 1.0
-        return np.hstack([X, onehot])
+    def _arm_columns(self) -> np.ndarray:
+        """``[A, A]``: arm ``j``'s one-hot column set for arm ``j`` (no control block)."""
+        return np.eye(len(self.arms_))
 
     def fit(self, X: np.ndarray, treatment: np.ndarray, y: np.ndarray) -> ValueModel:
         """Fit on treated responders (revenue ``y > 0``)."""
@@ -81,31 +84,21 @@ class ValueModel:
         self.model_: LGBMRegressor | None = None
         if mask.sum() >= 50:
             arm_index = np.array([index[a] for a in treatment[mask]])
-            self.model_ = self._regressor().fit(
-                self._design(np.asarray(X, dtype=np.float64)[mask], arm_index), y[mask]
+            design = np.hstack(
+                [np.asarray(X, dtype=np.float64)[mask], self._arm_columns()[arm_index]]
             )
+            self.model_ = self._regressor().fit(design, y[mask])
         return self
 
-    def predict_control_values(self, X: np.ndarray) -> np.ndarray:
-        """Expected revenue of a response without any action, ``[n]``, never negative."""
-        X = np.asarray(X, dtype=np.float64)
-        if not hasattr(self, "control_mean_"):
-            # Fitted before control values existed: NaN makes the engine fall back to
-            # uplift * value.
-            return np.full(len(X), np.nan)
-        if self.control_model_ is None:
-            return np.full(len(X), self.control_mean_)
-        return np.maximum(self.control_model_.predict(X), 0.0)
+    def value_head(self) -> Head | None:
+        """The responders' model under each arm, or None (too few responders: the
+        scorer answers :attr:`arm_means_`)."""
+        return None if self.model_ is None else Head(self.model_, self._arm_columns())
 
-    def predict_values(self, X: np.ndarray) -> np.ndarray:
-        """Expected revenue given a response, ``[n, A]``, never negative."""
-        X = np.asarray(X, dtype=np.float64)
-        if self.model_ is None:
-            return np.tile(self.arm_means_, (len(X), 1))
-        out = np.empty((len(X), len(self.arms_)))
-        for j in range(len(self.arms_)):
-            out[:, j] = self.model_.predict(self._design(X, np.full(len(X), j)))
-        return np.maximum(out, 0.0)
+    def control_head(self) -> Head | None:
+        """The control responders' model, or None (the scorer answers ``control_mean_``)."""
+        model = getattr(self, "control_model_", None)
+        return None if model is None else Head(model, NO_ARM_COLUMNS)
 
 
 @dataclass
@@ -127,13 +120,11 @@ class DecisionModel:
 
     def predict_arms(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(p_control [n], p_treated [n, A], value_if_response [n, A])``."""
-        X = np.asarray(X, dtype=np.float64)
-        outcomes = np.clip(np.asarray(self.response.predict_outcomes(X), dtype=np.float64), 0, 1)
-        return outcomes[:, 0], outcomes[:, 1:], self.value.predict_values(X)
+        return Scorer(self).predict_arms(X)
 
     def predict_control_value(self, X: np.ndarray) -> np.ndarray:
         """What a response is worth without any action, ``[n]`` (the engine's ``v_c``)."""
-        return self.value.predict_control_values(np.asarray(X, dtype=np.float64))
+        return Scorer(self).predict_control_value(X)
 
     def predict_frame(self, X: np.ndarray) -> pd.DataFrame:
         """The pyfunc output: ``p_no_action``, ``p_<arm>``, ``value_<arm>``, ``value_no_action``."""

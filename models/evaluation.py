@@ -16,22 +16,18 @@ binary outcomes, and extend to continuous outcomes with the same formulas.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import auc, log_loss, roc_auc_score
 
+from models.ope import DR, IPS, SNIPS
+
 __all__ = [
-    "PolicyValue",
     "auuc_score",
     "calibration_table",
     "evaluate_policies",
     "expected_calibration_error",
-    "policy_value_dr",
-    "policy_value_ips",
-    "policy_value_ips_gain",
-    "policy_value_snips",
     "qini_auc_score",
     "qini_curve",
     "response_metrics",
@@ -260,102 +256,6 @@ def uplift_metrics(
 # --- policy value ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PolicyValue:
-    """An estimated expected outcome per customer under a policy, with standard error."""
-
-    value: float
-    se: float
-
-
-def _ips_terms(
-    policy: np.ndarray, arms: np.ndarray, y: np.ndarray, propensity: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    policy, arms = np.asarray(policy), np.asarray(arms)
-    y = np.asarray(y, dtype=float)
-    propensity = np.broadcast_to(np.asarray(propensity, dtype=float), y.shape)
-    if not (len(policy) == len(arms) == len(y)):
-        raise ValueError(
-            f"policy, arms and y differ in length: {len(policy)}, {len(arms)}, {len(y)}"
-        )
-    if (propensity <= 0).any():
-        raise ValueError("logging propensities must be > 0")
-    w = (policy == arms) / propensity
-    return w, w * y
-
-
-def policy_value_ips(
-    policy: np.ndarray, arms: np.ndarray, y: np.ndarray, propensity: np.ndarray | float
-) -> PolicyValue:
-    """Inverse propensity weighted value: ``mean(1{arm == policy} * y / propensity)``,
-    with the standard error of that mean."""
-    _, terms = _ips_terms(policy, arms, y, propensity)
-    return PolicyValue(float(terms.mean()), float(terms.std(ddof=1) / np.sqrt(len(terms))))
-
-
-def policy_value_ips_gain(
-    policy: np.ndarray,
-    baseline: np.ndarray,
-    arms: np.ndarray,
-    y: np.ndarray,
-    propensity: np.ndarray | float,
-) -> PolicyValue:
-    """IPS value of ``policy`` minus that of ``baseline`` on the same rows, with the SE of
-    the paired difference.
-
-    Both values share every row where the two policies agree, so the paired SE is much
-    smaller than the two values' own SEs combined: it is the figure to read when asking
-    whether a targeting policy beats, say, "everyone gets the best arm".
-    """
-    _, a = _ips_terms(policy, arms, y, propensity)
-    _, b = _ips_terms(baseline, arms, y, propensity)
-    d = a - b
-    return PolicyValue(float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))))
-
-
-def policy_value_snips(
-    policy: np.ndarray, arms: np.ndarray, y: np.ndarray, propensity: np.ndarray | float
-) -> PolicyValue:
-    """Self-normalised IPS: ``sum(w * y) / sum(w)`` with ``w = 1{arm == policy}/propensity``;
-    the SE is the delta-method (ratio estimator) standard error."""
-    w, terms = _ips_terms(policy, arms, y, propensity)
-    if w.sum() == 0:
-        return PolicyValue(float("nan"), float("nan"))
-    value = terms.sum() / w.sum()
-    resid = w * (np.asarray(y, dtype=float) - value)
-    se = np.sqrt(np.sum(resid**2)) / w.sum()
-    return PolicyValue(float(value), float(se))
-
-
-def policy_value_dr(
-    policy: np.ndarray,
-    arms: np.ndarray,
-    y: np.ndarray,
-    propensity: np.ndarray | float,
-    predicted_outcomes: np.ndarray,
-    arm_labels: Sequence[Hashable],
-) -> PolicyValue:
-    """Doubly robust value: ``mean(q(x, pi(x)) + 1{arm == pi(x)} (y - q(x, arm)) / propensity)``.
-
-    ``predicted_outcomes`` is ``[n, K]`` with the model's predicted outcome under each of
-    ``arm_labels`` (all arms, control included, in that column order); it is the direct
-    method's estimate, and the IPS term corrects its bias on the rows where the logged arm
-    matches the policy.
-    """
-    policy, arms = np.asarray(policy), np.asarray(arms)
-    q = np.asarray(predicted_outcomes, dtype=float)
-    labels = list(arm_labels)
-    col = {a: i for i, a in enumerate(labels)}
-    unknown = set(np.unique(policy).tolist()) - set(labels)
-    if unknown:
-        raise ValueError(f"policy chooses arms without a predicted outcome column: {unknown}")
-    pi_idx = np.array([col[a] for a in policy.tolist()])
-    rows = np.arange(len(policy))
-    w, _ = _ips_terms(policy, arms, y, propensity)
-    terms = q[rows, pi_idx] + w * (np.asarray(y, dtype=float) - q[rows, pi_idx])
-    return PolicyValue(float(terms.mean()), float(terms.std(ddof=1) / np.sqrt(len(terms))))
-
-
 def uplift_policy(
     uplift: np.ndarray, arm_labels: Sequence[Hashable], control: Hashable, threshold: float = 0.0
 ) -> np.ndarray:
@@ -405,7 +305,7 @@ def evaluate_policies(
     n = len(y)
     label_arr = np.asarray(labels, dtype=object)
     single = {
-        a: policy_value_ips(np.full(n, a, dtype=object), arms, y, propensity).value
+        a: IPS().evaluate(np.full(n, a, dtype=object), arms, y, propensity).value
         for a in arm_labels
     }
     best_arm = max(single, key=single.__getitem__)
@@ -426,9 +326,9 @@ def evaluate_policies(
         best_true = float(truth.max(axis=1).mean())
     col = {a: i for i, a in enumerate(labels)}
     for name, (pi, detail) in policies.items():
-        ips = policy_value_ips(pi, arms, y, propensity)
-        snips = policy_value_snips(pi, arms, y, propensity)
-        dr = policy_value_dr(pi, arms, y, propensity, q, labels)
+        ips = IPS().evaluate(pi, arms, y, propensity)
+        snips = SNIPS().evaluate(pi, arms, y, propensity)
+        dr = DR().evaluate(pi, arms, y, propensity, labels, q)
         row: dict[str, object] = {
             "policy": name,
             "detail": detail,

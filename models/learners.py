@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import lightgbm as lgb
@@ -30,16 +31,14 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.model_selection import KFold, StratifiedKFold
 
-from models.evaluation import (
-    policy_value_ips,
-    policy_value_ips_gain,
-    qini_auc_score,
-    uplift_policy,
-)
+from models.evaluation import qini_auc_score, uplift_policy
+from models.ope import IPS
 
 __all__ = [
+    "NO_ARM_COLUMNS",
     "DRLearner",
     "EnsembleLearner",
+    "Head",
     "SLearner",
     "TLearner",
     "XLearner",
@@ -48,6 +47,7 @@ __all__ = [
     "logged_propensity",
     "select_learner",
     "select_learner_cv",
+    "with_arm_columns",
 ]
 
 logger = logging.getLogger(__name__)
@@ -124,6 +124,59 @@ def _as_frame(X: Any, names: Sequence[str] | None = None) -> pd.DataFrame:
         raise ValueError(f"X must be 2-dimensional, got shape {arr.shape}")
     cols = list(names) if names is not None and len(names) == arr.shape[1] else None
     return pd.DataFrame(arr, columns=cols or [f"x{i}" for i in range(arr.shape[1])])
+
+
+# --- design layout and heads -----------------------------------------------------------------
+
+#: The arm columns of an estimator that scores ``X`` as it is: one output, nothing appended.
+NO_ARM_COLUMNS = np.zeros((1, 0))
+
+
+def with_arm_columns(X: np.ndarray, arm_columns: np.ndarray) -> np.ndarray:
+    """``[K * m, F + A]``: block ``k`` is ``X`` ``[m, F]`` beside the row ``arm_columns[k]``.
+
+    The one design layout of the models that take the arm as input columns (the S-learner
+    and the value model): fitting, scoring per arm and scoring all arms in one call stack
+    the same blocks. Without arm columns ``X`` itself is returned.
+    """
+    k, a = arm_columns.shape
+    if a == 0 and k == 1:
+        return X
+    m, f = X.shape
+    D = np.empty((k, m, f + a))
+    D[:, :, :f] = X[None, :, :]
+    D[:, :, f:] = arm_columns[:, None, :]
+    return D.reshape(k * m, f + a)
+
+
+def predict_estimator(model: BaseEstimator, X: np.ndarray) -> np.ndarray:
+    """``[m]``: the positive-class probability of a classifier, else the prediction."""
+    if hasattr(model, "predict_proba"):
+        return model.predict_proba(X)[:, 1]
+    return model.predict(X)
+
+
+@dataclass(frozen=True)
+class Head:
+    """A fitted estimator with the outputs it gives: output column ``k`` is the estimator
+    on ``X`` beside ``arm_columns[k]`` (``[K, A]``; :data:`NO_ARM_COLUMNS` for ``X`` alone).
+
+    Learners whose outcomes are their heads' outputs side by side expose them through
+    ``outcome_heads()``, so a scorer can evaluate the same estimators another way (all arms
+    in one LightGBM call, compiled trees) without knowing the learner's type.
+    """
+
+    estimator: BaseEstimator
+    arm_columns: np.ndarray
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """``[m, K]`` through the estimator's own predict, one call per output column."""
+        return np.column_stack(
+            [
+                predict_estimator(self.estimator, with_arm_columns(X, self.arm_columns[k : k + 1]))
+                for k in range(len(self.arm_columns))
+            ]
+        )
 
 
 # --- the shared base -------------------------------------------------------------------------
@@ -209,19 +262,11 @@ class _UpliftBase(BaseEstimator):
             fit_kw["categorical_feature"] = self._categorical_indices(X.shape[1])
         if sample_weight is not None:
             fit_kw["sample_weight"] = sample_weight
-        if isinstance(model, CalibratedClassifierCV):
-            # CalibratedClassifierCV forwards extra fit params to each LightGBM fold
-            return model.fit(X, y, **fit_kw)
+        # CalibratedClassifierCV forwards the extra fit params to each LightGBM fold.
         return model.fit(X, y, **fit_kw)
 
     def _categorical_indices(self, n_columns: int) -> list[int]:
         return [i for i in self.encoder_.categorical_indices_ if i < n_columns]
-
-    @staticmethod
-    def _predict_model(model: BaseEstimator, X: np.ndarray) -> np.ndarray:
-        if hasattr(model, "predict_proba"):
-            return model.predict_proba(X)[:, 1]
-        return model.predict(X)
 
     def _prepare_fit(
         self, X: Any, treatment: Any, y: Any, sample_weight: Any
@@ -264,8 +309,18 @@ class _UpliftBase(BaseEstimator):
             raise RuntimeError(f"{type(self).__name__} is not fitted yet; call fit first")
         return self.encoder_.transform(X)
 
-    def predict_outcomes(self, X: Any) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def outcome_heads(self) -> list[Head] | None:
+        """The heads whose outputs side by side are :meth:`predict_outcomes` on encoded
+        features, or None when the outcomes are computed otherwise."""
+        return None
+
+    def predict_outcomes(self, X: Any) -> np.ndarray:
+        """``[n, 1 + A]`` predicted outcome under control then each arm."""
+        heads = self.outcome_heads()
+        if heads is None:  # pragma: no cover - learners without heads override this
+            raise NotImplementedError
+        Xe = self._transform(X)
+        return np.hstack([h.predict(Xe) for h in heads])
 
     def predict_uplift(self, X: Any) -> np.ndarray:
         """``[n, A]``: predicted outcome under each arm minus under control."""
@@ -335,10 +390,9 @@ class TLearner(_UpliftBase):
             self.models_.append(model)
         return self
 
-    def predict_outcomes(self, X: Any) -> np.ndarray:
-        """``[n, 1 + A]`` predicted outcome under control then each arm."""
-        Xe = self._transform(X)
-        return np.column_stack([self._predict_model(m, Xe) for m in self.models_])
+    def outcome_heads(self) -> list[Head] | None:
+        """One head per arm (control first), each on the features alone."""
+        return [Head(m, NO_ARM_COLUMNS) for m in self.models_]
 
     def _models(self) -> list[BaseEstimator]:
         return list(self.models_)
@@ -386,11 +440,10 @@ class SLearner(_UpliftBase):
         )
         self.monotone_treatment = monotone_treatment
 
-    def _augment(self, Xe: np.ndarray, arm_index: np.ndarray) -> np.ndarray:
-        onehot = np.zeros((len(Xe), len(self.arms_)))
-        treated = arm_index > 0
-        onehot[np.nonzero(treated)[0], arm_index[treated] - 1] = 1.0
-        return np.hstack([Xe, onehot])
+    def _arm_columns(self) -> np.ndarray:
+        """``[1 + A, A]``: no arm column set for control, arm ``j``'s column for arm ``j``."""
+        A = len(self.arms_)
+        return np.vstack([np.zeros((1, A)), np.eye(A)])
 
     def _lgbm_kwargs(self, seed_offset: int = 0) -> dict[str, Any]:
         params = super()._lgbm_kwargs(seed_offset)
@@ -402,16 +455,13 @@ class SLearner(_UpliftBase):
         """Fit the single model on ``[X, onehot(arm)]``."""
         Xe, t, y, sw = self._prepare_fit(X, treatment, y, sample_weight)
         idx = np.array([self.classes_.index(a) for a in t.tolist()])
-        self.model_ = self._fit_model(self._outcome_model(), self._augment(Xe, idx), y, sw)
+        design = np.hstack([Xe, self._arm_columns()[idx]])
+        self.model_ = self._fit_model(self._outcome_model(), design, y, sw)
         return self
 
-    def predict_outcomes(self, X: Any) -> np.ndarray:
-        """``[n, 1 + A]`` predicted outcome under control then each arm."""
-        Xe = self._transform(X)
-        out = np.empty((len(Xe), len(self.classes_)))
-        for k in range(len(self.classes_)):
-            out[:, k] = self._predict_model(self.model_, self._augment(Xe, np.full(len(Xe), k)))
-        return out
+    def outcome_heads(self) -> list[Head] | None:
+        """The one model, under control and under each arm."""
+        return [Head(self.model_, self._arm_columns())]
 
     def _models(self) -> list[BaseEstimator]:
         return [self.model_]
@@ -486,9 +536,9 @@ class XLearner(TLearner):
         self.effect_treated_, self.effect_control_ = [], []
         for k, arm in enumerate(self.arms_, start=1):
             m = t == arm
-            mu0_on_arm[arm] = self._predict_model(self.models_[0], Xe[m])
+            mu0_on_arm[arm] = predict_estimator(self.models_[0], Xe[m])
             d_treated = y[m] - mu0_on_arm[arm]
-            d_control = self._predict_model(self.models_[k], Xe[ctrl]) - y[ctrl]
+            d_control = predict_estimator(self.models_[k], Xe[ctrl]) - y[ctrl]
             self.effect_treated_.append(
                 self._fit_model(
                     self._effect_model(10 + k), Xe[m], d_treated, None if sw is None else sw[m]
@@ -521,10 +571,14 @@ class XLearner(TLearner):
             out[:, j] = g * tau0 + (1 - g) * tau1
         return out
 
+    def outcome_heads(self) -> list[Head] | None:
+        """None: the arms' outcomes come from the effect models, not from heads."""
+        return None
+
     def predict_outcomes(self, X: Any) -> np.ndarray:
         """``[n, 1 + A]``: the control model's prediction plus each arm's effect."""
         Xe = self._transform(X)
-        mu0 = self._predict_model(self.models_[0], Xe)
+        mu0 = predict_estimator(self.models_[0], Xe)
         tau = self._effects(Xe)
         q = mu0[:, None] + tau
         if self.binary_:
@@ -592,7 +646,7 @@ class DRLearner(XLearner):
                 model = self._fit_model(
                     self._outcome_model(k), Xe[m], y[m], None if sw is None else sw[m]
                 )
-                mu[held, k] = self._predict_model(model, Xe[held])
+                mu[held, k] = predict_estimator(model, Xe[held])
         self.propensity_, e = _propensity_matrix(
             self.propensity, self.classes_, t, Xe, self._propensity_model
         )
@@ -818,7 +872,7 @@ def select_learner(
         fitted[name] = model
         uplift = model.predict_uplift(X_val)
         policy = uplift_policy(uplift, model.arms_, control)
-        value = policy_value_ips(policy, t_val, y_val, prop)
+        value = IPS().evaluate(policy, t_val, y_val, prop)
         row: dict[str, Any] = {"learner": name, "ips_value": value.value, "ips_se": value.se}
         qinis = []
         for j, arm in enumerate(model.arms_):
@@ -923,7 +977,7 @@ def select_learner_cv(
     # the reference any targeting policy has to beat: everyone gets the single arm with the
     # highest IPS value on these rows (all of them training rows)
     single = {
-        a: policy_value_ips(np.full(len(t), a, dtype=object), t, y_arr, prop).value
+        a: IPS().evaluate(np.full(len(t), a, dtype=object), t, y_arr, prop).value
         for a in np.unique(t).tolist()
         if a != control
     }
@@ -963,8 +1017,8 @@ def select_learner_cv(
         for s in grid:
             shrunk = s * u + (1.0 - s) * prior
             policy = uplift_policy(shrunk, arms, control)
-            value = policy_value_ips(policy, t, y_arr, prop)
-            gain = policy_value_ips_gain(policy, everyone_best, t, y_arr, prop)
+            value = IPS().evaluate(policy, t, y_arr, prop)
+            gain = IPS().compare(policy, everyone_best, t, y_arr, prop)
             label = name if s == 1.0 else f"{name}@shrink{s:g}"
             rows.append(
                 {

@@ -1,18 +1,27 @@
-"""Online scoring of the decision model with one LightGBM call per booster.
+"""The decision model's scores: one set of rules over a choice of predictor backends.
 
-A decision scores each customer under control and under every arm, and values a response
-per arm: through :class:`models.decision_model.DecisionModel` that is one LightGBM call per arm of
-the S-learner, one per arm of the value model and one for the control value (17 calls for
-8 arms), each paying the scikit-learn wrapper's parameter handling and LightGBM's
-predictor set-up (~0.2 ms apiece on this machine), while the trees themselves take a few
-microseconds per row.
+A decision scores each customer under control and under every arm and values a response
+per arm. :class:`Scorer` holds the rules, once: response outcomes clipped to [0, 1],
+values floored at 0 with the per-arm responder means when the value model has no trees,
+the control value floored at 0 with the control mean (NaN for a value model fitted before
+control values existed). The learners and the value model expose their fitted estimators
+as :class:`~models.learners.Head` objects (estimator plus design layout), so the scorer
+never asks which learner it holds. The backend, chosen at construction, only changes how
+the heads are evaluated:
 
-:class:`StackedScorer` stacks the arm designs of all rows into one matrix per booster and
-calls ``LGBM_BoosterPredictForMat`` directly with a parameter string built once. LightGBM
-scores every row on its own (the same trees summed in the same order), so each number is
-bit-identical to the per-arm path; ``tests/unit/models/test_scoring.py`` proves it. Only
-the model shapes trained here are stacked (S- or T-learner of plain LightGBM models, the
-LightGBM value model); anything else keeps the model's own methods.
+* ``"estimators"``: the learner's own ``predict_outcomes`` and each head's scikit-learn
+  predict, one call per arm (any learner; what :class:`~models.decision_model.DecisionModel`
+  uses, so training evaluates exactly this);
+* ``"lightgbm"``: every head's design rows stacked into one matrix and scored by one
+  ``LGBM_BoosterPredictForMat`` call with a parameter string built once, skipping the
+  scikit-learn wrapper's per-call work (an S-learner with 8 arms: 17 calls become 3);
+* ``"compiled"``: :mod:`models.compiled_trees`, which walks the arms' shared tree paths
+  once, checked against ``"lightgbm"`` bit for bit.
+
+LightGBM scores every row on its own (the same trees summed in the same order), so the
+numbers are bit-identical across backends; ``tests/unit/models/test_scoring.py`` proves
+it. The stacked backends need every head to be a plain LightGBM model;
+:meth:`Scorer.from_model` returns None for a model that is not.
 """
 
 from __future__ import annotations
@@ -20,16 +29,20 @@ from __future__ import annotations
 import ctypes
 import logging
 import time
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal, Protocol
 
 import numpy as np
+
+from models.learners import Head, with_arm_columns
 
 log = logging.getLogger(__name__)
 
 # LightGBM C API constants (c_api.h).
 _DTYPE_FLOAT64 = 1
 _PREDICT_NORMAL = 0
+
+Backend = Literal["estimators", "lightgbm", "compiled"]
 
 
 class BoosterPredictor:
@@ -105,36 +118,88 @@ def _plain_lgbm(est: Any, num_threads: int = 1) -> BoosterPredictor | None:
         return None
 
 
-def _boosters(compiled: dict[str, Any]) -> list[Any]:
-    """Every compiled booster of a :meth:`StackedScorer._compile` result."""
-    return [
-        *compiled.get("t", []),
-        *(compiled[k] for k in ("s", "value", "control") if k in compiled),
-    ]
+class _HeadPredictor(Protocol):
+    def predict(self, X: np.ndarray) -> np.ndarray: ...
 
 
-class StackedScorer:
-    """``predict_arms`` and ``predict_control_value`` of a decision model, stacked.
+@dataclass(frozen=True)
+class _LearnerOutcomes:
+    """The response learner's own ``predict_outcomes`` (any learner)."""
 
-    Build it with :meth:`from_model`, which returns None for a model it cannot stack.
+    response: Any
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.response.predict_outcomes(X), dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class _StackedHead:
+    """A head's design blocks stacked into one matrix, one LightGBM call."""
+
+    booster: BoosterPredictor
+    arm_columns: np.ndarray
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        k = len(self.arm_columns)
+        return self.booster.predict(with_arm_columns(X, self.arm_columns)).reshape(k, len(X)).T
+
+
+@dataclass(frozen=True)
+class _CompiledHead:
+    """A head through the compiled trees: the kernel's columns for the head's arm rows."""
+
+    booster: Any  # models.compiled_trees.CompiledBooster
+    columns: slice | np.ndarray
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.booster.predict(X)[:, self.columns]
+
+
+@dataclass(frozen=True)
+class _Predictors:
+    """One backend's predictors: outcome heads side by side, value head, control head
+    (None where the model has no trees and the rules answer a mean)."""
+
+    outcomes: list[_HeadPredictor]
+    value: _HeadPredictor | None
+    control: _HeadPredictor | None
+
+    def all(self) -> list[_HeadPredictor]:
+        return [*self.outcomes, *(h for h in (self.value, self.control) if h is not None)]
+
+
+def _compiled_columns(arm_columns: np.ndarray) -> slice | np.ndarray:
+    """The kernel's output column per arm row (0: no arm column set, 1 + j: column j)."""
+    rows = np.asarray(arm_columns)
+    if rows.shape[1] == 0:
+        return slice(0, 1) if len(rows) == 1 else np.zeros(len(rows), dtype=np.int64)
+    ones = rows == 1.0
+    if not ((rows == 0.0) | ones).all() or (ones.sum(axis=1) > 1).any():
+        raise ValueError("arm columns are not one-hot rows; not compiled")
+    columns = np.where(ones.any(axis=1), ones.argmax(axis=1) + 1, 0)
+    if (np.diff(columns) == 1).all():  # a view, not a copy (S-learner, value model)
+        return slice(int(columns[0]), int(columns[-1]) + 1)
+    return columns
+
+
+class Scorer:
+    """``predict_arms`` and ``predict_control_value`` of a decision model, on one backend.
+
     Implements the engine's ``ResponseModel`` protocol and forwards every other attribute
     to the wrapped model, so it can stand in for the model in a compiled plan.
     ``num_threads`` is LightGBM's thread count per call (1 online; batch chunks use more).
     ``seconds`` adds up the wall time spent inside the two predict methods, so a batch job
     can report scoring apart from the rules.
 
-    ``compiled=True`` (batch) scores through :mod:`models.compiled_trees` when numba is
-    installed and every booster compiles: the arms share tree paths, ~3.5x less CPU. Every
-    call then also scores a sample of its rows (:attr:`CHECK_ROWS`) through LightGBM and
-    requires equal bits; on any difference it logs an error, returns LightGBM's numbers and
-    stays on LightGBM. ``compiled`` tells which path is in use.
-
-    ``check_rows`` sets how many rows of every compiled call are re-scored (default
-    :attr:`CHECK_ROWS`). Online calls score one to a few dozen rows, where one more
-    LightGBM call costs more than the compiled trees save, so the service passes 0 and
-    checks once at start-up instead with :meth:`verify` on :func:`probe_rows
-    <models.compiled_trees.probe_rows>` (every threshold's edges): on any difference it
-    stays on LightGBM for good.
+    ``backend="compiled"`` scores through the compiled trees when numba is installed and
+    every booster compiles (else ``"lightgbm"``, logged). Every call then also scores a
+    sample of its rows (:attr:`CHECK_ROWS`) through LightGBM and requires equal bits; on
+    any difference it logs an error, returns LightGBM's numbers and stays on LightGBM.
+    ``compiled`` tells which path is in use. ``check_rows`` sets how many rows of every
+    compiled call are re-scored. Online calls score one to a few dozen rows, where one
+    more LightGBM call costs more than the compiled trees save, so the service passes 0
+    and checks once at start-up instead with :meth:`verify` on :func:`probe_rows
+    <models.compiled_trees.probe_rows>` (every threshold's edges).
     """
 
     #: Rows of every compiled call re-scored by LightGBM and compared bit for bit.
@@ -143,124 +208,92 @@ class StackedScorer:
     def __init__(
         self,
         model: Any,
+        backend: Backend = "estimators",
         num_threads: int = 1,
-        compiled: bool = False,
         check_rows: int | None = None,
     ) -> None:
-        from models.learners import SLearner, TLearner
-
+        if backend not in ("estimators", "lightgbm", "compiled"):
+            raise ValueError(f"backend must be estimators, lightgbm or compiled, got {backend!r}")
         self.model = model
         self.num_threads = max(int(num_threads), 1)
         self.check_rows = self.CHECK_ROWS if check_rows is None else max(int(check_rows), 0)
         self.seconds = 0.0
         self.checked_rows = 0
-        response, value = model.response, model.value
-        self._n_arms = len(model.arm_ids)
+        self._value = model.value
         self._n_features = len(model.feature_names)
-        self._s_learner: BoosterPredictor | None = None
-        self._t_learner: list[BoosterPredictor] | None = None
-        if getattr(response, "categories_", None):
+        self._lightgbm: _Predictors | None = None
+        self._compiled: _Predictors | None = None
+        if backend == "estimators":
+            self._predictors = _Predictors(
+                [_LearnerOutcomes(model.response)],
+                self._value.value_head(),
+                self._value.control_head(),
+            )
+            return
+        self._lightgbm = self._stacked(model)
+        self._predictors = self._lightgbm
+        if backend == "compiled":
+            self._compiled = self._compile()
+            if self._compiled is not None:
+                self._predictors = self._compiled
+
+    # --- building the backends ---------------------------------------------------------
+
+    def _stacked(self, model: Any) -> _Predictors:
+        """The LightGBM predictors of every head; ValueError when a head is not plain
+        LightGBM or the learner does not expose its heads."""
+        if getattr(model.response, "categories_", None):
             raise ValueError("categorical features go through the encoder; not stacked")
-        if type(response) is SLearner:
-            self._s_learner = _plain_lgbm(response.model_, self.num_threads)
-            if self._s_learner is None:
-                raise ValueError("S-learner outcome model is not a plain LightGBM model")
-        elif type(response) is TLearner:
-            preds = [_plain_lgbm(m, self.num_threads) for m in response.models_]
-            if any(p is None for p in preds) or len(preds) != self._n_arms + 1:
-                raise ValueError("T-learner outcome models are not plain LightGBM models")
-            self._t_learner = [p for p in preds if p is not None]
-        else:
-            raise ValueError(f"{type(response).__name__} is not stacked")
-        self._value = value
-        self._value_model = (
-            None if value.model_ is None else _plain_lgbm(value.model_, self.num_threads)
+        heads = getattr(model.response, "outcome_heads", lambda: None)()
+        if heads is None:
+            raise ValueError(f"{type(model.response).__name__} does not expose outcome heads")
+
+        def stacked(head: Head | None, role: str) -> _StackedHead | None:
+            if head is None:
+                return None
+            booster = _plain_lgbm(head.estimator, self.num_threads)
+            if booster is None:
+                raise ValueError(f"{role} model is not a plain LightGBM model")
+            return _StackedHead(booster, head.arm_columns)
+
+        outcomes = [stacked(h, "outcome") for h in heads]
+        return _Predictors(
+            [h for h in outcomes if h is not None],
+            stacked(self._value.value_head(), "value"),
+            stacked(self._value.control_head(), "control value"),
         )
-        if value.model_ is not None and self._value_model is None:
-            raise ValueError("value model is not a plain LightGBM regressor")
-        control = getattr(value, "control_model_", None)
-        self._control_model = None if control is None else _plain_lgbm(control, self.num_threads)
-        if control is not None and self._control_model is None:
-            raise ValueError("control value model is not a plain LightGBM regressor")
-        # Design blocks: row block k carries the one-hot of arm k - 1 (block 0: control) for
-        # the S-learner, of arm k for the value model.
-        eye = np.eye(self._n_arms)
-        self._s_onehot = np.vstack([np.zeros((1, self._n_arms)), eye])
-        self._v_onehot = eye
-        self._compiled: dict[str, Any] | None = self._compile() if compiled else None
 
-    @property
-    def compiled(self) -> bool:
-        """Whether calls score through the compiled trees (else LightGBM)."""
-        return self._compiled is not None
-
-    def _compile(self) -> dict[str, Any] | None:
-        """Compiled boosters by role, or None (logged) when numba or a booster cannot."""
+    def _compile(self) -> _Predictors | None:
+        """The compiled predictors, or None (logged) when numba or a booster cannot."""
         from models import compiled_trees as ct
 
         if not ct.available():
             log.info("numba not installed: scoring through LightGBM")
             return None
-        f, a, n = self._n_features, self._n_arms, self.num_threads
+        assert self._lightgbm is not None
+        f, n = self._n_features, self.num_threads
+
+        def compiled(head: _StackedHead | None) -> _CompiledHead | None:
+            if head is None:
+                return None
+            columns = _compiled_columns(head.arm_columns)
+            n_arms = head.arm_columns.shape[1]
+            return _CompiledHead(ct.CompiledBooster(head.booster._booster, f, n_arms, n), columns)
+
         try:
-            out: dict[str, Any] = {}
-            if self._s_learner is not None:
-                out["s"] = ct.CompiledBooster(self._s_learner._booster, f, a, n)
-            else:
-                assert self._t_learner is not None
-                out["t"] = [ct.CompiledBooster(p._booster, f, 0, n) for p in self._t_learner]
-            if self._value_model is not None:
-                out["value"] = ct.CompiledBooster(self._value_model._booster, f, a, n)
-            if self._control_model is not None:
-                out["control"] = ct.CompiledBooster(self._control_model._booster, f, 0, n)
-        except ct.NotCompilable as exc:
+            out = _Predictors(
+                [h for h in map(compiled, self._lightgbm.outcomes) if h is not None],
+                compiled(self._lightgbm.value),  # type: ignore[arg-type]
+                compiled(self._lightgbm.control),  # type: ignore[arg-type]
+            )
+        except (ct.NotCompilable, ValueError) as exc:
             log.info("model %s scored through LightGBM: %s", self.version, exc)
             return None
         # numba compiles the kernel on its first call: pay it here, not in the first chunk.
         probe = np.zeros((1, f))
-        for booster in _boosters(out):
-            booster.predict(probe)
+        for head in out.all():
+            head.predict(probe)
         return out
-
-    def _check_rows(self, m: int) -> np.ndarray:
-        """Rows of an ``m``-row call that LightGBM re-scores: spread over the call."""
-        return np.unique(np.linspace(0, m - 1, min(m, self.check_rows)).astype(np.int64))
-
-    def verify(self, X: np.ndarray | None = None) -> bool:
-        """Score ``X`` (default: :func:`~models.compiled_trees.probe_rows` of the compiled
-        boosters) both ways and require equal bits; on a difference log an error and stay
-        on LightGBM for good. Returns whether the compiled trees are (still) in use.
-        """
-        if self._compiled is None:
-            return False
-        if X is None:
-            from models.compiled_trees import probe_rows
-
-            X = probe_rows(_boosters(self._compiled))
-        X = np.ascontiguousarray(X, dtype=np.float64)
-        outcomes, values = self._compiled_arms(X)
-        want_o, want_v = self._lightgbm_arms(X)
-        if not (
-            np.array_equal(outcomes, want_o, equal_nan=True)
-            and np.array_equal(values, want_v, equal_nan=True)
-        ):
-            self._fall_back(f"predict_arms on {len(X)} start-up rows")
-            return False
-        if "control" in self._compiled and self._control_model is not None:
-            got = self._compiled["control"].predict(X)[:, 0]
-            if not np.array_equal(got, self._control_model.predict(X), equal_nan=True):
-                self._fall_back(f"predict_control_value on {len(X)} start-up rows")
-                return False
-        self.checked_rows += len(X)
-        return True
-
-    def _fall_back(self, what: str) -> None:
-        log.error(
-            "compiled trees of model %s differ from LightGBM in %s; LightGBM from now on",
-            self.version,
-            what,
-        )
-        self._compiled = None
 
     @classmethod
     def from_model(
@@ -269,17 +302,124 @@ class StackedScorer:
         num_threads: int = 1,
         compiled: bool = False,
         check_rows: int | None = None,
-    ) -> StackedScorer | None:
-        """The stacked scorer of ``model``, or None when its shape is not one stacked here."""
-        if isinstance(model, StackedScorer):
+    ) -> Scorer | None:
+        """The LightGBM (or, with ``compiled``, compiled-trees) scorer of ``model``, or
+        None when its heads are not all plain LightGBM models."""
+        if isinstance(model, Scorer):
             model = model.model
+        backend: Backend = "compiled" if compiled else "lightgbm"
         try:
-            return cls(model, num_threads, compiled, check_rows)
+            return cls(model, backend, num_threads, check_rows)
         except (AttributeError, TypeError, ValueError) as exc:
             log.info("model %s scored per arm: %s", getattr(model, "version", "?"), exc)
             return None
 
-    # The protocol's attributes come from the model itself.
+    # --- the compiled path's checks ----------------------------------------------------
+
+    @property
+    def compiled(self) -> bool:
+        """Whether calls score through the compiled trees."""
+        return self._compiled is not None
+
+    def _check_rows(self, m: int) -> np.ndarray:
+        """Rows of an ``m``-row call that LightGBM re-scores: spread over the call."""
+        return np.unique(np.linspace(0, m - 1, min(m, self.check_rows)).astype(np.int64))
+
+    def _fall_back(self, what: str) -> None:
+        log.error(
+            "compiled trees of model %s differ from LightGBM in %s; LightGBM from now on",
+            self.version,
+            what,
+        )
+        self._compiled = None
+        assert self._lightgbm is not None
+        self._predictors = self._lightgbm
+
+    def verify(self, X: np.ndarray | None = None) -> bool:
+        """Score ``X`` (default: :func:`~models.compiled_trees.probe_rows` of the compiled
+        boosters) both ways and require equal bits; on a difference log an error and stay
+        on LightGBM for good. Returns whether the compiled trees are (still) in use.
+        """
+        if self._compiled is None or self._lightgbm is None:
+            return False
+        if X is None:
+            from models.compiled_trees import probe_rows
+
+            X = probe_rows([h.booster for h in self._compiled.all()])  # type: ignore[attr-defined]
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        if not _same(self._arms(self._compiled, X), self._arms(self._lightgbm, X)):
+            self._fall_back(f"predict_arms on {len(X)} start-up rows")
+            return False
+        if not _same(self._control(self._compiled, X), self._control(self._lightgbm, X)):
+            self._fall_back(f"predict_control_value on {len(X)} start-up rows")
+            return False
+        self.checked_rows += len(X)
+        return True
+
+    def _checked(self, what: str, X: np.ndarray, got: Any, score: Any) -> Any:
+        """``got`` (compiled, all rows of ``X``) when a sample of its rows equals LightGBM's
+        ``score``, else LightGBM's answer for all rows (and LightGBM for good)."""
+        if self._compiled is None or not self.check_rows or not len(X):
+            return got
+        assert self._lightgbm is not None
+        rows = self._check_rows(len(X))
+        want = score(self._lightgbm, X[rows])
+        self.checked_rows += len(rows)
+        sample = tuple(g[rows] for g in got) if isinstance(got, tuple) else got[rows]
+        if _same(sample, want):
+            return got
+        self._fall_back(what)
+        return score(self._lightgbm, X)
+
+    # --- the rules -----------------------------------------------------------------------
+
+    def _arms(self, p: _Predictors, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Outcomes ``[m, 1 + A]`` (control first) clipped to [0, 1], values ``[m, A]``
+        floored at 0 (the per-arm responder means without a value model)."""
+        parts = [h.predict(X) for h in p.outcomes]
+        outcomes = np.clip(parts[0] if len(parts) == 1 else np.hstack(parts), 0, 1)
+        if p.value is None:
+            return outcomes, np.tile(self._value.arm_means_, (len(X), 1))
+        return outcomes, np.maximum(p.value.predict(X), 0.0)
+
+    def _control(self, p: _Predictors, X: np.ndarray) -> np.ndarray:
+        """The control value ``[m]`` floored at 0 (the control mean without a model; NaN
+        for a value model fitted before control values existed)."""
+        if not hasattr(self._value, "control_mean_"):
+            return np.full(len(X), np.nan)
+        if p.control is None:
+            return np.full(len(X), self._value.control_mean_)
+        return np.maximum(p.control.predict(X)[:, 0], 0.0)
+
+    def predict_arms(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(p_control [n], p_treated [n, A], value_if_response [n, A])``."""
+        t0 = time.perf_counter()
+        X = self._rows(X)
+        got = self._arms(self._predictors, X)
+        outcomes, values = self._checked("predict_arms", X, got, self._arms)
+        self.seconds += time.perf_counter() - t0
+        return outcomes[:, 0], outcomes[:, 1:], values
+
+    def predict_control_value(self, X: np.ndarray) -> np.ndarray:
+        """What a response is worth without any action, ``[n]`` (the engine's ``v_c``)."""
+        t0 = time.perf_counter()
+        X = self._rows(X)
+        out = self._control(self._predictors, X)
+        if self._compiled is not None and self._compiled.control is not None:
+            out = self._checked("predict_control_value", X, out, self._control)
+        self.seconds += time.perf_counter() - t0
+        return out
+
+    def _rows(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self._n_features:
+            raise ValueError(f"X must be [n, {self._n_features}], got shape {X.shape}")
+        if self._compiled is not None:
+            X = np.ascontiguousarray(X)
+        return X
+
+    # --- standing in for the model -------------------------------------------------------
+
     @property
     def feature_names(self) -> list[str]:
         """Model feature order."""
@@ -304,104 +444,24 @@ class StackedScorer:
             raise AttributeError(name) from None
         return getattr(model, name)
 
-    @staticmethod
-    def _design(X: np.ndarray, onehot: np.ndarray) -> np.ndarray:
-        """``[K * m, F + A]``: block k is ``X`` beside the one-hot row ``onehot[k]``."""
-        m, f = X.shape
-        k, a = onehot.shape
-        D = np.empty((k, m, f + a))
-        D[:, :, :f] = X[None, :, :]
-        D[:, :, f:] = onehot[:, None, :]
-        return D.reshape(k * m, f + a)
 
-    def predict_arms(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(p_control [n], p_treated [n, A], value_if_response [n, A])``, as the model's."""
-        t0 = time.perf_counter()
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != self._n_features:
-            raise ValueError(f"X must be [n, {self._n_features}], got shape {X.shape}")
-        outcomes, values = None, None
-        if self._compiled is not None and len(X):
-            outcomes, values = self._compiled_arms(X)
-        if outcomes is not None and values is not None and self.check_rows:
-            rows = self._check_rows(len(X))
-            want = self._lightgbm_arms(X[rows])
-            self.checked_rows += len(rows)
-            if not (
-                np.array_equal(outcomes[rows], want[0], equal_nan=True)
-                and np.array_equal(values[rows], want[1], equal_nan=True)
-            ):
-                self._fall_back("predict_arms")
-                outcomes = None
-        if outcomes is None or values is None:
-            outcomes, values = self._lightgbm_arms(X)
-        self.seconds += time.perf_counter() - t0
-        return outcomes[:, 0], outcomes[:, 1:], values
+def _same(a: Any, b: Any) -> bool:
+    """Equal bits (NaN equal to NaN) for arrays or tuples of arrays."""
+    if isinstance(a, tuple):
+        return all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(np.array_equal(a, b, equal_nan=True))
 
-    def _lightgbm_arms(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Outcomes ``[m, A + 1]`` (control first, clipped) and values ``[m, A]``."""
-        m = len(X)
-        k = self._n_arms + 1
-        if self._s_learner is not None:
-            p = self._s_learner.predict(self._design(X, self._s_onehot))
-            outcomes = p.reshape(k, m).T
-        else:
-            assert self._t_learner is not None
-            outcomes = np.column_stack([b.predict(X) for b in self._t_learner])
-        outcomes = np.clip(outcomes, 0, 1)
-        if self._value_model is None:
-            values = np.tile(self._value.arm_means_, (m, 1))
-        else:
-            v = self._value_model.predict(self._design(X, self._v_onehot))
-            values = np.maximum(v.reshape(self._n_arms, m).T, 0.0)
-        return outcomes, values
 
-    def _compiled_arms(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """As :meth:`_lightgbm_arms`, through the compiled trees (no design matrices)."""
-        assert self._compiled is not None
-        m = len(X)
-        if "s" in self._compiled:
-            outcomes = self._compiled["s"].predict(X)
-        else:
-            outcomes = np.column_stack([b.predict(X)[:, 0] for b in self._compiled["t"]])
-        outcomes = np.clip(outcomes, 0, 1)
-        if "value" in self._compiled:
-            values = np.maximum(self._compiled["value"].predict(X)[:, 1:], 0.0)
-        else:
-            values = np.tile(self._value.arm_means_, (m, 1))
-        return outcomes, values
-
-    def predict_control_value(self, X: np.ndarray) -> np.ndarray:
-        """What a response is worth without any action, ``[n]``, as the model's."""
-        X = np.asarray(X, dtype=np.float64)
-        if not hasattr(self._value, "control_mean_"):
-            return np.full(len(X), np.nan)
-        if self._control_model is None:
-            return np.full(len(X), self._value.control_mean_)
-        t0 = time.perf_counter()
-        out = None
-        if self._compiled is not None and "control" in self._compiled and len(X):
-            X = np.ascontiguousarray(X, dtype=np.float64)
-            out = np.maximum(self._compiled["control"].predict(X)[:, 0], 0.0)
-            if self.check_rows:
-                rows = self._check_rows(len(X))
-                want = np.maximum(self._control_model.predict(X[rows]), 0.0)
-                self.checked_rows += len(rows)
-                if not np.array_equal(out[rows], want, equal_nan=True):
-                    self._fall_back("predict_control_value")
-                    out = None
-        if out is None:
-            out = np.maximum(self._control_model.predict(X), 0.0)
-        self.seconds += time.perf_counter() - t0
-        return out
+#: The name serving and batch know the LightGBM/compiled scorer by.
+StackedScorer = Scorer
 
 
 def stacked_plan(plan: Any, num_threads: int = 1, compiled: bool = False) -> Any:
-    """``plan`` with its model replaced by the model's :class:`StackedScorer` (LightGBM with
-    ``num_threads`` per call; the compiled trees when ``compiled``), or ``plan`` itself when
-    the model is not one stacked here.
+    """``plan`` with its model replaced by the model's LightGBM scorer (``num_threads`` per
+    call; the compiled trees when ``compiled``), or ``plan`` itself when the model's heads
+    are not all plain LightGBM models.
 
     The scores are bit-identical either way; only the work behind them changes.
     """
-    scorer = StackedScorer.from_model(plan.model, num_threads, compiled)
+    scorer = Scorer.from_model(plan.model, num_threads, compiled)
     return plan if scorer is None else replace(plan, model=scorer)

@@ -36,7 +36,7 @@ _USER_ERRORS = (
     ("core.errors", "NextbestError"),
     ("decisions.catalog", "ConfigError"),
     ("decisions.runtime", "StartupError"),
-    ("batch.local", "BatchInputError"),
+    ("batch.io", "BatchInputError"),
 )
 
 
@@ -459,7 +459,7 @@ def score_cmd(
     """Batch-score every customer (or a list) on a channel with the shared decision engine."""
     import pandas as pd
 
-    from batch.local import score_customers
+    from batch.run import score_customers
 
     settings = _settings(sources=sources)
     when = None

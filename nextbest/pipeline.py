@@ -123,7 +123,7 @@ def run_pipeline(
 ) -> PipelineReport:
     """Generate (or, with ``settings.sources``, ingest) data, resolve identities, build
     features, train and batch-score."""
-    from batch.local import score_customers
+    from batch.run import score_customers
     from training.train import train
 
     report = PipelineReport()

@@ -1,42 +1,49 @@
 """The nextbest decision service (BentoML): ``POST /decide``, ``POST /events``, ``GET /actions``.
 
-A thin shell around :class:`serving.online.OnlineDecider`, which is built once at
+A thin shell around :class:`serving.decider.OnlineDecider`, which is built once at
 start-up from the settings (champion model by MLflow alias, Feast store, catalog, policy,
 decision log). BentoML also serves ``/healthz``, ``/livez``, ``/readyz``, ``/metrics``
 (Prometheus) and the OpenAPI page at ``/`` (spec at ``/docs.json``).
 
 Start it with ``bentoml serve serving.service:NextBest`` or ``nextbest serve``.
+
+Settings are read at start-up, never at import. The instance reads them in its
+``__init__``; the options of ``bentoml.service`` (workers, traffic, access log, the tracing
+exclusion of /decide) are read by BentoML when the class is decorated, so the class is
+decorated by :func:`nextbest_service`, which reads the settings then. ``NextBest`` is that
+service, built on first access (a module ``__getattr__``, PEP 562): when ``bentoml serve``
+(or ``bentoml build``) looks up ``serving.service:NextBest`` in a worker, before it builds
+the worker's app. Importing the module (for its helpers) reads nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 from typing import Any, Literal
 
 import bentoml
 import orjson
-from bentoml.exceptions import InvalidArgument
+from bentoml import get_current_service
+from bentoml.exceptions import BentoMLException, InvalidArgument
 from fastapi import FastAPI
 from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response
 
 from core.settings import Settings, get_settings
+from serving.batching import MicroBatcher
+from serving.decider import OnlineDecider
 from serving.fast_http import (
     UNEXPECTED,
     Answer,
     FastDecideMiddleware,
+    Handler,
     json_body,
     validation_error_body,
 )
-from serving.online import (
-    CustomerRef,
-    DecideRequest,
-    MicroBatcher,
-    OnlineDecider,
-    RequestError,
-    response_from_record,
-)
+from serving.requests import CustomerRef, DecideRequest, RequestError
+from serving.responses import response_from_record
 
 log = logging.getLogger(__name__)
 
@@ -76,30 +83,14 @@ def fast_http_enabled(settings: Settings) -> bool:
 extras = FastAPI(title="nextbest catalog")
 
 
-@bentoml.service(
-    name="nextbest",
-    logging={"access": {"enabled": False}},
-    traffic={"timeout": 30},
-    # No trace exporter is configured by default, yet BentoML's OpenTelemetry middleware
-    # builds a span for every request: half of the framework's CPU per request on this
-    # 2-core machine (0.7 of 1.4 ms, measured on an empty endpoint). /decide skips it unless
-    # NEXTBEST_TRACE_DECIDE=1; every other route keeps its spans. BentoML takes the option
-    # when the class is decorated, so the settings are read here, at import (each worker
-    # imports the module, with the environment `bentoml serve` was started with).
-    tracing=tracing_config(get_settings()),
-    # One worker per core. /decide is async: its CPU work runs on the worker's event loop
-    # and it awaits the decision log's writer thread, so while one decision waits for its
-    # disk sync the worker decides the next ones, which join the next group commit.
-    workers=2,
-    # Threads for the sync endpoints only (/events pushes to Feast and waits on SQLite).
-    threads=4,
-)
 @bentoml.asgi_app(extras, path="/")
-class NextBest:
+class NextBestService:
     """Next-best-action decisions under consent, suppression and contact rules."""
 
     def __init__(self) -> None:
         settings = get_settings()
+        #: BentoML's pydantic model of the /decide body (what its route validates with).
+        self.decide_input = nextbest_service().apis["decide"].input_spec
         self.decider = OnlineDecider(settings)
         self.batcher = MicroBatcher(self.decider, inline_sync=settings.inline_log_sync)
         # The loaded heap is large and long-lived; freezing it keeps full GC passes (and the
@@ -108,9 +99,8 @@ class NextBest:
         gc.freeze()
         # /decide through FastDecideMiddleware (same answers, a fraction of the framework's
         # CPU) unless switched off, or traced: a span wants BentoML's request context.
-        global _fast_decide
-        if fast_http_enabled(settings):
-            _fast_decide = self.answer_json
+        #: The handler FastDecideMiddleware answers /decide with (None: BentoML answers).
+        self.fast_decide: Handler | None = self.answer_json if fast_http_enabled(settings) else None
         log.info("nextbest service ready: model %s", self.decider.runtime.model_version)
 
     @bentoml.api(route="/decide")
@@ -147,7 +137,7 @@ class NextBest:
         # A bad request is logged by the fields it got wrong only: pydantic's and the
         # resolver's messages may quote the input, which can be an email or a phone.
         try:
-            data = _DECIDE_INPUT.model_validate_json(body or b"{}")
+            data = self.decide_input.model_validate_json(body or b"{}")
         except ValidationError as exc:
             fields = sorted({".".join(map(str, e["loc"])) for e in exc.errors()})
             log.info("/decide [POST] 400: invalid %s", ", ".join(fields))
@@ -191,16 +181,55 @@ class NextBest:
         return self._catalog()
 
 
-#: BentoML's pydantic model of the /decide body (what its route validates with).
-_DECIDE_INPUT = NextBest.apis["decide"].input_spec
-#: The service instance's fast /decide handler once it is built (None: BentoML answers).
-_fast_decide: Any = None
+def service_options(settings: Settings) -> dict[str, Any]:
+    """The options of ``bentoml.service`` for the decision service."""
+    return {
+        "name": "nextbest",
+        "logging": {"access": {"enabled": False}},
+        "traffic": {"timeout": 30},
+        # No trace exporter is configured by default, yet BentoML's OpenTelemetry middleware
+        # builds a span for every request: half of the framework's CPU per request on a
+        # 2-core machine. /decide skips it unless NEXTBEST_TRACE_DECIDE=1; every other route
+        # keeps its spans.
+        "tracing": tracing_config(settings),
+        # One worker per core. /decide is async: its CPU work runs on the worker's event loop
+        # and it awaits the decision log's writer thread, so while one decision waits for its
+        # disk sync the worker decides the next ones, which join the next group commit.
+        "workers": 2,
+        # Threads for the sync endpoints only (/events pushes to Feast and waits on SQLite).
+        "threads": 4,
+    }
 
-# Inside BentoML's middleware chain: metrics, tracing exclusion, timeout and concurrency
-# limit still apply to /decide; only the router and BentoML's API wrapper are skipped.
-NextBest.add_asgi_middleware(
-    FastDecideMiddleware,
-    get_handler=lambda: _fast_decide,
-    path="/decide",
-    server=f"BentoML Service/{NextBest.name}",
-)
+
+def fast_decide_handler() -> Handler | None:
+    """The running service instance's /decide handler for FastDecideMiddleware; None (BentoML
+    answers) before the instance is built or when its fast path is off."""
+    try:
+        instance = get_current_service()
+    except BentoMLException:  # not built yet
+        return None
+    return getattr(instance, "fast_decide", None)
+
+
+@functools.cache
+def nextbest_service() -> bentoml.Service[NextBestService]:
+    """The BentoML service, decorated with :func:`service_options` of the current settings."""
+    svc = bentoml.service(**service_options(get_settings()))(NextBestService)
+    # Inside BentoML's middleware chain: metrics, tracing exclusion, timeout and concurrency
+    # limit still apply to /decide; only the router and BentoML's API wrapper are skipped.
+    svc.add_asgi_middleware(
+        FastDecideMiddleware,
+        get_handler=fast_decide_handler,
+        path="/decide",
+        server=f"BentoML Service/{svc.name}",
+    )
+    return svc
+
+
+def __getattr__(name: str) -> Any:
+    """``NextBest``: the service, built (settings read) on first access."""
+    if name == "NextBest":
+        svc = nextbest_service()
+        globals()["NextBest"] = svc  # BentoML finds a service by its module attribute
+        return svc
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,9 +26,6 @@ from sklearn.model_selection import train_test_split
 
 from core.settings import PROJECT_ROOT
 from models.evaluation import (
-    policy_value_dr,
-    policy_value_ips,
-    policy_value_ips_gain,
     qini_auc_score,
     uplift_at_k,
     uplift_auc_score,
@@ -43,6 +40,7 @@ from models.learners import (
     XLearner,
     select_learner_cv,
 )
+from models.ope import DR, IPS
 
 __all__ = [
     "ARMS",
@@ -273,13 +271,13 @@ def _score(
         row[f"auuc_{arm}"] = uplift_auc_score(y[m], uplift[m, j], t)
         row[f"uplift_at_30_{arm}"] = uplift_at_k(y[m], uplift[m, j], t, k=0.3)
     policy = uplift_policy(uplift, ARMS, CONTROL)
-    ips = policy_value_ips(policy, arms, y, DESIGN_PROPENSITY)
+    ips = IPS().evaluate(policy, arms, y, DESIGN_PROPENSITY)
     row["ips_value"], row["ips_se"] = ips.value, ips.se
     everyone = np.full(len(test), best_arm, dtype=object)
-    gain = policy_value_ips_gain(policy, everyone, arms, y, DESIGN_PROPENSITY)
+    gain = IPS().compare(policy, everyone, arms, y, DESIGN_PROPENSITY)
     row["ips_gain_vs_best_arm"], row["ips_gain_vs_best_arm_se"] = gain.value, gain.se
     if outcomes_pred is not None:
-        dr = policy_value_dr(policy, arms, y, DESIGN_PROPENSITY, outcomes_pred, [CONTROL, *ARMS])
+        dr = DR().evaluate(policy, arms, y, DESIGN_PROPENSITY, [CONTROL, *ARMS], outcomes_pred)
         row["dr_value"], row["dr_se"] = dr.value, dr.se
     else:
         row["dr_value"], row["dr_se"] = None, None
@@ -452,11 +450,11 @@ def run_hillstrom(
         arms = test["segment"].to_numpy()
         baselines = {}
         for arm in [CONTROL, *ARMS]:
-            v = policy_value_ips(np.full(len(test), arm, dtype=object), arms, y, DESIGN_PROPENSITY)
+            v = IPS().evaluate(np.full(len(test), arm, dtype=object), arms, y, DESIGN_PROPENSITY)
             baselines[f"everyone {arm}"] = {"ips_value": v.value, "ips_se": v.se}
         rng = np.random.default_rng(seed)
         rand = np.asarray([CONTROL, *ARMS], dtype=object)[rng.integers(0, 3, len(test))]
-        v = policy_value_ips(rand, arms, y, DESIGN_PROPENSITY)
+        v = IPS().evaluate(rand, arms, y, DESIGN_PROPENSITY)
         baselines["random arm"] = {"ips_value": v.value, "ips_se": v.se}
         baselines["random scores"] = _random_score_qini(test, outcome, rng)
         result["outcomes"][outcome] = {

@@ -1,10 +1,12 @@
 """``nextbest train``: fit, evaluate, log, register and gate the decision model.
 
-Steps: exposures -> training set from Feast (point-in-time, leakage-checked) -> split ->
-select a multi-treatment learner on validation -> value model -> evaluation on held-out
-randomised data (per-arm response and uplift metrics, policy values against baselines,
-regret against the truth when the data is generated) -> MLflow run with lineage, plots and
-a model card -> registered model version -> promotion gate.
+One plain function per step, chained by :func:`train`: :func:`load_dataset` (exposures ->
+training set from Feast, point-in-time and leakage-checked -> split), :func:`fit` (select a
+multi-treatment learner on validation, fit the value model), :func:`evaluate` (held-out
+randomised data: per-arm response and uplift metrics, policy values against baselines,
+regret against the truth when the data is generated), :func:`register` (MLflow run with
+lineage, plots and a model card -> registered model version) and :func:`promote_version`
+(the promotion gate).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sklearn.model_selection import train_test_split
 from core.settings import Settings
 from customers.feature_schema import CONTROL, model_feature_names
 from models.decision_model import DecisionModel, ValueModel
+from models.registry import PromotionDecision
 from training.dataset import TrainingSet, build_training_set, training_exposures
 
 log = logging.getLogger(__name__)
@@ -73,18 +76,12 @@ def _policy(model: DecisionModel, ev: np.ndarray) -> np.ndarray:
     return np.where(ev[np.arange(len(ev)), best] > 0, arms[best], CONTROL)
 
 
-def net_value_policy(model: DecisionModel, X: np.ndarray, costs: dict[str, float]) -> np.ndarray:
-    """The arm with the highest expected incremental value if > 0 (the engine's formula,
-    :func:`decisions.engine.incremental_value`), else control."""
-    return _policy(model, _expected_values(model, X, costs)[0])
-
-
 def policy_value(
     model: DecisionModel, frame: pd.DataFrame, costs: dict[str, float]
 ) -> tuple[float, float]:
     """Doubly robust net value per customer (revenue minus contact cost) of the model's
     policy on held-out randomised rows, with its standard error."""
-    from models.evaluation import policy_value_dr
+    from models.ope import DR
 
     X = frame[model.feature_names].to_numpy(dtype=np.float64)
     ev, q = _expected_values(model, X, costs)
@@ -92,8 +89,8 @@ def policy_value(
     arm_cost = np.array([costs.get(a, 0.0) if a != CONTROL else 0.0 for a in arms])
     y = frame["revenue"].to_numpy(dtype=np.float64) - arm_cost
     labels = [CONTROL, *model.arm_ids]
-    dr = policy_value_dr(
-        _policy(model, ev), arms, y, frame["assignment_probability"].to_numpy(), q, labels
+    dr = DR().evaluate(
+        _policy(model, ev), arms, y, frame["assignment_probability"].to_numpy(), labels, q
     )
     return dr.value, dr.se
 
@@ -112,14 +109,48 @@ def catalog_costs(settings: Settings) -> tuple[dict[str, float], str]:
     return costs, str(catalog.version)
 
 
-def train(settings: Settings, store: Any | None = None) -> TrainResult:
-    """Run the whole training step and return what was registered."""
-    import mlflow
+@dataclass
+class Dataset:
+    """The training set from Feast and its train / validation / held-out test rows."""
 
+    ts: TrainingSet
+    features: list[str]
+    allow_sensitive: bool
+    train: np.ndarray
+    valid: np.ndarray
+    test: np.ndarray
+
+    def test_frame(self) -> pd.DataFrame:
+        """The held-out rows of the training frame, renumbered."""
+        return self.ts.frame.iloc[self.test].reset_index(drop=True)
+
+
+@dataclass
+class Fitted:
+    """The selected learner inside a decision model, and why it was selected."""
+
+    name: str
+    why: str
+    selection: pd.DataFrame
+    model: DecisionModel
+    costs: dict[str, float]
+
+
+@dataclass
+class Evaluation:
+    """Held-out metrics and tables of a fitted model."""
+
+    outcomes: np.ndarray
+    metrics: dict[str, float]
+    response_rows: list[dict[str, Any]]
+    uplift: pd.DataFrame
+    policies: pd.DataFrame
+    net_value: float
+
+
+def load_dataset(settings: Settings, store: Any | None = None) -> Dataset:
+    """Exposures -> training set from Feast (point-in-time, leakage-checked) -> split."""
     from customers.feast_store import FEATURE_SERVICE, feature_store
-    from models import evaluation as ev
-    from models.learners import default_candidates, select_learner
-    from models.registry import configure_mlflow, log_decision_model, promote
 
     store = store or feature_store(settings)
     entity_df = training_exposures(settings)
@@ -127,9 +158,15 @@ def train(settings: Settings, store: Any | None = None) -> TrainResult:
     features = model_feature_names(allow_sensitive=allow_sensitive)
     ts = build_training_set(store, entity_df, features, service=FEATURE_SERVICE)
     tr, va, te = split(ts, settings.seed)
-    X, t, y = ts.X, ts.treatment, ts.y
-    design = ts.propensity
+    return Dataset(ts, features, allow_sensitive, tr, va, te)
 
+
+def fit(settings: Settings, data: Dataset) -> Fitted:
+    """Select a multi-treatment learner on the validation rows, fit the value model."""
+    from models.learners import default_candidates, select_learner
+
+    X, t, y = data.ts.X, data.ts.treatment, data.ts.y
+    tr, va = data.train, data.valid
     every = default_candidates(control=CONTROL, random_state=settings.seed)
     unknown = sorted(set(settings.learners) - set(every))
     if unknown:
@@ -144,104 +181,168 @@ def train(settings: Settings, store: Any | None = None) -> TrainResult:
         t[va],
         y[va],
         control=CONTROL,
-        design_propensity=design[va],
+        design_propensity=data.ts.propensity[va],
     )
     selected = table.loc[table["selected"].astype(bool)]
     why = str(selected["reason"].iloc[0]) if "reason" in table and len(selected) else name
-    value = ValueModel(random_state=settings.seed).fit(X[tr], t[tr], ts.revenue[tr])
+    value = ValueModel(random_state=settings.seed).fit(X[tr], t[tr], data.ts.revenue[tr])
     costs, catalog_version = catalog_costs(settings)
     model = DecisionModel(
         response=response,
         value=value,
-        feature_names=features,
+        feature_names=data.features,
         learner_name=name,
         catalog_version=catalog_version,
     )
+    return Fitted(name, why, table, model, costs)
 
-    arms = model.arm_ids
-    test = ts.frame.iloc[te].reset_index(drop=True)
-    Xte = X[te]
-    outcomes = np.asarray(response.predict_outcomes(Xte))
+
+def evaluate(settings: Settings, data: Dataset, fitted: Fitted) -> Evaluation:
+    """Per-arm response and uplift metrics, policy values against baselines, regret against
+    the truth when the data is generated, and the net value, on the held-out rows."""
+    from models import evaluation as ev
+
+    te = data.test
+    t, y = data.ts.treatment[te], data.ts.y[te]
+    arms = fitted.model.arm_ids
+    test = data.test_frame()
+    outcomes = np.asarray(fitted.model.response.predict_outcomes(data.ts.X[te]))
     metrics: dict[str, float] = {}
     resp_rows = []
     for j, arm in enumerate([CONTROL, *arms]):
-        m = t[te] == arm
-        if m.sum() > 1 and 0 < y[te][m].mean() < 1:
-            r = ev.response_metrics(y[te][m], outcomes[m, j])
+        m = t == arm
+        if m.sum() > 1 and 0 < y[m].mean() < 1:
+            r = ev.response_metrics(y[m], outcomes[m, j])
             resp_rows.append({"arm": arm, **{k: v for k, v in r.items() if np.isscalar(v)}})
             for k, v in r.items():
                 if np.isscalar(v):
                     metrics[f"{k}_{arm}"] = float(v)
-    upl = ev.uplift_metrics(y[te], t[te], outcomes[:, 1:] - outcomes[:, [0]], arms, CONTROL)
+    upl = ev.uplift_metrics(y, t, outcomes[:, 1:] - outcomes[:, [0]], arms, CONTROL)
     for _, row in upl.iterrows():
         for k in ("qini", "auuc", "uplift_at_30"):
             metrics[f"{k}_{row['arm']}"] = float(row[k])
     truth = _truth_outcomes(settings, test, arms)
     pol = ev.evaluate_policies(
-        t[te], y[te], design[te], arms, CONTROL, outcomes, truth=truth, seed=settings.seed
+        t, y, data.ts.propensity[te], arms, CONTROL, outcomes, truth=truth, seed=settings.seed
     )
     for _, row in pol.iterrows():
         metrics[f"policy_ips_{row['policy']}"] = float(row["ips"])
         metrics[f"policy_dr_{row['policy']}"] = float(row["dr"])
         if "regret" in row and pd.notna(row.get("regret")):
             metrics[f"regret_{row['policy']}"] = float(row["regret"])
-    net_value, net_se = policy_value(model, test, costs)
+    net_value, net_se = policy_value(fitted.model, test, fitted.costs)
     metrics["net_value_dr"] = net_value
     metrics["net_value_dr_se"] = net_se
+    return Evaluation(outcomes, metrics, resp_rows, upl, pol, net_value)
 
-    configure_mlflow(settings)
-    with mlflow.start_run(run_name=f"train-{name}") as run, tempfile.TemporaryDirectory() as tmp:
+
+def register(settings: Settings, data: Dataset, fitted: Fitted, evaluation: Evaluation) -> str:
+    """Log params, metrics, lineage, tables, plots, the model card and the model to the
+    active MLflow run and register the model; returns the new model version."""
+    import mlflow
+
+    from customers.feast_store import FEATURE_SERVICE
+    from models.registry import log_decision_model
+
+    ts, model = data.ts, fitted.model
+    te, arms = data.test, model.arm_ids
+    mlflow.log_params(
+        {
+            "learner": fitted.name,
+            "seed": settings.seed,
+            "feature_service": FEATURE_SERVICE,
+            "n_features": len(data.features),
+            "arms": ",".join(arms),
+            "allow_sensitive": data.allow_sensitive,
+            "rows_train": len(data.train),
+            "rows_valid": len(data.valid),
+            "rows_test": len(te),
+            "catalog_version": model.catalog_version,
+        }
+    )
+    mlflow.log_metrics(evaluation.metrics)
+    mlflow.set_tags(
+        {
+            "selection_reason": fitted.why[:4000],
+            **{f"lineage.{k}": str(v) for k, v in ts.lineage.items()},
+        }
+    )
+    mlflow.log_dict(ts.lineage, "lineage.json")
+    mlflow.log_dict({"features": data.features}, "feature_order.json")
+    mlflow.log_table(fitted.selection, "selection/validation.json")
+    mlflow.log_table(evaluation.uplift, "evaluation/uplift_metrics.json")
+    mlflow.log_table(evaluation.policies, "evaluation/policy_values.json")
+    if evaluation.response_rows:
+        mlflow.log_table(pd.DataFrame(evaluation.response_rows), "evaluation/response_metrics.json")
+    Xte = ts.X[te]
+    _log_plots(model, Xte, ts.y[te], ts.treatment[te], evaluation.outcomes, arms)
+    card = model_card(
+        fitted.name,
+        fitted.why,
+        ts,
+        evaluation.metrics,
+        evaluation.policies,
+        evaluation.uplift,
+        data.features,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
         tmpd = Path(tmp)
-        mlflow.log_params(
-            {
-                "learner": name,
-                "seed": settings.seed,
-                "feature_service": FEATURE_SERVICE,
-                "n_features": len(features),
-                "arms": ",".join(arms),
-                "allow_sensitive": allow_sensitive,
-                "rows_train": len(tr),
-                "rows_valid": len(va),
-                "rows_test": len(te),
-                "catalog_version": catalog_version,
-            }
-        )
-        mlflow.log_metrics(metrics)
-        mlflow.set_tags(
-            {
-                "selection_reason": why[:4000],
-                **{f"lineage.{k}": str(v) for k, v in ts.lineage.items()},
-            }
-        )
-        mlflow.log_dict(ts.lineage, "lineage.json")
-        mlflow.log_dict({"features": features}, "feature_order.json")
-        mlflow.log_table(table, "selection/validation.json")
-        mlflow.log_table(upl, "evaluation/uplift_metrics.json")
-        mlflow.log_table(pol, "evaluation/policy_values.json")
-        if resp_rows:
-            mlflow.log_table(pd.DataFrame(resp_rows), "evaluation/response_metrics.json")
-        _log_plots(model, Xte, y[te], t[te], outcomes, arms)
-        card = model_card(name, why, ts, metrics, pol, upl, features)
         (tmpd / "model_card.md").write_text(card)
         mlflow.log_artifact(str(tmpd / "model_card.md"))
         info = log_decision_model(model, Xte, tmpd / "model")
-        mv = mlflow.register_model(info.model_uri, settings.model_name)
-        mlflow.MlflowClient().set_model_version_tag(
-            settings.model_name, mv.version, "feature_service", FEATURE_SERVICE
-        )
+    mv = mlflow.register_model(info.model_uri, settings.model_name)
+    mlflow.MlflowClient().set_model_version_tag(
+        settings.model_name, mv.version, "feature_service", FEATURE_SERVICE
+    )
+    return str(mv.version)
 
-        def champion_value(champ: DecisionModel) -> float:
-            missing = [f for f in champ.feature_names if f not in test]
-            if missing:
-                raise KeyError(f"features {missing[:5]}")
-            return policy_value(champ, test, costs)[0]
 
-        decision = promote(settings, str(mv.version), net_value, champion_value)
-        mlflow.set_tags({"promotion.alias": decision.alias, "promotion.reason": decision.reason})
-        mlflow.log_dict(json.loads(json.dumps(decision.__dict__, default=str)), "promotion.json")
-    log.info("trained %s: %s", name, why)
+def promote_version(
+    settings: Settings, version: str, data: Dataset, fitted: Fitted, evaluation: Evaluation
+) -> PromotionDecision:
+    """Gate ``version`` against the champion on the same held-out rows; record the
+    decision on the active MLflow run."""
+    import mlflow
+
+    from models.registry import promote
+
+    test = data.test_frame()
+
+    def champion_value(champ: DecisionModel) -> float:
+        missing = [f for f in champ.feature_names if f not in test]
+        if missing:
+            raise KeyError(f"features {missing[:5]}")
+        return policy_value(champ, test, fitted.costs)[0]
+
+    decision = promote(settings, version, evaluation.net_value, champion_value)
+    mlflow.set_tags({"promotion.alias": decision.alias, "promotion.reason": decision.reason})
+    mlflow.log_dict(json.loads(json.dumps(decision.__dict__, default=str)), "promotion.json")
+    return decision
+
+
+def train(settings: Settings, store: Any | None = None) -> TrainResult:
+    """Run the whole training step (dataset, fit, evaluate, register, promote) and return
+    what was registered."""
+    import mlflow
+
+    from models.registry import configure_mlflow
+
+    data = load_dataset(settings, store)
+    fitted = fit(settings, data)
+    evaluation = evaluate(settings, data, fitted)
+    configure_mlflow(settings)
+    with mlflow.start_run(run_name=f"train-{fitted.name}") as run:
+        version = register(settings, data, fitted, evaluation)
+        decision = promote_version(settings, version, data, fitted, evaluation)
+    log.info("trained %s: %s", fitted.name, fitted.why)
     return TrainResult(
-        run.info.run_id, str(mv.version), decision.alias, decision.reason, name, net_value, metrics
+        run.info.run_id,
+        version,
+        decision.alias,
+        decision.reason,
+        fitted.name,
+        evaluation.net_value,
+        evaluation.metrics,
     )
 
 

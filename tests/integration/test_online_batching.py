@@ -10,7 +10,10 @@ import pandas as pd
 import pytest
 
 from decisions.decision_log import read_log
-from serving.online import CustomerRef, DecideRequest, GroupCommitLog, MicroBatcher, OnlineDecider
+from decisions.group_commit import GroupCommitLog
+from serving.batching import MicroBatcher
+from serving.decider import OnlineDecider
+from serving.requests import CustomerRef, DecideRequest
 from tests.conftest import World
 from tests.params import SEED
 

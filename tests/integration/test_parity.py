@@ -1,7 +1,7 @@
 """Batch and online decide the same for the same customers and feature snapshot.
 
 The online path reads Feast's online store (materialised up to ``as_of``) through the
-service's :class:`~serving.online.OnlineDecider`; the batch path reads the offline feature
+service's :class:`~serving.decider.OnlineDecider`; the batch path reads the offline feature
 tables as of the same time. Both then call the one engine.
 """
 
@@ -33,13 +33,13 @@ def _untouched(decider, ids: list[str], as_of) -> list[str]:
 @pytest.fixture(scope="module")
 def decider(world: World):
     """The online decision path over the world's stores, as the service builds it."""
-    from serving.online import OnlineDecider
+    from serving.decider import OnlineDecider
 
     return OnlineDecider(world.settings)
 
 
 def test_online_and_offline_features_agree_at_the_snapshot(world: World, decider) -> None:
-    from batch.local import offline_feature_matrix
+    from batch.io import offline_feature_matrix
 
     s = world.settings
     ids = (
@@ -60,7 +60,7 @@ def test_online_and_offline_features_agree_at_the_snapshot(world: World, decider
 
 
 def test_batch_and_online_decisions_are_identical(world: World, decider) -> None:
-    from batch.local import offline_feature_matrix
+    from batch.io import offline_feature_matrix
 
     s = world.settings
     plan = decider.runtime.plan
@@ -94,7 +94,7 @@ def test_batch_and_online_decisions_are_identical(world: World, decider) -> None
 def champion_sample(world: World, tmp_path_factory: pytest.TempPathFactory):
     """The batch job's output for a sample of customers, scored with the champion loaded
     from the world's MLflow registry (``load_runtime``, as ``nextbest score`` does)."""
-    from batch.local import score_customers
+    from batch.run import score_customers
     from decisions.runtime import load_runtime
 
     s = world.settings
@@ -119,7 +119,7 @@ def test_batch_output_with_the_champion_equals_one_customer_at_a_time(
     """Batch (stacked scorer, 2 LightGBM threads, chunks) gives, for every sampled
     customer, exactly the record of the engine deciding that customer alone with the
     registry's model scoring per arm, and with the online service's scorer."""
-    from batch.local import offline_feature_matrix
+    from batch.io import offline_feature_matrix
     from decisions.runtime import stock_vector
     from models.scoring import StackedScorer, stacked_plan
 
@@ -166,7 +166,7 @@ def test_spark_batch_with_the_champion_equals_local(
 ) -> None:
     """The Spark job (plan broadcast with the stacked scorer, real PySpark in local mode)
     writes exactly the local job's rows for the same customers and champion."""
-    from batch.local import score_customers
+    from batch.run import score_customers
 
     runtime, ids, out, summary = champion_sample
     spark = score_customers(

@@ -34,7 +34,7 @@ def exposure_matrix(settings: object) -> tuple[pd.DataFrame, np.ndarray]:
     snapshot of its month: features as of that snapshot, request-time features at the
     exposure itself.
     """
-    from batch.local import add_request_time_features, offline_feature_matrix
+    from batch.io import add_request_time_features, offline_feature_matrix
     from customers.feature_schema import all_feature_names
     from training.dataset import exposures_entity_df
 

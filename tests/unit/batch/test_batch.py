@@ -11,12 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batch.local import (
-    BatchInputError,
-    offline_feature_matrix,
-    point_in_time_features,
-    score_customers,
-)
+from batch.io import BatchInputError, offline_feature_matrix, point_in_time_features
+from batch.run import score_customers
 from customers.feature_schema import NEVER_DAYS, all_feature_names, view_specs
 from decisions.engine import DecisionContext, decide
 from decisions.runtime import stock_vector

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from decisions.catalog import CHANNELS, PURPOSES, Catalog, load_catalog
-from decisions.engine import DecisionContext, Plan, compile_plan
+from decisions.engine import DecisionContext
 from decisions.policy import Policy, load_policy
+from decisions.rules import Plan, compile_plan
 
 ROOT = Path(__file__).resolve().parents[3]
 PRODUCTS = ("phone_premium", "bb_fibre", "acc_earbuds", "ins_device", "loan_personal")

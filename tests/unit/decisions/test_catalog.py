@@ -40,8 +40,8 @@ def test_default_catalog_matches_contract_arms():
 
 def test_default_configs_fit_the_generator_and_feature_schema():
     from customers.feature_schema import all_feature_names
-    from decisions.engine import compile_plan
     from decisions.policy import load_policy
+    from decisions.rules import compile_plan
     from demo.generate import ACTIONS
     from tests.unit.decisions.conftest import ViewsModel
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from decisions.decision_log import DecisionLog, PersonalDataError, check_customer_id, read_log
-from decisions.engine import compile_plan, decide
+from decisions.engine import decide
+from decisions.rules import compile_plan
 from tests.unit.decisions.conftest import NOW, ViewsModel, ctx, default_row, matrix
 
 

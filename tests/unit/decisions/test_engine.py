@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from decisions.catalog import Catalog
-from decisions.engine import Decisions, compile_plan, decide, in_holdout
+from decisions.draws import in_holdout
+from decisions.engine import Decisions, decide
 from decisions.policy import Exploration, Holdout, Policy
 from decisions.reasons import Reason
+from decisions.rules import compile_plan
 from tests.params import SECOND_SEED, SEED, SMALL_CUSTOMERS
 from tests.unit.decisions.conftest import NOW, ViewsModel, ctx, default_row, matrix
 
@@ -310,7 +312,7 @@ def test_records_have_versions_and_sentences(plan, names):
 def test_cached_exclusion_sentences_equal_freshly_rendered_ones(plan, names, monkeypatch):
     """Sentences come from the plan's cache after the first decision; the words must not
     change, whatever the observed value (NaN, -0.0, counts)."""
-    import decisions.engine as engine
+    import decisions.outcome as outcome
 
     overrides = [
         {},
@@ -328,7 +330,7 @@ def test_cached_exclusion_sentences_equal_freshly_rendered_ones(plan, names, mon
     first = run(plan, names, overrides).records(deterministic_ids=True)
     assert plan.sentence_cache  # filled by the first call
     cached = run(plan, names, overrides).records(deterministic_ids=True)
-    monkeypatch.setattr(engine, "_SENTENCE_CACHE_LIMIT", 0)
+    monkeypatch.setattr(outcome, "_SENTENCE_CACHE_LIMIT", 0)
     plan.sentence_cache.clear()
     fresh = run(plan, names, overrides).records(deterministic_ids=True)
     assert not plan.sentence_cache

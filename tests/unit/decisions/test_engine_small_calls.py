@@ -11,9 +11,11 @@ from datetime import timedelta
 
 import numpy as np
 
-from decisions.engine import _MIX64_PY_MAX, _mix64, compile_plan, decide
+from decisions.draws import MIX64_PY_MAX, mix64
+from decisions.engine import decide
 from decisions.policy import Exploration, Holdout
 from decisions.reasons import Reason
+from decisions.rules import compile_plan
 from tests.params import SEED
 from tests.unit.decisions.conftest import NOW, ViewsModel, ctx, default_row, matrix
 
@@ -22,12 +24,12 @@ def test_splitmix_on_python_ints_equals_numpy() -> None:
     rng = np.random.default_rng(SEED)
     edge = np.array([0, 1, 2**63 - 1, 2**63, 2**64 - 1], dtype=np.uint64)
     values = np.concatenate([edge, rng.integers(0, 2**64 - 1, 4000, dtype=np.uint64)])
-    big = _mix64(values)  # longer than _MIX64_PY_MAX: numpy
+    big = mix64(values)  # longer than MIX64_PY_MAX: numpy
     assert big.dtype == np.uint64
     for start in range(0, len(values), 7):
-        for size in (1, 2, _MIX64_PY_MAX):
+        for size in (1, 2, MIX64_PY_MAX):
             part = values[start : start + size]
-            small = _mix64(part)
+            small = mix64(part)
             assert small.dtype == np.uint64
             assert np.array_equal(small, big[start : start + size])
 

@@ -144,7 +144,7 @@ def test_compiled_trees_equal_the_per_arm_scores_bit_for_bit(
     assert scorer is not None and scorer.compiled
     Xq = np.vstack([data[0][:3000], _awkward_rows(data[0])])
     # Bypass the LightGBM check: the compiled numbers themselves must be the model's.
-    outcomes, values = scorer._compiled_arms(Xq)
+    outcomes, values = scorer._arms(scorer._compiled, Xq)
     rc, rt, rv = reference.predict_arms(Xq)
     assert np.array_equal(outcomes[:, 0], rc) and np.array_equal(outcomes[:, 1:], rt)
     assert np.array_equal(values, rv)
@@ -162,7 +162,7 @@ def test_a_compiled_difference_falls_back_to_lightgbm(
     model = copy.deepcopy(models["s_learner"])
     scorer = StackedScorer.from_model(model, compiled=True)
     assert scorer is not None and scorer.compiled
-    leaves = scorer._compiled["s"]._nodes[6]
+    leaves = scorer._compiled.outcomes[0].booster._nodes[6]
     leaves += 0.25  # every leaf off: any checked row differs
     X = data[0][:500]
     pc, pt, _ = scorer.predict_arms(X)
@@ -228,11 +228,11 @@ def test_the_start_up_check_finds_a_difference_only_at_the_thresholds(
     model = copy.deepcopy(models["s_learner"])
     scorer = StackedScorer.from_model(model, compiled=True, check_rows=0)
     assert scorer is not None and scorer.compiled
-    thresholds = scorer._compiled["s"]._nodes[1]
+    thresholds = scorer._compiled.outcomes[0].booster._nodes[1]
     # `<` instead of `<=`, in effect: only a value exactly on a threshold goes the other way.
     thresholds[:] = np.nextafter(thresholds, -np.inf)
     X = data[0][:500]
-    outcomes, _ = scorer._compiled_arms(X)
+    outcomes, _ = scorer._arms(scorer._compiled, X)
     rc, rt, _ = model.predict_arms(X)
     assert np.array_equal(outcomes[:, 0], rc) and np.array_equal(outcomes[:, 1:], rt)
     assert not scorer.verify()  # the probe rows sit on the thresholds: caught
@@ -248,7 +248,7 @@ def test_probe_rows_sit_on_the_thresholds_and_their_neighbours(
         pytest.skip("numba not installed")
     scorer = StackedScorer.from_model(copy.deepcopy(models["s_learner"]), compiled=True)
     assert scorer is not None
-    booster = scorer._compiled["s"]
+    booster = scorer._compiled.outcomes[0].booster
     P = compiled_trees.probe_rows([booster], n_rows=512)
     assert P.shape == (512, booster.n_base)
     assert np.array_equal(P, compiled_trees.probe_rows([booster], n_rows=512), equal_nan=True)

@@ -57,15 +57,21 @@ def test_the_service_class_takes_its_tracing_option_from_settings(
 
 
 def test_the_fast_decide_middleware_is_in_the_service_chain() -> None:
-    # Whether it answers is decided per request (the instance registers its handler when
+    # Whether it answers is decided per request (the running instance's handler, set when
     # fast_http is on and trace_decide off); the middleware itself is always in the chain.
     code = (
         "import serving.service as s; "
-        "print([(m.__name__, o['path'], o['server']) for m, o in s.NextBest.middlewares], "
-        "s._fast_decide)"
+        "print([(m.__name__, o['path'], o['server'], o['get_handler']()) "
+        "for m, o in s.NextBest.middlewares])"
     )
     line = _last_line_printed(code)
-    assert line == "[('FastDecideMiddleware', '/decide', 'BentoML Service/nextbest')] None"
+    assert line == "[('FastDecideMiddleware', '/decide', 'BentoML Service/nextbest', None)]"
+
+
+def test_importing_the_service_module_reads_no_settings() -> None:
+    # A setting BentoML would refuse is harmless until the service is built.
+    code = "import serving.service as s; print('built' if 'NextBest' in vars(s) else 'not built')"
+    assert _last_line_printed(code, NEXTBEST_TRACE_DECIDE="maybe") == "not built"
 
 
 @pytest.mark.parametrize(

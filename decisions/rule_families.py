@@ -1,0 +1,247 @@
+"""Rule families: each turns one action on one channel into named rule rows.
+
+One builder per family (placement, dates, consent, eligibility, case pause, complaint
+block, holdings, stock, cooldown, contact caps) in precedence order: the first failing
+check of an action is the one reported. A row is either a *check* (one feature column, a
+comparison, a reason code) or a per-call *context check* (dates, placement, stock);
+:mod:`decisions.rules` compiles the rows into the arrays ``decide`` evaluates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from decisions.catalog import Action
+from decisions.policy import Policy
+from decisions.reasons import Reason
+
+# An eligibility predicate says when an action is allowed; its check fails on the inverse.
+_INVERSE = {"eq": "ne", "ne": "eq", "lt": "ge", "le": "gt", "gt": "le", "ge": "lt"}
+_INVERSE.update({"in": "not_in", "not_in": "in"})
+
+
+class RuleRow(NamedTuple):
+    """One rule of one action on one channel, before compilation into index arrays."""
+
+    action: int  # local index of the action among the channel's actions
+    feature: str | None  # feature column the check reads; None for a context check
+    op: str  # the check fails when ``feature OP threshold``; "ctx" for context checks
+    threshold: Any
+    fail_reason: Reason
+    nan_reason: Reason | None  # reason when the feature is NaN (None: context check)
+    context: str | None  # "place", "dates" or "stock" for context checks
+    fields: dict[str, Any]  # sentence fields
+
+
+@dataclass(frozen=True)
+class ActionOnChannel:
+    """What every rule builder needs about one action delivered on one channel."""
+
+    local: int
+    action: Action
+    channel: str
+    base: dict[str, Any]  # sentence fields common to all its rules
+
+
+def placement_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
+    """Placement: an action restricted to some placements fails elsewhere (context check)."""
+    if t.action.placements is None:
+        return []
+    return [RuleRow(t.local, None, "ctx", None, Reason.NOT_IN_PLACEMENT, None, "place", t.base)]
+
+
+def date_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
+    """Validity dates (context check)."""
+    if not (t.action.valid_from or t.action.valid_to):
+        return []
+    return [RuleRow(t.local, None, "ctx", None, Reason.OUT_OF_DATES, None, "dates", t.base)]
+
+
+def consent_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
+    """Consent for the action's purpose on the channel (or the policy's override)."""
+    c_purpose, c_channel = policy.consent_for(t.action.id, t.action.purpose, t.channel)
+    return [
+        RuleRow(
+            t.local,
+            f"consent_{c_purpose}_{c_channel}",
+            "lt",
+            0.5,
+            Reason.NO_CONSENT,
+            Reason.NO_CONSENT,
+            None,
+            {**t.base, "purpose": c_purpose, "channel": c_channel},
+        )
+    ]
+
+
+def eligibility_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
+    """The catalog's eligibility predicates, each checked on its inverse."""
+    rows = []
+    for p in t.action.eligibility:
+        thr = tuple(p.value) if isinstance(p.value, list) else p.value
+        rows.append(
+            RuleRow(
+                t.local,
+                p.feature,
+                _INVERSE[p.op],
+                thr,
+                Reason.NOT_ELIGIBLE,
+                Reason.MISSING_FEATURES,
+                None,
+                {**t.base, "feature": p.feature, "op": p.op, "threshold": p.value},
+            )
+        )
+    return rows
+
+
+def case_pause_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
+    """Pause actions of the paused purposes while a service case is open."""
+    cp = policy.case_pause
+    if not (cp.enabled and t.action.purpose in cp.purposes):
+        return []
+    return [
+        RuleRow(
+            t.local,
+            cp.feature,
+            "gt",
+            0.0,
+            Reason.CASE_OPEN,
+            Reason.MISSING_FEATURES,
+            None,
+            {**t.base, "feature": cp.feature},
+        )
+    ]
+
+
+def complaint_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
+    """No actions of the blocked kinds within the policy's days of a complaint."""
+    cb = policy.complaint_block
+    if not (cb.enabled and t.action.kind in cb.kinds):
+        return []
+    return [
+        RuleRow(
+            t.local,
+            cb.feature,
+            "lt",
+            cb.days,
+            Reason.RECENT_COMPLAINT,
+            Reason.MISSING_FEATURES,
+            None,
+            {**t.base, "feature": cb.feature, "threshold": cb.days},
+        )
+    ]
+
+
+def holding_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
+    """Never offer a product the customer already holds."""
+    if not (policy.suppression.never_offer_held and t.action.product):
+        return []
+    f = f"holds_{t.action.product}"
+    return [
+        RuleRow(
+            t.local,
+            f,
+            "gt",
+            0.5,
+            Reason.ALREADY_HOLDS,
+            Reason.MISSING_FEATURES,
+            None,
+            {**t.base, "feature": f},
+        )
+    ]
+
+
+def stock_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
+    """Stock of the action's product (context check)."""
+    if not (policy.suppression.respect_stock and t.action.needs_stock):
+        return []
+    return [RuleRow(t.local, None, "ctx", None, Reason.OUT_OF_STOCK, None, "stock", t.base)]
+
+
+def cooldown_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
+    """Days since the action (or, without its own feature, its model arm) was last shown."""
+    a = t.action
+    if not (policy.suppression.cooldown and a.cooldown_days > 0):
+        return []
+    f = f"days_since_shown_{a.id}"
+    if f not in pos and a.arm != a.id:
+        f = f"days_since_shown_{a.arm}"
+    return [
+        RuleRow(
+            t.local,
+            f,
+            "lt",
+            a.cooldown_days,
+            Reason.COOLDOWN,
+            Reason.MISSING_FEATURES,
+            None,
+            {**t.base, "feature": f, "threshold": a.cooldown_days},
+        )
+    ]
+
+
+def cap_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
+    """Contact caps of the channel and of all channels together."""
+    rows = []
+    for cap in policy.caps:
+        if cap.channel not in (t.channel, "all"):
+            continue
+        f = cap.feature()
+        reason = Reason.TOTAL_CAP if cap.channel == "all" else Reason.CHANNEL_CAP
+        rows.append(
+            RuleRow(
+                t.local,
+                f,
+                "ge",
+                float(cap.max_contacts),
+                reason,
+                Reason.MISSING_FEATURES,
+                None,
+                {**t.base, "feature": f, "threshold": cap.max_contacts, "days": cap.period_days},
+            )
+        )
+    return rows
+
+
+RuleBuilder = Callable[[ActionOnChannel, Policy, Mapping[str, int]], list[RuleRow]]
+#: Rule families in precedence order: the first failing check of an action is reported.
+RULE_FAMILIES: tuple[RuleBuilder, ...] = (
+    placement_rules,
+    date_rules,
+    consent_rules,
+    eligibility_rules,
+    case_pause_rules,
+    complaint_rules,
+    holding_rules,
+    stock_rules,
+    cooldown_rules,
+    cap_rules,
+)
+
+
+def action_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
+    """Every rule of one action on one channel, in precedence order."""
+    rows = [row for build in RULE_FAMILIES for row in build(t, policy, pos)]
+    # Channel caps before the total cap, whatever their order in the file (stable sort).
+    rows.sort(key=lambda r: r.fail_reason == Reason.TOTAL_CAP)
+    return rows
+
+
+def channel_rows(
+    actions: Sequence[Action], policy: Policy, channel: str, pos: Mapping[str, int]
+) -> list[RuleRow]:
+    """Every rule of the channel's actions, grouped by action, in precedence order."""
+    rows: list[RuleRow] = []
+    for local, a in enumerate(actions):
+        base = {
+            "action": a.name,
+            "action_id": a.id,
+            "channel": channel,
+            "purpose": a.purpose,
+            "kind": a.kind.replace("_", "-"),
+            "product": a.product or a.category,
+        }
+        rows.extend(action_rules(ActionOnChannel(local, a, channel, base), policy, pos))
+    return rows

@@ -1,0 +1,132 @@
+"""Micro-batching: the decisions of concurrent requests in one engine call and one group
+commit of the decision log."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from serving.requests import DecideRequest
+
+if TYPE_CHECKING:
+    from serving.decider import OnlineDecider
+
+
+class MicroBatcher:
+    """Decisions of concurrent requests in one engine call and one group commit (asyncio).
+
+    :meth:`decide` queues a request and returns at once with a future; the first request
+    of a loop iteration schedules :meth:`_run` with ``call_soon``, so every request that
+    reaches the handler before the loop turns (the requests the server read in the same
+    wake-up) is decided in the same ``decide_records`` call, and their records share one
+    ``append_async``. A request's future resolves only once its record is on disk: the log
+    writer's completion is handed to the loop once per batch (one
+    ``call_soon_threadsafe``), which then answers every request of the batch.
+    """
+
+    def __init__(
+        self, decider: OnlineDecider, max_batch: int = 64, inline_sync: bool = True
+    ) -> None:
+        self.decider = decider
+        self.max_batch = max_batch
+        #: Sync a lone request's record in the loop's own thread (see ``_decide_batch``).
+        self.inline_sync = inline_sync
+        self._queue: list[tuple[DecideRequest, asyncio.Future[Any]]] = []
+        self._scheduled = False
+        # Batches handed to the log and not yet answered.
+        self._on_the_way = 0
+        #: Engine calls and decisions so far (for benchmarks).
+        self.calls = 0
+        self.decisions = 0
+
+    async def decide(self, request: DecideRequest) -> dict[str, Any]:
+        """The decision-log record of ``request``, once it is on disk."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._queue.append((request, fut))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._run)
+        # Only this request's own future: a client that goes away cancels it alone; the
+        # batch's log write goes on and answers the others.
+        return await fut
+
+    def _run(self) -> None:
+        self._scheduled = False
+        queue, self._queue = self._queue, []
+        # One request alone in its loop turn: a sequential caller (under load, requests
+        # arrive together, and those that arrive during an inline sync form a batch).
+        alone = len(queue) == 1
+        for start in range(0, len(queue), self.max_batch):
+            self._decide_batch(queue[start : start + self.max_batch], alone)
+
+    def _decide_batch(
+        self, batch: list[tuple[DecideRequest, asyncio.Future[Any]]], alone: bool = False
+    ) -> None:
+        try:
+            results = self.decider.decide_records([req for req, _ in batch])
+        except Exception as exc:  # a bug must fail these requests, not the server
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        self.calls += 1
+        self.decisions += len(batch)
+        waiting: list[tuple[asyncio.Future[Any], dict[str, Any]]] = []
+        for (_, fut), result in zip(batch, results, strict=True):
+            if isinstance(result, Exception):
+                if not fut.done():  # nothing to log: answered at once
+                    fut.set_exception(result)
+            else:
+                waiting.append((fut, result))
+        if not waiting:
+            return
+        log = self.decider.log
+        # A request alone in its loop turn, with no batch on its way to disk: the loop has
+        # nothing to do while the disk syncs, so it syncs here, without the writer thread.
+        # Otherwise the writer syncs while the loop decides the next requests (syncing a
+        # batch here would leave the loop idle during every sync under load).
+        append = (
+            log.append_inline
+            if self.inline_sync and alone and not self._on_the_way
+            else log.append_async
+        )
+        try:
+            self._when_logged(append([r for _, r in waiting]), waiting)
+        except Exception:  # e.g. personal data in one record: log them one by one
+            for fut, record in waiting:
+                try:
+                    self._when_logged(log.append_async([record]), [(fut, record)])
+                except Exception as exc:
+                    if not fut.done():
+                        fut.set_exception(exc)
+
+    def _when_logged(
+        self, logged: Future[int], waiting: list[tuple[asyncio.Future[Any], dict[str, Any]]]
+    ) -> None:
+        """Answer ``waiting`` on this loop once ``logged`` (the writer's future) is done."""
+        loop = asyncio.get_running_loop()
+        self._on_the_way += 1
+
+        def answer(done: Future[int]) -> None:
+            self._on_the_way -= 1
+            exc = done.exception()
+            for fut, record in waiting:
+                if fut.done():  # the client went away
+                    continue
+                if exc is not None:
+                    fut.set_exception(exc)
+                else:
+                    fut.set_result(record)
+
+        def on_disk(done: Future[int]) -> None:  # runs on the writer thread
+            try:
+                loop.call_soon_threadsafe(answer, done)
+            except RuntimeError:  # the loop closed meanwhile: nobody is waiting any more
+                pass
+
+        if logged.done():  # synced inline, on this loop's thread: answer at once
+            answer(logged)
+        else:
+            logged.add_done_callback(on_disk)

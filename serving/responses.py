@@ -1,0 +1,56 @@
+"""The ``/decide`` answer, rendered from the decision-log record."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def response_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``/decide`` answer built from the decision-log record (same facts, no copy)."""
+    return {
+        "decision_id": record["decision_id"],
+        "customer_id": record["customer_id"],
+        "group": record["group"],
+        "chosen_action": record.get("chosen_action"),
+        "propensity": record.get("propensity"),
+        "actions": [
+            {
+                "action_id": a["action_id"],
+                "rank": a.get("rank"),
+                "score": a["score"],
+                "uplift": a["uplift"],
+                "value": a["value"],
+                "control_value": a.get("control_value"),
+                "p_treated": a["p_treated"],
+                "p_control": a["p_control"],
+                "cost": a["cost"],
+                "lever": a["lever"],
+                "reasons": [score_sentence(a)],
+            }
+            for a in record.get("ranked", [])
+        ],
+        "excluded": [
+            {"action_id": e["action_id"], "reasons": [{"code": e["reason"], "text": e["sentence"]}]}
+            for e in record.get("excluded", [])
+        ],
+        "reason": {"code": record.get("reason"), "text": record.get("reason_text")},
+        "model_version": record.get("model_version"),
+        "policy_version": record.get("policy_version"),
+        "catalog_version": record.get("catalog_version"),
+    }
+
+
+def score_sentence(a: Mapping[str, Any]) -> str:
+    """The score parts of a ranked action in words an agent can read."""
+    v0 = a.get("control_value")
+    worth = (
+        f"worth {a['value']:.2f} per response"
+        if v0 is None
+        else f"worth {a['value']:.2f} per response to the offer and {v0:.2f} per response without"
+    )
+    return (
+        f"Expected incremental value {a['score']:.2f}: response {a['p_treated']:.1%} if offered "
+        f"vs {a['p_control']:.1%} if not (uplift {a['uplift']:+.1%}), {worth}, minus cost "
+        f"{a['cost']:.2f}, times business lever {a['lever']:g}."
+    )
