@@ -32,9 +32,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from customers.feature_schema import (
-    REQUEST_TIME_FEATURES,
+    CatalogTerms,
     all_feature_names,
     days_since,
+    request_time_features_of,
     view_specs,
 )
 from decisions.engine import DecisionContext, Decisions, Plan
@@ -60,8 +61,8 @@ def utc(ts: datetime) -> datetime:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
-def _view_paths(features_dir: Path) -> dict[str, Path]:
-    paths = {v.name: Path(features_dir) / f"{v.name}.parquet" for v in view_specs()}
+def _view_paths(features_dir: Path, terms: CatalogTerms) -> dict[str, Path]:
+    paths = {v.name: Path(features_dir) / f"{v.name}.parquet" for v in view_specs(terms)}
     missing = [str(p) for p in paths.values() if not p.exists()]
     if len(missing) == len(paths):
         raise BatchInputError(
@@ -112,12 +113,16 @@ def _latest_rows_sql(path: Path, ttl_days: int, as_of: datetime, wanted: bool) -
 
 
 def _latest_rows(
-    con: Any, paths: dict[str, Path], customer_ids: Sequence[str] | None, as_of: datetime
+    con: Any,
+    paths: dict[str, Path],
+    customer_ids: Sequence[str] | None,
+    as_of: datetime,
+    terms: CatalogTerms,
 ) -> tuple[pa.Array, dict[str, np.ndarray]]:
     """The output customers (the given ones in their order, or everyone with a row in a
     view's window, sorted) and per present view the file row of each one's latest row
     (-1 when none)."""
-    ttl = {v.name: v.ttl_days for v in view_specs()}
+    ttl = {v.name: v.ttl_days for v in view_specs(terms)}
     names = list(paths)
     if customer_ids is not None:
         wanted = pa.table(
@@ -184,6 +189,8 @@ def point_in_time_features(
     as_of: datetime,
     timings: dict[str, float] | None = None,
     spare_columns: int = 0,
+    *,
+    terms: CatalogTerms,
 ) -> tuple[pa.Array, np.ndarray]:
     """Point-in-time view columns of ``customer_ids`` (everyone with a row in a view's
     window, sorted, when None) as of ``as_of``: ``(ids, X [n, view columns])`` in
@@ -199,17 +206,18 @@ def point_in_time_features(
     """
     t0 = time.perf_counter()
     as_of = utc(as_of)
-    paths = _view_paths(Path(features_dir))
+    paths = _view_paths(Path(features_dir), terms)
     con = _connect()
     try:
-        ids, rows = _latest_rows(con, paths, customer_ids, as_of)
+        ids, rows = _latest_rows(con, paths, customer_ids, as_of, terms)
     finally:
         con.close()
     t1 = time.perf_counter()
-    widths = [len(spec.feature_names) for spec in view_specs()]
+    specs = view_specs(terms)
+    widths = [len(spec.feature_names) for spec in specs]
     X = np.empty((len(ids), sum(widths) + int(spare_columns)), dtype=np.float64)
     first = 0
-    for spec, width in zip(view_specs(), widths, strict=True):
+    for spec, width in zip(specs, widths, strict=True):
         block = X[:, first : first + width]
         if spec.name in rows:
             _gather_view(paths[spec.name], spec.feature_names, rows[spec.name], block)
@@ -222,13 +230,13 @@ def point_in_time_features(
     return ids, X
 
 
-def feature_snapshot_time(features_dir: Path, as_of: datetime) -> datetime:
+def feature_snapshot_time(features_dir: Path, as_of: datetime, terms: CatalogTerms) -> datetime:
     """The newest feature-row time at or before ``as_of`` over all views."""
     as_of = utc(as_of)
     con = _connect()
     try:
         newest: list[datetime] = []
-        for path in _view_paths(features_dir).values():
+        for path in _view_paths(features_dir, terms).values():
             rows = con.execute(
                 f"SELECT max(event_timestamp) FROM {_parquet(path)} "
                 f"WHERE event_timestamp <= {_ts_literal(as_of)}"
@@ -247,7 +255,7 @@ def add_request_time_features(
 ) -> None:
     """Fill the request-time columns of ``X`` in place from their ``*_ts`` columns."""
     pos = {n: i for i, n in enumerate(feature_names)}
-    for name, src in REQUEST_TIME_FEATURES.items():
+    for name, src in request_time_features_of(feature_names).items():
         X[:, pos[name]] = days_since(X[:, pos[src]], request_ts)
 
 
@@ -271,13 +279,17 @@ def _full_matrix(
     customer_ids: Sequence[str] | None,
     as_of: datetime,
     timings: dict[str, float] | None = None,
+    *,
+    terms: CatalogTerms,
 ) -> tuple[pa.Array, np.ndarray]:
     """Point-in-time view columns widened to ``all_feature_names()`` with the
     request-time features filled at ``as_of``."""
-    names = all_feature_names()
-    stored = sum(len(spec.feature_names) for spec in view_specs())
+    names = all_feature_names(terms)
+    stored = sum(len(spec.feature_names) for spec in view_specs(terms))
     # Allocated once at full width: widening a 1M-row matrix afterwards costs a copy.
-    ids, X = point_in_time_features(features_dir, customer_ids, as_of, timings, len(names) - stored)
+    ids, X = point_in_time_features(
+        features_dir, customer_ids, as_of, timings, len(names) - stored, terms=terms
+    )
     add_request_time_features(X, names, utc(as_of).timestamp())
     return ids, X
 
@@ -288,6 +300,8 @@ def iter_feature_chunks(
     as_of: datetime,
     chunk_size: int = 100_000,
     timings: dict[str, float] | None = None,
+    *,
+    terms: CatalogTerms,
 ) -> tuple[int, Iterator[tuple[np.ndarray, np.ndarray]]]:
     """(number of customers, iterator of (customer ids, X [m, F])) in ``all_feature_names()``
     order, ``chunk_size`` customers at a time.
@@ -296,7 +310,7 @@ def iter_feature_chunks(
     of one matrix, so ``decide()``'s working memory stays bounded by the chunk size.
     Seconds per step go to ``timings`` when given (see :func:`point_in_time_features`).
     """
-    ids, X = _full_matrix(Path(features_dir), customer_ids, as_of, timings)
+    ids, X = _full_matrix(Path(features_dir), customer_ids, as_of, timings, terms=terms)
     step = max(int(chunk_size), 1)
 
     def chunks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -308,7 +322,7 @@ def iter_feature_chunks(
 
 
 def offline_feature_matrix(
-    features_dir: Path, customer_ids: Sequence[str] | None, as_of: datetime
+    features_dir: Path, customer_ids: Sequence[str] | None, as_of: datetime, terms: CatalogTerms
 ) -> tuple[np.ndarray, np.ndarray, datetime]:
     """Point-in-time features of ``customer_ids`` (everyone when None) as of ``as_of``.
 
@@ -316,8 +330,8 @@ def offline_feature_matrix(
     features a customer has no row for are NaN. Same semantics as Feast's offline
     point-in-time join and the online store after ``materialize(end=as_of)``.
     """
-    snapshot = feature_snapshot_time(features_dir, as_of)
-    ids, X = _full_matrix(Path(features_dir), customer_ids, as_of)
+    snapshot = feature_snapshot_time(features_dir, as_of, terms)
+    ids, X = _full_matrix(Path(features_dir), customer_ids, as_of, terms=terms)
     return ids.to_numpy(zero_copy_only=False).astype(object), X, snapshot
 
 

@@ -28,6 +28,7 @@ from batch.io import (
     output_schema,
 )
 from core.settings import Settings
+from customers.feature_schema import CatalogTerms
 from decisions.engine import DecisionContext, Plan, decide
 
 
@@ -50,6 +51,7 @@ def local_score(
     ids: list[str] | None,
     log_decisions: bool,
     progress: ProgressFn | None,
+    terms: CatalogTerms,
 ) -> dict[str, float]:
     """The in-process job (``engine="local"``): stream feature chunks, decide, append to
     one parquet file.
@@ -69,7 +71,7 @@ def local_score(
     decision_log = DecisionLog(settings.decision_log_dir) if log_decisions else None
     t_query = time.perf_counter()
     total, chunks = iter_feature_chunks(
-        settings.features_dir, ids, ctx.now, settings.chunk_size, timings
+        settings.features_dir, ids, ctx.now, settings.chunk_size, timings, terms=terms
     )
     # The whole point-in-time selection, join and row gather run here; ``features`` is
     # their total (select_join + gather + request-time features).

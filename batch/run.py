@@ -70,12 +70,12 @@ def score_customers(
             f"channel {channel!r} has no actions in the catalog; "
             f"have {', '.join(sorted(runtime.plan.channels))}"
         )
-    if runtime.plan.feature_names != all_feature_names():
+    if runtime.plan.feature_names != all_feature_names(runtime.terms):
         raise BatchInputError("the runtime's feature order is not all_feature_names()")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     t_snap = time.perf_counter()
-    snapshot = feature_snapshot_time(settings.features_dir, as_of)
+    snapshot = feature_snapshot_time(settings.features_dir, as_of, runtime.terms)
     snapshot_s = time.perf_counter() - t_snap
     ctx = DecisionContext(
         channel=channel,
@@ -91,7 +91,13 @@ def score_customers(
 
         t1 = time.perf_counter()
         spark_score(
-            settings, stacked_plan(runtime.plan, 1, compiled=True), ctx, out, ids, progress=progress
+            settings,
+            stacked_plan(runtime.plan, 1, compiled=True),
+            ctx,
+            out,
+            ids,
+            progress=progress,
+            terms=runtime.terms,
         )
         timings["spark_job"] = time.perf_counter() - t1
         if log_decisions:
@@ -102,7 +108,9 @@ def score_customers(
         t1 = time.perf_counter()
         plan = stacked_plan(runtime.plan, model_threads, compiled=True)
         timings["model_setup"] = time.perf_counter() - t1  # flattening trees, numba compile
-        timings.update(local_score(settings, plan, ctx, out, ids, log_decisions, progress))
+        timings.update(
+            local_score(settings, plan, ctx, out, ids, log_decisions, progress, runtime.terms)
+        )
         scorer = scorer_name(plan.model)
     else:
         raise BatchInputError(f"engine must be 'local' or 'spark', got {engine!r}")

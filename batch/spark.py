@@ -22,6 +22,7 @@ from typing import Any
 
 from batch.io import BatchInputError, batch_to_matrix, decisions_table, output_schema, utc
 from core.settings import PROJECT_ROOT, Settings
+from customers.feature_schema import CatalogTerms
 from decisions.engine import DecisionContext, Plan
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,11 @@ def spark_session(master: str = "local[2]", app_name: str = "nextbest-batch") ->
 
 
 def spark_feature_frame(
-    spark: Any, features_dir: Path, customer_ids: Sequence[str] | None, as_of: datetime
+    spark: Any,
+    features_dir: Path,
+    customer_ids: Sequence[str] | None,
+    as_of: datetime,
+    terms: CatalogTerms,
 ) -> Any:
     """Point-in-time features as a Spark DataFrame: ``customer_id`` then every view column
     in ``all_feature_names()`` order (as doubles, null where a customer has no row)."""
@@ -64,7 +69,7 @@ def spark_feature_frame(
 
     as_of = utc(as_of)
     views = []
-    for spec in view_specs():
+    for spec in view_specs(terms):
         path = Path(features_dir) / f"{spec.name}.parquet"
         if not path.exists():
             views.append((spec, None))
@@ -121,12 +126,11 @@ def _partition_decider(
         import numpy as np
         import pyarrow as pa
 
-        from customers.feature_schema import all_feature_names
         from decisions.engine import decide
 
         plan = pickle.loads(plan_bc.value)
         schema = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
-        names = all_feature_names()
+        names = list(plan.feature_names)
         request_ts = ctx.now.timestamp()
         for batch in batches:
             if batch.num_rows == 0:
@@ -146,13 +150,16 @@ def spark_score(
     customer_ids: Sequence[str] | None = None,
     spark: Any | None = None,
     progress: Callable[[int, int], None] | None = None,
+    *,
+    terms: CatalogTerms,
 ) -> Path:
-    """Run the batch job on Spark and write ``out`` as a directory of parquet parts."""
+    """Run the batch job on Spark and write ``out`` as a directory of parquet parts
+    (``terms``: the catalog's, naming the feature columns)."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
     spark = spark or spark_session()
     schema = output_schema(plan, ctx.channel, ctx.k)
-    frame = spark_feature_frame(spark, settings.features_dir, customer_ids, ctx.now)
+    frame = spark_feature_frame(spark, settings.features_dir, customer_ids, ctx.now, terms)
     # Rows per Arrow batch handed to decide(): the job's chunk size bounds worker memory.
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(settings.chunk_size))
     from pyspark import cloudpickle

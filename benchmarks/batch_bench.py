@@ -47,8 +47,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from customers.feature_schema import view_specs  # noqa: E402
-from demo.generate import ACTIONS, PRODUCTS  # noqa: E402
+from customers.feature_schema import CatalogTerms, view_specs  # noqa: E402
+from decisions.catalog import load_catalog  # noqa: E402
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 CATALOG = ROOT / "benchmarks" / "config" / "catalog_20_email.yaml"
@@ -57,12 +57,15 @@ MODEL_HOME = Path("/tmp/bench_world")
 
 
 def write_catalog(path: Path = CATALOG) -> Path:
-    """20 email actions sharing the 8 campaign arms' models via ``response_model``."""
-    products = [p.product_id for p in PRODUCTS]
+    """20 email actions sharing the 8 campaign arms' models via ``response_model``, with
+    the default catalog's categories and products."""
+    base = yaml.safe_load((ROOT / "config" / "catalog.yaml").read_text())
+    products = [p["id"] for p in base["products"]]
+    arms = [a["id"] for a in base["actions"]]
     kinds = ["upsell", "cross_sell", "retention", "info"]
     actions = []
     for i in range(20):
-        arm = ACTIONS[i % len(ACTIONS)].action_id
+        arm = arms[i % len(arms)]
         actions.append(
             {
                 "id": f"bench_offer_{i:02d}",
@@ -81,7 +84,8 @@ def write_catalog(path: Path = CATALOG) -> Path:
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     header = "# Benchmark catalog: 20 email actions sharing the 8 model arms (batch_bench.py).\n"
-    path.write_text(header + yaml.safe_dump({"version": "bench-20", "actions": actions}))
+    body = {"version": "bench-20", "categories": base["categories"], "products": base["products"]}
+    path.write_text(header + yaml.safe_dump({**body, "actions": actions}, sort_keys=False))
     return path
 
 
@@ -100,7 +104,9 @@ def _column(name: str, kind: str, n: int, rng: np.random.Generator, t: float) ->
     return np.round(rng.gamma(2.0, 50.0, n), 1)
 
 
-def synth_features(out_dir: Path, n: int, snapshots: int, seed: int = 0) -> float:
+def synth_features(
+    out_dir: Path, n: int, snapshots: int, terms: CatalogTerms, seed: int = 0
+) -> float:
     """Write every view's parquet with ``snapshots`` monthly rows per customer; seconds."""
     import pandas as pd
 
@@ -110,7 +116,7 @@ def synth_features(out_dir: Path, n: int, snapshots: int, seed: int = 0) -> floa
     ids = pa.array(np.char.add("C", np.arange(n).astype("U9")).astype(object), type=pa.string())
     end = pd.Timestamp(AS_OF)
     times = [end - pd.DateOffset(months=i) for i in range(snapshots)][::-1]
-    for spec in view_specs():
+    for spec in view_specs(terms):
         schema = pa.schema(
             [("customer_id", pa.string()), ("event_timestamp", pa.timestamp("us", tz="UTC"))]
             + [(f.name, pa.int64() if f.kind == "int" else pa.float64()) for f in spec.all_features]
@@ -216,7 +222,7 @@ def _synthesise(features_dir: Path, customers: int, snapshots: int, reuse: bool)
     if reuse and marker.exists() and json.loads(marker.read_text()) == size:
         return None
     marker.unlink(missing_ok=True)
-    seconds = synth_features(features_dir, customers, snapshots)
+    seconds = synth_features(features_dir, customers, snapshots, load_catalog(CATALOG).terms())
     marker.write_text(json.dumps(size))
     return seconds
 
@@ -226,13 +232,14 @@ def features_dir_of(path: Path) -> Path:
     world home (its ``features``), or a file (``FEATURES_DONE``) listing paths, one of
     which is either of those."""
     path = Path(path)
+    views = view_specs(load_catalog(ROOT / "config" / "catalog.yaml").terms())
     candidates = [path, path / "features"]
     if path.is_file():
         for token in path.read_text().replace("=", " ").replace(":", " ").split():
             p = Path(token.strip("'\",")).expanduser()
             candidates += [p, p / "features", p.parent]
     for c in candidates:
-        if c.is_dir() and any((c / f"{v.name}.parquet").exists() for v in view_specs()):
+        if c.is_dir() and any((c / f"{v.name}.parquet").exists() for v in views):
             return c
     raise SystemExit(f"no offline feature tables found from {path}")
 

@@ -60,14 +60,17 @@ def twenty_action_catalog(base: Catalog) -> Catalog:
                 }
             )
         )
-    return Catalog(version=base.version + "-bench", actions=[*base.actions, *extra])
+    return base.model_copy(
+        update={"version": base.version + "-bench", "actions": [*base.actions, *extra]}
+    )
 
 
-def feature_names(catalog: Catalog) -> list[str]:
-    """Feature columns from the project's feature schema."""
+def feature_names(catalog: Catalog, base: Catalog) -> list[str]:
+    """Feature columns from the project's feature schema (the default catalog's), plus a
+    cooldown column per added action."""
     from customers.feature_schema import all_feature_names
 
-    names = all_feature_names()
+    names = all_feature_names(base.terms())
     return names + [
         f"days_since_shown_{a}" for a in catalog.ids if f"days_since_shown_{a}" not in names
     ]
@@ -116,8 +119,8 @@ def run(large: bool = False, repeat: int = 2000) -> dict:
     base = load_catalog(ROOT / "config" / "catalog.yaml")
     catalog = twenty_action_catalog(base)
     policy = load_policy(ROOT / "config" / "policy.yaml", catalog.ids)
-    names = feature_names(catalog)
-    model = RandomModel(base.ids, model_feature_names())
+    names = feature_names(catalog, base)
+    model = RandomModel(base.ids, model_feature_names(base.terms()))
     plan = compile_plan(catalog, policy, names, model)
     ctx = DecisionContext(channel="email", now=datetime.now(UTC), k=3, stock={"phone_premium": 100})
     rng = np.random.default_rng(0)

@@ -23,6 +23,7 @@ def run(home: Path, customers: int, seed: int = 42) -> dict[str, Any]:
     from customers.feature_sources import load_coded_sources
     from customers.features import build_feature_tables
     from customers.identity import resolve_generated
+    from decisions.catalog import load_catalog
     from demo.generate import generate
 
     settings = world_settings(home, customers, seed)
@@ -30,11 +31,14 @@ def run(home: Path, customers: int, seed: int = 42) -> dict[str, Any]:
         generate(customers, seed, settings.raw_dir, as_of=settings.as_of)
         resolve_generated(settings.raw_dir, settings.unified_dir)
     t0 = time.perf_counter()
-    load_coded_sources(settings.raw_dir, settings.unified_dir)
+    inputs = {"terms": load_catalog(settings.catalog).terms(), "salt": settings.identifier_salt}
+    load_coded_sources(settings.raw_dir, settings.unified_dir, **inputs)
     load_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        build_feature_tables(settings.raw_dir, settings.unified_dir, Path(out), settings.as_of)
+        build_feature_tables(
+            settings.raw_dir, settings.unified_dir, Path(out), settings.as_of, **inputs
+        )
         build_s = time.perf_counter() - t0
     return {
         "customers": customers,

@@ -109,7 +109,7 @@ def run(
             for c in range(n_calls):
                 chunk = refs[(c * size) % len(refs) :][:size] or refs[:size]
                 t0 = time.perf_counter()
-                keys = [identifier_key(r.id_type, r.id) for r in chunk]
+                keys = [identifier_key(r.id_type, r.id, settings.identifier_salt) for r in chunk]
                 cids = [fast.lookup(k) if fast else lookup_customer(store, k) for k in keys]
                 t1 = time.perf_counter()
                 X = decider.features(cids, now)

@@ -64,7 +64,7 @@ class NaiveNextBest:
         self.store = feature_store(self.settings)
         self.catalog = load_catalog(self.settings.catalog)
         self.policy = load_policy(self.settings.policy, action_ids=self.catalog.ids)
-        self.stock = load_stock(self.settings.raw_dir)
+        self.stock = load_stock(self.settings.stock_path)
         configure_mlflow(self.settings)
         self.pyfunc = mlflow.pyfunc.load_model(f"models:/{self.settings.model_name}@champion")
         self.feature_names = self.pyfunc.unwrap_python_model().unwrap().feature_names
@@ -74,7 +74,7 @@ class NaiveNextBest:
     def _features(self, customer: Customer) -> tuple[str | None, pd.DataFrame]:
         from customers.normalise import identifier_key
 
-        key = identifier_key(customer.id_type, customer.id)
+        key = identifier_key(customer.id_type, customer.id, self.settings.identifier_salt)
         got = self.store.get_online_features(
             features=["identity_lookup:customer_id"], entity_rows=[{"identifier": key}]
         ).to_dict()

@@ -32,6 +32,17 @@ class Settings(BaseSettings):
         description="Sources file mapping a team's exports onto the source contract "
         "(docs/bring-your-own-data.md); unset: the demo generator's exports under raw/.",
     )
+    stock_file: Path | None = Field(
+        None,
+        description="Stock table (parquet: product_id, stock; docs/data-dictionary.md); "
+        "default the demo generator's raw/products.parquet under home.",
+    )
+    identifier_salt: str = Field(
+        "nextbest-identity-v1",
+        min_length=1,
+        description="Salt of the hashed identifier keys in the online store; changing it "
+        "needs a feature rebuild, or lookups by email, phone, ... find nobody.",
+    )
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking URI; default a SQLite file under home."
     )
@@ -107,6 +118,16 @@ class Settings(BaseSettings):
     def contract_dir(self) -> Path:
         """The validated source-contract tables staged from ``sources``."""
         return self.root / "contract"
+
+    @property
+    def stock_path(self) -> Path:
+        """The stock table the decision paths read: ``stock_file``, else the staged
+        ``product_stock`` with ``sources``, else the demo generator's export."""
+        if self.stock_file is not None:
+            return self.stock_file
+        if self.sources is not None:
+            return self.contract_dir / "product_stock.parquet"
+        return self.raw_dir / "products.parquet"
 
     @property
     def unified_dir(self) -> Path:

@@ -28,20 +28,11 @@ from pandera.errors import SchemaErrors
 from pandera.typing import Series
 
 from core.errors import InputError
+from core.vocabulary import ID_TYPES, NO_ACTION
 
 Timestamp = Annotated[pd.DatetimeTZDtype, "ns", "UTC"]
-#: Identifier types consent may name a customer by (the identity columns).
-ID_TYPES: tuple[str, ...] = (
-    "customer_id",
-    "email",
-    "phone",
-    "crm_id",
-    "loyalty_id",
-    "app_account_id",
-    "device_id",
-)
 #: The implicit control arm of every experiment.
-CONTROL_ARM = "no_action"
+CONTROL_ARM = NO_ACTION
 _SOURCE_NAME = r"^[a-z][a-z0-9_]*$"
 
 
@@ -188,6 +179,7 @@ class Terms:
     channels: tuple[str, ...]
     purposes: tuple[str, ...]
     arms: tuple[str, ...]  # catalog actions (and their response-model arms)
+    products: tuple[str, ...] = ()  # catalog products (empty: not checked)
 
 
 def columns(table: str) -> dict[str, tuple[str, bool, str]]:
@@ -207,6 +199,9 @@ def _domain_checks(table: str, terms: Terms | None) -> dict[str, list[str]]:
         "contact_history": {"channel": terms.channels, "action_id": terms.arms},
         "campaign_exposures": {"action_id": (*terms.arms, CONTROL_ARM)},
     }
+    if terms.products:
+        allowed["holdings"] = {"product_id": terms.products}
+        allowed["product_stock"] = {"product_id": terms.products}
     return {c: sorted(set(v)) for c, v in allowed.get(table, {}).items()}
 
 

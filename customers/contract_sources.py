@@ -11,6 +11,7 @@ gives an empty one.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -53,10 +54,13 @@ def _frame(codes: np.ndarray, cols: dict[str, pd.Series], *ts_cols: str) -> pd.D
 
 
 def contract_source_data(
-    tables: dict[str, pd.DataFrame], unified_dir: Path
+    tables: dict[str, pd.DataFrame], unified_dir: Path, *, salt: str
 ) -> tuple[SourceData, pd.Index]:
-    """The coded :class:`SourceData` of valid contract ``tables`` and the customer ids."""
-    from customers.normalise import identifier_keys
+    """The coded :class:`SourceData` of valid contract ``tables`` and the customer ids;
+    ``salt``: the identifier salt of the identity lookup keys."""
+    from customers.normalise import identifier_keys as keys_with_salt
+
+    identifier_keys = partial(keys_with_salt, salt=salt)
 
     identity = pq.read_table(
         Path(unified_dir) / "identity.parquet", columns=["record_id", "customer_id"]

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from customers.feature_schema import REQUEST_TIME_FEATURES, days_since
+from customers.feature_schema import days_since, request_time_features_of
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,9 @@ class FastOnlineFeatures:
         self._col: dict[tuple[int, str], int] = {}
         # Source timestamps the request-time features need, wherever they are stored.
         self._src: dict[tuple[int, str], str] = {}
-        rt_sources = {src: name for name, src in REQUEST_TIME_FEATURES.items()}
+        # The request-time features the stored columns define (the on-demand view's rule).
+        durations = request_time_features_of(n for _, names in views for n in names)
+        rt_sources = {src: name for name, src in durations.items()}
         for vi, (_, names) in enumerate(views):
             for n in names:
                 if n in col:
@@ -126,7 +128,7 @@ class FastOnlineFeatures:
                 self._src[(vi, src)] = src
         self._rt = [
             (col[name], src)
-            for name, src in REQUEST_TIME_FEATURES.items()
+            for name, src in durations.items()
             if name in odfv_names and name in col
         ]
         self._rt_cols = np.array([j for j, _ in self._rt], dtype=np.intp)

@@ -1,31 +1,40 @@
 """The Feast feature store of nextbest, configured from settings.
 
-``feature_repo/`` holds the definitions; this module builds the repository config from
-:class:`~core.settings.Settings` (SQLite or Redis online store, DuckDB offline store),
-applies the definitions, materialises, pushes events and reads features online.
+:mod:`customers.feast_definitions` builds the Feast objects; this module builds the
+repository config from :class:`~core.settings.Settings` (SQLite or Redis online store,
+DuckDB offline store), applies the definitions, materialises, pushes events and reads
+features online.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import os
-import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from core.settings import Settings
+from customers.feast_definitions import FEATURE_SERVICE, build_definitions
 from customers.feast_import import import_feast
+from customers.feature_schema import CatalogTerms
 
 log = logging.getLogger(__name__)
 
-FEATURE_SERVICE = "nba_v1"
+__all__ = [
+    "FEATURE_SERVICE",
+    "apply",
+    "feature_store",
+    "features_dir_of",
+    "lookup_customer",
+    "materialize",
+    "online_features",
+    "push_rows",
+    "repo_config",
+]
 
 
 def repo_config(settings: Settings, bulk: bool = True) -> Any:
@@ -61,35 +70,6 @@ def repo_config(settings: Settings, bulk: bool = True) -> Any:
     )
 
 
-def load_definitions(settings: Settings) -> ModuleType:
-    """Import ``feature_repo/definitions.py`` with ``NEXTBEST_HOME`` set to the settings' home.
-
-    The definitions read their data location from the environment, the same way the plain
-    ``feast`` CLI would, so both paths see one set of files.
-    """
-    import_feast(settings)  # the definitions import feast
-    path = settings.feature_repo / "definitions.py"
-    if not path.exists():
-        raise FileNotFoundError(f"Feast definitions not found: {path}")
-    name = "nextbest_feature_repo_definitions"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    # Only for the import: a process-wide NEXTBEST_HOME would change every later
-    # get_settings() in this process.
-    old = os.environ.get("NEXTBEST_HOME")
-    os.environ["NEXTBEST_HOME"] = str(settings.root)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        if old is None:
-            os.environ.pop("NEXTBEST_HOME", None)
-        else:
-            os.environ["NEXTBEST_HOME"] = old
-    return module
-
-
 def feature_store(settings: Settings, bulk: bool = True) -> Any:
     """An open ``FeatureStore`` on the configured registry and stores (``bulk``: see
     :func:`repo_config`)."""
@@ -99,18 +79,10 @@ def feature_store(settings: Settings, bulk: bool = True) -> Any:
     return FeatureStore(config=repo_config(settings, bulk=bulk))
 
 
-def apply(settings: Settings) -> Any:
-    """Register every entity, view, push source and feature service; returns the store."""
-    import_feast(settings)
-    from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView, PushSource
-
-    defs = load_definitions(settings)
-    objects = [
-        v
-        for v in vars(defs).values()
-        if isinstance(v, Entity | FeatureView | OnDemandFeatureView | FeatureService | PushSource)
-    ]
-    objects += list(defs.push_sources.values())
+def apply(settings: Settings, terms: CatalogTerms) -> Any:
+    """Register every entity, view, push source and feature service (columns named after
+    the catalog ``terms``); returns the store."""
+    objects = build_definitions(settings, terms).objects
     unique = {(type(o).__name__, o.name): o for o in objects}
     store = feature_store(settings)
     store.apply(list(unique.values()))

@@ -5,24 +5,50 @@ A feature's *role* says who may use it: ``model`` features feed the response mod
 ``policy`` features feed only the rules (consent, caps, cooldowns), ``both`` feed both.
 ``sensitive`` features are personal data that may be used for modelling only where the
 policy's purpose allows it.
+
+Which products, categories and actions exist is the business's, declared in the action
+catalog: the functions here take them as a :class:`CatalogTerms` value that the caller
+builds once from the loaded catalog (``Catalog.terms()``) and passes down.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-# The vocabulary is the generator's (the source systems'); features only derive names from it.
-from demo.generate import ACTIONS, CATEGORIES, CHANNELS, PRODUCTS, PURPOSES  # noqa: E402
+from core.vocabulary import CHANNELS, PURPOSES
 
-ACTION_IDS: tuple[str, ...] = tuple(a.action_id for a in ACTIONS)
-CONTROL = "no_action"
 WINDOWS: tuple[int, ...] = (7, 30, 90, 365)
 #: Duration features use this value for "never happened".
 NEVER_DAYS = 9999.0
+#: Suffix of each view's lineage column (``<view>_as_of_ts``).
+LINEAGE_SUFFIX = "_as_of_ts"
 
 Role = Literal["model", "policy", "both", "lineage"]
 Kind = Literal["float", "int", "string"]
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class CatalogTerms:
+    """The catalog's products, categories and action ids, in catalog order: what the
+    per-product, per-category and per-action feature columns are named after."""
+
+    products: tuple[str, ...]
+    categories: tuple[str, ...]
+    action_ids: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for what in ("products", "categories", "action_ids"):
+            values = tuple(getattr(self, what))
+            object.__setattr__(self, what, values)
+            bad = [v for v in values if not isinstance(v, str) or not _NAME.match(v)]
+            if bad:
+                raise ValueError(f"{what}: not usable in a column name: {bad}")
+            if len(set(values)) != len(values):
+                raise ValueError(f"{what}: repeated values in {values}")
 
 
 @dataclass(frozen=True)
@@ -55,7 +81,7 @@ class ViewSpec:
         row, so a feature computed from the future fails the build.
         """
         return FeatureSpec(
-            f"{self.name}_as_of_ts",
+            f"{self.name}{LINEAGE_SUFFIX}",
             "Epoch seconds of the newest source data used for this row.",
             role="lineage",
         )
@@ -75,13 +101,9 @@ def _f(name: str, description: str, **kw: object) -> FeatureSpec:
     return FeatureSpec(name=name, description=description, **kw)  # type: ignore[arg-type]
 
 
-def product_ids() -> tuple[str, ...]:
-    """Product ids from the generator's catalogue (the products the features track)."""
-    return tuple(p.product_id for p in PRODUCTS)
-
-
-def view_specs() -> tuple[ViewSpec, ...]:
-    """Every customer feature view, in a fixed order."""
+def view_specs(terms: CatalogTerms) -> tuple[ViewSpec, ...]:
+    """Every customer feature view, in a fixed order (per-category, per-product and
+    per-action columns in the order of ``terms``)."""
     windows = WINDOWS
     profile = ViewSpec(
         "customer_profile",
@@ -119,7 +141,7 @@ def view_specs() -> tuple[ViewSpec, ...]:
         + (_f("last_purchase_ts", "Epoch seconds of the last purchase (0 = never).", role="model"),)
         + tuple(
             _f(f"spend_365d_{c}", f"Spend on {c} in the last 365 days.", role="model")
-            for c in CATEGORIES
+            for c in terms.categories
         ),
         pushable=True,
         tags={"domain": "transactions"},
@@ -129,7 +151,7 @@ def view_specs() -> tuple[ViewSpec, ...]:
         "Web and app behaviour: views by category and repeat interest.",
         tuple(
             _f(f"views_30d_{c}", f"Web/app views of {c} in the last 30 days.", role="model")
-            for c in CATEGORIES
+            for c in terms.categories
         )
         + (
             _f("config_views_7d", "Configurator views in the last 7 days.", role="model"),
@@ -165,7 +187,9 @@ def view_specs() -> tuple[ViewSpec, ...]:
     holdings = ViewSpec(
         "customer_holdings",
         "Products the customer holds.",
-        tuple(_f(f"holds_{p}", f"1 if the customer holds {p}.", kind="int") for p in product_ids()),
+        tuple(
+            _f(f"holds_{p}", f"1 if the customer holds {p}.", kind="int") for p in terms.products
+        ),
         pushable=True,
         tags={"domain": "holdings"},
     )
@@ -207,7 +231,7 @@ def view_specs() -> tuple[ViewSpec, ...]:
                 f"Epoch seconds {a} was last shown (0 = never).",
                 role="policy",
             )
-            for a in ACTION_IDS
+            for a in terms.action_ids
         ),
         pushable=True,
         tags={"domain": "contacts"},
@@ -215,38 +239,63 @@ def view_specs() -> tuple[ViewSpec, ...]:
     return (profile, txn, behaviour, service, holdings, consent, contacts)
 
 
-#: Request-time features computed by the on-demand view from ``*_ts`` features.
-REQUEST_TIME_FEATURES: dict[str, str] = {
-    "days_since_purchase": "last_purchase_ts",
-    "days_inactive": "last_active_ts",
-    "days_since_complaint": "last_complaint_ts",
-    **{f"days_since_shown_{a}": f"last_shown_ts_{a}" for a in ACTION_IDS},
+# Request-time features: days since a stored ``*_ts`` feature, computed by the on-demand
+# view (and the fast paths) at the request time.
+_DURATIONS: dict[str, tuple[str, Role]] = {
+    "days_since_purchase": ("last_purchase_ts", "model"),
+    "days_inactive": ("last_active_ts", "model"),
+    "days_since_complaint": ("last_complaint_ts", "both"),
 }
-REQUEST_TIME_ROLES: dict[str, Role] = {
-    "days_since_purchase": "model",
-    "days_inactive": "model",
-    "days_since_complaint": "both",
-    **{f"days_since_shown_{a}": "policy" for a in ACTION_IDS},
-}
+_SHOWN_TS, _SHOWN_DAYS = "last_shown_ts_", "days_since_shown_"
 
 
-def all_feature_names() -> list[str]:
+def request_time_features_of(columns: Iterable[str]) -> dict[str, str]:
+    """Request-time feature -> its source ``*_ts`` column, for the sources among ``columns``
+    (fixed durations first, then one ``days_since_shown_<action>`` per ``last_shown_ts_``
+    column in column order).
+
+    The one rule that names them: the Feast on-demand view applies it to its inputs and the
+    schema to the stored columns, so both list the same features.
+    """
+    cols = list(columns)
+    present = set(cols)
+    out = {name: src for name, (src, _) in _DURATIONS.items() if src in present}
+    out.update(
+        {_SHOWN_DAYS + c.removeprefix(_SHOWN_TS): c for c in cols if c.startswith(_SHOWN_TS)}
+    )
+    return out
+
+
+def request_time_features(terms: CatalogTerms) -> dict[str, str]:
+    """Request-time feature -> source ``*_ts`` feature, in serving order."""
+    return request_time_features_of(n for v in view_specs(terms) for n in v.feature_names)
+
+
+def request_time_roles(terms: CatalogTerms) -> dict[str, Role]:
+    """Role of each request-time feature (the shown-durations feed only the cooldowns)."""
+    return {
+        name: _DURATIONS[name][1] if name in _DURATIONS else "policy"
+        for name in request_time_features(terms)
+    }
+
+
+def all_feature_names(terms: CatalogTerms) -> list[str]:
     """Every feature the decision service reads, in a fixed order (views, then request-time)."""
-    names = [f.name for v in view_specs() for f in v.all_features]
-    return names + list(REQUEST_TIME_FEATURES)
+    names = [f.name for v in view_specs(terms) for f in v.all_features]
+    return names + list(request_time_features(terms))
 
 
-def model_feature_names(allow_sensitive: bool = False) -> list[str]:
+def model_feature_names(terms: CatalogTerms, allow_sensitive: bool = False) -> list[str]:
     """Features the response models may use, in a fixed order."""
     names = [
         f.name
-        for v in view_specs()
+        for v in view_specs(terms)
         for f in v.features
         if f.role in ("model", "both")
         and (allow_sensitive or not f.sensitive)
         and not f.name.endswith("_ts")
     ]
-    return names + [n for n, r in REQUEST_TIME_ROLES.items() if r in ("model", "both")]
+    return names + [n for n, r in request_time_roles(terms).items() if r in ("model", "both")]
 
 
 def days_since(ts: object, request_ts: object) -> object:

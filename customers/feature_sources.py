@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from customers.feature_schema import ACTION_IDS
+from core.vocabulary import NO_ACTION
+from customers.feature_schema import CatalogTerms
 
 log = logging.getLogger(__name__)
 
@@ -136,12 +138,15 @@ def _codes_of(
     return np.append(codes, -1)[pos]
 
 
-def load_coded_sources(raw_dir: Path, unified_dir: Path) -> tuple[SourceData, pd.Index]:
+def load_coded_sources(
+    raw_dir: Path, unified_dir: Path, *, terms: CatalogTerms, salt: str
+) -> tuple[SourceData, pd.Index]:
     """Every source table with ``customer_id`` as integer customer codes, and the
     customer ids (``ids[code]``), in the identity output's order of first appearance.
 
     Only the unified record's customer leaves this function: emails, phones and names are
-    used to build hashed identifier keys and then dropped. Events of unresolved records
+    used to build identifier keys hashed with ``salt`` and then dropped. Campaign contacts
+    are kept for the actions of ``terms``. Events of unresolved records
     are dropped; every table keeps its export's row order, and each timestamp column
     gains an epoch-seconds twin (``<column>__epoch``).
 
@@ -149,8 +154,10 @@ def load_coded_sources(raw_dir: Path, unified_dir: Path) -> tuple[SourceData, pd
     to string customer ids: at 1,000,000 customers that string path was most of the
     feature step's time and memory.
     """
-    from customers.normalise import identifier_keys
+    from customers.normalise import identifier_keys as keys_with_salt
     from customers.sources import load_canonical_table
+
+    identifier_keys = partial(keys_with_salt, salt=salt)
 
     maps, ids, identity_codes, identity_records = _identity_codes(unified_dir)
     records = load_canonical_table(raw_dir)
@@ -168,7 +175,7 @@ def load_coded_sources(raw_dir: Path, unified_dir: Path) -> tuple[SourceData, pd
     )
     del records, record_codes
     consent = _consent(raw_dir, identifiers, identifier_codes, identifier_keys)
-    contacts = _contacts(raw_dir, maps)
+    contacts = _contacts(raw_dir, maps, terms)
     coded = SourceData(
         customers, baskets, activity, cases, holdings, consent, contacts, identifiers
     )
@@ -396,13 +403,13 @@ def _consent(
     )
 
 
-def _contacts(raw_dir: Path, maps: CodeMaps) -> pd.DataFrame:
+def _contacts(raw_dir: Path, maps: CodeMaps, terms: CatalogTerms) -> pd.DataFrame:
     """Campaign contacts (``no_action`` rows dropped): customer_id, ts, action_id, channel."""
     camp = pd.read_parquet(
         raw_dir / "campaign_history.parquet", columns=["crm_id", "exposed_at", "action_id"]
     )
-    camp = camp[camp["action_id"] != "no_action"].reset_index(drop=True)
-    channel_of = {a: a.split("_", 1)[0] for a in ACTION_IDS}
+    camp = camp[camp["action_id"] != NO_ACTION].reset_index(drop=True)
+    channel_of = {a: a.split("_", 1)[0] for a in terms.action_ids}
     channel_of["call_retention_offer"] = "call_center"
     return _frame(
         _codes_of(

@@ -22,13 +22,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from core.vocabulary import CHANNELS, PURPOSES
 from customers.feature_schema import (
-    ACTION_IDS,
-    CATEGORIES,
-    CHANNELS,
-    PURPOSES,
     WINDOWS,
-    product_ids,
+    CatalogTerms,
     view_specs,
 )
 from customers.feature_sources import SECS, SourceData, epoch_seconds, load_coded_sources
@@ -112,7 +109,9 @@ def _fmax(x: pd.Series, y: pd.Series) -> pd.Series:
     return pd.Series(out)
 
 
-def _view_rows(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pd.DataFrame]:
+def _view_rows(
+    src: SourceData, ids: pd.Index, t: pd.Timestamp, terms: CatalogTerms
+) -> dict[str, pd.DataFrame]:
     """Every feature view's rows for snapshot time ``t`` (data strictly before ``t``) of
     coded sources (:func:`load_coded_sources`) whose customers are ``ids``."""
     cust = pd.RangeIndex(len(ids), name="customer_id")
@@ -124,16 +123,16 @@ def _view_rows(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pd.
     last_purchase = _last_ts(b, t)
     out = {
         "customer_profile": _profile_view(src.customers, b, last_act, cust, ids, t),
-        "customer_transactions": _transactions_view(b, last_purchase, cust, ids, t),
+        "customer_transactions": _transactions_view(b, last_purchase, cust, ids, t, terms),
         "customer_behaviour": _behaviour_view(
-            src.activity, a_before, last_act, last_purchase, cust, ids, t
+            src.activity, a_before, last_act, last_purchase, cust, ids, t, terms
         ),
         "customer_service": _service_view(src.cases, cust, ids, t),
-        "customer_holdings": _holdings_view(src.holdings, cust, ids, t),
+        "customer_holdings": _holdings_view(src.holdings, cust, ids, t, terms),
         "customer_consent": _consent_view(src.consent, cust, ids, t),
-        "customer_contacts": _contacts_view(src.contacts, cust, ids, t),
+        "customer_contacts": _contacts_view(src.contacts, cust, ids, t, terms),
     }
-    for spec in view_specs():
+    for spec in view_specs(terms):
         df = out[spec.name]
         for f in spec.all_features:
             df[f.name] = df[f.name].astype("int64" if f.kind == "int" else "float64")
@@ -179,7 +178,12 @@ def _profile_view(
 
 
 def _transactions_view(
-    b: pd.DataFrame, last_purchase: pd.Series, cust: pd.RangeIndex, ids: pd.Index, t: pd.Timestamp
+    b: pd.DataFrame,
+    last_purchase: pd.Series,
+    cust: pd.RangeIndex,
+    ids: pd.Index,
+    t: pd.Timestamp,
+    terms: CatalogTerms,
 ) -> pd.DataFrame:
     """Purchase counts and amounts per window, spend per category over 365 days."""
     cols: dict = {}
@@ -192,7 +196,7 @@ def _transactions_view(
     by_cat = b365.pivot_table(
         index="customer_id", columns="category", values="amount", aggfunc="sum"
     )
-    for cat in CATEGORIES:
+    for cat in terms.categories:
         cols[f"spend_365d_{cat}"] = by_cat[cat] if cat in by_cat else 0.0
     cols["customer_transactions_as_of_ts"] = last_purchase
     return _frame(cust, t, cols, ids)
@@ -206,6 +210,7 @@ def _behaviour_view(
     cust: pd.RangeIndex,
     ids: pd.Index,
     t: pd.Timestamp,
+    terms: CatalogTerms,
 ) -> pd.DataFrame:
     """Product views over 30 days, configurator and loan checks over 7, last activity."""
     a30 = act.loc[a_before & (act["ts"] >= t - timedelta(days=30)).to_numpy()]
@@ -218,7 +223,7 @@ def _behaviour_view(
     repeat = cfg.dropna(subset=["config_id"]).groupby(["customer_id", "config_id"]).size()
     # the latest of activity and purchases: the max of the two maxima
     last_active = _fmax(last_act, last_purchase)
-    cols = {f"views_30d_{cat}": views[cat] if cat in views else 0.0 for cat in CATEGORIES}
+    cols = {f"views_30d_{cat}": views[cat] if cat in views else 0.0 for cat in terms.categories}
     cols["config_views_7d"] = cfg.groupby("customer_id").size()
     cols["loan_checks_7d"] = a7.loc[a7["event_type"] == "loan_check"].groupby("customer_id").size()
     cols["repeat_interest_7d"] = repeat.groupby(level=0).max() if len(repeat) else 0.0
@@ -261,14 +266,14 @@ def _service_view(
 
 
 def _holdings_view(
-    holdings: pd.DataFrame, cust: pd.RangeIndex, ids: pd.Index, t: pd.Timestamp
+    holdings: pd.DataFrame, cust: pd.RangeIndex, ids: pd.Index, t: pd.Timestamp, terms: CatalogTerms
 ) -> pd.DataFrame:
     """One flag per product held before ``t``."""
     h = holdings.loc[holdings["since"] < t]
     held = h.assign(one=1).pivot_table(
         index="customer_id", columns="product_id", values="one", aggfunc="max"
     )
-    cols = {f"holds_{p}": held[p] if p in held else 0 for p in product_ids()}
+    cols = {f"holds_{p}": held[p] if p in held else 0 for p in terms.products}
     cols["customer_holdings_as_of_ts"] = _last_ts(h, t, "since")
     return _frame(cust, t, cols, ids)
 
@@ -292,7 +297,7 @@ def _consent_view(
 
 
 def _contacts_view(
-    contacts: pd.DataFrame, cust: pd.RangeIndex, ids: pd.Index, t: pd.Timestamp
+    contacts: pd.DataFrame, cust: pd.RangeIndex, ids: pd.Index, t: pd.Timestamp, terms: CatalogTerms
 ) -> pd.DataFrame:
     """Contacts per channel over 7 and 30 days, in total over 7, when each action was
     last shown."""
@@ -303,7 +308,7 @@ def _contacts_view(
         for w in (7, 30):
             cols[f"contacts_{ch}_{w}d"] = _window_agg(sub, t, w, None)
     cols["contacts_total_7d"] = _window_agg(ct, t, 7, None)
-    for act in ACTION_IDS:
+    for act in terms.action_ids:
         cols[f"last_shown_ts_{act}"] = _last_ts(ct.loc[ct["action_id"] == act], t)
     cols["customer_contacts_as_of_ts"] = _last_ts(ct, t)
     return _frame(cust, t, cols, ids)
@@ -311,13 +316,15 @@ def _contacts_view(
 
 # What the snapshot workers read: set by the parent just before its pool forks, so each
 # worker inherits the coded sources (copy-on-write pages) instead of being sent gigabytes.
-_FORKED: tuple[SourceData, pd.Index, Path] | None = None
+_FORKED: tuple[SourceData, pd.Index, Path, CatalogTerms] | None = None
 
 
-def _snapshot_tables(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pa.Table]:
+def _snapshot_tables(
+    src: SourceData, ids: pd.Index, t: pd.Timestamp, terms: CatalogTerms
+) -> dict[str, pa.Table]:
     """Every view's rows at snapshot ``t`` as the Arrow tables written to parquet."""
     out = {}
-    for name, df in _view_rows(src, ids, t).items():
+    for name, df in _view_rows(src, ids, t, terms).items():
         df = df.reset_index(drop=True)
         df["event_timestamp"] = df["event_timestamp"].astype("datetime64[us, UTC]")
         out[name] = pa.Table.from_pandas(df, preserve_index=False)
@@ -328,9 +335,9 @@ def _snapshot_to_files(i: int, t: pd.Timestamp) -> dict[str, str]:
     """In a forked worker: snapshot ``i``'s tables as Arrow IPC files (uncompressed, so
     the parent maps them back for free); their paths by view."""
     assert _FORKED is not None, "only called in a worker forked by _snapshots"
-    src, ids, parts = _FORKED
+    src, ids, parts, terms = _FORKED
     paths = {}
-    for name, table in _snapshot_tables(src, ids, t).items():
+    for name, table in _snapshot_tables(src, ids, t, terms).items():
         path = parts / f"{name}.{i}.arrow"
         with pa.OSFile(str(path), "wb") as f, pa.ipc.new_file(f, table.schema) as w:
             w.write_table(table)
@@ -339,7 +346,12 @@ def _snapshot_to_files(i: int, t: pd.Timestamp) -> dict[str, str]:
 
 
 def _snapshots(
-    src: SourceData, ids: pd.Index, times: list[pd.Timestamp], workers: int, scratch: Path
+    src: SourceData,
+    ids: pd.Index,
+    times: list[pd.Timestamp],
+    workers: int,
+    scratch: Path,
+    terms: CatalogTerms,
 ) -> Iterator[dict[str, pa.Table]]:
     """Each snapshot's tables, in the order of ``times``.
 
@@ -350,13 +362,13 @@ def _snapshots(
     global _FORKED
     if workers <= 1 or len(times) < 2 or "fork" not in mp.get_all_start_methods():
         for t in times:
-            yield _snapshot_tables(src, ids, t)
+            yield _snapshot_tables(src, ids, t, terms)
         return
     scratch.mkdir(parents=True, exist_ok=True)
-    _FORKED = (src, ids, scratch)
+    _FORKED = (src, ids, scratch, terms)
     # The workers must never run the collector over the objects they inherit: a forked
-    # worker segfaulted in garbage collection (CI, 2026-12-02, after the parent had run
-    # Arrow's thread pools; the object it tripped on was not pinned down). So the parent
+    # worker was seen to segfault in garbage collection after the parent had run Arrow's
+    # thread pools (the object it tripped on was not pinned down). So the parent
     # collects its own cycles and freezes what is left right before the fork (Python's
     # documented gc.freeze-before-fork pattern, which also keeps those pages shared), and
     # unfreezes once the workers exist: with the fork context every worker is started at
@@ -395,9 +407,15 @@ def build_feature_tables(
     months: int = 13,
     progress: Callable[[int, int], None] | None = None,
     workers: int = 1,
+    *,
+    terms: CatalogTerms,
+    salt: str,
     sources: tuple[SourceData, pd.Index] | None = None,
 ) -> dict[str, Path]:
     """Build every feature table at monthly snapshots up to ``as_of`` and write parquet.
+
+    ``terms``: the catalog's products, categories and actions the columns are named after;
+    ``salt``: the identifier salt of the identity lookup keys.
 
     ``workers`` > 1 builds the snapshots in that many forked processes (the same files).
     ``sources``: the coded sources and customer ids to build from (default: the demo
@@ -407,10 +425,14 @@ def build_feature_tables(
     """
     import pyarrow.parquet as pq
 
-    coded, ids = sources if sources is not None else load_coded_sources(raw_dir, unified_dir)
+    coded, ids = (
+        sources
+        if sources is not None
+        else load_coded_sources(raw_dir, unified_dir, terms=terms, salt=salt)
+    )
     times = snapshot_times(as_of, months)
     features_dir.mkdir(parents=True, exist_ok=True)
-    paths = {s.name: features_dir / f"{s.name}.parquet" for s in view_specs()}
+    paths = {s.name: features_dir / f"{s.name}.parquet" for s in view_specs(terms)}
     # Each snapshot goes to its view's file as soon as it is built (one row group per
     # snapshot) instead of every snapshot of every view held and then concatenated, which
     # made peak memory grow with customers x snapshots. Same rows, order and types as
@@ -418,7 +440,7 @@ def build_feature_tables(
     writers: dict[str, pq.ParquetWriter] = {}
     scratch = features_dir / ".snapshots"
     try:
-        for i, tables in enumerate(_snapshots(coded, ids, times, workers, scratch)):
+        for i, tables in enumerate(_snapshots(coded, ids, times, workers, scratch, terms)):
             for name, table in tables.items():
                 if name not in writers:
                     writers[name] = pq.ParquetWriter(paths[name], table.schema)
@@ -443,6 +465,6 @@ def build_feature_tables(
     return paths
 
 
-def view_names() -> Iterable[str]:
+def view_names(terms: CatalogTerms) -> Iterable[str]:
     """Names of the customer feature views (without the identity lookup)."""
-    return [s.name for s in view_specs()]
+    return [s.name for s in view_specs(terms)]

@@ -7,32 +7,22 @@ seconds, not minutes.
 
 :func:`identifier_key` turns an identifier into the key the online store is indexed by:
 ``f"{id_type}:" + sha256(salt + normalised value)[:32]``, so that "which customer is this
-email?" can be answered without storing the raw email. The salt comes from the
-``NEXTBEST_IDENTIFIER_SALT`` environment variable (read at call time) and defaults to
-:data:`DEFAULT_SALT`; ``customer_id`` values are kept as they are.
+email?" can be answered without storing the raw email. The salt is an argument: callers
+pass ``Settings.identifier_salt`` (``NEXTBEST_IDENTIFIER_SALT``); ``customer_id`` values
+are kept as they are.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import unicodedata
 
 import numpy as np
 import pandas as pd
 
-#: Identifier types (docs/contracts.md).
-ID_TYPES: tuple[str, ...] = (
-    "customer_id",
-    "email",
-    "phone",
-    "crm_id",
-    "loyalty_id",
-    "app_account_id",
-    "device_id",
-)
-DEFAULT_SALT = "nextbest-identity-v1"
+from core.vocabulary import ID_TYPES
+
 DEFAULT_COUNTRY_CODE = "44"
 _KEY_CHARS = 32
 _MIN_PHONE_DIGITS = 10  # with the country code; shorter strings are extensions or junk
@@ -52,11 +42,6 @@ _STREET_WORDS = {
 }
 _NON_NAME = re.compile(r"[^a-z\s'-]")
 _SPACES = re.compile(r"\s+")
-
-
-def salt() -> str:
-    """The identifier salt: ``NEXTBEST_IDENTIFIER_SALT`` or :data:`DEFAULT_SALT`."""
-    return os.environ.get("NEXTBEST_IDENTIFIER_SALT", DEFAULT_SALT)
 
 
 def _missing(value: object) -> bool:
@@ -161,12 +146,12 @@ def normalise_identifier(id_type: str, value: object) -> str | None:
     return fn(value)
 
 
-def _hash(salt_: str, value: str) -> str:
-    return hashlib.sha256((salt_ + value).encode()).hexdigest()[:_KEY_CHARS]
+def _hash(salt: str, value: str) -> str:
+    return hashlib.sha256((salt + value).encode()).hexdigest()[:_KEY_CHARS]
 
 
-def identifier_key(id_type: str, value: str) -> str:
-    """Online-store key of one identifier: ``f"{id_type}:" + salted sha256[:32]``.
+def identifier_key(id_type: str, value: str, salt: str) -> str:
+    """Online-store key of one identifier: ``f"{id_type}:" + sha256(salt + value)[:32]``.
 
     ``customer_id`` values are returned as ``f"customer_id:{value}"`` without hashing.
     Raises ``ValueError`` for an unknown type or a value that does not normalise.
@@ -176,7 +161,7 @@ def identifier_key(id_type: str, value: str) -> str:
         raise ValueError(f"{id_type} value is missing or not a valid {id_type}")
     if id_type == "customer_id":
         return f"customer_id:{norm}"
-    return f"{id_type}:{_hash(salt(), norm)}"
+    return f"{id_type}:{_hash(salt, norm)}"
 
 
 # --- vectorised forms ----------------------------------------------------------------------
@@ -290,7 +275,7 @@ def normalise_identifiers(id_type: str, values: pd.Series) -> pd.Series:
     return fn(values)
 
 
-def identifier_keys(id_types: str | pd.Series, values: pd.Series) -> pd.Series:
+def identifier_keys(id_types: str | pd.Series, values: pd.Series, salt: str) -> pd.Series:
     """Vectorised :func:`identifier_key`; values that do not normalise give ``None``.
 
     ``id_types`` is one type for all values or a Series aligned with ``values``.
@@ -304,7 +289,6 @@ def identifier_keys(id_types: str | pd.Series, values: pd.Series) -> pd.Series:
     if len(types) != len(values):
         raise ValueError(f"{len(types)} identifier types for {len(values)} values")
     out = pd.Series(None, index=values.index, dtype=object)
-    salt_ = salt()
     for id_type in pd.unique(types.to_numpy()):
         m = (types == id_type).to_numpy()
         sub = values[m]
@@ -319,7 +303,7 @@ def identifier_keys(id_types: str | pd.Series, values: pd.Series) -> pd.Series:
         if id_type == "customer_id":
             keys = [None if v is None else f"customer_id:{v}" for v in norm]
         else:
-            keys = [None if v is None else f"{id_type}:{_hash(salt_, v)}" for v in norm]
+            keys = [None if v is None else f"{id_type}:{_hash(salt, v)}" for v in norm]
         if distinct:
             # code -1 (missing) picks the appended None
             out[m] = np.array([*keys, None], dtype=object)[codes]

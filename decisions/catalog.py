@@ -4,11 +4,16 @@ Every action the engine may choose is declared here, with its channels, purpose,
 cost, business lever, dates, eligibility predicates (declared data, never code), cooldown
 and the response-model arm whose scores it borrows. "No action" is implicit and always
 available, so an action with the id ``no_action`` is an error.
+
+The file also declares the product categories and the products: an action's ``product``
+and ``category`` must be among them, and the per-product, per-category and per-action
+features are named after them (:meth:`Catalog.terms`).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,13 +30,13 @@ from pydantic import (
     model_validator,
 )
 
-CONTROL_ACTION = "no_action"
-Channel = Literal["email", "sms", "push", "web", "app", "call_center"]
-Purpose = Literal["marketing", "profiling", "service"]
-ActionKind = Literal["upsell", "cross_sell", "retention", "service", "info"]
+from core.vocabulary import ACTION_KINDS, CHANNELS, NO_ACTION, PURPOSES
+from customers.feature_schema import CatalogTerms
+
+Channel = Literal[CHANNELS]  # type: ignore[valid-type]
+Purpose = Literal[PURPOSES]  # type: ignore[valid-type]
+ActionKind = Literal[ACTION_KINDS]  # type: ignore[valid-type]
 Op = Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "not_in"]
-CHANNELS: tuple[str, ...] = ("email", "sms", "push", "web", "app", "call_center")
-PURPOSES: tuple[str, ...] = ("marketing", "profiling", "service")
 
 
 class ConfigError(ValueError):
@@ -60,6 +65,16 @@ class Predicate(BaseModel):
         return self
 
 
+class Product(BaseModel):
+    """One product the business sells (the features track holdings of each)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_]*$", max_length=80)
+    name: str = Field(min_length=1)
+    category: str = Field(min_length=1)
+
+
 class Action(BaseModel):
     """One catalog action."""
 
@@ -70,7 +85,7 @@ class Action(BaseModel):
     channels: list[Channel] = Field(min_length=1)
     purpose: Purpose
     kind: ActionKind
-    category: str | None = Field(None, min_length=1)
+    category: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_]*$")
     product: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_]*$")
     value: float = Field(
         ge=0, validation_alias=AliasChoices("value", "margin"), description="Per response."
@@ -106,8 +121,8 @@ class Action(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Action:
-        if self.id == CONTROL_ACTION:
-            raise ValueError(f"'{CONTROL_ACTION}' is implicit and must not be declared")
+        if self.id == NO_ACTION:
+            raise ValueError(f"'{NO_ACTION}' is implicit and must not be declared")
         if self.valid_from and self.valid_to and self.valid_to <= self.valid_from:
             raise ValueError("valid_to must be after valid_from")
         if self.needs_stock and not self.product:
@@ -126,12 +141,39 @@ class Catalog(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: str = Field(min_length=1)
+    categories: list[str] = Field(default_factory=list)
+    products: list[Product] = Field(default_factory=list)
     actions: list[Action] = Field(min_length=1)
 
     @field_validator("version", mode="before")
     @classmethod
     def _version_text(cls, v: Any) -> Any:
         return str(v) if isinstance(v, int | float) else v
+
+    @field_validator("categories")
+    @classmethod
+    def _category_names(cls, v: list[str]) -> list[str]:
+        bad = [c for c in v if not _NAME.match(c)]
+        if bad:
+            raise ValueError(f"not a lower-case name: {', '.join(bad)}")
+        if len(set(v)) != len(v):
+            raise ValueError("categories must not repeat")
+        return v
+
+    def terms(self) -> CatalogTerms:
+        """Products, categories and action ids in file order, for the feature schema."""
+        return CatalogTerms(
+            products=tuple(p.id for p in self.products),
+            categories=tuple(self.categories),
+            action_ids=tuple(self.ids),
+        )
+
+    def product(self, product_id: str) -> Product:
+        """The product with this id."""
+        for p in self.products:
+            if p.id == product_id:
+                return p
+        raise KeyError(product_id)
 
     @property
     def ids(self) -> list[str]:
@@ -164,21 +206,24 @@ class Catalog(BaseModel):
 
 
 def describe_validation_error(
-    exc: ValidationError, raw: Any, path: str | Path, list_key: str
+    exc: ValidationError, raw: Any, path: str | Path, list_key: str | Sequence[str]
 ) -> str:
     """Render pydantic errors as ``file: entry: field 'x': message`` lines.
 
-    ``list_key`` is the top-level list whose items are named by their ``id`` (or index).
+    ``list_key`` names the top-level list(s) whose items are named by their ``id`` (or
+    index).
     """
+    keys = (list_key,) if isinstance(list_key, str) else tuple(list_key)
     lines = []
     for err in exc.errors():
         loc = list(err["loc"])
         entry = "top level"
-        if len(loc) >= 2 and loc[0] == list_key and isinstance(loc[1], int):
-            idx = loc[1]
-            item = raw.get(list_key, [])[idx] if isinstance(raw, dict) else None
+        if len(loc) >= 2 and loc[0] in keys and isinstance(loc[1], int):
+            key, idx = str(loc[0]), loc[1]
+            items = raw.get(key) if isinstance(raw, dict) else None
+            item = items[idx] if isinstance(items, list) and idx < len(items) else None
             item_id = item.get("id") if isinstance(item, dict) else None
-            entry = f"{list_key}[{idx}]" + (f" (id '{item_id}')" if item_id else "")
+            entry = f"{key}[{idx}]" + (f" (id '{item_id}')" if item_id else "")
             loc = loc[2:]
         elif len(loc) >= 2 and isinstance(loc[0], str) and isinstance(raw, dict):
             # Mapping entries (e.g. policy overrides keyed by action id).
@@ -204,16 +249,48 @@ def read_yaml(path: str | Path) -> Any:
     return data
 
 
-def _duplicate_ids(raw: dict[str, Any], path: Path) -> None:
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+
+
+def _duplicate_ids(raw: dict[str, Any], path: Path, key: str) -> None:
     seen: dict[str, int] = {}
-    for i, item in enumerate(raw.get("actions") or []):
+    items = raw.get(key)
+    for i, item in enumerate(items if isinstance(items, list) else []):
         if isinstance(item, dict) and isinstance(item.get("id"), str):
             if item["id"] in seen:
                 raise ConfigError(
-                    f"{path}: actions[{i}] (id '{item['id']}'): field 'id': duplicate of "
-                    f"actions[{seen[item['id']]}]"
+                    f"{path}: {key}[{i}] (id '{item['id']}'): field 'id': duplicate of "
+                    f"{key}[{seen[item['id']]}]"
                 )
             seen[item["id"]] = i
+
+
+def _check_references(catalog: Catalog, path: Path) -> None:
+    """Products name declared categories; actions name declared products and categories,
+    and an action's category is its product's."""
+    categories = set(catalog.categories)
+    products = {p.id: p for p in catalog.products}
+    problems = [
+        f"{path}: products[{i}] (id '{p.id}'): field 'category': '{p.category}' is not "
+        "declared in categories"
+        for i, p in enumerate(catalog.products)
+        if p.category not in categories
+    ]
+    for i, a in enumerate(catalog.actions):
+        entry = f"{path}: actions[{i}] (id '{a.id}')"
+        if a.product is not None and a.product not in products:
+            problems.append(f"{entry}: field 'product': '{a.product}' is not declared in products")
+        if a.category is not None and a.category not in categories:
+            problems.append(
+                f"{entry}: field 'category': '{a.category}' is not declared in categories"
+            )
+        elif a.product in products and a.category not in (None, products[a.product].category):
+            problems.append(
+                f"{entry}: field 'category': '{a.category}' but product '{a.product}' is in "
+                f"'{products[a.product].category}'"
+            )
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 def load_catalog(path: str | Path, feature_names: Sequence[str] | None = None) -> Catalog:
@@ -223,11 +300,13 @@ def load_catalog(path: str | Path, feature_names: Sequence[str] | None = None) -
     """
     p = Path(path)
     raw = read_yaml(p)
-    _duplicate_ids(raw, p)
+    _duplicate_ids(raw, p, "products")
+    _duplicate_ids(raw, p, "actions")
     try:
         catalog = Catalog.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(describe_validation_error(e, raw, p, "actions")) from e
+        raise ConfigError(describe_validation_error(e, raw, p, ("products", "actions"))) from e
+    _check_references(catalog, p)
     if feature_names is not None:
         catalog.validate_features(feature_names, source=str(p))
     return catalog

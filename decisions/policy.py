@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from core.vocabulary import CHANNELS
 from decisions.catalog import (
     ActionKind,
     Channel,
@@ -41,7 +42,7 @@ class ConsentRules(_Strict):
 class ContactCap(_Strict):
     """At most ``max_contacts`` contacts on ``channel`` (or ``all``) per ``period_days``."""
 
-    channel: Literal["email", "sms", "push", "web", "app", "call_center", "all"]
+    channel: Literal[(*CHANNELS, "all")]  # type: ignore[valid-type]
     max_contacts: int = Field(ge=0)
     period_days: Literal[7, 30] = 7
 

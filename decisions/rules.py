@@ -17,7 +17,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from decisions.catalog import CONTROL_ACTION, Catalog, ConfigError
+from core.vocabulary import NO_ACTION
+from decisions.catalog import Catalog, ConfigError
 from decisions.policy import Policy, check_overrides
 from decisions.reasons import Reason
 from decisions.rule_families import RuleRow, channel_rows
@@ -163,7 +164,7 @@ def compile_plan(
         model=model,
         feature_names=names,
         action_ids=ids,
-        action_ids_with_control=np.append(ids, np.array([CONTROL_ACTION], dtype=object)),
+        action_ids_with_control=np.append(ids, np.array([NO_ACTION], dtype=object)),
         model_cols=model_cols,
         stock_products=stock_products,
         channels=plans,

@@ -14,10 +14,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from core.settings import Settings
-from customers.feature_schema import all_feature_names
-from decisions.catalog import Catalog, load_catalog
+from customers.feature_schema import CatalogTerms, all_feature_names
+from decisions.catalog import Catalog, ConfigError, load_catalog
 from decisions.policy import Policy, load_policy
 from decisions.rules import Plan, compile_plan
 
@@ -40,6 +42,8 @@ class Runtime:
     plan: Plan
     feature_names: list[str]
     stock: dict[str, float]
+    #: The catalog's products, categories and actions the feature columns are named after.
+    terms: CatalogTerms
 
 
 def preflight(settings: Settings, alias: str = "champion") -> None:
@@ -69,15 +73,42 @@ def preflight(settings: Settings, alias: str = "champion") -> None:
         ) from exc
 
 
-def load_stock(raw_dir: Path) -> dict[str, float]:
-    """Units in stock per product from the product catalogue export (empty if absent)."""
-    path = raw_dir / "products.parquet"
+STOCK_COLUMNS = ("product_id", "stock")
+
+
+def load_stock(path: Path) -> dict[str, float]:
+    """Units in stock per product from the stock table (docs/data-dictionary.md, "Stock").
+
+    An absent file means no stock is known (the policy's ``missing_stock_is_out`` says
+    what unknown stock means); a file that is there must be valid. Raises
+    :class:`ConfigError` naming the file, the column and the offending product ids.
+    """
+    path = Path(path)
     if not path.exists():
+        log.warning("stock file not found: %s; stock of every product unknown", path)
         return {}
-    products = pd.read_parquet(path, columns=["product_id", "stock"])
-    return dict(
-        zip(products["product_id"].astype(str), products["stock"].astype(float), strict=True)
-    )
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ConfigError(f"{path}: cannot read the stock table: {exc}") from exc
+    missing = [c for c in STOCK_COLUMNS if c not in table.column_names]
+    if missing:
+        raise ConfigError(f"{path}: missing column(s) {', '.join(missing)}")
+    frame = table.select(list(STOCK_COLUMNS)).to_pandas()
+    ids = frame["product_id"]
+    if ids.isna().any():
+        raise ConfigError(f"{path}: column 'product_id': {int(ids.isna().sum())} empty value(s)")
+    ids = ids.astype(str)
+    repeated = sorted(set(ids[ids.duplicated()]))
+    if repeated:
+        raise ConfigError(f"{path}: column 'product_id': repeated {', '.join(repeated)}")
+    stock = pd.to_numeric(frame["stock"], errors="coerce").astype(float)
+    bad = ids[stock.isna() | ~np.isfinite(stock) | (stock < 0)].tolist()
+    if bad:
+        raise ConfigError(
+            f"{path}: column 'stock': not a finite number >= 0 for {', '.join(bad[:10])}"
+        )
+    return dict(zip(ids, stock, strict=True))
 
 
 def load_runtime(settings: Settings, model: Any | None = None, alias: str = "champion") -> Runtime:
@@ -91,8 +122,10 @@ def load_runtime(settings: Settings, model: Any | None = None, alias: str = "cha
     for path, what in ((settings.catalog, "action catalog"), (settings.policy, "policy")):
         if not Path(path).exists():
             raise StartupError(f"{what} file not found: {path}")
-    feature_names = all_feature_names()
-    catalog = load_catalog(settings.catalog, feature_names=feature_names)
+    catalog = load_catalog(settings.catalog)
+    terms = catalog.terms()
+    feature_names = all_feature_names(terms)
+    catalog.validate_features(feature_names, source=str(settings.catalog))
     policy = load_policy(settings.policy, action_ids=catalog.ids)
     if model is None:
         try:
@@ -105,7 +138,7 @@ def load_runtime(settings: Settings, model: Any | None = None, alias: str = "cha
         plan = compile_plan(catalog, policy, feature_names, model)
     except ValueError as exc:
         raise StartupError(f"catalog/policy do not fit model {version}: {exc}") from exc
-    stock = load_stock(settings.raw_dir)
+    stock = load_stock(settings.stock_path)
     log.info(
         "runtime ready: model %s, catalog %s, policy %s, %d actions",
         version,
@@ -113,7 +146,7 @@ def load_runtime(settings: Settings, model: Any | None = None, alias: str = "cha
         policy.version,
         len(catalog.ids),
     )
-    return Runtime(settings, catalog, policy, model, version, plan, feature_names, stock)
+    return Runtime(settings, catalog, policy, model, version, plan, feature_names, stock, terms)
 
 
 def stock_vector(runtime: Runtime) -> np.ndarray:

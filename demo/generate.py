@@ -26,13 +26,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from core.vocabulary import APP_EVENT_TYPES, CHANNELS, PURPOSES, WEB_EVENT_TYPES
+from core.vocabulary import NO_ACTION as CONTROL_ARM
+
 logger = logging.getLogger(__name__)
 
-CHANNELS: tuple[str, ...] = ("email", "sms", "push", "web", "app", "call_center")
-PURPOSES: tuple[str, ...] = ("marketing", "profiling", "service")
 CATEGORIES: tuple[str, ...] = ("phones", "accessories", "broadband", "insurance", "loans")
 DEFAULT_AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
-CONTROL_ARM = "no_action"
 
 
 @dataclass(frozen=True)
@@ -196,8 +196,6 @@ _SERVICE_REASONS = (
     "address_change",
     "cancellation_enquiry",
 )
-_APP_EVENT_TYPES = ("open", "view_product", "add_to_cart", "view_offer", "account")
-_WEB_EVENT_TYPES = ("page_view", "login", "loan_check", "configurator_view")
 _CONFIGS_PER_CATEGORY = 40
 
 
@@ -1066,7 +1064,7 @@ def _web_events(pop: _Population, ids: _Ids, seed: int, as_of_s: int, w: _Writer
                 "event_id": pa.array(np.arange(lo, hi, dtype=np.int64) + 1),
                 "device_id": pc.take(ids.device, pa.array(d)),
                 "ts": _timestamps(tt * 1_000_000),
-                "event_type": _take(_str_table(list(_WEB_EVENT_TYPES)), et),
+                "event_type": _take(_str_table(list(WEB_EVENT_TYPES)), et),
                 "category": _take(_str_table(list(CATEGORIES)), np.maximum(ct, 0), ct < 0),
                 "config_id": _take(
                     cfg_names,
@@ -1117,7 +1115,7 @@ def _app_events(pop: _Population, ids: _Ids, seed: int, as_of_s: int, w: _Writer
                 "app_account_id": pc.take(app_ids, pa.array(app_idx[lo:hi])),
                 "device_id": pc.take(ids.device, pa.array(ids.device_start[p[lo:hi]])),
                 "ts": _timestamps(t[lo:hi] * 1_000_000),
-                "event_type": _take(_str_table(list(_APP_EVENT_TYPES)), etype[lo:hi]),
+                "event_type": _take(_str_table(list(APP_EVENT_TYPES)), etype[lo:hi]),
                 "category": _take(_str_table(list(CATEGORIES)), np.maximum(ct, 0), ct < 0),
             }
         )

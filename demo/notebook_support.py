@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 
 from core.settings import PROJECT_ROOT, Settings, get_settings
+from core.vocabulary import NO_ACTION as CONTROL
 
 log = logging.getLogger(__name__)
 
-CONTROL = "no_action"
 #: Channels scored by the demo measurement loop, one round each, ``DEMO_SPACING`` apart.
 DEMO_CHANNELS: tuple[str, ...] = ("email", "push", "sms", "email")
 DEMO_SPACING = timedelta(days=14)
@@ -123,8 +123,14 @@ def customer_timeline(settings: Settings, customer_id: str) -> pd.DataFrame:
     """The customer's events from every system (purchases, activity, cases, consent,
     campaign contacts) as one time-ordered table ``ts, system, event, detail``."""
     from customers.feature_sources import load_coded_sources
+    from decisions.catalog import load_catalog
 
-    src, ids = load_coded_sources(settings.raw_dir, settings.unified_dir)
+    src, ids = load_coded_sources(
+        settings.raw_dir,
+        settings.unified_dir,
+        terms=load_catalog(settings.catalog).terms(),
+        salt=settings.identifier_salt,
+    )
     code = ids.get_indexer([customer_id])[0]  # -1: not a unified customer, no events
 
     def part(df: pd.DataFrame, ts: str, system: str, event: Any, detail: Any) -> pd.DataFrame:
@@ -183,8 +189,9 @@ def customer_online_features(settings: Settings, customer_id: str) -> pd.Series:
     """The customer's features as the decision service reads them from Feast's online store."""
     from customers.feast_store import feature_store, online_features
     from customers.feature_schema import all_feature_names
+    from decisions.catalog import load_catalog
 
-    names = all_feature_names()
+    names = all_feature_names(load_catalog(settings.catalog).terms())
     X = online_features(feature_store(settings), [customer_id], settings.as_of.timestamp(), names)
     return pd.Series(X[0], index=names, name=customer_id)
 
@@ -304,7 +311,7 @@ def engine_records(
 
     runtime = runtime or load_runtime(settings)
     when = as_of or settings.as_of
-    ids, X, snap = offline_feature_matrix(settings.features_dir, customer_ids, when)
+    ids, X, snap = offline_feature_matrix(settings.features_dir, customer_ids, when, runtime.terms)
     ctx = DecisionContext(
         channel=channel, now=when, k=k, stock=stock_vector(runtime), feature_snapshot_time=snap
     )
@@ -543,7 +550,7 @@ def engine_policy_scores(
     runtime = runtime or load_runtime(settings)
     plan = runtime.plan
     when = as_of or settings.as_of
-    ids, X, snap = offline_feature_matrix(settings.features_dir, None, when)
+    ids, X, snap = offline_feature_matrix(settings.features_dir, None, when, runtime.terms)
     resp = pd.read_parquet(settings.raw_dir / "truth" / "response.parquet").set_index("person_id")
     person = person_of_customer(settings).reindex(pd.Index(ids, dtype=object))
     keep = person.notna().to_numpy()
@@ -570,7 +577,7 @@ def engine_policy_scores(
             propensity[ok, j] = d.p_treated[ok, c]
     return (
         truth,
-        {"uplift": uplift, "propensity": propensity, "no_action": np.full((n, len(actions)), -1.0)},
+        {"uplift": uplift, "propensity": propensity, CONTROL: np.full((n, len(actions)), -1.0)},
         costs,
     )
 

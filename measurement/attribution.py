@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.vocabulary import NO_ACTION as CONTROL_ACTION
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -38,7 +40,6 @@ DECISION_COLUMNS = (
     "ranked",
 )
 OUTCOME_COLUMNS = ("customer_id", "ts", "type", "revenue")
-CONTROL_ACTION = "no_action"
 
 
 def _utc(values: pd.Series | datetime | str | None) -> pd.Series | pd.Timestamp | None:

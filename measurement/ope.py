@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from core.vocabulary import NO_ACTION as CONTROL_ACTION
 from measurement.attribution import attribute_outcomes, read_decisions, read_outcomes
 from measurement.lift import Z95
 from models.ope import DR, IPS, SNIPS, OffPolicyEstimator, bandit_inputs
@@ -44,7 +45,6 @@ __all__ = [
     "rerank_logged",
 ]
 
-CONTROL_ACTION = "no_action"
 Reward = Literal["responded", "revenue", "net_value"]
 #: A candidate: action ids [n], a probability matrix [n, K], or a callable producing either.
 Candidate = np.ndarray | Sequence[str] | Callable[[pd.DataFrame], np.ndarray]

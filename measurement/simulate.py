@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.vocabulary import NO_ACTION as CONTROL_ACTION
 from measurement.attribution import attribute_outcomes, flatten_decisions
 from measurement.lift import HOLDOUT, TREATMENT, diff_in_means
 
@@ -39,7 +40,6 @@ __all__ = [
     "truth_scores",
 ]
 
-CONTROL_ACTION = "no_action"
 _START = datetime(2024, 1, 1, tzinfo=UTC)
 _WINDOW = timedelta(days=14)
 
@@ -98,7 +98,7 @@ def truth_scores(
     return {
         "uplift": (p - p0[:, None]) * v - cost,
         "propensity": p,
-        "no_action": np.full(p.shape, -1.0),
+        CONTROL_ACTION: np.full(p.shape, -1.0),
     }
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from lightgbm import LGBMRegressor
 
-from customers.feature_schema import CONTROL
+from core.vocabulary import NO_ACTION as CONTROL
 from models.learners import NO_ARM_COLUMNS, Head
 from models.scoring import Scorer
 

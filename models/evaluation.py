@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import auc, log_loss, roc_auc_score
 
+from core.vocabulary import NO_ACTION
 from models.ope import DR, IPS, SNIPS
 
 __all__ = [
@@ -311,7 +312,7 @@ def evaluate_policies(
     best_arm = max(single, key=single.__getitem__)
     rng = np.random.default_rng(seed)
     policies: dict[str, tuple[np.ndarray, str]] = {
-        "no_action": (np.full(n, control, dtype=object), ""),
+        NO_ACTION: (np.full(n, control, dtype=object), ""),
         "best_single_arm": (np.full(n, best_arm, dtype=object), str(best_arm)),
         "random_arm": (label_arr[rng.integers(0, len(labels), size=n)], ""),
         "response_ranking": (label_arr[1 + q[:, 1:].argmax(axis=1)], ""),

@@ -265,10 +265,12 @@ def features_build(sources: SourcesOption = None) -> None:
 
 @features_app.command("apply")
 def features_apply() -> None:
-    """Register the Feast definitions in ``feature_repo/``."""
+    """Register the Feast definitions (entities, views, feature service) in the registry."""
     from customers.feast_store import apply
+    from decisions.catalog import load_catalog
 
-    apply(_settings())
+    settings = _settings()
+    apply(settings, load_catalog(settings.catalog).terms())
     console.print("[green]feast apply done[/]")
 
 
@@ -294,18 +296,19 @@ def features_show(
     from customers.feast_store import feature_store, lookup_customer, online_features
     from customers.feature_schema import all_feature_names
     from customers.normalise import identifier_key
+    from decisions.catalog import load_catalog
 
     settings = _settings()
     store = feature_store(settings)
     cid = (
         customer
         if id_type == "customer_id"
-        else lookup_customer(store, identifier_key(id_type, customer))
+        else lookup_customer(store, identifier_key(id_type, customer, settings.identifier_salt))
     )
     if cid is None:
         console.print(f"[red]no customer for that {id_type}[/]")
         raise typer.Exit(1)
-    names = all_feature_names()
+    names = all_feature_names(load_catalog(settings.catalog).terms())
     row = online_features(store, [cid], settings.as_of.timestamp(), names)[0]
     table = Table("feature", "value", title=f"customer {cid}")
     for n, v in zip(names, row, strict=True):

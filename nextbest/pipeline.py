@@ -25,13 +25,16 @@ Progress = Callable[[int, int], None]
 
 
 def contract_terms(settings: Settings) -> Any:
-    """The catalog's channels, purposes and arms, the values the contract allows."""
+    """The vocabulary's channels and purposes and the catalog's arms and products: the
+    values the contract allows."""
+    from core.vocabulary import CHANNELS, PURPOSES
     from customers.contract import Terms
-    from decisions.catalog import CHANNELS, PURPOSES, load_catalog
+    from decisions.catalog import load_catalog
 
     catalog = load_catalog(settings.catalog)
     arms = {a.id for a in catalog.actions} | {a.arm for a in catalog.actions}
-    return Terms(channels=CHANNELS, purposes=PURPOSES, arms=tuple(sorted(arms)))
+    products = catalog.terms().products
+    return Terms(CHANNELS, PURPOSES, arms=tuple(sorted(arms)), products=products)
 
 
 def ingest(settings: Settings, data_dir: Path | None = None) -> dict[str, Any]:
@@ -79,15 +82,18 @@ def build_features(settings: Settings, progress: Progress | None = None) -> dict
     """
     from customers.feast_store import apply, materialize
     from customers.features import build_feature_tables
+    from decisions.catalog import load_catalog
 
     seconds: dict[str, float] = {}
+    terms = load_catalog(settings.catalog).terms()
     t = time.perf_counter()
     sources = None
     if settings.sources is not None:
         from customers.contract_sources import contract_source_data
         from customers.source_files import read_staged
 
-        sources = contract_source_data(read_staged(settings.contract_dir), settings.unified_dir)
+        staged = read_staged(settings.contract_dir)
+        sources = contract_source_data(staged, settings.unified_dir, salt=settings.identifier_salt)
     paths = build_feature_tables(
         settings.raw_dir,
         settings.unified_dir,
@@ -97,10 +103,12 @@ def build_features(settings: Settings, progress: Progress | None = None) -> dict
         progress=progress,
         workers=settings.feature_workers,
         sources=sources,
+        terms=terms,
+        salt=settings.identifier_salt,
     )
     seconds["build"] = time.perf_counter() - t
     t = time.perf_counter()
-    apply(settings)
+    apply(settings, terms)
     seconds["apply"] = time.perf_counter() - t
     t = time.perf_counter()
     materialize(settings, end=settings.as_of)

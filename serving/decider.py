@@ -19,6 +19,7 @@ import orjson
 
 from core.settings import Settings
 from customers.fast_features import FastOnlineFeatures
+from customers.feature_schema import view_specs
 from decisions.engine import DecisionContext, decide
 from decisions.group_commit import GroupCommitLog
 from decisions.runtime import Runtime, load_runtime, stock_vector
@@ -77,7 +78,12 @@ class OnlineDecider:
             self.plan = replace(self.runtime.plan, model=scorer)
         self.stock = stock_vector(self.runtime)
         self.names = self.runtime.feature_names
-        self.events = EventHandler(self.store, self.resolve, push_offline=settings.push_offline)
+        self.events = EventHandler(
+            self.store,
+            self.resolve,
+            view_specs(self.runtime.terms),
+            push_offline=settings.push_offline,
+        )
         # The direct SQLite reader answers as the SDK does at a fraction of the cost; Redis
         # (and NEXTBEST_FAST_FEATURES=0) keeps the SDK path.
         if fast_features is None:
@@ -98,7 +104,7 @@ class OnlineDecider:
                 f"customer.id_type: {ref.id_type!r} is not one of {', '.join(ID_TYPES)}"
             )
         try:
-            key = identifier_key(ref.id_type, ref.id)
+            key = identifier_key(ref.id_type, ref.id, self.settings.identifier_salt)
         except ValueError as exc:
             raise RequestError(f"customer.id: {exc}") from exc
         if self.fast is not None:

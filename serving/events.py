@@ -23,7 +23,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from customers.feature_schema import CHANNELS, PURPOSES, ViewSpec, view_specs
+from core.vocabulary import CHANNELS, PURPOSES
+from customers.feature_schema import ViewSpec
 from serving.requests import EVENT_TYPES, CustomerRef, RequestError, request_time
 
 #: How a change sets its columns: ``count`` adds one, ``uncount`` takes one away (not
@@ -155,10 +156,10 @@ def _resolve(change: Change, spec: ViewSpec) -> _ResolvedChange:
 
 
 def event_table(
-    specs: tuple[ViewSpec, ...] | None = None,
+    specs: tuple[ViewSpec, ...],
 ) -> dict[str, tuple[tuple[ViewSpec, tuple[_ResolvedChange, ...]], ...]]:
     """:data:`EVENT_RULES` resolved against the feature schema (views must be pushable)."""
-    by_name = {v.name: v for v in (specs or view_specs())}
+    by_name = {v.name: v for v in specs}
     table = {}
     for event_type in EVENT_TYPES:
         steps = []
@@ -186,12 +187,13 @@ class EventHandler:
         self,
         store: Any,
         resolve: Callable[[CustomerRef], str | None],
+        specs: tuple[ViewSpec, ...],
         push_offline: bool = False,
     ) -> None:
         self.store = store
         self.resolve = resolve
         self.push_offline = push_offline
-        self.table = event_table()
+        self.table = event_table(specs)
         # Events read, modify and push whole feature rows: one at a time, or two concurrent
         # events for one customer could lose an update.
         self._lock = threading.Lock()

@@ -9,15 +9,9 @@ from typing import Any
 
 import pandas as pd
 
-ID_TYPES = ("customer_id", "email", "phone", "loyalty_id", "crm_id", "device_id", "app_account_id")
-EVENT_TYPES = (
-    "service_case_opened",
-    "service_case_closed",
-    "complaint",
-    "purchase",
-    "consent_changed",
-    "contact",
-)
+from core.vocabulary import EVENT_TYPES, ID_TYPES
+
+__all__ = ["EVENT_TYPES", "ID_TYPES", "CustomerRef", "DecideRequest", "RequestError"]
 
 
 class RequestError(ValueError):

@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response
 
 from core.settings import Settings, get_settings
+from core.vocabulary import CHANNELS, EVENT_TYPES, ID_TYPES
 from serving.batching import MicroBatcher
 from serving.decider import OnlineDecider
 from serving.fast_http import (
@@ -47,18 +48,9 @@ from serving.responses import response_from_record
 
 log = logging.getLogger(__name__)
 
-IdType = Literal[
-    "customer_id", "email", "phone", "loyalty_id", "crm_id", "device_id", "app_account_id"
-]
-Channel = Literal["email", "sms", "push", "web", "app", "call_center"]
-EventType = Literal[
-    "service_case_opened",
-    "service_case_closed",
-    "complaint",
-    "purchase",
-    "consent_changed",
-    "contact",
-]
+IdType = Literal[ID_TYPES]  # type: ignore[valid-type]
+Channel = Literal[CHANNELS]  # type: ignore[valid-type]
+EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
 
 
 class Customer(BaseModel):

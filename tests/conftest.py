@@ -7,17 +7,30 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from devtools.process import Server, start_server, stop_server
 from tests.params import SEED, SMALL_CUSTOMERS
 
+if TYPE_CHECKING:
+    from customers.feature_schema import CatalogTerms
+
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@cache
+def demo_terms() -> CatalogTerms:
+    """The default catalog's products, categories and actions: the demo world's columns."""
+    from decisions.catalog import load_catalog
+
+    return load_catalog(ROOT / "config" / "catalog.yaml").terms()
 
 
 @dataclass

@@ -17,7 +17,8 @@ import pandas as pd
 
 from core.errors import InputError
 from core.settings import Settings
-from customers.feature_schema import CONTROL, view_specs
+from core.vocabulary import NO_ACTION as CONTROL
+from customers.feature_schema import LINEAGE_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -142,16 +143,14 @@ def check_point_in_time(frame: pd.DataFrame) -> None:
     """Raise :class:`LeakageError` if any joined view row was built from data after its
     exposure; the ``<view>_as_of_ts`` lineage columns carry each row's data cutoff."""
     exposure = frame["request_ts"].to_numpy(dtype=np.float64)
-    for spec in view_specs():
-        col = spec.as_of_feature.name
-        if col not in frame:
-            continue
+    for col in [c for c in frame.columns if str(c).endswith(LINEAGE_SUFFIX)]:
         as_of = frame[col].to_numpy(dtype=np.float64)
         bad = np.nan_to_num(as_of, nan=0.0) > exposure + 1e-6
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
+            view = str(col).removesuffix(LINEAGE_SUFFIX)
             raise LeakageError(
-                f"feature view {spec.name!r}: {int(bad.sum())} training rows use data from after "
+                f"feature view {view!r}: {int(bad.sum())} training rows use data from after "
                 f"their exposure (first: exposure {frame['exposure_id'].iloc[i]} at "
                 f"{exposure[i]:.0f}, feature data up to {as_of[i]:.0f})"
             )

@@ -23,7 +23,8 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from core.settings import Settings
-from customers.feature_schema import CONTROL, model_feature_names
+from core.vocabulary import NO_ACTION as CONTROL
+from customers.feature_schema import model_feature_names
 from models.decision_model import DecisionModel, ValueModel
 from models.registry import PromotionDecision
 from training.dataset import TrainingSet, build_training_set, training_exposures
@@ -151,11 +152,13 @@ class Evaluation:
 def load_dataset(settings: Settings, store: Any | None = None) -> Dataset:
     """Exposures -> training set from Feast (point-in-time, leakage-checked) -> split."""
     from customers.feast_store import FEATURE_SERVICE, feature_store
+    from decisions.catalog import load_catalog
 
     store = store or feature_store(settings)
     entity_df = training_exposures(settings)
     allow_sensitive = _policy_allows_sensitive(settings)
-    features = model_feature_names(allow_sensitive=allow_sensitive)
+    terms = load_catalog(settings.catalog).terms()
+    features = model_feature_names(terms, allow_sensitive=allow_sensitive)
     ts = build_training_set(store, entity_df, features, service=FEATURE_SERVICE)
     tr, va, te = split(ts, settings.seed)
     return Dataset(ts, features, allow_sensitive, tr, va, te)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from customers.feature_schema import CONTROL
+from core.vocabulary import NO_ACTION as CONTROL
 
 
 def true_outcomes_for_exposures(

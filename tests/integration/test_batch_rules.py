@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from customers.feature_schema import NEVER_DAYS, REQUEST_TIME_FEATURES, view_specs
+from customers.feature_schema import NEVER_DAYS, request_time_features, view_specs
 from decisions.catalog import load_catalog
 from decisions.policy import load_policy
 from nextbest.cli import app
+from tests.conftest import demo_terms
 
 pytestmark = pytest.mark.slow
 
@@ -22,13 +23,13 @@ pytestmark = pytest.mark.slow
 def latest_features(features_dir: Path, as_of: pd.Timestamp) -> pd.DataFrame:
     """Per view, the latest row per customer at or before ``as_of``, joined (pandas)."""
     frames = []
-    for spec in view_specs():
+    for spec in view_specs(demo_terms()):
         df = pd.read_parquet(features_dir / f"{spec.name}.parquet")
         df = df[df["event_timestamp"] <= as_of].sort_values("event_timestamp")
         frames.append(df.groupby("customer_id").last()[spec.feature_names])
     feats = pd.concat(frames, axis=1)
     now = as_of.timestamp()
-    for name, src in REQUEST_TIME_FEATURES.items():
+    for name, src in request_time_features(demo_terms()).items():
         ts = feats[src].to_numpy(dtype=float)
         feats[name] = np.where(np.isnan(ts) | (ts <= 0), NEVER_DAYS, (now - ts) / 86_400.0)
     return feats

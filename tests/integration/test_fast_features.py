@@ -13,7 +13,7 @@ from customers.feast_store import feature_store, lookup_customer, online_feature
 from customers.feature_schema import all_feature_names
 from customers.normalise import identifier_key
 from customers.sources import load_canonical_records
-from tests.conftest import World
+from tests.conftest import World, demo_terms
 from tests.params import SEED
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -30,7 +30,7 @@ def _customers(world: World, n: int) -> list[str]:
 
 def test_fast_matrix_equals_the_sdk_matrix(world: World) -> None:
     store = feature_store(world.settings)
-    names = all_feature_names()
+    names = all_feature_names(demo_terms())
     fast = FastOnlineFeatures(store, names)
     cids = [*_customers(world, 100), "no-such-customer"]
     ts = world.settings.as_of.timestamp()
@@ -46,10 +46,15 @@ def test_fast_matrix_equals_the_sdk_matrix(world: World) -> None:
 
 def test_fast_identity_lookup_equals_the_sdk(world: World) -> None:
     store = feature_store(world.settings)
-    fast = FastOnlineFeatures(store, all_feature_names())
+    fast = FastOnlineFeatures(store, all_feature_names(demo_terms()))
     recs = load_canonical_records(world.settings.raw_dir).dropna(subset=["email"])
-    keys = [identifier_key("email", e) for e in recs["email"].drop_duplicates().head(60)]
-    keys.append(identifier_key("email", "nobody-at-all@example.invalid"))
+    keys = [
+        identifier_key("email", e, world.settings.identifier_salt)
+        for e in recs["email"].drop_duplicates().head(60)
+    ]
+    keys.append(
+        identifier_key("email", "nobody-at-all@example.invalid", world.settings.identifier_salt)
+    )
     sdk = [lookup_customer(store, k) for k in keys]
     assert [fast.lookup(k) for k in keys] == sdk
     assert sum(c is not None for c in sdk) > 30 and sdk[-1] is None
@@ -57,7 +62,7 @@ def test_fast_identity_lookup_equals_the_sdk(world: World) -> None:
 
 def test_a_pushed_event_is_seen_by_the_fast_path_at_once(world: World) -> None:
     store = feature_store(world.settings)
-    names = all_feature_names()
+    names = all_feature_names(demo_terms())
     fast = FastOnlineFeatures(store, names)
     cid = _customers(world, 1)[0]
     ts = world.settings.as_of.timestamp()
@@ -101,7 +106,7 @@ def test_a_pushed_event_is_seen_by_the_fast_path_at_once(world: World) -> None:
 
 
 def test_a_batch_reads_each_customer_as_a_call_of_its_own(world: World) -> None:
-    names = all_feature_names()
+    names = all_feature_names(demo_terms())
     fast = FastOnlineFeatures(feature_store(world.settings), names)
     cids = _customers(world, 30)
     cids.insert(7, "no-such-customer")  # no rows, between customers that have them

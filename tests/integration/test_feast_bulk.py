@@ -18,7 +18,7 @@ from customers.feast_store import apply, feature_store, lookup_customer, materia
 from customers.feature_schema import all_feature_names
 from customers.normalise import identifier_key
 from customers.sources import load_canonical_records
-from tests.conftest import World
+from tests.conftest import World, demo_terms
 from tests.params import SEED
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -59,7 +59,7 @@ def stores(world: World, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any,
     feast_home = _home(world, tmp_path_factory.mktemp("feast_engine"))
     bulk_home = _home(world, tmp_path_factory.mktemp("bulk_engine"))
     for settings, bulk in ((feast_home, False), (bulk_home, True)):
-        apply(settings)
+        apply(settings, demo_terms())
         materialize(settings, end=settings.as_of, bulk=bulk)
     return feast_home, bulk_home
 
@@ -82,7 +82,7 @@ def test_sdk_reads_the_same_features_after_either_path(
     feast_home, bulk_home = stores
     ids = pd.read_parquet(world.settings.unified_dir / "identity.parquet")["customer_id"]
     cids = [*ids.drop_duplicates().sample(200, random_state=SEED).tolist(), "no-such-customer"]
-    names = all_feature_names()
+    names = all_feature_names(demo_terms())
     ts = world.settings.as_of.timestamp()
     want = online_features(feature_store(feast_home, bulk=False), cids, ts, names)
     got = online_features(feature_store(bulk_home), cids, ts, names)
@@ -91,7 +91,9 @@ def test_sdk_reads_the_same_features_after_either_path(
     assert np.isfinite(got[:-1]).mean() > 0.5  # values are really there
 
     recs = load_canonical_records(world.settings.raw_dir).dropna(subset=["email"])
-    keys = [identifier_key("email", e) for e in recs["email"].head(50)]
+    keys = [
+        identifier_key("email", e, world.settings.identifier_salt) for e in recs["email"].head(50)
+    ]
     fs_a, fs_b = feature_store(feast_home, bulk=False), feature_store(bulk_home)
     looked_up = [lookup_customer(fs_b, k) for k in keys]
     assert looked_up == [lookup_customer(fs_a, k) for k in keys]
@@ -108,7 +110,7 @@ def test_fast_reader_reads_the_same_features_after_either_path(
     feast_home, bulk_home = stores
     ids = pd.read_parquet(world.settings.unified_dir / "identity.parquet")["customer_id"]
     cids = [*ids.drop_duplicates().sample(300, random_state=SEED + 1).tolist(), "nobody"]
-    names = all_feature_names()
+    names = all_feature_names(demo_terms())
     ts = world.settings.as_of.timestamp()
     want_reader = FastOnlineFeatures(feature_store(feast_home, bulk=False), names)
     got_reader = FastOnlineFeatures(feature_store(bulk_home), names)
@@ -116,7 +118,10 @@ def test_fast_reader_reads_the_same_features_after_either_path(
     assert ((want == got) | (np.isnan(want) & np.isnan(got))).all()
     assert np.isfinite(got[:-1]).mean() > 0.5
     recs = load_canonical_records(world.settings.raw_dir).dropna(subset=["email"])
-    keys = [identifier_key("email", e) for e in recs["email"].drop_duplicates().head(80)]
+    keys = [
+        identifier_key("email", e, world.settings.identifier_salt)
+        for e in recs["email"].drop_duplicates().head(80)
+    ]
     found = [got_reader.lookup(k) for k in keys]
     assert found == [want_reader.lookup(k) for k in keys]
     assert sum(c is not None for c in found) > 40
@@ -134,8 +139,8 @@ def test_either_path_on_top_of_the_other_changes_nothing(world: World, tmp_path:
     bulk rows leave the same tables, and materialize-incremental still runs."""
     a = _home(world, tmp_path / "a")
     b = _home(world, tmp_path / "b")
-    apply(a)
-    apply(b)
+    apply(a, demo_terms())
+    apply(b, demo_terms())
     materialize(a, end=a.as_of, bulk=False)
     materialize(b, end=b.as_of, bulk=True)
     first = _tables(a)

@@ -14,7 +14,7 @@ import pytest
 
 from customers.feature_schema import all_feature_names, model_feature_names, view_specs
 from devtools.process import free_port
-from tests.conftest import World
+from tests.conftest import World, demo_terms
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -25,9 +25,9 @@ def test_training_rows_never_see_features_from_after_their_exposure(world: World
 
     s = world.settings
     entity = exposures_entity_df(s.raw_dir, s.unified_dir).head(1500)
-    ts = build_training_set(feature_store(s), entity, model_feature_names())
+    ts = build_training_set(feature_store(s), entity, model_feature_names(demo_terms()))
     frame = ts.frame
-    for spec in view_specs():
+    for spec in view_specs(demo_terms()):
         assert (frame[spec.as_of_feature.name].fillna(0) <= frame["request_ts"] + 1e-6).all()
     # Independently: the joined profile row is the latest snapshot at or before exposure.
     table = pd.read_parquet(s.features_dir / "customer_profile.parquet")
@@ -65,10 +65,10 @@ def test_a_feature_built_from_the_future_fails_the_build(
         table["event_timestamp"].astype("int64") / 1e6 + 30 * 86_400
     )
     table.to_parquet(path, index=False)
-    store = apply(s)
+    store = apply(s, demo_terms())
     entity = exposures_entity_df(s.raw_dir, s.unified_dir).head(300)
     with pytest.raises(LeakageError, match="customer_behaviour"):
-        build_training_set(store or feature_store(s), entity, model_feature_names())
+        build_training_set(store or feature_store(s), entity, model_feature_names(demo_terms()))
 
 
 def test_every_identifier_type_resolves_to_its_customer(world: World) -> None:
@@ -87,10 +87,16 @@ def test_every_identifier_type_resolves_to_its_customer(world: World) -> None:
         owners = rows.groupby(rows[id_type])["customer_id"].nunique()
         unique_values = owners.index[owners == 1]
         row = rows.loc[rows[id_type].isin(unique_values)].iloc[0]
-        assert lookup_customer(store, identifier_key(id_type, row[id_type])) == row["customer_id"]
+        assert (
+            lookup_customer(store, identifier_key(id_type, row[id_type], s.identifier_salt))
+            == row["customer_id"]
+        )
     cid = records["customer_id"].iloc[0]
-    assert lookup_customer(store, identifier_key("customer_id", cid)) == cid
-    assert lookup_customer(store, identifier_key("email", "nobody@example.invalid")) is None
+    assert lookup_customer(store, identifier_key("customer_id", cid, s.identifier_salt)) == cid
+    assert (
+        lookup_customer(store, identifier_key("email", "nobody@example.invalid", s.identifier_salt))
+        is None
+    )
 
 
 @pytest.fixture
@@ -130,14 +136,14 @@ def test_redis_and_sqlite_online_stores_return_the_same_features(
     redis_settings = get_settings(
         home=world.home, online_store="redis", redis_connection=redis_server
     )
-    apply(redis_settings)
+    apply(redis_settings, demo_terms())
     materialize(redis_settings, end=redis_settings.as_of)
     ids = list(
         pd.read_parquet(world.settings.unified_dir / "identity.parquet")["customer_id"]
         .drop_duplicates()
         .head(50)
     )
-    names = all_feature_names()
+    names = all_feature_names(demo_terms())
     now = sqlite_settings.as_of.timestamp()
     a = online_features(feature_store(sqlite_settings), ids, now, names)
     b = online_features(feature_store(redis_settings), ids, now, names)

@@ -13,7 +13,7 @@ import pytest
 
 from customers.feature_schema import all_feature_names, view_specs
 from decisions.engine import DecisionContext, decide
-from tests.conftest import World
+from tests.conftest import World, demo_terms
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -21,8 +21,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 def _untouched(decider, ids: list[str], as_of) -> list[str]:
     """Customers whose online rows no event has changed since the snapshot (other tests in
     the session push events through the service; those customers legitimately differ)."""
-    names = all_feature_names()
-    cols = [names.index(v.as_of_feature.name) for v in view_specs()]
+    names = all_feature_names(demo_terms())
+    cols = [names.index(v.as_of_feature.name) for v in view_specs(demo_terms())]
     X = decider.features(ids, as_of)
     fresh = np.nan_to_num(X[:, cols]).max(axis=1) <= as_of.timestamp()
     kept = [c for c, ok in zip(ids, fresh, strict=True) if ok]
@@ -50,7 +50,7 @@ def test_online_and_offline_features_agree_at_the_snapshot(world: World, decider
         .tolist()
     )
     ids = _untouched(decider, ids, s.as_of)
-    batch_ids, X_batch, _ = offline_feature_matrix(s.features_dir, ids, s.as_of)
+    batch_ids, X_batch, _ = offline_feature_matrix(s.features_dir, ids, s.as_of, demo_terms())
     order = {c: i for i, c in enumerate(batch_ids)}
     X_batch = X_batch[[order[c] for c in ids]]
     X_online = decider.features(ids, s.as_of)
@@ -72,7 +72,9 @@ def test_batch_and_online_decisions_are_identical(world: World, decider) -> None
         .tolist()
     )
     ids = _untouched(decider, ids, s.as_of)
-    batch_ids, X_batch, snapshot = offline_feature_matrix(s.features_dir, list(ids), s.as_of)
+    batch_ids, X_batch, snapshot = offline_feature_matrix(
+        s.features_dir, list(ids), s.as_of, demo_terms()
+    )
     ctx = DecisionContext(
         channel="email", now=s.as_of, k=3, stock=decider.stock, feature_snapshot_time=snapshot
     )
@@ -131,7 +133,7 @@ def test_batch_output_with_the_champion_equals_one_customer_at_a_time(
     batch = pd.read_parquet(out)
     assert list(batch["customer_id"]) == ids
     online_plan = stacked_plan(runtime.plan, 1)
-    _, X, snapshot = offline_feature_matrix(s.features_dir, ids, s.as_of)
+    _, X, snapshot = offline_feature_matrix(s.features_dir, ids, s.as_of, demo_terms())
     ctx = DecisionContext(
         channel="email",
         now=s.as_of,

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from customers.feature_schema import CONTROL, model_feature_names
-from tests.conftest import World
+from core.vocabulary import NO_ACTION as CONTROL
+from customers.feature_schema import model_feature_names
+from tests.conftest import World, demo_terms
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -76,7 +77,7 @@ def test_promotion_gate_refuses_a_worse_model(world: World) -> None:
     from training.train import catalog_costs, policy_value, split
 
     s = world.settings
-    features = model_feature_names()
+    features = model_feature_names(demo_terms())
     ts = build_training_set(
         feature_store(s), exposures_entity_df(s.raw_dir, s.unified_dir), features
     )
@@ -124,7 +125,7 @@ def test_a_chunked_feature_join_gives_the_same_training_set(world: World) -> Non
     from training.dataset import build_training_set, exposures_entity_df
 
     s = world.settings
-    features = model_feature_names()
+    features = model_feature_names(demo_terms())
     store = feature_store(s)
     entity = exposures_entity_df(s.raw_dir, s.unified_dir).head(2_000)
     whole = build_training_set(store, entity, features, chunk_rows=None)

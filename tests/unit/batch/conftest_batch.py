@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import demo_terms
 from tests.params import SEED, SMALL_CUSTOMERS
 
 
@@ -41,13 +42,15 @@ def exposure_matrix(settings: object) -> tuple[pd.DataFrame, np.ndarray]:
     exp = exposures_entity_df(settings.raw_dir, settings.unified_dir)
     month = exp["event_timestamp"].dt.tz_convert("UTC").dt.tz_localize(None).dt.to_period("M")
     snap = month.dt.to_timestamp().dt.tz_localize("UTC")
-    names = all_feature_names()
+    names = all_feature_names(demo_terms())
     X = np.full((len(exp), len(names)), np.nan)
     for t, idx in exp.groupby(snap).groups.items():
         rows = exp.index.get_indexer(idx)
         ids = exp["customer_id"].to_numpy()[rows]
         uniq = list(dict.fromkeys(ids))
-        _, Xs, _ = offline_feature_matrix(settings.features_dir, uniq, t.to_pydatetime())
+        _, Xs, _ = offline_feature_matrix(
+            settings.features_dir, uniq, t.to_pydatetime(), demo_terms()
+        )
         where = pd.Index(uniq).get_indexer(ids)
         X[rows] = Xs[where]
         # Request-time features at each exposure, as the Feast on-demand view computes them.
@@ -58,13 +61,14 @@ def exposure_matrix(settings: object) -> tuple[pd.DataFrame, np.ndarray]:
 
 def train_model(settings: object, seed: int = SEED) -> object:
     """A small real decision model: T-learner response + LightGBM value per arm."""
-    from customers.feature_schema import CONTROL, all_feature_names, model_feature_names
+    from core.vocabulary import NO_ACTION as CONTROL
+    from customers.feature_schema import all_feature_names, model_feature_names
     from models.decision_model import DecisionModel, ValueModel
     from models.learners import TLearner
 
     exp, X = exposure_matrix(settings)
-    names = model_feature_names()
-    pos = {n: i for i, n in enumerate(all_feature_names())}
+    names = model_feature_names(demo_terms())
+    pos = {n: i for i, n in enumerate(all_feature_names(demo_terms()))}
     Xm = X[:, [pos[n] for n in names]]
     t = exp["action_id"].to_numpy()
     response = TLearner(control=CONTROL, n_estimators=40, num_leaves=15, random_state=seed).fit(
@@ -97,6 +101,8 @@ def build_batch_world(home: Path, customers: int = SMALL_CUSTOMERS, seed: int = 
         settings.features_dir,
         settings.as_of,
         months=settings.snapshot_months,
+        terms=demo_terms(),
+        salt=settings.identifier_salt,
     )
     model = train_model(settings, seed)
     runtime = load_runtime(settings, model=model)

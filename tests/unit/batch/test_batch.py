@@ -16,6 +16,7 @@ from batch.run import score_customers
 from customers.feature_schema import NEVER_DAYS, all_feature_names, view_specs
 from decisions.engine import DecisionContext, decide
 from decisions.runtime import stock_vector
+from tests.conftest import demo_terms
 from tests.params import SEED
 from tests.unit.batch.conftest_batch import BatchWorld, batch_world_fixture  # noqa: F401
 
@@ -24,12 +25,12 @@ MID_MONTH = datetime(2026, 9, 17, 12, 0, tzinfo=UTC)
 
 def test_offline_features_are_the_latest_row_at_or_before_as_of(batch_world: BatchWorld) -> None:
     features_dir = batch_world.settings.features_dir
-    ids, X, snapshot = offline_feature_matrix(features_dir, None, MID_MONTH)
+    ids, X, snapshot = offline_feature_matrix(features_dir, None, MID_MONTH, demo_terms())
     assert snapshot <= MID_MONTH
     assert list(ids) == sorted(ids)
-    names = all_feature_names()
+    names = all_feature_names(demo_terms())
     pos = {n: i for i, n in enumerate(names)}
-    for spec in view_specs():
+    for spec in view_specs(demo_terms()):
         df = pd.read_parquet(features_dir / f"{spec.name}.parquet")
         df = df[df["event_timestamp"] <= pd.Timestamp(MID_MONTH)]
         latest = df.sort_values("event_timestamp").groupby("customer_id").last()
@@ -50,12 +51,14 @@ def test_customer_list_keeps_its_order_and_unknown_customers_get_no_action(
     batch_world: BatchWorld, tmp_path: Path
 ) -> None:
     s = batch_world.settings
-    all_ids, X_all, _ = offline_feature_matrix(s.features_dir, None, batch_world.as_of)
+    all_ids, X_all, _ = offline_feature_matrix(
+        s.features_dir, None, batch_world.as_of, demo_terms()
+    )
     wanted = [*all_ids[:40][::-1], "C_nobody_here"]
-    ids, X, _ = offline_feature_matrix(s.features_dir, wanted, batch_world.as_of)
+    ids, X, _ = offline_feature_matrix(s.features_dir, wanted, batch_world.as_of, demo_terms())
     assert list(ids) == wanted
     np.testing.assert_array_equal(X[:40], X_all[:40][::-1])
-    consent = [i for i, n in enumerate(all_feature_names()) if n.startswith("consent_")]
+    consent = [i for i, n in enumerate(all_feature_names(demo_terms())) if n.startswith("consent_")]
     assert np.isnan(X[40, consent]).all()
     listing = tmp_path / "ids.txt"
     listing.write_text("customer_id\n" + "\n".join(wanted) + "\n")
@@ -78,7 +81,7 @@ def test_batch_equals_one_customer_at_a_time(
     summary = score_customers(s, channel, None, out, runtime=rt, log_decisions=True)
     batch = pd.read_parquet(out)
     assert summary.customers == len(batch) > s.chunk_size  # several chunks were written
-    ids, X, snapshot = offline_feature_matrix(s.features_dir, None, batch_world.as_of)
+    ids, X, snapshot = offline_feature_matrix(s.features_dir, None, batch_world.as_of, demo_terms())
     assert list(batch["customer_id"]) == list(ids)
     ctx = DecisionContext(
         channel=channel,
@@ -137,7 +140,7 @@ def test_bad_input_is_named(batch_world: BatchWorld, tmp_path: Path) -> None:
     with pytest.raises(BatchInputError, match="channel 'fax'"):
         score_customers(s, "fax", None, tmp_path / "x.parquet", runtime=batch_world.runtime)
     with pytest.raises(BatchInputError, match="no feature tables"):
-        offline_feature_matrix(tmp_path, None, batch_world.as_of)
+        offline_feature_matrix(tmp_path, None, batch_world.as_of, demo_terms())
     with pytest.raises(BatchInputError, match="customer list not found"):
         score_customers(
             s,
@@ -163,7 +166,7 @@ def test_spark_path_equals_local_path(batch_world: BatchWorld, tmp_path: Path) -
 def _shuffled_view(path: Path, spec_name: str, rng: np.random.Generator, n: int) -> pd.DataFrame:
     """A view table in no particular row order, over several small row groups, with rows
     after ``MID_MONTH`` and rows older than the view's TTL; returns it as written."""
-    spec = next(v for v in view_specs() if v.name == spec_name)
+    spec = next(v for v in view_specs(demo_terms()) if v.name == spec_name)
     ids = np.array([f"K{i:04d}" for i in rng.integers(0, n, 6 * n)])
     days = rng.integers(-spec.ttl_days - 60, 40, len(ids))  # some beyond TTL, some after
     ts = pd.Timestamp(MID_MONTH) + pd.to_timedelta(days, unit="D")
@@ -184,10 +187,10 @@ def test_point_in_time_on_unsorted_multi_row_group_tables_with_ttl(tmp_path: Pat
     }
     wanted = ["K0003", "K0001", "K0003", "nobody"]  # repeats and an unknown id
     for customer_ids in (None, wanted):
-        ids, X = point_in_time_features(tmp_path, customer_ids, MID_MONTH)
+        ids, X = point_in_time_features(tmp_path, customer_ids, MID_MONTH, terms=demo_terms())
         first = 0
         want_ids: list[str] | None = None if customer_ids is None else list(customer_ids)
-        for spec in view_specs():
+        for spec in view_specs(demo_terms()):
             width = len(spec.feature_names)
             block = X[:, first : first + width]
             first += width
@@ -205,7 +208,7 @@ def test_point_in_time_on_unsorted_multi_row_group_tables_with_ttl(tmp_path: Pat
                 # Everyone with a row in any view's window, sorted.
                 union = set()
                 for name, other in frames.items():
-                    ttl = next(v.ttl_days for v in view_specs() if v.name == name)
+                    ttl = next(v.ttl_days for v in view_specs(demo_terms()) if v.name == name)
                     keep = (other.event_timestamp <= t) & (
                         other.event_timestamp > t - pd.Timedelta(days=ttl)
                     )

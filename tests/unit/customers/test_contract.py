@@ -139,6 +139,13 @@ CASES = {
         "greater_than_or_equal_to(0)",
         2,
     ),
+    "held product is a catalog product": (
+        "products/holdings.csv",
+        _set("ProductCode", 2, "ZZ99"),
+        "product_id",
+        "value not allowed",
+        3,
+    ),
     "exposure id unique": (
         "marketing/exposures.parquet",
         _set("ExposureRef", 1, "SPRING26-00000"),

@@ -8,11 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from core.settings import get_settings
 from customers.contract import TABLES, columns
 from customers.contract_sources import contract_source_data
 from customers.features import build_feature_tables
 from customers.identity import ResolutionSettings, resolve_generated
 from customers.source_files import load_source_files
+from decisions.catalog import load_catalog
 from demo.generate import DEFAULT_AS_OF, generate
 
 DEMO_SOURCES = Path(__file__).resolve().parents[3] / "demo" / "sources.yaml"
@@ -37,12 +39,13 @@ def test_generator_output_passes_the_contract(demo: Path) -> None:
 
 def test_contract_path_builds_the_demo_reader_s_feature_tables(demo: Path) -> None:
     tables = load_source_files(DEMO_SOURCES, base_dir=demo / "raw")
-    sources = contract_source_data(tables, demo / "unified")
+    settings = get_settings()
+    salt = settings.identifier_salt
+    sources = contract_source_data(tables, demo / "unified", salt=salt)
     args = (demo / "raw", demo / "unified")
-    via_contract = build_feature_tables(
-        *args, demo / "fc", DEFAULT_AS_OF, months=3, sources=sources
-    )
-    direct = build_feature_tables(*args, demo / "fd", DEFAULT_AS_OF, months=3)
+    kw = {"months": 3, "terms": load_catalog(settings.catalog).terms(), "salt": salt}
+    via_contract = build_feature_tables(*args, demo / "fc", DEFAULT_AS_OF, sources=sources, **kw)
+    direct = build_feature_tables(*args, demo / "fd", DEFAULT_AS_OF, **kw)
     assert via_contract.keys() == direct.keys()
     for name in direct:
         pd.testing.assert_frame_equal(

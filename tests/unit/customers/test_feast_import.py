@@ -18,7 +18,8 @@ _PROBE = """
 import json, typeguard, typeguard._decorators
 from core.settings import get_settings
 from customers.feast_import import import_feast
-from customers.feast_store import load_definitions
+from customers.feast_definitions import build_definitions
+from decisions.catalog import load_catalog
 settings = get_settings()
 feast = import_feast(settings)
 try:
@@ -26,11 +27,11 @@ try:
     error = None
 except typeguard.TypeCheckError as exc:
     error = str(exc)
-defs = load_definitions(settings)
+defs = build_definitions(settings, load_catalog(settings.catalog).terms())
 print(json.dumps({
     "error": error,
     "decorator_restored": typeguard.typechecked is typeguard._decorators.typechecked,
-    "feature_service": any(isinstance(v, feast.FeatureService) for v in vars(defs).values()),
+    "feature_service": any(isinstance(v, feast.FeatureService) for v in defs.objects),
 }))
 """
 

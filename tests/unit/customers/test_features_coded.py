@@ -8,6 +8,7 @@ snapshot's view rows, the same in this process and in forked snapshot workers.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +30,15 @@ from customers.features import (
 from customers.identity import resolve_generated
 from customers.normalise import identifier_keys
 from demo.generate import generate
+from tests.conftest import demo_terms
 from tests.params import SEED, SMALL_CUSTOMERS
 
 AS_OF = datetime(2025, 10, 1, tzinfo=UTC)
+SALT = "test-salt"
+
+
+def _inputs() -> dict:
+    return {"terms": demo_terms(), "salt": SALT}
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +194,7 @@ def _hand_made_world(raw: Path, unified: Path) -> None:
 def test_coded_sources_of_a_hand_made_world(tmp_path: Path) -> None:
     raw, unified = tmp_path / "raw", tmp_path / "unified"
     _hand_made_world(raw, unified)
-    src, ids = load_coded_sources(raw, unified)
+    src, ids = load_coded_sources(raw, unified, **_inputs())
     assert list(ids) == ["CB", "CA"]  # codes in order of first appearance
     CB, CA = 0, 1
 
@@ -237,13 +244,13 @@ def test_coded_sources_of_a_hand_made_world(tmp_path: Path) -> None:
     want = {
         "customer_id:CB": "CB",
         "customer_id:CA": "CA",
-        identifier_keys("email", pd.Series(["cb@x.com"]))[0]: "CB",
-        identifier_keys("email", pd.Series(["ca@x.com"]))[0]: "CA",
-        identifier_keys("crm_id", pd.Series(["K1"]))[0]: "CA",
-        identifier_keys("crm_id", pd.Series(["K2"]))[0]: "CB",
-        identifier_keys("loyalty_id", pd.Series(["L1"]))[0]: "CA",
-        identifier_keys("app_account_id", pd.Series(["A1"]))[0]: "CA",
-        identifier_keys("device_id", pd.Series(["D1"]))[0]: "CA",
+        identifier_keys("email", pd.Series(["cb@x.com"]), SALT)[0]: "CB",
+        identifier_keys("email", pd.Series(["ca@x.com"]), SALT)[0]: "CA",
+        identifier_keys("crm_id", pd.Series(["K1"]), SALT)[0]: "CA",
+        identifier_keys("crm_id", pd.Series(["K2"]), SALT)[0]: "CB",
+        identifier_keys("loyalty_id", pd.Series(["L1"]), SALT)[0]: "CA",
+        identifier_keys("app_account_id", pd.Series(["A1"]), SALT)[0]: "CA",
+        identifier_keys("device_id", pd.Series(["D1"]), SALT)[0]: "CA",
     }
     assert idents == want
 
@@ -254,12 +261,14 @@ def test_feature_tables_hold_each_snapshots_view_rows(
     """One row group per snapshot, each the view rows of that snapshot."""
     raw, unified = world
     out = tmp_path / "coded"
-    paths = build_feature_tables(raw, unified, out, AS_OF, months=3)
+    paths = build_feature_tables(raw, unified, out, AS_OF, months=3, **_inputs())
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths.values())
-    coded, ids = load_coded_sources(raw, unified)
+    coded, ids = load_coded_sources(raw, unified, **_inputs())
     times = snapshot_times(AS_OF, 3)
-    for name in view_names():
-        want = pd.concat([_view_rows(coded, ids, t)[name] for t in times], ignore_index=True)
+    for name in view_names(demo_terms()):
+        want = pd.concat(
+            [_view_rows(coded, ids, t, demo_terms())[name] for t in times], ignore_index=True
+        )
         want["event_timestamp"] = want["event_timestamp"].astype("datetime64[us, UTC]")
         got = pq.read_table(paths[name]).to_pandas()
         assert len(got) == len(ids) * len(times), name
@@ -299,8 +308,12 @@ def test_forked_and_serial_builds_write_identical_files(
 ) -> None:
     """Snapshot workers change who computes a snapshot, not a byte of any file."""
     raw, unified = world
-    serial = build_feature_tables(raw, unified, tmp_path / "serial", AS_OF, months=4, workers=1)
-    forked = build_feature_tables(raw, unified, tmp_path / "forked", AS_OF, months=4, workers=2)
+    serial = build_feature_tables(
+        raw, unified, tmp_path / "serial", AS_OF, months=4, workers=1, **_inputs()
+    )
+    forked = build_feature_tables(
+        raw, unified, tmp_path / "forked", AS_OF, months=4, workers=2, **_inputs()
+    )
     for name, path in serial.items():
         assert path.read_bytes() == forked[name].read_bytes(), name
 
@@ -321,7 +334,7 @@ def test_a_failing_snapshot_worker_fails_the_build_and_leaves_no_scratch(
     monkeypatch.setattr(features, "_view_rows", broken)
     out = tmp_path / "broken"
     with pytest.raises(RuntimeError, match="snapshot failed"):
-        build_feature_tables(raw, unified, out, AS_OF, months=3, workers=2)
+        build_feature_tables(raw, unified, out, AS_OF, months=3, workers=2, **_inputs())
     assert not (out / ".snapshots").exists()
 
 
@@ -341,10 +354,12 @@ def test_identifier_table_on_the_hard_cases() -> None:
             "crm_id": ["K1", None, "K1", "K9", "K3", "K2", None],
         }
     )
-    got, got_codes = _identifier_table_coded(records, codes, ids, identifier_keys)
+    got, got_codes = _identifier_table_coded(
+        records, codes, ids, partial(identifier_keys, salt=SALT)
+    )
 
     def key(id_type: str, value: str) -> str:
-        return identifier_keys(id_type, pd.Series([value]))[0]
+        return identifier_keys(id_type, pd.Series([value]), SALT)[0]
 
     # a@x.com is claimed by C1 and C2, b@x.com by C1 and (as B@X.com) by C2: no emails;
     # C1 names K1 twice (kept once); K9's record is unresolved

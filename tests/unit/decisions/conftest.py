@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from decisions.catalog import CHANNELS, PURPOSES, Catalog, load_catalog
+from core.vocabulary import CHANNELS, PURPOSES
+from decisions.catalog import Catalog, load_catalog
 from decisions.engine import DecisionContext
 from decisions.policy import Policy, load_policy
 from decisions.rules import Plan, compile_plan

@@ -8,11 +8,16 @@ import pytest
 import yaml
 
 from decisions.catalog import ConfigError, load_catalog
+from tests.conftest import demo_terms
 from tests.unit.decisions.conftest import ROOT, feature_names
 
 
 def write(tmp_path: Path, data: object, name: str = "catalog.yaml") -> Path:
+    """Write a catalog; a mapping without them gets the default categories and products."""
     p = tmp_path / name
+    if isinstance(data, dict):
+        default = yaml.safe_load((ROOT / "config" / "catalog.yaml").read_text())
+        data = {k: default[k] for k in ("categories", "products")} | data
     p.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
     return p
 
@@ -51,7 +56,7 @@ def test_default_configs_fit_the_generator_and_feature_schema():
         assert (a.channels, a.purpose, a.kind) == ([g.channel], g.purpose, g.kind)
         assert (a.category, a.product) == (g.category, g.product_id)
     pol = load_policy(ROOT / "config" / "policy.yaml", cat.ids)
-    names = all_feature_names()
+    names = all_feature_names(demo_terms())
     model = ViewsModel(cat.ids)
     model.feature_names = [f for f in model.feature_names if f in names]
     plan = compile_plan(cat, pol, names, model)  # strict: every rule's feature exists
@@ -133,3 +138,36 @@ def test_broken_yaml_and_wrong_shape_name_the_file(tmp_path):
         load_catalog(write(tmp_path, "- a\n- b\n", "list.yaml"))
     with pytest.raises(ConfigError, match="missing.yaml: cannot read"):
         load_catalog(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "entry", "field"),
+    [
+        (lambda d: d["actions"][1].update(product="bb_gigabit"), "actions[1]", "product"),
+        (lambda d: d["actions"][2].update(category="toys"), "actions[2]", "category"),
+        (lambda d: d["actions"][0].update(category="loans"), "actions[0]", "category"),
+        (lambda d: d["products"][3].update(category="toys"), "products[3]", "category"),
+        (lambda d: d["products"].append(dict(d["products"][0])), "products[12]", "id"),
+        (lambda d: d["products"][0].update(id="Phone Basic"), "products[0]", "id"),
+        (lambda d: d["categories"].append("phones"), "top level", "categories"),
+    ],
+)
+def test_products_and_categories_are_checked_naming_file_entry_and_field(
+    tmp_path, mutate, entry, field
+):
+    data = yaml.safe_load((ROOT / "config" / "catalog.yaml").read_text())
+    mutate(data)
+    path = write(tmp_path, data)
+    with pytest.raises(ConfigError) as err:
+        load_catalog(path)
+    msg = str(err.value)
+    assert str(path) in msg and entry in msg and f"field '{field}'" in msg, msg
+
+
+def test_terms_follow_the_file_order():
+    cat = load_catalog(ROOT / "config" / "catalog.yaml")
+    terms = cat.terms()
+    assert terms.action_ids == tuple(cat.ids)
+    assert terms.categories == ("phones", "accessories", "broadband", "insurance", "loans")
+    assert terms.products[:2] == ("phone_basic", "phone_premium") and len(terms.products) == 12
+    assert cat.product("bb_fibre").category == "broadband"

@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from customers.feature_schema import CONTROL
+from core.vocabulary import NO_ACTION as CONTROL
 from models import compiled_trees
 from models.decision_model import DecisionModel, ValueModel
 from models.learners import SLearner, TLearner, XLearner

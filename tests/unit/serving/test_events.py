@@ -6,23 +6,25 @@ import dataclasses
 
 import pytest
 
-from customers.feature_schema import CHANNELS, WINDOWS, view_specs
+from core.vocabulary import CHANNELS
+from customers.feature_schema import WINDOWS, view_specs
 from serving.events import event_table
 from serving.requests import EVENT_TYPES
+from tests.conftest import demo_terms
 
 
 def _columns(event_type: str) -> dict[str, dict[str, tuple[str, ...]]]:
     """View -> filled-in pattern -> columns, for one event type."""
     out: dict[str, dict[str, tuple[str, ...]]] = {}
-    for spec, changes in event_table()[event_type]:
+    for spec, changes in event_table(view_specs(demo_terms()))[event_type]:
         for c in changes:
             out.setdefault(spec.name, {}).update(c.columns)
     return out
 
 
 def test_every_event_type_updates_pushable_views_by_schema_columns() -> None:
-    specs = {v.name: v for v in view_specs()}
-    table = event_table()
+    specs = {v.name: v for v in view_specs(demo_terms())}
+    table = event_table(view_specs(demo_terms()))
     assert set(table) == set(EVENT_TYPES)
     for steps in table.values():
         for spec, changes in steps:
@@ -43,7 +45,7 @@ def test_windowed_changes_cover_every_window_the_schema_has() -> None:
 def test_a_rule_on_a_view_that_is_not_pushable_fails_at_start_up() -> None:
     specs = tuple(
         dataclasses.replace(v, pushable=False) if v.name == "customer_service" else v
-        for v in view_specs()
+        for v in view_specs(demo_terms())
     )
     with pytest.raises(ValueError, match="customer_service, which is not pushable"):
         event_table(specs)
