@@ -72,8 +72,8 @@ class Settings(BaseSettings):
     port: int = Field(3000, description="Port of the decision service.")
     trace_decide: bool = Field(
         False,
-        description="Put /decide into BentoML's OpenTelemetry spans (off: ~0.7 ms CPU less "
-        "per request, and no exporter is configured by default).",
+        description="Put /decide into BentoML's OpenTelemetry spans (off: a span less to build per "
+        "request, and no exporter is configured by default).",
     )
     online_compiled_trees: bool = Field(
         True,
@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     fast_http: bool = Field(
         True,
         description="Answer POST /decide in a plain ASGI middleware inside the BentoML app "
-        "(same validation, status codes and bodies; ~1 ms CPU less per request). Off, or "
+        "(same validation, status codes and bodies, less CPU per request). Off, or "
         "with trace_decide: BentoML's route.",
     )
     inline_log_sync: bool = Field(
@@ -100,8 +100,8 @@ class Settings(BaseSettings):
     )
     feast_type_checks: bool = Field(
         False,
-        description="Keep typeguard's checks on Feast's constructors (on: ~7 s more CPU "
-        "per process start to import Feast).",
+        description="Keep typeguard's checks on Feast's constructors (on: importing Feast "
+        "costs several times more CPU at every process start).",
     )
 
     @cached_property

@@ -1,33 +1,35 @@
 """Identity resolution: records from many sources -> customers, safely, and households.
 
-The steps, all on normalised values (:mod:`customers.normalise`):
+The steps, all on normalised values (:mod:`customers.normalise`); docs/identity.md has
+the model, the threshold procedure and the guard in full:
 
-1. **Candidate edges.** Deterministic edges join records that share a normalised strong
+1. **Human decisions first.** Links recorded with ``nextbest identity link`` are merged
+   before any rule; splits are never joined (:mod:`customers.corrections`).
+2. **Candidate edges.** Deterministic edges join records that share a normalised strong
    identifier (native ids ``crm_id, loyalty_id, app_account_id, device_id``; a web device
    that logged in to an app account carries that account's id, giving a
    ``device_login`` edge; then ``email``, then ``phone``). Each group of records sharing a
    value becomes a star (first record to each other), so edges grow with records, not
-   with pairs. Probabilistic edges come from Splink (name, date of birth, address) for
-   pairs the identifiers did not join.
-2. **Safe merging, strongest rule first.** Rules are merged tier by tier (native ids,
+   with pairs. Probabilistic edges come from the Splink person model
+   (:mod:`customers.linkage`) for pairs at or above the match-weight threshold.
+3. **Safe merging, strongest rule first.** Rules are merged tier by tier (native ids,
    email, phone, Splink). For each tier the connected components of the current
    clusters are computed with :func:`scipy.sparse.csgraph.connected_components`; a
-   component whose records hold at most one date of birth, at most one CRM id and (for
-   the weak tiers: phone and Splink) at most one first name is merged at once,
-   vectorised. Only the few remaining components go through a Python union-find that
-   replays their edges in order and refuses any edge that would put two different
-   dates of birth in one cluster, two CRM ids whose records disagree on date of birth or
-   names, or (weak tiers) two first names that are not spellings of one another. A
-   shared household landline or address therefore never merges two family members.
-   Refused edges are reported with both record ids, the rule and the conflicting field,
-   never the values.
-3. **Ids.** ``customer_id = "C" + sha1(smallest record_id)[:12]``, stable as long as
+   component whose records hold at most one date of birth, at most one CRM id, (phone
+   tier) at most one first name and no human split is merged at once, vectorised. Only
+   the few remaining components go through a Python union-find that replays their edges
+   in order and refuses an edge that would put two dates of birth in one cluster that
+   are not typos of one another vouched for by names and address, two CRM ids whose
+   records disagree, (phone tier) two first names that are not spellings of one another,
+   or a human split. A shared household landline or address therefore never merges two
+   family members. Refused edges are reported with both record ids, the rule and the
+   conflicting field, never the values.
+4. **Ids.** ``customer_id = "C" + sha1(smallest record_id)[:12]``, stable as long as
    that record exists. Households group customers by normalised address (postcode and
    street) and are never a merge of persons.
 
-Splink runs on DuckDB in process. For data past one machine the same settings run on
-Splink's Spark backend (``splink.SparkAPI``); the union-find input is then the edge list
-Splink writes, which stays small because blocking is tight.
+Splink runs on DuckDB in process; :func:`customers.linkage.trained_linker` takes another
+Splink backend (``splink.SparkAPI``) with the same settings.
 """
 
 from __future__ import annotations
@@ -54,14 +56,20 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("record_id", "source")
 OPTIONAL_COLUMNS: tuple[str, ...] = tuple(c for c in CANONICAL_COLUMNS if c not in REQUIRED_COLUMNS)
 #: Native id columns: a value shared by two records names one person.
 NATIVE_IDS: tuple[str, ...] = ("crm_id", "loyalty_id", "app_account_id", "device_id")
-#: Rule tiers in merge order (strongest first) and whether a tier is weak (checks names).
+#: Rule tiers in merge order (strongest first) and whether a tier is weak (checks first
+#: names: a shared landline alone says nothing about who is calling).
 TIERS: tuple[tuple[str, bool], ...] = (
     ("native", False),
     ("email", False),
     ("phone", True),
-    ("splink", True),
+    # Not weak: the Splink model has already weighed first-name disagreement (a first
+    # name replaced by another is common in real exports), so only the date of birth
+    # and CRM guards apply to its edges.
+    ("splink", False),
 )
 SINGLETON = "singleton"
+#: Splink backends :func:`resolve_records` can run on.
+ENGINES: tuple[str, ...] = ("duckdb", "spark")
 OUTPUT_COLUMNS: tuple[str, ...] = ("record_id", "customer_id", "match_rule", "match_probability")
 
 ProgressCallback = Callable[[str], None]
@@ -71,14 +79,26 @@ ProgressCallback = Callable[[str], None]
 class ResolutionSettings:
     """Knobs of :func:`resolve_records`.
 
-    ``match_threshold`` is the Splink match probability an edge needs; ``seed`` fixes
-    Splink's u sampling; ``u_max_pairs`` bounds that sample. Splink's m probabilities
-    are fitted by EM on the data itself (no labels), u by random sampling, so nothing is
-    tuned to one generated data set. ``country_code`` completes national phone numbers.
+    ``match_weight_threshold`` is the Splink match weight (log2 Bayes factor including
+    the prior) an edge needs; it was chosen by the procedure in docs/identity.md on
+    labelled data. Pairs from ``review_weight`` up to it are the uncertain band written
+    for review. Two records with different dates of birth that are not typos of one
+    another are merged only by a Splink edge of at least ``dob_conflict_weight`` with
+    agreeing full names and address (a date of birth replaced in one export); ``inf``
+    refuses every such merge. Deterministic rules never merge them. ``prior_recall``
+    is the assumed recall of the deterministic rules Splink estimates the prior from;
+    ``seed`` fixes Splink's samples; ``u_max_pairs`` and ``em_max_pairs`` bound them.
+    m and u are estimated on the data itself (no labels). ``country_code`` completes
+    national phone numbers. ``engine`` is Splink's backend: ``duckdb`` in process or
+    ``spark`` (a local Spark session; same model, same settings).
     """
 
     use_splink: bool = True
-    match_threshold: float = 0.99
+    engine: str = "duckdb"
+    match_weight_threshold: float = 1.0
+    review_weight: float = -4.0
+    dob_conflict_weight: float = 11.0
+    prior_recall: float = 0.8
     seed: int = 42
     u_max_pairs: float = 2e6
     em_max_pairs: float = 2e6
@@ -94,7 +114,10 @@ class ResolutionResult:
     ``customer_id, household_id, household_size``; ``refused_links``: ``record_id_a,
     record_id_b, rule, conflict_field``; ``unlinkable_record_ids``: records that carry no
     value any other record shares and no name, date of birth or address (e.g. anonymous
-    devices): no method can link them; ``stats``: counts and timings.
+    devices): no method can link them; ``stats``: counts and timings;
+    ``review_pairs``: the uncertain band, masked (:func:`customers.corrections.review_table`);
+    ``forced_links``: human links honoured, ``record_id_a, record_id_b, reason,
+    guard_conflict`` (what the guard would have refused, if anything).
     """
 
     assignments: pd.DataFrame
@@ -102,6 +125,8 @@ class ResolutionResult:
     refused_links: pd.DataFrame
     unlinkable_record_ids: pd.Index
     stats: dict[str, float | int] = field(default_factory=dict)
+    review_pairs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    forced_links: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 # --- input ------------------------------------------------------------------------------
@@ -223,79 +248,38 @@ def deterministic_edges(norm: pd.DataFrame) -> dict[str, _Edges]:
     return out
 
 
-def splink_edges(norm: pd.DataFrame, labels: np.ndarray, settings: ResolutionSettings) -> _Edges:
-    """Probabilistic edges (Splink on DuckDB) between records of different clusters.
+def splink_edges(
+    norm: pd.DataFrame, labels: np.ndarray, settings: ResolutionSettings
+) -> tuple[_Edges, pd.DataFrame]:
+    """Probabilistic edges (:mod:`customers.linkage`) between records of different clusters.
 
-    Only records with a name and a date of birth or postcode take part. m probabilities
-    are fitted by EM (blocked on date of birth, then on postcode), u by random sampling
-    with ``settings.seed``; the prior match rate is estimated from the tight
-    deterministic rule "same date of birth, first and last name". Spark past one
-    machine: build the linker on ``splink.SparkAPI`` with the same settings.
+    Returns the edges at or above ``settings.match_weight_threshold`` (strongest first)
+    and the scored pairs of the uncertain band (``review_weight`` up to the threshold)
+    with their comparison levels, for human review.
     """
-    import duckdb
-    import splink.comparison_library as cl
-    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
-    from splink.blocking_rule_library import CustomRule
+    from customers.linkage import ModelSettings, score_pairs, spark_backend
 
-    cols = ["first_name", "last_name", "date_of_birth", "postcode", "street", "city"]
-    has_name = norm["first_name"].notna() | norm["last_name"].notna()
-    has_anchor = norm["date_of_birth"].notna() | norm["postcode"].notna()
-    sub = norm.loc[(has_name & has_anchor).to_numpy(), cols].copy()
-    if len(sub) < 50:
-        return _Edges.empty()
-    pos = np.flatnonzero((has_name & has_anchor).to_numpy())
-    sub.insert(0, "uid", pos.astype(np.int64))
-
-    creator = SettingsCreator(
-        link_type="dedupe_only",
-        unique_id_column_name="uid",
-        probability_two_random_records_match=1.0 / max(len(sub), 2),
-        blocking_rules_to_generate_predictions=[
-            block_on("postcode", "first_name"),
-            # A typo in the first name: same postcode and surname where a date of birth
-            # cannot tell household members apart (the first-name guard still refuses
-            # two different members).
-            CustomRule(
-                "l.postcode = r.postcode and l.last_name = r.last_name"
-                " and (l.date_of_birth is null or r.date_of_birth is null)"
-            ),
-            block_on("date_of_birth", "last_name"),
-            block_on("date_of_birth", "first_name"),
-        ],
-        comparisons=[
-            cl.JaroWinklerAtThresholds("first_name", [0.92, 0.8]),
-            cl.JaroWinklerAtThresholds("last_name", [0.92, 0.8]),
-            cl.ExactMatch("date_of_birth"),
-            cl.ExactMatch("postcode"),
-            cl.LevenshteinAtThresholds("street", [2]),
-            cl.ExactMatch("city"),
-        ],
-        retain_intermediate_calculation_columns=False,
-        retain_matching_columns=False,
+    model = ModelSettings(
+        prior_recall=settings.prior_recall,
+        u_max_pairs=settings.u_max_pairs,
+        em_max_pairs=settings.em_max_pairs,
+        seed=settings.seed,
+        threads=settings.threads,
     )
-    con = duckdb.connect()
-    con.execute(f"SET threads TO {settings.threads}")
-    db = DuckDBAPI(con)
-    linker = Linker(db.register(sub, table_name="records"), creator, log_level=logging.WARNING)
-    linker.training.estimate_u_using_random_sampling(
-        max_pairs=settings.u_max_pairs, seed=settings.seed
-    )
-    for rule in (block_on("date_of_birth"), block_on("postcode")):
-        linker.training.estimate_parameters_using_expectation_maximisation(
-            rule, max_pairs=settings.em_max_pairs
-        )
-    pred = linker.inference.predict(threshold_match_probability=settings.match_threshold)
-    df = pred.as_pandas_dataframe()
-    if df.empty:
-        return _Edges.empty()
-    a = df["uid_l"].to_numpy(np.int64)
-    b = df["uid_r"].to_numpy(np.int64)
-    p = df["match_probability"].to_numpy(float)
-    keep = labels[a] != labels[b]
-    a, b, p = a[keep], b[keep], p[keep]
+    low = min(settings.review_weight, settings.match_weight_threshold)
+    backend = spark_backend(settings.threads) if settings.engine == "spark" else None
+    pairs = score_pairs(norm, model, low, backend)
+    pairs = pairs[labels[pairs["a"].to_numpy()] != labels[pairs["b"].to_numpy()]]
+    strong = pairs["match_weight"].to_numpy() >= settings.match_weight_threshold
+    review = pairs[~strong].reset_index(drop=True)
+    a = pairs["a"].to_numpy(np.int64)[strong]
+    b = pairs["b"].to_numpy(np.int64)[strong]
+    w = pairs["match_weight"].to_numpy(float)[strong]
+    p = pairs["match_probability"].to_numpy(float)[strong]
     # Strongest first, ties broken by position, so the merge order is deterministic.
-    order = np.lexsort((b, a, -p))
-    return _Edges(a[order], b[order], np.full(order.size, "splink", dtype=object), p[order])
+    order = np.lexsort((b, a, -w))
+    edges = _Edges(a[order], b[order], np.full(order.size, "splink", dtype=object), p[order])
+    return edges, review
 
 
 # --- safe merging -------------------------------------------------------------------------
@@ -341,27 +325,96 @@ def _names_agree(xs: set[str], ys: set[str]) -> bool:
     return any(_similar(x, y) for x in xs for y in ys)
 
 
+def _dob_typo(x: str, y: str) -> bool:
+    """Two ISO dates of birth that one slip of the keyboard turns into one another.
+
+    One edit apart (a digit typed wrong, two digits transposed) or day and month
+    swapped, but never a year ten or more apart: a parent and a child with one name at
+    one address differ in the decade digit only, and that is a different person.
+    """
+    if x == y:
+        return True
+    if abs(int(x[:4]) - int(y[:4])) >= 10:
+        return False
+    if x[:4] == y[:4] and x[5:7] == y[8:10] and x[8:10] == y[5:7]:
+        return True
+    return _edits(x, y, 1) <= 1
+
+
 @dataclass
 class _Cluster:
     dobs: set[str]
     firsts: set[str]
+    lasts: set[str]
+    places: set[str]  # postcodes and streets
+    emails: set[str]
+    # record positions in the cluster that a human split from ``bans`` (positions)
+    split_members: set[int]
+    bans: set[int]
     # crm_id -> (dob, first, last, phone, email) of that CRM record
     crms: dict[str, tuple[str | None, str | None, str | None, str | None, str | None]]
+
+    def absorb(self, other: _Cluster) -> None:
+        """Take over ``other``'s values (after a merge)."""
+        self.dobs |= other.dobs
+        self.firsts |= other.firsts
+        self.lasts |= other.lasts
+        self.places |= other.places
+        self.emails |= other.emails
+        self.split_members |= other.split_members
+        self.bans |= other.bans
+        self.crms.update(other.crms)
+
+
+def _swapped(a: _Cluster, b: _Cluster) -> bool:
+    """First and last names present on both sides and swapped between them."""
+    if not (a.firsts and a.lasts and b.firsts and b.lasts):
+        return False
+    return _names_agree(a.firsts, b.lasts) and _names_agree(a.lasts, b.firsts)
+
+
+def _full_names_agree(a: _Cluster, b: _Cluster) -> bool:
+    """Both sides carry first and last names, and they are spellings (or swapped)."""
+    if not (a.firsts and a.lasts and b.firsts and b.lasts):
+        return False
+    straight = _names_agree(a.firsts, b.firsts) and _names_agree(a.lasts, b.lasts)
+    return straight or _swapped(a, b)
+
+
+def _dobs_agree(a: _Cluster, b: _Cluster, outweighed: bool = False) -> bool:
+    """Equal dates of birth, or different ones that names and address vouch for.
+
+    Different dates of birth are accepted only with agreeing full names and address,
+    and then only when they are typos of one another or, for a Splink edge,
+    ``outweighed``: the model's weight, with the disagreement priced in, clears the
+    DOB-conflict bar (see ``ResolutionSettings.dob_conflict_weight``).
+    """
+    if not a.dobs or not b.dobs or a.dobs == b.dobs:
+        return True
+    typo = all(_dob_typo(x, y) for x in a.dobs for y in b.dobs)
+    # Two personal e-mail addresses and two dates of birth: two people (a parent and a
+    # child of one name at one address), however alike the rest.
+    contradicted = bool(a.emails and b.emails and not (a.emails & b.emails))
+    if not (typo or (outweighed and not contradicted)):
+        return False
+    places = any(_similar(x, y) for x in a.places for y in b.places)
+    return places and _full_names_agree(a, b)
 
 
 def _crm_conflict(a: _Cluster, b: _Cluster) -> bool:
     """Two CRM ids may share a cluster only if their records agree on DOB and names.
 
     Duplicate CRM accounts of one person exist; both first and last names must be
-    spellings of one another and the dates of birth equal. When one record lacks the
-    date of birth, the two records must share a phone or an email instead (same-named
-    relatives at one address are the trap; they do not share a personal contact).
+    spellings of one another and the dates of birth equal or a typo of one another.
+    When one record lacks the date of birth, the two records must share a phone or an
+    email instead (same-named relatives at one address are the trap; they do not share
+    a personal contact).
     """
     for ca, (da, fa, la, pa, ea) in a.crms.items():
         for cb, (db, fb, lb, pb, eb) in b.crms.items():
             if ca == cb:
                 continue
-            if da is not None and db is not None and da != db:
+            if da is not None and db is not None and not _dob_typo(da, db):
                 return True
             same_contact = (pa is not None and pa == pb) or (ea is not None and ea == eb)
             if (da is None or db is None) and not same_contact:
@@ -373,12 +426,14 @@ def _crm_conflict(a: _Cluster, b: _Cluster) -> bool:
     return False
 
 
-def _conflict(a: _Cluster, b: _Cluster, weak: bool) -> str | None:
-    if a.dobs and b.dobs and a.dobs != b.dobs:
+def _conflict(a: _Cluster, b: _Cluster, weak: bool, outweighed: bool = False) -> str | None:
+    if (a.split_members & b.bans) or (b.split_members & a.bans):
+        return "human_split"
+    if not _dobs_agree(a, b, outweighed):
         return "date_of_birth"
     if a.crms and b.crms and set(a.crms) != set(b.crms) and _crm_conflict(a, b):
         return "crm_id"
-    if weak and not _names_agree(a.firsts, b.firsts):
+    if weak and not (_names_agree(a.firsts, b.firsts) or _swapped(a, b)):
         return "first_name"
     return None
 
@@ -394,18 +449,43 @@ class _Attrs:
         self.crm = norm["crm_id"].to_numpy(object)
         self.first = norm["first_name"].to_numpy(object)
         self.last = norm["last_name"].to_numpy(object)
+        self.postcode = norm["postcode"].to_numpy(object)
+        self.street = norm["street"].to_numpy(object)
         self.phone = norm["phone"].to_numpy(object)
         self.email = norm["email"].to_numpy(object)
+        self.record_ids = norm["record_id"].to_numpy(object)
+        self.bans: dict[int, set[int]] = {}
+        self.split_flag = np.zeros(len(norm), bool)
+
+    def ban(self, a: np.ndarray, b: np.ndarray) -> None:
+        """Human splits: records ``a[i]`` and ``b[i]`` never share a cluster."""
+        for x, y in zip(a.tolist(), b.tolist(), strict=True):
+            self.bans.setdefault(x, set()).add(y)
+            self.bans.setdefault(y, set()).add(x)
+        self.split_flag[a] = True
+        self.split_flag[b] = True
 
     def cluster(self, members: np.ndarray) -> _Cluster:
-        dobs = {d for d in self.dob[members] if d is not None}
-        firsts = {f for f in self.first[members] if f is not None}
+        def values(arr: np.ndarray) -> set[str]:
+            return {v for v in arr[members] if v is not None}
+
         crms = {
             self.crm[i]: (self.dob[i], self.first[i], self.last[i], self.phone[i], self.email[i])
             for i in members
             if self.crm[i] is not None
         }
-        return _Cluster(dobs, firsts, crms)
+        split = {int(i) for i in members if self.split_flag[i]}
+        bans = set().union(*(self.bans[i] for i in split)) if split else set()
+        return _Cluster(
+            values(self.dob),
+            values(self.first),
+            values(self.last),
+            values(self.postcode) | values(self.street),
+            values(self.email),
+            split,
+            bans,
+            crms,
+        )
 
 
 def _multi(groups: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
@@ -440,7 +520,14 @@ def _accept(
         state.prob[idx] = prob[free][first]
 
 
-def _merge_tier(state: _Merge, edges: _Edges, attrs: _Attrs, weak: bool, tier: str) -> None:
+def _merge_tier(
+    state: _Merge,
+    edges: _Edges,
+    attrs: _Attrs,
+    weak: bool,
+    tier: str,
+    outweigh_prob: float = np.inf,
+) -> None:
     """Merge one tier's edges, vectorised where no component can conflict."""
     n = state.labels.size
     la, lb = state.labels[edges.a], state.labels[edges.b]
@@ -455,6 +542,7 @@ def _merge_tier(state: _Merge, edges: _Edges, attrs: _Attrs, weak: bool, tier: s
     risky = _multi(rec_comp, attrs.dob_code, n_comp) | _multi(rec_comp, attrs.crm_code, n_comp)
     if weak:
         risky |= _multi(rec_comp, attrs.first_code, n_comp)
+    risky[rec_comp[attrs.split_flag]] = True
     edge_risky = risky[comp[la]]
 
     # Safe components: every cluster in them merges; the new label is the smallest
@@ -479,6 +567,7 @@ def _merge_tier(state: _Merge, edges: _Edges, attrs: _Attrs, weak: bool, tier: s
             e_prob[edge_risky],
             attrs,
             weak,
+            outweigh_prob,
         )
     logger.info(
         "tier %s: %d edges, %d via guarded union-find, %d refused so far",
@@ -497,8 +586,13 @@ def _merge_guarded(
     prob: np.ndarray,
     attrs: _Attrs,
     weak: bool,
+    outweigh_prob: float = np.inf,
 ) -> None:
-    """Union-find over the edges of risky components, refusing conflicting merges."""
+    """Union-find over the edges of risky components, refusing conflicting merges.
+
+    An edge with probability at or above ``outweigh_prob`` may join two different
+    dates of birth (see :func:`_dobs_agree`).
+    """
     labels = state.labels
     involved = np.unique(np.concatenate([labels[a], labels[b]]))
     in_set = np.isin(labels, involved)
@@ -530,7 +624,7 @@ def _merge_guarded(
         if ra == rb:
             continue
         ca, cb = clusters[ra], clusters[rb]
-        why = _conflict(ca, cb, weak)
+        why = _conflict(ca, cb, weak, bool(prob[k] >= outweigh_prob))
         if why is not None:
             state.refused.append((int(a[k]), int(b[k]), str(rule[k]), why))
             continue
@@ -538,9 +632,7 @@ def _merge_guarded(
             ra, rb = rb, ra
             ca, cb = cb, ca
         parent[rb] = ra
-        ca.dobs |= cb.dobs
-        ca.firsts |= cb.firsts
-        ca.crms.update(cb.crms)
+        ca.absorb(cb)
         del clusters[rb]
         accepted.append(k)
     state.python_edges += int(a.size)
@@ -621,6 +713,28 @@ def _unlinkable(norm: pd.DataFrame) -> np.ndarray:
     return ~has_desc & ~shared
 
 
+def _force_links(
+    state: _Merge, attrs: _Attrs, links: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> list[tuple[str, str, str, str]]:
+    """Merge human links before any rule; returns them with what the guard would say."""
+    a, b, reasons = links
+    if a.size == 0:
+        return []
+    n = state.labels.size
+    graph = coo_matrix((np.ones(a.size, np.int8), (a, b)), shape=(n, n))
+    _, comp = connected_components(graph, directed=False)
+    root = np.full(comp.max() + 1, n, np.int64)
+    np.minimum.at(root, comp, np.arange(n))
+    state.labels[:] = root[comp]
+    _accept(state, a, b, np.full(a.size, "human_link", dtype=object), np.full(a.size, np.nan))
+    rid = attrs.record_ids
+    out = []
+    for x, y, why in zip(a.tolist(), b.tolist(), reasons.tolist(), strict=True):
+        guard = _conflict(attrs.cluster(np.array([x])), attrs.cluster(np.array([y])), True)
+        out.append((rid[x], rid[y], str(why), guard or ""))
+    return out
+
+
 # --- entry points -----------------------------------------------------------------------
 
 
@@ -628,14 +742,21 @@ def resolve_records(
     records: pd.DataFrame,
     settings: ResolutionSettings | None = None,
     progress: ProgressCallback | None = None,
+    decisions: pd.DataFrame | None = None,
 ) -> ResolutionResult:
     """Resolve canonical records into customers, households and refused links.
 
     ``records`` follows the canonical schema (docs/contracts.md); only ``record_id`` and
     ``source`` are required. Output order follows ``record_id``; results do not depend on
-    the input row order.
+    the input row order. ``decisions`` are human links and splits
+    (:func:`customers.corrections.load_decisions`): links are merged first, splits are
+    never joined.
     """
+    from customers.corrections import decision_pairs, review_table
+
     settings = settings or ResolutionSettings()
+    if settings.engine not in ENGINES:
+        raise ValueError(f"engine must be one of {list(ENGINES)}, not {settings.engine!r}")
     step = progress or (lambda _name: None)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -655,6 +776,18 @@ def resolve_records(
         rule=np.full(n, None, dtype=object),
         prob=np.full(n, np.nan),
     )
+    human = (
+        decision_pairs(
+            decisions if decisions is not None else pd.DataFrame(columns=["decision"]),
+            norm["record_id"].to_numpy(object),
+        )
+        if decisions is not None and len(decisions)
+        else None
+    )
+    forced = _force_links(state, attrs, human["link"]) if human else []
+    if human:
+        attrs.ban(human["split"][0], human["split"][1])
+    review = pd.DataFrame(columns=["a", "b", "match_weight", "match_probability"])
     edge_counts: dict[str, int] = {}
     for tier, weak in TIERS:
         if tier == "splink":
@@ -663,13 +796,14 @@ def resolve_records(
             if not settings.use_splink:
                 continue
             step("probabilistic links (splink)")
-            edges = splink_edges(norm, state.labels, settings)
+            edges, review = splink_edges(norm, state.labels, settings)
             timings["splink_s"] = time.perf_counter() - t
             t = time.perf_counter()
         else:
             edges = det[tier]
         edge_counts[tier] = int(edges.a.size)
-        _merge_tier(state, edges, attrs, weak, tier)
+        bar = settings.dob_conflict_weight if tier == "splink" else np.inf
+        _merge_tier(state, edges, attrs, weak, tier, float(1.0 / (1.0 + 2.0**-bar)))
     timings["merge_splink_s"] = time.perf_counter() - t
 
     step("ids and households")
@@ -701,6 +835,13 @@ def resolve_records(
     else:
         refused = pd.DataFrame(columns=["record_id_a", "record_id_b", "rule", "conflict_field"])
     unlinkable = pd.Index(rid[_unlinkable(norm)], name="record_id")
+    still_apart = (
+        state.labels[review["a"].to_numpy(np.int64)] != state.labels[review["b"].to_numpy(np.int64)]
+    )
+    review_pairs = review_table(review[still_apart], norm)
+    forced_links = pd.DataFrame(
+        forced, columns=["record_id_a", "record_id_b", "reason", "guard_conflict"]
+    )
 
     sizes = np.bincount(state.labels, minlength=n)
     stats: dict[str, float | int] = {
@@ -708,6 +849,8 @@ def resolve_records(
         "n_customers": int((sizes > 0).sum()),
         "n_households": int(households["household_id"].nunique()),
         "n_refused_links": len(refused),
+        "n_forced_links": len(forced_links),
+        "n_review_pairs": len(review_pairs),
         "n_unlinkable_records": len(unlinkable),
         "linked_record_share": float((sizes[state.labels] > 1).mean()) if n else 0.0,
         "guarded_edges": state.python_edges,
@@ -723,7 +866,9 @@ def resolve_records(
         len(refused),
         stats["total_s"],
     )
-    return ResolutionResult(assignments, households, refused, unlinkable, stats)
+    return ResolutionResult(
+        assignments, households, refused, unlinkable, stats, review_pairs, forced_links
+    )
 
 
 def resolve_generated(
@@ -731,6 +876,7 @@ def resolve_generated(
     out_dir: Path,
     settings: ResolutionSettings | None = None,
     progress: ProgressCallback | None = None,
+    decisions: pd.DataFrame | None = None,
 ) -> ResolutionResult:
     """Resolve the generated exports under ``raw_dir`` and write the unified identity.
 
@@ -742,22 +888,27 @@ def resolve_generated(
     from customers.sources import load_canonical_records
 
     records = load_canonical_records(Path(raw_dir))
-    result = resolve_records(records, settings, progress)
+    result = resolve_records(records, settings, progress, decisions)
     write_result(result, Path(out_dir))
     return result
 
 
 def write_result(result: ResolutionResult, out_dir: Path) -> dict[str, Path]:
-    """Write identity, households and refused links as parquet under ``out_dir``."""
+    """Write identity, households, refused and forced links as parquet under ``out_dir``,
+    and the uncertain pairs (masked) as ``review_pairs.csv`` for a human to fill in."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         "identity": out_dir / "identity.parquet",
         "households": out_dir / "households.parquet",
         "refused_links": out_dir / "refused_links.parquet",
+        "forced_links": out_dir / "forced_links.parquet",
+        "review_pairs": out_dir / "review_pairs.csv",
     }
     result.assignments.to_parquet(paths["identity"], index=False)
     result.households.to_parquet(paths["households"], index=False)
     result.refused_links.to_parquet(paths["refused_links"], index=False)
+    result.forced_links.to_parquet(paths["forced_links"], index=False)
+    result.review_pairs.to_csv(paths["review_pairs"], index=False)
     return paths
 
 
@@ -800,26 +951,33 @@ def run_resolve(
     unified_dir: Path,
     settings: ResolutionSettings | None = None,
     progress: ProgressCallback | None = None,
+    decisions_path: Path | None = None,
 ) -> ResolveRun:
     """The ``nextbest resolve`` step.
 
     With ``records_path`` a user's canonical records (CSV/parquet) are resolved and the
     assignments written to ``out_path`` (next to it: households and refused links as
     parquet). Without it the generated exports under ``raw_dir`` are resolved into
-    ``unified_dir``. Quality against a truth is :func:`customers.quality.evaluate_resolution`.
+    ``unified_dir``. Human links and splits in ``decisions_path`` (if it exists) are
+    honoured. Quality against a truth is :func:`customers.quality.evaluate_resolution`.
     """
+    from customers.corrections import load_decisions
+
+    decisions = load_decisions(decisions_path)
     if records_path is not None:
         if out_path is None:
             raise InputError("--out is required with --records")
-        result = resolve_records(read_records(records_path), settings, progress)
+        result = resolve_records(read_records(records_path), settings, progress, decisions)
         write_assignments(result.assignments, out_path)
         side = write_result(result, out_path.parent / f"{out_path.stem}_resolution")
         written = {"assignments": out_path, **{k: v for k, v in side.items() if k != "identity"}}
     else:
-        result = resolve_generated(raw_dir, unified_dir, settings, progress)
+        result = resolve_generated(raw_dir, unified_dir, settings, progress, decisions)
         written = {
-            k: unified_dir / f"{k}.parquet" for k in ("identity", "households", "refused_links")
+            k: unified_dir / f"{k}.parquet"
+            for k in ("identity", "households", "refused_links", "forced_links")
         }
+        written["review_pairs"] = unified_dir / "review_pairs.csv"
         if out_path is not None:
             write_assignments(result.assignments, out_path)
             written["assignments"] = out_path

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -314,6 +314,102 @@ def _typo(name: str, rng: np.random.Generator) -> str:
 
 
 _NAME_FORMS = 7  # clean, upper, lower, padded, three typos
+
+#: Record-level noise real exports carry, per record of a source that has the field
+#: (rates stated in docs/data-dictionary.md). Drawn from their own random streams, so
+#: every other generated value is the same as without them.
+RECORD_NOISE: dict[str, float] = {
+    "dob_digit_typo": 0.02,
+    "dob_day_month_swap": 0.01,
+    "postcode_typo": 0.02,
+    "nickname": 0.02,
+    "swapped_names": 0.01,
+    "missing_last_name": 0.02,
+    "missing_dob": 0.02,
+    "missing_street": 0.03,
+}
+_NICKNAMES = {
+    "James": "Jim", "Robert": "Bob", "John": "Jack", "Michael": "Mike", "William": "Bill",
+    "Elizabeth": "Liz", "David": "Dave", "Richard": "Rick", "Joseph": "Joe",
+    "Jessica": "Jess", "Thomas": "Tom", "Charles": "Charlie", "Daniel": "Dan",
+    "Matthew": "Matt", "Anthony": "Tony", "Margaret": "Maggie", "Steven": "Steve",
+    "Andrew": "Andy", "Kenneth": "Ken", "Kimberly": "Kim", "Edward": "Ed",
+    "Timothy": "Tim", "Jeffrey": "Jeff", "Nicholas": "Nick", "Jonathan": "Jon",
+    "Stephen": "Steve", "Rebecca": "Becky", "Deborah": "Debbie", "Pamela": "Pam",
+    "Patricia": "Pat", "Susan": "Sue", "Catherine": "Kate", "Oliver": "Ollie",
+    "Frederick": "Fred", "Alexander": "Alex", "Samuel": "Sam", "Benjamin": "Ben",
+    "Jennifer": "Jenny", "Cynthia": "Cindy", "Kathleen": "Kathy", "Stephanie": "Steph",
+    "Sandra": "Sandy", "Dorothy": "Dot", "Ronald": "Ron", "Donald": "Don",
+    "Lawrence": "Larry", "Joshua": "Josh", "Nicole": "Nikki", "Brandon": "Brad",
+}  # fmt: skip
+
+
+def _digit_typo(value: str, rng: np.random.Generator) -> str:
+    """One digit of a YYYY-MM-DD date replaced (year's last two digits, month or day),
+    keeping a valid date: an invalid one would be dropped by any reader, not mislead it."""
+    for _ in range(10):
+        pos = int(rng.choice([2, 3, 5, 6, 8, 9]))
+        digit = str((int(value[pos]) + int(rng.integers(1, 10))) % 10)
+        typo = value[:pos] + digit + value[pos + 1 :]
+        try:
+            date.fromisoformat(typo)
+        except ValueError:
+            continue
+        return typo
+    return value
+
+
+def _postcode_typo(value: str, rng: np.random.Generator) -> str:
+    """One letter or digit of a postcode replaced by another of its kind."""
+    spots = [i for i, c in enumerate(value) if c.isalnum()]
+    i = spots[int(rng.integers(1, len(spots)))]
+    pool = "0123456789" if value[i].isdigit() else "ABCDEFGHJKLMNPRSTUWXY"
+    return value[:i] + pool[int(rng.integers(0, len(pool)))] + value[i + 1 :]
+
+
+def _record_noise(table: pa.Table, seed: int, source: str) -> pa.Table:
+    """Apply :data:`RECORD_NOISE` to the name, date-of-birth and address columns present."""
+    rng = _rng(seed, f"noise-{source}")
+    noisy = ("first_name", "last_name", "date_of_birth", "postcode", "street")
+    cols = {c: table.column(c).to_pylist() for c in noisy if c in table.column_names}
+    n = table.num_rows
+
+    def pick(rate: str) -> np.ndarray:
+        return np.flatnonzero(rng.random(n) < RECORD_NOISE[rate])
+
+    if "date_of_birth" in cols:
+        dob = cols["date_of_birth"]
+        for i in pick("dob_digit_typo"):
+            if dob[i]:
+                dob[i] = _digit_typo(dob[i], rng)
+        for i in pick("dob_day_month_swap"):
+            if dob[i] and int(dob[i][8:10]) <= 12:
+                dob[i] = f"{dob[i][:4]}-{dob[i][8:10]}-{dob[i][5:7]}"
+        for i in pick("missing_dob"):
+            dob[i] = None
+    if "postcode" in cols:
+        for i in pick("postcode_typo"):
+            if cols["postcode"][i]:
+                cols["postcode"][i] = _postcode_typo(cols["postcode"][i], rng)
+    if "first_name" in cols:
+        first = cols["first_name"]
+        for i in pick("nickname"):
+            nick = _NICKNAMES.get((first[i] or "").strip().title())
+            if nick:
+                first[i] = nick
+        if "last_name" in cols:
+            last = cols["last_name"]
+            for i in pick("swapped_names"):
+                first[i], last[i] = last[i], first[i]
+            for i in pick("missing_last_name"):
+                last[i] = None
+    if "street" in cols:
+        for i in pick("missing_street"):
+            cols["street"][i] = None
+    for c, values in cols.items():
+        i = table.column_names.index(c)
+        table = table.set_column(i, c, pa.array(values, type=table.schema.field(c).type))
+    return table
 
 
 def _name_variants(names: list[str], rng: np.random.Generator) -> pa.Array:
@@ -715,6 +811,7 @@ def _crm_accounts(
     crm = pa.concat_tables(
         [crm_rows(crm_p, crm_ids, crm_created, False), crm_rows(dup_p, dup_ids, dup_created, True)]
     )
+    crm = _record_noise(crm, seed, "crm")
     crm_persons = np.concatenate([crm_p, dup_p])
     truth = _record_truth("crm", crm.column("crm_id").combine_chunks(), crm_persons)
     export = _shuffled("crm_accounts", crm, truth, rng.permutation(crm.num_rows))
@@ -765,6 +862,7 @@ def _app_accounts(pop: _Population, seed: int, as_of_s: int, first_v: pa.Array) 
         }
     )
     truth = _record_truth("app", app_ids, app_p)
+    apps = _record_noise(apps, seed, "app")
     export = _shuffled("app_accounts", apps, truth, rng.permutation(m))
     return _App(export, app_p, app_ids, has_app, app_p[app_use2 & ~no_email], rng)
 
@@ -819,6 +917,7 @@ def _email_leads(
             ),
         }
     )
+    leads = _record_noise(leads, seed, "email_leads")
     truth = _record_truth("email_lead", lead_ids, lead_p)
     return _shuffled("email_leads", leads, truth, rng.permutation(m))
 
@@ -864,6 +963,7 @@ def _loyalty_members(
             ),
         }
     )
+    loyalty = _record_noise(loyalty, seed, "loyalty")
     truth = _record_truth("loyalty", loyalty_ids, loy_p)
     export = _shuffled("loyalty_members", loyalty, truth, rng.permutation(m))
     return _Loyalty(export, loy_p, loyalty_ids, has_loyalty)

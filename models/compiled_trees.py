@@ -202,8 +202,8 @@ class CompiledBooster:
             )
         self.n_base, self.n_arms = int(n_base), int(n_arms)
         self.num_threads = max(int(num_threads), 1)
-        # One dump: the JSON of a 200-tree booster takes ~0.15 s to build, and a service
-        # worker compiles three boosters at start-up.
+        # One dump: the JSON of a large booster is slow to build, and a service worker
+        # compiles three boosters at start-up.
         model = booster.dump_model()
         self._sigmoid = _sigmoid(model)
         self._nodes = _flatten(booster, model)

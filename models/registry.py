@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-#: Explicit requirements: inferring them costs ~6 s per log_model (DESIGN.md).
+#: Explicit requirements: inferring them makes every log_model slow (DESIGN.md).
 PIP_REQUIREMENTS = [
     "mlflow==3.17.*",
     "lightgbm==4.7.*",

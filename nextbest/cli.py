@@ -73,9 +73,13 @@ app = _Typer(no_args_is_help=True, help="nextbest: next-best-action service.")
 features_app = _Typer(no_args_is_help=True, help="Build and serve features with Feast.")
 uplift_app = _Typer(no_args_is_help=True, help="Uplift models on your own experiment export.")
 benchmark_app = _Typer(no_args_is_help=True, help="External benchmarks.")
+identity_app = _Typer(
+    no_args_is_help=True, help="Human corrections to identity resolution (link, split, review)."
+)
 app.add_typer(features_app, name="features")
 app.add_typer(uplift_app, name="uplift")
 app.add_typer(benchmark_app, name="benchmark")
+app.add_typer(identity_app, name="identity")
 
 SourcesOption = Annotated[
     Path | None,
@@ -151,6 +155,9 @@ def resolve_cmd(
     no_splink: Annotated[
         bool, typer.Option("--no-splink", help="Deterministic links only.")
     ] = False,
+    engine: Annotated[
+        str, typer.Option("--engine", help="Splink backend: duckdb (in process) or spark.")
+    ] = "duckdb",
     sources: SourcesOption = None,
 ) -> None:
     """Resolve records into customers (record_id, customer_id, match_rule, probability).
@@ -158,9 +165,13 @@ def resolve_cmd(
     With --sources: validate and stage your exports first, then resolve their identity
     records into the unified record the later steps read.
     """
-    from customers.identity import ResolutionSettings, run_resolve
+    from customers.corrections import decisions_path
+    from customers.identity import ENGINES, ResolutionSettings, run_resolve
     from customers.quality import evaluate_resolution, log_quality
 
+    if engine not in ENGINES:
+        console.print(f"[red]--engine must be one of {', '.join(ENGINES)}, not {engine!r}[/red]")
+        raise typer.Exit(2)
     settings = _settings(sources=sources)
     if sources is not None:
         _resolve_sources(settings)
@@ -178,14 +189,16 @@ def resolve_cmd(
             out,
             settings.raw_dir,
             settings.unified_dir,
-            ResolutionSettings(use_splink=not no_splink, seed=settings.seed),
+            ResolutionSettings(use_splink=not no_splink, seed=settings.seed, engine=engine),
             progress=on_step,
+            decisions_path=decisions_path(settings.root),
         )
         bar.update(task, completed=len(steps) + 1, description="resolve: done")
     s = run.result.stats
     console.print(
         f"[green]{s['n_records']:,} records -> {s['n_customers']:,} customers[/], "
-        f"{s['n_households']:,} households, {s['n_refused_links']:,} refused links "
+        f"{s['n_households']:,} households, {s['n_refused_links']:,} refused links, "
+        f"{s['n_forced_links']:,} forced links, {s['n_review_pairs']:,} pairs to review "
         f"({s['total_s']:.1f} s); wrote {', '.join(str(p) for p in run.written.values())}"
     )
     quality = evaluate_resolution(run.result, truth, settings.raw_dir if records is None else None)
@@ -233,6 +246,62 @@ def ingest_cmd(
     staged = ingest(settings)
     rows = ", ".join(f"{k} {v:,}" for k, v in staged["tables"].items())
     console.print(f"[green]valid[/]: {rows}; staged in {staged['dir']}")
+
+
+def _decide(record_a: str, record_b: str, decision: str, reason: str) -> None:
+    from customers.corrections import decisions_path, record_decision
+
+    path = decisions_path(_settings().root)
+    try:
+        record_decision(path, record_a, record_b, decision, reason)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    console.print(
+        f"[green]recorded[/]: {decision} {record_a} {record_b}; every later "
+        f"`nextbest resolve` honours it ({path})"
+    )
+
+
+@identity_app.command("link")
+def identity_link_cmd(
+    record_a: Annotated[str, typer.Argument(help="record_id of one record.")],
+    record_b: Annotated[str, typer.Argument(help="record_id of the other record.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (listed with the link).")] = "",
+) -> None:
+    """Record that two records are one person; later runs merge them whatever the guard says."""
+    _decide(record_a, record_b, "link", reason)
+
+
+@identity_app.command("split")
+def identity_split_cmd(
+    record_a: Annotated[str, typer.Argument(help="record_id of one record.")],
+    record_b: Annotated[str, typer.Argument(help="record_id of the other record.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept with the decision).")] = "",
+) -> None:
+    """Record that two records are different people; later runs never merge them."""
+    _decide(record_a, record_b, "split", reason)
+
+
+@identity_app.command("review")
+def identity_review_cmd(
+    reviewed: Annotated[
+        Path, typer.Argument(help="A review_pairs.csv with the decision column filled in.")
+    ],
+) -> None:
+    """Record the link/split decisions of a filled-in review file."""
+    from customers.corrections import decisions_from_review, decisions_path
+
+    path = decisions_path(_settings().root)
+    if not reviewed.exists():
+        console.print(f"[red]review file {reviewed} does not exist[/red]")
+        raise typer.Exit(2)
+    try:
+        n = decisions_from_review(reviewed, path)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    console.print(f"[green]recorded {n:,} decisions[/] in {path}")
 
 
 # --- features (customers.features, feature_repo) ------------------------------------------

@@ -55,7 +55,9 @@ def ingest(settings: Settings, data_dir: Path | None = None) -> dict[str, Any]:
 
 def resolve(settings: Settings, progress: Callable[[str], None] | None = None) -> Any:
     """Identity resolution of the staged ``identity_records`` (with ``sources``) or of
-    the generator's exports, written to ``settings.unified_dir``."""
+    the generator's exports, written to ``settings.unified_dir``; the human link/split
+    decisions of this home are honoured as in ``nextbest resolve``."""
+    from customers.corrections import decisions_path, load_decisions
     from customers.identity import (
         ResolutionSettings,
         resolve_generated,
@@ -65,11 +67,14 @@ def resolve(settings: Settings, progress: Callable[[str], None] | None = None) -
     from customers.source_files import read_staged
     from customers.sources import CANONICAL_COLUMNS
 
+    decisions = load_decisions(decisions_path(settings.root))
     if settings.sources is None:
-        return resolve_generated(settings.raw_dir, settings.unified_dir, progress=progress)
+        return resolve_generated(
+            settings.raw_dir, settings.unified_dir, progress=progress, decisions=decisions
+        )
     records = read_staged(settings.contract_dir)["identity_records"]
     rs = ResolutionSettings(seed=settings.seed)
-    result = resolve_records(records[list(CANONICAL_COLUMNS)], rs, progress)
+    result = resolve_records(records[list(CANONICAL_COLUMNS)], rs, progress, decisions)
     write_result(result, settings.unified_dir)
     return result
 

@@ -81,7 +81,7 @@ DESIGN_PROPENSITY = 1.0 / 3.0
 #: Random score vectors drawn for the "random scores" Qini baseline.
 RANDOM_DRAWS = 200
 
-#: Figures from /work/shared/data/README.md (outcome visit, measured on this machine).
+#: Reference figures from the data set's README in shared/data (outcome visit).
 REFERENCE: dict[str, dict[str, float]] = {
     "causalml S-learner": {
         "qini_Womens E-Mail": 0.0604,

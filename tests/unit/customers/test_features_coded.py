@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from customers.feature_schema import CatalogTerms
 from customers.feature_sources import SECS, load_coded_sources
 from customers.features import (
     SourceData,
@@ -326,10 +327,12 @@ def test_a_failing_snapshot_worker_fails_the_build_and_leaves_no_scratch(
     raw, unified = world
     real = features._view_rows
 
-    def broken(src: SourceData, ids: pd.Index, t: pd.Timestamp) -> dict[str, pd.DataFrame]:
+    def broken(
+        src: SourceData, ids: pd.Index, t: pd.Timestamp, terms: CatalogTerms
+    ) -> dict[str, pd.DataFrame]:
         if t.month == AS_OF.month:  # the last snapshot, built in a worker
             raise RuntimeError("snapshot failed")
-        return real(src, ids, t)
+        return real(src, ids, t, terms)
 
     monkeypatch.setattr(features, "_view_rows", broken)
     out = tmp_path / "broken"

@@ -61,6 +61,62 @@ def test_shared_landline_with_different_dobs_is_refused_and_reported() -> None:
     assert "1632" not in refused.to_csv() and "1980" not in refused.to_csv()
 
 
+def _person(record_id: str, **values: str) -> dict:
+    base = dict(
+        source="loyalty",
+        phone="01632 960010",
+        first_name="Anna",
+        last_name="Hill",
+        street="4 Mill Rd",
+        postcode="E1 6AN",
+    )
+    return dict(base, record_id=record_id, **values)
+
+
+@pytest.mark.parametrize(
+    "typo",
+    ["1980-03-13", "1980-12-03", "1980-03-21"],
+    ids=["digit", "day-month-swap", "transposed-digits"],
+)
+def test_a_dob_typo_with_agreeing_names_and_address_does_not_split_a_person(typo: str) -> None:
+    records = _frame(
+        [
+            _person("crm:1", source="crm", crm_id="1", date_of_birth="1980-03-12"),
+            _person("loy:1", loyalty_id="1", date_of_birth=typo, first_name="ANNA "),
+        ]
+    )
+    result = resolve_records(records, DET)
+    assert _customer(result, "crm:1") == _customer(result, "loy:1")
+    assert result.refused_links.empty
+
+
+@pytest.mark.parametrize(
+    ("other", "field"),
+    [
+        # A family member on the household landline: a date of birth a typo away, but
+        # another first name.
+        (dict(first_name="Ben", date_of_birth="1980-03-13"), "date_of_birth"),
+        # Same name and address, one digit apart in the decade: a parent and a child.
+        (dict(date_of_birth="1950-03-12"), "date_of_birth"),
+        # A typo-like date with another address: not vouched for.
+        (dict(date_of_birth="1980-03-13", street="9 Elm St", postcode="S3 9UG"), "date_of_birth"),
+        # Truly different dates of birth.
+        (dict(first_name="Ben", date_of_birth="1975-05-05"), "date_of_birth"),
+    ],
+    ids=["other-first-name", "generation-apart", "other-address", "different-dob"],
+)
+def test_people_sharing_a_landline_with_different_dobs_stay_apart(other: dict, field: str) -> None:
+    records = _frame(
+        [
+            _person("crm:1", source="crm", crm_id="1", date_of_birth="1980-03-12"),
+            _person("loy:1", loyalty_id="1", **other),
+        ]
+    )
+    result = resolve_records(records, DET)
+    assert _customer(result, "crm:1") != _customer(result, "loy:1")
+    assert result.refused_links["conflict_field"].tolist() == [field]
+
+
 def test_shared_phone_without_dobs_but_different_first_names_is_refused() -> None:
     records = _frame(
         [
@@ -313,3 +369,30 @@ def test_generated_records_without_some_columns_resolve(tmp_path: Path) -> None:
     assert q["n_records"] == len(records)
     assert q["pairwise_precision"] >= PRECISION_FLOOR
     assert result.refused_links["rule"].isin(["phone"]).sum() == 0
+
+
+def test_a_namesake_a_generation_apart_with_own_email_is_not_merged(tmp_path: Path) -> None:
+    """Same name and address, a date of birth 28 years later and an e-mail of their own:
+    a son, not a senior's record with a replaced date of birth."""
+    from customers.sources import load_canonical_records
+    from demo.generate import generate
+
+    generate(200, SEED, tmp_path)
+    records = load_canonical_records(tmp_path)
+    full = ["date_of_birth", "first_name", "last_name", "street", "postcode", "email"]
+    seniors = records[records["source"] == "crm"].dropna(subset=full).head(10)
+    juniors = seniors[["first_name", "last_name", "street", "city", "postcode"]].copy()
+    juniors["record_id"] = seniors["record_id"] + "-jr"
+    juniors["source"] = "shop"
+    dob = pd.to_datetime(seniors["date_of_birth"]) + pd.DateOffset(years=28)
+    juniors["date_of_birth"] = dob.dt.strftime("%Y-%m-%d")
+    juniors["email"] = [f"junior{i}@mail.test" for i in range(len(juniors))]
+    result = resolve_records(pd.concat([records, juniors]), ResolutionSettings(seed=SEED))
+    customer = result.assignments.set_index("record_id")["customer_id"]
+    assert len(seniors) == 10
+    for rid in seniors["record_id"]:
+        assert customer[rid] != customer[rid + "-jr"]
+    refused = result.refused_links
+    assert (
+        refused["record_id_b"].str.endswith("-jr") | refused["record_id_a"].str.endswith("-jr")
+    ).any()

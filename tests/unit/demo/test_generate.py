@@ -20,6 +20,7 @@ from demo.generate import (
     EXPORT_FILES,
     PRODUCTS,
     PURPOSES,
+    RECORD_NOISE,
     generate,
 )
 from tests.params import SECOND_SEED, SEED, SMALL_CUSTOMERS
@@ -247,7 +248,10 @@ def test_latent_attributes_show_in_observable_data(raw: Path, records: pd.DataFr
     crm = _by_person(raw, records, "crm_accounts", "crm_id", "crm").dropna(subset=["date_of_birth"])
     dob = pd.to_datetime(crm.date_of_birth, format="%Y-%m-%d")
     age = (pd.Timestamp("2026-11-01") - dob).dt.days / 365.25
-    assert np.corrcoef(age, persons.loc[crm.person_id, "age"])[0, 1] > 0.99
+    # The date of birth gives the age within a year, except where a digit typo (at the
+    # rate of the data dictionary) moved the year.
+    off = np.abs(age.to_numpy() - persons.loc[crm.person_id, "age"].to_numpy()) > 1.0
+    assert 0 < off.mean() <= RECORD_NOISE["dob_digit_typo"]
 
 
 def test_as_of_must_be_timezone_aware(tmp_path: Path) -> None:
