@@ -65,9 +65,6 @@ class Settings(BaseSettings):
         ["t_learner", "s_learner", "s_learner_reg"],
         description="Candidate uplift learners (also x_learner, dr_learner: slower).",
     )
-    push_offline: bool = Field(
-        True, description="Also append pushed events to the offline store (for retraining)."
-    )
     host: str = Field("127.0.0.1", description="Address the decision service binds.")
     port: int = Field(3000, description="Port of the decision service.")
     trace_decide: bool = Field(
@@ -148,6 +145,11 @@ class Settings(BaseSettings):
     def decision_log_dir(self) -> Path:
         """Append-only decision log."""
         return self.root / "decisions"
+
+    @property
+    def ledger_path(self) -> Path:
+        """The event ledger: every accepted customer event (one SQLite file)."""
+        return self.root / "ledger.db"
 
     @property
     def tracking_uri(self) -> str:

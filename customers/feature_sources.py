@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -422,3 +422,31 @@ def _contacts(raw_dir: Path, maps: CodeMaps, terms: CatalogTerms) -> pd.DataFram
         },
         "ts",
     )
+
+
+def with_extra_consent(src: SourceData, ids: pd.Index, extra: pd.DataFrame | None) -> SourceData:
+    """Coded sources with consent records from outside the exports appended (the event
+    ledger's: ``customer_id`` (unified id), ``purpose``, ``channel``, ``granted``, ``ts``).
+
+    Records of customers not in ``ids`` are dropped. The build keeps the newest record per
+    customer, purpose and channel by ``ts``, whichever side it came from (at equal times,
+    the appended one).
+    """
+    if extra is None or extra.empty:
+        return src
+    codes = ids.get_indexer(extra["customer_id"])
+    keep = codes >= 0
+    ts = pd.to_datetime(extra["ts"].to_numpy()[keep], utc=True).astype(src.consent["ts"].dtype)
+    rows = pd.DataFrame(
+        {
+            "customer_id": codes[keep].astype(src.consent["customer_id"].dtype),
+            "purpose": extra["purpose"].to_numpy()[keep].astype(str),
+            "channel": extra["channel"].to_numpy()[keep].astype(str),
+            "granted": extra["granted"].to_numpy()[keep].astype(bool),
+            "ts": ts,
+        }
+    )
+    if "ts" + SECS in src.consent:
+        rows["ts" + SECS] = epoch_seconds(rows["ts"])
+    consent = pd.concat([src.consent, rows[list(src.consent.columns)]], ignore_index=True)
+    return replace(src, consent=consent)

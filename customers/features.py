@@ -28,7 +28,13 @@ from customers.feature_schema import (
     CatalogTerms,
     view_specs,
 )
-from customers.feature_sources import SECS, SourceData, epoch_seconds, load_coded_sources
+from customers.feature_sources import (
+    SECS,
+    SourceData,
+    epoch_seconds,
+    load_coded_sources,
+    with_extra_consent,
+)
 
 log = logging.getLogger(__name__)
 
@@ -411,6 +417,7 @@ def build_feature_tables(
     terms: CatalogTerms,
     salt: str,
     sources: tuple[SourceData, pd.Index] | None = None,
+    extra_consent: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Build every feature table at monthly snapshots up to ``as_of`` and write parquet.
 
@@ -418,6 +425,7 @@ def build_feature_tables(
     ``salt``: the identifier salt of the identity lookup keys.
 
     ``workers`` > 1 builds the snapshots in that many forked processes (the same files).
+    ``extra_consent``: consent records beside the export (see :func:`with_extra_consent`).
     ``sources``: the coded sources and customer ids to build from (default: the demo
     exports under ``raw_dir``; :mod:`customers.contract_sources` builds them from a
     team's staged contract tables). Returns the written paths by view name (plus
@@ -430,6 +438,7 @@ def build_feature_tables(
         if sources is not None
         else load_coded_sources(raw_dir, unified_dir, terms=terms, salt=salt)
     )
+    coded = with_extra_consent(coded, ids, extra_consent)
     times = snapshot_times(as_of, months)
     features_dir.mkdir(parents=True, exist_ok=True)
     paths = {s.name: features_dir / f"{s.name}.parquet" for s in view_specs(terms)}

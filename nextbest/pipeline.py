@@ -85,9 +85,12 @@ def build_features(settings: Settings, progress: Progress | None = None) -> dict
     Returns the written tables and the wall seconds of each part (``build``, ``apply``,
     ``materialize``).
     """
+    import pandas as pd
+
     from customers.feast_store import apply, materialize
     from customers.features import build_feature_tables
     from decisions.catalog import load_catalog
+    from decisions.ledger import Ledger, consent_records
 
     seconds: dict[str, float] = {}
     terms = load_catalog(settings.catalog).terms()
@@ -99,6 +102,13 @@ def build_features(settings: Settings, progress: Progress | None = None) -> dict
 
         staged = read_staged(settings.contract_dir)
         sources = contract_source_data(staged, settings.unified_dir, salt=settings.identifier_salt)
+    # Consent sent to the service lives in the ledger: the build reads it beside the
+    # export, so a withdrawal survives every rebuild.
+    ledger = Ledger(settings.ledger_path) if settings.ledger_path.exists() else None
+    records, watermark = consent_records(ledger) if ledger else ([], 0)
+    extra = pd.DataFrame.from_records(records) if records else None
+    if extra is not None:
+        extra["ts"] = pd.to_datetime(extra["ts"], unit="s", utc=True)
     paths = build_feature_tables(
         settings.raw_dir,
         settings.unified_dir,
@@ -108,6 +118,7 @@ def build_features(settings: Settings, progress: Progress | None = None) -> dict
         progress=progress,
         workers=settings.feature_workers,
         sources=sources,
+        extra_consent=extra,
         terms=terms,
         salt=settings.identifier_salt,
     )
@@ -118,6 +129,8 @@ def build_features(settings: Settings, progress: Progress | None = None) -> dict
     t = time.perf_counter()
     materialize(settings, end=settings.as_of)
     seconds["materialize"] = time.perf_counter() - t
+    if ledger is not None:
+        ledger.record_build(watermark)
     return {
         "tables": {k: str(v) for k, v in paths.items()},
         "seconds": {k: round(v, 1) for k, v in seconds.items()},

@@ -2,8 +2,9 @@
 
 :class:`OnlineDecider` is built once at start-up (model, catalog, policy, plan, Feast
 store, decision log) and answers one request at a time with numpy; the BentoML service is
-a thin shell around it. Events go to :class:`serving.events.EventHandler`, which turns
-them into updated feature rows pushed to Feast, so the next decision already sees them.
+a thin shell around it. Events go to :class:`serving.events.EventHandler`, which appends
+them to the event ledger; every decision reads its customers' ledger events and applies
+their state, as of the decision time, over the online features.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import orjson
 
 from core.settings import Settings
 from customers.fast_features import FastOnlineFeatures
-from customers.feature_schema import view_specs
 from decisions.engine import DecisionContext, decide
 from decisions.group_commit import GroupCommitLog
+from decisions.ledger import Ledger, LedgerEvent
+from decisions.ledger_state import apply_overrides
 from decisions.runtime import Runtime, load_runtime, stock_vector
 from models.scoring import StackedScorer
-from serving.events import EventHandler
+from serving.events import EventHandler, event_vocabulary
 from serving.requests import ID_TYPES, CustomerRef, DecideRequest, RequestError, request_time
 from serving.responses import response_from_record
 
@@ -78,11 +80,10 @@ class OnlineDecider:
             self.plan = replace(self.runtime.plan, model=scorer)
         self.stock = stock_vector(self.runtime)
         self.names = self.runtime.feature_names
+        self._index = {n: j for j, n in enumerate(self.names)}
+        self.ledger = Ledger(settings.ledger_path)
         self.events = EventHandler(
-            self.store,
-            self.resolve,
-            view_specs(self.runtime.terms),
-            push_offline=settings.push_offline,
+            self.ledger, self.resolve, event_vocabulary(self.runtime.catalog)
         )
         # The direct SQLite reader answers as the SDK does at a fraction of the cost; Redis
         # (and NEXTBEST_FAST_FEATURES=0) keeps the SDK path.
@@ -111,8 +112,15 @@ class OnlineDecider:
             return self.fast.lookup(key)
         return lookup_customer(self.store, key)
 
-    def features(self, customer_ids: list[str | None], now: datetime) -> np.ndarray:
-        """Online features in the plan's column order (NaN rows for unknown customers)."""
+    def features(
+        self,
+        customer_ids: list[str | None],
+        now: datetime,
+        events: Mapping[str, Sequence[LedgerEvent]] | None = None,
+    ) -> np.ndarray:
+        """Online features in the plan's column order (NaN rows for unknown customers), with
+        the state of the customers' ledger events at ``now`` applied (read here unless
+        ``events`` is given)."""
         from customers.feast_store import online_features
 
         X = np.full((len(customer_ids), len(self.names)), np.nan)
@@ -123,7 +131,18 @@ class OnlineDecider:
             X[known] = online_features(
                 self.store, [customer_ids[i] for i in known], now.timestamp(), self.names
             )
+        if events is None:
+            events = self.ledger_events(customer_ids)
+        if events:
+            watermark = self.ledger.build_watermark()
+            apply_overrides(
+                X, self.names, customer_ids, events, now.timestamp(), watermark, self._index
+            )
         return X
+
+    def ledger_events(self, customer_ids: Sequence[str | None]) -> dict[str, list[LedgerEvent]]:
+        """The ledger events of these customers that change features (one indexed query)."""
+        return self.ledger.events_for([c for c in customer_ids if c])
 
     # --- decisions -------------------------------------------------------------------------
 
@@ -190,9 +209,11 @@ class OnlineDecider:
                 ctx_key = f"#{i}".encode()
             contexts.setdefault(ctx_key, dict(req.context or {}))
             groups.setdefault((req.channel, int(req.k), ctx_key), []).append((i, cid))
+        # One ledger query for every customer of the batch.
+        events = self.ledger_events([cid for members in groups.values() for _, cid in members])
         for (channel, k, ctx_key), members in groups.items():
             cids = [cid for _, cid in members]
-            X = self.features(cids, now)
+            X = self.features(cids, now, events)
             ctx = DecisionContext(
                 channel=channel,
                 now=now,
@@ -214,6 +235,19 @@ class OnlineDecider:
         event_type: str,
         timestamp: datetime | str | float | None,
         payload: Mapping[str, Any] | None = None,
+        event_id: str | None = None,
+        source: str | None = None,
+        actor: str = "anonymous",
     ) -> dict[str, Any]:
-        """Turn an event into updated feature rows and push them online (and offline)."""
-        return self.events.apply(customer, event_type, timestamp, payload)
+        """Validate an event and append it to the ledger (on disk before returning); the
+        next decision for the customer sees it."""
+        return self.events.apply(customer, event_type, timestamp, payload, event_id, source, actor)
+
+    def consent_history(self, customer: CustomerRef) -> dict[str, Any]:
+        """A customer's consent changes in the ledger, in event time, with source and actor."""
+        from decisions.ledger import consent_history
+
+        cid = self.resolve(customer)
+        if cid is None:
+            raise RequestError("customer: identifier does not resolve to a known customer")
+        return {"customer_id": cid, "changes": consent_history(self.ledger, cid)}

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from core.vocabulary import NO_ACTION
+
 
 def response_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
     """The ``/decide`` answer built from the decision-log record (same facts, no copy)."""
@@ -38,6 +40,27 @@ def response_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
         "model_version": record.get("model_version"),
         "policy_version": record.get("policy_version"),
         "catalog_version": record.get("catalog_version"),
+        "report_delivery": delivery_event(record),
+    }
+
+
+def delivery_event(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``/events`` body that reports the chosen action as delivered (add its
+    ``timestamp``), or None when nothing is to be delivered.
+
+    Contact caps and cooldowns count delivered contacts only: a decision served but never
+    reported counts as not contacted. The ``event_id`` is fixed per decision, so a channel
+    that reports twice counts once.
+    """
+    chosen = record.get("chosen_action")
+    if chosen in (None, NO_ACTION):
+        return None
+    decision = record["decision_id"]
+    return {
+        "customer": {"id": record["customer_id"]},
+        "type": "contact",
+        "event_id": f"delivered:{decision}",
+        "payload": {"channel": record["channel"], "action_id": chosen, "decision_id": decision},
     }
 
 

@@ -1,4 +1,5 @@
-"""The nextbest decision service (BentoML): ``POST /decide``, ``POST /events``, ``GET /actions``.
+"""The nextbest decision service (BentoML): ``POST /decide``, ``POST /events``, ``GET /actions``,
+``GET /customers/{id}/consent``.
 
 A thin shell around :class:`serving.decider.OnlineDecider`, which is built once at
 start-up from the settings (champion model by MLflow alias, Feast store, catalog, policy,
@@ -21,6 +22,7 @@ from __future__ import annotations
 import functools
 import gc
 import logging
+from http import HTTPStatus
 from typing import Any, Literal
 
 import bentoml
@@ -29,12 +31,13 @@ from bentoml import get_current_service
 from bentoml.exceptions import BentoMLException, InvalidArgument
 from fastapi import FastAPI
 from pydantic import BaseModel, Field, ValidationError
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from core.settings import Settings, get_settings
 from core.vocabulary import CHANNELS, EVENT_TYPES, ID_TYPES
 from serving.batching import MicroBatcher
 from serving.decider import OnlineDecider
+from serving.events import EventConflict
 from serving.fast_http import (
     UNEXPECTED,
     Answer,
@@ -149,15 +152,37 @@ class NextBestService:
         self,
         customer: Customer,
         type: EventType,
-        timestamp: str | float | None = None,
+        timestamp: str | float | None = Field(
+            None, description="When it happened: ISO 8601 or epoch seconds (default: now)."
+        ),
         payload: dict[str, Any] = Field(default_factory=dict),
+        event_id: str | None = Field(
+            None,
+            max_length=128,
+            description="Your idempotency key: an event sent again with the same id and "
+            "content is acknowledged and not applied twice; other content under a used id "
+            "is refused with 409. Default: a fresh id (a retry would count again).",
+        ),
+        source: str | None = Field(
+            None, max_length=128, description="The system the event comes from (default api)."
+        ),
     ) -> dict[str, Any]:
-        """Push a customer event to the online features so the next decision sees it."""
+        """Record a customer event in the ledger (on disk before the answer); the next
+        decision for the customer sees it, by its event time."""
         try:
             return self.decider.apply_event(
-                CustomerRef(customer.id, customer.id_type), type, timestamp, payload
+                CustomerRef(customer.id, customer.id_type),
+                type,
+                timestamp,
+                payload,
+                event_id=event_id,
+                source=source,
             )
+        except EventConflict as exc:
+            log.info("/events [POST] 409: event_id reused")
+            raise BentoMLException(str(exc), error_code=HTTPStatus.CONFLICT) from exc
         except RequestError as exc:
+            log.info("/events [POST] 400: invalid %s", str(exc).split(":", 1)[0])
             raise InvalidArgument(str(exc)) from exc
 
     def _catalog(self) -> dict[str, Any]:
@@ -171,6 +196,16 @@ class NextBestService:
     def get_actions(self) -> dict[str, Any]:
         """The action catalog."""
         return self._catalog()
+
+    @extras.get("/customers/{customer_id}/consent")
+    def get_consent(self, customer_id: str, id_type: IdType = "customer_id") -> Any:
+        """A customer's consent changes recorded through ``/events``, in event time, with
+        source and actor."""
+        try:
+            return self.decider.consent_history(CustomerRef(customer_id, id_type))
+        except RequestError as exc:
+            status = 404 if str(exc).startswith("customer:") else 400
+            return JSONResponse({"error": str(exc)}, status_code=status)
 
 
 def service_options(settings: Settings) -> dict[str, Any]:
@@ -188,7 +223,7 @@ def service_options(settings: Settings) -> dict[str, Any]:
         # and it awaits the decision log's writer thread, so while one decision waits for its
         # disk sync the worker decides the next ones, which join the next group commit.
         "workers": 2,
-        # Threads for the sync endpoints only (/events pushes to Feast and waits on SQLite).
+        # Threads for the sync endpoints only (/events waits on the ledger's synced commit).
         "threads": 4,
     }
 

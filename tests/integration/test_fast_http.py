@@ -70,7 +70,13 @@ def _answer(r: httpx.Response) -> tuple[int, dict, object]:
     body: object = r.content
     if r.status_code == 200:
         body = r.json()
-        assert isinstance(body, dict) and body.pop("decision_id")
+        assert isinstance(body, dict)
+        decision = body.pop("decision_id")
+        assert decision
+        if body.get("report_delivery"):  # names the decision too
+            body["report_delivery"] = json.loads(
+                json.dumps(body["report_delivery"]).replace(decision, "<decision_id>")
+            )
     return r.status_code, headers, body
 
 

@@ -1,51 +1,64 @@
-"""The event table: what each event type changes, resolved against the feature schema."""
+"""Events for the online service: checked, resolved, appended to the ledger once; and every
+feature the ledger's state can change is a column of the feature schema."""
 
 from __future__ import annotations
 
-import dataclasses
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
-from core.vocabulary import CHANNELS
-from customers.feature_schema import WINDOWS, view_specs
-from serving.events import event_table
-from serving.requests import EVENT_TYPES
+from core.vocabulary import CHANNELS, PURPOSES
+from customers.feature_schema import all_feature_names
+from decisions.ledger import Ledger, Vocabulary, validate_event
+from decisions.ledger_state import derive
+from serving.events import EventConflict, EventHandler
+from serving.requests import CustomerRef, RequestError
 from tests.conftest import demo_terms
 
-
-def _columns(event_type: str) -> dict[str, dict[str, tuple[str, ...]]]:
-    """View -> filled-in pattern -> columns, for one event type."""
-    out: dict[str, dict[str, tuple[str, ...]]] = {}
-    for spec, changes in event_table(view_specs(demo_terms()))[event_type]:
-        for c in changes:
-            out.setdefault(spec.name, {}).update(c.columns)
-    return out
+NOW = datetime(2026, 12, 1, tzinfo=UTC).timestamp()
 
 
-def test_every_event_type_updates_pushable_views_by_schema_columns() -> None:
-    specs = {v.name: v for v in view_specs(demo_terms())}
-    table = event_table(view_specs(demo_terms()))
-    assert set(table) == set(EVENT_TYPES)
-    for steps in table.values():
-        for spec, changes in steps:
-            assert specs[spec.name].pushable
-            for c in changes:
-                for cols in c.columns.values():
-                    assert set(cols) <= set(spec.feature_names)
+def _resolve(ref: CustomerRef) -> str | None:
+    return ref.id if ref.id.startswith("C") else None
 
 
-def test_windowed_changes_cover_every_window_the_schema_has() -> None:
-    txn = _columns("purchase")["customer_transactions"]
-    assert txn["txn_count_*d"] == tuple(f"txn_count_{w}d" for w in WINDOWS)
-    contacts = _columns("contact")["customer_contacts"]
-    for ch in CHANNELS:
-        assert contacts[f"contacts_{ch}_*d"] == (f"contacts_{ch}_7d", f"contacts_{ch}_30d")
+def test_every_feature_an_event_can_change_is_in_the_schema() -> None:
+    terms = demo_terms()
+    vocab = Vocabulary.from_terms(terms)
+    payloads = [("complaint", {}), ("service_case_opened", {"case_id": "k"})]
+    payloads += [("purchase", {"amount": 1, "category": c}) for c in terms.categories]
+    payloads += [("purchase", {"amount": 1, "product_id": p}) for p in terms.products]
+    payloads += [("contact", {"channel": ch}) for ch in CHANNELS]
+    payloads += [("contact", {"channel": "email", "action_id": a}) for a in terms.action_ids]
+    payloads += [
+        ("consent_changed", {"purpose": p, "channel": ch, "granted": True})
+        for p in PURPOSES
+        for ch in CHANNELS
+    ]
+    names = set(all_feature_names(terms))
+    for i, (type_, payload) in enumerate(payloads):
+        e = validate_event(
+            "C1", type_, NOW - 60, payload, event_id=f"e{i}", received=NOW, vocab=vocab
+        )
+        changed = derive([e], NOW, {})
+        assert changed, (type_, payload)
+        assert set(changed) <= names, set(changed) - names
 
 
-def test_a_rule_on_a_view_that_is_not_pushable_fails_at_start_up() -> None:
-    specs = tuple(
-        dataclasses.replace(v, pushable=False) if v.name == "customer_service" else v
-        for v in view_specs(demo_terms())
-    )
-    with pytest.raises(ValueError, match="customer_service, which is not pushable"):
-        event_table(specs)
+def test_handler_appends_once_and_refuses_without_writing(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.db")
+    handler = EventHandler(ledger, _resolve)
+    ok = handler.apply(CustomerRef("C1"), "complaint", None, {}, event_id="k-1")
+    assert ok["applied"] and ok["customer_id"] == "C1"
+    assert not handler.apply(CustomerRef("C1"), "complaint", None, {}, event_id="k-1")["applied"]
+    with pytest.raises(EventConflict):
+        handler.apply(CustomerRef("C1"), "purchase", None, {"amount": 3}, event_id="k-1")
+    for args in (
+        (CustomerRef("nobody"), "complaint", None, {}),
+        (CustomerRef("C1"), "teleport", None, {}),
+        (CustomerRef("C1"), "purchase", None, {"amount": float("nan")}),
+    ):
+        with pytest.raises(RequestError):
+            handler.apply(*args)
+    assert ledger.count() == 1

@@ -1,0 +1,496 @@
+"""The event ledger: every accepted customer event, durable, once, in event time.
+
+An event (case opened or closed, complaint, purchase, consent change, contact) is checked
+completely by :func:`validate_event` before anything is written, then appended by
+:meth:`Ledger.append` to one SQLite file under the home (WAL, ``synchronous=FULL``: on
+disk before the caller answers). The caller's ``event_id`` is the idempotency key: a
+repeat with the same content is acknowledged and not stored again; the same id with
+other content is a :class:`ConflictError`. Appends run in ``BEGIN IMMEDIATE``
+transactions, so any number of threads and processes append without losing one.
+
+Nothing is read-modified-written: state is derived from the events when a decision needs
+it, by :func:`derive` in :mod:`decisions.ledger_state`, by event time and relative to the
+decision time, so arrival order does not matter and windowed counts age out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from core.vocabulary import CHANNELS, EVENT_TYPES, PURPOSES
+from customers.feature_schema import CatalogTerms
+
+#: Event types the ledger accepts, with the payload fields each may carry.
+PAYLOAD_FIELDS: dict[str, frozenset[str]] = {
+    "service_case_opened": frozenset({"case_id"}),
+    "service_case_closed": frozenset({"case_id"}),
+    "complaint": frozenset({"case_id"}),
+    "purchase": frozenset({"amount", "category", "product_id"}),
+    "consent_changed": frozenset({"purpose", "channel", "granted", "legal_basis"}),
+    "contact": frozenset({"channel", "action_id", "decision_id"}),
+}
+assert set(PAYLOAD_FIELDS) == set(EVENT_TYPES), "every event type needs its payload fields"
+
+#: How far ahead of the time received an event may be dated (clocks differ a little).
+MAX_FUTURE_S = 300.0
+#: The earliest event time accepted (older facts belong in a source export).
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+#: The largest purchase amount accepted.
+MAX_AMOUNT = 1e9
+#: Identifiers (event, case, decision ids, source, actor): printable, no spaces, bounded.
+_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/+=-]{0,127}$")
+_TEXT_MAX = 128
+
+
+class EventError(ValueError):
+    """An event that cannot be accepted as sent; the message starts with the field name."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class ConflictError(EventError):
+    """An ``event_id`` already in the ledger with different content."""
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """What an event may name: the known channels, purposes, products, categories, actions
+    (products, categories and actions: none unless given, see :meth:`from_terms`)."""
+
+    channels: frozenset[str] = frozenset(CHANNELS)
+    purposes: frozenset[str] = frozenset(PURPOSES)
+    products: frozenset[str] = frozenset()
+    categories: frozenset[str] = frozenset()
+    actions: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_terms(cls, terms: CatalogTerms) -> Vocabulary:
+        """The vocabulary of a catalog's products, categories and actions."""
+        return cls(
+            products=frozenset(terms.products),
+            categories=frozenset(terms.categories),
+            actions=frozenset(terms.action_ids),
+        )
+
+
+@dataclass(frozen=True)
+class LedgerEvent:
+    """One validated event as stored: times are epoch seconds (UTC)."""
+
+    event_id: str
+    customer_id: str
+    type: str
+    event_time: float
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    source: str = "api"
+    actor: str = "anonymous"
+    received_time: float = 0.0
+    #: Whether the caller dated the event (else it is dated when received).
+    dated: bool = True
+    #: Position in the ledger (0 until stored).
+    seq: int = 0
+
+    def digest(self) -> str:
+        """What makes two sends the same event: customer, type, payload and the caller's
+        time (an undated event's time is when it arrived, which a retry cannot repeat)."""
+        body = orjson.dumps(
+            [self.customer_id, self.type, self.event_time if self.dated else None, self.payload],
+            option=orjson.OPT_SORT_KEYS,
+        )
+        return hashlib.sha256(body).hexdigest()
+
+    def as_dict(self) -> dict[str, Any]:
+        """The event as JSON-ready fields (times as ISO 8601 UTC)."""
+        return {
+            "event_id": self.event_id,
+            "customer_id": self.customer_id,
+            "type": self.type,
+            "event_time": _iso(self.event_time),
+            "received_time": _iso(self.received_time),
+            "source": self.source,
+            "actor": self.actor,
+            "payload": dict(self.payload),
+        }
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat()
+
+
+# --- validation -----------------------------------------------------------------------------
+
+
+def _token(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not _TOKEN.match(value):
+        raise EventError(name, "must be 1-128 characters: letters, digits and _.:@/+=- (no spaces)")
+    return value
+
+
+def _finite(name: str, value: Any, low: float, high: float) -> float:
+    # bool is an int in Python; a flag is not an amount
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EventError(name, "must be a number")
+    try:
+        x = float(value)
+    except OverflowError:  # an integer beyond a float
+        raise EventError(name, f"must be between {low:g} and {high:g}") from None
+    if not math.isfinite(x) or not low <= x <= high:
+        raise EventError(name, f"must be a finite number between {low:g} and {high:g}")
+    return x
+
+
+def _one_of(name: str, value: Any, allowed: frozenset[str]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise EventError(name, f"must be one of {', '.join(sorted(allowed))}")
+    return value
+
+
+def event_time(timestamp: Any, received: float) -> tuple[float, bool]:
+    """Epoch seconds of a caller's timestamp (ISO 8601 text or epoch seconds; ``None``:
+    when received) and whether it was given; outside the sane window raises."""
+    if timestamp is None:
+        return received, False
+    if isinstance(timestamp, str):
+        if len(timestamp) > 64:
+            raise EventError("timestamp", "must be ISO 8601 text or epoch seconds")
+        try:
+            dt = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+        except ValueError:
+            raise EventError("timestamp", "must be ISO 8601 text or epoch seconds") from None
+        dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+        t = dt.timestamp()
+    else:
+        t = _finite("timestamp", timestamp, -1e12, 1e12)
+    if not EARLIEST.timestamp() <= t <= received + MAX_FUTURE_S:
+        raise EventError(
+            "timestamp",
+            f"must lie between {EARLIEST.date().isoformat()} and {MAX_FUTURE_S:g} s after now",
+        )
+    return t, True
+
+
+def validate_payload(
+    event_type: str, payload: Any, vocab: Vocabulary = Vocabulary()
+) -> dict[str, Any]:
+    """The payload of ``event_type`` checked field by field, normalised (floats, no
+    missing optional fields); any problem raises :class:`EventError` naming the field."""
+    if event_type not in PAYLOAD_FIELDS:
+        raise EventError("type", f"must be one of {', '.join(EVENT_TYPES)}")
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, Mapping):
+        raise EventError("payload", "must be an object")
+    unknown = sorted(set(payload) - PAYLOAD_FIELDS[event_type])
+    if unknown:
+        fields = ", ".join(sorted(PAYLOAD_FIELDS[event_type]))
+        raise EventError(f"payload.{unknown[0]}", f"not a field of {event_type} ({fields})")
+    out: dict[str, Any] = {}
+
+    def optional(name: str, check: Any) -> None:
+        if payload.get(name) is not None:
+            out[name] = check(f"payload.{name}", payload[name])
+
+    if event_type in ("service_case_opened", "service_case_closed", "complaint"):
+        optional("case_id", _token)
+    elif event_type == "purchase":
+        out["amount"] = _finite("payload.amount", payload.get("amount", 0.0), 0.0, MAX_AMOUNT)
+        optional("category", lambda n, v: _one_of(n, v, vocab.categories))
+        optional("product_id", lambda n, v: _one_of(n, v, vocab.products))
+    elif event_type == "consent_changed":
+        out["purpose"] = _one_of("payload.purpose", payload.get("purpose"), vocab.purposes)
+        out["channel"] = _one_of("payload.channel", payload.get("channel"), vocab.channels)
+        if not isinstance(payload.get("granted"), bool):
+            raise EventError("payload.granted", "must be true or false")
+        out["granted"] = payload["granted"]
+        optional("legal_basis", _token)
+    else:  # contact
+        out["channel"] = _one_of("payload.channel", payload.get("channel"), vocab.channels)
+        optional("action_id", lambda n, v: _one_of(n, v, vocab.actions))
+        optional("decision_id", _token)
+    return out
+
+
+def validate_event(
+    customer_id: str,
+    event_type: Any,
+    timestamp: Any = None,
+    payload: Any = None,
+    event_id: Any = None,
+    source: Any = None,
+    actor: str = "anonymous",
+    vocab: Vocabulary = Vocabulary(),
+    received: float | None = None,
+) -> LedgerEvent:
+    """Every field of an event checked, before anything is written.
+
+    ``customer_id`` is the resolved (unified) customer; ``actor`` the authenticated caller.
+    An omitted ``event_id`` gets a fresh one (so the event is not idempotent: callers that
+    retry send their own); an omitted timestamp dates the event when received.
+    """
+    if not isinstance(event_type, str) or event_type not in PAYLOAD_FIELDS:
+        raise EventError("type", f"must be one of {', '.join(EVENT_TYPES)}")
+    received = datetime.now(UTC).timestamp() if received is None else received
+    eid = uuid.uuid4().hex if event_id is None else _token("event_id", event_id)
+    src = "api" if source is None else _token("source", source)
+    t, dated = event_time(timestamp, received)
+    clean = validate_payload(event_type, payload, vocab)
+    return LedgerEvent(
+        event_id=eid,
+        customer_id=str(customer_id),
+        type=event_type,
+        event_time=t,
+        payload=clean,
+        source=src,
+        actor=str(actor)[:_TEXT_MAX],
+        received_time=received,
+        dated=dated,
+    )
+
+
+# --- storage --------------------------------------------------------------------------------
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    customer_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    event_time REAL NOT NULL,
+    received_time REAL NOT NULL,
+    source TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    dated INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    digest TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_customer ON events (customer_id, event_time);
+CREATE TABLE IF NOT EXISTS builds (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    built_at REAL NOT NULL,
+    watermark INTEGER NOT NULL
+);
+"""
+_COLUMNS = (
+    "seq, event_id, customer_id, type, event_time, received_time, source, actor, dated, payload"
+)
+
+
+def _row_event(row: Sequence[Any]) -> LedgerEvent:
+    seq, eid, cid, typ, t, rt, src, actor, dated, payload = row
+    return LedgerEvent(
+        event_id=eid,
+        customer_id=cid,
+        type=typ,
+        event_time=t,
+        payload=orjson.loads(payload),
+        source=src,
+        actor=actor,
+        received_time=rt,
+        dated=bool(dated),
+        seq=seq,
+    )
+
+
+@dataclass(frozen=True)
+class Appended:
+    """The outcome of an append: the stored event, and whether this call stored it
+    (False: the same event was already in the ledger)."""
+
+    event: LedgerEvent
+    applied: bool
+
+
+class Ledger:
+    """The append-only event ledger in one SQLite file (one connection per thread)."""
+
+    def __init__(self, path: str | Path, timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self.timeout = timeout
+        self._local = threading.local()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._conn() as conn:
+            conn.executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            return conn
+        # autocommit (isolation_level None): transactions are the explicit BEGIN IMMEDIATE
+        conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit syncs the WAL, so an acknowledged event survives a crash
+        conn.execute("PRAGMA synchronous=FULL")
+        self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their threads end)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def append(self, event: LedgerEvent) -> Appended:
+        """Store ``event`` durably, once: a repeat of its ``event_id`` with the same content
+        is acknowledged (``applied=False``), with other content raises :class:`ConflictError`.
+
+        The check and the insert are one ``BEGIN IMMEDIATE`` transaction, which SQLite
+        serialises across threads and processes.
+        """
+        conn = self._conn()
+        digest = event.digest()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(
+                f"SELECT {_COLUMNS}, digest FROM events WHERE event_id = ?", (event.event_id,)
+            ).fetchone()
+            if row is None:
+                cur = conn.execute(
+                    "INSERT INTO events (event_id, customer_id, type, event_time, received_time,"
+                    " source, actor, dated, payload, digest) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        event.event_id,
+                        event.customer_id,
+                        event.type,
+                        event.event_time,
+                        event.received_time,
+                        event.source,
+                        event.actor,
+                        int(event.dated),
+                        orjson.dumps(dict(event.payload), option=orjson.OPT_SORT_KEYS).decode(),
+                        digest,
+                    ),
+                )
+                conn.execute("COMMIT")
+                stored = LedgerEvent(**{**event.__dict__, "seq": int(cur.lastrowid or 0)})
+                return Appended(stored, applied=True)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        existing = _row_event(row[:-1])
+        if row[-1] != digest:
+            raise ConflictError(
+                "event_id",
+                f"{event.event_id!r} was already used for a different event (sent again with "
+                "other content)",
+            )
+        return Appended(existing, applied=False)
+
+    def events_for(
+        self, customer_ids: Iterable[str], types: Sequence[str] | None = None
+    ) -> dict[str, list[LedgerEvent]]:
+        """Every stored event of these customers (one indexed query), by customer, in ledger
+        order; ``types`` limits the event types."""
+        ids = sorted({c for c in customer_ids if c})
+        out: dict[str, list[LedgerEvent]] = {}
+        if not ids:
+            return out
+        conn = self._conn()
+        for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit
+            chunk = ids[start : start + 500]
+            sql = (
+                f"SELECT {_COLUMNS} FROM events WHERE customer_id IN ({','.join('?' * len(chunk))})"
+            )
+            params: list[Any] = list(chunk)
+            if types is not None:
+                sql += f" AND type IN ({','.join('?' * len(types))})"
+                params += list(types)
+            for row in conn.execute(sql + " ORDER BY seq", params):
+                out.setdefault(row[2], []).append(_row_event(row))
+        return out
+
+    def events_of_type(self, event_type: str, after_seq: int = 0) -> list[LedgerEvent]:
+        """Every stored event of one type after ``after_seq``, in ledger order (for builds)."""
+        rows = self._conn().execute(
+            f"SELECT {_COLUMNS} FROM events WHERE type = ? AND seq > ? ORDER BY seq",
+            (event_type, after_seq),
+        )
+        return [_row_event(r) for r in rows]
+
+    def last_seq(self) -> int:
+        """The position of the newest stored event (0: empty)."""
+        row = self._conn().execute("SELECT max(seq) FROM events").fetchone()
+        return int(row[0] or 0)
+
+    def record_build(self, watermark: int, built_at: float | None = None) -> None:
+        """Note that a feature build read every event up to ``watermark``."""
+        t = datetime.now(UTC).timestamp() if built_at is None else built_at
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("INSERT INTO builds (built_at, watermark) VALUES (?, ?)", (t, watermark))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def build_watermark(self) -> int:
+        """The newest event position the last feature build read (0: none)."""
+        row = (
+            self._conn()
+            .execute("SELECT watermark FROM builds ORDER BY seq DESC LIMIT 1")
+            .fetchone()
+        )
+        return int(row[0]) if row else 0
+
+    def count(self) -> int:
+        """How many events are stored."""
+        return int(self._conn().execute("SELECT count(*) FROM events").fetchone()[0])
+
+
+def consent_records(ledger: Ledger) -> tuple[list[dict[str, Any]], int]:
+    """Every consent change in the ledger as source records for a feature build
+    (``customer_id``, ``purpose``, ``channel``, ``granted``, ``ts`` as epoch seconds), and
+    the position of the newest event read (to record with :meth:`Ledger.record_build`)."""
+    watermark = ledger.last_seq()
+    records = [
+        {
+            "customer_id": e.customer_id,
+            "purpose": e.payload["purpose"],
+            "channel": e.payload["channel"],
+            "granted": e.payload["granted"],
+            "ts": e.event_time,
+        }
+        for e in ledger.events_of_type("consent_changed")
+        if e.seq <= watermark
+    ]
+    return records, watermark
+
+
+def consent_history(ledger: Ledger, customer_id: str) -> list[dict[str, Any]]:
+    """A customer's consent changes in the ledger, oldest first by event time, each with
+    its purpose, channel, granted, legal basis, source and actor."""
+    events = ledger.events_for([customer_id], types=("consent_changed",)).get(customer_id, [])
+    events.sort(key=lambda e: (e.event_time, e.seq))
+    return [
+        {
+            "event_id": e.event_id,
+            "event_time": _iso(e.event_time),
+            "received_time": _iso(e.received_time),
+            "purpose": e.payload["purpose"],
+            "channel": e.payload["channel"],
+            "granted": e.payload["granted"],
+            "legal_basis": e.payload.get("legal_basis"),
+            "source": e.source,
+            "actor": e.actor,
+        }
+        for e in events
+    ]

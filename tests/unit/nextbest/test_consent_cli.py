@@ -1,0 +1,44 @@
+"""``nextbest consent history``: the ledger's consent changes of one customer."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from decisions.ledger import Ledger, validate_event
+from nextbest.cli import app
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC).timestamp()
+
+
+def test_history_lists_changes_with_source_and_actor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEXTBEST_HOME", str(tmp_path))
+    ledger = Ledger(tmp_path / "ledger.db")
+    cell = {"purpose": "marketing", "channel": "sms"}
+    for eid, granted, t, actor in (("b", False, NOW, "agent"), ("a", True, NOW - 60, "app")):
+        ledger.append(
+            validate_event(
+                "C9",
+                "consent_changed",
+                t,
+                {**cell, "granted": granted},
+                event_id=eid,
+                actor=actor,
+                received=NOW,
+            )
+        )
+    out = CliRunner().invoke(app, ["consent", "history", "C9", "--json"])
+    assert out.exit_code == 0, out.output
+    rows = [orjson.loads(line) for line in out.output.splitlines()]
+    assert [(r["event_id"], r["granted"], r["actor"]) for r in rows] == [
+        ("a", True, "app"),
+        ("b", False, "agent"),
+    ]
+    table = CliRunner().invoke(app, ["consent", "history", "C9"])
+    assert table.exit_code == 0 and "agent" in table.output
