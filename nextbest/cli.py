@@ -79,7 +79,7 @@ identity_app = _Typer(
 app.add_typer(features_app, name="features")
 app.add_typer(uplift_app, name="uplift")
 app.add_typer(benchmark_app, name="benchmark")
-consent_app = typer.Typer(no_args_is_help=True, help="Consent kept in the event ledger.")
+consent_app = _Typer(no_args_is_help=True, help="Consent kept in the event ledger.")
 app.add_typer(consent_app, name="consent")
 app.add_typer(identity_app, name="identity")
 
