@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     feature_repo: Path = Field(PROJECT_ROOT / "feature_repo", description="Feast repository.")
     catalog: Path = Field(PROJECT_ROOT / "config" / "catalog.yaml")
     policy: Path = Field(PROJECT_ROOT / "config" / "policy.yaml")
+    sources: Path | None = Field(
+        None,
+        description="Sources file mapping a team's exports onto the source contract "
+        "(docs/bring-your-own-data.md); unset: the demo generator's exports under raw/.",
+    )
     stock_file: Path | None = Field(
         None,
         description="Stock table (parquet: product_id, stock; docs/data-dictionary.md); "
@@ -107,9 +112,19 @@ class Settings(BaseSettings):
         return self.root / "raw"
 
     @property
+    def contract_dir(self) -> Path:
+        """The validated source-contract tables staged from ``sources``."""
+        return self.root / "contract"
+
+    @property
     def stock_path(self) -> Path:
-        """The stock table the decision paths read (``stock_file`` or the demo's export)."""
-        return self.stock_file or self.raw_dir / "products.parquet"
+        """The stock table the decision paths read: ``stock_file``, else the staged
+        ``product_stock`` with ``sources``, else the demo generator's export."""
+        if self.stock_file is not None:
+            return self.stock_file
+        if self.sources is not None:
+            return self.contract_dir / "product_stock.parquet"
+        return self.raw_dir / "products.parquet"
 
     @property
     def unified_dir(self) -> Path:

@@ -416,6 +416,7 @@ def build_feature_tables(
     *,
     terms: CatalogTerms,
     salt: str,
+    sources: tuple[SourceData, pd.Index] | None = None,
     extra_consent: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Build every feature table at monthly snapshots up to ``as_of`` and write parquet.
@@ -425,11 +426,18 @@ def build_feature_tables(
 
     ``workers`` > 1 builds the snapshots in that many forked processes (the same files).
     ``extra_consent``: consent records beside the export (see :func:`with_extra_consent`).
-    Returns the written paths by view name (plus ``identity_lookup``).
+    ``sources``: the coded sources and customer ids to build from (default: the demo
+    exports under ``raw_dir``; :mod:`customers.contract_sources` builds them from a
+    team's staged contract tables). Returns the written paths by view name (plus
+    ``identity_lookup``).
     """
     import pyarrow.parquet as pq
 
-    coded, ids = load_coded_sources(raw_dir, unified_dir, terms=terms, salt=salt)
+    coded, ids = (
+        sources
+        if sources is not None
+        else load_coded_sources(raw_dir, unified_dir, terms=terms, salt=salt)
+    )
     coded = with_extra_consent(coded, ids, extra_consent)
     times = snapshot_times(as_of, months)
     features_dir.mkdir(parents=True, exist_ok=True)

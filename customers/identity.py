@@ -46,6 +46,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from core.errors import InputError, MissingInputError
 from customers import normalise as nz
 from customers.sources import CANONICAL_COLUMNS
 
@@ -134,27 +135,28 @@ class ResolutionResult:
 def validate_records(records: pd.DataFrame, name: str = "records") -> pd.DataFrame:
     """Check the canonical schema and add absent optional columns as missing.
 
-    Raises ``ValueError`` naming ``name`` when ``record_id`` or ``source`` is absent,
-    a ``record_id`` is missing or duplicated, or no identifying column is present.
+    Raises :class:`~core.errors.InputError` (a ``ValueError``) naming ``name`` when
+    ``record_id`` or ``source`` is absent, a ``record_id`` is missing or duplicated, or no
+    identifying column is present.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in records.columns]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"{name}: missing required column(s) {missing}; the canonical schema is "
             f"{list(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)}"
         )
     present = [c for c in OPTIONAL_COLUMNS if c in records.columns]
     if not present:
-        raise ValueError(
+        raise InputError(
             f"{name}: no identifying column; expected some of {list(OPTIONAL_COLUMNS)}"
         )
     rid = records["record_id"]
     if rid.isna().any():
-        raise ValueError(f"{name}: {int(rid.isna().sum())} rows have no record_id")
+        raise InputError(f"{name}: {int(rid.isna().sum())} rows have no record_id")
     dup = rid.astype(str).duplicated(keep=False)
     if dup.any():
         examples = rid[dup].astype(str).unique()[:3].tolist()
-        raise ValueError(
+        raise InputError(
             f"{name}: record_id must be unique; {int(dup.sum())} rows share ids, e.g. {examples}"
         )
     out = records.loc[:, list(REQUIRED_COLUMNS) + present].copy()
@@ -914,12 +916,12 @@ def read_records(path: Path) -> pd.DataFrame:
     """Read a user's canonical records from CSV or parquet (all columns as strings)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"records file {path} does not exist")
+        raise MissingInputError(f"records file {path} does not exist")
     if path.suffix.lower() == ".csv":
         return pd.read_csv(path, dtype=str, keep_default_na=True)
     if path.suffix.lower() in (".parquet", ".pq"):
         return pd.read_parquet(path)
-    raise ValueError(f"{path}: expected a .csv or .parquet file")
+    raise InputError(f"{path}: expected a .csv or .parquet file")
 
 
 def write_assignments(assignments: pd.DataFrame, path: Path) -> None:
@@ -964,7 +966,7 @@ def run_resolve(
     decisions = load_decisions(decisions_path)
     if records_path is not None:
         if out_path is None:
-            raise ValueError("--out is required with --records")
+            raise InputError("--out is required with --records")
         result = resolve_records(read_records(records_path), settings, progress, decisions)
         write_assignments(result.assignments, out_path)
         side = write_result(result, out_path.parent / f"{out_path.stem}_resolution")

@@ -6,12 +6,16 @@ function from a package; no logic lives here.
 
 from __future__ import annotations
 
+import functools
 import logging
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -24,21 +28,69 @@ from rich.table import Table
 
 from core.settings import PROJECT_ROOT, Settings, get_settings
 
-app = typer.Typer(no_args_is_help=True, help="nextbest: next-best-action service.")
-features_app = typer.Typer(no_args_is_help=True, help="Build and serve features with Feast.")
-uplift_app = typer.Typer(no_args_is_help=True, help="Uplift models on your own experiment export.")
-benchmark_app = typer.Typer(no_args_is_help=True, help="External benchmarks.")
-identity_app = typer.Typer(
+console = Console(stderr=True)
+
+# Exceptions that are the user's to fix, by the module that defines them: one loaded
+# only if that module was imported (an error of a type never imported cannot occur).
+_USER_ERRORS = (
+    ("core.errors", "NextbestError"),
+    ("decisions.catalog", "ConfigError"),
+    ("decisions.runtime", "StartupError"),
+    ("batch.io", "BatchInputError"),
+)
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    found = (getattr(sys.modules.get(m), name, None) for m, name in _USER_ERRORS)
+    return tuple(t for t in found if isinstance(t, type))
+
+
+def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a command; a user error is printed as one message and exits non-zero."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if not isinstance(exc, _user_error_types()):
+                raise
+            console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(getattr(exc, "exit_code", 2)) from None
+
+    return run
+
+
+class _Typer(typer.Typer):
+    """A Typer app whose every command reports user errors without a traceback."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
+        register = super().command(*args, **kwargs)
+        return lambda fn: register(_fail_cleanly(fn))
+
+
+app = _Typer(no_args_is_help=True, help="nextbest: next-best-action service.")
+features_app = _Typer(no_args_is_help=True, help="Build and serve features with Feast.")
+uplift_app = _Typer(no_args_is_help=True, help="Uplift models on your own experiment export.")
+benchmark_app = _Typer(no_args_is_help=True, help="External benchmarks.")
+identity_app = _Typer(
     no_args_is_help=True, help="Human corrections to identity resolution (link, split, review)."
 )
 app.add_typer(features_app, name="features")
 app.add_typer(uplift_app, name="uplift")
 app.add_typer(benchmark_app, name="benchmark")
-consent_app = typer.Typer(no_args_is_help=True, help="Consent kept in the event ledger.")
+consent_app = _Typer(no_args_is_help=True, help="Consent kept in the event ledger.")
 app.add_typer(consent_app, name="consent")
 app.add_typer(identity_app, name="identity")
 
-console = Console(stderr=True)
+SourcesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--sources",
+        help="Sources file mapping your exports onto the source contract "
+        "(docs/bring-your-own-data.md); default: the demo generator's exports.",
+    ),
+]
 
 
 def _settings(**overrides: object) -> Settings:
@@ -108,8 +160,13 @@ def resolve_cmd(
     engine: Annotated[
         str, typer.Option("--engine", help="Splink backend: duckdb (in process) or spark.")
     ] = "duckdb",
+    sources: SourcesOption = None,
 ) -> None:
-    """Resolve records into customers (record_id, customer_id, match_rule, probability)."""
+    """Resolve records into customers (record_id, customer_id, match_rule, probability).
+
+    With --sources: validate and stage your exports first, then resolve their identity
+    records into the unified record the later steps read.
+    """
     from customers.corrections import decisions_path
     from customers.identity import ENGINES, ResolutionSettings, run_resolve
     from customers.quality import evaluate_resolution, log_quality
@@ -117,7 +174,10 @@ def resolve_cmd(
     if engine not in ENGINES:
         console.print(f"[red]--engine must be one of {', '.join(ENGINES)}, not {engine!r}[/red]")
         raise typer.Exit(2)
-    settings = _settings()
+    settings = _settings(sources=sources)
+    if sources is not None:
+        _resolve_sources(settings)
+        return
     steps = ["normalise", "deterministic links", "probabilistic links (splink)"]
     with _progress() as bar:
         task = bar.add_task("resolving", total=len(steps) + 1)
@@ -159,6 +219,35 @@ def resolve_cmd(
             linkable=linkable,
             extra={k: v for k, v in s.items() if isinstance(v, int | float)},
         )
+
+
+def _resolve_sources(settings: Settings) -> None:
+    from nextbest.pipeline import ingest, resolve
+
+    with console.status(f"validating and staging {settings.sources}"):
+        staged = ingest(settings)
+    rows = ", ".join(f"{k} {v:,}" for k, v in staged["tables"].items())
+    console.print(f"[green]staged[/] {rows} in {staged['dir']}")
+    with console.status("resolving identities"):
+        s = resolve(settings).stats
+    console.print(
+        f"[green]{s['n_records']:,} records -> {s['n_customers']:,} customers[/], "
+        f"{s['n_households']:,} households; wrote {settings.unified_dir}"
+    )
+
+
+@app.command("ingest")
+def ingest_cmd(
+    sources: Annotated[Path, typer.Option("--sources", help="Sources file (sources.yaml).")],
+) -> None:
+    """Validate your exports against the source contract and stage them (nothing is
+    written unless every table is valid)."""
+    from nextbest.pipeline import ingest
+
+    settings = _settings(sources=sources)
+    staged = ingest(settings)
+    rows = ", ".join(f"{k} {v:,}" for k, v in staged["tables"].items())
+    console.print(f"[green]valid[/]: {rows}; staged in {staged['dir']}")
 
 
 def _decide(record_a: str, record_b: str, decision: str, reason: str) -> None:
@@ -232,11 +321,11 @@ def _progress() -> Progress:
 
 
 @features_app.command("build")
-def features_build() -> None:
+def features_build(sources: SourcesOption = None) -> None:
     """Build feature tables from the unified record, apply the Feast repo and materialise."""
     from nextbest.pipeline import build_features
 
-    settings = _settings()
+    settings = _settings(sources=sources)
     with _progress() as bar:
         task = bar.add_task("feature snapshots", total=None)
         out = build_features(settings, progress=lambda i, n: bar.update(task, completed=i, total=n))
@@ -503,34 +592,30 @@ def score_cmd(
     ] = None,
     engine: Annotated[str, typer.Option(help="local or spark.")] = "local",
     log_decisions: Annotated[bool, typer.Option(help="Append records to the log.")] = False,
+    sources: SourcesOption = None,
 ) -> None:
     """Batch-score every customer (or a list) on a channel with the shared decision engine."""
     import pandas as pd
 
-    from batch.io import BatchInputError
     from batch.run import score_customers
 
-    settings = _settings()
+    settings = _settings(sources=sources)
     when = None
     if as_of is not None:
         t = pd.Timestamp(as_of)
         when = (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).to_pydatetime()
     with _progress() as bar:
         task = bar.add_task(f"scoring {channel}", total=None)
-        try:
-            summary = score_customers(
-                settings,
-                channel,
-                when,
-                out,
-                customer_ids=customers,
-                engine=engine,  # type: ignore[arg-type]
-                log_decisions=log_decisions,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )
-        except BatchInputError as exc:
-            console.print(f"[red]{exc}[/red]")
-            raise typer.Exit(2) from exc
+        summary = score_customers(
+            settings,
+            channel,
+            when,
+            out,
+            customer_ids=customers,
+            engine=engine,  # type: ignore[arg-type]
+            log_decisions=log_decisions,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
     table = Table(title=f"{summary.customers:,} customers on {channel} ({summary.engine})")
     table.add_column("action")
     table.add_column("chosen", justify="right")
@@ -553,22 +638,23 @@ def score_cmd(
 def serve_cmd(
     port: Annotated[int | None, typer.Option(help="Port (default settings.port).")] = None,
     host: Annotated[str | None, typer.Option(help="Address (default settings.host).")] = None,
+    sources: SourcesOption = None,
 ) -> None:
     """Start the BentoML decision service (``bentoml serve serving.service:NextBest``)."""
     import os
     import subprocess
-    import sys
 
     from decisions.runtime import StartupError, preflight
 
-    settings = _settings(port=port, host=host)
+    settings = _settings(port=port, host=host, sources=sources)
     try:
         preflight(settings)
     except StartupError as exc:
-        console.print(f"[red]cannot start the decision service[/]: {exc}")
+        console.print(f"[red]cannot start the decision service[/]: {escape(str(exc))}")
         raise typer.Exit(1) from exc
     env = {
         **os.environ,
+        **({"NEXTBEST_SOURCES": str(settings.sources)} if settings.sources else {}),
         "NEXTBEST_HOME": str(settings.root),
         "BENTOML_DO_NOT_TRACK": "True",
         "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -716,11 +802,11 @@ def bench_cmd(
 
 
 @app.command("train")
-def train_cmd() -> None:
+def train_cmd(sources: SourcesOption = None) -> None:
     """Train, evaluate, log to MLflow, register, and gate promotion to ``champion``."""
     from training.train import train
 
-    settings = _settings()
+    settings = _settings(sources=sources)
     with console.status("training (Feast training set, learners, MLflow)"):
         result = train(settings)
     console.print(
@@ -733,19 +819,23 @@ def train_cmd() -> None:
 def pipeline_cmd(
     customers: Annotated[int | None, typer.Option(help="Persons to generate.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed.")] = None,
+    sources: SourcesOption = None,
+    channel: Annotated[str, typer.Option(help="Channel the batch scoring decides for.")] = "email",
 ) -> None:
-    """Generate, resolve, build features, train and batch-score on embedded defaults."""
+    """Generate (or, with --sources, validate and stage your exports), resolve, build
+    features, train and batch-score on embedded defaults."""
     from nextbest.pipeline import run_pipeline
 
-    settings = _settings(customers=customers, seed=seed)
-    steps = ["generate", "resolve", "features", "train", "score"]
+    settings = _settings(customers=customers, seed=seed, sources=sources)
+    first = "generate" if sources is None else "ingest"
+    steps = [first, "resolve", "features", "train", "score"]
     with _progress() as bar:
         task = bar.add_task("pipeline", total=len(steps))
 
         def on_step(name: str) -> None:
             bar.update(task, description=f"pipeline: {name}", completed=steps.index(name))
 
-        run_pipeline(settings, on_step=on_step)
+        run_pipeline(settings, on_step=on_step, channel=channel)
         bar.update(task, completed=len(steps), description="pipeline: done")
     console.print(f"[green]pipeline done[/] in {settings.root}")
 

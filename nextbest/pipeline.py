@@ -1,6 +1,10 @@
-"""The end-to-end job on embedded defaults: generate, resolve, build features, train, score.
+"""The end-to-end job on embedded defaults: generate (or ingest), resolve, build features,
+train, score.
 
 Each step is one typed function call; ``run_pipeline`` chains them and reports progress.
+With ``settings.sources`` (a sources file) the data are a team's exports: ``ingest``
+validates them against the source contract and stages them, and every later step reads
+the staged tables instead of the demo generator's exports.
 """
 
 from __future__ import annotations
@@ -9,13 +13,70 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from core.errors import InputError
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
+
+
+def contract_terms(settings: Settings) -> Any:
+    """The vocabulary's channels and purposes and the catalog's arms and products: the
+    values the contract allows."""
+    from core.vocabulary import CHANNELS, PURPOSES
+    from customers.contract import Terms
+    from decisions.catalog import load_catalog
+
+    catalog = load_catalog(settings.catalog)
+    arms = {a.id for a in catalog.actions} | {a.arm for a in catalog.actions}
+    products = catalog.terms().products
+    return Terms(CHANNELS, PURPOSES, arms=tuple(sorted(arms)), products=products)
+
+
+def ingest(settings: Settings, data_dir: Path | None = None) -> dict[str, Any]:
+    """Read the files named by ``settings.sources``, validate every table against the
+    source contract and the catalog, and only then stage them under
+    ``settings.contract_dir`` (a bad file raises and leaves the previous stage as it was).
+
+    ``data_dir``: the folder the sources file's paths are relative to (default: its own).
+    """
+    from customers.source_files import load_source_files, stage_tables
+
+    if settings.sources is None:
+        raise InputError("no sources file: pass --sources or set NEXTBEST_SOURCES")
+    tables = load_source_files(settings.sources, base_dir=data_dir, terms=contract_terms(settings))
+    stage_tables(tables, settings.contract_dir)
+    return {"tables": {k: len(v) for k, v in tables.items()}, "dir": str(settings.contract_dir)}
+
+
+def resolve(settings: Settings, progress: Callable[[str], None] | None = None) -> Any:
+    """Identity resolution of the staged ``identity_records`` (with ``sources``) or of
+    the generator's exports, written to ``settings.unified_dir``; the human link/split
+    decisions of this home are honoured as in ``nextbest resolve``."""
+    from customers.corrections import decisions_path, load_decisions
+    from customers.identity import (
+        ResolutionSettings,
+        resolve_generated,
+        resolve_records,
+        write_result,
+    )
+    from customers.source_files import read_staged
+    from customers.sources import CANONICAL_COLUMNS
+
+    decisions = load_decisions(decisions_path(settings.root))
+    if settings.sources is None:
+        return resolve_generated(
+            settings.raw_dir, settings.unified_dir, progress=progress, decisions=decisions
+        )
+    records = read_staged(settings.contract_dir)["identity_records"]
+    rs = ResolutionSettings(seed=settings.seed)
+    result = resolve_records(records[list(CANONICAL_COLUMNS)], rs, progress, decisions)
+    write_result(result, settings.unified_dir)
+    return result
 
 
 def build_features(settings: Settings, progress: Progress | None = None) -> dict[str, Any]:
@@ -34,6 +95,13 @@ def build_features(settings: Settings, progress: Progress | None = None) -> dict
     seconds: dict[str, float] = {}
     terms = load_catalog(settings.catalog).terms()
     t = time.perf_counter()
+    sources = None
+    if settings.sources is not None:
+        from customers.contract_sources import contract_source_data
+        from customers.source_files import read_staged
+
+        staged = read_staged(settings.contract_dir)
+        sources = contract_source_data(staged, settings.unified_dir, salt=settings.identifier_salt)
     # Consent sent to the service lives in the ledger: the build reads it beside the
     # export, so a withdrawal survives every rebuild.
     ledger = Ledger(settings.ledger_path) if settings.ledger_path.exists() else None
@@ -49,6 +117,7 @@ def build_features(settings: Settings, progress: Progress | None = None) -> dict
         months=settings.snapshot_months,
         progress=progress,
         workers=settings.feature_workers,
+        sources=sources,
         extra_consent=extra,
         terms=terms,
         salt=settings.identifier_salt,
@@ -78,11 +147,9 @@ class PipelineReport:
 def run_pipeline(
     settings: Settings, on_step: Callable[[str], None] | None = None, channel: str = "email"
 ) -> PipelineReport:
-    """Generate data, resolve identities, build features, train and batch-score."""
+    """Generate (or, with ``settings.sources``, ingest) data, resolve identities, build
+    features, train and batch-score."""
     from batch.run import score_customers
-    from customers.corrections import decisions_path, load_decisions
-    from customers.identity import resolve_generated
-    from demo.generate import generate
     from training.train import train
 
     report = PipelineReport()
@@ -93,16 +160,18 @@ def run_pipeline(
         report.steps[name] = fn()
         log.info("pipeline step %s done", name)
 
-    step(
-        "generate",
-        lambda: generate(settings.customers, settings.seed, settings.raw_dir, as_of=settings.as_of),
-    )
-    # Human link/split decisions of this home are honoured here as in `nextbest resolve`.
-    decisions = load_decisions(decisions_path(settings.root))
-    step(
-        "resolve",
-        lambda: resolve_generated(settings.raw_dir, settings.unified_dir, decisions=decisions),
-    )
+    if settings.sources is None:
+        from demo.generate import generate
+
+        step(
+            "generate",
+            lambda: generate(
+                settings.customers, settings.seed, settings.raw_dir, as_of=settings.as_of
+            ),
+        )
+    else:
+        step("ingest", lambda: ingest(settings))
+    step("resolve", lambda: resolve(settings))
     step("features", lambda: build_features(settings))
     step("train", lambda: train(settings))
     step(

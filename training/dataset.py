@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.errors import InputError
+from core.settings import Settings
 from core.vocabulary import NO_ACTION as CONTROL
 from customers.feature_schema import LINEAGE_SUFFIX
 
@@ -90,6 +92,51 @@ def exposures_entity_df(raw_dir: Path, unified_dir: Path) -> pd.DataFrame:
     df = df.loc[~missing].reset_index(drop=True)
     df["event_timestamp"] = df["event_timestamp"].astype("datetime64[us, UTC]")
     return df
+
+
+def contract_exposures(exposures: pd.DataFrame, unified_dir: Path) -> pd.DataFrame:
+    """:func:`exposures_entity_df` of a staged ``campaign_exposures`` contract table.
+
+    Each exposure keeps its own assignment probability (campaigns differ); exposures
+    whose identity record did not resolve to a customer are dropped (and counted).
+    """
+    identity = pd.read_parquet(
+        unified_dir / "identity.parquet", columns=["record_id", "customer_id"]
+    )
+    rec2cust = pd.Series(identity["customer_id"].to_numpy(), index=identity["record_id"].to_numpy())
+    ts = pd.to_datetime(exposures["exposed_at"], utc=True).astype("datetime64[us, UTC]")
+    df = pd.DataFrame(
+        {
+            "exposure_id": exposures["exposure_id"].astype(str).to_numpy(),
+            "customer_id": rec2cust.reindex(exposures["record_id"].astype(str)).to_numpy(),
+            "event_timestamp": ts.to_numpy(),
+            "request_ts": ts.astype("int64").to_numpy() / 1e6,
+            "action_id": exposures["action_id"].astype(str).to_numpy(),
+            "assignment_probability": exposures["assignment_probability"].astype(float).to_numpy(),
+            "responded": exposures["responded"].astype(int).to_numpy(),
+            "revenue": exposures["revenue"].astype(float).to_numpy(),
+        }
+    )
+    missing = df["customer_id"].isna()
+    if missing.any():
+        log.warning("%d exposures have no resolved customer and are left out", int(missing.sum()))
+    df = df.loc[~missing].reset_index(drop=True)
+    df["event_timestamp"] = df["event_timestamp"].astype("datetime64[us, UTC]")
+    return df
+
+
+def training_exposures(settings: Settings) -> pd.DataFrame:
+    """The exposures training learns from: the staged contract's when ``settings.sources``
+    is set, else the demo generator's export."""
+    if settings.sources is None:
+        return exposures_entity_df(settings.raw_dir, settings.unified_dir)
+    path = settings.contract_dir / "campaign_exposures.parquet"
+    if not path.exists():
+        raise InputError(
+            f"no campaign_exposures in {settings.contract_dir}: training needs the "
+            f"campaign_exposures table of {settings.sources}"
+        )
+    return contract_exposures(pd.read_parquet(path), settings.unified_dir)
 
 
 def check_point_in_time(frame: pd.DataFrame) -> None:

@@ -27,7 +27,7 @@ from core.vocabulary import NO_ACTION as CONTROL
 from customers.feature_schema import model_feature_names
 from models.decision_model import DecisionModel, ValueModel
 from models.registry import PromotionDecision
-from training.dataset import TrainingSet, build_training_set, exposures_entity_df
+from training.dataset import TrainingSet, build_training_set, training_exposures
 from training.selection import select_uplift_learner
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ def load_dataset(settings: Settings, store: Any | None = None) -> Dataset:
     from decisions.catalog import load_catalog
 
     store = store or feature_store(settings)
-    entity_df = exposures_entity_df(settings.raw_dir, settings.unified_dir)
+    entity_df = training_exposures(settings)
     allow_sensitive = _policy_allows_sensitive(settings)
     terms = load_catalog(settings.catalog).terms()
     features = model_feature_names(terms, allow_sensitive=allow_sensitive)

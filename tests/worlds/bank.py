@@ -1,0 +1,290 @@
+"""A second world, shaped unlike the demo: a small bank's exports, in its own layout.
+
+Core banking customers (CSV, day-first dates, full names in one column, national phone
+numbers), online-banking users (parquet, linked to customers only through e-mail and
+phone), card transactions split over two yearly files with unsigned amounts and a
+debit/credit flag, service cases and complaints, product holdings and stock under the
+bank's own product codes, consent and contact logs with its channel and purpose codes,
+and randomised campaign exposures whose arms are offer codes (``CTRL`` is control) and
+whose assignment probabilities differ per campaign. No app, no loyalty scheme.
+
+``tests/worlds/bank/sources.yaml`` (copied beside the data) maps it onto the source
+contract;
+``catalog.yaml`` and ``policy.yaml`` beside it are the bank's. Deterministic in ``seed``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+CONFIG_DIR = Path(__file__).resolve().parent / "bank"
+AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
+START = datetime(2025, 1, 1, tzinfo=UTC)
+#: Offer code -> catalog action, per campaign with each arm's assignment probability.
+CAMPAIGNS: dict[str, dict[str, float]] = {
+    "SPRING26": {"CTRL": 0.5, "OFF-SAV": 0.5},
+    "SUMMER26": {"CTRL": 0.2, "OFF-CARD": 0.4, "OFF-MORT": 0.4},
+    "AUTUMN26": {"CTRL": 0.25, "OFF-SAV": 0.25, "OFF-CARD": 0.25, "OFF-MORT": 0.25},
+}
+CAMPAIGN_START = {
+    "SPRING26": datetime(2026, 5, 4, tzinfo=UTC),
+    "SUMMER26": datetime(2026, 7, 6, tzinfo=UTC),
+    "AUTUMN26": datetime(2026, 9, 7, tzinfo=UTC),
+}
+OFFER_CHANNEL = {"OFF-SAV": "EMAIL", "OFF-CARD": "SMS", "OFF-MORT": "PHONE"}
+PRODUCTS = ("CA01", "CC02", "MG03", "SV04", "CC09")
+_FIRST = ("Anna", "Ben", "Clara", "David", "Eva", "Frank", "Greta", "Hugo", "Ida", "Jonas")
+_LAST = ("Meyer", "Schmidt", "Fischer", "Weber", "Wagner", "Becker", "Hoffmann", "Klein")
+_TOWNS = ("Leeds", "York", "Hull", "Bath", "Derby")
+
+#: The known customer of the tests: consent to marketing by e-mail and by phone, an
+#: SMS consent that was withdrawn, a current account and no mortgage.
+KNOWN_CUSTOMER = "C00001"
+
+
+@dataclass(frozen=True)
+class BankWorld:
+    """Where the exports went and the files that describe them."""
+
+    data_dir: Path
+    sources: Path
+    catalog: Path = CONFIG_DIR / "catalog.yaml"
+    policy: Path = CONFIG_DIR / "policy.yaml"
+
+
+def _day(d: pd.Series | datetime) -> pd.Series | str:
+    if isinstance(d, datetime):
+        return d.strftime("%d/%m/%Y")
+    return d.dt.strftime("%d/%m/%Y")
+
+
+def _times(rng: np.random.Generator, n: int, start: datetime, end: datetime) -> pd.Series:
+    span = (end - start).total_seconds()
+    secs = np.sort(rng.uniform(0, span, n)) if n else np.array([])
+    return pd.Series(pd.Timestamp(start) + pd.to_timedelta(secs, unit="s"))
+
+
+def write_bank(out: Path, customers: int = 300, seed: int = 11) -> BankWorld:
+    """Write the bank's exports under ``out`` and return where everything is."""
+    rng = np.random.default_rng(seed)
+    out = Path(out)
+    for sub in ("core", "online", "cards", "crm", "marketing", "products"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    n = customers
+    cust = [f"C{i + 1:05d}" for i in range(n)]
+    first = rng.choice(_FIRST, n)
+    last = rng.choice(_LAST, n)
+    email = [
+        f"{f}.{s}{i}@bank-mail.test".lower()
+        for i, (f, s) in enumerate(zip(first, last, strict=True))
+    ]
+    phone = [f"07700 9{i:05d}" for i in range(n)]
+    opened = _times(rng, n, datetime(2015, 1, 1, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC))
+    opened = opened.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    spender = rng.gamma(2.0, 1.0, n)  # card spend level: the card offer works for spenders
+    house = rng.integers(0, int(n * 0.8), n)
+    pd.DataFrame(
+        {
+            "CustNo": cust,
+            "FullName": [f"{f} {s}" for f, s in zip(first, last, strict=True)],
+            "EMail": email,
+            "Mobile": phone,
+            "DOB": _day(
+                pd.Series(pd.to_datetime("1950-01-01", utc=True)).repeat(n).reset_index(drop=True)
+                + pd.to_timedelta(rng.integers(0, 18_000, n), unit="D")
+            ),
+            "Address": [f"{h + 1} Mill Lane" for h in house],
+            "Town": [_TOWNS[h % len(_TOWNS)] for h in house],
+            "PostCode": [f"LS{h % 9 + 1} {h % 7 + 1}AB" for h in house],
+            "Opened": _day(opened),
+        }
+    ).to_csv(out / "core" / "customers.csv", index=False)
+
+    # online banking: about half the customers, upper-cased e-mails, phones in +44 form
+    online = np.flatnonzero(rng.random(n) < 0.5)
+    online = np.union1d(online, [0])
+    users = pd.DataFrame(
+        {
+            "UserRef": [f"U{i:06d}" for i in range(len(online))],
+            "Login": [email[i].upper() for i in online],
+            "Phone": ["+44 " + phone[i][1:] for i in online],
+            "Registered": [
+                pd.Timestamp(opened[i]) + pd.Timedelta(days=int(rng.integers(1, 300)))
+                for i in online
+            ],
+        }
+    )
+    users.to_parquet(out / "online" / "users.parquet", index=False)
+    ev_rows = []
+    for ref, i in zip(users["UserRef"], online, strict=True):
+        k = int(rng.poisson(6 + 2 * spender[i]))
+        ts = _times(rng, k, datetime(2026, 1, 1, tzinfo=UTC), AS_OF - timedelta(days=1))
+        what = rng.choice(["page_view", "card_compare", "mortgage_calc"], k, p=[0.6, 0.25, 0.15])
+        section = np.where(
+            what == "mortgage_calc",
+            "mortgages",
+            np.where(what == "card_compare", "cards", "current_accounts"),
+        )
+        ev_rows.append(
+            pd.DataFrame(
+                {
+                    "UserRef": ref,
+                    "When": ts.dt.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "What": what,
+                    "Section": section,
+                }
+            )
+        )
+    pd.concat(ev_rows, ignore_index=True).to_csv(out / "online" / "events.csv", index=False)
+
+    # card transactions, one file per year, unsigned amounts and a D/C flag
+    tx = []
+    for i in range(n):
+        k = int(rng.poisson(4 + 6 * spender[i]))
+        ts = _times(rng, k, START, AS_OF - timedelta(days=1))
+        credit = rng.random(k) < 0.1
+        tx.append(
+            pd.DataFrame(
+                {
+                    "CustNo": cust[i],
+                    "ts": ts,
+                    "Amount": np.round(rng.gamma(2.0, 20.0 * (1 + spender[i]), k), 2),
+                    "DC": np.where(credit, "C", "D"),
+                    "MCC": rng.choice(["5411", "5812", "4111"], k),
+                }
+            )
+        )
+    tx = pd.concat(tx, ignore_index=True).sort_values("ts", kind="stable")
+    for year in (2025, 2026):
+        part = tx.loc[tx["ts"].dt.year == year]
+        pd.DataFrame(
+            {
+                "CustNo": part["CustNo"],
+                "BookingDate": _day(part["ts"]),
+                "Amount": part["Amount"],
+                "DC": part["DC"],
+                "MCC": part["MCC"],
+            }
+        ).to_csv(out / "cards" / f"transactions_{year}.csv", index=False)
+
+    # service cases (some still open) and complaints booked apart
+    case_of = rng.choice(n, int(n * 0.3))
+    c_open = _times(rng, len(case_of), datetime(2026, 1, 1, tzinfo=UTC), AS_OF)
+    c_close = c_open + pd.to_timedelta(rng.integers(1, 20, len(case_of)), unit="D")
+    still_open = (c_close >= pd.Timestamp(AS_OF)).to_numpy()
+    pd.DataFrame(
+        {
+            "CaseRef": [f"K{i:05d}" for i in range(len(case_of))],
+            "CustNo": [cust[i] for i in case_of],
+            "Opened": _day(c_open),
+            "Closed": np.where(still_open, "", _day(c_close)),
+            "Type": rng.choice(["QUERY", "COMPLAINT"], len(case_of), p=[0.85, 0.15]),
+        }
+    ).to_csv(out / "crm" / "cases.csv", index=False)
+    comp_of = rng.choice(np.arange(1, n), int(n * 0.05))
+    pd.DataFrame(
+        {
+            "CustNo": [cust[i] for i in comp_of],
+            "Date": _day(_times(rng, len(comp_of), datetime(2026, 1, 1, tzinfo=UTC), AS_OF)),
+        }
+    ).to_csv(out / "crm" / "complaints.csv", index=False)
+
+    # holdings under the bank's product codes; everyone has a current account
+    hold = [(cust[i], "CA01", _day(opened[i])) for i in range(n)]
+    hold += [(cust[i], "CC02", _day(opened[i])) for i in range(1, n) if rng.random() < 0.4]
+    hold += [(cust[i], "MG03", _day(opened[i])) for i in range(1, n) if rng.random() < 0.2]
+    pd.DataFrame(hold, columns=["CustNo", "ProductCode", "StartDate"]).to_csv(
+        out / "products" / "holdings.csv", index=False
+    )
+    pd.DataFrame({"ProductCode": list(PRODUCTS), "Units": [9999, 9999, 9999, 9999, 0]}).to_csv(
+        out / "products" / "stock.csv", index=False
+    )
+
+    # consent log: codes for purpose and channel, Y/N flags, day-first timestamps
+    rows = []
+    for i in range(n):
+        t0 = pd.Timestamp(opened[i]) + pd.Timedelta(days=1)
+        for ch, p in (("EMAIL", 0.75), ("SMS", 0.6), ("PHONE", 0.5), ("WEB", 0.8)):
+            if rng.random() < p:
+                rows.append((cust[i], "MKT", ch, "Y", t0, "branch"))
+        if rng.random() < 0.3:
+            rows.append((cust[i], "PROF", "EMAIL", "Y", t0, "online"))
+    known = [
+        (KNOWN_CUSTOMER, "MKT", ch, "Y", pd.Timestamp(2025, 3, 1, tz="UTC"), "branch")
+        for ch in ("EMAIL", "SMS", "PHONE")
+    ]
+    known.append((KNOWN_CUSTOMER, "MKT", "SMS", "N", pd.Timestamp(2026, 2, 1, tz="UTC"), "phone"))
+    rows = [r for r in rows if r[0] != KNOWN_CUSTOMER] + known
+    consent = pd.DataFrame(rows, columns=["CustNo", "Purpose", "Channel", "Flag", "ts", "Source"])
+    consent["Timestamp"] = consent["ts"].dt.strftime("%d/%m/%Y %H:%M")
+    consent.drop(columns="ts").to_csv(out / "crm" / "consent_log.csv", index=False)
+
+    # randomised campaigns: each customer once per campaign, arm drawn with its probability
+    expo, contacts = [], []
+    mortgage_fit = (np.asarray((pd.Timestamp(AS_OF) - opened).dt.days) > 3 * 365).astype(float)
+    for camp, arms in CAMPAIGNS.items():
+        codes, probs = list(arms), np.array(list(arms.values()))
+        who = np.flatnonzero(rng.random(n) < 0.8)
+        who = who[who != 0]  # the known customer stays out of the experiments
+        draw = rng.choice(len(codes), len(who), p=probs / probs.sum())
+        when = _times(
+            rng, len(who), CAMPAIGN_START[camp], CAMPAIGN_START[camp] + timedelta(days=20)
+        )
+        when = when.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+        for j, (i, a) in enumerate(zip(who, draw, strict=True)):
+            code = codes[a]
+            base = 0.05 + 0.05 * min(spender[i], 3)
+            lift = {
+                "CTRL": 0.0,
+                "OFF-SAV": 0.05,
+                "OFF-CARD": 0.12 * min(spender[i], 3) - 0.1,
+                "OFF-MORT": 0.3 * mortgage_fit[i],
+            }[code]
+            responded = rng.random() < float(np.clip(base + lift, 0.01, 0.95))
+            value = {"CTRL": 60.0, "OFF-SAV": 80.0, "OFF-CARD": 120.0, "OFF-MORT": 400.0}[code]
+            expo.append(
+                (
+                    f"{camp}-{j:05d}",
+                    cust[i],
+                    camp,
+                    code,
+                    probs[a],
+                    "Y" if responded else "N",
+                    value if responded else 0.0,
+                    when[j],
+                )
+            )
+            if code != "CTRL":
+                contacts.append((cust[i], OFFER_CHANNEL[code], code, when[j]))
+    ex = pd.DataFrame(
+        expo,
+        columns=[
+            "ExposureRef",
+            "CustNo",
+            "Campaign",
+            "OfferCode",
+            "Probability",
+            "Responded",
+            "Value",
+            "ts",
+        ],
+    )
+    ex["AssignedOn"] = ex["ts"].dt.strftime("%d/%m/%Y %H:%M:%S")
+    ex.drop(columns="ts").to_parquet(out / "marketing" / "exposures.parquet", index=False)
+    ct = pd.DataFrame(contacts, columns=["CustNo", "Channel", "OfferCode", "ts"])
+    ct["SentAt"] = ct["ts"].dt.strftime("%d/%m/%Y %H:%M:%S")
+    ct.drop(columns="ts").to_csv(out / "marketing" / "contacts.csv", index=False)
+    shutil.copy(CONFIG_DIR / "sources.yaml", out / "sources.yaml")
+    return BankWorld(data_dir=out, sources=out / "sources.yaml")
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(write_bank(Path(sys.argv[1] if len(sys.argv) > 1 else "bank_data")))
