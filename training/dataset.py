@@ -62,53 +62,24 @@ class TrainingSet:
         return self.frame["assignment_probability"].to_numpy(dtype=np.float64)
 
 
-def exposures_entity_df(raw_dir: Path, unified_dir: Path) -> pd.DataFrame:
-    """Campaign exposures keyed by unified customer and exposure time.
-
-    Exposures whose CRM record did not resolve to a customer are dropped (and counted).
-    """
-    camp = pd.read_parquet(raw_dir / "campaign_history.parquet")
+def _record_customers(unified_dir: Path) -> pd.Series:
+    """Unified customer id by identity record id."""
     identity = pd.read_parquet(
         unified_dir / "identity.parquet", columns=["record_id", "customer_id"]
     )
-    rec2cust = pd.Series(identity["customer_id"].to_numpy(), index=identity["record_id"].to_numpy())
-    cust = rec2cust.reindex("crm:" + camp["crm_id"].astype(str)).to_numpy()
-    ts = pd.to_datetime(camp["exposed_at"], utc=True).astype("datetime64[us, UTC]")
-    df = pd.DataFrame(
-        {
-            "exposure_id": camp["exposure_id"].astype(str).to_numpy(),
-            "customer_id": cust,
-            "event_timestamp": ts.to_numpy(),
-            "request_ts": ts.astype("int64").to_numpy() / 1e6,
-            "action_id": camp["action_id"].astype(str).to_numpy(),
-            "assignment_probability": camp["assignment_probability"].astype(float).to_numpy(),
-            "responded": camp["responded"].astype(int).to_numpy(),
-            "revenue": camp["revenue"].astype(float).to_numpy(),
-        }
-    )
-    missing = df["customer_id"].isna()
-    if missing.any():
-        log.warning("%d exposures have no resolved customer and are left out", int(missing.sum()))
-    df = df.loc[~missing].reset_index(drop=True)
-    df["event_timestamp"] = df["event_timestamp"].astype("datetime64[us, UTC]")
-    return df
+    return pd.Series(identity["customer_id"].to_numpy(), index=identity["record_id"].to_numpy())
 
 
-def contract_exposures(exposures: pd.DataFrame, unified_dir: Path) -> pd.DataFrame:
-    """:func:`exposures_entity_df` of a staged ``campaign_exposures`` contract table.
-
-    Each exposure keeps its own assignment probability (campaigns differ); exposures
-    whose identity record did not resolve to a customer are dropped (and counted).
-    """
-    identity = pd.read_parquet(
-        unified_dir / "identity.parquet", columns=["record_id", "customer_id"]
-    )
-    rec2cust = pd.Series(identity["customer_id"].to_numpy(), index=identity["record_id"].to_numpy())
+def _entity_df(exposures: pd.DataFrame, record_ids: pd.Series, unified_dir: Path) -> pd.DataFrame:
+    """Exposures keyed by unified customer and exposure time, each with its own assignment
+    probability; exposures whose record did not resolve to a customer are dropped (and
+    counted)."""
+    customers = _record_customers(unified_dir).reindex(record_ids).to_numpy()
     ts = pd.to_datetime(exposures["exposed_at"], utc=True).astype("datetime64[us, UTC]")
     df = pd.DataFrame(
         {
             "exposure_id": exposures["exposure_id"].astype(str).to_numpy(),
-            "customer_id": rec2cust.reindex(exposures["record_id"].astype(str)).to_numpy(),
+            "customer_id": customers,
             "event_timestamp": ts.to_numpy(),
             "request_ts": ts.astype("int64").to_numpy() / 1e6,
             "action_id": exposures["action_id"].astype(str).to_numpy(),
@@ -123,6 +94,24 @@ def contract_exposures(exposures: pd.DataFrame, unified_dir: Path) -> pd.DataFra
     df = df.loc[~missing].reset_index(drop=True)
     df["event_timestamp"] = df["event_timestamp"].astype("datetime64[us, UTC]")
     return df
+
+
+def exposures_entity_df(raw_dir: Path, unified_dir: Path) -> pd.DataFrame:
+    """Campaign exposures of the demo export keyed by unified customer and exposure time.
+
+    Exposures whose CRM record did not resolve to a customer are dropped (and counted).
+    """
+    camp = pd.read_parquet(raw_dir / "campaign_history.parquet")
+    return _entity_df(camp, "crm:" + camp["crm_id"].astype(str), unified_dir)
+
+
+def contract_exposures(exposures: pd.DataFrame, unified_dir: Path) -> pd.DataFrame:
+    """:func:`exposures_entity_df` of a staged ``campaign_exposures`` contract table.
+
+    Each exposure keeps its own assignment probability (campaigns differ); exposures
+    whose identity record did not resolve to a customer are dropped (and counted).
+    """
+    return _entity_df(exposures, exposures["record_id"].astype(str), unified_dir)
 
 
 def training_exposures(settings: Settings) -> pd.DataFrame:

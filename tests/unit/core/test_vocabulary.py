@@ -9,20 +9,9 @@ import pytest
 
 from core import vocabulary
 from core.settings import PROJECT_ROOT
+from tests.unit.test_architecture import PACKAGES
 
-PRODUCT_PACKAGES = (
-    "core",
-    "customers",
-    "models",
-    "decisions",
-    "training",
-    "serving",
-    "batch",
-    "measurement",
-    "demo",
-    "nextbest",
-    "feature_repo",
-)
+PRODUCT_PACKAGES = (*PACKAGES, "feature_repo")
 HOME = PROJECT_ROOT / "core" / "vocabulary.py"
 VOCABULARY = {
     name: frozenset(value)
