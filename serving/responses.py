@@ -9,7 +9,12 @@ from core.vocabulary import NO_ACTION
 
 
 def response_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``/decide`` answer built from the decision-log record (same facts, no copy)."""
+    """The ``/decide`` answer built from the decision-log record (same facts, no copy).
+
+    A holdout answer lists no actions: a channel that reads ``actions`` must not contact
+    the holdout. Its counterfactual ranking stays in the decision log for measurement.
+    """
+    ranked = [] if record["group"] == "holdout" else record.get("ranked", [])
     return {
         "decision_id": record["decision_id"],
         "customer_id": record["customer_id"],
@@ -30,7 +35,7 @@ def response_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
                 "lever": a["lever"],
                 "reasons": [score_sentence(a)],
             }
-            for a in record.get("ranked", [])
+            for a in ranked
         ],
         "excluded": [
             {"action_id": e["action_id"], "reasons": [{"code": e["reason"], "text": e["sentence"]}]}

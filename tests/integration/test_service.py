@@ -244,6 +244,7 @@ def test_holdout_customers_are_never_treated(world: World, service: Server) -> N
         groups[d["group"]] += 1
         if d["group"] == "holdout":
             assert d["chosen_action"] == "no_action"
+            assert d["actions"] == [], "a holdout answer must list no offers"
     share = world.settings and groups["holdout"] / len(ids)
     from decisions.policy import load_policy
 
