@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.errors import InputError
+
 DECISIONS: tuple[str, ...] = ("link", "split")
 DECISION_COLUMNS: tuple[str, ...] = (
     "record_id_a",
@@ -51,11 +53,11 @@ def load_decisions(path: Path | None) -> pd.DataFrame:
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [c for c in DECISION_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; expected {list(DECISION_COLUMNS)}")
+        raise InputError(f"{path}: missing column(s) {missing}; expected {list(DECISION_COLUMNS)}")
     bad = ~df["decision"].isin(DECISIONS)
     if bad.any():
         row = int(np.flatnonzero(bad)[0]) + 2
-        raise ValueError(
+        raise InputError(
             f"{path}: decision must be one of {list(DECISIONS)}; row {row} has "
             f"{df['decision'][bad].iloc[0]!r}"
         )
@@ -68,15 +70,16 @@ def record_decision(
 ) -> pd.DataFrame:
     """Append a human decision to ``path`` (created if absent); returns all decisions.
 
-    Raises ``ValueError`` for an unknown decision, an empty or repeated record id.
+    Raises :class:`~core.errors.InputError` (a ``ValueError``) for an unknown decision,
+    an empty or repeated record id.
     """
     if decision not in DECISIONS:
-        raise ValueError(f"decision must be one of {list(DECISIONS)}, not {decision!r}")
+        raise InputError(f"decision must be one of {list(DECISIONS)}, not {decision!r}")
     a, b = str(record_id_a).strip(), str(record_id_b).strip()
     if not a or not b:
-        raise ValueError("both record ids are required")
+        raise InputError("both record ids are required")
     if a == b:
-        raise ValueError(f"a record cannot be linked to or split from itself ({a!r})")
+        raise InputError(f"a record cannot be linked to or split from itself ({a!r})")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     row = pd.DataFrame(
@@ -167,13 +170,13 @@ def decisions_from_review(review_path: Path, decisions_path: Path) -> int:
     df = pd.read_csv(review_path, dtype=str, keep_default_na=False)
     for c in ("record_id_a", "record_id_b", "decision"):
         if c not in df.columns:
-            raise ValueError(f"{review_path}: missing column {c!r}")
+            raise InputError(f"{review_path}: missing column {c!r}")
     filled = df[df["decision"].str.strip() != ""]
     n = 0
     for i, row in filled.iterrows():
         decision = row["decision"].strip().lower()
         if decision not in DECISIONS:
-            raise ValueError(
+            raise InputError(
                 f"{review_path}: row {int(i) + 2}: decision must be link or split, not "
                 f"{row['decision']!r}"
             )

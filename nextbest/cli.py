@@ -26,6 +26,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from core.errors import MissingInputError
 from core.settings import PROJECT_ROOT, Settings, get_settings
 
 console = Console(stderr=True)
@@ -254,11 +255,7 @@ def _decide(record_a: str, record_b: str, decision: str, reason: str) -> None:
     from customers.corrections import decisions_path, record_decision
 
     path = decisions_path(_settings().root)
-    try:
-        record_decision(path, record_a, record_b, decision, reason)
-    except ValueError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+    record_decision(path, record_a, record_b, decision, reason)
     console.print(
         f"[green]recorded[/]: {decision} {record_a} {record_b}; every later "
         f"`nextbest resolve` honours it ({path})"
@@ -296,13 +293,8 @@ def identity_review_cmd(
 
     path = decisions_path(_settings().root)
     if not reviewed.exists():
-        console.print(f"[red]review file {reviewed} does not exist[/red]")
-        raise typer.Exit(2)
-    try:
-        n = decisions_from_review(reviewed, path)
-    except ValueError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+        raise MissingInputError(f"review file {reviewed} does not exist")
+    n = decisions_from_review(reviewed, path)
     console.print(f"[green]recorded {n:,} decisions[/] in {path}")
 
 
