@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.settings import PROJECT_ROOT
@@ -26,6 +26,8 @@ class Server:
     url: str
     proc: subprocess.Popen
     log_path: Path
+    #: Headers every request to this server carries (the API key once authentication is on).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def free_port() -> int:
