@@ -12,6 +12,14 @@ over the id and time columns only and joins the views on those; the feature colu
 then read only from the row groups that hold a winning row. The feature matrix is held
 whole (8 bytes x features x customers, ~0.8 GB at 1M).
 
+The event ledger (:mod:`decisions.ledger`): the job fixes one cut of it when it starts
+(:func:`ledger_cut`: every event up to the newest position then, and the last feature
+build's watermark), and each chunk or partition applies its customers' state at ``as_of``
+with :func:`apply_ledger_chunk`, i.e. :func:`decisions.ledger_state.apply_ledger`, the
+function the online service applies per request, reading the ledger with one indexed
+query per chunk. Events that arrive while the job runs are left to the next run, so
+every chunk sees the same ledger.
+
 Out: the decisions file's layout (one row per customer, top-k flattened, the exclusion
 reason per action), and the run's summary (``<out>.summary.json``) counted from it.
 """
@@ -39,6 +47,8 @@ from customers.feature_schema import (
     view_specs,
 )
 from decisions.engine import DecisionContext, Decisions, Plan
+from decisions.ledger import Ledger
+from decisions.ledger_state import apply_ledger
 from decisions.reasons import Reason
 
 log = logging.getLogger(__name__)
@@ -355,6 +365,58 @@ def read_customer_list(customer_ids: Sequence[str] | Path | None) -> list[str] |
 
 
 # --------------------------------------------------------------------------------------
+# the event ledger
+
+
+@dataclass(frozen=True)
+class LedgerCut:
+    """The ledger as one batch job reads it: the events up to position ``upto_seq`` (the
+    newest when the job started) and ``watermark``, the position the last feature build
+    read. Small and picklable: Spark sends it to every partition."""
+
+    path: Path
+    upto_seq: int
+    watermark: int
+
+
+def ledger_cut(path: Path) -> LedgerCut | None:
+    """The cut of the ledger at ``path`` a job reads now; None when it holds no event (a
+    home that never received one has no ledger file, and none is created)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    ledger = Ledger(path)
+    try:
+        cut = LedgerCut(path, ledger.last_seq(), ledger.build_watermark())
+    finally:
+        ledger.close()
+    return cut if cut.upto_seq > 0 else None
+
+
+def apply_ledger_chunk(
+    X: np.ndarray,
+    names: Sequence[str],
+    customer_ids: Sequence[str],
+    ledger: Ledger,
+    cut: LedgerCut,
+    as_of: datetime,
+    index: dict[str, int] | None = None,
+) -> int:
+    """The ledger's state at ``as_of`` written over one chunk's feature rows in place
+    (one indexed query for the chunk's customers); returns how many rows changed."""
+    return apply_ledger(
+        X,
+        names,
+        customer_ids,
+        ledger,
+        utc(as_of).timestamp(),
+        upto_seq=cut.upto_seq,
+        watermark=cut.watermark,
+        index=index,
+    )
+
+
+# --------------------------------------------------------------------------------------
 # output layout
 
 
@@ -451,6 +513,10 @@ class ScoreSummary:
     #: How the model scored: "compiled trees" (rows checked against LightGBM), "lightgbm"
     #: (the stacked scorer) or "model" (the model's own methods); empty on Spark.
     scorer: str = ""
+    #: The ledger position the job read up to (0: no event in the ledger).
+    ledger_position: int = 0
+    #: Customers whose features the ledger's state changed (-1: not counted, on Spark).
+    ledger_customers: int = 0
 
     @property
     def decisions_per_second(self) -> float:

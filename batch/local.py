@@ -21,7 +21,9 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from batch.io import (
+    LedgerCut,
     ProgressFn,
+    apply_ledger_chunk,
     decisions_table,
     file_metadata,
     iter_feature_chunks,
@@ -30,6 +32,7 @@ from batch.io import (
 from core.settings import Settings
 from customers.feature_schema import CatalogTerms
 from decisions.engine import DecisionContext, Plan, decide
+from decisions.ledger import Ledger
 
 
 def scorer_name(model: Any) -> str:
@@ -52,9 +55,13 @@ def local_score(
     log_decisions: bool,
     progress: ProgressFn | None,
     terms: CatalogTerms,
+    ledger_cut: LedgerCut | None = None,
+    counts: dict[str, int] | None = None,
 ) -> dict[str, float]:
-    """The in-process job (``engine="local"``): stream feature chunks, decide, append to
-    one parquet file.
+    """The in-process job (``engine="local"``): stream feature chunks, apply the ledger's
+    state to each (``ledger_cut``; none when None), decide, append to one parquet file.
+    Returns seconds per step; ``counts["ledger_customers"]`` gets the number of customers
+    whose features the ledger changed.
 
     ``decide`` is split into ``scoring`` (inside the model, when it is a stacked scorer
     that counts its time) and ``rules`` (everything else of the engine).
@@ -64,11 +71,14 @@ def local_score(
 
     timings = {"features": 0.0, "select_join": 0.0, "gather": 0.0}
     timings |= {"chunk_ids": 0.0, "decide": 0.0, "scoring": 0.0, "rules": 0.0}
-    timings |= {"write": 0.0, "log": 0.0}
+    timings |= {"write": 0.0, "log": 0.0, "ledger": 0.0}
+    changed = 0
     scorer = plan.model if isinstance(plan.model, StackedScorer) else None
     scored_before = scorer.seconds if scorer is not None else 0.0
     schema = output_schema(plan, ctx.channel, ctx.k).with_metadata(file_metadata(plan, ctx))
     decision_log = DecisionLog(settings.decision_log_dir) if log_decisions else None
+    ledger = Ledger(ledger_cut.path) if ledger_cut is not None else None
+    index = {n: j for j, n in enumerate(plan.feature_names)}
     t_query = time.perf_counter()
     total, chunks = iter_feature_chunks(
         settings.features_dir, ids, ctx.now, settings.chunk_size, timings, terms=terms
@@ -81,8 +91,14 @@ def local_score(
     with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
         t = time.perf_counter()
         for cids, X in chunks:
+            t0 = time.perf_counter()
+            timings["chunk_ids"] += t0 - t
+            if ledger is not None and ledger_cut is not None:
+                changed += apply_ledger_chunk(
+                    X, plan.feature_names, cids, ledger, ledger_cut, ctx.now, index
+                )
             t1 = time.perf_counter()
-            timings["chunk_ids"] += t1 - t
+            timings["ledger"] += t1 - t0
             d = decide(X, cids, plan, ctx)
             t2 = time.perf_counter()
             timings["decide"] += t2 - t1
@@ -98,6 +114,10 @@ def local_score(
                 progress(done, total)
             t = time.perf_counter()
     tmp.replace(out)  # readers never see a half-written file
+    if ledger is not None:
+        ledger.close()
+    if counts is not None:
+        counts["ledger_customers"] = changed
     if scorer is not None:
         timings["scoring"] = scorer.seconds - scored_before
         timings["rules"] = timings["decide"] - timings["scoring"]

@@ -2,9 +2,10 @@
 time, on a chosen backend.
 
 :func:`score_customers` checks the inputs, fixes the decision context (time, stock,
-feature snapshot), hands the job to a backend (:mod:`batch.local` in this process, or
-:mod:`batch.spark` on PySpark) and writes the summary counted from the output
-(:mod:`batch.io`). The backends share only :mod:`batch.io` and never import each other.
+feature snapshot) and the cut of the event ledger every chunk applies, hands the job to a
+backend (:mod:`batch.local` in this process, or :mod:`batch.spark` on PySpark) and writes
+the summary counted from the output (:mod:`batch.io`). The backends share only
+:mod:`batch.io` and never import each other.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from batch.io import (
     ScoreSummary,
     count_output,
     feature_snapshot_time,
+    ledger_cut,
     read_customer_list,
     utc,
     write_summary,
@@ -84,6 +86,10 @@ def score_customers(
         stock=stock_vector(runtime),
         feature_snapshot_time=snapshot,
     )
+    # One cut of the event ledger for the whole job: every chunk and partition reads the
+    # events stored when the job started.
+    cut = ledger_cut(settings.ledger_path)
+    counts = {"ledger_customers": 0}
     timings: dict[str, float] = {"setup": time.perf_counter() - t0 - snapshot_s}
     timings["snapshot_time"] = snapshot_s
     if engine == "spark":
@@ -98,7 +104,9 @@ def score_customers(
             ids,
             progress=progress,
             terms=runtime.terms,
+            ledger_cut=cut,
         )
+        counts["ledger_customers"] = -1  # not collected from the partitions
         timings["spark_job"] = time.perf_counter() - t1
         if log_decisions:
             log.warning("--log-decisions is not supported on the spark engine; nothing logged")
@@ -109,7 +117,9 @@ def score_customers(
         plan = stacked_plan(runtime.plan, model_threads, compiled=True)
         timings["model_setup"] = time.perf_counter() - t1  # flattening trees, numba compile
         timings.update(
-            local_score(settings, plan, ctx, out, ids, log_decisions, progress, runtime.terms)
+            local_score(
+                settings, plan, ctx, out, ids, log_decisions, progress, runtime.terms, cut, counts
+            )
         )
         scorer = scorer_name(plan.model)
     else:
@@ -134,6 +144,8 @@ def score_customers(
         catalog_version=runtime.plan.catalog.version,
         timings_s={k_: round(v, 3) for k_, v in timings.items()},
         scorer=scorer,
+        ledger_position=cut.upto_seq if cut is not None else 0,
+        ledger_customers=counts["ledger_customers"] if cut is not None else 0,
     )
     write_summary(summary)
     log.info(

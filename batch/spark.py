@@ -4,10 +4,13 @@ The job is the local one (:mod:`batch.local`) spread over partitions, with the s
 input and output layout (:mod:`batch.io`; the backends never import each other): Spark
 reads the same feature parquet files and keeps, per view, the latest row per customer at
 or before ``as_of`` (within the view's TTL; ``max_by`` on the event time), joins the views
-by ``customer_id``, and every partition runs :func:`decisions.engine.decide` with the broadcast
-plan (model included) through ``mapInArrow``, yielding Arrow batches in the local job's
-output layout. The same code runs in local mode in tests (``local[2]``) and on a cluster
-(pass ``master`` or use the active session).
+by ``customer_id``, and every partition applies the event ledger's state to each Arrow
+batch (:func:`batch.io.apply_ledger_chunk`, the job's one cut of the ledger, as the local
+job does per chunk) and runs :func:`decisions.engine.decide` with the broadcast plan (model
+included) through ``mapInArrow``, yielding Arrow batches in the local job's output layout.
+The ledger is a SQLite file: the executors open it by its path, so on a cluster it must be
+on a file system they share. The same code runs in local mode in tests (``local[2]``) and
+on a cluster (pass ``master`` or use the active session).
 """
 
 from __future__ import annotations
@@ -20,7 +23,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from batch.io import BatchInputError, batch_to_matrix, decisions_table, output_schema, utc
+from batch.io import (
+    BatchInputError,
+    LedgerCut,
+    apply_ledger_chunk,
+    batch_to_matrix,
+    decisions_table,
+    output_schema,
+    utc,
+)
 from core.settings import PROJECT_ROOT, Settings
 from customers.feature_schema import CatalogTerms
 from decisions.engine import DecisionContext, Plan
@@ -116,9 +127,10 @@ def spark_feature_frame(
 
 
 def _partition_decider(
-    plan_bc: Any, ctx: DecisionContext, schema_bytes: bytes
+    plan_bc: Any, ctx: DecisionContext, schema_bytes: bytes, ledger_cut: LedgerCut | None
 ) -> Callable[[Iterator[Any]], Iterator[Any]]:
-    """The per-partition function: Arrow batches of features in, Arrow decisions out."""
+    """The per-partition function: Arrow batches of features in, the ledger's state
+    applied (``ledger_cut``; none when None), Arrow decisions out."""
 
     def run(batches: Iterator[Any]) -> Iterator[Any]:
         import pickle
@@ -127,17 +139,26 @@ def _partition_decider(
         import pyarrow as pa
 
         from decisions.engine import decide
+        from decisions.ledger import Ledger
 
         plan = pickle.loads(plan_bc.value)
         schema = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
         names = list(plan.feature_names)
+        index = {n: j for j, n in enumerate(names)}
         request_ts = ctx.now.timestamp()
-        for batch in batches:
-            if batch.num_rows == 0:
-                continue
-            ids, X = batch_to_matrix(batch, len(names), request_ts, names)
-            d = decide(X, np.asarray(ids, dtype=object), plan, ctx)
-            yield from decisions_table(d, schema).to_batches()
+        ledger = Ledger(ledger_cut.path) if ledger_cut is not None else None
+        try:
+            for batch in batches:
+                if batch.num_rows == 0:
+                    continue
+                ids, X = batch_to_matrix(batch, len(names), request_ts, names)
+                if ledger is not None and ledger_cut is not None:
+                    apply_ledger_chunk(X, names, ids, ledger, ledger_cut, ctx.now, index)
+                d = decide(X, np.asarray(ids, dtype=object), plan, ctx)
+                yield from decisions_table(d, schema).to_batches()
+        finally:
+            if ledger is not None:
+                ledger.close()
 
     return run
 
@@ -152,9 +173,11 @@ def spark_score(
     progress: Callable[[int, int], None] | None = None,
     *,
     terms: CatalogTerms,
+    ledger_cut: LedgerCut | None = None,
 ) -> Path:
     """Run the batch job on Spark and write ``out`` as a directory of parquet parts
-    (``terms``: the catalog's, naming the feature columns)."""
+    (``terms``: the catalog's, naming the feature columns; ``ledger_cut``: the events
+    every partition applies, none when None)."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
     spark = spark or spark_session()
@@ -167,7 +190,7 @@ def spark_score(
     # cloudpickle, not the broadcast's plain pickle: models defined in a notebook or a
     # script's __main__ travel by value.
     plan_bc = spark.sparkContext.broadcast(cloudpickle.dumps(plan))
-    decider = _partition_decider(plan_bc, ctx, schema.serialize().to_pybytes())
+    decider = _partition_decider(plan_bc, ctx, schema.serialize().to_pybytes(), ledger_cut)
     result = frame.mapInArrow(decider, from_arrow_schema(schema))
     result.write.mode("overwrite").parquet(str(out))
     plan_bc.unpersist()

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from customers.feature_schema import WINDOWS, days_since, request_time_features_of
-from decisions.ledger import LedgerEvent
+from decisions.ledger import Ledger, LedgerEvent
 
 DAY = 86_400.0
 
@@ -162,6 +162,36 @@ def apply_overrides(
                 row[j] = v
         changed += 1
     return changed
+
+
+def apply_ledger(
+    X: np.ndarray,
+    names: Sequence[str],
+    customer_ids: Sequence[str | None],
+    ledger: Ledger,
+    now: float,
+    *,
+    events: Mapping[str, Sequence[LedgerEvent]] | None = None,
+    upto_seq: int | None = None,
+    watermark: int | None = None,
+    index: Mapping[str, int] | None = None,
+) -> int:
+    """The ledger's state at ``now`` written over the feature matrix ``X`` (rows =
+    ``customer_ids``, columns = ``names``) in place, as every decision path applies it:
+    the online service per request, batch scoring per chunk and partition. Returns how
+    many rows changed.
+
+    The customers' events are read with one indexed query (:meth:`Ledger.events_for`, up
+    to position ``upto_seq``) unless ``events`` holds them already; ``watermark`` is the
+    position the last feature build read (read from the ledger when None).
+    """
+    if events is None:
+        events = ledger.events_for([c for c in customer_ids if c], upto_seq=upto_seq)
+    if not events:
+        return 0
+    if watermark is None:
+        watermark = ledger.build_watermark()
+    return apply_overrides(X, names, customer_ids, events, now, watermark, index)
 
 
 class _Row(Mapping[str, float]):

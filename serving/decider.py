@@ -23,7 +23,7 @@ from customers.fast_features import FastOnlineFeatures
 from decisions.engine import DecisionContext, decide
 from decisions.group_commit import GroupCommitLog
 from decisions.ledger import Ledger, LedgerEvent
-from decisions.ledger_state import apply_overrides
+from decisions.ledger_state import apply_ledger
 from decisions.runtime import Runtime, load_runtime, stock_vector
 from models.scoring import StackedScorer
 from serving.events import EventHandler, event_vocabulary
@@ -131,13 +131,15 @@ class OnlineDecider:
             X[known] = online_features(
                 self.store, [customer_ids[i] for i in known], now.timestamp(), self.names
             )
-        if events is None:
-            events = self.ledger_events(customer_ids)
-        if events:
-            watermark = self.ledger.build_watermark()
-            apply_overrides(
-                X, self.names, customer_ids, events, now.timestamp(), watermark, self._index
-            )
+        apply_ledger(
+            X,
+            self.names,
+            customer_ids,
+            self.ledger,
+            now.timestamp(),
+            events=events,
+            index=self._index,
+        )
         return X
 
     def ledger_events(self, customer_ids: Sequence[str | None]) -> dict[str, list[LedgerEvent]]:

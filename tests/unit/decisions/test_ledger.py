@@ -20,7 +20,7 @@ from decisions.ledger import (
     consent_history,
     validate_event,
 )
-from decisions.ledger_state import apply_overrides, derive
+from decisions.ledger_state import apply_ledger, apply_overrides, derive
 from tests.conftest import demo_terms
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC).timestamp()
@@ -270,3 +270,50 @@ def test_overrides_write_only_rows_with_events() -> None:
     assert apply_overrides(X, names, ["C1", "C2"], events, NOW) == 1
     assert X[0].tolist() == [2.0, 0.0, NOW - 40 * DAY]
     assert X[1].tolist() == before[1].tolist()
+
+
+def test_events_for_reads_any_number_of_customers_in_one_indexed_query(tmp_path: Path) -> None:
+    """A batch chunk's customers (more than SQLite's bound-parameter limit) are read with
+    one query on the customer index; ``upto_seq`` cuts the ledger at a position, so a job
+    that started before later appends does not see them."""
+    ledger = Ledger(tmp_path / "ledger.db")
+    ids = [f"C{i:05d}" for i in range(1_500)]
+    for i, cid in enumerate(ids[::3]):
+        e = validate_event(cid, "contact", NOW - i, {"channel": "email"}, f"e{i}", received=NOW)
+        ledger.append(e)
+    cut = ledger.last_seq()
+    late = validate_event(ids[0], "complaint", NOW, {}, "late", received=NOW)
+    ledger.append(late)
+    statements: list[str] = []
+    ledger._conn().set_trace_callback(statements.append)
+    got = ledger.events_for([*ids, "C_nobody", None], upto_seq=cut)
+    ledger._conn().set_trace_callback(None)
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1
+    assert sorted(got) == ids[::3]
+    assert all(len(v) == 1 and v[0].type == "contact" for v in got.values())
+    assert [e.event_id for e in ledger.events_for([ids[0]])[ids[0]]] == ["e0", "late"]
+    plan = ledger._conn().execute(
+        "EXPLAIN QUERY PLAN SELECT seq FROM events INDEXED BY events_by_customer "
+        "WHERE customer_id IN (SELECT value FROM json_each(?)) AND seq <= ?",
+        ('["C1"]', cut),
+    )
+    assert any("events_by_customer" in row[-1] for row in plan)
+
+
+def test_apply_ledger_reads_the_customers_events_and_the_build_watermark(tmp_path: Path) -> None:
+    """The one function every decision path applies: a withdrawal dated before the
+    snapshot's consent records applies while the build has not read it, not after."""
+    names = ["consent_marketing_email", "customer_consent_as_of_ts"]
+    ledger = Ledger(tmp_path / "ledger.db")
+    cell = {"purpose": "marketing", "channel": "email", "granted": False}
+    ledger.append(validate_event("C1", "consent_changed", NOW - 50 * DAY, cell, "w", received=NOW))
+    fresh = np.array([[1.0, NOW - 40 * DAY], [1.0, NOW - 40 * DAY]])
+    X = fresh.copy()
+    assert apply_ledger(X, names, ["C1", "C2"], ledger, NOW) == 1
+    assert X[:, 0].tolist() == [0.0, 1.0]
+    ledger.record_build(ledger.last_seq())  # the build merged it into the snapshot
+    X = fresh.copy()
+    apply_ledger(X, names, ["C1", "C2"], ledger, NOW)
+    assert X[:, 0].tolist() == [1.0, 1.0]
+    X = fresh.copy()  # a cut before the event: nothing to apply
+    assert apply_ledger(X, names, ["C1"], ledger, NOW, upto_seq=0) == 0
