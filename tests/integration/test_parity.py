@@ -1,8 +1,10 @@
-"""Batch and online decide the same for the same customers and feature snapshot.
+"""Batch and online decide the same for the same customers and feature snapshot, and
+the same event ledger.
 
 The online path reads Feast's online store (materialised up to ``as_of``) through the
 service's :class:`~serving.decider.OnlineDecider`; the batch path reads the offline feature
-tables as of the same time. Both then call the one engine.
+tables as of the same time. Both apply the ledger's state at ``as_of`` with one function
+(:func:`decisions.ledger_state.apply_ledger`) and call the one engine.
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ from tests.conftest import World, demo_terms
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
-def _untouched(decider, ids: list[str], as_of) -> list[str]:
-    """Customers whose online rows no event has changed since the snapshot (other tests in
-    the session push events through the service; those customers legitimately differ)."""
+def _untouched(decider, ids: list[str], as_of, without_events: bool = True) -> list[str]:
+    """Customers whose online rows no feature build after the snapshot has changed, and
+    (``without_events``) who have no event in the ledger (other tests in the session send
+    events and rebuild features; those customers legitimately differ from the snapshot)."""
     names = all_feature_names(demo_terms())
     cols = [names.index(v.as_of_feature.name) for v in view_specs(demo_terms())]
+    with_events = set(decider.ledger.events_for(ids)) if without_events else set()
     X = decider.features(ids, as_of)
     fresh = np.nan_to_num(X[:, cols]).max(axis=1) <= as_of.timestamp()
-    kept = [c for c, ok in zip(ids, fresh, strict=True) if ok]
+    kept = [c for c, ok in zip(ids, fresh, strict=True) if ok and c not in with_events]
     assert len(kept) >= 0.9 * len(ids)
     return kept
 
@@ -92,22 +96,88 @@ def test_batch_and_online_decisions_are_identical(world: World, decider) -> None
     assert len({c[0] for c in batch_chosen}) > 1  # the comparison covers different outcomes
 
 
-@pytest.fixture(scope="module")
-def champion_sample(world: World, tmp_path_factory: pytest.TempPathFactory):
-    """The batch job's output for a sample of customers, scored with the champion loaded
-    from the world's MLflow registry (``load_runtime``, as ``nextbest score`` does)."""
-    from batch.run import score_customers
-    from decisions.runtime import load_runtime
-
-    s = world.settings
-    runtime = load_runtime(s)
-    ids = (
-        pd.read_parquet(s.features_dir / "customer_consent.parquet")["customer_id"]
+def _sample_ids(world: World) -> list[str]:
+    """The customers the champion sample scores."""
+    return (
+        pd.read_parquet(world.settings.features_dir / "customer_consent.parquet")["customer_id"]
         .drop_duplicates()
         .sample(250, random_state=3)
         .sort_values()
         .tolist()
     )
+
+
+def _email_marketing(decider) -> set[str]:
+    return {
+        a.id
+        for a in decider.runtime.catalog.actions
+        if a.purpose == "marketing" and "email" in a.channels
+    }
+
+
+@pytest.fixture(scope="module")
+def ledger_touched(world: World, decider) -> dict[str, dict[str, dict]]:
+    """Events appended to the world's ledger (``decisions.ledger``), dated before
+    ``as_of``, for customers of the champion sample whom the engine offers an e-mail
+    marketing action at ``as_of`` without them (treatment group, not explored): three
+    withdraw e-mail marketing consent, two open a service case, two had the offered action
+    delivered by e-mail. Returns, per kind, each customer's decision before the events."""
+    from batch.io import offline_feature_matrix
+    from decisions.ledger import validate_event
+
+    s = world.settings
+    ids = _untouched(decider, _sample_ids(world), s.as_of)
+    ids_arr, X, snapshot = offline_feature_matrix(s.features_dir, ids, s.as_of, demo_terms())
+    ctx = DecisionContext(
+        channel="email", now=s.as_of, k=3, stock=decider.stock, feature_snapshot_time=snapshot
+    )
+    records = decide(X, ids_arr, decider.runtime.plan, ctx).records()
+    marketing = _email_marketing(decider)
+    offered = [
+        r
+        for r in records
+        if r["chosen_action"] in marketing and r["group"] == "treatment" and not r["explored"]
+    ]
+    assert len(offered) >= 7, "the sample needs customers offered e-mail marketing"
+    at = s.as_of.timestamp()
+    kinds = {
+        "withdrawn": ("consent_changed", {"purpose": "marketing", "channel": "email"}, 3),
+        "case": ("service_case_opened", {"case_id": "parity-case"}, 2),
+        "contacted": ("contact", {"channel": "email"}, 2),
+    }
+    out: dict[str, dict[str, dict]] = {}
+    for kind, (type_, payload, n) in kinds.items():
+        out[kind] = {}
+        for r in offered[sum(len(v) for v in out.values()) :][:n]:
+            body = dict(payload)
+            if kind == "withdrawn":
+                body["granted"] = False
+            elif kind == "contacted":
+                body["action_id"] = r["chosen_action"]
+            event = validate_event(
+                r["customer_id"],
+                type_,
+                at - 3600,
+                body,
+                f"parity-{kind}-{r['customer_id']}",
+                vocab=decider.events.vocab,
+            )
+            decider.ledger.append(event)
+            out[kind][r["customer_id"]] = r
+    return out
+
+
+@pytest.fixture(scope="module")
+def champion_sample(world: World, ledger_touched, tmp_path_factory: pytest.TempPathFactory):
+    """The batch job's output for a sample of customers, scored with the champion loaded
+    from the world's MLflow registry (``load_runtime``, as ``nextbest score`` does), after
+    the ledger events of :func:`ledger_touched`."""
+    from batch.run import score_customers
+    from decisions.runtime import load_runtime
+
+    s = world.settings
+    runtime = load_runtime(s)
+    ids = _sample_ids(world)
     out = tmp_path_factory.mktemp("champion_batch") / "decisions.parquet"
     # chunk_size below the sample: several chunks, each scored in one stacked call.
     settings = s.model_copy(update={"chunk_size": 64})
@@ -116,38 +186,46 @@ def champion_sample(world: World, tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_batch_output_with_the_champion_equals_one_customer_at_a_time(
-    world: World, champion_sample
+    world: World, decider, champion_sample, ledger_touched
 ) -> None:
-    """Batch (stacked scorer, 2 LightGBM threads, chunks) gives, for every sampled
-    customer, exactly the record of the engine deciding that customer alone with the
-    registry's model scoring per arm, and with the online service's scorer."""
-    from batch.io import offline_feature_matrix
+    """Batch (stacked scorer, 2 LightGBM threads, chunks, the ledger read per chunk) gives,
+    for every sampled customer, exactly the online decision at the same time: the engine
+    deciding that customer alone on the online features with the ledger's state, with the
+    registry's model scoring per arm, and the service's own path (``decide_records``:
+    identifier, online features, ledger, its scorer)."""
     from decisions.runtime import stock_vector
-    from models.scoring import StackedScorer, stacked_plan
+    from models.scoring import StackedScorer
+    from serving.requests import CustomerRef, DecideRequest
 
     runtime, ids, out, summary = champion_sample
     s = world.settings
     assert summary.model_version == runtime.plan.model_version
     assert runtime.model_version  # a registered version, not an ad-hoc model
     assert StackedScorer.from_model(runtime.model) is not None  # the stacked path ran
+    touched = {c for kind in ledger_touched.values() for c in kind}
+    assert summary.ledger_position > 0 and summary.ledger_customers >= len(touched)
     batch = pd.read_parquet(out)
     assert list(batch["customer_id"]) == ids
-    online_plan = stacked_plan(runtime.plan, 1)
-    _, X, snapshot = offline_feature_matrix(s.features_dir, ids, s.as_of, demo_terms())
+    compared = _untouched(decider, ids, s.as_of, without_events=False)
+    assert touched <= set(compared)
     ctx = DecisionContext(
         channel="email",
         now=s.as_of,
         k=3,
         stock=stock_vector(runtime),
-        feature_snapshot_time=snapshot,
+        feature_snapshot_time=s.as_of,
     )
     cols = [c for c in batch.columns if c.startswith("excluded_")]
+    rows = batch.set_index("customer_id")
     ranked_rows = 0
-    for i, cid in enumerate(ids):
-        row = batch.iloc[i]
-        cid_arr = np.array([cid], dtype=object)
-        for plan in (runtime.plan, online_plan):
-            one = decide(X[i : i + 1], cid_arr, plan, ctx).records()[0]
+    for cid in compared:
+        row = rows.loc[cid]
+        alone = decide(
+            decider.features([cid], s.as_of), np.array([cid], dtype=object), runtime.plan, ctx
+        )
+        request = DecideRequest(CustomerRef(cid, "customer_id"), "email", 3, {})
+        online = decider.decide_records([request], now=s.as_of)[0]
+        for one in (alone.records()[0], online):
             assert one["chosen_action"] == row["chosen_action"], cid
             assert one["group"] == row["group"] and one["reason"] == row["reason"]
             assert one["propensity"] == row["propensity"]
@@ -158,16 +236,41 @@ def test_batch_output_with_the_champion_equals_one_customer_at_a_time(
             excluded = {e["action_id"]: e["reason"] for e in one["excluded"]}
             got = {c.removeprefix("excluded_"): row[c] for c in cols if row[c] is not None}
             assert got == excluded
-        ranked_rows += bool(one["ranked"])
+        ranked_rows += bool(online["ranked"])
     assert ranked_rows >= 20  # the model's scores decided a good part of the sample
     assert batch["chosen_action"].nunique() > 2
+
+
+def test_ledger_events_reach_batch_scoring(champion_sample, ledger_touched, decider) -> None:
+    """A customer whose e-mail marketing consent was withdrawn in the ledger gets no e-mail
+    marketing action from the batch job (each one excluded for consent), though the same
+    features without the ledger offered one; an open case and a delivered contact change
+    the batch decision too."""
+    _, _, out, _ = champion_sample
+    rows = pd.read_parquet(out).set_index("customer_id")
+    marketing = _email_marketing(decider)
+    ranks = [f"rank_{r}_action" for r in (1, 2, 3)]
+    for cid in ledger_touched["withdrawn"]:
+        row = rows.loc[cid]
+        assert row["chosen_action"] not in marketing
+        assert not {row[c] for c in ranks} & marketing
+        assert all(row[f"excluded_{a}"] == "NO_CONSENT" for a in marketing), cid
+    # a delivered contact starts the action's cooldown (when it has one) and fills the
+    # weekly e-mail cap; the lower reason code is the one reported
+    expected = {"case": {"CASE_OPEN"}, "contacted": {"COOLDOWN", "CHANNEL_CAP"}}
+    for kind, reasons in expected.items():
+        for cid, before in ledger_touched[kind].items():
+            row = rows.loc[cid]
+            assert row["chosen_action"] != before["chosen_action"]
+            assert row[f"excluded_{before['chosen_action']}"] in reasons, (kind, cid)
 
 
 def test_spark_batch_with_the_champion_equals_local(
     world: World, champion_sample, tmp_path
 ) -> None:
-    """The Spark job (plan broadcast with the stacked scorer, real PySpark in local mode)
-    writes exactly the local job's rows for the same customers and champion."""
+    """The Spark job (plan broadcast with the stacked scorer, real PySpark in local mode,
+    the ledger applied per partition) writes exactly the local job's rows for the same
+    customers, champion and ledger."""
     from batch.run import score_customers
 
     runtime, ids, out, summary = champion_sample
@@ -185,3 +288,5 @@ def test_spark_batch_with_the_champion_equals_local(
     pd.testing.assert_frame_equal(a, b, check_exact=True)
     assert spark.chosen == summary.chosen and spark.excluded == summary.excluded
     assert spark.model_version == summary.model_version
+    # the ledger's events are in both: the partitions read the same cut of the ledger
+    assert spark.ledger_position == summary.ledger_position > 0

@@ -109,3 +109,29 @@ def test_batch_bench_scores_with_the_registry_champion(world: World, tmp_path: P
     pq.write_table(changed, parts / "part-0.parquet")
     pq.write_table(changed.slice(0, 0), parts / "part-1.parquet")
     assert batch_bench.same_decisions(decisions, parts)["differing_columns"] == ["propensity"]
+
+
+def test_kill9_bench_loses_no_acknowledged_decision_or_event(world: World, tmp_path: Path) -> None:
+    """A short run (one kill -9 of the workers under ~10 s of load): every acknowledged
+    decision is in the log with no torn line, every acknowledged event in the ledger once."""
+    from benchmarks import kill9_bench
+
+    out = kill9_bench.run(
+        world.home,
+        _customers(world),
+        kills=1,
+        interval=8.0,
+        clients=4,
+        warmup=2.0,
+        rounds=("workers",),
+        results_dir=tmp_path,
+    )
+    saved = json.loads((tmp_path / "kill9.json").read_text())
+    assert saved["machine"]["cores"] >= 1 and saved["load_average_after"]
+    assert saved["kills"]["workers"][0]["killed"] >= 2  # both workers, while loaded
+    d, e = out["decisions"], out["events"]
+    assert d["acknowledged"] > 0 and e["acknowledged"] > 0
+    assert d["found"] == d["acknowledged"] and d["lost"] == 0 and d["torn_lines"] == 0
+    assert e["found_exactly_once"] == e["acknowledged"] and e["lost"] == 0
+    assert e["stored_more_than_once"] == 0 and e["stored_not_acknowledged"] == 0
+    assert out["events_left_unacknowledged_after_drain"] == 0 and out["met"]
