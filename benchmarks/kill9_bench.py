@@ -266,11 +266,9 @@ def read_log(log_dir: Path, offsets: dict[str, int]) -> tuple[set[str], int, int
         with path.open("rb") as f:
             f.seek(offsets.get(path.name, 0))
             data = f.read()
-        if data and not data.endswith(b"\n"):
-            torn += 1
-        for line in data.split(b"\n"):
-            if not line:
-                continue
+        *lines, tail = data.split(b"\n")
+        torn += bool(tail)  # a last line without its newline was cut
+        for line in lines:
             try:
                 did = orjson.loads(line)["decision_id"]
             except (orjson.JSONDecodeError, KeyError, TypeError):
