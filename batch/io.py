@@ -382,14 +382,19 @@ class LedgerCut:
 def ledger_cut(path: Path) -> LedgerCut | None:
     """The cut of the ledger at ``path`` a job reads now; None when it holds no event (a
     home that never received one has no ledger file, and none is created)."""
+    import sqlite3
+
     path = Path(path)
     if not path.exists():
         return None
-    ledger = Ledger(path)
     try:
-        cut = LedgerCut(path, ledger.last_seq(), ledger.build_watermark())
-    finally:
-        ledger.close()
+        ledger = Ledger(path)
+        try:
+            cut = LedgerCut(path, ledger.last_seq(), ledger.build_watermark())
+        finally:
+            ledger.close()
+    except sqlite3.DatabaseError as exc:
+        raise BatchInputError(f"event ledger {path}: not a readable ledger ({exc})") from exc
     return cut if cut.upto_seq > 0 else None
 
 

@@ -217,3 +217,24 @@ def test_point_in_time_on_unsorted_multi_row_group_tables_with_ttl(tmp_path: Pat
             assert ids.to_pylist() == want_ids
             want = latest.reindex(want_ids)[spec.feature_names].to_numpy(dtype=float)
             np.testing.assert_array_equal(block, want, err_msg=spec.name)
+
+
+def test_the_ledger_cut_is_fixed_at_start_and_an_unreadable_ledger_is_named(
+    tmp_path: Path,
+) -> None:
+    from batch.io import ledger_cut
+    from decisions.ledger import Ledger, validate_event
+
+    assert ledger_cut(tmp_path / "ledger.db") is None  # no ledger: none created
+    assert not (tmp_path / "ledger.db").exists()
+    ledger = Ledger(tmp_path / "ledger.db")
+    assert ledger_cut(tmp_path / "ledger.db") is None  # no event
+    ledger.append(validate_event("C1", "complaint", None, {}, "e1"))
+    ledger.record_build(1)
+    ledger.append(validate_event("C1", "complaint", None, {}, "e2"))
+    cut = ledger_cut(tmp_path / "ledger.db")
+    assert cut is not None and (cut.upto_seq, cut.watermark) == (2, 1)
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"not a database " * 200)
+    with pytest.raises(BatchInputError, match="bad.db"):
+        ledger_cut(bad)
