@@ -89,7 +89,7 @@ def score_customers(
     # One cut of the event ledger for the whole job: every chunk and partition reads the
     # events stored when the job started.
     cut = ledger_cut(settings.ledger_path)
-    counts = {"ledger_customers": 0}
+    ledger_counts = {"ledger_customers": 0}
     timings: dict[str, float] = {"setup": time.perf_counter() - t0 - snapshot_s}
     timings["snapshot_time"] = snapshot_s
     if engine == "spark":
@@ -106,7 +106,7 @@ def score_customers(
             terms=runtime.terms,
             ledger_cut=cut,
         )
-        counts["ledger_customers"] = -1  # not collected from the partitions
+        ledger_counts["ledger_customers"] = -1  # not collected from the partitions
         timings["spark_job"] = time.perf_counter() - t1
         if log_decisions:
             log.warning("--log-decisions is not supported on the spark engine; nothing logged")
@@ -118,7 +118,16 @@ def score_customers(
         timings["model_setup"] = time.perf_counter() - t1  # flattening trees, numba compile
         timings.update(
             local_score(
-                settings, plan, ctx, out, ids, log_decisions, progress, runtime.terms, cut, counts
+                settings,
+                plan,
+                ctx,
+                out,
+                ids,
+                log_decisions,
+                progress,
+                runtime.terms,
+                ledger_cut=cut,
+                counts=ledger_counts,
             )
         )
         scorer = scorer_name(plan.model)
@@ -145,7 +154,7 @@ def score_customers(
         timings_s={k_: round(v, 3) for k_, v in timings.items()},
         scorer=scorer,
         ledger_position=cut.upto_seq if cut is not None else 0,
-        ledger_customers=counts["ledger_customers"] if cut is not None else 0,
+        ledger_customers=ledger_counts["ledger_customers"] if cut is not None else 0,
     )
     write_summary(summary)
     log.info(
