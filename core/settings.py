@@ -100,6 +100,24 @@ class Settings(BaseSettings):
         description="Keep typeguard's checks on Feast's constructors (on: importing Feast "
         "costs several times more CPU at every process start).",
     )
+    retention_decision_log_days: int | None = Field(
+        None,
+        ge=1,
+        description="`nextbest retention apply` deletes decision-log days older than this "
+        "(None: keep all).",
+    )
+    retention_ledger_days: int | None = Field(
+        None,
+        ge=1,
+        description="`nextbest retention apply` deletes ledger events older than this, "
+        "consent changes excepted (proof of consent; None: keep all).",
+    )
+    retention_raw_days: int | None = Field(
+        None,
+        ge=1,
+        description="`nextbest retention apply` deletes source-export events (raw/, contract/) "
+        "older than this; identity records and consent are kept (None: keep all).",
+    )
 
     @cached_property
     def root(self) -> Path:
@@ -150,6 +168,11 @@ class Settings(BaseSettings):
     def ledger_path(self) -> Path:
         """The event ledger: every accepted customer event (one SQLite file)."""
         return self.root / "ledger.db"
+
+    @property
+    def privacy_dir(self) -> Path:
+        """The erasure tombstone and the append-only privacy audit log."""
+        return self.root / "privacy"
 
     @property
     def tracking_uri(self) -> str:

@@ -2,9 +2,12 @@
 on-demand view and the feature service), built from settings and the catalog terms.
 
 Feature names and types come from :mod:`customers.feature_schema`; the data location from
-``settings.features_dir``. :func:`customers.feast_store.apply` registers what this builds;
-``feature_repo/definitions.py`` calls it once with default settings for the plain ``feast``
-CLI. Nothing here reads the environment.
+``settings.features_dir``, written relative to the home when ``relative`` (Feast resolves a
+relative file path against the repository config's ``repo_path``, which
+:func:`customers.feast_store.repo_config` sets to the home), so a copied or moved home reads
+and writes its own tables, never the first home's. :func:`customers.feast_store.apply`
+registers what this builds; ``feature_repo/definitions.py`` calls it once with default
+settings (absolute paths) for the plain ``feast`` CLI. Nothing here reads the environment.
 """
 
 from __future__ import annotations
@@ -44,9 +47,12 @@ class FeastDefinitions:
         return found + list(self.push_sources.values())
 
 
-def build_definitions(settings: Settings, terms: CatalogTerms) -> FeastDefinitions:
+def build_definitions(
+    settings: Settings, terms: CatalogTerms, relative: bool = False
+) -> FeastDefinitions:
     """The Feast objects reading the feature tables under ``settings.features_dir``, with
-    the columns ``terms`` name."""
+    the columns ``terms`` name; ``relative``: file paths relative to the home (for a
+    repository config whose ``repo_path`` is the home), else absolute."""
     import_feast(settings)
     from feast import (
         Entity,
@@ -61,7 +67,9 @@ def build_definitions(settings: Settings, terms: CatalogTerms) -> FeastDefinitio
     from feast.on_demand_feature_view import on_demand_feature_view
     from feast.types import Float64, Int64, String
 
-    features_dir = settings.features_dir
+    features_dir = (
+        settings.features_dir.relative_to(settings.root) if relative else settings.features_dir
+    )
     dtypes = {"float": Float64, "int": Int64, "string": String}
 
     def feast_field(spec: FeatureSpec) -> Any:

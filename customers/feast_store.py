@@ -44,6 +44,9 @@ def repo_config(settings: Settings, bulk: bool = True) -> Any:
     :class:`customers.feast_bulk.BulkSqliteComputeEngine`, which writes SQLite online
     stores in bulk (the same rows) and leaves other stores to Feast's local engine;
     ``bulk=False`` is Feast's local engine throughout.
+
+    ``repo_path`` is the home: the registered file sources are relative to it
+    (:func:`apply`), so the same registry serves the home wherever it is copied or moved.
     """
     import_feast(settings)
     from feast.repo_config import RepoConfig
@@ -65,7 +68,7 @@ def repo_config(settings: Settings, bulk: bool = True) -> Any:
         online_store=online,
         offline_store={"type": "duckdb"},
         entity_key_serialization_version=3,
-        repo_path=settings.feature_repo,
+        repo_path=settings.root,
         batch_engine={"type": ENGINE_TYPE} if bulk else "local",
     )
 
@@ -81,8 +84,8 @@ def feature_store(settings: Settings, bulk: bool = True) -> Any:
 
 def apply(settings: Settings, terms: CatalogTerms) -> Any:
     """Register every entity, view, push source and feature service (columns named after
-    the catalog ``terms``); returns the store."""
-    objects = build_definitions(settings, terms).objects
+    the catalog ``terms``; file sources relative to the home); returns the store."""
+    objects = build_definitions(settings, terms, relative=True).objects
     unique = {(type(o).__name__, o.name): o for o in objects}
     store = feature_store(settings)
     store.apply(list(unique.values()))

@@ -455,6 +455,43 @@ class Ledger:
         """How many events are stored."""
         return int(self._conn().execute("SELECT count(*) FROM events").fetchone()[0])
 
+    def count_of(self, customer_ids: Sequence[str]) -> int:
+        """How many events of ``customer_ids`` are stored."""
+        marks = ",".join("?" * len(customer_ids))
+        sql = f"SELECT count(*) FROM events WHERE customer_id IN ({marks})"
+        return int(self._conn().execute(sql, list(customer_ids)).fetchone()[0])
+
+    def erase_customers(self, customer_ids: Sequence[str]) -> int:
+        """Delete every event of ``customer_ids`` (erasure); returns how many.
+
+        The freed pages are overwritten (``secure_delete``) and the write-ahead log is
+        checkpointed and truncated, so the events leave the files, not only the table.
+        """
+        if not customer_ids:
+            return 0
+        marks = ",".join("?" * len(customer_ids))
+        return self._delete(f"customer_id IN ({marks})", list(customer_ids))
+
+    def drop_before(self, cutoff: float, keep_types: Sequence[str] = ("consent_changed",)) -> int:
+        """Delete events dated before ``cutoff`` (epoch seconds), except those of
+        ``keep_types`` (consent changes: proof of consent); returns how many."""
+        marks = ",".join("?" * len(keep_types))
+        return self._delete(f"event_time < ? AND type NOT IN ({marks})", [cutoff, *keep_types])
+
+    def _delete(self, where: str, params: list[Any]) -> int:
+        conn = self._conn()
+        conn.execute("PRAGMA secure_delete=ON")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            n = conn.execute(f"DELETE FROM events WHERE {where}", params).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return int(n)
+
 
 def consent_records(ledger: Ledger) -> tuple[list[dict[str, Any]], int]:
     """Every consent change in the ledger as source records for a feature build
