@@ -32,6 +32,8 @@ def _dumps(obj: Any) -> bytes:
 
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+")
+#: What the log refuses as an e-mail address (the privacy audit log refuses it too).
+EMAIL_PATTERN = _EMAIL
 _PHONE_CHARS = re.compile(r"^\+?[\d\s().\-/]+$")
 _FILE = re.compile(r"^decisions-(\d{4}-\d{2}-\d{2})\.jsonl$")
 

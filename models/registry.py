@@ -69,8 +69,8 @@ def relocate_artifacts(settings: Settings) -> int:
     home; returns the number of values changed (0 when they already point here).
 
     MLflow records absolute artifact locations (the experiment's artifact location, every
-    run's artifact URI, every logged model's and model version's location) and has no API
-    to move them. The home that wrote them is found from the experiment's artifact
+    run's artifact URI, every logged model's and model version's location, and each
+    ``MLmodel`` file its own) and has no API to move them. The home that wrote them is found from the experiment's artifact
     location (``<home>/mlartifacts``); every text value naming that home, as a ``file:``
     URI or a path, is rewritten to this home in one transaction, which a second process
     repeats as a no-op. A store configured elsewhere (``mlflow_tracking_uri``) is left
@@ -112,6 +112,14 @@ def relocate_artifacts(settings: Settings) -> int:
                         (pattern.sub(lambda m: swap[m.group(0)], value), rowid),
                     )
                 changed += len(hits)
+        # Each logged model's MLmodel file names its own location too; rewritten before the
+        # store's commit, so an interrupted move is redone by the next start.
+        for mlmodel in settings.artifact_root.rglob("MLmodel"):
+            text = mlmodel.read_text()
+            if str(old_root) in text:
+                tmp = mlmodel.with_name(".MLmodel.moving")
+                tmp.write_text(pattern.sub(lambda m: swap[m.group(0)], text))
+                os.replace(tmp, mlmodel)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

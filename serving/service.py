@@ -33,6 +33,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import JSONResponse, Response
 
+from core.errors import InputError
 from core.settings import Settings, get_settings
 from core.vocabulary import CHANNELS, EVENT_TYPES, ID_TYPES
 from serving.batching import MicroBatcher
@@ -61,6 +62,16 @@ class Customer(BaseModel):
 
     id: str = Field(min_length=1, max_length=256, description="The identifier value.")
     id_type: IdType = Field("customer_id", description="What kind of identifier ``id`` is.")
+
+
+class ForgetRequest(BaseModel):
+    """``POST /admin/forget``: whom to erase, and why."""
+
+    customer: Customer
+    reason: str = Field(min_length=1, max_length=500, description="Why (kept in the audit log).")
+    actor: str = Field(
+        "admin-api", min_length=1, max_length=128, description="Who asks (kept in the audit log)."
+    )
 
 
 def tracing_config(settings: Settings) -> dict[str, Any]:
@@ -206,6 +217,31 @@ class NextBestService:
         except RequestError as exc:
             status = 404 if str(exc).startswith("customer:") else 400
             return JSONResponse({"error": str(exc)}, status_code=status)
+
+    @extras.post("/admin/forget")
+    def admin_forget(self, request: ForgetRequest) -> Any:
+        """Erase a person from every store of the home and keep them out of later builds
+        (docs/privacy.md); 404 when nobody has the identifier, 400 for a bad one or a bad
+        reason, nothing changed either way. The answer holds counts and hashes only."""
+        from customers.erasure import UnknownPersonError
+        from decisions.privacy import forget
+
+        try:
+            report = forget(
+                self.decider.settings,
+                request.customer.id,
+                request.customer.id_type,
+                request.reason,
+                request.actor,
+            )
+        except UnknownPersonError as exc:
+            log.info("/admin/forget [POST] 404: unknown customer.id")
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        except InputError as exc:
+            log.info("/admin/forget [POST] 400: invalid %s", str(exc).split(":", 1)[0])
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        log.info("/admin/forget [POST] 200: erased, audit entry written")
+        return report.__dict__
 
 
 def service_options(settings: Settings) -> dict[str, Any]:
