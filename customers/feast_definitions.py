@@ -2,12 +2,9 @@
 on-demand view and the feature service), built from settings and the catalog terms.
 
 Feature names and types come from :mod:`customers.feature_schema`; the data location from
-``settings.features_dir``, written relative to the home when ``relative`` (Feast resolves a
-relative file path against the repository config's ``repo_path``, which
-:func:`customers.feast_store.repo_config` sets to the home), so a copied or moved home reads
-and writes its own tables, never the first home's. :func:`customers.feast_store.apply`
-registers what this builds; ``feature_repo/definitions.py`` calls it once with default
-settings (absolute paths) for the plain ``feast`` CLI. Nothing here reads the environment.
+``settings.features_dir``. :func:`customers.feast_store.apply` registers what this builds;
+``feature_repo/definitions.py`` calls it once with default settings for the plain ``feast``
+CLI. Nothing here reads the environment.
 """
 
 from __future__ import annotations
@@ -47,12 +44,9 @@ class FeastDefinitions:
         return found + list(self.push_sources.values())
 
 
-def build_definitions(
-    settings: Settings, terms: CatalogTerms, relative: bool = False
-) -> FeastDefinitions:
+def build_definitions(settings: Settings, terms: CatalogTerms) -> FeastDefinitions:
     """The Feast objects reading the feature tables under ``settings.features_dir``, with
-    the columns ``terms`` name; ``relative``: file paths relative to the home (for a
-    repository config whose ``repo_path`` is the home), else absolute."""
+    the columns ``terms`` name."""
     import_feast(settings)
     from feast import (
         Entity,
@@ -67,9 +61,7 @@ def build_definitions(
     from feast.on_demand_feature_view import on_demand_feature_view
     from feast.types import Float64, Int64, String
 
-    features_dir = (
-        settings.features_dir.relative_to(settings.root) if relative else settings.features_dir
-    )
+    features_dir = settings.features_dir
     dtypes = {"float": Float64, "int": Int64, "string": String}
 
     def feast_field(spec: FeatureSpec) -> Any:
