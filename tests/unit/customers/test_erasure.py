@@ -170,3 +170,21 @@ def test_erase_online_deletes_the_persons_rows(
     if online_store == "sqlite":
         data = (settings.feast_dir / "online.db").read_bytes()
         assert all(k.split(":", 1)[1].encode() not in data for k in person.keys)
+
+
+def test_a_copied_homes_registry_names_only_the_copy(tmp_path: Path) -> None:
+    import shutil
+
+    from customers.feast_store import apply, feature_store
+
+    original = _home(tmp_path / "original")
+    apply(original, demo_terms())
+    shutil.copytree(original.root, tmp_path / "copy")
+    registry = original.feast_dir / "registry.db"
+    before = registry.read_bytes()
+    copy = get_settings(home=tmp_path / "copy", identifier_salt=SALT, as_of=AS_OF)
+    store = feature_store(copy)
+    for fv in store.list_feature_views():
+        assert Path(fv.batch_source.path).parent == copy.features_dir, fv.name
+    assert str(original.root).encode() not in (copy.feast_dir / "registry.db").read_bytes()
+    assert registry.read_bytes() == before
