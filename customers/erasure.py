@@ -245,8 +245,11 @@ def _erase_sqlite(config: Any, targets: list[tuple[Any, list[str]]]) -> int:
         conn.execute("PRAGMA secure_delete=ON")
         conn.execute("BEGIN IMMEDIATE")
         n = 0
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         for fv, (join_key, *values) in targets:
             table = compute_table_id(config.project, fv, versioning)
+            if table not in tables:  # a view never materialised holds no rows
+                continue
             keys = [serialize_entity_key(_entity_key(join_key, v), version) for v in values]
             marks = ",".join("?" * len(keys))
             sql = f'DELETE FROM "{table}" WHERE entity_key IN ({marks})'
