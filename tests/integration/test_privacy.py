@@ -56,16 +56,19 @@ def _latest_consent(features_dir: Path, column: str) -> pd.Series:
 def test_a_copied_home_works_alone_and_leaves_the_original_untouched(
     world: World, tmp_path: Path
 ) -> None:
+    from customers.feast_store import feature_store
     from models.registry import load_model_by_alias
     from nextbest.pipeline import build_features
     from serving.decider import OnlineDecider
     from serving.requests import CustomerRef
 
-    # The original: a private copy of the session world, made its own home by loading its
-    # champion once (its MLflow store then names only itself).
+    # The original: a private copy of the session world, made its own home by opening its
+    # feature store and loading its champion once (its stores then name only itself).
     original = tmp_path / "original"
     shutil.copytree(world.home, original)
+    feature_store(get_settings(home=original))
     load_model_by_alias(get_settings(home=original))
+    assert _files_holding(original, [str(world.home)]) == {}
     copy = tmp_path / "copy"
     shutil.copytree(original, copy)
     before = _hashes(original)
@@ -93,7 +96,7 @@ def test_a_copied_home_works_alone_and_leaves_the_original_untouched(
 
     assert _hashes(moved) == before
     assert not original.exists()
-    assert _files_holding(copy, [str(original)]) == {}
+    assert _files_holding(copy, [str(original), str(world.home)]) == {}
 
 
 def _decide(server: Server, email: str) -> dict:
