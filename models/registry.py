@@ -70,11 +70,11 @@ def relocate_artifacts(settings: Settings) -> int:
 
     MLflow records absolute artifact locations (the experiment's artifact location, every
     run's artifact URI, every logged model's and model version's location, and each
-    ``MLmodel`` file its own) and has no API to move them. The home that wrote them is found from the experiment's artifact
-    location (``<home>/mlartifacts``); every text value naming that home, as a ``file:``
-    URI or a path, is rewritten to this home in one transaction, which a second process
-    repeats as a no-op. A store configured elsewhere (``mlflow_tracking_uri``) is left
-    alone.
+    ``MLmodel`` file its own) and has no API to move them. The home that wrote them is
+    found from the experiment's artifact location (``<home>/mlartifacts``); every text
+    value naming that home, as a ``file:`` URI or a path, is rewritten to this home in one
+    transaction, which a second process repeats as a no-op. A store configured elsewhere
+    (``mlflow_tracking_uri``) is left alone.
     """
     import sqlite3
     from urllib.parse import unquote, urlparse
