@@ -101,10 +101,13 @@ def relocate_registry(settings: Settings) -> int:
     path = settings.feast_dir / "registry.db"
     if not path.exists():
         return 0
+    registry = Registry()
+    registry.ParseFromString(path.read_bytes())
+    if _applied_home(registry, settings) is None:
+        return 0  # the usual case: nothing written, no lock taken
     with open(settings.feast_dir / ".registry.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        registry = Registry()
-        registry.ParseFromString(path.read_bytes())
+        registry.ParseFromString(path.read_bytes())  # another process may have moved it
         old = _applied_home(registry, settings)
         if old is None:
             return 0
