@@ -51,8 +51,13 @@ EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 #: The largest purchase amount accepted.
 MAX_AMOUNT = 1e9
 #: Identifiers (event, case, decision ids, source, actor): printable, no spaces, bounded.
-_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/+=-]{0,127}$")
-_TEXT_MAX = 128
+TOKEN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@/+=-]{0,127}$"
+_TOKEN = re.compile(TOKEN_PATTERN)
+#: The longest text an event field holds.
+TEXT_MAX = 128
+_TEXT_MAX = TEXT_MAX
+#: The epoch-seconds range a numeric timestamp is read in (before the window check).
+EPOCH_BOUND = 1e12
 
 
 class EventError(ValueError):
@@ -175,7 +180,7 @@ def event_time(timestamp: Any, received: float) -> tuple[float, bool]:
         dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
         t = dt.timestamp()
     else:
-        t = _finite("timestamp", timestamp, -1e12, 1e12)
+        t = _finite("timestamp", timestamp, -EPOCH_BOUND, EPOCH_BOUND)
     if not EARLIEST.timestamp() <= t <= received + MAX_FUTURE_S:
         raise EventError(
             "timestamp",
