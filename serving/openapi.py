@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -44,24 +45,39 @@ ERROR_SCHEMA: dict[str, Any] = {
     },
 }
 
-_BAD_BODY = "The body breaks the request model or a rule; `error` names the field."
-_TOO_LARGE = "The request body is larger than the service reads (settings max_request_bytes)."
-_NOT_JSON = "The body is not application/json."
-_UNAVAILABLE = "The service is not ready (starting or stopping)."
-_TIMEOUT = "The request took longer than the service's timeout."
 
-#: (method, path) -> {status: description}; ``("*", "*")`` applies to every operation.
-ERROR_RESPONSES: dict[tuple[str, str], dict[int, str]] = {
-    ("*", "*"): {413: _TOO_LARGE, 503: _UNAVAILABLE, 504: _TIMEOUT},
+@dataclass(frozen=True)
+class ErrorAnswer:
+    """One error answer of an operation: what it means, and whether the router may send it
+    as plain text (starlette's own 404 for a path no route matches)."""
+
+    description: str
+    plain_text_too: bool = False
+
+
+_BAD_BODY = ErrorAnswer("The body breaks the request model or a rule; `error` names the field.")
+_NOT_JSON = ErrorAnswer("The body is not application/json.")
+
+#: (method, path) -> {status: answer}; ``("*", "*")`` applies to every operation.
+ERROR_RESPONSES: dict[tuple[str, str], dict[int, ErrorAnswer]] = {
+    ("*", "*"): {
+        413: ErrorAnswer("The request body is larger than the service reads (max_request_bytes)."),
+        503: ErrorAnswer("The service is not ready (starting or stopping)."),
+        504: ErrorAnswer("The request took longer than the service's timeout."),
+    },
     ("post", "/decide"): {400: _BAD_BODY, 415: _NOT_JSON},
     ("post", "/events"): {
         400: _BAD_BODY,
-        409: "The event_id was already used for an event with other content.",
+        409: ErrorAnswer("The event_id was already used for an event with other content."),
         415: _NOT_JSON,
     },
     ("get", "/customers/{customer_id}/consent"): {
-        400: "The identifier is not a valid value of its id_type.",
-        404: "No customer has this identifier.",
+        400: ErrorAnswer("The identifier is not a valid value of its id_type."),
+        404: ErrorAnswer(
+            "No customer has this identifier (plain text: the path matches no route, as "
+            "with a control character in the identifier).",
+            plain_text_too=True,
+        ),
     },
 }
 
@@ -88,7 +104,7 @@ def document_spec(
             "required": True,
             "content": {"application/json": {"schema": body}},
         }
-    content = {"application/json": {"schema": {"$ref": _REF.format(model="Error")}}}
+    json_error = {"schema": {"$ref": _REF.format(model="Error")}}
     for path, item in paths.items():
         for method in _METHODS:
             operation = item.get(method)
@@ -96,11 +112,11 @@ def document_spec(
                 continue
             responses = {str(k): v for k, v in operation.get("responses", {}).items()}
             rows = {**ERROR_RESPONSES[("*", "*")], **ERROR_RESPONSES.get((method, path), {})}
-            for status, description in sorted(rows.items()):
-                responses[str(status)] = {
-                    "description": description,
-                    "content": copy.deepcopy(content),
-                }
+            for status, answer in sorted(rows.items()):
+                content: dict[str, Any] = {"application/json": copy.deepcopy(json_error)}
+                if answer.plain_text_too:
+                    content["text/plain"] = {"schema": {"type": "string"}}
+                responses[str(status)] = {"description": answer.description, "content": content}
             operation["responses"] = responses
     return out
 

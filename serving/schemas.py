@@ -9,9 +9,10 @@ never carry the input value (``hide_input_in_errors``): the value can be persona
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
 from core.vocabulary import CHANNELS, ID_TYPES, PURPOSES
 from decisions.ledger import EPOCH_BOUND, MAX_AMOUNT, TEXT_MAX, TOKEN_PATTERN
@@ -27,30 +28,43 @@ Token = Annotated[str, Field(max_length=TEXT_MAX, pattern=TOKEN_PATTERN)]
 Text = Annotated[str, Field(min_length=1, max_length=TEXT_MAX)]
 
 
-def _timestamp_kind(value: Any) -> str:
-    return "iso_8601" if isinstance(value, str) else "epoch_seconds"
+_TIMESTAMP_TEXT_MAX = 64
+
+
+def _timestamp(value: Any) -> str | float | None:
+    """ISO 8601 text (bounded) or finite epoch seconds (a flag is not a time); the ledger
+    reads the text and checks the time window."""
+    if value is None or (isinstance(value, str) and len(value) <= _TIMESTAMP_TEXT_MAX):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if math.isfinite(value) and -EPOCH_BOUND <= value <= EPOCH_BOUND:
+            return float(value)
+    raise ValueError(
+        f"must be ISO 8601 text (at most {_TIMESTAMP_TEXT_MAX} characters) or epoch seconds "
+        f"within ±{EPOCH_BOUND:g}"
+    )
 
 
 #: ISO 8601 text or epoch seconds; the ledger also requires 2000-01-01 .. now + 5 minutes.
-#: (Tagged, so an error names ``timestamp`` and the form it was read in.)
-Timestamp = (
-    Annotated[
-        Annotated[str, Field(max_length=64, description="ISO 8601 date and time"), Tag("iso_8601")]
-        | Annotated[
-            float,
-            Field(
-                ge=-EPOCH_BOUND,
-                le=EPOCH_BOUND,
-                allow_inf_nan=False,
-                strict=True,
-                description="epoch seconds",
-            ),
-            Tag("epoch_seconds"),
-        ],
-        Discriminator(_timestamp_kind),
-    ]
-    | None
-)
+#: One validator, so an error names ``timestamp`` alone (a union would name its branches).
+Timestamp = Annotated[
+    str | float | None,
+    PlainValidator(_timestamp),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "maxLength": _TIMESTAMP_TEXT_MAX, "description": "ISO 8601"},
+                {
+                    "type": "number",
+                    "minimum": -EPOCH_BOUND,
+                    "maximum": EPOCH_BOUND,
+                    "description": "epoch seconds",
+                },
+                {"type": "null"},
+            ]
+        }
+    ),
+]
 
 
 class _Quiet(BaseModel):
