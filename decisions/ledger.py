@@ -32,6 +32,7 @@ import orjson
 
 from core.vocabulary import CHANNELS, EVENT_TYPES, PURPOSES
 from customers.feature_schema import CatalogTerms
+from decisions.decision_log import looks_like_email
 
 #: Event types the ledger accepts, with the payload fields each may carry.
 PAYLOAD_FIELDS: dict[str, frozenset[str]] = {
@@ -143,6 +144,10 @@ def _iso(t: float) -> str:
 def _token(name: str, value: Any) -> str:
     if not isinstance(value, str) or not _TOKEN.match(value):
         raise EventError(name, "must be 1-128 characters: letters, digits and _.:@/+=- (no spaces)")
+    # An identifier is stored as sent: one shaped like an e-mail address is refused rather
+    # than kept (a phone number cannot start one, and digits alone are ordinary ids).
+    if looks_like_email(value):
+        raise EventError(name, "looks like an e-mail address; personal data is refused")
     return value
 
 
