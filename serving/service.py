@@ -264,7 +264,8 @@ def service_options(settings: Settings) -> dict[str, Any]:
         # and it awaits the decision log's writer thread, so while one decision waits for its
         # disk sync the worker decides the next ones, which join the next group commit.
         "workers": 2,
-        # Threads for the sync endpoints only (/events waits on the ledger's synced commit).
+        # Threads of BentoML's route for the sync endpoints. JsonApiMiddleware answers /events
+        # (which waits on the ledger's synced commit) in the event loop's default executor.
         "threads": 4,
     }
 
