@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address the decision service binds.")
     port: int = Field(3000, description="Port of the decision service.")
+    max_request_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="The largest request body the service reads (any route); a larger one "
+        "is answered 413 (docs/api-limits.md).",
+    )
     trace_decide: bool = Field(
         False,
         description="Put /decide into BentoML's OpenTelemetry spans (off: a span less to build per "

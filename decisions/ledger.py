@@ -32,6 +32,7 @@ import orjson
 
 from core.vocabulary import CHANNELS, EVENT_TYPES, PURPOSES
 from customers.feature_schema import CatalogTerms
+from decisions.decision_log import looks_like_email
 
 #: Event types the ledger accepts, with the payload fields each may carry.
 PAYLOAD_FIELDS: dict[str, frozenset[str]] = {
@@ -51,8 +52,13 @@ EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 #: The largest purchase amount accepted.
 MAX_AMOUNT = 1e9
 #: Identifiers (event, case, decision ids, source, actor): printable, no spaces, bounded.
-_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/+=-]{0,127}$")
-_TEXT_MAX = 128
+TOKEN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@/+=-]{0,127}$"
+_TOKEN = re.compile(TOKEN_PATTERN)
+#: The longest text an event field holds.
+TEXT_MAX = 128
+_TEXT_MAX = TEXT_MAX
+#: The epoch-seconds range a numeric timestamp is read in (before the window check).
+EPOCH_BOUND = 1e12
 
 
 class EventError(ValueError):
@@ -138,6 +144,10 @@ def _iso(t: float) -> str:
 def _token(name: str, value: Any) -> str:
     if not isinstance(value, str) or not _TOKEN.match(value):
         raise EventError(name, "must be 1-128 characters: letters, digits and _.:@/+=- (no spaces)")
+    # An identifier is stored as sent: one shaped like an e-mail address is refused rather
+    # than kept (a phone number cannot start one, and digits alone are ordinary ids).
+    if looks_like_email(value):
+        raise EventError(name, "looks like an e-mail address; personal data is refused")
     return value
 
 
@@ -175,7 +185,7 @@ def event_time(timestamp: Any, received: float) -> tuple[float, bool]:
         dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
         t = dt.timestamp()
     else:
-        t = _finite("timestamp", timestamp, -1e12, 1e12)
+        t = _finite("timestamp", timestamp, -EPOCH_BOUND, EPOCH_BOUND)
     if not EARLIEST.timestamp() <= t <= received + MAX_FUTURE_S:
         raise EventError(
             "timestamp",
