@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from core.vocabulary import CHANNELS, EVENT_TYPES, PURPOSES
+from core.vocabulary import EVENT_TYPES
 from customers.feature_schema import CatalogTerms
 
 #: Event types the ledger accepts, with the payload fields each may carry.
@@ -69,19 +69,22 @@ class ConflictError(EventError):
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """What an event may name: the known channels, purposes, products, categories, actions
-    (products, categories and actions: none unless given, see :meth:`from_terms`)."""
+    """What an event may name: the catalog's channels, purposes, products, categories and
+    actions (none unless given, see :meth:`from_terms`)."""
 
-    channels: frozenset[str] = frozenset(CHANNELS)
-    purposes: frozenset[str] = frozenset(PURPOSES)
+    channels: frozenset[str] = frozenset()
+    purposes: frozenset[str] = frozenset()
     products: frozenset[str] = frozenset()
     categories: frozenset[str] = frozenset()
     actions: frozenset[str] = frozenset()
 
     @classmethod
     def from_terms(cls, terms: CatalogTerms) -> Vocabulary:
-        """The vocabulary of a catalog's products, categories and actions."""
+        """The vocabulary of a catalog's channels, purposes, products, categories and
+        actions."""
         return cls(
+            channels=frozenset(terms.channels),
+            purposes=frozenset(terms.purposes),
             products=frozenset(terms.products),
             categories=frozenset(terms.categories),
             actions=frozenset(terms.action_ids),

@@ -11,7 +11,11 @@ Start it with ``bentoml serve serving.service:NextBest`` or ``nextbest serve``.
 Settings are read at start-up, never at import. The instance reads them in its
 ``__init__``; the options of ``bentoml.service`` (workers, traffic, access log, the tracing
 exclusion of /decide) are read by BentoML when the class is decorated, so the class is
-decorated by :func:`nextbest_service`, which reads the settings then. ``NextBest`` is that
+decorated by :func:`nextbest_service`, which reads the settings then; it also reads the
+action catalog then, so the OpenAPI enums of ``channel`` (``/decide``) and of the consent
+and contact payloads (``/events``) are the catalog's channels and purposes, and the
+validation of /decide (BentoML's route and the fast path alike use the same generated
+input model) accepts exactly those. ``NextBest`` is that
 service, built on first access (a module ``__getattr__``, PEP 562): when ``bentoml serve``
 (or ``bentoml build``) looks up ``serving.service:NextBest`` in a worker, before it builds
 the worker's app. Importing the module (for its helpers) reads nothing.
@@ -30,11 +34,12 @@ import orjson
 from bentoml import get_current_service
 from bentoml.exceptions import BentoMLException, InvalidArgument
 from fastapi import FastAPI
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, create_model
 from starlette.responses import JSONResponse, Response
 
 from core.settings import Settings, get_settings
-from core.vocabulary import CHANNELS, EVENT_TYPES, ID_TYPES
+from core.vocabulary import EVENT_TYPES, ID_TYPES
+from customers.feature_schema import CatalogTerms
 from serving.batching import MicroBatcher
 from serving.decider import OnlineDecider
 from serving.events import EventConflict
@@ -52,7 +57,6 @@ from serving.responses import response_from_record
 log = logging.getLogger(__name__)
 
 IdType = Literal[ID_TYPES]  # type: ignore[valid-type]
-Channel = Literal[CHANNELS]  # type: ignore[valid-type]
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
 
 
@@ -102,7 +106,10 @@ class NextBestService:
     async def decide(
         self,
         customer: Customer,
-        channel: Channel,
+        channel: str = Field(
+            description="The channel to decide for: one of the catalog's channels "
+            "(narrowed to them by nextbest_service)."
+        ),
         k: int = Field(3, ge=1, le=20, description="How many ranked actions to return."),
         context: dict[str, Any] = Field(default_factory=dict),
     ) -> dict[str, Any]:
@@ -155,7 +162,12 @@ class NextBestService:
         timestamp: str | float | None = Field(
             None, description="When it happened: ISO 8601 or epoch seconds (default: now)."
         ),
-        payload: dict[str, Any] = Field(default_factory=dict),
+        payload: dict[str, Any] = Field(
+            default_factory=dict,
+            description="The event's fields: consent_changed {purpose, channel, granted, "
+            "legal_basis}, contact {channel, action_id, decision_id}, purchase {amount, "
+            "category, product_id}, the case events {case_id}.",
+        ),
         event_id: str | None = Field(
             None,
             max_length=128,
@@ -238,10 +250,67 @@ def fast_decide_handler() -> Handler | None:
     return getattr(instance, "fast_decide", None)
 
 
+def with_choices(spec: type[BaseModel], **choices: tuple[str, ...]) -> type[BaseModel]:
+    """``spec`` (an API's input model) with each named field narrowed to its ``choices``: an
+    enum in the OpenAPI document and a 400 naming the field for anything else."""
+    fields: dict[str, Any] = {
+        name: (Literal[values], spec.model_fields[name])  # type: ignore[valid-type]
+        for name, values in choices.items()
+    }
+    return create_model(spec.__name__, __base__=spec, __module__=spec.__module__, **fields)
+
+
+def payload_schema(terms: CatalogTerms) -> dict[str, Any]:
+    """The OpenAPI schema of the ``/events`` payload: the catalog's channels and purposes as
+    the enums of its ``channel`` and ``purpose`` (the ledger checks them against the same
+    terms), any other field as the event type allows."""
+    return {
+        "type": "object",
+        "additionalProperties": True,
+        "properties": {
+            "channel": {"type": "string", "enum": list(terms.channels)},
+            "purpose": {"type": "string", "enum": list(terms.purposes)},
+        },
+    }
+
+
+def apply_catalog(service_class: type[NextBestService], terms: CatalogTerms) -> None:
+    """Give the class's /decide and /events input models the catalog's channels and
+    purposes (before the class is decorated: BentoML builds its routes and the OpenAPI
+    document from these models)."""
+    decide = service_class.__dict__["decide"]
+    decide.input_spec = with_choices(decide.input_spec, channel=terms.channels)
+    events = service_class.__dict__["events"]
+    payload = events.input_spec.model_fields["payload"]
+    events.input_spec = create_model(
+        events.input_spec.__name__,
+        __base__=events.input_spec,
+        __module__=events.input_spec.__module__,
+        payload=(
+            dict[str, Any],
+            Field(
+                default_factory=dict,
+                description=payload.description,
+                json_schema_extra=payload_schema(terms),
+            ),
+        ),
+    )
+
+
 @functools.cache
 def nextbest_service() -> bentoml.Service[NextBestService]:
-    """The BentoML service, decorated with :func:`service_options` of the current settings."""
-    svc = bentoml.service(**service_options(get_settings()))(NextBestService)
+    """The BentoML service, decorated with :func:`service_options` of the current settings,
+    its API enums taken from the settings' action catalog (:func:`apply_catalog`)."""
+    from decisions.catalog import ConfigError, load_catalog
+    from decisions.runtime import StartupError
+
+    settings = get_settings()
+    try:
+        terms = load_catalog(settings.catalog).terms()
+    except ConfigError as exc:
+        raise StartupError(f"action catalog: {exc}") from exc
+    apply_catalog(NextBestService, terms)
+    svc = bentoml.service(**service_options(settings))(NextBestService)
     # Inside BentoML's middleware chain: metrics, tracing exclusion, timeout and concurrency
     # limit still apply to /decide; only the router and BentoML's API wrapper are skipped.
     svc.add_asgi_middleware(

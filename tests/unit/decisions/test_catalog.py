@@ -49,10 +49,12 @@ def test_default_configs_fit_the_generator_and_feature_schema():
     from customers.feature_schema import all_feature_names
     from decisions.policy import load_policy
     from decisions.rules import compile_plan
-    from demo.generate import ACTIONS
+    from demo.generate import ACTIONS, CHANNELS, PURPOSES
     from tests.unit.decisions.conftest import ViewsModel
 
     cat = load_catalog(ROOT / "config" / "catalog.yaml")
+    # the demo's feature columns are unchanged: same channels and purposes, same order
+    assert (tuple(cat.channels), tuple(cat.purposes)) == (CHANNELS, PURPOSES)
     for g in ACTIONS:
         a = cat.action(g.action_id)
         assert (a.channels, a.purpose, a.kind) == ([g.channel], g.purpose, g.kind)
