@@ -7,8 +7,9 @@ A feature's *role* says who may use it: ``model`` features feed the response mod
 policy's purpose allows it.
 
 Which channels, purposes, products, categories and actions exist is the business's,
-declared in the action catalog: the functions here take them as a :class:`CatalogTerms` value that the caller
-builds once from the loaded catalog (``Catalog.terms()``) and passes down.
+declared in the action catalog: the functions here take them as a :class:`CatalogTerms`
+value that the caller builds once from the loaded catalog (``Catalog.terms()``) and
+passes down.
 """
 
 from __future__ import annotations

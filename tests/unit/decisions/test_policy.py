@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
-
-from dataclasses import replace
 
 from decisions.catalog import ConfigError
 from decisions.policy import load_policy
@@ -51,7 +50,9 @@ def test_consent_override(tmp_path):
     )
     assert pol.consent_feature("web_loan_banner", "marketing", "web") == "consent_marketing_email"
     with pytest.raises(ConfigError, match=r"consent.overrides: field 'web_loan_banner'"):
-        load_policy(write(tmp_path, data), replace(demo_terms(), action_ids=("email_service_tips",)))
+        load_policy(
+            write(tmp_path, data), replace(demo_terms(), action_ids=("email_service_tips",))
+        )
 
 
 @pytest.mark.parametrize(
