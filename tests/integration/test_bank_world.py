@@ -119,12 +119,13 @@ def test_a_branch_channel_and_advice_purpose_the_demo_never_had(
     catalog = yaml.safe_load(world.catalog.read_text())
     # the API's enums are the bank catalog's channels and purposes
     spec = httpx.get(f"{service.url}/docs.json", headers=service.headers, timeout=10).json()
-    body = "requestBody", "content", "application/json", "schema", "properties"
-    decide, events = spec["paths"]["/decide"]["post"], spec["paths"]["/events"]["post"]
-    for key in body:
-        decide, events = decide[key], events[key]
-    assert decide["channel"]["enum"] == catalog["channels"] == ["email", "sms", "branch", "web"]
-    assert events["payload"]["properties"]["purpose"]["enum"] == catalog["purposes"]
+    decide = spec["paths"]["/decide"]["post"]["requestBody"]["content"]["application/json"]
+    assert decide["schema"]["properties"]["channel"]["enum"] == catalog["channels"]
+    assert catalog["channels"] == ["email", "sms", "branch", "web"]
+    payload = spec["components"]["schemas"]["EventPayload"]["properties"]
+    for field, declared in (("channel", "channels"), ("purpose", "purposes")):
+        enums = [v["enum"] for v in payload[field]["anyOf"] if "enum" in v]
+        assert enums == [catalog[declared]], (field, payload[field])
     assert "advice" in catalog["purposes"]
     refused = _post_decide(service, "push")  # a demo channel the bank does not have
     assert refused.status_code == 400 and "channel" in refused.text
