@@ -71,6 +71,10 @@ ERROR_RESPONSES: dict[tuple[str, str], dict[int, ErrorAnswer]] = {
         409: ErrorAnswer("The event_id was already used for an event with other content."),
         415: _NOT_JSON,
     },
+    ("post", "/admin/forget"): {
+        400: ErrorAnswer("The identifier or the reason is not valid (nothing was erased)."),
+        404: ErrorAnswer("No customer has this identifier (nothing was erased)."),
+    },
     ("get", "/customers/{customer_id}/consent"): {
         400: ErrorAnswer("The identifier is not a valid value of its id_type."),
         404: ErrorAnswer(
