@@ -29,8 +29,8 @@ from starlette.responses import JSONResponse
 
 log = logging.getLogger(__name__)
 
-#: What a handler returns: HTTP status and the JSON body.
-Answer = tuple[int, bytes]
+#: What a handler returns: HTTP status, the JSON body and any further headers.
+Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]
 Handler = Callable[[bytes], Awaitable[Answer]]
 
 _JSON = b"application/json"
@@ -106,7 +106,7 @@ class FastDecideMiddleware:
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 break
-        status, body = await handler(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        status, body, headers = await handler(chunks[0] if len(chunks) == 1 else b"".join(chunks))
         await send(
             {
                 "type": "http.response.start",
@@ -115,6 +115,7 @@ class FastDecideMiddleware:
                     (b"content-length", str(len(body)).encode()),
                     (b"content-type", _JSON),
                     *self._extra,
+                    *headers,
                 ],
             }
         )

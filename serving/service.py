@@ -1,6 +1,12 @@
 """The nextbest decision service (BentoML): ``POST /decide``, ``POST /events``, ``GET /actions``,
 ``GET /customers/{id}/consent``.
 
+It fails closed: when the online features, the event ledger or the decision log cannot be
+read or written, /decide (and /events, the consent history) answer 503 with
+``{"error": ..., "reason": "<dependency>_unavailable"}`` and ``Retry-After``, and
+``/readyz`` answers 503 naming the dependency while ``/livez`` stays 200
+(docs/operations.md, "Failure modes").
+
 A thin shell around :class:`serving.decider.OnlineDecider`, which is built once at
 start-up from the settings (champion model by MLflow alias, Feast store, catalog, policy,
 decision log). BentoML also serves ``/healthz``, ``/livez``, ``/readyz``, ``/metrics``
@@ -31,8 +37,10 @@ from bentoml import get_current_service
 from bentoml.exceptions import BentoMLException, InvalidArgument
 from fastapi import FastAPI
 from pydantic import BaseModel, Field, ValidationError
+from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
+from core.errors import DependencyUnavailable
 from core.settings import Settings, get_settings
 from core.vocabulary import CHANNELS, EVENT_TYPES, ID_TYPES
 from serving.batching import MicroBatcher
@@ -87,7 +95,13 @@ class NextBestService:
         #: BentoML's pydantic model of the /decide body (what its route validates with).
         self.decide_input = nextbest_service().apis["decide"].input_spec
         self.decider = OnlineDecider(settings)
-        self.batcher = MicroBatcher(self.decider, inline_sync=settings.inline_log_sync)
+        #: Seconds a 503 answer asks the caller to wait before trying again.
+        self.retry_after = str(settings.retry_after_seconds)
+        # Reads over the network (Redis through the SDK) decide off the event loop, so a
+        # hung store never holds up /livez or the other routes.
+        self.batcher = MicroBatcher(
+            self.decider, inline_sync=settings.inline_log_sync, offload=self.decider.fast is None
+        )
         # The loaded heap is large and long-lived; freezing it keeps full GC passes (and the
         # p99 spikes they cause) away from requests.
         gc.collect()
@@ -109,8 +123,49 @@ class NextBestService:
         """Rank the actions worth taking for this customer on this channel, and log why."""
         # One JSON encoding straight into the body: BentoML's dict output path validates
         # the dict again and streams it in chunks, which costs more than the decision.
-        body = await self._decide_body(customer, channel, k, context)
+        try:
+            body = await self._decide_body(customer, channel, k, context)
+        except DependencyUnavailable as exc:
+            return self.unavailable(exc, "/decide [POST]")
         return Response(body, media_type="application/json")
+
+    def unavailable(self, exc: DependencyUnavailable, route: str) -> Response:
+        """The 503 answer for a dependency that is down (logged by its reason only)."""
+        status, body, headers = self._unavailable_answer(exc, route)
+        return Response(
+            body,
+            status_code=status,
+            media_type="application/json",
+            headers={k.decode(): v.decode() for k, v in headers},
+        )
+
+    def _unavailable_answer(self, exc: DependencyUnavailable, route: str) -> Answer:
+        # 503, not a logged no_action: with the decision log down nothing could be logged,
+        # and with features or ledger down consent and suppression are unknown.
+        log.warning("%s 503: %s", route, exc.reason)
+        body = json_body({"error": str(exc), "reason": exc.reason})
+        return 503, body, [(b"retry-after", self.retry_after.encode())]
+
+    def __is_ready__(self) -> bool:
+        """BentoML's readiness hook (``/readyz``): 503 naming the dependency that is down.
+
+        Probes are cheap, bounded by the store timeout and cached for a second.
+        BentoML answers a ``False`` with a fixed text; raising its own ``HTTPException``
+        instead gives the body that names the dependency.
+        """
+        down = self.decider.readiness.status()
+        if down is None:
+            return True
+        raise HTTPException(
+            503,
+            detail=orjson.dumps({"error": str(down), "reason": down.reason}).decode(),
+            headers={"content-type": "application/json", "retry-after": self.retry_after},
+        )
+
+    @bentoml.on_shutdown
+    def _sync_decision_log(self) -> None:
+        """At shutdown: every queued decision-log line on disk, files closed."""
+        self.decider.log.close()
 
     async def _decide_body(
         self, customer: Customer, channel: str, k: int, context: dict[str, Any]
@@ -136,16 +191,19 @@ class NextBestService:
         except ValidationError as exc:
             fields = sorted({".".join(map(str, e["loc"])) for e in exc.errors()})
             log.info("/decide [POST] 400: invalid %s", ", ".join(fields))
-            return 400, validation_error_body(exc)
+            return 400, validation_error_body(exc), []
         try:
-            return 200, await self._decide_body(data.customer, data.channel, data.k, data.context)
+            body = await self._decide_body(data.customer, data.channel, data.k, data.context)
+            return 200, body, []
         except InvalidArgument as exc:
             log.info("/decide [POST] 400: invalid %s", str(exc).split(":", 1)[0])
             # BentoML's body for a 4xx BentoMLException is a one-element list
-            return int(exc.error_code), json_body([{"error": str(exc)}])
+            return int(exc.error_code), json_body([{"error": str(exc)}]), []
+        except DependencyUnavailable as exc:
+            return self._unavailable_answer(exc, "/decide [POST]")
         except Exception:
             log.error("Exception on /decide [POST]", exc_info=True)
-            return 500, json_body({"error": UNEXPECTED})
+            return 500, json_body({"error": UNEXPECTED}), []
 
     @bentoml.api(route="/events")
     def events(
@@ -178,6 +236,8 @@ class NextBestService:
                 event_id=event_id,
                 source=source,
             )
+        except DependencyUnavailable as exc:
+            return self.unavailable(exc, "/events [POST]")
         except EventConflict as exc:
             log.info("/events [POST] 409: event_id reused")
             raise BentoMLException(str(exc), error_code=HTTPStatus.CONFLICT) from exc
@@ -203,6 +263,8 @@ class NextBestService:
         source and actor."""
         try:
             return self.decider.consent_history(CustomerRef(customer_id, id_type))
+        except DependencyUnavailable as exc:
+            return self.unavailable(exc, "/customers/{id}/consent [GET]")
         except RequestError as exc:
             status = 404 if str(exc).startswith("customer:") else 400
             return JSONResponse({"error": str(exc)}, status_code=status)

@@ -37,9 +37,9 @@ def _run(coro: Any) -> Any:
 def test_post_decide_in_json_goes_to_the_handler_with_the_whole_body() -> None:
     seen: list[bytes] = []
 
-    async def handler(body: bytes) -> tuple[int, bytes]:
+    async def handler(body: bytes) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         seen.append(body)
-        return 201, b'{"ok":true}'
+        return 201, b'{"ok":true}', [(b"retry-after", b"5")]
 
     async def go() -> list[httpx.Response]:
         async with _client(handler) as c:
@@ -62,6 +62,7 @@ def test_post_decide_in_json_goes_to_the_handler_with_the_whole_body() -> None:
         assert r.status_code == 201 and r.content == b'{"ok":true}'
         assert r.headers["content-type"] == "application/json"
         assert r.headers["server"] == "Test/1"
+        assert r.headers["retry-after"] == "5"  # the handler's own headers go out too
         assert int(r.headers["content-length"]) == len(r.content)
     assert seen == [b'{"x": 1}', b"{}", b'{"a":1}']
 
@@ -77,7 +78,7 @@ def test_post_decide_in_json_goes_to_the_handler_with_the_whole_body() -> None:
     ],
 )
 def test_everything_else_reaches_the_app(method: str, path: str, headers: dict) -> None:
-    async def handler(body: bytes) -> tuple[int, bytes]:
+    async def handler(body: bytes) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         raise AssertionError("the fast path must not answer this")
 
     async def go() -> httpx.Response:
