@@ -197,7 +197,7 @@ def _same_file(fd: int, path: Path) -> bool:
     """Whether the open ``fd`` is still the file at ``path`` (two stat calls per sync)."""
     try:
         st = os.stat(path)
-    except FileNotFoundError:
+    except OSError:  # gone, or its directory replaced
         return False
     own = os.fstat(fd)
     return (st.st_ino, st.st_dev) == (own.st_ino, own.st_dev)

@@ -155,7 +155,7 @@ class OnlineDecider:
             self._guarded(lambda: lookup_customer(self.store, ""), self.features_down)
 
     def _check_ledger(self) -> None:
-        self._guarded(self.ledger.last_seq, self.ledger_down)
+        self._guarded(self.ledger.check, self.ledger_down)
 
     def _check_decision_log(self) -> None:
         self._guarded(self.log.check, self.decision_log_down)
