@@ -201,10 +201,17 @@ class FastOnlineFeatures:
                 raise
             # A query past its deadline is interrupted (raises sqlite3.OperationalError).
             conn.set_progress_handler(self._past_deadline, 10_000)
+            if self._inode is not None and inode != self._inode:
+                self._generation += 1  # another file than the other threads read: reopen
+                generation = self._generation
             self._local.conn, self._local.generation = conn, generation
             self._inode = inode
-        self._local.deadline = time.monotonic() + self.timeout
         return conn
+
+    def _query(self, conn: sqlite3.Connection, sql: str, params: tuple[bytes, ...]) -> list[Any]:
+        """The rows of one query, interrupted past ``timeout`` seconds."""
+        self._local.deadline = time.monotonic() + self.timeout
+        return conn.execute(sql, params).fetchall()
 
     def _past_deadline(self) -> int:
         return int(time.monotonic() > self._local.deadline)
@@ -255,11 +262,11 @@ class FastOnlineFeatures:
         from feast.protos.feast.types.Value_pb2 import Value
 
         key = self._identifier_key(identifier_key)
-        row = self._conn().execute(self._identity_sql, (key,)).fetchone()
-        if row is None:
+        rows = self._query(self._conn(), self._identity_sql, (key,))
+        if not rows:
             return None
         proto = Value()
-        proto.ParseFromString(row[0])
+        proto.ParseFromString(rows[0][0])
         return proto.string_val or None
 
     def features(self, customer_ids: Sequence[str], request_ts: float) -> np.ndarray:
@@ -273,7 +280,7 @@ class FastOnlineFeatures:
         cache, decode = self._cache, self._decode
         for i, cid in enumerate(customer_ids):
             key = self._customer_key(cid)
-            rows = conn.execute(self._sql, (key,) * self._n_views).fetchall()
+            rows = self._query(conn, self._sql, (key,) * self._n_views)
             if not rows:
                 continue
             views, names, blobs = zip(*rows, strict=True)
