@@ -364,6 +364,14 @@ def test_nextbest_serve_exits_1_when_its_workers_cannot_start(world: World, tmp_
     assert not _all_gone(seen)
 
 
+def _answers_ready(server: Server) -> bool:
+    try:
+        r = httpx.get(f"{server.url}/readyz", headers=server.headers, timeout=2)
+    except httpx.HTTPError:  # not listening yet
+        return False
+    return r.status_code == 200
+
+
 def test_sigterm_to_nextbest_serve_stops_the_whole_server_after_its_answers(
     world: World, home: Path
 ) -> None:
@@ -372,7 +380,10 @@ def test_sigterm_to_nextbest_serve_stops_the_whole_server_after_its_answers(
     server = Server(f"http://127.0.0.1:{port}", proc, home / "serve.log")
     family: set[psutil.Process] = set()
     try:
-        assert _readyz(server, 200, deadline=180).status_code == 200
+        end = time.monotonic() + 180
+        while not _answers_ready(server):
+            assert proc.poll() is None and time.monotonic() < end, "nextbest serve not ready"
+            time.sleep(0.5)
         family = set(psutil.Process(proc.pid).children(recursive=True))
         assert len(family) >= 3  # BentoML's arbiter and its two workers at least
         cids = _customers(world, 20)
