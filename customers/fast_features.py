@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 _CACHE_LIMIT = 200_000
 #: How much of the SQLite file each connection maps into memory.
 _MMAP_BYTES = 4 << 30
+#: How often (seconds) a reader compares the file at its path with the one it reads.
+_LOOK_SECONDS = 1.0
 #: Row layouts kept per reader (customers differ only in which views hold a row for them).
 _LAYOUT_LIMIT = 10_000
 
@@ -108,6 +110,7 @@ class FastOnlineFeatures:
         # a fresh connection on its next read instead of keeping a broken or stale one.
         self._generation = 0
         self._inode: int | None = None
+        self._looked = time.monotonic()  # when the file's identity was last compared
         self.version = int(config.entity_key_serialization_version)
         self.names = list(feature_names)
         col = {n: j for j, n in enumerate(self.names)}
@@ -171,6 +174,8 @@ class FastOnlineFeatures:
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
+        if conn is not None and time.monotonic() - self._looked > _LOOK_SECONDS:
+            self._notice_replaced()
         if conn is not None and self._local.generation != self._generation:
             self._drop()
             conn = None
@@ -229,16 +234,22 @@ class FastOnlineFeatures:
         self._generation += 1
         self._drop()
 
-    def check(self) -> None:
-        """Raise if the store cannot be read now: one indexed read, after noticing a file
-        replaced since the connections were opened (they would go on reading the old one)."""
+    def _notice_replaced(self) -> None:
+        """Reopen every connection when the file at ``path`` is another one than they read
+        (a rebuilt store swapped in, or the file removed): open connections would go on
+        reading the old file."""
+        self._looked = time.monotonic()
         try:
-            inode = self.path.stat().st_ino
+            inode: int | None = self.path.stat().st_ino
         except FileNotFoundError:
-            raise FileNotFoundError(f"Feast SQLite online store not found: {self.path}") from None
+            inode = None
         if self._inode is not None and inode != self._inode:
             log.warning("online store file %s replaced: reopening its connections", self.path)
             self.reset()
+
+    def check(self) -> None:
+        """Raise if the store cannot be read now: one indexed read of the file at ``path``."""
+        self._notice_replaced()
         self.lookup("")
 
     def _decode(self, blob: bytes) -> float:

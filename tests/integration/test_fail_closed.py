@@ -96,9 +96,13 @@ def _assert_livez_fast(server: Server) -> None:
     assert time.monotonic() - t0 < 1.0
 
 
-def _assert_down(server: Server, cid: str, dependency: str) -> None:
-    """/decide and /readyz say 503 naming ``dependency``; /livez is 200 and fast."""
-    _assert_503(_decide(server, cid), dependency)
+def _assert_down(server: Server, cid: str, dependency: str, within: float = 0.0) -> None:
+    """/decide (at once, or within ``within`` seconds) and /readyz say 503 naming
+    ``dependency``; /livez is 200 and fast."""
+    end = time.monotonic() + within
+    while (r := _decide(server, cid)).status_code == 200 and time.monotonic() < end:
+        time.sleep(0.1)
+    _assert_503(r, dependency)
     _assert_503(_readyz(server, 503, dependency), dependency)
     _assert_livez_fast(server)
 
@@ -149,8 +153,20 @@ def test_sqlite_stores_that_fail_are_503_naming_them_and_recover_without_restart
         cid = _customers(world)[0]
         _assert_recovered(server, cid)
 
-        with _corrupted(home / "feast" / "online.db"):
+        online = home / "feast" / "online.db"
+        with _corrupted(online):
             _assert_down(server, cid, "features")
+        _assert_recovered(server, cid)
+
+        # Replaced by another file (here an empty database): open connections would read
+        # the old file for ever; each worker notices within a second and reads the new one.
+        aside = online.rename(online.with_name("online.db.aside"))
+        online.write_bytes(b"")
+        try:
+            _assert_down(server, cid, "features", within=3.0)
+        finally:
+            online.unlink()
+            aside.rename(online)
         _assert_recovered(server, cid)
 
         with _write_locked(home / "ledger.db"):
