@@ -1,0 +1,164 @@
+"""The OpenAPI spec the service serves at ``/docs.json``: BentoML's, made exact.
+
+BentoML generates the spec from the APIs' input and output models (and the mounted FastAPI
+app's routes), but it keeps only the first branch of a top-level optional or union field
+(``timestamp`` would read as text only) and declares error bodies the service does not
+send. :func:`document_spec` takes each JSON API's request schema from its input model (the
+model that validates it) and declares the error answers from one table,
+:data:`ERROR_RESPONSES` (a row per operation, and ``*`` for what every route may answer),
+all with the one :data:`ERROR_SCHEMA` body; :class:`OpenAPIMiddleware` serves the result
+in place of BentoML's. A new kind of answer (401, 403, 429) is one more row.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import BaseModel
+
+#: Every error body: ``error`` names the field and the rule; a 400 of a body that breaks
+#: the request model lists each problem in ``detail`` (location, message, kind).
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {"type": "string", "description": "What is wrong, naming the field."},
+        "detail": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["loc", "msg", "type"],
+                "properties": {
+                    "loc": {
+                        "type": "array",
+                        "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                    },
+                    "msg": {"type": "string"},
+                    "type": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class ErrorAnswer:
+    """One error answer of an operation: what it means, and whether the router may send it
+    as plain text (starlette's own 404 for a path no route matches)."""
+
+    description: str
+    plain_text_too: bool = False
+
+
+_BAD_BODY = ErrorAnswer("The body breaks the request model or a rule; `error` names the field.")
+_NOT_JSON = ErrorAnswer("The body is not application/json.")
+
+#: (method, path) -> {status: answer}; ``("*", "*")`` applies to every operation.
+ERROR_RESPONSES: dict[tuple[str, str], dict[int, ErrorAnswer]] = {
+    ("*", "*"): {
+        413: ErrorAnswer("The request body is larger than the service reads (max_request_bytes)."),
+        503: ErrorAnswer("The service is not ready (starting or stopping)."),
+        504: ErrorAnswer("The request took longer than the service's timeout."),
+    },
+    ("post", "/decide"): {400: _BAD_BODY, 415: _NOT_JSON},
+    ("post", "/events"): {
+        400: _BAD_BODY,
+        409: ErrorAnswer("The event_id was already used for an event with other content."),
+        415: _NOT_JSON,
+    },
+    ("post", "/admin/forget"): {
+        400: ErrorAnswer("The identifier or the reason is not valid (nothing was erased)."),
+        404: ErrorAnswer("No customer has this identifier (nothing was erased)."),
+    },
+    ("get", "/customers/{customer_id}/consent"): {
+        400: ErrorAnswer("The identifier is not a valid value of its id_type."),
+        404: ErrorAnswer(
+            "No customer has this identifier (plain text: the path matches no route, as "
+            "with a control character in the identifier).",
+            plain_text_too=True,
+        ),
+    },
+}
+
+_REF = "#/components/schemas/{model}"
+_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+def document_spec(
+    spec: dict[str, Any], inputs: Mapping[str, type[BaseModel]] | None = None
+) -> dict[str, Any]:
+    """A copy of BentoML's ``spec`` with the request body of each ``POST`` path in
+    ``inputs`` taken from its input model, and the error answers of
+    :data:`ERROR_RESPONSES` declared on every operation (they replace what BentoML
+    declares for the same status; a status the table does not name, as FastAPI's 422, is
+    kept)."""
+    out = copy.deepcopy(spec)
+    schemas = out.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Error"] = ERROR_SCHEMA
+    paths = out.get("paths", {})
+    for path, model in (inputs or {}).items():
+        body = model.model_json_schema(ref_template=_REF)
+        schemas.update(body.pop("$defs", {}))
+        paths[path]["post"]["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": body}},
+        }
+    json_error = {"schema": {"$ref": _REF.format(model="Error")}}
+    for path, item in paths.items():
+        for method in _METHODS:
+            operation = item.get(method)
+            if operation is None:
+                continue
+            responses = {str(k): v for k, v in operation.get("responses", {}).items()}
+            rows = {**ERROR_RESPONSES[("*", "*")], **ERROR_RESPONSES.get((method, path), {})}
+            for status, answer in sorted(rows.items()):
+                content: dict[str, Any] = {"application/json": copy.deepcopy(json_error)}
+                if answer.plain_text_too:
+                    content["text/plain"] = {"schema": {"type": "string"}}
+                responses[str(status)] = {"description": answer.description, "content": content}
+            operation["responses"] = responses
+    return out
+
+
+class OpenAPIMiddleware:
+    """Answer ``GET /docs.json`` with BentoML's spec passed through :func:`document_spec`
+    (built on the first request, then kept)."""
+
+    def __init__(
+        self, app: Callable[..., Awaitable[None]], service: Any, path: str = "/docs.json"
+    ) -> None:
+        self.app = app
+        self.service = service
+        self.path = path
+        self._body: bytes | None = None
+
+    async def __call__(
+        self,
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[dict[str, Any]]],
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+    ) -> None:
+        """The ASGI entry point."""
+        ours = scope["type"] == "http" and scope["path"] == self.path
+        if not (ours and scope["method"] == "GET"):
+            await self.app(scope, receive, send)
+            return
+        if self._body is None:
+            inputs = {api.route: api.input_spec for api in self.service.apis.values()}
+            self._body = orjson.dumps(document_spec(self.service.openapi_spec.asdict(), inputs))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-length", str(len(self._body)).encode()),
+                    (b"content-type", b"application/json"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": self._body})
