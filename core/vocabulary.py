@@ -53,3 +53,6 @@ WEB_EVENT_TYPES: Final[tuple[str, ...]] = ("page_view", "login", "loan_check", "
 #: The implicit action "contact nobody": always available, never declared in the catalog,
 #: and the control arm of every experiment.
 NO_ACTION: Final = "no_action"
+#: What the decision service needs at run time; a failure of one is answered with 503 and
+#: the reason ``<dependency>_unavailable`` (docs/operations.md, "Failure modes").
+DEPENDENCIES: Final[tuple[str, ...]] = ("features", "ledger", "decision_log", "model")

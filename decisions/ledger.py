@@ -358,6 +358,13 @@ class Ledger:
             conn.close()
             self._local.conn = None
 
+    def check(self) -> None:
+        """Raise ``sqlite3.Error`` if the ledger cannot take a write now: takes the write
+        lock (waiting at most the busy timeout) and releases it, writing nothing."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+
     def append(self, event: LedgerEvent) -> Appended:
         """Store ``event`` durably, once: a repeat of its ``event_id`` with the same content
         is acknowledged (``applied=False``), with other content raises :class:`ConflictError`.

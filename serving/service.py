@@ -1,6 +1,12 @@
 """The nextbest decision service (BentoML): ``POST /decide``, ``POST /events``, ``GET /actions``,
 ``GET /customers/{id}/consent``.
 
+It fails closed: when the online features, the event ledger or the decision log cannot be
+read or written, /decide (and /events, the consent history) answer 503 with
+``{"error": ..., "reason": "<dependency>_unavailable"}`` and ``Retry-After``, and
+``/readyz`` answers 503 naming the dependency while ``/livez`` stays 200
+(docs/operations.md, "Failure modes").
+
 A thin shell around :class:`serving.decider.OnlineDecider`, which is built once at
 start-up from the settings (champion model by MLflow alias, Feast store, catalog, policy,
 decision log). BentoML also serves ``/healthz``, ``/livez``, ``/readyz``, ``/metrics``
@@ -37,9 +43,10 @@ from bentoml.exceptions import BentoMLException
 from fastapi import FastAPI
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
-from core.errors import InputError
+from core.errors import DependencyUnavailable, InputError
 from core.settings import Settings, get_settings
 from core.vocabulary import EVENT_TYPES
 from customers.feature_schema import CatalogTerms
@@ -112,7 +119,13 @@ class NextBestService:
         #: BentoML's pydantic input model of each JSON API (what its route validates with).
         self.inputs = {f"/{name}": svc.apis[name].input_spec for name in ("decide", "events")}
         self.decider = OnlineDecider(settings)
-        self.batcher = MicroBatcher(self.decider, inline_sync=settings.inline_log_sync)
+        #: The ``Retry-After`` of a 503 answer: seconds before the caller tries again.
+        self.retry_after = str(settings.retry_after_seconds)
+        # Reads over the network (Redis through the SDK) decide off the event loop, so a
+        # hung store never holds up /livez or the other routes.
+        self.batcher = MicroBatcher(
+            self.decider, inline_sync=settings.inline_log_sync, offload=self.decider.fast is None
+        )
         # The loaded heap is large and long-lived; freezing it keeps full GC passes (and the
         # p99 spikes they cause) away from requests.
         gc.collect()
@@ -138,7 +151,42 @@ class NextBestService:
         # One JSON encoding straight into the body: BentoML's dict output path validates
         # the dict again and streams it in chunks, which costs more than the decision.
         status, body = await self._decide_answer(customer, channel, k, context)
-        return Response(body, status_code=status, media_type="application/json")
+        return self._response(status, body)
+
+    def _response(self, status: int, body: bytes) -> Response:
+        """A JSON answer of BentoML's routes; a 503 carries ``Retry-After``."""
+        headers = {"retry-after": self.retry_after} if status == 503 else None
+        return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+    def _unavailable(self, exc: DependencyUnavailable, route: str) -> Answer:
+        """The 503 answer for a dependency that is down (logged by its reason only).
+
+        503, not a logged ``no_action``: with the decision log down nothing could be
+        logged, and with features or ledger down consent and suppression are unknown.
+        """
+        log.warning("%s 503: %s", route, exc.reason)
+        return 503, json_body({"error": str(exc), "reason": exc.reason})
+
+    def __is_ready__(self) -> bool:
+        """BentoML's readiness hook (``/readyz``): 503 naming the dependency that is down.
+
+        Probes are cheap, bounded by the store timeout and cached for a second. BentoML
+        answers a ``False`` with a fixed text; raising its own ``HTTPException`` instead
+        gives the body that names the dependency.
+        """
+        down = self.decider.readiness.status()
+        if down is None:
+            return True
+        raise HTTPException(
+            503,
+            detail=orjson.dumps({"error": str(down), "reason": down.reason}).decode(),
+            headers={"content-type": "application/json", "retry-after": self.retry_after},
+        )
+
+    @bentoml.on_shutdown
+    def _sync_decision_log(self) -> None:
+        """At shutdown: every queued decision-log line on disk, files closed."""
+        self.decider.log.close()
 
     async def _decide_answer(
         self, customer: Customer, channel: str, k: int, context: Any
@@ -152,6 +200,8 @@ class NextBestService:
         except RequestError as exc:
             refused("/decide", 400, _field_of(exc))
             return 400, error_body(str(exc))
+        except DependencyUnavailable as exc:
+            return self._unavailable(exc, "/decide [POST]")
         return 200, orjson.dumps(response_from_record(record))
 
     async def answer_json(self, path: str, body: bytes) -> Answer | None:
@@ -211,11 +261,11 @@ class NextBestService:
             event_id=event_id,
             source=source,
         )
-        status, body = self._event_answer(data)
-        return Response(body, status_code=status, media_type="application/json")
+        return self._response(*self._event_answer(data))
 
     def _event_answer(self, data: Any) -> Answer:
-        """Apply one validated /events body: 200, 400 naming the field, or 409."""
+        """Apply one validated /events body: 200, 400 naming the field, 409, or 503 (a
+        store down)."""
         payload = data.payload
         if isinstance(payload, BaseModel):
             payload = payload.model_dump(exclude_unset=True)
@@ -228,6 +278,8 @@ class NextBestService:
                 event_id=data.event_id,
                 source=data.source,
             )
+        except DependencyUnavailable as exc:
+            return self._unavailable(exc, "/events [POST]")
         except EventConflict as exc:
             refused("/events", HTTPStatus.CONFLICT, "event_id (reused)")
             return HTTPStatus.CONFLICT, error_body(str(exc))
@@ -258,6 +310,8 @@ class NextBestService:
         source and actor."""
         try:
             return self.decider.consent_history(CustomerRef(customer_id, id_type))
+        except DependencyUnavailable as exc:
+            return self._response(*self._unavailable(exc, "/customers/{id}/consent [GET]"))
         except RequestError as exc:
             status = 404 if str(exc).startswith("customer:") else 400
             log.info("/customers/{id}/consent [GET] %d: invalid %s", status, _field_of(exc))
@@ -406,6 +460,7 @@ def nextbest_service() -> bentoml.Service[NextBestService]:
         get_handler=json_api_handler,
         paths=("/decide", "/events"),
         server=f"BentoML Service/{svc.name}",
+        retry_after=str(settings.retry_after_seconds),
     )
     return svc
 
