@@ -44,6 +44,8 @@ from fastapi import FastAPI
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from starlette.exceptions import HTTPException
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from core.errors import DependencyUnavailable, InputError
@@ -105,8 +107,18 @@ def _field_of(exc: Exception) -> str:
     return str(exc).split(":", 1)[0]
 
 
-#: Plain GET routes beside the BentoML APIs (mounted at the root).
+#: Plain routes beside the BentoML APIs (mounted at the root).
 extras = FastAPI(title="nextbest catalog")
+
+
+@extras.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """FastAPI's own refusals (a body it cannot parse, a route or method it does not have)
+    in the one error body of the spec (``{"error": ...}``, serving/openapi.py)."""
+    log.info("%s [%s] %d: %s", request.url.path, request.method, exc.status_code, exc.detail)
+    return JSONResponse(
+        {"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+    )
 
 
 @bentoml.asgi_app(extras, path="/")
