@@ -159,15 +159,18 @@ def cross_fit(
     t: np.ndarray,
     y: np.ndarray,
     folds: Sequence[tuple[np.ndarray, np.ndarray]],
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[Hashable]]:
     """Out-of-fold outcomes ``[n, 1 + A]``, each fold's mean predicted uplift on its own
-    fit rows ``[n, A]`` (the shrinkage target) and the arms, for one candidate."""
+    fit rows ``[n, A]`` (the shrinkage target) and the arms, for one candidate; each fold
+    is fitted with the ``sample_weight`` of its fit rows (None: unweighted)."""
     n = len(t)
     q_oof: np.ndarray | None = None
     prior: np.ndarray | None = None
     arms: list[Hashable] = []
     for fit_idx, held in folds:
-        model = clone(estimator).fit(_take(X, fit_idx), t[fit_idx], y[fit_idx])
+        sw = None if sample_weight is None else sample_weight[fit_idx]
+        model = clone(estimator).fit(_take(X, fit_idx), t[fit_idx], y[fit_idx], sw)
         arms = list(model.arms_)
         q = np.asarray(model.predict_outcomes(_take(X, held)), dtype=np.float64)
         if q_oof is None:
@@ -325,6 +328,7 @@ def select_uplift_learner(
     refit: bool = True,
     ensemble: bool = True,
     max_rows: int | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> Selection:
     """Cross-fit every candidate on ``X`` (training rows only) and apply the rule.
 
@@ -339,7 +343,9 @@ def select_uplift_learner(
     folds), so it costs no extra fit. With ``max_rows``, a larger ``X`` is cross-fitted on
     a random ``max_rows`` of its rows (the choice costs at most that much; ``folds`` are
     positions in ``X``). With ``refit`` the winner (wrapped in a
-    :class:`ShrunkUpliftLearner` when shrunk) is fitted on all of ``X``.
+    :class:`ShrunkUpliftLearner` when shrunk) is fitted on all of ``X``. ``sample_weight``
+    (one per row, e.g. :attr:`training.dataset.TrainingSet.sample_weight`) weights every
+    fit, cross-fitted and refitted alike; the policy values use ``propensity`` per row.
     """
     if not candidates:
         raise ValueError("select_uplift_learner needs at least one candidate")
@@ -353,10 +359,14 @@ def select_uplift_learner(
     if max_rows is not None and len(rows) > max_rows:
         rows = np.sort(np.random.default_rng(seed).choice(len(rows), max_rows, replace=False))
     X_sel, t_sel, y_sel = _take(X, rows), t_all[rows], y_all[rows]
+    sw_all = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    if sw_all is not None and sw_all.shape != t_all.shape:
+        raise ValueError(f"sample_weight has shape {sw_all.shape}, treatment {t_all.shape}")
+    sw_sel = None if sw_all is None else sw_all[rows]
     folds = make_folds(t_sel, y_sel, n_folds, seed)
     fitted: dict[str, tuple[np.ndarray, np.ndarray, list[Hashable]]] = {}
     for name, est in candidates.items():
-        fitted[name] = cross_fit(est, X_sel, t_sel, y_sel, folds)
+        fitted[name] = cross_fit(est, X_sel, t_sel, y_sel, folds, sw_sel)
         logger.info("cross-fitted %s", name)
     learners = dict(candidates)
     if ensemble and len(candidates) > 1:
@@ -376,7 +386,7 @@ def select_uplift_learner(
         model = clone(learner)
         if float(win["shrinkage"]) != 1.0:
             model = ShrunkUpliftLearner(model, shrinkage=float(win["shrinkage"]))
-        model = model.fit(X, t_all, y_all)
+        model = model.fit(X, t_all, y_all, sw_all)
     logger.info("selected %s: %s", win["learner"], win["reason"])
     return Selection(
         name=str(win["learner"]),
