@@ -150,8 +150,10 @@ class NextBestService:
     @bentoml.api(route="/events")
     def events(
         self,
-        customer: Customer,
         type: EventType,
+        customer: Customer | None = Field(
+            None, description="Who the event is about (omitted for stock_changed)."
+        ),
         timestamp: str | float | None = Field(
             None, description="When it happened: ISO 8601 or epoch seconds (default: now)."
         ),
@@ -167,11 +169,12 @@ class NextBestService:
             None, max_length=128, description="The system the event comes from (default api)."
         ),
     ) -> dict[str, Any]:
-        """Record a customer event in the ledger (on disk before the answer); the next
-        decision for the customer sees it, by its event time."""
+        """Record a customer event (or a product's ``stock_changed``) in the ledger (on
+        disk before the answer); the next decision for the customer sees it, by its event
+        time (stock: within a second, for every customer)."""
         try:
             return self.decider.apply_event(
-                CustomerRef(customer.id, customer.id_type),
+                None if customer is None else CustomerRef(customer.id, customer.id_type),
                 type,
                 timestamp,
                 payload,
