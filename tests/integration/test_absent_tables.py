@@ -7,15 +7,13 @@ rows for a customer still gives a real 0."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
 from core.settings import Settings, get_settings
-from customers.feature_schema import model_feature_names, null_features
+from customers.feature_schema import all_feature_names, model_feature_names, null_features
 from decisions.catalog import load_catalog
 from tests.worlds.bank import write_bank
 
@@ -91,8 +89,6 @@ def test_feast_serves_them_as_null_and_present_zeros_as_zeros(lean: Settings) ->
     from customers.feast_store import feature_store, online_features
 
     terms = load_catalog(lean.catalog).terms()
-    from customers.feature_schema import all_feature_names
-
     names = all_feature_names(terms)
     latest = _latest(lean)
     ids = list(latest.index[:25])
