@@ -1,6 +1,7 @@
 """The event ledger: every accepted customer event, durable, once, in event time.
 
-An event (case opened or closed, complaint, purchase, consent change, contact) is checked
+An event (case opened or closed, complaint, purchase, consent change, contact; and the
+one product-level event, a stock change, stored under :data:`NO_CUSTOMER`) is checked
 completely by :func:`validate_event` before anything is written, then appended by
 :meth:`Ledger.append` to one SQLite file under the home (WAL, ``synchronous=FULL``: on
 disk before the caller answers). The caller's ``event_id`` is the idempotency key: a
