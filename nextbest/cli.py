@@ -94,8 +94,15 @@ SourcesOption = Annotated[
 ]
 
 
+#: Libraries whose INFO lines say nothing to a user of the CLI (Feast refreshes its registry
+#: cache on every lookup and says so each time).
+_QUIET_LOGGERS = ("feast.infra.registry.registry",)
+
+
 def _settings(**overrides: object) -> Settings:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     return get_settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
