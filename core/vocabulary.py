@@ -40,7 +40,10 @@ EVENT_TYPES: Final[tuple[str, ...]] = (
     "purchase",
     "consent_changed",
     "contact",
+    "stock_changed",
 )
+#: Event types about a product rather than a customer (sent without a ``customer``).
+PRODUCT_EVENT_TYPES: Final[tuple[str, ...]] = ("stock_changed",)
 #: ``event_type`` values of the app and web event exports (docs/data-dictionary.md).
 APP_EVENT_TYPES: Final[tuple[str, ...]] = (
     "open",
