@@ -6,9 +6,10 @@ A feature's *role* says who may use it: ``model`` features feed the response mod
 ``sensitive`` features are personal data that may be used for modelling only where the
 policy's purpose allows it.
 
-Which products, categories and actions exist is the business's, declared in the action
-catalog: the functions here take them as a :class:`CatalogTerms` value that the caller
-builds once from the loaded catalog (``Catalog.terms()``) and passes down.
+Which channels, purposes, products, categories and actions exist is the business's,
+declared in the action catalog: the functions here take them as a :class:`CatalogTerms`
+value that the caller builds once from the loaded catalog (``Catalog.terms()``) and
+passes down.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
-
-from core.vocabulary import CHANNELS, PURPOSES
 
 WINDOWS: tuple[int, ...] = (7, 30, 90, 365)
 #: Duration features use this value for "never happened".
@@ -33,15 +32,18 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
 @dataclass(frozen=True)
 class CatalogTerms:
-    """The catalog's products, categories and action ids, in catalog order: what the
-    per-product, per-category and per-action feature columns are named after."""
+    """The catalog's products, categories, action ids, channels and purposes, in catalog
+    order: what the per-product, per-category, per-action, per-channel and per-purpose
+    feature columns are named after."""
 
     products: tuple[str, ...]
     categories: tuple[str, ...]
     action_ids: tuple[str, ...]
+    channels: tuple[str, ...]
+    purposes: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        for what in ("products", "categories", "action_ids"):
+        for what in ("products", "categories", "action_ids", "channels", "purposes"):
             values = tuple(getattr(self, what))
             object.__setattr__(self, what, values)
             bad = [v for v in values if not isinstance(v, str) or not _NAME.match(v)]
@@ -198,8 +200,8 @@ def view_specs(terms: CatalogTerms) -> tuple[ViewSpec, ...]:
         "Consent per purpose and channel: 1 granted, 0 withdrawn or never recorded.",
         tuple(
             _f(f"consent_{p}_{c}", f"Consent to {p} by {c}.", kind="int", role="policy")
-            for p in PURPOSES
-            for c in CHANNELS
+            for p in terms.purposes
+            for c in terms.channels
         ),
         pushable=True,
         tags={"domain": "consent", "personal": "true"},
@@ -214,7 +216,7 @@ def view_specs(terms: CatalogTerms) -> tuple[ViewSpec, ...]:
                 kind="int",
                 role="policy",
             )
-            for c in CHANNELS
+            for c in terms.channels
             for w in (7, 30)
         )
         + (
@@ -237,6 +239,44 @@ def view_specs(terms: CatalogTerms) -> tuple[ViewSpec, ...]:
         tags={"domain": "contacts"},
     )
     return (profile, txn, behaviour, service, holdings, consent, contacts)
+
+
+#: The optional source-contract tables each source-derived feature needs (any one of them
+#: present is enough). A feature whose tables are all absent is null, never 0.
+def feature_tables(terms: CatalogTerms) -> dict[str, tuple[str, ...]]:
+    """Feature name -> the contract tables it is computed from (features not listed come
+    from ``identity_records`` alone, or are lineage)."""
+    orders, behaviour = ("orders",), ("behaviour_events",)
+    out: dict[str, tuple[str, ...]] = {"value_tier": orders}
+    for w in WINDOWS:
+        out[f"txn_count_{w}d"] = out[f"txn_amount_{w}d"] = orders
+    out["last_purchase_ts"] = orders
+    for c in terms.categories:
+        out[f"spend_365d_{c}"] = orders
+        out[f"views_30d_{c}"] = behaviour
+    for name in ("config_views_7d", "loan_checks_7d", "repeat_interest_7d"):
+        out[name] = behaviour
+    out["last_active_ts"] = ("behaviour_events", "orders")
+    out["open_cases"] = ("service_cases",)
+    out["complaints_90d"] = out["last_complaint_ts"] = ("service_cases", "complaints")
+    for p in terms.products:
+        out[f"holds_{p}"] = ("holdings",)
+    for p in terms.purposes:
+        for c in terms.channels:
+            out[f"consent_{p}_{c}"] = ("consent_events",)
+    for c in terms.channels:
+        for w in (7, 30):
+            out[f"contacts_{c}_{w}d"] = ("contact_history",)
+    out["contacts_total_7d"] = ("contact_history",)
+    for a in terms.action_ids:
+        out[f"last_shown_ts_{a}"] = ("contact_history",)
+    return out
+
+
+def null_features(absent: Iterable[str], terms: CatalogTerms) -> list[str]:
+    """Features that are null because every contract table they need is ``absent``."""
+    gone = set(absent)
+    return [f for f, tables in feature_tables(terms).items() if gone.issuperset(tables)]
 
 
 # Request-time features: days since a stored ``*_ts`` feature, computed by the on-demand

@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from core.vocabulary import CHANNELS, PURPOSES
 from customers.feature_schema import (
     WINDOWS,
     CatalogTerms,
+    null_features,
     view_specs,
 )
 from customers.feature_sources import (
@@ -135,13 +135,20 @@ def _view_rows(
         ),
         "customer_service": _service_view(src.cases, cust, ids, t),
         "customer_holdings": _holdings_view(src.holdings, cust, ids, t, terms),
-        "customer_consent": _consent_view(src.consent, cust, ids, t),
+        "customer_consent": _consent_view(src.consent, cust, ids, t, terms),
         "customer_contacts": _contacts_view(src.contacts, cust, ids, t, terms),
     }
+    # A feature whose source tables are all absent is unknown, not 0: null (a nullable
+    # integer column for the integer kinds), in the parquet, in Feast and in training.
+    null = set(null_features(src.absent, terms))
     for spec in view_specs(terms):
         df = out[spec.name]
         for f in spec.all_features:
-            df[f.name] = df[f.name].astype("int64" if f.kind == "int" else "float64")
+            if f.name in null:
+                kind = "Int64" if f.kind == "int" else "float64"
+                df[f.name] = pd.Series(pd.NA if f.kind == "int" else np.nan, df.index, kind)
+            else:
+                df[f.name] = df[f.name].astype("int64" if f.kind == "int" else "float64")
         out[spec.name] = df[["customer_id", "event_timestamp", *spec.feature_names]]
     return out
 
@@ -285,7 +292,7 @@ def _holdings_view(
 
 
 def _consent_view(
-    consent: pd.DataFrame, cust: pd.RangeIndex, ids: pd.Index, t: pd.Timestamp
+    consent: pd.DataFrame, cust: pd.RangeIndex, ids: pd.Index, t: pd.Timestamp, terms: CatalogTerms
 ) -> pd.DataFrame:
     """The latest consent event per purpose and channel (deny when there is none)."""
     cs = consent.loc[consent["ts"] < t].sort_values("ts", kind="stable")
@@ -295,8 +302,8 @@ def _consent_view(
     )
     cols = {
         f"consent_{p}_{ch}": granted[(p, ch)] if (p, ch) in granted else 0
-        for p in PURPOSES
-        for ch in CHANNELS
+        for p in terms.purposes
+        for ch in terms.channels
     }
     cols["customer_consent_as_of_ts"] = _last_ts(cs, t)
     return _frame(cust, t, cols, ids)
@@ -309,7 +316,7 @@ def _contacts_view(
     last shown."""
     ct = contacts.loc[contacts["ts"] < t]
     cols = {}
-    for ch in CHANNELS:
+    for ch in terms.channels:
         sub = ct.loc[ct["channel"] == ch]
         for w in (7, 30):
             cols[f"contacts_{ch}_{w}d"] = _window_agg(sub, t, w, None)

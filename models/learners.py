@@ -41,6 +41,7 @@ __all__ = [
     "XLearner",
     "default_candidates",
     "ShrunkUpliftLearner",
+    "inverse_propensity_weights",
     "logged_propensity",
     "with_arm_columns",
 ]
@@ -766,12 +767,32 @@ class ShrunkUpliftLearner(BaseEstimator):
             raise ValueError("ShrunkUpliftLearner needs a base learner")
         if not 0.0 <= float(self.shrinkage) <= 1.0:
             raise ValueError(f"shrinkage must lie in [0, 1], got {self.shrinkage!r}")
-        self.learner_ = clone(self.learner).fit(X, treatment, y, sample_weight)
-        self.mean_uplift_ = np.asarray(self.learner_.predict_uplift(X)).mean(axis=0)
-        for attr in ("arms_", "classes_", "binary_", "feature_names_in_", "categories_"):
-            setattr(self, attr, getattr(self.learner_, attr))
-        self.n_features_in_ = self.learner_.n_features_in_
+        fitted = clone(self.learner).fit(X, treatment, y, sample_weight)
+        self._adopt(fitted, np.asarray(fitted.predict_uplift(X)).mean(axis=0))
         return self
+
+    @classmethod
+    def from_fitted(
+        cls, fitted: BaseEstimator, mean_uplift: Any, shrinkage: float
+    ) -> ShrunkUpliftLearner:
+        """Shrink an already fitted learner towards ``mean_uplift`` (``[A]``, its average
+        uplift estimate) without fitting anything."""
+        if not 0.0 <= float(shrinkage) <= 1.0:
+            raise ValueError(f"shrinkage must lie in [0, 1], got {shrinkage!r}")
+        out = cls(fitted, shrinkage=shrinkage)
+        out._adopt(fitted, np.asarray(mean_uplift, dtype=np.float64))
+        return out
+
+    def _adopt(self, fitted: BaseEstimator, mean_uplift: np.ndarray) -> None:
+        if mean_uplift.shape != (len(fitted.arms_),):
+            raise ValueError(
+                f"mean_uplift has shape {mean_uplift.shape}, expected ({len(fitted.arms_)},)"
+            )
+        self.learner_ = fitted
+        self.mean_uplift_ = mean_uplift
+        for attr in ("arms_", "classes_", "binary_", "feature_names_in_", "categories_"):
+            setattr(self, attr, getattr(fitted, attr))
+        self.n_features_in_ = fitted.n_features_in_
 
     def predict_outcomes(self, X: Any) -> np.ndarray:
         """``[n, 1 + A]``: control as predicted, each arm with the shrunk uplift added."""
@@ -830,3 +851,23 @@ def logged_propensity(
     if p.shape != treatment.shape:
         raise ValueError(f"design_propensity has shape {p.shape}, treatment {treatment.shape}")
     return p
+
+
+def inverse_propensity_weights(propensity: np.ndarray) -> np.ndarray:
+    """Per-row fitting weights ``1 / p`` of each row's own assignment probability, scaled
+    to mean 1 (so LightGBM's ``min_child_weight`` and regularisation keep their meaning).
+
+    Exposures of campaigns that gave an arm a low probability stand for more customers
+    than those of campaigns that gave it a high one: weighting each row by its own
+    probability fits the arm's outcome model on the population, not on whichever
+    campaigns assigned the arm most often. Raises on a probability outside (0, 1].
+    """
+    p = np.asarray(propensity, dtype=np.float64)
+    bad = ~np.isfinite(p) | (p <= 0.0) | (p > 1.0)
+    if bad.any():
+        raise ValueError(
+            f"propensity: {int(bad.sum())} rows outside (0, 1] (first at row "
+            f"{int(np.flatnonzero(bad)[0])})"
+        )
+    w = 1.0 / p
+    return w / w.mean() if len(w) else w

@@ -14,12 +14,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
-from core.vocabulary import CHANNELS, ID_TYPES, PURPOSES
-from decisions.ledger import EPOCH_BOUND, MAX_AMOUNT, TEXT_MAX, TOKEN_PATTERN
+from core.vocabulary import ID_TYPES
+from decisions.ledger import EPOCH_BOUND, MAX_AMOUNT, MAX_UNITS, TEXT_MAX, TOKEN_PATTERN
 
 IdType = Literal[ID_TYPES]  # type: ignore[valid-type]
-Channel = Literal[CHANNELS]  # type: ignore[valid-type]
-Purpose = Literal[PURPOSES]  # type: ignore[valid-type]
 
 #: The longest identifier value a caller may send.
 MAX_ID_LENGTH = 256
@@ -81,7 +79,8 @@ class Customer(_Quiet):
 class EventPayload(_Quiet):
     """What an event carries; which fields each event type takes is in docs/events.md
     (service cases: case_id; purchase: amount, category, product_id; consent_changed:
-    purpose, channel, granted, legal_basis; contact: channel, action_id, decision_id)."""
+    purpose, channel, granted, legal_basis; contact: channel, action_id, decision_id;
+    stock_changed: product_id, units)."""
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
@@ -91,12 +90,24 @@ class EventPayload(_Quiet):
     )
     category: Text | None = Field(None, description="A catalog product category.")
     product_id: Text | None = Field(None, description="A catalog product id.")
-    purpose: Purpose | None = None
-    channel: Channel | None = None
+    purpose: Text | None = Field(
+        None, description="A catalog purpose (the enum is set from the catalog)."
+    )
+    channel: Text | None = Field(
+        None, description="A catalog channel (the enum is set from the catalog)."
+    )
     granted: bool | None = Field(None, strict=True)
     legal_basis: Token | None = None
     action_id: Text | None = Field(None, description="A catalog action id.")
     decision_id: Token | None = None
+    units: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_UNITS,
+        allow_inf_nan=False,
+        strict=True,
+        description="Units in stock (stock_changed).",
+    )
 
 
 class ForgetRequest(_Quiet):

@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 
-from decisions.catalog import Catalog
 from decisions.draws import in_holdout
 from decisions.engine import Decisions, decide
 from decisions.policy import Exploration, Holdout, Policy
@@ -63,6 +62,31 @@ def test_each_rule_affects_only_the_customer_it_should(
     if unaffected is not None:
         assert reason_of(d, 1, unaffected) == Reason.ELIGIBLE
     assert affected not in [d.plan.action_ids[c] for c in d.ranked[1] if c >= 0]
+
+
+@pytest.mark.parametrize(
+    ("null", "expected", "affected"),
+    [
+        # features of an absent table are null; each rule that reads one says what null means
+        ("consent_marketing_email", Reason.NO_CONSENT, UPGRADE),  # no record: no consent
+        ("open_cases", Reason.MISSING_FEATURES, UPGRADE),  # unknown is not "no open case"
+        ("holds_phone_premium", Reason.MISSING_FEATURES, UPGRADE),  # unknown is not "not held"
+        ("contacts_email_7d", Reason.MISSING_FEATURES, BUNDLE),  # uncounted is not 0 contacts
+    ],
+)
+def test_a_null_feature_is_never_read_as_zero(plan, names, null, expected, affected):
+    d = run(plan, names, [{}, {null: np.nan}])  # the default row: consent 1, counts 0
+    assert reason_of(d, 0, affected) == Reason.ELIGIBLE
+    assert reason_of(d, 1, affected) == expected
+
+
+def test_a_team_without_a_case_table_turns_the_case_pause_off(catalog, policy, names):
+    off = no_random(policy)
+    off = off.model_copy(
+        update={"case_pause": off.case_pause.model_copy(update={"enabled": False})}
+    )
+    plan = compile_plan(catalog, off, names, ViewsModel(catalog.ids))
+    assert reason_of(run(plan, names, [{"open_cases": np.nan}]), 0, UPGRADE) == Reason.ELIGIBLE
 
 
 def test_consent_withdrawal_takes_effect_on_next_decision(catalog, policy, names):
@@ -123,7 +147,7 @@ def test_dates_bound_the_campaign(catalog, policy, names):
     actions[i] = actions[i].model_copy(
         update={"valid_from": NOW - timedelta(days=10), "valid_to": NOW + timedelta(days=1)}
     )
-    dated = Catalog(version="t", actions=actions)
+    dated = catalog.model_copy(update={"version": "t", "actions": actions})
     plan = compile_plan(dated, policy, names, ViewsModel(catalog.ids))
     assert reason_of(run(plan, names, [{}]), 0, BUNDLE) == Reason.ELIGIBLE
     rows = matrix(names, [default_row(names)])
@@ -163,7 +187,7 @@ def test_shared_response_model_and_cooldown_fallback(catalog, policy, names):
     extra = catalog.action(BUNDLE).model_copy(
         update={"id": "email_bundle_spring", "name": "Spring bundle", "response_model": BUNDLE}
     )
-    cat = Catalog(version="t", actions=[*catalog.actions, extra])
+    cat = catalog.model_copy(update={"version": "t", "actions": [*catalog.actions, extra]})
     plan = compile_plan(cat, no_random(policy), names, ViewsModel(catalog.ids))
     d = run(plan, names, [{}, {f"days_since_shown_{BUNDLE}": 1.0}])
     cols = list(plan.action_ids)
