@@ -303,7 +303,9 @@ def test_events_for_reads_any_number_of_customers_in_one_indexed_query(tmp_path:
     ledger = Ledger(tmp_path / "ledger.db")
     ids = [f"C{i:05d}" for i in range(1_500)]
     for i, cid in enumerate(ids[::3]):
-        e = validate_event(cid, "contact", NOW - i, {"channel": "email"}, f"e{i}", received=NOW)
+        e = validate_event(
+            cid, "contact", NOW - i, {"channel": "email"}, f"e{i}", received=NOW, vocab=VOCAB
+        )
         ledger.append(e)
     cut = ledger.last_seq()
     late = validate_event(ids[0], "complaint", NOW, {}, "late", received=NOW)
@@ -330,7 +332,10 @@ def test_apply_ledger_reads_the_customers_events_and_the_build_watermark(tmp_pat
     names = ["consent_marketing_email", "customer_consent_as_of_ts"]
     ledger = Ledger(tmp_path / "ledger.db")
     cell = {"purpose": "marketing", "channel": "email", "granted": False}
-    ledger.append(validate_event("C1", "consent_changed", NOW - 50 * DAY, cell, "w", received=NOW))
+    withdrawal = validate_event(
+        "C1", "consent_changed", NOW - 50 * DAY, cell, "w", received=NOW, vocab=VOCAB
+    )
+    ledger.append(withdrawal)
     fresh = np.array([[1.0, NOW - 40 * DAY], [1.0, NOW - 40 * DAY]])
     X = fresh.copy()
     assert apply_ledger(X, names, ["C1", "C2"], ledger, NOW) == 1
