@@ -133,7 +133,11 @@ def ledger_touched(world: World, decider) -> dict[str, dict[str, dict]]:
     ids = _untouched(decider, _sample_ids(world), s.as_of)
     ids_arr, X, snapshot = offline_feature_matrix(s.features_dir, ids, s.as_of, demo_terms())
     ctx = DecisionContext(
-        channel="email", now=s.as_of, k=3, stock=decider.stock, feature_snapshot_time=snapshot
+        channel="email",
+        now=s.as_of,
+        k=3,
+        stock=decider.stock.vector(),
+        feature_snapshot_time=snapshot,
     )
     records = decide(X, ids_arr, decider.runtime.plan, ctx).records()
     marketing = _email_marketing(decider)
