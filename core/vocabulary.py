@@ -1,5 +1,5 @@
 """The words every layer shares, defined once: channels, purposes, action kinds,
-identifier types, event types and the implicit "no action".
+identifier types, event types, API key scopes and the implicit "no action".
 
 Order matters where a tuple names columns (consent and contact features are built per
 purpose and channel in this order) and where it becomes an OpenAPI enum, so append,
@@ -36,6 +36,8 @@ EVENT_TYPES: Final[tuple[str, ...]] = (
     "consent_changed",
     "contact",
 )
+#: Scopes an API key of the decision service may hold (docs/security.md).
+API_SCOPES: Final[tuple[str, ...]] = ("decide", "events", "admin")
 #: ``event_type`` values of the app and web event exports (docs/data-dictionary.md).
 APP_EVENT_TYPES: Final[tuple[str, ...]] = (
     "open",

@@ -4,7 +4,8 @@
 A thin shell around :class:`serving.decider.OnlineDecider`, which is built once at
 start-up from the settings (champion model by MLflow alias, Feast store, catalog, policy,
 decision log). BentoML also serves ``/healthz``, ``/livez``, ``/readyz``, ``/metrics``
-(Prometheus) and the OpenAPI page at ``/`` (spec at ``/docs.json``).
+(Prometheus) and the OpenAPI page at ``/`` (spec at ``/docs.json``). Every route but the
+health checks needs an API key of the route's scope (:mod:`serving.auth`).
 
 Start it with ``bentoml serve serving.service:NextBest`` or ``nextbest serve``.
 
@@ -33,8 +34,10 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import JSONResponse, Response
 
+from core.api_keys import KeyRing
 from core.settings import Settings, get_settings
 from core.vocabulary import CHANNELS, EVENT_TYPES, ID_TYPES
+from serving.auth import KEY_NAME, AuthMiddleware
 from serving.batching import MicroBatcher
 from serving.decider import OnlineDecider
 from serving.events import EventConflict
@@ -46,6 +49,7 @@ from serving.fast_http import (
     json_body,
     validation_error_body,
 )
+from serving.openapi import OpenAPIMiddleware
 from serving.requests import CustomerRef, DecideRequest, RequestError
 from serving.responses import response_from_record
 
@@ -150,6 +154,7 @@ class NextBestService:
     @bentoml.api(route="/events")
     def events(
         self,
+        ctx: bentoml.Context,
         customer: Customer,
         type: EventType,
         timestamp: str | float | None = Field(
@@ -168,7 +173,8 @@ class NextBestService:
         ),
     ) -> dict[str, Any]:
         """Record a customer event in the ledger (on disk before the answer); the next
-        decision for the customer sees it, by its event time."""
+        decision for the customer sees it, by its event time. The event's actor is the
+        name of the API key that sent it."""
         try:
             return self.decider.apply_event(
                 CustomerRef(customer.id, customer.id_type),
@@ -177,6 +183,7 @@ class NextBestService:
                 payload,
                 event_id=event_id,
                 source=source,
+                actor=getattr(ctx.request.state, KEY_NAME, "anonymous"),
             )
         except EventConflict as exc:
             log.info("/events [POST] 409: event_id reused")
@@ -208,6 +215,10 @@ class NextBestService:
             return JSONResponse({"error": str(exc)}, status_code=status)
 
 
+#: Worker processes of the service (one per core); per-key rate limits are divided by it.
+WORKERS = 2
+
+
 def service_options(settings: Settings) -> dict[str, Any]:
     """The options of ``bentoml.service`` for the decision service."""
     return {
@@ -222,7 +233,7 @@ def service_options(settings: Settings) -> dict[str, Any]:
         # One worker per core. /decide is async: its CPU work runs on the worker's event loop
         # and it awaits the decision log's writer thread, so while one decision waits for its
         # disk sync the worker decides the next ones, which join the next group commit.
-        "workers": 2,
+        "workers": WORKERS,
         # Threads for the sync endpoints only (/events waits on the ledger's synced commit).
         "threads": 4,
     }
@@ -241,7 +252,19 @@ def fast_decide_handler() -> Handler | None:
 @functools.cache
 def nextbest_service() -> bentoml.Service[NextBestService]:
     """The BentoML service, decorated with :func:`service_options` of the current settings."""
-    svc = bentoml.service(**service_options(get_settings()))(NextBestService)
+    settings = get_settings()
+    svc = bentoml.service(**service_options(settings))(NextBestService)
+    # BentoML applies the service's middlewares in the order they are added, the first
+    # outermost: the key check comes before everything of ours, the fast /decide path too.
+    keys = KeyRing(settings.api_keys_path, settings.api_keys)
+    if not keys.records():
+        log.warning(
+            "no API keys in %s or the settings: every route but health answers 401 "
+            "(create one with `nextbest keys create`)",
+            settings.api_keys_path,
+        )
+    svc.add_asgi_middleware(AuthMiddleware, keys=keys, workers=WORKERS)
+    svc.add_asgi_middleware(OpenAPIMiddleware)
     # Inside BentoML's middleware chain: metrics, tracing exclusion, timeout and concurrency
     # limit still apply to /decide; only the router and BentoML's API wrapper are skipped.
     svc.add_asgi_middleware(
