@@ -61,6 +61,7 @@ def service(
 def _decide(service: Server, channel: str) -> dict:
     r = httpx.post(
         f"{service.url}/decide",
+        headers=service.headers,
         json={"customer": {"id": KNOWN_CUSTOMER, "id_type": "crm_id"}, "channel": channel, "k": 3},
         timeout=30,
     )
