@@ -59,13 +59,18 @@ def test_the_service_class_takes_its_tracing_option_from_settings(
 def test_the_fast_decide_middleware_is_in_the_service_chain() -> None:
     # Whether it answers is decided per request (the running instance's handler, set when
     # fast_http is on and trace_decide off); the middleware itself is always in the chain.
+    # BentoML's app builds its service middlewares in the order added, the first outermost:
+    # the key check comes before the fast path.
     code = (
-        "import serving.service as s; "
-        "print([(m.__name__, o['path'], o['server'], o['get_handler']()) "
-        "for m, o in s.NextBest.middlewares])"
+        "import serving.service as s; m = s.NextBest.middlewares; "
+        "print([c.__name__ for c, _ in m], [(o['path'], o['server'], o['get_handler']()) "
+        "for c, o in m if c.__name__ == 'FastDecideMiddleware'])"
     )
     line = _last_line_printed(code)
-    assert line == "[('FastDecideMiddleware', '/decide', 'BentoML Service/nextbest', None)]"
+    assert line == (
+        "['AuthMiddleware', 'OpenAPIMiddleware', 'FastDecideMiddleware'] "
+        "[('/decide', 'BentoML Service/nextbest', None)]"
+    )
 
 
 def test_importing_the_service_module_reads_no_settings() -> None:
