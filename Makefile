@@ -4,7 +4,7 @@ UV ?= uv
 export MLFLOW_DISABLE_TELEMETRY=true
 export BENTOML_DO_NOT_TRACK=True
 
-.PHONY: setup demo test lint bench serve
+.PHONY: setup setup-demo demo test lint bench serve
 
 setup:  ## install uv (if missing), Python deps from the lock file, and redis-server (Debian)
 	@command -v $(UV) >/dev/null 2>&1 || $(PY) -m pip install --quiet uv
@@ -14,7 +14,12 @@ setup:  ## install uv (if missing), Python deps from the lock file, and redis-se
 	$(UV) sync --frozen --all-extras --python 3.11 --compile-bytecode
 	@command -v redis-server >/dev/null 2>&1 || (command -v apt-get >/dev/null 2>&1 && (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null) || echo "redis-server not installed: Redis tests will be skipped")
 
-demo: setup  ## generate data, resolve identities, build features, train, score, serve
+setup-demo:  ## uv (if missing) and only what the demo needs: the base dependencies and the compiled trees
+	@command -v $(UV) >/dev/null 2>&1 || $(PY) -m pip install --quiet uv
+	@# --inexact: a checkout that already has the extras (make setup) keeps them
+	$(UV) sync --frozen --inexact --extra batch --python 3.11 --compile-bytecode
+
+demo: setup-demo  ## generate data, resolve identities, build features, train, score, serve
 	$(UV) run --frozen nextbest pipeline
 	$(UV) run --frozen nextbest serve
 

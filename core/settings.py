@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address the decision service binds.")
     port: int = Field(3000, description="Port of the decision service.")
+    max_request_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="The largest request body the service reads (any route); a larger one "
+        "is answered 413 (docs/api-limits.md).",
+    )
     trace_decide: bool = Field(
         False,
         description="Put /decide into BentoML's OpenTelemetry spans (off: a span less to build per "
@@ -101,6 +107,24 @@ class Settings(BaseSettings):
         False,
         description="Keep typeguard's checks on Feast's constructors (on: importing Feast "
         "costs several times more CPU at every process start).",
+    )
+    retention_decision_log_days: int | None = Field(
+        None,
+        ge=1,
+        description="`nextbest retention apply` deletes decision-log days older than this "
+        "(None: keep all).",
+    )
+    retention_ledger_days: int | None = Field(
+        None,
+        ge=1,
+        description="`nextbest retention apply` deletes ledger events older than this, "
+        "consent changes excepted (proof of consent; None: keep all).",
+    )
+    retention_raw_days: int | None = Field(
+        None,
+        ge=1,
+        description="`nextbest retention apply` deletes source-export events (raw/, contract/) "
+        "older than this; identity records and consent are kept (None: keep all).",
     )
 
     api_keys_file: Path | None = Field(
@@ -173,6 +197,11 @@ class Settings(BaseSettings):
     def demo_key_path(self) -> Path:
         """Where the demo pipeline writes the raw key it created (mode 0600)."""
         return self.root / "demo-api-key"
+
+    @property
+    def privacy_dir(self) -> Path:
+        """The erasure tombstone and the append-only privacy audit log."""
+        return self.root / "privacy"
 
     @property
     def tracking_uri(self) -> str:

@@ -72,11 +72,124 @@ def repo_config(settings: Settings, bulk: bool = True) -> Any:
 
 def feature_store(settings: Settings, bulk: bool = True) -> Any:
     """An open ``FeatureStore`` on the configured registry and stores (``bulk``: see
-    :func:`repo_config`)."""
+    :func:`repo_config`); a registry written in another home is first moved to this one
+    (:func:`relocate_registry`)."""
     import_feast(settings)
     from feast import FeatureStore
 
-    return FeatureStore(config=repo_config(settings, bulk=bulk))
+    config = repo_config(settings, bulk=bulk)
+    relocate_registry(settings)
+    return FeatureStore(config=config)
+
+
+def relocate_registry(settings: Settings) -> int:
+    """Point the file sources of the home's Feast registry at this home; returns the
+    paths rewritten (0 when they already point here, or there is no registry).
+
+    Feast records each file source's absolute path at ``feast apply`` (its DuckDB store
+    reads a relative path against the working directory, not the repository), so a
+    copied or moved home would read, and push into, the first home's feature tables. The
+    home that applied them is found from the feature tables' folder; every string in the
+    registry under that home, the sources' version history included, is rewritten to this
+    home, under a lock and by an atomic replace, so a second process finds nothing to do.
+    """
+    import fcntl
+    import os
+
+    from feast.protos.feast.core.Registry_pb2 import Registry
+
+    path = settings.feast_dir / "registry.db"
+    if not path.exists():
+        return 0
+    registry = Registry()
+    registry.ParseFromString(path.read_bytes())
+    if _applied_home(registry, settings) is None:
+        return 0  # the usual case: nothing written, no lock taken
+    with open(settings.feast_dir / ".registry.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        registry.ParseFromString(path.read_bytes())  # another process may have moved it
+        old = _applied_home(registry, settings)
+        if old is None:
+            return 0
+        n = _rewrite_strings(registry, str(old), str(settings.root))
+        n += _rewrite_history(registry, str(old), str(settings.root))
+        tmp = path.with_name(".registry.db.moving")
+        tmp.write_bytes(registry.SerializeToString())
+        os.replace(tmp, path)
+    log.info("Feast registry moved from %s to %s: %d paths rewritten", old, settings.root, n)
+    return n
+
+
+def _applied_home(registry: Any, settings: Settings) -> Path | None:
+    """The home whose feature tables the registry's file sources name, if not this one."""
+    for source in registry.data_sources:
+        uri = source.file_options.uri
+        if uri and Path(uri).parent.name == settings.features_dir.name:
+            home = Path(uri).parent.parent
+            return None if home == settings.root else home
+    return None
+
+
+def _rewrite_history(registry: Any, old: str, new: str) -> int:
+    """:func:`_rewrite_strings` inside the serialised views of the registry's version
+    history (kept as bytes, so the walk over fields does not reach them)."""
+    from feast.protos.feast.core.FeatureView_pb2 import FeatureView
+    from feast.protos.feast.core.OnDemandFeatureView_pb2 import OnDemandFeatureView
+    from feast.protos.feast.core.StreamFeatureView_pb2 import StreamFeatureView
+
+    kinds = {
+        "feature_view": FeatureView,
+        "on_demand_feature_view": OnDemandFeatureView,
+        "stream_feature_view": StreamFeatureView,
+    }
+    n = 0
+    for record in registry.feature_view_version_history.records:
+        kind = kinds.get(record.feature_view_type)
+        if kind is None:
+            continue
+        view = kind()
+        view.ParseFromString(record.feature_view_proto)
+        if k := _rewrite_strings(view, old, new):
+            record.feature_view_proto = view.SerializeToString()
+            n += k
+    return n
+
+
+def _rewrite_strings(message: Any, old: str, new: str) -> int:
+    """Replace the prefix ``old`` (a path) by ``new`` in every string of ``message``."""
+
+    def moved(value: str) -> str | None:
+        if value == old or value.startswith(old + "/"):
+            return new + value[len(old) :]
+        return None
+
+    n = 0
+    for field, value in message.ListFields():
+        repeated = field.is_repeated
+        if field.type == field.TYPE_MESSAGE:
+            if repeated and field.message_type.GetOptions().map_entry:
+                items = list(value.values())
+                if items and not hasattr(items[0], "ListFields"):  # a map of scalars
+                    for key in list(value):
+                        if isinstance(value[key], str) and (m := moved(value[key])) is not None:
+                            value[key], n = m, n + 1
+                    continue
+                for item in items:
+                    n += _rewrite_strings(item, old, new)
+            elif repeated:
+                for item in value:
+                    n += _rewrite_strings(item, old, new)
+            else:
+                n += _rewrite_strings(value, old, new)
+        elif field.type == field.TYPE_STRING:
+            if repeated:
+                for i, item in enumerate(value):
+                    if (m := moved(item)) is not None:
+                        value[i], n = m, n + 1
+            elif (m := moved(value)) is not None:
+                setattr(message, field.name, m)
+                n += 1
+    return n
 
 
 def apply(settings: Settings, terms: CatalogTerms) -> Any:

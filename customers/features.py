@@ -418,6 +418,7 @@ def build_feature_tables(
     salt: str,
     sources: tuple[SourceData, pd.Index] | None = None,
     extra_consent: pd.DataFrame | None = None,
+    tombstone: frozenset[str] = frozenset(),
 ) -> dict[str, Path]:
     """Build every feature table at monthly snapshots up to ``as_of`` and write parquet.
 
@@ -428,10 +429,14 @@ def build_feature_tables(
     ``extra_consent``: consent records beside the export (see :func:`with_extra_consent`).
     ``sources``: the coded sources and customer ids to build from (default: the demo
     exports under ``raw_dir``; :mod:`customers.contract_sources` builds them from a
-    team's staged contract tables). Returns the written paths by view name (plus
-    ``identity_lookup``).
+    team's staged contract tables). ``tombstone``: erased persons
+    (:mod:`customers.tombstone`); a customer with a tombstoned identifier key gets no row
+    in any table. Returns the written paths by view name (plus ``identity_lookup``).
     """
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
+
+    from customers.tombstone import tombstoned_keys
 
     coded, ids = (
         sources
@@ -439,6 +444,10 @@ def build_feature_tables(
         else load_coded_sources(raw_dir, unified_dir, terms=terms, salt=salt)
     )
     coded = with_extra_consent(coded, ids, extra_consent)
+    erased_keys = tombstoned_keys(coded.identifiers["identifier"], tombstone, salt)
+    erased = pa.array(pd.unique(coded.identifiers["customer_id"][erased_keys]), type=pa.string())
+    if len(erased):
+        log.info("leaving out %d customers of erased persons (tombstone)", len(erased))
     times = snapshot_times(as_of, months)
     features_dir.mkdir(parents=True, exist_ok=True)
     paths = {s.name: features_dir / f"{s.name}.parquet" for s in view_specs(terms)}
@@ -451,6 +460,9 @@ def build_feature_tables(
     try:
         for i, tables in enumerate(_snapshots(coded, ids, times, workers, scratch, terms)):
             for name, table in tables.items():
+                if len(erased):
+                    keep = pc.invert(pc.is_in(table.column("customer_id"), value_set=erased))
+                    table = table.filter(keep)
                 if name not in writers:
                     writers[name] = pq.ParquetWriter(paths[name], table.schema)
                 writers[name].write_table(table.cast(writers[name].schema))
@@ -460,7 +472,9 @@ def build_feature_tables(
     finally:
         for w in writers.values():
             w.close()
-    lookup = coded.identifiers.copy()
+    lookup = coded.identifiers.loc[
+        ~coded.identifiers["customer_id"].isin(erased.to_pylist())
+    ].reset_index(drop=True)
     lookup["event_timestamp"] = pd.Timestamp(times[0]).as_unit("us")
     lookup["event_timestamp"] = lookup["event_timestamp"].astype("datetime64[us, UTC]")
     paths["identity_lookup"] = features_dir / "identity_lookup.parquet"

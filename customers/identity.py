@@ -90,7 +90,9 @@ class ResolutionSettings:
     ``seed`` fixes Splink's samples; ``u_max_pairs`` and ``em_max_pairs`` bound them.
     m and u are estimated on the data itself (no labels). ``country_code`` completes
     national phone numbers. ``engine`` is Splink's backend: ``duckdb`` in process or
-    ``spark`` (a local Spark session; same model, same settings).
+    ``spark`` (a local Spark session; same model, same settings). ``tombstone``: hashes
+    of erased persons' identifiers (:mod:`customers.tombstone`, hashed with
+    ``tombstone_salt``); a record carrying one is dropped before anything else.
     """
 
     use_splink: bool = True
@@ -104,6 +106,8 @@ class ResolutionSettings:
     em_max_pairs: float = 2e6
     threads: int = 2
     country_code: str = nz.DEFAULT_COUNTRY_CODE
+    tombstone: frozenset[str] = frozenset()
+    tombstone_salt: str = ""
 
 
 @dataclass
@@ -762,7 +766,15 @@ def resolve_records(
     timings: dict[str, float] = {}
 
     step("normalise")
-    recs = validate_records(records).sort_values("record_id", kind="stable").reset_index(drop=True)
+    recs = validate_records(records)
+    if settings.tombstone:
+        from customers.tombstone import tombstoned_records
+
+        erased = tombstoned_records(recs, settings.tombstone, settings.tombstone_salt)
+        if erased.any():
+            logger.info("dropped %d records of erased persons (tombstone)", int(erased.sum()))
+            recs = recs.loc[~erased]
+    recs = recs.sort_values("record_id", kind="stable").reset_index(drop=True)
     norm = normalise_records(recs, settings.country_code)
     n = len(norm)
     attrs = _Attrs(norm)

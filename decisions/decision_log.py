@@ -5,10 +5,16 @@ A batch of records becomes one ``write()`` on a file opened with ``O_APPEND``, f
 ``fsync`` before ``append`` returns, so a decision that was answered is on disk and
 several processes can log to the same directory without interleaving lines.
 Records must never carry a raw email, phone or name: ``append`` refuses them.
+
+Erasure and retention rewrite a day's file (:func:`erase_customers`, :func:`drop_days`):
+the rewrite holds an exclusive ``flock`` on the file and replaces it atomically; every
+writer holds a shared lock while it writes and reopens a file that was replaced
+(:func:`lock_for_append`), so no line is lost to a rewrite.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -26,12 +32,20 @@ def _dumps(obj: Any) -> bytes:
 
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+")
+#: What the log refuses as an e-mail address (the privacy audit log refuses it too).
+EMAIL_PATTERN = _EMAIL
 _PHONE_CHARS = re.compile(r"^\+?[\d\s().\-/]+$")
 _FILE = re.compile(r"^decisions-(\d{4}-\d{2}-\d{2})\.jsonl$")
 
 
 class PersonalDataError(ValueError):
     """A decision record carries something that looks like a raw email or phone number."""
+
+
+def looks_like_email(text: str) -> bool:
+    """True for strings holding something shaped like an e-mail address."""
+    # The "@" test first: the regex alone is quadratic on long runs of word chars.
+    return "@" in text and _EMAIL.search(text) is not None
 
 
 def looks_like_phone(text: str) -> bool:
@@ -44,7 +58,7 @@ def looks_like_phone(text: str) -> bool:
 
 def check_customer_id(customer_id: str) -> None:
     """Raise :class:`PersonalDataError` if a customer id looks like an email or a phone."""
-    if "@" in customer_id or _EMAIL.search(customer_id):
+    if "@" in customer_id or looks_like_email(customer_id):
         raise PersonalDataError("customer_id looks like an email address; pass the customer_id")
     if looks_like_phone(customer_id):
         raise PersonalDataError("customer_id looks like a phone number; pass the customer_id")
@@ -101,7 +115,7 @@ class DecisionLog:
 
     def _write(self, path: Path, block: bytes) -> None:
         """One O_APPEND write of the whole block, then fsync."""
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        fd = lock_for_append(path, os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640))
         try:
             view = memoryview(block)
             written = os.write(fd, view)
@@ -111,6 +125,74 @@ class DecisionLog:
                 os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def lock_for_append(path: Path, fd: int) -> int:
+    """``fd`` (open on ``path`` for appending) under a shared lock, or, when a rewrite
+    replaced ``path`` since ``fd`` was opened, a new descriptor on the new file (locked);
+    the caller writes, then unlocks or closes what this returns."""
+    while True:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        if os.fstat(fd).st_nlink > 0:
+            return fd
+        os.close(fd)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+
+
+def _rewrite(path: Path, keep: Any) -> int:
+    """Replace ``path`` by its lines for which ``keep(record)`` holds, atomically and
+    synced, under an exclusive lock; returns the lines removed (0: file untouched)."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with open(fd, "rb", closefd=False) as fh:
+            lines = fh.read().splitlines(keepends=True)
+        kept = [line for line in lines if not line.strip() or keep(orjson.loads(line))]
+        removed = len(lines) - len(kept)
+        if removed:
+            _replace(path, b"".join(kept))
+        return removed
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write ``data`` beside ``path``, sync it, rename it over ``path``, sync the folder."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def erase_customers(directory: str | Path, customer_ids: Iterable[str]) -> int:
+    """Remove every decision record of ``customer_ids`` from the log; returns how many."""
+    ids = frozenset(customer_ids)
+    return sum(
+        _rewrite(p, lambda rec: rec.get("customer_id") not in ids)
+        for p in _files(Path(directory), None, None)
+    )
+
+
+def drop_days(directory: str | Path, before: date) -> tuple[int, int]:
+    """Delete the day files of decisions taken before ``before`` (UTC); returns the files
+    and records deleted."""
+    files = records = 0
+    for p in _files(Path(directory), None, None):
+        m = _FILE.match(p.name)
+        if m and date.fromisoformat(m.group(1)) < before:
+            records += _rewrite(p, lambda rec: False)
+            p.unlink()
+            files += 1
+    return files, records
 
 
 def _day_of(rec: dict[str, Any]) -> date:

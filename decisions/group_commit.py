@@ -3,6 +3,7 @@ one ``fdatasync`` (see :class:`GroupCommitLog`)."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 from collections.abc import Iterable
@@ -10,7 +11,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from decisions.decision_log import DecisionLog
+from decisions.decision_log import DecisionLog, lock_for_append
 
 
 class GroupCommitLog(DecisionLog):
@@ -117,13 +118,17 @@ class GroupCommitLog(DecisionLog):
             for path, block in blocks:
                 parts.setdefault(path, []).append(block)
         for path, chunks in parts.items():
-            fd = self._fd(path)
+            # A file rewritten by erasure or retention is reopened (decision_log).
+            fd = self._fds[path] = lock_for_append(path, self._fd(path))
             data = memoryview(b"".join(chunks))
             written = 0
-            while written < len(data):  # one write per file; short writes only on full disks
-                written += os.write(fd, data[written:])
-            if self.fsync:
-                os.fdatasync(fd)
+            try:
+                while written < len(data):  # one write per file; short writes: full disks
+                    written += os.write(fd, data[written:])
+                if self.fsync:
+                    os.fdatasync(fd)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _run(self) -> None:
         """The writer: take everything queued, write and sync it, tell every appender."""

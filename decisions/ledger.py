@@ -32,6 +32,7 @@ import orjson
 
 from core.vocabulary import CHANNELS, EVENT_TYPES, PURPOSES
 from customers.feature_schema import CatalogTerms
+from decisions.decision_log import looks_like_email
 
 #: Event types the ledger accepts, with the payload fields each may carry.
 PAYLOAD_FIELDS: dict[str, frozenset[str]] = {
@@ -51,8 +52,13 @@ EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 #: The largest purchase amount accepted.
 MAX_AMOUNT = 1e9
 #: Identifiers (event, case, decision ids, source, actor): printable, no spaces, bounded.
-_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/+=-]{0,127}$")
-_TEXT_MAX = 128
+TOKEN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@/+=-]{0,127}$"
+_TOKEN = re.compile(TOKEN_PATTERN)
+#: The longest text an event field holds.
+TEXT_MAX = 128
+_TEXT_MAX = TEXT_MAX
+#: The epoch-seconds range a numeric timestamp is read in (before the window check).
+EPOCH_BOUND = 1e12
 
 
 class EventError(ValueError):
@@ -138,6 +144,10 @@ def _iso(t: float) -> str:
 def _token(name: str, value: Any) -> str:
     if not isinstance(value, str) or not _TOKEN.match(value):
         raise EventError(name, "must be 1-128 characters: letters, digits and _.:@/+=- (no spaces)")
+    # An identifier is stored as sent: one shaped like an e-mail address is refused rather
+    # than kept (a phone number cannot start one, and digits alone are ordinary ids).
+    if looks_like_email(value):
+        raise EventError(name, "looks like an e-mail address; personal data is refused")
     return value
 
 
@@ -175,7 +185,7 @@ def event_time(timestamp: Any, received: float) -> tuple[float, bool]:
         dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
         t = dt.timestamp()
     else:
-        t = _finite("timestamp", timestamp, -1e12, 1e12)
+        t = _finite("timestamp", timestamp, -EPOCH_BOUND, EPOCH_BOUND)
     if not EARLIEST.timestamp() <= t <= received + MAX_FUTURE_S:
         raise EventError(
             "timestamp",
@@ -454,6 +464,43 @@ class Ledger:
     def count(self) -> int:
         """How many events are stored."""
         return int(self._conn().execute("SELECT count(*) FROM events").fetchone()[0])
+
+    def count_of(self, customer_ids: Sequence[str]) -> int:
+        """How many events of ``customer_ids`` are stored."""
+        marks = ",".join("?" * len(customer_ids))
+        sql = f"SELECT count(*) FROM events WHERE customer_id IN ({marks})"
+        return int(self._conn().execute(sql, list(customer_ids)).fetchone()[0])
+
+    def erase_customers(self, customer_ids: Sequence[str]) -> int:
+        """Delete every event of ``customer_ids`` (erasure); returns how many.
+
+        The freed pages are overwritten (``secure_delete``) and the write-ahead log is
+        checkpointed and truncated, so the events leave the files, not only the table.
+        """
+        if not customer_ids:
+            return 0
+        marks = ",".join("?" * len(customer_ids))
+        return self._delete(f"customer_id IN ({marks})", list(customer_ids))
+
+    def drop_before(self, cutoff: float, keep_types: Sequence[str] = ("consent_changed",)) -> int:
+        """Delete events dated before ``cutoff`` (epoch seconds), except those of
+        ``keep_types`` (consent changes: proof of consent); returns how many."""
+        marks = ",".join("?" * len(keep_types))
+        return self._delete(f"event_time < ? AND type NOT IN ({marks})", [cutoff, *keep_types])
+
+    def _delete(self, where: str, params: list[Any]) -> int:
+        conn = self._conn()
+        conn.execute("PRAGMA secure_delete=ON")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            n = conn.execute(f"DELETE FROM events WHERE {where}", params).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return int(n)
 
 
 def consent_records(ledger: Ledger) -> tuple[list[dict[str, Any]], int]:

@@ -7,7 +7,7 @@ docs/contracts.md; the engine compiles them into index arrays once at start-up.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -107,6 +107,51 @@ class Modelling(_Strict):
     )
 
 
+#: The largest integer a JSON number carries exactly (IEEE 754 double).
+MAX_SAFE_INTEGER = 2**53
+
+
+class StringKey(_Strict):
+    """A text value of the request context: bounded, optionally one of ``enum``."""
+
+    type: Literal["string"]
+    max_length: int = Field(64, ge=1, le=1024)
+    enum: list[str] | None = Field(None, min_length=1, description="The only values accepted.")
+    pattern: str | None = Field(None, description="A regular expression the value must match.")
+    description: str = ""
+
+
+class NumberKey(_Strict):
+    """A finite number of the request context, within ``[minimum, maximum]``."""
+
+    type: Literal["number"]
+    minimum: float = Field(-1e9, allow_inf_nan=False)
+    maximum: float = Field(1e9, allow_inf_nan=False)
+    description: str = ""
+
+
+class IntegerKey(_Strict):
+    """A whole number of the request context, within ``[minimum, maximum]`` (at most 2^53)."""
+
+    type: Literal["integer"]
+    minimum: int = Field(-MAX_SAFE_INTEGER, ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER)
+    maximum: int = Field(MAX_SAFE_INTEGER, ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER)
+    description: str = ""
+
+
+class BooleanKey(_Strict):
+    """A true/false value of the request context."""
+
+    type: Literal["boolean"]
+    description: str = ""
+
+
+#: One allowed key of the request context; a new kind of value (an object such as a
+#: product -> units stock map) is one more class here and one builder in
+#: :mod:`decisions.context_schema`.
+ContextKey = Annotated[StringKey | NumberKey | IntegerKey | BooleanKey, Field(discriminator="type")]
+
+
 class Policy(_Strict):
     """The whole contact policy."""
 
@@ -119,6 +164,11 @@ class Policy(_Strict):
     holdout: Holdout
     exploration: Exploration = Field(default_factory=Exploration)
     modelling: Modelling = Field(default_factory=Modelling)
+    context: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], ContextKey] = Field(
+        default_factory=dict,
+        description="The keys a /decide request's context may carry (anything else is "
+        "refused), each with its type and limits.",
+    )
 
     @field_validator("version", mode="before")
     @classmethod
@@ -163,6 +213,10 @@ def load_policy(path: str | Path, action_ids: list[str] | None = None) -> Policy
                 f"{p}: caps[{i}]: field 'period_days': only a 7-day total cap exists "
                 "(feature contacts_total_7d)"
             )
+    for key, spec in policy.context.items():
+        low, high = getattr(spec, "minimum", None), getattr(spec, "maximum", None)
+        if low is not None and high is not None and low > high:
+            raise ConfigError(f"{p}: context.{key}: field 'minimum': above maximum ({high})")
     if action_ids is not None:
         check_overrides(policy, action_ids, str(p))
     return policy

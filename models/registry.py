@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +30,17 @@ PIP_REQUIREMENTS = [
 
 
 def configure_mlflow(settings: Settings) -> Any:
-    """Point MLflow at the configured tracking store and return the experiment id."""
+    """Point MLflow at the configured tracking store and return the experiment id.
+
+    The home's own SQLite store is first made to point at this home's artifacts
+    (:func:`relocate_artifacts`), so a copied or moved home never reads or writes the
+    artifacts of the home it was copied from.
+    """
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
 
     settings.root.mkdir(parents=True, exist_ok=True)
+    relocate_artifacts(settings)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
     exp = mlflow.get_experiment_by_name(settings.experiment)
@@ -48,8 +56,90 @@ def configure_mlflow(settings: Settings) -> Any:
     return exp_id
 
 
+def _home_store(settings: Settings) -> Path | None:
+    """The home's own SQLite tracking file, if that is the store and it exists."""
+    if settings.mlflow_tracking_uri is not None:
+        return None
+    path = settings.root / "mlflow.db"
+    return path if path.exists() else None
+
+
+def relocate_artifacts(settings: Settings) -> int:
+    """Rewrite the artifact locations recorded in the home's SQLite tracking store to this
+    home; returns the number of values changed (0 when they already point here).
+
+    MLflow records absolute artifact locations (the experiment's artifact location, every
+    run's artifact URI, every logged model's and model version's location, and each
+    ``MLmodel`` file its own) and has no API to move them. The home that wrote them is
+    found from the experiment's artifact location (``<home>/mlartifacts``); every text
+    value naming that home, as a ``file:`` URI or a path, is rewritten to this home in one
+    transaction, which a second process repeats as a no-op. A store configured elsewhere
+    (``mlflow_tracking_uri``) is left alone.
+    """
+    import sqlite3
+    from urllib.parse import unquote, urlparse
+
+    path = _home_store(settings)
+    if path is None:
+        return 0
+    conn = sqlite3.connect(path, timeout=60.0, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        row = conn.execute(
+            "SELECT artifact_location FROM experiments WHERE name = ?", (settings.experiment,)
+        ).fetchone()
+        new_uri = settings.artifact_root.as_uri()
+        if row is None or not row[0] or row[0] == new_uri or not row[0].startswith("file:"):
+            conn.execute("ROLLBACK")
+            return 0
+        old_root = Path(unquote(urlparse(row[0]).path)).parent
+        # One pass over both spellings, so a new home inside the old one is not rewritten
+        # twice.
+        swap = {old_root.as_uri(): settings.root.as_uri(), str(old_root): str(settings.root)}
+        pattern = re.compile("|".join(re.escape(k) for k in sorted(swap, key=len, reverse=True)))
+        changed = 0
+        tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        for (table,) in tables:
+            columns = conn.execute(f'PRAGMA table_info("{table}")').fetchall()
+            for col in (c[1] for c in columns if "CHAR" in c[2].upper() or "TEXT" in c[2].upper()):
+                hits = conn.execute(
+                    f'SELECT rowid, "{col}" FROM "{table}" WHERE instr("{col}", ?) > 0',
+                    (str(old_root),),
+                ).fetchall()
+                for rowid, value in hits:
+                    conn.execute(
+                        f'UPDATE "{table}" SET "{col}" = ? WHERE rowid = ?',
+                        (pattern.sub(lambda m: swap[m.group(0)], value), rowid),
+                    )
+                changed += len(hits)
+        # Each logged model's MLmodel file names its own location too; rewritten before the
+        # store's commit, so an interrupted move is redone by the next start.
+        for mlmodel in settings.artifact_root.rglob("MLmodel"):
+            text = mlmodel.read_text()
+            if str(old_root) in text:
+                tmp = mlmodel.with_name(".MLmodel.moving")
+                tmp.write_text(pattern.sub(lambda m: swap[m.group(0)], text))
+                os.replace(tmp, mlmodel)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    finally:
+        conn.close()
+    log.info(
+        "MLflow store moved from %s to %s: %d values rewritten", old_root, settings.root, changed
+    )
+    return changed
+
+
 def log_decision_model(model: Any, X_example: np.ndarray, tmp_dir: Path) -> Any:
-    """Log ``model`` as one pyfunc with a signature and explicit requirements."""
+    """Log ``model`` as one pyfunc with a signature and explicit requirements.
+
+    The input example is one row of per-feature medians of ``X_example``, not a
+    customer's row: MLflow keeps it with the model, and an erased customer must not stay
+    behind in the registry (docs/privacy.md).
+    """
     import joblib
     import mlflow
     import pandas as pd
@@ -60,8 +150,12 @@ def log_decision_model(model: Any, X_example: np.ndarray, tmp_dir: Path) -> Any:
     tmp_dir.mkdir(parents=True, exist_ok=True)
     path = tmp_dir / "decision_model.pkl"
     joblib.dump(model, path)
-    example = pd.DataFrame(X_example[:5], columns=model.feature_names)
-    signature = infer_signature(example, model.predict_frame(X_example[:5]))
+    rows = np.asarray(X_example, dtype=np.float64)
+    with warnings.catch_warnings():  # an all-NaN column's median is NaN, then 0
+        warnings.simplefilter("ignore", RuntimeWarning)
+        medians = np.nanmedian(rows, axis=0, keepdims=True) if len(rows) else rows[:1]
+    example = pd.DataFrame(np.nan_to_num(medians, nan=0.0), columns=model.feature_names)
+    signature = infer_signature(example, model.predict_frame(example.to_numpy()))
     return mlflow.pyfunc.log_model(
         name="decision_model",
         python_model=pyfunc_class()(),

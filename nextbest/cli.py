@@ -85,6 +85,8 @@ app.add_typer(consent_app, name="consent")
 app.add_typer(identity_app, name="identity")
 keys_app = _Typer(no_args_is_help=True, help="API keys of the decision service.")
 app.add_typer(keys_app, name="keys")
+retention_app = _Typer(no_args_is_help=True, help="Delete what is older than retention allows.")
+app.add_typer(retention_app, name="retention")
 
 SourcesOption = Annotated[
     Path | None,
@@ -96,8 +98,15 @@ SourcesOption = Annotated[
 ]
 
 
+#: Libraries whose INFO lines say nothing to a user of the CLI (Feast refreshes its registry
+#: cache on every lookup and says so each time).
+_QUIET_LOGGERS = ("feast.infra.registry.registry",)
+
+
 def _settings(**overrides: object) -> Settings:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     return get_settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -173,6 +182,7 @@ def resolve_cmd(
     from customers.corrections import decisions_path
     from customers.identity import ENGINES, ResolutionSettings, run_resolve
     from customers.quality import evaluate_resolution, log_quality
+    from customers.tombstone import home_tombstone
 
     if engine not in ENGINES:
         console.print(f"[red]--engine must be one of {', '.join(ENGINES)}, not {engine!r}[/red]")
@@ -194,7 +204,13 @@ def resolve_cmd(
             out,
             settings.raw_dir,
             settings.unified_dir,
-            ResolutionSettings(use_splink=not no_splink, seed=settings.seed, engine=engine),
+            ResolutionSettings(
+                use_splink=not no_splink,
+                seed=settings.seed,
+                engine=engine,
+                tombstone=home_tombstone(settings),
+                tombstone_salt=settings.identifier_salt,
+            ),
             progress=on_step,
             decisions_path=decisions_path(settings.root),
         )
@@ -435,6 +451,49 @@ def consent_history_cmd(
             h["event_id"],
         )
     Console().print(table)
+
+
+# --- privacy: forget, retention (decisions.privacy) ----------------------------------------
+
+
+def _actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+@app.command("forget")
+def forget_cmd(
+    identifier: Annotated[str, typer.Argument(help="The person's e-mail, phone, customer id, ...")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")],
+    id_type: Annotated[
+        str,
+        typer.Option(help="email|phone|customer_id|crm_id|loyalty_id|app_account_id|device_id"),
+    ] = "email",
+) -> None:
+    """Erase a person from every store of the home, keep them out of later builds
+    (tombstone) and write an audit entry (docs/privacy.md)."""
+    import orjson
+
+    from decisions.privacy import forget
+
+    report = forget(_settings(), identifier, id_type, reason, _actor())
+    typer.echo(orjson.dumps(report.__dict__).decode())
+
+
+@retention_app.command("apply")
+def retention_apply_cmd() -> None:
+    """Delete decision-log days, ledger events and source-export events older than the
+    retention settings (NEXTBEST_RETENTION_*_DAYS); consent is kept. Audited."""
+    import orjson
+
+    from decisions.privacy import apply_retention
+
+    report = apply_retention(_settings(), _actor())
+    typer.echo(orjson.dumps(report.__dict__).decode())
 
 
 # --- train, uplift, benchmark (training) ---------------------------------------------------

@@ -66,14 +66,21 @@ def resolve(settings: Settings, progress: Callable[[str], None] | None = None) -
     )
     from customers.source_files import read_staged
     from customers.sources import CANONICAL_COLUMNS
+    from customers.tombstone import home_tombstone
 
     decisions = load_decisions(decisions_path(settings.root))
+    # Records of erased persons are dropped on both paths (customers.tombstone).
+    erased = {"tombstone": home_tombstone(settings), "tombstone_salt": settings.identifier_salt}
     if settings.sources is None:
         return resolve_generated(
-            settings.raw_dir, settings.unified_dir, progress=progress, decisions=decisions
+            settings.raw_dir,
+            settings.unified_dir,
+            ResolutionSettings(**erased),
+            progress=progress,
+            decisions=decisions,
         )
     records = read_staged(settings.contract_dir)["identity_records"]
-    rs = ResolutionSettings(seed=settings.seed)
+    rs = ResolutionSettings(seed=settings.seed, **erased)
     result = resolve_records(records[list(CANONICAL_COLUMNS)], rs, progress, decisions)
     write_result(result, settings.unified_dir)
     return result
@@ -89,6 +96,7 @@ def build_features(settings: Settings, progress: Progress | None = None) -> dict
 
     from customers.feast_store import apply, materialize
     from customers.features import build_feature_tables
+    from customers.tombstone import home_tombstone
     from decisions.catalog import load_catalog
     from decisions.ledger import Ledger, consent_records
 
@@ -121,6 +129,7 @@ def build_features(settings: Settings, progress: Progress | None = None) -> dict
         extra_consent=extra,
         terms=terms,
         salt=settings.identifier_salt,
+        tombstone=home_tombstone(settings),
     )
     seconds["build"] = time.perf_counter() - t
     t = time.perf_counter()

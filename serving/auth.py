@@ -9,9 +9,11 @@ INFO with the route's pattern and the key's name only: never the key, the path's
 or anything else of the request.
 
 :class:`AuthMiddleware` is the outermost of the service's own middlewares, so it guards
-the fast ``/decide`` path (``serving.fast_http``) and BentoML's routes alike. It puts the
-key's name into the request's ``scope["state"]`` (:data:`KEY_NAME`), where ``/events``
-reads it as the event's actor.
+the JSON APIs answered in ``serving.fast_http`` and BentoML's routes alike. It puts the
+key's name into the request's ``scope["state"]`` (:data:`KEY_NAME`) and into the context
+of the request's task (:func:`caller`, what ``/events`` records as the event's actor:
+it reaches the handler however it runs, in the middleware, BentoML's route or a worker
+thread, since asyncio and anyio copy the context into the threads they start).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +33,8 @@ log = logging.getLogger(__name__)
 
 #: ``scope["state"]`` entry holding the authenticated key's name.
 KEY_NAME = "api_key_name"
+#: The name of the key the current request was authenticated with.
+_CALLER: ContextVar[str] = ContextVar("nextbest_api_key_name", default="anonymous")
 #: The route needs no key.
 PUBLIC = "public"
 #: The route needs a valid key, whatever its scopes.
@@ -62,6 +67,12 @@ EXACT_ROUTES: dict[str, Rule] = {
 }
 PREFIX_ROUTES: tuple[Rule, ...] = (Rule("/customers/", "admin"), Rule("/admin/", "admin"))
 DEFAULT_RULE = Rule("(other)", ANY_KEY)
+
+
+def caller() -> str:
+    """The name of the API key that sent the request being answered ("anonymous" outside
+    a request)."""
+    return _CALLER.get()
 
 
 def required_scope(path: str) -> Rule:
@@ -209,4 +220,8 @@ class AuthMiddleware:
         if state is None:
             scope["state"] = state = {}
         state[KEY_NAME] = record.name
-        await self.app(scope, receive, send)
+        token = _CALLER.set(record.name)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _CALLER.reset(token)

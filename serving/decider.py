@@ -214,13 +214,16 @@ class OnlineDecider:
         for (channel, k, ctx_key), members in groups.items():
             cids = [cid for _, cid in members]
             X = self.features(cids, now, events)
+            request = contexts[ctx_key]
+            placement = request.get("placement")
             ctx = DecisionContext(
                 channel=channel,
                 now=now,
                 k=k,
+                placement=placement if isinstance(placement, str) else None,
                 stock=self.stock,
                 feature_snapshot_time=now,
-                request=contexts[ctx_key],
+                request=request,
             )
             records = decide(X, np.array(cids, dtype=object), self.plan, ctx).records()
             for (i, _), record in zip(members, records, strict=True):

@@ -1,28 +1,28 @@
-"""``POST /decide`` answered by a plain ASGI middleware inside the BentoML app.
+"""``POST /decide`` and ``POST /events`` answered by a plain ASGI middleware inside the BentoML app.
 
 BentoML's route for an API costs more CPU per request than the decision itself once the
 decision is micro-batched: starlette's router and request objects, BentoML's context
 middleware, ``api_endpoint_wrapper`` (an ``inspect.signature`` of the method and a
-``RemoteProxy`` attribute per request, a pydantic deprecation warning built when it reads
-``model_fields`` from the instance) and a background task to close the request.
-:class:`FastDecideMiddleware` sits in BentoML's own middleware chain (added with
-``Service.add_asgi_middleware``), so the server, the Prometheus request metrics, the
-tracing exclusion, the timeout and the concurrency limit still wrap every request; it answers
-``POST /decide`` with a JSON body itself and hands every other request (and a ``/decide``
-in another media type) to BentoML unchanged.
+``RemoteProxy`` attribute per request) and a background task to close the request. It
+also logs every client error as an ERROR with a traceback, whose pydantic message may
+quote the request's values. :class:`JsonApiMiddleware` sits in BentoML's own middleware
+chain (added with ``Service.add_asgi_middleware``), so the server, the Prometheus request
+metrics, the tracing exclusion, the timeout and the concurrency limit still wrap every
+request; it answers ``POST`` to its paths itself and hands every other request to BentoML
+unchanged.
 
-The answer is BentoML's, byte for byte: the body is validated by the very pydantic input
-model BentoML generated for the API (same rules, same 400 body naming the bad field), a
-:class:`~bentoml.exceptions.InvalidArgument` is a 400 with BentoML's ``[{"error": ...}]``
-body, anything else a 500 with BentoML's message, and the ``Server`` header is the one
-BentoML sets. ``tests/integration/test_fast_http.py`` holds the two paths equal on good,
-unknown and malformed requests.
+A body is validated by the very pydantic input model BentoML generated for the API (one
+model, the one the OpenAPI spec shows); a refused body is answered 400 with
+:func:`validation_error_body`, logged at INFO by field name only. A body in another media
+type than JSON is answered 415: the APIs are declared JSON only. The handler may hand a
+valid body on to BentoML's route (the ``/decide`` fast path switched off or traced): the
+body is replayed to it unchanged.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -31,11 +31,16 @@ log = logging.getLogger(__name__)
 
 #: What a handler returns: HTTP status and the JSON body.
 Answer = tuple[int, bytes]
-Handler = Callable[[bytes], Awaitable[Answer]]
+#: ``(path, body)`` -> the answer, or None: BentoML's route answers (with the same body).
+Handler = Callable[[str, bytes], Awaitable[Answer | None]]
 
 _JSON = b"application/json"
 #: BentoML's message for an unexpected error (``api_endpoint_wrapper``).
 UNEXPECTED = "An unexpected error has occurred, please check the server log."
+#: The message of a context key the policy does not list (pydantic's ``extra_forbidden``).
+NOT_ALLOWED = "not allowed by the policy"
+#: At most this many problems are listed in one 400 body.
+MAX_ISSUES = 20
 
 
 def json_body(content: Any) -> bytes:
@@ -43,41 +48,61 @@ def json_body(content: Any) -> bytes:
     return bytes(JSONResponse(content).body)
 
 
+def error_body(message: str) -> bytes:
+    """The body of a refused request (the ``Error`` schema of the OpenAPI spec)."""
+    return json_body({"error": message})
+
+
+def _issue(err: Any) -> dict[str, Any]:
+    loc = list(err["loc"])
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden" and loc[:1] == ["context"]:
+        msg = NOT_ALLOWED
+    elif err["type"] == "value_error":
+        msg = msg.removeprefix("Value error, ")
+    return {"loc": loc, "msg": msg, "type": err["type"]}
+
+
+def refused_fields(exc: Any) -> list[str]:
+    """The dotted names of the fields a pydantic ``ValidationError`` refused (no values)."""
+    return sorted({".".join(map(str, e["loc"])) or "body" for e in exc.errors()})
+
+
 def validation_error_body(exc: Any) -> bytes:
-    """BentoML's 400 body for a pydantic ``ValidationError`` of the request."""
-    return json_body(
-        {
-            "error": f"{exc.error_count()} validation error for {exc.title}",
-            "detail": exc.errors(include_context=False, include_input=False),
-        }
-    )
+    """The 400 body of a pydantic ``ValidationError`` of the request: ``error`` names each
+    refused field with its rule, ``detail`` lists them (never the values sent)."""
+    issues = [
+        _issue(e) for e in exc.errors(include_url=False, include_context=False, include_input=False)
+    ][:MAX_ISSUES]
+    summary = "; ".join(f"{'.'.join(map(str, i['loc'])) or 'body'}: {i['msg']}" for i in issues)
+    return json_body({"error": summary, "detail": issues})
 
 
 def _is_json(headers: list[tuple[bytes, bytes]]) -> bool:
     """Whether BentoML would read the body as JSON: no Content-Type, or application/json."""
     for name, value in headers:
         if name == b"content-type":
-            return value.split(b";", 1)[0].strip() == _JSON
+            return value.split(b";", 1)[0].strip().lower() == _JSON
     return True
 
 
-class FastDecideMiddleware:
-    """Answer ``POST <path>`` with ``handler``; pass everything else to the app.
+class JsonApiMiddleware:
+    """Answer ``POST`` to ``paths`` with ``handler``; pass everything else to the app.
 
     ``handler`` is looked up per request through ``get_handler``: None (the service
-    instance not built yet, or the fast path switched off) means BentoML answers.
+    instance not built yet) means BentoML answers.
     """
 
     def __init__(
         self,
         app: Callable[..., Awaitable[None]],
         get_handler: Callable[[], Handler | None],
-        path: str = "/decide",
+        paths: Iterable[str] = ("/decide", "/events"),
         server: str = "",
     ) -> None:
         self.app = app
         self.get_handler = get_handler
-        self.path = path
+        self.paths = frozenset(paths)
         self._extra = [(b"server", server.encode("latin-1"))] if server else []
 
     async def __call__(
@@ -88,15 +113,14 @@ class FastDecideMiddleware:
     ) -> None:
         """The ASGI entry point."""
         handler = None
-        if (
-            scope["type"] == "http"
-            and scope["path"] == self.path
-            and scope["method"] == "POST"
-            and _is_json(scope["headers"])
-        ):
+        if scope["type"] == "http" and scope["path"] in self.paths and scope["method"] == "POST":
             handler = self.get_handler()
         if handler is None:
             await self.app(scope, receive, send)
+            return
+        if not _is_json(scope["headers"]):
+            log.info("%s [POST] 415: body not JSON", scope["path"])
+            await self._send(send, 415, error_body("body: must be application/json"))
             return
         chunks: list[bytes] = []
         while True:
@@ -106,7 +130,16 @@ class FastDecideMiddleware:
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 break
-        status, body = await handler(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        answer = await handler(scope["path"], body)
+        if answer is None:
+            await self.app(scope, replay_body(body, receive), send)
+            return
+        await self._send(send, *answer)
+
+    async def _send(
+        self, send: Callable[[dict[str, Any]], Awaitable[None]], status: int, body: bytes
+    ) -> None:
         await send(
             {
                 "type": "http.response.start",
@@ -119,3 +152,19 @@ class FastDecideMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def replay_body(
+    body: bytes, receive: Callable[[], Awaitable[dict[str, Any]]]
+) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """A ``receive`` that gives ``body`` once, then what the client sends next."""
+    sent = False
+
+    async def again() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return again

@@ -1,122 +1,217 @@
-"""The OpenAPI spec the service serves at ``/docs.json``, completed after BentoML built it.
+"""The OpenAPI spec the service serves at ``/docs.json``: BentoML's, made exact.
 
-BentoML generates the spec from the service's APIs and mounted apps, and its model has no
-place for security schemes. :func:`postprocess_spec` is the one function that completes
-the generated spec (as a JSON dict); :class:`OpenAPIMiddleware` applies it to the answer
-of ``GET /docs.json``.
-
-What it adds: the API key schemes (``Authorization: Bearer`` and ``X-API-Key``), the key
-requirement of every operation (none for the health routes, see
-:func:`serving.auth.required_scope`) with the scope it needs in its description, and the
-401, 403 and 429 answers with their JSON body.
+BentoML generates the spec from the APIs' input and output models (and the mounted FastAPI
+app's routes), but it keeps only the first branch of a top-level optional or union field
+(``timestamp`` would read as text only) and declares error bodies the service does not
+send. :func:`document_spec` takes each JSON API's request schema from its input model (the
+model that validates it) and declares the error answers from one table,
+:data:`ERROR_RESPONSES` (a row per operation, and ``*`` for what every route may answer),
+all with the one :data:`ERROR_SCHEMA` body; :func:`add_security` adds the API key schemes,
+each operation's key requirement (none for the health routes, see
+:func:`serving.auth.required_scope`) and its 401, 403 and 429 answers.
+:class:`OpenAPIMiddleware` serves the result in place of BentoML's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import copy
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 
 from serving.auth import ANY_KEY, PUBLIC, required_scope
 
-SPEC_PATH = "/docs.json"
+#: Every error body: ``error`` names the field and the rule; a 400 of a body that breaks
+#: the request model lists each problem in ``detail`` (location, message, kind).
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {"type": "string", "description": "What is wrong, naming the field."},
+        "detail": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["loc", "msg", "type"],
+                "properties": {
+                    "loc": {
+                        "type": "array",
+                        "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                    },
+                    "msg": {"type": "string"},
+                    "type": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class ErrorAnswer:
+    """One error answer of an operation: what it means, and whether the router may send it
+    as plain text (starlette's own 404 for a path no route matches)."""
+
+    description: str
+    plain_text_too: bool = False
+
+
+_BAD_BODY = ErrorAnswer("The body breaks the request model or a rule; `error` names the field.")
+_NOT_JSON = ErrorAnswer("The body is not application/json.")
+
+#: (method, path) -> {status: answer}; ``("*", "*")`` applies to every operation.
+ERROR_RESPONSES: dict[tuple[str, str], dict[int, ErrorAnswer]] = {
+    ("*", "*"): {
+        413: ErrorAnswer("The request body is larger than the service reads (max_request_bytes)."),
+        503: ErrorAnswer("The service is not ready (starting or stopping)."),
+        504: ErrorAnswer("The request took longer than the service's timeout."),
+    },
+    ("post", "/decide"): {400: _BAD_BODY, 415: _NOT_JSON},
+    ("post", "/events"): {
+        400: _BAD_BODY,
+        409: ErrorAnswer("The event_id was already used for an event with other content."),
+        415: _NOT_JSON,
+    },
+    ("post", "/admin/forget"): {
+        400: ErrorAnswer("The identifier or the reason is not valid (nothing was erased)."),
+        404: ErrorAnswer("No customer has this identifier (nothing was erased)."),
+    },
+    ("get", "/customers/{customer_id}/consent"): {
+        400: ErrorAnswer("The identifier is not a valid value of its id_type."),
+        404: ErrorAnswer(
+            "No customer has this identifier (plain text: the path matches no route, as "
+            "with a control character in the identifier).",
+            plain_text_too=True,
+        ),
+    },
+}
+
+_REF = "#/components/schemas/{model}"
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
-_ERROR_SCHEMA = {
-    "type": "object",
-    "properties": {"error": {"type": "string"}},
-    "required": ["error"],
-}
+
+def document_spec(
+    spec: dict[str, Any], inputs: Mapping[str, type[BaseModel]] | None = None
+) -> dict[str, Any]:
+    """A copy of BentoML's ``spec`` with the request body of each ``POST`` path in
+    ``inputs`` taken from its input model, and the error answers of
+    :data:`ERROR_RESPONSES` declared on every operation (they replace what BentoML
+    declares for the same status; a status the table does not name, as FastAPI's 422, is
+    kept)."""
+    out = copy.deepcopy(spec)
+    schemas = out.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Error"] = ERROR_SCHEMA
+    paths = out.get("paths", {})
+    for path, model in (inputs or {}).items():
+        body = model.model_json_schema(ref_template=_REF)
+        schemas.update(body.pop("$defs", {}))
+        paths[path]["post"]["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": body}},
+        }
+    json_error = {"schema": {"$ref": _REF.format(model="Error")}}
+    for path, item in paths.items():
+        for method in _METHODS:
+            operation = item.get(method)
+            if operation is None:
+                continue
+            responses = {str(k): v for k, v in operation.get("responses", {}).items()}
+            rows = {**ERROR_RESPONSES[("*", "*")], **ERROR_RESPONSES.get((method, path), {})}
+            for status, answer in sorted(rows.items()):
+                content: dict[str, Any] = {"application/json": copy.deepcopy(json_error)}
+                if answer.plain_text_too:
+                    content["text/plain"] = {"schema": {"type": "string"}}
+                responses[str(status)] = {"description": answer.description, "content": content}
+            operation["responses"] = responses
+    return add_security(out)
 
 
-def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    answer: dict[str, Any] = {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AuthError"}}},
-    }
-    if headers:
-        answer["headers"] = headers
-    return answer
-
-
-AUTH_RESPONSES: dict[str, dict[str, Any]] = {
-    "Unauthorized": _error(
-        "No API key, or an unknown (revoked) one.",
-        {"WWW-Authenticate": {"schema": {"type": "string"}}},
-    ),
-    "Forbidden": _error("The API key lacks the scope this route needs."),
-    "TooManyRequests": _error(
-        "The API key is over its rate limit; retry after the given seconds.",
-        {"Retry-After": {"schema": {"type": "integer"}}},
-    ),
-}
-SECURITY_SCHEMES = {
+SECURITY_SCHEMES: dict[str, Any] = {
     "bearer": {
         "type": "http",
         "scheme": "bearer",
-        "description": "An API key (nextbest keys create) as a bearer token.",
+        "description": "An API key (`nextbest keys create`, docs/security.md).",
     },
     "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
 }
+_UNAUTHORIZED = ErrorAnswer("No API key, or an unknown (revoked) one.")
+_TOO_MANY = ErrorAnswer("The API key is over its rate limit; retry after Retry-After seconds.")
+
+
+def _answer(description: str, header: str | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": _REF.format(model="Error")}}},
+    }
+    if header:
+        answer["headers"] = {header: {"schema": {"type": "string"}}}
+    return answer
 
 
 def add_security(spec: dict[str, Any]) -> dict[str, Any]:
-    """The key schemes, each operation's key requirement and its 401/403/429 answers."""
+    """``spec`` with the API key schemes, every operation's key requirement (the scope in
+    its description) and its 401, 403 and 429 answers; health routes need no key."""
     components = spec.setdefault("components", {})
     components.setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
-    components.setdefault("schemas", {})["AuthError"] = _ERROR_SCHEMA
-    components.setdefault("responses", {}).update(AUTH_RESPONSES)
+    components.setdefault("schemas", {}).setdefault("Error", ERROR_SCHEMA)
     spec["security"] = [{"bearer": []}, {"apiKey": []}]
     for path, item in spec.get("paths", {}).items():
         rule = required_scope(path.split("{", 1)[0])  # a template: its fixed prefix
         for method in _METHODS:
-            op = item.get(method)
-            if not isinstance(op, dict):
+            operation = item.get(method)
+            if not isinstance(operation, dict):
                 continue
             if rule.scope == PUBLIC:
-                op["security"] = []
+                operation["security"] = []
                 continue
-            responses = op.setdefault("responses", {})
-            responses["401"] = {"$ref": "#/components/responses/Unauthorized"}
-            responses["429"] = {"$ref": "#/components/responses/TooManyRequests"}
+            responses = operation.setdefault("responses", {})
+            responses["401"] = _answer(_UNAUTHORIZED.description, "WWW-Authenticate")
+            responses["429"] = _answer(_TOO_MANY.description, "Retry-After")
             if rule.scope != ANY_KEY:
-                responses["403"] = {"$ref": "#/components/responses/Forbidden"}
+                responses["403"] = _answer(f"The API key lacks the scope `{rule.scope}`.")
                 note = f"Needs an API key with the scope `{rule.scope}`."
-                op["description"] = f"{op.get('description') or ''}\n\n{note}".strip()
+                operation["description"] = f"{operation.get('description') or ''}\n\n{note}"
+                operation["description"] = operation["description"].strip()
     return spec
 
 
-def postprocess_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """The served spec: BentoML's generated one, completed (the one post-processing hook)."""
-    return add_security(spec)
-
-
 class OpenAPIMiddleware:
-    """Answer ``GET /docs.json`` with BentoML's spec passed through :func:`postprocess_spec`."""
+    """Answer ``GET /docs.json`` with BentoML's spec passed through :func:`document_spec`
+    (built on the first request, then kept)."""
 
-    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+    def __init__(
+        self, app: Callable[..., Awaitable[None]], service: Any, path: str = "/docs.json"
+    ) -> None:
         self.app = app
+        self.service = service
+        self.path = path
+        self._body: bytes | None = None
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(
+        self,
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[dict[str, Any]]],
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+    ) -> None:
         """The ASGI entry point."""
-        if scope["type"] != "http" or scope["path"] != SPEC_PATH or scope["method"] != "GET":
+        ours = scope["type"] == "http" and scope["path"] == self.path
+        if not (ours and scope["method"] == "GET"):
             await self.app(scope, receive, send)
             return
-        start: dict[str, Any] = {}
-        chunks: list[bytes] = []
-
-        async def capture(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                start.update(message)
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-
-        await self.app(scope, receive, capture)
-        body = b"".join(chunks)
-        if start.get("status") == 200:
-            body = orjson.dumps(postprocess_spec(orjson.loads(body)))
-        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({**start, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        if self._body is None:
+            inputs = {api.route: api.input_spec for api in self.service.apis.values()}
+            self._body = orjson.dumps(document_spec(self.service.openapi_spec.asdict(), inputs))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-length", str(len(self._body)).encode()),
+                    (b"content-type", b"application/json"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": self._body})

@@ -20,6 +20,7 @@ the worker's app. Importing the module (for its helpers) reads nothing.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import gc
 import logging
@@ -29,42 +30,50 @@ from typing import Any, Literal
 import bentoml
 import orjson
 from bentoml import get_current_service
-from bentoml.exceptions import BentoMLException, InvalidArgument
+from bentoml.exceptions import BentoMLException
 from fastapi import FastAPI
-from pydantic import BaseModel, Field, ValidationError
+from fastapi import Path as PathParam
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from starlette.responses import JSONResponse, Response
 
 from core.api_keys import KeyRing
+from core.errors import InputError
 from core.settings import Settings, get_settings
-from core.vocabulary import CHANNELS, EVENT_TYPES, ID_TYPES
-from serving.auth import KEY_NAME, AuthMiddleware
+from core.vocabulary import CHANNELS, EVENT_TYPES
+from decisions.context_schema import context_dict, context_model
+from decisions.ledger import TOKEN_PATTERN
+from decisions.policy import load_policy
+from serving.auth import AuthMiddleware, caller
 from serving.batching import MicroBatcher
 from serving.decider import OnlineDecider
 from serving.events import EventConflict
 from serving.fast_http import (
     UNEXPECTED,
     Answer,
-    FastDecideMiddleware,
     Handler,
+    JsonApiMiddleware,
+    error_body,
     json_body,
+    refused_fields,
     validation_error_body,
 )
+from serving.limits import BodyLimitMiddleware
 from serving.openapi import OpenAPIMiddleware
 from serving.requests import CustomerRef, DecideRequest, RequestError
 from serving.responses import response_from_record
+from serving.schemas import (
+    MAX_ID_LENGTH,
+    Customer,
+    EventPayload,
+    ForgetRequest,
+    IdType,
+    Timestamp,
+)
 
 log = logging.getLogger(__name__)
 
-IdType = Literal[ID_TYPES]  # type: ignore[valid-type]
 Channel = Literal[CHANNELS]  # type: ignore[valid-type]
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
-
-
-class Customer(BaseModel):
-    """How the caller identifies the customer; raw values never reach the decision log."""
-
-    id: str = Field(min_length=1, max_length=256, description="The identifier value.")
-    id_type: IdType = Field("customer_id", description="What kind of identifier ``id`` is.")
 
 
 def tracing_config(settings: Settings) -> dict[str, Any]:
@@ -73,9 +82,19 @@ def tracing_config(settings: Settings) -> dict[str, Any]:
 
 
 def fast_http_enabled(settings: Settings) -> bool:
-    """Whether /decide is answered by FastDecideMiddleware: unless switched off, or traced
+    """Whether /decide is answered by JsonApiMiddleware: unless switched off, or traced
     (a span wants BentoML's request context and its request-id header)."""
     return settings.fast_http and not settings.trace_decide
+
+
+def refused(route: str, status: int, fields: str) -> None:
+    """Log a refused request at INFO by the fields it got wrong (never their values)."""
+    log.info("%s [POST] %d: invalid %s", route, status, fields)
+
+
+def _field_of(exc: Exception) -> str:
+    """The field a :class:`RequestError` names (its message starts with it)."""
+    return str(exc).split(":", 1)[0]
 
 
 #: Plain GET routes beside the BentoML APIs (mounted at the root).
@@ -88,18 +107,19 @@ class NextBestService:
 
     def __init__(self) -> None:
         settings = get_settings()
-        #: BentoML's pydantic model of the /decide body (what its route validates with).
-        self.decide_input = nextbest_service().apis["decide"].input_spec
+        svc = nextbest_service()
+        #: BentoML's pydantic input model of each JSON API (what its route validates with).
+        self.inputs = {f"/{name}": svc.apis[name].input_spec for name in ("decide", "events")}
         self.decider = OnlineDecider(settings)
         self.batcher = MicroBatcher(self.decider, inline_sync=settings.inline_log_sync)
         # The loaded heap is large and long-lived; freezing it keeps full GC passes (and the
         # p99 spikes they cause) away from requests.
         gc.collect()
         gc.freeze()
-        # /decide through FastDecideMiddleware (same answers, a fraction of the framework's
-        # CPU) unless switched off, or traced: a span wants BentoML's request context.
-        #: The handler FastDecideMiddleware answers /decide with (None: BentoML answers).
-        self.fast_decide: Handler | None = self.answer_json if fast_http_enabled(settings) else None
+        #: Whether JsonApiMiddleware answers a valid /decide itself (else BentoML's route):
+        #: the same answers at a fraction of the framework's CPU, unless switched off or
+        #: traced (a span wants BentoML's request context).
+        self.fast_decide = fast_http_enabled(settings)
         log.info("nextbest service ready: model %s", self.decider.runtime.model_version)
 
     @bentoml.api(route="/decide")
@@ -113,84 +133,106 @@ class NextBestService:
         """Rank the actions worth taking for this customer on this channel, and log why."""
         # One JSON encoding straight into the body: BentoML's dict output path validates
         # the dict again and streams it in chunks, which costs more than the decision.
-        body = await self._decide_body(customer, channel, k, context)
-        return Response(body, media_type="application/json")
+        status, body = await self._decide_answer(customer, channel, k, context)
+        return Response(body, status_code=status, media_type="application/json")
 
-    async def _decide_body(
-        self, customer: Customer, channel: str, k: int, context: dict[str, Any]
-    ) -> bytes:
-        request = DecideRequest(CustomerRef(customer.id, customer.id_type), channel, k, context)
+    async def _decide_answer(
+        self, customer: Customer, channel: str, k: int, context: Any
+    ) -> Answer:
+        request = DecideRequest(
+            CustomerRef(customer.id, customer.id_type), channel, k, context_dict(context)
+        )
         try:
             # Decided with the other requests of this loop turn, answered once on disk.
             record = await self.batcher.decide(request)
         except RequestError as exc:
-            raise InvalidArgument(str(exc)) from exc
-        return orjson.dumps(response_from_record(record))
+            refused("/decide", 400, _field_of(exc))
+            return 400, error_body(str(exc))
+        return 200, orjson.dumps(response_from_record(record))
 
-    async def answer_json(self, body: bytes) -> Answer:
-        """``POST /decide`` from its raw JSON body, as BentoML's route would answer it.
+    async def answer_json(self, path: str, body: bytes) -> Answer | None:
+        """``POST /decide`` or ``/events`` from its raw JSON body (JsonApiMiddleware).
 
-        The body is validated by BentoML's own input model of :meth:`decide`; the status
-        and body of every outcome are those of ``api_endpoint_wrapper``.
+        The body is validated by BentoML's own input model of the API; None hands a valid
+        /decide to BentoML's route (fast path off).
         """
-        # A bad request is logged by the fields it got wrong only: pydantic's and the
-        # resolver's messages may quote the input, which can be an email or a phone.
         try:
-            data = self.decide_input.model_validate_json(body or b"{}")
+            data = self.inputs[path].model_validate_json(body or b"{}")
         except ValidationError as exc:
-            fields = sorted({".".join(map(str, e["loc"])) for e in exc.errors()})
-            log.info("/decide [POST] 400: invalid %s", ", ".join(fields))
+            refused(path, 400, ", ".join(refused_fields(exc)))
             return 400, validation_error_body(exc)
         try:
-            return 200, await self._decide_body(data.customer, data.channel, data.k, data.context)
-        except InvalidArgument as exc:
-            log.info("/decide [POST] 400: invalid %s", str(exc).split(":", 1)[0])
-            # BentoML's body for a 4xx BentoMLException is a one-element list
-            return int(exc.error_code), json_body([{"error": str(exc)}])
+            if path == "/events":
+                return await asyncio.to_thread(self._event_answer, data)
+            if not self.fast_decide:
+                return None
+            return await self._decide_answer(data.customer, data.channel, data.k, data.context)
         except Exception:
-            log.error("Exception on /decide [POST]", exc_info=True)
+            log.error("Exception on %s [POST]", path, exc_info=True)
             return 500, json_body({"error": UNEXPECTED})
 
     @bentoml.api(route="/events")
     def events(
         self,
-        ctx: bentoml.Context,
         customer: Customer,
         type: EventType,
-        timestamp: str | float | None = Field(
-            None, description="When it happened: ISO 8601 or epoch seconds (default: now)."
+        timestamp: Timestamp = Field(
+            None,
+            description="When it happened: ISO 8601 or epoch seconds, between 2000-01-01 and "
+            "5 minutes after now (default: now).",
         ),
-        payload: dict[str, Any] = Field(default_factory=dict),
+        payload: EventPayload = Field(default_factory=EventPayload),
         event_id: str | None = Field(
             None,
             max_length=128,
+            pattern=TOKEN_PATTERN,
             description="Your idempotency key: an event sent again with the same id and "
             "content is acknowledged and not applied twice; other content under a used id "
             "is refused with 409. Default: a fresh id (a retry would count again).",
         ),
         source: str | None = Field(
-            None, max_length=128, description="The system the event comes from (default api)."
+            None,
+            max_length=128,
+            pattern=TOKEN_PATTERN,
+            description="The system the event comes from (default api).",
         ),
     ) -> dict[str, Any]:
         """Record a customer event in the ledger (on disk before the answer); the next
         decision for the customer sees it, by its event time. The event's actor is the
         name of the API key that sent it."""
+        data = self.inputs["/events"].model_construct(
+            customer=customer,
+            type=type,
+            timestamp=timestamp,
+            payload=payload,
+            event_id=event_id,
+            source=source,
+        )
+        status, body = self._event_answer(data)
+        return Response(body, status_code=status, media_type="application/json")
+
+    def _event_answer(self, data: Any) -> Answer:
+        """Apply one validated /events body: 200, 400 naming the field, or 409."""
+        payload = data.payload
+        if isinstance(payload, BaseModel):
+            payload = payload.model_dump(exclude_unset=True)
         try:
-            return self.decider.apply_event(
-                CustomerRef(customer.id, customer.id_type),
-                type,
-                timestamp,
+            answer = self.decider.apply_event(
+                CustomerRef(data.customer.id, data.customer.id_type),
+                data.type,
+                data.timestamp,
                 payload,
-                event_id=event_id,
-                source=source,
-                actor=getattr(ctx.request.state, KEY_NAME, "anonymous"),
+                event_id=data.event_id,
+                source=data.source,
+                actor=caller(),
             )
         except EventConflict as exc:
-            log.info("/events [POST] 409: event_id reused")
-            raise BentoMLException(str(exc), error_code=HTTPStatus.CONFLICT) from exc
+            refused("/events", HTTPStatus.CONFLICT, "event_id (reused)")
+            return HTTPStatus.CONFLICT, error_body(str(exc))
         except RequestError as exc:
-            log.info("/events [POST] 400: invalid %s", str(exc).split(":", 1)[0])
-            raise InvalidArgument(str(exc)) from exc
+            refused("/events", 400, _field_of(exc))
+            return 400, error_body(str(exc))
+        return 200, orjson.dumps(answer)
 
     def _catalog(self) -> dict[str, Any]:
         cat = self.decider.runtime.catalog
@@ -205,14 +247,44 @@ class NextBestService:
         return self._catalog()
 
     @extras.get("/customers/{customer_id}/consent")
-    def get_consent(self, customer_id: str, id_type: IdType = "customer_id") -> Any:
+    def get_consent(
+        self,
+        customer_id: str = PathParam(min_length=1, max_length=MAX_ID_LENGTH),
+        id_type: IdType = "customer_id",
+    ) -> Any:
         """A customer's consent changes recorded through ``/events``, in event time, with
         source and actor."""
         try:
             return self.decider.consent_history(CustomerRef(customer_id, id_type))
         except RequestError as exc:
             status = 404 if str(exc).startswith("customer:") else 400
+            log.info("/customers/{id}/consent [GET] %d: invalid %s", status, _field_of(exc))
             return JSONResponse({"error": str(exc)}, status_code=status)
+
+    @extras.post("/admin/forget")
+    def admin_forget(self, request: ForgetRequest) -> Any:
+        """Erase a person from every store of the home and keep them out of later builds
+        (docs/privacy.md); 404 when nobody has the identifier, 400 for a bad one or a bad
+        reason, nothing changed either way. The answer holds counts and hashes only."""
+        from customers.erasure import UnknownPersonError
+        from decisions.privacy import forget
+
+        try:
+            report = forget(
+                self.decider.settings,
+                request.customer.id,
+                request.customer.id_type,
+                request.reason,
+                request.actor,
+            )
+        except UnknownPersonError as exc:
+            log.info("/admin/forget [POST] 404: unknown customer.id")
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        except InputError as exc:
+            log.info("/admin/forget [POST] 400: invalid %s", str(exc).split(":", 1)[0])
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        log.info("/admin/forget [POST] 200: erased, audit entry written")
+        return report.__dict__
 
 
 #: Worker processes of the service (one per core); per-key rate limits are divided by it.
@@ -234,19 +306,43 @@ def service_options(settings: Settings) -> dict[str, Any]:
         # and it awaits the decision log's writer thread, so while one decision waits for its
         # disk sync the worker decides the next ones, which join the next group commit.
         "workers": WORKERS,
-        # Threads for the sync endpoints only (/events waits on the ledger's synced commit).
+        # Threads of BentoML's route for the sync endpoints. JsonApiMiddleware answers /events
+        # (which waits on the ledger's synced commit) in the event loop's default executor.
         "threads": 4,
     }
 
 
-def fast_decide_handler() -> Handler | None:
-    """The running service instance's /decide handler for FastDecideMiddleware; None (BentoML
-    answers) before the instance is built or when its fast path is off."""
+def json_api_handler() -> Handler | None:
+    """The running service instance's handler for JsonApiMiddleware; None (BentoML answers)
+    before the instance is built."""
     try:
         instance = get_current_service()
     except BentoMLException:  # not built yet
         return None
-    return getattr(instance, "fast_decide", None)
+    return getattr(instance, "answer_json", None)
+
+
+def decide_input_model(base: type[BaseModel], settings: Settings) -> type[BaseModel]:
+    """BentoML's input model of /decide with ``context`` typed by the policy's allow-list
+    (so validation and the OpenAPI spec show the allowed keys and their limits)."""
+    context = context_model(load_policy(settings.policy))
+    model = create_model(  # type: ignore[call-overload]
+        base.__name__,
+        __base__=base,
+        __module__=base.__module__,
+        context=(
+            context,
+            Field(
+                default_factory=context,
+                description="Facts about the moment of the decision: only the keys the "
+                "policy allows; text that looks like an e-mail address or a phone number "
+                "is refused.",
+            ),
+        ),
+    )
+    model.model_config = ConfigDict(**{**model.model_config, "hide_input_in_errors": True})
+    model.model_rebuild(force=True)
+    return model  # type: ignore[no-any-return]
 
 
 @functools.cache
@@ -254,8 +350,12 @@ def nextbest_service() -> bentoml.Service[NextBestService]:
     """The BentoML service, decorated with :func:`service_options` of the current settings."""
     settings = get_settings()
     svc = bentoml.service(**service_options(settings))(NextBestService)
-    # BentoML applies the service's middlewares in the order they are added, the first
-    # outermost: the key check comes before everything of ours, the fast /decide path too.
+    api = svc.apis["decide"]
+    api.input_spec = decide_input_model(api.input_spec, settings)
+    # Inside BentoML's middleware chain (the first added is the outermost): metrics,
+    # tracing exclusion, timeout and concurrency limit still apply; only the router and
+    # BentoML's API wrapper are skipped for the JSON APIs. The key check comes first:
+    # nothing of a request without a valid key is read.
     keys = KeyRing(settings.api_keys_path, settings.api_keys)
     if not keys.records():
         log.warning(
@@ -264,13 +364,12 @@ def nextbest_service() -> bentoml.Service[NextBestService]:
             settings.api_keys_path,
         )
     svc.add_asgi_middleware(AuthMiddleware, keys=keys, workers=WORKERS)
-    svc.add_asgi_middleware(OpenAPIMiddleware)
-    # Inside BentoML's middleware chain: metrics, tracing exclusion, timeout and concurrency
-    # limit still apply to /decide; only the router and BentoML's API wrapper are skipped.
+    svc.add_asgi_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    svc.add_asgi_middleware(OpenAPIMiddleware, service=svc)
     svc.add_asgi_middleware(
-        FastDecideMiddleware,
-        get_handler=fast_decide_handler,
-        path="/decide",
+        JsonApiMiddleware,
+        get_handler=json_api_handler,
+        paths=("/decide", "/events"),
         server=f"BentoML Service/{svc.name}",
     )
     return svc

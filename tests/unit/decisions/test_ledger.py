@@ -98,6 +98,24 @@ def test_bad_event_id_source_refused() -> None:
         assert err.value.field == field
 
 
+@pytest.mark.parametrize(
+    ("kw", "field"),
+    [
+        ({"event_id": "ann.lee@example.com"}, "event_id"),
+        ({"source": "crm@example.net"}, "source"),
+        ({"payload": {"case_id": "bo@example.org"}}, "payload.case_id"),
+    ],
+)
+def test_identifiers_shaped_like_personal_data_are_refused(kw: dict, field: str) -> None:
+    with pytest.raises(EventError, match="personal data is refused") as err:
+        validate_event("C1", "complaint", None, **{"payload": {}, **kw}, received=NOW)
+    assert err.value.field == field
+    # ordinary identifiers, numeric ones included, pass
+    validate_event(
+        "C1", "complaint", None, {"case_id": "20261201"}, event_id="crm:4711", received=NOW
+    )
+
+
 def test_valid_event_is_normalised() -> None:
     e = validate_event(
         "C1", "purchase", "2026-11-30T10:00:00Z", {"amount": 12}, event_id="e-1", received=NOW

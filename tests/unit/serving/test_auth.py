@@ -26,7 +26,7 @@ from serving.auth import (
     presented_key,
     required_scope,
 )
-from serving.openapi import postprocess_spec
+from serving.openapi import add_security
 
 
 @pytest.mark.parametrize(
@@ -168,7 +168,7 @@ def _spec() -> dict[str, Any]:
 
 
 def test_the_spec_documents_the_key_and_the_refusals() -> None:
-    spec = postprocess_spec(_spec())
+    spec = add_security(_spec())
     assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     assert spec["security"] == [{"bearer": []}, {"apiKey": []}]
     decide = spec["paths"]["/decide"]["post"]
@@ -178,5 +178,6 @@ def test_the_spec_documents_the_key_and_the_refusals() -> None:
     assert set(spec["paths"]["/docs.json"]["get"]["responses"]) == {"200", "401", "429"}
     assert spec["paths"]["/healthz"]["get"]["security"] == []
     assert "401" not in spec["paths"]["/healthz"]["get"]["responses"]
-    for ref in ("Unauthorized", "Forbidden", "TooManyRequests"):
-        assert ref in spec["components"]["responses"]
+    assert "WWW-Authenticate" in decide["responses"]["401"]["headers"]
+    assert "Retry-After" in decide["responses"]["429"]["headers"]
+    assert "`decide`" in decide["responses"]["403"]["description"]

@@ -1,8 +1,9 @@
-"""FastDecideMiddleware answers only ``POST /decide`` in JSON and hands the rest on untouched."""
+"""JsonApiMiddleware answers only ``POST`` to its JSON APIs and hands the rest on untouched."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
@@ -14,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from serving.fast_http import FastDecideMiddleware, json_body, validation_error_body
+from serving.fast_http import JsonApiMiddleware, json_body, validation_error_body
 
 
 async def _behind(request: Request) -> PlainTextResponse:
@@ -25,7 +26,14 @@ async def _behind(request: Request) -> PlainTextResponse:
 def _client(handler: Any) -> httpx.AsyncClient:
     app = Starlette(
         routes=[Route("/{p:path}", _behind, methods=["GET", "POST"])],
-        middleware=[Middleware(FastDecideMiddleware, get_handler=lambda: handler, server="Test/1")],
+        middleware=[
+            Middleware(
+                JsonApiMiddleware,
+                get_handler=lambda: handler,
+                paths=("/decide", "/events"),
+                server="Test/1",
+            )
+        ],
     )
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
 
@@ -35,10 +43,10 @@ def _run(coro: Any) -> Any:
 
 
 def test_post_decide_in_json_goes_to_the_handler_with_the_whole_body() -> None:
-    seen: list[bytes] = []
+    seen: list[tuple[str, bytes]] = []
 
-    async def handler(body: bytes) -> tuple[int, bytes]:
-        seen.append(body)
+    async def handler(path: str, body: bytes) -> tuple[int, bytes]:
+        seen.append((path, body))
         return 201, b'{"ok":true}'
 
     async def go() -> list[httpx.Response]:
@@ -56,6 +64,7 @@ def test_post_decide_in_json_goes_to_the_handler_with_the_whole_body() -> None:
                     headers={"content-type": "application/json; charset=utf-8"},
                 ),
                 await c.post("/decide", content=chunks()),
+                await c.post("/events", content=b"[]"),
             ]
 
     for r in _run(go()):
@@ -63,7 +72,12 @@ def test_post_decide_in_json_goes_to_the_handler_with_the_whole_body() -> None:
         assert r.headers["content-type"] == "application/json"
         assert r.headers["server"] == "Test/1"
         assert int(r.headers["content-length"]) == len(r.content)
-    assert seen == [b'{"x": 1}', b"{}", b'{"a":1}']
+    assert seen == [
+        ("/decide", b'{"x": 1}'),
+        ("/decide", b"{}"),
+        ("/decide", b'{"a":1}'),
+        ("/events", b"[]"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -71,13 +85,12 @@ def test_post_decide_in_json_goes_to_the_handler_with_the_whole_body() -> None:
     [
         ("GET", "/decide", {}),
         ("POST", "/decide/", {}),
-        ("POST", "/events", {}),
-        ("POST", "/decide", {"content-type": "multipart/form-data; boundary=x"}),
-        ("POST", "/decide", {"content-type": "text/plain"}),
+        ("POST", "/actions", {}),
+        ("GET", "/events", {}),
     ],
 )
 def test_everything_else_reaches_the_app(method: str, path: str, headers: dict) -> None:
-    async def handler(body: bytes) -> tuple[int, bytes]:
+    async def handler(path: str, body: bytes) -> tuple[int, bytes]:
         raise AssertionError("the fast path must not answer this")
 
     async def go() -> httpx.Response:
@@ -89,6 +102,33 @@ def test_everything_else_reaches_the_app(method: str, path: str, headers: dict) 
     assert r.text == f"app {method} {path} 3"
 
 
+@pytest.mark.parametrize(
+    "content_type", ["multipart/form-data", "application/x-www-form-urlencoded", "text/plain"]
+)
+def test_other_media_types_are_refused_with_415(content_type: str) -> None:
+    async def handler(path: str, body: bytes) -> tuple[int, bytes]:
+        raise AssertionError("a body that is not JSON must not reach the handler")
+
+    async def go() -> httpx.Response:
+        async with _client(handler) as c:
+            return await c.post("/events", content=b"abc", headers={"content-type": content_type})
+
+    r = _run(go())
+    assert r.status_code == 415
+    assert r.json() == {"error": "body: must be application/json"}
+
+
+def test_a_handler_may_hand_the_body_on_to_the_app() -> None:
+    async def handler(path: str, body: bytes) -> None:
+        return None
+
+    async def go() -> httpx.Response:
+        async with _client(handler) as c:
+            return await c.post("/decide", content=b'{"k": 1}')
+
+    assert _run(go()).text == "app POST /decide 8"
+
+
 def test_no_handler_means_the_app_answers() -> None:
     async def go() -> httpx.Response:
         async with _client(None) as c:
@@ -97,13 +137,31 @@ def test_no_handler_means_the_app_answers() -> None:
     assert _run(go()).text == "app POST /decide 2"
 
 
-def test_error_bodies_are_starlettes_json() -> None:
+def test_error_bodies_name_the_fields_and_never_the_values() -> None:
+    class Ctx(BaseModel, extra="forbid"):
+        page: str | None = None
+
     class In(BaseModel):
         k: int = Field(3, ge=1)
+        context: Ctx = Field(default_factory=Ctx)
 
     with pytest.raises(ValidationError) as err:
-        In.model_validate_json(b'{"k": 0}')
-    body = validation_error_body(err.value)
-    assert body.startswith(b'{"error":"1 validation error for In","detail":[{"type":"greater_than')
-    assert b'"loc":["k"]' in body and b"input" not in body
-    assert json_body([{"error": "é"}]) == '[{"error":"é"}]'.encode()
+        In.model_validate_json(b'{"k": 0, "context": {"email": "ann@example.com"}}')
+    body = json.loads(validation_error_body(err.value))
+    assert body == {
+        "error": "k: Input should be greater than or equal to 1; "
+        "context.email: not allowed by the policy",
+        "detail": [
+            {
+                "loc": ["k"],
+                "msg": "Input should be greater than or equal to 1",
+                "type": "greater_than_equal",
+            },
+            {
+                "loc": ["context", "email"],
+                "msg": "not allowed by the policy",
+                "type": "extra_forbidden",
+            },
+        ],
+    }
+    assert json_body({"error": "é"}) == '{"error":"é"}'.encode()

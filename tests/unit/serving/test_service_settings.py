@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from core.settings import PROJECT_ROOT, Settings
 
@@ -56,21 +59,38 @@ def test_the_service_class_takes_its_tracing_option_from_settings(
     assert _last_line_printed(code, NEXTBEST_TRACE_DECIDE=value) == repr(excluded)
 
 
-def test_the_fast_decide_middleware_is_in_the_service_chain() -> None:
-    # Whether it answers is decided per request (the running instance's handler, set when
-    # fast_http is on and trace_decide off); the middleware itself is always in the chain.
-    # BentoML's app builds its service middlewares in the order added, the first outermost:
-    # the key check comes before the fast path.
+def test_the_service_chain_limits_bodies_serves_the_spec_and_answers_the_json_apis() -> None:
+    # Whether the JSON middleware answers is decided per request (the running instance's
+    # handler); the middlewares themselves are always in the chain, the key check first
+    # (BentoML's app builds the service's middlewares in the order added, the first outermost).
     code = (
-        "import serving.service as s; m = s.NextBest.middlewares; "
-        "print([c.__name__ for c, _ in m], [(o['path'], o['server'], o['get_handler']()) "
-        "for c, o in m if c.__name__ == 'FastDecideMiddleware'])"
+        "import serving.service as s; "
+        "print([(m.__name__, o.get('max_bytes'), o.get('paths')) "
+        "for m, o in s.NextBest.middlewares])"
     )
-    line = _last_line_printed(code)
+    line = _last_line_printed(code, NEXTBEST_MAX_REQUEST_BYTES="2048")
     assert line == (
-        "['AuthMiddleware', 'OpenAPIMiddleware', 'FastDecideMiddleware'] "
-        "[('/decide', 'BentoML Service/nextbest', None)]"
+        "[('AuthMiddleware', None, None), ('BodyLimitMiddleware', 2048, None), "
+        "('OpenAPIMiddleware', None, None), "
+        "('JsonApiMiddleware', None, ('/decide', '/events'))]"
     )
+
+
+def test_the_decide_context_is_typed_by_the_policy_allow_list(tmp_path: Path) -> None:
+    policy = yaml.safe_load((PROJECT_ROOT / "config" / "policy.yaml").read_text())
+    policy["context"] = {"shelf": {"type": "integer", "minimum": 1, "maximum": 9}}
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    code = (
+        "import json, serving.service as s; "
+        "m = s.NextBest.apis['decide'].input_spec; "
+        "print(json.dumps(m.model_json_schema()['$defs']['DecideContext']['properties']))"
+    )
+    shown = json.loads(_last_line_printed(code, NEXTBEST_POLICY=str(path)))
+    assert list(shown) == ["shelf"]
+    assert {"type": "integer", "minimum": 1, "maximum": 9}.items() <= shown["shelf"]["anyOf"][
+        0
+    ].items()
 
 
 def test_importing_the_service_module_reads_no_settings() -> None:

@@ -1,0 +1,111 @@
+"""The request models of the service's APIs, with their limits (they become the OpenAPI spec).
+
+BentoML builds each API's input model from the method's signature; the models here are
+the typed parts of those signatures. Their limits come from the rules they mirror (the
+ledger's tokens, amounts and time window), so the spec states what the service enforces;
+the ledger still checks every event itself (it has other callers). Errors of these models
+never carry the input value (``hide_input_in_errors``): the value can be personal data.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+
+from core.vocabulary import CHANNELS, ID_TYPES, PURPOSES
+from decisions.ledger import EPOCH_BOUND, MAX_AMOUNT, TEXT_MAX, TOKEN_PATTERN
+
+IdType = Literal[ID_TYPES]  # type: ignore[valid-type]
+Channel = Literal[CHANNELS]  # type: ignore[valid-type]
+Purpose = Literal[PURPOSES]  # type: ignore[valid-type]
+
+#: The longest identifier value a caller may send.
+MAX_ID_LENGTH = 256
+
+Token = Annotated[str, Field(max_length=TEXT_MAX, pattern=TOKEN_PATTERN)]
+Text = Annotated[str, Field(min_length=1, max_length=TEXT_MAX)]
+
+
+_TIMESTAMP_TEXT_MAX = 64
+
+
+def _timestamp(value: Any) -> str | float | None:
+    """ISO 8601 text (bounded) or finite epoch seconds (a flag is not a time); the ledger
+    reads the text and checks the time window."""
+    if value is None or (isinstance(value, str) and len(value) <= _TIMESTAMP_TEXT_MAX):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if math.isfinite(value) and -EPOCH_BOUND <= value <= EPOCH_BOUND:
+            return float(value)
+    raise ValueError(
+        f"must be ISO 8601 text (at most {_TIMESTAMP_TEXT_MAX} characters) or epoch seconds "
+        f"within ±{EPOCH_BOUND:g}"
+    )
+
+
+#: ISO 8601 text or epoch seconds; the ledger also requires 2000-01-01 .. now + 5 minutes.
+#: One validator, so an error names ``timestamp`` alone (a union would name its branches).
+Timestamp = Annotated[
+    str | float | None,
+    PlainValidator(_timestamp),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "maxLength": _TIMESTAMP_TEXT_MAX, "description": "ISO 8601"},
+                {
+                    "type": "number",
+                    "minimum": -EPOCH_BOUND,
+                    "maximum": EPOCH_BOUND,
+                    "description": "epoch seconds",
+                },
+                {"type": "null"},
+            ]
+        }
+    ),
+]
+
+
+class _Quiet(BaseModel):
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+
+class Customer(_Quiet):
+    """How the caller identifies the customer; raw values never reach the decision log."""
+
+    id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, description="The identifier value.")
+    id_type: IdType = Field("customer_id", description="What kind of identifier ``id`` is.")
+
+
+class EventPayload(_Quiet):
+    """What an event carries; which fields each event type takes is in docs/events.md
+    (service cases: case_id; purchase: amount, category, product_id; consent_changed:
+    purpose, channel, granted, legal_basis; contact: channel, action_id, decision_id)."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    case_id: Token | None = None
+    amount: float | None = Field(
+        None, ge=0, le=MAX_AMOUNT, allow_inf_nan=False, strict=True, description="Purchase amount."
+    )
+    category: Text | None = Field(None, description="A catalog product category.")
+    product_id: Text | None = Field(None, description="A catalog product id.")
+    purpose: Purpose | None = None
+    channel: Channel | None = None
+    granted: bool | None = Field(None, strict=True)
+    legal_basis: Token | None = None
+    action_id: Text | None = Field(None, description="A catalog action id.")
+    decision_id: Token | None = None
+
+
+class ForgetRequest(_Quiet):
+    """``POST /admin/forget``: whom to erase, and why."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    customer: Customer
+    reason: str = Field(min_length=1, max_length=500, description="Why (kept in the audit log).")
+    actor: str = Field(
+        "admin-api", min_length=1, max_length=128, description="Who asks (kept in the audit log)."
+    )
