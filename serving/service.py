@@ -33,7 +33,10 @@ from bentoml import get_current_service
 from bentoml.exceptions import BentoMLException
 from fastapi import FastAPI
 from fastapi import Path as PathParam
+from fastapi.exception_handlers import http_exception_handler
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from core.api_keys import KeyRing
@@ -43,7 +46,7 @@ from core.vocabulary import CHANNELS, EVENT_TYPES
 from decisions.context_schema import context_dict, context_model
 from decisions.ledger import TOKEN_PATTERN
 from decisions.policy import load_policy
-from serving.auth import AuthMiddleware, caller
+from serving.auth import AuthMiddleware, caller, required_scope
 from serving.batching import MicroBatcher
 from serving.decider import OnlineDecider
 from serving.events import EventConflict
@@ -99,6 +102,17 @@ def _field_of(exc: Exception) -> str:
 
 #: Plain GET routes beside the BentoML APIs (mounted at the root).
 extras = FastAPI(title="nextbest catalog")
+
+
+@extras.exception_handler(HTTPException)
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    """FastAPI's 400 for a body it cannot parse, in the service's error body (the others,
+    as starlette's 404 for a path no route matches, unchanged)."""
+    if exc.status_code != 400:
+        return await http_exception_handler(request, exc)
+    route = required_scope(request.url.path).pattern  # the path may hold an identifier
+    log.info("%s [%s] 400: body not parsed", route, request.method)
+    return JSONResponse({"error": f"body: {exc.detail}"}, 400, exc.headers)
 
 
 @bentoml.asgi_app(extras, path="/")
