@@ -84,7 +84,9 @@ def write_catalog(path: Path = CATALOG) -> Path:
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     header = "# Benchmark catalog: 20 email actions sharing the 8 model arms (batch_bench.py).\n"
-    body = {"version": "bench-20", "categories": base["categories"], "products": base["products"]}
+    body = {"version": "bench-20"} | {
+        k: base[k] for k in ("channels", "purposes", "categories", "products")
+    }
     path.write_text(header + yaml.safe_dump({**body, "actions": actions}, sort_keys=False))
     return path
 

@@ -118,7 +118,7 @@ def run(large: bool = False, repeat: int = 2000) -> dict:
 
     base = load_catalog(ROOT / "config" / "catalog.yaml")
     catalog = twenty_action_catalog(base)
-    policy = load_policy(ROOT / "config" / "policy.yaml", catalog.ids)
+    policy = load_policy(ROOT / "config" / "policy.yaml", catalog.terms())
     names = feature_names(catalog, base)
     model = RandomModel(base.ids, model_feature_names(base.terms()))
     plan = compile_plan(catalog, policy, names, model)

@@ -63,7 +63,7 @@ class NaiveNextBest:
         self.settings = get_settings()
         self.store = feature_store(self.settings)
         self.catalog = load_catalog(self.settings.catalog)
-        self.policy = load_policy(self.settings.policy, action_ids=self.catalog.ids)
+        self.policy = load_policy(self.settings.policy, self.catalog.terms())
         self.stock = load_stock(self.settings.stock_path)
         configure_mlflow(self.settings)
         self.pyfunc = mlflow.pyfunc.load_model(f"models:/{self.settings.model_name}@champion")

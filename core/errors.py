@@ -25,3 +25,21 @@ class InputError(NextbestError, ValueError):
 
 class MissingInputError(InputError, FileNotFoundError):
     """An input file the user named does not exist."""
+
+
+class DependencyUnavailable(RuntimeError):
+    """A store the service depends on cannot be read or written right now.
+
+    ``dependency`` is one of :data:`core.vocabulary.DEPENDENCIES`; the service answers 503
+    with the reason ``<dependency>_unavailable`` and ``Retry-After``. Not a
+    :class:`NextbestError`: nobody made a mistake, and the same request may succeed later.
+    """
+
+    def __init__(self, dependency: str, message: str) -> None:
+        super().__init__(message)
+        self.dependency = dependency
+
+    @property
+    def reason(self) -> str:
+        """The reason code of the 503 answer: ``<dependency>_unavailable``."""
+        return f"{self.dependency}_unavailable"

@@ -103,6 +103,21 @@ class Settings(BaseSettings):
         description="Read online features straight from Feast's SQLite tables (off: the "
         "Feast SDK path; Redis always uses the SDK).",
     )
+    store_timeout_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="Bound on every online-store call of the service: Redis socket and "
+        "connect timeouts, SQLite busy timeout and query time limit (features, ledger). A "
+        'call past it is answered 503 (docs/operations.md, "Failure modes").',
+    )
+    retry_after_seconds: int = Field(
+        5, ge=1, description="The Retry-After of a 503 answer (a dependency is down)."
+    )
+    serve_start_timeout_seconds: float = Field(
+        180.0,
+        gt=0,
+        description="`nextbest serve` stops the server and exits 1 when it is not up in this time.",
+    )
     feast_type_checks: bool = Field(
         False,
         description="Keep typeguard's checks on Feast's constructors (on: importing Feast "

@@ -1,20 +1,25 @@
-"""The words every layer shares, defined once: channels, purposes, action kinds,
-identifier types, event types, API key scopes and the implicit "no action".
+"""The words every layer shares, defined once: action kinds, identifier types, event
+types, API key scopes and the implicit "no action".
 
-Order matters where a tuple names columns (consent and contact features are built per
-purpose and channel in this order) and where it becomes an OpenAPI enum, so append,
-never reorder. Pydantic fields derive their ``Literal`` from these tuples
-(``Literal[CHANNELS]``), so the API schema and the validation cannot drift apart.
+Channels and purposes are the business's: the action catalog declares them
+(``channels:`` and ``purposes:`` in config/catalog.yaml, read through
+``Catalog.terms()``), and every feature, rule, contract check and API enum is derived from
+that. ``DEMO_CHANNELS`` and ``DEMO_PURPOSES`` are only the demo generator's own (the demo
+catalog declares the same values in the same order); nothing else reads them.
+
+Order matters where a tuple becomes an OpenAPI enum, so append, never reorder. Pydantic
+fields derive their ``Literal`` from these tuples (``Literal[ID_TYPES]``), so the API
+schema and the validation cannot drift apart.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-#: Delivery channels of an action (and of consent and contact history).
-CHANNELS: Final[tuple[str, ...]] = ("email", "sms", "push", "web", "app", "call_center")
-#: Purposes consent is given for and an action is sent under.
-PURPOSES: Final[tuple[str, ...]] = ("marketing", "profiling", "service")
+#: The channels the demo generator delivers on and records consent for (its catalog's).
+DEMO_CHANNELS: Final[tuple[str, ...]] = ("email", "sms", "push", "web", "app", "call_center")
+#: The purposes the demo generator records consent for (its catalog's).
+DEMO_PURPOSES: Final[tuple[str, ...]] = ("marketing", "profiling", "service")
 #: What an action does commercially.
 ACTION_KINDS: Final[tuple[str, ...]] = ("upsell", "cross_sell", "retention", "service", "info")
 #: Identifier types a source record or a caller may name a customer by (docs/contracts.md).
@@ -50,3 +55,6 @@ WEB_EVENT_TYPES: Final[tuple[str, ...]] = ("page_view", "login", "loan_check", "
 #: The implicit action "contact nobody": always available, never declared in the catalog,
 #: and the control arm of every experiment.
 NO_ACTION: Final = "no_action"
+#: What the decision service needs at run time; a failure of one is answered with 503 and
+#: the reason ``<dependency>_unavailable`` (docs/operations.md, "Failure modes").
+DEPENDENCIES: Final[tuple[str, ...]] = ("features", "ledger", "decision_log", "model")

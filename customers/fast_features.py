@@ -21,6 +21,7 @@ import logging
 import operator
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 _CACHE_LIMIT = 200_000
 #: How much of the SQLite file each connection maps into memory.
 _MMAP_BYTES = 4 << 30
+#: How often (seconds) a reader compares the file at its path with the one it reads.
+_LOOK_SECONDS = 1.0
 #: Row layouts kept per reader (customers differ only in which views hold a row for them).
 _LAYOUT_LIMIT = 10_000
 
@@ -82,7 +85,13 @@ class FastOnlineFeatures:
     reads the SQLite file directly. Thread-safe: one connection per thread.
     """
 
-    def __init__(self, store: Any, feature_names: Sequence[str], service: str = "nba_v1") -> None:
+    def __init__(
+        self,
+        store: Any,
+        feature_names: Sequence[str],
+        service: str = "nba_v1",
+        timeout: float = 2.0,
+    ) -> None:
         from feast.infra.online_stores.helpers import compute_table_id
 
         config = store.config
@@ -95,6 +104,13 @@ class FastOnlineFeatures:
         if not path.is_absolute():
             path = Path(config.repo_path or ".") / path
         self.path = path
+        #: Busy timeout and time limit of every query (seconds).
+        self.timeout = float(timeout)
+        # Bumped when the file is found replaced or a read fails: every thread then opens
+        # a fresh connection on its next read instead of keeping a broken or stale one.
+        self._generation = 0
+        self._inode: int | None = None
+        self._looked = time.monotonic()  # when the file's identity was last compared
         self.version = int(config.entity_key_serialization_version)
         self.names = list(feature_names)
         col = {n: j for j, n in enumerate(self.names)}
@@ -158,19 +174,83 @@ class FastOnlineFeatures:
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
+        if conn is not None and time.monotonic() - self._looked > _LOOK_SECONDS:
+            self._notice_replaced()
+        if conn is not None and self._local.generation != self._generation:
+            self._drop()
+            conn = None
         if conn is None:
-            if not self.path.exists():
-                raise FileNotFoundError(f"Feast SQLite online store not found: {self.path}")
+            generation = self._generation
+            try:
+                inode = self.path.stat().st_ino
+            except FileNotFoundError:
+                raise FileNotFoundError(
+                    f"Feast SQLite online store not found: {self.path}"
+                ) from None
             # Autocommit: no read transaction stays open, so rows Feast commits are seen
             # by the very next query.
-            conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA query_only = 1")
-            # Random customers touch random pages of a file far larger than SQLite's
-            # default 2 MiB page cache: mapping the file reads them from the OS page cache
-            # without a pread per page (still coherent with Feast's writes).
-            conn.execute(f"PRAGMA mmap_size = {_MMAP_BYTES}")
-            self._local.conn = conn
+            conn = sqlite3.connect(
+                str(self.path),
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=self.timeout,
+            )
+            try:
+                conn.execute("PRAGMA query_only = 1")
+                # Random customers touch random pages of a file far larger than SQLite's
+                # default 2 MiB page cache: mapping the file reads them from the OS page
+                # cache without a pread per page (still coherent with Feast's writes).
+                conn.execute(f"PRAGMA mmap_size = {_MMAP_BYTES}")
+            except sqlite3.Error:
+                conn.close()
+                raise
+            # A query past its deadline is interrupted (raises sqlite3.OperationalError).
+            conn.set_progress_handler(self._past_deadline, 10_000)
+            if self._inode is not None and inode != self._inode:
+                self._generation += 1  # another file than the other threads read: reopen
+                generation = self._generation
+            self._local.conn, self._local.generation = conn, generation
+            self._inode = inode
         return conn
+
+    def _query(self, conn: sqlite3.Connection, sql: str, params: tuple[bytes, ...]) -> list[Any]:
+        """The rows of one query, interrupted past ``timeout`` seconds."""
+        self._local.deadline = time.monotonic() + self.timeout
+        return conn.execute(sql, params).fetchall()
+
+    def _past_deadline(self) -> int:
+        return int(time.monotonic() > self._local.deadline)
+
+    def _drop(self) -> None:
+        """Close this thread's connection; the next read opens a new one."""
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.close()
+
+    def reset(self) -> None:
+        """Forget every thread's connection (after a failed read): each opens a new one on
+        its next read, so the reader recovers once the file is readable again."""
+        self._generation += 1
+        self._drop()
+
+    def _notice_replaced(self) -> None:
+        """Reopen every connection when the file at ``path`` is another one than they read
+        (a rebuilt store swapped in, or the file removed): open connections would go on
+        reading the old file."""
+        self._looked = time.monotonic()
+        try:
+            inode: int | None = self.path.stat().st_ino
+        except FileNotFoundError:
+            inode = None
+        if self._inode is not None and inode != self._inode:
+            log.warning("online store file %s replaced: reopening its connections", self.path)
+            self.reset()
+
+    def check(self) -> None:
+        """Raise if the store cannot be read now: one indexed read of the file at ``path``."""
+        self._notice_replaced()
+        self.lookup("")
 
     def _decode(self, blob: bytes) -> float:
         v = self._cache.get(blob)
@@ -193,11 +273,11 @@ class FastOnlineFeatures:
         from feast.protos.feast.types.Value_pb2 import Value
 
         key = self._identifier_key(identifier_key)
-        row = self._conn().execute(self._identity_sql, (key,)).fetchone()
-        if row is None:
+        rows = self._query(self._conn(), self._identity_sql, (key,))
+        if not rows:
             return None
         proto = Value()
-        proto.ParseFromString(row[0])
+        proto.ParseFromString(rows[0][0])
         return proto.string_val or None
 
     def features(self, customer_ids: Sequence[str], request_ts: float) -> np.ndarray:
@@ -211,7 +291,7 @@ class FastOnlineFeatures:
         cache, decode = self._cache, self._decode
         for i, cid in enumerate(customer_ids):
             key = self._customer_key(cid)
-            rows = conn.execute(self._sql, (key,) * self._n_views).fetchall()
+            rows = self._query(conn, self._sql, (key,) * self._n_views)
             if not rows:
                 continue
             views, names, blobs = zip(*rows, strict=True)

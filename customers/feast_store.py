@@ -27,12 +27,14 @@ log = logging.getLogger(__name__)
 __all__ = [
     "FEATURE_SERVICE",
     "apply",
+    "bound_redis_retries",
     "feature_store",
     "features_dir_of",
     "lookup_customer",
     "materialize",
     "online_features",
     "push_rows",
+    "redis_connection_string",
     "repo_config",
 ]
 
@@ -54,7 +56,7 @@ def repo_config(settings: Settings, bulk: bool = True) -> Any:
     if settings.online_store == "redis":
         online: dict[str, Any] = {
             "type": "redis",
-            "connection_string": settings.redis_connection,
+            "connection_string": redis_connection_string(settings),
         }
     else:
         online = {"type": "sqlite", "path": str(settings.feast_dir / "online.db")}
@@ -68,6 +70,38 @@ def repo_config(settings: Settings, bulk: bool = True) -> Any:
         repo_path=settings.feature_repo,
         batch_engine={"type": ENGINE_TYPE} if bulk else "local",
     )
+
+
+def redis_connection_string(settings: Settings) -> str:
+    """Feast's Redis connection string with socket and connect timeouts of
+    ``store_timeout_seconds`` (unless the configured string sets them): without them a hung
+    Redis blocks a read for as long as the kernel keeps the connection."""
+    conn = settings.redis_connection
+    given = {part.split("=", 1)[0].strip() for part in conn.split(",") if "=" in part}
+    for option in ("socket_timeout", "socket_connect_timeout"):
+        if option not in given:
+            conn += f",{option}={settings.store_timeout_seconds:g}"
+    return conn
+
+
+def bound_redis_retries(store: Any) -> None:
+    """No retries on the Redis client of ``store`` (a no-op for other stores).
+
+    redis-py retries a timed-out or refused command three times with exponential backoff
+    by default, which turns a 1 s socket timeout into ten seconds or more; an online read
+    must fail within its timeout instead (the service answers 503 and the caller retries).
+    Feast builds its client lazily and offers no setting for this, so the client is built
+    here through Feast's own store and given a plain ``Retry`` of none (redis-py's public
+    ``set_retry``).
+    """
+    if getattr(store.config.online_store, "type", "") != "redis":
+        return
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    online = store._get_provider().online_store
+    client = online._get_client(store.config.online_store)
+    client.set_retry(Retry(NoBackoff(), 0))
 
 
 def feature_store(settings: Settings, bulk: bool = True) -> Any:

@@ -6,9 +6,10 @@ A feature's *role* says who may use it: ``model`` features feed the response mod
 ``sensitive`` features are personal data that may be used for modelling only where the
 policy's purpose allows it.
 
-Which products, categories and actions exist is the business's, declared in the action
-catalog: the functions here take them as a :class:`CatalogTerms` value that the caller
-builds once from the loaded catalog (``Catalog.terms()``) and passes down.
+Which channels, purposes, products, categories and actions exist is the business's,
+declared in the action catalog: the functions here take them as a :class:`CatalogTerms`
+value that the caller builds once from the loaded catalog (``Catalog.terms()``) and
+passes down.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
-
-from core.vocabulary import CHANNELS, PURPOSES
 
 WINDOWS: tuple[int, ...] = (7, 30, 90, 365)
 #: Duration features use this value for "never happened".
@@ -33,15 +32,18 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
 @dataclass(frozen=True)
 class CatalogTerms:
-    """The catalog's products, categories and action ids, in catalog order: what the
-    per-product, per-category and per-action feature columns are named after."""
+    """The catalog's products, categories, action ids, channels and purposes, in catalog
+    order: what the per-product, per-category, per-action, per-channel and per-purpose
+    feature columns are named after."""
 
     products: tuple[str, ...]
     categories: tuple[str, ...]
     action_ids: tuple[str, ...]
+    channels: tuple[str, ...]
+    purposes: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        for what in ("products", "categories", "action_ids"):
+        for what in ("products", "categories", "action_ids", "channels", "purposes"):
             values = tuple(getattr(self, what))
             object.__setattr__(self, what, values)
             bad = [v for v in values if not isinstance(v, str) or not _NAME.match(v)]
@@ -198,8 +200,8 @@ def view_specs(terms: CatalogTerms) -> tuple[ViewSpec, ...]:
         "Consent per purpose and channel: 1 granted, 0 withdrawn or never recorded.",
         tuple(
             _f(f"consent_{p}_{c}", f"Consent to {p} by {c}.", kind="int", role="policy")
-            for p in PURPOSES
-            for c in CHANNELS
+            for p in terms.purposes
+            for c in terms.channels
         ),
         pushable=True,
         tags={"domain": "consent", "personal": "true"},
@@ -214,7 +216,7 @@ def view_specs(terms: CatalogTerms) -> tuple[ViewSpec, ...]:
                 kind="int",
                 role="policy",
             )
-            for c in CHANNELS
+            for c in terms.channels
             for w in (7, 30)
         )
         + (

@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from core.vocabulary import CHANNELS, PURPOSES
 from customers.feature_schema import (
     WINDOWS,
     CatalogTerms,
@@ -135,7 +134,7 @@ def _view_rows(
         ),
         "customer_service": _service_view(src.cases, cust, ids, t),
         "customer_holdings": _holdings_view(src.holdings, cust, ids, t, terms),
-        "customer_consent": _consent_view(src.consent, cust, ids, t),
+        "customer_consent": _consent_view(src.consent, cust, ids, t, terms),
         "customer_contacts": _contacts_view(src.contacts, cust, ids, t, terms),
     }
     for spec in view_specs(terms):
@@ -285,7 +284,7 @@ def _holdings_view(
 
 
 def _consent_view(
-    consent: pd.DataFrame, cust: pd.RangeIndex, ids: pd.Index, t: pd.Timestamp
+    consent: pd.DataFrame, cust: pd.RangeIndex, ids: pd.Index, t: pd.Timestamp, terms: CatalogTerms
 ) -> pd.DataFrame:
     """The latest consent event per purpose and channel (deny when there is none)."""
     cs = consent.loc[consent["ts"] < t].sort_values("ts", kind="stable")
@@ -295,8 +294,8 @@ def _consent_view(
     )
     cols = {
         f"consent_{p}_{ch}": granted[(p, ch)] if (p, ch) in granted else 0
-        for p in PURPOSES
-        for ch in CHANNELS
+        for p in terms.purposes
+        for ch in terms.channels
     }
     cols["customer_consent_as_of_ts"] = _last_ts(cs, t)
     return _frame(cust, t, cols, ids)
@@ -309,7 +308,7 @@ def _contacts_view(
     last shown."""
     ct = contacts.loc[contacts["ts"] < t]
     cols = {}
-    for ch in CHANNELS:
+    for ch in terms.channels:
         sub = ct.loc[ct["channel"] == ch]
         for w in (7, 30):
             cols[f"contacts_{ch}_{w}d"] = _window_agg(sub, t, w, None)

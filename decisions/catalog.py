@@ -5,9 +5,11 @@ cost, business lever, dates, eligibility predicates (declared data, never code),
 and the response-model arm whose scores it borrows. "No action" is implicit and always
 available, so an action with the id ``no_action`` is an error.
 
-The file also declares the product categories and the products: an action's ``product``
-and ``category`` must be among them, and the per-product, per-category and per-action
-features are named after them (:meth:`Catalog.terms`).
+The file also declares the channels, the purposes, the product categories and the
+products: an action's ``channels``, ``purpose``, ``product`` and ``category`` must be among
+them, and the per-channel, per-purpose, per-product, per-category and per-action features,
+the contact-policy checks, the source contract and the service's API enums are derived from
+them (:meth:`Catalog.terms`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -25,16 +27,21 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from core.vocabulary import ACTION_KINDS, CHANNELS, NO_ACTION, PURPOSES
+from core.vocabulary import ACTION_KINDS, NO_ACTION
 from customers.feature_schema import CatalogTerms
 
-Channel = Literal[CHANNELS]  # type: ignore[valid-type]
-Purpose = Literal[PURPOSES]  # type: ignore[valid-type]
+#: A channel or purpose id: a lower-case identifier (it names feature columns); which ones
+#: exist is declared by the catalog and checked against it (:func:`load_catalog`).
+Channel = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)]
+Purpose = Channel
+#: What a contact cap names for "every channel together": no catalog channel may be called so.
+ALL_CHANNELS = "all"
 ActionKind = Literal[ACTION_KINDS]  # type: ignore[valid-type]
 Op = Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "not_in"]
 
@@ -141,6 +148,12 @@ class Catalog(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: str = Field(min_length=1)
+    channels: list[Channel] = Field(
+        min_length=1, description="Channels actions are delivered on, consent is asked for."
+    )
+    purposes: list[Purpose] = Field(
+        min_length=1, description="Purposes consent is given for and actions are sent under."
+    )
     categories: list[str] = Field(default_factory=list)
     products: list[Product] = Field(default_factory=list)
     actions: list[Action] = Field(min_length=1)
@@ -160,12 +173,30 @@ class Catalog(BaseModel):
             raise ValueError("categories must not repeat")
         return v
 
+    @field_validator("channels", "purposes")
+    @classmethod
+    def _unique_terms(cls, v: list[str]) -> list[str]:
+        repeated = sorted({t for t in v if v.count(t) > 1})
+        if repeated:
+            raise ValueError(f"must not repeat: {', '.join(repeated)}")
+        return v
+
+    @field_validator("channels")
+    @classmethod
+    def _all_is_reserved(cls, v: list[str]) -> list[str]:
+        if ALL_CHANNELS in v:
+            raise ValueError(f"'{ALL_CHANNELS}' is reserved (contact caps over every channel)")
+        return v
+
     def terms(self) -> CatalogTerms:
-        """Products, categories and action ids in file order, for the feature schema."""
+        """Products, categories, action ids, channels and purposes in file order, for the
+        feature schema, the policy, the source contract and the service."""
         return CatalogTerms(
             products=tuple(p.id for p in self.products),
             categories=tuple(self.categories),
             action_ids=tuple(self.ids),
+            channels=tuple(self.channels),
+            purposes=tuple(self.purposes),
         )
 
     def product(self, product_id: str) -> Product:
@@ -266,8 +297,8 @@ def _duplicate_ids(raw: dict[str, Any], path: Path, key: str) -> None:
 
 
 def _check_references(catalog: Catalog, path: Path) -> None:
-    """Products name declared categories; actions name declared products and categories,
-    and an action's category is its product's."""
+    """Products name declared categories; actions name declared channels, purposes,
+    products and categories, and an action's category is its product's."""
     categories = set(catalog.categories)
     products = {p.id: p for p in catalog.products}
     problems = [
@@ -278,6 +309,17 @@ def _check_references(catalog: Catalog, path: Path) -> None:
     ]
     for i, a in enumerate(catalog.actions):
         entry = f"{path}: actions[{i}] (id '{a.id}')"
+        problems += [
+            f"{entry}: field 'channels.{j}': '{c}' is not declared in channels "
+            f"({', '.join(catalog.channels)})"
+            for j, c in enumerate(a.channels)
+            if c not in catalog.channels
+        ]
+        if a.purpose not in catalog.purposes:
+            problems.append(
+                f"{entry}: field 'purpose': '{a.purpose}' is not declared in purposes "
+                f"({', '.join(catalog.purposes)})"
+            )
         if a.product is not None and a.product not in products:
             problems.append(f"{entry}: field 'product': '{a.product}' is not declared in products")
         if a.category is not None and a.category not in categories:

@@ -105,6 +105,11 @@ class GroupCommitLog(DecisionLog):
 
     def _fd(self, path: Path) -> int:
         fd = self._fds.get(path)
+        if fd is not None and not _same_file(fd, path):
+            # The file (or its directory) was moved or removed: lines go where the log is,
+            # or the append fails, never into a file nobody reads any more.
+            os.close(self._fds.pop(path))
+            fd = None
         if fd is None:
             for old in list(self._fds):  # a new day: the old file is complete
                 os.close(self._fds.pop(old))
@@ -112,7 +117,42 @@ class GroupCommitLog(DecisionLog):
             self._fds[path] = fd
         return fd
 
+    def check(self) -> None:
+        """Raise ``OSError`` if the log cannot be written now: its directory missing or not
+        writable, or today's file not writable (cheap: no write, no sync)."""
+        from datetime import UTC, datetime
+
+        if not self.directory.is_dir():
+            raise NotADirectoryError(f"decision log directory missing: {self.directory}")
+        path = self.path_for(datetime.now(UTC).date())
+        target = path if path.exists() else self.directory
+        if not os.access(target, os.W_OK):
+            raise PermissionError(f"decision log not writable: {target}")
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Wait (at most ``timeout`` seconds) until every queued append is on disk, then
+        close the files (at shutdown)."""
+        with self._cv:
+            self._cv.wait_for(lambda: not self._pending and not self._busy, timeout)
+            self._drop_files()
+
+    def _drop_files(self) -> None:
+        """Close every open file: after a failed write the next one reopens its file (a
+        failed descriptor, or a file moved away, is not written to again)."""
+        for path in list(self._fds):
+            try:
+                os.close(self._fds.pop(path))
+            except OSError:
+                pass
+
     def _flush(self, batch: list[tuple[list[tuple[Path, bytes]], Future[int]]]) -> None:
+        try:
+            self._write_and_sync(batch)
+        except BaseException:
+            self._drop_files()
+            raise
+
+    def _write_and_sync(self, batch: list[tuple[list[tuple[Path, bytes]], Future[int]]]) -> None:
         parts: dict[Path, list[bytes]] = {}
         for blocks, _ in batch:
             for path, block in blocks:
@@ -147,6 +187,7 @@ class GroupCommitLog(DecisionLog):
             finally:
                 with self._cv:
                     self._busy = False
+                    self._cv.notify_all()  # close() may be waiting for the queue to drain
             self.syncs += 1
             self.appends += len(batch)
             for blocks, fut in batch:
@@ -155,3 +196,13 @@ class GroupCommitLog(DecisionLog):
     def _write(self, path: Path, block: bytes) -> None:
         """One file's block through the writer (the base class's ``append`` path)."""
         self._enqueue([(path, block)]).result()
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether the open ``fd`` is still the file at ``path`` (two stat calls per sync)."""
+    try:
+        st = os.stat(path)
+    except OSError:  # gone, or its directory replaced
+        return False
+    own = os.fstat(fd)
+    return (st.st_ino, st.st_dev) == (own.st_ino, own.st_dev)

@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from core.vocabulary import CHANNELS, EVENT_TYPES, PURPOSES
+from core.vocabulary import EVENT_TYPES
 from customers.feature_schema import CatalogTerms
 from decisions.decision_log import looks_like_email
 
@@ -75,19 +75,22 @@ class ConflictError(EventError):
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """What an event may name: the known channels, purposes, products, categories, actions
-    (products, categories and actions: none unless given, see :meth:`from_terms`)."""
+    """What an event may name: the catalog's channels, purposes, products, categories and
+    actions (none unless given, see :meth:`from_terms`)."""
 
-    channels: frozenset[str] = frozenset(CHANNELS)
-    purposes: frozenset[str] = frozenset(PURPOSES)
+    channels: frozenset[str] = frozenset()
+    purposes: frozenset[str] = frozenset()
     products: frozenset[str] = frozenset()
     categories: frozenset[str] = frozenset()
     actions: frozenset[str] = frozenset()
 
     @classmethod
     def from_terms(cls, terms: CatalogTerms) -> Vocabulary:
-        """The vocabulary of a catalog's products, categories and actions."""
+        """The vocabulary of a catalog's channels, purposes, products, categories and
+        actions."""
         return cls(
+            channels=frozenset(terms.channels),
+            purposes=frozenset(terms.purposes),
             products=frozenset(terms.products),
             categories=frozenset(terms.categories),
             actions=frozenset(terms.action_ids),
@@ -354,6 +357,13 @@ class Ledger:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+    def check(self) -> None:
+        """Raise ``sqlite3.Error`` if the ledger cannot take a write now: takes the write
+        lock (waiting at most the busy timeout) and releases it, writing nothing."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
 
     def append(self, event: LedgerEvent) -> Appended:
         """Store ``event`` durably, once: a repeat of its ``event_id`` with the same content

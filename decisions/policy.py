@@ -1,7 +1,8 @@
 """The contact policy: consent, caps, event pauses, holdout and exploration, from YAML.
 
 Rules are declared as data over the contact-history and service features named in
-docs/contracts.md; the engine compiles them into index arrays once at start-up.
+docs/contracts.md; the engine compiles them into index arrays once at start-up. The
+channels and purposes a policy names must be the catalog's (:func:`check_catalog`).
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from core.vocabulary import CHANNELS
+from customers.feature_schema import CatalogTerms
 from decisions.catalog import (
+    ALL_CHANNELS,
     ActionKind,
     Channel,
     ConfigError,
@@ -42,13 +44,13 @@ class ConsentRules(_Strict):
 class ContactCap(_Strict):
     """At most ``max_contacts`` contacts on ``channel`` (or ``all``) per ``period_days``."""
 
-    channel: Literal[(*CHANNELS, "all")]  # type: ignore[valid-type]
+    channel: Channel = Field(description=f"A catalog channel, or '{ALL_CHANNELS}'.")
     max_contacts: int = Field(ge=0)
     period_days: Literal[7, 30] = 7
 
     def feature(self) -> str:
         """The contact-history feature the cap reads."""
-        if self.channel == "all":
+        if self.channel == ALL_CHANNELS:
             return f"contacts_total_{self.period_days}d"
         return f"contacts_{self.channel}_{self.period_days}d"
 
@@ -188,10 +190,11 @@ class Policy(_Strict):
         return f"consent_{p}_{c}"
 
 
-def load_policy(path: str | Path, action_ids: list[str] | None = None) -> Policy:
+def load_policy(path: str | Path, catalog: CatalogTerms | None = None) -> Policy:
     """Read and validate the policy YAML; errors name the file, the entry and the field.
 
-    When ``action_ids`` is given, consent overrides must refer to catalog actions.
+    When the ``catalog``'s terms are given, the policy is checked against them too
+    (:func:`check_catalog`).
     """
     p = Path(path)
     raw = read_yaml(p)
@@ -208,7 +211,7 @@ def load_policy(path: str | Path, action_ids: list[str] | None = None) -> Policy
                 f"{cap.period_days} days (also caps[{seen[key]}])"
             )
         seen[key] = i
-        if cap.channel == "all" and cap.period_days != 7:
+        if cap.channel == ALL_CHANNELS and cap.period_days != 7:
             raise ConfigError(
                 f"{p}: caps[{i}]: field 'period_days': only a 7-day total cap exists "
                 "(feature contacts_total_7d)"
@@ -217,16 +220,45 @@ def load_policy(path: str | Path, action_ids: list[str] | None = None) -> Policy
         low, high = getattr(spec, "minimum", None), getattr(spec, "maximum", None)
         if low is not None and high is not None and low > high:
             raise ConfigError(f"{p}: context.{key}: field 'minimum': above maximum ({high})")
-    if action_ids is not None:
-        check_overrides(policy, action_ids, str(p))
+    if catalog is not None:
+        check_catalog(policy, catalog, str(p))
     return policy
 
 
-def check_overrides(policy: Policy, action_ids: list[str], source: str = "policy") -> None:
-    """Fail if a consent override names an action that is not in the catalog."""
-    unknown = sorted(set(policy.consent.overrides) - set(action_ids))
+def check_catalog(policy: Policy, catalog: CatalogTerms, source: str = "policy") -> None:
+    """Fail if the policy names an action, a channel or a purpose the catalog does not
+    declare; the message lists every such entry and field."""
+    unknown = sorted(set(policy.consent.overrides) - set(catalog.action_ids))
     if unknown:
         raise ConfigError(
             f"{source}: consent.overrides: field '{unknown[0]}': not a catalog action "
             f"(unknown: {', '.join(unknown)})"
+        )
+    problems = [
+        (f"caps[{i}]", "channel", cap.channel, "channels")
+        for i, cap in enumerate(policy.caps)
+        if cap.channel != ALL_CHANNELS and cap.channel not in catalog.channels
+    ]
+    for action_id, o in policy.consent.overrides.items():
+        if o.purpose is not None and o.purpose not in catalog.purposes:
+            problems.append((f"consent.overrides.{action_id}", "purpose", o.purpose, "purposes"))
+        if o.channel is not None and o.channel not in catalog.channels:
+            problems.append((f"consent.overrides.{action_id}", "channel", o.channel, "channels"))
+    problems += [
+        ("case_pause", f"case_pause.purposes.{i}", p, "purposes")
+        for i, p in enumerate(policy.case_pause.purposes)
+        if p not in catalog.purposes
+    ]
+    unlock = policy.modelling.model_sensitive_features_require
+    if unlock is not None and unlock not in catalog.purposes:
+        problems.append(
+            ("modelling", "modelling.model_sensitive_features_require", unlock, "purposes")
+        )
+    if problems:
+        raise ConfigError(
+            "\n".join(
+                f"{source}: {entry}: field '{field}': '{value}' is not declared in the "
+                f"catalog's {what} ({', '.join(getattr(catalog, what))})"
+                for entry, field, value, what in problems
+            )
         )

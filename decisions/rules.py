@@ -19,7 +19,7 @@ import numpy as np
 
 from core.vocabulary import NO_ACTION
 from decisions.catalog import Catalog, ConfigError
-from decisions.policy import Policy, check_overrides
+from decisions.policy import Policy, check_catalog
 from decisions.reasons import Reason
 from decisions.rule_families import RuleRow, channel_rows
 
@@ -134,7 +134,7 @@ def compile_plan(
     names = list(feature_names)
     pos = {n: i for i, n in enumerate(names)}
     catalog.validate_features(names, source="catalog")
-    check_overrides(policy, catalog.ids, source="policy")
+    check_catalog(policy, catalog.terms(), source="policy")
     missing_model = [f for f in model.feature_names if f not in pos]
     if missing_model:
         raise ConfigError(f"model {model.version}: features not provided: {missing_model}")

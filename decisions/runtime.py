@@ -126,7 +126,7 @@ def load_runtime(settings: Settings, model: Any | None = None, alias: str = "cha
     terms = catalog.terms()
     feature_names = all_feature_names(terms)
     catalog.validate_features(feature_names, source=str(settings.catalog))
-    policy = load_policy(settings.policy, action_ids=catalog.ids)
+    policy = load_policy(settings.policy, terms)
     if model is None:
         try:
             model, version = load_model_by_alias(settings, alias)

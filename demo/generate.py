@@ -26,7 +26,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from core.vocabulary import APP_EVENT_TYPES, CHANNELS, PURPOSES, WEB_EVENT_TYPES
+from core.vocabulary import APP_EVENT_TYPES, WEB_EVENT_TYPES
+from core.vocabulary import DEMO_CHANNELS as CHANNELS
+from core.vocabulary import DEMO_PURPOSES as PURPOSES
 from core.vocabulary import NO_ACTION as CONTROL_ARM
 
 logger = logging.getLogger(__name__)

@@ -693,11 +693,15 @@ def serve_cmd(
     host: Annotated[str | None, typer.Option(help="Address (default settings.host).")] = None,
     sources: SourcesOption = None,
 ) -> None:
-    """Start the BentoML decision service (``bentoml serve serving.service:NextBest``)."""
+    """Start the BentoML decision service (``bentoml serve serving.service:NextBest``).
+
+    Exits 1 with the message when the service cannot start (also when its workers fail),
+    and stops the whole server on SIGTERM/SIGINT (exit status 128 + the signal).
+    """
     import os
-    import subprocess
 
     from decisions.runtime import StartupError, preflight
+    from nextbest.supervise import supervise
 
     settings = _settings(port=port, host=host, sources=sources)
     try:
@@ -724,7 +728,27 @@ def serve_cmd(
         str(settings.port),
     ]
     console.print(f"serving on http://{settings.host}:{settings.port} (OpenAPI page at /)")
-    raise typer.Exit(subprocess.call(cmd, env=env, cwd=str(PROJECT_ROOT)))
+    outcome = supervise(
+        cmd,
+        env,
+        PROJECT_ROOT,
+        is_up=functools.partial(_serving, settings.host, settings.port),
+        start_timeout=settings.serve_start_timeout_seconds,
+    )
+    if outcome.message:
+        console.print(f"[red]{escape(outcome.message)}[/]")
+    raise typer.Exit(outcome.code)
+
+
+def _serving(host: str, port: int) -> bool:
+    """Whether a worker of the service at host:port answers ``/livez``."""
+    import httpx
+
+    probe = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    try:
+        return httpx.get(f"http://{probe}:{port}/livez", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 # --- report, evaluate-policy (measurement) --------------------------------------------------

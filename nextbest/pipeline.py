@@ -25,16 +25,15 @@ Progress = Callable[[int, int], None]
 
 
 def contract_terms(settings: Settings) -> Any:
-    """The vocabulary's channels and purposes and the catalog's arms and products: the
-    values the contract allows."""
-    from core.vocabulary import CHANNELS, PURPOSES
+    """The catalog's channels, purposes, arms and products: the values the contract
+    allows."""
     from customers.contract import Terms
     from decisions.catalog import load_catalog
 
     catalog = load_catalog(settings.catalog)
+    terms = catalog.terms()
     arms = {a.id for a in catalog.actions} | {a.arm for a in catalog.actions}
-    products = catalog.terms().products
-    return Terms(CHANNELS, PURPOSES, arms=tuple(sorted(arms)), products=products)
+    return Terms(terms.channels, terms.purposes, arms=tuple(sorted(arms)), products=terms.products)
 
 
 def ingest(settings: Settings, data_dir: Path | None = None) -> dict[str, Any]:

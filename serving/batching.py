@@ -4,7 +4,7 @@ commit of the decision log."""
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from serving.requests import DecideRequest
@@ -23,13 +23,24 @@ class MicroBatcher:
     ``append_async``. A request's future resolves only once its record is on disk: the log
     writer's completion is handed to the loop once per batch (one
     ``call_soon_threadsafe``), which then answers every request of the batch.
+
+    With ``offload`` the decisions run on a thread of their own, not on the loop: for a
+    feature store reached over the network (Redis through the Feast SDK), whose reads may
+    wait up to the store timeout, while the loop goes on answering ``/livez`` and the rest.
     """
 
     def __init__(
-        self, decider: OnlineDecider, max_batch: int = 64, inline_sync: bool = True
+        self,
+        decider: OnlineDecider,
+        max_batch: int = 64,
+        inline_sync: bool = True,
+        offload: bool = False,
     ) -> None:
         self.decider = decider
         self.max_batch = max_batch
+        self._pool = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="decide") if offload else None
+        )
         #: Sync a lone request's record in the loop's own thread (see ``_decide_batch``).
         self.inline_sync = inline_sync
         self._queue: list[tuple[DecideRequest, asyncio.Future[Any]]] = []
@@ -59,18 +70,50 @@ class MicroBatcher:
         # arrive together, and those that arrive during an inline sync form a batch).
         alone = len(queue) == 1
         for start in range(0, len(queue), self.max_batch):
-            self._decide_batch(queue[start : start + self.max_batch], alone)
+            batch = queue[start : start + self.max_batch]
+            if self._pool is None:
+                self._decide_batch(batch, alone)
+            else:
+                self._decide_in_thread(batch, alone)
+
+    def _decide_in_thread(
+        self, batch: list[tuple[DecideRequest, asyncio.Future[Any]]], alone: bool
+    ) -> None:
+        decided = asyncio.get_running_loop().run_in_executor(
+            self._pool, self.decider.decide_records, [req for req, _ in batch]
+        )
+
+        def log_them(done: asyncio.Future[Any]) -> None:  # back on the loop
+            exc = done.exception()
+            if exc is not None:
+                self._fail(batch, exc)
+            else:
+                self._log_batch(batch, done.result(), alone)
+
+        decided.add_done_callback(log_them)
+
+    @staticmethod
+    def _fail(batch: list[tuple[DecideRequest, asyncio.Future[Any]]], exc: BaseException) -> None:
+        for _, fut in batch:
+            if not fut.done():
+                fut.set_exception(exc)
 
     def _decide_batch(
         self, batch: list[tuple[DecideRequest, asyncio.Future[Any]]], alone: bool = False
     ) -> None:
         try:
             results = self.decider.decide_records([req for req, _ in batch])
-        except Exception as exc:  # a bug must fail these requests, not the server
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
+        except Exception as exc:  # a bug, or a store down, must fail these requests only
+            self._fail(batch, exc)
             return
+        self._log_batch(batch, results, alone)
+
+    def _log_batch(
+        self,
+        batch: list[tuple[DecideRequest, asyncio.Future[Any]]],
+        results: list[Any],
+        alone: bool,
+    ) -> None:
         self.calls += 1
         self.decisions += len(batch)
         waiting: list[tuple[asyncio.Future[Any], dict[str, Any]]] = []
@@ -112,6 +155,8 @@ class MicroBatcher:
         def answer(done: Future[int]) -> None:
             self._on_the_way -= 1
             exc = done.exception()
+            if isinstance(exc, self.decider.store_errors):  # not logged: must not be answered
+                exc = self.decider.decision_log_down(exc)
             for fut, record in waiting:
                 if fut.done():  # the client went away
                     continue

@@ -10,7 +10,7 @@ their state, as of the decision time, over the online features.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from core.errors import DependencyUnavailable
 from core.settings import Settings
 from customers.fast_features import FastOnlineFeatures
 from decisions.engine import DecisionContext, decide
@@ -27,6 +28,7 @@ from decisions.ledger_state import apply_overrides
 from decisions.runtime import Runtime, load_runtime, stock_vector
 from models.scoring import StackedScorer
 from serving.events import EventHandler, event_vocabulary
+from serving.health import Readiness, store_errors
 from serving.requests import ID_TYPES, CustomerRef, DecideRequest, RequestError, request_time
 from serving.responses import response_from_record
 
@@ -43,9 +45,11 @@ class OnlineDecider:
         store: Any | None = None,
         fast_features: bool | None = None,
     ) -> None:
-        from customers.feast_store import FEATURE_SERVICE, feature_store
+        from customers.feast_store import FEATURE_SERVICE, bound_redis_retries, feature_store
 
         self.settings = settings
+        #: What a store call raises when its store is down (answered 503, never 500).
+        self.store_errors = store_errors()
         self.runtime = runtime or load_runtime(settings)
         self.store = store or feature_store(settings)
         try:
@@ -57,6 +61,8 @@ class OnlineDecider:
                 f"Feast feature service {FEATURE_SERVICE!r} not found in the registry under "
                 f"{settings.feast_dir}; run `nextbest features build` first ({exc})"
             ) from exc
+        # Every online read fails within the store timeout (no retries with backoff).
+        bound_redis_retries(self.store)
         self.log: GroupCommitLog = GroupCommitLog(settings.decision_log_dir)
         # All arms of a decision in one call per booster (bit-identical numbers); a model
         # whose heads are not all plain LightGBM scores through its own estimators.
@@ -81,7 +87,7 @@ class OnlineDecider:
         self.stock = stock_vector(self.runtime)
         self.names = self.runtime.feature_names
         self._index = {n: j for j, n in enumerate(self.names)}
-        self.ledger = Ledger(settings.ledger_path)
+        self.ledger = Ledger(settings.ledger_path, timeout=settings.store_timeout_seconds)
         self.events = EventHandler(
             self.ledger, self.resolve, event_vocabulary(self.runtime.catalog)
         )
@@ -91,7 +97,72 @@ class OnlineDecider:
             fast_features = settings.fast_features
         self.fast: FastOnlineFeatures | None = None
         if fast_features and settings.online_store == "sqlite":
-            self.fast = FastOnlineFeatures(self.store, self.names)
+            self.fast = FastOnlineFeatures(
+                self.store, self.names, timeout=settings.store_timeout_seconds
+            )
+        #: Which dependency is down, if any (``/readyz``), probed at most once a second.
+        self.readiness = Readiness(
+            {
+                "features": self._check_features,
+                "ledger": self._check_ledger,
+                "decision_log": self._check_decision_log,
+                "model": self._check_model,
+            }
+        )
+
+    # --- dependencies ----------------------------------------------------------------------
+
+    def features_down(self, exc: BaseException) -> DependencyUnavailable:
+        """The 503 error for a failed online-store read; the failed connections are dropped
+        so that a later request reconnects."""
+        if self.fast is not None:
+            self.fast.reset()
+        log.warning("online feature store unavailable: %s: %s", type(exc).__name__, exc)
+        return DependencyUnavailable(
+            "features", "the online feature store cannot be read; retry later"
+        )
+
+    def ledger_down(self, exc: BaseException) -> DependencyUnavailable:
+        """The 503 error for a failed ledger read or write (this thread's connection is
+        dropped and reopened on its next use)."""
+        try:
+            self.ledger.close()
+        except self.store_errors:
+            pass
+        log.warning("event ledger unavailable: %s: %s", type(exc).__name__, exc)
+        return DependencyUnavailable("ledger", "the event ledger cannot be used; retry later")
+
+    @staticmethod
+    def decision_log_down(exc: BaseException) -> DependencyUnavailable:
+        """The 503 error for a decision that could not be logged (so must not be answered)."""
+        log.warning("decision log unavailable: %s: %s", type(exc).__name__, exc)
+        return DependencyUnavailable(
+            "decision_log", "the decision log cannot be written; retry later"
+        )
+
+    def _guarded(self, call: Callable[[], Any], down: Callable[[BaseException], Exception]) -> Any:
+        try:
+            return call()
+        except self.store_errors as exc:
+            raise down(exc) from exc
+
+    def _check_features(self) -> None:
+        from customers.feast_store import lookup_customer
+
+        if self.fast is not None:
+            self._guarded(self.fast.check, self.features_down)
+        else:
+            self._guarded(lambda: lookup_customer(self.store, ""), self.features_down)
+
+    def _check_ledger(self) -> None:
+        self._guarded(self.ledger.check, self.ledger_down)
+
+    def _check_decision_log(self) -> None:
+        self._guarded(self.log.check, self.decision_log_down)
+
+    def _check_model(self) -> None:
+        if self.runtime.model is None or self.plan is None:
+            raise DependencyUnavailable("model", "no decision model is loaded")
 
     # --- identity and features -----------------------------------------------------------
 
@@ -108,9 +179,12 @@ class OnlineDecider:
             key = identifier_key(ref.id_type, ref.id, self.settings.identifier_salt)
         except ValueError as exc:
             raise RequestError(f"customer.id: {exc}") from exc
-        if self.fast is not None:
-            return self.fast.lookup(key)
-        return lookup_customer(self.store, key)
+        try:
+            if self.fast is not None:
+                return self.fast.lookup(key)
+            return lookup_customer(self.store, key)
+        except self.store_errors as exc:
+            raise self.features_down(exc) from exc
 
     def features(
         self,
@@ -125,16 +199,19 @@ class OnlineDecider:
 
         X = np.full((len(customer_ids), len(self.names)), np.nan)
         known = [i for i, c in enumerate(customer_ids) if c]
-        if known and self.fast is not None:
-            X[known] = self.fast.features([customer_ids[i] for i in known], now.timestamp())
-        elif known:
-            X[known] = online_features(
-                self.store, [customer_ids[i] for i in known], now.timestamp(), self.names
-            )
+        try:
+            if known and self.fast is not None:
+                X[known] = self.fast.features([customer_ids[i] for i in known], now.timestamp())
+            elif known:
+                X[known] = online_features(
+                    self.store, [customer_ids[i] for i in known], now.timestamp(), self.names
+                )
+        except self.store_errors as exc:
+            raise self.features_down(exc) from exc
         if events is None:
             events = self.ledger_events(customer_ids)
         if events:
-            watermark = self.ledger.build_watermark()
+            watermark = self._guarded(self.ledger.build_watermark, self.ledger_down)
             apply_overrides(
                 X, self.names, customer_ids, events, now.timestamp(), watermark, self._index
             )
@@ -142,7 +219,8 @@ class OnlineDecider:
 
     def ledger_events(self, customer_ids: Sequence[str | None]) -> dict[str, list[LedgerEvent]]:
         """The ledger events of these customers that change features (one indexed query)."""
-        return self.ledger.events_for([c for c in customer_ids if c])
+        ids = [c for c in customer_ids if c]
+        return self._guarded(lambda: self.ledger.events_for(ids), self.ledger_down)
 
     # --- decisions -------------------------------------------------------------------------
 
@@ -156,7 +234,7 @@ class OnlineDecider:
     ) -> dict[str, Any]:
         """Decide for one customer on ``channel``; the record is on disk before returning."""
         record = self.decide_record(customer, channel, k, context, now)
-        self.log.append([record])
+        self._guarded(lambda: self.log.append([record]), self.decision_log_down)
         return response_from_record(record)
 
     def decide_record(
@@ -244,7 +322,12 @@ class OnlineDecider:
     ) -> dict[str, Any]:
         """Validate an event and append it to the ledger (on disk before returning); the
         next decision for the customer sees it."""
-        return self.events.apply(customer, event_type, timestamp, payload, event_id, source, actor)
+        return self._guarded(
+            lambda: self.events.apply(
+                customer, event_type, timestamp, payload, event_id, source, actor
+            ),
+            self.ledger_down,
+        )
 
     def consent_history(self, customer: CustomerRef) -> dict[str, Any]:
         """A customer's consent changes in the ledger, in event time, with source and actor."""
@@ -253,4 +336,5 @@ class OnlineDecider:
         cid = self.resolve(customer)
         if cid is None:
             raise RequestError("customer: identifier does not resolve to a known customer")
-        return {"customer_id": cid, "changes": consent_history(self.ledger, cid)}
+        changes = self._guarded(lambda: consent_history(self.ledger, cid), self.ledger_down)
+        return {"customer_id": cid, "changes": changes}

@@ -33,7 +33,8 @@ class EventConflict(RequestError):
 
 
 def event_vocabulary(catalog: Catalog) -> Vocabulary:
-    """What events may name: the catalog's products, categories and actions."""
+    """What events may name: the catalog's channels, purposes, products, categories and
+    actions."""
     return Vocabulary.from_terms(catalog.terms())
 
 

@@ -99,8 +99,11 @@ class JsonApiMiddleware:
         get_handler: Callable[[], Handler | None],
         paths: Iterable[str] = ("/decide", "/events"),
         server: str = "",
+        retry_after: str = "",
     ) -> None:
         self.app = app
+        #: The ``Retry-After`` of a 503 answer (a dependency down); empty: none.
+        self._retry = [(b"retry-after", retry_after.encode("latin-1"))] if retry_after else []
         self.get_handler = get_handler
         self.paths = frozenset(paths)
         self._extra = [(b"server", server.encode("latin-1"))] if server else []
@@ -148,6 +151,7 @@ class JsonApiMiddleware:
                     (b"content-length", str(len(body)).encode()),
                     (b"content-type", _JSON),
                     *self._extra,
+                    *(self._retry if status == 503 else []),
                 ],
             }
         )

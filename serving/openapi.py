@@ -31,6 +31,11 @@ ERROR_SCHEMA: dict[str, Any] = {
     "required": ["error"],
     "properties": {
         "error": {"type": "string", "description": "What is wrong, naming the field."},
+        "reason": {
+            "type": "string",
+            "description": "A 503's cause: `<dependency>_unavailable` (features, ledger, "
+            "decision_log, model); retry after `Retry-After` seconds (docs/operations.md).",
+        },
         "detail": {
             "type": "array",
             "items": {
@@ -66,7 +71,10 @@ _NOT_JSON = ErrorAnswer("The body is not application/json.")
 ERROR_RESPONSES: dict[tuple[str, str], dict[int, ErrorAnswer]] = {
     ("*", "*"): {
         413: ErrorAnswer("The request body is larger than the service reads (max_request_bytes)."),
-        503: ErrorAnswer("The service is not ready (starting or stopping)."),
+        503: ErrorAnswer(
+            "A store the answer needs cannot be read or written now (`reason` names it; "
+            "retry after `Retry-After`), or the service is starting or stopping."
+        ),
         504: ErrorAnswer("The request took longer than the service's timeout."),
     },
     ("post", "/decide"): {400: _BAD_BODY, 415: _NOT_JSON},

@@ -14,12 +14,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
-from core.vocabulary import CHANNELS, ID_TYPES, PURPOSES
+from core.vocabulary import ID_TYPES
 from decisions.ledger import EPOCH_BOUND, MAX_AMOUNT, TEXT_MAX, TOKEN_PATTERN
 
 IdType = Literal[ID_TYPES]  # type: ignore[valid-type]
-Channel = Literal[CHANNELS]  # type: ignore[valid-type]
-Purpose = Literal[PURPOSES]  # type: ignore[valid-type]
 
 #: The longest identifier value a caller may send.
 MAX_ID_LENGTH = 256
@@ -91,8 +89,12 @@ class EventPayload(_Quiet):
     )
     category: Text | None = Field(None, description="A catalog product category.")
     product_id: Text | None = Field(None, description="A catalog product id.")
-    purpose: Purpose | None = None
-    channel: Channel | None = None
+    purpose: Text | None = Field(
+        None, description="A catalog purpose (the enum is set from the catalog)."
+    )
+    channel: Text | None = Field(
+        None, description="A catalog channel (the enum is set from the catalog)."
+    )
     granted: bool | None = Field(None, strict=True)
     legal_basis: Token | None = None
     action_id: Text | None = Field(None, description="A catalog action id.")

@@ -1,6 +1,12 @@
 """The nextbest decision service (BentoML): ``POST /decide``, ``POST /events``, ``GET /actions``,
 ``GET /customers/{id}/consent``.
 
+It fails closed: when the online features, the event ledger or the decision log cannot be
+read or written, /decide (and /events, the consent history) answer 503 with
+``{"error": ..., "reason": "<dependency>_unavailable"}`` and ``Retry-After``, and
+``/readyz`` answers 503 naming the dependency while ``/livez`` stays 200
+(docs/operations.md, "Failure modes").
+
 A thin shell around :class:`serving.decider.OnlineDecider`, which is built once at
 start-up from the settings (champion model by MLflow alias, Feast store, catalog, policy,
 decision log). BentoML also serves ``/healthz``, ``/livez``, ``/readyz``, ``/metrics``
@@ -12,7 +18,11 @@ Start it with ``bentoml serve serving.service:NextBest`` or ``nextbest serve``.
 Settings are read at start-up, never at import. The instance reads them in its
 ``__init__``; the options of ``bentoml.service`` (workers, traffic, access log, the tracing
 exclusion of /decide) are read by BentoML when the class is decorated, so the class is
-decorated by :func:`nextbest_service`, which reads the settings then. ``NextBest`` is that
+decorated by :func:`nextbest_service`, which reads the settings then; it also reads the
+action catalog then, so the ``channel`` of ``/decide`` and the ``channel`` and ``purpose``
+of the ``/events`` payload are enums of the catalog's channels and purposes, in the
+OpenAPI document and in the validation alike (BentoML's routes and the JSON fast path both
+validate with these input models). ``NextBest`` is that
 service, built on first access (a module ``__getattr__``, PEP 562): when ``bentoml serve``
 (or ``bentoml build``) looks up ``serving.service:NextBest`` in a worker, before it builds
 the worker's app. Importing the module (for its helpers) reads nothing.
@@ -40,9 +50,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from core.api_keys import KeyRing
-from core.errors import InputError
+from core.errors import DependencyUnavailable, InputError
 from core.settings import Settings, get_settings
-from core.vocabulary import CHANNELS, EVENT_TYPES
+from core.vocabulary import EVENT_TYPES
+from customers.feature_schema import CatalogTerms
 from decisions.context_schema import context_dict, context_model
 from decisions.ledger import TOKEN_PATTERN
 from decisions.policy import load_policy
@@ -75,7 +86,6 @@ from serving.schemas import (
 
 log = logging.getLogger(__name__)
 
-Channel = Literal[CHANNELS]  # type: ignore[valid-type]
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
 
 
@@ -125,7 +135,13 @@ class NextBestService:
         #: BentoML's pydantic input model of each JSON API (what its route validates with).
         self.inputs = {f"/{name}": svc.apis[name].input_spec for name in ("decide", "events")}
         self.decider = OnlineDecider(settings)
-        self.batcher = MicroBatcher(self.decider, inline_sync=settings.inline_log_sync)
+        #: The ``Retry-After`` of a 503 answer: seconds before the caller tries again.
+        self.retry_after = str(settings.retry_after_seconds)
+        # Reads over the network (Redis through the SDK) decide off the event loop, so a
+        # hung store never holds up /livez or the other routes.
+        self.batcher = MicroBatcher(
+            self.decider, inline_sync=settings.inline_log_sync, offload=self.decider.fast is None
+        )
         # The loaded heap is large and long-lived; freezing it keeps full GC passes (and the
         # p99 spikes they cause) away from requests.
         gc.collect()
@@ -140,7 +156,10 @@ class NextBestService:
     async def decide(
         self,
         customer: Customer,
-        channel: Channel,
+        channel: str = Field(
+            description="The channel to decide for: one of the catalog's channels "
+            "(the enum is set from the catalog by nextbest_service)."
+        ),
         k: int = Field(3, ge=1, le=20, description="How many ranked actions to return."),
         context: dict[str, Any] = Field(default_factory=dict),
     ) -> dict[str, Any]:
@@ -148,7 +167,42 @@ class NextBestService:
         # One JSON encoding straight into the body: BentoML's dict output path validates
         # the dict again and streams it in chunks, which costs more than the decision.
         status, body = await self._decide_answer(customer, channel, k, context)
-        return Response(body, status_code=status, media_type="application/json")
+        return self._response(status, body)
+
+    def _response(self, status: int, body: bytes) -> Response:
+        """A JSON answer of BentoML's routes; a 503 carries ``Retry-After``."""
+        headers = {"retry-after": self.retry_after} if status == 503 else None
+        return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+    def _unavailable(self, exc: DependencyUnavailable, route: str) -> Answer:
+        """The 503 answer for a dependency that is down (logged by its reason only).
+
+        503, not a logged ``no_action``: with the decision log down nothing could be
+        logged, and with features or ledger down consent and suppression are unknown.
+        """
+        log.warning("%s 503: %s", route, exc.reason)
+        return 503, json_body({"error": str(exc), "reason": exc.reason})
+
+    def __is_ready__(self) -> bool:
+        """BentoML's readiness hook (``/readyz``): 503 naming the dependency that is down.
+
+        Probes are cheap, bounded by the store timeout and cached for a second. BentoML
+        answers a ``False`` with a fixed text; raising its own ``HTTPException`` instead
+        gives the body that names the dependency.
+        """
+        down = self.decider.readiness.status()
+        if down is None:
+            return True
+        raise HTTPException(
+            503,
+            detail=orjson.dumps({"error": str(down), "reason": down.reason}).decode(),
+            headers={"content-type": "application/json", "retry-after": self.retry_after},
+        )
+
+    @bentoml.on_shutdown
+    def _sync_decision_log(self) -> None:
+        """At shutdown: every queued decision-log line on disk, files closed."""
+        self.decider.log.close()
 
     async def _decide_answer(
         self, customer: Customer, channel: str, k: int, context: Any
@@ -162,6 +216,8 @@ class NextBestService:
         except RequestError as exc:
             refused("/decide", 400, _field_of(exc))
             return 400, error_body(str(exc))
+        except DependencyUnavailable as exc:
+            return self._unavailable(exc, "/decide [POST]")
         return 200, orjson.dumps(response_from_record(record))
 
     async def answer_json(self, path: str, body: bytes) -> Answer | None:
@@ -222,11 +278,11 @@ class NextBestService:
             event_id=event_id,
             source=source,
         )
-        status, body = self._event_answer(data)
-        return Response(body, status_code=status, media_type="application/json")
+        return self._response(*self._event_answer(data))
 
     def _event_answer(self, data: Any) -> Answer:
-        """Apply one validated /events body: 200, 400 naming the field, or 409."""
+        """Apply one validated /events body: 200, 400 naming the field, 409, or 503 (a
+        store down)."""
         payload = data.payload
         if isinstance(payload, BaseModel):
             payload = payload.model_dump(exclude_unset=True)
@@ -240,6 +296,8 @@ class NextBestService:
                 source=data.source,
                 actor=caller(),
             )
+        except DependencyUnavailable as exc:
+            return self._unavailable(exc, "/events [POST]")
         except EventConflict as exc:
             refused("/events", HTTPStatus.CONFLICT, "event_id (reused)")
             return HTTPStatus.CONFLICT, error_body(str(exc))
@@ -270,6 +328,8 @@ class NextBestService:
         source and actor."""
         try:
             return self.decider.consent_history(CustomerRef(customer_id, id_type))
+        except DependencyUnavailable as exc:
+            return self._response(*self._unavailable(exc, "/customers/{id}/consent [GET]"))
         except RequestError as exc:
             status = 404 if str(exc).startswith("customer:") else 400
             log.info("/customers/{id}/consent [GET] %d: invalid %s", status, _field_of(exc))
@@ -359,13 +419,59 @@ def decide_input_model(base: type[BaseModel], settings: Settings) -> type[BaseMo
     return model  # type: ignore[no-any-return]
 
 
+def with_choices(spec: type[BaseModel], **choices: tuple[str, ...]) -> type[BaseModel]:
+    """``spec`` with each named field narrowed to its ``choices`` (optional fields stay
+    optional): an enum in the OpenAPI document and a 400 naming the field for anything
+    else. Everything else (fields, limits, config) is ``spec``'s."""
+    fields: dict[str, Any] = {}
+    for name, values in choices.items():
+        field = spec.model_fields[name]
+        kind: Any = Literal[values]  # type: ignore[valid-type]
+        fields[name] = (kind if field.is_required() else kind | None, field)
+    return create_model(  # type: ignore[call-overload,no-any-return]
+        spec.__name__, __base__=spec, __module__=spec.__module__, **fields
+    )
+
+
+def events_input_model(base: type[BaseModel], terms: CatalogTerms) -> type[BaseModel]:
+    """BentoML's input model of /events with the payload's ``channel`` and ``purpose``
+    narrowed to the catalog's (the ledger checks them against the same terms)."""
+    payload = with_choices(EventPayload, channel=terms.channels, purpose=terms.purposes)
+    field = base.model_fields["payload"]
+    return create_model(  # type: ignore[call-overload,no-any-return]
+        base.__name__,
+        __base__=base,
+        __module__=base.__module__,
+        payload=(payload, Field(default_factory=payload, description=field.description)),
+    )
+
+
+def catalog_terms(settings: Settings) -> CatalogTerms:
+    """The channels, purposes, products, categories and actions of the settings' catalog
+    (a catalog that cannot be read stops the service before it starts)."""
+    from decisions.catalog import ConfigError, load_catalog
+    from decisions.runtime import StartupError
+
+    try:
+        return load_catalog(settings.catalog).terms()
+    except ConfigError as exc:
+        raise StartupError(f"action catalog: {exc}") from exc
+
+
 @functools.cache
 def nextbest_service() -> bentoml.Service[NextBestService]:
-    """The BentoML service, decorated with :func:`service_options` of the current settings."""
+    """The BentoML service, decorated with :func:`service_options` of the current settings;
+    its input models take the policy's context allow-list and the catalog's channels and
+    purposes."""
     settings = get_settings()
+    terms = catalog_terms(settings)
     svc = bentoml.service(**service_options(settings))(NextBestService)
     api = svc.apis["decide"]
-    api.input_spec = decide_input_model(api.input_spec, settings)
+    api.input_spec = with_choices(
+        decide_input_model(api.input_spec, settings), channel=terms.channels
+    )
+    events = svc.apis["events"]
+    events.input_spec = events_input_model(events.input_spec, terms)
     # Inside BentoML's middleware chain (the first added is the outermost): metrics,
     # tracing exclusion, timeout and concurrency limit still apply; only the router and
     # BentoML's API wrapper are skipped for the JSON APIs. The key check comes first:
@@ -385,6 +491,7 @@ def nextbest_service() -> bentoml.Service[NextBestService]:
         get_handler=json_api_handler,
         paths=("/decide", "/events"),
         server=f"BentoML Service/{svc.name}",
+        retry_after=str(settings.retry_after_seconds),
     )
     return svc
 

@@ -1,5 +1,6 @@
 """The second world end to end: a bank's own exports through ``nextbest pipeline
---sources`` to a served ``/decide`` that answers with the bank's actions and rules."""
+--sources`` to a served ``/decide`` that answers with the bank's actions and rules, on a
+channel (branch) and under a purpose (advice) that only the bank's catalog declares."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 import yaml
 
 from devtools.process import Server, start_server, stop_server
-from tests.worlds.bank import KNOWN_CUSTOMER, BankWorld, write_bank
+from tests.worlds.bank import KNOWN_CUSTOMER, NO_ADVICE_CUSTOMER, BankWorld, write_bank
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -58,15 +59,23 @@ def service(
         stop_server(server.proc)
 
 
-def _decide(service: Server, channel: str) -> dict:
-    r = httpx.post(
+def _post_decide(service: Server, channel: str, customer: str = KNOWN_CUSTOMER) -> httpx.Response:
+    return httpx.post(
         f"{service.url}/decide",
+        json={"customer": {"id": customer, "id_type": "crm_id"}, "channel": channel, "k": 3},
         headers=service.headers,
-        json={"customer": {"id": KNOWN_CUSTOMER, "id_type": "crm_id"}, "channel": channel, "k": 3},
         timeout=30,
     )
+
+
+def _decide(service: Server, channel: str, customer: str = KNOWN_CUSTOMER) -> dict:
+    r = _post_decide(service, channel, customer)
     assert r.status_code == 200, r.text
     return r.json()
+
+
+def _first_reasons(answer: dict) -> dict[str, str]:
+    return {e["action_id"]: e["reasons"][0]["code"] for e in answer["excluded"]}
 
 
 def _bank_actions(world: BankWorld) -> set[str]:
@@ -80,7 +89,7 @@ def test_training_learned_the_bank_s_arms(bank: tuple[BankWorld, dict[str, str]]
     assert set(arms["arms"].split(",")) == {
         "email_savings_offer",
         "sms_card_upgrade",
-        "call_mortgage_review",
+        "branch_mortgage_review",
     }
 
 
@@ -101,3 +110,44 @@ def test_decide_answers_with_the_bank_s_actions_and_rules(
     assert sms["chosen_action"] == "no_action"
     sms_reasons = {e["action_id"]: e["reasons"][0]["code"] for e in sms["excluded"]}
     assert sms_reasons["sms_card_upgrade"] == "NO_CONSENT"
+
+
+def test_a_branch_channel_and_advice_purpose_the_demo_never_had(
+    bank: tuple[BankWorld, dict[str, str]], service: Server
+) -> None:
+    world, _ = bank
+    catalog = yaml.safe_load(world.catalog.read_text())
+    # the API's enums are the bank catalog's channels and purposes
+    spec = httpx.get(f"{service.url}/docs.json", headers=service.headers, timeout=10).json()
+    decide = spec["paths"]["/decide"]["post"]["requestBody"]["content"]["application/json"]
+    assert decide["schema"]["properties"]["channel"]["enum"] == catalog["channels"]
+    assert catalog["channels"] == ["email", "sms", "branch", "web"]
+    payload = spec["components"]["schemas"]["EventPayload"]["properties"]
+    for field, declared in (("channel", "channels"), ("purpose", "purposes")):
+        enums = [v["enum"] for v in payload[field]["anyOf"] if "enum" in v]
+        assert enums == [catalog[declared]], (field, payload[field])
+    assert "advice" in catalog["purposes"]
+    refused = _post_decide(service, "push")  # a demo channel the bank does not have
+    assert refused.status_code == 400 and "channel" in refused.text
+    # advice in branch needs consent to advice in branch: marketing consent is not enough
+    with_consent = _decide(service, "branch")
+    named = {e["action_id"] for e in with_consent["excluded"]}
+    named |= {a["action_id"] for a in with_consent["actions"]}
+    assert named == {"branch_mortgage_review"}
+    assert _first_reasons(with_consent).get("branch_mortgage_review") != "NO_CONSENT"
+    without = _decide(service, "branch", NO_ADVICE_CUSTOMER)
+    assert without["chosen_action"] == "no_action"
+    assert _first_reasons(without)["branch_mortgage_review"] == "NO_CONSENT"
+    # consent to advice in branch given through /events (validated against the catalog)
+    event = {
+        "customer": {"id": NO_ADVICE_CUSTOMER, "id_type": "crm_id"},
+        "type": "consent_changed",
+        "payload": {"purpose": "advice", "channel": "branch", "granted": True},
+    }
+    r = httpx.post(f"{service.url}/events", json=event, headers=service.headers, timeout=30)
+    assert r.status_code == 200, r.text
+    after = _decide(service, "branch", NO_ADVICE_CUSTOMER)
+    assert _first_reasons(after).get("branch_mortgage_review") != "NO_CONSENT"
+    event["payload"] = {"purpose": "advice", "channel": "call_center", "granted": True}
+    r = httpx.post(f"{service.url}/events", json=event, headers=service.headers, timeout=30)
+    assert r.status_code == 400 and "payload.channel" in r.text

@@ -51,7 +51,7 @@ def scored(world, tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.Data
 def test_every_chosen_action_respects_the_rules(world, scored, channel: str) -> None:
     s = world.settings
     catalog = load_catalog(s.catalog)
-    policy = load_policy(s.policy, action_ids=catalog.ids)
+    policy = load_policy(s.policy, catalog.terms())
     assert not policy.consent.overrides  # the checks below read the default consent rule
     as_of = pd.Timestamp(s.as_of)
     feats = latest_features(s.features_dir, as_of)

@@ -4,8 +4,9 @@ Core banking customers (CSV, day-first dates, full names in one column, national
 numbers), online-banking users (parquet, linked to customers only through e-mail and
 phone), card transactions split over two yearly files with unsigned amounts and a
 debit/credit flag, service cases and complaints, product holdings and stock under the
-bank's own product codes, consent and contact logs with its channel and purpose codes,
-and randomised campaign exposures whose arms are offer codes (``CTRL`` is control) and
+bank's own product codes, consent and contact logs with its channel and purpose codes
+(among them a branch channel and an advice purpose the demo generator never made), and
+randomised campaign exposures whose arms are offer codes (``CTRL`` is control) and
 whose assignment probabilities differ per campaign. No app, no loyalty scheme.
 
 ``tests/worlds/bank/sources.yaml`` (copied beside the data) maps it onto the source
@@ -37,15 +38,17 @@ CAMPAIGN_START = {
     "SUMMER26": datetime(2026, 7, 6, tzinfo=UTC),
     "AUTUMN26": datetime(2026, 9, 7, tzinfo=UTC),
 }
-OFFER_CHANNEL = {"OFF-SAV": "EMAIL", "OFF-CARD": "SMS", "OFF-MORT": "PHONE"}
+OFFER_CHANNEL = {"OFF-SAV": "EMAIL", "OFF-CARD": "SMS", "OFF-MORT": "BRANCH"}
 PRODUCTS = ("CA01", "CC02", "MG03", "SV04", "CC09")
 _FIRST = ("Anna", "Ben", "Clara", "David", "Eva", "Frank", "Greta", "Hugo", "Ida", "Jonas")
 _LAST = ("Meyer", "Schmidt", "Fischer", "Weber", "Wagner", "Becker", "Hoffmann", "Klein")
 _TOWNS = ("Leeds", "York", "Hull", "Bath", "Derby")
 
-#: The known customer of the tests: consent to marketing by e-mail and by phone, an
-#: SMS consent that was withdrawn, a current account and no mortgage.
+#: The known customer of the tests: consent to marketing by e-mail and in branch and to
+#: advice in branch, an SMS consent that was withdrawn, a current account and no mortgage.
 KNOWN_CUSTOMER = "C00001"
+#: A customer with consent to marketing on every channel but to advice on none.
+NO_ADVICE_CUSTOMER = "C00002"
 
 
 @dataclass(frozen=True)
@@ -210,17 +213,22 @@ def write_bank(out: Path, customers: int = 300, seed: int = 11) -> BankWorld:
     rows = []
     for i in range(n):
         t0 = pd.Timestamp(opened[i]) + pd.Timedelta(days=1)
-        for ch, p in (("EMAIL", 0.75), ("SMS", 0.6), ("PHONE", 0.5), ("WEB", 0.8)):
+        for ch, p in (("EMAIL", 0.75), ("SMS", 0.6), ("BRANCH", 0.5), ("WEB", 0.8)):
             if rng.random() < p:
                 rows.append((cust[i], "MKT", ch, "Y", t0, "branch"))
+        if rng.random() < 0.5:
+            rows.append((cust[i], "ADV", "BRANCH", "Y", t0, "branch"))
         if rng.random() < 0.3:
             rows.append((cust[i], "PROF", "EMAIL", "Y", t0, "online"))
-    known = [
-        (KNOWN_CUSTOMER, "MKT", ch, "Y", pd.Timestamp(2025, 3, 1, tz="UTC"), "branch")
-        for ch in ("EMAIL", "SMS", "PHONE")
-    ]
+    given = pd.Timestamp(2025, 3, 1, tz="UTC")
+    known = [(KNOWN_CUSTOMER, "MKT", ch, "Y", given, "branch") for ch in ("EMAIL", "SMS", "BRANCH")]
+    known.append((KNOWN_CUSTOMER, "ADV", "BRANCH", "Y", given, "branch"))
     known.append((KNOWN_CUSTOMER, "MKT", "SMS", "N", pd.Timestamp(2026, 2, 1, tz="UTC"), "phone"))
-    rows = [r for r in rows if r[0] != KNOWN_CUSTOMER] + known
+    known += [
+        (NO_ADVICE_CUSTOMER, "MKT", ch, "Y", given, "branch")
+        for ch in ("EMAIL", "SMS", "BRANCH", "WEB")
+    ]
+    rows = [r for r in rows if r[0] not in (KNOWN_CUSTOMER, NO_ADVICE_CUSTOMER)] + known
     consent = pd.DataFrame(rows, columns=["CustNo", "Purpose", "Channel", "Flag", "ts", "Source"])
     consent["Timestamp"] = consent["ts"].dt.strftime("%d/%m/%Y %H:%M")
     consent.drop(columns="ts").to_csv(out / "crm" / "consent_log.csv", index=False)

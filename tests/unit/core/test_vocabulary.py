@@ -70,3 +70,18 @@ def test_vocabulary_is_defined_only_in_core() -> None:
 def test_vocabulary_tuples_do_not_repeat(name: str) -> None:
     values = getattr(vocabulary, name)
     assert len(set(values)) == len(values)
+
+
+def test_only_the_demo_generator_reads_the_demo_channels_and_purposes() -> None:
+    # Everything else takes channels and purposes from the catalog (Catalog.terms()).
+    demo_words = {"DEMO_CHANNELS", "DEMO_PURPOSES"}
+    readers = {
+        str(path.relative_to(PROJECT_ROOT))
+        for path in _sources()
+        if path != HOME
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom)
+        and node.module == "core.vocabulary"
+        and demo_words & {a.name for a in node.names}
+    }
+    assert readers == {"demo/generate.py"}, readers

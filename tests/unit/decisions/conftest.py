@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.vocabulary import CHANNELS, PURPOSES
 from decisions.catalog import Catalog, load_catalog
 from decisions.engine import DecisionContext
 from decisions.policy import Policy, load_policy
 from decisions.rules import Plan, compile_plan
+from tests.conftest import demo_terms
 
 ROOT = Path(__file__).resolve().parents[3]
 PRODUCTS = ("phone_premium", "bb_fibre", "acc_earbuds", "ins_device", "loan_personal")
@@ -48,8 +48,10 @@ class ViewsModel:
 
 
 def feature_names(action_ids: list[str]) -> list[str]:
-    names = [f"consent_{p}_{c}" for p in PURPOSES for c in CHANNELS]
-    names += [f"contacts_{c}_{w}d" for c in CHANNELS for w in (7, 30)] + ["contacts_total_7d"]
+    terms = demo_terms()
+    names = [f"consent_{p}_{c}" for p in terms.purposes for c in terms.channels]
+    names += [f"contacts_{c}_{w}d" for c in terms.channels for w in (7, 30)]
+    names += ["contacts_total_7d"]
     names += [f"days_since_shown_{a}" for a in action_ids]
     names += ["open_cases", "complaints_90d", "days_since_complaint"]
     names += [f"holds_{p}" for p in PRODUCTS]
@@ -80,7 +82,7 @@ def catalog() -> Catalog:
 
 @pytest.fixture(scope="session")
 def policy(catalog: Catalog) -> Policy:
-    return load_policy(ROOT / "config" / "policy.yaml", catalog.ids)
+    return load_policy(ROOT / "config" / "policy.yaml", catalog.terms())
 
 
 @pytest.fixture(scope="session")

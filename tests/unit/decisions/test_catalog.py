@@ -13,11 +13,13 @@ from tests.unit.decisions.conftest import ROOT, feature_names
 
 
 def write(tmp_path: Path, data: object, name: str = "catalog.yaml") -> Path:
-    """Write a catalog; a mapping without them gets the default categories and products."""
+    """Write a catalog; a mapping without them gets the default channels, purposes,
+    categories and products."""
     p = tmp_path / name
     if isinstance(data, dict):
         default = yaml.safe_load((ROOT / "config" / "catalog.yaml").read_text())
-        data = {k: default[k] for k in ("categories", "products")} | data
+        keys = ("channels", "purposes", "categories", "products")
+        data = {k: default[k] for k in keys} | data
     p.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
     return p
 
@@ -47,15 +49,17 @@ def test_default_configs_fit_the_generator_and_feature_schema():
     from customers.feature_schema import all_feature_names
     from decisions.policy import load_policy
     from decisions.rules import compile_plan
-    from demo.generate import ACTIONS
+    from demo.generate import ACTIONS, CHANNELS, PURPOSES
     from tests.unit.decisions.conftest import ViewsModel
 
     cat = load_catalog(ROOT / "config" / "catalog.yaml")
+    # the demo's feature columns are unchanged: same channels and purposes, same order
+    assert (tuple(cat.channels), tuple(cat.purposes)) == (CHANNELS, PURPOSES)
     for g in ACTIONS:
         a = cat.action(g.action_id)
         assert (a.channels, a.purpose, a.kind) == ([g.channel], g.purpose, g.kind)
         assert (a.category, a.product) == (g.category, g.product_id)
-    pol = load_policy(ROOT / "config" / "policy.yaml", cat.ids)
+    pol = load_policy(ROOT / "config" / "policy.yaml", cat.terms())
     names = all_feature_names(demo_terms())
     model = ViewsModel(cat.ids)
     model.feature_names = [f for f in model.feature_names if f in names]
@@ -169,5 +173,74 @@ def test_terms_follow_the_file_order():
     terms = cat.terms()
     assert terms.action_ids == tuple(cat.ids)
     assert terms.categories == ("phones", "accessories", "broadband", "insurance", "loans")
+    assert terms.channels == ("email", "sms", "push", "web", "app", "call_center")
+    assert terms.purposes == ("marketing", "profiling", "service")
     assert terms.products[:2] == ("phone_basic", "phone_premium") and len(terms.products) == 12
     assert cat.product("bb_fibre").category == "broadband"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "entry", "field", "says"),
+    [
+        (
+            lambda d: d["actions"][1].update(channels=["email", "branch"]),
+            "actions[1] (id 'email_broadband_bundle')",
+            "channels.1",
+            "'branch' is not declared in channels",
+        ),
+        (
+            lambda d: d["actions"][6].update(purpose="advice"),
+            "actions[6] (id 'call_retention_offer')",
+            "purpose",
+            "'advice' is not declared in purposes",
+        ),
+        (lambda d: d["channels"].remove("push"), "actions[3]", "channels.0", "'push'"),
+        (lambda d: d["channels"].append("Branch Office"), "channels", "channels.6", "pattern"),
+        (lambda d: d["purposes"].append("service"), "top level", "purposes", "repeat: service"),
+        (lambda d: d.pop("channels"), "top level", "channels", "required"),
+        (lambda d: d.update(purposes=[]), "top level", "purposes", "at least 1"),
+    ],
+)
+def test_channels_and_purposes_are_declared_and_checked(tmp_path, mutate, entry, field, says):
+    data = yaml.safe_load((ROOT / "config" / "catalog.yaml").read_text())
+    mutate(data)
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as err:
+        load_catalog(path)
+    msg = str(err.value)
+    assert str(path) in msg and entry in msg and f"field '{field}'" in msg and says in msg, msg
+
+
+def test_a_channel_and_purpose_the_generator_never_made_name_their_features(tmp_path):
+    from customers.feature_schema import all_feature_names, view_specs
+
+    data = yaml.safe_load((ROOT / "config" / "catalog.yaml").read_text())
+    data["channels"].append("branch")
+    data["purposes"].append("advice")
+    data["actions"].append(
+        {
+            "id": "branch_loan_advice",
+            "name": "Loan advice at the branch",
+            "channels": ["branch"],
+            "purpose": "advice",
+            "kind": "service",
+            "value": 10.0,
+        }
+    )
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump(data))
+    terms = load_catalog(path).terms()
+    assert terms.channels[-1] == "branch" and terms.purposes[-1] == "advice"
+    views = {v.name: v.feature_names for v in view_specs(terms)}
+    assert "consent_advice_branch" in views["customer_consent"]
+    assert "consent_marketing_branch" in views["customer_consent"]
+    assert "consent_advice_email" in views["customer_consent"]
+    assert {"contacts_branch_7d", "contacts_branch_30d"} <= set(views["customer_contacts"])
+    assert "last_shown_ts_branch_loan_advice" in views["customer_contacts"]
+    # the demo's columns keep their names and order; the new ones come after
+    demo = all_feature_names(demo_terms())
+    names = all_feature_names(terms)
+    assert [n for n in names if n in set(demo)] == demo
+    # consent: advice on 7 channels, 3 purposes on branch; contacts 7/30d; shown ts/days
+    assert len(names) - len(demo) == 7 + 3 + 2 + 2

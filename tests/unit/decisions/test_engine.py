@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 
-from decisions.catalog import Catalog
 from decisions.draws import in_holdout
 from decisions.engine import Decisions, decide
 from decisions.policy import Exploration, Holdout, Policy
@@ -123,7 +122,7 @@ def test_dates_bound_the_campaign(catalog, policy, names):
     actions[i] = actions[i].model_copy(
         update={"valid_from": NOW - timedelta(days=10), "valid_to": NOW + timedelta(days=1)}
     )
-    dated = Catalog(version="t", actions=actions)
+    dated = catalog.model_copy(update={"version": "t", "actions": actions})
     plan = compile_plan(dated, policy, names, ViewsModel(catalog.ids))
     assert reason_of(run(plan, names, [{}]), 0, BUNDLE) == Reason.ELIGIBLE
     rows = matrix(names, [default_row(names)])
@@ -163,7 +162,7 @@ def test_shared_response_model_and_cooldown_fallback(catalog, policy, names):
     extra = catalog.action(BUNDLE).model_copy(
         update={"id": "email_bundle_spring", "name": "Spring bundle", "response_model": BUNDLE}
     )
-    cat = Catalog(version="t", actions=[*catalog.actions, extra])
+    cat = catalog.model_copy(update={"version": "t", "actions": [*catalog.actions, extra]})
     plan = compile_plan(cat, no_random(policy), names, ViewsModel(catalog.ids))
     d = run(plan, names, [{}, {f"days_since_shown_{BUNDLE}": 1.0}])
     cols = list(plan.action_ids)

@@ -152,7 +152,13 @@ def _append_many(path: str, worker: int, n: int, repeat: bool) -> None:
     ledger = Ledger(path)
     for i in range(n):
         e = validate_event(
-            "C1", "contact", NOW - i, {"channel": "email"}, event_id=f"w{worker}-{i}", received=NOW
+            "C1",
+            "contact",
+            NOW - i,
+            {"channel": "email"},
+            event_id=f"w{worker}-{i}",
+            received=NOW,
+            vocab=VOCAB,
         )
         ledger.append(e)
         if repeat:  # every event sent twice: applied once

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import yaml
 
 from decisions.catalog import ConfigError
 from decisions.policy import load_policy
+from tests.conftest import demo_terms
 from tests.unit.decisions.conftest import ROOT
 
 
@@ -42,13 +44,15 @@ def test_consent_override(tmp_path):
             "web_loan_banner": {"channel": "email"},
         }
     }
-    pol = load_policy(write(tmp_path, data), ["email_service_tips", "web_loan_banner"])
+    pol = load_policy(write(tmp_path, data), demo_terms())
     assert pol.consent_feature("email_service_tips", "marketing", "email") == (
         "consent_service_email"
     )
     assert pol.consent_feature("web_loan_banner", "marketing", "web") == "consent_marketing_email"
     with pytest.raises(ConfigError, match=r"consent.overrides: field 'web_loan_banner'"):
-        load_policy(write(tmp_path, data), ["email_service_tips"])
+        load_policy(
+            write(tmp_path, data), replace(demo_terms(), action_ids=("email_service_tips",))
+        )
 
 
 @pytest.mark.parametrize(
@@ -74,6 +78,53 @@ def test_bad_policy_names_file_entry_and_field(tmp_path, mutate, entry, field):
     mutate(data)
     path = write(tmp_path, data)
     with pytest.raises(ConfigError) as err:
-        load_policy(path)
+        load_policy(path, demo_terms())
     msg = str(err.value)
     assert str(path) in msg and f"{entry}:" in msg and f"field '{field}'" in msg
+
+
+@pytest.mark.parametrize(
+    ("mutate", "entry", "field", "value"),
+    [
+        (lambda d: d["caps"][1].update(channel="branch"), "caps[1]", "channel", "branch"),
+        (
+            lambda d: d["consent"].update(overrides={"email_service_tips": {"purpose": "advice"}}),
+            "consent.overrides.email_service_tips",
+            "purpose",
+            "advice",
+        ),
+        (
+            lambda d: d["consent"].update(overrides={"web_loan_banner": {"channel": "branch"}}),
+            "consent.overrides.web_loan_banner",
+            "channel",
+            "branch",
+        ),
+        (
+            lambda d: d["case_pause"].update(purposes=["marketing", "advice"]),
+            "case_pause",
+            "case_pause.purposes.1",
+            "advice",
+        ),
+        (
+            lambda d: d["modelling"].update(model_sensitive_features_require="advice"),
+            "modelling",
+            "modelling.model_sensitive_features_require",
+            "advice",
+        ),
+    ],
+)
+def test_channels_and_purposes_must_be_the_catalog_s(tmp_path, mutate, entry, field, value):
+    data = base()
+    mutate(data)
+    path = write(tmp_path, data)
+    load_policy(path)  # well-formed on its own: which channels exist is the catalog's
+    with pytest.raises(ConfigError) as err:
+        load_policy(path, demo_terms())
+    msg = str(err.value)
+    assert f"{path}: {entry}: field '{field}': '{value}' is not declared in the catalog's" in msg
+    bank = replace(
+        demo_terms(),
+        channels=(*demo_terms().channels, "branch"),
+        purposes=(*demo_terms().purposes, "advice"),
+    )
+    assert load_policy(path, bank).version == data["version"]

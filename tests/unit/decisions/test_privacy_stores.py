@@ -13,8 +13,9 @@ from core.errors import InputError
 from core.settings import get_settings
 from decisions.decision_log import drop_days, erase_customers, read_log
 from decisions.group_commit import GroupCommitLog
-from decisions.ledger import Ledger, validate_event
+from decisions.ledger import Ledger, Vocabulary, validate_event
 from decisions.privacy import apply_retention, forget, read_audit
+from tests.conftest import demo_terms
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
 DAY = 86_400.0
@@ -22,7 +23,8 @@ DAY = 86_400.0
 
 def _event(cid: str, type_: str, payload: dict, days_ago: float):
     t = NOW.timestamp() - days_ago * DAY
-    return validate_event(cid, type_, t, payload, received=NOW.timestamp())
+    vocab = Vocabulary.from_terms(demo_terms())
+    return validate_event(cid, type_, t, payload, received=NOW.timestamp(), vocab=vocab)
 
 
 def _ledger(path: Path) -> Ledger:

@@ -9,8 +9,9 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from decisions.ledger import Ledger, validate_event
+from decisions.ledger import Ledger, Vocabulary, validate_event
 from nextbest.cli import app
+from tests.conftest import demo_terms
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC).timestamp()
 
@@ -31,6 +32,7 @@ def test_history_lists_changes_with_source_and_actor(
                 event_id=eid,
                 actor=actor,
                 received=NOW,
+                vocab=Vocabulary.from_terms(demo_terms()),
             )
         )
     out = CliRunner().invoke(app, ["consent", "history", "C9", "--json"])

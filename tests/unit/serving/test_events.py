@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from core.vocabulary import CHANNELS, PURPOSES
 from customers.feature_schema import all_feature_names
 from decisions.ledger import Ledger, Vocabulary, validate_event
 from decisions.ledger_state import derive
@@ -29,12 +28,12 @@ def test_every_feature_an_event_can_change_is_in_the_schema() -> None:
     payloads = [("complaint", {}), ("service_case_opened", {"case_id": "k"})]
     payloads += [("purchase", {"amount": 1, "category": c}) for c in terms.categories]
     payloads += [("purchase", {"amount": 1, "product_id": p}) for p in terms.products]
-    payloads += [("contact", {"channel": ch}) for ch in CHANNELS]
+    payloads += [("contact", {"channel": ch}) for ch in terms.channels]
     payloads += [("contact", {"channel": "email", "action_id": a}) for a in terms.action_ids]
     payloads += [
         ("consent_changed", {"purpose": p, "channel": ch, "granted": True})
-        for p in PURPOSES
-        for ch in CHANNELS
+        for p in terms.purposes
+        for ch in terms.channels
     ]
     names = set(all_feature_names(terms))
     for i, (type_, payload) in enumerate(payloads):

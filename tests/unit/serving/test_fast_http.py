@@ -23,7 +23,7 @@ async def _behind(request: Request) -> PlainTextResponse:
     return PlainTextResponse(f"app {request.method} {request.url.path} {len(body)}")
 
 
-def _client(handler: Any) -> httpx.AsyncClient:
+def _client(handler: Any, retry_after: str = "") -> httpx.AsyncClient:
     app = Starlette(
         routes=[Route("/{p:path}", _behind, methods=["GET", "POST"])],
         middleware=[
@@ -32,6 +32,7 @@ def _client(handler: Any) -> httpx.AsyncClient:
                 get_handler=lambda: handler,
                 paths=("/decide", "/events"),
                 server="Test/1",
+                retry_after=retry_after,
             )
         ],
     )
@@ -165,3 +166,17 @@ def test_error_bodies_name_the_fields_and_never_the_values() -> None:
         ],
     }
     assert json_body({"error": "é"}) == '{"error":"é"}'.encode()
+
+
+def test_a_503_answer_carries_retry_after_and_no_other_does() -> None:
+    async def handler(path: str, body: bytes) -> tuple[int, bytes]:
+        status = 503 if path == "/decide" else 200
+        return status, b'{"reason":"features_unavailable"}'
+
+    async def go() -> list[httpx.Response]:
+        async with _client(handler, retry_after="7") as c:
+            return [await c.post("/decide", content=b"{}"), await c.post("/events", content=b"{}")]
+
+    down, up = _run(go())
+    assert down.status_code == 503 and down.headers["retry-after"] == "7"
+    assert up.status_code == 200 and "retry-after" not in up.headers

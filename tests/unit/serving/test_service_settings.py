@@ -110,3 +110,18 @@ def test_the_fast_path_is_off_when_switched_off_or_traced(
 
     s = Settings(fast_http=fast_http, trace_decide=trace_decide)
     assert fast_http_enabled(s) is enabled
+
+
+def test_the_decide_channel_enum_is_the_catalog_s() -> None:
+    # Read when the class is decorated: a catalog with a branch channel gets it in the enum.
+    code = (
+        "import serving.service as s; "
+        "print(s.NextBest.apis['decide'].input_spec.model_json_schema()"
+        "['properties']['channel']['enum'])"
+    )
+    bank = PROJECT_ROOT / "tests" / "worlds" / "bank" / "catalog.yaml"
+    assert _last_line_printed(code, NEXTBEST_CATALOG=str(bank)) == repr(
+        ["email", "sms", "branch", "web"]
+    )
+    demo = ["email", "sms", "push", "web", "app", "call_center"]
+    assert _last_line_printed(code) == repr(demo)

@@ -1,0 +1,174 @@
+"""``nextbest serve``'s watch over the BentoML server it starts.
+
+BentoML restarts a worker that fails in its ``__init__`` for ever, and a ``bentoml serve``
+started as a plain child outlives a CLI that is stopped. :func:`supervise` starts the
+server in a session (process group) of its own, copies its output through, and
+
+- stops the group and returns 1 with the message when a worker reports a
+  ``StartupError``/``ConfigError``, or when the server is not up within the start bound;
+- forwards SIGTERM/SIGINT/SIGHUP to the group (BentoML then stops gracefully: requests in
+  flight are answered, the decision log synced and closed), waits, and returns
+  ``128 + signal``; a group still there after the grace period is killed (return 1).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+#: Lines of a worker that cannot start (its traceback's last line names the error).
+FAILURE_MARKERS = (b"StartupError: ", b"ConfigError: ")
+#: The signals forwarded to the server's process group.
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+@dataclass
+class Outcome:
+    """How the server ended: the exit status for the CLI and a message (empty if clean)."""
+
+    code: int
+    message: str = ""
+
+
+@dataclass
+class _Watch:
+    failure: str = ""
+    stop_signal: int | None = None
+    events: threading.Event = field(default_factory=threading.Event)
+
+
+def _copy_output(stream: IO[bytes], out: IO[bytes], watch: _Watch) -> None:
+    """Copy the server's output through, noting the first start-up failure it reports."""
+    for line in iter(stream.readline, b""):
+        out.write(line)
+        out.flush()
+        if not watch.failure:
+            for marker in FAILURE_MARKERS:
+                at = line.find(marker)
+                if at >= 0:
+                    watch.failure = line[at:].decode(errors="replace").strip()
+                    watch.events.set()
+                    break
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a member we may not signal is still a member
+        return True
+    return True
+
+
+def stop_group(
+    proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, grace: float = 30.0
+) -> bool:
+    """Send ``sig`` to the server's process group and wait for all of it to end (the
+    whole group, not only its leader); kill what is left after ``grace`` seconds.
+    Returns whether it stopped within the grace period."""
+    pgid = proc.pid
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        proc.poll()
+        if not _group_alive(pgid):
+            return True
+        time.sleep(0.1)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+    return False
+
+
+def supervise(
+    cmd: Sequence[str],
+    env: Mapping[str, str],
+    cwd: Path,
+    is_up: Callable[[], bool],
+    start_timeout: float,
+    grace: float = 30.0,
+    out: IO[bytes] | None = None,
+) -> Outcome:
+    """Run ``cmd`` (``bentoml serve``) in its own process group until it ends, fails to
+    start or is signalled; see the module docstring for the outcomes."""
+    import sys
+
+    watch = _Watch()
+    proc = subprocess.Popen(
+        list(cmd),
+        env=dict(env),
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    copier = threading.Thread(
+        target=_copy_output,
+        args=(proc.stdout, out or sys.stdout.buffer, watch),
+        name="serve-output",
+        daemon=True,
+    )
+    copier.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        if watch.stop_signal is None:
+            watch.stop_signal = signum
+        watch.events.set()
+
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    try:
+        return _watch(proc, watch, is_up, start_timeout, grace)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        copier.join(timeout=5)
+
+
+def _watch(
+    proc: subprocess.Popen[bytes],
+    watch: _Watch,
+    is_up: Callable[[], bool],
+    start_timeout: float,
+    grace: float,
+) -> Outcome:
+    deadline = time.monotonic() + start_timeout
+    up = False
+    while proc.poll() is None:
+        if watch.stop_signal is not None:
+            sig = watch.stop_signal
+            if stop_group(proc, sig, grace):
+                return Outcome(128 + sig)
+            name = signal.Signals(sig).name
+            return Outcome(1, f"the server did not stop within {grace:g} s of {name}; killed")
+        if watch.failure:
+            stop_group(proc, signal.SIGTERM, grace)
+            return Outcome(1, f"cannot start the decision service: {watch.failure}")
+        if not up:
+            if time.monotonic() > deadline:
+                stop_group(proc, signal.SIGTERM, grace)
+                return Outcome(
+                    1, f"cannot start the decision service: not up within {start_timeout:g} s"
+                )
+            up = is_up()
+        watch.events.wait(0.5)
+    # The server ended on its own: make sure none of its group is left behind.
+    if _group_alive(proc.pid):
+        stop_group(proc, signal.SIGTERM, grace)
+    if watch.failure:
+        return Outcome(1, f"cannot start the decision service: {watch.failure}")
+    code = proc.returncode
+    return Outcome(code if code >= 0 else 128 - code)

@@ -1,0 +1,83 @@
+"""``nextbest serve``'s watch over its server, on real processes: a server whose worker
+reports a start-up failure is stopped (all of its group) with exit 1 and the message, and a
+SIGTERM to the CLI stops the whole group and exits 128 + 15."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from nextbest.supervise import supervise
+
+#: A stand-in for ``bentoml serve``: starts a "worker" in its group, prints, then waits.
+SERVER = """
+import subprocess, sys, time
+worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+print("worker", worker.pid, flush=True)
+time.sleep({delay})
+print({line!r}, flush=True)
+time.sleep(120)
+"""
+
+
+def _run(tmp_path: Path, line: str, **kwargs: object) -> tuple[object, list[psutil.Process]]:
+    script = tmp_path / "server.py"
+    script.write_text(SERVER.format(delay=1.5, line=line))
+    out = io.BytesIO()
+    seen: list[psutil.Process] = []
+
+    def is_up() -> bool:  # never up: the start bound or a signal ends it
+        seen.extend(psutil.Process().children(recursive=True))
+        return False
+
+    outcome = supervise(
+        [sys.executable, str(script)], dict(os.environ), tmp_path, is_up, out=out, **kwargs
+    )
+    return outcome, seen
+
+
+def test_a_worker_start_up_failure_stops_the_whole_group_with_its_message(
+    tmp_path: Path,
+) -> None:
+    t0 = time.monotonic()
+    outcome, seen = _run(
+        tmp_path,
+        "decisions.catalog.ConfigError: policy.yaml: rules: not a list",
+        start_timeout=60,
+        grace=10,
+    )
+    assert outcome.code == 1
+    assert "ConfigError: policy.yaml: rules: not a list" in outcome.message
+    assert time.monotonic() - t0 < 20
+    assert len({p.pid for p in seen}) >= 2  # the server and its worker
+    _, alive = psutil.wait_procs(seen, timeout=5)
+    assert not alive
+
+
+def test_a_server_not_up_in_time_is_stopped(tmp_path: Path) -> None:
+    outcome, seen = _run(tmp_path, "still starting", start_timeout=2, grace=10)
+    assert outcome.code == 1 and "not up within 2 s" in outcome.message
+    _, alive = psutil.wait_procs(seen, timeout=5)
+    assert not alive
+
+
+def test_sigterm_to_the_cli_is_forwarded_to_the_whole_group(tmp_path: Path) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        outcome, seen = _run(tmp_path, "serving", start_timeout=60, grace=10)
+    finally:
+        timer.cancel()
+    assert outcome.code == 128 + signal.SIGTERM
+    assert len({p.pid for p in seen}) >= 2
+    _, alive = psutil.wait_procs(seen, timeout=5)
+    assert not alive
+    assert signal.getsignal(signal.SIGTERM) == before  # the CLI's own handler is back
