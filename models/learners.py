@@ -766,12 +766,32 @@ class ShrunkUpliftLearner(BaseEstimator):
             raise ValueError("ShrunkUpliftLearner needs a base learner")
         if not 0.0 <= float(self.shrinkage) <= 1.0:
             raise ValueError(f"shrinkage must lie in [0, 1], got {self.shrinkage!r}")
-        self.learner_ = clone(self.learner).fit(X, treatment, y, sample_weight)
-        self.mean_uplift_ = np.asarray(self.learner_.predict_uplift(X)).mean(axis=0)
-        for attr in ("arms_", "classes_", "binary_", "feature_names_in_", "categories_"):
-            setattr(self, attr, getattr(self.learner_, attr))
-        self.n_features_in_ = self.learner_.n_features_in_
+        fitted = clone(self.learner).fit(X, treatment, y, sample_weight)
+        self._adopt(fitted, np.asarray(fitted.predict_uplift(X)).mean(axis=0))
         return self
+
+    @classmethod
+    def from_fitted(
+        cls, fitted: BaseEstimator, mean_uplift: Any, shrinkage: float
+    ) -> ShrunkUpliftLearner:
+        """Shrink an already fitted learner towards ``mean_uplift`` (``[A]``, its average
+        uplift estimate) without fitting anything."""
+        if not 0.0 <= float(shrinkage) <= 1.0:
+            raise ValueError(f"shrinkage must lie in [0, 1], got {shrinkage!r}")
+        out = cls(fitted, shrinkage=shrinkage)
+        out._adopt(fitted, np.asarray(mean_uplift, dtype=np.float64))
+        return out
+
+    def _adopt(self, fitted: BaseEstimator, mean_uplift: np.ndarray) -> None:
+        if mean_uplift.shape != (len(fitted.arms_),):
+            raise ValueError(
+                f"mean_uplift has shape {mean_uplift.shape}, expected ({len(fitted.arms_)},)"
+            )
+        self.learner_ = fitted
+        self.mean_uplift_ = mean_uplift
+        for attr in ("arms_", "classes_", "binary_", "feature_names_in_", "categories_"):
+            setattr(self, attr, getattr(fitted, attr))
+        self.n_features_in_ = fitted.n_features_in_
 
     def predict_outcomes(self, X: Any) -> np.ndarray:
         """``[n, 1 + A]``: control as predicted, each arm with the shrunk uplift added."""

@@ -43,9 +43,9 @@ from bentoml import get_current_service
 from bentoml.exceptions import BentoMLException
 from fastapi import FastAPI
 from fastapi import Path as PathParam
-from fastapi.exception_handlers import http_exception_handler
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from starlette.exceptions import HTTPException
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -110,19 +110,19 @@ def _field_of(exc: Exception) -> str:
     return str(exc).split(":", 1)[0]
 
 
-#: Plain GET routes beside the BentoML APIs (mounted at the root).
+#: Plain routes beside the BentoML APIs (mounted at the root).
 extras = FastAPI(title="nextbest catalog")
 
 
-@extras.exception_handler(HTTPException)
-async def _http_error(request: Request, exc: HTTPException) -> Response:
-    """FastAPI's 400 for a body it cannot parse, in the service's error body (the others,
-    as starlette's 404 for a path no route matches, unchanged)."""
-    if exc.status_code != 400:
-        return await http_exception_handler(request, exc)
+@extras.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """FastAPI's own refusals (a body it cannot parse, a route or method it does not have)
+    in the one error body of the spec (``{"error": ...}``, serving/openapi.py)."""
     route = required_scope(request.url.path).pattern  # the path may hold an identifier
-    log.info("%s [%s] 400: body not parsed", route, request.method)
-    return JSONResponse({"error": f"body: {exc.detail}"}, 400, exc.headers)
+    log.info("%s [%s] %d: %s", route, request.method, exc.status_code, exc.detail)
+    return JSONResponse(
+        {"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+    )
 
 
 @bentoml.asgi_app(extras, path="/")

@@ -95,9 +95,11 @@ def fit_uplift(
     Selection cross-fits the S, T and X learners (and shrunk variants) on the rows of
     ``data`` and applies :data:`training.selection.SELECTION_RULE`; the IPS values weight
     each row by its ``propensity`` column (the probability its arm was assigned) when
-    given, else by the observed arm shares (a randomised experiment). The winner is refitted
-    on all rows. With ``value``, a second learner of the same kind models that continuous
-    column (unshrunk: shrinkage only changes the policy of the outcome model).
+    given, else by the observed arm shares (a randomised experiment). The saved model is
+    the average of the winner's cross-fitted fold models
+    (:data:`training.selection.FOLD_AVERAGE_RULE`). With ``value``, a second learner of
+    the same kind, fitted on all rows, models that continuous column (unshrunk: shrinkage
+    only changes the policy of the outcome model).
     """
     df = read_table(data)
     source = str(data)
@@ -136,7 +138,7 @@ def fit_uplift(
         str(control), seed=seed, propensity="model" if propensity else "empirical"
     )
     chosen = select_uplift_learner(
-        candidates, X, t, y, control=str(control), propensity=logged, seed=seed
+        candidates, X, t, y, control=str(control), propensity=logged, seed=seed, average_folds=True
     )
     name, table, model = chosen.name, chosen.table, chosen.model
     value_model = None

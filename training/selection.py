@@ -35,6 +35,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 
 from models.evaluation import qini_auc_score
 from models.evaluation import uplift_policy as _uplift_policy
+from models.fold_average import FoldAveragedLearner
 from models.learners import (
     EnsembleLearner,
     ShrunkUpliftLearner,
@@ -47,6 +48,7 @@ from models.ope import IPS
 
 __all__ = [
     "BASE_LGBM",
+    "FOLD_AVERAGE_RULE",
     "SELECTION_RULE",
     "SHRINKAGE_GRID",
     "Selection",
@@ -84,6 +86,11 @@ SELECTION_RULE = (
     f"if its uplift > 0, else control' wins; values within {TIE_SE:g} SE of the best tie and "
     "the tie goes to the higher mean Qini, then to the earlier candidate (less shrunk)."
 )
+FOLD_AVERAGE_RULE = (
+    "The final model is the average of the winner's K cross-fitted models (each fitted "
+    "without one fold; no refit), shrunk towards their mean training uplift when the "
+    "winner is a shrunk variant."
+)
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,7 @@ class Selection:
     table: pd.DataFrame
     folds: list[tuple[np.ndarray, np.ndarray]]
     rule: str = SELECTION_RULE
+    averaged: bool = False
 
     @property
     def reason(self) -> str:
@@ -159,15 +167,19 @@ def cross_fit(
     t: np.ndarray,
     y: np.ndarray,
     folds: Sequence[tuple[np.ndarray, np.ndarray]],
+    keep: list[BaseEstimator] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[Hashable]]:
     """Out-of-fold outcomes ``[n, 1 + A]``, each fold's mean predicted uplift on its own
-    fit rows ``[n, A]`` (the shrinkage target) and the arms, for one candidate."""
+    fit rows ``[n, A]`` (the shrinkage target) and the arms, for one candidate. With
+    ``keep``, each fold's fitted model is appended to it."""
     n = len(t)
     q_oof: np.ndarray | None = None
     prior: np.ndarray | None = None
     arms: list[Hashable] = []
     for fit_idx, held in folds:
         model = clone(estimator).fit(_take(X, fit_idx), t[fit_idx], y[fit_idx])
+        if keep is not None:
+            keep.append(model)
         arms = list(model.arms_)
         q = np.asarray(model.predict_outcomes(_take(X, held)), dtype=np.float64)
         if q_oof is None:
@@ -325,6 +337,7 @@ def select_uplift_learner(
     refit: bool = True,
     ensemble: bool = True,
     max_rows: int | None = None,
+    average_folds: bool = False,
 ) -> Selection:
     """Cross-fit every candidate on ``X`` (training rows only) and apply the rule.
 
@@ -339,13 +352,20 @@ def select_uplift_learner(
     folds), so it costs no extra fit. With ``max_rows``, a larger ``X`` is cross-fitted on
     a random ``max_rows`` of its rows (the choice costs at most that much; ``folds`` are
     positions in ``X``). With ``refit`` the winner (wrapped in a
-    :class:`ShrunkUpliftLearner` when shrunk) is fitted on all of ``X``.
+    :class:`ShrunkUpliftLearner` when shrunk) is fitted on all of ``X``; with
+    ``average_folds`` as well, it is instead the average of its cross-fitted fold models
+    (:data:`FOLD_AVERAGE_RULE`, :class:`models.fold_average.FoldAveragedLearner`), which
+    needs every row cross-fitted (no ``max_rows``).
     """
     if not candidates:
         raise ValueError("select_uplift_learner needs at least one candidate")
     grid = [float(s) for s in shrinkage]
     if not grid or any(not 0.0 < s <= 1.0 for s in grid):
         raise ValueError(f"shrinkage values must lie in (0, 1], got {list(shrinkage)}")
+    if average_folds and max_rows is not None:
+        raise ValueError(
+            "average_folds needs every row cross-fitted; it cannot be combined with max_rows"
+        )
     t_all = np.asarray(t)
     y_all = np.asarray(y, dtype=float)
     prop_all = logged_propensity(propensity, t_all)
@@ -355,8 +375,11 @@ def select_uplift_learner(
     X_sel, t_sel, y_sel = _take(X, rows), t_all[rows], y_all[rows]
     folds = make_folds(t_sel, y_sel, n_folds, seed)
     fitted: dict[str, tuple[np.ndarray, np.ndarray, list[Hashable]]] = {}
+    fold_models: dict[str, list[BaseEstimator]] = {}
     for name, est in candidates.items():
-        fitted[name] = cross_fit(est, X_sel, t_sel, y_sel, folds)
+        fold_models[name] = []
+        keep = fold_models[name] if average_folds else None
+        fitted[name] = cross_fit(est, X_sel, t_sel, y_sel, folds, keep)
         logger.info("cross-fitted %s", name)
     learners = dict(candidates)
     if ensemble and len(candidates) > 1:
@@ -367,15 +390,22 @@ def select_uplift_learner(
             parts[0][2],
         )
         learners["ensemble"] = EnsembleLearner(list(candidates.items()))
+        fold_models["ensemble"] = [m for ms in list(fold_models.values()) for m in ms]
     table = _selection_table(fitted, t_sel, y_sel, prop_all[rows], control, grid, bootstrap, seed)
     table = apply_rule(table, where=f"{n_folds}-fold cross-fitted")
     win = table.loc[table["selected"]].iloc[0]
     learner = learners[str(win["base"])]
     model: BaseEstimator | None = None
-    if refit:
+    shrink = float(win["shrinkage"])
+    if refit and average_folds:
+        model = FoldAveragedLearner.from_members(learner, fold_models[str(win["base"])])
+        if shrink != 1.0:
+            prior = fitted[str(win["base"])][1].mean(axis=0)
+            model = ShrunkUpliftLearner.from_fitted(model, prior, shrink)
+    elif refit:
         model = clone(learner)
-        if float(win["shrinkage"]) != 1.0:
-            model = ShrunkUpliftLearner(model, shrinkage=float(win["shrinkage"]))
+        if shrink != 1.0:
+            model = ShrunkUpliftLearner(model, shrinkage=shrink)
         model = model.fit(X, t_all, y_all)
     logger.info("selected %s: %s", win["learner"], win["reason"])
     return Selection(
@@ -386,4 +416,6 @@ def select_uplift_learner(
         model=model,
         table=table,
         folds=[(rows[f], rows[h]) for f, h in folds],
+        rule=f"{SELECTION_RULE} {FOLD_AVERAGE_RULE}" if average_folds else SELECTION_RULE,
+        averaged=average_folds and refit,
     )

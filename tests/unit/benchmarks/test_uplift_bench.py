@@ -35,6 +35,9 @@ def test_tiny_run_writes_every_figure(tmp_path: Path) -> None:
         assert d["ours"]["selected"] in {r["learner"] for r in d["ours"]["selection_table"]}
         assert {"qini_met_every_arm", "policy_value"} <= set(d["targets"])
     assert not saved["datasets"]["synthetic_mode3"]["randomised"]
+    for d in saved["datasets"].values():
+        assert d["verdict"].startswith("Qini per arm:")
+        assert np.isfinite(d["shrinkage_check"]["test_ips_value"])
 
 
 def test_test_rows_never_reach_our_fit() -> None:
@@ -44,7 +47,9 @@ def test_test_rows_never_reach_our_fit() -> None:
         ds, draws=4, candidates={"s": RecordingSLearner(control="control", **SMALL)}
     )
     test_labels = set(ds.X.index[ds.test])
-    assert len(RecordingSLearner.fitted_on) == 5 + 1
-    assert all(not test_labels & set(rows) for rows in RecordingSLearner.fitted_on)
-    assert set(RecordingSLearner.fitted_on[-1]) == set(ds.X.index[ds.train])
+    fits = RecordingSLearner.fitted_on
+    assert len(fits) == 5  # one per fold; the final model averages them (no refit)
+    assert all(not test_labels & set(rows) for rows in fits)
+    assert set().union(*(set(rows) for rows in fits)) == set(ds.X.index[ds.train])
+    assert result["ours"]["final_model"] == "average of the winner's fold models"
     assert result["test_rows"] == len(test_labels)

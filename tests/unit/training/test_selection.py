@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 from sklearn.base import BaseEstimator
 
-from models.learners import SLearner, TLearner
+from models.evaluation import qini_auc_score
+from models.fold_average import FoldAveragedLearner
+from models.learners import ShrunkUpliftLearner, SLearner, TLearner
 from tests.params import SEED
 from tests.unit.models.synthetic import CONTROL, make_experiment
 from training.selection import apply_rule, select_uplift_learner
@@ -160,3 +162,79 @@ def test_max_rows_bounds_the_cross_fit_and_the_refit_uses_every_row() -> None:
     assert len(sampled) == 400 and all(len(f) < 400 for f in folds)
     assert {i for _, held in chosen.folds for i in held} == sampled
     assert set(refit) == set(df.index)
+
+
+def _fold_fit(average_folds: bool, shrinkage: tuple[float, ...]) -> tuple[Any, Any, Any]:
+    df, _ = make_experiment(900, SEED)
+    RecordingSLearner.fitted_on.clear()
+    chosen = select_uplift_learner(
+        {"s": RecordingSLearner(control=CONTROL, **SMALL)},
+        df[FEATURES],
+        df["arm"].to_numpy(),
+        df["bought"].to_numpy(),
+        control=CONTROL,
+        propensity=1 / 3,
+        n_folds=3,
+        shrinkage=shrinkage,
+        seed=SEED,
+        bootstrap=5,
+        average_folds=average_folds,
+    )
+    return df, chosen, list(RecordingSLearner.fitted_on)
+
+
+def test_average_folds_keeps_the_winners_fold_models_and_fits_nothing_more() -> None:
+    df, chosen, fits = _fold_fit(True, (1.0,))
+    assert len(fits) == 3  # the cross-fit only: no refit
+    model = chosen.model
+    assert isinstance(model, FoldAveragedLearner) and chosen.averaged
+    assert "average of the winner's K cross-fitted models" in chosen.rule
+    # the members are the fold models the rule scored: each was fitted on its fold's fit
+    # rows, and their out-of-fold predictions give the selection table's Qini
+    X, t, y = df[FEATURES], df["arm"].to_numpy(), df["bought"].to_numpy()
+    oof = np.zeros((len(df), len(model.arms_)))
+    for member, rows, (fit_pos, held) in zip(model.members_, fits, chosen.folds, strict=True):
+        assert set(rows) == set(df.index[fit_pos])
+        oof[held] = member.predict_uplift(X.iloc[held])
+    for j, arm in enumerate(model.arms_):
+        m = (t == arm) | (t == CONTROL)
+        qini = qini_auc_score(y[m], oof[m, j], (t[m] == arm).astype(int))
+        assert qini == pytest.approx(chosen.table.loc[0, f"qini_{arm}"])
+    outcomes = np.mean([member.predict_outcomes(X) for member in model.members_], axis=0)
+    np.testing.assert_allclose(model.predict_outcomes(X), outcomes)
+    # a refit of one model on every row is a different (higher-variance) model
+    _, refitted, refits = _fold_fit(False, (1.0,))
+    assert len(refits) == 3 + 1 and not refitted.averaged
+    assert not np.allclose(refitted.model.predict_outcomes(X), outcomes)
+
+
+def test_a_shrunk_fold_average_shrinks_towards_the_folds_mean_uplift() -> None:
+    df, chosen, fits = _fold_fit(True, (0.5,))
+    assert len(fits) == 3 and chosen.name == "s@shrink0.5"
+    model = chosen.model
+    assert isinstance(model, ShrunkUpliftLearner)
+    assert isinstance(model.learner_, FoldAveragedLearner)
+    X = df[FEATURES]
+    # the target: each fold model's mean uplift on its own fit rows, averaged over rows
+    priors = np.zeros((len(df), len(model.arms_)))
+    for member, (fit_pos, held) in zip(model.learner_.members_, chosen.folds, strict=True):
+        priors[held] = member.predict_uplift(X.iloc[fit_pos]).mean(axis=0)
+    target = priors.mean(axis=0)
+    np.testing.assert_allclose(model.mean_uplift_, target)
+    expected = 0.5 * model.learner_.predict_uplift(X) + 0.5 * target
+    np.testing.assert_allclose(model.predict_uplift(X), expected)
+
+
+def test_average_folds_refuses_a_subsampled_cross_fit() -> None:
+    df, _ = make_experiment(300, SEED)
+    with pytest.raises(ValueError, match="average_folds.*max_rows"):
+        select_uplift_learner(
+            {"flat": FlatLearner()},
+            df[FEATURES],
+            df["arm"].to_numpy(),
+            df["bought"].to_numpy(),
+            control=CONTROL,
+            propensity=1 / 3,
+            max_rows=100,
+            average_folds=True,
+        )
