@@ -120,7 +120,7 @@ def run(
                     channel="email",
                     now=now,
                     k=3,
-                    stock=decider.stock,
+                    stock=decider.stock.vector(),
                     feature_snapshot_time=now,
                     request={},
                 )

@@ -40,9 +40,12 @@ EVENT_TYPES: Final[tuple[str, ...]] = (
     "purchase",
     "consent_changed",
     "contact",
+    "stock_changed",
 )
 #: Scopes an API key of the decision service may hold (docs/security.md).
 API_SCOPES: Final[tuple[str, ...]] = ("decide", "events", "admin")
+#: Event types about a product rather than a customer (sent without a ``customer``).
+PRODUCT_EVENT_TYPES: Final[tuple[str, ...]] = ("stock_changed",)
 #: ``event_type`` values of the app and web event exports (docs/data-dictionary.md).
 APP_EVENT_TYPES: Final[tuple[str, ...]] = (
     "open",

@@ -6,7 +6,8 @@
 the demo world both give the same tables (``tests/unit/customers/test_contract_sources.py``).
 Events name their identity record; the resolution's ``identity.parquet`` names each
 record's customer; rows of records that did not resolve are left out. An absent table
-gives an empty one.
+gives an empty one and is named in ``SourceData.absent``, so the features that need it
+are built null rather than 0 (:func:`customers.feature_schema.null_features`).
 """
 
 from __future__ import annotations
@@ -176,5 +177,8 @@ def contract_source_data(
         {"ts": ch["ts"], "action_id": ch["action_id"].astype(str), "channel": ch["channel"]},
         "ts",
     )
-    src = SourceData(customers, baskets, activity, cases, holdings, consent, contacts, identifiers)
+    absent = frozenset(t for t in TABLES if t not in tables)
+    src = SourceData(
+        customers, baskets, activity, cases, holdings, consent, contacts, identifiers, absent
+    )
     return src, ids

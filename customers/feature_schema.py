@@ -241,6 +241,44 @@ def view_specs(terms: CatalogTerms) -> tuple[ViewSpec, ...]:
     return (profile, txn, behaviour, service, holdings, consent, contacts)
 
 
+#: The optional source-contract tables each source-derived feature needs (any one of them
+#: present is enough). A feature whose tables are all absent is null, never 0.
+def feature_tables(terms: CatalogTerms) -> dict[str, tuple[str, ...]]:
+    """Feature name -> the contract tables it is computed from (features not listed come
+    from ``identity_records`` alone, or are lineage)."""
+    orders, behaviour = ("orders",), ("behaviour_events",)
+    out: dict[str, tuple[str, ...]] = {"value_tier": orders}
+    for w in WINDOWS:
+        out[f"txn_count_{w}d"] = out[f"txn_amount_{w}d"] = orders
+    out["last_purchase_ts"] = orders
+    for c in terms.categories:
+        out[f"spend_365d_{c}"] = orders
+        out[f"views_30d_{c}"] = behaviour
+    for name in ("config_views_7d", "loan_checks_7d", "repeat_interest_7d"):
+        out[name] = behaviour
+    out["last_active_ts"] = ("behaviour_events", "orders")
+    out["open_cases"] = ("service_cases",)
+    out["complaints_90d"] = out["last_complaint_ts"] = ("service_cases", "complaints")
+    for p in terms.products:
+        out[f"holds_{p}"] = ("holdings",)
+    for p in terms.purposes:
+        for c in terms.channels:
+            out[f"consent_{p}_{c}"] = ("consent_events",)
+    for c in terms.channels:
+        for w in (7, 30):
+            out[f"contacts_{c}_{w}d"] = ("contact_history",)
+    out["contacts_total_7d"] = ("contact_history",)
+    for a in terms.action_ids:
+        out[f"last_shown_ts_{a}"] = ("contact_history",)
+    return out
+
+
+def null_features(absent: Iterable[str], terms: CatalogTerms) -> list[str]:
+    """Features that are null because every contract table they need is ``absent``."""
+    gone = set(absent)
+    return [f for f, tables in feature_tables(terms).items() if gone.issuperset(tables)]
+
+
 # Request-time features: days since a stored ``*_ts`` feature, computed by the on-demand
 # view (and the fast paths) at the request time.
 _DURATIONS: dict[str, tuple[str, Role]] = {

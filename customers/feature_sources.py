@@ -41,6 +41,8 @@ class SourceData:
     consent: pd.DataFrame  # customer_id, purpose, channel, granted, ts
     contacts: pd.DataFrame  # customer_id, ts, channel, action_id
     identifiers: pd.DataFrame  # identifier, customer_id
+    #: Optional contract tables the team does not provide: their features are null.
+    absent: frozenset[str] = frozenset()
 
 
 def epoch_seconds(ts: pd.Series | pd.DatetimeIndex) -> np.ndarray:

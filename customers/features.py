@@ -25,6 +25,7 @@ import pyarrow as pa
 from customers.feature_schema import (
     WINDOWS,
     CatalogTerms,
+    null_features,
     view_specs,
 )
 from customers.feature_sources import (
@@ -137,10 +138,17 @@ def _view_rows(
         "customer_consent": _consent_view(src.consent, cust, ids, t, terms),
         "customer_contacts": _contacts_view(src.contacts, cust, ids, t, terms),
     }
+    # A feature whose source tables are all absent is unknown, not 0: null (a nullable
+    # integer column for the integer kinds), in the parquet, in Feast and in training.
+    null = set(null_features(src.absent, terms))
     for spec in view_specs(terms):
         df = out[spec.name]
         for f in spec.all_features:
-            df[f.name] = df[f.name].astype("int64" if f.kind == "int" else "float64")
+            if f.name in null:
+                kind = "Int64" if f.kind == "int" else "float64"
+                df[f.name] = pd.Series(pd.NA if f.kind == "int" else np.nan, df.index, kind)
+            else:
+                df[f.name] = df[f.name].astype("int64" if f.kind == "int" else "float64")
         out[spec.name] = df[["customer_id", "event_timestamp", *spec.feature_names]]
     return out
 

@@ -1,6 +1,7 @@
 """The event ledger: every accepted customer event, durable, once, in event time.
 
-An event (case opened or closed, complaint, purchase, consent change, contact) is checked
+An event (case opened or closed, complaint, purchase, consent change, contact; and the
+one product-level event, a stock change, stored under :data:`NO_CUSTOMER`) is checked
 completely by :func:`validate_event` before anything is written, then appended by
 :meth:`Ledger.append` to one SQLite file under the home (WAL, ``synchronous=FULL``: on
 disk before the caller answers). The caller's ``event_id`` is the idempotency key: a
@@ -30,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from core.vocabulary import EVENT_TYPES
+from core.vocabulary import EVENT_TYPES, PRODUCT_EVENT_TYPES
 from customers.feature_schema import CatalogTerms
 from decisions.decision_log import looks_like_email
 
@@ -42,7 +43,12 @@ PAYLOAD_FIELDS: dict[str, frozenset[str]] = {
     "purchase": frozenset({"amount", "category", "product_id"}),
     "consent_changed": frozenset({"purpose", "channel", "granted", "legal_basis"}),
     "contact": frozenset({"channel", "action_id", "decision_id"}),
+    "stock_changed": frozenset({"product_id", "units"}),
 }
+#: The product-level stock event: the units of one catalog product from its event time on.
+STOCK_EVENT = "stock_changed"
+#: The ``customer_id`` stored with product-level events (they belong to no customer).
+NO_CUSTOMER = ""
 assert set(PAYLOAD_FIELDS) == set(EVENT_TYPES), "every event type needs its payload fields"
 
 #: How far ahead of the time received an event may be dated (clocks differ a little).
@@ -51,6 +57,8 @@ MAX_FUTURE_S = 300.0
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 #: The largest purchase amount accepted.
 MAX_AMOUNT = 1e9
+#: The largest stock level accepted.
+MAX_UNITS = 1e12
 #: Identifiers (event, case, decision ids, source, actor): printable, no spaces, bounded.
 TOKEN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@/+=-]{0,127}$"
 _TOKEN = re.compile(TOKEN_PATTERN)
@@ -231,6 +239,11 @@ def validate_payload(
             raise EventError("payload.granted", "must be true or false")
         out["granted"] = payload["granted"]
         optional("legal_basis", _token)
+    elif event_type == STOCK_EVENT:
+        out["product_id"] = _one_of("payload.product_id", payload.get("product_id"), vocab.products)
+        if payload.get("units") is None:
+            raise EventError("payload.units", "is required: the units in stock (>= 0)")
+        out["units"] = _finite("payload.units", payload["units"], 0.0, MAX_UNITS)
     else:  # contact
         out["channel"] = _one_of("payload.channel", payload.get("channel"), vocab.channels)
         optional("action_id", lambda n, v: _one_of(n, v, vocab.actions))
@@ -251,12 +264,20 @@ def validate_event(
 ) -> LedgerEvent:
     """Every field of an event checked, before anything is written.
 
-    ``customer_id`` is the resolved (unified) customer; ``actor`` the authenticated caller.
+    ``customer_id`` is the resolved (unified) customer (:data:`NO_CUSTOMER` for the
+    product-level event types of ``PRODUCT_EVENT_TYPES``); ``actor`` the authenticated caller.
     An omitted ``event_id`` gets a fresh one (so the event is not idempotent: callers that
     retry send their own); an omitted timestamp dates the event when received.
     """
     if not isinstance(event_type, str) or event_type not in PAYLOAD_FIELDS:
         raise EventError("type", f"must be one of {', '.join(EVENT_TYPES)}")
+    if (event_type in PRODUCT_EVENT_TYPES) != (customer_id == NO_CUSTOMER):
+        raise EventError(
+            "customer",
+            f"{event_type} is about a product: send it without a customer"
+            if event_type in PRODUCT_EVENT_TYPES
+            else f"required for {event_type}",
+        )
     received = datetime.now(UTC).timestamp() if received is None else received
     eid = uuid.uuid4().hex if event_id is None else _token("event_id", event_id)
     src = "api" if source is None else _token("source", source)
@@ -292,6 +313,7 @@ CREATE TABLE IF NOT EXISTS events (
     digest TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_customer ON events (customer_id, event_time);
+CREATE INDEX IF NOT EXISTS events_by_type ON events (type, seq);
 CREATE TABLE IF NOT EXISTS builds (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     built_at REAL NOT NULL,

@@ -80,6 +80,11 @@ class Suppression(_Strict):
     missing_stock_is_out: bool = Field(
         True, description="An action that needs stock and has no stock figure is not offered."
     )
+    context_stock: bool = Field(
+        False,
+        description="A /decide request's context.stock (product id -> units) overrides the "
+        "stock of the table and the stock_changed events for that decision.",
+    )
     cooldown: bool = True
 
 

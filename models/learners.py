@@ -41,6 +41,7 @@ __all__ = [
     "XLearner",
     "default_candidates",
     "ShrunkUpliftLearner",
+    "inverse_propensity_weights",
     "logged_propensity",
     "with_arm_columns",
 ]
@@ -850,3 +851,23 @@ def logged_propensity(
     if p.shape != treatment.shape:
         raise ValueError(f"design_propensity has shape {p.shape}, treatment {treatment.shape}")
     return p
+
+
+def inverse_propensity_weights(propensity: np.ndarray) -> np.ndarray:
+    """Per-row fitting weights ``1 / p`` of each row's own assignment probability, scaled
+    to mean 1 (so LightGBM's ``min_child_weight`` and regularisation keep their meaning).
+
+    Exposures of campaigns that gave an arm a low probability stand for more customers
+    than those of campaigns that gave it a high one: weighting each row by its own
+    probability fits the arm's outcome model on the population, not on whichever
+    campaigns assigned the arm most often. Raises on a probability outside (0, 1].
+    """
+    p = np.asarray(propensity, dtype=np.float64)
+    bad = ~np.isfinite(p) | (p <= 0.0) | (p > 1.0)
+    if bad.any():
+        raise ValueError(
+            f"propensity: {int(bad.sum())} rows outside (0, 1] (first at row "
+            f"{int(np.flatnonzero(bad)[0])})"
+        )
+    w = 1.0 / p
+    return w / w.mean() if len(w) else w

@@ -25,7 +25,8 @@ from decisions.engine import DecisionContext, decide
 from decisions.group_commit import GroupCommitLog
 from decisions.ledger import Ledger, LedgerEvent
 from decisions.ledger_state import apply_overrides
-from decisions.runtime import Runtime, load_runtime, stock_vector
+from decisions.runtime import Runtime, load_runtime
+from decisions.stock import LiveStock, StockContextError, context_stock, with_context
 from models.scoring import StackedScorer
 from serving.events import EventHandler, event_vocabulary
 from serving.health import Readiness, store_errors
@@ -84,10 +85,13 @@ class OnlineDecider:
         self.plan = self.runtime.plan
         if scorer is not None:
             self.plan = replace(self.runtime.plan, model=scorer)
-        self.stock = stock_vector(self.runtime)
         self.names = self.runtime.feature_names
         self._index = {n: j for j, n in enumerate(self.names)}
         self.ledger = Ledger(settings.ledger_path, timeout=settings.store_timeout_seconds)
+        #: Stock of the table (re-read when it changes) and the ledger's stock events.
+        self.stock = LiveStock(settings.stock_path, self.ledger, self.plan.stock_products)
+        self._products = frozenset(self.runtime.terms.products)
+        self._context_stock = self.runtime.policy.suppression.context_stock
         self.events = EventHandler(
             self.ledger, self.resolve, event_vocabulary(self.runtime.catalog)
         )
@@ -267,6 +271,7 @@ class OnlineDecider:
         out: list[dict[str, Any] | RequestError] = []
         groups: dict[tuple[str, int, bytes], list[tuple[int, str | None]]] = {}
         contexts: dict[bytes, dict[str, Any]] = {}
+        stocks: dict[bytes, dict[str, float] | None] = {}
         for i, req in enumerate(requests):
             out.append(RequestError("not decided"))
             try:
@@ -278,6 +283,7 @@ class OnlineDecider:
                 if not 1 <= int(req.k) <= 20:
                     raise RequestError(f"k: must be between 1 and 20, got {req.k}")
                 cid = self.resolve(req.customer)
+                ctx_stock = self._request_stock(req.context)
             except RequestError as exc:
                 out[i] = exc
                 continue
@@ -286,9 +292,11 @@ class OnlineDecider:
             except TypeError:  # not JSON (an in-process caller): a group of its own
                 ctx_key = f"#{i}".encode()
             contexts.setdefault(ctx_key, dict(req.context or {}))
+            stocks.setdefault(ctx_key, ctx_stock)
             groups.setdefault((req.channel, int(req.k), ctx_key), []).append((i, cid))
         # One ledger query for every customer of the batch.
         events = self.ledger_events([cid for members in groups.values() for _, cid in members])
+        stock = self._guarded(self.stock.vector, self.ledger_down)
         for (channel, k, ctx_key), members in groups.items():
             cids = [cid for _, cid in members]
             X = self.features(cids, now, events)
@@ -299,7 +307,7 @@ class OnlineDecider:
                 now=now,
                 k=k,
                 placement=placement if isinstance(placement, str) else None,
-                stock=self.stock,
+                stock=with_context(stock, self.plan.stock_products, stocks[ctx_key]),
                 feature_snapshot_time=now,
                 request=request,
             )
@@ -308,11 +316,20 @@ class OnlineDecider:
                 out[i] = record
         return out
 
+    def _request_stock(self, context: Mapping[str, Any] | None) -> dict[str, float] | None:
+        """The request's ``context.stock`` where the policy lets it override the stock."""
+        if not self._context_stock:
+            return None
+        try:
+            return context_stock(context, self._products)
+        except StockContextError as exc:
+            raise RequestError(str(exc)) from exc
+
     # --- events ----------------------------------------------------------------------------
 
     def apply_event(
         self,
-        customer: CustomerRef,
+        customer: CustomerRef | None,
         event_type: str,
         timestamp: datetime | str | float | None,
         payload: Mapping[str, Any] | None = None,

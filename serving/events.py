@@ -14,9 +14,11 @@ from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
+from core.vocabulary import PRODUCT_EVENT_TYPES
 from decisions.catalog import Catalog
 from decisions.ledger import (
     EVENT_TYPES,
+    NO_CUSTOMER,
     ConflictError,
     EventError,
     Ledger,
@@ -53,7 +55,7 @@ class EventHandler:
 
     def apply(
         self,
-        customer: CustomerRef,
+        customer: CustomerRef | None,
         event_type: str,
         timestamp: Any = None,
         payload: Mapping[str, Any] | None = None,
@@ -64,12 +66,22 @@ class EventHandler:
         """Append one event; the answer says whether this call stored it (``applied``) or
         the ledger held it already under its ``event_id`` (a retry: ``applied`` false).
 
+        A product-level event (``stock_changed``) is sent without a customer.
         Raises :class:`RequestError` naming the field for anything malformed, and
         :class:`EventConflict` for an ``event_id`` reused with other content.
         """
         if event_type not in EVENT_TYPES:
             raise RequestError(f"type: must be one of {', '.join(EVENT_TYPES)}")
-        cid = self.resolve(customer)
+        if event_type in PRODUCT_EVENT_TYPES:
+            if customer is not None:
+                raise RequestError(
+                    f"customer: {event_type} is about a product: send it without a customer"
+                )
+            cid: str | None = NO_CUSTOMER
+        elif customer is None:
+            raise RequestError(f"customer: required for {event_type}")
+        else:
+            cid = self.resolve(customer)
         if cid is None:
             raise RequestError("customer: identifier does not resolve to a known customer")
         try:

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
 from core.vocabulary import ID_TYPES
-from decisions.ledger import EPOCH_BOUND, MAX_AMOUNT, TEXT_MAX, TOKEN_PATTERN
+from decisions.ledger import EPOCH_BOUND, MAX_AMOUNT, MAX_UNITS, TEXT_MAX, TOKEN_PATTERN
 
 IdType = Literal[ID_TYPES]  # type: ignore[valid-type]
 
@@ -79,7 +79,8 @@ class Customer(_Quiet):
 class EventPayload(_Quiet):
     """What an event carries; which fields each event type takes is in docs/events.md
     (service cases: case_id; purchase: amount, category, product_id; consent_changed:
-    purpose, channel, granted, legal_basis; contact: channel, action_id, decision_id)."""
+    purpose, channel, granted, legal_basis; contact: channel, action_id, decision_id;
+    stock_changed: product_id, units)."""
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
@@ -99,6 +100,14 @@ class EventPayload(_Quiet):
     legal_basis: Token | None = None
     action_id: Text | None = Field(None, description="A catalog action id.")
     decision_id: Token | None = None
+    units: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_UNITS,
+        allow_inf_nan=False,
+        strict=True,
+        description="Units in stock (stock_changed).",
+    )
 
 
 class ForgetRequest(_Quiet):

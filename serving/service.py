@@ -244,8 +244,10 @@ class NextBestService:
     @bentoml.api(route="/events")
     def events(
         self,
-        customer: Customer,
         type: EventType,
+        customer: Customer | None = Field(
+            None, description="Who the event is about (omitted for stock_changed)."
+        ),
         timestamp: Timestamp = Field(
             None,
             description="When it happened: ISO 8601 or epoch seconds, between 2000-01-01 and "
@@ -267,9 +269,10 @@ class NextBestService:
             description="The system the event comes from (default api).",
         ),
     ) -> dict[str, Any]:
-        """Record a customer event in the ledger (on disk before the answer); the next
-        decision for the customer sees it, by its event time. The event's actor is the
-        name of the API key that sent it."""
+        """Record a customer event (or a product's ``stock_changed``) in the ledger (on
+        disk before the answer); the next decision for the customer sees it, by its event
+        time (stock: within a second, for every customer). The event's actor is the name
+        of the API key that sent it."""
         data = self.inputs["/events"].model_construct(
             customer=customer,
             type=type,
@@ -286,9 +289,10 @@ class NextBestService:
         payload = data.payload
         if isinstance(payload, BaseModel):
             payload = payload.model_dump(exclude_unset=True)
+        customer = data.customer
         try:
             answer = self.decider.apply_event(
-                CustomerRef(data.customer.id, data.customer.id_type),
+                None if customer is None else CustomerRef(customer.id, customer.id_type),
                 data.type,
                 data.timestamp,
                 payload,

@@ -61,6 +61,14 @@ class TrainingSet:
         """Design probability of the assigned arm."""
         return self.frame["assignment_probability"].to_numpy(dtype=np.float64)
 
+    @property
+    def sample_weight(self) -> np.ndarray:
+        """Fitting weight per row: the inverse of its own assignment probability (mean 1),
+        see :func:`models.learners.inverse_propensity_weights`."""
+        from models.learners import inverse_propensity_weights
+
+        return inverse_propensity_weights(self.propensity)
+
 
 def _record_customers(unified_dir: Path) -> pd.Series:
     """Unified customer id by identity record id."""

@@ -168,16 +168,19 @@ def cross_fit(
     y: np.ndarray,
     folds: Sequence[tuple[np.ndarray, np.ndarray]],
     keep: list[BaseEstimator] | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[Hashable]]:
     """Out-of-fold outcomes ``[n, 1 + A]``, each fold's mean predicted uplift on its own
-    fit rows ``[n, A]`` (the shrinkage target) and the arms, for one candidate. With
+    fit rows ``[n, A]`` (the shrinkage target) and the arms, for one candidate; each fold
+    is fitted with the ``sample_weight`` of its fit rows (None: unweighted). With
     ``keep``, each fold's fitted model is appended to it."""
     n = len(t)
     q_oof: np.ndarray | None = None
     prior: np.ndarray | None = None
     arms: list[Hashable] = []
     for fit_idx, held in folds:
-        model = clone(estimator).fit(_take(X, fit_idx), t[fit_idx], y[fit_idx])
+        sw = None if sample_weight is None else sample_weight[fit_idx]
+        model = clone(estimator).fit(_take(X, fit_idx), t[fit_idx], y[fit_idx], sw)
         if keep is not None:
             keep.append(model)
         arms = list(model.arms_)
@@ -338,6 +341,7 @@ def select_uplift_learner(
     ensemble: bool = True,
     max_rows: int | None = None,
     average_folds: bool = False,
+    sample_weight: np.ndarray | None = None,
 ) -> Selection:
     """Cross-fit every candidate on ``X`` (training rows only) and apply the rule.
 
@@ -355,7 +359,9 @@ def select_uplift_learner(
     :class:`ShrunkUpliftLearner` when shrunk) is fitted on all of ``X``; with
     ``average_folds`` as well, it is instead the average of its cross-fitted fold models
     (:data:`FOLD_AVERAGE_RULE`, :class:`models.fold_average.FoldAveragedLearner`), which
-    needs every row cross-fitted (no ``max_rows``).
+    needs every row cross-fitted (no ``max_rows``). ``sample_weight`` (one per row, e.g.
+    :attr:`training.dataset.TrainingSet.sample_weight`) weights every fit, cross-fitted and
+    refitted alike; the policy values use ``propensity`` per row.
     """
     if not candidates:
         raise ValueError("select_uplift_learner needs at least one candidate")
@@ -373,13 +379,17 @@ def select_uplift_learner(
     if max_rows is not None and len(rows) > max_rows:
         rows = np.sort(np.random.default_rng(seed).choice(len(rows), max_rows, replace=False))
     X_sel, t_sel, y_sel = _take(X, rows), t_all[rows], y_all[rows]
+    sw_all = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    if sw_all is not None and sw_all.shape != t_all.shape:
+        raise ValueError(f"sample_weight has shape {sw_all.shape}, treatment {t_all.shape}")
+    sw_sel = None if sw_all is None else sw_all[rows]
     folds = make_folds(t_sel, y_sel, n_folds, seed)
     fitted: dict[str, tuple[np.ndarray, np.ndarray, list[Hashable]]] = {}
     fold_models: dict[str, list[BaseEstimator]] = {}
     for name, est in candidates.items():
         fold_models[name] = []
         keep = fold_models[name] if average_folds else None
-        fitted[name] = cross_fit(est, X_sel, t_sel, y_sel, folds, keep)
+        fitted[name] = cross_fit(est, X_sel, t_sel, y_sel, folds, keep, sw_sel)
         logger.info("cross-fitted %s", name)
     learners = dict(candidates)
     if ensemble and len(candidates) > 1:
@@ -406,7 +416,7 @@ def select_uplift_learner(
         model = clone(learner)
         if shrink != 1.0:
             model = ShrunkUpliftLearner(model, shrinkage=shrink)
-        model = model.fit(X, t_all, y_all)
+        model = model.fit(X, t_all, y_all, sw_all)
     logger.info("selected %s: %s", win["learner"], win["reason"])
     return Selection(
         name=str(win["learner"]),

@@ -190,6 +190,7 @@ def fit(settings: Settings, data: Dataset) -> Fitted:
         y[tr],
         control=CONTROL,
         propensity=data.ts.propensity[tr],
+        sample_weight=data.ts.sample_weight[tr],
         shrinkage=(1.0,),
         seed=settings.seed,
         ensemble=False,

@@ -1,12 +1,12 @@
-"""The second world end to end: a bank's own exports through ``nextbest pipeline
---sources`` to a served ``/decide`` that answers with the bank's actions and rules, on a
-channel (branch) and under a purpose (advice) that only the bank's catalog declares."""
+"""The second world end to end: a bank's own exports through the walkthrough of
+docs/bring-your-own-data.md (its ``bash walkthrough`` commands, run as written) to a
+served ``/decide`` that answers with the bank's actions and rules, on a channel (branch)
+and under a purpose (advice) that only the bank's catalog declares."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,34 +16,67 @@ import pytest
 import yaml
 
 from devtools.process import Server, start_server, stop_server
-from tests.worlds.bank import KNOWN_CUSTOMER, NO_ADVICE_CUSTOMER, BankWorld, write_bank
+from tests.walkthrough import Result, commands
+from tests.walkthrough import run as run_walkthrough
+from tests.worlds.bank import KNOWN_CUSTOMER, NO_ADVICE_CUSTOMER, BankWorld
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
+DOC = ROOT / "docs" / "bring-your-own-data.md"
+
+
 @pytest.fixture(scope="module")
-def bank(tmp_path_factory: pytest.TempPathFactory) -> tuple[BankWorld, dict[str, str]]:
+def walkthrough(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Result], dict[str, str]]:
+    """The doc's walkthrough run as written, in a temporary home: it builds the bank."""
     root = tmp_path_factory.mktemp("bank")
-    world = write_bank(root / "exports", customers=300)
     env = {
-        "NEXTBEST_HOME": str(root / "home"),
-        "NEXTBEST_SOURCES": str(world.sources),
-        "NEXTBEST_CATALOG": str(world.catalog),
-        "NEXTBEST_POLICY": str(world.policy),
-        "NEXTBEST_SNAPSHOT_MONTHS": "7",
+        **os.environ,
+        "HOME": str(root / "user"),
+        "TMPDIR": str(root / "tmp"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONWARNINGS": "ignore",
+        # speed only: one feature worker, one learner (the doc's commands are unchanged)
         "NEXTBEST_FEATURE_WORKERS": "1",
         "NEXTBEST_LEARNERS": '["t_learner"]',
     }
-    # the walkthrough's command (docs/bring-your-own-data.md), as a user runs it
-    done = subprocess.run(
-        [sys.executable, "-m", "nextbest", "pipeline", "--sources", str(world.sources)],
-        env={**os.environ, "PYTHONWARNINGS": "ignore", **env},
-        capture_output=True,
-        text=True,
-        timeout=600,
+    for d in ("user", "tmp"):
+        (root / d).mkdir()
+    return run_walkthrough(commands(DOC), ROOT, env, root / "walkthrough")
+
+
+@pytest.fixture(scope="module")
+def bank(walkthrough: tuple[list[Result], dict[str, str]]) -> tuple[BankWorld, dict[str, str]]:
+    results, final = walkthrough
+    failed = [r for r in results if not r.as_documented]
+    assert not failed, "\n\n".join(
+        f"{r.command.text}: exit {r.status}\n{r.output[-3000:]}" for r in failed
     )
-    assert done.returncode == 0, done.stderr[-4000:]
+    work = Path(final["WORK"])
+    world = BankWorld(data_dir=work / "bank", sources=work / "bank" / "sources.yaml")
+    env = {
+        "NEXTBEST_HOME": final["NEXTBEST_HOME"],
+        "NEXTBEST_SOURCES": str(world.sources),
+        "NEXTBEST_CATALOG": str(ROOT / final["NEXTBEST_CATALOG"]),
+        "NEXTBEST_POLICY": str(ROOT / final["NEXTBEST_POLICY"]),
+        "NEXTBEST_SNAPSHOT_MONTHS": final["NEXTBEST_SNAPSHOT_MONTHS"],
+    }
     return world, env
+
+
+def test_the_doc_walkthrough_runs_as_documented(
+    walkthrough: tuple[list[Result], dict[str, str]],
+) -> None:
+    results, final = walkthrough
+    assert len(results) >= 8
+    for r in results:
+        assert r.as_documented, f"{r.command.text}: exit {r.status}\n{r.output[-3000:]}"
+    failures = [r for r in results if r.command.status != 0]
+    assert failures and all(r.command.message in r.output for r in failures)
+    assert "Traceback" not in "".join(r.output for r in failures)
+    assert (Path(final["WORK"]) / "scores" / "email.parquet").exists()
 
 
 @pytest.fixture(scope="module")

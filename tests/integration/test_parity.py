@@ -76,7 +76,11 @@ def test_batch_and_online_decisions_are_identical(world: World, decider) -> None
         s.features_dir, list(ids), s.as_of, demo_terms()
     )
     ctx = DecisionContext(
-        channel="email", now=s.as_of, k=3, stock=decider.stock, feature_snapshot_time=snapshot
+        channel="email",
+        now=s.as_of,
+        k=3,
+        stock=decider.stock.vector(),
+        feature_snapshot_time=snapshot,
     )
     batch = decide(X_batch, batch_ids, plan, ctx)
     online_chosen = []

@@ -64,6 +64,31 @@ def test_each_rule_affects_only_the_customer_it_should(
     assert affected not in [d.plan.action_ids[c] for c in d.ranked[1] if c >= 0]
 
 
+@pytest.mark.parametrize(
+    ("null", "expected", "affected"),
+    [
+        # features of an absent table are null; each rule that reads one says what null means
+        ("consent_marketing_email", Reason.NO_CONSENT, UPGRADE),  # no record: no consent
+        ("open_cases", Reason.MISSING_FEATURES, UPGRADE),  # unknown is not "no open case"
+        ("holds_phone_premium", Reason.MISSING_FEATURES, UPGRADE),  # unknown is not "not held"
+        ("contacts_email_7d", Reason.MISSING_FEATURES, BUNDLE),  # uncounted is not 0 contacts
+    ],
+)
+def test_a_null_feature_is_never_read_as_zero(plan, names, null, expected, affected):
+    d = run(plan, names, [{}, {null: np.nan}])  # the default row: consent 1, counts 0
+    assert reason_of(d, 0, affected) == Reason.ELIGIBLE
+    assert reason_of(d, 1, affected) == expected
+
+
+def test_a_team_without_a_case_table_turns_the_case_pause_off(catalog, policy, names):
+    off = no_random(policy)
+    off = off.model_copy(
+        update={"case_pause": off.case_pause.model_copy(update={"enabled": False})}
+    )
+    plan = compile_plan(catalog, off, names, ViewsModel(catalog.ids))
+    assert reason_of(run(plan, names, [{"open_cases": np.nan}]), 0, UPGRADE) == Reason.ELIGIBLE
+
+
 def test_consent_withdrawal_takes_effect_on_next_decision(catalog, policy, names):
     plan = compile_plan(catalog, no_random(policy), names, ViewsModel(catalog.ids))
     first = run(plan, names, [{}])
