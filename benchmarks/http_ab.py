@@ -31,7 +31,7 @@ if __package__ in (None, ""):
 from benchmarks.common import ROOT, percentiles, print_table, write_result
 from benchmarks.http_bench import _process_cpu_seconds, load, wait_settled
 from benchmarks.world import ensure_world, sample_requests
-from devtools.process import free_port, stop_server
+from devtools.process import free_port, provision_test_key, stop_server
 
 
 def _start(root: Path, home: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
@@ -96,6 +96,8 @@ def run(
 
     settings = ensure_world(home, customers)
     bodies = sample_requests(settings, max(n_seq + warmup, 2000))
+    # Both sides get the key (a checkout without authentication ignores the header).
+    headers = {"Authorization": f"Bearer {provision_test_key(home)}"}
     roots = {"before": before.resolve(), "after": after.resolve()}
     servers: dict[str, tuple[subprocess.Popen, str]] = {}
     out: dict[str, Any] = {
@@ -110,7 +112,10 @@ def run(
             _wait_ready(url, proc)
         for proc, _ in servers.values():
             wait_settled(proc.pid)  # every worker loaded, on both sides
-        clients = {n: httpx.Client(base_url=url, timeout=10.0) for n, (_, url) in servers.items()}
+        clients = {
+            n: httpx.Client(base_url=url, headers=headers, timeout=10.0)
+            for n, (_, url) in servers.items()
+        }
         for i in range(warmup):
             for c in clients.values():
                 c.post("/decide", json=bodies[i % len(bodies)])
@@ -144,7 +149,7 @@ def run(
                 for n in names if rnd % 2 == 0 else names[::-1]:
                     proc, url = servers[n]
                     la = [round(x, 2) for x in os.getloadavg()]
-                    res = load(url, proc.pid, bodies, wrk_sequential_s, 1)
+                    res = load(url, proc.pid, bodies, wrk_sequential_s, 1, headers)
                     out["sequential_wrk"].append(
                         {"service": n, "round": rnd, "load_average_before": la, **res}
                     )
@@ -153,7 +158,7 @@ def run(
             for n in names if rnd % 2 == 0 else names[::-1]:
                 proc, url = servers[n]
                 la = [round(x, 2) for x in os.getloadavg()]
-                res = load(url, proc.pid, bodies, load_seconds, 16)
+                res = load(url, proc.pid, bodies, load_seconds, 16, headers)
                 out["load"].append({"service": n, "round": rnd, "load_average_before": la, **res})
     finally:
         for proc, _ in servers.values():

@@ -107,9 +107,15 @@ def wait_settled(
 
 
 def sequential(
-    url: str, bodies: list[dict[str, Any]], n: int, warmup: int, pid: int | None = None
+    url: str,
+    bodies: list[dict[str, Any]],
+    n: int,
+    warmup: int,
+    pid: int | None = None,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """``warmup`` then ``n`` requests one at a time on one keep-alive connection.
+    """``warmup`` then ``n`` requests one at a time on one keep-alive connection, each with
+    ``headers`` (the server's API key).
 
     With the server's ``pid``, also the server's CPU per measured request (the tree, and
     the busiest process: one connection is served by one worker) and the client's own CPU
@@ -120,7 +126,7 @@ def sequential(
     lat: list[float] = []
     errors = 0
     out: dict[str, Any] = {}
-    with httpx.Client(base_url=url, timeout=10.0) as client:
+    with httpx.Client(base_url=url, headers=headers or {}, timeout=10.0) as client:
         for i in range(warmup):
             if client.post("/decide", json=bodies[i % len(bodies)]).status_code != 200:
                 errors += 1
@@ -149,6 +155,7 @@ for line in io.lines("%s") do bodies[#bodies + 1] = line end
 local i = 0
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+%s
 request = function()
   i = i + 1
   return wrk.format(nil, "/decide", nil, bodies[(i %% #bodies) + 1])
@@ -165,9 +172,12 @@ end
 """
 
 
-def _load_wrk(url: str, bodies_file: Path, duration: float, connections: int) -> dict[str, Any]:
+def _load_wrk(
+    url: str, bodies_file: Path, duration: float, connections: int, headers: dict[str, str]
+) -> dict[str, Any]:
     script = bodies_file.with_suffix(".lua")
-    script.write_text(_WRK_LUA % bodies_file)
+    lines = "\n".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items())
+    script.write_text(_WRK_LUA % (bodies_file, lines))
     out = subprocess.run(
         [
             "wrk",
@@ -205,14 +215,16 @@ def _load_wrk(url: str, bodies_file: Path, duration: float, connections: int) ->
     }
 
 
-async def _httpx_load(url: str, bodies: list[str], duration: float, connections: int) -> dict:
+async def _httpx_load(
+    url: str, bodies: list[str], duration: float, connections: int, headers: dict[str, str]
+) -> dict:
     import httpx
 
     lat: list[float] = []
     errors = 0
     stop = time.perf_counter() + duration
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    headers = {"Content-Type": "application/json"}
+    headers = {**headers, "Content-Type": "application/json"}
 
     async def worker(client: httpx.AsyncClient, start: int) -> None:
         nonlocal errors
@@ -246,15 +258,23 @@ async def _httpx_load(url: str, bodies: list[str], duration: float, connections:
 
 
 def load(
-    url: str, pid: int, bodies: list[dict[str, Any]], duration: float, connections: int
+    url: str,
+    pid: int,
+    bodies: list[dict[str, Any]],
+    duration: float,
+    connections: int,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """A concurrent load from a separate process, with the server tree's CPU use."""
+    """A concurrent load from a separate process (every request with ``headers``, the
+    server's API key), with the server tree's CPU use."""
     with tempfile.TemporaryDirectory() as tmp:
         bodies_file = Path(tmp) / "bodies.jsonl"
         bodies_file.write_text("\n".join(json.dumps(b) for b in bodies) + "\n")
+        headers_file = Path(tmp) / "headers.json"  # not on the command line (ps shows it)
+        headers_file.write_text(json.dumps(headers or {}))
         cpu0, t0 = _tree_cpu_seconds(pid), time.perf_counter()
         if shutil.which("wrk"):
-            res = _load_wrk(url, bodies_file, duration, connections)
+            res = _load_wrk(url, bodies_file, duration, connections, headers or {})
         else:
             out = subprocess.run(
                 [
@@ -266,6 +286,7 @@ def load(
                     str(bodies_file),
                     str(duration),
                     str(connections),
+                    str(headers_file),
                 ],
                 cwd=ROOT,
                 capture_output=True,
@@ -302,16 +323,16 @@ def bench_service(
     try:
         settled = wait_settled(server.proc.pid)
         load_seq = [round(x, 2) for x in os.getloadavg()]
-        seq = sequential(server.url, bodies, n_seq, warmup, server.proc.pid)
+        seq = sequential(server.url, bodies, n_seq, warmup, server.proc.pid, server.headers)
         seq["load_average_before"] = load_seq
         seq["settle_wait_s"] = settled
         seq_wrk = None
         if wrk_sequential_s > 0 and shutil.which("wrk"):
             load_sw = [round(x, 2) for x in os.getloadavg()]
-            seq_wrk = load(server.url, server.proc.pid, bodies, wrk_sequential_s, 1)
+            seq_wrk = load(server.url, server.proc.pid, bodies, wrk_sequential_s, 1, server.headers)
             seq_wrk["load_average_before"] = load_sw
         load_ld = [round(x, 2) for x in os.getloadavg()]
-        ld = load(server.url, server.proc.pid, bodies, duration, connections)
+        ld = load(server.url, server.proc.pid, bodies, duration, connections, server.headers)
         ld["load_average_before"] = load_ld
     finally:
         stop_server(server.proc)
@@ -418,7 +439,8 @@ def main(argv: list[str] | None = None) -> None:
     if argv and argv[0] == "_client":  # the async load client, in its own process
         url, bodies_file, duration, conns = argv[1], Path(argv[2]), float(argv[3]), int(argv[4])
         bodies = bodies_file.read_text().splitlines()
-        print(json.dumps(asyncio.run(_httpx_load(url, bodies, duration, conns))))
+        headers = json.loads(Path(argv[5]).read_text())
+        print(json.dumps(asyncio.run(_httpx_load(url, bodies, duration, conns, headers))))
         return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--home", type=Path, default=Path("/tmp/bench_world"))

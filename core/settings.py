@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.api_keys import ApiKeyRecord
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -140,6 +142,17 @@ class Settings(BaseSettings):
         "older than this; identity records and consent are kept (None: keep all).",
     )
 
+    api_keys_file: Path | None = Field(
+        None,
+        description="The API key file of the decision service (hashes, names, scopes, rate "
+        "limits; docs/security.md); default api_keys.json under home.",
+    )
+    api_keys: list[ApiKeyRecord] = Field(
+        default_factory=list,
+        description="API keys configured inline (JSON list of {name, sha256, scopes, "
+        "rate_per_second, burst}), beside those of the key file.",
+    )
+
     @cached_property
     def root(self) -> Path:
         """Absolute working directory."""
@@ -189,6 +202,16 @@ class Settings(BaseSettings):
     def ledger_path(self) -> Path:
         """The event ledger: every accepted customer event (one SQLite file)."""
         return self.root / "ledger.db"
+
+    @property
+    def api_keys_path(self) -> Path:
+        """The API key file: ``api_keys_file``, else ``api_keys.json`` under home."""
+        return self.api_keys_file or self.root / "api_keys.json"
+
+    @property
+    def demo_key_path(self) -> Path:
+        """Where the demo pipeline writes the raw key it created (mode 0600)."""
+        return self.root / "demo-api-key"
 
     @property
     def privacy_dir(self) -> Path:

@@ -1,5 +1,5 @@
 """The words every layer shares, defined once: action kinds, identifier types, event
-types and the implicit "no action".
+types, API key scopes and the implicit "no action".
 
 Channels and purposes are the business's: the action catalog declares them
 (``channels:`` and ``purposes:`` in config/catalog.yaml, read through
@@ -42,6 +42,8 @@ EVENT_TYPES: Final[tuple[str, ...]] = (
     "contact",
     "stock_changed",
 )
+#: Scopes an API key of the decision service may hold (docs/security.md).
+API_SCOPES: Final[tuple[str, ...]] = ("decide", "events", "admin")
 #: Event types about a product rather than a customer (sent without a ``customer``).
 PRODUCT_EVENT_TYPES: Final[tuple[str, ...]] = ("stock_changed",)
 #: ``event_type`` values of the app and web event exports (docs/data-dictionary.md).

@@ -16,7 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.settings import PROJECT_ROOT
+from core.api_keys import create_key, load_keys, revoke_key, write_secret
+from core.settings import PROJECT_ROOT, get_settings
+from core.vocabulary import API_SCOPES
+
+#: Name of the key with every scope that :func:`start_server` provisions.
+TEST_KEY_NAME = "tests"
 
 
 @dataclass
@@ -28,6 +33,24 @@ class Server:
     log_path: Path
     #: Headers every request to this server carries (the API key once authentication is on).
     headers: dict[str, str] = field(default_factory=dict)
+
+
+def provision_test_key(home: Path, env: Mapping[str, str] | None = None) -> str:
+    """The key named ``tests`` (every scope) of the service over ``home``, created through
+    the key store if it is missing; the raw key is kept beside it (``tests-api-key``, 0600)
+    so that later servers over the same home reuse it."""
+    overrides = {"home": home}
+    if env and env.get("NEXTBEST_API_KEYS_FILE"):
+        overrides["api_keys_file"] = Path(env["NEXTBEST_API_KEYS_FILE"])
+    settings = get_settings(**overrides)
+    key_file, raw_file = settings.api_keys_path, settings.root / "tests-api-key"
+    if any(r.name == TEST_KEY_NAME for r in load_keys(key_file)):
+        if raw_file.exists():
+            return raw_file.read_text().strip()
+        revoke_key(key_file, TEST_KEY_NAME)  # its raw key is lost: make a new one
+    key, _ = create_key(key_file, TEST_KEY_NAME, API_SCOPES)
+    write_secret(raw_file, key)
+    return key
 
 
 def free_port() -> int:
@@ -46,12 +69,16 @@ def start_server(
 ) -> Server:
     """``bentoml serve target`` on a free port with ``NEXTBEST_HOME=home``; wait until ready.
 
+    A key with every scope is provisioned in the home first (:func:`provision_test_key`);
+    the returned server's ``headers`` carry it.
+
     Raises ``RuntimeError`` with the server log if it exits, logs a ``StartupError`` (BentoML
     restarts a worker that fails in ``__init__``, so it would never become ready), or is not
     ready within ``timeout`` seconds.
     """
     import httpx
 
+    key = provision_test_key(home, env)
     port = free_port()
     full_env = {
         **os.environ,
@@ -90,7 +117,7 @@ def start_server(
             raise RuntimeError(f"{target} refused to start:\n{log_path.read_text()}")
         try:
             if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
-                return Server(url, proc, log_path)
+                return Server(url, proc, log_path, {"Authorization": f"Bearer {key}"})
         except httpx.HTTPError:
             pass
         time.sleep(0.5)

@@ -150,13 +150,29 @@ class PipelineReport:
     """What each step of the pipeline produced."""
 
     steps: dict[str, Any] = field(default_factory=dict)
+    #: The demo API key created by this run (shown once), None if a key file existed.
+    demo_key: str | None = field(default=None, repr=False)
+
+
+def ensure_demo_key(settings: Settings) -> str | None:
+    """A ``demo`` key with every scope when there is no key file yet: created, written to
+    ``settings.demo_key_path`` (0600) and returned; None when a key file exists."""
+    from core.api_keys import create_key, write_secret
+    from core.vocabulary import API_SCOPES
+
+    if settings.api_keys_path.exists():
+        return None
+    key, _ = create_key(settings.api_keys_path, "demo", API_SCOPES)
+    write_secret(settings.demo_key_path, key)
+    return key
 
 
 def run_pipeline(
     settings: Settings, on_step: Callable[[str], None] | None = None, channel: str = "email"
 ) -> PipelineReport:
     """Generate (or, with ``settings.sources``, ingest) data, resolve identities, build
-    features, train and batch-score."""
+    features, train and batch-score; without a key file, create the ``demo`` API key
+    (:func:`ensure_demo_key`)."""
     from batch.run import score_customers
     from training.train import train
 
@@ -191,4 +207,5 @@ def run_pipeline(
             out=settings.root / "scores" / f"{channel}.parquet",
         ),
     )
+    report.demo_key = ensure_demo_key(settings)
     return report

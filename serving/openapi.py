@@ -6,8 +6,10 @@ app's routes), but it keeps only the first branch of a top-level optional or uni
 send. :func:`document_spec` takes each JSON API's request schema from its input model (the
 model that validates it) and declares the error answers from one table,
 :data:`ERROR_RESPONSES` (a row per operation, and ``*`` for what every route may answer),
-all with the one :data:`ERROR_SCHEMA` body; :class:`OpenAPIMiddleware` serves the result
-in place of BentoML's. A new kind of answer (401, 403, 429) is one more row.
+all with the one :data:`ERROR_SCHEMA` body; :func:`add_security` adds the API key schemes,
+each operation's key requirement (none for the health routes, see
+:func:`serving.auth.required_scope`) and its 401, 403 and 429 answers.
+:class:`OpenAPIMiddleware` serves the result in place of BentoML's.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Any
 
 import orjson
 from pydantic import BaseModel
+
+from serving.auth import ANY_KEY, PUBLIC, required_scope
 
 #: Every error body: ``error`` names the field and the rule; a 400 of a body that breaks
 #: the request model lists each problem in ``detail`` (location, message, kind).
@@ -130,7 +134,56 @@ def document_spec(
                     content["text/plain"] = {"schema": {"type": "string"}}
                 responses[str(status)] = {"description": answer.description, "content": content}
             operation["responses"] = responses
-    return out
+    return add_security(out)
+
+
+SECURITY_SCHEMES: dict[str, Any] = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key (`nextbest keys create`, docs/security.md).",
+    },
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+}
+_UNAUTHORIZED = ErrorAnswer("No API key, or an unknown (revoked) one.")
+_TOO_MANY = ErrorAnswer("The API key is over its rate limit; retry after Retry-After seconds.")
+
+
+def _answer(description: str, header: str | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": _REF.format(model="Error")}}},
+    }
+    if header:
+        answer["headers"] = {header: {"schema": {"type": "string"}}}
+    return answer
+
+
+def add_security(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` with the API key schemes, every operation's key requirement (the scope in
+    its description) and its 401, 403 and 429 answers; health routes need no key."""
+    components = spec.setdefault("components", {})
+    components.setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
+    components.setdefault("schemas", {}).setdefault("Error", ERROR_SCHEMA)
+    spec["security"] = [{"bearer": []}, {"apiKey": []}]
+    for path, item in spec.get("paths", {}).items():
+        rule = required_scope(path.split("{", 1)[0])  # a template: its fixed prefix
+        for method in _METHODS:
+            operation = item.get(method)
+            if not isinstance(operation, dict):
+                continue
+            if rule.scope == PUBLIC:
+                operation["security"] = []
+                continue
+            responses = operation.setdefault("responses", {})
+            responses["401"] = _answer(_UNAUTHORIZED.description, "WWW-Authenticate")
+            responses["429"] = _answer(_TOO_MANY.description, "Retry-After")
+            if rule.scope != ANY_KEY:
+                responses["403"] = _answer(f"The API key lacks the scope `{rule.scope}`.")
+                note = f"Needs an API key with the scope `{rule.scope}`."
+                operation["description"] = f"{operation.get('description') or ''}\n\n{note}"
+                operation["description"] = operation["description"].strip()
+    return spec
 
 
 class OpenAPIMiddleware:

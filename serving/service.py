@@ -10,7 +10,8 @@ read or written, /decide (and /events, the consent history) answer 503 with
 A thin shell around :class:`serving.decider.OnlineDecider`, which is built once at
 start-up from the settings (champion model by MLflow alias, Feast store, catalog, policy,
 decision log). BentoML also serves ``/healthz``, ``/livez``, ``/readyz``, ``/metrics``
-(Prometheus) and the OpenAPI page at ``/`` (spec at ``/docs.json``).
+(Prometheus) and the OpenAPI page at ``/`` (spec at ``/docs.json``). Every route but the
+health checks needs an API key of the route's scope (:mod:`serving.auth`).
 
 Start it with ``bentoml serve serving.service:NextBest`` or ``nextbest serve``.
 
@@ -48,6 +49,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from core.api_keys import KeyRing
 from core.errors import DependencyUnavailable, InputError
 from core.settings import Settings, get_settings
 from core.vocabulary import EVENT_TYPES
@@ -55,6 +57,7 @@ from customers.feature_schema import CatalogTerms
 from decisions.context_schema import context_dict, context_model
 from decisions.ledger import TOKEN_PATTERN
 from decisions.policy import load_policy
+from serving.auth import AuthMiddleware, caller, required_scope
 from serving.batching import MicroBatcher
 from serving.decider import OnlineDecider
 from serving.events import EventConflict
@@ -115,7 +118,8 @@ extras = FastAPI(title="nextbest catalog")
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     """FastAPI's own refusals (a body it cannot parse, a route or method it does not have)
     in the one error body of the spec (``{"error": ...}``, serving/openapi.py)."""
-    log.info("%s [%s] %d: %s", request.url.path, request.method, exc.status_code, exc.detail)
+    route = required_scope(request.url.path).pattern  # the path may hold an identifier
+    log.info("%s [%s] %d: %s", route, request.method, exc.status_code, exc.detail)
     return JSONResponse(
         {"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
     )
@@ -267,7 +271,8 @@ class NextBestService:
     ) -> dict[str, Any]:
         """Record a customer event (or a product's ``stock_changed``) in the ledger (on
         disk before the answer); the next decision for the customer sees it, by its event
-        time (stock: within a second, for every customer)."""
+        time (stock: within a second, for every customer). The event's actor is the name
+        of the API key that sent it."""
         data = self.inputs["/events"].model_construct(
             customer=customer,
             type=type,
@@ -293,6 +298,7 @@ class NextBestService:
                 payload,
                 event_id=data.event_id,
                 source=data.source,
+                actor=caller(),
             )
         except DependencyUnavailable as exc:
             return self._unavailable(exc, "/events [POST]")
@@ -359,6 +365,10 @@ class NextBestService:
         return report.__dict__
 
 
+#: Worker processes of the service (one per core); per-key rate limits are divided by it.
+WORKERS = 2
+
+
 def service_options(settings: Settings) -> dict[str, Any]:
     """The options of ``bentoml.service`` for the decision service."""
     return {
@@ -373,7 +383,7 @@ def service_options(settings: Settings) -> dict[str, Any]:
         # One worker per core. /decide is async: its CPU work runs on the worker's event loop
         # and it awaits the decision log's writer thread, so while one decision waits for its
         # disk sync the worker decides the next ones, which join the next group commit.
-        "workers": 2,
+        "workers": WORKERS,
         # Threads of BentoML's route for the sync endpoints. JsonApiMiddleware answers /events
         # (which waits on the ledger's synced commit) in the event loop's default executor.
         "threads": 4,
@@ -468,7 +478,16 @@ def nextbest_service() -> bentoml.Service[NextBestService]:
     events.input_spec = events_input_model(events.input_spec, terms)
     # Inside BentoML's middleware chain (the first added is the outermost): metrics,
     # tracing exclusion, timeout and concurrency limit still apply; only the router and
-    # BentoML's API wrapper are skipped for the JSON APIs.
+    # BentoML's API wrapper are skipped for the JSON APIs. The key check comes first:
+    # nothing of a request without a valid key is read.
+    keys = KeyRing(settings.api_keys_path, settings.api_keys)
+    if not keys.records():
+        log.warning(
+            "no API keys in %s or the settings: every route but health answers 401 "
+            "(create one with `nextbest keys create`)",
+            settings.api_keys_path,
+        )
+    svc.add_asgi_middleware(AuthMiddleware, keys=keys, workers=WORKERS)
     svc.add_asgi_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     svc.add_asgi_middleware(OpenAPIMiddleware, service=svc)
     svc.add_asgi_middleware(

@@ -27,7 +27,10 @@ EMAIL_MARKETING = {
 
 def _decide(service: Server, cid: str) -> dict:
     r = httpx.post(
-        f"{service.url}/decide", json={"customer": {"id": cid}, "channel": "email"}, timeout=30
+        f"{service.url}/decide",
+        headers=service.headers,
+        json={"customer": {"id": cid}, "channel": "email"},
+        timeout=30,
     )
     assert r.status_code == 200, r.text
     return r.json()
@@ -37,7 +40,7 @@ def _post_event(
     service: Server, cid: str, type_: str, payload: dict | None = None, **kw
 ) -> httpx.Response:
     body = {"customer": {"id": cid}, "type": type_, "payload": payload or {}, **kw}
-    return httpx.post(f"{service.url}/events", json=body, timeout=60)
+    return httpx.post(f"{service.url}/events", headers=service.headers, json=body, timeout=60)
 
 
 def _event(service: Server, cid: str, type_: str, payload: dict | None = None, **kw) -> dict:
@@ -114,7 +117,7 @@ def test_newest_consent_wins_whatever_the_arrival_order(
     d = _decide(service, cid)
     assert d["chosen_action"] not in EMAIL_MARKETING
     assert {_codes(d)[a] for a in EMAIL_MARKETING} == {"NO_CONSENT"}
-    r = httpx.get(f"{service.url}/customers/{cid}/consent", timeout=30)
+    r = httpx.get(f"{service.url}/customers/{cid}/consent", headers=service.headers, timeout=30)
     assert r.status_code == 200, r.text
     changes = r.json()["changes"]
     assert [(c["event_id"], c["granted"], c["source"]) for c in changes] == [
@@ -122,7 +125,8 @@ def test_newest_consent_wins_whatever_the_arrival_order(
         (f"{cid}-withdraw", False, "preference_centre"),
     ]
     assert all(c["actor"] for c in changes)
-    assert httpx.get(f"{service.url}/customers/nobody/consent", timeout=30).status_code == 404
+    nobody = f"{service.url}/customers/nobody/consent"
+    assert httpx.get(nobody, headers=service.headers, timeout=30).status_code == 404
 
 
 def test_a_case_is_open_by_its_newest_open_and_close_in_event_time(
@@ -251,8 +255,8 @@ def test_a_reported_delivery_counts_once_against_the_cap(
     # served but not reported: not a contact
     assert _decide(service, cid)["chosen_action"] in EMAIL_MARKETING
     body = {**report, "timestamp": _ago(minutes=5)}
-    first = httpx.post(f"{service.url}/events", json=body, timeout=30)
-    again = httpx.post(f"{service.url}/events", json=body, timeout=30)
+    first = httpx.post(f"{service.url}/events", headers=service.headers, json=body, timeout=30)
+    again = httpx.post(f"{service.url}/events", headers=service.headers, json=body, timeout=30)
     assert first.json()["applied"] and not again.json()["applied"]
     after = _decide(service, cid)
     assert after["chosen_action"] == "no_action" and after["report_delivery"] is None

@@ -9,6 +9,7 @@ aside), and both log every decision they answer.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from core.api_keys import create_key
 from devtools.process import Server, start_server, stop_server
 from tests.conftest import World
 
@@ -88,7 +90,8 @@ def test_fast_path_answers_as_bentoml_route(
     statuses = []
     fast_ids, slow_ids = [], []
     for body in _bodies(world):
-        for headers in ({"content-type": "application/json"}, {}):
+        for media in ({"content-type": "application/json"}, {}):
+            headers = {**service.headers, **media}
             fast = httpx.post(f"{service.url}/decide", content=body, headers=headers, timeout=30)
             slow = httpx.post(
                 f"{bentoml_route.url}/decide", content=body, headers=headers, timeout=30
@@ -110,7 +113,26 @@ def test_fast_path_answers_as_bentoml_route(
 
 def test_other_media_types_are_refused_and_other_routes_reach_bentoml(service: Server) -> None:
     # the APIs are declared JSON only: a form body is refused before anything parses it
-    r = httpx.post(f"{service.url}/decide", data={"channel": "email"}, timeout=30)
+    url, headers = service.url, service.headers
+    r = httpx.post(f"{url}/decide", headers=headers, data={"channel": "email"}, timeout=30)
     assert r.status_code == 415 and r.json() == {"error": "body: must be application/json"}
-    assert httpx.get(f"{service.url}/decide", timeout=30).status_code == 405
-    assert httpx.get(f"{service.url}/readyz", timeout=30).status_code == 200
+    assert httpx.get(f"{url}/decide", headers=headers, timeout=30).status_code == 405
+    assert httpx.get(f"{url}/readyz", headers=headers, timeout=30).status_code == 200
+
+
+def test_both_paths_refuse_a_request_without_the_decide_scope(
+    world: World, service: Server, bentoml_route: Server
+) -> None:
+    """The key check runs before the fast path: both paths give the same refusals."""
+    key, _ = create_key(world.settings.api_keys_path, "fast-http-events-only", ["events"])
+    time.sleep(1.2)  # each worker re-reads the key file at most once a second
+    body = _bodies(world)[0]
+    for server in (service, bentoml_route):
+        url = f"{server.url}/decide"
+        none = httpx.post(url, content=body, timeout=30)
+        wrong = httpx.post(url, content=body, headers={"X-API-Key": key + "x"}, timeout=30)
+        scoped = httpx.post(url, content=body, headers={"X-API-Key": key}, timeout=30)
+        assert (none.status_code, wrong.status_code, scoped.status_code) == (401, 401, 403)
+        assert none.headers["www-authenticate"].startswith("Bearer")
+        assert scoped.json() == {"error": "this API key lacks the scope 'decide'"}
+        assert httpx.post(url, content=body, headers=server.headers, timeout=30).status_code == 200

@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from core.api_keys import hash_key, load_keys
+from core.vocabulary import API_SCOPES
 from tests.params import SEED, SMALL_CUSTOMERS
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -33,3 +35,11 @@ def test_pipeline_generates_resolves_builds_trains_and_scores(
     assert summary["customers"] == len(scores) == identity["customer_id"].nunique()
     assert summary["model_version"].endswith("/1")
     assert set(scores["group"]) == {"treatment", "holdout"}
+    # a demo key with every scope: shown once, saved 0600, only its hash in the key file
+    key = (tmp_path / "demo-api-key").read_text().strip()
+    assert key.startswith("nb_") and key in result.output
+    assert (tmp_path / "demo-api-key").stat().st_mode & 0o777 == 0o600
+    stored = (tmp_path / "api_keys.json").read_text()
+    assert key not in stored and hash_key(key) in stored
+    [demo] = load_keys(tmp_path / "api_keys.json")
+    assert (demo.name, set(demo.scopes)) == ("demo", set(API_SCOPES))

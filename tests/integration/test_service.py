@@ -29,6 +29,7 @@ def _decide(
 ) -> dict:
     r = httpx.post(
         f"{service.url}/decide",
+        headers=service.headers,
         json={
             "customer": {"id": cid, "id_type": id_type},
             "channel": channel,
@@ -43,6 +44,7 @@ def _decide(
 def _event(service: Server, cid: str, type_: str, payload: dict | None = None) -> dict:
     r = httpx.post(
         f"{service.url}/events",
+        headers=service.headers,
         json={
             "customer": {"id": cid},
             "type": type_,
@@ -136,7 +138,7 @@ def test_unknown_identifier_is_answered_safely(service: Server) -> None:
 def test_malformed_requests_are_4xx_naming_the_field(
     service: Server, body: dict, field: str
 ) -> None:
-    r = httpx.post(f"{service.url}/decide", json=body, timeout=30)
+    r = httpx.post(f"{service.url}/decide", headers=service.headers, json=body, timeout=30)
     assert 400 <= r.status_code < 500
     assert field in r.text
 
@@ -254,12 +256,13 @@ def test_holdout_customers_are_never_treated(world: World, service: Server) -> N
 
 
 def test_catalog_health_metrics_and_openapi(service: Server) -> None:
-    r = httpx.get(f"{service.url}/actions", timeout=10)
+    r = httpx.get(f"{service.url}/actions", headers=service.headers, timeout=10)
     assert r.status_code == 200
     assert {"email_phone_upgrade", "web_loan_banner"} <= {a["id"] for a in r.json()["actions"]}
     for path in ("/healthz", "/readyz", "/livez", "/docs.json"):
-        assert httpx.get(f"{service.url}{path}", timeout=10).status_code == 200, path
-    metrics = httpx.get(f"{service.url}/metrics", timeout=10)
+        r = httpx.get(f"{service.url}{path}", headers=service.headers, timeout=10)
+        assert r.status_code == 200, path
+    metrics = httpx.get(f"{service.url}/metrics", headers=service.headers, timeout=10)
     assert metrics.status_code == 200 and "# TYPE" in metrics.text
 
 

@@ -6,7 +6,13 @@ from __future__ import annotations
 from customers.contract import REQUIRED_TABLES, TABLES
 from customers.feature_schema import CatalogTerms, feature_tables, null_features, view_specs
 
-TERMS = CatalogTerms(products=("card",), categories=("cards",), action_ids=("email_card",))
+TERMS = CatalogTerms(
+    products=("card",),
+    categories=("cards",),
+    action_ids=("email_card",),
+    channels=("email",),
+    purposes=("marketing",),
+)
 
 
 def test_a_feature_is_null_only_when_all_its_tables_are_absent() -> None:

@@ -61,7 +61,8 @@ def test_the_service_class_takes_its_tracing_option_from_settings(
 
 def test_the_service_chain_limits_bodies_serves_the_spec_and_answers_the_json_apis() -> None:
     # Whether the JSON middleware answers is decided per request (the running instance's
-    # handler); the middlewares themselves are always in the chain, the body limit first.
+    # handler); the middlewares themselves are always in the chain, the key check first
+    # (BentoML's app builds the service's middlewares in the order added, the first outermost).
     code = (
         "import serving.service as s; "
         "print([(m.__name__, o.get('max_bytes'), o.get('paths')) "
@@ -69,7 +70,8 @@ def test_the_service_chain_limits_bodies_serves_the_spec_and_answers_the_json_ap
     )
     line = _last_line_printed(code, NEXTBEST_MAX_REQUEST_BYTES="2048")
     assert line == (
-        "[('BodyLimitMiddleware', 2048, None), ('OpenAPIMiddleware', None, None), "
+        "[('AuthMiddleware', None, None), ('BodyLimitMiddleware', 2048, None), "
+        "('OpenAPIMiddleware', None, None), "
         "('JsonApiMiddleware', None, ('/decide', '/events'))]"
     )
 
