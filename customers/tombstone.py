@@ -23,16 +23,11 @@ import numpy as np
 import pandas as pd
 
 from core.settings import Settings
+from core.vocabulary import ID_TYPES
 
-#: The canonical record columns that carry an identifier of :data:`ID_TYPES` kind.
-IDENTIFIER_COLUMNS: tuple[str, ...] = (
-    "email",
-    "phone",
-    "crm_id",
-    "loyalty_id",
-    "app_account_id",
-    "device_id",
-)
+#: The canonical record columns that carry an identifier: every identifier type but the
+#: unified ``customer_id`` (which no source record holds).
+IDENTIFIER_COLUMNS: tuple[str, ...] = tuple(t for t in ID_TYPES if t != "customer_id")
 _TAG = "\x00tombstone\x00"
 
 
