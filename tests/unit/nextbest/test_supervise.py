@@ -32,9 +32,11 @@ def _run(tmp_path: Path, line: str, **kwargs: object) -> tuple[object, list[psut
     script.write_text(SERVER.format(delay=1.5, line=line))
     out = io.BytesIO()
     seen: list[psutil.Process] = []
+    # Processes this test session started before (a Spark gateway, say) are not the server's.
+    earlier = {p.pid for p in psutil.Process().children(recursive=True)}
 
     def is_up() -> bool:  # never up: the start bound or a signal ends it
-        seen.extend(psutil.Process().children(recursive=True))
+        seen.extend(p for p in psutil.Process().children(recursive=True) if p.pid not in earlier)
         return False
 
     outcome = supervise(
