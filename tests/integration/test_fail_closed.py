@@ -26,7 +26,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from devtools.process import Server, free_port, start_server, stop_server
+from devtools.process import Server, free_port, provision_test_key, start_server, stop_server
 from tests.conftest import ROOT, World
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -331,20 +331,25 @@ def test_redis_down_or_hung_is_503_within_the_timeout_and_recovers(
 # --- nextbest serve --------------------------------------------------------------------------
 
 
-def _serve(home: Path, port: int, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+def _serve(
+    home: Path, port: int, output: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """``nextbest serve`` over ``home``; what it prints goes to ``output`` (a pipe nobody
+    reads would fill and stop the server)."""
     env = {
         **os.environ,
         "NEXTBEST_HOME": str(home),
         "PYTHONWARNINGS": "ignore",
         **(extra_env or {}),
     }
-    return subprocess.Popen(
-        [sys.executable, "-m", "nextbest", "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    with output.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "nextbest", "serve", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _descendants_until_exit(proc: subprocess.Popen, bound: float) -> set[psutil.Process]:
@@ -370,11 +375,11 @@ def _all_gone(procs: set[psutil.Process], bound: float = 5.0) -> list[psutil.Pro
 def test_nextbest_serve_exits_1_when_its_workers_cannot_start(world: World, tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text("version: broken\nrules: [unclosed\n")
-    proc = _serve(world.home, free_port(), {"NEXTBEST_POLICY": str(policy)})
+    output = tmp_path / "serve.out"
+    proc = _serve(world.home, free_port(), output, {"NEXTBEST_POLICY": str(policy)})
     seen = _descendants_until_exit(proc, bound=180)
-    out, err = proc.communicate()
-    assert proc.returncode == 1
-    message = err.decode()
+    assert proc.wait() == 1
+    message = output.read_text(errors="replace")
     assert "cannot start the decision service" in message and "policy.yaml" in message, message
     assert seen, "the server was never started"
     assert not _all_gone(seen)
@@ -392,8 +397,11 @@ def test_sigterm_to_nextbest_serve_stops_the_whole_server_after_its_answers(
     world: World, home: Path
 ) -> None:
     port = free_port()
-    proc = _serve(home, port)
-    server = Server(f"http://127.0.0.1:{port}", proc, home / "serve.log")
+    key = provision_test_key(home)
+    proc = _serve(home, port, home / "serve.log")
+    server = Server(
+        f"http://127.0.0.1:{port}", proc, home / "serve.log", {"Authorization": f"Bearer {key}"}
+    )
     family: set[psutil.Process] = set()
     try:
         end = time.monotonic() + 180
@@ -421,6 +429,8 @@ def test_sigterm_to_nextbest_serve_stops_the_whole_server_after_its_answers(
         for c in clients:
             c.start()
         while len(answered) < 20:
+            assert any(c.is_alive() for c in clients), f"clients stopped: {refused}"
+            assert time.monotonic() < end, "no load reached the server"
             time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         for c in clients:
