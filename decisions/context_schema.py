@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from decisions.decision_log import looks_like_email, looks_like_phone
-from decisions.policy import BooleanKey, IntegerKey, NumberKey, Policy, StringKey
+from decisions.policy import BooleanKey, IntegerKey, NumberKey, Policy, StockKey, StringKey
 
 #: The message of a context key the policy does not list (pydantic's ``extra_forbidden``).
 NOT_ALLOWED = "not allowed by the policy"
@@ -62,12 +62,21 @@ def _boolean(spec: BooleanKey) -> Any:
     return Annotated[bool, Field(strict=True)]
 
 
+def _stock(spec: StockKey) -> Any:
+    # Product ids are checked against the catalog when the decision is made
+    # (decisions.stock.context_stock); here the shape and the bounds.
+    units = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
+    product = Annotated[str, Field(min_length=1, max_length=128)]
+    return Annotated[dict[product, units], Field(max_length=spec.max_products)]  # type: ignore[valid-type]
+
+
 #: One builder per key type of the policy (a new type: one row here, one class there).
 _BUILDERS: dict[str, Callable[[Any], Any]] = {
     "string": _string,
     "number": _number,
     "integer": _integer,
     "boolean": _boolean,
+    "stock": _stock,
 }
 
 

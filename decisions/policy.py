@@ -10,7 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from customers.feature_schema import CatalogTerms
 from decisions.catalog import (
@@ -153,10 +160,20 @@ class BooleanKey(_Strict):
     description: str = ""
 
 
-#: One allowed key of the request context; a new kind of value (an object such as a
-#: product -> units stock map) is one more class here and one builder in
-#: :mod:`decisions.context_schema`.
-ContextKey = Annotated[StringKey | NumberKey | IntegerKey | BooleanKey, Field(discriminator="type")]
+class StockKey(_Strict):
+    """Units in stock per product (catalog product id -> finite number >= 0) that override
+    the stock for this decision; needs ``suppression.context_stock``."""
+
+    type: Literal["stock"]
+    max_products: int = Field(64, ge=1, le=10_000)
+    description: str = ""
+
+
+#: One allowed key of the request context; a new kind of value is one more class here and
+#: one builder in :mod:`decisions.context_schema`.
+ContextKey = Annotated[
+    StringKey | NumberKey | IntegerKey | BooleanKey | StockKey, Field(discriminator="type")
+]
 
 
 class Policy(_Strict):
@@ -176,6 +193,19 @@ class Policy(_Strict):
         description="The keys a /decide request's context may carry (anything else is "
         "refused), each with its type and limits.",
     )
+
+    @model_validator(mode="after")
+    def _stock_key_needs_the_switch(self) -> Policy:
+        # A declared stock key with the override switched off would be accepted and then
+        # silently ignored. (The switch on without the key: the caller's stock is refused
+        # at the door as a key the policy does not allow.)
+        declared = [k for k, spec in self.context.items() if isinstance(spec, StockKey)]
+        if declared and not self.suppression.context_stock:
+            raise ValueError(
+                f"context.{declared[0]} is of type stock but suppression.context_stock is "
+                "off: switch it on, or remove the key"
+            )
+        return self
 
     @field_validator("version", mode="before")
     @classmethod

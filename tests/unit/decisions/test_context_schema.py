@@ -86,3 +86,21 @@ def test_a_bad_context_section_fails_naming_the_key(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         _model(tmp_path, context)
+
+
+def test_a_stock_key_is_a_bounded_map_of_units_and_needs_the_override_switch(
+    tmp_path: Path,
+) -> None:
+    m = _model(tmp_path, {"stock": {"type": "stock", "max_products": 2}})
+    assert context_dict(m.model_validate_json(b'{"stock": {"card": 0, "loan": 2.5}}')) == {
+        "stock": {"card": 0.0, "loan": 2.5}
+    }
+    for bad in (b'{"stock": {"card": -1}}', b'{"stock": {"a": 1, "b": 1, "c": 1}}'):
+        with pytest.raises(ValidationError):
+            m.model_validate_json(bad)
+    data = yaml.safe_load((ROOT / "config" / "policy.yaml").read_text())
+    data["suppression"]["context_stock"] = False
+    path = tmp_path / "off.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="context.stock is of type stock but"):
+        load_policy(path)
