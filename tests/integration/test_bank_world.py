@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 import yaml
 
@@ -77,6 +78,10 @@ def test_the_doc_walkthrough_runs_as_documented(
     assert failures and all(r.command.message in r.output for r in failures)
     assert "Traceback" not in "".join(r.output for r in failures)
     assert (Path(final["WORK"]) / "scores" / "email.parquet").exists()
+    # `nextbest pipeline --sources` did the same in one go, in its own home
+    one_go = Path(final["WORK"]) / "home-pipeline"
+    assert (one_go / "scores" / "email.parquet").exists()
+    assert pd.read_parquet(one_go / "scores" / "email.parquet")["chosen_action"].notna().all()
 
 
 @pytest.fixture(scope="module")
