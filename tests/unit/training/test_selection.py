@@ -141,7 +141,8 @@ def test_selection_rejects_bad_arguments() -> None:
         )
 
 
-def test_max_rows_bounds_the_cross_fit_and_the_refit_uses_every_row() -> None:
+def _recorded_selection(**options: Any) -> tuple[Any, Any, list[Any]]:
+    """An S learner that records its fit rows, selected on a small experiment (3 folds)."""
     df, _ = make_experiment(900, SEED)
     RecordingSLearner.fitted_on.clear()
     chosen = select_uplift_learner(
@@ -152,12 +153,16 @@ def test_max_rows_bounds_the_cross_fit_and_the_refit_uses_every_row() -> None:
         control=CONTROL,
         propensity=1 / 3,
         n_folds=3,
-        shrinkage=(1.0,),
         seed=SEED,
         bootstrap=5,
-        max_rows=400,
+        **options,
     )
-    *folds, refit = RecordingSLearner.fitted_on
+    return df, chosen, list(RecordingSLearner.fitted_on)
+
+
+def test_max_rows_bounds_the_cross_fit_and_the_refit_uses_every_row() -> None:
+    df, chosen, fits = _recorded_selection(shrinkage=(1.0,), max_rows=400)
+    *folds, refit = fits
     sampled = set().union(*(set(f) for f in folds))
     assert len(sampled) == 400 and all(len(f) < 400 for f in folds)
     assert {i for _, held in chosen.folds for i in held} == sampled
@@ -165,22 +170,7 @@ def test_max_rows_bounds_the_cross_fit_and_the_refit_uses_every_row() -> None:
 
 
 def _fold_fit(average_folds: bool, shrinkage: tuple[float, ...]) -> tuple[Any, Any, Any]:
-    df, _ = make_experiment(900, SEED)
-    RecordingSLearner.fitted_on.clear()
-    chosen = select_uplift_learner(
-        {"s": RecordingSLearner(control=CONTROL, **SMALL)},
-        df[FEATURES],
-        df["arm"].to_numpy(),
-        df["bought"].to_numpy(),
-        control=CONTROL,
-        propensity=1 / 3,
-        n_folds=3,
-        shrinkage=shrinkage,
-        seed=SEED,
-        bootstrap=5,
-        average_folds=average_folds,
-    )
-    return df, chosen, list(RecordingSLearner.fitted_on)
+    return _recorded_selection(shrinkage=shrinkage, average_folds=average_folds)
 
 
 def test_average_folds_keeps_the_winners_fold_models_and_fits_nothing_more() -> None:
