@@ -63,7 +63,9 @@ class BodyLimitMiddleware:
         await self.app(scope, replay_body(b"".join(chunks), receive), send)
 
     async def _refuse(self, scope: dict[str, Any], send: Send) -> None:
-        log.info("%s [%s] 413: body larger than the limit", scope["path"], scope["method"])
+        # The first path segment only: the rest may carry an identifier (/customers/{id}/...).
+        route = "/" + scope["path"].lstrip("/").split("/", 1)[0]
+        log.info("%s [%s] 413: body larger than the limit", route, scope["method"])
         body = error_body(f"body: larger than {self.max_bytes} bytes")
         await send(
             {

@@ -105,6 +105,10 @@ def refused(route: str, status: int, fields: str) -> None:
     log.info("%s [POST] %d: invalid %s", route, status, fields)
 
 
+#: Our loggers whose INFO lines the server log shows (none of them logs a request value).
+_SERVICE_LOGGERS = ("serving", "decisions")
+
+
 def _field_of(exc: Exception) -> str:
     """The field a :class:`RequestError` names (its message starts with it)."""
     return str(exc).split(":", 1)[0]
@@ -150,6 +154,10 @@ class NextBestService:
         #: the same answers at a fraction of the framework's CPU, unless switched off or
         #: traced (a span wants BentoML's request context).
         self.fast_decide = fast_http_enabled(settings)
+        # BentoML's server logging keeps the root at WARNING: without this the service's
+        # INFO lines (refused requests by field name, start-up, stock reloads) are dropped.
+        for name in _SERVICE_LOGGERS:
+            logging.getLogger(name).setLevel(logging.INFO)
         log.info("nextbest service ready: model %s", self.decider.runtime.model_version)
 
     @bentoml.api(route="/decide")

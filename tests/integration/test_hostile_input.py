@@ -160,6 +160,8 @@ def test_hostile_requests_are_refused_naming_the_field_and_change_nothing(
     for value in (EMAIL, PHONE, PHONE_INTL, "7946"):
         assert value not in logged
     assert "Traceback" not in logged and "ERROR" not in logged
+    # the refusals are logged, at INFO, by the field they got wrong
+    assert "/decide [POST] 400: invalid context.email" in logged, logged[-2000:]
 
 
 def test_every_operation_answers_as_its_spec_says(service: Server) -> None:
