@@ -546,17 +546,13 @@ def repeated_targets(splits: Sequence[Mapping[str, Any]], arms: Sequence[str]) -
 
 def repeated_verdict(targets: Mapping[str, Any]) -> str:
     """One line: each target on the mean over splits, with the paired gap and its SE."""
-    qini = [
-        f"{k[5:]} {'met' if v['met'] else 'MISSED'} ({v['gap']:+.4f} ± {v['gap_se']:.4f} vs "
-        f"{v['best_reference']})"
-        for k, v in targets.items()
-        if k.startswith("qini_") and isinstance(v, dict)
-    ]
+    qini = _qini_states(
+        targets, lambda v: f"{v['gap']:+.4f} ± {v['gap_se']:.4f} vs {v['best_reference']}"
+    )
     pv = targets["policy_value"]
-    state = "met" if pv["met"] else "met within its SE" if pv["met_within_se"] else "MISSED"
     return (
-        f"Over {targets['splits']} splits, Qini per arm: {'; '.join(qini)}. Policy value "
-        f"{state}: {pv['gap']:+.4f} ± {pv['gap_se']:.4f} vs {pv['bar']}."
+        f"Over {targets['splits']} splits, Qini per arm: {qini}. Policy value "
+        f"{_value_state(pv)}: {pv['gap']:+.4f} ± {pv['gap_se']:.4f} vs {pv['bar']}."
     )
 
 
@@ -585,18 +581,30 @@ def _shrinkage_check(
     }
 
 
-def verdict(targets: Mapping[str, Any]) -> str:
-    """One line per dataset: each target met or missed, with the gap and its paired SE."""
-    qini = [
-        f"{k[5:]} {'met' if v['met'] else 'MISSED'} ({v['gap']:+.4f} vs {v['best_reference']}, "
-        f"floor {v['best_reference_value'] - v['best_reference_se']:.4f})"
+def _qini_states(targets: Mapping[str, Any], detail: Callable[[Mapping[str, Any]], str]) -> str:
+    return "; ".join(
+        f"{k[5:]} {'met' if v['met'] else 'MISSED'} ({detail(v)})"
         for k, v in targets.items()
         if k.startswith("qini_") and isinstance(v, dict)
-    ]
+    )
+
+
+def _value_state(pv: Mapping[str, Any]) -> str:
+    return "met" if pv["met"] else "met within its SE" if pv["met_within_se"] else "MISSED"
+
+
+def verdict(targets: Mapping[str, Any]) -> str:
+    """One line per dataset: each target met or missed, with the gap and its paired SE."""
+    qini = _qini_states(
+        targets,
+        lambda v: (
+            f"{v['gap']:+.4f} vs {v['best_reference']}, "
+            f"floor {v['best_reference_value'] - v['best_reference_se']:.4f}"
+        ),
+    )
     pv = targets["policy_value"]
-    state = "met" if pv["met"] else "met within its SE" if pv["met_within_se"] else "MISSED"
     return (
-        f"Qini per arm: {'; '.join(qini)}. Policy value {state}: {pv['ours']:.4f} vs "
+        f"Qini per arm: {qini}. Policy value {_value_state(pv)}: {pv['ours']:.4f} vs "
         f"{pv['bar']} {pv['bar_value']:.4f}, gap {pv['gap']:+.4f} ± {pv['gap_paired_se']:.4f}."
     )
 
