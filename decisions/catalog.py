@@ -5,10 +5,11 @@ cost, business lever, dates, eligibility predicates (declared data, never code),
 and the response-model arm whose scores it borrows. "No action" is implicit and always
 available, so an action with the id ``no_action`` is an error.
 
-The file also declares the channels, the purposes, the product categories and the
-products: an action's ``channels``, ``purpose``, ``product`` and ``category`` must be among
-them, and the per-channel, per-purpose, per-product, per-category and per-action features,
-the contact-policy checks, the source contract and the service's API enums are derived from
+The file also declares the channels (each optionally with how it reads inside a reason
+sentence), the purposes, the product categories and the products: an action's
+``channels``, ``purpose``, ``product`` and ``category`` must be among them, and the
+per-channel, per-purpose, per-product, per-category and per-action features, the
+contact-policy checks, the source contract and the service's API enums are derived from
 them (:meth:`Catalog.terms`).
 """
 
@@ -40,6 +41,8 @@ from customers.feature_schema import CatalogTerms
 #: exist is declared by the catalog and checked against it (:func:`load_catalog`).
 Channel = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)]
 Purpose = Channel
+#: How a channel reads inside a reason sentence ("in a branch"): plain text, trimmed.
+Phrase = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
 #: What a contact cap names for "every channel together": no catalog channel may be called so.
 ALL_CHANNELS = "all"
 ActionKind = Literal[ACTION_KINDS]  # type: ignore[valid-type]
@@ -70,6 +73,26 @@ class Predicate(BaseModel):
         if any(not math.isfinite(v) for v in values):
             raise ValueError("value must be finite")
         return self
+
+
+class ChannelEntry(BaseModel):
+    """One declared channel: its id and, optionally, how it reads inside a reason sentence.
+
+    ``channels:`` takes a plain id (``email``) or a mapping
+    (``{id: branch, phrase: "in a branch"}``); a channel without a phrase reads
+    "by <channel>" (:func:`decisions.reasons.channel_phrase`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Channel
+    phrase: Phrase | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_id(cls, v: Any) -> Any:
+        # The plain list form (``channels: [email, sms]``) stays valid: an id alone.
+        return {"id": v} if isinstance(v, str) else v
 
 
 class Product(BaseModel):
@@ -148,8 +171,10 @@ class Catalog(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: str = Field(min_length=1)
-    channels: list[Channel] = Field(
-        min_length=1, description="Channels actions are delivered on, consent is asked for."
+    channels: list[ChannelEntry] = Field(
+        min_length=1,
+        description="Channels actions are delivered on, consent is asked for; each an id or "
+        "{id, phrase}.",
     )
     purposes: list[Purpose] = Field(
         min_length=1, description="Purposes consent is given for and actions are sent under."
@@ -173,20 +198,31 @@ class Catalog(BaseModel):
             raise ValueError("categories must not repeat")
         return v
 
-    @field_validator("channels", "purposes")
+    @field_validator("purposes")
     @classmethod
-    def _unique_terms(cls, v: list[str]) -> list[str]:
-        repeated = sorted({t for t in v if v.count(t) > 1})
-        if repeated:
-            raise ValueError(f"must not repeat: {', '.join(repeated)}")
+    def _unique_purposes(cls, v: list[str]) -> list[str]:
+        _refuse_repeats(v)
         return v
 
     @field_validator("channels")
     @classmethod
-    def _all_is_reserved(cls, v: list[str]) -> list[str]:
-        if ALL_CHANNELS in v:
+    def _unique_channels(cls, v: list[ChannelEntry]) -> list[ChannelEntry]:
+        ids = [c.id for c in v]
+        _refuse_repeats(ids)
+        if ALL_CHANNELS in ids:
             raise ValueError(f"'{ALL_CHANNELS}' is reserved (contact caps over every channel)")
         return v
+
+    @property
+    def channel_ids(self) -> list[str]:
+        """Channel ids in file order."""
+        return [c.id for c in self.channels]
+
+    @property
+    def channel_phrases(self) -> dict[str, str]:
+        """Channel id -> how it reads inside a reason sentence, for the channels that
+        declare a phrase (a new dict per call: the engine keeps its plan's copy)."""
+        return {c.id: c.phrase for c in self.channels if c.phrase is not None}
 
     def terms(self) -> CatalogTerms:
         """Products, categories, action ids, channels and purposes in file order, for the
@@ -195,7 +231,7 @@ class Catalog(BaseModel):
             products=tuple(p.id for p in self.products),
             categories=tuple(self.categories),
             action_ids=tuple(self.ids),
-            channels=tuple(self.channels),
+            channels=tuple(self.channel_ids),
             purposes=tuple(self.purposes),
         )
 
@@ -236,13 +272,19 @@ class Catalog(BaseModel):
             raise ConfigError("; ".join(problems))
 
 
+def _refuse_repeats(values: list[str]) -> None:
+    repeated = sorted({t for t in values if values.count(t) > 1})
+    if repeated:
+        raise ValueError(f"must not repeat: {', '.join(repeated)}")
+
+
 def describe_validation_error(
     exc: ValidationError, raw: Any, path: str | Path, list_key: str | Sequence[str]
 ) -> str:
     """Render pydantic errors as ``file: entry: field 'x': message`` lines.
 
     ``list_key`` names the top-level list(s) whose items are named by their ``id`` (or
-    index).
+    index; a plain string item names itself).
     """
     keys = (list_key,) if isinstance(list_key, str) else tuple(list_key)
     lines = []
@@ -253,7 +295,8 @@ def describe_validation_error(
             key, idx = str(loc[0]), loc[1]
             items = raw.get(key) if isinstance(raw, dict) else None
             item = items[idx] if isinstance(items, list) and idx < len(items) else None
-            item_id = item.get("id") if isinstance(item, dict) else None
+            item_id = item.get("id") if isinstance(item, dict) else item
+            item_id = item_id if isinstance(item_id, str) else None
             entry = f"{key}[{idx}]" + (f" (id '{item_id}')" if item_id else "")
             loc = loc[2:]
         elif len(loc) >= 2 and isinstance(loc[0], str) and isinstance(raw, dict):
@@ -301,6 +344,7 @@ def _check_references(catalog: Catalog, path: Path) -> None:
     products and categories, and an action's category is its product's."""
     categories = set(catalog.categories)
     products = {p.id: p for p in catalog.products}
+    channels = catalog.channel_ids
     problems = [
         f"{path}: products[{i}] (id '{p.id}'): field 'category': '{p.category}' is not "
         "declared in categories"
@@ -311,9 +355,9 @@ def _check_references(catalog: Catalog, path: Path) -> None:
         entry = f"{path}: actions[{i}] (id '{a.id}')"
         problems += [
             f"{entry}: field 'channels.{j}': '{c}' is not declared in channels "
-            f"({', '.join(catalog.channels)})"
+            f"({', '.join(channels)})"
             for j, c in enumerate(a.channels)
-            if c not in catalog.channels
+            if c not in channels
         ]
         if a.purpose not in catalog.purposes:
             problems.append(
@@ -347,7 +391,9 @@ def load_catalog(path: str | Path, feature_names: Sequence[str] | None = None) -
     try:
         catalog = Catalog.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(describe_validation_error(e, raw, p, ("products", "actions"))) from e
+        raise ConfigError(
+            describe_validation_error(e, raw, p, ("channels", "products", "actions"))
+        ) from e
     _check_references(catalog, p)
     if feature_names is not None:
         catalog.validate_features(feature_names, source=str(p))

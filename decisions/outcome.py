@@ -188,7 +188,7 @@ class Decisions:
                     "propensity": propensity_all[i],
                     "explored": explored_all[i],
                     "reason": _REASON_NAME[row_reason],
-                    "reason_text": row_sentence(row_reason, fields),
+                    "reason_text": row_sentence(row_reason, fields, plan.channel_phrases),
                     "ranked": ranked,
                     "excluded": excluded,
                     "model_version": model_version,
@@ -242,7 +242,7 @@ class Decisions:
                 fields["observed"] = observed
         if code in (Reason.NEGATIVE_VALUE,):
             fields["score"] = float(self.score[i, c])
-        return sentence(code, fields)
+        return sentence(code, fields, self.plan.channel_phrases)
 
     def to_columns(self) -> dict[str, np.ndarray]:
         """Columnar form for batch: one entry per customer, top-k flattened into columns."""

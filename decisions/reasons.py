@@ -41,15 +41,11 @@ class Reason(IntEnum):
     BEST_VALUE = 20
 
 
-#: How each channel reads inside a sentence ("... consented to marketing by email").
-CHANNEL_PHRASES: dict[str, str] = {
-    "email": "by email",
-    "sms": "by SMS",
-    "push": "by push notification",
-    "web": "on the website",
-    "app": "in the app",
-    "call_center": "by phone call",
-}
+#: How a channel without a declared phrase reads inside a sentence: neutral, since nothing
+#: is known about it ("... consented to marketing by email"). The catalog's ``channels:``
+#: entries declare better wording ({id: branch, phrase: "in a branch"}), compiled once into
+#: ``Plan.channel_phrases``.
+FALLBACK_CHANNEL_PHRASE = "by {channel}"
 
 OP_PHRASES: dict[str, str] = {
     "eq": "equal to",
@@ -133,15 +129,28 @@ def code(reason: int) -> str:
     return Reason(int(reason)).name
 
 
-def sentence(reason: int, fields: Mapping[str, object] | None = None) -> str:
+def channel_phrase(channel: str, channel_phrases: Mapping[str, str] | None = None) -> str:
+    """How ``channel`` reads inside a sentence: its phrase in ``channel_phrases`` (the
+    catalog's), else the neutral :data:`FALLBACK_CHANNEL_PHRASE`."""
+    phrase = (channel_phrases or {}).get(channel)
+    return phrase if phrase is not None else FALLBACK_CHANNEL_PHRASE.format(channel=channel)
+
+
+def sentence(
+    reason: int,
+    fields: Mapping[str, object] | None = None,
+    channel_phrases: Mapping[str, str] | None = None,
+) -> str:
     """Fill the sentence template of ``reason`` with the action, feature and values given.
 
-    Unknown fields read as "unknown" so a missing detail never breaks a decision record.
+    ``channel_phrases`` (channel id -> phrase, the catalog's) words the channel; without
+    it, or for a channel it lacks, the channel reads "by <channel>". Unknown fields read as
+    "unknown" so a missing detail never breaks a decision record.
     """
     template = SENTENCES[Reason(int(reason))]
     values = _Blank({k: _fmt(v) for k, v in (fields or {}).items()})
     if "channel" in values and "channel_phrase" not in values:
-        values["channel_phrase"] = CHANNEL_PHRASES.get(values["channel"], f"by {values['channel']}")
+        values["channel_phrase"] = channel_phrase(values["channel"], channel_phrases)
     if "op" in values and "op_phrase" not in values:
         values["op_phrase"] = OP_PHRASES.get(values["op"], values["op"])
     # format_map looks fields up in ``values`` itself, so _Blank's __missing__ still
@@ -149,9 +158,14 @@ def sentence(reason: int, fields: Mapping[str, object] | None = None) -> str:
     return template.format_map(values)
 
 
-def row_sentence(reason: int, fields: Mapping[str, object] | None = None) -> str:
-    """Sentence explaining a whole decision (the chosen action, or why there is none)."""
+def row_sentence(
+    reason: int,
+    fields: Mapping[str, object] | None = None,
+    channel_phrases: Mapping[str, str] | None = None,
+) -> str:
+    """Sentence explaining a whole decision (the chosen action, or why there is none);
+    ``channel_phrases`` as in :func:`sentence`."""
     r = Reason(int(reason))
     if r in ROW_SENTENCES:
         return ROW_SENTENCES[r]
-    return sentence(r, fields)
+    return sentence(r, fields, channel_phrases)

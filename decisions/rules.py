@@ -13,6 +13,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -107,6 +108,8 @@ class Plan:
     holdout_salt: bytes
     missing_features: list[str]
     feature_pos: dict[str, int]
+    #: Channel id -> how it reads in a reason sentence (the catalog's, read-only).
+    channel_phrases: Mapping[str, str] = field(default_factory=dict)
     #: Rendered exclusion sentences by everything they depend on; the same few facts
     #: (action, failed check, observed value) recur in almost every decision.
     sentence_cache: dict[tuple, str] = field(default_factory=dict, repr=False)
@@ -171,6 +174,8 @@ def compile_plan(
         holdout_salt=policy.holdout.salt.encode(),
         missing_features=sorted(missing),
         feature_pos=pos,
+        # Built once here, so rendering a sentence never builds the table again.
+        channel_phrases=MappingProxyType(catalog.channel_phrases),
     )
 
 

@@ -155,6 +155,8 @@ def test_a_branch_channel_and_advice_purpose_the_demo_never_had(
 ) -> None:
     world, _ = bank
     catalog = yaml.safe_load(world.catalog.read_text())
+    # channels are plain ids or {id, phrase} entries: the ids, in file order
+    catalog["channels"] = [c if isinstance(c, str) else c["id"] for c in catalog["channels"]]
     # the API's enums are the bank catalog's channels and purposes
     spec = httpx.get(f"{service.url}/docs.json", headers=service.headers, timeout=10).json()
     decide = spec["paths"]["/decide"]["post"]["requestBody"]["content"]["application/json"]
@@ -176,6 +178,9 @@ def test_a_branch_channel_and_advice_purpose_the_demo_never_had(
     without = _decide(service, "branch", NO_ADVICE_CUSTOMER)
     assert without["chosen_action"] == "no_action"
     assert _first_reasons(without)["branch_mortgage_review"] == "NO_CONSENT"
+    # the reason reads in the bank's words for its branch (its catalog's phrase)
+    texts = {e["action_id"]: e["reasons"][0]["text"] for e in without["excluded"]}
+    assert texts["branch_mortgage_review"] == "Customer has not consented to advice in a branch."
     # consent to advice in branch given through /events (validated against the catalog)
     event = {
         "customer": {"id": NO_ADVICE_CUSTOMER, "id_type": "crm_id"},

@@ -54,7 +54,7 @@ def test_default_configs_fit_the_generator_and_feature_schema():
 
     cat = load_catalog(ROOT / "config" / "catalog.yaml")
     # the demo's feature columns are unchanged: same channels and purposes, same order
-    assert (tuple(cat.channels), tuple(cat.purposes)) == (CHANNELS, PURPOSES)
+    assert (tuple(cat.channel_ids), tuple(cat.purposes)) == (CHANNELS, PURPOSES)
     for g in ACTIONS:
         a = cat.action(g.action_id)
         assert (a.channels, a.purpose, a.kind) == ([g.channel], g.purpose, g.kind)
@@ -194,8 +194,42 @@ def test_terms_follow_the_file_order():
             "purpose",
             "'advice' is not declared in purposes",
         ),
-        (lambda d: d["channels"].remove("push"), "actions[3]", "channels.0", "'push'"),
-        (lambda d: d["channels"].append("Branch Office"), "channels", "channels.6", "pattern"),
+        (
+            lambda d: d.update(channels=[c for c in d["channels"] if c["id"] != "push"]),
+            "actions[3]",
+            "channels.0",
+            "'push'",
+        ),
+        (
+            lambda d: d["channels"].append("Branch Office"),
+            "channels[6] (id 'Branch Office')",
+            "id",
+            "pattern",
+        ),
+        (
+            lambda d: d["channels"].append({"id": "branch", "phrse": "in a branch"}),
+            "channels[6] (id 'branch')",
+            "phrse",
+            "Extra inputs are not permitted",
+        ),
+        (
+            lambda d: d["channels"].append({"id": "branch", "phrase": "  "}),
+            "channels[6] (id 'branch')",
+            "phrase",
+            "at least 1 character",
+        ),
+        (
+            lambda d: d["channels"].append({"id": "branch", "phrase": 7}),
+            "channels[6] (id 'branch')",
+            "phrase",
+            "valid string",
+        ),
+        (
+            lambda d: d["channels"].append({"id": "email"}),
+            "top level",
+            "channels",
+            "repeat: email",
+        ),
         (lambda d: d["purposes"].append("service"), "top level", "purposes", "repeat: service"),
         (lambda d: d.pop("channels"), "top level", "channels", "required"),
         (lambda d: d.update(purposes=[]), "top level", "purposes", "at least 1"),
@@ -244,3 +278,39 @@ def test_a_channel_and_purpose_the_generator_never_made_name_their_features(tmp_
     assert [n for n in names if n in set(demo)] == demo
     # consent: advice on 7 channels, 3 purposes on branch; contacts 7/30d; shown ts/days
     assert len(names) - len(demo) == 7 + 3 + 2 + 2
+
+
+def test_channels_are_plain_ids_or_entries_with_a_phrase_mixed(tmp_path):
+    data = yaml.safe_load((ROOT / "config" / "catalog.yaml").read_text())
+    data["channels"] = [
+        "email",
+        {"id": "sms", "phrase": "  by text message "},
+        {"id": "push"},
+        *data["channels"][3:],
+    ]
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump(data))
+    cat = load_catalog(path)
+    # the ids, their order and so every derived column are those of the plain list
+    assert cat.terms().channels == demo_terms().channels
+    phrases = cat.channel_phrases
+    assert phrases["sms"] == "by text message"  # trimmed
+    assert "email" not in phrases and "push" not in phrases  # no phrase: the fallback
+    assert phrases["call_center"] == "by phone call"
+
+
+def test_the_demo_catalog_declares_the_demo_wording_and_the_bank_its_own():
+    from tests.worlds.bank import CONFIG_DIR
+
+    demo = load_catalog(ROOT / "config" / "catalog.yaml")
+    assert demo.channel_phrases == {
+        "email": "by email",
+        "sms": "by SMS",
+        "push": "by push notification",
+        "web": "on the website",
+        "app": "in the app",
+        "call_center": "by phone call",
+    }
+    bank = load_catalog(CONFIG_DIR / "catalog.yaml")
+    assert bank.channel_ids == ["email", "sms", "branch", "web"]
+    assert bank.channel_phrases["branch"] == "in a branch" and "email" not in bank.channel_phrases

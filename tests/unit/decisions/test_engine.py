@@ -360,3 +360,33 @@ def test_cached_exclusion_sentences_equal_freshly_rendered_ones(plan, names, mon
     assert not plan.sentence_cache
     assert [r["excluded"] for r in first] == [r["excluded"] for r in fresh]
     assert [r["excluded"] for r in cached] == [r["excluded"] for r in fresh]
+
+
+def test_a_bank_channel_reads_in_the_bank_s_words() -> None:
+    """The bank's catalog words its branch channel; the engine's reason sentences use it."""
+    from customers.feature_schema import all_feature_names
+    from decisions.catalog import load_catalog
+    from decisions.policy import load_policy
+    from tests.worlds.bank import CONFIG_DIR
+
+    bank = load_catalog(CONFIG_DIR / "catalog.yaml")
+    pol = load_policy(CONFIG_DIR / "policy.yaml", bank.terms())
+    names = all_feature_names(bank.terms())
+    model = ViewsModel(bank.ids)
+    model.feature_names = ["tenure_days", "value_tier", "age", "views_30d_mortgages"]
+    plan = compile_plan(bank, no_random(pol), names, model)
+    row = {**default_row(names), "consent_advice_branch": 0.0}
+    d = decide(matrix(names, [row]), ["C0000001"], plan, ctx("branch", stock={}))
+    [record] = d.records()
+    excluded = {e["action_id"]: e for e in record["excluded"]}
+    assert excluded["branch_mortgage_review"]["reason"] == "NO_CONSENT"
+    assert excluded["branch_mortgage_review"]["sentence"] == (
+        "Customer has not consented to advice in a branch."
+    )
+    # email, which the bank's catalog gives no phrase, reads "by email"
+    row = {**default_row(names), "consent_marketing_email": 0.0}
+    [record] = decide(matrix(names, [row]), ["C0000001"], plan, ctx("email", stock={})).records()
+    excluded = {e["action_id"]: e for e in record["excluded"]}
+    assert excluded["email_savings_offer"]["sentence"] == (
+        "Customer has not consented to marketing by email."
+    )

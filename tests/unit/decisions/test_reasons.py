@@ -1,6 +1,6 @@
 """Every reason code has a readable sentence."""
 
-from decisions.reasons import CHANNEL_PHRASES, SENTENCES, Reason, code, row_sentence, sentence
+from decisions.reasons import SENTENCES, Reason, channel_phrase, code, row_sentence, sentence
 
 
 def test_every_reason_has_a_sentence():
@@ -24,8 +24,23 @@ def test_sentence_fills_action_feature_and_value():
         },
     )
     assert text == "Loan banner requires value_tier to be at least 1; the customer has 0."
-    for ch, phrase in CHANNEL_PHRASES.items():
-        assert phrase in sentence(Reason.NO_CONSENT, {"purpose": "marketing", "channel": ch})
+
+
+def test_a_channel_reads_as_the_catalog_words_it_or_neutrally():
+    fields = {"purpose": "advice", "channel": "branch"}
+    phrases = {"branch": "in a branch", "sms": "by SMS"}
+    assert (
+        sentence(Reason.NO_CONSENT, fields, phrases)
+        == "Customer has not consented to advice in a branch."
+    )
+    # without the catalog's phrases, or for a channel they lack: "by <channel>"
+    assert sentence(Reason.NO_CONSENT, fields) == "Customer has not consented to advice by branch."
+    assert channel_phrase("web", phrases) == "by web"
+    capped = {"observed": 3.0, "days": 7, "threshold": 2, "channel": "sms"}
+    assert "3 times by SMS in the last 7 days" in sentence(Reason.CHANNEL_CAP, capped, phrases)
+    assert row_sentence(Reason.NOT_ON_CHANNEL, {"action": "X", "channel": "branch"}, phrases) == (
+        "X is not offered in a branch."
+    )
 
 
 def test_sentences_read_as_the_string_formatter_would_render_them() -> None:
