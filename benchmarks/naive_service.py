@@ -55,15 +55,12 @@ class NaiveNextBest:
         import mlflow
 
         from customers.feast_store import feature_store
-        from decisions.catalog import load_catalog
-        from decisions.policy import load_policy
-        from decisions.runtime import load_stock
+        from decisions.runtime import load_catalog_and_policy, load_stock
         from models.registry import configure_mlflow
 
         self.settings = get_settings()
         self.store = feature_store(self.settings)
-        self.catalog = load_catalog(self.settings.catalog)
-        self.policy = load_policy(self.settings.policy, self.catalog.terms())
+        self.catalog, self.policy = load_catalog_and_policy(self.settings)
         self.stock = load_stock(self.settings.stock_path)
         configure_mlflow(self.settings)
         self.pyfunc = mlflow.pyfunc.load_model(f"models:/{self.settings.model_name}@champion")

@@ -46,6 +46,25 @@ class Runtime:
     terms: CatalogTerms
 
 
+def _require_files(settings: Settings) -> None:
+    for path, what in ((settings.catalog, "action catalog"), (settings.policy, "policy")):
+        if not Path(path).exists():
+            raise StartupError(f"{what} file not found: {path}")
+
+
+def load_catalog_and_policy(settings: Settings) -> tuple[Catalog, Policy]:
+    """The settings' catalog, and their policy checked against it (its channels, purposes
+    and actions must be the catalog's).
+
+    Training, the service and every decision path load them through here, so a policy
+    naming something the catalog lacks fails each of them with the same
+    :class:`ConfigError`; a missing file raises :class:`StartupError`.
+    """
+    _require_files(settings)
+    catalog = load_catalog(settings.catalog)
+    return catalog, load_policy(settings.policy, catalog.terms())
+
+
 def preflight(settings: Settings, alias: str = "champion") -> None:
     """Check, cheaply, that a decision service can start: catalog and policy files, a Feast
     registry, and a model version holding ``alias``. Raises :class:`StartupError` saying what
@@ -55,9 +74,7 @@ def preflight(settings: Settings, alias: str = "champion") -> None:
 
     from models.registry import configure_mlflow
 
-    for path, what in ((settings.catalog, "action catalog"), (settings.policy, "policy")):
-        if not Path(path).exists():
-            raise StartupError(f"{what} file not found: {path}")
+    _require_files(settings)
     registry = settings.feast_dir / "registry.db"
     if not registry.exists():
         raise StartupError(
@@ -119,14 +136,10 @@ def load_runtime(settings: Settings, model: Any | None = None, alias: str = "cha
     """
     from models.registry import load_model_by_alias
 
-    for path, what in ((settings.catalog, "action catalog"), (settings.policy, "policy")):
-        if not Path(path).exists():
-            raise StartupError(f"{what} file not found: {path}")
-    catalog = load_catalog(settings.catalog)
+    catalog, policy = load_catalog_and_policy(settings)
     terms = catalog.terms()
     feature_names = all_feature_names(terms)
     catalog.validate_features(feature_names, source=str(settings.catalog))
-    policy = load_policy(settings.policy, terms)
     if model is None:
         try:
             model, version = load_model_by_alias(settings, alias)

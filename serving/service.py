@@ -54,9 +54,10 @@ from core.errors import DependencyUnavailable, InputError
 from core.settings import Settings, get_settings
 from core.vocabulary import EVENT_TYPES
 from customers.feature_schema import CatalogTerms
+from decisions.catalog import Catalog
 from decisions.context_schema import context_dict, context_model
 from decisions.ledger import TOKEN_PATTERN
-from decisions.policy import load_policy
+from decisions.policy import Policy
 from serving.auth import AuthMiddleware, caller, required_scope
 from serving.batching import MicroBatcher
 from serving.decider import OnlineDecider
@@ -408,10 +409,10 @@ def json_api_handler() -> Handler | None:
     return getattr(instance, "answer_json", None)
 
 
-def decide_input_model(base: type[BaseModel], settings: Settings) -> type[BaseModel]:
+def decide_input_model(base: type[BaseModel], policy: Policy) -> type[BaseModel]:
     """BentoML's input model of /decide with ``context`` typed by the policy's allow-list
     (so validation and the OpenAPI spec show the allowed keys and their limits)."""
-    context = context_model(load_policy(settings.policy))
+    context = context_model(policy)
     model = create_model(  # type: ignore[call-overload]
         base.__name__,
         __base__=base,
@@ -458,16 +459,17 @@ def events_input_model(base: type[BaseModel], terms: CatalogTerms) -> type[BaseM
     )
 
 
-def catalog_terms(settings: Settings) -> CatalogTerms:
-    """The channels, purposes, products, categories and actions of the settings' catalog
-    (a catalog that cannot be read stops the service before it starts)."""
-    from decisions.catalog import ConfigError, load_catalog
-    from decisions.runtime import StartupError
+def catalog_and_policy(settings: Settings) -> tuple[Catalog, Policy]:
+    """The settings' catalog and their policy checked against it; a file that cannot be
+    read, or a policy naming what the catalog lacks, stops the service before it starts
+    with the loader's message."""
+    from decisions.catalog import ConfigError
+    from decisions.runtime import StartupError, load_catalog_and_policy
 
     try:
-        return load_catalog(settings.catalog).terms()
+        return load_catalog_and_policy(settings)
     except ConfigError as exc:
-        raise StartupError(f"action catalog: {exc}") from exc
+        raise StartupError(str(exc)) from exc
 
 
 @functools.cache
@@ -476,11 +478,12 @@ def nextbest_service() -> bentoml.Service[NextBestService]:
     its input models take the policy's context allow-list and the catalog's channels and
     purposes."""
     settings = get_settings()
-    terms = catalog_terms(settings)
+    catalog, policy = catalog_and_policy(settings)
+    terms = catalog.terms()
     svc = bentoml.service(**service_options(settings))(NextBestService)
     api = svc.apis["decide"]
     api.input_spec = with_choices(
-        decide_input_model(api.input_spec, settings), channel=terms.channels
+        decide_input_model(api.input_spec, policy), channel=terms.channels
     )
     events = svc.apis["events"]
     events.input_spec = events_input_model(events.input_spec, terms)

@@ -158,13 +158,15 @@ class Evaluation:
 def load_dataset(settings: Settings, store: Any | None = None) -> Dataset:
     """Exposures -> training set from Feast (point-in-time, leakage-checked) -> split."""
     from customers.feast_store import FEATURE_SERVICE, feature_store
-    from decisions.catalog import load_catalog
+    from decisions.runtime import load_catalog_and_policy
 
+    # First, before any store is opened: a policy that does not fit the catalog fails
+    # here as it would at service start, not after a model was fitted and registered.
+    catalog, policy = load_catalog_and_policy(settings)
+    allow_sensitive = bool(getattr(policy, "allow_sensitive_features", False))
     store = store or feature_store(settings)
     entity_df = training_exposures(settings)
-    allow_sensitive = _policy_allows_sensitive(settings)
-    terms = load_catalog(settings.catalog).terms()
-    features = model_feature_names(terms, allow_sensitive=allow_sensitive)
+    features = model_feature_names(catalog.terms(), allow_sensitive=allow_sensitive)
     ts = build_training_set(store, entity_df, features, service=FEATURE_SERVICE)
     tr, va, te = split(ts, settings.seed)
     return Dataset(ts, features, allow_sensitive, tr, va, te)
@@ -358,15 +360,6 @@ def train(settings: Settings, store: Any | None = None) -> TrainResult:
         evaluation.net_value,
         evaluation.metrics,
     )
-
-
-def _policy_allows_sensitive(settings: Settings) -> bool:
-    if not settings.policy.exists():
-        return False
-    from decisions.policy import load_policy
-
-    policy = load_policy(settings.policy)
-    return bool(getattr(policy, "allow_sensitive_features", False))
 
 
 def _truth_outcomes(settings: Settings, test: pd.DataFrame, arms: list[str]) -> np.ndarray | None:
