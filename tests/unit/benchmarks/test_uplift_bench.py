@@ -53,3 +53,44 @@ def test_test_rows_never_reach_our_fit() -> None:
     assert set().union(*(set(rows) for rows in fits)) == set(ds.X.index[ds.train])
     assert result["ours"]["final_model"] == "average of the winner's fold models"
     assert result["test_rows"] == len(test_labels)
+
+
+def _split_figures(ours: float, s: float, t: float, value: float, arm: float) -> dict:
+    methods = {
+        "ours": {"qini_a": ours, "ips_value": value},
+        "causalml S": {"qini_a": s, "ips_value": 0.50},
+        "causalml T": {"qini_a": t, "ips_value": 0.40},
+    }
+    return {"methods": methods, "single_arms": {"control": 0.1, "a": arm}}
+
+
+def test_repeated_targets_pair_each_split_against_the_best_mean() -> None:
+    # T has the best mean Qini (0.30) though S wins split 0; the best arm (0.55) beats
+    # every reference's mean value, so it is the policy bar.
+    splits = [
+        _split_figures(0.28, 0.35, 0.30, 0.56, 0.55),
+        _split_figures(0.27, 0.20, 0.29, 0.52, 0.54),
+        _split_figures(0.29, 0.21, 0.31, 0.55, 0.56),
+    ]
+    tg = uplift_bench.repeated_targets(splits, ["a"])
+    q = tg["qini_a"]
+    assert q["best_reference"] == "causalml T"
+    assert q["gap"] == pytest.approx(-0.02)
+    assert q["gap_se"] == pytest.approx(0.0)  # ours is 0.02 below T in every split
+    assert q["best_reference_se"] == pytest.approx(0.01 / np.sqrt(3))
+    assert not q["met"]  # 0.28 < 0.30 - 0.0058
+    pv = tg["policy_value"]
+    assert pv["bar"] == "everyone a" and pv["best_reference"] == "causalml S"
+    assert pv["gap"] == pytest.approx((0.01 - 0.02 - 0.01) / 3)
+    assert not pv["met"] and pv["met_within_se"] == (pv["gap"] >= -pv["gap_se"])
+    assert uplift_bench.repeated_verdict(tg).startswith("Over 3 splits, Qini per arm: a MISSED")
+
+
+def test_resplit_keeps_rows_and_changes_the_split() -> None:
+    ds = uplift_bench.classification(100, seed=0)
+    again = uplift_bench.resplit(ds, 101)
+    assert len(again.train) == len(ds.train) and len(again.test) == len(ds.test)
+    assert set(again.train) | set(again.test) == set(range(len(ds.t)))
+    assert not set(again.train) & set(again.test)
+    assert set(again.test) != set(ds.test)
+    assert again.X is ds.X and (again.y == ds.y).all()
