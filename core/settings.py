@@ -160,7 +160,7 @@ class Settings(BaseSettings):
 
     @property
     def raw_dir(self) -> Path:
-        """Generated source-system exports (truth under ``truth/``)."""
+        """The raw source-system exports."""
         return self.root / "raw"
 
     @property

@@ -14,7 +14,6 @@ SQLite or Redis online store).
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import pyarrow.parquet as pq
 
 from core.errors import InputError
 from core.settings import Settings
+from core.sqlite_tx import immediate_transaction
 from customers.tombstone import IDENTIFIER_COLUMNS, record_key, tombstone_hash
 
 #: Native id column of each source's exports -> the source its values belong to.
@@ -101,12 +101,10 @@ def _strings(s: pd.Series) -> pd.Series:
     return s.astype(object).where(s.notna(), None).map(lambda v: None if v is None else str(v))
 
 
-def rows_of(
-    frame: pd.DataFrame, person: Person, salt: str, person_ids: frozenset = frozenset()
-) -> np.ndarray:
+def rows_of(frame: pd.DataFrame, person: Person, salt: str) -> np.ndarray:
     """Which rows of a table name ``person``: a record id of theirs, their customer id, a
-    native id of their records, an identifier whose key is theirs (email, phone, ... or an
-    ``id_type``/``id_value`` pair, or an ``identifier`` key), or one of ``person_ids``."""
+    native id of their records, or an identifier whose key is theirs (email, phone, ... or
+    an ``id_type``/``id_value`` pair, or an ``identifier`` key)."""
     from customers.normalise import identifier_keys
 
     hit = np.zeros(len(frame), dtype=bool)
@@ -134,8 +132,6 @@ def rows_of(
             values = _strings(frame["id_value"]).reset_index(drop=True)
             keys = identifier_keys(types[known], values[known], salt)
             hit[known] |= keys.isin(person.keys).to_numpy()
-    if person_ids and "person_id" in cols:
-        hit |= _strings(frame["person_id"]).isin(person_ids).to_numpy()
     return hit
 
 
@@ -158,28 +154,13 @@ def _read(path: Path) -> pd.DataFrame:
 
 
 def plan_tables(files: Iterable[Path], person: Person, salt: str) -> dict[Path, np.ndarray]:
-    """For each file holding rows of ``person``, the mask of those rows (nothing written).
-
-    The generator's ``truth/`` tables name persons by ``person_id``: the person ids of
-    rows found by record id join the search, so the truth goes too.
-    """
-    files = list(files)
+    """For each file holding rows of ``person``, the mask of those rows (nothing written;
+    each file read once)."""
     plan: dict[Path, np.ndarray] = {}
-    person_ids: set[str] = set()
     for path in files:
-        frame = _read(path)
-        mask = rows_of(frame, person, salt)
+        mask = rows_of(_read(path), person, salt)
         if mask.any():
             plan[path] = mask
-            if "person_id" in frame.columns:
-                person_ids |= set(_strings(frame.loc[mask, "person_id"]).dropna())
-    if person_ids:
-        for path in files:
-            frame = _read(path)
-            if "person_id" in frame.columns:
-                mask = rows_of(frame, person, salt, frozenset(person_ids))
-                if mask.any():
-                    plan[path] = mask
     return plan
 
 
@@ -240,10 +221,8 @@ def _erase_sqlite(config: Any, targets: list[tuple[Any, list[str]]]) -> int:
 
     version = config.entity_key_serialization_version
     versioning = getattr(config.registry, "enable_online_feature_view_versioning", False)
-    conn = sqlite3.connect(config.online_store.path, timeout=60.0, isolation_level=None)
-    try:
-        conn.execute("PRAGMA secure_delete=ON")
-        conn.execute("BEGIN IMMEDIATE")
+    # secure_delete: the freed pages are zeroed, so the deleted rows leave the file.
+    with immediate_transaction(config.online_store.path, pragmas=("secure_delete=ON",)) as conn:
         n = 0
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         for fv, (join_key, *values) in targets:
@@ -254,14 +233,7 @@ def _erase_sqlite(config: Any, targets: list[tuple[Any, list[str]]]) -> int:
             marks = ",".join("?" * len(keys))
             sql = f'DELETE FROM "{table}" WHERE entity_key IN ({marks})'
             n += conn.execute(sql, keys).rowcount
-        conn.execute("COMMIT")
-        return n
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    finally:
-        conn.close()
+    return n
 
 
 def _erase_redis(config: Any, targets: list[tuple[Any, list[str]]]) -> int:

@@ -971,7 +971,8 @@ def run_resolve(
     assignments written to ``out_path`` (next to it: households and refused links as
     parquet). Without it the generated exports under ``raw_dir`` are resolved into
     ``unified_dir``. Human links and splits in ``decisions_path`` (if it exists) are
-    honoured. Quality against a truth is :func:`customers.quality.evaluate_resolution`.
+    honoured. Quality against labelled evaluation data is
+    :func:`customers.quality.evaluate_resolution`.
     """
     from customers.corrections import load_decisions
 

@@ -18,15 +18,22 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from core.errors import InputError
 from core.settings import Settings
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from customers.erasure import Person
+
 #: Folders under the home that are not tables of customer rows, or have their own eraser.
-_NOT_TABLES = ("mlartifacts", "feast", "privacy", "decisions")
+#: ``raw/truth`` is evaluation data a generated home keeps beside its exports: not the
+#: product's to read (a caller that owns it erases it through ``forget``'s ``also``).
+_NOT_TABLES = ("mlartifacts", "feast", "privacy", "decisions", "raw/truth")
 _REASON_MAX = 500
 
 
@@ -86,11 +93,21 @@ class ForgetReport:
 
 
 def forget(
-    settings: Settings, identifier: str, id_type: str, reason: str, actor: str
+    settings: Settings,
+    identifier: str,
+    id_type: str,
+    reason: str,
+    actor: str,
+    also: Callable[[Person], dict[str, int]] | None = None,
 ) -> ForgetReport:
     """Erase the person ``identifier`` names from every store of the home, tombstone them
     and audit it; a bad identifier or reason raises :class:`InputError` (an unknown one
-    :class:`customers.erasure.UnknownPersonError`) with nothing changed."""
+    :class:`customers.erasure.UnknownPersonError`) with nothing changed.
+
+    ``also`` erases the person from stores this module does not know (the caller's own),
+    returning the rows removed per store for the audit entry. It runs after the checks
+    and before the identity lookup is rewritten, so a failed run can still be repeated.
+    """
     from customers.erasure import erase_online, erase_tables, find_person, plan_tables, table_files
     from customers.normalise import identifier_key
     from customers.tombstone import add_to_tombstone, tombstone_hash, tombstone_path
@@ -118,6 +135,8 @@ def forget(
         finally:
             ledger.close()
     removed["decision_log"] = erase_customers(settings.decision_log_dir, [person.customer_id])
+    if also is not None:
+        removed.update(also(person))
     for path, n in erase_tables(plan).items():
         removed[Path(path).relative_to(settings.root).parts[0]] += n
     report = ForgetReport(
@@ -138,7 +157,7 @@ def forget(
 
 #: Event-time column of the source-export tables retention ages out, first one found.
 EVENT_TIME_COLUMNS = ("ts", "exposed_at", "opened_at")
-#: Tables retention never touches: consent (proof of consent) and the generator's truth.
+#: Tables retention never touches: consent (proof of consent).
 _KEEP_TABLES = ("consent", "consent_events")
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from core.settings import Settings
+from core.sqlite_tx import immediate_transaction
 
 log = logging.getLogger(__name__)
 
@@ -76,22 +77,18 @@ def relocate_artifacts(settings: Settings) -> int:
     transaction, which a second process repeats as a no-op. A store configured elsewhere
     (``mlflow_tracking_uri``) is left alone.
     """
-    import sqlite3
     from urllib.parse import unquote, urlparse
 
     path = _home_store(settings)
     if path is None:
         return 0
-    conn = sqlite3.connect(path, timeout=60.0, isolation_level=None)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
+    with immediate_transaction(path) as conn:
         row = conn.execute(
             "SELECT artifact_location FROM experiments WHERE name = ?", (settings.experiment,)
         ).fetchone()
         new_uri = settings.artifact_root.as_uri()
         if row is None or not row[0] or row[0] == new_uri or not row[0].startswith("file:"):
-            conn.execute("ROLLBACK")
-            return 0
+            return 0  # nothing to move; the empty transaction ends with the block
         old_root = Path(unquote(urlparse(row[0]).path)).parent
         # One pass over both spellings, so a new home inside the old one is not rewritten
         # twice.
@@ -120,13 +117,6 @@ def relocate_artifacts(settings: Settings) -> int:
                 tmp = mlmodel.with_name(".MLmodel.moving")
                 tmp.write_text(pattern.sub(lambda m: swap[m.group(0)], text))
                 os.replace(tmp, mlmodel)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    finally:
-        conn.close()
     log.info(
         "MLflow store moved from %s to %s: %d values rewritten", old_root, settings.root, changed
     )

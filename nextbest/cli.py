@@ -475,12 +475,21 @@ def forget_cmd(
     ] = "email",
 ) -> None:
     """Erase a person from every store of the home, keep them out of later builds
-    (tombstone) and write an audit entry (docs/privacy.md)."""
+    (tombstone) and write an audit entry (docs/privacy.md); a generated home's ``truth/``
+    goes too."""
     import orjson
 
     from decisions.privacy import forget
 
-    report = forget(_settings(), identifier, id_type, reason, _actor())
+    settings = _settings()
+    also = None
+    truth = settings.raw_dir / "truth"
+    if truth.is_dir():
+        # The product never reads the generator's truth; the generator erases its own.
+        from demo.truth import erase_person
+
+        also = functools.partial(erase_person, truth)
+    report = forget(settings, identifier, id_type, reason, _actor(), also=also)
     typer.echo(orjson.dumps(report.__dict__).decode())
 
 

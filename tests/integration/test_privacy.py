@@ -20,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from core.settings import get_settings
+from customers.erasure import Person
 from devtools.process import Server, stop_server
 from tests.conftest import World, start_service
 
@@ -117,7 +118,7 @@ def _decide(server: Server, email: str) -> dict:
     return r.json()
 
 
-def _people(settings: object, n: int) -> list[tuple[str, object]]:
+def _people(settings: object, n: int) -> list[tuple[str, Person]]:
     """``n`` customers with a CRM e-mail that names them, as (email, person)."""
     from customers.erasure import UnknownPersonError, find_person
 
@@ -135,6 +136,17 @@ def _people(settings: object, n: int) -> list[tuple[str, object]]:
     raise AssertionError("the world has too few customers with several records")
 
 
+def _needles(email: str, person: Person, truth: pd.DataFrame) -> list[str]:
+    """Every value naming ``person``: customer id, e-mail, identity keys and the values
+    they hash, record ids, native ids, and the generator's person ids of their records."""
+    keys = person.keys
+    needles = [person.customer_id, email, *keys, *(k.split(":", 1)[1] for k in keys)]
+    needles += sorted(person.record_ids)
+    needles += [n for src in ("crm", "loyalty", "app", "web") for n in person.natives(src)]
+    mine = truth["record_id"].isin(person.record_ids)
+    return needles + sorted(set(truth.loc[mine, "person_id"]))
+
+
 def test_forget_leaves_no_trace_and_the_person_stays_gone(world: World, tmp_path: Path) -> None:
     from decisions.decision_log import read_log
     from decisions.privacy import audit_path, read_audit
@@ -145,6 +157,10 @@ def test_forget_leaves_no_trace_and_the_person_stays_gone(world: World, tmp_path
     shutil.copytree(world.home, home)
     settings = get_settings(home=home)
     (email_a, a), (email_b, b) = _people(settings, 2)
+    truth = pd.read_parquet(settings.raw_dir / "truth" / "records.parquet")
+    needles_a, needles_b = _needles(email_a, a, truth), _needles(email_b, b, truth)
+    assert truth["record_id"].isin(a.record_ids).any()  # the truth names them both
+    assert truth["record_id"].isin(b.record_ids).any()
     runner = CliRunner()
     env = {"NEXTBEST_HOME": str(home)}
 
@@ -161,10 +177,8 @@ def test_forget_leaves_no_trace_and_the_person_stays_gone(world: World, tmp_path
 
         done = runner.invoke(app, ["forget", email_a, "--reason", "erasure request 7"], env=env)
         assert done.exit_code == 0, done.output
-        needles = [a.customer_id, email_a, *a.keys, *(k.split(":", 1)[1] for k in a.keys)]
-        needles += sorted(a.record_ids)
-        needles += [n for src in ("crm", "loyalty", "app", "web") for n in a.natives(src)]
-        assert _files_holding(home, needles) == {}
+        # The whole home, the generator's truth/ included: the CLI's forget erases it too.
+        assert _files_holding(home, needles_a) == {}
 
         after = _decide(server, email_a)
         same = ("customer_id", "chosen_action", "actions", "reason")
@@ -178,6 +192,7 @@ def test_forget_leaves_no_trace_and_the_person_stays_gone(world: World, tmp_path
         assert entry["identifier_type"] == "email" and len(entry["identifier_hash"]) == 32
         assert entry["removed"]["online_store"] > 0 and entry["removed"]["raw"] > 0
         assert entry["removed"]["decision_log"] >= 1
+        assert entry["removed"]["truth"] >= 2  # their records and their persons row
         assert email_a.encode() not in audit_path(settings).read_bytes()
 
         body = {"customer": {"id": email_b, "id_type": "email"}, "reason": "erasure request 8"}
@@ -185,6 +200,10 @@ def test_forget_leaves_no_trace_and_the_person_stays_gone(world: World, tmp_path
         r = httpx.post(url, json=body, headers=server.headers, timeout=120)
         assert r.status_code == 200, r.text
         assert r.json()["removed"]["features"] > 0
+        # The route is the product's forget alone: it never reads the generator's truth/
+        # (synthetic evaluation data, which only the CLI's forget erases; docs/privacy.md).
+        assert _files_holding(home, needles_b, ("raw/truth/",)) == {}
+        assert "truth" not in r.json()["removed"]
         assert _decide(server, email_b)["reason"]["code"] == "UNKNOWN_CUSTOMER"
         again = httpx.post(url, json=body, headers=server.headers, timeout=60)
         assert again.status_code == 404

@@ -75,12 +75,27 @@ def test_find_person_by_any_identifier(tmp_path: Path) -> None:
         find_person(settings, "email", "not an email")
 
 
-def test_erase_tables_removes_the_persons_rows_only(tmp_path: Path) -> None:
+def test_erase_tables_removes_the_persons_rows_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import customers.erasure
+
     settings = _home(tmp_path)
     person = find_person(settings, "email", "ca@x.com")
     before = _hashes(tmp_path)
-    plan = plan_tables(table_files(tmp_path), person, SALT)
+    reads: list[Path] = []
+    read_once = customers.erasure._read
+
+    def counted(path: Path) -> pd.DataFrame:
+        reads.append(path)
+        return read_once(path)
+
+    monkeypatch.setattr(customers.erasure, "_read", counted)
+    files = table_files(tmp_path, skip=("raw/truth",))
+    plan = plan_tables(files, person, SALT)
     assert _hashes(tmp_path) == before  # planning writes nothing
+    assert sorted(reads) == files  # each file read once
+    assert not any("truth" in p.parts for p in files)
     removed = erase_tables(plan)
     raw = settings.raw_dir
 
@@ -92,7 +107,6 @@ def test_erase_tables_removes_the_persons_rows_only(tmp_path: Path) -> None:
     assert list(read(raw / "pos_baskets.parquet")["loyalty_id"]) == ["L9"]
     assert list(read(raw / "consent.parquet")["id_value"]) == ["CB@x.com", "nobody@x.com"]
     assert list(read(raw / "campaign_history.parquet")["crm_id"]) == ["K2", "K2"]
-    assert list(read(raw / "truth" / "persons.parquet")["person_id"]) == ["P2"]
     assert list(read(settings.unified_dir / "review_pairs.csv")["record_id_a"]) == ["email_lead:E1"]
     assert set(read(settings.unified_dir / "identity.parquet")["customer_id"]) == {"CB"}
     lookup = read(settings.features_dir / "identity_lookup.parquet")
