@@ -162,8 +162,11 @@ def load_dataset(settings: Settings, store: Any | None = None) -> Dataset:
 
     # First, before any store is opened: a policy that does not fit the catalog fails
     # here as it would at service start, not after a model was fitted and registered.
-    catalog, policy = load_catalog_and_policy(settings)
-    allow_sensitive = bool(getattr(policy, "allow_sensitive_features", False))
+    catalog, _ = load_catalog_and_policy(settings)
+    # The training rows include customers who never consented to profiling, so the
+    # policy's sensitive features stay out of every model fitted here (the serving gate of
+    # ``policy.modelling`` still guards a model that carries them).
+    allow_sensitive = False
     store = store or feature_store(settings)
     entity_df = training_exposures(settings)
     features = model_feature_names(catalog.terms(), allow_sensitive=allow_sensitive)
