@@ -81,7 +81,8 @@ def test_repeated_targets_pair_each_split_against_the_best_mean() -> None:
     assert not q["met"]  # 0.28 < 0.30 - 0.0058
     pv = tg["policy_value"]
     assert pv["bar"] == "everyone a" and pv["best_reference"] == "causalml S"
-    assert pv["gap"] == pytest.approx((0.01 - 0.02 - 0.01) / 3)
+    assert pv["gap"] == pv["gap_vs_best_single_arm"] == pytest.approx((0.01 - 0.02 - 0.01) / 3)
+    assert pv["gap_vs_best_reference"] == pytest.approx((0.06 + 0.02 + 0.05) / 3)
     assert not pv["met"] and pv["met_within_se"] == (pv["gap"] >= -pv["gap_se"])
     assert uplift_bench.repeated_verdict(tg).startswith("Over 3 splits, Qini per arm: a MISSED")
 
@@ -94,3 +95,22 @@ def test_resplit_keeps_rows_and_changes_the_split() -> None:
     assert not set(again.train) & set(again.test)
     assert set(again.test) != set(ds.test)
     assert again.X is ds.X and (again.y == ds.y).all()
+
+
+@pytest.mark.slow  # ours and four references fitted on two splits
+def test_repeated_splits_record_each_split_and_the_targets(tmp_path: Path) -> None:
+    builders = [lambda: uplift_bench.classification(150, seed=0)]
+    out = uplift_bench.run(
+        builders, draws=4, results_dir=tmp_path, on_step=lambda s: None, splits=2
+    )
+    rep = out["datasets"]["uplift_classification"]["repeated"]
+    assert [r["split_seed"] for r in rep["per_split"]] == [None, uplift_bench.SPLIT_SEED_BASE + 1]
+    first, second = rep["per_split"]
+    assert first["methods"]["ours"]["ips_value"] == pytest.approx(
+        out["datasets"]["uplift_classification"]["methods"]["ours"]["ips_value"]
+    )
+    assert set(second["methods"]) == METHODS and second["selected"]
+    assert set(second["candidates_refit"]) == {"s_learner", "t_learner", "x_learner"}
+    assert rep["targets"]["splits"] == 2 and rep["verdict"].startswith("Over 2 splits")
+    saved = json.loads((tmp_path / "uplift.json").read_text())
+    assert saved["splits"] == 2 and "repeated" in saved["datasets"]["uplift_classification"]
