@@ -8,7 +8,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from nextbest.cli import _fail_cleanly, app
+from nextbest.cli import app
+from nextbest.commands.common import fail_cleanly
 
 
 def _commands(group: typer.Typer) -> list:
@@ -55,7 +56,7 @@ def test_ingest_of_a_bad_file_names_file_column_and_rule(tmp_path: Path) -> None
 
 
 def test_a_bug_keeps_its_traceback() -> None:
-    @_fail_cleanly
+    @fail_cleanly
     def broken() -> None:
         raise KeyError("a bug, not the user's mistake")
 

@@ -1,0 +1,104 @@
+"""What every command shares: the console, the settings, the one-message error printer.
+
+Only typer, rich and the settings load here; each command imports its heavy packages
+inside its function, so ``nextbest --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from core.settings import Settings, get_settings
+
+console = Console(stderr=True)
+
+# Exceptions that are the user's to fix, by the module that defines them: one loaded
+# only if that module was imported (an error of a type never imported cannot occur).
+_USER_ERRORS = (
+    ("core.errors", "NextbestError"),
+    ("decisions.catalog", "ConfigError"),
+    ("decisions.runtime", "StartupError"),
+    ("batch.io", "BatchInputError"),
+)
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    found = (getattr(sys.modules.get(m), name, None) for m, name in _USER_ERRORS)
+    return tuple(t for t in found if isinstance(t, type))
+
+
+def fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a command; a user error is printed as one message and exits non-zero."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if not isinstance(exc, _user_error_types()):
+                raise
+            console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(getattr(exc, "exit_code", 2)) from None
+
+    return run
+
+
+class CleanTyper(typer.Typer):
+    """A Typer app whose every command reports user errors without a traceback."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
+        """Register a command wrapped in :func:`fail_cleanly`."""
+        register = super().command(*args, **kwargs)
+        return lambda fn: register(fail_cleanly(fn))
+
+
+SourcesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--sources",
+        help="Sources file mapping your exports onto the source contract "
+        "(docs/bring-your-own-data.md); default: the demo generator's exports.",
+    ),
+]
+
+
+#: Libraries whose INFO lines say nothing to a user of the CLI (Feast refreshes its registry
+#: cache on every lookup and says so each time).
+_QUIET_LOGGERS = ("feast.infra.registry.registry",)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """The settings with the options the user gave (``None`` = not given); logging set up."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return get_settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def progress_bar() -> Progress:
+    """A progress bar (spinner, description, bar, share, elapsed time) on the console."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )

@@ -1,0 +1,80 @@
+"""`nextbest features build|apply|materialize|show`: feature tables and the Feast stores."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from nextbest.commands.common import CleanTyper, SourcesOption, console, load_settings, progress_bar
+
+features_app = CleanTyper(no_args_is_help=True, help="Build and serve features with Feast.")
+
+
+@features_app.command("build")
+def features_build(sources: SourcesOption = None) -> None:
+    """Build feature tables from the unified record, apply the Feast repo and materialise."""
+    from nextbest.pipeline import build_features
+
+    settings = load_settings(sources=sources)
+    with progress_bar() as bar:
+        task = bar.add_task("feature snapshots", total=None)
+        out = build_features(settings, progress=lambda i, n: bar.update(task, completed=i, total=n))
+    console.print(
+        f"[green]features built[/]: {len(out['tables'])} tables, online store materialised"
+    )
+
+
+@features_app.command("apply")
+def features_apply() -> None:
+    """Register the Feast definitions (entities, views, feature service) in the registry."""
+    from customers.feast_store import apply
+    from decisions.catalog import load_catalog
+
+    settings = load_settings()
+    apply(settings, load_catalog(settings.catalog).terms())
+    console.print("[green]feast apply done[/]")
+
+
+@features_app.command("materialize")
+def features_materialize() -> None:
+    """Load the latest feature values up to ``as_of`` into the online store."""
+    from customers.feast_store import materialize
+
+    settings = load_settings()
+    with console.status("materialising"):
+        materialize(settings, end=settings.as_of)
+    console.print("[green]materialised[/]")
+
+
+@features_app.command("show")
+def features_show(
+    customer: Annotated[str, typer.Argument(help="Identifier value, e.g. a customer id or email.")],
+    id_type: Annotated[
+        str, typer.Option(help="customer_id|email|phone|crm_id|loyalty_id|device_id")
+    ] = "customer_id",
+) -> None:
+    """Print one customer's unified record as the online store serves it."""
+    from customers.feast_store import feature_store, lookup_customer, online_features
+    from customers.feature_schema import all_feature_names
+    from customers.normalise import identifier_key
+    from decisions.catalog import load_catalog
+
+    settings = load_settings()
+    store = feature_store(settings)
+    cid = (
+        customer
+        if id_type == "customer_id"
+        else lookup_customer(store, identifier_key(id_type, customer, settings.identifier_salt))
+    )
+    if cid is None:
+        console.print(f"[red]no customer for that {id_type}[/]")
+        raise typer.Exit(1)
+    names = all_feature_names(load_catalog(settings.catalog).terms())
+    row = online_features(store, [cid], settings.as_of.timestamp(), names)[0]
+    table = Table("feature", "value", title=f"customer {cid}")
+    for n, v in zip(names, row, strict=True):
+        table.add_row(n, f"{v:g}")
+    Console().print(table)

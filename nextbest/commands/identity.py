@@ -1,0 +1,62 @@
+"""`nextbest identity link|split|review`: human corrections to identity resolution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from core.errors import MissingInputError
+from nextbest.commands.common import CleanTyper, console, load_settings
+
+identity_app = CleanTyper(
+    no_args_is_help=True, help="Human corrections to identity resolution (link, split, review)."
+)
+
+
+def _decide(record_a: str, record_b: str, decision: str, reason: str) -> None:
+    from customers.corrections import decisions_path, record_decision
+
+    path = decisions_path(load_settings().root)
+    record_decision(path, record_a, record_b, decision, reason)
+    console.print(
+        f"[green]recorded[/]: {decision} {record_a} {record_b}; every later "
+        f"`nextbest resolve` honours it ({path})"
+    )
+
+
+@identity_app.command("link")
+def identity_link_cmd(
+    record_a: Annotated[str, typer.Argument(help="record_id of one record.")],
+    record_b: Annotated[str, typer.Argument(help="record_id of the other record.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (listed with the link).")] = "",
+) -> None:
+    """Record that two records are one person; later runs merge them whatever the guard says."""
+    _decide(record_a, record_b, "link", reason)
+
+
+@identity_app.command("split")
+def identity_split_cmd(
+    record_a: Annotated[str, typer.Argument(help="record_id of one record.")],
+    record_b: Annotated[str, typer.Argument(help="record_id of the other record.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept with the decision).")] = "",
+) -> None:
+    """Record that two records are different people; later runs never merge them."""
+    _decide(record_a, record_b, "split", reason)
+
+
+@identity_app.command("review")
+def identity_review_cmd(
+    reviewed: Annotated[
+        Path, typer.Argument(help="A review_pairs.csv with the decision column filled in.")
+    ],
+) -> None:
+    """Record the link/split decisions of a filled-in review file."""
+    from customers.corrections import decisions_from_review, decisions_path
+
+    path = decisions_path(load_settings().root)
+    if not reviewed.exists():
+        raise MissingInputError(f"review file {reviewed} does not exist")
+    n = decisions_from_review(reviewed, path)
+    console.print(f"[green]recorded {n:,} decisions[/] in {path}")

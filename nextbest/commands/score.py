@@ -1,0 +1,64 @@
+"""`nextbest score`: batch decisions for every customer (or a list) on a channel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from nextbest.commands.common import SourcesOption, console, load_settings, progress_bar
+
+
+def score_cmd(
+    channel: Annotated[str, typer.Option(help="Channel to decide for, e.g. email.")],
+    out: Annotated[Path, typer.Option(help="Decisions parquet file to write.")],
+    as_of: Annotated[
+        str | None, typer.Option(help="Decision/feature time (ISO); default settings.as_of.")
+    ] = None,
+    customers: Annotated[
+        Path | None, typer.Option(help="File of customer ids (one a line, or parquet).")
+    ] = None,
+    engine: Annotated[str, typer.Option(help="local or spark.")] = "local",
+    log_decisions: Annotated[bool, typer.Option(help="Append records to the log.")] = False,
+    sources: SourcesOption = None,
+) -> None:
+    """Batch-score every customer (or a list) on a channel with the shared decision engine."""
+    import pandas as pd
+
+    from batch.run import score_customers
+
+    settings = load_settings(sources=sources)
+    when = None
+    if as_of is not None:
+        t = pd.Timestamp(as_of)
+        when = (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).to_pydatetime()
+    with progress_bar() as bar:
+        task = bar.add_task(f"scoring {channel}", total=None)
+        summary = score_customers(
+            settings,
+            channel,
+            when,
+            out,
+            customer_ids=customers,
+            engine=engine,  # type: ignore[arg-type]
+            log_decisions=log_decisions,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    table = Table(title=f"{summary.customers:,} customers on {channel} ({summary.engine})")
+    table.add_column("action")
+    table.add_column("chosen", justify="right")
+    table.add_column("excluded by rule", justify="left")
+    for action, n in summary.chosen.items():
+        why = ", ".join(f"{r} {c:,}" for r, c in summary.excluded.get(action, {}).items())
+        table.add_row(action, f"{n:,}", why)
+    for action, reasons in summary.excluded.items():
+        if action not in summary.chosen:
+            table.add_row(action, "0", ", ".join(f"{r} {c:,}" for r, c in reasons.items()))
+    console.print(table)
+    console.print(
+        f"holdout {summary.holdout:,}, explored {summary.explored:,}; "
+        f"{summary.timings_s.get('total', 0):.1f} s ({summary.decisions_per_second:,.0f}/s); "
+        f"wrote {summary.out}"
+    )

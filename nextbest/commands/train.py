@@ -1,0 +1,93 @@
+"""`nextbest train` and `uplift fit|predict`: models of the home and of your own experiments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from nextbest.commands.common import CleanTyper, SourcesOption, console, load_settings
+
+uplift_app = CleanTyper(no_args_is_help=True, help="Uplift models on your own experiment export.")
+
+
+def train_cmd(sources: SourcesOption = None) -> None:
+    """Train, evaluate, log to MLflow, register, and gate promotion to ``champion``."""
+    from training.train import train
+
+    settings = load_settings(sources=sources)
+    with console.status("training (Feast training set, learners, MLflow)"):
+        result = train(settings)
+    console.print(
+        f"[green]model v{result.model_version}[/] ({result.learner}) -> "
+        f"[bold]{result.alias}[/]: {result.reason}"
+    )
+
+
+@uplift_app.command("fit")
+def uplift_fit(
+    data: Annotated[Path, typer.Option(help="Experiment export (CSV or parquet).")],
+    treatment: Annotated[str, typer.Option(help="Column with the arm of each row.")],
+    control: Annotated[str, typer.Option(help="Value of the treatment column for control.")],
+    outcome: Annotated[str, typer.Option(help="Outcome column (binary or continuous).")],
+    model_out: Annotated[Path, typer.Option(help="Directory to save the model in.")],
+    value: Annotated[str | None, typer.Option(help="Optional value column (e.g. revenue).")] = None,
+    features: Annotated[
+        str | None, typer.Option(help="Comma-separated feature columns (default: all others).")
+    ] = None,
+    propensity: Annotated[
+        str | None,
+        typer.Option(
+            help="Optional column: each row's assignment probability (default: arm shares)."
+        ),
+    ] = None,
+) -> None:
+    """Select (cross-fitted on the file's rows), fit and save an uplift learner on your own
+    experiment export."""
+    from training.generic import fit_uplift
+
+    settings = load_settings()
+    feats = [f.strip() for f in features.split(",") if f.strip()] if features else None
+    with console.status("fitting and selecting uplift learners"):
+        summary = fit_uplift(
+            data,
+            treatment,
+            control,
+            outcome,
+            model_out,
+            value=value,
+            features=feats,
+            seed=settings.seed,
+            propensity=propensity,
+        )
+    table = Table(title=f"uplift learners (5-fold cross-fitted), selected: {summary.learner}")
+    for col in ("learner", "ips_value", "ips_se", "qini_mean", "reason"):
+        table.add_column(col)
+    for row in summary.selection.to_dict(orient="records"):
+        table.add_row(
+            row["learner"],
+            f"{row['ips_value']:.5f}",
+            f"{row['ips_se']:.5f}",
+            f"{row['qini_mean']:.4f}",
+            row["reason"],
+        )
+    console.print(table)
+    console.print(f"saved to {summary.model_dir} (arms {summary.arms}, control {summary.control})")
+
+
+@uplift_app.command("predict")
+def uplift_predict(
+    model: Annotated[Path, typer.Option(help="Directory written by `uplift fit`.")],
+    data: Annotated[Path, typer.Option(help="Rows to score (CSV or parquet).")],
+    out: Annotated[Path, typer.Option(help="Output file (CSV or parquet by suffix).")],
+    id_column: Annotated[str | None, typer.Option(help="Id column to copy through.")] = None,
+) -> None:
+    """Predict outcomes per arm and uplift per treatment arm for every row."""
+    from training.generic import predict_uplift
+
+    load_settings()
+    with console.status("scoring"):
+        result = predict_uplift(model, data, out, id_column=id_column)
+    console.print(f"wrote {len(result)} rows x {result.shape[1]} columns to {out}")
