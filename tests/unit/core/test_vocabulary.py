@@ -84,4 +84,4 @@ def test_only_the_demo_generator_reads_the_demo_channels_and_purposes() -> None:
         and node.module == "core.vocabulary"
         and demo_words & {a.name for a in node.names}
     }
-    assert readers == {"demo/generate.py"}, readers
+    assert readers == {"demo/generate/catalog.py"}, readers
