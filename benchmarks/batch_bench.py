@@ -357,7 +357,7 @@ def run(
         }
     settings = get_settings(
         home=home,
-        catalog=write_catalog(),
+        catalog=write_catalog(home / CATALOG.name),
         chunk_size=chunk_size,
         mlflow_tracking_uri=model_settings.tracking_uri,
     )

@@ -135,3 +135,12 @@ def test_kill9_bench_loses_no_acknowledged_decision_or_event(world: World, tmp_p
     assert e["found_exactly_once"] == e["acknowledged"] and e["lost"] == 0
     assert e["stored_more_than_once"] == 0 and e["stored_not_acknowledged"] == 0
     assert out["events_left_unacknowledged_after_drain"] == 0 and out["met"]
+
+
+def test_the_committed_benchmark_catalog_is_the_one_batch_bench_writes(tmp_path: Path) -> None:
+    # http_bench and http_ab read the committed file; batch_bench writes its own copy into
+    # its home from config/catalog.yaml, so the two must not drift apart.
+    from benchmarks import batch_bench
+
+    written = batch_bench.write_catalog(tmp_path / "catalog.yaml")
+    assert written.read_text() == batch_bench.CATALOG.read_text()
