@@ -7,14 +7,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    SpinnerColumn,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from core.settings import Settings
@@ -37,14 +29,7 @@ def generate_cmd(
 
     settings = load_settings(customers=customers, seed=seed)
     out_dir = out or settings.raw_dir
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
+    with progress_bar() as bar:
         task = bar.add_task(f"generating {settings.customers:,} persons", total=len(OUTPUT_FILES))
         summary = generate(
             settings.customers,
