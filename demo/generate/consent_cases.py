@@ -56,7 +56,9 @@ def _service_cases(pop: _Population, ids: _Ids, seed: int, as_of_s: int, w: _Wri
 
     # Cases of persons with a duplicate CRM record sometimes sit on the duplicate.
     dup_pos = np.searchsorted(ids.crm_dup_of, p).clip(0, max(ids.crm_dup_of.size - 1, 0))
-    on_dup = (ids.crm_dup_of.size > 0) & (ids.crm_dup_of[dup_pos] == p) & (rng.random(m) < 0.25)
+    # A tiny world may have no duplicate at all (nothing to index); the draw stays in place.
+    has_dup = ids.crm_dup_of[dup_pos] == p if ids.crm_dup_of.size else np.zeros(m, dtype=bool)
+    on_dup = has_dup & (rng.random(m) < 0.25)
     crm_id = pc.if_else(
         pa.array(on_dup),
         pc.take(ids.crm_dup, pa.array(dup_pos))
