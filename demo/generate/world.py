@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from core.errors import InputError
 from demo.generate.arrays import _rng
 from demo.generate.behaviour import _app_events, _baskets, _web_events
 from demo.generate.campaigns import _campaigns
@@ -85,9 +86,11 @@ def generate(
     the name of each file once it is written (see :data:`OUTPUT_FILES`).
     """
     if n_customers < 10:
-        raise ValueError(f"n_customers must be at least 10, got {n_customers}")
+        raise InputError(
+            f"--customers: a generated world needs at least 10 persons, got {n_customers}"
+        )
     if as_of.tzinfo is None:
-        raise ValueError("as_of must be timezone-aware (UTC)")
+        raise InputError("as_of must be timezone-aware (UTC)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     as_of_s = int(as_of.timestamp())

@@ -36,6 +36,9 @@ _USER_ERRORS = (
     ("decisions.catalog", "ConfigError"),
     ("decisions.runtime", "StartupError"),
     ("batch.io", "BatchInputError"),
+    # A file that is not there is the user's to provide or to build with an earlier step;
+    # the message names the path.
+    ("builtins", "FileNotFoundError"),
 )
 
 

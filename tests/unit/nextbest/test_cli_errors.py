@@ -62,3 +62,25 @@ def test_a_bug_keeps_its_traceback() -> None:
 
     with pytest.raises(KeyError):
         broken()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["generate", "--customers", "5"], "at least 10 persons, got 5"),
+        (["train"], "campaign_history.parquet"),
+        (["features", "build"], "identity.parquet"),
+        (["resolve"], "run `nextbest generate"),
+    ],
+)
+def test_a_careless_call_on_an_empty_home_is_one_message(
+    tmp_path: Path, args: list[str], needle: str
+) -> None:
+    # A step run before the one that builds its input, or an impossible size: the file or
+    # the option named, no traceback, nothing written.
+    home = tmp_path / "home"
+    result = CliRunner().invoke(app, args, env={"NEXTBEST_HOME": str(home)})
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "╭" not in result.output
+    assert needle in " ".join(result.output.split())
+    assert not (home / "models").exists() and not (home / "features").exists()
