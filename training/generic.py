@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, clone
 
+from core.errors import InputError, MissingInputError
 from models.learners import EnsembleLearner
-from training.selection import meta_learner_candidates, select_uplift_learner
+from training.selection import N_FOLDS, meta_learner_candidates, select_uplift_learner
 
 __all__ = ["FitSummary", "fit_uplift", "predict_uplift", "read_table"]
 
@@ -50,13 +51,13 @@ def read_table(path: Path | str) -> pd.DataFrame:
     """Read a CSV or parquet file (chosen by suffix) with a clear error otherwise."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
+        raise MissingInputError(f"data file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".csv":
         return pd.read_csv(path)
     if suffix in (".parquet", ".pq"):
         return pd.read_parquet(path)
-    raise ValueError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
+    raise InputError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
 
 
 def _continuous(learner: BaseEstimator) -> BaseEstimator:
@@ -70,12 +71,74 @@ def _continuous(learner: BaseEstimator) -> BaseEstimator:
 def _prepare_features(df: pd.DataFrame, features: Sequence[str], source: str) -> pd.DataFrame:
     missing = [c for c in features if c not in df.columns]
     if missing:
-        raise ValueError(f"{source}: missing feature columns {missing}")
+        raise InputError(f"{source}: missing feature columns {missing}")
     X = df[list(features)].copy()
     for c in X.columns:
         if X[c].dtype == object or pd.api.types.is_string_dtype(X[c].dtype):
             X[c] = X[c].astype("string").astype(object)
     return X
+
+
+def _numbers(df: pd.DataFrame, column: str, source: str, role: str) -> pd.Series:
+    """``column`` as floats; text that is not a number fails naming a few of its rows."""
+    values = pd.to_numeric(df[column], errors="coerce")
+    bad = values.isna() & df[column].notna()
+    if bad.any():
+        rows = ", ".join(str(i + 2) for i in np.flatnonzero(bad.to_numpy())[:5])  # header = 1
+        raise InputError(f"{source}: {role} column {column!r} is not numeric (rows {rows})")
+    return values
+
+
+def _fit_inputs(
+    df: pd.DataFrame,
+    source: str,
+    treatment: str,
+    control: str,
+    outcome: str,
+    value: str | None,
+    features: Sequence[str] | None,
+    propensity: str | None,
+) -> tuple[np.ndarray, list[str], np.ndarray, list[str], dict[str, float] | np.ndarray]:
+    """Check every input of :func:`fit_uplift` before anything is fitted or written:
+    arms, outcome, propensity and features; returns ``(t, arms, y, features, logged)``."""
+    roles = (("treatment", treatment), ("outcome", outcome), ("value", value))
+    for role, col in (*roles, ("propensity", propensity)):
+        if col is not None and col not in df.columns:
+            raise InputError(
+                f"{source}: {role} column {col!r} not found; columns: {list(df.columns)}"
+            )
+    t = df[treatment].astype(str).to_numpy()
+    arms = sorted(set(t.tolist()))
+    if str(control) not in arms:
+        raise InputError(
+            f"{source}: control value {control!r} not found in column {treatment!r}; values: {arms}"
+        )
+    if len(arms) < 2:
+        raise InputError(
+            f"{source}: column {treatment!r} holds a single arm {arms}; "
+            "uplift needs a control and at least one treatment arm"
+        )
+    few = {a: int(n) for a, n in zip(*np.unique(t, return_counts=True), strict=True) if n < N_FOLDS}
+    if few:
+        raise InputError(
+            f"{source}: cross-fitting needs at least {N_FOLDS} rows per arm; "
+            f"too few in column {treatment!r}: {few}"
+        )
+    if df[outcome].isna().any():
+        raise InputError(f"{source}: outcome column {outcome!r} has missing values")
+    y = _numbers(df, outcome, source, "outcome").to_numpy(dtype=float)
+    if value is not None:
+        _numbers(df, value, source, "value")
+    excluded = {treatment, outcome, *(c for c in (value, propensity) if c)}
+    feats = list(features) if features else [c for c in df.columns if c not in excluded]
+    if not feats:
+        raise InputError(f"{source}: no feature columns left")
+    logged: dict[str, float] | np.ndarray = {a: float(np.mean(t == a)) for a in arms}
+    if propensity is not None:
+        logged = _numbers(df, propensity, source, "propensity").to_numpy(dtype=float)
+        if not np.all((logged > 0) & (logged <= 1)):
+            raise InputError(f"{source}: propensity column {propensity!r} must lie in (0, 1]")
+    return t, arms, y, feats, logged
 
 
 def fit_uplift(
@@ -103,37 +166,11 @@ def fit_uplift(
     """
     df = read_table(data)
     source = str(data)
-    roles = (("treatment", treatment), ("outcome", outcome), ("value", value))
-    for role, col in (*roles, ("propensity", propensity)):
-        if col is not None and col not in df.columns:
-            raise ValueError(
-                f"{source}: {role} column {col!r} not found; columns: {list(df.columns)}"
-            )
-    t = df[treatment].astype(str).to_numpy()
-    arms = sorted(set(t.tolist()))
-    if str(control) not in arms:
-        raise ValueError(
-            f"{source}: control value {control!r} not found in column {treatment!r}; values: {arms}"
-        )
-    if len(arms) < 2:
-        raise ValueError(
-            f"{source}: column {treatment!r} holds a single arm {arms}; "
-            "uplift needs a control and at least one treatment arm"
-        )
-    if df[outcome].isna().any():
-        raise ValueError(f"{source}: outcome column {outcome!r} has missing values")
-    excluded = {treatment, outcome, *(c for c in (value, propensity) if c)}
-    feats = list(features) if features else [c for c in df.columns if c not in excluded]
-    if not feats:
-        raise ValueError(f"{source}: no feature columns left")
+    t, arms, y, feats, logged = _fit_inputs(
+        df, source, treatment, control, outcome, value, features, propensity
+    )
     X = _prepare_features(df, feats, source)
-    y = df[outcome].to_numpy(dtype=float)
     shares = {a: float(np.mean(t == a)) for a in arms}
-    logged: dict[str, float] | np.ndarray = shares
-    if propensity is not None:
-        logged = df[propensity].to_numpy(dtype=float)
-        if not np.all((logged > 0) & (logged <= 1)):
-            raise ValueError(f"{source}: propensity column {propensity!r} must lie in (0, 1]")
     candidates = meta_learner_candidates(
         str(control), seed=seed, propensity="model" if propensity else "empirical"
     )
@@ -143,7 +180,7 @@ def fit_uplift(
     name, table, model = chosen.name, chosen.table, chosen.model
     value_model = None
     if value is not None:
-        v = df[value].fillna(0.0).to_numpy(dtype=float)
+        v = _numbers(df, value, source, "value").fillna(0.0).to_numpy(dtype=float)
         value_model = _continuous(chosen.learner).fit(X, t, v)
     out = Path(model_out)
     out.mkdir(parents=True, exist_ok=True)
@@ -190,7 +227,7 @@ def predict_uplift(
     model_dir = Path(model_dir)
     manifest_path = model_dir / MANIFEST_FILE
     if not manifest_path.is_file():
-        raise FileNotFoundError(f"{model_dir}: no {MANIFEST_FILE}; is this a fitted model dir?")
+        raise MissingInputError(f"{model_dir}: no {MANIFEST_FILE}; is this a fitted model dir?")
     manifest = json.loads(manifest_path.read_text())
     models = joblib.load(model_dir / MODEL_FILE)
     df = read_table(data)
@@ -200,7 +237,7 @@ def predict_uplift(
     result = pd.DataFrame(index=df.index)
     if id_column is not None:
         if id_column not in df.columns:
-            raise ValueError(f"{data}: id column {id_column!r} not found")
+            raise InputError(f"{data}: id column {id_column!r} not found")
         result[id_column] = df[id_column].to_numpy()
     else:
         result["row"] = np.arange(len(df))

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.errors import InputError
 from tests.params import SEED, UPLIFT_ROWS
 from tests.unit.models.synthetic import ARMS, CONTROL, make_experiment
 from training.generic import fit_uplift, predict_uplift
@@ -82,3 +83,24 @@ def test_fit_errors_are_clear(tmp_path) -> None:
     txt.write_text("x")
     with pytest.raises(ValueError, match="unsupported file type"):
         fit_uplift(txt, "arm", CONTROL, "bought", tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
+def test_careless_experiment_files_fail_before_anything_is_fitted(tmp_path) -> None:
+    df, _ = make_experiment(300, SEED)
+    path = tmp_path / "d.csv"
+    careless = df.astype({"bought": object})
+    careless.loc[[3, 7], "bought"] = "yes"
+    careless.to_csv(path, index=False)
+    with pytest.raises(InputError, match=r"outcome column 'bought' is not numeric \(rows 5, 9\)"):
+        fit_uplift(path, "arm", CONTROL, "bought", tmp_path / "m")
+    careless = df.astype({"revenue": object})
+    careless.loc[4, "revenue"] = "unknown"
+    careless.to_csv(path, index=False)
+    with pytest.raises(InputError, match=r"value column 'revenue' is not numeric \(rows 6\)"):
+        fit_uplift(path, "arm", CONTROL, "bought", tmp_path / "m", value="revenue")
+    few = pd.concat([df[df["arm"] != ARMS[0]], df[df["arm"] == ARMS[0]].head(3)])
+    few.to_csv(path, index=False)
+    with pytest.raises(InputError, match=f"at least 5 rows per arm.*'{ARMS[0]}': 3"):
+        fit_uplift(path, "arm", CONTROL, "bought", tmp_path / "m")
+    assert not (tmp_path / "m").exists()
