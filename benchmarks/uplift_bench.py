@@ -257,7 +257,11 @@ def reference_uplift(name: str, ds: Dataset, seed: int) -> np.ndarray:
 
 
 def our_uplift(
-    ds: Dataset, seed: int, candidates: Mapping[str, Any] | None = None, bootstrap: int = 50
+    ds: Dataset,
+    seed: int,
+    candidates: Mapping[str, Any] | None = None,
+    bootstrap: int = 50,
+    selection_value: str = "ips",
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """``[n_test, A]`` uplift of our selected learner and of its unshrunk base (the same
     array when the winner is not shrunk); selection and fit see the training rows only.
@@ -279,6 +283,7 @@ def our_uplift(
         seed=seed,
         bootstrap=bootstrap,
         average_folds=True,
+        policy_estimator=selection_value,
     )
     assert chosen.model is not None
     Xte = ds.X.iloc[ds.test]
@@ -286,7 +291,7 @@ def our_uplift(
     base = getattr(chosen.model, "learner_", None) if chosen.shrinkage != 1.0 else None
     unshrunk = uplift if base is None else np.asarray(base.predict_uplift(Xte), dtype=float)
     cols = ["learner", "ips_value", "ips_se", "gain_vs_best_arm", "gain_vs_best_arm_se"]
-    cols += ["qini_mean", "qini_mean_se", "eligible"]
+    cols += ["qini_mean", "qini_mean_se", "eligible", "estimator"]
     info = {
         "selected": chosen.name,
         "final_model": "average of the winner's fold models" if chosen.averaged else "refit",
@@ -410,12 +415,16 @@ def evaluate(
     candidates: Mapping[str, Any] | None = None,
     references: Sequence[str] = REFERENCES,
     selection_bootstrap: int = 50,
+    selection_value: str = "ips",
 ) -> dict[str, Any]:
-    """Fit ours and every reference on ``ds.train``, score all of them on ``ds.test``."""
+    """Fit ours and every reference on ``ds.train``, score all of them on ``ds.test``;
+    ``selection_value`` is how our rule values policies (``ips`` or ``dr``)."""
     uplifts: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    uplifts["ours"], unshrunk, info = our_uplift(ds, seed, candidates, selection_bootstrap)
+    uplifts["ours"], unshrunk, info = our_uplift(
+        ds, seed, candidates, selection_bootstrap, selection_value
+    )
     seconds["ours"] = time.perf_counter() - t0
     for ref in references:
         t0 = time.perf_counter()
@@ -450,11 +459,14 @@ def resplit(ds: Dataset, seed: int) -> Dataset:
 
 
 def point_figures(
-    ds: Dataset, seed: int = 0, references: Sequence[str] = REFERENCES
+    ds: Dataset,
+    seed: int = 0,
+    references: Sequence[str] = REFERENCES,
+    selection_value: str = "ips",
 ) -> dict[str, Any]:
     """Ours and every reference fitted on ``ds.train`` and scored on ``ds.test``: point
     figures only (no bootstrap), the single arms and what ours selected."""
-    ours, _, info = our_uplift(ds, seed)
+    ours, _, info = our_uplift(ds, seed, selection_value=selection_value)
     uplifts = {"ours": ours}
     for ref in references:
         uplifts[ref] = reference_uplift(ref, ds, seed)
@@ -488,7 +500,13 @@ def candidate_values(ds: Dataset, seed: int) -> dict[str, float]:
     return out
 
 
-def repeated(ds: Dataset, first: Mapping[str, Any], splits: int, seed: int) -> dict[str, Any]:
+def repeated(
+    ds: Dataset,
+    first: Mapping[str, Any],
+    splits: int,
+    seed: int,
+    selection_value: str = "ips",
+) -> dict[str, Any]:
     """``first`` (the dataset's own split, already evaluated) and ``splits - 1`` more random
     splits of the same rows: per split the point figures, over splits the targets."""
     runs = [
@@ -506,7 +524,8 @@ def repeated(ds: Dataset, first: Mapping[str, Any], splits: int, seed: int) -> d
     for i in range(1, splits):
         split_seed = SPLIT_SEED_BASE + i
         again = resplit(ds, split_seed)
-        runs.append({"split_seed": split_seed, **point_figures(again, seed)})
+        figures = point_figures(again, seed, selection_value=selection_value)
+        runs.append({"split_seed": split_seed, **figures})
         runs[-1]["candidates_refit"] = candidate_values(again, seed)
     targets = repeated_targets(runs, ds.arms)
     fixed = {
@@ -688,6 +707,7 @@ def run(
     results_dir: Path = RESULTS,
     on_step: Callable[[str], None] = print,
     splits: int = 1,
+    selection_value: str = "ips",
 ) -> dict[str, Any]:
     """Evaluate every dataset in one process and write ``<results_dir>/uplift.json``; with
     ``splits`` > 1, each dataset is also re-split ``splits - 1`` times and the targets are
@@ -700,9 +720,9 @@ def run(
         ds = build()
         on_step(f"{ds.name}: {len(ds.train)} training rows, {len(ds.test)} test rows")
         t0 = time.perf_counter()
-        out[ds.name] = evaluate(ds, seed=seed, draws=draws)
+        out[ds.name] = evaluate(ds, seed=seed, draws=draws, selection_value=selection_value)
         if splits > 1:
-            out[ds.name]["repeated"] = repeated(ds, out[ds.name], splits, seed)
+            out[ds.name]["repeated"] = repeated(ds, out[ds.name], splits, seed, selection_value)
             on_step(f"{ds.name}: {out[ds.name]['repeated']['verdict']}")
         out[ds.name]["seconds"] = round(time.perf_counter() - t0, 1)
     payload = {
@@ -717,6 +737,7 @@ def run(
         "test_size": TEST_SIZE,
         "seed": seed,
         "splits": splits,
+        "selection_value": selection_value,
         "library_versions": _versions(),
         "seconds": round(time.perf_counter() - started, 1),
         "datasets": out,
@@ -822,6 +843,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--splits", type=int, default=1, help="random train/test splits per dataset (1: its own)"
     )
+    parser.add_argument(
+        "--selection-value",
+        choices=("ips", "dr"),
+        default="ips",
+        help="how our rule values policies (dr: doubly robust, one common reward model)",
+    )
     args = parser.parse_args(argv)
     if args.splits < 1:
         parser.error(f"--splits must be at least 1, got {args.splits}")
@@ -831,7 +858,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         builders = datasets(args.synthetic_n, args.classification_per_arm)
         draws = args.draws
-    result = run(builders, draws=draws, splits=args.splits)
+    result = run(builders, draws=draws, splits=args.splits, selection_value=args.selection_value)
     header = ("dataset", "method", "Qini per arm ± SE", "uplift@30 per arm", "IPS value ± SE", "s")
     print_table("uplift learners on the test rows", table_rows(result), header)
     print(markdown(result))

@@ -101,7 +101,12 @@ def test_resplit_keeps_rows_and_changes_the_split() -> None:
 def test_repeated_splits_record_each_split_and_the_targets(tmp_path: Path) -> None:
     builders = [lambda: uplift_bench.classification(150, seed=0)]
     out = uplift_bench.run(
-        builders, draws=4, results_dir=tmp_path, on_step=lambda s: None, splits=2
+        builders,
+        draws=4,
+        results_dir=tmp_path,
+        on_step=lambda s: None,
+        splits=2,
+        selection_value="dr",
     )
     rep = out["datasets"]["uplift_classification"]["repeated"]
     assert [r["split_seed"] for r in rep["per_split"]] == [None, uplift_bench.SPLIT_SEED_BASE + 1]
@@ -114,3 +119,6 @@ def test_repeated_splits_record_each_split_and_the_targets(tmp_path: Path) -> No
     assert rep["targets"]["splits"] == 2 and rep["verdict"].startswith("Over 2 splits")
     saved = json.loads((tmp_path / "uplift.json").read_text())
     assert saved["splits"] == 2 and "repeated" in saved["datasets"]["uplift_classification"]
+    assert saved["selection_value"] == "dr"
+    table = saved["datasets"]["uplift_classification"]["ours"]["selection_table"]
+    assert {r["estimator"] for r in table} == {"dr"}

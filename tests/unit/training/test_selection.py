@@ -228,3 +228,29 @@ def test_average_folds_refuses_a_subsampled_cross_fit() -> None:
             max_rows=100,
             average_folds=True,
         )
+
+
+def test_a_doubly_robust_rule_values_the_same_policies_with_smaller_errors() -> None:
+    # A strong baseline the outcome models learn (x0) and a weak effect: IPS carries the
+    # baseline's variance into every policy value, the DR value subtracts the reward model.
+    rng = np.random.default_rng(SEED)
+    x = rng.normal(size=(2400, 3))
+    t = np.where(rng.random(2400) < 0.5, "mail", "none")
+    y = (
+        5.0 * x[:, 0]
+        + np.where(t == "mail", 0.2 + 0.3 * (x[:, 1] > 0), 0.0)
+        + rng.normal(size=2400)
+    )
+    X = pd.DataFrame(x, columns=["a", "b", "c"])
+    args = (X, t, y)
+    kwargs = {"control": "none", "propensity": 0.5, "n_folds": 3, "seed": SEED, "bootstrap": 5}
+    cands = {"t": TLearner(control="none", **SMALL), "s": SLearner(control="none", **SMALL)}
+    ips = select_uplift_learner(cands, *args, refit=False, **kwargs).table
+    dr = select_uplift_learner(cands, *args, refit=False, policy_estimator="dr", **kwargs).table
+    assert (ips["estimator"] == "ips").all() and (dr["estimator"] == "dr").all()
+    assert list(ips["learner"]) == list(dr["learner"])
+    assert np.allclose(ips["qini_mean"], dr["qini_mean"])  # the ranking is not re-estimated
+    assert (dr["ips_se"] < 0.8 * ips["ips_se"]).all()  # small models: about 0.7 here
+    assert (dr["gain_vs_best_arm_se"] <= ips["gain_vs_best_arm_se"] + 1e-12).all()
+    with pytest.raises(ValueError, match="policy_estimator must be one of"):
+        select_uplift_learner(cands, *args, policy_estimator="snips", **kwargs)
