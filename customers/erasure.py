@@ -135,9 +135,16 @@ def rows_of(frame: pd.DataFrame, person: Person, salt: str) -> np.ndarray:
     return hit
 
 
+#: A folder holding a file of this name has an eraser of its own (its owner passes it to
+#: :func:`decisions.privacy.forget` as ``also``): the product's walk leaves it unread.
+OWN_ERASER = ".own-eraser"
+
+
 def table_files(folder: Path, skip: Iterable[str] = ()) -> list[Path]:
-    """Every parquet and CSV file under ``folder``, except under the ``skip`` folders."""
+    """Every parquet and CSV file under ``folder``, except under the ``skip`` folders and
+    under folders that hold an :data:`OWN_ERASER` file."""
     skipped = [Path(folder) / s for s in skip]
+    skipped += [marker.parent for marker in Path(folder).rglob(OWN_ERASER)]
     return sorted(
         p
         for p in Path(folder).rglob("*")

@@ -4,7 +4,7 @@ One canonical record per CRM account, email lead, loyalty member, app account an
 device (cookie) that logged in to an app account at least once, with the raw identifier
 values exactly as the exports hold them: normalisation is :mod:`customers.normalise`'s
 job. A cookie that never logged in names no one and is no identity record. Only the
-exports are read, never the generator's ``truth/`` folder.
+exports the mapping names are read.
 """
 
 from __future__ import annotations

@@ -30,10 +30,10 @@ if TYPE_CHECKING:
 
     from customers.erasure import Person
 
-#: Folders under the home that are not tables of customer rows, or have their own eraser.
-#: ``raw/truth`` is evaluation data a generated home keeps beside its exports: not the
-#: product's to read (a caller that owns it erases it through ``forget``'s ``also``).
-_NOT_TABLES = ("mlartifacts", "feast", "privacy", "decisions", "raw/truth")
+#: Folders under the home that are not tables of customer rows, or have their own eraser
+#: here. A folder another owner erases says so itself (``customers.erasure.OWN_ERASER``);
+#: that owner passes its eraser as ``forget``'s ``also``.
+_NOT_TABLES = ("mlartifacts", "feast", "privacy", "decisions")
 _REASON_MAX = 500
 
 

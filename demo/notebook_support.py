@@ -383,12 +383,12 @@ class DemoMeasurement:
 
 def person_of_customer(settings: Settings) -> pd.Series:
     """Each unified customer's true person (the majority person of its records)."""
+    from customers.quality import load_truth
+
     ident = pd.read_parquet(
         settings.unified_dir / "identity.parquet", columns=["record_id", "customer_id"]
     )
-    truth = pd.read_parquet(
-        settings.raw_dir / "truth" / "records.parquet", columns=["record_id", "person_id"]
-    )
+    truth = load_truth(settings.raw_dir / "truth" / "records.parquet")[["record_id", "person_id"]]
     m = ident.merge(truth, on="record_id")
     counts = m.groupby(["customer_id", "person_id"]).size().rename("n").reset_index()
     top = counts.sort_values(["customer_id", "n", "person_id"], ascending=[True, False, True])
@@ -403,7 +403,9 @@ def truth_expectations(
     ``no_action`` reads ``p_no_action`` and ``value_no_action``. Customers the truth cannot
     place get NaN.
     """
-    resp = pd.read_parquet(settings.raw_dir / "truth" / "response.parquet").set_index("person_id")
+    from training.truth_evaluation import true_response
+
+    resp = true_response(settings.raw_dir).set_index("person_id")
     person = person_of_customer(settings).reindex(pd.Index(customer_ids, dtype=object))
     rows = resp.reindex(person.to_numpy())
     p = np.full(len(actions), np.nan)
@@ -546,12 +548,13 @@ def engine_policy_scores(
     from decisions.engine import DecisionContext, decide
     from decisions.reasons import Reason
     from decisions.runtime import load_runtime, stock_vector
+    from training.truth_evaluation import true_response
 
     runtime = runtime or load_runtime(settings)
     plan = runtime.plan
     when = as_of or settings.as_of
     ids, X, snap = offline_feature_matrix(settings.features_dir, None, when, runtime.terms)
-    resp = pd.read_parquet(settings.raw_dir / "truth" / "response.parquet").set_index("person_id")
+    resp = true_response(settings.raw_dir).set_index("person_id")
     person = person_of_customer(settings).reindex(pd.Index(ids, dtype=object))
     keep = person.notna().to_numpy()
     ids, X = ids[keep], X[keep]

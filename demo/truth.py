@@ -1,7 +1,8 @@
 """Erasure of a person from the generator's ``truth/`` tables.
 
 The product's erasure (:mod:`decisions.privacy`) never reads the truth: it is synthetic
-ground truth for evaluation that only a generated home has. The generator knows its
+ground truth for evaluation that only a generated home has, and its folder is marked as
+erased by its owner (:func:`mark_own_eraser`). The generator knows its
 format, so it erases it here: ``truth/records`` maps the person's record ids to their
 ``person_id``, and every truth table names persons by that column. ``nextbest forget``
 passes :func:`erase_person` to the product's ``forget`` when the home has a truth folder.
@@ -21,6 +22,15 @@ if TYPE_CHECKING:
 
 #: The truth table that maps each record id to its person.
 RECORDS = "records.parquet"
+
+
+def mark_own_eraser(truth_dir: Path) -> None:
+    """Mark ``truth_dir`` as erased by :func:`erase_person`, so the product's forget, which
+    walks the home, leaves it unread (:data:`customers.erasure.OWN_ERASER`)."""
+    from customers.erasure import OWN_ERASER
+
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    (truth_dir / OWN_ERASER).write_text("demo.truth.erase_person\n")
 
 
 def erase_person(truth_dir: Path, person: Person) -> dict[str, int]:

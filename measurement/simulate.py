@@ -286,10 +286,9 @@ def simulate_from_truth(
 ) -> pd.DataFrame:
     """Simulate uplift vs propensity ranking vs no action on ``data_dir/truth/response.parquet``
     (as written by ``nextbest generate``); optionally on a random subset of customers."""
-    path = Path(data_dir) / "truth" / "response.parquet"
-    if not path.exists():
-        raise FileNotFoundError(f"truth table {path} does not exist (run nextbest generate)")
-    truth = pd.read_parquet(path)
+    from training.truth_evaluation import true_response
+
+    truth = true_response(Path(data_dir))
     if n_customers is not None and n_customers < len(truth):
         truth = truth.sample(n=n_customers, random_state=seed).reset_index(drop=True)
     scores = truth_scores(truth, costs=costs, noise_sd=noise_sd, seed=seed)

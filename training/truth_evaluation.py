@@ -15,6 +15,15 @@ import pandas as pd
 from core.vocabulary import NO_ACTION as CONTROL
 
 
+def true_response(raw_dir: Path) -> pd.DataFrame:
+    """The generator's ``truth/response`` table (``person_id``, then ``p_<arm>`` and
+    ``value_<arm>`` per arm): each person's true response probability and value."""
+    path = Path(raw_dir) / "truth" / "response.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"truth table {path} does not exist (run nextbest generate)")
+    return pd.read_parquet(path)
+
+
 def true_outcomes_for_exposures(
     raw_dir: Path, exposure_ids: pd.Series | Sequence[str], arms: Sequence[str]
 ) -> np.ndarray | None:
@@ -27,7 +36,7 @@ def true_outcomes_for_exposures(
     link = pd.read_parquet(link_path, columns=["exposure_id", "person_id"])
     link["exposure_id"] = link["exposure_id"].astype(str)
     person = link.set_index("exposure_id")["person_id"].reindex(pd.Index(exposure_ids).astype(str))
-    resp = pd.read_parquet(resp_path).set_index("person_id")
+    resp = true_response(raw_dir).set_index("person_id")
     cols = [f"p_{CONTROL}", *[f"p_{a}" for a in arms]]
     missing = [c for c in cols if c not in resp]
     if missing:

@@ -20,6 +20,7 @@ from demo.generate.people import _FIRST_NAMES, _LAST_NAMES, _population
 from demo.generate.response import _State
 from demo.generate.truth_tables import _truth
 from demo.generate.writer import ProgressCallback, _Writer
+from demo.truth import mark_own_eraser
 
 #: Source-system exports written to ``out_dir`` (without the ``.parquet`` suffix).
 EXPORT_FILES: tuple[str, ...] = (
@@ -110,6 +111,7 @@ def generate(
     state = _State(complaint_keys, repeat_keys, hp, hj, since)
     _campaigns(pop, ids, state, seed, as_of_s, writer)
     _truth(pop, ids, state, as_of_s, writer)
+    mark_own_eraser(out_dir / "truth")
     return GenerationSummary(
         out_dir=out_dir,
         seed=seed,

@@ -15,6 +15,7 @@ import pytest
 from core.errors import InputError
 from core.settings import Settings, get_settings
 from customers.erasure import (
+    OWN_ERASER,
     UnknownPersonError,
     erase_online,
     erase_tables,
@@ -56,6 +57,7 @@ def _home(root: Path, **overrides: object) -> Settings:
         {"record_id": ["crm:K1", "crm:K2", "web:D1"], "person_id": ["P1", "P2", "P1"]}
     ).to_parquet(truth / "records.parquet")
     pd.DataFrame({"person_id": ["P1", "P2"], "age": [40, 50]}).to_parquet(truth / "persons.parquet")
+    (truth / OWN_ERASER).write_text("its owner's eraser\n")  # as the generator marks it
     return settings
 
 
@@ -91,7 +93,7 @@ def test_erase_tables_removes_the_persons_rows_only(
         return read_once(path)
 
     monkeypatch.setattr(customers.erasure, "_read", counted)
-    files = table_files(tmp_path, skip=("raw/truth",))
+    files = table_files(tmp_path)
     plan = plan_tables(files, person, SALT)
     assert _hashes(tmp_path) == before  # planning writes nothing
     assert sorted(reads) == files  # each file read once
