@@ -98,9 +98,10 @@ def _fit_inputs(
     value: str | None,
     features: Sequence[str] | None,
     propensity: str | None,
-) -> tuple[np.ndarray, list[str], np.ndarray, list[str], dict[str, float] | np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, list[str], dict[str, float], dict[str, float] | np.ndarray]:
     """Check every input of :func:`fit_uplift` before anything is fitted or written:
-    arms, outcome, propensity and features; returns ``(t, arms, y, features, logged)``."""
+    arms, outcome, propensity and features; returns ``(t, y, features, arm shares, logged
+    propensity)``, the logged propensity being the arm shares when no column gives it."""
     roles = (("treatment", treatment), ("outcome", outcome), ("value", value))
     for role, col in (*roles, ("propensity", propensity)):
         if col is not None and col not in df.columns:
@@ -133,12 +134,13 @@ def _fit_inputs(
     feats = list(features) if features else [c for c in df.columns if c not in excluded]
     if not feats:
         raise InputError(f"{source}: no feature columns left")
-    logged: dict[str, float] | np.ndarray = {a: float(np.mean(t == a)) for a in arms}
+    shares = {a: float(np.mean(t == a)) for a in arms}
+    logged: dict[str, float] | np.ndarray = shares
     if propensity is not None:
         logged = _numbers(df, propensity, source, "propensity").to_numpy(dtype=float)
         if not np.all((logged > 0) & (logged <= 1)):
             raise InputError(f"{source}: propensity column {propensity!r} must lie in (0, 1]")
-    return t, arms, y, feats, logged
+    return t, y, feats, shares, logged
 
 
 def fit_uplift(
@@ -166,11 +168,10 @@ def fit_uplift(
     """
     df = read_table(data)
     source = str(data)
-    t, arms, y, feats, logged = _fit_inputs(
+    t, y, feats, shares, logged = _fit_inputs(
         df, source, treatment, control, outcome, value, features, propensity
     )
     X = _prepare_features(df, feats, source)
-    shares = {a: float(np.mean(t == a)) for a in arms}
     candidates = meta_learner_candidates(
         str(control), seed=seed, propensity="model" if propensity else "empirical"
     )

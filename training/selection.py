@@ -297,7 +297,11 @@ def _selection_table(
     est = POLICY_ESTIMATORS[estimator]()
     # One reward model for every candidate's DR value (paired comparisons): the mean of
     # the candidates' out-of-fold outcomes, so no row's own outcome shaped its prediction.
-    q_common = np.mean([q for name, (q, _, _) in fitted.items() if name != "ensemble"], axis=0)
+    q_common = (
+        np.mean([q for name, (q, _, _) in fitted.items() if name != "ensemble"], axis=0)
+        if estimator == "dr"
+        else None
+    )
 
     def value_of(policy: np.ndarray) -> Any:
         return est.evaluate(policy, t, y, prop, actions=actions, estimated_rewards=q_common)
