@@ -24,9 +24,12 @@ the model, the threshold procedure and the guard in full:
    or a human split. A shared household landline or address therefore never merges two
    family members. Refused edges are reported with both record ids, the rule and the
    conflicting field, never the values.
-4. **Ids.** ``customer_id = "C" + sha1(smallest record_id)[:12]``, stable as long as
-   that record exists. Households group customers by normalised address (postcode and
-   street) and are never a merge of persons.
+4. **Ids.** Within one run a cluster is named ``"C" + sha1(smallest record_id)[:12]``;
+   resolving into a home then makes the ids stable across runs (:func:`with_stable_ids`,
+   :mod:`customers.id_map`: a cluster keeps the id of most of its records, a merge keeps
+   the oldest id, a split issues a new one, and the id map records each change).
+   Households group customers by normalised address (postcode and street) and are never
+   a merge of persons.
 
 Splink runs on DuckDB in process; :func:`customers.linkage.trained_linker` takes another
 Splink backend (``splink.SparkAPI``) with the same settings.
@@ -38,7 +41,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +51,7 @@ from scipy.sparse.csgraph import connected_components
 
 from core.errors import InputError, MissingInputError
 from customers import normalise as nz
+from customers.id_map import stabilise
 from customers.sources import CANONICAL_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -889,20 +893,62 @@ def resolve_generated(
     settings: ResolutionSettings | None = None,
     progress: ProgressCallback | None = None,
     decisions: pd.DataFrame | None = None,
+    home: Path | None = None,
 ) -> ResolutionResult:
     """Resolve the generated exports under ``raw_dir`` and write the unified identity.
 
     Writes ``out_dir/identity.parquet``, ``households.parquet`` and
     ``refused_links.parquet``. ``out_dir`` is the unified directory
     (``settings.unified_dir``); when it is named differently a ``unified/`` folder
-    is not added, so the caller decides the layout.
+    is not added, so the caller decides the layout. With ``home`` the ids are the
+    home's stable ids (:func:`with_stable_ids`).
     """
     from customers.sources import load_canonical_records
 
     records = load_canonical_records(Path(raw_dir))
     result = resolve_records(records, settings, progress, decisions)
+    if home is not None:
+        result = with_stable_ids(result, home, Path(out_dir) / "identity.parquet", decisions)
     write_result(result, Path(out_dir))
     return result
+
+
+def _human_pairs(decisions: pd.DataFrame | None, kind: str) -> list[tuple[str, str]]:
+    if decisions is None or not len(decisions):
+        return []
+    rows = decisions.loc[decisions["decision"] == kind]
+    return list(zip(rows["record_id_a"].astype(str), rows["record_id_b"].astype(str), strict=True))
+
+
+def with_stable_ids(
+    result: ResolutionResult,
+    root: Path,
+    previous: Path | None = None,
+    decisions: pd.DataFrame | None = None,
+) -> ResolutionResult:
+    """The result with the home's stable customer ids in place of the run's own
+    (:func:`customers.id_map.stabilise`; the changes go to the home's id map).
+
+    ``previous``: the last unified assignment, read when the home has no id registry yet
+    (a home resolved before ids were stable keeps the ids it had).
+    """
+    a = result.assignments
+    # Rows are sorted by record_id, so codes follow each cluster's smallest record id.
+    labels, _ = pd.factorize(a["customer_id"], sort=False)
+    stable = stabilise(
+        root,
+        a["record_id"].to_numpy(object),
+        labels.astype(np.int64),
+        previous,
+        links=_human_pairs(decisions, "link"),
+        splits=_human_pairs(decisions, "split"),
+    )
+    rename = dict(zip(a["customer_id"], stable.customer_ids, strict=True))
+    assignments = a.assign(customer_id=stable.customer_ids)
+    households = result.households.assign(customer_id=result.households["customer_id"].map(rename))
+    result.stats["n_id_changes"] = len(stable.changes)
+    result.stats["n_ids_issued"] = len(stable.issued)
+    return replace(result, assignments=assignments, households=households)
 
 
 def write_result(result: ResolutionResult, out_dir: Path) -> dict[str, Path]:
@@ -964,6 +1010,7 @@ def run_resolve(
     settings: ResolutionSettings | None = None,
     progress: ProgressCallback | None = None,
     decisions_path: Path | None = None,
+    home: Path | None = None,
 ) -> ResolveRun:
     """The ``nextbest resolve`` step.
 
@@ -971,7 +1018,9 @@ def run_resolve(
     assignments written to ``out_path`` (next to it: households and refused links as
     parquet). Without it the generated exports under ``raw_dir`` are resolved into
     ``unified_dir``. Human links and splits in ``decisions_path`` (if it exists) are
-    honoured. Quality against labelled evaluation data is
+    honoured. ``home``: the home whose stable ids the generated exports' customers get
+    (a user's ``records_path`` is resolved on its own). Quality against labelled
+    evaluation data is
     :func:`customers.quality.evaluate_resolution`.
     """
     from customers.corrections import load_decisions
@@ -985,7 +1034,7 @@ def run_resolve(
         side = write_result(result, out_path.parent / f"{out_path.stem}_resolution")
         written = {"assignments": out_path, **{k: v for k, v in side.items() if k != "identity"}}
     else:
-        result = resolve_generated(raw_dir, unified_dir, settings, progress, decisions)
+        result = resolve_generated(raw_dir, unified_dir, settings, progress, decisions, home)
         written = {
             k: unified_dir / f"{k}.parquet"
             for k in ("identity", "households", "refused_links", "forced_links")

@@ -33,6 +33,7 @@ import orjson
 
 from core.vocabulary import EVENT_TYPES, PRODUCT_EVENT_TYPES
 from customers.feature_schema import CatalogTerms
+from customers.id_map import ALL, SAFETY, IdMapFile
 from decisions.decision_log import looks_like_email
 
 #: Event types the ledger accepts, with the payload fields each may carry.
@@ -47,6 +48,10 @@ PAYLOAD_FIELDS: dict[str, frozenset[str]] = {
 }
 #: The product-level stock event: the units of one catalog product from its event time on.
 STOCK_EVENT = "stock_changed"
+#: Event types that apply to every side of a split id (with consent withdrawals).
+SPLIT_SAFE_TYPES: frozenset[str] = frozenset(
+    {"service_case_opened", "service_case_closed", "complaint"}
+)
 #: The ``customer_id`` stored with product-level events (they belong to no customer).
 NO_CUSTOMER = ""
 assert set(PAYLOAD_FIELDS) == set(EVENT_TYPES), "every event type needs its payload fields"
@@ -350,12 +355,30 @@ class Appended:
     applied: bool
 
 
-class Ledger:
-    """The append-only event ledger in one SQLite file (one connection per thread)."""
+def follows_split(event: LedgerEvent) -> bool:
+    """Whether an event recorded under an id that was split applies to every side: a
+    consent withdrawal, a case or a complaint (over-applying them only holds marketing
+    back; a grant, a purchase or a contact stays with the side that kept the id)."""
+    if event.type == "consent_changed":
+        return not event.payload.get("granted", False)
+    return event.type in SPLIT_SAFE_TYPES
 
-    def __init__(self, path: str | Path, timeout: float = 30.0) -> None:
+
+class Ledger:
+    """The append-only event ledger in one SQLite file (one connection per thread).
+
+    Events stay under the customer id they were recorded with; every read goes through
+    the id map of the same home (:class:`customers.id_map.IdMapFile` of the ledger's
+    folder, or ``ids``), so the events of a customer's earlier ids are that customer's
+    now (docs/identity.md, "Stable customer ids").
+    """
+
+    def __init__(
+        self, path: str | Path, timeout: float = 30.0, ids: IdMapFile | None = None
+    ) -> None:
         self.path = Path(path)
         self.timeout = timeout
+        self.ids = ids if ids is not None else IdMapFile(self.path.parent)
         self._local = threading.local()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._conn() as conn:
@@ -446,10 +469,13 @@ class Ledger:
         array, so SQLite's bound-parameter limit does not split it). ``types`` limits the
         event types; ``upto_seq`` the ledger positions (a reader that wants one state
         across several calls passes :meth:`last_seq` taken once)."""
-        ids = sorted({str(c) for c in customer_ids if c})
+        asked = sorted({str(c) for c in customer_ids if c})
         out: dict[str, list[LedgerEvent]] = {}
-        if not ids:
+        if not asked:
             return out
+        id_map = self.ids.get()
+        routes = id_map.expand(asked) if id_map else None
+        ids = sorted(routes) if routes is not None else asked
         # INDEXED BY: SQLite refuses the query rather than scan the whole ledger.
         sql = (
             f"SELECT {_COLUMNS} FROM events INDEXED BY events_by_customer "
@@ -462,8 +488,16 @@ class Ledger:
         if upto_seq is not None:
             sql += " AND seq <= ?"
             params.append(int(upto_seq))
-        for row in self._conn().execute(sql + " ORDER BY seq", params):
-            out.setdefault(row[2], []).append(_row_event(row))
+        rows = self._conn().execute(sql + " ORDER BY seq", params)
+        if routes is None:
+            for row in rows:
+                out.setdefault(row[2], []).append(_row_event(row))
+            return out
+        for row in rows:
+            event = _row_event(row)
+            for cid, scope in routes[row[2]]:
+                if scope == ALL or follows_split(event):
+                    out.setdefault(cid, []).append(event)
         return out
 
     def events_of_type(self, event_type: str, after_seq: int = 0) -> list[LedgerEvent]:
@@ -505,20 +539,32 @@ class Ledger:
         """How many events are stored."""
         return int(self._conn().execute("SELECT count(*) FROM events").fetchone()[0])
 
+    def stored_ids(self, customer_ids: Sequence[str]) -> list[str]:
+        """The ids events of ``customer_ids`` may be stored under: their own and every
+        earlier id wholly theirs (merged in; a split's safety links are not)."""
+        id_map = self.ids.get()
+        out = dict.fromkeys(customer_ids)
+        for cid in customer_ids:
+            out.update(dict.fromkeys(k for k, s in id_map.aliases(cid).items() if s == ALL))
+        return list(out)
+
     def count_of(self, customer_ids: Sequence[str]) -> int:
-        """How many events of ``customer_ids`` are stored."""
+        """How many events of ``customer_ids`` (and their earlier ids) are stored."""
+        customer_ids = self.stored_ids(customer_ids)
         marks = ",".join("?" * len(customer_ids))
         sql = f"SELECT count(*) FROM events WHERE customer_id IN ({marks})"
         return int(self._conn().execute(sql, list(customer_ids)).fetchone()[0])
 
     def erase_customers(self, customer_ids: Sequence[str]) -> int:
-        """Delete every event of ``customer_ids`` (erasure); returns how many.
+        """Delete every event of ``customer_ids`` and of their earlier ids (erasure);
+        returns how many.
 
         The freed pages are overwritten (``secure_delete``) and the write-ahead log is
         checkpointed and truncated, so the events leave the files, not only the table.
         """
         if not customer_ids:
             return 0
+        customer_ids = self.stored_ids(customer_ids)
         marks = ",".join("?" * len(customer_ids))
         return self._delete(f"customer_id IN ({marks})", list(customer_ids))
 
@@ -548,25 +594,36 @@ def consent_records(ledger: Ledger) -> tuple[list[dict[str, Any]], int]:
     (``customer_id``, ``purpose``, ``channel``, ``granted``, ``ts`` as epoch seconds), and
     the position of the newest event read (to record with :meth:`Ledger.record_build`)."""
     watermark = ledger.last_seq()
-    records = [
-        {
-            "customer_id": e.customer_id,
-            "purpose": e.payload["purpose"],
-            "channel": e.payload["channel"],
-            "granted": e.payload["granted"],
-            "ts": e.event_time,
-        }
-        for e in ledger.events_of_type("consent_changed")
-        if e.seq <= watermark
-    ]
+    id_map = ledger.ids.get()
+    records = []
+    for e in ledger.events_of_type("consent_changed"):
+        if e.seq > watermark:
+            continue
+        # Through the id map: under each customer the stored id belongs to now.
+        for cid, scope in id_map.targets(e.customer_id) if id_map else [(e.customer_id, ALL)]:
+            if scope == ALL or follows_split(e):
+                records.append(
+                    {
+                        "customer_id": cid,
+                        "purpose": e.payload["purpose"],
+                        "channel": e.payload["channel"],
+                        "granted": e.payload["granted"],
+                        "ts": e.event_time,
+                    }
+                )
     return records, watermark
+
+
+_CARRIED = {ALL: "merged", SAFETY: "split"}
 
 
 def consent_history(ledger: Ledger, customer_id: str) -> list[dict[str, Any]]:
     """A customer's consent changes in the ledger, oldest first by event time, each with
-    its purpose, channel, granted, legal basis, source and actor."""
+    its purpose, channel, granted, legal basis, source and actor, and the id it was
+    recorded under (an earlier id of the customer's, or this one)."""
     events = ledger.events_for([customer_id], types=("consent_changed",)).get(customer_id, [])
     events.sort(key=lambda e: (e.event_time, e.seq))
+    scopes = ledger.ids.get().aliases(customer_id)
     return [
         {
             "event_id": e.event_id,
@@ -578,6 +635,10 @@ def consent_history(ledger: Ledger, customer_id: str) -> list[dict[str, Any]]:
             "legal_basis": e.payload.get("legal_basis"),
             "source": e.source,
             "actor": e.actor,
+            "recorded_under": e.customer_id,
+            # "merged": an earlier id of this customer; "split": an id split between
+            # this customer and another, whose withdrawal holds on both sides.
+            "carried": _CARRIED[scopes[e.customer_id]] if e.customer_id != customer_id else None,
         }
         for e in events
     ]

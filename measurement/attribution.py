@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from core.vocabulary import NO_ACTION as CONTROL_ACTION
+from customers.id_map import IdMap
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +74,13 @@ def read_decisions(
     log_dir: str | Path,
     since: datetime | str | None = None,
     until: datetime | str | None = None,
+    id_map: IdMap | None = None,
 ) -> pd.DataFrame:
     """The decision records in ``log_dir`` with ``since <= decided_at < until`` (UTC).
+
+    With ``id_map`` each record's ``customer_id`` is the customer its logged id belongs to
+    now (a decision logged before a merge joins the merged customer's outcomes); the
+    logged id stays in ``logged_customer_id``.
 
     Uses ``decisions.decision_log.read_log`` when that module is installed and falls back to
     reading the JSON-lines files directly, so measurement works on a copied log too.
@@ -103,7 +109,11 @@ def read_decisions(
         keep &= (df["decided_at"] >= lo).to_numpy()
     if hi is not None:
         keep &= (df["decided_at"] < hi).to_numpy()
-    return df.loc[keep].reset_index(drop=True)
+    df = df.loc[keep].reset_index(drop=True)
+    if id_map:
+        df["logged_customer_id"] = df["customer_id"]
+        df["customer_id"] = df["customer_id"].map(id_map.current)
+    return df
 
 
 def read_outcomes(path: str | Path) -> pd.DataFrame:

@@ -25,6 +25,7 @@ import pandas as pd
 import yaml
 
 from core.vocabulary import NO_ACTION as CONTROL_ACTION
+from customers.id_map import IdMap
 from measurement.attribution import attribute_outcomes, read_decisions, read_outcomes
 from measurement.lift import Z95
 from models.ope import DR, IPS, SNIPS, OffPolicyEstimator, bandit_inputs
@@ -370,6 +371,7 @@ def evaluate_policy_file(
     since: datetime | str | None = None,
     until: datetime | str | None = None,
     reward: Reward = "revenue",
+    id_map: IdMap | None = None,
 ) -> pd.DataFrame:
     """Off-policy value of a candidate policy YAML (levers, see :func:`load_candidate_levers`)
     on the logged decisions, re-ranked from their logged score parts.
@@ -387,7 +389,7 @@ def evaluate_policy_file(
         )
     levers = load_candidate_levers(text)
     decisions = attribute_outcomes(
-        read_decisions(log_dir, since, until), read_outcomes(outcomes_path), window
+        read_decisions(log_dir, since, until, id_map), read_outcomes(outcomes_path), window
     )
     if decisions.empty:
         raise ValueError(f"no decisions in {log_dir} for the selected period")

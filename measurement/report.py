@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from customers.id_map import IdMapFile
 from measurement.attribution import (
     attribute_outcomes,
     flatten_decisions,
@@ -299,7 +300,8 @@ def run_report(
     """
     log_dir = Path(log_dir) if log_dir else settings.decision_log_dir
     outcomes_path = Path(outcomes_path) if outcomes_path else settings.raw_dir / "outcomes.parquet"
-    decisions = read_decisions(log_dir, since, until)
+    # Decisions logged under an earlier id of a customer count for the customer now.
+    decisions = read_decisions(log_dir, since, until, IdMapFile(settings.root).get())
     outcomes = read_outcomes(outcomes_path)
     report = build_report(decisions, outcomes, window, since, until)
     files = write_report(report, out_dir)

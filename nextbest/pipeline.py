@@ -61,6 +61,7 @@ def resolve(settings: Settings, progress: Callable[[str], None] | None = None) -
         ResolutionSettings,
         resolve_generated,
         resolve_records,
+        with_stable_ids,
         write_result,
     )
     from customers.source_files import read_staged
@@ -77,10 +78,13 @@ def resolve(settings: Settings, progress: Callable[[str], None] | None = None) -
             ResolutionSettings(**erased),
             progress=progress,
             decisions=decisions,
+            home=settings.root,
         )
     records = read_staged(settings.contract_dir)["identity_records"]
     rs = ResolutionSettings(seed=settings.seed, **erased)
     result = resolve_records(records[list(CANONICAL_COLUMNS)], rs, progress, decisions)
+    previous = settings.unified_dir / "identity.parquet"
+    result = with_stable_ids(result, settings.root, previous, decisions)
     write_result(result, settings.unified_dir)
     return result
 

@@ -184,11 +184,16 @@ class OnlineDecider:
         except ValueError as exc:
             raise RequestError(f"customer.id: {exc}") from exc
         try:
-            if self.fast is not None:
-                return self.fast.lookup(key)
-            return lookup_customer(self.store, key)
+            fast = self.fast
+            found = fast.lookup(key) if fast is not None else lookup_customer(self.store, key)
         except self.store_errors as exc:
             raise self.features_down(exc) from exc
+        if found is None and ref.id_type == "customer_id":
+            # An id the caller kept from before a merge reaches the person it is now.
+            current = self.ledger.ids.get().current(ref.id)
+            if current != ref.id:
+                return self.resolve(CustomerRef(current, "customer_id"))
+        return found
 
     def features(
         self,

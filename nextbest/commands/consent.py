@@ -37,9 +37,10 @@ def consent_history_cmd(
         if cid is None:
             console.print(f"[red]no customer for that {id_type}[/]")
             raise typer.Exit(1)
-    history = (
-        consent_history(Ledger(settings.ledger_path), cid) if settings.ledger_path.exists() else []
-    )
+    ledger = Ledger(settings.ledger_path) if settings.ledger_path.exists() else None
+    if ledger is not None and id_type == "customer_id":
+        cid = ledger.ids.get().current(cid)  # an earlier id shows the customer it is now
+    history = consent_history(ledger, cid) if ledger is not None else []
     if as_json:
         for h in history:
             typer.echo(orjson.dumps(h).decode())
@@ -53,6 +54,7 @@ def consent_history_cmd(
         "source",
         "actor",
         "event id",
+        "recorded under",
         title=f"consent changes of {cid}",
     )
     for h in history:
@@ -65,5 +67,6 @@ def consent_history_cmd(
             h["source"],
             h["actor"],
             h["event_id"],
+            h["recorded_under"] + (f" ({h['carried']})" if h["carried"] else ""),
         )
     Console().print(table)

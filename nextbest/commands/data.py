@@ -101,6 +101,7 @@ def resolve_cmd(
             ),
             progress=on_step,
             decisions_path=decisions_path(settings.root),
+            home=settings.root,
         )
         bar.update(task, completed=len(steps) + 1, description="resolve: done")
     s = run.result.stats

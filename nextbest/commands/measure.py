@@ -61,6 +61,7 @@ def evaluate_policy_cmd(
     """Off-policy value (IPS, SNIPS, doubly robust) of a candidate on the logged decisions."""
     from datetime import timedelta
 
+    from customers.id_map import IdMapFile
     from measurement.ope import evaluate_policy_file
 
     settings = load_settings()
@@ -73,6 +74,7 @@ def evaluate_policy_cmd(
             since=since,
             until=until,
             reward=reward,  # type: ignore[arg-type]
+            id_map=IdMapFile(settings.root).get(),
         )
     except (NotImplementedError, FileNotFoundError, ValueError) as e:
         console.print(f"[red]{e}[/]")

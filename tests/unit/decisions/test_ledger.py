@@ -346,3 +346,52 @@ def test_apply_ledger_reads_the_customers_events_and_the_build_watermark(tmp_pat
     assert X[:, 0].tolist() == [1.0, 1.0]
     X = fresh.copy()  # a cut before the event: nothing to apply
     assert apply_ledger(X, names, ["C1"], ledger, NOW, upto_seq=0) == 0
+
+
+# --- events follow the person through the id map ----------------------------------------------
+
+
+def _under(cid: str, type_: str, payload: dict, event_id: str) -> LedgerEvent:
+    return validate_event(
+        cid, type_, NOW - DAY, payload, event_id=event_id, received=NOW, vocab=VOCAB
+    )
+
+
+def test_events_under_earlier_ids_follow_merges_and_splits(tmp_path: Path) -> None:
+    from customers.id_map import stabilise
+    from decisions.ledger import consent_records
+
+    records = np.array(["r1", "r2", "r3", "r4"], dtype=object)
+    first = stabilise(tmp_path, records, np.array([0, 1, 2, 2]), now=1.0).customer_ids
+    a, b, c = first[0], first[1], first[3]
+    ledger = Ledger(tmp_path / "ledger.db")
+    withdraw = {"purpose": "marketing", "channel": "email", "granted": False}
+    grant = {"purpose": "marketing", "channel": "sms", "granted": True}
+    ledger.append(_under(b, "consent_changed", withdraw, "w-b"))
+    ledger.append(_under(c, "consent_changed", withdraw, "w-c"))
+    ledger.append(_under(c, "consent_changed", grant, "g-c"))
+    ledger.append(_under(c, "complaint", {"case_id": "K1"}, "k-c"))
+    ledger.append(_under(c, "purchase", {"amount": 5.0}, "p-c"))
+
+    # r1+r2 merge (a kept), r3|r4 split (r3 keeps c, r4 gets a new id).
+    now = stabilise(tmp_path, records, np.array([0, 0, 1, 2]), now=2.0).customer_ids
+    assert now[0] == now[1] == a and now[2] == c and now[3] not in set(first)
+    d = now[3]
+    got = {k: {e.event_id for e in v} for k, v in ledger.events_for([a, c, d]).items()}
+    assert got[a] == {"w-b"}  # the merged id's withdrawal is a's now
+    assert got[c] == {"w-c", "g-c", "k-c", "p-c"}  # the side that kept the id: everything
+    assert got[d] == {"w-c", "k-c"}  # the other side: the withdrawal and the complaint only
+    history = consent_history(ledger, a)
+    assert [(h["event_id"], h["recorded_under"], h["carried"]) for h in history] == [
+        ("w-b", b, "merged")
+    ]
+    assert [h["carried"] for h in consent_history(ledger, d)] == ["split"]
+    built = {(r["customer_id"], r["channel"], r["granted"]) for r in consent_records(ledger)[0]}
+    assert built == {
+        (a, "email", False),
+        (c, "email", False),
+        (d, "email", False),
+        (c, "sms", True),
+    }
+    assert ledger.count_of([a]) == 1 and ledger.erase_customers([a]) == 1
+    assert ledger.count_of([b]) == 0
