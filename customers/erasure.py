@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from core.errors import InputError
 from core.settings import Settings
 from core.sqlite_tx import immediate_transaction
+from customers.id_map import ALL, IdMapFile
 from customers.tombstone import IDENTIFIER_COLUMNS, record_key, tombstone_hash
 
 #: Native id column of each source's exports -> the source its values belong to.
@@ -53,6 +54,13 @@ class Person:
     record_ids: frozenset[str]
     #: The identity lookup keys of the customer (``email:<hash>``, ``customer_id:<id>``, ...).
     keys: frozenset[str]
+    #: The customer's earlier ids merged into this one (the id map), whose rows are theirs.
+    earlier_ids: frozenset[str] = frozenset()
+
+    @property
+    def customer_ids(self) -> frozenset[str]:
+        """The customer id and every earlier id wholly the person's."""
+        return self.earlier_ids | {self.customer_id}
 
     def natives(self, source: str) -> frozenset[str]:
         """The native ids of the person's records of ``source``."""
@@ -61,7 +69,7 @@ class Person:
 
     def tombstone(self, salt: str) -> set[str]:
         """The tombstone entries that keep this person out of later builds."""
-        keys = {*self.keys, f"customer_id:{self.customer_id}"}
+        keys = {*self.keys, *(f"customer_id:{c}" for c in self.customer_ids)}
         keys |= {record_key(r) for r in self.record_ids}
         return {tombstone_hash(k, salt) for k in keys}
 
@@ -94,7 +102,9 @@ def find_person(settings: Settings, id_type: str, value: str) -> Person:
     if identity_path.exists():
         identity = pd.read_parquet(identity_path, columns=["record_id", "customer_id"])
         records = frozenset(identity.loc[identity["customer_id"] == customer_id, "record_id"])
-    return Person(customer_id, records, keys | {key})
+    aliases = IdMapFile(settings.root).get().aliases(customer_id)
+    earlier = frozenset(k for k, scope in aliases.items() if scope == ALL) - {customer_id}
+    return Person(customer_id, records, keys | {key}, earlier)
 
 
 def _strings(s: pd.Series) -> pd.Series:
@@ -115,7 +125,7 @@ def rows_of(frame: pd.DataFrame, person: Person, salt: str) -> np.ndarray:
         if col in cols:
             hit |= _strings(frame[col]).isin(person.record_ids).to_numpy()
     if "customer_id" in cols:
-        hit |= (_strings(frame["customer_id"]) == person.customer_id).to_numpy()
+        hit |= _strings(frame["customer_id"]).isin(person.customer_ids).to_numpy()
     if "identifier" in cols:
         hit |= _strings(frame["identifier"]).isin(person.keys).to_numpy()
     for col, source in NATIVE_COLUMNS.items():
@@ -208,7 +218,7 @@ def erase_online(settings: Settings, person: Person) -> int:
     targets: list[tuple[Any, list[str]]] = []
     for fv in store.list_feature_views():
         join_key = fv.entity_columns[0].name
-        values = [person.customer_id] if join_key == "customer_id" else sorted(person.keys)
+        values = sorted(person.customer_ids) if join_key == "customer_id" else sorted(person.keys)
         targets.append((fv, [join_key, *values]))
     if settings.online_store == "redis":
         return _erase_redis(config, targets)

@@ -134,7 +134,7 @@ def forget(
             removed["ledger"] = ledger.erase_customers([person.customer_id])
         finally:
             ledger.close()
-    removed["decision_log"] = erase_customers(settings.decision_log_dir, [person.customer_id])
+    removed["decision_log"] = erase_customers(settings.decision_log_dir, person.customer_ids)
     if also is not None:
         removed.update(also(person))
     for path, n in erase_tables(plan).items():
