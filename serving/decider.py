@@ -188,12 +188,13 @@ class OnlineDecider:
             found = fast.lookup(key) if fast is not None else lookup_customer(self.store, key)
         except self.store_errors as exc:
             raise self.features_down(exc) from exc
-        if found is None and ref.id_type == "customer_id":
-            # An id the caller kept from before a merge reaches the person it is now.
-            current = self.ledger.ids.get().current(ref.id)
-            if current != ref.id:
-                return self.resolve(CustomerRef(current, "customer_id"))
-        return found
+        # An id retired by a merge (kept by a caller, or still in the online store until
+        # the next build replaces its rows) reaches the customer the person is now.
+        id_map = self.ledger.ids.get()
+        if found is None and ref.id_type == "customer_id" and id_map:
+            current = id_map.current(ref.id)
+            return None if current == ref.id else self.resolve(CustomerRef(current))
+        return id_map.current(found) if found is not None and id_map else found
 
     def features(
         self,

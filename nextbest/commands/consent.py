@@ -38,7 +38,7 @@ def consent_history_cmd(
             console.print(f"[red]no customer for that {id_type}[/]")
             raise typer.Exit(1)
     ledger = Ledger(settings.ledger_path) if settings.ledger_path.exists() else None
-    if ledger is not None and id_type == "customer_id":
+    if ledger is not None:
         cid = ledger.ids.get().current(cid)  # an earlier id shows the customer it is now
     history = consent_history(ledger, cid) if ledger is not None else []
     if as_json:

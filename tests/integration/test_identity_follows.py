@@ -6,6 +6,7 @@ and the consent history shows it under the customer id of now."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -65,37 +66,55 @@ def _identity(settings) -> pd.DataFrame:
     return pd.read_parquet(settings.unified_dir / "identity.parquet")
 
 
-def _split_person(settings, consented: set[str]) -> tuple[pd.Series, pd.Series]:
-    """A person the resolver left as two customers: a lone app account with an e-mail and
-    a consented customer with a phone and the same first name (an export can join them)."""
+@dataclass(frozen=True)
+class SplitPerson:
+    """A person the resolver left as two customers, and the lead that joins them."""
+
+    quiet: str  # the customer the withdrawal is sent to
+    offered: str  # the consented customer decided for
+    record: str  # a record of the offered customer
+    lead: dict[str, str]
+
+
+def _split_person(settings, consented: set[str]) -> SplitPerson:
+    """Two customers of one person: one with an e-mail, one with a phone, the same first
+    name, one of them consented (a new lead with that e-mail and phone joins them)."""
     from customers.sources import load_canonical_records
 
     recs = load_canonical_records(settings.raw_dir).merge(_identity(settings), on="record_id")
     truth = pd.read_parquet(settings.raw_dir / "truth" / "records.parquet")
     recs = recs.merge(truth[["record_id", "person_id"]], on="record_id")
-    size = recs.groupby("customer_id")["record_id"].transform("size")
-    lone = recs.loc[(recs["source"] == "app") & (size == 1) & recs["email"].notna()]
-    for _, a in lone.iterrows():
-        others = recs.loc[
-            (recs["person_id"] == a["person_id"])
-            & (recs["customer_id"] != a["customer_id"])
-            & recs["customer_id"].isin(consented)
-            & recs["phone"].notna()
-            & (recs["first_name"].str.lower() == str(a["first_name"]).lower())
-        ]
-        if len(others):
-            return a, others.iloc[0]
-    raise AssertionError("the world has no person split across an app account and a CRM record")
+    recs["first"] = recs["first_name"].str.lower()
+    people = recs.groupby("person_id")["customer_id"].transform("nunique")
+    for _, person in recs.loc[people == 2].groupby("person_id"):
+        sides = [g for _, g in person.groupby("customer_id")]
+        names = [set(g["first"].dropna()) for g in sides]
+        if len(names[0] | names[1]) != 1:
+            continue
+        for mail, tel in (sides, sides[::-1]):
+            email, phone = mail["email"].dropna(), tel["phone"].dropna()
+            ids = (mail["customer_id"].iloc[0], tel["customer_id"].iloc[0])
+            if email.empty or phone.empty or not consented & set(ids):
+                continue
+            offered = ids[0] if ids[0] in consented else ids[1]
+            quiet = ids[1] if offered == ids[0] else ids[0]
+            first = person["first_name"].dropna().iloc[0]
+            last = person["last_name"].dropna()
+            lead = {"email": email.iloc[0], "phone": phone.iloc[0], "first_name": first}
+            lead["last_name"] = last.iloc[0] if len(last) else None
+            record = person.loc[person["customer_id"] == offered, "record_id"].iloc[0]
+            return SplitPerson(quiet, offered, record, lead)
+    raise AssertionError("the world has no person split across an e-mail and a phone")
 
 
-def _add_lead(settings, email: str, b: pd.Series) -> None:
-    """A new e-mail lead in the export: the app account's e-mail, the other side's phone."""
+def _add_lead(settings, lead: dict[str, str]) -> None:
+    """A new e-mail lead in the export."""
     path = settings.raw_dir / "email_leads.parquet"
     leads = pd.read_parquet(path)
     row = leads.iloc[[0]].copy()
     row["lead_id"] = "lead-joins-two"
-    row["email"], row["phone"] = email, b["phone"]
-    row["first_name"], row["last_name"] = b["first_name"], b["last_name"]
+    for k, v in lead.items():
+        row[k] = v
     pd.concat([leads, row], ignore_index=True).to_parquet(path, index=False)
 
 
@@ -113,7 +132,7 @@ def test_a_withdrawal_holds_through_link_export_merge_and_split(
     assert _identity(settings)["customer_id"].tolist() == before["customer_id"].tolist()
 
     consented = _consented(settings)
-    a, b = _split_person(settings, consented)
+    p = _split_person(settings, consented)
     singles = before.groupby("customer_id").filter(lambda g: len(g) == 1)
     x, y = (r for _, r in singles.loc[singles["customer_id"].isin(consented)].head(2).iterrows())
     runner = CliRunner()
@@ -121,9 +140,9 @@ def test_a_withdrawal_holds_through_link_export_merge_and_split(
 
     server = start_service(home, tmp_path / "serve.log")
     try:
-        assert not _no_consent(_decide(server, b["customer_id"]))
+        assert not _no_consent(_decide(server, p.offered))
         assert not _no_consent(_decide(server, y["customer_id"]))
-        _withdraw(server, a["customer_id"], "withdraw-under-app-id")
+        _withdraw(server, p.quiet, "withdraw-under-other-id")
         _withdraw(server, x["customer_id"], "withdraw-under-x")
 
         # 1. A human link (x with y) and a new export record (a with b), then a rebuild.
@@ -133,20 +152,20 @@ def test_a_withdrawal_holds_through_link_export_merge_and_split(
             env=env,
         )
         assert linked.exit_code == 0, linked.output
-        _add_lead(settings, a["email"], b)
+        _add_lead(settings, p.lead)
         resolve(settings)
         build_features(settings)
         ids = _identity(settings).set_index("record_id")["customer_id"]
-        xy, ab = ids[x["record_id"]], ids[b["record_id"]]
-        assert ids[y["record_id"]] == xy and ids[a["record_id"]] == ab
-        assert ab == b["customer_id"] or ab == a["customer_id"]  # a merge keeps an old id
+        xy, ab = ids[x["record_id"]], ids[p.record]
+        assert ids[y["record_id"]] == xy and ids["email_lead:lead-joins-two"] == ab
+        assert ab in (p.quiet, p.offered)  # a merge keeps one of the old ids
         for cid in (xy, ab):
             assert _no_consent(_decide(server, cid))
         history = _history(server, ab)
         assert history["customer_id"] == ab
-        assert [c["recorded_under"] for c in history["changes"]] == [a["customer_id"]]
+        assert [c["recorded_under"] for c in history["changes"]] == [p.quiet]
         # A caller holding the retired id reaches the person it is now.
-        retired = a["customer_id"] if ab == b["customer_id"] else b["customer_id"]
+        retired = p.quiet if ab == p.offered else p.offered
         assert _decide(server, retired)["customer_id"] == ab
 
         # 2. A human split of the linked pair: the withdrawal holds on both sides.
