@@ -1,12 +1,23 @@
-"""No import cycle between our modules, including imports inside functions.
+"""No import cycle between our modules, including imports inside functions; every product
+module named in docs/architecture.md.
 
 import-linter checks the layers of docs/architecture.md in ``make lint``; a layers contract
-cannot see a cycle between two modules of one package, this test does.
+cannot see a cycle between two modules of one package, this test does. A newcomer finds a
+module from the architecture doc: a new module fails here until it has its line there, and
+a path the doc names that no longer exists fails too.
 """
 
 from __future__ import annotations
 
+import ast
+import re
+from pathlib import Path
+
 import grimp
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
 
 PACKAGES = (
     "core",
@@ -20,6 +31,12 @@ PACKAGES = (
     "demo",
     "nextbest",
 )
+
+#: The folders whose modules are the product (tests, benchmarks and devtools are not).
+PRODUCT_DIRS = (*PACKAGES, "feature_repo")
+
+#: A repository path of a Python file as the doc writes it, e.g. `customers/identity.py`.
+DOC_PATH = re.compile(r"`((?:[a-z_]+/)+[a-z_]+\.py)(?!\w)")
 
 
 def _cycles(imports: dict[str, set[str]]) -> list[list[str]]:
@@ -85,3 +102,50 @@ def test_no_import_cycle_between_modules() -> None:
 def test_cycle_finder_sees_a_cycle() -> None:
     imports = {"p.a": {"p.b"}, "p.b": {"p.c"}, "p.c": {"p.a", "p.d"}, "p.d": set()}
     assert _cycles(imports) == [["p.a", "p.b", "p.c"]]
+
+
+def _has_code(path: Path) -> bool:
+    """A file with a statement beyond its docstring (an ``__init__`` that re-exports)."""
+    body = ast.parse(path.read_text()).body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]
+    return bool(body)
+
+
+def product_modules() -> list[str]:
+    """Every product module by its repository path; an ``__init__.py`` only when it has
+    code (an empty one or a docstring says nothing a newcomer must find)."""
+    found = []
+    for folder in PRODUCT_DIRS:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if path.name != "__init__.py" or _has_code(path):
+                found.append(path.relative_to(ROOT).as_posix())
+    return found
+
+
+def test_every_product_module_is_named_in_the_architecture_doc() -> None:
+    modules = product_modules()
+    assert len(modules) > 100 and "customers/identity.py" in modules
+    named = set(DOC_PATH.findall(ARCHITECTURE.read_text()))
+    missing = [m for m in modules if m not in named]
+    assert not missing, f"docs/architecture.md does not name: {missing}"
+
+
+def test_every_module_the_architecture_doc_names_exists() -> None:
+    named = set(DOC_PATH.findall(ARCHITECTURE.read_text()))
+    ours = {p for p in named if p.split("/", 1)[0] in PRODUCT_DIRS}
+    assert len(ours) > 100
+    gone = sorted(p for p in ours if not (ROOT / p).is_file())
+    assert not gone, f"docs/architecture.md names modules that do not exist: {gone}"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("- `customers/identity.py`: resolution", ["customers/identity.py"]),
+        ("(`decisions/ledger_state.py::apply_ledger`)", ["decisions/ledger_state.py"]),
+        ("`identity.py` alone, `core/` a folder, `x/y.pyc`", []),
+    ],
+)
+def test_the_doc_path_pattern_reads_repository_paths_only(text: str, expected: list[str]) -> None:
+    assert DOC_PATH.findall(text) == expected
