@@ -75,9 +75,23 @@ def test_email_elsewhere_in_a_record_is_refused(tmp_path, catalog, policy, names
     assert read_log(tmp_path).empty
 
 
-def test_pseudonymous_ids_pass():
-    for ok in ("C0000123", "cust_9f2a", "4d3c2b1a-0000-4000-8000-000000000000"):
-        check_customer_id(ok)
+@pytest.mark.parametrize(
+    "ok",
+    [
+        "C0000123",
+        "C0123456789ab",  # the form identity resolution issues
+        "cust_9f2a",
+        "4d3c2b1a-0000-4000-8000-000000000000",
+        "123456",  # six digits: below the seven a phone number needs
+    ],
+)
+def test_pseudonymous_ids_pass(tmp_path, catalog, policy, names, ok):
+    assert check_customer_id(ok) is None
+    recs = records(catalog, policy, names, 2)
+    for r in recs:
+        r["customer_id"] = ok
+    assert DecisionLog(tmp_path).append(recs) == 2
+    assert read_log(tmp_path)["customer_id"].tolist() == [ok, ok]
 
 
 def _writer(directory: str, tag: int, batches: int) -> None:
