@@ -6,12 +6,13 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 import pytest
 
 from core.errors import InputError
-from core.settings import get_settings
+from core.settings import Settings, get_settings
 from customers.contract import TABLES, ContractError, columns
 from customers.source_files import load_source_files
 from nextbest.pipeline import contract_terms, ingest
@@ -48,105 +49,118 @@ def _set(col: str, row: int, value: object) -> Edit:
     return edit
 
 
-def _settings(bank: Path, home: Path):  # noqa: ANN202 - Settings
+@pytest.fixture
+def settings(bank: Path, tmp_path: Path) -> Settings:
+    """A home reading the bank's exports through its sources file, with the bank's catalog."""
     world = Path(__file__).resolve().parents[2] / "worlds" / "bank"
-    return get_settings(home=home, sources=bank / "sources.yaml", catalog=world / "catalog.yaml")
+    return get_settings(
+        home=tmp_path / "home", sources=bank / "sources.yaml", catalog=world / "catalog.yaml"
+    )
 
 
-# (file, edit, column named, rule fragment, row named)
+class Case(NamedTuple):
+    """One broken rule: the file and its edit, and what the error must name."""
+
+    file: str
+    edit: Edit
+    column: str  # the contract column named
+    rule: str  # a fragment of the rule stated
+    row: int | None  # a 1-based row named (None: a file-level problem)
+
+
 CASES = {
-    "source column missing": (
+    "source column missing": Case(
         "core/customers.csv",
         lambda df: df.drop(columns=["EMail"]),
         "email",
         "source column 'EMail' is not in the file",
         None,
     ),
-    "required value empty": (
+    "required value empty": Case(
         "crm/cases.csv",
         _set("Opened", 4, ""),
         "opened_at",
         "required value is empty",
         5,
     ),
-    "record id unique": (
+    "record id unique": Case(
         "core/customers.csv",
         _set("CustNo", 3, "C00001"),
         "record_id",
         "values must be unique",
         4,  # and row 1, the first C00001
     ),
-    "timestamp format": (
+    "timestamp format": Case(
         "crm/consent_log.csv",
         _set("Timestamp", 2, "2026-02-30 10:00"),
         "ts",
         "cannot parse as a timestamp with format '%d/%m/%Y %H:%M'",
         3,
     ),
-    "number": (
+    "number": Case(
         "cards/transactions_2025.csv",
         _set("Amount", 6, "12,50 EUR"),
         "amount",
         "cannot parse as a number",
         7,
     ),
-    "boolean": (
+    "boolean": Case(
         "crm/consent_log.csv",
         _set("Flag", 1, "maybe"),
         "granted",
         "cannot parse as true/false",
         2,
     ),
-    "whole number": (
+    "whole number": Case(
         "products/stock.csv",
         _set("Units", 0, "2.5"),
         "stock",
         "cannot parse as a whole number",
         1,
     ),
-    "channel allowed": (
+    "channel allowed": Case(
         "crm/consent_log.csv",
         _set("Channel", 0, "PIGEON"),
         "channel",
         "value not allowed",
         1,
     ),
-    "arm is a catalog action": (
+    "arm is a catalog action": Case(
         "marketing/exposures.parquet",
         _set("OfferCode", 0, "OFF-UNKNOWN"),
         "action_id",
         "value not allowed",
         1,
     ),
-    "probability in (0, 1]": (
+    "probability in (0, 1]": Case(
         "marketing/exposures.parquet",
         _set("Probability", 2, 1.5),
         "assignment_probability",
         "less_than_or_equal_to(1.0)",
         3,
     ),
-    "revenue not negative": (
+    "revenue not negative": Case(
         "marketing/exposures.parquet",
         _set("Value", 1, -5.0),
         "revenue",
         "greater_than_or_equal_to(0.0)",
         2,
     ),
-    "stock not negative": (
+    "stock not negative": Case(
         "products/stock.csv",
         _set("Units", 1, "-3"),
         "stock",
         "greater_than_or_equal_to(0)",
         2,
     ),
-    "held product is a catalog product": (
+    "held product is a catalog product": Case(
         "products/holdings.csv",
         _set("ProductCode", 2, "ZZ99"),
         "product_id",
         "value not allowed",
         3,
     ),
-    "exposure id unique": (
+    "exposure id unique": Case(
         "marketing/exposures.parquet",
         _set("ExposureRef", 1, "SPRING26-00000"),
         "exposure_id",
@@ -158,11 +172,10 @@ CASES = {
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_each_rule_names_file_column_rule_and_rows_and_stages_nothing(
-    case: str, bank: Path, tmp_path: Path
+    case: str, bank: Path, settings: Settings
 ) -> None:
     file, edit, column, rule, row = CASES[case]
     _edit(bank / file, edit)
-    settings = _settings(bank, tmp_path / "home")
     with pytest.raises(ContractError) as err:
         ingest(settings)
     text = str(err.value)
@@ -175,8 +188,7 @@ def test_each_rule_names_file_column_rule_and_rows_and_stages_nothing(
     assert not settings.contract_dir.exists()  # nothing half-built
 
 
-def test_a_bad_file_leaves_the_previous_stage_untouched(bank: Path, tmp_path: Path) -> None:
-    settings = _settings(bank, tmp_path / "home")
+def test_a_bad_file_leaves_the_previous_stage_untouched(bank: Path, settings: Settings) -> None:
     ingest(settings)
     before = {p.name: p.read_bytes() for p in settings.contract_dir.iterdir()}
     _edit(bank / "core" / "customers.csv", _set("CustNo", 0, ""))
@@ -198,8 +210,7 @@ def test_missing_file_and_invalid_sources_file(bank: Path, tmp_path: Path) -> No
         load_source_files(bad)
 
 
-def test_bank_maps_onto_the_contract(bank: Path, tmp_path: Path) -> None:
-    settings = _settings(bank, tmp_path / "home")
+def test_bank_maps_onto_the_contract(settings: Settings) -> None:
     tables = load_source_files(settings.sources, terms=contract_terms(settings))
     assert set(tables) == set(TABLES)
     for name, frame in tables.items():
