@@ -97,23 +97,40 @@ def _claims(prev: pd.Series, labels: np.ndarray) -> pd.DataFrame:
     df = pd.DataFrame({"prev": prev.to_numpy(object), "label": labels})
     df = df.loc[df["prev"].notna()]
     counts = df.groupby(["prev", "label"], sort=True).size().rename("n").reset_index()
-    # Most records first, then the cluster with the smallest record id (the lower code).
+    # Most records first, then the cluster with the smallest record id (the lower rank).
     ranked = counts.sort_values(["prev", "n", "label"], ascending=[True, False, True])
     ranked["home"] = ~ranked.duplicated("prev")
     return ranked
 
 
-def _cause(
+def _corrected(
     pairs: Sequence[tuple[str, str]],
-    side_a: Iterable[str],
-    side_b: Iterable[str],
-) -> str:
-    """``correction`` when a human pair has one record on each side, else ``export``."""
-    a_set, b_set = set(side_a), set(side_b)
-    for a, b in pairs:
-        if (a in a_set and b in b_set) or (a in b_set and b in a_set):
-            return CORRECTION
-    return EXPORT
+    rid: pd.Series,
+    prev: pd.Series,
+    labels: np.ndarray,
+    together: bool,
+) -> set[str]:
+    """Earlier ids a human decision changed: a link whose two records had different ids
+    and are together now (``together``), or a split whose records had one id and are
+    apart now."""
+    if not pairs:
+        return set()
+    index = pd.Index(rid)
+    a = index.get_indexer([p[0] for p in pairs])
+    b = index.get_indexer([p[1] for p in pairs])
+    ok = (a >= 0) & (b >= 0)
+    a, b = a[ok], b[ok]
+    pa, pb = prev.to_numpy(object)[a], prev.to_numpy(object)[b]
+    same_now = labels[a] == labels[b]
+    hit = same_now & (pa != pb) if together else ~same_now & (pa == pb)
+    return {x for x in (*pa[hit], *pb[hit]) if x is not None}
+
+
+def _smallest(rid: pd.Series, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each cluster code and its smallest record id (vectorised: a sort, not a groupby)."""
+    order = np.argsort(rid.to_numpy(object), kind="stable")
+    codes, first = np.unique(labels[order], return_index=True)
+    return codes, rid.to_numpy(object)[order[first]]
 
 
 def assign_stable_ids(
@@ -126,15 +143,19 @@ def assign_stable_ids(
 ) -> Assignment:
     """Stable ids for one run's clusters.
 
-    ``labels[i]``: the cluster code (0..k-1) of ``record_ids[i]``, numbered in the order
-    of each cluster's smallest record id. ``links``/``splits``: the human decisions'
+    ``labels[i]``: the cluster code (0..k-1) of ``record_ids[i]``; ties between clusters
+    go to the one with the smaller record id. ``links``/``splits``: the human decisions'
     record pairs, to tell a correction from an export change.
     """
     n = int(labels.max()) + 1 if len(labels) else 0
     rid = pd.Series(record_ids, dtype=object)
     prev = rid.map(registry.ids) if registry.ids else pd.Series([None] * len(rid), dtype=object)
+    codes, smallest = _smallest(rid, labels)
+    rank = np.empty(n, dtype=np.int64)
+    rank[codes] = np.arange(len(codes))
     order = {cid: i for i, cid in enumerate(registry.issued)}
-    claims = _claims(prev, labels)
+    claims = _claims(prev, rank[labels])
+    claims["label"] = codes[claims["label"].to_numpy(np.int64)]
     homes = claims.loc[claims["home"]].copy()
     homes["order"] = homes["prev"].map(order).fillna(len(order))
     homes = homes.sort_values(["label", "order", "prev"])
@@ -142,42 +163,32 @@ def assign_stable_ids(
 
     id_of = np.full(n, None, dtype=object)
     id_of[homes.loc[kept, "label"].to_numpy(np.int64)] = homes.loc[kept, "prev"].to_numpy(object)
-    merged = homes.loc[~kept]
-    # Record sets are only needed to tell a human correction from an export change.
-    by_prev = rid.groupby(prev.to_numpy(object)).agg(set) if (links or splits) else None
-    by_label = rid.groupby(labels).agg(set) if splits else None
-
-    def records(old: str) -> set[str]:
-        return by_prev.get(old, set()) if by_prev is not None else set()
+    linked = _corrected(links, rid, prev, labels, together=True)
+    parted = _corrected(splits, rid, prev, labels, together=False)
 
     changes: list[tuple[str, str, float, str, str, str]] = []
+    merged = homes.loc[~kept]
     for other, label in zip(merged["prev"], merged["label"], strict=True):
-        keep = id_of[label]
-        cause = _cause(links, records(other), records(keep)) if links else EXPORT
-        changes.append((other, keep, now, MERGE, cause, ALL))
+        cause = CORRECTION if other in linked else EXPORT
+        changes.append((other, id_of[label], now, MERGE, cause, ALL))
 
     taken = set(order)
     taken.update(x for x in id_of if x is not None)
     issued: list[str] = []
-    smallest_of = rid.groupby(labels).min()
-    for label, smallest in smallest_of.items():
+    for label, first in zip(codes, smallest, strict=True):
         if id_of[label] is not None:
             continue
-        salt, cid = 0, new_id(smallest)
+        salt, cid = 0, new_id(first)
         while cid in taken:
             salt += 1
-            cid = new_id(smallest, salt)
+            cid = new_id(first, salt)
         taken.add(cid)
         issued.append(cid)
         id_of[label] = cid
 
     away = claims.loc[~claims["home"]]
-    home_label = dict(zip(homes["prev"], homes["label"], strict=True))
     for old, label in zip(away["prev"], away["label"], strict=True):
-        cause = EXPORT
-        if splits and by_label is not None:
-            mine = records(old)
-            cause = _cause(splits, by_label[home_label[old]] & mine, by_label[label] & mine)
+        cause = CORRECTION if old in parted else EXPORT
         changes.append((old, id_of[label], now, SPLIT, cause, SAFETY))
 
     table = pd.DataFrame(changes, columns=list(MAP_COLUMNS))
