@@ -20,8 +20,9 @@ the model, the threshold procedure and the guard in full:
    the few remaining components go through a Python union-find that replays their edges
    in order and refuses an edge that would put two dates of birth in one cluster that
    are not typos of one another vouched for by names and address, two CRM ids whose
-   records disagree, (phone tier) two first names that are not spellings of one another,
-   or a human split. A shared household landline or address therefore never merges two
+   records are neither a duplicate account nor a name change of one person
+   (:func:`_one_customer`), (phone tier) two first names that are not spellings of one
+   another, or a human split. A shared household landline or address therefore never merges two
    family members. Refused edges are reported with both record ids, the rule and the
    conflicting field, never the values.
 4. **Ids.** Within one run a cluster is named ``"C" + sha1(smallest record_id)[:12]``;
@@ -43,6 +44,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -89,7 +91,11 @@ class ResolutionSettings:
     for review. Two records with different dates of birth that are not typos of one
     another are merged only by a Splink edge of at least ``dob_conflict_weight`` with
     agreeing full names and address (a date of birth replaced in one export); ``inf``
-    refuses every such merge. Deterministic rules never merge them. ``prior_recall``
+    refuses every such merge. Deterministic rules never merge them. Two records with
+    different customer numbers (``crm_id``) are one person only as a duplicate account
+    (names and date of birth agree) or a name change: first name and date of birth
+    agree, the surname differs and at least ``crm_name_change_evidence`` of phone,
+    e-mail and address agree (4 refuses every name change). ``prior_recall``
     is the assumed recall of the deterministic rules Splink estimates the prior from;
     ``seed`` fixes Splink's samples; ``u_max_pairs`` and ``em_max_pairs`` bound them.
     m and u are estimated on the data itself (no labels). ``country_code`` completes
@@ -104,6 +110,7 @@ class ResolutionSettings:
     match_weight_threshold: float = 1.0
     review_weight: float = -4.0
     dob_conflict_weight: float = 11.0
+    crm_name_change_evidence: int = 2
     prior_recall: float = 0.8
     seed: int = 42
     u_max_pairs: float = 2e6
@@ -321,8 +328,15 @@ def _similar(x: str, y: str) -> bool:
     """
     if x == y:
         return True
-    if min(len(x), len(y)) < 3:
-        return False
+    # Spacing is not spelling: "h o" and "ho" are one name as typed twice.
+    x, y = x.replace(" ", ""), y.replace(" ", "")
+    if x == y:
+        return True
+    short, long_ = sorted((x, y), key=len)
+    if len(short) < 3:
+        # A two-letter name cut from a three-letter one ("ky", "kyo"); shorter names
+        # are too alike to compare.
+        return len(short) == 2 and len(long_) == 3 and long_.startswith(short)
     cap = 2 if min(len(x), len(y)) >= 5 else 1
     return _edits(x, y, cap) <= cap
 
@@ -349,6 +363,17 @@ def _dob_typo(x: str, y: str) -> bool:
     return _edits(x, y, 1) <= 1
 
 
+class _CrmRecord(NamedTuple):
+    """The values of one CRM record the customer-number rule compares."""
+
+    dob: str | None
+    first: str | None
+    last: str | None
+    phone: str | None
+    email: str | None
+    places: frozenset[str]  # postcode and street
+
+
 @dataclass
 class _Cluster:
     dobs: set[str]
@@ -359,8 +384,7 @@ class _Cluster:
     # record positions in the cluster that a human split from ``bans`` (positions)
     split_members: set[int]
     bans: set[int]
-    # crm_id -> (dob, first, last, phone, email) of that CRM record
-    crms: dict[str, tuple[str | None, str | None, str | None, str | None, str | None]]
+    crms: dict[str, _CrmRecord]  # crm_id -> that CRM record
 
     def absorb(self, other: _Cluster) -> None:
         """Take over ``other``'s values (after a merge)."""
@@ -381,21 +405,27 @@ def _swapped(a: _Cluster, b: _Cluster) -> bool:
     return _names_agree(a.firsts, b.lasts) and _names_agree(a.lasts, b.firsts)
 
 
-def _full_names_agree(a: _Cluster, b: _Cluster) -> bool:
-    """Both sides carry first and last names, and they are spellings (or swapped)."""
-    if not (a.firsts and a.lasts and b.firsts and b.lasts):
-        return False
-    straight = _names_agree(a.firsts, b.firsts) and _names_agree(a.lasts, b.lasts)
+def _names_vouch(a: _Cluster, b: _Cluster) -> bool:
+    """Names vouch for two sides: every name field both carry agrees (spellings) and at
+    least one does, or first and last names are swapped between them.
+
+    A name missing on one side is no evidence either way: FEBRL-like exports drop first
+    names, and counting a gap as a disagreement refused a third of the true pairs whose
+    date of birth had been replaced.
+    """
+    both = [(x, y) for x, y in ((a.firsts, b.firsts), (a.lasts, b.lasts)) if x and y]
+    straight = bool(both) and all(_names_agree(x, y) for x, y in both)
     return straight or _swapped(a, b)
 
 
 def _dobs_agree(a: _Cluster, b: _Cluster, outweighed: bool = False) -> bool:
     """Equal dates of birth, or different ones that names and address vouch for.
 
-    Different dates of birth are accepted only with agreeing full names and address,
-    and then only when they are typos of one another or, for a Splink edge,
-    ``outweighed``: the model's weight, with the disagreement priced in, clears the
-    DOB-conflict bar (see ``ResolutionSettings.dob_conflict_weight``).
+    Different dates of birth are accepted only with vouching names
+    (:func:`_names_vouch`) and address, and then only when they are typos of one
+    another or, for a Splink edge, ``outweighed``: the model's weight, with the
+    disagreement priced in, clears the DOB-conflict bar (see
+    ``ResolutionSettings.dob_conflict_weight``).
     """
     if not a.dobs or not b.dobs or a.dobs == b.dobs:
         return True
@@ -406,40 +436,68 @@ def _dobs_agree(a: _Cluster, b: _Cluster, outweighed: bool = False) -> bool:
     if not (typo or (outweighed and not contradicted)):
         return False
     places = any(_similar(x, y) for x in a.places for y in b.places)
-    return places and _full_names_agree(a, b)
+    return places and _names_vouch(a, b)
 
 
-def _crm_conflict(a: _Cluster, b: _Cluster) -> bool:
-    """Two CRM ids may share a cluster only if their records agree on DOB and names.
+def _one_customer(x: _CrmRecord, y: _CrmRecord, name_change_evidence: int) -> bool:
+    """Whether two CRM records with different customer numbers may be one person.
 
-    Duplicate CRM accounts of one person exist; both first and last names must be
-    spellings of one another and the dates of birth equal or a typo of one another.
-    When one record lacks the date of birth, the two records must share a phone or an
-    email instead (same-named relatives at one address are the trap; they do not share
-    a personal contact).
+    A second customer number is strong evidence of a second person, outweighed only by:
+
+    - a duplicate account: first and last names are spellings of one another and the
+      dates of birth equal or a typo of one another; when one record lacks the date of
+      birth, a shared phone or e-mail instead (same-named relatives at one address are
+      the trap; they do not share a personal contact);
+    - a name change (marriage, divorce, a maiden name): first names agree, the dates of
+      birth are equal or a typo, the surname differs, and at least
+      ``name_change_evidence`` of phone, e-mail and address (postcode or street) agree.
     """
-    for ca, (da, fa, la, pa, ea) in a.crms.items():
-        for cb, (db, fb, lb, pb, eb) in b.crms.items():
-            if ca == cb:
-                continue
-            if da is not None and db is not None and not _dob_typo(da, db):
-                return True
-            same_contact = (pa is not None and pa == pb) or (ea is not None and ea == eb)
-            if (da is None or db is None) and not same_contact:
-                return True
-            if fa is None or fb is None or not _similar(fa, fb):
-                return True
-            if la is None or lb is None or not _similar(la, lb):
-                return True
-    return False
+    if x.first is None or y.first is None or not _similar(x.first, y.first):
+        return False
+    contact = (x.phone is not None and x.phone == y.phone) or (
+        x.email is not None and x.email == y.email
+    )
+    same_last = x.last is not None and y.last is not None and _similar(x.last, y.last)
+    if x.dob is None or y.dob is None:
+        return contact and same_last
+    if not _dob_typo(x.dob, y.dob):
+        return False
+    if same_last:
+        return True
+    agreeing = (
+        int(x.phone is not None and x.phone == y.phone)
+        + int(x.email is not None and x.email == y.email)
+        + int(any(_similar(p, q) for p in x.places for q in y.places))
+    )
+    return agreeing >= name_change_evidence
 
 
-def _conflict(a: _Cluster, b: _Cluster, weak: bool, outweighed: bool = False) -> str | None:
+def _crm_conflict(a: _Cluster, b: _Cluster, name_change_evidence: int) -> bool:
+    """Some CRM record of ``a`` and some of ``b`` cannot be one person (:func:`_one_customer`)."""
+    return any(
+        ca != cb and not _one_customer(ra, rb, name_change_evidence)
+        for ca, ra in a.crms.items()
+        for cb, rb in b.crms.items()
+    )
+
+
+def _conflict(
+    a: _Cluster,
+    b: _Cluster,
+    weak: bool,
+    outweighed: bool = False,
+    name_change_evidence: int = 2,
+) -> str | None:
     if (a.split_members & b.bans) or (b.split_members & a.bans):
         return "human_split"
     if not _dobs_agree(a, b, outweighed):
         return "date_of_birth"
-    if a.crms and b.crms and set(a.crms) != set(b.crms) and _crm_conflict(a, b):
+    if (
+        a.crms
+        and b.crms
+        and set(a.crms) != set(b.crms)
+        and _crm_conflict(a, b, name_change_evidence)
+    ):
         return "crm_id"
     if weak and not (_names_agree(a.firsts, b.firsts) or _swapped(a, b)):
         return "first_name"
@@ -449,7 +507,8 @@ def _conflict(a: _Cluster, b: _Cluster, weak: bool, outweighed: bool = False) ->
 class _Attrs:
     """Per-record conflict attributes as integer codes and value arrays."""
 
-    def __init__(self, norm: pd.DataFrame) -> None:
+    def __init__(self, norm: pd.DataFrame, name_change_evidence: int = 2) -> None:
+        self.name_change_evidence = name_change_evidence
         self.dob_code = pd.factorize(norm["date_of_birth"])[0]
         self.crm_code = pd.factorize(norm["crm_id"])[0]
         self.first_code = pd.factorize(norm["first_name"])[0]
@@ -478,7 +537,14 @@ class _Attrs:
             return {v for v in arr[members] if v is not None}
 
         crms = {
-            self.crm[i]: (self.dob[i], self.first[i], self.last[i], self.phone[i], self.email[i])
+            self.crm[i]: _CrmRecord(
+                self.dob[i],
+                self.first[i],
+                self.last[i],
+                self.phone[i],
+                self.email[i],
+                frozenset(v for v in (self.postcode[i], self.street[i]) if v is not None),
+            )
             for i in members
             if self.crm[i] is not None
         }
@@ -632,7 +698,7 @@ def _merge_guarded(
         if ra == rb:
             continue
         ca, cb = clusters[ra], clusters[rb]
-        why = _conflict(ca, cb, weak, bool(prob[k] >= outweigh_prob))
+        why = _conflict(ca, cb, weak, bool(prob[k] >= outweigh_prob), attrs.name_change_evidence)
         if why is not None:
             state.refused.append((int(a[k]), int(b[k]), str(rule[k]), why))
             continue
@@ -738,7 +804,12 @@ def _force_links(
     rid = attrs.record_ids
     out = []
     for x, y, why in zip(a.tolist(), b.tolist(), reasons.tolist(), strict=True):
-        guard = _conflict(attrs.cluster(np.array([x])), attrs.cluster(np.array([y])), True)
+        guard = _conflict(
+            attrs.cluster(np.array([x])),
+            attrs.cluster(np.array([y])),
+            True,
+            name_change_evidence=attrs.name_change_evidence,
+        )
         out.append((rid[x], rid[y], str(why), guard or ""))
     return out
 
@@ -781,7 +852,7 @@ def resolve_records(
     recs = recs.sort_values("record_id", kind="stable").reset_index(drop=True)
     norm = normalise_records(recs, settings.country_code)
     n = len(norm)
-    attrs = _Attrs(norm)
+    attrs = _Attrs(norm, settings.crm_name_change_evidence)
     timings["normalise_s"] = time.perf_counter() - t0
 
     step("deterministic links")

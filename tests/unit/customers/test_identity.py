@@ -59,6 +59,34 @@ _ANNA_CRM = _anna("crm:1", source="crm", crm_id="1", date_of_birth="1980-03-12")
 _SARAH = dict(first_name="Sarah", last_name="Jones", date_of_birth="1970-02-03")
 _JACK = dict(first_name="Jack", last_name="Young", postcode="S3 9UG")
 
+
+def _account(record_id: str, crm_id: str, **values: str | None) -> dict:
+    """A core-banking customer record (customer number ``crm_id``) of Anna Hill."""
+    base = dict(
+        first_name="Anna",
+        last_name="Hill",
+        date_of_birth="1984-06-02",
+        phone="07700 900123",
+        street="4 Mill Rd",
+        postcode="E1 6AN",
+    )
+    return _record(record_id, "crm", crm_id=crm_id, **dict(base, **values))
+
+
+# A maiden name: same first name, date of birth, mobile and address, a new surname and a
+# new customer number.
+_RENAMED = (
+    _account("crm:1", "1"),
+    _account(
+        "crm:2",
+        "2",
+        last_name="Baker",
+        phone="+44 7700 900123",
+        street="4 MILL ROAD",
+        postcode="e16an",
+    ),
+)
+
 LINKING = [
     *(
         pytest.param(
@@ -97,6 +125,82 @@ LINKING = [
             ),
             # Truly different dates of birth.
             (dict(first_name="Ben", date_of_birth="1975-05-05"), "different-dob"),
+        ]
+    ),
+    *(
+        pytest.param(
+            Linking(
+                (
+                    _anna("crm:1", "crm", crm_id="1", date_of_birth="1980-03-12", last_name="Ho"),
+                    _anna(
+                        "loy:1",
+                        loyalty_id="1",
+                        date_of_birth="1980-03-13",
+                        **dict(dict(last_name="Ho"), **other),
+                    ),
+                ),
+                together=(("crm:1", "loy:1"),) if merged else (),
+                apart=() if merged else (("crm:1", "loy:1"),),
+                refused=[] if merged else ["date_of_birth"],
+            ),
+            id=f"a-dob-typo-is-vouched-for-by-the-names-both-records-carry-{name}",
+        )
+        # A name missing on one side is no evidence either way, and spacing is not
+        # spelling; with no name at all nothing vouches for the other date.
+        for other, merged, name in [
+            (dict(first_name=None), True, "first-name-missing"),
+            (dict(last_name="H O"), True, "spaced-surname"),
+            (dict(first_name=None, last_name=None), False, "no-name-at-all"),
+        ]
+    ),
+    pytest.param(
+        Linking(
+            (
+                _ANNA_CRM,
+                _anna(
+                    "loy:1",
+                    loyalty_id="1",
+                    date_of_birth="1980-03-13",
+                    first_name=None,
+                    last_name="Ng",
+                ),
+            ),
+            apart=(("crm:1", "loy:1"),),
+            refused=["date_of_birth"],
+        ),
+        id="a-dob-typo-with-a-missing-first-name-and-another-surname-stays-apart",
+    ),
+    pytest.param(
+        Linking(_RENAMED, together=(("crm:1", "crm:2"),), refused=[]),
+        id="two-customer-numbers-of-one-person-with-a-changed-surname-merge",
+    ),
+    *(
+        pytest.param(
+            Linking(
+                (_account("crm:1", "1"), _account("crm:2", "2", **other)),
+                apart=(("crm:1", "crm:2"),),
+                refused=[field],
+            ),
+            id=f"different-customer-numbers-sharing-a-phone-and-little-else-stay-apart-{name}",
+        )
+        for other, field, name in [
+            # Two people of one household: a shared landline and address, nothing else.
+            (dict(first_name="Ben", date_of_birth="1979-11-20"), "date_of_birth", "household"),
+            (dict(first_name="Ben", date_of_birth=None), "crm_id", "household-no-dob"),
+            # Mother and daughter of one first name, the daughter married: the dates differ.
+            (
+                dict(last_name="Baker", date_of_birth="2009-04-17"),
+                "date_of_birth",
+                "same-first-name-other-dob",
+            ),
+            # A changed surname whose date of birth cannot be compared.
+            (dict(last_name="Baker", date_of_birth=None), "crm_id", "surname-changed-no-dob"),
+            # A changed surname with only the phone agreeing: one of three, below the bar.
+            (
+                dict(last_name="Baker", street="9 Elm St", postcode="S3 9UG"),
+                "crm_id",
+                "surname-changed-phone-only",
+            ),
         ]
     ),
     pytest.param(
@@ -217,6 +321,16 @@ def test_records_link_or_stay_apart(case: Linking) -> None:
         assert fields.tolist() == case.refused
     if case.rules is not None:
         assert set(result.assignments["match_rule"]) == case.rules
+
+
+def test_a_name_change_below_the_evidence_threshold_keeps_two_customers() -> None:
+    """The customer number still counts: with the bar at 3 of phone, e-mail and address,
+    the renamed account (phone and address agree) stays a customer of its own."""
+    settings = ResolutionSettings(use_splink=False, crm_name_change_evidence=3)
+    result = resolve_records(pd.DataFrame(list(_RENAMED)), settings)
+    customer = result.assignments.set_index("record_id")["customer_id"]
+    assert customer["crm:1"] != customer["crm:2"]
+    assert result.refused_links["conflict_field"].tolist() == ["crm_id"]
 
 
 def test_shared_landline_with_different_dobs_is_refused_and_reported() -> None:
