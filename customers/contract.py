@@ -59,7 +59,12 @@ class IdentityRecords(_Table):
     source: Series[str] = _f("System the record comes from, e.g. `crm`.", str_matches=_SOURCE_NAME)
     email: Series[str] | None = _f("E-mail address as the system holds it.", nullable=True)
     phone: Series[str] | None = _f("Phone number as the system holds it.", nullable=True)
-    crm_id: Series[str] | None = _f("Customer number, unique per person.", nullable=True)
+    crm_id: Series[str] | None = _f(
+        "Customer number. A person may hold several (a re-opened account, a name change, "
+        "a migration): two numbers join one customer only on the evidence of "
+        "docs/identity.md (names or name change, date of birth, phone, e-mail, address).",
+        nullable=True,
+    )
     loyalty_id: Series[str] | None = _f("Loyalty card number.", nullable=True)
     app_account_id: Series[str] | None = _f("App account id.", nullable=True)
     device_id: Series[str] | None = _f("Web cookie / device id.", nullable=True)
