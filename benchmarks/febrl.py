@@ -141,7 +141,7 @@ def splink_reference(records: pd.DataFrame, truth: pd.DataFrame) -> dict[str, fl
             block_on("date_of_birth")
         )
         linker.training.estimate_parameters_using_expectation_maximisation(block_on("postcode"))
-        pred = linker.inference.predict(threshold_match_weight=-10).as_pandas_dataframe()
+        pred = linker.inference.predict(threshold_match_weight=-15).as_pandas_dataframe()
     finally:
         splink_logger.setLevel(level)
     seconds = time.perf_counter() - t0
@@ -150,7 +150,7 @@ def splink_reference(records: pd.DataFrame, truth: pd.DataFrame) -> dict[str, fl
     b = pred["uid_r"].to_numpy(np.int64)
     w = pred["match_weight"].to_numpy(float)
     best: dict[str, float] = {"f1": -1.0}
-    for threshold in np.arange(-5.0, 20.01, 0.5):
+    for threshold in np.arange(-15.0, 20.01, 0.5):
         keep = w >= threshold
         q = pairwise_quality(_clusters(len(df), a[keep], b[keep]), person)
         if q["f1"] > best["f1"]:
@@ -167,4 +167,64 @@ def ours(records: pd.DataFrame, truth: pd.DataFrame, settings=None) -> dict[str,
     seconds = time.perf_counter() - t0
     m = result.assignments.merge(truth, on="record_id")
     q = pairwise_quality(m["customer_id"].to_numpy(), m["person_id"].to_numpy())
-    return {**q, "seconds": seconds, "refused_links": len(result.refused_links)}
+    return {
+        **q,
+        "seconds": seconds,
+        "refused_links": len(result.refused_links),
+        "missed": missed_breakdown(records, truth, result),
+    }
+
+
+COMPARED = ("first_name", "last_name", "date_of_birth", "postcode", "street", "city")
+
+
+def missed_breakdown(records: pd.DataFrame, truth: pd.DataFrame, result) -> dict[str, dict]:
+    """True pairs left apart, counted by why and by which fields differ (names, no values).
+
+    For each person split over several customers, every two of its customers are one
+    group of missed pairs. Why: ``refused <field>`` when the guard refused an edge
+    between them; ``below threshold`` when Splink scored a pair of them in the review
+    band; else ``not scored`` (no blocking rule brought them together, or the model
+    weighed them below the review band). Fields: those both records carry with
+    different normalised values (``differ``) and those one lacks (``missing``), on the
+    pair that was refused or scored highest, else on the first pair.
+    """
+    from customers.identity import normalise_records, validate_records
+
+    norm = normalise_records(validate_records(records)).set_index("record_id")
+    m = result.assignments.merge(truth, on="record_id")
+    refused = {
+        frozenset((r.record_id_a, r.record_id_b)): r.conflict_field
+        for r in result.refused_links.itertuples()
+    }
+    review = {
+        frozenset((r.record_id_a, r.record_id_b)): r.match_weight
+        for r in result.review_pairs.itertuples()
+    }
+    by_cause: dict[str, int] = {}
+    by_fields: dict[str, int] = {}
+    for _, person in m.groupby("person_id"):
+        groups = [g["record_id"].tolist() for _, g in person.groupby("customer_id")]
+        for i, left in enumerate(groups):
+            for right in groups[i + 1 :]:
+                cross = [frozenset((x, y)) for x in left for y in right]
+                hit = next((p for p in cross if p in refused), None)
+                if hit is not None:
+                    cause = f"refused {refused[hit]}"
+                elif any(p in review for p in cross):
+                    hit = max((p for p in cross if p in review), key=review.__getitem__)
+                    cause = "below threshold"
+                else:
+                    hit, cause = cross[0], "not scored"
+                x, y = norm.loc[sorted(hit), list(COMPARED)].to_numpy(object)
+                fields = list(zip(COMPARED, x, y, strict=True))
+                differ = ",".join(c for c, u, v in fields if pd.notna(u) and pd.notna(v) and u != v)
+                missing = ",".join(c for c, u, v in fields if pd.isna(u) or pd.isna(v))
+                n = len(left) * len(right)
+                key = f"{cause} | differ: {differ or '-'} | missing: {missing or '-'}"
+                by_cause[cause] = by_cause.get(cause, 0) + n
+                by_fields[key] = by_fields.get(key, 0) + n
+    return {
+        "by_cause": dict(sorted(by_cause.items(), key=lambda kv: -kv[1])),
+        "by_cause_and_fields": dict(sorted(by_fields.items(), key=lambda kv: (-kv[1], kv[0]))),
+    }

