@@ -5,13 +5,19 @@ required, and what they mean (``docs/bring-your-own-data.md`` prints the same). 
 ``identity_records`` is required; any other table may be absent, and the features that
 need it are then missing or null, never invented.
 
-Events name their customer by ``record_id``, the identity record they were booked
-against (``"{source}:{native id}"``, as in :mod:`customers.sources`); identity
-resolution maps records to customers. Consent names its customer by an identifier
-(``id_type``, ``id_value``), as consent systems do. Identifier values are kept as the
-source holds them: normalising them is :mod:`customers.normalise`'s job.
+Every table about a customer (events and consent) names it per row, in one of two
+ways: by ``record_id``, the identity record the row was booked against
+(``"{source}:{native id}"``, as in :mod:`customers.sources`), or by an identifier
+(``id_type``, ``id_value``: a customer number, a phone, an e-mail...), as consent
+systems do. Identity resolution maps records and identifiers to customers
+(:mod:`customers.row_customers`). Identifier values are kept as the source holds them:
+normalising them is :mod:`customers.normalise`'s job.
 
-:func:`validate_tables` checks every table and raises one :class:`ContractError`
+Amounts have one sign convention, :data:`AMOUNT_SIGN`, stated here and used by the
+guide and the features.
+
+:func:`validate_tables` checks every table (its columns with pandera, then the rules
+that span columns of a row, :func:`row_problems`) and raises one :class:`ContractError`
 listing every problem (file, column, rule and a few row numbers) before anything is
 written.
 """
@@ -33,6 +39,12 @@ from core.vocabulary import ID_TYPES, NO_ACTION
 Timestamp = Annotated[pd.DatetimeTZDtype, "ns", "UTC"]
 #: The implicit control arm of every experiment.
 CONTROL_ARM = NO_ACTION
+#: The one sign convention of transaction amounts (the contract, the guide and the value
+#: tier follow it; a sources file's ``sign:`` turns an export's own convention into it).
+AMOUNT_SIGN = (
+    "Signed amount: positive for spend (a purchase, a card debit), "
+    "negative for money back (a refund, a card credit)."
+)
 _SOURCE_NAME = r"^[a-z][a-z0-9_]*$"
 
 
@@ -46,9 +58,21 @@ class _Table(pa.DataFrameModel):
         coerce = False  # the loader parses; the contract checks what it produced
 
 
-class _Event(_Table):
-    record_id: Series[str] = _f(
-        "Identity record the event was booked against, `{source}:{native id}`."
+class _Customer(_Table):
+    """A table whose rows are about a customer, named by a record or by an identifier."""
+
+    record_id: Series[str] | None = _f(
+        "Identity record the row names its customer by, `{source}:{native id}`; "
+        "or give `id_type` and `id_value`.",
+        nullable=True,
+    )
+    id_type: Series[str] | None = _f(
+        "Identifier type the row names its customer by instead of a record.",
+        nullable=True,
+        isin=list(ID_TYPES),
+    )
+    id_value: Series[str] | None = _f(
+        "That identifier's value, as the source holds it.", nullable=True
     )
 
 
@@ -79,16 +103,16 @@ class IdentityRecords(_Table):
     )
 
 
-class Orders(_Event):
+class Orders(_Customer):
     """Purchases, transactions or contract sales, one row per line or basket."""
 
     ts: Series[Timestamp] = _f("When it was bought (UTC).")
     category: Series[str] = _f("Product category (the catalog's categories).")
-    amount: Series[float] = _f("Signed amount: negative for refunds and debits.")
+    amount: Series[float] = _f(AMOUNT_SIGN)
     product_id: Series[str] | None = _f("Product bought, when known.", nullable=True)
 
 
-class BehaviourEvents(_Event):
+class BehaviourEvents(_Customer):
     """Web and app behaviour: page views, add to cart, app opens, product checks."""
 
     ts: Series[Timestamp] = _f("When it happened (UTC).")
@@ -97,7 +121,7 @@ class BehaviourEvents(_Event):
     config_id: Series[str] | None = _f("Product configuration looked at, if any.", nullable=True)
 
 
-class ServiceCases(_Event):
+class ServiceCases(_Customer):
     """Service cases; a case pauses promotions while it is open."""
 
     opened_at: Series[Timestamp] = _f("When the case was opened (UTC).")
@@ -105,24 +129,30 @@ class ServiceCases(_Event):
     complaint: Series[bool] | None = _f("True if the case is a complaint.")
 
 
-class Complaints(_Event):
+class Complaints(_Customer):
     """Complaints booked apart from service cases."""
 
     ts: Series[Timestamp] = _f("When the complaint was made (UTC).")
 
 
-class Holdings(_Event):
-    """Products a customer holds (never offered again)."""
+class Holdings(_Customer):
+    """Products a customer holds (never offered again), with their balances if known."""
 
     product_id: Series[str] = _f("Product held (the catalog's product ids).")
     since: Series[Timestamp] | None = _f("Since when it is held.", nullable=True)
+    balance: Series[float] | None = _f(
+        "Balance of the holding at `balance_at` (savings held, mortgage outstanding...).",
+        nullable=True,
+    )
+    balance_at: Series[Timestamp] | None = _f(
+        "When the balance was read; it counts from then on (required with `balance`).",
+        nullable=True,
+    )
 
 
-class ConsentEvents(_Table):
+class ConsentEvents(_Customer):
     """Consent given or withdrawn, per purpose and channel; no record means no consent."""
 
-    id_type: Series[str] = _f("Identifier the consent was recorded under.", isin=list(ID_TYPES))
-    id_value: Series[str] = _f("That identifier's value, as the consent system holds it.")
     purpose: Series[str] = _f("Purpose, e.g. `marketing`.")
     channel: Series[str] = _f("Channel, e.g. `email`.")
     granted: Series[bool] = _f("True: given; False: withdrawn.")
@@ -130,15 +160,22 @@ class ConsentEvents(_Table):
     source: Series[str] | None = _f("Where it was captured (web form, branch...).", nullable=True)
 
 
-class ContactHistory(_Event):
-    """Contacts made (caps and cooldowns count them)."""
+class ContactHistory(_Customer):
+    """Contacts made, catalog actions or not (caps count them all, cooldowns the actions)."""
 
     ts: Series[Timestamp] = _f("When the contact was made (UTC).")
     channel: Series[str] = _f("Channel it went out on.")
-    action_id: Series[str] = _f("Catalog action shown.")
+    action_id: Series[str] | None = _f(
+        "Catalog action shown; empty for a contact that is no catalog action (a newsletter).",
+        nullable=True,
+    )
+    purpose: Series[str] | None = _f(
+        "Purpose of the contact (the catalog's purposes); required without `action_id`.",
+        nullable=True,
+    )
 
 
-class CampaignExposures(_Event):
+class CampaignExposures(_Customer):
     """Randomised campaign exposures and their outcomes: what training learns from."""
 
     exposure_id: Series[str] = _f("Unique id of the exposure.", unique=True)
@@ -173,6 +210,8 @@ TABLES: dict[str, type[_Table]] = {
     "product_stock": ProductStock,
 }
 REQUIRED_TABLES: tuple[str, ...] = ("identity_records",)
+#: The tables whose rows name a customer (by ``record_id`` or ``id_type``/``id_value``).
+CUSTOMER_TABLES: tuple[str, ...] = tuple(n for n, t in TABLES.items() if issubclass(t, _Customer))
 #: Provenance columns the loader adds while validating: source file and its data row (1-based).
 FILE, ROW = "__file", "__row"
 
@@ -201,7 +240,11 @@ def _domain_checks(table: str, terms: Terms | None) -> dict[str, list[str]]:
         return {}
     allowed = {
         "consent_events": {"purpose": terms.purposes, "channel": terms.channels},
-        "contact_history": {"channel": terms.channels, "action_id": terms.arms},
+        "contact_history": {
+            "channel": terms.channels,
+            "action_id": terms.arms,
+            "purpose": terms.purposes,
+        },
         "campaign_exposures": {"action_id": (*terms.arms, CONTROL_ARM)},
     }
     if terms.products:
@@ -295,13 +338,83 @@ def problems_of(table: str, errors: SchemaErrors, frame: pd.DataFrame) -> list[P
     return out
 
 
+def _present(frame: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in frame:
+        return np.zeros(len(frame), dtype=bool)
+    return frame[column].notna().to_numpy()
+
+
+def _at_rows(
+    table: str, frame: pd.DataFrame, bad: np.ndarray, column: str, rule: str
+) -> list[Problem]:
+    """One problem per file for the rows where ``bad`` holds."""
+    if not bad.any():
+        return []
+    if FILE not in frame or ROW not in frame:
+        return [Problem(table, "(table)", column, rule, [], int(bad.sum()))]
+    out = []
+    for f, part in frame.loc[bad, [FILE, ROW]].groupby(FILE, sort=True):
+        nums = sorted(part[ROW].astype(int).tolist())
+        out.append(Problem(table, str(f), column, rule, nums[:_ROWS_SHOWN], len(nums)))
+    return out
+
+
+def row_problems(table: str, frame: pd.DataFrame) -> list[Problem]:
+    """The rules that span several columns of a row (pandera checks one column at a time).
+
+    A row about a customer names it exactly once: by ``record_id`` or by ``id_type`` and
+    ``id_value`` together. A contact that is no catalog action says its purpose. A
+    balance says when it was read.
+    """
+    out: list[Problem] = []
+    if table in CUSTOMER_TABLES:
+        record = _present(frame, "record_id")
+        id_type, id_value = _present(frame, "id_type"), _present(frame, "id_value")
+        out += _at_rows(
+            table,
+            frame,
+            ~record & ~id_type & ~id_value,
+            "record_id",
+            "names no customer: give record_id, or id_type and id_value "
+            "(or drop_empty: rows that name no one)",
+        )
+        out += _at_rows(
+            table,
+            frame,
+            record & (id_type | id_value),
+            "record_id",
+            "names its customer twice: record_id and id_type/id_value",
+        )
+        out += _at_rows(
+            table, frame, ~record & id_value & ~id_type, "id_type", "id_value without id_type"
+        )
+        out += _at_rows(
+            table, frame, ~record & id_type & ~id_value, "id_value", "id_type without id_value"
+        )
+    if table == "contact_history":
+        bare = ~_present(frame, "action_id") & ~_present(frame, "purpose")
+        out += _at_rows(
+            table,
+            frame,
+            bare,
+            "purpose",
+            "a contact that is no catalog action (empty action_id) needs its purpose",
+        )
+    if table == "holdings":
+        undated = _present(frame, "balance") & ~_present(frame, "balance_at")
+        out += _at_rows(
+            table, frame, undated, "balance_at", "a balance needs balance_at (when it was read)"
+        )
+    return out
+
+
 def validate_table(table: str, frame: pd.DataFrame, terms: Terms | None = None) -> list[Problem]:
     """Every broken rule of one table (empty: the table is valid)."""
     try:
         schema(table, terms).validate(frame, lazy=True)
     except SchemaErrors as errors:
-        return problems_of(table, errors, frame)
-    return []
+        return problems_of(table, errors, frame) + row_problems(table, frame)
+    return row_problems(table, frame)
 
 
 def validate_tables(tables: dict[str, pd.DataFrame], terms: Terms | None = None) -> None:
@@ -330,6 +443,8 @@ def complete(table: str, frame: pd.DataFrame) -> pd.DataFrame:
             out[name] = False
         elif "datetime" in str(col.dtype):
             out[name] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]")
+        elif str(col.dtype) == "float64":
+            out[name] = pd.Series(np.nan, index=frame.index, dtype="float64")
         else:
             out[name] = pd.Series(None, index=frame.index, dtype=object)
     return out.reset_index(drop=True)
