@@ -1,13 +1,17 @@
 """A team's exports mapped onto the source contract by a sources file (``sources.yaml``).
 
 The sources file says, per contract table, which files hold it (CSV or parquet, one or
-several, glob patterns allowed) and where each contract column comes from: a column of
-the file (renamed), a constant, a value map (a team's offer codes onto catalog ids, its
+several, glob patterns allowed), who each row is about (a record of a system, or an
+identifier such as a customer number or a phone; by one rule or per row) and where each
+contract column comes from: a column of the file (renamed), several columns joined (a
+composite key), a constant, a value map (a team's offer codes onto catalog ids, its
 control-arm label onto ``no_action``), a date or timestamp format (day-first dates
-included), a full name in one column, or an amount whose sign is given by another
-column. :func:`load_source_files` reads every file, maps it, and validates every table
-against :mod:`customers.contract`; :func:`stage_tables` writes them only once all are
-valid, so a bad file leaves nothing behind.
+included), a full name in one column, or an amount put into the contract's sign
+convention (a debit/credit flag, or a flip). The schema is the pydantic models below
+(:class:`SourcesFile`); :mod:`customers.source_mapping` maps each file by them.
+:func:`load_source_files` reads every file, maps it, and validates every table against
+:mod:`customers.contract`; :func:`stage_tables` writes them only once all are valid, so a
+bad file leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -15,42 +19,96 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import numpy as np
 import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.errors import InputError
-from customers.contract import FILE, ROW, TABLES, ContractError, Problem, Terms, complete
+from core.vocabulary import ID_TYPES
+from customers.contract import (
+    CUSTOMER_TABLES,
+    TABLES,
+    ContractError,
+    Problem,
+    Terms,
+    complete,
+)
 from customers.contract import validate_tables as _validate
+from customers.source_mapping import KEY_SEPARATOR, map_file
 
 log = logging.getLogger(__name__)
 
 
+#: A source system's name (the ``{source}`` of ``{source}:{native id}`` record ids).
+SOURCE_NAME = r"^[a-z][a-z0-9_]*$"
+#: One source column, or several whose values joined make one key (a composite key).
+SourceColumns = str | Annotated[list[str], Field(min_length=1)]
+IdType = Literal[ID_TYPES]  # type: ignore[valid-type]
+
+
 class Sign(BaseModel):
-    """The amount is negative where ``column`` holds one of ``negative`` (debits, refunds)."""
+    """How an amount gets the contract's sign (``customers.contract.AMOUNT_SIGN``:
+    positive for spend, negative for money back).
+
+    Either ``column`` and ``negative`` (an unsigned amount and its debit/credit flag: the
+    amount is negative where ``column`` holds one of ``negative``, positive elsewhere), or
+    ``flip: true`` (an amount already signed the other way round, e.g. an account
+    statement where debits are negative: every amount is negated).
+    """
 
     model_config = ConfigDict(extra="forbid")
-    column: str
-    negative: list[str] = Field(min_length=1)
+    column: str | None = Field(
+        None, description="Source column holding the debit/credit flag.", examples=["DC"]
+    )
+    negative: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Values of `column` that make the amount negative (credits, refunds).",
+        examples=[["C"]],
+    )
+    flip: bool = Field(
+        False, description="Negate every amount (an export signed the other way round)."
+    )
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> Sign:
+        flagged = self.column is not None or self.negative is not None
+        if self.flip and flagged:
+            raise ValueError("give either 'column' and 'negative', or 'flip: true', not both")
+        if not self.flip and (self.column is None or self.negative is None):
+            raise ValueError("give 'column' and 'negative' (a debit/credit flag), or 'flip: true'")
+        return self
 
 
 class ColumnSpec(BaseModel):
-    """Where one contract column comes from: a source column or a constant, then its
-    parse (format), value map and sign."""
+    """Where one contract column comes from: a source column (or several, joined: a
+    composite key) or a constant, then its parse (format), value map and sign."""
 
     model_config = ConfigDict(extra="forbid")
-    column: str | None = None
+    column: SourceColumns | None = Field(
+        None,
+        description="Source column; a list of columns makes one value of theirs joined "
+        "with `separator` (a composite key; empty if any part is empty).",
+        examples=["Amount", ["Campaign", "CustNo"]],
+    )
+    separator: str = Field(
+        KEY_SEPARATOR, min_length=1, description="What joins the parts of a composite key."
+    )
     value: str | float | bool | None = None
     format: str | None = None  # strftime format of a date or timestamp column
     dayfirst: bool = False
     timezone: str = "UTC"  # of naive timestamps
-    map: dict[str, str | bool | float] | None = None
+    map: dict[str, str | bool | float | None] | None = Field(
+        None,
+        description="Value map; values not in it pass unchanged, a value mapped to null is empty.",
+        examples=[{"CTRL": "no_action", "NEWS": None}],
+    )
     sign: Sign | None = None
 
     @model_validator(mode="after")
@@ -64,8 +122,76 @@ class Record(BaseModel):
     """The identity record a row belongs to: ``{source}:{value of column}``."""
 
     model_config = ConfigDict(extra="forbid")
-    source: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    column: str
+    source: str = Field(pattern=SOURCE_NAME)
+    column: SourceColumns = Field(
+        description="Native id column (a list: a composite native id, joined with ':')."
+    )
+
+
+class When(BaseModel):
+    """A condition on a row: its ``column`` holds one of ``in``, or its value matches the
+    regular expression ``matches`` (anywhere in it; anchor with ``^`` and ``$``)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    column: str | None = Field(
+        None,
+        description="Source column the condition reads (default: the rule's own key).",
+        examples=["KeyType"],
+    )
+    in_: list[str] | None = Field(
+        None,
+        alias="in",
+        min_length=1,
+        description="The row matches when the column holds one of these values.",
+        examples=[["CUST"]],
+    )
+    matches: str | None = Field(
+        None,
+        description="The row matches when the value matches this regular expression.",
+        examples=["^CARD-"],
+    )
+
+    @model_validator(mode="after")
+    def _one_test(self) -> When:
+        if (self.in_ is None) == (self.matches is None):
+            raise ValueError("give exactly one of 'in' (values) or 'matches' (a pattern)")
+        if self.matches is not None:
+            try:
+                re.compile(self.matches)
+            except re.error as exc:
+                raise ValueError(f"'matches' is not a regular expression: {exc}") from None
+        return self
+
+
+class Customer(BaseModel):
+    """Who a row is about: the value of ``column`` as the native id of a record of system
+    ``record`` (record id ``{record}:{value}``), or as an identifier of type ``id_type`` (a
+    customer number, a phone, an e-mail...), resolved to its customer like consent is.
+    With ``when``, the rule holds only for the rows that match it."""
+
+    model_config = ConfigDict(extra="forbid")
+    column: SourceColumns = Field(
+        description="Source column holding the key (a list: a composite key, joined with ':').",
+        examples=["CustNo"],
+    )
+    record: str | None = Field(
+        None,
+        pattern=SOURCE_NAME,
+        description="The key is the native id of a record of this system.",
+        examples=["core"],
+    )
+    id_type: IdType | None = Field(
+        None,
+        description="The key is an identifier of this type.",
+        examples=["crm_id", "phone"],
+    )
+    when: When | None = Field(None, description="Only the rows that match this condition.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Customer:
+        if (self.record is None) == (self.id_type is None):
+            raise ValueError("give exactly one of 'record' (a system) or 'id_type'")
+        return self
 
 
 class FileSpec(BaseModel):
@@ -75,12 +201,68 @@ class FileSpec(BaseModel):
     file: str
     format: Literal["csv", "parquet"] | None = None  # default: by suffix
     delimiter: str = ","
-    record: Record | None = None
-    columns: dict[str, str | ColumnSpec] = Field(default_factory=dict)
+    record: Record | None = Field(
+        None,
+        description="identity_records: the record each row is. Other tables: the record "
+        "each row names its customer by (short for `customer: {column, record: source}`).",
+    )
+    customer: Customer | list[Customer] | None = Field(
+        None,
+        description="Who each row is about, by a record or an identifier; a list is a "
+        "per-row rule: the first rule whose `when` matches the row holds (the last may "
+        "have no `when`: the rest of the rows).",
+    )
+    columns: dict[str, str | list[str] | ColumnSpec] = Field(
+        default_factory=dict,
+        description="Contract column -> a source column, a list of source columns (a "
+        "composite key) or a column spec.",
+    )
     full_name: str | None = None  # one column "First [Middle] Last" -> first_name, last_name
     drop_empty: list[str] = Field(default_factory=list)  # drop rows where these are empty
     exclude: dict[str, list[str]] = Field(default_factory=dict)  # drop rows with these values
     one_row_per_record: bool = False  # keep each record's first row (sorted by its values)
+
+    def customer_rules(self) -> list[Customer]:
+        """The rules naming each row's customer (``record:`` as one rule); empty: none."""
+        if self.customer is not None:
+            return self.customer if isinstance(self.customer, list) else [self.customer]
+        if self.record is not None:
+            return [Customer(column=self.record.column, record=self.record.source)]
+        return []
+
+
+_WHO = ("record_id", "id_type", "id_value")
+
+
+def _check_who(name: str, spec: FileSpec) -> None:
+    """How one file of ``name`` names its rows' customer (see :class:`FileSpec`)."""
+    where = f"{name}: {spec.file}"
+    if name == "identity_records":
+        if spec.record is None:
+            raise ValueError(f"{where}: 'record' (source, column) is required")
+        if spec.customer is not None:
+            raise ValueError(f"{where}: identity records have 'record', not 'customer'")
+        return
+    if name not in CUSTOMER_TABLES:
+        if spec.record is not None or spec.customer is not None:
+            raise ValueError(f"{where}: {name} names no customer ('record'/'customer')")
+        return
+    if spec.record is not None and spec.customer is not None:
+        raise ValueError(f"{where}: give 'record' or 'customer', not both")
+    mapped = sorted(set(spec.columns) & set(_WHO))
+    if spec.customer_rules() and mapped:
+        raise ValueError(f"{where}: 'record'/'customer' already name the customer; remove {mapped}")
+    if not spec.customer_rules() and not ({"record_id", "id_value"} & set(mapped)):
+        raise ValueError(
+            f"{where}: say who each row is about: 'record' (source, column), 'customer' "
+            "(a record or an identifier type), or columns record_id / id_type, id_value"
+        )
+    rules = spec.customer_rules()
+    for i, rule in enumerate(rules[:-1]):
+        if rule.when is None:
+            raise ValueError(
+                f"{where}: customer[{i}] has no 'when', so the rules after it are never used"
+            )
 
 
 class SourcesFile(BaseModel):
@@ -101,9 +283,25 @@ class SourcesFile(BaseModel):
                 bad = sorted(set(spec.columns) - contract)
                 if bad:
                     raise ValueError(f"{name}: {spec.file}: unknown contract columns {bad}")
-                if name not in ("consent_events", "product_stock") and spec.record is None:
-                    raise ValueError(f"{name}: {spec.file}: 'record' (source, column) is required")
+                _check_who(name, spec)
         return self
+
+
+def _error_lines(exc: ValidationError) -> list[str]:
+    """One line per wrong entry, its place written as the file's keys: pydantic's own
+    union and validator tags are left out, and so is "not a list" when an entry that may
+    be one rule or a list of them is a wrong rule."""
+    found = []
+    for e in exc.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and "[" in p))
+        found.append((loc or "(top)", e["type"], e["msg"]))
+    out = []
+    for loc, kind, msg in found:
+        deeper = any(other != loc and other.startswith(loc + ".") for other, _, _ in found)
+        if kind in ("list_type", "dict_type", "model_type") and deeper:
+            continue
+        out.append(f"{loc}: {msg}")
+    return list(dict.fromkeys(out))
 
 
 def read_sources_file(path: Path) -> SourcesFile:
@@ -118,9 +316,7 @@ def read_sources_file(path: Path) -> SourcesFile:
     try:
         return SourcesFile.model_validate(raw)
     except ValidationError as exc:
-        lines = [
-            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()
-        ]
+        lines = _error_lines(exc)
         raise InputError(f"{path}: invalid sources file:\n  " + "\n  ".join(lines)) from exc
 
 
@@ -139,162 +335,6 @@ def _read(path: Path, spec: FileSpec) -> pd.DataFrame:
             path, dtype=str, keep_default_na=False, na_values=[""], sep=spec.delimiter
         )
     return pd.read_parquet(path)
-
-
-def _as_str(s: pd.Series) -> pd.Series:
-    """Text values (numbers written as text), empty ones as None."""
-    missing = s.isna().to_numpy()
-    if s.dtype == object and not missing.all():
-        present = s.to_numpy()[~missing]
-        if (
-            all(isinstance(v, str) for v in present[:1000])
-            and pd.api.types.infer_dtype(present, skipna=True) == "string"
-        ):
-            out = s.astype(object).copy()
-            out[missing] = None
-            return out
-    out = s.astype(str).astype(object)
-    out[missing] = None
-    return out
-
-
-class _Mapper:
-    """Maps one file onto its table's columns, collecting problems instead of raising."""
-
-    def __init__(self, table: str, path: Path, raw: pd.DataFrame) -> None:
-        self.table, self.path, self.raw = table, path, raw
-        self.problems: list[Problem] = []
-        schema = TABLES[table].to_schema().columns
-        self.dtypes = {n: str(c.dtype) for n, c in schema.items()}
-        self.nullable = {n: bool(c.nullable) for n, c in schema.items()}
-
-    def problem(self, column: str, rule: str, bad: np.ndarray | None = None) -> None:
-        rows = [] if bad is None else (np.flatnonzero(bad) + 1).tolist()
-        self.problems.append(Problem(self.table, str(self.path), column, rule, rows[:5], len(rows)))
-
-    def source(self, name: str, target: str) -> pd.Series | None:
-        if name not in self.raw:
-            self.problem(target, f"source column {name!r} is not in the file")
-            return None
-        return self.raw[name]
-
-    def column(self, target: str, spec: str | ColumnSpec) -> pd.Series | None:
-        spec = ColumnSpec(column=spec) if isinstance(spec, str) else spec
-        n = len(self.raw)
-        if spec.column is None:
-            s = pd.Series([spec.value] * n, index=self.raw.index, dtype=object)
-        else:
-            got = self.source(spec.column, target)
-            if got is None:
-                return None
-            s = got
-        if spec.map is not None:
-            text = _as_str(s)
-            mapped = text.map(spec.map)  # values not in the map pass unchanged
-            s = mapped.astype(object).where(text.isin(list(spec.map)), text)
-        return self.parse(target, s, spec)
-
-    def parse(self, target: str, s: pd.Series, spec: ColumnSpec) -> pd.Series | None:
-        dtype = self.dtypes.get(target, "str")
-        present = s.notna().to_numpy()
-        if "datetime" in dtype:
-            out = self.timestamps(s, spec)
-            bad = present & out.isna().to_numpy()
-            fmt = f" with format {spec.format!r}" if spec.format else ""
-            rule = f"cannot parse as a timestamp{fmt}"
-        elif dtype == "float64":
-            out = pd.to_numeric(s, errors="coerce").astype(np.float64)
-            bad, rule = present & out.isna().to_numpy(), "cannot parse as a number"
-            if spec.sign is not None:
-                flag = self.source(spec.sign.column, target)
-                if flag is not None:
-                    neg = _as_str(flag).isin(spec.sign.negative).to_numpy()
-                    out = out.abs().where(~neg, -out.abs())
-        elif dtype == "int64":
-            num = pd.to_numeric(s, errors="coerce")
-            bad = present & (num.isna() | (num % 1 != 0)).to_numpy()
-            rule = "cannot parse as a whole number"
-            out = num.fillna(0).astype(np.int64) if not bad.any() else num
-        elif spec.format is not None:  # a date kept as text, written ISO (date of birth)
-            parsed = pd.to_datetime(_as_str(s), format=spec.format, errors="coerce")
-            bad = present & parsed.isna().to_numpy()
-            rule = f"cannot parse as a date with format {spec.format!r}"
-            out = parsed.dt.strftime("%Y-%m-%d").astype(object).where(parsed.notna(), None)
-        elif dtype == "bool":
-            out, bad = _booleans(s)
-            rule = "cannot parse as true/false (true, false, 1, 0, yes, no, y, n)"
-            if not self.nullable.get(target, True) and not present.all():
-                self.problem(target, "required value is empty (not_nullable)", ~present)
-        else:
-            return _as_str(s)
-        if bad.any():
-            self.problem(target, rule, bad)
-        return out
-
-    def timestamps(self, s: pd.Series, spec: ColumnSpec) -> pd.Series:
-        if pd.api.types.is_datetime64_any_dtype(s):
-            t = pd.Series(s)
-        else:
-            t = pd.to_datetime(
-                _as_str(s), format=spec.format, dayfirst=spec.dayfirst, errors="coerce"
-            )
-        if t.dt.tz is None:
-            t = t.dt.tz_localize(spec.timezone, ambiguous="NaT", nonexistent="NaT")
-        return t.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
-
-
-_TRUE = {"true", "1", "yes", "y", "t", "1.0"}
-_FALSE = {"false", "0", "no", "n", "f", "0.0"}
-
-
-def _booleans(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    if pd.api.types.is_bool_dtype(s):
-        return s.astype(bool), np.zeros(len(s), dtype=bool)
-    text = _as_str(s).map(lambda v: None if v is None else v.strip().lower())
-    known = text.isin(_TRUE | _FALSE).to_numpy()
-    return text.isin(_TRUE).astype(bool), s.notna().to_numpy() & ~known
-
-
-def _split_name(full: pd.Series) -> tuple[pd.Series, pd.Series]:
-    parts = _as_str(full).map(lambda v: None if v is None else v.strip().rsplit(" ", 1))
-    first = parts.map(lambda p: None if not p or len(p) < 2 else p[0])
-    last = parts.map(lambda p: None if not p else p[-1])
-    return first, last
-
-
-def map_file(
-    table: str, path: Path, raw: pd.DataFrame, spec: FileSpec
-) -> tuple[pd.DataFrame, list[Problem]]:
-    """One file's rows as contract columns (plus provenance), and the problems found."""
-    m = _Mapper(table, path, raw)
-    out = pd.DataFrame(index=raw.index)
-    if spec.record is not None:
-        native = m.source(spec.record.column, "record_id")
-        if native is not None:
-            ids = _as_str(native)
-            out["record_id"] = (spec.record.source + ":" + ids.fillna("")).where(ids.notna(), None)
-        if table == "identity_records":
-            out["source"] = spec.record.source
-    if spec.full_name is not None and table == "identity_records":
-        full = m.source(spec.full_name, "first_name")
-        if full is not None:
-            out["first_name"], out["last_name"] = _split_name(full)
-    for target, cspec in spec.columns.items():
-        col = m.column(target, cspec)
-        if col is not None:
-            out[target] = col
-    out[FILE] = str(path)
-    out[ROW] = np.arange(1, len(raw) + 1)
-    for c in spec.drop_empty:
-        if c in out:
-            out = out.loc[out[c].notna()]
-    for c, values in spec.exclude.items():
-        if c in out:
-            out = out.loc[~out[c].isin(values)]
-    if spec.one_row_per_record and "record_id" in out:
-        cols = [c for c in out.columns if c not in (FILE, ROW)]
-        out = out.sort_values(cols, kind="stable").drop_duplicates("record_id", keep="first")
-    return out, m.problems
 
 
 def load_source_files(
