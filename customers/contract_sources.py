@@ -4,49 +4,44 @@
 :class:`customers.feature_sources.SourceData`, the same value the demo's direct reader
 (:func:`customers.feature_sources.load_coded_sources`) builds from the generator's exports; on
 the demo world both give the same tables (``tests/unit/customers/test_contract_sources.py``).
-Events name their identity record; the resolution's ``identity.parquet`` names each
-record's customer; rows of records that did not resolve are left out. An absent table
-gives an empty one and is named in ``SourceData.absent``, so the features that need it
-are built null rather than 0 (:func:`customers.feature_schema.null_features`).
+Each row names its customer by an identity record or by an identifier; both resolve
+through :mod:`customers.row_customers`, and rows that name no customer (an unresolved
+record, an unknown or ambiguous identifier) are left out and counted in
+``SourceData.left_out``. An absent table gives an empty one and is named in
+``SourceData.absent``, so the features that need it are built null rather than 0
+(:func:`customers.feature_schema.null_features`); so is a holdings table without any
+balance (:data:`customers.feature_schema.HOLDING_BALANCE`).
 """
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from customers.contract import TABLES, complete
-from customers.feature_sources import SECS, SourceData, _identifier_table_coded, epoch_seconds
+from customers.feature_schema import HOLDING_BALANCE
+from customers.feature_sources import SECS, SourceData, epoch_seconds
+from customers.row_customers import LeftOut, customer_index, report_left_out
 
 
 def _table(tables: dict[str, pd.DataFrame], name: str) -> pd.DataFrame:
-    if name in tables:
-        return tables[name]
-    return complete(name, pd.DataFrame(columns=list(TABLES[name].to_schema().columns)))
-
-
-def _customer_codes(
-    identity: pa.Table,
-) -> tuple[pd.Index, np.ndarray]:
-    """Customer ids in first-appearance order and each identity row's code."""
-    cust = identity.column("customer_id").combine_chunks()
-    encoded = pc.dictionary_encode(cust)
-    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    ids = pd.Index(encoded.dictionary.to_numpy(zero_copy_only=False), name="customer_id")
-    return ids, codes
+    """The table with every contract column (a stage written before a column existed
+    lacks it), or an empty one when it is absent."""
+    cols = list(TABLES[name].to_schema().columns)
+    if name not in tables:
+        return complete(name, pd.DataFrame(columns=cols))
+    frame = tables[name]
+    return frame if set(cols) <= set(frame.columns) else complete(name, frame)
 
 
 def _frame(codes: np.ndarray, cols: dict[str, pd.Series], *ts_cols: str) -> pd.DataFrame:
     keep = codes >= 0
     df = pd.DataFrame({"customer_id": codes})
     for name, col in cols.items():
-        df[name] = col.to_numpy() if isinstance(col, pd.Series) else col
+        # .array keeps a time zone that .to_numpy() of an all-empty column would drop
+        df[name] = col.array if isinstance(col, pd.Series) else col
     df = df.loc[keep].reset_index(drop=True)
     df["customer_id"] = df["customer_id"].astype(np.int64)
     for c in ts_cols:
@@ -54,36 +49,36 @@ def _frame(codes: np.ndarray, cols: dict[str, pd.Series], *ts_cols: str) -> pd.D
     return df
 
 
+def _stack(frames: list[pd.DataFrame], names: tuple[str, ...]) -> pd.Series:
+    """The first of ``names`` each frame has, one after the other."""
+    cols = [f[next(n for n in names if n in f)] for f in frames]
+    return cols[0].reset_index(drop=True) if len(cols) == 1 else pd.concat(cols, ignore_index=True)
+
+
 def contract_source_data(
     tables: dict[str, pd.DataFrame], unified_dir: Path, *, salt: str
 ) -> tuple[SourceData, pd.Index]:
     """The coded :class:`SourceData` of valid contract ``tables`` and the customer ids;
     ``salt``: the identifier salt of the identity lookup keys."""
-    from customers.normalise import identifier_keys as keys_with_salt
+    records = _table(tables, "identity_records")
+    index = customer_index(records, unified_dir, salt=salt)
+    ids = index.ids
+    left_out: dict[str, LeftOut] = {}
 
-    identifier_keys = partial(keys_with_salt, salt=salt)
+    def codes_of(table: str, frame: pd.DataFrame) -> np.ndarray:
+        codes, left_out[table] = index.codes(frame)
+        return codes
 
-    identity = pq.read_table(
-        Path(unified_dir) / "identity.parquet", columns=["record_id", "customer_id"]
-    )
-    ids, identity_codes = _customer_codes(identity)
-    by_record = pd.Index(identity.column("record_id").to_numpy(zero_copy_only=False))
-    lookup = np.append(identity_codes, -1)
-
-    def codes_of(record_ids: pd.Series) -> np.ndarray:
-        return lookup[by_record.get_indexer(record_ids.astype(object))]
-
-    records = tables["identity_records"]
-    record_codes = codes_of(records["record_id"])
+    record_codes = index.record_codes_of(records["record_id"])
     behaviour = _table(tables, "behaviour_events")
-    behaviour_codes = codes_of(behaviour["record_id"])
+    behaviour_codes = codes_of("behaviour_events", behaviour)
 
     # a record without a creation time (a web device) dates from its first event
     undated = pd.Index(records.loc[records["created_at"].isna(), "record_id"])
     seen = behaviour.loc[undated.get_indexer(behaviour["record_id"]) >= 0]
     firsts = pd.DataFrame(
         {
-            "customer_id": np.concatenate([record_codes, codes_of(seen["record_id"])]),
+            "customer_id": np.concatenate([record_codes, index.record_codes_of(seen["record_id"])]),
             "ts": pd.concat([records["created_at"], seen["ts"]], ignore_index=True),
         }
     )
@@ -118,7 +113,7 @@ def contract_source_data(
 
     o = _table(tables, "orders")
     baskets = _frame(
-        codes_of(o["record_id"]),
+        codes_of("orders", o),
         {"ts": o["ts"], "category": o["category"].astype(str), "amount": o["amount"]},
         "ts",
     )
@@ -134,35 +129,37 @@ def contract_source_data(
     )
     k = _table(tables, "service_cases")
     c = _table(tables, "complaints")
+    k_codes = codes_of("service_cases", k)
+    c_codes = codes_of("complaints", c)
     # a complaint booked on its own is a complaint case opened and closed at once
-    c = pd.DataFrame(
-        {"record_id": c["record_id"], "opened_at": c["ts"], "closed_at": c["ts"], "complaint": True}
-    )
-    k = pd.concat([k, c], ignore_index=True) if len(c) else k
+    both = [part for part in (k, c) if len(part)] or [k]
     cases = _frame(
-        codes_of(k["record_id"]),
+        np.concatenate([k_codes, c_codes]),
         {
-            "opened_at": k["opened_at"],
-            "closed_at": k["closed_at"],
-            "complaint": k["complaint"].astype(bool),
+            "opened_at": _stack(both, ("opened_at", "ts")),
+            "closed_at": _stack(both, ("closed_at", "ts")),
+            "complaint": np.concatenate(
+                [k["complaint"].astype(bool).to_numpy(), np.ones(len(c), dtype=bool)]
+            ),
         },
         "opened_at",
         "closed_at",
     )
     h = _table(tables, "holdings")
     holdings = _frame(
-        codes_of(h["record_id"]),
-        {"product_id": h["product_id"].astype(str), "since": h["since"]},
+        codes_of("holdings", h),
+        {
+            "product_id": h["product_id"].astype(str),
+            "since": h["since"],
+            "balance": h["balance"].astype(np.float64),
+            "balance_at": h["balance_at"],
+        },
         "since",
-    )
-    identifiers, identifier_codes = _identifier_table_coded(
-        pa.Table.from_pandas(records, preserve_index=False), record_codes, ids, identifier_keys
+        "balance_at",
     )
     ce = _table(tables, "consent_events")
-    keys = identifier_keys(ce["id_type"], ce["id_value"])
-    at = pd.Index(identifiers["identifier"].to_numpy()).get_indexer(keys.to_numpy())
     consent = _frame(
-        np.append(identifier_codes, -1)[at],
+        codes_of("consent_events", ce),
         {
             "purpose": ce["purpose"].astype(str),
             "channel": ce["channel"].astype(str),
@@ -173,12 +170,30 @@ def contract_source_data(
     )
     ch = _table(tables, "contact_history")
     contacts = _frame(
-        codes_of(ch["record_id"]),
-        {"ts": ch["ts"], "action_id": ch["action_id"].astype(str), "channel": ch["channel"]},
+        codes_of("contact_history", ch),
+        {
+            "ts": ch["ts"],
+            "action_id": ch["action_id"].astype(object),
+            "channel": ch["channel"],
+            "purpose": ch["purpose"].astype(object),
+        },
         "ts",
     )
-    absent = frozenset(t for t in TABLES if t not in tables)
+    absent = {t for t in TABLES if t not in tables}
+    if h["balance"].isna().all():
+        absent.add(HOLDING_BALANCE)  # no balance known: the balance features are null
+    for table, left in left_out.items():
+        report_left_out(table, left)
     src = SourceData(
-        customers, baskets, activity, cases, holdings, consent, contacts, identifiers, absent
+        customers,
+        baskets,
+        activity,
+        cases,
+        holdings,
+        consent,
+        contacts,
+        index.identifiers,
+        frozenset(absent),
+        left_out={t: left for t, left in left_out.items() if left.total},
     )
     return src, ids

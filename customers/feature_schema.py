@@ -24,6 +24,9 @@ WINDOWS: tuple[int, ...] = (7, 30, 90, 365)
 NEVER_DAYS = 9999.0
 #: Suffix of each view's lineage column (``<view>_as_of_ts``).
 LINEAGE_SUFFIX = "_as_of_ts"
+#: An optional contract column some features need, named like a table in
+#: :func:`feature_tables`: absent when the holdings table is, or holds no balance at all.
+HOLDING_BALANCE = "holdings.balance"
 
 Role = Literal["model", "policy", "both", "lineage"]
 Kind = Literal["float", "int", "string"]
@@ -114,7 +117,11 @@ def view_specs(terms: CatalogTerms) -> tuple[ViewSpec, ...]:
             _f(
                 "tenure_days", "Days since the customer's first record in any system.", role="model"
             ),
-            _f("value_tier", "Spend tier over 365 days: 0 none, 1 low, 2 mid, 3 high.", kind="int"),
+            _f(
+                "value_tier",
+                "Net spend tier over 365 days: 0 none, 1 low, 2 mid, 3 high.",
+                kind="int",
+            ),
             _f(
                 "household_size",
                 "Customers sharing the household address.",
@@ -188,9 +195,15 @@ def view_specs(terms: CatalogTerms) -> tuple[ViewSpec, ...]:
     )
     holdings = ViewSpec(
         "customer_holdings",
-        "Products the customer holds.",
-        tuple(
-            _f(f"holds_{p}", f"1 if the customer holds {p}.", kind="int") for p in terms.products
+        "Products the customer holds, and their balances.",
+        tuple(_f(f"holds_{p}", f"1 if the customer holds {p}.", kind="int") for p in terms.products)
+        + tuple(
+            _f(
+                f"balance_{p}",
+                f"Balance of {p} at its latest reading (0 if not held; null if held "
+                "without a reading).",
+            )
+            for p in terms.products
         ),
         pushable=True,
         tags={"domain": "holdings"},
@@ -244,8 +257,9 @@ def view_specs(terms: CatalogTerms) -> tuple[ViewSpec, ...]:
 #: The optional source-contract tables each source-derived feature needs (any one of them
 #: present is enough). A feature whose tables are all absent is null, never 0.
 def feature_tables(terms: CatalogTerms) -> dict[str, tuple[str, ...]]:
-    """Feature name -> the contract tables it is computed from (features not listed come
-    from ``identity_records`` alone, or are lineage)."""
+    """Feature name -> the contract tables (or optional columns, :data:`HOLDING_BALANCE`)
+    it is computed from (features not listed come from ``identity_records`` alone, or are
+    lineage)."""
     orders, behaviour = ("orders",), ("behaviour_events",)
     out: dict[str, tuple[str, ...]] = {"value_tier": orders}
     for w in WINDOWS:
@@ -261,6 +275,8 @@ def feature_tables(terms: CatalogTerms) -> dict[str, tuple[str, ...]]:
     out["complaints_90d"] = out["last_complaint_ts"] = ("service_cases", "complaints")
     for p in terms.products:
         out[f"holds_{p}"] = ("holdings",)
+    for p in terms.products:
+        out[f"balance_{p}"] = (HOLDING_BALANCE,)
     for p in terms.purposes:
         for c in terms.channels:
             out[f"consent_{p}_{c}"] = ("consent_events",)
@@ -276,6 +292,8 @@ def feature_tables(terms: CatalogTerms) -> dict[str, tuple[str, ...]]:
 def null_features(absent: Iterable[str], terms: CatalogTerms) -> list[str]:
     """Features that are null because every contract table they need is ``absent``."""
     gone = set(absent)
+    if "holdings" in gone:
+        gone.add(HOLDING_BALANCE)  # no holdings, no balances
     return [f for f, tables in feature_tables(terms).items() if gone.issuperset(tables)]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 
 from core.vocabulary import NO_ACTION
-from customers.feature_schema import CatalogTerms
+from customers.feature_schema import HOLDING_BALANCE, CatalogTerms
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,15 @@ class SourceData:
     baskets: pd.DataFrame  # customer_id, ts, category, amount
     activity: pd.DataFrame  # customer_id, ts, event_type, category, config_id
     cases: pd.DataFrame  # customer_id, opened_at, closed_at, complaint
-    holdings: pd.DataFrame  # customer_id, product_id, since
+    holdings: pd.DataFrame  # customer_id, product_id, since[, balance, balance_at]
     consent: pd.DataFrame  # customer_id, purpose, channel, granted, ts
-    contacts: pd.DataFrame  # customer_id, ts, channel, action_id
+    contacts: pd.DataFrame  # customer_id, ts, channel, action_id (None: no catalog action)
     identifiers: pd.DataFrame  # identifier, customer_id
-    #: Optional contract tables the team does not provide: their features are null.
+    #: Optional contract tables (and columns, ``HOLDING_BALANCE``) the team does not
+    #: provide: their features are null.
     absent: frozenset[str] = frozenset()
+    #: Rows per table that named no customer and were left out (unresolved, ambiguous).
+    left_out: dict[str, Any] = field(default_factory=dict)
 
 
 def epoch_seconds(ts: pd.Series | pd.DatetimeIndex) -> np.ndarray:
@@ -51,18 +54,17 @@ def epoch_seconds(ts: pd.Series | pd.DatetimeIndex) -> np.ndarray:
     return ((s - pd.Timestamp(0, tz="UTC")).dt.total_seconds()).to_numpy(dtype=np.float64)
 
 
-def _identifier_table_coded(
+def identifier_pairs(
     records: pa.Table, codes: np.ndarray, ids: pd.Index, identifier_keys: Callable
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """Hashed identifier -> customer of ``records`` whose customers are given as codes
-    (``codes[i]``: record ``i``'s customer code, -1 if unresolved; ``ids[code]`` is the
-    customer id), and each returned identifier's customer code.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (hashed identifier, customer code) pair of ``records`` once, and which
+    identifiers several customers claim (``codes[i]``: record ``i``'s customer code, -1
+    if unresolved; ``ids[code]`` is the customer id).
 
-    The customer's own id and every email, phone and native id of its records, hashed;
-    a (identifier, customer) pair is kept once, and identifiers claimed by two customers
-    are dropped. Pairs and ambiguity are found on integer codes (one factorisation of the
-    identifier strings) rather than on two string columns, which at 1,000,000 customers
-    was a third of the sources' load.
+    The customer's own id and every email, phone and native id of its records, hashed.
+    Pairs and ambiguity are found on integer codes (one factorisation of the identifier
+    strings) rather than on two string columns, which at 1,000,000 customers was a third
+    of the sources' load.
     """
     keys: list[np.ndarray] = []
     custs: list[np.ndarray] = []
@@ -90,6 +92,16 @@ def _identifier_table_coded(
     first_pair = ~pd.Series(pairs).duplicated().to_numpy()
     key, cust, key_codes = key[first_pair], cust[first_pair], key_codes[first_pair]
     ambiguous = pd.Series(key_codes).duplicated(keep=False).to_numpy()
+    return key, cust, ambiguous
+
+
+def _identifier_table_coded(
+    records: pa.Table, codes: np.ndarray, ids: pd.Index, identifier_keys: Callable
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Hashed identifier -> customer of ``records`` (see :func:`identifier_pairs`), and
+    each returned identifier's customer code; a (identifier, customer) pair is kept once,
+    and identifiers claimed by two customers are dropped."""
+    key, cust, ambiguous = identifier_pairs(records, codes, ids, identifier_keys)
     if ambiguous.any():
         log.warning(
             "%d identifiers point at several customers; they resolve to none", int(ambiguous.sum())
@@ -178,8 +190,17 @@ def load_coded_sources(
     del records, record_codes
     consent = _consent(raw_dir, identifiers, identifier_codes, identifier_keys)
     contacts = _contacts(raw_dir, maps, terms)
+    # the generator's holdings carry no balance: the balance features are null
     coded = SourceData(
-        customers, baskets, activity, cases, holdings, consent, contacts, identifiers
+        customers,
+        baskets,
+        activity,
+        cases,
+        holdings,
+        consent,
+        contacts,
+        identifiers,
+        absent=frozenset({HOLDING_BALANCE}),
     )
     return coded, ids
 

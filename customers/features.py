@@ -39,7 +39,8 @@ from customers.feature_sources import (
 log = logging.getLogger(__name__)
 
 DAY = 86_400.0
-#: Spend over 365 days separating value tiers 1|2 and 2|3 (tier 0 = no spend).
+#: Net spend over 365 days separating value tiers 1|2 and 2|3 (tier 0 = no net spend).
+#: Amounts follow ``customers.contract.AMOUNT_SIGN``: spend is positive, refunds negative.
 VALUE_TIER_EDGES = (200.0, 1000.0)
 
 
@@ -161,8 +162,9 @@ def _profile_view(
     ids: pd.Index,
     t: pd.Timestamp,
 ) -> pd.DataFrame:
-    """Tenure, value tier (365-day spend of ``b``, the baskets before ``t``), household
-    size, age, source records."""
+    """Tenure, value tier (365-day net spend of ``b``, the baskets before ``t``: the sum
+    of their amounts, positive for spend and negative for refunds), household size, age,
+    source records."""
     c = customers.set_index("customer_id")
     spend365 = _window_agg(b, t, 365, "amount").reindex(cust).fillna(0.0)
     tier = np.where(
@@ -281,14 +283,37 @@ def _service_view(
 def _holdings_view(
     holdings: pd.DataFrame, cust: pd.RangeIndex, ids: pd.Index, t: pd.Timestamp, terms: CatalogTerms
 ) -> pd.DataFrame:
-    """One flag per product held before ``t``."""
+    """One flag per product held before ``t``, and its balance: the latest reading before
+    ``t`` (several holdings of one product read at that time add up); 0 when the product
+    is not held, NaN when it is held without a reading yet."""
     h = holdings.loc[holdings["since"] < t]
     held = h.assign(one=1).pivot_table(
         index="customer_id", columns="product_id", values="one", aggfunc="max"
     )
-    cols = {f"holds_{p}": held[p] if p in held else 0 for p in terms.products}
-    cols["customer_holdings_as_of_ts"] = _last_ts(h, t, "since")
+    cols: dict = {f"holds_{p}": held[p] if p in held else 0 for p in terms.products}
+    last = _last_ts(h, t, "since")
+    readings = _balance_readings(h, t)
+    for p in terms.products:
+        flag = (held[p] if p in held else pd.Series(dtype=float)).reindex(cust).fillna(0)
+        value = (readings[p] if p in readings else pd.Series(dtype=float)).reindex(cust)
+        cols[f"balance_{p}"] = np.where(flag.to_numpy() > 0, value.to_numpy(), 0.0)
+    if len(readings.columns):
+        last = _fmax(last, _last_ts(h.loc[h["balance_at"] < t], t, "balance_at"))
+    cols["customer_holdings_as_of_ts"] = last
     return _frame(cust, t, cols, ids)
+
+
+def _balance_readings(h: pd.DataFrame, t: pd.Timestamp) -> pd.DataFrame:
+    """Per customer (rows) and product (columns) the sum of the balances read at the
+    latest reading time before ``t``."""
+    if "balance" not in h:
+        return pd.DataFrame()
+    read = h.loc[(h["balance_at"] < t).to_numpy() & h["balance"].notna().to_numpy()]
+    if read.empty:
+        return pd.DataFrame()
+    latest = read.groupby(["customer_id", "product_id"])["balance_at"].transform("max")
+    read = read.loc[read["balance_at"] == latest]
+    return read.groupby(["customer_id", "product_id"])["balance"].sum().unstack()
 
 
 def _consent_view(

@@ -143,9 +143,12 @@ def build_features(settings: Settings, progress: Progress | None = None) -> dict
     seconds["materialize"] = time.perf_counter() - t
     if ledger is not None:
         ledger.record_build(watermark)
+    left_out = sources[0].left_out if sources is not None else {}
     return {
         "tables": {k: str(v) for k, v in paths.items()},
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        # rows that named no customer, per table: unresolved and ambiguous identifiers
+        "left_out": {t: [n.unresolved, n.ambiguous] for t, n in left_out.items()},
     }
 
 

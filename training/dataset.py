@@ -78,11 +78,10 @@ def _record_customers(unified_dir: Path) -> pd.Series:
     return pd.Series(identity["customer_id"].to_numpy(), index=identity["record_id"].to_numpy())
 
 
-def _entity_df(exposures: pd.DataFrame, record_ids: pd.Series, unified_dir: Path) -> pd.DataFrame:
-    """Exposures keyed by unified customer and exposure time, each with its own assignment
-    probability; exposures whose record did not resolve to a customer are dropped (and
-    counted)."""
-    customers = _record_customers(unified_dir).reindex(record_ids).to_numpy()
+def _entity_df(exposures: pd.DataFrame, customers: np.ndarray) -> pd.DataFrame:
+    """Exposures keyed by unified customer (``customers``, one per row; missing: none)
+    and exposure time, each with its own assignment probability; exposures without a
+    customer are dropped (and counted)."""
     ts = pd.to_datetime(exposures["exposed_at"], utc=True).astype("datetime64[us, UTC]")
     df = pd.DataFrame(
         {
@@ -110,16 +109,37 @@ def exposures_entity_df(raw_dir: Path, unified_dir: Path) -> pd.DataFrame:
     Exposures whose CRM record did not resolve to a customer are dropped (and counted).
     """
     camp = pd.read_parquet(raw_dir / "campaign_history.parquet")
-    return _entity_df(camp, "crm:" + camp["crm_id"].astype(str), unified_dir)
+    record_ids = "crm:" + camp["crm_id"].astype(str)
+    return _entity_df(camp, _record_customers(unified_dir).reindex(record_ids).to_numpy())
 
 
-def contract_exposures(exposures: pd.DataFrame, unified_dir: Path) -> pd.DataFrame:
+def contract_exposures(
+    exposures: pd.DataFrame,
+    unified_dir: Path,
+    *,
+    records: pd.DataFrame | None = None,
+    salt: str = "",
+) -> pd.DataFrame:
     """:func:`exposures_entity_df` of a staged ``campaign_exposures`` contract table.
 
-    Each exposure keeps its own assignment probability (campaigns differ); exposures
-    whose identity record did not resolve to a customer are dropped (and counted).
+    Each exposure keeps its own assignment probability (campaigns differ). An exposure
+    names its customer by identity record or by identifier (``id_type``, ``id_value``),
+    resolved as the feature build resolves them (:mod:`customers.row_customers`; that
+    needs the staged identity ``records`` and the identifier ``salt``); exposures that
+    name no customer are dropped (and counted).
     """
-    return _entity_df(exposures, exposures["record_id"].astype(str), unified_dir)
+    from customers.row_customers import customer_index, report_left_out
+
+    by_identifier = "id_value" in exposures and exposures["id_value"].notna().any()
+    if records is None and by_identifier:
+        raise ValueError("exposures name customers by identifier: pass the identity records")
+    if records is None:
+        customers = _record_customers(unified_dir).reindex(exposures["record_id"]).to_numpy()
+        return _entity_df(exposures, customers)
+    index = customer_index(records, unified_dir, salt=salt)
+    customers, left = index.customer_ids(exposures)
+    report_left_out("campaign_exposures", left)
+    return _entity_df(exposures, customers)
 
 
 def training_exposures(settings: Settings) -> pd.DataFrame:
@@ -133,7 +153,13 @@ def training_exposures(settings: Settings) -> pd.DataFrame:
             f"no campaign_exposures in {settings.contract_dir}: training needs the "
             f"campaign_exposures table of {settings.sources}"
         )
-    return contract_exposures(pd.read_parquet(path), settings.unified_dir)
+    records = pd.read_parquet(settings.contract_dir / "identity_records.parquet")
+    return contract_exposures(
+        pd.read_parquet(path),
+        settings.unified_dir,
+        records=records,
+        salt=settings.identifier_salt,
+    )
 
 
 def check_point_in_time(frame: pd.DataFrame) -> None:

@@ -25,6 +25,11 @@ def features_build(sources: SourcesOption = None) -> None:
     console.print(
         f"[green]features built[/]: {len(out['tables'])} tables, online store materialised"
     )
+    for table, (unresolved, ambiguous) in out["left_out"].items():
+        console.print(
+            f"[yellow]left out[/] {unresolved + ambiguous:,} rows of {table} that name no "
+            f"customer ({unresolved:,} unresolved, {ambiguous:,} ambiguous identifiers)"
+        )
 
 
 @features_app.command("apply")

@@ -4,7 +4,13 @@ table it is computed from is absent."""
 from __future__ import annotations
 
 from customers.contract import REQUIRED_TABLES, TABLES
-from customers.feature_schema import CatalogTerms, feature_tables, null_features, view_specs
+from customers.feature_schema import (
+    HOLDING_BALANCE,
+    CatalogTerms,
+    feature_tables,
+    null_features,
+    view_specs,
+)
 
 TERMS = CatalogTerms(
     products=("card",),
@@ -24,7 +30,9 @@ def test_a_feature_is_null_only_when_all_its_tables_are_absent() -> None:
     assert {"txn_count_7d", "spend_365d_cards", "value_tier", "last_purchase_ts"} <= orders
     assert "last_active_ts" not in orders  # behaviour still dates the last activity
     assert "last_active_ts" in null_features(["orders", "behaviour_events"], TERMS)
-    assert null_features(["holdings"], TERMS) == ["holds_card"]
+    assert null_features(["holdings"], TERMS) == ["holds_card", "balance_card"]
+    # holdings without any balance: the flags are known, the balances are not
+    assert null_features([HOLDING_BALANCE], TERMS) == ["balance_card"]
 
 
 def test_every_mapped_feature_exists_and_names_optional_contract_tables() -> None:
@@ -32,7 +40,7 @@ def test_every_mapped_feature_exists_and_names_optional_contract_tables() -> Non
     mapped = feature_tables(TERMS)
     assert set(mapped) <= stored
     tables = {t for ts in mapped.values() for t in ts}
-    assert tables <= set(TABLES) - set(REQUIRED_TABLES)
+    assert tables <= set(TABLES) - set(REQUIRED_TABLES) | {HOLDING_BALANCE}
     # every feature of these views comes from some optional table
     for view in (
         "customer_transactions",
