@@ -3,11 +3,14 @@
 Core banking customers (CSV, day-first dates, full names in one column, national phone
 numbers), online-banking users (parquet, linked to customers only through e-mail and
 phone), card transactions split over two yearly files with unsigned amounts and a
-debit/credit flag, service cases and complaints, product holdings and stock under the
-bank's own product codes, consent and contact logs with its channel and purpose codes
-(among them a branch channel and an advice purpose the demo generator never made), and
-randomised campaign exposures whose arms are offer codes (``CTRL`` is control) and
-whose assignment probabilities differ per campaign. No app, no loyalty scheme.
+debit/credit flag, branch visits that carry only the phone the visitor gave, service
+cases and complaints, product holdings with their balances and stock under the bank's
+own product codes, consent and contact logs with its channel and purpose codes (among
+them a branch channel and an advice purpose the demo generator never made; the contact
+log also holds business-as-usual mailings that are no catalog action), and randomised
+campaign exposures without an exposure id whose arms are offer codes (``CTRL`` is
+control) and whose assignment probabilities differ per campaign. No app, no loyalty
+scheme.
 
 ``tests/worlds/bank/sources.yaml`` (copied beside the data) maps it onto the source
 contract;
@@ -39,6 +42,7 @@ CAMPAIGN_START = {
     "AUTUMN26": datetime(2026, 9, 7, tzinfo=UTC),
 }
 OFFER_CHANNEL = {"OFF-SAV": "EMAIL", "OFF-CARD": "SMS", "OFF-MORT": "BRANCH"}
+OFFER_PURPOSE = {"OFF-SAV": "MKT", "OFF-CARD": "MKT", "OFF-MORT": "ADV"}
 PRODUCTS = ("CA01", "CC02", "MG03", "SV04", "CC09")
 _FIRST = ("Anna", "Ben", "Clara", "David", "Eva", "Frank", "Greta", "Hugo", "Ida", "Jonas")
 _LAST = ("Meyer", "Schmidt", "Fischer", "Weber", "Wagner", "Becker", "Hoffmann", "Klein")
@@ -202,9 +206,12 @@ def write_bank(out: Path, customers: int = 300, seed: int = 11) -> BankWorld:
     hold = [(cust[i], "CA01", _day(opened[i])) for i in range(n)]
     hold += [(cust[i], "CC02", _day(opened[i])) for i in range(1, n) if rng.random() < 0.4]
     hold += [(cust[i], "MG03", _day(opened[i])) for i in range(1, n) if rng.random() < 0.2]
-    pd.DataFrame(hold, columns=["CustNo", "ProductCode", "StartDate"]).to_csv(
-        out / "products" / "holdings.csv", index=False
-    )
+    holdings = pd.DataFrame(hold, columns=["CustNo", "ProductCode", "StartDate"])
+    # balances as of the export (their own generator: the draws above stay as they were)
+    extra = np.random.default_rng((seed, 23))
+    scale = holdings["ProductCode"].map({"CA01": 1_500.0, "CC02": 600.0, "MG03": 90_000.0})
+    holdings["Balance"] = np.round(extra.gamma(2.0, 1.0, len(holdings)) * scale, 2)
+    holdings.to_csv(out / "products" / "holdings.csv", index=False)
     pd.DataFrame({"ProductCode": list(PRODUCTS), "Units": [9999, 9999, 9999, 9999, 0]}).to_csv(
         out / "products" / "stock.csv", index=False
     )
@@ -258,7 +265,6 @@ def write_bank(out: Path, customers: int = 300, seed: int = 11) -> BankWorld:
             value = {"CTRL": 60.0, "OFF-SAV": 80.0, "OFF-CARD": 120.0, "OFF-MORT": 400.0}[code]
             expo.append(
                 (
-                    f"{camp}-{j:05d}",
                     cust[i],
                     camp,
                     code,
@@ -273,7 +279,6 @@ def write_bank(out: Path, customers: int = 300, seed: int = 11) -> BankWorld:
     ex = pd.DataFrame(
         expo,
         columns=[
-            "ExposureRef",
             "CustNo",
             "Campaign",
             "OfferCode",
@@ -285,11 +290,46 @@ def write_bank(out: Path, customers: int = 300, seed: int = 11) -> BankWorld:
     )
     ex["AssignedOn"] = ex["ts"].dt.strftime("%d/%m/%Y %H:%M:%S")
     ex.drop(columns="ts").to_parquet(out / "marketing" / "exposures.parquet", index=False)
-    ct = pd.DataFrame(contacts, columns=["CustNo", "Channel", "OfferCode", "ts"])
+    contacts = [(*c, OFFER_PURPOSE[c[2]]) for c in contacts] + _mailings(cust, extra)
+    ct = pd.DataFrame(contacts, columns=["CustNo", "Channel", "OfferCode", "ts", "Purpose"])
+    ct = ct.sort_values("ts", kind="stable")
     ct["SentAt"] = ct["ts"].dt.strftime("%d/%m/%Y %H:%M:%S")
     ct.drop(columns="ts").to_csv(out / "marketing" / "contacts.csv", index=False)
+    _branch_visits(out, phone, extra)
     shutil.copy(CONFIG_DIR / "sources.yaml", out / "sources.yaml")
     return BankWorld(data_dir=out, sources=out / "sources.yaml")
+
+
+def _mailings(cust: list[str], rng: np.random.Generator) -> list[tuple]:
+    """Business-as-usual mailings, no catalog action: a monthly e-mail newsletter to about
+    half the customers and rate-change letters by e-mail or SMS, none in the last 30 days
+    before ``AS_OF`` and none to the known customers (their decisions stay as tested)."""
+    rows = []
+    known = (KNOWN_CUSTOMER, NO_ADVICE_CUSTOMER)
+    readers = [c for c in cust if c not in known and rng.random() < 0.5]
+    for month in range(1, 10):
+        sent = pd.Timestamp(2026, month, 1, 9, tz="UTC")
+        rows += [(c, "EMAIL", "NEWS", sent, "MKT") for c in readers]
+    for c in cust:
+        if c not in known and rng.random() < 0.2:
+            sent = pd.Timestamp(2026, 6, 15, 9, tz="UTC")
+            rows.append((c, rng.choice(["EMAIL", "SMS"]), "RATE", sent, "SVC"))
+    return rows
+
+
+def _branch_visits(out: Path, phone: list[str], rng: np.random.Generator) -> None:
+    """Branch visits logged by the branch system with the phone the visitor gave (in the
+    bank's several notations), no customer number; some phones are no customer's."""
+    (out / "branch").mkdir(exist_ok=True)
+    who = rng.choice(len(phone), len(phone) // 3)
+    when = _times(rng, len(who), datetime(2026, 3, 1, tzinfo=UTC), AS_OF - timedelta(days=1))
+    given = [
+        phone[i] if k % 2 else "+44" + phone[i][1:].replace(" ", "") for k, i in enumerate(who)
+    ]
+    given[:3] = ["07700 800001", "07700 800002", "07700 800003"]  # walk-ins, no customer's
+    pd.DataFrame(
+        {"Phone": given, "VisitedAt": when.dt.strftime("%d/%m/%Y %H:%M"), "Desk": "advice"}
+    ).to_csv(out / "branch" / "visits.csv", index=False)
 
 
 if __name__ == "__main__":

@@ -160,12 +160,33 @@ CASES = {
         "value not allowed",
         3,
     ),
-    "exposure id unique": Case(
+    "exposure id unique": Case(  # a composite id, [Campaign, CustNo]: one customer twice
         "marketing/exposures.parquet",
-        _set("ExposureRef", 1, "SPRING26-00000"),
+        lambda df: _set("CustNo", 1, df.loc[0, "CustNo"])(df),
         "exposure_id",
         "values must be unique",
         2,
+    ),
+    "contact without action or purpose": Case(  # row 1 is a newsletter, no catalog action
+        "marketing/contacts.csv",
+        _set("Purpose", 0, ""),
+        "purpose",
+        "a contact that is no catalog action (empty action_id) needs its purpose",
+        1,
+    ),
+    "event naming no one": Case(
+        "branch/visits.csv",
+        _set("Phone", 3, ""),
+        "record_id",
+        "names no customer",
+        4,
+    ),
+    "balance": Case(
+        "products/holdings.csv",
+        _set("Balance", 5, "12k"),
+        "balance",
+        "cannot parse as a number",
+        6,
     ),
 }
 
@@ -232,6 +253,17 @@ def test_bank_maps_onto_the_contract(settings: Settings) -> None:
     consent = tables["consent_events"]
     mine = consent.loc[consent["id_value"] == KNOWN_CUSTOMER].sort_values("ts")
     assert mine.loc[mine["channel"] == "sms", "granted"].tolist() == [True, False]
+    # no exposure id in the export: campaign and customer number make one
+    assert exposures["exposure_id"].str.fullmatch(r"[A-Z]+26:C\d{5}").all()
+    # branch visits name a phone, complaints a customer number: identifiers, not records
+    visits = tables["behaviour_events"].loc[tables["behaviour_events"]["id_type"].notna()]
+    assert set(visits["id_type"]) == {"phone"} and visits["record_id"].isna().all()
+    assert set(tables["complaints"]["id_type"]) == {"crm_id"}
+    # newsletters and rate letters are contacts without a catalog action, with a purpose
+    contacts = tables["contact_history"]
+    bau = contacts.loc[contacts["action_id"].isna()]
+    assert len(bau) and set(bau["purpose"]) == {"marketing", "service"}
+    assert tables["holdings"][["balance", "balance_at"]].notna().all().all()
 
 
 def test_the_guide_documents_every_contract_column() -> None:
@@ -241,6 +273,13 @@ def test_the_guide_documents_every_contract_column() -> None:
         for name, (kind, required, meaning) in columns(table).items():
             row = f"| `{name}` | {kind} | {'yes' if required else 'no'} | {meaning} |"
             assert row in guide, row
+
+
+def test_the_guide_shows_the_bank_s_sources_file_as_it_is() -> None:
+    root = Path(__file__).resolve().parents[3]
+    guide = (root / "docs" / "bring-your-own-data.md").read_text()
+    sources = (root / "tests" / "worlds" / "bank" / "sources.yaml").read_text()
+    assert f"```yaml\n{sources}```" in guide
 
 
 def test_identifiers_are_normalised_by_the_product_not_the_source(bank: Path) -> None:
