@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from customers.contract import FILE, ROW, TABLES, Problem
-
-if TYPE_CHECKING:
-    from customers.source_files import ColumnSpec, Customer, FileSpec, When
+from customers.sources_schema import KEY_SEPARATOR, ColumnSpec, Customer, FileSpec, When
 
 _ROWS_SHOWN = 5
 
@@ -85,8 +82,6 @@ class _Mapper:
         return _joined([p for p in parts if p is not None], separator)
 
     def column(self, target: str, spec: str | list[str] | ColumnSpec) -> pd.Series | None:
-        from customers.source_files import ColumnSpec
-
         if not isinstance(spec, ColumnSpec):
             spec = ColumnSpec(column=spec)
         n = len(self.raw)
@@ -209,8 +204,6 @@ class _Mapper:
 
 _WHO = ("record_id", "id_type", "id_value")
 _UNMATCHED = "__unmatched"
-#: What joins the values of a composite key (``[Campaign, CustNo]`` -> ``SPRING26:C00001``).
-KEY_SEPARATOR = ":"
 _TRUE = {"true", "1", "yes", "y", "t", "1.0"}
 _FALSE = {"false", "0", "no", "n", "f", "0.0"}
 
