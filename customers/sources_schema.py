@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.errors import InputError
-from core.vocabulary import ID_TYPES
+from core.vocabulary import ID_TYPES, NO_ACTION
 from customers.contract import CUSTOMER_TABLES, TABLES
 
 #: What joins the values of a composite key (``[Campaign, CustNo]`` -> ``SPRING26:C00001``).
@@ -86,7 +86,7 @@ class ColumnSpec(BaseModel):
     map: dict[str, str | bool | float | None] | None = Field(
         None,
         description="Value map; values not in it pass unchanged, a value mapped to null is empty.",
-        examples=[{"CTRL": "no_action", "NEWS": None}],
+        examples=[{"CTRL": NO_ACTION, "NEWS": None}],
     )
     sign: Sign | None = None
 
