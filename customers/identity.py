@@ -100,13 +100,15 @@ class ResolutionSettings:
     ``seed`` fixes Splink's samples; ``u_max_pairs`` and ``em_max_pairs`` bound them.
     m and u are estimated on the data itself (no labels). ``country_code`` completes
     national phone numbers. ``engine`` is Splink's backend: ``duckdb`` in process or
-    ``spark`` (a local Spark session; same model, same settings). ``tombstone``: hashes
+    ``spark`` (same model, same settings) on a Spark session with master
+    ``spark_master`` (None: ``local[threads]``). ``tombstone``: hashes
     of erased persons' identifiers (:mod:`customers.tombstone`, hashed with
     ``tombstone_salt``); a record carrying one is dropped before anything else.
     """
 
     use_splink: bool = True
     engine: str = "duckdb"
+    spark_master: str | None = None
     match_weight_threshold: float = 1.0
     review_weight: float = -4.0
     dob_conflict_weight: float = 11.0
@@ -282,7 +284,11 @@ def splink_edges(
         threads=settings.threads,
     )
     low = min(settings.review_weight, settings.match_weight_threshold)
-    backend = spark_backend(settings.threads) if settings.engine == "spark" else None
+    backend = (
+        spark_backend(settings.threads, settings.spark_master)
+        if settings.engine == "spark"
+        else None
+    )
     pairs = score_pairs(norm, model, low, backend)
     pairs = pairs[labels[pairs["a"].to_numpy()] != labels[pairs["b"].to_numpy()]]
     strong = pairs["match_weight"].to_numpy() >= settings.match_weight_threshold
