@@ -2,10 +2,16 @@
 
 A decision is ``link`` (these two records are one person, whatever the guard says) or
 ``split`` (never in one customer). Decisions live in one CSV file (``record_id_a,
-record_id_b, decision, reason, decided_at``); the latest decision on a pair wins, and
-every later :func:`customers.identity.resolve_records` call that is given the file
-honours them: forced links are merged first and listed with their reason, split pairs
-refuse any edge that would join them (reported with conflict ``human_split``).
+record_id_b, decision, reason, decided_at, guard_conflict``); the latest decision on a
+pair wins, and every later :func:`customers.identity.resolve_records` call that is given
+the file honours them: forced links are merged first and listed with their reason, split
+pairs refuse any edge that would join them (reported with conflict ``human_split``).
+
+A decision asked for is checked before anything is written (:func:`check_requests`):
+both records must exist in the current identity records, and a link the merge guard
+would refuse between the two current customers is refused unless forced with a reason;
+a forced link keeps the conflict it overrode in ``guard_conflict``. A file written
+before that column existed reads as having none.
 
 The review file lists the uncertain band: pairs Splink scored between
 ``review_weight`` and the match threshold, with both records masked (first letter of
@@ -15,6 +21,7 @@ a reviewer sees why the model hesitated without the file holding identifying val
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,13 +31,17 @@ import pandas as pd
 from core.errors import InputError
 
 DECISIONS: tuple[str, ...] = ("link", "split")
-DECISION_COLUMNS: tuple[str, ...] = (
+#: Columns every decisions file has (``guard_conflict`` came later: absent reads as "").
+REQUIRED_DECISION_COLUMNS: tuple[str, ...] = (
     "record_id_a",
     "record_id_b",
     "decision",
     "reason",
     "decided_at",
 )
+DECISION_COLUMNS: tuple[str, ...] = (*REQUIRED_DECISION_COLUMNS, "guard_conflict")
+#: The reason written when none was given (never enough to force a link).
+NO_REASON = "(no reason given)"
 
 
 def decisions_path(root: Path) -> Path:
@@ -50,10 +61,7 @@ def load_decisions(path: Path | None) -> pd.DataFrame:
     """
     if path is None or not Path(path).exists():
         return _empty()
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [c for c in DECISION_COLUMNS if c not in df.columns]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {missing}; expected {list(DECISION_COLUMNS)}")
+    df = _read_all(Path(path))
     bad = ~df["decision"].isin(DECISIONS)
     if bad.any():
         row = int(np.flatnonzero(bad)[0]) + 2
@@ -65,29 +73,179 @@ def load_decisions(path: Path | None) -> pd.DataFrame:
     return df.loc[~key.duplicated(keep="last"), list(DECISION_COLUMNS)].reset_index(drop=True)
 
 
+def _read_all(path: Path) -> pd.DataFrame:
+    """Every row of a decisions file, oldest first, with :data:`DECISION_COLUMNS`."""
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in REQUIRED_DECISION_COLUMNS if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {missing}; expected {list(DECISION_COLUMNS)}")
+    for c in DECISION_COLUMNS:
+        if c not in df.columns:
+            df[c] = ""
+    return df.loc[:, list(DECISION_COLUMNS)]
+
+
+def _clean_pair(record_id_a: object, record_id_b: object) -> tuple[str, str]:
+    a, b = str(record_id_a).strip(), str(record_id_b).strip()
+    if not a or not b:
+        raise InputError("both record ids are required")
+    if a == b:
+        raise InputError(f"a record cannot be linked to or split from itself ({a!r})")
+    return a, b
+
+
+def record_decisions(path: Path, rows: pd.DataFrame) -> pd.DataFrame:
+    """Add ``rows`` (:data:`DECISION_COLUMNS`; ``decided_at`` and ``guard_conflict``
+    filled in when absent) to the decisions file ``path`` in one atomic replace, so a
+    failure leaves the file as it was; returns all decisions (latest per pair).
+    """
+    from customers.erasure import write_atomic
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = rows.copy()
+    if "decided_at" not in new.columns:
+        new["decided_at"] = datetime.now(UTC).isoformat()
+    if "guard_conflict" not in new.columns:
+        new["guard_conflict"] = ""
+    old = _read_all(path) if path.exists() else _empty()
+    frames = [f for f in (old, new.loc[:, list(DECISION_COLUMNS)]) if len(f)]
+    table = pd.concat(frames, ignore_index=True) if frames else _empty()
+    write_atomic(path, lambda tmp: table.to_csv(tmp, index=False))
+    return load_decisions(path)
+
+
 def record_decision(
     path: Path, record_id_a: str, record_id_b: str, decision: str, reason: str
 ) -> pd.DataFrame:
-    """Append a human decision to ``path`` (created if absent); returns all decisions.
+    """Append a human decision to ``path`` (created if absent) without the checks of
+    :func:`check_requests`; returns all decisions.
 
     Raises :class:`~core.errors.InputError` (a ``ValueError``) for an unknown decision,
     an empty or repeated record id.
     """
     if decision not in DECISIONS:
         raise InputError(f"decision must be one of {list(DECISIONS)}, not {decision!r}")
-    a, b = str(record_id_a).strip(), str(record_id_b).strip()
-    if not a or not b:
-        raise InputError("both record ids are required")
-    if a == b:
-        raise InputError(f"a record cannot be linked to or split from itself ({a!r})")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    a, b = _clean_pair(record_id_a, record_id_b)
     row = pd.DataFrame(
-        [[a, b, decision, reason.strip() or "(no reason given)", datetime.now(UTC).isoformat()]],
-        columns=list(DECISION_COLUMNS),
+        [[a, b, decision, reason.strip() or NO_REASON]],
+        columns=["record_id_a", "record_id_b", "decision", "reason"],
     )
-    row.to_csv(path, mode="a", header=not path.exists(), index=False)
-    return load_decisions(path)
+    return record_decisions(path, row)
+
+
+# --- checks before recording --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    """A decision a person asked for; ``where`` names it in messages (``row 7`` of a
+    review file), empty on the command line."""
+
+    record_id_a: str
+    record_id_b: str
+    decision: str
+    reason: str = ""
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class CurrentIdentity:
+    """What a decision is checked against: the canonical ``records`` the next resolve
+    reads and the customer of each record after the last resolve (``customer_of``:
+    record_id -> customer_id; a record not in it is a customer of its own)."""
+
+    records: pd.DataFrame
+    customer_of: pd.Series
+
+
+def _members(current: CurrentIdentity, known: pd.Index, record_id: str) -> list[str]:
+    """The record ids of the current customer of ``record_id`` that still exist."""
+    cust = current.customer_of.get(record_id)
+    if cust is None:
+        return [record_id]
+    ids = current.customer_of.index[current.customer_of.to_numpy() == cust]
+    return sorted(set(ids[ids.isin(known)]) | {record_id})
+
+
+def _check_one(
+    req: Request,
+    current: CurrentIdentity,
+    known: pd.Index,
+    splits: list[tuple[str, str]],
+    force: bool,
+    settings: object,
+) -> list[object]:
+    """One request as a decisions row, or an :class:`InputError` saying what is wrong."""
+    from customers.identity import link_conflict
+
+    decision = req.decision.strip().lower()
+    if decision not in DECISIONS:
+        raise InputError(f"decision must be link or split, not {req.decision!r}")
+    a, b = _clean_pair(req.record_id_a, req.record_id_b)
+    unknown = [x for x in (a, b) if x not in known]
+    if unknown:
+        names = " and ".join(repr(x) for x in unknown)
+        what = "record id" if len(unknown) == 1 else "record ids"
+        raise InputError(
+            f"{what} {names} {'does' if len(unknown) == 1 else 'do'} not exist in the "
+            "current identity records"
+        )
+    reason = req.reason.strip()
+    conflict = ""
+    if decision == "link":
+        side_a, side_b = _members(current, known, a), _members(current, known, b)
+        if not set(side_a) & set(side_b):
+            pair = {a, b}
+            others = [(x, y) for x, y in splits if {x, y} != pair]
+            found = link_conflict(current.records, side_a, side_b, others, settings)
+            conflict = found or ""
+        if conflict and not (force and reason):
+            how = (
+                "--force needs a non-empty reason"
+                if force
+                else "if they are one person, force it with --force and a reason"
+            )
+            raise InputError(
+                f"the merge guard refuses to link {a!r} and {b!r} (conflict: {conflict}); {how}"
+            )
+    return [a, b, decision, reason or NO_REASON, conflict]
+
+
+def check_requests(
+    requests: list[Request],
+    current: CurrentIdentity,
+    decisions: pd.DataFrame,
+    force: bool = False,
+    settings: object = None,
+) -> pd.DataFrame:
+    """The rows to record for ``requests`` once every one of them is valid.
+
+    Each request must name two different records of ``current.records``; a link the
+    merge guard (:func:`customers.identity.link_conflict`) refuses between the two
+    current customers, earlier human splits included, needs ``force`` and a non-empty
+    reason and keeps the conflict it overrode in ``guard_conflict``. ``decisions`` are the
+    decisions recorded so far; ``settings`` (a ``customers.identity.ResolutionSettings``,
+    None for its defaults) give the guard's country code and CRM name-change evidence.
+    Raises :class:`~core.errors.InputError` naming the first bad request (its ``where``)
+    and how many others are bad; nothing is to be recorded then.
+    """
+    known = pd.Index(current.records["record_id"].astype(str))
+    split = decisions[decisions["decision"] == "split"]
+    splits = list(zip(split["record_id_a"], split["record_id_b"], strict=True))
+    rows: list[list[object]] = []
+    errors: list[str] = []
+    for req in requests:
+        try:
+            rows.append(_check_one(req, current, known, splits, force, settings))
+        except InputError as exc:
+            errors.append(f"{req.where}: {exc}" if req.where else str(exc))
+    if errors:
+        more = f" ({len(errors) - 1} more bad)" if len(errors) > 1 else ""
+        raise InputError(f"{errors[0]}{more}; nothing recorded")
+    return pd.DataFrame(
+        rows, columns=["record_id_a", "record_id_b", "decision", "reason", "guard_conflict"]
+    )
 
 
 def decision_pairs(
@@ -161,31 +319,24 @@ def review_table(pairs: pd.DataFrame, norm: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def decisions_from_review(review_path: Path, decisions_path: Path) -> int:
-    """Record every row of a filled-in review file whose ``decision`` is link or split.
+def review_requests(review_path: Path) -> list[Request]:
+    """The filled-in rows of a review file as requests (``where``: the file and its row).
 
-    Returns the number recorded. Raises ``ValueError`` naming the row of an unknown
-    decision.
+    Raises :class:`~core.errors.InputError` naming the file when a column is missing.
     """
     df = pd.read_csv(review_path, dtype=str, keep_default_na=False)
     for c in ("record_id_a", "record_id_b", "decision"):
         if c not in df.columns:
             raise InputError(f"{review_path}: missing column {c!r}")
-    filled = df[df["decision"].str.strip() != ""]
-    n = 0
-    for i, row in filled.iterrows():
-        decision = row["decision"].strip().lower()
-        if decision not in DECISIONS:
-            raise InputError(
-                f"{review_path}: row {int(i) + 2}: decision must be link or split, not "
-                f"{row['decision']!r}"
-            )
-        record_decision(
-            decisions_path,
-            row["record_id_a"],
-            row["record_id_b"],
-            decision,
-            row.get("reason", "") or "reviewed",
+    reasons = df["reason"] if "reason" in df.columns else pd.Series("", index=df.index)
+    filled = df["decision"].str.strip() != ""
+    return [
+        Request(
+            df.at[i, "record_id_a"],
+            df.at[i, "record_id_b"],
+            df.at[i, "decision"],
+            reasons[i],
+            f"{review_path}: row {int(i) + 2}",
         )
-        n += 1
-    return n
+        for i in df.index[filled]
+    ]
