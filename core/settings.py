@@ -127,8 +127,8 @@ class Settings(BaseSettings):
     retention_decision_log_days: int | None = Field(
         None,
         ge=1,
-        description="`nextbest retention apply` deletes decision-log days older than this "
-        "(None: keep all).",
+        description="`nextbest retention apply` deletes decision records whose decision "
+        "day and write day are both older than this (None: keep all).",
     )
     retention_ledger_days: int | None = Field(
         None,
