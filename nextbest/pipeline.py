@@ -113,11 +113,11 @@ def resolve(
 
 def current_identity(settings: Settings) -> Any:
     """What a human decision is checked against
-    (:class:`customers.corrections.CurrentIdentity`): :func:`identity_records` and the
+    (:class:`customers.correction_checks.CurrentIdentity`): :func:`identity_records` and the
     customers of the last resolve (``unified/identity.parquet``, none before the first)."""
     import pandas as pd
 
-    from customers.corrections import CurrentIdentity
+    from customers.correction_checks import CurrentIdentity
 
     path = settings.unified_dir / "identity.parquet"
     if path.exists():
@@ -129,15 +129,11 @@ def current_identity(settings: Settings) -> Any:
 
 
 def correct_identity(settings: Settings, requests: list[Any], force: bool = False) -> Any:
-    """Check human link/split requests (:func:`customers.corrections.check_requests`)
+    """Check human link/split requests (:func:`customers.correction_checks.check_requests`)
     against :func:`current_identity` and, only when every one passes, record them in the
     home's decisions file; returns the recorded rows."""
-    from customers.corrections import (
-        check_requests,
-        decisions_path,
-        load_decisions,
-        record_decisions,
-    )
+    from customers.correction_checks import check_requests
+    from customers.corrections import decisions_path, load_decisions, record_decisions
 
     path = decisions_path(settings.root)
     rows = check_requests(requests, current_identity(settings), load_decisions(path), force)

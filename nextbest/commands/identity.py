@@ -26,7 +26,8 @@ ForceOption = Annotated[
 def _decide(
     record_a: str, record_b: str, decision: str, reason: str, force: bool, sources: Path | None
 ) -> None:
-    from customers.corrections import Request, decisions_path
+    from customers.correction_checks import Request
+    from customers.corrections import decisions_path
     from nextbest.pipeline import correct_identity
 
     settings = load_settings(sources=sources)
@@ -74,7 +75,8 @@ def identity_review_cmd(
 ) -> None:
     """Record the link/split decisions of a filled-in review file: every row is checked
     as `link` and `split` check theirs, and one bad row records nothing."""
-    from customers.corrections import decisions_path, review_requests
+    from customers.correction_checks import review_requests
+    from customers.corrections import decisions_path
     from nextbest.pipeline import correct_identity
 
     settings = load_settings(sources=sources)

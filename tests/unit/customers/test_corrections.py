@@ -9,14 +9,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from customers.correction_checks import CurrentIdentity, check_requests, review_requests
 from customers.corrections import (
-    CurrentIdentity,
-    check_requests,
     decisions_path,
     load_decisions,
     record_decision,
     record_decisions,
-    review_requests,
 )
 from customers.identity import ResolutionSettings, resolve_records, run_resolve
 
