@@ -10,7 +10,7 @@ job does per chunk) and runs :func:`decisions.engine.decide` with the broadcast 
 included) through ``mapInArrow``, yielding Arrow batches in the local job's output layout.
 The ledger is a SQLite file: the executors open it by its path, so on a cluster it must be
 on a file system they share. The same code runs in local mode in tests (``local[2]``) and
-on a cluster (pass ``master`` or use the active session).
+on a cluster (``settings.spark_master``, ``NEXTBEST_SPARK_MASTER``, or the active session).
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ from decisions.engine import DecisionContext, Plan
 log = logging.getLogger(__name__)
 
 
-def spark_session(master: str = "local[2]", app_name: str = "nextbest-batch") -> Any:
-    """A quiet, small Spark session (UTC, 4 shuffle partitions, 2g driver) that can import
-    the project in its Python workers."""
+def spark_session(settings: Settings, app_name: str = "nextbest-batch") -> Any:
+    """A quiet, small Spark session (UTC, 4 shuffle partitions, 2g driver) on
+    ``settings.spark_master`` that can import the project in its Python workers (an
+    active session is reused, as ``getOrCreate`` does)."""
     from pyspark.sql import SparkSession
 
     # Workers are started from the driver's environment: same interpreter, project on path.
@@ -51,7 +52,7 @@ def spark_session(master: str = "local[2]", app_name: str = "nextbest-batch") ->
     if str(PROJECT_ROOT) not in path.split(os.pathsep):
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), path) if p)
     spark = (
-        SparkSession.builder.master(master)
+        SparkSession.builder.master(settings.spark_master_url())
         .appName(app_name)
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.driver.memory", "2g")
@@ -180,7 +181,7 @@ def spark_score(
     every partition applies, none when None)."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    spark = spark or spark_session()
+    spark = spark or spark_session(settings)
     schema = output_schema(plan, ctx.channel, ctx.k)
     frame = spark_feature_frame(spark, settings.features_dir, customer_ids, ctx.now, terms)
     # Rows per Arrow batch handed to decide(): the job's chunk size bounds worker memory.

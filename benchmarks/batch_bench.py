@@ -474,7 +474,7 @@ def _run_spark(settings: Any, runtime: Any, local_out: Path) -> dict:
 
     spark_out = settings.root / "spark_out"
     t_start = time.perf_counter()
-    spark_session()  # JVM start-up timed apart from the job
+    spark_session(settings)  # JVM start-up timed apart from the job
     start_s = time.perf_counter() - t_start
     load_before = load_average()
     cpu0 = _tree_cpu_s()
@@ -485,7 +485,7 @@ def _run_spark(settings: Any, runtime: Any, local_out: Path) -> dict:
     cpu = _tree_cpu_s() - cpu0
     ref = count_output(local_out) if local_out.exists() else None
     figures = {
-        "master": "local[2]",
+        "master": settings.spark_master,
         "customers": sp.customers,
         "wall_s": round(wall, 2),
         "cpu_s": round(cpu, 1),

@@ -10,10 +10,11 @@ from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.api_keys import ApiKeyRecord
+from core.errors import NextbestError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -126,8 +127,8 @@ class Settings(BaseSettings):
     retention_decision_log_days: int | None = Field(
         None,
         ge=1,
-        description="`nextbest retention apply` deletes decision-log days older than this "
-        "(None: keep all).",
+        description="`nextbest retention apply` deletes decision records whose decision "
+        "day and write day are both older than this (None: keep all).",
     )
     retention_ledger_days: int | None = Field(
         None,
@@ -140,6 +141,20 @@ class Settings(BaseSettings):
         ge=1,
         description="`nextbest retention apply` deletes source-export events (raw/, contract/) "
         "older than this; identity records and consent are kept (None: keep all).",
+    )
+    spark_master: str = Field(
+        "local[2]",
+        min_length=1,
+        description="Master URL of every Spark session nextbest starts (`resolve --engine "
+        "spark`, `score --engine spark`): local[N] in this process, or a cluster's "
+        "(spark://host:7077, yarn, k8s://...).",
+    )
+    spark_remote: str | None = Field(
+        None,
+        validation_alias=AliasChoices("spark_remote", "NEXTBEST_SPARK_REMOTE", "SPARK_REMOTE"),
+        description="A Spark Connect URL (also read from the standard SPARK_REMOTE). "
+        "nextbest's Spark jobs need a classic session, so a Spark command refuses to run "
+        "while it is set (use spark_master).",
     )
 
     api_keys_file: Path | None = Field(
@@ -227,6 +242,23 @@ class Settings(BaseSettings):
     def artifact_root(self) -> Path:
         """Local MLflow artifact root used with the default SQLite store."""
         return self.root / "mlartifacts"
+
+    def spark_master_url(self) -> str:
+        """The master URL every Spark session of the product is built with.
+
+        Raises :class:`~core.errors.NextbestError` when ``spark_remote`` (``SPARK_REMOTE``)
+        is set: Splink's Spark backend (its Java similarity functions, checkpoints) and the
+        batch job (a broadcast plan) use the classic Spark API, which Spark Connect lacks,
+        and PySpark refuses a master beside a remote.
+        """
+        if self.spark_remote:
+            raise NextbestError(
+                # The URL itself is not shown: a Spark Connect URL may carry a token.
+                "SPARK_REMOTE is set: nextbest's Spark jobs need a "
+                "classic Spark session, not Spark Connect; unset it and set "
+                "NEXTBEST_SPARK_MASTER to the cluster's master URL (spark://..., yarn, k8s://...)"
+            )
+        return self.spark_master
 
 
 def get_settings(**overrides: object) -> Settings:

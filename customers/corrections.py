@@ -2,10 +2,17 @@
 
 A decision is ``link`` (these two records are one person, whatever the guard says) or
 ``split`` (never in one customer). Decisions live in one CSV file (``record_id_a,
-record_id_b, decision, reason, decided_at``); the latest decision on a pair wins, and
-every later :func:`customers.identity.resolve_records` call that is given the file
-honours them: forced links are merged first and listed with their reason, split pairs
-refuse any edge that would join them (reported with conflict ``human_split``).
+record_id_b, decision, reason, decided_at, guard_conflict``); the latest decision on a
+pair wins, and every later :func:`customers.identity.resolve_records` call that is given
+the file honours them: forced links are merged first and listed with their reason, split
+pairs refuse any edge that would join them (reported with conflict ``human_split``).
+
+A decision asked for is checked before anything is written
+(:func:`customers.correction_checks.check_requests`):
+both records must exist in the current identity records, and a link the merge guard
+would refuse between the two current customers is refused unless forced with a reason;
+a forced link keeps the conflict it overrode in ``guard_conflict``. A file written
+before that column existed reads as having none.
 
 The review file lists the uncertain band: pairs Splink scored between
 ``review_weight`` and the match threshold, with both records masked (first letter of
@@ -24,13 +31,17 @@ import pandas as pd
 from core.errors import InputError
 
 DECISIONS: tuple[str, ...] = ("link", "split")
-DECISION_COLUMNS: tuple[str, ...] = (
+#: Columns every decisions file has (``guard_conflict`` came later: absent reads as "").
+REQUIRED_DECISION_COLUMNS: tuple[str, ...] = (
     "record_id_a",
     "record_id_b",
     "decision",
     "reason",
     "decided_at",
 )
+DECISION_COLUMNS: tuple[str, ...] = (*REQUIRED_DECISION_COLUMNS, "guard_conflict")
+#: The reason written when none was given (never enough to force a link).
+NO_REASON = "(no reason given)"
 
 
 def decisions_path(root: Path) -> Path:
@@ -50,10 +61,7 @@ def load_decisions(path: Path | None) -> pd.DataFrame:
     """
     if path is None or not Path(path).exists():
         return _empty()
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [c for c in DECISION_COLUMNS if c not in df.columns]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {missing}; expected {list(DECISION_COLUMNS)}")
+    df = _read_all(Path(path))
     bad = ~df["decision"].isin(DECISIONS)
     if bad.any():
         row = int(np.flatnonzero(bad)[0]) + 2
@@ -65,29 +73,66 @@ def load_decisions(path: Path | None) -> pd.DataFrame:
     return df.loc[~key.duplicated(keep="last"), list(DECISION_COLUMNS)].reset_index(drop=True)
 
 
+def _read_all(path: Path) -> pd.DataFrame:
+    """Every row of a decisions file, oldest first, with :data:`DECISION_COLUMNS`."""
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in REQUIRED_DECISION_COLUMNS if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {missing}; expected {list(DECISION_COLUMNS)}")
+    for c in DECISION_COLUMNS:
+        if c not in df.columns:
+            df[c] = ""
+    return df.loc[:, list(DECISION_COLUMNS)]
+
+
+def clean_pair(record_id_a: object, record_id_b: object) -> tuple[str, str]:
+    """Two record ids, stripped; an :class:`InputError` when one is empty or both are one."""
+    a, b = str(record_id_a).strip(), str(record_id_b).strip()
+    if not a or not b:
+        raise InputError("both record ids are required")
+    if a == b:
+        raise InputError(f"a record cannot be linked to or split from itself ({a!r})")
+    return a, b
+
+
+def record_decisions(path: Path, rows: pd.DataFrame) -> pd.DataFrame:
+    """Add ``rows`` (:data:`DECISION_COLUMNS`; ``decided_at`` and ``guard_conflict``
+    filled in when absent) to the decisions file ``path`` in one atomic replace, so a
+    failure leaves the file as it was; returns all decisions (latest per pair).
+    """
+    from customers.erasure import write_atomic
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = rows.copy()
+    if "decided_at" not in new.columns:
+        new["decided_at"] = datetime.now(UTC).isoformat()
+    if "guard_conflict" not in new.columns:
+        new["guard_conflict"] = ""
+    old = _read_all(path) if path.exists() else _empty()
+    frames = [f for f in (old, new.loc[:, list(DECISION_COLUMNS)]) if len(f)]
+    table = pd.concat(frames, ignore_index=True) if frames else _empty()
+    write_atomic(path, lambda tmp: table.to_csv(tmp, index=False))
+    return load_decisions(path)
+
+
 def record_decision(
     path: Path, record_id_a: str, record_id_b: str, decision: str, reason: str
 ) -> pd.DataFrame:
-    """Append a human decision to ``path`` (created if absent); returns all decisions.
+    """Append a human decision to ``path`` (created if absent) without the checks of
+    :func:`customers.correction_checks.check_requests`; returns all decisions.
 
     Raises :class:`~core.errors.InputError` (a ``ValueError``) for an unknown decision,
     an empty or repeated record id.
     """
     if decision not in DECISIONS:
         raise InputError(f"decision must be one of {list(DECISIONS)}, not {decision!r}")
-    a, b = str(record_id_a).strip(), str(record_id_b).strip()
-    if not a or not b:
-        raise InputError("both record ids are required")
-    if a == b:
-        raise InputError(f"a record cannot be linked to or split from itself ({a!r})")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    a, b = clean_pair(record_id_a, record_id_b)
     row = pd.DataFrame(
-        [[a, b, decision, reason.strip() or "(no reason given)", datetime.now(UTC).isoformat()]],
-        columns=list(DECISION_COLUMNS),
+        [[a, b, decision, reason.strip() or NO_REASON]],
+        columns=["record_id_a", "record_id_b", "decision", "reason"],
     )
-    row.to_csv(path, mode="a", header=not path.exists(), index=False)
-    return load_decisions(path)
+    return record_decisions(path, row)
 
 
 def decision_pairs(
@@ -159,33 +204,3 @@ def review_table(pairs: pd.DataFrame, norm: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["match_weight", "record_id_a"], ascending=[False, True]).reset_index(
         drop=True
     )
-
-
-def decisions_from_review(review_path: Path, decisions_path: Path) -> int:
-    """Record every row of a filled-in review file whose ``decision`` is link or split.
-
-    Returns the number recorded. Raises ``ValueError`` naming the row of an unknown
-    decision.
-    """
-    df = pd.read_csv(review_path, dtype=str, keep_default_na=False)
-    for c in ("record_id_a", "record_id_b", "decision"):
-        if c not in df.columns:
-            raise InputError(f"{review_path}: missing column {c!r}")
-    filled = df[df["decision"].str.strip() != ""]
-    n = 0
-    for i, row in filled.iterrows():
-        decision = row["decision"].strip().lower()
-        if decision not in DECISIONS:
-            raise InputError(
-                f"{review_path}: row {int(i) + 2}: decision must be link or split, not "
-                f"{row['decision']!r}"
-            )
-        record_decision(
-            decisions_path,
-            row["record_id_a"],
-            row["record_id_b"],
-            decision,
-            row.get("reason", "") or "reviewed",
-        )
-        n += 1
-    return n

@@ -100,13 +100,15 @@ class ResolutionSettings:
     ``seed`` fixes Splink's samples; ``u_max_pairs`` and ``em_max_pairs`` bound them.
     m and u are estimated on the data itself (no labels). ``country_code`` completes
     national phone numbers. ``engine`` is Splink's backend: ``duckdb`` in process or
-    ``spark`` (a local Spark session; same model, same settings). ``tombstone``: hashes
+    ``spark`` (same model, same settings) on a Spark session with master
+    ``spark_master`` (None: ``local[threads]``). ``tombstone``: hashes
     of erased persons' identifiers (:mod:`customers.tombstone`, hashed with
     ``tombstone_salt``); a record carrying one is dropped before anything else.
     """
 
     use_splink: bool = True
     engine: str = "duckdb"
+    spark_master: str | None = None
     match_weight_threshold: float = 1.0
     review_weight: float = -4.0
     dob_conflict_weight: float = 11.0
@@ -282,7 +284,11 @@ def splink_edges(
         threads=settings.threads,
     )
     low = min(settings.review_weight, settings.match_weight_threshold)
-    backend = spark_backend(settings.threads) if settings.engine == "spark" else None
+    backend = (
+        spark_backend(settings.threads, settings.spark_master)
+        if settings.engine == "spark"
+        else None
+    )
     pairs = score_pairs(norm, model, low, backend)
     pairs = pairs[labels[pairs["a"].to_numpy()] != labels[pairs["b"].to_numpy()]]
     strong = pairs["match_weight"].to_numpy() >= settings.match_weight_threshold
@@ -804,14 +810,50 @@ def _force_links(
     rid = attrs.record_ids
     out = []
     for x, y, why in zip(a.tolist(), b.tolist(), reasons.tolist(), strict=True):
-        guard = _conflict(
-            attrs.cluster(np.array([x])),
-            attrs.cluster(np.array([y])),
-            True,
-            name_change_evidence=attrs.name_change_evidence,
-        )
+        guard = _link_guard(attrs, np.array([x]), np.array([y]))
         out.append((rid[x], rid[y], str(why), guard or ""))
     return out
+
+
+def _link_guard(attrs: _Attrs, a: np.ndarray, b: np.ndarray) -> str | None:
+    """The guard's conflict (None: none) in joining records ``a`` with records ``b``
+    (positions) by a human link: every check, first names included."""
+    return _conflict(
+        attrs.cluster(a), attrs.cluster(b), True, name_change_evidence=attrs.name_change_evidence
+    )
+
+
+def link_conflict(
+    records: pd.DataFrame,
+    side_a: list[str],
+    side_b: list[str],
+    splits: list[tuple[str, str]] | None = None,
+    settings: ResolutionSettings | None = None,
+) -> str | None:
+    """What the merge guard says to one customer made of the records ``side_a`` and the
+    records ``side_b`` (record ids; typically the two current customers a human link
+    would join): the conflicting field (``date_of_birth``, ``crm_id``, ``first_name``,
+    ``human_split``) or None.
+
+    ``records`` are canonical records holding both sides (others are ignored);
+    ``splits`` are human split pairs (record ids) still in force; ``settings`` give the
+    country code and the CRM name-change evidence, as to :func:`resolve_records`. The
+    guard is the one :func:`resolve_records` applies, at cluster level.
+    """
+    settings = settings or ResolutionSettings()
+    wanted = set(side_a) | set(side_b)
+    recs = validate_records(records.loc[records["record_id"].astype(str).isin(wanted)])
+    norm = normalise_records(recs.reset_index(drop=True), settings.country_code)
+    attrs = _Attrs(norm, settings.crm_name_change_evidence)
+    index = pd.Index(norm["record_id"])
+    pairs = [(x, y) for x, y in splits or () if x in wanted and y in wanted]
+    if pairs:
+        xs, ys = zip(*pairs, strict=True)
+        attrs.ban(index.get_indexer(list(xs)), index.get_indexer(list(ys)))
+    pa, pb = index.get_indexer(list(side_a)), index.get_indexer(list(side_b))
+    if (pa < 0).any() or (pb < 0).any():
+        raise InputError("link_conflict: a record of either side is not in records")
+    return _link_guard(attrs, pa, pb)
 
 
 # --- entry points -----------------------------------------------------------------------

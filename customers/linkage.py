@@ -180,19 +180,19 @@ def settings_creator(prior: float = 1e-4):
     )
 
 
-def spark_backend(threads: int = 2):
-    """Splink's Spark backend on a local Spark session (``local[threads]``), with the
-    similarity functions (Jaro-Winkler, Damerau-Levenshtein) Splink ships as a jar.
+def spark_backend(threads: int = 2, master: str | None = None):
+    """Splink's Spark backend on a Spark session with master ``master`` (None:
+    ``local[threads]``; a cluster's URL runs it there), with the similarity functions
+    (Jaro-Winkler, Damerau-Levenshtein) Splink ships as a jar.
 
-    Past one machine, build the session for the cluster instead and pass
-    ``SparkAPI(spark_session=...)`` to :func:`trained_linker`: the model is the same.
+    An active session is reused as Spark does (``getOrCreate``), whatever its master.
     """
     from pyspark.sql import SparkSession
     from splink.backends.spark import SparkAPI, similarity_jar_location
 
     jar = similarity_jar_location()
     spark = (
-        SparkSession.builder.master(f"local[{threads}]")
+        SparkSession.builder.master(master or f"local[{threads}]")
         .appName("nextbest-identity")
         .config("spark.jars", jar)
         .config("spark.sql.shuffle.partitions", str(max(2 * threads, 2)))
@@ -206,8 +206,10 @@ def spark_backend(threads: int = 2):
         # in the same process): add it to that session so Splink can register its UDFs.
         spark.sql(f"ADD JAR '{jar}'")
     spark.sparkContext.setLogLevel("ERROR")
-    # Splink checkpoints between steps; a local directory keeps lineage short.
-    spark.sparkContext.setCheckpointDir(str(Path(tempfile.gettempdir()) / "nextbest-splink"))
+    if spark.sparkContext.master.startswith("local"):
+        # Splink checkpoints between steps; a local directory keeps lineage short. A
+        # cluster needs a directory every executor shares: its own spark.checkpoint.dir.
+        spark.sparkContext.setCheckpointDir(str(Path(tempfile.gettempdir()) / "nextbest-splink"))
     return SparkAPI(spark_session=spark)
 
 

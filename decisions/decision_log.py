@@ -1,15 +1,18 @@
 """Append-only, durable decision log: one JSON line per decision, one file per UTC day
-(the day the decision was taken).
+(the day the decision was taken). The log stamps every line with its write time
+(``logged_at``, UTC), so a batch decided as of an earlier day is still known to be new.
 
 A batch of records becomes one ``write()`` on a file opened with ``O_APPEND``, followed by
 ``fsync`` before ``append`` returns, so a decision that was answered is on disk and
 several processes can log to the same directory without interleaving lines.
 Records must never carry a raw email, phone or name: ``append`` refuses them.
 
-Erasure and retention rewrite a day's file (:func:`erase_customers`, :func:`drop_days`):
-the rewrite holds an exclusive ``flock`` on the file and replaces it atomically; every
-writer holds a shared lock while it writes and reopens a file that was replaced
-(:func:`lock_for_append`), so no line is lost to a rewrite.
+Erasure and retention rewrite a day's file (:func:`erase_customers`, :func:`drop_older`):
+the rewrite holds an exclusive ``flock`` on the file and replaces it atomically (or
+removes it once nothing is left); every writer holds a shared lock while it writes and
+reopens a file that was replaced (:func:`lock_for_append`), so no line is lost to a
+rewrite. Retention goes by the later of the decision time and the write time
+(:func:`retention_day`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import fcntl
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -67,9 +70,16 @@ def check_customer_id(customer_id: str) -> None:
 class DecisionLog:
     """Durable JSON-lines log of decision records under ``directory``."""
 
-    def __init__(self, directory: str | Path, fsync: bool = True) -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        fsync: bool = True,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.directory = Path(directory)
         self.fsync = fsync
+        #: The write time stamped on each line (``logged_at``); UTC now unless given.
+        self.clock = clock or _now
         self.directory.mkdir(parents=True, exist_ok=True)
         self._paths: dict[date, Path] = {}  # every append asks for today's file
 
@@ -94,17 +104,20 @@ class DecisionLog:
         return sum(block.count(b"\n") for block in blocks.values())
 
     def encode(self, records: Iterable[dict[str, Any]]) -> dict[date, bytes]:
-        """The JSON lines of ``records`` by UTC day, checked for personal data.
+        """The JSON lines of ``records`` by UTC day of ``decided_at``, each stamped with
+        the write time ``logged_at`` (the log's clock; a record's own value is replaced),
+        checked for personal data.
 
         Raises :class:`PersonalDataError` if any record carries a customer id that looks
         like an email or a phone, or an email anywhere in it.
         """
         by_day: dict[date, list[bytes]] = {}
+        logged_at = self.clock().astimezone(UTC).isoformat()
         for rec in records:
             cid = rec.get("customer_id")
             if cid is not None:
                 check_customer_id(str(cid))
-            line = _dumps(rec)
+            line = _dumps({**rec, "logged_at": logged_at})
             # The "@" test first: the regex alone is quadratic on long runs of word chars.
             if b"@" in line and _EMAIL.search(line.decode("utf-8", "replace")):
                 raise PersonalDataError(
@@ -139,19 +152,26 @@ def lock_for_append(path: Path, fd: int) -> int:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
 
 
-def _rewrite(path: Path, keep: Any) -> int:
+def _rewrite(path: Path, keep: Any) -> tuple[int, bool]:
     """Replace ``path`` by its lines for which ``keep(record)`` holds, atomically and
-    synced, under an exclusive lock; returns the lines removed (0: file untouched)."""
+    synced, under an exclusive lock, or remove it when no line is left; returns the lines
+    removed (0: file untouched) and whether the file was removed."""
     fd = os.open(path, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         with open(fd, "rb", closefd=False) as fh:
             lines = fh.read().splitlines(keepends=True)
-        kept = [line for line in lines if not line.strip() or keep(orjson.loads(line))]
-        removed = len(lines) - len(kept)
+        kept = [line for line in lines if line.strip() and keep(orjson.loads(line))]
+        removed = sum(1 for line in lines if line.strip()) - len(kept)
+        if removed and not kept:
+            # Removed while locked: a writer waiting for the lock finds the file unlinked
+            # and opens a new one (lock_for_append), so its line is not lost.
+            path.unlink()
+            _sync_dir(path.parent)
+            return removed, True
         if removed:
             _replace(path, b"".join(kept))
-        return removed
+        return removed, False
     finally:
         os.close(fd)  # releases the lock
 
@@ -166,7 +186,11 @@ def _replace(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
+    _sync_dir(path.parent)
+
+
+def _sync_dir(folder: Path) -> None:
+    dfd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(dfd)
     finally:
@@ -177,32 +201,55 @@ def erase_customers(directory: str | Path, customer_ids: Iterable[str]) -> int:
     """Remove every decision record of ``customer_ids`` from the log; returns how many."""
     ids = frozenset(customer_ids)
     return sum(
-        _rewrite(p, lambda rec: rec.get("customer_id") not in ids)
+        _rewrite(p, lambda rec: rec.get("customer_id") not in ids)[0]
         for p in _files(Path(directory), None, None)
     )
 
 
-def drop_days(directory: str | Path, before: date) -> tuple[int, int]:
-    """Delete the day files of decisions taken before ``before`` (UTC); returns the files
-    and records deleted."""
+def retention_day(rec: dict[str, Any]) -> date:
+    """The UTC day retention ages a record by: the later of its decision day and its
+    write day (``logged_at``; a record written before the log stamped it has only the
+    decision day)."""
+    day = _day_of(rec)
+    logged = _parse(rec.get("logged_at"))
+    return max(day, logged.date()) if logged is not None else day
+
+
+def drop_older(directory: str | Path, before: date) -> tuple[int, int]:
+    """Delete the records whose :func:`retention_day` is before ``before``; returns the
+    day files removed (nothing left in them) and the records deleted.
+
+    A decision taken as of an old day but written recently (a back-dated batch) stays
+    until its write day ages out. Only files of days before ``before`` are read: a record
+    in a later file was decided, so is retained, on or after ``before``.
+    """
     files = records = 0
     for p in _files(Path(directory), None, None):
         m = _FILE.match(p.name)
         if m and date.fromisoformat(m.group(1)) < before:
-            records += _rewrite(p, lambda rec: False)
-            p.unlink()
-            files += 1
+            removed, gone = _rewrite(p, lambda rec: retention_day(rec) >= before)
+            records += removed
+            files += gone
     return files, records
+
+
+def _parse(t: Any) -> datetime | None:
+    """A record's timestamp (ISO text or datetime) in UTC (naive read as UTC), or None."""
+    if isinstance(t, str):
+        t = datetime.fromisoformat(t)
+    if isinstance(t, datetime):
+        return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC)
+    return None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _day_of(rec: dict[str, Any]) -> date:
     """UTC day of a record's ``decided_at`` (today when absent)."""
-    t = rec.get("decided_at")
-    if isinstance(t, str):
-        t = datetime.fromisoformat(t)
-    if isinstance(t, datetime):
-        return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC).date()
-    return datetime.now(UTC).date()
+    t = _parse(rec.get("decided_at"))
+    return t.date() if t is not None else datetime.now(UTC).date()
 
 
 def _files(directory: Path, since: datetime | None, until: datetime | None) -> list[Path]:

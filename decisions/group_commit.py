@@ -6,8 +6,9 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,13 @@ class GroupCommitLog(DecisionLog):
     ``O_APPEND`` file also persists the new size, so the appended lines survive a crash.
     """
 
-    def __init__(self, directory: str | Path, fsync: bool = True) -> None:
-        super().__init__(directory, fsync=fsync)
+    def __init__(
+        self,
+        directory: str | Path,
+        fsync: bool = True,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        super().__init__(directory, fsync=fsync, clock=clock)
         self._cv = threading.Condition()
         self._pending: list[tuple[list[tuple[Path, bytes]], Future[int]]] = []
         self._writer: threading.Thread | None = None

@@ -194,7 +194,9 @@ def apply_retention(settings: Settings, actor: str, now: datetime | None = None)
     """Delete what is older than the retention settings allow (a setting of None keeps
     everything of its store), then audit the run.
 
-    ``retention_decision_log_days``: whole day files of the decision log;
+    ``retention_decision_log_days``: decision records by the later of their decision
+    and write times (:func:`decisions.decision_log.retention_day`), so a batch back-dated
+    with ``--as-of`` lives as long as one decided the day it was written;
     ``retention_ledger_days``: ledger events, consent changes kept;
     ``retention_raw_days``: rows of the source-export event tables (raw/ and contract/:
     baskets, app and web events, contacts, service cases) dated before the cutoff;
@@ -205,14 +207,14 @@ def apply_retention(settings: Settings, actor: str, now: datetime | None = None)
     import pyarrow.parquet as pq
 
     from customers.erasure import write_atomic
-    from decisions.decision_log import drop_days
+    from decisions.decision_log import drop_older
     from decisions.ledger import Ledger
 
     now = now or datetime.now(UTC)
     removed: dict[str, int] = {}
     if settings.retention_decision_log_days is not None:
         cutoff = (now - timedelta(days=settings.retention_decision_log_days)).date()
-        files, records = drop_days(settings.decision_log_dir, cutoff)
+        files, records = drop_older(settings.decision_log_dir, cutoff)
         removed["decision_log_files"], removed["decision_log"] = files, records
     if settings.retention_ledger_days is not None and settings.ledger_path.exists():
         ledger = Ledger(settings.ledger_path)

@@ -52,41 +52,93 @@ def ingest(settings: Settings, data_dir: Path | None = None) -> dict[str, Any]:
     return {"tables": {k: len(v) for k, v in tables.items()}, "dir": str(settings.contract_dir)}
 
 
-def resolve(settings: Settings, progress: Callable[[str], None] | None = None) -> Any:
-    """Identity resolution of the staged ``identity_records`` (with ``sources``) or of
-    the generator's exports, written to ``settings.unified_dir``; the human link/split
-    decisions of this home are honoured as in ``nextbest resolve``."""
+#: The staged contract's identity records (under ``settings.contract_dir``).
+STAGED = "identity_records.parquet"
+
+
+def identity_records(settings: Settings) -> Any:
+    """The canonical identity records the next resolve reads, the product's record ids:
+    the staged contract's ``identity_records`` with ``settings.sources``, else the demo
+    generator's exports under ``raw/``; records of erased persons (the tombstone) left out.
+    """
+    from customers.source_files import read_staged
+    from customers.sources import CANONICAL_COLUMNS, load_canonical_records
+    from customers.tombstone import home_tombstone, tombstoned_records
+
+    if settings.sources is not None:
+        records = read_staged(settings.contract_dir)["identity_records"]
+        records = records.loc[:, list(CANONICAL_COLUMNS)]
+    elif not settings.raw_dir.exists() and (settings.contract_dir / STAGED).exists():
+        raise InputError(
+            f"no generated exports under {settings.raw_dir}; this home's records are staged "
+            "from a sources file: pass --sources (or set NEXTBEST_SOURCES)"
+        )
+    else:
+        records = load_canonical_records(settings.raw_dir)
+    erased = tombstoned_records(records, home_tombstone(settings), settings.identifier_salt)
+    return records.loc[~erased].reset_index(drop=True) if erased.any() else records
+
+
+def resolve(
+    settings: Settings,
+    progress: Callable[[str], None] | None = None,
+    engine: str = "duckdb",
+    use_splink: bool = True,
+) -> Any:
+    """Identity resolution of :func:`identity_records`, written to
+    ``settings.unified_dir``; the human link/split decisions of this home are honoured as
+    in ``nextbest resolve``. ``engine`` is Splink's backend (``duckdb`` or ``spark`` on
+    ``settings.spark_master``)."""
     from customers.corrections import decisions_path, load_decisions
     from customers.identity import (
         ResolutionSettings,
-        resolve_generated,
         resolve_records,
         with_stable_ids,
         write_result,
     )
-    from customers.source_files import read_staged
-    from customers.sources import CANONICAL_COLUMNS
-    from customers.tombstone import home_tombstone
 
     decisions = load_decisions(decisions_path(settings.root))
-    # Records of erased persons are dropped on both paths (customers.tombstone).
-    erased = {"tombstone": home_tombstone(settings), "tombstone_salt": settings.identifier_salt}
-    if settings.sources is None:
-        return resolve_generated(
-            settings.raw_dir,
-            settings.unified_dir,
-            ResolutionSettings(**erased),
-            progress=progress,
-            decisions=decisions,
-            home=settings.root,
-        )
-    records = read_staged(settings.contract_dir)["identity_records"]
-    rs = ResolutionSettings(seed=settings.seed, **erased)
-    result = resolve_records(records[list(CANONICAL_COLUMNS)], rs, progress, decisions)
+    rs = ResolutionSettings(
+        use_splink=use_splink,
+        seed=settings.seed,
+        engine=engine,
+        spark_master=settings.spark_master_url() if engine == "spark" else None,
+    )
+    result = resolve_records(identity_records(settings), rs, progress, decisions)
     previous = settings.unified_dir / "identity.parquet"
     result = with_stable_ids(result, settings.root, previous, decisions)
     write_result(result, settings.unified_dir)
     return result
+
+
+def current_identity(settings: Settings) -> Any:
+    """What a human decision is checked against
+    (:class:`customers.correction_checks.CurrentIdentity`): :func:`identity_records` and the
+    customers of the last resolve (``unified/identity.parquet``, none before the first)."""
+    import pandas as pd
+
+    from customers.correction_checks import CurrentIdentity
+
+    path = settings.unified_dir / "identity.parquet"
+    if path.exists():
+        last = pd.read_parquet(path, columns=["record_id", "customer_id"])
+        customer_of = pd.Series(last["customer_id"].to_numpy(), index=last["record_id"].astype(str))
+    else:
+        customer_of = pd.Series(dtype=object)
+    return CurrentIdentity(identity_records(settings), customer_of)
+
+
+def correct_identity(settings: Settings, requests: list[Any], force: bool = False) -> Any:
+    """Check human link/split requests (:func:`customers.correction_checks.check_requests`)
+    against :func:`current_identity` and, only when every one passes, record them in the
+    home's decisions file; returns the recorded rows."""
+    from customers.correction_checks import check_requests
+    from customers.corrections import decisions_path, load_decisions, record_decisions
+
+    path = decisions_path(settings.root)
+    rows = check_requests(requests, current_identity(settings), load_decisions(path), force)
+    record_decisions(path, rows)
+    return rows
 
 
 def build_features(settings: Settings, progress: Progress | None = None) -> dict[str, Any]:

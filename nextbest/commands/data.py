@@ -76,8 +76,9 @@ def resolve_cmd(
         console.print(f"[red]--engine must be one of {', '.join(ENGINES)}, not {engine!r}[/red]")
         raise typer.Exit(2)
     settings = load_settings(sources=sources)
-    if sources is not None:
-        _resolve_sources(settings)
+    spark_master = settings.spark_master_url() if engine == "spark" else None
+    if settings.sources is not None and records is None:
+        _resolve_sources(settings, engine, not no_splink)
         return
     steps = ["normalise", "deterministic links", "probabilistic links (splink)"]
     with progress_bar() as bar:
@@ -96,6 +97,7 @@ def resolve_cmd(
                 use_splink=not no_splink,
                 seed=settings.seed,
                 engine=engine,
+                spark_master=spark_master,
                 tombstone=home_tombstone(settings),
                 tombstone_salt=settings.identifier_salt,
             ),
@@ -129,15 +131,15 @@ def resolve_cmd(
         )
 
 
-def _resolve_sources(settings: Settings) -> None:
+def _resolve_sources(settings: Settings, engine: str, use_splink: bool) -> None:
     from nextbest.pipeline import ingest, resolve
 
     with console.status(f"validating and staging {settings.sources}"):
         staged = ingest(settings)
     rows = ", ".join(f"{k} {v:,}" for k, v in staged["tables"].items())
     console.print(f"[green]staged[/] {rows} in {staged['dir']}")
-    with console.status("resolving identities"):
-        s = resolve(settings).stats
+    with console.status(f"resolving identities (splink on {engine})"):
+        s = resolve(settings, engine=engine, use_splink=use_splink).stats
     console.print(
         f"[green]{s['n_records']:,} records -> {s['n_customers']:,} customers[/], "
         f"{s['n_households']:,} households; wrote {settings.unified_dir}"

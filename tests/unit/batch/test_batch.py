@@ -4,7 +4,7 @@ per-customer decisions, stock and customer lists, and (slow) the Spark path."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,9 @@ import pytest
 from batch.io import BatchInputError, offline_feature_matrix, point_in_time_features
 from batch.run import score_customers
 from customers.feature_schema import NEVER_DAYS, all_feature_names, view_specs
+from decisions.decision_log import read_log
 from decisions.engine import DecisionContext, decide
+from decisions.privacy import apply_retention
 from decisions.runtime import stock_vector
 from tests.conftest import demo_terms
 from tests.params import SEED
@@ -115,6 +117,20 @@ def test_batch_equals_one_customer_at_a_time(
     merged = batch.merge(logged, on="customer_id", suffixes=("", "_log"))
     assert len(merged) == len(batch)
     assert (merged["chosen_action"] == merged["chosen_action_log"]).all()
+
+    # Retention goes by write time too: this batch, decided as of a day older than a
+    # 10-day retention allows but written now, outlives it (caps and measurement read it).
+    now = datetime.now(UTC)
+    assert batch_world.as_of.date() < (now - timedelta(days=10)).date()
+    logged_before = read_log(s.decision_log_dir)
+    report = apply_retention(
+        s.model_copy(update={"retention_decision_log_days": 10}), "test", now=now
+    )
+    assert report.removed["decision_log"] == 0
+    after = read_log(s.decision_log_dir)
+    assert len(after) == len(logged_before) and set(batch["customer_id"]) <= set(
+        after["customer_id"]
+    )
 
 
 def test_out_of_stock_products_are_never_offered(batch_world: BatchWorld, tmp_path: Path) -> None:

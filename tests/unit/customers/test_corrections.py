@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from customers.correction_checks import CurrentIdentity, check_requests, review_requests
 from customers.corrections import (
-    decisions_from_review,
     decisions_path,
     load_decisions,
     record_decision,
+    record_decisions,
 )
 from customers.identity import ResolutionSettings, resolve_records, run_resolve
 
@@ -102,25 +103,166 @@ def test_bad_decisions_are_clear_errors(
         record_decision(tmp_path / "d.csv", a, b, decision, "")
 
 
-def test_cli_link_and_split_record_decisions_and_refuse_bad_input(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+# A team's own identity export (not generated): one person on two systems sharing an
+# e-mail, her mother of the same name at the same address, an app login with nothing but
+# an e-mail, and two CRM accounts of different people with one date of birth.
+OWN_RECORDS = """CustNo,CRM,First,Last,DOB,EMail,Phone,Street,PostCode
+crm:1,C1,Anna,Meyer,1980-01-01,anna@x.test,,1 Mill Lane,AB1 2CD
+shop:1,,Anna,Meyer,,anna@x.test,,,
+crm:2,C2,Anna,Meyer,1955-03-03,,01632 960000,1 Mill Lane,AB1 2CD
+app:7,,,,,ben@y.test,,,
+crm:3,C3,Tom,Berg,1990-02-02,,,,
+crm:4,C4,Karl,Lind,1990-02-02,,,,
+"""
+SOURCES = """version: 1
+tables:
+  identity_records:
+    - file: people.csv
+      record: {source: own, column: CustNo}
+      columns:
+        record_id: CustNo
+        source: {value: own}
+        crm_id: CRM
+        first_name: First
+        last_name: Last
+        date_of_birth: DOB
+        email: EMail
+        phone: Phone
+        street: Street
+        postcode: PostCode
+"""
+
+
+@pytest.fixture
+def own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A home whose identity records come from a sources file, resolved once."""
     from nextbest.cli import app
 
-    monkeypatch.setenv("NEXTBEST_HOME", str(tmp_path))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "people.csv").write_text(OWN_RECORDS)
+    sources = tmp_path / "data" / "sources.yaml"
+    sources.write_text(SOURCES)
+    monkeypatch.setenv("NEXTBEST_HOME", str(tmp_path / "home"))
     runner = CliRunner()
-    ok = runner.invoke(app, ["identity", "split", "crm:1", "web:9", "--reason", "twins"])
+
+    def run(*args: str):
+        return runner.invoke(app, [*args, "--sources", str(sources)])
+
+    done = run("resolve", "--no-splink")
+    assert done.exit_code == 0, done.output
+    return tmp_path / "home", run
+
+
+def _error_line(result) -> str:
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert result.exit_code == 2 and len(lines) == 1 and "Traceback" not in result.output
+    return lines[0]
+
+
+def test_unknown_record_ids_are_refused_and_nothing_is_written(own_home) -> None:
+    home, run = own_home
+    decisions = decisions_path(home)
+    line = _error_line(run("identity", "link", "crm:1", "crm:DOES-NOT-EXIST"))
+    assert "'crm:DOES-NOT-EXIST'" in line and "'crm:1'" not in line
+    line = _error_line(run("identity", "split", "app:typo-123", "crm:1", "--reason", "x"))
+    assert "'app:typo-123'" in line
+    assert not decisions.exists()
+    ok = run("identity", "split", "crm:1", "app:7", "--reason", "two people")
     assert ok.exit_code == 0, ok.output
-    ok = runner.invoke(app, ["identity", "link", "crm:1", "app:3"])
+    before = decisions.read_bytes()
+    _error_line(run("identity", "link", "nobody:1", "crm:2"))
+    assert decisions.read_bytes() == before
+
+
+def test_a_link_the_guard_refuses_needs_force_and_a_reason(own_home) -> None:
+    home, run = own_home
+    decisions = decisions_path(home)
+    # shop:1 has no date of birth; its customer (with crm:1) has 1980, crm:2 has 1955:
+    # the guard refuses at customer level what the two records alone would not show.
+    line = _error_line(run("identity", "link", "shop:1", "crm:2"))
+    assert "date_of_birth" in line and "--force" in line
+    line = _error_line(run("identity", "link", "shop:1", "crm:2", "--force"))
+    assert "non-empty reason" in line
+    _error_line(run("identity", "link", "shop:1", "crm:2", "--force", "--reason", "  "))
+    line = _error_line(run("identity", "link", "crm:3", "crm:4"))
+    assert "crm_id" in line
+    assert not decisions.exists()
+
+    ok = run("identity", "link", "shop:1", "crm:2", "--force", "--reason", "one person: ID seen")
     assert ok.exit_code == 0, ok.output
-    d = load_decisions(decisions_path(tmp_path))
-    assert d[["record_id_a", "record_id_b", "decision"]].values.tolist() == [
-        ["crm:1", "web:9", "split"],
-        ["crm:1", "app:3", "link"],
+    # A link the guard accepts needs nothing more and records no conflict.
+    ok = run("identity", "link", "app:7", "shop:1", "--reason", "same phone call")
+    assert ok.exit_code == 0, ok.output
+    d = load_decisions(decisions).set_index("record_id_a")
+    assert d.loc["shop:1", ["reason", "guard_conflict"]].tolist() == [
+        "one person: ID seen",
+        "date_of_birth",
     ]
-    bad = runner.invoke(app, ["identity", "link", "crm:1", "crm:1"])
-    assert bad.exit_code == 2
-    assert "itself" in bad.output and "Traceback" not in bad.output
+    assert d.loc["app:7", "guard_conflict"] == ""
+    # The next resolve honours the forced link and lists what it overrode.
+    assert run("resolve", "--no-splink").exit_code == 0
+    forced = pd.read_parquet(home / "unified" / "forced_links.parquet")
+    row = forced[forced["record_id_a"] == "shop:1"].iloc[0]
+    assert row["record_id_b"] == "crm:2" and row["reason"] == "one person: ID seen"
+
+
+def test_a_link_across_a_human_split_is_a_guard_conflict(own_home) -> None:
+    _, run = own_home
+    assert run("identity", "split", "crm:1", "app:7", "--reason", "not her").exit_code == 0
+    # shop:1 is crm:1's customer, so linking it to app:7 would undo the split.
+    assert "human_split" in _error_line(run("identity", "link", "shop:1", "app:7"))
+    # Deciding the split pair itself again is a new decision on that pair, not a conflict.
+    ok = run("identity", "link", "app:7", "crm:1", "--reason", "checked: her work address")
+    assert ok.exit_code == 0, ok.output
+
+
+def test_a_review_file_with_one_bad_row_records_nothing(own_home, tmp_path: Path) -> None:
+    home, run = own_home
+    review = tmp_path / "review.csv"
+    rows = [
+        ["crm:1", "app:7", "split", "different people"],
+        ["crm:3", "crm:4", "", ""],  # not decided: skipped
+        ["shop:1", "crm:DOES-NOT-EXIST", "link", ""],
+        ["crm:3", "crm:4", "link", ""],  # the guard refuses (crm_id)
+    ]
+    frame = pd.DataFrame(rows, columns=["record_id_a", "record_id_b", "decision", "reason"])
+    frame.to_csv(review, index=False)
+    line = _error_line(run("identity", "review", str(review)))
+    assert "row 4" in line and "'crm:DOES-NOT-EXIST'" in line and "1 more bad" in line
+    assert not decisions_path(home).exists()
+
+    frame.loc[2, "record_id_b"] = "crm:2"
+    frame.loc[3, "reason"] = "same man, two accounts"
+    frame.to_csv(review, index=False)
+    line = _error_line(run("identity", "review", str(review)))
+    assert "row 4" in line and "date_of_birth" in line  # shop:1's customer is 1980, crm:2 1955
+    frame.loc[2, "decision"] = "split"
+    frame.to_csv(review, index=False)
+    line = _error_line(run("identity", "review", str(review)))
+    assert "row 5" in line and "crm_id" in line
+    ok = run("identity", "review", str(review), "--force")
+    assert ok.exit_code == 0, ok.output
+    d = load_decisions(decisions_path(home))
+    assert len(d) == 3
+    assert d.loc[d["record_id_a"] == "crm:3", "guard_conflict"].tolist() == ["crm_id"]
+
+
+def test_a_decisions_file_without_the_guard_column_stays_readable(tmp_path: Path) -> None:
+    path = tmp_path / "decisions.csv"
+    path.write_text(
+        "record_id_a,record_id_b,decision,reason,decided_at\n"
+        "r1,r2,split,old,2026-01-01T00:00:00+00:00\n"
+    )
+    assert load_decisions(path)["guard_conflict"].tolist() == [""]
+    rows = pd.DataFrame(
+        [["r3", "r4", "link", "why", "date_of_birth"]],
+        columns=["record_id_a", "record_id_b", "decision", "reason", "guard_conflict"],
+    )
+    d = record_decisions(path, rows)
+    assert d[["record_id_a", "guard_conflict"]].values.tolist() == [
+        ["r1", ""],
+        ["r3", "date_of_birth"],
+    ]
 
 
 @pytest.mark.slow
@@ -149,7 +291,10 @@ def test_review_file_lists_uncertain_pairs_masked_with_field_weights(tmp_path: P
     filled = review.copy()
     filled.loc[0, "decision"] = "link"
     filled.to_csv(path, index=False)
-    assert decisions_from_review(path, tmp_path / "d.csv") == 1
+    current = CurrentIdentity(records, result.assignments.set_index("record_id")["customer_id"])
+    rows = check_requests(review_requests(path), current, load_decisions(None), force=False)
+    assert len(rows) == 1
+    record_decisions(tmp_path / "d.csv", rows)
     again = resolve_records(records, settings, decisions=load_decisions(tmp_path / "d.csv"))
     a, b = filled.loc[0, ["record_id_a", "record_id_b"]]
     assert _same(again, a, b)

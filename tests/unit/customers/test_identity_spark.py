@@ -1,4 +1,5 @@
-"""``resolve --engine spark``: Splink's Spark backend (local mode) gives DuckDB's clusters."""
+"""``resolve --engine spark``: Splink's Spark backend (local mode) gives DuckDB's clusters,
+and the ``spark_master`` setting reaches every Spark session the product starts."""
 
 from __future__ import annotations
 
@@ -14,28 +15,6 @@ pytest.importorskip("pyspark")
 pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java")
 
 PERSONS = 200
-
-
-def _partition(result) -> set[frozenset[str]]:
-    groups = result.assignments.groupby("customer_id")["record_id"]
-    return {frozenset(g) for _, g in groups}
-
-
-@pytest.mark.slow
-def test_spark_engine_gives_the_duckdb_clusters_on_a_small_set(tmp_path: Path) -> None:
-    from customers.sources import load_canonical_records
-    from demo.generate import generate
-
-    generate(PERSONS, 7, tmp_path)
-    records = load_canonical_records(tmp_path)
-    duck = resolve_records(records, ResolutionSettings(seed=7))
-    spark = resolve_records(records, ResolutionSettings(seed=7, engine="spark"))
-    assert duck.stats["edges_splink"] > 0  # the model took part, not only the rules
-    assert _partition(spark) == _partition(duck)
-    pd.testing.assert_frame_equal(
-        spark.assignments[["record_id", "customer_id"]],
-        duck.assignments[["record_id", "customer_id"]],
-    )
 
 
 def test_unknown_engine_is_a_clear_error() -> None:
@@ -54,3 +33,65 @@ def test_cli_unknown_engine_is_one_clear_message(tmp_path: Path, monkeypatch) ->
     assert result.exit_code == 2
     assert "--engine must be one of duckdb, spark" in result.output
     assert "Traceback" not in result.output
+
+
+def _partition(assignments: pd.DataFrame) -> set[frozenset[str]]:
+    groups = assignments.groupby("customer_id")["record_id"]
+    return {frozenset(g) for _, g in groups}
+
+
+def _stop_active_session() -> None:
+    """Stop this thread's Spark session: ``getOrCreate`` would return it, whatever master
+    a test asks for."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()
+
+
+@pytest.mark.slow
+def test_resolve_sources_on_spark_gives_the_duckdb_customers_at_the_set_master(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+    from pyspark.sql import SparkSession
+    from typer.testing import CliRunner
+
+    from batch.spark import spark_session
+    from core.settings import PROJECT_ROOT, get_settings
+    from demo.generate import generate
+    from nextbest.cli import app
+    from nextbest.pipeline import identity_records
+
+    raw = tmp_path / "exports"
+    generate(PERSONS, 7, raw)
+    spec = yaml.safe_load((PROJECT_ROOT / "demo" / "sources.yaml").read_text())
+    spec["tables"] = {"identity_records": spec["tables"]["identity_records"]}
+    sources = raw / "sources.yaml"
+    sources.write_text(yaml.safe_dump(spec))
+    monkeypatch.setenv("NEXTBEST_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("NEXTBEST_SEED", "7")
+    monkeypatch.setenv("NEXTBEST_SPARK_MASTER", "local[1]")
+    _stop_active_session()
+    try:
+        args = ["resolve", "--sources", str(sources), "--engine", "spark"]
+        done = CliRunner().invoke(app, args)
+        assert done.exit_code == 0, done.output
+        # Splink ran on a Spark session, and on the master the setting named.
+        session = SparkSession.getActiveSession()
+        assert session is not None and session.sparkContext.master == "local[1]"
+        settings = get_settings(sources=sources)
+        got = pd.read_parquet(settings.unified_dir / "identity.parquet")
+        duck = resolve_records(identity_records(settings), ResolutionSettings(seed=7))
+        assert duck.stats["edges_splink"] > 0  # the model took part, not only the rules
+        # The same customers (the home's stable ids name them; compare the groupings).
+        assert got["record_id"].tolist() == duck.assignments["record_id"].tolist()
+        assert _partition(got) == _partition(duck.assignments)
+
+        # The batch job's session takes the same setting.
+        session.stop()
+        batch = spark_session(get_settings())
+        assert batch.sparkContext.master == "local[1]"
+    finally:
+        _stop_active_session()

@@ -7,11 +7,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 
 from core.errors import InputError
 from core.settings import get_settings
-from decisions.decision_log import drop_days, erase_customers, read_log
+from decisions.decision_log import DecisionLog, drop_older, erase_customers, read_log
 from decisions.group_commit import GroupCommitLog
 from decisions.ledger import Ledger, Vocabulary, validate_event
 from decisions.privacy import apply_retention, forget, read_audit
@@ -72,11 +73,35 @@ def test_decision_log_erasure_rewrites_and_the_writer_follows(tmp_path: Path) ->
     assert not any(b"Cerase0001" in p.read_bytes() for p in tmp_path.iterdir())
 
 
-def test_decision_log_retention_drops_whole_old_days(tmp_path: Path) -> None:
-    log = GroupCommitLog(tmp_path)
-    log.append([_record("C1", NOW - timedelta(days=40), 1), _record("C1", NOW, 2)])
-    assert drop_days(tmp_path, (NOW - timedelta(days=30)).date()) == (1, 1)
-    assert list(read_log(tmp_path)["decision_id"]) == ["d2"]
+def test_retention_keeps_a_back_dated_batch_and_drops_what_is_old(tmp_path: Path) -> None:
+    old_day, back_dated_day = NOW - timedelta(days=40), NOW - timedelta(days=60)
+    # Written 40 days ago, about that day: genuinely old.
+    DecisionLog(tmp_path, clock=lambda: old_day).append(
+        [_record("C1", old_day, 1), _record("C2", back_dated_day, 2)]
+    )
+    # Written today as of 60 and 40 days ago (score --as-of ... --log-decisions).
+    GroupCommitLog(tmp_path, clock=lambda: NOW).append(
+        [_record("C3", back_dated_day, 3), _record("C4", old_day, 4)]
+    )
+    # A line of a log written before the log stamped its lines: aged by its decision.
+    legacy = tmp_path / f"decisions-{old_day.date().isoformat()}.jsonl"
+    with legacy.open("a") as fh:
+        fh.write(orjson.dumps(_record("C5", old_day, 5)).decode() + "\n")
+    # Decided in the future (as of a later day), written long ago: kept until that day.
+    ahead = NOW + timedelta(days=3)
+    DecisionLog(tmp_path, clock=lambda: old_day).append([_record("C6", ahead, 6)])
+    lines = [
+        orjson.loads(x) for p in tmp_path.glob("*.jsonl") for x in p.read_bytes().split(b"\n") if x
+    ]
+    assert {r["decision_id"]: r.get("logged_at") for r in lines}["d3"] == NOW.isoformat()
+
+    cutoff = (NOW - timedelta(days=30)).date()
+    assert drop_older(tmp_path, cutoff) == (0, 3)  # d1, d2, d5; every day file keeps one
+    assert list(read_log(tmp_path)["decision_id"]) == ["d3", "d4", "d6"]
+    # The next run finds nothing more; once the batch's write day ages out, it goes.
+    assert drop_older(tmp_path, cutoff) == (0, 0)
+    assert drop_older(tmp_path, (NOW + timedelta(days=1)).date()) == (2, 2)
+    assert list(read_log(tmp_path)["decision_id"]) == ["d6"]
 
 
 def test_retention_apply_deletes_what_is_older_and_audits(tmp_path: Path) -> None:
@@ -89,8 +114,10 @@ def test_retention_apply_deletes_what_is_older_and_audits(tmp_path: Path) -> Non
         retention_raw_days=365,
     )
     _ledger(settings.ledger_path).close()
-    GroupCommitLog(settings.decision_log_dir).append(
-        [_record("C1", NOW - timedelta(days=40), 1), _record("C1", NOW, 2)]
+    old = NOW - timedelta(days=40)
+    GroupCommitLog(settings.decision_log_dir, clock=lambda: old).append([_record("C1", old, 1)])
+    GroupCommitLog(settings.decision_log_dir, clock=lambda: NOW).append(
+        [_record("C1", NOW, 2), _record("C1", old, 3)]  # the last one back-dated
     )
     settings.raw_dir.mkdir()
     times = pd.to_datetime([NOW - timedelta(days=400), NOW - timedelta(days=3)], utc=True)
@@ -102,6 +129,7 @@ def test_retention_apply_deletes_what_is_older_and_audits(tmp_path: Path) -> Non
     )
     report = apply_retention(settings, "tester", now=NOW)
     assert report.removed["decision_log"] == 1 and report.removed["ledger"] == 2
+    assert list(read_log(settings.decision_log_dir)["decision_id"]) == ["d3", "d2"]
     assert report.removed["raw/pos_baskets"] == 1 and "raw/consent" not in report.removed
     assert list(pd.read_parquet(settings.raw_dir / "pos_baskets.parquet")["basket_id"]) == ["b2"]
     assert len(pd.read_parquet(settings.raw_dir / "consent.parquet")) == 2

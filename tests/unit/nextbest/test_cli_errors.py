@@ -84,3 +84,18 @@ def test_a_careless_call_on_an_empty_home_is_one_message(
     assert "Traceback" not in result.output and "╭" not in result.output
     assert needle in " ".join(result.output.split())
     assert not (home / "models").exists() and not (home / "features").exists()
+
+
+def test_spark_remote_is_refused_before_anything_is_staged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEXTBEST_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SPARK_REMOTE", "sc://spark.example:15002/;token=secret")
+    sources = tmp_path / "sources.yaml"
+    sources.write_text("version: 1\ntables: {}\n")
+    args = ["resolve", "--sources", str(sources), "--engine", "spark"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "SPARK_REMOTE is set" in result.output and "NEXTBEST_SPARK_MASTER" in result.output
+    assert "secret" not in result.output
+    assert not (tmp_path / "home").exists()
