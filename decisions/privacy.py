@@ -195,7 +195,7 @@ def apply_retention(settings: Settings, actor: str, now: datetime | None = None)
     everything of its store), then audit the run.
 
     ``retention_decision_log_days``: whole day files of the decision log;
-    ``retention_ledger_days``: ledger events, consent changes kept;
+    ``retention_ledger_days``: ledger events, consent changes and identify events kept;
     ``retention_raw_days``: rows of the source-export event tables (raw/ and contract/:
     baskets, app and web events, contacts, service cases) dated before the cutoff;
     identity records (accounts) and consent are kept.

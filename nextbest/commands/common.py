@@ -105,3 +105,30 @@ def progress_bar() -> Progress:
         TimeElapsedColumn(),
         console=console,
     )
+
+
+def customer_of(settings: Settings, store: Any, id_type: str, value: str) -> str | None:
+    """The customer an identifier names, as the service resolves it: a customer id as
+    given; any other identifier by the identity lookup of ``store`` (a Feast store), then
+    the identify links of the event ledger (:func:`decisions.identity_links.resolve_key`).
+    A value that is not an identifier of its type raises :class:`core.errors.InputError`."""
+    from core.errors import InputError
+    from customers.feast_store import lookup_customer
+    from customers.normalise import identifier_key
+    from decisions.identity_links import IdentityLinks, resolve_key
+    from decisions.ledger import Ledger
+
+    if id_type == "customer_id":
+        return value
+    try:
+        key = identifier_key(id_type, value, settings.identifier_salt)
+    except ValueError as exc:
+        raise InputError(f"customer: {exc}") from None
+    if not settings.ledger_path.exists():
+        return lookup_customer(store, key)
+    ledger = Ledger(settings.ledger_path)
+    try:
+        links = IdentityLinks(ledger)
+        return resolve_key(key, lambda k: lookup_customer(store, k), links.customer_of)
+    finally:
+        ledger.close()
