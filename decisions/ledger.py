@@ -461,8 +461,11 @@ class Ledger:
         The check and the insert are one ``BEGIN IMMEDIATE`` transaction, which SQLite
         serialises across threads and processes. ``within`` (the identify links) runs in
         that transaction after the insert, with the stored event, only when this call
-        stores it; if it raises, nothing is stored.
+        stores it; if it raises, nothing is stored. An identify event needs it (its outcome
+        is stored with it: :meth:`decisions.identity_links.IdentityLinks.append`).
         """
+        if event.type == IDENTIFY_EVENT and within is None:
+            raise ValueError("identify events are appended by decisions.identity_links")
         conn = self._conn()
         digest = event.digest()
         conn.execute("BEGIN IMMEDIATE")

@@ -101,6 +101,7 @@ class OnlineDecider:
             event_vocabulary(self.runtime.catalog),
             lookup=self.lookup_key,
             salt=settings.identifier_salt,
+            links=self.links,
         )
         # The direct SQLite reader answers as the SDK does at a fraction of the cost; Redis
         # (and NEXTBEST_FAST_FEATURES=0) keeps the SDK path.

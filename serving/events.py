@@ -57,16 +57,18 @@ class EventHandler:
         vocab: Vocabulary | None = None,
         lookup: Callable[[str], str | None] | None = None,
         salt: str | None = None,
+        links: IdentityLinks | None = None,
     ) -> None:
         """``resolve``: identifier -> customer (lookup, then identify links);
         ``lookup``: identifier key -> customer of the identity lookup alone, and ``salt``
-        the identifier salt (both needed for identify events only)."""
+        the identifier salt (both needed for identify events only); ``links``: the
+        resolver's own identify links (default: those of ``ledger``)."""
         self.ledger = ledger
         self.resolve = resolve
         self.vocab = vocab or Vocabulary()
         self.lookup = lookup
         self.salt = salt
-        self.links = IdentityLinks(ledger)
+        self.links = links or IdentityLinks(ledger)
 
     def apply(
         self,

@@ -33,7 +33,7 @@ def _handler(ledger: Ledger) -> EventHandler:
         key = identifier_key(ref.id_type, ref.id, SALT)
         return resolve_key(key, LOOKUP.get, links.customer_of)
 
-    return EventHandler(ledger, resolve, lookup=LOOKUP.get, salt=SALT)
+    return EventHandler(ledger, resolve, lookup=LOOKUP.get, salt=SALT, links=links)
 
 
 def _identify(handler: EventHandler, cid: str, value: str, event_id: str, **kw) -> dict:
@@ -180,6 +180,9 @@ def test_concurrent_claims_on_one_identifier_link_exactly_one(tmp_path: Path) ->
 def test_a_refused_identify_writes_nothing(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "ledger.db")
     handler = _handler(ledger)
+    hashed = identify_payload({"id_type": "email", "id_value": NEW_EMAIL}, SALT)
+    with pytest.raises(ValueError, match="identity_links"):  # no outcome, no event
+        ledger.append(validate_event("C1", "identify", NOW, hashed, "raw-1", received=NOW))
     refused = [
         ("C1", {"id_type": "email", "id_value": "nobody-at-all"}),
         ("C1", {"id_type": "customer_id", "id_value": "C2"}),
