@@ -17,7 +17,9 @@ table in the event's own transaction:
 Identifiers resolve in one order (:func:`resolve_key`): the identity lookup of the last
 features build first, then the identify links. A link is one indexed read, made only for
 identifiers the lookup does not know. Every read of the customer a stored link or review
-names goes through :meth:`IdentityLinks._linked_customer`.
+names goes through :meth:`IdentityLinks._linked_customer`, which follows the id map
+(:mod:`customers.id_map`): a link made under an id a merge has retired reaches the
+customer the person is now.
 """
 
 from __future__ import annotations
@@ -138,9 +140,11 @@ class IdentityLinks:
         self.ledger = ledger
 
     def _linked_customer(self, stored_id: str) -> str:
-        """The customer a stored link or review entry points to now. Customer ids stored
-        here can be superseded; this is the one place that maps them."""
-        return stored_id
+        """The customer a stored link or review entry points to now: the id map of the
+        ledger's home, followed through merges (a split leaves the link with the side that
+        kept the id). Every read of a stored customer id here goes through this."""
+        id_map = self.ledger.ids.get()
+        return id_map.current(stored_id) if id_map else stored_id
 
     def customer_of(self, key: str) -> str | None:
         """The customer an identify link attaches ``key`` to (one indexed read), or None."""

@@ -219,3 +219,32 @@ def test_erasure_takes_the_links_and_retention_keeps_them(tmp_path: Path) -> Non
         None,
         "erased",
     )
+
+
+def test_a_link_follows_its_customer_through_a_merge(tmp_path: Path) -> None:
+    import numpy as np
+
+    from customers.id_map import stabilise
+
+    records = np.array(["r1", "r2", "r3", "r4"], dtype=object)
+    first = stabilise(tmp_path, records, np.array([0, 1, 2, 2]), now=1.0).customer_ids
+    a, b, c = first[0], first[1], first[3]
+    ledger = Ledger(tmp_path / "ledger.db")
+    links = IdentityLinks(ledger)
+    lookup = {f"customer_id:{x}": x for x in (a, b, c)}
+
+    def resolve(ref: CustomerRef) -> str | None:
+        return resolve_key(identifier_key(ref.id_type, ref.id, SALT), lookup.get, links.customer_of)
+
+    handler = EventHandler(ledger, resolve, lookup=lookup.get, salt=SALT, links=links)
+    assert _identify(handler, b, NEW_EMAIL, "m-1")["status"] == "linked"
+    # r1 and r2 merge: a keeps its id, b is retired into it
+    assert stabilise(tmp_path, records, np.array([0, 0, 1, 1]), now=2.0).customer_ids[1] == a
+    assert _resolve(handler, NEW_EMAIL) == a
+    assert _identify(handler, a, NEW_EMAIL, "m-2")["status"] == "known"
+    assert _identify(handler, c, NEW_EMAIL, "m-3")["status"] == "review"
+    assert [(r["event_id"], r["owner_id"]) for r in links.reviews()] == [("m-3", a)]
+    assert [h["event_id"] for h in links.history(a)] == ["m-1", "m-2"]  # m-1 stored under b
+    # erasing the person takes the link stored under the retired id too
+    assert ledger.erase_customers([a]) == 2
+    assert _resolve(handler, NEW_EMAIL) is None
