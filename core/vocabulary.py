@@ -41,6 +41,7 @@ EVENT_TYPES: Final[tuple[str, ...]] = (
     "consent_changed",
     "contact",
     "stock_changed",
+    "identify",
 )
 #: Scopes an API key of the decision service may hold (docs/security.md).
 API_SCOPES: Final[tuple[str, ...]] = ("decide", "events", "admin")

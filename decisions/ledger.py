@@ -1,7 +1,7 @@
 """The event ledger: every accepted customer event, durable, once, in event time.
 
-An event (case opened or closed, complaint, purchase, consent change, contact; and the
-one product-level event, a stock change, stored under :data:`NO_CUSTOMER`) is checked
+An event (case opened or closed, complaint, purchase, consent change, contact, identify;
+and the one product-level event, a stock change, stored under :data:`NO_CUSTOMER`) is checked
 completely by :func:`validate_event` before anything is written, then appended by
 :meth:`Ledger.append` to one SQLite file under the home (WAL, ``synchronous=FULL``: on
 disk before the caller answers). The caller's ``event_id`` is the idempotency key: a
@@ -12,6 +12,10 @@ transactions, so any number of threads and processes append without losing one.
 Nothing is read-modified-written: state is derived from the events when a decision needs
 it, by :func:`derive` in :mod:`decisions.ledger_state`, by event time and relative to the
 decision time, so arrival order does not matter and windowed counts age out.
+
+The file also holds the outcome of each ``identify`` event (table ``identity_links``,
+written in the event's own transaction; :mod:`decisions.identity_links` reads and decides
+it). An identify event stores the salted identifier key, never the raw value.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import re
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from core.vocabulary import EVENT_TYPES, PRODUCT_EVENT_TYPES
+from core.vocabulary import EVENT_TYPES, ID_TYPES, PRODUCT_EVENT_TYPES
 from customers.feature_schema import CatalogTerms
 from customers.id_map import ALL, SAFETY, IdMapFile
 from decisions.decision_log import looks_like_email
@@ -45,6 +49,8 @@ PAYLOAD_FIELDS: dict[str, frozenset[str]] = {
     "consent_changed": frozenset({"purpose", "channel", "granted", "legal_basis"}),
     "contact": frozenset({"channel", "action_id", "decision_id"}),
     "stock_changed": frozenset({"product_id", "units"}),
+    # the salted key of customers.normalise.identifier_key, never the raw value
+    "identify": frozenset({"id_type", "id_key"}),
 }
 #: The product-level stock event: the units of one catalog product from its event time on.
 STOCK_EVENT = "stock_changed"
@@ -54,6 +60,13 @@ SPLIT_SAFE_TYPES: frozenset[str] = frozenset(
 )
 #: The ``customer_id`` stored with product-level events (they belong to no customer).
 NO_CUSTOMER = ""
+#: The event that attaches an identifier to a known customer (decisions.identity_links).
+IDENTIFY_EVENT = "identify"
+#: Identifier types an identify event may attach: those the identity lookup knows, but the
+#: unified customer id (which names a customer, not one of its identifiers).
+LINKABLE_ID_TYPES: tuple[str, ...] = tuple(t for t in ID_TYPES if t != "customer_id")
+#: An identifier key as stored: ``<id_type>:`` and 32 hex digits of the salted hash.
+_ID_KEY = re.compile(r"^([a-z_]+):[0-9a-f]{32}$")
 assert set(PAYLOAD_FIELDS) == set(EVENT_TYPES), "every event type needs its payload fields"
 
 #: How far ahead of the time received an event may be dated (clocks differ a little).
@@ -70,6 +83,7 @@ _TOKEN = re.compile(TOKEN_PATTERN)
 #: The longest text an event field holds.
 TEXT_MAX = 128
 _TEXT_MAX = TEXT_MAX
+_LINKABLE = frozenset(LINKABLE_ID_TYPES)
 #: The epoch-seconds range a numeric timestamp is read in (before the window check).
 EPOCH_BOUND = 1e12
 
@@ -244,6 +258,17 @@ def validate_payload(
             raise EventError("payload.granted", "must be true or false")
         out["granted"] = payload["granted"]
         optional("legal_basis", _token)
+    elif event_type == IDENTIFY_EVENT:
+        out["id_type"] = _one_of("payload.id_type", payload.get("id_type"), _LINKABLE)
+        key = payload.get("id_key")
+        match = _ID_KEY.match(key) if isinstance(key, str) else None
+        if match is None or match.group(1) != out["id_type"]:
+            # the raw value never reaches the ledger: callers hash it first
+            raise EventError(
+                "payload.id_key",
+                "must be the salted identifier key of id_type (decisions.identity_links)",
+            )
+        out["id_key"] = key
     elif event_type == STOCK_EVENT:
         out["product_id"] = _one_of("payload.product_id", payload.get("product_id"), vocab.products)
         if payload.get("units") is None:
@@ -324,6 +349,16 @@ CREATE TABLE IF NOT EXISTS builds (
     built_at REAL NOT NULL,
     watermark INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS identity_links (
+    event_id TEXT PRIMARY KEY,
+    identifier TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    owner_id TEXT,
+    owner_source TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS identity_links_by_identifier
+    ON identity_links (identifier) WHERE status = 'linked';
 """
 _COLUMNS = (
     "seq, event_id, customer_id, type, event_time, received_time, source, actor, dated, payload"
@@ -396,6 +431,11 @@ class Ledger:
         self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection (autocommit), for the tables kept beside the events in
+        the ledger file (:mod:`decisions.identity_links` reads its table through it)."""
+        return self._conn()
+
     def close(self) -> None:
         """Close this thread's connection (others close when their threads end)."""
         conn = getattr(self._local, "conn", None)
@@ -410,13 +450,22 @@ class Ledger:
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("ROLLBACK")
 
-    def append(self, event: LedgerEvent) -> Appended:
+    def append(
+        self,
+        event: LedgerEvent,
+        within: Callable[[sqlite3.Connection, LedgerEvent], None] | None = None,
+    ) -> Appended:
         """Store ``event`` durably, once: a repeat of its ``event_id`` with the same content
         is acknowledged (``applied=False``), with other content raises :class:`ConflictError`.
 
         The check and the insert are one ``BEGIN IMMEDIATE`` transaction, which SQLite
-        serialises across threads and processes.
+        serialises across threads and processes. ``within`` (the identify links) runs in
+        that transaction after the insert, with the stored event, only when this call
+        stores it; if it raises, nothing is stored. An identify event needs it (its outcome
+        is stored with it: :meth:`decisions.identity_links.IdentityLinks.append`).
         """
+        if event.type == IDENTIFY_EVENT and within is None:
+            raise ValueError("identify events are appended by decisions.identity_links")
         conn = self._conn()
         digest = event.digest()
         conn.execute("BEGIN IMMEDIATE")
@@ -441,8 +490,10 @@ class Ledger:
                         digest,
                     ),
                 )
-                conn.execute("COMMIT")
                 stored = LedgerEvent(**{**event.__dict__, "seq": int(cur.lastrowid or 0)})
+                if within is not None:
+                    within(conn, stored)
+                conn.execute("COMMIT")
                 return Appended(stored, applied=True)
             conn.execute("COMMIT")
         except BaseException:
@@ -559,27 +610,47 @@ class Ledger:
         """Delete every event of ``customer_ids`` and of their earlier ids (erasure);
         returns how many.
 
-        The freed pages are overwritten (``secure_delete``) and the write-ahead log is
-        checkpointed and truncated, so the events leave the files, not only the table.
+        Their identify links go with their events, and a review entry of another
+        customer's identify event loses the erased customer's id (``owner_source``
+        ``erased``). The freed pages are overwritten (``secure_delete``) and the
+        write-ahead log is checkpointed and truncated, so the events leave the files, not
+        only the tables.
         """
         if not customer_ids:
             return 0
         customer_ids = self.stored_ids(customer_ids)
         marks = ",".join("?" * len(customer_ids))
-        return self._delete(f"customer_id IN ({marks})", list(customer_ids))
+        unowned = (
+            "UPDATE identity_links SET owner_id = NULL, owner_source = 'erased' "
+            f"WHERE owner_id IN ({marks})"
+        )
+        return self._delete(
+            f"customer_id IN ({marks})", list(customer_ids), (unowned, list(customer_ids))
+        )
 
-    def drop_before(self, cutoff: float, keep_types: Sequence[str] = ("consent_changed",)) -> int:
+    def drop_before(
+        self, cutoff: float, keep_types: Sequence[str] = ("consent_changed", IDENTIFY_EVENT)
+    ) -> int:
         """Delete events dated before ``cutoff`` (epoch seconds), except those of
-        ``keep_types`` (consent changes: proof of consent); returns how many."""
+        ``keep_types`` (consent changes: proof of consent; identify events: identifiers
+        of the customer, as the exports' account records are kept); returns how many."""
         marks = ",".join("?" * len(keep_types))
         return self._delete(f"event_time < ? AND type NOT IN ({marks})", [cutoff, *keep_types])
 
-    def _delete(self, where: str, params: list[Any]) -> int:
+    def _delete(
+        self, where: str, params: list[Any], also: tuple[str, list[Any]] | None = None
+    ) -> int:
         conn = self._conn()
         conn.execute("PRAGMA secure_delete=ON")
         conn.execute("BEGIN IMMEDIATE")
         try:
             n = conn.execute(f"DELETE FROM events WHERE {where}", params).rowcount
+            # an identify link lives as long as its event
+            conn.execute(
+                "DELETE FROM identity_links WHERE event_id NOT IN (SELECT event_id FROM events)"
+            )
+            if also is not None:
+                conn.execute(*also)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:

@@ -197,7 +197,7 @@ def apply_retention(settings: Settings, actor: str, now: datetime | None = None)
     ``retention_decision_log_days``: decision records by the later of their decision
     and write times (:func:`decisions.decision_log.retention_day`), so a batch back-dated
     with ``--as-of`` lives as long as one decided the day it was written;
-    ``retention_ledger_days``: ledger events, consent changes kept;
+    ``retention_ledger_days``: ledger events, consent changes and identify events kept;
     ``retention_raw_days``: rows of the source-export event tables (raw/ and contract/:
     baskets, app and web events, contacts, service cases) dated before the cutoff;
     identity records (accounts) and consent are kept.

@@ -23,6 +23,7 @@ from core.settings import Settings
 from customers.fast_features import FastOnlineFeatures
 from decisions.engine import DecisionContext, decide
 from decisions.group_commit import GroupCommitLog
+from decisions.identity_links import IdentityLinks, resolve_key
 from decisions.ledger import Ledger, LedgerEvent
 from decisions.ledger_state import apply_ledger
 from decisions.runtime import Runtime, load_runtime
@@ -92,8 +93,15 @@ class OnlineDecider:
         self.stock = LiveStock(settings.stock_path, self.ledger, self.plan.stock_products)
         self._products = frozenset(self.runtime.terms.products)
         self._context_stock = self.runtime.policy.suppression.context_stock
+        #: Identifiers attached through identify events, read when the lookup lacks one.
+        self.links = IdentityLinks(self.ledger)
         self.events = EventHandler(
-            self.ledger, self.resolve, event_vocabulary(self.runtime.catalog)
+            self.ledger,
+            self.resolve,
+            event_vocabulary(self.runtime.catalog),
+            lookup=self.lookup_key,
+            salt=settings.identifier_salt,
+            links=self.links,
         )
         # The direct SQLite reader answers as the SDK does at a fraction of the cost; Redis
         # (and NEXTBEST_FAST_FEATURES=0) keeps the SDK path.
@@ -171,8 +179,9 @@ class OnlineDecider:
     # --- identity and features -----------------------------------------------------------
 
     def resolve(self, ref: CustomerRef) -> str | None:
-        """The unified customer id of an identifier, or None when nobody has it."""
-        from customers.feast_store import lookup_customer
+        """The unified customer id of an identifier, or None when nobody has it: the
+        identity lookup first, then the identify links
+        (:func:`decisions.identity_links.resolve_key`)."""
         from customers.normalise import identifier_key
 
         if ref.id_type not in ID_TYPES:
@@ -183,18 +192,32 @@ class OnlineDecider:
             key = identifier_key(ref.id_type, ref.id, self.settings.identifier_salt)
         except ValueError as exc:
             raise RequestError(f"customer.id: {exc}") from exc
+        found = resolve_key(key, self.lookup_key, self._linked)
+        # An id retired by a merge (kept by a caller) reaches the customer the person is now.
+        id_map = self.ledger.ids.get()
+        if found is None and ref.id_type == "customer_id" and id_map:
+            current = id_map.current(ref.id)
+            return None if current == ref.id else self.resolve(CustomerRef(current))
+        return found
+
+    def lookup_key(self, key: str) -> str | None:
+        """The customer the identity lookup (the last features build) gives an identifier
+        key, through the id map, or None."""
+        from customers.feast_store import lookup_customer
+
         try:
             fast = self.fast
             found = fast.lookup(key) if fast is not None else lookup_customer(self.store, key)
         except self.store_errors as exc:
             raise self.features_down(exc) from exc
-        # An id retired by a merge (kept by a caller, or still in the online store until
-        # the next build replaces its rows) reaches the customer the person is now.
+        # An id the online store still holds until the next build replaces its rows, but a
+        # merge has retired: the customer the person is now.
         id_map = self.ledger.ids.get()
-        if found is None and ref.id_type == "customer_id" and id_map:
-            current = id_map.current(ref.id)
-            return None if current == ref.id else self.resolve(CustomerRef(current))
         return id_map.current(found) if found is not None and id_map else found
+
+    def _linked(self, key: str) -> str | None:
+        """The customer an identify link gives an identifier key (503 if the ledger is down)."""
+        return self._guarded(lambda: self.links.customer_of(key), self.ledger_down)
 
     def features(
         self,
@@ -362,11 +385,13 @@ class OnlineDecider:
         )
 
     def consent_history(self, customer: CustomerRef) -> dict[str, Any]:
-        """A customer's consent changes in the ledger, in event time, with source and actor."""
+        """A customer's consent changes in the ledger, in event time, with source and actor,
+        and the identifiers attached to it through identify events (masked)."""
         from decisions.ledger import consent_history
 
         cid = self.resolve(customer)
         if cid is None:
             raise RequestError("customer: identifier does not resolve to a known customer")
         changes = self._guarded(lambda: consent_history(self.ledger, cid), self.ledger_down)
-        return {"customer_id": cid, "changes": changes}
+        linked = self._guarded(lambda: self.links.history(cid), self.ledger_down)
+        return {"customer_id": cid, "changes": changes, "identifiers": linked}

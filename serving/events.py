@@ -6,6 +6,11 @@ validated completely, its customer resolved, and it is appended durably, once pe
 decision time (:func:`decisions.ledger_state.apply_overrides`), so nothing is
 read-modified-written: concurrent events for one customer, from any worker, all count, and
 a refused event changes nothing.
+
+An ``identify`` event attaches an identifier to the customer
+(:mod:`decisions.identity_links`): its value is hashed before validation, the identity
+lookup is asked who has it already, and the event and its outcome (linked, known, or
+review when another customer has it) are stored in one transaction.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from typing import Any
 
 from core.vocabulary import PRODUCT_EVENT_TYPES
 from decisions.catalog import Catalog
+from decisions.identity_links import IdentityLinks, identify_payload
 from decisions.ledger import (
     EVENT_TYPES,
+    IDENTIFY_EVENT,
     NO_CUSTOMER,
     ConflictError,
     EventError,
@@ -48,10 +55,20 @@ class EventHandler:
         ledger: Ledger,
         resolve: Callable[[CustomerRef], str | None],
         vocab: Vocabulary | None = None,
+        lookup: Callable[[str], str | None] | None = None,
+        salt: str | None = None,
+        links: IdentityLinks | None = None,
     ) -> None:
+        """``resolve``: identifier -> customer (lookup, then identify links);
+        ``lookup``: identifier key -> customer of the identity lookup alone, and ``salt``
+        the identifier salt (both needed for identify events only); ``links``: the
+        resolver's own identify links (default: those of ``ledger``)."""
         self.ledger = ledger
         self.resolve = resolve
         self.vocab = vocab or Vocabulary()
+        self.lookup = lookup
+        self.salt = salt
+        self.links = links or IdentityLinks(ledger)
 
     def apply(
         self,
@@ -66,8 +83,9 @@ class EventHandler:
         """Append one event; the answer says whether this call stored it (``applied``) or
         the ledger held it already under its ``event_id`` (a retry: ``applied`` false).
 
-        A product-level event (``stock_changed``) is sent without a customer.
-        Raises :class:`RequestError` naming the field for anything malformed, and
+        A product-level event (``stock_changed``) is sent without a customer. An identify
+        event's answer adds ``status`` (linked, known, review) and, unless linked, a
+        ``reason``. Raises :class:`RequestError` naming the field for anything malformed, and
         :class:`EventConflict` for an ``event_id`` reused with other content.
         """
         if event_type not in EVENT_TYPES:
@@ -84,11 +102,21 @@ class EventHandler:
             cid = self.resolve(customer)
         if cid is None:
             raise RequestError("customer: identifier does not resolve to a known customer")
+        extra: dict[str, Any] = {}
         try:
+            if event_type == IDENTIFY_EVENT:
+                if self.lookup is None or self.salt is None:
+                    raise RequestError("type: identify events are not accepted here")
+                payload = identify_payload(payload or {}, self.salt)
             event = validate_event(
                 cid, event_type, timestamp, payload, event_id, source, actor, self.vocab
             )
-            appended = self.ledger.append(event)
+            if event_type == IDENTIFY_EVENT:
+                owner = self.lookup(event.payload["id_key"])  # asked before anything is written
+                appended, outcome = self.links.append(event, owner)
+                extra = outcome.answer()
+            else:
+                appended = self.ledger.append(event)
         except ConflictError as exc:
             raise EventConflict(str(exc)) from exc
         except EventError as exc:
@@ -101,4 +129,5 @@ class EventHandler:
             "applied": appended.applied,
             "timestamp": stored.as_dict()["event_time"],
             "received": stored.as_dict()["received_time"],
+            **extra,
         }

@@ -15,12 +15,21 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
 from core.vocabulary import ID_TYPES
-from decisions.ledger import EPOCH_BOUND, MAX_AMOUNT, MAX_UNITS, TEXT_MAX, TOKEN_PATTERN
+from decisions.identity_links import MAX_VALUE_LENGTH
+from decisions.ledger import (
+    EPOCH_BOUND,
+    LINKABLE_ID_TYPES,
+    MAX_AMOUNT,
+    MAX_UNITS,
+    TEXT_MAX,
+    TOKEN_PATTERN,
+)
 
 IdType = Literal[ID_TYPES]  # type: ignore[valid-type]
+LinkableIdType = Literal[LINKABLE_ID_TYPES]  # type: ignore[valid-type]
 
-#: The longest identifier value a caller may send.
-MAX_ID_LENGTH = 256
+#: The longest identifier value a caller may send (a customer's, or an identify event's).
+MAX_ID_LENGTH = MAX_VALUE_LENGTH
 
 Token = Annotated[str, Field(max_length=TEXT_MAX, pattern=TOKEN_PATTERN)]
 Text = Annotated[str, Field(min_length=1, max_length=TEXT_MAX)]
@@ -80,7 +89,7 @@ class EventPayload(_Quiet):
     """What an event carries; which fields each event type takes is in docs/events.md
     (service cases: case_id; purchase: amount, category, product_id; consent_changed:
     purpose, channel, granted, legal_basis; contact: channel, action_id, decision_id;
-    stock_changed: product_id, units)."""
+    stock_changed: product_id, units; identify: id_type, id_value)."""
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
@@ -107,6 +116,16 @@ class EventPayload(_Quiet):
         allow_inf_nan=False,
         strict=True,
         description="Units in stock (stock_changed).",
+    )
+    id_type: LinkableIdType | None = Field(
+        None, description="identify: the type of the identifier to attach to the customer."
+    )
+    id_value: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        description="identify: the identifier's value; normalised and kept only as its salted "
+        "hash, as the identity lookup keeps it.",
     )
 
 

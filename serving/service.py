@@ -281,7 +281,13 @@ class NextBestService:
         """Record a customer event (or a product's ``stock_changed``) in the ledger (on
         disk before the answer); the next decision for the customer sees it, by its event
         time (stock: within a second, for every customer). The event's actor is the name
-        of the API key that sent it."""
+        of the API key that sent it.
+
+        ``identify`` (payload ``id_type``, ``id_value``) attaches an identifier to the
+        customer at once: the next request by it resolves to the customer. The value is
+        kept only as its salted hash. The answer adds ``status``: ``linked``, ``known``
+        (already this customer's) or ``review`` (another customer's: not linked, recorded
+        for review; ``reason`` says so). Answers are 200 in all three cases."""
         data = self.inputs["/events"].model_construct(
             customer=customer,
             type=type,

@@ -105,3 +105,39 @@ def progress_bar() -> Progress:
         TimeElapsedColumn(),
         console=console,
     )
+
+
+def customer_of(settings: Settings, store: Any, id_type: str, value: str) -> str | None:
+    """The customer an identifier names, as the service resolves it: a customer id as
+    given; any other identifier by the identity lookup of ``store`` (a Feast store), then
+    the identify links of the event ledger (:func:`decisions.identity_links.resolve_key`);
+    either way through the id map (an id a merge retired: the customer it is now).
+    A value that is not an identifier of its type raises :class:`core.errors.InputError`."""
+    from core.errors import InputError
+    from customers.feast_store import lookup_customer
+    from customers.id_map import IdMapFile
+    from customers.normalise import identifier_key
+    from decisions.identity_links import IdentityLinks, resolve_key
+    from decisions.ledger import Ledger
+
+    id_map = IdMapFile(settings.root).get()
+    if id_type == "customer_id":
+        return id_map.current(value)
+    try:
+        key = identifier_key(id_type, value, settings.identifier_salt)
+    except ValueError as exc:
+        raise InputError(f"customer: {exc}") from None
+    ledger = Ledger(settings.ledger_path) if settings.ledger_path.exists() else None
+
+    def lookup(k: str) -> str | None:
+        found = lookup_customer(store, k)
+        return None if found is None else id_map.current(found)
+
+    def linked(k: str) -> str | None:  # IdentityLinks follows the id map itself
+        return None if ledger is None else IdentityLinks(ledger).customer_of(k)
+
+    try:
+        return resolve_key(key, lookup, linked)
+    finally:
+        if ledger is not None:
+            ledger.close()

@@ -8,7 +8,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nextbest.commands.common import CleanTyper, SourcesOption, console, load_settings, progress_bar
+from nextbest.commands.common import (
+    CleanTyper,
+    SourcesOption,
+    console,
+    customer_of,
+    load_settings,
+    progress_bar,
+)
 
 features_app = CleanTyper(no_args_is_help=True, help="Build and serve features with Feast.")
 
@@ -62,18 +69,13 @@ def features_show(
     ] = "customer_id",
 ) -> None:
     """Print one customer's unified record as the online store serves it."""
-    from customers.feast_store import feature_store, lookup_customer, online_features
+    from customers.feast_store import feature_store, online_features
     from customers.feature_schema import all_feature_names
-    from customers.normalise import identifier_key
     from decisions.catalog import load_catalog
 
     settings = load_settings()
     store = feature_store(settings)
-    cid = (
-        customer
-        if id_type == "customer_id"
-        else lookup_customer(store, identifier_key(id_type, customer, settings.identifier_salt))
-    )
+    cid = customer_of(settings, store, id_type, customer)
     if cid is None:
         console.print(f"[red]no customer for that {id_type}[/]")
         raise typer.Exit(1)

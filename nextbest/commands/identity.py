@@ -1,4 +1,5 @@
-"""`nextbest identity link|split|review`: human corrections to identity resolution."""
+"""`nextbest identity link|split|review`: human corrections to identity resolution, and
+the identify events waiting for review."""
 
 from __future__ import annotations
 
@@ -68,13 +69,23 @@ def identity_split_cmd(
 @identity_app.command("review")
 def identity_review_cmd(
     reviewed: Annotated[
-        Path, typer.Argument(help="A review_pairs.csv with the decision column filled in.")
-    ],
+        Path | None,
+        typer.Argument(
+            help="A review_pairs.csv with the decision column filled in; without it, list "
+            "the identify events recorded for review."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="List as JSON lines.")] = False,
     force: ForceOption = False,
     sources: SourcesOption = None,
 ) -> None:
-    """Record the link/split decisions of a filled-in review file: every row is checked
-    as `link` and `split` check theirs, and one bad row records nothing."""
+    """Record the link/split decisions of a filled-in review file (every row is checked
+    as `link` and `split` check theirs, and one bad row records nothing); without a file,
+    list the identify events that named an identifier of another customer (not linked;
+    masked)."""
+    if reviewed is None:
+        _list_identify_reviews(as_json)
+        return
     from customers.correction_checks import review_requests
     from customers.corrections import decisions_path
     from nextbest.pipeline import correct_identity
@@ -88,3 +99,51 @@ def identity_review_cmd(
     console.print(
         f"[green]recorded {len(rows):,} decisions[/]{note} in {decisions_path(settings.root)}"
     )
+
+
+def _list_identify_reviews(as_json: bool) -> None:
+    import orjson
+    from rich.console import Console
+    from rich.table import Table
+
+    from decisions.identity_links import IdentityLinks
+    from decisions.ledger import Ledger
+
+    settings = load_settings()
+    pending: list[dict] = []
+    if settings.ledger_path.exists():
+        ledger = Ledger(settings.ledger_path)
+        try:
+            pending = IdentityLinks(ledger).reviews()
+        finally:
+            ledger.close()
+    if as_json:
+        for entry in pending:
+            typer.echo(orjson.dumps(entry).decode())
+        return
+    if not pending:
+        console.print("no identify events waiting for review")
+        return
+    table = Table(
+        "received",
+        "identifier (masked)",
+        "claimed by",
+        "belongs to",
+        "found in",
+        "source",
+        "actor",
+        "event id",
+        title="identify events recorded for review (not linked)",
+    )
+    for e in pending:
+        table.add_row(
+            e["received_time"],
+            e["identifier"],
+            e["customer_id"],
+            e["owner_id"] or "",
+            e["owner_source"],
+            e["source"],
+            e["actor"],
+            e["event_id"],
+        )
+    Console().print(table)
