@@ -63,7 +63,7 @@ def test_review_lists_conflicts_masked_and_history_shows_links(
     assert shown.exit_code == 0 and "login-7" in shown.output
 
 
-def test_review_with_a_file_still_records_its_decisions(
+def test_review_with_a_file_still_goes_through_the_record_checks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NEXTBEST_HOME", str(tmp_path))
@@ -72,7 +72,8 @@ def test_review_with_a_file_still_records_its_decisions(
         "record_id_a,record_id_b,decision,reason\ncrm:1,app:2,link,same person\ncrm:3,app:4,,\n"
     )
     out = CliRunner().invoke(app, ["identity", "review", str(reviewed)])
-    assert out.exit_code == 0, out.output
-    assert "recorded 1 decisions" in out.output
+    # No records to check the pair against: refused, nothing recorded.
+    assert out.exit_code == 2 and "crm_accounts.parquet is missing" in out.output
+    assert not (tmp_path / "identity" / "decisions.csv").exists()
     missing = CliRunner().invoke(app, ["identity", "review", str(tmp_path / "none.csv")])
     assert missing.exit_code == 2 and "does not exist" in missing.output
