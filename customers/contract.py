@@ -33,6 +33,7 @@ import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 from pandera.typing import Series
 
+from core.action_ids import normalise_action_id
 from core.errors import InputError
 from core.vocabulary import ID_TYPES, NO_ACTION
 
@@ -214,6 +215,30 @@ REQUIRED_TABLES: tuple[str, ...] = ("identity_records",)
 CUSTOMER_TABLES: tuple[str, ...] = tuple(n for n, t in TABLES.items() if issubclass(t, _Customer))
 #: Provenance columns the loader adds while validating: source file and its data row (1-based).
 FILE, ROW = "__file", "__row"
+#: Contract columns that name catalog actions, read as the business writes them
+#: (:func:`with_normalised_action_ids`).
+ACTION_COLUMNS: dict[str, tuple[str, ...]] = {
+    "contact_history": ("action_id",),
+    "campaign_exposures": ("action_id",),
+}
+
+
+def with_normalised_action_ids(table: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the action ids of its :data:`ACTION_COLUMNS` normalised as the
+    catalog's are (:func:`core.action_ids.normalise_action_id`: ``MORTGAGE_REMORT`` is
+    ``mortgage_remort``, ``CTRL`` mapped to ``No_Action`` is the control arm); other
+    values (empty, not text) are left for validation to report."""
+    cols = [c for c in ACTION_COLUMNS.get(table, ()) if c in frame]
+    if not cols:
+        return frame
+    out = frame.copy()
+    for c in cols:
+        values = out[c]
+        # Few distinct ids over many rows: normalise each distinct one once.
+        distinct = {v for v in pd.unique(values.to_numpy(dtype=object)) if isinstance(v, str)}
+        lookup = {v: normalise_action_id(v) for v in distinct}
+        out[c] = values.map(lambda v, lookup=lookup: lookup.get(v, v) if isinstance(v, str) else v)
+    return out
 
 
 @dataclass(frozen=True)
@@ -306,8 +331,17 @@ def _rule(check: str, failure: object) -> str:
     if check.startswith("dtype("):
         return f"wrong type: expected {check[6:-1]}, found {failure} ({check})"
     if check.startswith("isin("):
-        return f"value not allowed: must be one of {check[5:-1]}"
+        found = "" if failure is None else f" (found {failure})"
+        return f"value not allowed: must be one of {check[5:-1]}{found}"
     return f"fails {check}"
+
+
+def _found(group: pd.DataFrame) -> str:
+    """The distinct values that broke a check, quoted (a few, then how many more)."""
+    values = sorted({str(v) for v in group["failure_case"].dropna()})
+    shown = ", ".join(repr(v) for v in values[:_ROWS_SHOWN])
+    more = f" and {len(values) - _ROWS_SHOWN} more" if len(values) > _ROWS_SHOWN else ""
+    return shown + more
 
 
 def problems_of(table: str, errors: SchemaErrors, frame: pd.DataFrame) -> list[Problem]:
@@ -323,6 +357,7 @@ def problems_of(table: str, errors: SchemaErrors, frame: pd.DataFrame) -> list[P
             out += [Problem(table, f, str(column), _rule(str(check), first)) for f in files]
             continue
         at = frame.loc[rows.astype(int).unique(), [FILE, ROW]]
+        found = _found(group) if str(check).startswith("isin(") else None
         for f, part in at.groupby(FILE, sort=True):
             nums = sorted(part[ROW].astype(int).tolist())
             out.append(
@@ -330,7 +365,7 @@ def problems_of(table: str, errors: SchemaErrors, frame: pd.DataFrame) -> list[P
                     table,
                     str(f),
                     str(column),
-                    _rule(str(check), None),
+                    _rule(str(check), found),
                     nums[:_ROWS_SHOWN],
                     len(nums),
                 )

@@ -34,6 +34,7 @@ from customers.contract import (
     Problem,
     Terms,
     complete,
+    with_normalised_action_ids,
 )
 from customers.contract import validate_tables as _validate
 from customers.source_mapping import map_file
@@ -95,7 +96,7 @@ def load_source_files(
                 parts.append(part)
                 problems += found
         if parts:
-            tables[table] = pd.concat(parts, ignore_index=True)
+            tables[table] = with_normalised_action_ids(table, pd.concat(parts, ignore_index=True))
     if problems:
         raise ContractError(problems)
     _validate(tables, terms)

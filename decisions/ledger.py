@@ -35,6 +35,7 @@ from typing import Any
 
 import orjson
 
+from core.action_ids import normalise_action_id
 from core.vocabulary import EVENT_TYPES, ID_TYPES, PRODUCT_EVENT_TYPES
 from customers.feature_schema import CatalogTerms
 from customers.id_map import ALL, SAFETY, IdMapFile
@@ -200,6 +201,12 @@ def _one_of(name: str, value: Any, allowed: frozenset[str]) -> str:
     return value
 
 
+def _action_id(value: Any) -> Any:
+    """An action id as the caller writes it, normalised like the catalog's
+    (``MORTGAGE_REMORT`` is ``mortgage_remort``); anything else as it came."""
+    return normalise_action_id(value) if isinstance(value, str) else value
+
+
 def event_time(timestamp: Any, received: float) -> tuple[float, bool]:
     """Epoch seconds of a caller's timestamp (ISO 8601 text or epoch seconds; ``None``:
     when received) and whether it was given; outside the sane window raises."""
@@ -276,7 +283,7 @@ def validate_payload(
         out["units"] = _finite("payload.units", payload["units"], 0.0, MAX_UNITS)
     else:  # contact
         out["channel"] = _one_of("payload.channel", payload.get("channel"), vocab.channels)
-        optional("action_id", lambda n, v: _one_of(n, v, vocab.actions))
+        optional("action_id", lambda n, v: _one_of(n, _action_id(v), vocab.actions))
         optional("decision_id", _token)
     return out
 
