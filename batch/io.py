@@ -406,9 +406,11 @@ def apply_ledger_chunk(
     cut: LedgerCut,
     as_of: datetime,
     index: dict[str, int] | None = None,
+    terms: CatalogTerms | None = None,
 ) -> int:
     """The ledger's state at ``as_of`` written over one chunk's feature rows in place
-    (one indexed query for the chunk's customers); returns how many rows changed."""
+    (one indexed query for the chunk's customers); returns how many rows changed.
+    ``terms``: the catalog's (which purposes are consented to once for all channels)."""
     return apply_ledger(
         X,
         names,
@@ -418,6 +420,7 @@ def apply_ledger_chunk(
         upto_seq=cut.upto_seq,
         watermark=cut.watermark,
         index=index,
+        terms=terms,
     )
 
 

@@ -95,7 +95,7 @@ def local_score(
             timings["chunk_ids"] += t0 - t
             if ledger is not None and ledger_cut is not None:
                 changed += apply_ledger_chunk(
-                    X, plan.feature_names, cids, ledger, ledger_cut, ctx.now, index
+                    X, plan.feature_names, cids, ledger, ledger_cut, ctx.now, index, plan.terms
                 )
             t1 = time.perf_counter()
             timings["ledger"] += t1 - t0

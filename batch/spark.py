@@ -154,7 +154,9 @@ def _partition_decider(
                     continue
                 ids, X = batch_to_matrix(batch, len(names), request_ts, names)
                 if ledger is not None and ledger_cut is not None:
-                    apply_ledger_chunk(X, names, ids, ledger, ledger_cut, ctx.now, index)
+                    apply_ledger_chunk(
+                        X, names, ids, ledger, ledger_cut, ctx.now, index, plan.terms
+                    )
                 d = decide(X, np.asarray(ids, dtype=object), plan, ctx)
                 yield from decisions_table(d, schema).to_batches()
         finally:

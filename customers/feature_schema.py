@@ -44,6 +44,9 @@ class CatalogTerms:
     action_ids: tuple[str, ...]
     channels: tuple[str, ...]
     purposes: tuple[str, ...]
+    #: Purposes whose consent is recorded once, on the channel where it was captured,
+    #: and holds on every channel (the catalog's ``consent_scope: all_channels``).
+    all_channel_purposes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for what in ("products", "categories", "action_ids", "channels", "purposes"):
@@ -54,6 +57,18 @@ class CatalogTerms:
                 raise ValueError(f"{what}: not usable in a column name: {bad}")
             if len(set(values)) != len(values):
                 raise ValueError(f"{what}: repeated values in {values}")
+        scoped = tuple(self.all_channel_purposes)
+        object.__setattr__(self, "all_channel_purposes", scoped)
+        stray = [p for p in scoped if p not in self.purposes]
+        if stray:
+            raise ValueError(f"all_channel_purposes: not among the purposes: {stray}")
+
+    def consent_columns(self, purpose: str, channel: str) -> tuple[str, ...]:
+        """The consent features one record of ``purpose`` on ``channel`` sets: its own
+        cell, or, for a purpose consented to once for all channels, every channel's."""
+        if purpose in self.all_channel_purposes:
+            return tuple(f"consent_{purpose}_{c}" for c in self.channels)
+        return (f"consent_{purpose}_{channel}",)
 
 
 @dataclass(frozen=True)

@@ -319,14 +319,23 @@ def _balance_readings(h: pd.DataFrame, t: pd.Timestamp) -> pd.DataFrame:
 def _consent_view(
     consent: pd.DataFrame, cust: pd.RangeIndex, ids: pd.Index, t: pd.Timestamp, terms: CatalogTerms
 ) -> pd.DataFrame:
-    """The latest consent event per purpose and channel (deny when there is none)."""
+    """The latest consent event per purpose and channel (deny when there is none); for a
+    purpose consented to once for all channels, the latest on any channel, in every
+    channel's column."""
     cs = consent.loc[consent["ts"] < t].sort_values("ts", kind="stable")
-    latest = cs.drop_duplicates(["customer_id", "purpose", "channel"], keep="last")
+    # The cell a record decides: its channel, or "*" (every channel) for scoped purposes.
+    scoped = cs["purpose"].astype(str).isin(terms.all_channel_purposes).to_numpy()
+    cell = np.where(scoped, "*", cs["channel"].astype(str).to_numpy())
+    latest = cs.assign(cell=cell).drop_duplicates(["customer_id", "purpose", "cell"], keep="last")
     granted = latest.assign(g=latest["granted"].astype(int)).pivot_table(
-        index="customer_id", columns=["purpose", "channel"], values="g", aggfunc="max"
+        index="customer_id", columns=["purpose", "cell"], values="g", aggfunc="max"
     )
+
+    def cell_of(p: str, ch: str) -> tuple[str, str]:
+        return (p, "*" if p in terms.all_channel_purposes else ch)
+
     cols = {
-        f"consent_{p}_{ch}": granted[(p, ch)] if (p, ch) in granted else 0
+        f"consent_{p}_{ch}": granted[cell_of(p, ch)] if cell_of(p, ch) in granted else 0
         for p in terms.purposes
         for ch in terms.channels
     }

@@ -6,18 +6,25 @@ and the response-model arm whose scores it borrows. "No action" is implicit and 
 available, so an action with the id ``no_action`` is an error.
 
 The file also declares the channels (each optionally with how it reads inside a reason
-sentence), the purposes, the product categories and the products: an action's
-``channels``, ``purpose``, ``product`` and ``category`` must be among them, and the
-per-channel, per-purpose, per-product, per-category and per-action features, the
-contact-policy checks, the source contract and the service's API enums are derived from
-them (:meth:`Catalog.terms`).
+sentence), the purposes (and which of them are consented to once for every channel), the
+product categories and the products: an action's ``channels``, ``purpose``, ``product``,
+``category`` and ``suppress_if_holds`` must be among them, and the per-channel,
+per-purpose, per-product, per-category and per-action features, the contact-policy
+checks, the source contract and the service's API enums are derived from them
+(:meth:`Catalog.terms`).
+
+Action ids are read as the business writes them and normalised once
+(:func:`core.action_ids.action_id`: ``MORTGAGE_REMORT`` is ``mortgage_remort``).
+
+Every field's description and example is also the configuration reference
+(``docs/reference/catalog.md``, written by ``python -m devtools.config_reference``).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -26,14 +33,25 @@ import yaml
 from pydantic import (
     AliasChoices,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     StringConstraints,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema as cs
 
+from core.action_ids import (
+    ACTION_ID_MAX_LENGTH,
+    WRITTEN_ACTION_ID_PATTERN,
+    action_id,
+    normalise_action_id,
+)
 from core.vocabulary import ACTION_KINDS, NO_ACTION
 from customers.feature_schema import CatalogTerms
 
@@ -45,8 +63,43 @@ Purpose = Channel
 Phrase = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
 #: What a contact cap names for "every channel together": no catalog channel may be called so.
 ALL_CHANNELS = "all"
+_NAME_PATTERN = r"^[a-z0-9][a-z0-9_]*$"
 ActionKind = Literal[ACTION_KINDS]  # type: ignore[valid-type]
 Op = Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "not_in"]
+#: An action id as the business writes it, normalised on reading (core.action_ids).
+ActionId = Annotated[
+    str,
+    BeforeValidator(action_id),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": WRITTEN_ACTION_ID_PATTERN,
+            "maxLength": ACTION_ID_MAX_LENGTH,
+        }
+    ),
+]
+#: A product or category id: lower-case letters, digits and underscores.
+ProductId = Annotated[str, StringConstraints(pattern=_NAME_PATTERN, max_length=80)]
+#: A version label: text (a number written bare is read as its text).
+Version = Annotated[
+    str,
+    StringConstraints(min_length=1),
+    WithJsonSchema({"anyOf": [{"type": "string", "minLength": 1}, {"type": "number"}]}),
+]
+#: How consent to a purpose is recorded: per channel, or once for every channel.
+ConsentScope = Literal["per_channel", "all_channels"]
+
+
+class PlainIdOr:
+    """JSON Schema of an entry that may also be written as its plain id (a string)."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: cs.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"anyOf": [{"type": "string", "pattern": self.pattern}, handler(core_schema)]}
 
 
 class ConfigError(ValueError):
@@ -58,9 +111,19 @@ class Predicate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    feature: str = Field(min_length=1)
-    op: Op
-    value: float | list[float]
+    feature: str = Field(
+        min_length=1,
+        description="A feature column (docs/data-dictionary.md, the catalog-derived ones "
+        "included).",
+        examples=["tenure_days"],
+    )
+    op: Op = Field(
+        description="How the feature compares with value: eq ne lt le gt ge, or in / not_in a list."
+    )
+    value: float | list[float] = Field(
+        description="A finite number, or a non-empty list of them for in / not_in.",
+        examples=[180],
+    )
 
     @model_validator(mode="after")
     def _value_matches_op(self) -> Predicate:
@@ -85,8 +148,16 @@ class ChannelEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: Channel
-    phrase: Phrase | None = None
+    id: Channel = Field(
+        description="The channel id (lower-case): it names features (consent_<purpose>_"
+        "<channel>, contacts_<channel>_7d) and the service's channel enum.",
+        examples=["branch"],
+    )
+    phrase: Phrase | None = Field(
+        None,
+        description='How the channel reads inside a reason sentence; none: "by <id>".',
+        examples=["in a branch"],
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -100,9 +171,17 @@ class Product(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_]*$", max_length=80)
-    name: str = Field(min_length=1)
-    category: str = Field(min_length=1)
+    id: ProductId = Field(
+        description="The product id: it names the holdings feature holds_<id>, and holdings "
+        "and stock rows name it.",
+        examples=["mortgage_fixed"],
+    )
+    name: str = Field(min_length=1, description="The product's name.", examples=["Mortgage"])
+    category: str = Field(
+        min_length=1,
+        description="Its category (one of the catalog's categories).",
+        examples=["mortgages"],
+    )
 
 
 class Action(BaseModel):
@@ -110,28 +189,106 @@ class Action(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=80)
-    name: str = Field(min_length=1)
-    channels: list[Channel] = Field(min_length=1)
-    purpose: Purpose
-    kind: ActionKind
-    category: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_]*$")
-    product: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_]*$")
+    id: ActionId = Field(
+        description="The action id as the business writes it; read trimmed, lower-cased, "
+        "spaces and hyphens as underscores (MORTGAGE_REMORT is mortgage_remort), which is "
+        "how answers, features and models name it.",
+        examples=["MORTGAGE_REMORT"],
+    )
+    name: str = Field(
+        min_length=1,
+        description="What an agent reads in reason sentences.",
+        examples=["Remortgage offer"],
+    )
+    channels: list[Channel] = Field(
+        min_length=1,
+        description="Channels it can be delivered on (declared in channels, no repeats).",
+        examples=[["email", "call_center"]],
+    )
+    purpose: Purpose = Field(
+        description="Purpose it is sent under: it needs consent to this purpose on the "
+        "channel (declared in purposes).",
+        examples=["marketing"],
+    )
+    kind: ActionKind = Field(
+        description="What it does commercially; the policy's complaint block works by kind."
+    )
+    category: ProductId | None = Field(
+        None,
+        description="Product category (declared in categories; its product's, when it has one).",
+        examples=["mortgages"],
+    )
+    product: ProductId | None = Field(
+        None,
+        description="The product it offers (declared in products); by default holding it "
+        "suppresses the action (see suppress_if_holds).",
+        examples=["mortgage_fixed"],
+    )
     value: float = Field(
-        ge=0, validation_alias=AliasChoices("value", "margin"), description="Per response."
+        ge=0,
+        validation_alias=AliasChoices("value", "margin"),
+        description="Value of a response, in currency units (also accepted as margin); "
+        "the model's value per response replaces it when it has one.",
+        examples=[400.0],
     )
-    cost: float = Field(0.0, ge=0, description="Per contact.")
-    lever: float = Field(1.0, gt=0, description="Business multiplier on the expected value.")
-    valid_from: datetime | None = None
-    valid_to: datetime | None = None
-    eligibility: list[Predicate] = Field(default_factory=list)
-    cooldown_days: float = Field(0.0, ge=0)
-    needs_stock: bool = False
+    cost: float = Field(
+        0.0,
+        ge=0,
+        description="Cost of one contact on every channel without its own cost_by_channel.",
+        examples=[0.05],
+    )
+    cost_by_channel: dict[Channel, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        default_factory=dict,
+        description="Cost of one contact on a channel, where it differs from cost (a call "
+        "costs more than an e-mail); each key one of the action's channels.",
+        examples=[{"call_center": 8.0}],
+    )
+    lever: float = Field(
+        1.0,
+        gt=0,
+        description="Business multiplier on the expected incremental value.",
+        examples=[0.8],
+    )
+    valid_from: datetime | None = Field(
+        None,
+        description="Offered from this time on (naive times are UTC).",
+        examples=["2026-01-01T00:00:00"],
+    )
+    valid_to: datetime | None = Field(
+        None,
+        description="Offered until this time (exclusive; after valid_from).",
+        examples=["2026-03-31T00:00:00"],
+    )
+    eligibility: list[Predicate] = Field(
+        default_factory=list,
+        description="Rules a customer must meet, all of them (declared data, never code).",
+        examples=[[{"feature": "holds_mortgage_fixed", "op": "eq", "value": 1}]],
+    )
+    cooldown_days: float = Field(
+        0.0,
+        ge=0,
+        description="Days it rests after being shown to a customer (0: no rest).",
+        examples=[30],
+    )
+    needs_stock: bool = Field(
+        False, description="Offered only while its product is in stock (needs a product)."
+    )
+    suppress_if_holds: list[ProductId] | None = Field(
+        None,
+        description="Products whose holding suppresses it (declared in products); none: "
+        "its own product, as always; [] : no holding suppresses it (a remortgage for "
+        "mortgage holders). Needs the policy's suppression.never_offer_held.",
+        examples=[["savings_plus"]],
+    )
     placements: list[str] | None = Field(
-        None, description="Placements that may show it; None means every placement."
+        None,
+        description="Placements that may show it; none: every placement.",
+        examples=[["home", "checkout"]],
     )
-    response_model: str | None = Field(
-        None, description="Model arm whose scores it uses; defaults to its own id."
+    response_model: ActionId | None = Field(
+        None,
+        description="Model arm whose scores it uses (an action id); none: its own id.",
+        examples=["sms_card_upgrade"],
     )
 
     @field_validator("valid_from", "valid_to")
@@ -149,6 +306,13 @@ class Action(BaseModel):
             raise ValueError("channels must not repeat")
         return v
 
+    @field_validator("suppress_if_holds")
+    @classmethod
+    def _unique_holdings(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            _refuse_repeats(v)
+        return v
+
     @model_validator(mode="after")
     def _consistent(self) -> Action:
         if self.id == NO_ACTION:
@@ -157,6 +321,12 @@ class Action(BaseModel):
             raise ValueError("valid_to must be after valid_from")
         if self.needs_stock and not self.product:
             raise ValueError("needs_stock requires a product")
+        stray = [c for c in self.cost_by_channel if c not in self.channels]
+        if stray:
+            raise ValueError(
+                f"cost_by_channel names {', '.join(stray)}, not among the action's channels "
+                f"({', '.join(self.channels)})"
+            )
         return self
 
     @property
@@ -164,24 +334,62 @@ class Action(BaseModel):
         """The response-model arm this action is scored with."""
         return self.response_model or self.id
 
+    def cost_on(self, channel: str) -> float:
+        """Cost of one contact on ``channel``: its ``cost_by_channel`` entry, else ``cost``."""
+        return self.cost_by_channel.get(channel, self.cost)
+
+    @property
+    def held_products(self) -> list[str]:
+        """Products whose holding suppresses it: ``suppress_if_holds`` when declared, else
+        its own product (none without one)."""
+        if self.suppress_if_holds is not None:
+            return list(self.suppress_if_holds)
+        return [self.product] if self.product else []
+
 
 class Catalog(BaseModel):
     """The whole action catalog."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    version: str = Field(min_length=1)
-    channels: list[ChannelEntry] = Field(
+    version: Version = Field(
+        description="Version label, recorded with every decision.", examples=["2026.1"]
+    )
+    channels: list[Annotated[ChannelEntry, PlainIdOr(r"^[a-z][a-z0-9_]*$")]] = Field(
         min_length=1,
         description="Channels actions are delivered on, consent is asked for; each an id or "
         "{id, phrase}.",
+        examples=[["email", {"id": "branch", "phrase": "in a branch"}]],
     )
     purposes: list[Purpose] = Field(
-        min_length=1, description="Purposes consent is given for and actions are sent under."
+        min_length=1,
+        description="Purposes consent is given for and actions are sent under.",
+        examples=[["marketing", "profiling", "service"]],
     )
-    categories: list[str] = Field(default_factory=list)
-    products: list[Product] = Field(default_factory=list)
-    actions: list[Action] = Field(min_length=1)
+    consent_scope: dict[Purpose, ConsentScope] = Field(
+        default_factory=dict,
+        description="How consent to a purpose is recorded: per_channel (the default: "
+        "consent on the channel it is used on) or all_channels (recorded once, on the "
+        "channel where it was captured, and valid on every channel: the latest record on "
+        "any channel wins, so a withdrawal anywhere withdraws it everywhere). Applies to "
+        "the consent features, so to the consent rules and to the modelling unlock alike.",
+        examples=[{"profiling": "all_channels"}],
+    )
+    categories: list[str] = Field(
+        default_factory=list,
+        description="Product categories: features per category (spend_365d_<c>, views_30d_<c>).",
+        examples=[["current_accounts", "mortgages"]],
+        json_schema_extra={"items": {"type": "string", "pattern": _NAME_PATTERN}},
+    )
+    products: list[Product] = Field(
+        default_factory=list,
+        description="Products the business sells: holdings features holds_<id>.",
+    )
+    actions: list[Action] = Field(
+        min_length=1,
+        description="Every action the engine may choose, in the order of the engine's "
+        "columns; no_action is implicit.",
+    )
 
     @field_validator("version", mode="before")
     @classmethod
@@ -213,6 +421,22 @@ class Catalog(BaseModel):
             raise ValueError(f"'{ALL_CHANNELS}' is reserved (contact caps over every channel)")
         return v
 
+    @field_validator("actions")
+    @classmethod
+    def _unique_actions(cls, v: list[Action]) -> list[Action]:
+        _refuse_repeats([a.id for a in v])
+        return v
+
+    @model_validator(mode="after")
+    def _scoped_purposes_declared(self) -> Catalog:
+        stray = [p for p in self.consent_scope if p not in self.purposes]
+        if stray:
+            raise ValueError(
+                f"consent_scope names {', '.join(stray)}, not declared in purposes "
+                f"({', '.join(self.purposes)})"
+            )
+        return self
+
     @property
     def channel_ids(self) -> list[str]:
         """Channel ids in file order."""
@@ -224,6 +448,11 @@ class Catalog(BaseModel):
         declare a phrase (a new dict per call: the engine keeps its plan's copy)."""
         return {c.id: c.phrase for c in self.channels if c.phrase is not None}
 
+    @property
+    def all_channel_purposes(self) -> tuple[str, ...]:
+        """Purposes whose consent is recorded once for every channel, in purpose order."""
+        return tuple(p for p in self.purposes if self.consent_scope.get(p) == "all_channels")
+
     def terms(self) -> CatalogTerms:
         """Products, categories, action ids, channels and purposes in file order, for the
         feature schema, the policy, the source contract and the service."""
@@ -233,6 +462,7 @@ class Catalog(BaseModel):
             action_ids=tuple(self.ids),
             channels=tuple(self.channel_ids),
             purposes=tuple(self.purposes),
+            all_channel_purposes=self.all_channel_purposes,
         )
 
     def product(self, product_id: str) -> Product:
@@ -248,9 +478,10 @@ class Catalog(BaseModel):
         return [a.id for a in self.actions]
 
     def action(self, action_id: str) -> Action:
-        """The action with this id."""
+        """The action with this id (as written or normalised)."""
+        wanted = normalise_action_id(action_id)
         for a in self.actions:
-            if a.id == action_id:
+            if a.id == wanted:
                 return a
         raise KeyError(action_id)
 
@@ -323,25 +554,44 @@ def read_yaml(path: str | Path) -> Any:
     return data
 
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+_NAME = re.compile(_NAME_PATTERN)
 
 
-def _duplicate_ids(raw: dict[str, Any], path: Path, key: str) -> None:
+def _duplicate_ids(
+    raw: dict[str, Any], path: Path, key: str, normalise: Callable[[str], str] = str
+) -> None:
+    """Fail on the first id of ``raw[key]`` that repeats one before it (compared after
+    ``normalise``), naming both entries as written."""
     seen: dict[str, int] = {}
     items = raw.get(key)
     for i, item in enumerate(items if isinstance(items, list) else []):
         if isinstance(item, dict) and isinstance(item.get("id"), str):
-            if item["id"] in seen:
+            norm = normalise(item["id"])
+            if norm in seen:
+                j = seen[norm]
+                first = items[j]["id"]
+                same = (
+                    "" if first == item["id"] else f" (id '{first}'; ids are compared as {norm!r})"
+                )
                 raise ConfigError(
                     f"{path}: {key}[{i}] (id '{item['id']}'): field 'id': duplicate of "
-                    f"{key}[{seen[item['id']]}]"
+                    f"{key}[{j}]{same}"
                 )
-            seen[item["id"]] = i
+            seen[norm] = i
 
 
-def _check_references(catalog: Catalog, path: Path) -> None:
+def _written_id(raw: Any, key: str, i: int, default: str) -> str:
+    """The id of ``raw[key][i]`` as the file writes it (``default`` when unreadable)."""
+    items = raw.get(key) if isinstance(raw, dict) else None
+    item = items[i] if isinstance(items, list) and i < len(items) else None
+    written = item.get("id") if isinstance(item, dict) else None
+    return written if isinstance(written, str) else default
+
+
+def _check_references(catalog: Catalog, path: Path, raw: Any = None) -> None:
     """Products name declared categories; actions name declared channels, purposes,
-    products and categories, and an action's category is its product's."""
+    products and categories (and the products in ``suppress_if_holds``), and an action's
+    category is its product's. Entries are named by their ids as ``raw`` writes them."""
     categories = set(catalog.categories)
     products = {p.id: p for p in catalog.products}
     channels = catalog.channel_ids
@@ -352,7 +602,7 @@ def _check_references(catalog: Catalog, path: Path) -> None:
         if p.category not in categories
     ]
     for i, a in enumerate(catalog.actions):
-        entry = f"{path}: actions[{i}] (id '{a.id}')"
+        entry = f"{path}: actions[{i}] (id '{_written_id(raw, 'actions', i, a.id)}')"
         problems += [
             f"{entry}: field 'channels.{j}': '{c}' is not declared in channels "
             f"({', '.join(channels)})"
@@ -366,6 +616,11 @@ def _check_references(catalog: Catalog, path: Path) -> None:
             )
         if a.product is not None and a.product not in products:
             problems.append(f"{entry}: field 'product': '{a.product}' is not declared in products")
+        problems += [
+            f"{entry}: field 'suppress_if_holds.{j}': '{h}' is not declared in products"
+            for j, h in enumerate(a.suppress_if_holds or ())
+            if h not in products
+        ]
         if a.category is not None and a.category not in categories:
             problems.append(
                 f"{entry}: field 'category': '{a.category}' is not declared in categories"
@@ -387,14 +642,14 @@ def load_catalog(path: str | Path, feature_names: Sequence[str] | None = None) -
     p = Path(path)
     raw = read_yaml(p)
     _duplicate_ids(raw, p, "products")
-    _duplicate_ids(raw, p, "actions")
+    _duplicate_ids(raw, p, "actions", normalise_action_id)
     try:
         catalog = Catalog.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(
             describe_validation_error(e, raw, p, ("channels", "products", "actions"))
         ) from e
-    _check_references(catalog, p)
+    _check_references(catalog, p, raw)
     if feature_names is not None:
         catalog.validate_features(feature_names, source=str(p))
     return catalog

@@ -7,8 +7,10 @@ service. :func:`derive` combines the two for one customer at decision time ``now
 by event time, so arrival order does not matter:
 
 - consent per purpose x channel: the ledger's newest event for the cell (dated at or
-  before ``now``) replaces the snapshot's value when it is newer than every consent record
-  the snapshot holds for this customer (``customer_consent_as_of_ts``). An older event that
+  before ``now``; for a purpose the catalog consents to once for all channels, the newest
+  on any channel, for every channel's cell, :meth:`CatalogTerms.consent_columns`)
+  replaces the snapshot's value when it is newer than every consent record the snapshot
+  holds for this customer (``customer_consent_as_of_ts``). An older event that
   the last feature build has not read yet (a late arrival) applies only when it withdraws:
   until the next build merges it in event time, the safe reading wins. Events the build
   has read are in the snapshot already.
@@ -34,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from customers.feature_schema import WINDOWS, days_since, request_time_features_of
+from customers.feature_schema import WINDOWS, CatalogTerms, days_since, request_time_features_of
 from decisions.ledger import Ledger, LedgerEvent
 
 DAY = 86_400.0
@@ -54,10 +56,13 @@ def derive(
     now: float,
     snapshot: Mapping[str, float],
     watermark: int = 0,
+    terms: CatalogTerms | None = None,
 ) -> dict[str, float]:
     """The feature values ``events`` change for one customer at decision time ``now``
     (epoch seconds), given the snapshot's values (missing or NaN: 0) and the position of
     the last event the feature build read. Pure: the same inputs give the same output.
+    ``terms`` (the catalog's) says which purposes are consented to once for all channels;
+    without it every purpose is per channel.
 
     Request-time features (``days_since_*``) of every changed timestamp are included.
     """
@@ -73,13 +78,15 @@ def derive(
         if t > out.get(name, _value(snapshot, name)):
             out[name] = t
 
+    scoped = terms.all_channel_purposes if terms is not None else ()
     consent: dict[tuple[str, str], LedgerEvent] = {}
     cases: dict[str, dict[str, float]] = {}
     delivered: set[str] = set()
     for e in past:  # oldest first: a later event of the same cell or case replaces
         p, t = e.payload, e.event_time
         if e.type == "consent_changed":
-            consent[(p["purpose"], p["channel"])] = e
+            # The cell the event decides: its channel, or every channel ("*").
+            consent[(p["purpose"], "*" if p["purpose"] in scoped else p["channel"])] = e
         elif e.type in ("service_case_opened", "service_case_closed"):
             kind = "open" if e.type == "service_case_opened" else "close"
             cases.setdefault(p.get("case_id", ""), {})[kind] = t
@@ -114,11 +121,18 @@ def derive(
                 out[f"holds_{p['product_id']}"] = 1.0
 
     consent_as_of = _value(snapshot, "customer_consent_as_of_ts")
-    for (purpose, channel), e in consent.items():
+    for (purpose, _), e in consent.items():
         newer = e.event_time > consent_as_of
         late_withdrawal = e.seq > watermark and not e.payload["granted"]
         if newer or late_withdrawal:
-            out[f"consent_{purpose}_{channel}"] = float(e.payload["granted"])
+            channel = e.payload["channel"]
+            names = (
+                terms.consent_columns(purpose, channel)
+                if terms is not None
+                else (f"consent_{purpose}_{channel}",)
+            )
+            for name in names:
+                out[name] = float(e.payload["granted"])
 
     if cases:
         service_as_of = _value(snapshot, "customer_service_as_of_ts")
@@ -144,10 +158,11 @@ def apply_overrides(
     now: float,
     watermark: int = 0,
     index: Mapping[str, int] | None = None,
+    terms: CatalogTerms | None = None,
 ) -> int:
     """Write the ledger's state into the feature matrix ``X`` (rows = ``customer_ids``,
     columns = ``names``) in place; returns how many rows changed. Rows of customers with
-    no events are not touched."""
+    no events are not touched. ``terms`` as in :func:`derive`."""
     index = index or {n: j for j, n in enumerate(names)}
     changed = 0
     for i, cid in enumerate(customer_ids):
@@ -156,7 +171,7 @@ def apply_overrides(
             continue
         row = X[i]
         snapshot = _Row(row, index)
-        for name, v in derive(evs, now, snapshot, watermark).items():
+        for name, v in derive(evs, now, snapshot, watermark, terms).items():
             j = index.get(name)
             if j is not None:
                 row[j] = v
@@ -175,6 +190,7 @@ def apply_ledger(
     upto_seq: int | None = None,
     watermark: int | None = None,
     index: Mapping[str, int] | None = None,
+    terms: CatalogTerms | None = None,
 ) -> int:
     """The ledger's state at ``now`` written over the feature matrix ``X`` (rows =
     ``customer_ids``, columns = ``names``) in place, as every decision path applies it:
@@ -183,7 +199,8 @@ def apply_ledger(
 
     The customers' events are read with one indexed query (:meth:`Ledger.events_for`, up
     to position ``upto_seq``) unless ``events`` holds them already; ``watermark`` is the
-    position the last feature build read (read from the ledger when None).
+    position the last feature build read (read from the ledger when None); ``terms`` (the
+    catalog's) as in :func:`derive`.
     """
     if events is None:
         events = ledger.events_for([c for c in customer_ids if c], upto_seq=upto_seq)
@@ -191,7 +208,7 @@ def apply_ledger(
         return 0
     if watermark is None:
         watermark = ledger.build_watermark()
-    return apply_overrides(X, names, customer_ids, events, now, watermark, index)
+    return apply_overrides(X, names, customer_ids, events, now, watermark, index, terms)
 
 
 class _Row(Mapping[str, float]):

@@ -19,13 +19,16 @@ from pydantic import (
     model_validator,
 )
 
+from core.action_ids import action_id, normalise_action_id
 from customers.feature_schema import CatalogTerms
 from decisions.catalog import (
     ALL_CHANNELS,
+    ActionId,
     ActionKind,
     Channel,
     ConfigError,
     Purpose,
+    Version,
     describe_validation_error,
     read_yaml,
 )
@@ -35,25 +38,59 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _action_keys(v: Any) -> Any:
+    """A mapping keyed by action ids, its keys normalised (core.action_ids); two keys
+    that name one action are an error naming both."""
+    if not isinstance(v, dict):
+        return v
+    out: dict[str, Any] = {}
+    written: dict[str, str] = {}
+    for key, value in v.items():
+        norm = action_id(key)
+        if norm in out:
+            raise ValueError(f"'{written[norm]}' and '{key}' name the same action ('{norm}')")
+        out[norm], written[norm] = value, key
+    return out
+
+
 class ConsentOverride(_Strict):
     """The consent one action needs instead of its own purpose on its delivery channel."""
 
-    purpose: Purpose | None = None
-    channel: Channel | None = Field(None, description="None: the channel it is delivered on.")
+    purpose: Purpose | None = Field(
+        None, description="Purpose whose consent it needs; none: its own.", examples=["service"]
+    )
+    channel: Channel | None = Field(
+        None,
+        description="Channel whose consent it needs; none: the channel it is delivered on.",
+        examples=["email"],
+    )
 
 
 class ConsentRules(_Strict):
     """Which consent each action needs (deny by default: no record means no consent)."""
 
-    overrides: dict[str, ConsentOverride] = Field(default_factory=dict)
+    overrides: dict[ActionId, ConsentOverride] = Field(
+        default_factory=dict,
+        description="Action id -> the consent it needs instead of consent to its own "
+        "purpose on the channel it is delivered on.",
+        examples=[{"email_service_tips": {"purpose": "service"}}],
+    )
+
+    _keys = field_validator("overrides", mode="before")(_action_keys)
 
 
 class ContactCap(_Strict):
     """At most ``max_contacts`` contacts on ``channel`` (or ``all``) per ``period_days``."""
 
-    channel: Channel = Field(description=f"A catalog channel, or '{ALL_CHANNELS}'.")
-    max_contacts: int = Field(ge=0)
-    period_days: Literal[7, 30] = 7
+    channel: Channel = Field(
+        description=f"A catalog channel, or '{ALL_CHANNELS}' (every channel together, "
+        "7 days only).",
+        examples=["email"],
+    )
+    max_contacts: int = Field(ge=0, description="Contacts allowed within the period.", examples=[2])
+    period_days: Literal[7, 30] = Field(
+        7, description="Length of the period, in days (contacts_<channel>_7d or _30d)."
+    )
 
     def feature(self) -> str:
         """The contact-history feature the cap reads."""
@@ -63,27 +100,71 @@ class ContactCap(_Strict):
 
 
 class CasePause(_Strict):
-    """While a service case is open (``open_cases > 0``) actions of these purposes pause."""
+    """While a service case is open (``open_cases > 0``) actions of these purposes, and
+    these actions, pause."""
 
-    enabled: bool = True
-    purposes: list[Purpose] = Field(default_factory=lambda: ["marketing"])
-    feature: str = "open_cases"
+    enabled: bool = Field(True, description="Off: no action pauses for an open case.")
+    purposes: list[Purpose] = Field(
+        default_factory=lambda: ["marketing"],
+        description="Actions of these purposes pause while a case is open.",
+        examples=[["marketing", "advice"]],
+    )
+    actions: list[ActionId] = Field(
+        default_factory=list,
+        description="These actions pause while a case is open too, whatever their "
+        "purpose (beside purposes).",
+        examples=[["MORTGAGE_REMORT"]],
+    )
+    feature: str = Field(
+        "open_cases", description="The feature counting open cases.", examples=["open_cases"]
+    )
+
+    @field_validator("actions")
+    @classmethod
+    def _unique_actions(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("actions must not repeat (ids are compared normalised)")
+        return v
 
 
 class ComplaintBlock(_Strict):
-    """No actions of these kinds within ``days`` of a complaint."""
+    """No actions of these kinds within ``days`` of a complaint, and none of these
+    actions within their own days."""
 
-    enabled: bool = True
-    days: float = Field(30.0, gt=0)
-    kinds: list[ActionKind] = Field(default_factory=lambda: ["upsell", "cross_sell"])
-    feature: str = "days_since_complaint"
+    enabled: bool = Field(True, description="Off: complaints block nothing.")
+    days: float = Field(
+        30.0, gt=0, description="Days after a complaint the kinds stay blocked.", examples=[60]
+    )
+    kinds: list[ActionKind] = Field(
+        default_factory=lambda: ["upsell", "cross_sell"],
+        description="Action kinds blocked within days of a complaint.",
+    )
+    actions: dict[ActionId, Annotated[float, Field(gt=0, allow_inf_nan=False)]] = Field(
+        default_factory=dict,
+        description="Action id -> days after a complaint that action stays blocked, beside "
+        "(never instead of) the block of its kind.",
+        examples=[{"MORTGAGE_REMORT": 90}],
+    )
+    feature: str = Field(
+        "days_since_complaint",
+        description="The feature holding the days since the last complaint.",
+        examples=["days_since_complaint"],
+    )
+
+    _keys = field_validator("actions", mode="before")(_action_keys)
 
 
 class Suppression(_Strict):
     """Holdings, stock and cooldown switches."""
 
-    never_offer_held: bool = True
-    respect_stock: bool = True
+    never_offer_held: bool = Field(
+        True,
+        description="Holdings suppress actions: its own product's (holds_<product>) or the "
+        "products of the action's suppress_if_holds. Off: no holding suppresses anything.",
+    )
+    respect_stock: bool = Field(
+        True, description="An action that needs stock is offered only while in stock."
+    )
     missing_stock_is_out: bool = Field(
         True, description="An action that needs stock and has no stock figure is not offered."
     )
@@ -92,32 +173,55 @@ class Suppression(_Strict):
         description="A /decide request's context.stock (product id -> units) overrides the "
         "stock of the table and the stock_changed events for that decision.",
     )
-    cooldown: bool = True
+    cooldown: bool = Field(
+        True, description="Actions rest for their cooldown_days after being shown."
+    )
 
 
 class Holdout(_Strict):
     """A fixed, salted-hash share of customers that receives no treatment."""
 
-    share: float = Field(0.05, ge=0, lt=1)
-    salt: str = Field(min_length=1)
+    share: float = Field(
+        0.05, ge=0, lt=1, description="Share of customers held out.", examples=[0.05]
+    )
+    salt: str = Field(
+        min_length=1,
+        description="Salt of the hash that picks them (a new salt, new holdout).",
+        examples=["bank-holdout-2026"],
+    )
 
 
 class Exploration(_Strict):
     """Logged randomisation: with probability ``epsilon`` pick uniformly among the options."""
 
-    epsilon: float = Field(0.05, ge=0, le=1)
-    salt: str = Field("explore", min_length=1)
+    epsilon: float = Field(
+        0.05, ge=0, le=1, description="Probability of a random pick.", examples=[0.05]
+    )
+    salt: str = Field(
+        "explore", min_length=1, description="Salt of the draw.", examples=["bank-explore-2026"]
+    )
     bucket_seconds: int = Field(
-        86_400, gt=0, description="Decisions in the same time bucket draw the same number."
+        86_400,
+        gt=0,
+        description="Decisions in the same time bucket draw the same number.",
+        examples=[86400],
     )
 
 
 class Modelling(_Strict):
     """Sensitive features reach the model only for customers who gave the required consent."""
 
-    sensitive_features: list[str] = Field(default_factory=lambda: ["age"])
+    sensitive_features: list[str] = Field(
+        default_factory=lambda: ["age"],
+        description="Features the model sees only with consent (NaN otherwise).",
+        examples=[["age"]],
+    )
     model_sensitive_features_require: Purpose | None = Field(
-        "profiling", description="Purpose whose consent (on the decision channel) unlocks them."
+        "profiling",
+        description="Purpose whose consent on the decision's channel unlocks them (the "
+        "catalog's consent_scope says whether that consent is per channel or for all); "
+        "none: never unlocked.",
+        examples=["profiling"],
     )
 
 
@@ -128,45 +232,63 @@ MAX_SAFE_INTEGER = 2**53
 class StringKey(_Strict):
     """A text value of the request context: bounded, optionally one of ``enum``."""
 
-    type: Literal["string"]
-    max_length: int = Field(64, ge=1, le=1024)
-    enum: list[str] | None = Field(None, min_length=1, description="The only values accepted.")
-    pattern: str | None = Field(None, description="A regular expression the value must match.")
-    description: str = ""
+    type: Literal["string"] = Field(description="Text.")
+    max_length: int = Field(64, ge=1, le=1024, description="Longest value accepted.")
+    enum: list[str] | None = Field(
+        None, min_length=1, description="The only values accepted.", examples=[["home", "app"]]
+    )
+    pattern: str | None = Field(
+        None,
+        description="A regular expression the value must match.",
+        examples=["^[A-Za-z0-9_.:/-]+$"],
+    )
+    description: str = Field("", description="What the key means (shown in the API schema).")
 
 
 class NumberKey(_Strict):
     """A finite number of the request context, within ``[minimum, maximum]``."""
 
-    type: Literal["number"]
-    minimum: float = Field(-1e9, allow_inf_nan=False)
-    maximum: float = Field(1e9, allow_inf_nan=False)
-    description: str = ""
+    type: Literal["number"] = Field(description="A finite number.")
+    minimum: float = Field(-1e9, allow_inf_nan=False, description="Smallest value accepted.")
+    maximum: float = Field(1e9, allow_inf_nan=False, description="Largest value accepted.")
+    description: str = Field("", description="What the key means (shown in the API schema).")
 
 
 class IntegerKey(_Strict):
     """A whole number of the request context, within ``[minimum, maximum]`` (at most 2^53)."""
 
-    type: Literal["integer"]
-    minimum: int = Field(-MAX_SAFE_INTEGER, ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER)
-    maximum: int = Field(MAX_SAFE_INTEGER, ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER)
-    description: str = ""
+    type: Literal["integer"] = Field(description="A whole number.")
+    minimum: int = Field(
+        -MAX_SAFE_INTEGER,
+        ge=-MAX_SAFE_INTEGER,
+        le=MAX_SAFE_INTEGER,
+        description="Smallest value accepted.",
+    )
+    maximum: int = Field(
+        MAX_SAFE_INTEGER,
+        ge=-MAX_SAFE_INTEGER,
+        le=MAX_SAFE_INTEGER,
+        description="Largest value accepted.",
+    )
+    description: str = Field("", description="What the key means (shown in the API schema).")
 
 
 class BooleanKey(_Strict):
     """A true/false value of the request context."""
 
-    type: Literal["boolean"]
-    description: str = ""
+    type: Literal["boolean"] = Field(description="true or false.")
+    description: str = Field("", description="What the key means (shown in the API schema).")
 
 
 class StockKey(_Strict):
     """Units in stock per product (catalog product id -> finite number >= 0) that override
     the stock for this decision; needs ``suppression.context_stock``."""
 
-    type: Literal["stock"]
-    max_products: int = Field(64, ge=1, le=10_000)
-    description: str = ""
+    type: Literal["stock"] = Field(description="Product id -> units in stock.")
+    max_products: int = Field(
+        64, ge=1, le=10_000, description="Most products one request may name."
+    )
+    description: str = Field("", description="What the key means (shown in the API schema).")
 
 
 #: One allowed key of the request context; a new kind of value is one more class here and
@@ -179,19 +301,39 @@ ContextKey = Annotated[
 class Policy(_Strict):
     """The whole contact policy."""
 
-    version: str = Field(min_length=1)
-    consent: ConsentRules = Field(default_factory=ConsentRules)
-    caps: list[ContactCap] = Field(default_factory=list)
-    case_pause: CasePause = Field(default_factory=CasePause)
-    complaint_block: ComplaintBlock = Field(default_factory=ComplaintBlock)
-    suppression: Suppression = Field(default_factory=Suppression)
-    holdout: Holdout
-    exploration: Exploration = Field(default_factory=Exploration)
-    modelling: Modelling = Field(default_factory=Modelling)
+    version: Version = Field(
+        description="Version label, recorded with every decision.", examples=["2026.1"]
+    )
+    consent: ConsentRules = Field(
+        default_factory=ConsentRules,
+        description="Which consent each action needs (no record means no consent).",
+    )
+    caps: list[ContactCap] = Field(
+        default_factory=list,
+        description="Contact caps per channel and over all channels.",
+        examples=[[{"channel": "email", "max_contacts": 2, "period_days": 7}]],
+    )
+    case_pause: CasePause = Field(
+        default_factory=CasePause, description="What pauses while a service case is open."
+    )
+    complaint_block: ComplaintBlock = Field(
+        default_factory=ComplaintBlock, description="What a recent complaint blocks."
+    )
+    suppression: Suppression = Field(
+        default_factory=Suppression, description="Holdings, stock and cooldown switches."
+    )
+    holdout: Holdout = Field(description="The measurement holdout group.")
+    exploration: Exploration = Field(
+        default_factory=Exploration, description="Logged random exploration."
+    )
+    modelling: Modelling = Field(
+        default_factory=Modelling, description="Which features the model sees only with consent."
+    )
     context: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], ContextKey] = Field(
         default_factory=dict,
         description="The keys a /decide request's context may carry (anything else is "
         "refused), each with its type and limits.",
+        examples=[{"placement": {"type": "string", "max_length": 64}}],
     )
 
     @model_validator(mode="after")
@@ -212,16 +354,16 @@ class Policy(_Strict):
     def _version_text(cls, v: Any) -> Any:
         return str(v) if isinstance(v, int | float) else v
 
-    def consent_for(self, action_id: str, purpose: str, channel: str) -> tuple[str, str]:
+    def consent_for(self, action: str, purpose: str, channel: str) -> tuple[str, str]:
         """(purpose, channel) of the consent an action delivered on ``channel`` needs."""
-        o = self.consent.overrides.get(action_id)
+        o = self.consent.overrides.get(normalise_action_id(action))
         if o is None:
             return purpose, channel
         return o.purpose or purpose, o.channel or channel
 
-    def consent_feature(self, action_id: str, purpose: str, channel: str) -> str:
+    def consent_feature(self, action: str, purpose: str, channel: str) -> str:
         """Name of the consent feature an action delivered on ``channel`` needs."""
-        p, c = self.consent_for(action_id, purpose, channel)
+        p, c = self.consent_for(action, purpose, channel)
         return f"consent_{p}_{c}"
 
 
@@ -262,23 +404,32 @@ def load_policy(path: str | Path, catalog: CatalogTerms | None = None) -> Policy
 
 def check_catalog(policy: Policy, catalog: CatalogTerms, source: str = "policy") -> None:
     """Fail if the policy names an action, a channel or a purpose the catalog does not
-    declare; the message lists every such entry and field."""
-    unknown = sorted(set(policy.consent.overrides) - set(catalog.action_ids))
-    if unknown:
-        raise ConfigError(
-            f"{source}: consent.overrides: field '{unknown[0]}': not a catalog action "
-            f"(unknown: {', '.join(unknown)})"
-        )
+    declare; the message lists every such entry and field (action ids normalised)."""
+    named = {
+        "consent.overrides": list(policy.consent.overrides),
+        "case_pause.actions": policy.case_pause.actions,
+        "complaint_block.actions": list(policy.complaint_block.actions),
+    }
+    lines = []
+    for entry, ids in named.items():
+        unknown = sorted(set(ids) - set(catalog.action_ids))
+        if unknown:
+            lines.append(
+                f"{source}: {entry}: field '{unknown[0]}': not a catalog action "
+                f"(unknown: {', '.join(unknown)}; the catalog has {', '.join(catalog.action_ids)})"
+            )
+    if lines:
+        raise ConfigError("\n".join(lines))
     problems = [
         (f"caps[{i}]", "channel", cap.channel, "channels")
         for i, cap in enumerate(policy.caps)
         if cap.channel != ALL_CHANNELS and cap.channel not in catalog.channels
     ]
-    for action_id, o in policy.consent.overrides.items():
+    for act, o in policy.consent.overrides.items():
         if o.purpose is not None and o.purpose not in catalog.purposes:
-            problems.append((f"consent.overrides.{action_id}", "purpose", o.purpose, "purposes"))
+            problems.append((f"consent.overrides.{act}", "purpose", o.purpose, "purposes"))
         if o.channel is not None and o.channel not in catalog.channels:
-            problems.append((f"consent.overrides.{action_id}", "channel", o.channel, "channels"))
+            problems.append((f"consent.overrides.{act}", "channel", o.channel, "channels"))
     problems += [
         ("case_pause", f"case_pause.purposes.{i}", p, "purposes")
         for i, p in enumerate(policy.case_pause.purposes)

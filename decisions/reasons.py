@@ -98,6 +98,27 @@ SENTENCES: dict[Reason, str] = {
 }
 
 
+#: Sentences of the rules a policy or catalog declares beside the defaults, by reason and
+#: the ``rule`` field of the check (decisions/rule_families.py): each says which rule
+#: excluded the action.
+RULE_SENTENCES: dict[tuple[Reason, str], str] = {
+    (Reason.NO_CONSENT, "consent_scope.all_channels"): (
+        "Customer has not consented to {purpose}; consent to {purpose} is recorded once "
+        "for all channels."
+    ),
+    (Reason.CASE_OPEN, "case_pause.actions"): (
+        "Customer has an open service case, and {action} pauses while a case is open."
+    ),
+    (Reason.RECENT_COMPLAINT, "complaint_block.actions"): (
+        "Customer complained {observed} days ago; {action} is not offered within "
+        "{threshold} days of a complaint."
+    ),
+    (Reason.ALREADY_HOLDS, "suppress_if_holds"): (
+        "Customer holds {held}; {action} is not offered to holders of {held}."
+    ),
+}
+
+
 class _Blank(dict):
     """Format mapping that leaves unknown fields readable instead of raising."""
 
@@ -144,10 +165,13 @@ def sentence(
     """Fill the sentence template of ``reason`` with the action, feature and values given.
 
     ``channel_phrases`` (channel id -> phrase, the catalog's) words the channel; without
-    it, or for a channel it lacks, the channel reads "by <channel>". Unknown fields read as
+    it, or for a channel it lacks, the channel reads "by <channel>". A ``rule`` field picks
+    the declared rule's own sentence (:data:`RULE_SENTENCES`). Unknown fields read as
     "unknown" so a missing detail never breaks a decision record.
     """
-    template = SENTENCES[Reason(int(reason))]
+    r = Reason(int(reason))
+    rule = (fields or {}).get("rule")
+    template = RULE_SENTENCES.get((r, rule), SENTENCES[r]) if rule else SENTENCES[r]
     values = _Blank({k: _fmt(v) for k, v in (fields or {}).items()})
     if "channel" in values and "channel_phrase" not in values:
         values["channel_phrase"] = channel_phrase(values["channel"], channel_phrases)

@@ -43,6 +43,8 @@ class ActionOnChannel:
     action: Action
     channel: str
     base: dict[str, Any]  # sentence fields common to all its rules
+    #: The catalog's purposes consented to once for all channels.
+    all_channel_purposes: tuple[str, ...] = ()
 
 
 def placement_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
@@ -60,8 +62,13 @@ def date_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> li
 
 
 def consent_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
-    """Consent for the action's purpose on the channel (or the policy's override)."""
+    """Consent for the action's purpose on the channel (or the policy's override). A
+    purpose the catalog consents to once for all channels reads the same feature (its
+    column holds the latest record on any channel) and says so in its sentence."""
     c_purpose, c_channel = policy.consent_for(t.action.id, t.action.purpose, t.channel)
+    fields = {**t.base, "purpose": c_purpose, "channel": c_channel}
+    if c_purpose in t.all_channel_purposes:
+        fields["rule"] = "consent_scope.all_channels"
     return [
         RuleRow(
             t.local,
@@ -71,7 +78,7 @@ def consent_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) ->
             Reason.NO_CONSENT,
             Reason.NO_CONSENT,
             None,
-            {**t.base, "purpose": c_purpose, "channel": c_channel},
+            fields,
         )
     ]
 
@@ -97,60 +104,82 @@ def eligibility_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]
 
 
 def case_pause_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
-    """Pause actions of the paused purposes while a service case is open."""
+    """Pause the policy's paused actions, and actions of its paused purposes, while a
+    service case is open (one check: the condition is the same; the action's own rule
+    names it)."""
     cp = policy.case_pause
-    if not (cp.enabled and t.action.purpose in cp.purposes):
+    if not cp.enabled:
+        return []
+    if t.action.id in cp.actions:
+        fields = {**t.base, "feature": cp.feature, "rule": "case_pause.actions"}
+    elif t.action.purpose in cp.purposes:
+        fields = {**t.base, "feature": cp.feature}
+    else:
         return []
     return [
         RuleRow(
-            t.local,
-            cp.feature,
-            "gt",
-            0.0,
-            Reason.CASE_OPEN,
-            Reason.MISSING_FEATURES,
-            None,
-            {**t.base, "feature": cp.feature},
+            t.local, cp.feature, "gt", 0.0, Reason.CASE_OPEN, Reason.MISSING_FEATURES, None, fields
         )
     ]
 
 
 def complaint_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
-    """No actions of the blocked kinds within the policy's days of a complaint."""
+    """No action the policy names within its own days of a complaint, and no actions of
+    the blocked kinds within the policy's days (both apply; the action's own first)."""
     cb = policy.complaint_block
-    if not (cb.enabled and t.action.kind in cb.kinds):
+    if not cb.enabled:
         return []
-    return [
-        RuleRow(
-            t.local,
-            cb.feature,
-            "lt",
-            cb.days,
-            Reason.RECENT_COMPLAINT,
-            Reason.MISSING_FEATURES,
-            None,
-            {**t.base, "feature": cb.feature, "threshold": cb.days},
+    rows = []
+    own = cb.actions.get(t.action.id)
+    if own is not None:
+        fields = {**t.base, "feature": cb.feature, "threshold": own}
+        fields["rule"] = "complaint_block.actions"
+        rows.append(
+            RuleRow(
+                t.local,
+                cb.feature,
+                "lt",
+                own,
+                Reason.RECENT_COMPLAINT,
+                Reason.MISSING_FEATURES,
+                None,
+                fields,
+            )
         )
-    ]
+    if t.action.kind in cb.kinds:
+        rows.append(
+            RuleRow(
+                t.local,
+                cb.feature,
+                "lt",
+                cb.days,
+                Reason.RECENT_COMPLAINT,
+                Reason.MISSING_FEATURES,
+                None,
+                {**t.base, "feature": cb.feature, "threshold": cb.days},
+            )
+        )
+    return rows
 
 
 def holding_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
-    """Never offer a product the customer already holds."""
-    if not (policy.suppression.never_offer_held and t.action.product):
+    """Never offer an action to a holder of the products that suppress it: its own
+    product by default, or the catalog's ``suppress_if_holds`` (whose sentence names it)."""
+    if not policy.suppression.never_offer_held:
         return []
-    f = f"holds_{t.action.product}"
-    return [
-        RuleRow(
-            t.local,
-            f,
-            "gt",
-            0.5,
-            Reason.ALREADY_HOLDS,
-            Reason.MISSING_FEATURES,
-            None,
-            {**t.base, "feature": f},
+    declared = t.action.suppress_if_holds is not None
+    rows = []
+    for product in t.action.held_products:
+        f = f"holds_{product}"
+        fields = {**t.base, "feature": f}
+        if declared:
+            fields.update(held=product, rule="suppress_if_holds")
+        rows.append(
+            RuleRow(
+                t.local, f, "gt", 0.5, Reason.ALREADY_HOLDS, Reason.MISSING_FEATURES, None, fields
+            )
         )
-    ]
+    return rows
 
 
 def stock_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
@@ -230,9 +259,14 @@ def action_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> 
 
 
 def channel_rows(
-    actions: Sequence[Action], policy: Policy, channel: str, pos: Mapping[str, int]
+    actions: Sequence[Action],
+    policy: Policy,
+    channel: str,
+    pos: Mapping[str, int],
+    all_channel_purposes: tuple[str, ...] = (),
 ) -> list[RuleRow]:
-    """Every rule of the channel's actions, grouped by action, in precedence order."""
+    """Every rule of the channel's actions, grouped by action, in precedence order;
+    ``all_channel_purposes``: the catalog's purposes consented to once for all channels."""
     rows: list[RuleRow] = []
     for local, a in enumerate(actions):
         base = {
@@ -243,5 +277,6 @@ def channel_rows(
             "kind": a.kind.replace("_", "-"),
             "product": a.product or a.category,
         }
-        rows.extend(action_rules(ActionOnChannel(local, a, channel, base), policy, pos))
+        t = ActionOnChannel(local, a, channel, base, all_channel_purposes)
+        rows.extend(action_rules(t, policy, pos))
     return rows

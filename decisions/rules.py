@@ -19,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from core.vocabulary import NO_ACTION
+from customers.feature_schema import CatalogTerms
 from decisions.catalog import Catalog, ConfigError
 from decisions.policy import Policy, check_catalog
 from decisions.reasons import Reason
@@ -110,6 +111,9 @@ class Plan:
     feature_pos: dict[str, int]
     #: Channel id -> how it reads in a reason sentence (the catalog's, read-only).
     channel_phrases: Mapping[str, str] = field(default_factory=dict)
+    #: The catalog's terms (``Catalog.terms()``, built once): what the ledger's consent
+    #: events set (:func:`decisions.ledger_state.derive`).
+    terms: CatalogTerms | None = None
     #: Rendered exclusion sentences by everything they depend on; the same few facts
     #: (action, failed check, observed value) recur in almost every decision.
     sentence_cache: dict[tuple, str] = field(default_factory=dict, repr=False)
@@ -141,6 +145,7 @@ def compile_plan(
     missing_model = [f for f in model.feature_names if f not in pos]
     if missing_model:
         raise ConfigError(f"model {model.version}: features not provided: {missing_model}")
+    _check_holdings_switch(catalog, policy)
     arm_pos = {a: i for i, a in enumerate(model.arm_ids)}
     for a in catalog.actions:
         if a.arm not in arm_pos:
@@ -176,7 +181,20 @@ def compile_plan(
         feature_pos=pos,
         # Built once here, so rendering a sentence never builds the table again.
         channel_phrases=MappingProxyType(catalog.channel_phrases),
+        terms=catalog.terms(),
     )
+
+
+def _check_holdings_switch(catalog: Catalog, policy: Policy) -> None:
+    """A catalog's ``suppress_if_holds`` under a policy that switches holdings suppression
+    off would be read and then silently ignored: refuse it, naming the actions."""
+    declared = [a.id for a in catalog.actions if a.suppress_if_holds]
+    if declared and not policy.suppression.never_offer_held:
+        raise ConfigError(
+            f"catalog: actions {', '.join(declared)}: field 'suppress_if_holds' is declared "
+            "but the policy's suppression.never_offer_held is off: switch it on, or remove "
+            "suppress_if_holds"
+        )
 
 
 @dataclass
@@ -309,7 +327,7 @@ def _compile_channel(
     """Build the check table of one channel, in rule-precedence order per action."""
     indexed = [(i, a) for i, a in enumerate(catalog.actions) if channel in a.channels]
     acts = [a for _, a in indexed]
-    rows = channel_rows(acts, policy, channel, pos)
+    rows = channel_rows(acts, policy, channel, pos, catalog.all_channel_purposes)
     checks = [
         Check(acts[r.action].id, r.fail_reason, r.feature, r.op, r.threshold, r.fields)
         for r in rows
@@ -352,7 +370,7 @@ def _compile_channel(
         checks=checks,
         arm_idx=np.array([arm_pos[a.arm] for a in acts], dtype=np.intp),
         value=np.array([a.value for a in acts], dtype=np.float64),
-        cost=np.array([a.cost for a in acts], dtype=np.float64),
+        cost=np.array([a.cost_on(channel) for a in acts], dtype=np.float64),
         lever=np.array([a.lever for a in acts], dtype=np.float64),
         sensitive_pos=sens_pos,
         sensitive_consent_col=sens_col,

@@ -88,6 +88,8 @@ class OnlineDecider:
             self.plan = replace(self.runtime.plan, model=scorer)
         self.names = self.runtime.feature_names
         self._index = {n: j for j, n in enumerate(self.names)}
+        #: The catalog's terms: which consent records set which features (ledger events).
+        self.terms = self.plan.terms
         self.ledger = Ledger(settings.ledger_path, timeout=settings.store_timeout_seconds)
         #: Stock of the table (re-read when it changes) and the ledger's stock events.
         self.stock = LiveStock(settings.stock_path, self.ledger, self.plan.stock_products)
@@ -254,6 +256,7 @@ class OnlineDecider:
                 now.timestamp(),
                 events=events,
                 index=self._index,
+                terms=self.terms,
             ),
             self.ledger_down,
         )

@@ -33,7 +33,7 @@ def response_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
                 "p_control": a["p_control"],
                 "cost": a["cost"],
                 "lever": a["lever"],
-                "reasons": [score_sentence(a)],
+                "reasons": [score_sentence(a, record.get("channel"))],
             }
             for a in ranked
         ],
@@ -69,16 +69,18 @@ def delivery_event(record: Mapping[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def score_sentence(a: Mapping[str, Any]) -> str:
-    """The score parts of a ranked action in words an agent can read."""
+def score_sentence(a: Mapping[str, Any], channel: str | None = None) -> str:
+    """The score parts of a ranked action in words an agent can read; the cost is the
+    action's on ``channel`` (the catalog's ``cost_by_channel``, else its ``cost``)."""
     v0 = a.get("control_value")
     worth = (
         f"worth {a['value']:.2f} per response"
         if v0 is None
         else f"worth {a['value']:.2f} per response to the offer and {v0:.2f} per response without"
     )
+    on = f" on {channel}" if channel else ""
     return (
         f"Expected incremental value {a['score']:.2f}: response {a['p_treated']:.1%} if offered "
         f"vs {a['p_control']:.1%} if not (uplift {a['uplift']:+.1%}), {worth}, minus cost "
-        f"{a['cost']:.2f}, times business lever {a['lever']:g}."
+        f"{a['cost']:.2f}{on}, times business lever {a['lever']:g}."
     )
