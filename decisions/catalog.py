@@ -184,10 +184,23 @@ class Product(BaseModel):
     )
 
 
+def _margin_alias(schema: dict[str, Any]) -> None:
+    """JSON Schema: ``margin`` is another name of ``value``; one of the two is required."""
+    props = schema["properties"]
+    props["margin"] = {
+        **{k: v for k, v in props["value"].items() if k not in ("title", "examples")},
+        "description": "Another name for value (give one of value and margin).",
+    }
+    schema["required"] = [r for r in schema.get("required", []) if r != "value"]
+    schema["oneOf"] = [{"required": ["value"]}, {"required": ["margin"]}]
+
+
 class Action(BaseModel):
     """One catalog action."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, json_schema_extra=_margin_alias
+    )
 
     id: ActionId = Field(
         description="The action id as the business writes it; read trimmed, lower-cased, "

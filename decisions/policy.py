@@ -242,7 +242,11 @@ class StringKey(_Strict):
         description="A regular expression the value must match.",
         examples=["^[A-Za-z0-9_.:/-]+$"],
     )
-    description: str = Field("", description="What the key means (shown in the API schema).")
+    description: str = Field(
+        "",
+        description="What the key means (shown in the API schema).",
+        examples=["The page or screen the customer is on."],
+    )
 
 
 class NumberKey(_Strict):
@@ -251,7 +255,11 @@ class NumberKey(_Strict):
     type: Literal["number"] = Field(description="A finite number.")
     minimum: float = Field(-1e9, allow_inf_nan=False, description="Smallest value accepted.")
     maximum: float = Field(1e9, allow_inf_nan=False, description="Largest value accepted.")
-    description: str = Field("", description="What the key means (shown in the API schema).")
+    description: str = Field(
+        "",
+        description="What the key means (shown in the API schema).",
+        examples=["The page or screen the customer is on."],
+    )
 
 
 class IntegerKey(_Strict):
@@ -270,14 +278,22 @@ class IntegerKey(_Strict):
         le=MAX_SAFE_INTEGER,
         description="Largest value accepted.",
     )
-    description: str = Field("", description="What the key means (shown in the API schema).")
+    description: str = Field(
+        "",
+        description="What the key means (shown in the API schema).",
+        examples=["The page or screen the customer is on."],
+    )
 
 
 class BooleanKey(_Strict):
     """A true/false value of the request context."""
 
     type: Literal["boolean"] = Field(description="true or false.")
-    description: str = Field("", description="What the key means (shown in the API schema).")
+    description: str = Field(
+        "",
+        description="What the key means (shown in the API schema).",
+        examples=["The page or screen the customer is on."],
+    )
 
 
 class StockKey(_Strict):
@@ -288,7 +304,11 @@ class StockKey(_Strict):
     max_products: int = Field(
         64, ge=1, le=10_000, description="Most products one request may name."
     )
-    description: str = Field("", description="What the key means (shown in the API schema).")
+    description: str = Field(
+        "",
+        description="What the key means (shown in the API schema).",
+        examples=["The page or screen the customer is on."],
+    )
 
 
 #: One allowed key of the request context; a new kind of value is one more class here and
