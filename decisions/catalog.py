@@ -377,7 +377,7 @@ class Catalog(BaseModel):
     purposes: list[Purpose] = Field(
         min_length=1,
         description="Purposes consent is given for and actions are sent under.",
-        examples=[["marketing", "profiling", "service"]],
+        examples=[["marketing", "profiling", "advice"]],
     )
     consent_scope: dict[Purpose, ConsentScope] = Field(
         default_factory=dict,
