@@ -28,12 +28,19 @@ class Settings(BaseSettings):
     customers: int = Field(20_000, gt=0, description="Persons in the generated demo data.")
     seed: int = Field(42, description="Seed for generation, splits and learners.")
     feature_repo: Path = Field(PROJECT_ROOT / "feature_repo", description="Feast repository.")
-    catalog: Path = Field(PROJECT_ROOT / "config" / "catalog.yaml")
-    policy: Path = Field(PROJECT_ROOT / "config" / "policy.yaml")
+    catalog: Path = Field(
+        PROJECT_ROOT / "config" / "catalog.yaml",
+        description="Action catalog (every field: docs/reference/catalog.md).",
+    )
+    policy: Path = Field(
+        PROJECT_ROOT / "config" / "policy.yaml",
+        description="Contact policy (every field: docs/reference/policy.md).",
+    )
     sources: Path | None = Field(
         None,
         description="Sources file mapping a team's exports onto the source contract "
-        "(docs/bring-your-own-data.md); unset: the demo generator's exports under raw/.",
+        "(docs/bring-your-own-data.md, every field: docs/reference/sources.md); unset: the "
+        "demo generator's exports under raw/.",
     )
     stock_file: Path | None = Field(
         None,

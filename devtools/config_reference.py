@@ -12,7 +12,7 @@ files give it (``config/``, ``demo/sources.yaml``, ``tests/worlds/bank/``).
     python -m devtools.config_reference            # write docs/reference/
     python -m devtools.config_reference --check    # exit 1 naming the files not current
 
-``tests/unit/devtools/test_config_reference.py`` fails when the written files are not
+``tests/unit/test_config_files_reference.py`` fails when the written files are not
 what this script writes, so a changed schema is a changed reference in the same commit.
 """
 
