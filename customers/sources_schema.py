@@ -79,16 +79,22 @@ class ColumnSpec(BaseModel):
     separator: str = Field(
         KEY_SEPARATOR, min_length=1, description="What joins the parts of a composite key."
     )
-    value: str | float | bool | None = None
-    format: str | None = None  # strftime format of a date or timestamp column
-    dayfirst: bool = False
-    timezone: str = "UTC"  # of naive timestamps
+    value: str | float | bool | None = Field(
+        None, description="A constant for every row (give this or column).", examples=["cards"]
+    )
+    format: str | None = Field(
+        None, description="strftime format of a date or timestamp column.", examples=["%d/%m/%Y"]
+    )
+    dayfirst: bool = Field(False, description="Without a format: 03/04/2026 is 3 April.")
+    timezone: str = Field(
+        "UTC", description="Time zone of naive timestamps.", examples=["Europe/London"]
+    )
     map: dict[str, str | bool | float | None] | None = Field(
         None,
         description="Value map; values not in it pass unchanged, a value mapped to null is empty.",
         examples=[{"CTRL": NO_ACTION, "NEWS": None}],
     )
-    sign: Sign | None = None
+    sign: Sign | None = Field(None, description="How an amount gets the contract's sign.")
 
     @model_validator(mode="after")
     def _one_origin(self) -> ColumnSpec:
@@ -101,7 +107,11 @@ class Record(BaseModel):
     """The identity record a row belongs to: ``{source}:{value of column}``."""
 
     model_config = ConfigDict(extra="forbid")
-    source: str = Field(pattern=SOURCE_NAME)
+    source: str = Field(
+        pattern=SOURCE_NAME,
+        description="The system the records come from (a lower-case name).",
+        examples=["core"],
+    )
     column: SourceColumns = Field(
         description="Native id column (a list: a composite native id, joined with ':')."
     )
@@ -164,7 +174,11 @@ class Customer(BaseModel):
         description="The key is an identifier of this type.",
         examples=["crm_id", "phone"],
     )
-    when: When | None = Field(None, description="Only the rows that match this condition.")
+    when: When | None = Field(
+        None,
+        description="Only the rows that match this condition.",
+        examples=[{"column": "KeyType", "in": ["CUST"]}],
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> Customer:
@@ -177,9 +191,14 @@ class FileSpec(BaseModel):
     """One or several files (a glob) of one contract table, and how to map them."""
 
     model_config = ConfigDict(extra="forbid")
-    file: str
-    format: Literal["csv", "parquet"] | None = None  # default: by suffix
-    delimiter: str = ","
+    file: str = Field(
+        description="Path or glob, relative to the sources file.",
+        examples=["cards/transactions_*.csv"],
+    )
+    format: Literal["csv", "parquet"] | None = Field(
+        None, description="File format; none: by suffix (.csv and .txt are csv)."
+    )
+    delimiter: str = Field(",", description="Field delimiter (csv only).", examples=[";"])
     record: Record | None = Field(
         None,
         description="identity_records: the record each row is. Other tables: the record "
@@ -196,10 +215,20 @@ class FileSpec(BaseModel):
         description="Contract column -> a source column, a list of source columns (a "
         "composite key) or a column spec.",
     )
-    full_name: str | None = None  # one column "First [Middle] Last" -> first_name, last_name
-    drop_empty: list[str] = Field(default_factory=list)  # drop rows where these are empty
-    exclude: dict[str, list[str]] = Field(default_factory=dict)  # drop rows with these values
-    one_row_per_record: bool = False  # keep each record's first row (sorted by its values)
+    full_name: str | None = Field(
+        None,
+        description='identity_records: one column "First [Middle] Last" -> first_name, last_name.',
+        examples=["FullName"],
+    )
+    drop_empty: list[str] = Field(
+        default_factory=list, description="Leave out rows where these contract columns are empty."
+    )
+    exclude: dict[str, list[str]] = Field(
+        default_factory=dict, description="Leave out rows with these values (contract columns)."
+    )
+    one_row_per_record: bool = Field(
+        False, description="Keep each record's first row (sorted by its values)."
+    )
 
     def customer_rules(self) -> list[Customer]:
         """The rules naming each row's customer (``record:`` as one rule); empty: none."""
@@ -248,8 +277,11 @@ class SourcesFile(BaseModel):
     """The whole sources file: contract table -> its files."""
 
     model_config = ConfigDict(extra="forbid")
-    version: Literal[1] = 1
-    tables: dict[str, list[FileSpec]]
+    version: Literal[1] = Field(1, description="Version of the sources file format.")
+    tables: dict[str, list[FileSpec]] = Field(
+        description="Contract table -> the files that hold it (several entries, several "
+        "files); only identity_records is required."
+    )
 
     @model_validator(mode="after")
     def _known_tables(self) -> SourcesFile:

@@ -75,7 +75,7 @@ FILES: tuple[ConfigFile, ...] = (
     ConfigFile(
         "sources",
         "Sources file",
-        "customers.source_files:SourcesFile",
+        "customers.sources_schema:SourcesFile",
         "Where a team's exports are and how their columns map onto the source contract "
         "(`--sources` or `NEXTBEST_SOURCES`; docs/bring-your-own-data.md walks through "
         "one, and [its source contract](../bring-your-own-data.md#the-source-contract) "
