@@ -29,6 +29,7 @@ from batch.io import (
     write_summary,
 )
 from core.settings import Settings
+from customers.as_of import resolve_as_of
 from customers.feature_schema import all_feature_names
 from decisions.engine import DecisionContext
 
@@ -51,8 +52,8 @@ def score_customers(
     model_threads: int = 2,
 ) -> ScoreSummary:
     """Decide for every customer (or the given ones, a list or a file of ids) on
-    ``channel`` as of ``as_of`` and write the ranked decisions to ``out`` (parquet) and a
-    summary to ``<out>.summary.json``.
+    ``channel`` as of ``as_of`` (None: :func:`customers.as_of.resolve_as_of`) and write
+    the ranked decisions to ``out`` (parquet) and a summary to ``<out>.summary.json``.
 
     ``engine="local"`` runs the job in this process (:mod:`batch.local`);
     ``engine="spark"`` runs the same job on PySpark (:mod:`batch.spark`); ``out``
@@ -64,7 +65,7 @@ def score_customers(
 
     t0 = time.perf_counter()
     scorer = ""
-    as_of = utc(as_of or settings.as_of)
+    as_of = utc(as_of if as_of is not None else resolve_as_of(settings).time)
     ids = read_customer_list(customer_ids)
     runtime = runtime or load_runtime(settings)
     if channel not in runtime.plan.channels:

@@ -20,6 +20,7 @@ from benchmarks.world import world_settings
 
 def run(home: Path, customers: int, seed: int = 42) -> dict[str, Any]:
     """Time ``load_coded_sources`` and ``build_feature_tables`` on a world of ``customers``."""
+    from customers.as_of import resolve_as_of
     from customers.feature_sources import load_coded_sources
     from customers.features import build_feature_tables
     from customers.identity import resolve_generated
@@ -37,7 +38,11 @@ def run(home: Path, customers: int, seed: int = 42) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         build_feature_tables(
-            settings.raw_dir, settings.unified_dir, Path(out), settings.as_of, **inputs
+            settings.raw_dir,
+            settings.unified_dir,
+            Path(out),
+            resolve_as_of(settings).time,
+            **inputs,
         )
         build_s = time.perf_counter() - t0
     return {

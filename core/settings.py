@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.api_keys import ApiKeyRecord
@@ -61,11 +61,19 @@ class Settings(BaseSettings):
     online_store: str = Field("sqlite", pattern="^(sqlite|redis)$")
     redis_connection: str = Field("localhost:6379")
     chunk_size: int = Field(100_000, gt=0, description="Rows per chunk in batch jobs.")
-    as_of: datetime = Field(
-        datetime(2026, 11, 1, tzinfo=UTC),
-        description="Reference time of the generated data and of feature snapshots.",
+    as_of: datetime | None = Field(
+        None,
+        description="The as-of time: the last feature snapshot, what the online store is "
+        "materialised up to, the time of batch decisions (and the end of generated data). "
+        "Unset: the data's own end, the midnight (UTC) after the latest event or exposure "
+        "(customers.as_of.resolve_as_of).",
     )
-    snapshot_months: int = Field(13, gt=0, description="Monthly feature snapshots before as_of.")
+    snapshot_months: int = Field(
+        13,
+        gt=0,
+        description="Feature snapshots: the as-of time and the first of each month before "
+        "it, this many months back; training exposures must fall in their range.",
+    )
     feature_workers: int = Field(
         2,
         ge=1,
@@ -174,6 +182,14 @@ class Settings(BaseSettings):
         description="API keys configured inline (JSON list of {name, sha256, scopes, "
         "rate_per_second, burst}), beside those of the key file.",
     )
+
+    @field_validator("as_of")
+    @classmethod
+    def _as_of_in_utc(cls, value: datetime | None) -> datetime | None:
+        # A time without a zone (NEXTBEST_AS_OF=2025-11-01) is UTC, as everywhere else.
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
     @cached_property
     def root(self) -> Path:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 WINDOWS: tuple[int, ...] = (7, 30, 90, 365)
+#: A feature that counts or sums events over a trailing window is named ``..._<w>d...``.
+_WINDOWED = re.compile(rf"_({'|'.join(str(w) for w in WINDOWS)})d(_|$)")
 #: Duration features use this value for "never happened".
 NEVER_DAYS = 9999.0
 #: Suffix of each view's lineage column (``<view>_as_of_ts``).
@@ -302,6 +304,12 @@ def feature_tables(terms: CatalogTerms) -> dict[str, tuple[str, ...]]:
     for a in terms.action_ids:
         out[f"last_shown_ts_{a}"] = ("contact_history",)
     return out
+
+
+def windowed_features(names: Iterable[str]) -> list[str]:
+    """The features among ``names`` that count or sum events over a trailing window
+    (``txn_count_30d``, ``views_30d_<category>``, ``contacts_<channel>_7d``...)."""
+    return [n for n in names if _WINDOWED.search(n)]
 
 
 def null_features(absent: Iterable[str], terms: CatalogTerms) -> list[str]:

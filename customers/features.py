@@ -53,6 +53,27 @@ def snapshot_times(as_of: datetime, months: int) -> list[pd.Timestamp]:
     return sorted({t for t in times if t < end} | {end})
 
 
+def snapshot_range(features_dir: Path, terms: CatalogTerms) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The first and the last snapshot time of the feature tables under ``features_dir``
+    (every view is built at the same times; the last is the as-of time of the build)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from core.errors import MissingInputError
+
+    path = Path(features_dir) / f"{view_specs(terms)[0].name}.parquet"
+    if not path.exists():
+        raise MissingInputError(
+            f"no feature tables under {features_dir}; run `nextbest features build` first"
+        )
+    bounds = pc.min_max(pq.read_table(path, columns=["event_timestamp"]).column(0)).as_py()
+    if bounds["min"] is None:
+        raise MissingInputError(f"{path} has no rows; run `nextbest features build` again")
+    first, last = (pd.Timestamp(bounds[k]) for k in ("min", "max"))
+    utc = [t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC") for t in (first, last)]
+    return utc[0], utc[1]
+
+
 def _window_agg(events: pd.DataFrame, t: pd.Timestamp, days: int, value: str | None) -> pd.Series:
     m = (events["ts"] < t) & (events["ts"] >= t - timedelta(days=days))
     if value is None and events["customer_id"].dtype == np.int64:

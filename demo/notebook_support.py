@@ -28,6 +28,7 @@ import pandas as pd
 
 from core.settings import PROJECT_ROOT, Settings, get_settings
 from core.vocabulary import NO_ACTION as CONTROL
+from customers.as_of import resolve_as_of
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +193,8 @@ def customer_online_features(settings: Settings, customer_id: str) -> pd.Series:
     from decisions.catalog import load_catalog
 
     names = all_feature_names(load_catalog(settings.catalog).terms())
-    X = online_features(feature_store(settings), [customer_id], settings.as_of.timestamp(), names)
+    at = resolve_as_of(settings).time.timestamp()
+    X = online_features(feature_store(settings), [customer_id], at, names)
     return pd.Series(X[0], index=names, name=customer_id)
 
 
@@ -310,7 +312,7 @@ def engine_records(
     from decisions.runtime import load_runtime, stock_vector
 
     runtime = runtime or load_runtime(settings)
-    when = as_of or settings.as_of
+    when = as_of or resolve_as_of(settings).time
     ids, X, snap = offline_feature_matrix(settings.features_dir, customer_ids, when, runtime.terms)
     ctx = DecisionContext(
         channel=channel, now=when, k=k, stock=stock_vector(runtime), feature_snapshot_time=snap
@@ -453,8 +455,9 @@ def ensure_demo_measurement(
     spacing: timedelta = DEMO_SPACING,
 ) -> DemoMeasurement:
     """Batch-score every customer once per channel in ``channels`` (one round every
-    ``spacing`` before ``settings.as_of``) with ``log_decisions=True``, and write outcomes
-    drawn from the truth to ``home/measurement/outcomes.parquet``.
+    ``spacing`` before the as-of time, :func:`customers.as_of.resolve_as_of`) with
+    ``log_decisions=True``, and write outcomes drawn from the truth to
+    ``home/measurement/outcomes.parquet``.
 
     Idempotent: a marker under ``home/measurement/`` records a finished run, which is
     returned as is. The rounds use ``batch.run.score_customers``, so the records are
@@ -478,7 +481,7 @@ def ensure_demo_measurement(
     seed = settings.seed if seed is None else seed
     out_dir.mkdir(parents=True, exist_ok=True)
     runtime = load_runtime(settings)
-    start = settings.as_of - spacing * len(channels)
+    start = resolve_as_of(settings).time - spacing * len(channels)
     times = [start + spacing * i for i in range(len(channels))]
     for when, channel in zip(times, channels, strict=True):
         score_customers(
@@ -552,7 +555,7 @@ def engine_policy_scores(
 
     runtime = runtime or load_runtime(settings)
     plan = runtime.plan
-    when = as_of or settings.as_of
+    when = as_of or resolve_as_of(settings).time
     ids, X, snap = offline_feature_matrix(settings.features_dir, None, when, runtime.terms)
     resp = true_response(settings.raw_dir).set_index("person_id")
     person = person_of_customer(settings).reindex(pd.Index(ids, dtype=object))

@@ -14,10 +14,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import InputError
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    from customers.as_of import AsOf
 
 log = logging.getLogger(__name__)
 
@@ -141,14 +144,19 @@ def correct_identity(settings: Settings, requests: list[Any], force: bool = Fals
     return rows
 
 
-def build_features(settings: Settings, progress: Progress | None = None) -> dict[str, Any]:
-    """Feature tables from the unified record, ``feast apply`` and materialisation.
+def build_features(
+    settings: Settings, progress: Progress | None = None, as_of: AsOf | None = None
+) -> dict[str, Any]:
+    """Feature tables from the unified record at the snapshots up to the as-of time,
+    ``feast apply`` and materialisation up to it.
 
-    Returns the written tables and the wall seconds of each part (``build``, ``apply``,
-    ``materialize``).
+    ``as_of``: default :func:`customers.as_of.resolve_as_of` (the setting, else the
+    data's end). Returns the written tables, the as-of used (``as_of``) and the wall
+    seconds of each part (``build``, ``apply``, ``materialize``).
     """
     import pandas as pd
 
+    from customers.as_of import resolve_as_of
     from customers.feast_store import apply, materialize
     from customers.features import build_feature_tables
     from customers.tombstone import home_tombstone
@@ -157,6 +165,7 @@ def build_features(settings: Settings, progress: Progress | None = None) -> dict
 
     seconds: dict[str, float] = {}
     terms = load_catalog(settings.catalog).terms()
+    as_of = as_of or resolve_as_of(settings)
     t = time.perf_counter()
     sources = None
     if settings.sources is not None:
@@ -176,7 +185,7 @@ def build_features(settings: Settings, progress: Progress | None = None) -> dict
         settings.raw_dir,
         settings.unified_dir,
         settings.features_dir,
-        settings.as_of,
+        as_of.time,
         months=settings.snapshot_months,
         progress=progress,
         workers=settings.feature_workers,
@@ -191,13 +200,14 @@ def build_features(settings: Settings, progress: Progress | None = None) -> dict
     apply(settings, terms)
     seconds["apply"] = time.perf_counter() - t
     t = time.perf_counter()
-    materialize(settings, end=settings.as_of)
+    materialize(settings, end=as_of.time)
     seconds["materialize"] = time.perf_counter() - t
     if ledger is not None:
         ledger.record_build(watermark)
     left_out = sources[0].left_out if sources is not None else {}
     return {
         "tables": {k: str(v) for k, v in paths.items()},
+        "as_of": as_of,
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
         # rows that named no customer, per table: unresolved and ambiguous identifiers
         "left_out": {t: [n.unresolved, n.ambiguous] for t, n in left_out.items()},
@@ -211,6 +221,8 @@ class PipelineReport:
     steps: dict[str, Any] = field(default_factory=dict)
     #: The demo API key created by this run (shown once), None if a key file existed.
     demo_key: str | None = field(default=None, repr=False)
+    #: The as-of time the features and the scoring used.
+    as_of: AsOf | None = None
 
 
 def ensure_demo_key(settings: Settings) -> str | None:
@@ -227,12 +239,20 @@ def ensure_demo_key(settings: Settings) -> str | None:
 
 
 def run_pipeline(
-    settings: Settings, on_step: Callable[[str], None] | None = None, channel: str = "email"
+    settings: Settings,
+    on_step: Callable[[str], None] | None = None,
+    channel: str = "email",
+    on_as_of: Callable[[AsOf], None] | None = None,
 ) -> PipelineReport:
     """Generate (or, with ``settings.sources``, ingest) data, resolve identities, build
     features, train and batch-score; without a key file, create the ``demo`` API key
-    (:func:`ensure_demo_key`)."""
+    (:func:`ensure_demo_key`).
+
+    The as-of time is resolved once the data is in (:func:`customers.as_of.resolve_as_of`),
+    handed to ``on_as_of`` and used by the features and the scoring.
+    """
     from batch.run import score_customers
+    from customers.as_of import resolve_as_of
     from training.train import train
 
     report = PipelineReport()
@@ -254,15 +274,19 @@ def run_pipeline(
         )
     else:
         step("ingest", lambda: ingest(settings))
+    as_of = resolve_as_of(settings)
+    report.as_of = as_of
+    if on_as_of:
+        on_as_of(as_of)
     step("resolve", lambda: resolve(settings))
-    step("features", lambda: build_features(settings))
+    step("features", lambda: build_features(settings, as_of=as_of))
     step("train", lambda: train(settings))
     step(
         "score",
         lambda: score_customers(
             settings,
             channel=channel,
-            as_of=settings.as_of,
+            as_of=as_of.time,
             out=settings.root / "scores" / f"{channel}.parquet",
         ),
     )

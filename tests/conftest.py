@@ -45,15 +45,17 @@ class World:
 def build_world(home: Path, customers: int = SMALL_CUSTOMERS, seed: int = SEED) -> World:
     """Generate, resolve, build features and train a champion under ``home``."""
     from core.settings import get_settings
+    from customers.as_of import resolve_as_of
     from customers.identity import resolve_generated
     from demo.generate import generate
     from nextbest.pipeline import build_features
     from training.train import train
 
-    settings = get_settings(
-        home=home, customers=customers, seed=seed, learners=["t_learner", "s_learner"]
-    )
-    generate(customers, seed, settings.raw_dir, as_of=settings.as_of)
+    options = {"customers": customers, "seed": seed, "learners": ["t_learner", "s_learner"]}
+    generate(customers, seed, get_settings(home=home, **options).raw_dir)
+    # the world's as-of time is its data's end (the generator's as_of), fixed in its settings
+    settings = get_settings(home=home, **options)
+    settings = get_settings(home=home, as_of=resolve_as_of(settings).time, **options)
     resolve_generated(settings.raw_dir, settings.unified_dir)
     build_features(settings)
     result = train(settings)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,18 @@ import pandas as pd
 from core.errors import InputError
 from core.settings import Settings
 from core.vocabulary import NO_ACTION as CONTROL
-from customers.feature_schema import LINEAGE_SUFFIX
+from customers.feature_schema import LINEAGE_SUFFIX, WINDOWS, windowed_features
 
 log = logging.getLogger(__name__)
 
 
 class LeakageError(ValueError):
     """A training row saw feature data from after its exposure time."""
+
+
+class TimeRangeError(InputError):
+    """The training exposures and the feature snapshots do not meet in time: a model
+    trained on them would learn from no customer data."""
 
 
 @dataclass
@@ -177,6 +183,90 @@ def check_point_in_time(frame: pd.DataFrame) -> None:
                 f"their exposure (first: exposure {frame['exposure_id'].iloc[i]} at "
                 f"{exposure[i]:.0f}, feature data up to {as_of[i]:.0f})"
             )
+
+
+_NOTHING_DONE = "Nothing was trained or registered."
+
+
+def _day(t: pd.Timestamp) -> str:
+    return f"{t:%Y-%m-%d %H:%M}Z"
+
+
+def _months_to_cover(first_exposure: pd.Timestamp, as_of: pd.Timestamp) -> int:
+    """The ``snapshot_months`` whose first snapshot is at or before ``first_exposure``
+    (:func:`customers.features.snapshot_times`: the first of each month before ``as_of``)."""
+    return (as_of.year - first_exposure.year) * 12 + as_of.month - first_exposure.month + 1
+
+
+def check_exposures_in_snapshots(
+    entity_df: pd.DataFrame,
+    first: pd.Timestamp,
+    last: pd.Timestamp,
+    as_of_setting: datetime | None = None,
+) -> None:
+    """Raise :class:`TimeRangeError` unless every exposure falls between the first and the
+    last feature snapshot (``last`` is the as-of time the features were built at;
+    ``as_of_setting``: ``NEXTBEST_AS_OF`` when set, named in the message).
+
+    Before the first snapshot an exposure joins no feature row, after the last it joins
+    the as-of snapshot, data from before its own time that says nothing of its own: either
+    way the model would learn from rows without their customer's data."""
+    ts = pd.to_datetime(entity_df["event_timestamp"], utc=True)
+    before, after = ts < first, ts > last
+    out = int(before.sum() + after.sum())
+    if not out:
+        return
+    fixes = []
+    if before.any():
+        setting = (
+            ""
+            if as_of_setting is None
+            else f"NEXTBEST_AS_OF (or --as-of) is set to {_day(pd.Timestamp(as_of_setting))}, "
+            "unset it to take the data's own end, or "
+        )
+        fixes.append(
+            f"{int(before.sum()):,} before the first snapshot: {setting}"
+            f"NEXTBEST_SNAPSHOT_MONTHS={_months_to_cover(ts.min(), last)} or more covers "
+            "them, if the event exports reach back that far"
+        )
+    if after.any():
+        fixes.append(
+            f"{int(after.sum()):,} after the last, the as-of time: unset NEXTBEST_AS_OF "
+            f"(and --as-of) to take the data's own end, or set it after {_day(ts.max())}"
+        )
+    raise TimeRangeError(
+        f"{out:,} of {len(ts):,} training exposures (from {_day(ts.min())} to "
+        f"{_day(ts.max())}) fall outside the feature snapshots (from {_day(first)} to "
+        f"{_day(last)}, the as-of time of `nextbest features build`): features exist only "
+        f"at the snapshots, so the model would learn from rows without customer data. "
+        f"Of them, {'; '.join(fixes)}; then run `nextbest features build` again. "
+        f"{_NOTHING_DONE}"
+    )
+
+
+def check_windowed_features(frame: pd.DataFrame, feature_names: list[str]) -> None:
+    """Raise :class:`TimeRangeError` when every windowed feature (counts and sums over
+    the trailing windows) is 0 in every training row, though their tables are present.
+
+    That is what exposures look like whose windows hold no event: exports of events that
+    end before the campaigns, or snapshots taken where the data is not. Features of
+    absent tables are null, not 0, and do not count."""
+    cols = windowed_features(feature_names)
+    if not cols or frame.empty:
+        return
+    values = frame[cols].to_numpy(dtype=np.float64)
+    known = ~np.isnan(values)
+    if not known.any() or np.any(values[known] != 0):
+        return
+    ts = pd.to_datetime(frame["event_timestamp"], utc=True)
+    raise TimeRangeError(
+        f"every windowed feature ({len(cols)}: {', '.join(cols[:4])}...) is 0 in all "
+        f"{len(frame):,} training rows: no event of the exports falls in the "
+        f"{min(WINDOWS)} to {max(WINDOWS)} days before any exposure (exposures from "
+        f"{_day(ts.min())} to {_day(ts.max())}). Check that the event exports cover the "
+        f"campaigns' time and that the as-of time (NEXTBEST_AS_OF, default the data's end) "
+        f"is the data's. {_NOTHING_DONE}"
+    )
 
 
 #: Exposures per ``get_historical_features`` call (see :func:`build_training_set`).

@@ -25,9 +25,16 @@ from sklearn.model_selection import train_test_split
 from core.settings import Settings
 from core.vocabulary import NO_ACTION as CONTROL
 from customers.feature_schema import model_feature_names
+from customers.features import snapshot_range
 from models.decision_model import DecisionModel, ValueModel
 from models.registry import PromotionDecision
-from training.dataset import TrainingSet, build_training_set, training_exposures
+from training.dataset import (
+    TrainingSet,
+    build_training_set,
+    check_exposures_in_snapshots,
+    check_windowed_features,
+    training_exposures,
+)
 from training.selection import select_uplift_learner
 
 log = logging.getLogger(__name__)
@@ -156,7 +163,10 @@ class Evaluation:
 
 
 def load_dataset(settings: Settings, store: Any | None = None) -> Dataset:
-    """Exposures -> training set from Feast (point-in-time, leakage-checked) -> split."""
+    """Exposures -> training set from Feast (point-in-time, leakage-checked) -> split.
+
+    Raises :class:`training.dataset.TimeRangeError` before anything is fitted when the
+    exposures fall outside the feature snapshots or meet only empty windows."""
     from customers.feast_store import FEATURE_SERVICE, feature_store
     from decisions.runtime import load_catalog_and_policy
 
@@ -167,10 +177,16 @@ def load_dataset(settings: Settings, store: Any | None = None) -> Dataset:
     # policy's sensitive features stay out of every model fitted here (the serving gate of
     # ``policy.modelling`` still guards a model that carries them).
     allow_sensitive = False
-    store = store or feature_store(settings)
     entity_df = training_exposures(settings)
+    # Exposures outside the snapshots (exports of another time than the as-of's) would
+    # train on rows without customer data: refused before the join, and after it a
+    # matrix whose every window is empty.
+    first, last = snapshot_range(settings.features_dir, catalog.terms())
+    check_exposures_in_snapshots(entity_df, first, last, settings.as_of)
+    store = store or feature_store(settings)
     features = model_feature_names(catalog.terms(), allow_sensitive=allow_sensitive)
     ts = build_training_set(store, entity_df, features, service=FEATURE_SERVICE)
+    check_windowed_features(ts.frame, features)
     tr, va, te = split(ts, settings.seed)
     return Dataset(ts, features, allow_sensitive, tr, va, te)
 

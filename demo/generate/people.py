@@ -109,6 +109,9 @@ class _Population:
 def _population(n: int, seed: int, as_of_s: int) -> _Population:
     rng = _rng(seed, "persons")
     sizes = rng.choice([1, 2, 3, 4, 5], size=n // 2 + 2, p=[0.34, 0.34, 0.15, 0.13, 0.04])
+    # Small draws can hold fewer places than persons: the rest live alone (no draw, so
+    # every world that had enough places is unchanged).
+    sizes = np.concatenate([sizes, np.ones(max(n - int(sizes.sum()), 0), dtype=sizes.dtype)])
     household = np.repeat(np.arange(sizes.size, dtype=np.int32), sizes)[:n]
     n_households = int(household[-1]) + 1
 

@@ -77,19 +77,21 @@ def generate(
     n_customers: int,
     seed: int,
     out_dir: Path,
-    as_of: datetime = DEFAULT_AS_OF,
+    as_of: datetime | None = None,
     progress: ProgressCallback | None = None,
 ) -> GenerationSummary:
     """Generate the source exports for ``n_customers`` persons into ``out_dir``.
 
     Exports go to ``out_dir/*.parquet`` and the truth to ``out_dir/truth/``. The same
-    ``(n_customers, seed, as_of)`` gives byte-identical files. ``progress`` is called with
+    ``(n_customers, seed, as_of)`` gives byte-identical files; ``as_of`` (the end of the
+    data, nothing is later) defaults to :data:`DEFAULT_AS_OF`. ``progress`` is called with
     the name of each file once it is written (see :data:`OUTPUT_FILES`).
     """
     if n_customers < 10:
         raise InputError(
             f"--customers: a generated world needs at least 10 persons, got {n_customers}"
         )
+    as_of = DEFAULT_AS_OF if as_of is None else as_of
     if as_of.tzinfo is None:
         raise InputError("as_of must be timezone-aware (UTC)")
     out_dir = Path(out_dir)

@@ -10,8 +10,9 @@ import functools
 import logging
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -26,6 +27,9 @@ from rich.progress import (
 )
 
 from core.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from customers.as_of import AsOf
 
 console = Console(stderr=True)
 
@@ -80,6 +84,23 @@ SourcesOption = Annotated[
         "(docs/bring-your-own-data.md); default: the demo generator's exports.",
     ),
 ]
+
+
+AsOfOption = Annotated[
+    datetime | None,
+    typer.Option(
+        "--as-of",
+        formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S"],
+        help="The as-of time (ISO, UTC unless it names a zone): the last feature snapshot "
+        "and the decision time. Default NEXTBEST_AS_OF, else the data's end (the midnight "
+        "after its latest event or exposure).",
+    ),
+]
+
+
+def show_as_of(as_of: AsOf) -> None:
+    """Print the as-of time a command uses and where it came from (setting or data)."""
+    console.print(f"[bold]{escape(as_of.describe())}[/]", highlight=False, soft_wrap=True)
 
 
 #: Libraries whose INFO lines say nothing to a user of the CLI (Feast refreshes its registry

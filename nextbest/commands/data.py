@@ -35,6 +35,7 @@ def generate_cmd(
             settings.customers,
             settings.seed,
             out_dir,
+            as_of=settings.as_of,
             progress=lambda name: bar.update(task, advance=1, description=f"wrote {name}"),
         )
     table = Table("file", "rows", title=f"{summary.n_persons:,} persons -> {out_dir}")

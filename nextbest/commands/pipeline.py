@@ -6,7 +6,14 @@ from typing import Annotated
 
 import typer
 
-from nextbest.commands.common import SourcesOption, console, load_settings, progress_bar
+from nextbest.commands.common import (
+    AsOfOption,
+    SourcesOption,
+    console,
+    load_settings,
+    progress_bar,
+    show_as_of,
+)
 
 
 def pipeline_cmd(
@@ -14,12 +21,13 @@ def pipeline_cmd(
     seed: Annotated[int | None, typer.Option(help="Seed.")] = None,
     sources: SourcesOption = None,
     channel: Annotated[str, typer.Option(help="Channel the batch scoring decides for.")] = "email",
+    as_of: AsOfOption = None,
 ) -> None:
     """Generate (or, with --sources, validate and stage your exports), resolve, build
     features, train and batch-score on embedded defaults."""
     from nextbest.pipeline import run_pipeline
 
-    settings = load_settings(customers=customers, seed=seed, sources=sources)
+    settings = load_settings(customers=customers, seed=seed, sources=sources, as_of=as_of)
     first = "generate" if sources is None else "ingest"
     steps = [first, "resolve", "features", "train", "score"]
     with progress_bar() as bar:
@@ -28,7 +36,7 @@ def pipeline_cmd(
         def on_step(name: str) -> None:
             bar.update(task, description=f"pipeline: {name}", completed=steps.index(name))
 
-        report = run_pipeline(settings, on_step=on_step, channel=channel)
+        report = run_pipeline(settings, on_step=on_step, channel=channel, on_as_of=show_as_of)
         bar.update(task, completed=len(steps), description="pipeline: done")
     console.print(f"[green]pipeline done[/] in {settings.root}")
     if report.demo_key is not None:

@@ -8,15 +8,20 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from nextbest.commands.common import SourcesOption, console, load_settings, progress_bar
+from nextbest.commands.common import (
+    AsOfOption,
+    SourcesOption,
+    console,
+    load_settings,
+    progress_bar,
+    show_as_of,
+)
 
 
 def score_cmd(
     channel: Annotated[str, typer.Option(help="Channel to decide for, e.g. email.")],
     out: Annotated[Path, typer.Option(help="Decisions parquet file to write.")],
-    as_of: Annotated[
-        str | None, typer.Option(help="Decision/feature time (ISO); default settings.as_of.")
-    ] = None,
+    as_of: AsOfOption = None,
     customers: Annotated[
         Path | None, typer.Option(help="File of customer ids (one a line, or parquet).")
     ] = None,
@@ -25,21 +30,18 @@ def score_cmd(
     sources: SourcesOption = None,
 ) -> None:
     """Batch-score every customer (or a list) on a channel with the shared decision engine."""
-    import pandas as pd
-
     from batch.run import score_customers
+    from customers.as_of import resolve_as_of
 
-    settings = load_settings(sources=sources)
-    when = None
-    if as_of is not None:
-        t = pd.Timestamp(as_of)
-        when = (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).to_pydatetime()
+    settings = load_settings(sources=sources, as_of=as_of)
+    when = resolve_as_of(settings)
+    show_as_of(when)
     with progress_bar() as bar:
         task = bar.add_task(f"scoring {channel}", total=None)
         summary = score_customers(
             settings,
             channel,
-            when,
+            when.time,
             out,
             customer_ids=customers,
             engine=engine,  # type: ignore[arg-type]

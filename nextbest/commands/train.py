@@ -8,16 +8,39 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from nextbest.commands.common import CleanTyper, SourcesOption, console, load_settings
+from nextbest.commands.common import (
+    CleanTyper,
+    SourcesOption,
+    console,
+    load_settings,
+    show_as_of,
+)
 
 uplift_app = CleanTyper(no_args_is_help=True, help="Uplift models on your own experiment export.")
 
 
 def train_cmd(sources: SourcesOption = None) -> None:
-    """Train, evaluate, log to MLflow, register, and gate promotion to ``champion``."""
+    """Train, evaluate, log to MLflow, register, and gate promotion to ``champion``.
+
+    The exposures must fall within the feature snapshots (built up to the as-of time);
+    otherwise the command stops with exit status 2 and registers nothing."""
+    import pandas as pd
+
+    from customers.as_of import resolve_as_of
+    from customers.features import snapshot_range
+    from decisions.catalog import load_catalog
     from training.train import train
 
     settings = load_settings(sources=sources)
+    first, last = snapshot_range(settings.features_dir, load_catalog(settings.catalog).terms())
+    when = resolve_as_of(settings)
+    show_as_of(when)
+    console.print(f"feature snapshots from {first:%Y-%m-%d %H:%M}Z to {last:%Y-%m-%d %H:%M}Z")
+    if last != pd.Timestamp(when.time):
+        console.print(
+            f"[yellow]the features were built as of {last:%Y-%m-%d %H:%M}Z, not at this "
+            "as-of time: `nextbest features build` rebuilds them[/]"
+        )
     with console.status("training (Feast training set, learners, MLflow)"):
         result = train(settings)
     console.print(

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from core.settings import Settings, get_settings
+from customers.as_of import resolve_as_of
 from customers.feature_schema import all_feature_names, model_feature_names, null_features
 from decisions.catalog import load_catalog
 from tests.worlds.bank import write_bank
@@ -93,7 +94,7 @@ def test_feast_serves_them_as_null_and_present_zeros_as_zeros(lean: Settings) ->
     latest = _latest(lean)
     ids = list(latest.index[:25])
     store = feature_store(lean)
-    now = lean.as_of.timestamp()
+    now = resolve_as_of(lean).time.timestamp()
     sdk = online_features(store, ids, now, names)
     fast = FastOnlineFeatures(store, names).features(ids, now)
     np.testing.assert_array_equal(np.isnan(sdk), np.isnan(fast))

@@ -285,7 +285,12 @@ def test_redis_down_or_hung_is_503_within_the_timeout_and_recovers(
         "NEXTBEST_REDIS_CONNECTION": redis_server.address,
         "NEXTBEST_STORE_TIMEOUT_SECONDS": str(TIMEOUT),
     }
-    settings = get_settings(home=home, online_store="redis", redis_connection=redis_server.address)
+    settings = get_settings(
+        home=home,
+        online_store="redis",
+        redis_connection=redis_server.address,
+        as_of=world.settings.as_of,
+    )
     apply(settings, demo_terms())
     materialize(settings, end=settings.as_of)
     server = start_server("serving.service:NextBest", home, tmp_path / "serve.log", env=env)

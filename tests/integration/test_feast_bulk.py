@@ -31,7 +31,7 @@ def _home(world: World, root: Path) -> Any:
 
     for sub in ("raw", "unified", "features"):
         shutil.copytree(world.home / sub, root / sub)
-    return get_settings(home=root)
+    return get_settings(home=root, as_of=world.settings.as_of)
 
 
 def _tables(settings: Any) -> dict[str, list[tuple]]:

@@ -134,7 +134,10 @@ def test_redis_and_sqlite_online_stores_return_the_same_features(
 
     sqlite_settings = world.settings
     redis_settings = get_settings(
-        home=world.home, online_store="redis", redis_connection=redis_server
+        home=world.home,
+        online_store="redis",
+        redis_connection=redis_server,
+        as_of=world.settings.as_of,
     )
     apply(redis_settings, demo_terms())
     materialize(redis_settings, end=redis_settings.as_of)

@@ -20,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from core.settings import get_settings
+from customers.as_of import resolve_as_of
 from customers.erasure import Person
 from devtools.process import Server, stop_server
 from tests.conftest import World, start_service
@@ -88,7 +89,8 @@ def test_a_copied_home_works_alone_and_leaves_the_original_untouched(
     decider.apply_event(
         CustomerRef(cid),
         "consent_changed",
-        (settings.as_of - timedelta(days=10)).isoformat(),  # before the newest snapshot
+        # before the newest snapshot
+        (resolve_as_of(settings).time - timedelta(days=10)).isoformat(),
         {"purpose": "marketing", "channel": "email", "granted": False},
     )
     decider.decide(CustomerRef(cid), "email")

@@ -77,9 +77,14 @@ def _times(rng: np.random.Generator, n: int, start: datetime, end: datetime) -> 
     return pd.Series(pd.Timestamp(start) + pd.to_timedelta(secs, unit="s"))
 
 
-def write_bank(out: Path, customers: int = 300, seed: int = 11) -> BankWorld:
-    """Write the bank's exports under ``out`` and return where everything is."""
+def write_bank(out: Path, customers: int = 300, seed: int = 11, end: datetime = AS_OF) -> BankWorld:
+    """Write the bank's exports under ``out`` and return where everything is.
+
+    ``end``: the end of the exports (nothing is later); every date moves with it (the
+    default writes the same files as ever; another end, e.g. in 2025, the same bank at
+    another time)."""
     rng = np.random.default_rng(seed)
+    shift = end - AS_OF
     out = Path(out)
     for sub in ("core", "online", "cards", "crm", "marketing", "products"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -92,7 +97,9 @@ def write_bank(out: Path, customers: int = 300, seed: int = 11) -> BankWorld:
         for i, (f, s) in enumerate(zip(first, last, strict=True))
     ]
     phone = [f"07700 9{i:05d}" for i in range(n)]
-    opened = _times(rng, n, datetime(2015, 1, 1, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC))
+    opened = _times(
+        rng, n, datetime(2015, 1, 1, tzinfo=UTC) + shift, datetime(2026, 6, 1, tzinfo=UTC) + shift
+    )
     opened = opened.sample(frac=1.0, random_state=seed).reset_index(drop=True)
     spender = rng.gamma(2.0, 1.0, n)  # card spend level: the card offer works for spenders
     house = rng.integers(0, int(n * 0.8), n)
@@ -131,7 +138,7 @@ def write_bank(out: Path, customers: int = 300, seed: int = 11) -> BankWorld:
     ev_rows = []
     for ref, i in zip(users["UserRef"], online, strict=True):
         k = int(rng.poisson(6 + 2 * spender[i]))
-        ts = _times(rng, k, datetime(2026, 1, 1, tzinfo=UTC), AS_OF - timedelta(days=1))
+        ts = _times(rng, k, datetime(2026, 1, 1, tzinfo=UTC) + shift, end - timedelta(days=1))
         what = rng.choice(["page_view", "card_compare", "mortgage_calc"], k, p=[0.6, 0.25, 0.15])
         section = np.where(
             what == "mortgage_calc",
@@ -154,7 +161,7 @@ def write_bank(out: Path, customers: int = 300, seed: int = 11) -> BankWorld:
     tx = []
     for i in range(n):
         k = int(rng.poisson(4 + 6 * spender[i]))
-        ts = _times(rng, k, START, AS_OF - timedelta(days=1))
+        ts = _times(rng, k, START + shift, end - timedelta(days=1))
         credit = rng.random(k) < 0.1
         tx.append(
             pd.DataFrame(
@@ -168,7 +175,7 @@ def write_bank(out: Path, customers: int = 300, seed: int = 11) -> BankWorld:
             )
         )
     tx = pd.concat(tx, ignore_index=True).sort_values("ts", kind="stable")
-    for year in (2025, 2026):
+    for year in sorted(tx["ts"].dt.year.unique()):
         part = tx.loc[tx["ts"].dt.year == year]
         pd.DataFrame(
             {
@@ -182,9 +189,9 @@ def write_bank(out: Path, customers: int = 300, seed: int = 11) -> BankWorld:
 
     # service cases (some still open) and complaints booked apart
     case_of = rng.choice(n, int(n * 0.3))
-    c_open = _times(rng, len(case_of), datetime(2026, 1, 1, tzinfo=UTC), AS_OF)
+    c_open = _times(rng, len(case_of), datetime(2026, 1, 1, tzinfo=UTC) + shift, end)
     c_close = c_open + pd.to_timedelta(rng.integers(1, 20, len(case_of)), unit="D")
-    still_open = (c_close >= pd.Timestamp(AS_OF)).to_numpy()
+    still_open = (c_close >= pd.Timestamp(end)).to_numpy()
     pd.DataFrame(
         {
             "CaseRef": [f"K{i:05d}" for i in range(len(case_of))],
@@ -198,7 +205,7 @@ def write_bank(out: Path, customers: int = 300, seed: int = 11) -> BankWorld:
     pd.DataFrame(
         {
             "CustNo": [cust[i] for i in comp_of],
-            "Date": _day(_times(rng, len(comp_of), datetime(2026, 1, 1, tzinfo=UTC), AS_OF)),
+            "Date": _day(_times(rng, len(comp_of), datetime(2026, 1, 1, tzinfo=UTC) + shift, end)),
         }
     ).to_csv(out / "crm" / "complaints.csv", index=False)
 
@@ -227,10 +234,11 @@ def write_bank(out: Path, customers: int = 300, seed: int = 11) -> BankWorld:
             rows.append((cust[i], "ADV", "BRANCH", "Y", t0, "branch"))
         if rng.random() < 0.3:
             rows.append((cust[i], "PROF", "EMAIL", "Y", t0, "online"))
-    given = pd.Timestamp(2025, 3, 1, tz="UTC")
+    given = pd.Timestamp(2025, 3, 1, tz="UTC") + shift
     known = [(KNOWN_CUSTOMER, "MKT", ch, "Y", given, "branch") for ch in ("EMAIL", "SMS", "BRANCH")]
     known.append((KNOWN_CUSTOMER, "ADV", "BRANCH", "Y", given, "branch"))
-    known.append((KNOWN_CUSTOMER, "MKT", "SMS", "N", pd.Timestamp(2026, 2, 1, tz="UTC"), "phone"))
+    withdrawn = pd.Timestamp(2026, 2, 1, tz="UTC") + shift
+    known.append((KNOWN_CUSTOMER, "MKT", "SMS", "N", withdrawn, "phone"))
     known += [
         (NO_ADVICE_CUSTOMER, "MKT", ch, "Y", given, "branch")
         for ch in ("EMAIL", "SMS", "BRANCH", "WEB")
@@ -242,15 +250,14 @@ def write_bank(out: Path, customers: int = 300, seed: int = 11) -> BankWorld:
 
     # randomised campaigns: each customer once per campaign, arm drawn with its probability
     expo, contacts = [], []
-    mortgage_fit = (np.asarray((pd.Timestamp(AS_OF) - opened).dt.days) > 3 * 365).astype(float)
+    mortgage_fit = (np.asarray((pd.Timestamp(end) - opened).dt.days) > 3 * 365).astype(float)
     for camp, arms in CAMPAIGNS.items():
         codes, probs = list(arms), np.array(list(arms.values()))
         who = np.flatnonzero(rng.random(n) < 0.8)
         who = who[who != 0]  # the known customer stays out of the experiments
         draw = rng.choice(len(codes), len(who), p=probs / probs.sum())
-        when = _times(
-            rng, len(who), CAMPAIGN_START[camp], CAMPAIGN_START[camp] + timedelta(days=20)
-        )
+        start = CAMPAIGN_START[camp] + shift
+        when = _times(rng, len(who), start, start + timedelta(days=20))
         when = when.sample(frac=1.0, random_state=seed).reset_index(drop=True)
         for j, (i, a) in enumerate(zip(who, draw, strict=True)):
             code = codes[a]

@@ -87,26 +87,28 @@ def train_model(settings: object, seed: int = SEED) -> object:
 def build_batch_world(home: Path, customers: int = SMALL_CUSTOMERS, seed: int = SEED) -> BatchWorld:
     """Generate, resolve, build feature tables and fit the model under ``home``."""
     from core.settings import get_settings
+    from customers.as_of import resolve_as_of
     from customers.features import build_feature_tables
     from customers.identity import resolve_generated
     from decisions.runtime import load_runtime
     from demo.generate import generate
 
     settings = get_settings(home=home, customers=customers, seed=seed, chunk_size=1_000)
-    generate(customers, seed, settings.raw_dir, as_of=settings.as_of)
+    generate(customers, seed, settings.raw_dir)
     resolve_generated(settings.raw_dir, settings.unified_dir)
+    as_of = resolve_as_of(settings).time
     build_feature_tables(
         settings.raw_dir,
         settings.unified_dir,
         settings.features_dir,
-        settings.as_of,
+        as_of,
         months=settings.snapshot_months,
         terms=demo_terms(),
         salt=settings.identifier_salt,
     )
     model = train_model(settings, seed)
     runtime = load_runtime(settings, model=model)
-    return BatchWorld(home, settings, model, runtime, settings.as_of.astimezone(UTC))
+    return BatchWorld(home, settings, model, runtime, as_of.astimezone(UTC))
 
 
 @pytest.fixture(scope="session", name="batch_world")

@@ -259,6 +259,14 @@ def test_as_of_must_be_timezone_aware(tmp_path: Path) -> None:
         generate(100, SEED, tmp_path, as_of=datetime(2026, 11, 1))
 
 
+@pytest.mark.parametrize("persons", [60, 100])
+def test_small_worlds_give_every_person_a_household(tmp_path: Path, persons: int) -> None:
+    # with this seed the drawn household sizes hold fewer places than persons
+    generate(persons, SEED, tmp_path)
+    truth = pd.read_parquet(tmp_path / "truth" / "persons.parquet")
+    assert len(truth) == persons and truth["household_id"].notna().all()
+
+
 def _hashes(folder: Path) -> dict[str, str]:
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()

@@ -68,8 +68,8 @@ def test_a_bug_keeps_its_traceback() -> None:
     ("args", "needle"),
     [
         (["generate", "--customers", "5"], "at least 10 persons, got 5"),
-        (["train"], "campaign_history.parquet"),
-        (["features", "build"], "identity.parquet"),
+        (["train"], "run `nextbest features build` first"),
+        (["features", "build"], "run `nextbest generate` (or pass --sources) first"),
         (["resolve"], "run `nextbest generate"),
     ],
 )
