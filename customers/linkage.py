@@ -185,20 +185,12 @@ def spark_backend(threads: int = 2, master: str | None = None):
     ``local[threads]``; a cluster's URL runs it there), with the similarity functions
     (Jaro-Winkler, Damerau-Levenshtein) Splink ships as a jar.
 
-    An active session is reused as Spark does (``getOrCreate``), whatever its master,
-    unless it is a local one started without the jar, which is restarted with it.
+    An active session is reused as Spark does (``getOrCreate``), whatever its master.
     """
     from pyspark.sql import SparkSession
     from splink.backends.spark import SparkAPI, similarity_jar_location
 
     jar = similarity_jar_location()
-    active = SparkSession.getActiveSession()
-    if active is not None and jar not in active.sparkContext.getConf().get("spark.jars", ""):
-        # A session started without the jar (batch scoring in this process) cannot load
-        # the jar's functions later (ADD JAR does not reach the UDF registry): a local one
-        # is restarted with it.
-        if active.sparkContext.master.startswith("local"):
-            active.stop()
     spark = (
         SparkSession.builder.master(master or f"local[{threads}]")
         .appName("nextbest-identity")

@@ -4,6 +4,8 @@ and the ``spark_master`` setting reaches every Spark session the product starts.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -50,18 +52,26 @@ def _stop_active_session() -> None:
         active.stop()
 
 
+_CLI = """
+from pyspark.sql import SparkSession
+from typer.testing import CliRunner
+from nextbest.cli import app
+done = CliRunner().invoke(app, ["resolve", "--sources", "{sources}", "--engine", "spark"])
+print(done.output)
+assert done.exit_code == 0, done.output
+print("master=" + SparkSession.getActiveSession().sparkContext.master)
+"""
+
+
 @pytest.mark.slow
 def test_resolve_sources_on_spark_gives_the_duckdb_customers_at_the_set_master(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import yaml
-    from pyspark.sql import SparkSession
-    from typer.testing import CliRunner
 
     from batch.spark import spark_session
     from core.settings import PROJECT_ROOT, get_settings
     from demo.generate import generate
-    from nextbest.cli import app
     from nextbest.pipeline import identity_records
 
     raw = tmp_path / "exports"
@@ -75,12 +85,18 @@ def test_resolve_sources_on_spark_gives_the_duckdb_customers_at_the_set_master(
     monkeypatch.setenv("NEXTBEST_SPARK_MASTER", "local[1]")
     _stop_active_session()
     try:
-        args = ["resolve", "--sources", str(sources), "--engine", "spark"]
-        done = CliRunner().invoke(app, args)
-        assert done.exit_code == 0, done.output
+        # In a process of its own, as from a shell: a JVM another test started without
+        # Splink's jar cannot load the jar's functions later.
+        done = subprocess.run(
+            [sys.executable, "-c", _CLI.format(sources=str(sources))],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            cwd=PROJECT_ROOT,
+        )
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
         # Splink ran on a Spark session, and on the master the setting named.
-        session = SparkSession.getActiveSession()
-        assert session is not None and session.sparkContext.master == "local[1]"
+        assert done.stdout.strip().splitlines()[-1] == "master=local[1]"
         settings = get_settings(sources=sources)
         got = pd.read_parquet(settings.unified_dir / "identity.parquet")
         duck = resolve_records(identity_records(settings), ResolutionSettings(seed=7))
@@ -90,7 +106,6 @@ def test_resolve_sources_on_spark_gives_the_duckdb_customers_at_the_set_master(
         assert _partition(got) == _partition(duck.assignments)
 
         # The batch job's session takes the same setting.
-        session.stop()
         batch = spark_session(get_settings())
         assert batch.sparkContext.master == "local[1]"
     finally:
