@@ -202,6 +202,9 @@ def test_batch_offers_respect_consent_and_complaints_of_every_customer_number(
         assert not complaint, f"{channel}: upsells after a complaint {complaint[:5]}"
         offers += int((decisions["chosen_action"] != "no_action").sum())
     assert offers > 0.2 * THIRD_WORLD_PERSONS  # the check is not vacuous
+    # the remortgage review reaches mortgage holders: holding it does not suppress it
+    branch, _ = _scores(bank, "branch")
+    assert (branch["chosen_action"] == "branch_remortgage_review").sum() > 0
     # the known person withdrew e-mail marketing under their second number only
     person = _person_of_customer(bank)
     known = set(person.index[person == KNOWN_PERSON])
