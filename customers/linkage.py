@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+log = logging.getLogger(__name__)
+
 #: The columns the model compares (canonical names after normalisation).
 MODEL_COLUMNS: tuple[str, ...] = (
     "first_name",
@@ -228,7 +230,8 @@ def trained_linker(frame: pd.DataFrame, settings: ModelSettings, backend=None):
         con = duckdb.connect()
         con.execute(f"SET threads TO {settings.threads}")
         backend = DuckDBAPI(con)
-    linker = Linker(backend.register(frame), settings_creator(prior=1.0 / max(len(frame), 2)))
+    table = backend.register(frame)
+    linker = Linker(table, settings_creator(prior=1.0 / max(len(frame), 2)))
     # Splink cannot estimate the prior from rules that match nothing (small data): the
     # records then keep the prior of one match per record.
     names = np.sort(frame[["first_name", "last_name"]].fillna("").to_numpy(str), axis=1)
@@ -246,10 +249,23 @@ def trained_linker(frame: pd.DataFrame, settings: ModelSettings, backend=None):
     linker.training.estimate_u_using_random_sampling(
         max_pairs=settings.u_max_pairs, seed=settings.seed
     )
-    for rule in (block_on("date_of_birth"), block_on("postcode")):
-        linker.training.estimate_parameters_using_expectation_maximisation(
-            rule, estimate_without_term_frequencies=True, max_pairs=settings.em_max_pairs
-        )
+    for column in ("date_of_birth", "postcode"):
+        before = linker.misc.save_model_to_json()
+        try:
+            linker.training.estimate_parameters_using_expectation_maximisation(
+                block_on(column),
+                estimate_without_term_frequencies=True,
+                max_pairs=settings.em_max_pairs,
+            )
+        except ValueError as exc:
+            # On small or clean data EM can drive a level seen only among non-matches to
+            # an m probability below what float64 holds; Splink refuses to store it and
+            # leaves the session half written. The model goes on as it was before the
+            # session (the other session's estimates, or the defaults).
+            if "below the minimum allowed value" not in str(exc):
+                raise
+            log.warning("Splink EM blocked on %s left out: %s", column, exc)
+            linker = Linker(table, before)
     return linker
 
 

@@ -11,7 +11,7 @@ import shutil
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -25,9 +25,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 #: The bank's exports end here (its campaigns run from December 2024 to April 2025).
 END = datetime(2025, 6, 1, tzinfo=UTC)
-#: The midnight after the exports' latest event (card transactions booked by day, the
-#: last on 30 May).
-DATA_AS_OF = "2025-05-31T00:00:00Z"
+#: The midnight after the exports' latest time: their balances, read on 31 May.
+DATA_AS_OF = "2025-06-01T00:00:00Z"
 
 
 @dataclass
@@ -48,6 +47,10 @@ def _run(*args: str) -> Result:
 def shifted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shifted]:
     root = tmp_path_factory.mktemp("bank-2025")
     world = write_bank(root / "bank", customers=SHIFTED_BANK_CUSTOMERS, end=END)
+    # the sources file names the day its balances were read: this export's, not the default's
+    text = world.sources.read_text()
+    assert "31/10/2026" in text
+    world.sources.write_text(text.replace("31/10/2026", f"{END - timedelta(days=1):%d/%m/%Y}"))
     with pytest.MonkeyPatch.context() as env:
         env.delenv("NEXTBEST_AS_OF", raising=False)
         for name, value in {
@@ -94,7 +97,7 @@ def test_without_a_setting_every_command_takes_the_as_of_from_the_data(
 
     settings = get_settings(home=shifted.home)
     first, last = snapshot_range(settings.features_dir, load_catalog(settings.catalog).terms())
-    assert (first, last) == (pd.Timestamp("2024-11-01", tz="UTC"), pd.Timestamp(DATA_AS_OF))
+    assert (first, last) == (pd.Timestamp("2024-12-01", tz="UTC"), pd.Timestamp(DATA_AS_OF))
     summary = json.loads(next(shifted.home.parent.glob("scores/*.summary.json")).read_text())
     assert summary["as_of"] == pd.Timestamp(DATA_AS_OF).isoformat()
     assert _versions(shifted.home) == 1

@@ -297,17 +297,17 @@ def write_bank(out: Path, customers: int = 300, seed: int = 11, end: datetime = 
     )
     ex["AssignedOn"] = ex["ts"].dt.strftime("%d/%m/%Y %H:%M:%S")
     ex.drop(columns="ts").to_parquet(out / "marketing" / "exposures.parquet", index=False)
-    contacts = [(*c, OFFER_PURPOSE[c[2]]) for c in contacts] + _mailings(cust, extra)
+    contacts = [(*c, OFFER_PURPOSE[c[2]]) for c in contacts] + _mailings(cust, extra, shift)
     ct = pd.DataFrame(contacts, columns=["CustNo", "Channel", "OfferCode", "ts", "Purpose"])
     ct = ct.sort_values("ts", kind="stable")
     ct["SentAt"] = ct["ts"].dt.strftime("%d/%m/%Y %H:%M:%S")
     ct.drop(columns="ts").to_csv(out / "marketing" / "contacts.csv", index=False)
-    _branch_visits(out, phone, extra)
+    _branch_visits(out, phone, extra, end)
     shutil.copy(CONFIG_DIR / "sources.yaml", out / "sources.yaml")
     return BankWorld(data_dir=out, sources=out / "sources.yaml")
 
 
-def _mailings(cust: list[str], rng: np.random.Generator) -> list[tuple]:
+def _mailings(cust: list[str], rng: np.random.Generator, shift: timedelta) -> list[tuple]:
     """Business-as-usual mailings, no catalog action: a monthly e-mail newsletter to about
     half the customers and rate-change letters by e-mail or SMS, none in the last 30 days
     before ``AS_OF`` and none to the known customers (their decisions stay as tested)."""
@@ -315,21 +315,22 @@ def _mailings(cust: list[str], rng: np.random.Generator) -> list[tuple]:
     known = (KNOWN_CUSTOMER, NO_ADVICE_CUSTOMER)
     readers = [c for c in cust if c not in known and rng.random() < 0.5]
     for month in range(1, 10):
-        sent = pd.Timestamp(2026, month, 1, 9, tz="UTC")
+        sent = pd.Timestamp(2026, month, 1, 9, tz="UTC") + shift
         rows += [(c, "EMAIL", "NEWS", sent, "MKT") for c in readers]
     for c in cust:
         if c not in known and rng.random() < 0.2:
-            sent = pd.Timestamp(2026, 6, 15, 9, tz="UTC")
+            sent = pd.Timestamp(2026, 6, 15, 9, tz="UTC") + shift
             rows.append((c, rng.choice(["EMAIL", "SMS"]), "RATE", sent, "SVC"))
     return rows
 
 
-def _branch_visits(out: Path, phone: list[str], rng: np.random.Generator) -> None:
+def _branch_visits(out: Path, phone: list[str], rng: np.random.Generator, end: datetime) -> None:
     """Branch visits logged by the branch system with the phone the visitor gave (in the
     bank's several notations), no customer number; some phones are no customer's."""
     (out / "branch").mkdir(exist_ok=True)
     who = rng.choice(len(phone), len(phone) // 3)
-    when = _times(rng, len(who), datetime(2026, 3, 1, tzinfo=UTC), AS_OF - timedelta(days=1))
+    start = datetime(2026, 3, 1, tzinfo=UTC) + (end - AS_OF)
+    when = _times(rng, len(who), start, end - timedelta(days=1))
     given = [
         phone[i] if k % 2 else "+44" + phone[i][1:].replace(" ", "") for k, i in enumerate(who)
     ]
