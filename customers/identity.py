@@ -1046,7 +1046,6 @@ def with_stable_ids(
     (a home resolved before ids were stable keeps the ids it had).
     """
     a = result.assignments
-    # Rows are sorted by record_id, so codes follow each cluster's smallest record id.
     labels, _ = pd.factorize(a["customer_id"], sort=False)
     stable = stabilise(
         root,
