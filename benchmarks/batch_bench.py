@@ -3,14 +3,14 @@ tables to a written decisions file, on the local (DuckDB + numpy + LightGBM) and
 path, scored with the real champion model.
 
 The model is the champion of an MLflow registry (``nextbest train``'s S- or T-learner and
-value model, LightGBM), loaded by alias through ``decisions.runtime.load_runtime`` exactly as
-``nextbest score`` loads it; the registry is that of a trained world (``--model-home``,
+value model, LightGBM), loaded by alias through ``nextbest.decisions.runtime.load_runtime`` exactly
+as ``nextbest score`` loads it; the registry is that of a trained world (``--model-home``,
 built and trained with the normal steps by ``benchmarks.world.ensure_world`` when none of
-that size is there). Scoring goes through ``batch.run.score_customers``, so through the
+that size is there). Scoring goes through ``nextbest.batch.run.score_customers``, so through the
 engine and the stacked scorer the product uses.
 
 Input, by default: feature tables synthesised directly (random but valid values per
-``customers.feature_schema``, ``--snapshots`` monthly rows per customer and view), because
+``nextbest.customers.feature_schema``, ``--snapshots`` monthly rows per customer and view), because
 generating, resolving and building the features of 1,000,000 persons takes far longer
 than the scoring measured here. ``--features-world`` points the bench at the real offline
 tables of an existing world instead (a world home, its ``features`` directory, or a
@@ -47,8 +47,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from customers.feature_schema import CatalogTerms, view_specs  # noqa: E402
-from decisions.catalog import load_catalog  # noqa: E402
+from nextbest.customers.feature_schema import CatalogTerms, view_specs  # noqa: E402
+from nextbest.decisions.catalog import load_catalog  # noqa: E402
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 CATALOG = ROOT / "benchmarks" / "config" / "catalog_20_email.yaml"
@@ -263,7 +263,7 @@ def _copy_stock(src_world: Path, home: Path) -> bool:
 
 def model_description(runtime: Any, tracking_uri: str) -> dict[str, Any]:
     """What scored: registry, version, learner and the LightGBM boosters' sizes."""
-    from models.scoring import StackedScorer
+    from nextbest.models.scoring import StackedScorer
 
     model = runtime.model
     response, value = model.response, model.value
@@ -323,8 +323,8 @@ def run(
     whoever has features there).
     """
     from benchmarks.world import ensure_world
-    from core.settings import get_settings
-    from decisions.runtime import load_runtime
+    from nextbest.core.settings import get_settings
+    from nextbest.decisions.runtime import load_runtime
 
     t_model = time.perf_counter()
     model_settings = ensure_world(Path(model_home), model_customers)
@@ -351,7 +351,7 @@ def run(
         stock_from = Path(model_home)
         input_desc = {
             "kind": "synthesised directly (random, schema-valid values per "
-            "customers.feature_schema), not from generate/resolve",
+            "nextbest.customers.feature_schema), not from generate/resolve",
             "snapshots_per_view": snapshots,
             "feature_rows_per_view": customers * snapshots,
         }
@@ -402,7 +402,7 @@ def run(
 
 def _run_local(settings: Any, runtime: Any, out: Path, model_threads: int) -> dict:
     """Score on the local path and return its figures."""
-    from batch.run import score_customers
+    from nextbest.batch.run import score_customers
 
     load_before = load_average()
     cpu0 = _tree_cpu_s()
@@ -468,9 +468,9 @@ def same_decisions(local_out: Path, spark_out: Path) -> dict[str, Any]:
 
 def _run_spark(settings: Any, runtime: Any, local_out: Path) -> dict:
     """Score on the Spark path (local[2]) and compare with the local file."""
-    from batch.io import count_output
-    from batch.run import score_customers
-    from batch.spark import spark_session
+    from nextbest.batch.io import count_output
+    from nextbest.batch.run import score_customers
+    from nextbest.batch.spark import spark_session
 
     spark_out = settings.root / "spark_out"
     t_start = time.perf_counter()

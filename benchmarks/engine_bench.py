@@ -1,4 +1,5 @@
-"""Benchmark: ``decisions.engine.decide`` for n customers x 20 catalog actions on one channel.
+"""Benchmark: ``nextbest.decisions.engine.decide`` for n customers x 20 catalog actions on one
+channel.
 
 Usage: ``python benchmarks/engine_bench.py [--large] [--repeat R]``.
 The catalog is the default one plus 12 variants on email that share the 8 model arms
@@ -19,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from decisions.catalog import Catalog, load_catalog
-from decisions.engine import DecisionContext, decide
-from decisions.policy import load_policy
-from decisions.rules import compile_plan
+from nextbest.decisions.catalog import Catalog, load_catalog
+from nextbest.decisions.engine import DecisionContext, decide
+from nextbest.decisions.policy import load_policy
+from nextbest.decisions.rules import compile_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "engine.json"
@@ -68,7 +69,7 @@ def twenty_action_catalog(base: Catalog) -> Catalog:
 def feature_names(catalog: Catalog, base: Catalog) -> list[str]:
     """Feature columns from the project's feature schema (the default catalog's), plus a
     cooldown column per added action."""
-    from customers.feature_schema import all_feature_names
+    from nextbest.customers.feature_schema import all_feature_names
 
     names = all_feature_names(base.terms())
     return names + [
@@ -114,7 +115,7 @@ def time_calls(fn, repeat: int) -> dict[str, float]:
 
 def run(large: bool = False, repeat: int = 2000) -> dict:
     """Run the benchmark and return the figures."""
-    from customers.feature_schema import model_feature_names
+    from nextbest.customers.feature_schema import model_feature_names
 
     base = load_catalog(ROOT / "config" / "catalog.yaml")
     catalog = twenty_action_catalog(base)

@@ -1,4 +1,4 @@
-"""Wall time of ``customers.features.build_feature_tables`` alone (no Feast apply).
+"""Wall time of ``nextbest.customers.features.build_feature_tables`` alone (no Feast apply).
 
 Run: ``.venv/bin/python benchmarks/features_bench.py --customers 100000 [--home DIR]``.
 Generates and resolves a world under ``--home`` unless its sources are already there,
@@ -20,12 +20,12 @@ from benchmarks.world import world_settings
 
 def run(home: Path, customers: int, seed: int = 42) -> dict[str, Any]:
     """Time ``load_coded_sources`` and ``build_feature_tables`` on a world of ``customers``."""
-    from customers.as_of import resolve_as_of
-    from customers.feature_sources import load_coded_sources
-    from customers.features import build_feature_tables
-    from customers.identity import resolve_generated
-    from decisions.catalog import load_catalog
-    from demo.generate import generate
+    from nextbest.customers.as_of import resolve_as_of
+    from nextbest.customers.feature_sources import load_coded_sources
+    from nextbest.customers.features import build_feature_tables
+    from nextbest.customers.identity import resolve_generated
+    from nextbest.decisions.catalog import load_catalog
+    from nextbest.demo.generate import generate
 
     settings = world_settings(home, customers, seed)
     if not (settings.unified_dir / "identity.parquet").exists():

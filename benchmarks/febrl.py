@@ -95,7 +95,7 @@ def splink_reference(records: pd.DataFrame, truth: pd.DataFrame) -> dict[str, fl
     import splink.comparison_library as cl
     from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
-    from customers.identity import normalise_records, validate_records
+    from nextbest.customers.identity import normalise_records, validate_records
 
     t0 = time.perf_counter()
     norm = normalise_records(validate_records(records))
@@ -160,7 +160,7 @@ def splink_reference(records: pd.DataFrame, truth: pd.DataFrame) -> dict[str, fl
 
 def ours(records: pd.DataFrame, truth: pd.DataFrame, settings=None) -> dict[str, float]:
     """``resolve_records`` on the canonical FEBRL records: pairwise quality and time."""
-    from customers.identity import resolve_records
+    from nextbest.customers.identity import resolve_records
 
     t0 = time.perf_counter()
     result = resolve_records(records, settings)
@@ -189,7 +189,7 @@ def missed_breakdown(records: pd.DataFrame, truth: pd.DataFrame, result) -> dict
     different normalised values (``differ``) and those one lacks (``missing``), on the
     pair that was refused or scored highest, else on the first pair.
     """
-    from customers.identity import normalise_records, validate_records
+    from nextbest.customers.identity import normalise_records, validate_records
 
     norm = normalise_records(validate_records(records)).set_index("record_id")
     m = result.assignments.merge(truth, on="record_id")

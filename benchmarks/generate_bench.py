@@ -23,7 +23,7 @@ import pandas as pd
 import psutil
 import pyarrow as pa
 
-from demo.generate import generate
+from nextbest.demo.generate import generate
 
 RESULTS = Path(__file__).resolve().parent / "results" / "generate.json"
 

@@ -21,7 +21,7 @@ from benchmarks.common import print_table, write_result
 
 def candidates(n_jobs: int = 1) -> dict[str, Any]:
     """The benchmark's winner and the alternatives tried against it (all on visit)."""
-    from models.learners import DRLearner, EnsembleLearner, SLearner
+    from nextbest.models.learners import DRLearner, EnsembleLearner, SLearner
     from training.hillstrom import ARMS, CONTROL, DESIGN_PROPENSITY
 
     common: dict[str, Any] = {"control": CONTROL, "random_state": 0, "n_jobs": n_jobs}

@@ -30,15 +30,15 @@ import pandas as pd
 
 from benchmarks import febrl
 from benchmarks.common import RESULTS, write_result
-from customers.identity import (
+from nextbest.customers.identity import (
     ResolutionSettings,
     normalise_records,
     resolve_records,
     validate_records,
 )
-from customers.quality import identity_quality, missed_pairs
-from customers.sources import load_canonical_records
-from demo.generate import generate
+from nextbest.customers.quality import identity_quality, missed_pairs
+from nextbest.customers.sources import load_canonical_records
+from nextbest.demo.generate import generate
 
 
 def run_febrl() -> dict[str, dict]:

@@ -35,7 +35,7 @@ import pandas as pd
 
 from benchmarks import febrl
 from benchmarks.common import write_result
-from customers.identity import ResolutionSettings, resolve_records
+from nextbest.customers.identity import ResolutionSettings, resolve_records
 
 #: tests/params.py: SMALL_CUSTOMERS with SEED and SECOND_SEED, DEMO_CUSTOMERS with DEFAULT_SEED.
 WORLDS: tuple[tuple[int, int], ...] = ((2_000, 7), (2_000, 1234), (20_000, 42))
@@ -45,8 +45,8 @@ KEEP_PHONE, KEEP_ADDRESS = 0.8, 0.6
 
 
 def _world(persons: int, seed: int, work: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from customers.sources import load_canonical_records
-    from demo.generate import generate
+    from nextbest.customers.sources import load_canonical_records
+    from nextbest.demo.generate import generate
 
     raw = work / f"generated_{persons}_{seed}"
     generate(persons, seed, raw)

@@ -23,7 +23,7 @@ import pandas as pd
 
 from benchmarks import febrl
 from benchmarks.common import write_result
-from customers.identity import ResolutionSettings, resolve_records
+from nextbest.customers.identity import ResolutionSettings, resolve_records
 
 PRECISION_FLOOR = 0.995
 PERSONS = 2_000
@@ -34,8 +34,8 @@ HELD_OUT = (("febrl2", None), ("generated", 1234))
 def _labelled(name: str, seed: int | None, work: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     if name.startswith("febrl"):
         return febrl.load(name)
-    from customers.sources import load_canonical_records
-    from demo.generate import generate
+    from nextbest.customers.sources import load_canonical_records
+    from nextbest.demo.generate import generate
 
     raw = work / f"generated_{seed}"
     generate(PERSONS, int(seed), raw)

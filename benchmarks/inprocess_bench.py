@@ -73,11 +73,11 @@ def run(
     # The 20-action catalog is passed to the decider only: setting it in the environment
     # would leak into everything else this process runs (the smoke test runs in pytest).
     settings = ensure_world(home, customers)
-    from core.settings import get_settings
-    from customers.feast_store import lookup_customer, online_features
-    from customers.normalise import identifier_key
-    from decisions.engine import DecisionContext, decide
-    from decisions.group_commit import GroupCommitLog
+    from nextbest.core.settings import get_settings
+    from nextbest.customers.feast_store import lookup_customer, online_features
+    from nextbest.customers.normalise import identifier_key
+    from nextbest.decisions.engine import DecisionContext, decide
+    from nextbest.decisions.group_commit import GroupCommitLog
     from serving.decider import OnlineDecider
     from serving.requests import CustomerRef
 

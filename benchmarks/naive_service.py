@@ -23,7 +23,7 @@ import bentoml
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from core.settings import get_settings
+from nextbest.core.settings import get_settings
 
 
 class Customer(BaseModel):
@@ -54,9 +54,9 @@ class NaiveNextBest:
     def __init__(self) -> None:
         import mlflow
 
-        from customers.feast_store import feature_store
-        from decisions.runtime import load_catalog_and_policy, load_stock
-        from models.registry import configure_mlflow
+        from nextbest.customers.feast_store import feature_store
+        from nextbest.decisions.runtime import load_catalog_and_policy, load_stock
+        from nextbest.models.registry import configure_mlflow
 
         self.settings = get_settings()
         self.store = feature_store(self.settings)
@@ -69,7 +69,7 @@ class NaiveNextBest:
         self.log_dir.mkdir(parents=True, exist_ok=True)
 
     def _features(self, customer: Customer) -> tuple[str | None, pd.DataFrame]:
-        from customers.normalise import identifier_key
+        from nextbest.customers.normalise import identifier_key
 
         key = identifier_key(customer.id_type, customer.id, self.settings.identifier_salt)
         got = self.store.get_online_features(

@@ -36,11 +36,11 @@ def _run_step(step: str, home: Path, customers: int, seed: int) -> dict[str, flo
 
     settings = world_settings(home, customers, seed)
     if step == "generate":
-        from demo.generate import generate
+        from nextbest.demo.generate import generate
 
         generate(customers, seed, settings.raw_dir, as_of=settings.as_of)
     elif step == "resolve":
-        from customers.identity import resolve_generated
+        from nextbest.customers.identity import resolve_generated
 
         resolve_generated(settings.raw_dir, settings.unified_dir)
     elif step == "features":

@@ -309,8 +309,8 @@ def _metrics(
     arms: Sequence[str],
     control: str,
 ) -> dict[str, float]:
-    from models.evaluation import qini_auc_score, uplift_at_k, uplift_policy
-    from models.ope import IPS
+    from nextbest.models.evaluation import qini_auc_score, uplift_at_k, uplift_policy
+    from nextbest.models.ope import IPS
 
     out: dict[str, float] = {}
     for j, arm in enumerate(arms):
@@ -327,7 +327,7 @@ def _metrics(
 def _single_arms(
     y: np.ndarray, t: np.ndarray, p: np.ndarray, labels: Sequence[str]
 ) -> dict[str, float]:
-    from models.ope import IPS
+    from nextbest.models.ope import IPS
 
     return {a: IPS().evaluate(np.full(len(t), a, dtype=object), t, y, p).value for a in labels}
 
@@ -483,8 +483,8 @@ def candidate_values(ds: Dataset, seed: int) -> dict[str, float]:
     test IPS value of its policy (what always using that one learner would have given)."""
     from sklearn.base import clone
 
-    from models.evaluation import uplift_policy
-    from models.ope import IPS
+    from nextbest.models.evaluation import uplift_policy
+    from nextbest.models.ope import IPS
     from training.selection import meta_learner_candidates
 
     candidates = meta_learner_candidates(
@@ -625,8 +625,8 @@ def _shrinkage_check(
     """What the selection's own policy choice cost or gained: the unshrunk base learner's
     policy against the best single arm, cross-fitted on the training rows (as the rule saw
     it) and on the test rows (point figure; not a method, not part of the targets)."""
-    from models.evaluation import uplift_policy
-    from models.ope import IPS
+    from nextbest.models.evaluation import uplift_policy
+    from nextbest.models.ope import IPS
 
     table = {r["learner"]: r for r in info["selection_table"]}
     base = str(info["selected"]).split("@", 1)[0]

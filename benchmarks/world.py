@@ -17,7 +17,7 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 
 def world_settings(home: Path, customers: int, seed: int = 42) -> Any:
     """Settings of a world under ``home`` (the learners the tests use: fast to train)."""
-    from core.settings import get_settings
+    from nextbest.core.settings import get_settings
 
     return get_settings(
         home=home, customers=customers, seed=seed, learners=["t_learner", "s_learner"]
@@ -26,8 +26,8 @@ def world_settings(home: Path, customers: int, seed: int = 42) -> Any:
 
 def ensure_world(home: Path, customers: int, seed: int = 42) -> Any:
     """Build the world under ``home`` unless one of this size and seed is already there."""
-    from customers.identity import resolve_generated
-    from demo.generate import generate
+    from nextbest.customers.identity import resolve_generated
+    from nextbest.demo.generate import generate
     from nextbest.pipeline import build_features
     from training.train import train
 
@@ -52,7 +52,7 @@ def sample_requests(settings: Any, n: int, seed: int = 7) -> list[dict[str, Any]
     import numpy as np
     import pandas as pd
 
-    from customers.sources import load_canonical_records
+    from nextbest.customers.sources import load_canonical_records
 
     ids = pd.read_parquet(settings.unified_dir / "identity.parquet")
     recs = load_canonical_records(settings.raw_dir)

@@ -1,13 +1,14 @@
 """The configuration reference, written from the schemas in code.
 
 Every configuration file nextbest reads is a pydantic model: the catalog
-(:class:`decisions.catalog.Catalog`), the policy (:class:`decisions.policy.Policy`) and
-the sources file (:class:`customers.source_files.SourcesFile`). This script turns each
-model into a JSON Schema (``docs/reference/schema/<file>.schema.json``, for editors that
-validate YAML) and a page listing every field with its type, default, meaning and an
-example (``docs/reference/<file>.md``). Nothing is written by hand: a field's meaning is
-its ``description``, its example its ``examples`` or else the first value the shipped
-files give it (``config/``, ``demo/sources.yaml``, ``tests/worlds/bank/``).
+(:class:`nextbest.decisions.catalog.Catalog`), the policy
+(:class:`nextbest.decisions.policy.Policy`) and the sources file
+(:class:`nextbest.customers.source_files.SourcesFile`). This script turns each model into a JSON
+Schema (``docs/reference/schema/<file>.schema.json``, for editors that validate YAML) and a page
+listing every field with its type, default, meaning and an example (``docs/reference/<file>.md``).
+Nothing is written by hand: a field's meaning is its ``description``, its example its ``examples``
+or else the first value the shipped files give it (``config/``, ``nextbest/demo/sources.yaml``,
+``tests/worlds/bank/``).
 
     python -m devtools.config_reference            # write docs/reference/
     python -m devtools.config_reference --check    # exit 1 naming the files not current
@@ -55,7 +56,7 @@ FILES: tuple[ConfigFile, ...] = (
     ConfigFile(
         "catalog",
         "Action catalog",
-        "decisions.catalog:Catalog",
+        "nextbest.decisions.catalog:Catalog",
         "Every action the decision engine may choose, and the channels, purposes, "
         "categories and products they are declared against. Set with `NEXTBEST_CATALOG` "
         "(default `config/catalog.yaml`). Feature columns, contract values and the "
@@ -65,7 +66,7 @@ FILES: tuple[ConfigFile, ...] = (
     ConfigFile(
         "policy",
         "Contact policy",
-        "decisions.policy:Policy",
+        "nextbest.decisions.policy:Policy",
         "Consent, contact caps, case pauses, complaint blocks, suppression, holdout, "
         "exploration, the modelling consent and the request context the service accepts. "
         "Set with `NEXTBEST_POLICY` (default `config/policy.yaml`). Every channel, purpose "
@@ -75,12 +76,12 @@ FILES: tuple[ConfigFile, ...] = (
     ConfigFile(
         "sources",
         "Sources file",
-        "customers.sources_schema:SourcesFile",
+        "nextbest.customers.sources_schema:SourcesFile",
         "Where a team's exports are and how their columns map onto the source contract "
         "(`--sources` or `NEXTBEST_SOURCES`; docs/bring-your-own-data.md walks through "
         "one, and [its source contract](../bring-your-own-data.md#the-source-contract) "
         "lists every table and column). Paths are relative to the sources file.",
-        ("demo/sources.yaml", "tests/worlds/bank/sources.yaml"),
+        ("nextbest/demo/sources.yaml", "tests/worlds/bank/sources.yaml"),
     ),
 )
 
@@ -113,7 +114,7 @@ def _close_pattern_maps(node: Any) -> None:
 def _sources_tables(schema: dict[str, Any]) -> None:
     """Name the contract's tables and, per table, its columns (the model checks both in a
     validator, which JSON Schema cannot see); left as it is if the shape differs."""
-    from customers.contract import TABLES
+    from nextbest.customers.contract import TABLES
 
     tables = schema.get("properties", {}).get("tables", {})
     entry = tables.get("additionalProperties")

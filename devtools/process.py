@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.api_keys import create_key, load_keys, revoke_key, write_secret
-from core.settings import PROJECT_ROOT, get_settings
-from core.vocabulary import API_SCOPES
+from nextbest.core.api_keys import create_key, load_keys, revoke_key, write_secret
+from nextbest.core.settings import PROJECT_ROOT, get_settings
+from nextbest.core.vocabulary import API_SCOPES
 
 #: Name of the key with every scope that :func:`start_server` provisions.
 TEST_KEY_NAME = "tests"

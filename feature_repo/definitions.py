@@ -1,14 +1,14 @@
 """Feast definitions for the plain ``feast`` CLI run in this folder.
 
-The objects are built by :func:`customers.feast_definitions.build_definitions` from the
+The objects are built by :func:`nextbest.customers.feast_definitions.build_definitions` from the
 settings (``Settings()``: ``NEXTBEST_*`` variables and ``.env``, default home ``var/``) and
 the action catalog's products, categories and actions; ``nextbest features apply`` builds
 the same objects from its own settings without importing this file.
 """
 
-from core.settings import PROJECT_ROOT, Settings
-from customers.feast_definitions import build_definitions
-from decisions.catalog import load_catalog
+from nextbest.core.settings import PROJECT_ROOT, Settings
+from nextbest.customers.feast_definitions import build_definitions
+from nextbest.decisions.catalog import load_catalog
 
 _settings = Settings()
 if not _settings.home.is_absolute():

@@ -1,6 +1,6 @@
 """Authentication, scopes and per-key rate limits of the decision service (ASGI middleware).
 
-Every route but the health checks needs an API key (:mod:`core.api_keys`), sent as
+Every route but the health checks needs an API key (:mod:`nextbest.core.api_keys`), sent as
 ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``, holding the scope the route needs
 (:func:`required_scope`, the one route table). A missing or unknown key is a 401 with
 ``WWW-Authenticate: Bearer``, a key without the scope a 403 naming it, a key over its rate
@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from core.api_keys import ApiKeyRecord, KeyRing
+from nextbest.core.api_keys import ApiKeyRecord, KeyRing
 
 log = logging.getLogger(__name__)
 

@@ -18,17 +18,17 @@ from typing import Any
 import numpy as np
 import orjson
 
-from core.errors import DependencyUnavailable
-from core.settings import Settings
-from customers.fast_features import FastOnlineFeatures
-from decisions.engine import DecisionContext, decide
-from decisions.group_commit import GroupCommitLog
-from decisions.identity_links import IdentityLinks, resolve_key
-from decisions.ledger import Ledger, LedgerEvent
-from decisions.ledger_state import apply_ledger
-from decisions.runtime import Runtime, load_runtime
-from decisions.stock import LiveStock, StockContextError, context_stock, with_context
-from models.scoring import StackedScorer
+from nextbest.core.errors import DependencyUnavailable
+from nextbest.core.settings import Settings
+from nextbest.customers.fast_features import FastOnlineFeatures
+from nextbest.decisions.engine import DecisionContext, decide
+from nextbest.decisions.group_commit import GroupCommitLog
+from nextbest.decisions.identity_links import IdentityLinks, resolve_key
+from nextbest.decisions.ledger import Ledger, LedgerEvent
+from nextbest.decisions.ledger_state import apply_ledger
+from nextbest.decisions.runtime import Runtime, load_runtime
+from nextbest.decisions.stock import LiveStock, StockContextError, context_stock, with_context
+from nextbest.models.scoring import StackedScorer
 from serving.events import EventHandler, event_vocabulary
 from serving.health import Readiness, store_errors
 from serving.requests import ID_TYPES, CustomerRef, DecideRequest, RequestError, request_time
@@ -47,7 +47,11 @@ class OnlineDecider:
         store: Any | None = None,
         fast_features: bool | None = None,
     ) -> None:
-        from customers.feast_store import FEATURE_SERVICE, bound_redis_retries, feature_store
+        from nextbest.customers.feast_store import (
+            FEATURE_SERVICE,
+            bound_redis_retries,
+            feature_store,
+        )
 
         self.settings = settings
         #: What a store call raises when its store is down (answered 503, never 500).
@@ -57,7 +61,7 @@ class OnlineDecider:
         try:
             self.feature_service = self.store.get_feature_service(FEATURE_SERVICE)
         except Exception as exc:  # Feast raises its own not-found types
-            from decisions.runtime import StartupError
+            from nextbest.decisions.runtime import StartupError
 
             raise StartupError(
                 f"Feast feature service {FEATURE_SERVICE!r} not found in the registry under "
@@ -161,7 +165,7 @@ class OnlineDecider:
             raise down(exc) from exc
 
     def _check_features(self) -> None:
-        from customers.feast_store import lookup_customer
+        from nextbest.customers.feast_store import lookup_customer
 
         if self.fast is not None:
             self._guarded(self.fast.check, self.features_down)
@@ -183,8 +187,8 @@ class OnlineDecider:
     def resolve(self, ref: CustomerRef) -> str | None:
         """The unified customer id of an identifier, or None when nobody has it: the
         identity lookup first, then the identify links
-        (:func:`decisions.identity_links.resolve_key`)."""
-        from customers.normalise import identifier_key
+        (:func:`nextbest.decisions.identity_links.resolve_key`)."""
+        from nextbest.customers.normalise import identifier_key
 
         if ref.id_type not in ID_TYPES:
             raise RequestError(
@@ -205,7 +209,7 @@ class OnlineDecider:
     def lookup_key(self, key: str) -> str | None:
         """The customer the identity lookup (the last features build) gives an identifier
         key, through the id map, or None."""
-        from customers.feast_store import lookup_customer
+        from nextbest.customers.feast_store import lookup_customer
 
         try:
             fast = self.fast
@@ -230,7 +234,7 @@ class OnlineDecider:
         """Online features in the plan's column order (NaN rows for unknown customers), with
         the state of the customers' ledger events at ``now`` applied (read here unless
         ``events`` is given)."""
-        from customers.feast_store import online_features
+        from nextbest.customers.feast_store import online_features
 
         X = np.full((len(customer_ids), len(self.names)), np.nan)
         known = [i for i, c in enumerate(customer_ids) if c]
@@ -390,7 +394,7 @@ class OnlineDecider:
     def consent_history(self, customer: CustomerRef) -> dict[str, Any]:
         """A customer's consent changes in the ledger, in event time, with source and actor,
         and the identifiers attached to it through identify events (masked)."""
-        from decisions.ledger import consent_history
+        from nextbest.decisions.ledger import consent_history
 
         cid = self.resolve(customer)
         if cid is None:

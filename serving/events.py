@@ -1,14 +1,14 @@
 """Customer events for the online service: checked, resolved and appended to the ledger.
 
-``/events`` writes nothing but the event ledger (:mod:`decisions.ledger`): the event is
+``/events`` writes nothing but the event ledger (:mod:`nextbest.decisions.ledger`): the event is
 validated completely, its customer resolved, and it is appended durably, once per
 ``event_id``, before the answer. Decisions read the ledger's state for their customers at
-decision time (:func:`decisions.ledger_state.apply_overrides`), so nothing is
+decision time (:func:`nextbest.decisions.ledger_state.apply_overrides`), so nothing is
 read-modified-written: concurrent events for one customer, from any worker, all count, and
 a refused event changes nothing.
 
 An ``identify`` event attaches an identifier to the customer
-(:mod:`decisions.identity_links`): its value is hashed before validation, the identity
+(:mod:`nextbest.decisions.identity_links`): its value is hashed before validation, the identity
 lookup is asked who has it already, and the event and its outcome (linked, known, or
 review when another customer has it) are stored in one transaction.
 """
@@ -19,10 +19,10 @@ from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
-from core.vocabulary import PRODUCT_EVENT_TYPES
-from decisions.catalog import Catalog
-from decisions.identity_links import IdentityLinks, identify_payload
-from decisions.ledger import (
+from nextbest.core.vocabulary import PRODUCT_EVENT_TYPES
+from nextbest.decisions.catalog import Catalog
+from nextbest.decisions.identity_links import IdentityLinks, identify_payload
+from nextbest.decisions.ledger import (
     EVENT_TYPES,
     IDENTIFY_EVENT,
     NO_CUSTOMER,

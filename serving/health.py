@@ -2,7 +2,7 @@
 time-bounded readiness of the service's dependencies (``/readyz``).
 
 A dependency that cannot be read or written is answered 503 with the reason
-``<dependency>_unavailable`` (:class:`core.errors.DependencyUnavailable`), never a 500 and
+``<dependency>_unavailable`` (:class:`nextbest.core.errors.DependencyUnavailable`), never a 500 and
 never a decision taken without its data; docs/operations.md, "Failure modes".
 """
 
@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from core.errors import DependencyUnavailable
+from nextbest.core.errors import DependencyUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from core.vocabulary import EVENT_TYPES, ID_TYPES
+from nextbest.core.vocabulary import EVENT_TYPES, ID_TYPES
 
 __all__ = ["EVENT_TYPES", "ID_TYPES", "CustomerRef", "DecideRequest", "RequestError"]
 

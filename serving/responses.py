@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from core.vocabulary import NO_ACTION
+from nextbest.core.vocabulary import NO_ACTION
 
 
 def response_from_record(record: Mapping[str, Any]) -> dict[str, Any]:

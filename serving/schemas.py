@@ -14,9 +14,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
-from core.vocabulary import ID_TYPES
-from decisions.identity_links import MAX_VALUE_LENGTH
-from decisions.ledger import (
+from nextbest.core.vocabulary import ID_TYPES
+from nextbest.decisions.identity_links import MAX_VALUE_LENGTH
+from nextbest.decisions.ledger import (
     EPOCH_BOUND,
     LINKABLE_ID_TYPES,
     MAX_AMOUNT,

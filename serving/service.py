@@ -49,15 +49,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from core.api_keys import KeyRing
-from core.errors import DependencyUnavailable, InputError
-from core.settings import Settings, get_settings
-from core.vocabulary import EVENT_TYPES
-from customers.feature_schema import CatalogTerms
-from decisions.catalog import Catalog
-from decisions.context_schema import context_dict, context_model
-from decisions.ledger import TOKEN_PATTERN
-from decisions.policy import Policy
+from nextbest.core.api_keys import KeyRing
+from nextbest.core.errors import DependencyUnavailable, InputError
+from nextbest.core.settings import Settings, get_settings
+from nextbest.core.vocabulary import EVENT_TYPES
+from nextbest.customers.feature_schema import CatalogTerms
+from nextbest.decisions.catalog import Catalog
+from nextbest.decisions.context_schema import context_dict, context_model
+from nextbest.decisions.ledger import TOKEN_PATTERN
+from nextbest.decisions.policy import Policy
 from serving.auth import AuthMiddleware, caller, required_scope
 from serving.batching import MicroBatcher
 from serving.decider import OnlineDecider
@@ -107,7 +107,7 @@ def refused(route: str, status: int, fields: str) -> None:
 
 
 #: Our loggers whose INFO lines the server log shows (none of them logs a request value).
-_SERVICE_LOGGERS = ("serving", "decisions")
+_SERVICE_LOGGERS = ("serving", "nextbest.decisions")
 
 
 def _field_of(exc: Exception) -> str:
@@ -359,8 +359,8 @@ class NextBestService:
         """Erase a person from every store of the home and keep them out of later builds
         (docs/privacy.md); 404 when nobody has the identifier, 400 for a bad one or a bad
         reason, nothing changed either way. The answer holds counts and hashes only."""
-        from customers.erasure import UnknownPersonError
-        from decisions.privacy import forget
+        from nextbest.customers.erasure import UnknownPersonError
+        from nextbest.decisions.privacy import forget
 
         try:
             report = forget(
@@ -469,8 +469,8 @@ def catalog_and_policy(settings: Settings) -> tuple[Catalog, Policy]:
     """The settings' catalog and their policy checked against it; a file that cannot be
     read, or a policy naming what the catalog lacks, stops the service before it starts
     with the loader's message."""
-    from decisions.catalog import ConfigError
-    from decisions.runtime import StartupError, load_catalog_and_policy
+    from nextbest.decisions.catalog import ConfigError
+    from nextbest.decisions.runtime import StartupError, load_catalog_and_policy
 
     try:
         return load_catalog_and_policy(settings)

@@ -17,7 +17,7 @@ from devtools.process import Server, start_server, stop_server
 from tests.params import SEED, SMALL_CUSTOMERS
 
 if TYPE_CHECKING:
-    from customers.feature_schema import CatalogTerms
+    from nextbest.customers.feature_schema import CatalogTerms
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @cache
 def demo_terms() -> CatalogTerms:
     """The default catalog's products, categories and actions: the demo world's columns."""
-    from decisions.catalog import load_catalog
+    from nextbest.decisions.catalog import load_catalog
 
     return load_catalog(ROOT / "config" / "catalog.yaml").terms()
 
@@ -44,10 +44,10 @@ class World:
 
 def build_world(home: Path, customers: int = SMALL_CUSTOMERS, seed: int = SEED) -> World:
     """Generate, resolve, build features and train a champion under ``home``."""
-    from core.settings import get_settings
-    from customers.as_of import resolve_as_of
-    from customers.identity import resolve_generated
-    from demo.generate import generate
+    from nextbest.core.settings import get_settings
+    from nextbest.customers.as_of import resolve_as_of
+    from nextbest.customers.identity import resolve_generated
+    from nextbest.demo.generate import generate
     from nextbest.pipeline import build_features
     from training.train import train
 

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.errors import InputError
-from core.settings import Settings
-from core.vocabulary import NO_ACTION as CONTROL
-from customers.feature_schema import LINEAGE_SUFFIX, WINDOWS, windowed_features
+from nextbest.core.errors import InputError
+from nextbest.core.settings import Settings
+from nextbest.core.vocabulary import NO_ACTION as CONTROL
+from nextbest.customers.feature_schema import LINEAGE_SUFFIX, WINDOWS, windowed_features
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,8 @@ class TrainingSet:
     @property
     def sample_weight(self) -> np.ndarray:
         """Fitting weight per row: the inverse of its own assignment probability (mean 1),
-        see :func:`models.learners.inverse_propensity_weights`."""
-        from models.learners import inverse_propensity_weights
+        see :func:`nextbest.models.learners.inverse_propensity_weights`."""
+        from nextbest.models.learners import inverse_propensity_weights
 
         return inverse_propensity_weights(self.propensity)
 
@@ -130,11 +130,11 @@ def contract_exposures(
 
     Each exposure keeps its own assignment probability (campaigns differ). An exposure
     names its customer by identity record or by identifier (``id_type``, ``id_value``),
-    resolved as the feature build resolves them (:mod:`customers.row_customers`; that
+    resolved as the feature build resolves them (:mod:`nextbest.customers.row_customers`; that
     needs the staged identity ``records`` and the identifier ``salt``); exposures that
     name no customer are dropped (and counted).
     """
-    from customers.row_customers import customer_index, report_left_out
+    from nextbest.customers.row_customers import customer_index, report_left_out
 
     by_identifier = "id_value" in exposures and exposures["id_value"].notna().any()
     if records is None and by_identifier:
@@ -194,7 +194,8 @@ def _day(t: pd.Timestamp) -> str:
 
 def _months_to_cover(first_exposure: pd.Timestamp, as_of: pd.Timestamp) -> int:
     """The ``snapshot_months`` whose first snapshot is at or before ``first_exposure``
-    (:func:`customers.features.snapshot_times`: the first of each month before ``as_of``)."""
+    (:func:`nextbest.customers.features.snapshot_times`: the first of each month before
+    ``as_of``)."""
     return (as_of.year - first_exposure.year) * 12 + as_of.month - first_exposure.month + 1
 
 

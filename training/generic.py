@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, clone
 
-from core.errors import InputError, MissingInputError
-from models.learners import EnsembleLearner
+from nextbest.core.errors import InputError, MissingInputError
+from nextbest.models.learners import EnsembleLearner
 from training.selection import N_FOLDS, meta_learner_candidates, select_uplift_learner
 
 __all__ = ["FitSummary", "fit_uplift", "predict_uplift", "read_table"]

@@ -26,14 +26,14 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.model_selection import train_test_split
 
-from core.settings import PROJECT_ROOT
-from models.evaluation import (
+from nextbest.core.settings import PROJECT_ROOT
+from nextbest.models.evaluation import (
     qini_auc_score,
     uplift_at_k,
     uplift_auc_score,
     uplift_policy,
 )
-from models.learners import (
+from nextbest.models.learners import (
     DRLearner,
     EnsembleLearner,
     ShrunkUpliftLearner,
@@ -41,7 +41,7 @@ from models.learners import (
     TLearner,
     XLearner,
 )
-from models.ope import DR, IPS
+from nextbest.models.ope import DR, IPS
 from training.selection import SELECTION_RULE, select_uplift_learner
 
 __all__ = [

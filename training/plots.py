@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from models.evaluation import calibration_table, qini_curve, uplift_curve
+from nextbest.models.evaluation import calibration_table, qini_curve, uplift_curve
 
 __all__ = ["calibration_figure", "importance_figure", "uplift_curves_figure"]
 

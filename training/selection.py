@@ -7,7 +7,7 @@ it did not see, so each training row gets one out-of-fold prediction. From these
   mean over arms and the bootstrap standard error of that mean (rows resampled, the same
   draws for every candidate);
 * the **policy** of each candidate and shrinkage strength (see
-  :class:`models.learners.ShrunkUpliftLearner`): "arm with the highest predicted uplift if
+  :class:`nextbest.models.learners.ShrunkUpliftLearner`): "arm with the highest predicted uplift if
   above 0, else control", scored by its IPS value with the logged propensities.
 
 The rule (:data:`SELECTION_RULE`, applied by :func:`apply_rule`) keeps both honest: a
@@ -33,10 +33,10 @@ import pandas as pd
 from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import KFold, StratifiedKFold
 
-from models.evaluation import qini_auc_score
-from models.evaluation import uplift_policy as _uplift_policy
-from models.fold_average import FoldAveragedLearner
-from models.learners import (
+from nextbest.models.evaluation import qini_auc_score
+from nextbest.models.evaluation import uplift_policy as _uplift_policy
+from nextbest.models.fold_average import FoldAveragedLearner
+from nextbest.models.learners import (
     EnsembleLearner,
     ShrunkUpliftLearner,
     SLearner,
@@ -44,7 +44,7 @@ from models.learners import (
     XLearner,
     logged_propensity,
 )
-from models.ope import DR, IPS
+from nextbest.models.ope import DR, IPS
 
 __all__ = [
     "BASE_LGBM",
@@ -369,14 +369,14 @@ def select_uplift_learner(
     qini_<arm>, qini_<arm>_se, qini_mean, qini_mean_se, share_treated, eligible, selected,
     reason``; ``gain_vs_best_arm`` is the paired IPS gain over giving every row the single
     arm with the highest IPS value on these rows. With ``ensemble`` and several candidates,
-    their equal-weight average (:class:`models.learners.EnsembleLearner`) is one more
+    their equal-weight average (:class:`nextbest.models.learners.EnsembleLearner`) is one more
     candidate, listed last; its out-of-fold outcomes are the mean of the members' (same
     folds), so it costs no extra fit. With ``max_rows``, a larger ``X`` is cross-fitted on
     a random ``max_rows`` of its rows (the choice costs at most that much; ``folds`` are
     positions in ``X``). With ``refit`` the winner (wrapped in a
     :class:`ShrunkUpliftLearner` when shrunk) is fitted on all of ``X``; with
     ``average_folds`` as well, it is instead the average of its cross-fitted fold models
-    (:data:`FOLD_AVERAGE_RULE`, :class:`models.fold_average.FoldAveragedLearner`), which
+    (:data:`FOLD_AVERAGE_RULE`, :class:`nextbest.models.fold_average.FoldAveragedLearner`), which
     needs every row cross-fitted (no ``max_rows``). ``sample_weight`` (one per row, e.g.
     :attr:`training.dataset.TrainingSet.sample_weight`) weights every fit, cross-fitted and
     refitted alike; the policy values use ``propensity`` per row. ``policy_estimator``

@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from core.settings import Settings
-from core.vocabulary import NO_ACTION as CONTROL
-from customers.feature_schema import model_feature_names
-from customers.features import snapshot_range
-from models.decision_model import DecisionModel, ValueModel
-from models.registry import PromotionDecision
+from nextbest.core.settings import Settings
+from nextbest.core.vocabulary import NO_ACTION as CONTROL
+from nextbest.customers.feature_schema import model_feature_names
+from nextbest.customers.features import snapshot_range
+from nextbest.models.decision_model import DecisionModel, ValueModel
+from nextbest.models.registry import PromotionDecision
 from training.dataset import (
     TrainingSet,
     build_training_set,
@@ -74,7 +74,7 @@ def _expected_values(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per arm: the engine's expected incremental value ``[n, A]`` and the direct-method
     expected net revenue ``[n, 1 + A]`` (control first; control costs nothing)."""
-    from decisions.engine import incremental_value
+    from nextbest.decisions.engine import incremental_value
 
     p0, pt, v = model.predict_arms(X)
     cost = np.array([costs.get(a, 0.0) for a in model.arm_ids])
@@ -95,7 +95,7 @@ def policy_value(
 ) -> tuple[float, float]:
     """Doubly robust net value per customer (revenue minus contact cost) of the model's
     policy on held-out randomised rows, with its standard error."""
-    from models.ope import DR
+    from nextbest.models.ope import DR
 
     X = frame[model.feature_names].to_numpy(dtype=np.float64)
     ev, q = _expected_values(model, X, costs)
@@ -113,7 +113,7 @@ def catalog_costs(settings: Settings) -> tuple[dict[str, float], str]:
     """Contact cost per action and the catalog version (empty when no catalog file)."""
     if not settings.catalog.exists():
         return {}, ""
-    from decisions.catalog import load_catalog
+    from nextbest.decisions.catalog import load_catalog
 
     catalog = load_catalog(settings.catalog)
     costs: dict[str, float] = {}
@@ -167,8 +167,8 @@ def load_dataset(settings: Settings, store: Any | None = None) -> Dataset:
 
     Raises :class:`training.dataset.TimeRangeError` before anything is fitted when the
     exposures fall outside the feature snapshots or meet only empty windows."""
-    from customers.feast_store import FEATURE_SERVICE, feature_store
-    from decisions.runtime import load_catalog_and_policy
+    from nextbest.customers.feast_store import FEATURE_SERVICE, feature_store
+    from nextbest.decisions.runtime import load_catalog_and_policy
 
     # First, before any store is opened: a policy that does not fit the catalog fails
     # here as it would at service start, not after a model was fitted and registered.
@@ -195,7 +195,7 @@ def fit(settings: Settings, data: Dataset) -> Fitted:
     """Select a multi-treatment learner by cross-fitting on the training rows (the rule of
     :mod:`training.selection`; no shrinkage or averaging, which the scorer does not
     compile), refit it on them, fit the value model. Validation and test rows stay out."""
-    from models.learners import default_candidates
+    from nextbest.models.learners import default_candidates
 
     X, t, y = data.ts.X, data.ts.treatment, data.ts.y
     tr = data.train
@@ -235,7 +235,7 @@ def fit(settings: Settings, data: Dataset) -> Fitted:
 def evaluate(settings: Settings, data: Dataset, fitted: Fitted) -> Evaluation:
     """Per-arm response and uplift metrics, policy values against baselines, regret against
     the truth when the data is generated, and the net value, on the held-out rows."""
-    from models import evaluation as ev
+    from nextbest.models import evaluation as ev
 
     te = data.test
     t, y = data.ts.treatment[te], data.ts.y[te]
@@ -276,8 +276,8 @@ def register(settings: Settings, data: Dataset, fitted: Fitted, evaluation: Eval
     active MLflow run and register the model; returns the new model version."""
     import mlflow
 
-    from customers.feast_store import FEATURE_SERVICE
-    from models.registry import log_decision_model
+    from nextbest.customers.feast_store import FEATURE_SERVICE
+    from nextbest.models.registry import log_decision_model
 
     ts, model = data.ts, fitted.model
     te, arms = data.test, model.arm_ids
@@ -339,7 +339,7 @@ def promote_version(
     decision on the active MLflow run."""
     import mlflow
 
-    from models.registry import promote
+    from nextbest.models.registry import promote
 
     test = data.test_frame()
 
@@ -360,7 +360,7 @@ def train(settings: Settings, store: Any | None = None) -> TrainResult:
     what was registered."""
     import mlflow
 
-    from models.registry import configure_mlflow
+    from nextbest.models.registry import configure_mlflow
 
     data = load_dataset(settings, store)
     fitted = fit(settings, data)

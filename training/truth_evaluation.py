@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.vocabulary import NO_ACTION as CONTROL
+from nextbest.core.vocabulary import NO_ACTION as CONTROL
 
 
 def true_response(raw_dir: Path) -> pd.DataFrame:

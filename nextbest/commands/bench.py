@@ -14,8 +14,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from core.settings import PROJECT_ROOT
 from nextbest.commands.common import CleanTyper, console, load_settings
+from nextbest.core.settings import PROJECT_ROOT
 
 benchmark_app = CleanTyper(no_args_is_help=True, help="External benchmarks.")
 

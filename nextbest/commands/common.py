@@ -26,20 +26,20 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from core.settings import Settings, get_settings
+from nextbest.core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from customers.as_of import AsOf
+    from nextbest.customers.as_of import AsOf
 
 console = Console(stderr=True)
 
 # Exceptions that are the user's to fix, by the module that defines them: one loaded
 # only if that module was imported (an error of a type never imported cannot occur).
 _USER_ERRORS = (
-    ("core.errors", "NextbestError"),
-    ("decisions.catalog", "ConfigError"),
-    ("decisions.runtime", "StartupError"),
-    ("batch.io", "BatchInputError"),
+    ("nextbest.core.errors", "NextbestError"),
+    ("nextbest.decisions.catalog", "ConfigError"),
+    ("nextbest.decisions.runtime", "StartupError"),
+    ("nextbest.batch.io", "BatchInputError"),
     # A file that is not there is the user's to provide or to build with an earlier step;
     # the message names the path.
     ("builtins", "FileNotFoundError"),
@@ -131,15 +131,16 @@ def progress_bar() -> Progress:
 def customer_of(settings: Settings, store: Any, id_type: str, value: str) -> str | None:
     """The customer an identifier names, as the service resolves it: a customer id as
     given; any other identifier by the identity lookup of ``store`` (a Feast store), then
-    the identify links of the event ledger (:func:`decisions.identity_links.resolve_key`);
+    the identify links of the event ledger (:func:`nextbest.decisions.identity_links.resolve_key`);
     either way through the id map (an id a merge retired: the customer it is now).
-    A value that is not an identifier of its type raises :class:`core.errors.InputError`."""
-    from core.errors import InputError
-    from customers.feast_store import lookup_customer
-    from customers.id_map import IdMapFile
-    from customers.normalise import identifier_key
-    from decisions.identity_links import IdentityLinks, resolve_key
-    from decisions.ledger import Ledger
+    A value that is not an identifier of its type raises
+    :class:`nextbest.core.errors.InputError`."""
+    from nextbest.core.errors import InputError
+    from nextbest.customers.feast_store import lookup_customer
+    from nextbest.customers.id_map import IdMapFile
+    from nextbest.customers.normalise import identifier_key
+    from nextbest.decisions.identity_links import IdentityLinks, resolve_key
+    from nextbest.decisions.ledger import Ledger
 
     id_map = IdMapFile(settings.root).get()
     if id_type == "customer_id":

@@ -28,13 +28,13 @@ def consent_history_cmd(
     entry, ``type`` consent_changed or identify."""
     import orjson
 
-    from decisions.identity_links import IDENTIFY_EVENT, IdentityLinks
-    from decisions.ledger import Ledger, consent_history
+    from nextbest.decisions.identity_links import IDENTIFY_EVENT, IdentityLinks
+    from nextbest.decisions.ledger import Ledger, consent_history
 
     settings = load_settings()
     store = None
     if id_type != "customer_id":
-        from customers.feast_store import feature_store
+        from nextbest.customers.feast_store import feature_store
 
         store = feature_store(settings)
     cid = customer_of(settings, store, id_type, customer)  # an earlier id: the customer now

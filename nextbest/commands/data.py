@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from core.settings import Settings
 from nextbest.commands.common import SourcesOption, console, load_settings, progress_bar
+from nextbest.core.settings import Settings
 
 
 def generate_cmd(
@@ -25,7 +25,7 @@ def generate_cmd(
     ] = None,
 ) -> None:
     """Generate synthetic source-system exports (and their truth under truth/)."""
-    from demo.generate import OUTPUT_FILES, generate
+    from nextbest.demo.generate import OUTPUT_FILES, generate
 
     settings = load_settings(customers=customers, seed=seed)
     out_dir = out or settings.raw_dir
@@ -68,10 +68,10 @@ def resolve_cmd(
     With --sources: validate and stage your exports first, then resolve their identity
     records into the unified record the later steps read.
     """
-    from customers.corrections import decisions_path
-    from customers.identity import ENGINES, ResolutionSettings, run_resolve
-    from customers.quality import evaluate_resolution, log_quality
-    from customers.tombstone import home_tombstone
+    from nextbest.customers.corrections import decisions_path
+    from nextbest.customers.identity import ENGINES, ResolutionSettings, run_resolve
+    from nextbest.customers.quality import evaluate_resolution, log_quality
+    from nextbest.customers.tombstone import home_tombstone
 
     if engine not in ENGINES:
         console.print(f"[red]--engine must be one of {', '.join(ENGINES)}, not {engine!r}[/red]")

@@ -26,8 +26,8 @@ features_app = CleanTyper(no_args_is_help=True, help="Build and serve features w
 def features_build(sources: SourcesOption = None, as_of: AsOfOption = None) -> None:
     """Build feature tables from the unified record at monthly snapshots up to the as-of
     time, apply the Feast repo and materialise."""
-    from customers.as_of import resolve_as_of
-    from customers.features import snapshot_times
+    from nextbest.customers.as_of import resolve_as_of
+    from nextbest.customers.features import snapshot_times
     from nextbest.pipeline import build_features
 
     settings = load_settings(sources=sources, as_of=as_of)
@@ -53,8 +53,8 @@ def features_build(sources: SourcesOption = None, as_of: AsOfOption = None) -> N
 @features_app.command("apply")
 def features_apply() -> None:
     """Register the Feast definitions (entities, views, feature service) in the registry."""
-    from customers.feast_store import apply
-    from decisions.catalog import load_catalog
+    from nextbest.customers.feast_store import apply
+    from nextbest.decisions.catalog import load_catalog
 
     settings = load_settings()
     apply(settings, load_catalog(settings.catalog).terms())
@@ -64,8 +64,8 @@ def features_apply() -> None:
 @features_app.command("materialize")
 def features_materialize(as_of: AsOfOption = None) -> None:
     """Load the latest feature values up to the as-of time into the online store."""
-    from customers.as_of import resolve_as_of
-    from customers.feast_store import materialize
+    from nextbest.customers.as_of import resolve_as_of
+    from nextbest.customers.feast_store import materialize
 
     settings = load_settings(as_of=as_of)
     when = resolve_as_of(settings)
@@ -85,10 +85,10 @@ def features_show(
 ) -> None:
     """Print one customer's unified record as the online store serves it (durations such
     as days since the last purchase counted at the as-of time)."""
-    from customers.as_of import resolve_as_of
-    from customers.feast_store import feature_store, online_features
-    from customers.feature_schema import all_feature_names
-    from decisions.catalog import load_catalog
+    from nextbest.customers.as_of import resolve_as_of
+    from nextbest.customers.feast_store import feature_store, online_features
+    from nextbest.customers.feature_schema import all_feature_names
+    from nextbest.decisions.catalog import load_catalog
 
     settings = load_settings(as_of=as_of)
     when = resolve_as_of(settings)

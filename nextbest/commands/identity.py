@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from core.errors import MissingInputError
 from nextbest.commands.common import CleanTyper, SourcesOption, console, load_settings
+from nextbest.core.errors import MissingInputError
 
 identity_app = CleanTyper(
     no_args_is_help=True, help="Human corrections to identity resolution (link, split, review)."
@@ -27,8 +27,8 @@ ForceOption = Annotated[
 def _decide(
     record_a: str, record_b: str, decision: str, reason: str, force: bool, sources: Path | None
 ) -> None:
-    from customers.correction_checks import Request
-    from customers.corrections import decisions_path
+    from nextbest.customers.correction_checks import Request
+    from nextbest.customers.corrections import decisions_path
     from nextbest.pipeline import correct_identity
 
     settings = load_settings(sources=sources)
@@ -86,8 +86,8 @@ def identity_review_cmd(
     if reviewed is None:
         _list_identify_reviews(as_json)
         return
-    from customers.correction_checks import review_requests
-    from customers.corrections import decisions_path
+    from nextbest.customers.correction_checks import review_requests
+    from nextbest.customers.corrections import decisions_path
     from nextbest.pipeline import correct_identity
 
     settings = load_settings(sources=sources)
@@ -106,8 +106,8 @@ def _list_identify_reviews(as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from decisions.identity_links import IdentityLinks
-    from decisions.ledger import Ledger
+    from nextbest.decisions.identity_links import IdentityLinks
+    from nextbest.decisions.ledger import Ledger
 
     settings = load_settings()
     pending: list[dict] = []

@@ -29,7 +29,7 @@ def keys_create_cmd(
     ] = None,
 ) -> None:
     """Create a key and print it once on stdout (only its hash is stored)."""
-    from core.api_keys import create_key
+    from nextbest.core.api_keys import create_key
 
     settings = load_settings()
     key, record = create_key(settings.api_keys_path, name, scope, rate, burst)
@@ -44,7 +44,7 @@ def keys_create_cmd(
 @keys_app.command("list")
 def keys_list_cmd() -> None:
     """List the keys: names, scopes, rate limits, creation times."""
-    from core.api_keys import load_keys
+    from nextbest.core.api_keys import load_keys
 
     settings = load_settings()
     table = Table("name", "scopes", "rate/s", "burst", "created", "from")
@@ -69,7 +69,7 @@ def keys_revoke_cmd(
     name: Annotated[str, typer.Argument(help="The key's name.")],
 ) -> None:
     """Remove a key from the key file; a running service refuses it within a second."""
-    from core.api_keys import revoke_key
+    from nextbest.core.api_keys import revoke_key
 
     settings = load_settings()
     revoke_key(settings.api_keys_path, name)

@@ -25,7 +25,7 @@ def report_cmd(
     """Lift of treated over holdout per action, channel and value tier, exclusions, drift."""
     from datetime import timedelta
 
-    from measurement.report import run_report
+    from nextbest.measurement.report import run_report
 
     settings = load_settings()
     with console.status("attributing outcomes and computing lift"):
@@ -61,8 +61,8 @@ def evaluate_policy_cmd(
     """Off-policy value (IPS, SNIPS, doubly robust) of a candidate on the logged decisions."""
     from datetime import timedelta
 
-    from customers.id_map import IdMapFile
-    from measurement.ope import evaluate_policy_file
+    from nextbest.customers.id_map import IdMapFile
+    from nextbest.measurement.ope import evaluate_policy_file
 
     settings = load_settings()
     try:

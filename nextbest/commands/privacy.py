@@ -1,4 +1,4 @@
-"""`nextbest forget` and `retention apply`: erasure and retention (decisions.privacy)."""
+"""`nextbest forget` and `retention apply`: erasure and retention (nextbest.decisions.privacy)."""
 
 from __future__ import annotations
 
@@ -34,14 +34,14 @@ def forget_cmd(
     goes too."""
     import orjson
 
-    from decisions.privacy import forget
+    from nextbest.decisions.privacy import forget
 
     settings = load_settings()
     also = None
     truth = settings.raw_dir / "truth"
     if truth.is_dir():
         # The product never reads the generator's truth; the generator erases its own.
-        from demo.truth import erase_person
+        from nextbest.demo.truth import erase_person
 
         also = functools.partial(erase_person, truth)
     report = forget(settings, identifier, id_type, reason, _actor(), also=also)
@@ -54,7 +54,7 @@ def retention_apply_cmd() -> None:
     retention settings (NEXTBEST_RETENTION_*_DAYS); consent is kept. Audited."""
     import orjson
 
-    from decisions.privacy import apply_retention
+    from nextbest.decisions.privacy import apply_retention
 
     report = apply_retention(load_settings(), _actor())
     typer.echo(orjson.dumps(report.__dict__).decode())

@@ -30,8 +30,8 @@ def score_cmd(
     sources: SourcesOption = None,
 ) -> None:
     """Batch-score every customer (or a list) on a channel with the shared decision engine."""
-    from batch.run import score_customers
-    from customers.as_of import resolve_as_of
+    from nextbest.batch.run import score_customers
+    from nextbest.customers.as_of import resolve_as_of
 
     settings = load_settings(sources=sources, as_of=as_of)
     when = resolve_as_of(settings)

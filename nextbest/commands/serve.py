@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from core.settings import PROJECT_ROOT
 from nextbest.commands.common import SourcesOption, console, load_settings
+from nextbest.core.settings import PROJECT_ROOT
 
 
 def serve_cmd(
@@ -25,7 +25,7 @@ def serve_cmd(
     """
     import os
 
-    from decisions.runtime import StartupError, preflight
+    from nextbest.decisions.runtime import StartupError, preflight
     from nextbest.supervise import supervise
 
     settings = load_settings(port=port, host=host, sources=sources)

@@ -26,9 +26,9 @@ def train_cmd(sources: SourcesOption = None) -> None:
     otherwise the command stops with exit status 2 and registers nothing."""
     import pandas as pd
 
-    from customers.as_of import resolve_as_of
-    from customers.features import snapshot_range
-    from decisions.catalog import load_catalog
+    from nextbest.customers.as_of import resolve_as_of
+    from nextbest.customers.features import snapshot_range
+    from nextbest.decisions.catalog import load_catalog
     from training.train import train
 
     settings = load_settings(sources=sources)

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from core.settings import Settings, get_settings
-from customers.as_of import resolve_as_of
-from customers.feature_schema import all_feature_names, model_feature_names, null_features
-from decisions.catalog import load_catalog
+from nextbest.core.settings import Settings, get_settings
+from nextbest.customers.as_of import resolve_as_of
+from nextbest.customers.feature_schema import all_feature_names, model_feature_names, null_features
+from nextbest.decisions.catalog import load_catalog
 from tests.worlds.bank import write_bank
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -86,8 +86,8 @@ def test_the_features_of_absent_tables_are_null_in_the_tables(lean: Settings) ->
 
 
 def test_feast_serves_them_as_null_and_present_zeros_as_zeros(lean: Settings) -> None:
-    from customers.fast_features import FastOnlineFeatures
-    from customers.feast_store import feature_store, online_features
+    from nextbest.customers.fast_features import FastOnlineFeatures
+    from nextbest.customers.feast_store import feature_store, online_features
 
     terms = load_catalog(lean.catalog).terms()
     names = all_feature_names(terms)
@@ -107,7 +107,7 @@ def test_feast_serves_them_as_null_and_present_zeros_as_zeros(lean: Settings) ->
 
 
 def test_the_training_matrix_holds_nan_for_them(lean: Settings) -> None:
-    from customers.feast_store import FEATURE_SERVICE, feature_store
+    from nextbest.customers.feast_store import FEATURE_SERVICE, feature_store
     from training.dataset import build_training_set, training_exposures
 
     terms = load_catalog(lean.catalog).terms()

@@ -91,9 +91,9 @@ def test_without_a_setting_every_command_takes_the_as_of_from_the_data(
     for name in ("features", "train", "score"):
         out = shifted.results[name].output
         assert f"as of {DATA_AS_OF} (from the data" in out, (name, out)
-    from core.settings import get_settings
-    from customers.features import snapshot_range
-    from decisions.catalog import load_catalog
+    from nextbest.core.settings import get_settings
+    from nextbest.customers.features import snapshot_range
+    from nextbest.decisions.catalog import load_catalog
 
     settings = get_settings(home=shifted.home)
     first, last = snapshot_range(settings.features_dir, load_catalog(settings.catalog).terms())

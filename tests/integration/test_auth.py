@@ -13,8 +13,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from core.api_keys import create_key, hash_key, revoke_key
 from devtools.process import Server
+from nextbest.core.api_keys import create_key, hash_key, revoke_key
 from tests.conftest import World
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from customers.feature_schema import NEVER_DAYS, request_time_features, view_specs
-from decisions.catalog import load_catalog
-from decisions.policy import load_policy
 from nextbest.cli import app
+from nextbest.customers.feature_schema import NEVER_DAYS, request_time_features, view_specs
+from nextbest.decisions.catalog import load_catalog
+from nextbest.decisions.policy import load_policy
 from tests.conftest import demo_terms
 
 pytestmark = pytest.mark.slow

@@ -111,8 +111,8 @@ def test_kill9_bench_loses_no_acknowledged_decision_or_event(world: World, tmp_p
 
     On a private copy of the world: its load sends events for many customers, which later
     tests of the session (parity) would otherwise have to step around."""
-    from core.settings import get_settings
-    from customers.feast_store import feature_store
+    from nextbest.core.settings import get_settings
+    from nextbest.customers.feast_store import feature_store
 
     home = tmp_path / "home"
     shutil.copytree(world.home, home)

@@ -33,7 +33,7 @@ def test_bentoml_build_packages_the_service(tmp_path: Path) -> None:
     src = bentos[0].parent / "src"
     for path in (
         "serving/service.py",
-        "decisions/engine.py",
+        "nextbest/decisions/engine.py",
         "feature_repo/definitions.py",
         "config/catalog.yaml",
         "config/policy.yaml",

@@ -12,9 +12,9 @@ import httpx
 import pandas as pd
 import pytest
 
-from decisions.ledger import Ledger
-from demo.generate import ACTIONS
 from devtools.process import Server
+from nextbest.decisions.ledger import Ledger
+from nextbest.demo.generate import ACTIONS
 from tests.conftest import World
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

@@ -276,8 +276,8 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 def test_redis_down_or_hung_is_503_within_the_timeout_and_recovers(
     world: World, home: Path, tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    from core.settings import get_settings
-    from customers.feast_store import apply, materialize
+    from nextbest.core.settings import get_settings
+    from nextbest.customers.feast_store import apply, materialize
     from tests.conftest import demo_terms
 
     env = {

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from customers.fast_features import FastOnlineFeatures
-from customers.feast_store import feature_store, lookup_customer, online_features
-from customers.feature_schema import all_feature_names
-from customers.normalise import identifier_key
-from customers.sources import load_canonical_records
+from nextbest.customers.fast_features import FastOnlineFeatures
+from nextbest.customers.feast_store import feature_store, lookup_customer, online_features
+from nextbest.customers.feature_schema import all_feature_names
+from nextbest.customers.normalise import identifier_key
+from nextbest.customers.sources import load_canonical_records
 from tests.conftest import World, demo_terms
 from tests.params import SEED
 
@@ -114,7 +114,7 @@ def test_a_batch_reads_each_customer_as_a_call_of_its_own(world: World) -> None:
     batch = fast.features(cids, ts)
     single = np.vstack([fast.features([c], ts) for c in cids])
     assert np.array_equal(batch, single, equal_nan=True)
-    from customers.feature_schema import NEVER_DAYS
+    from nextbest.customers.feature_schema import NEVER_DAYS
 
     # the customer without rows still gets the request-time features' "never"
     assert batch[7, names.index("days_since_purchase")] == NEVER_DAYS

@@ -17,8 +17,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from core.api_keys import create_key
 from devtools.process import Server, start_server, stop_server
+from nextbest.core.api_keys import create_key
 from tests.conftest import World
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from customers.feast_store import apply, feature_store, lookup_customer, materialize
-from customers.feature_schema import all_feature_names
-from customers.normalise import identifier_key
-from customers.sources import load_canonical_records
+from nextbest.customers.feast_store import apply, feature_store, lookup_customer, materialize
+from nextbest.customers.feature_schema import all_feature_names
+from nextbest.customers.normalise import identifier_key
+from nextbest.customers.sources import load_canonical_records
 from tests.conftest import World, demo_terms
 from tests.params import SEED
 
@@ -27,7 +27,7 @@ _COLUMNS = "entity_key, feature_name, value, value_text, vector_value, event_ts,
 
 
 def _home(world: World, root: Path) -> Any:
-    from core.settings import get_settings
+    from nextbest.core.settings import get_settings
 
     for sub in ("raw", "unified", "features"):
         shutil.copytree(world.home / sub, root / sub)
@@ -77,7 +77,7 @@ def test_bulk_rows_are_byte_identical_to_feasts(stores: tuple[Any, Any]) -> None
 def test_sdk_reads_the_same_features_after_either_path(
     world: World, stores: tuple[Any, Any]
 ) -> None:
-    from customers.feast_store import online_features
+    from nextbest.customers.feast_store import online_features
 
     feast_home, bulk_home = stores
     ids = pd.read_parquet(world.settings.unified_dir / "identity.parquet")["customer_id"]
@@ -105,7 +105,7 @@ def test_fast_reader_reads_the_same_features_after_either_path(
 ) -> None:
     """The serving path's direct SQLite reader, on Feast's rows and on the bulk rows:
     the same matrix and the same identity lookups."""
-    from customers.fast_features import FastOnlineFeatures
+    from nextbest.customers.fast_features import FastOnlineFeatures
 
     feast_home, bulk_home = stores
     ids = pd.read_parquet(world.settings.unified_dir / "identity.parquet")["customer_id"]
@@ -182,7 +182,7 @@ def test_the_bulk_load_leaves_feasts_tables_and_indexes(stores: tuple[Any, Any])
 
 
 def test_a_failed_bulk_load_rolls_back_rows_and_index(tmp_path: Path) -> None:
-    from customers.feast_bulk import bulk_load
+    from nextbest.customers.feast_bulk import bulk_load
 
     conn = sqlite3.connect(tmp_path / "t.db")
     conn.execute("CREATE TABLE t (k BLOB, f TEXT, v BLOB, PRIMARY KEY(k, f))")
@@ -212,7 +212,7 @@ def test_a_view_failing_after_written_chunks_rolls_back_and_drops_the_cell_table
     import pyarrow as pa
     from feast.value_type import ValueType
 
-    from customers.feast_bulk import (
+    from nextbest.customers.feast_bulk import (
         bulk_load,
         cell_tables,
         encode_chunk,

@@ -12,15 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from customers.feature_schema import all_feature_names, model_feature_names, view_specs
 from devtools.process import free_port
+from nextbest.customers.feature_schema import all_feature_names, model_feature_names, view_specs
 from tests.conftest import World, demo_terms
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def test_training_rows_never_see_features_from_after_their_exposure(world: World) -> None:
-    from customers.feast_store import feature_store
+    from nextbest.customers.feast_store import feature_store
     from training.dataset import build_training_set, exposures_entity_df
 
     s = world.settings
@@ -49,8 +49,8 @@ def test_training_rows_never_see_features_from_after_their_exposure(world: World
 def test_a_feature_built_from_the_future_fails_the_build(
     world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from core.settings import get_settings
-    from customers.feast_store import apply, feature_store
+    from nextbest.core.settings import get_settings
+    from nextbest.customers.feast_store import apply, feature_store
     from training.dataset import LeakageError, build_training_set, exposures_entity_df
 
     home = tmp_path / "home"
@@ -72,9 +72,9 @@ def test_a_feature_built_from_the_future_fails_the_build(
 
 
 def test_every_identifier_type_resolves_to_its_customer(world: World) -> None:
-    from customers.feast_store import feature_store, lookup_customer
-    from customers.normalise import identifier_key
-    from customers.sources import load_canonical_records
+    from nextbest.customers.feast_store import feature_store, lookup_customer
+    from nextbest.customers.normalise import identifier_key
+    from nextbest.customers.sources import load_canonical_records
 
     s = world.settings
     store = feature_store(s)
@@ -129,8 +129,8 @@ def redis_server() -> str:
 def test_redis_and_sqlite_online_stores_return_the_same_features(
     world: World, redis_server: str
 ) -> None:
-    from core.settings import get_settings
-    from customers.feast_store import apply, feature_store, materialize, online_features
+    from nextbest.core.settings import get_settings
+    from nextbest.customers.feast_store import apply, feature_store, materialize, online_features
 
     sqlite_settings = world.settings
     redis_settings = get_settings(

@@ -18,8 +18,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from decisions.ledger import Ledger
 from devtools.process import Server
+from nextbest.decisions.ledger import Ledger
 from tests.conftest import World
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

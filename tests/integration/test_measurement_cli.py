@@ -1,7 +1,7 @@
 """``nextbest report`` and ``nextbest evaluate-policy`` on the session world.
 
 The world's customers are batch-scored with ``log_decisions=True`` and outcomes are drawn
-from ``truth/`` (``demo.notebook_support.ensure_demo_measurement``); the commands'
+from ``truth/`` (``nextbest.demo.notebook_support.ensure_demo_measurement``); the commands'
 JSON figures are checked against a plain pandas computation of the same quantities made
 here from the raw JSON-lines log, and against the truth.
 """
@@ -16,13 +16,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from demo.notebook_support import (
+from nextbest.cli import app
+from nextbest.demo.notebook_support import (
     DemoMeasurement,
     candidate_true_value,
     ensure_demo_measurement,
     truth_expectations,
 )
-from nextbest.cli import app
 from tests.conftest import World
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

@@ -9,8 +9,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from decisions.decision_log import read_log
-from decisions.group_commit import GroupCommitLog
+from nextbest.decisions.decision_log import read_log
+from nextbest.decisions.group_commit import GroupCommitLog
 from serving.batching import MicroBatcher
 from serving.decider import OnlineDecider
 from serving.requests import CustomerRef, DecideRequest
@@ -102,8 +102,8 @@ def test_online_compiled_scoring_decides_as_lightgbm(world: World, decider: Onli
     """The champion scored through the compiled trees gives the records LightGBM gives."""
     from dataclasses import replace
 
-    from models import compiled_trees
-    from models.scoring import StackedScorer
+    from nextbest.models import compiled_trees
+    from nextbest.models.scoring import StackedScorer
 
     if not compiled_trees.available():
         pytest.skip("numba not installed")

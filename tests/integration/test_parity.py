@@ -4,7 +4,7 @@ the same event ledger.
 The online path reads Feast's online store (materialised up to ``as_of``) through the
 service's :class:`~serving.decider.OnlineDecider`; the batch path reads the offline feature
 tables as of the same time. Both apply the ledger's state at ``as_of`` with one function
-(:func:`decisions.ledger_state.apply_ledger`) and call the one engine.
+(:func:`nextbest.decisions.ledger_state.apply_ledger`) and call the one engine.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from customers.feature_schema import all_feature_names, view_specs
-from decisions.engine import DecisionContext, decide
+from nextbest.customers.feature_schema import all_feature_names, view_specs
+from nextbest.decisions.engine import DecisionContext, decide
 from tests.conftest import World, demo_terms
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -43,7 +43,7 @@ def decider(world: World):
 
 
 def test_online_and_offline_features_agree_at_the_snapshot(world: World, decider) -> None:
-    from batch.io import offline_feature_matrix
+    from nextbest.batch.io import offline_feature_matrix
 
     s = world.settings
     ids = (
@@ -64,7 +64,7 @@ def test_online_and_offline_features_agree_at_the_snapshot(world: World, decider
 
 
 def test_batch_and_online_decisions_are_identical(world: World, decider) -> None:
-    from batch.io import offline_feature_matrix
+    from nextbest.batch.io import offline_feature_matrix
 
     s = world.settings
     plan = decider.runtime.plan
@@ -121,13 +121,13 @@ def _email_marketing(decider) -> set[str]:
 
 @pytest.fixture(scope="module")
 def ledger_touched(world: World, decider) -> dict[str, dict[str, dict]]:
-    """Events appended to the world's ledger (``decisions.ledger``), dated before
+    """Events appended to the world's ledger (``nextbest.decisions.ledger``), dated before
     ``as_of``, for customers of the champion sample whom the engine offers an e-mail
     marketing action at ``as_of`` without them (treatment group, not explored): three
     withdraw e-mail marketing consent, two open a service case, two had the offered action
     delivered by e-mail. Returns, per kind, each customer's decision before the events."""
-    from batch.io import offline_feature_matrix
-    from decisions.ledger import validate_event
+    from nextbest.batch.io import offline_feature_matrix
+    from nextbest.decisions.ledger import validate_event
 
     s = world.settings
     ids = _untouched(decider, _sample_ids(world), s.as_of)
@@ -180,8 +180,8 @@ def champion_sample(world: World, ledger_touched, tmp_path_factory: pytest.TempP
     """The batch job's output for a sample of customers, scored with the champion loaded
     from the world's MLflow registry (``load_runtime``, as ``nextbest score`` does), after
     the ledger events of :func:`ledger_touched`."""
-    from batch.run import score_customers
-    from decisions.runtime import load_runtime
+    from nextbest.batch.run import score_customers
+    from nextbest.decisions.runtime import load_runtime
 
     s = world.settings
     runtime = load_runtime(s)
@@ -201,8 +201,8 @@ def test_batch_output_with_the_champion_equals_one_customer_at_a_time(
     deciding that customer alone on the online features with the ledger's state, with the
     registry's model scoring per arm, and the service's own path (``decide_records``:
     identifier, online features, ledger, its scorer)."""
-    from decisions.runtime import stock_vector
-    from models.scoring import StackedScorer
+    from nextbest.decisions.runtime import stock_vector
+    from nextbest.models.scoring import StackedScorer
     from serving.requests import CustomerRef, DecideRequest
 
     runtime, ids, out, summary = champion_sample
@@ -279,7 +279,7 @@ def test_spark_batch_with_the_champion_equals_local(
     """The Spark job (plan broadcast with the stacked scorer, real PySpark in local mode,
     the ledger applied per partition) writes exactly the local job's rows for the same
     customers, champion and ledger."""
-    from batch.run import score_customers
+    from nextbest.batch.run import score_customers
 
     runtime, ids, out, summary = champion_sample
     spark = score_customers(

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from core.api_keys import hash_key, load_keys
-from core.vocabulary import API_SCOPES
+from nextbest.core.api_keys import hash_key, load_keys
+from nextbest.core.vocabulary import API_SCOPES
 from tests.params import SEED, SMALL_CUSTOMERS
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

@@ -19,10 +19,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from core.settings import get_settings
-from customers.as_of import resolve_as_of
-from customers.erasure import Person
 from devtools.process import Server, stop_server
+from nextbest.core.settings import get_settings
+from nextbest.customers.as_of import resolve_as_of
+from nextbest.customers.erasure import Person
 from tests.conftest import World, start_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -65,8 +65,8 @@ def _latest_consent(features_dir: Path, column: str) -> pd.Series:
 def test_a_copied_home_works_alone_and_leaves_the_original_untouched(
     world: World, tmp_path: Path
 ) -> None:
-    from customers.feast_store import feature_store
-    from models.registry import load_model_by_alias
+    from nextbest.customers.feast_store import feature_store
+    from nextbest.models.registry import load_model_by_alias
     from nextbest.pipeline import build_features
     from serving.decider import OnlineDecider
     from serving.requests import CustomerRef
@@ -122,7 +122,7 @@ def _decide(server: Server, email: str) -> dict:
 
 def _people(settings: object, n: int) -> list[tuple[str, Person]]:
     """``n`` customers with a CRM e-mail that names them, as (email, person)."""
-    from customers.erasure import UnknownPersonError, find_person
+    from nextbest.customers.erasure import UnknownPersonError, find_person
 
     crm = pd.read_parquet(settings.raw_dir / "crm_accounts.parquet")  # type: ignore[attr-defined]
     out = []
@@ -150,9 +150,9 @@ def _needles(email: str, person: Person, truth: pd.DataFrame) -> list[str]:
 
 
 def test_forget_leaves_no_trace_and_the_person_stays_gone(world: World, tmp_path: Path) -> None:
-    from decisions.decision_log import read_log
-    from decisions.privacy import audit_path, read_audit
     from nextbest.cli import app
+    from nextbest.decisions.decision_log import read_log
+    from nextbest.decisions.privacy import audit_path, read_audit
     from nextbest.pipeline import build_features, resolve
 
     home = tmp_path / "home"

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from demo.generate import ACTIONS
 from devtools.process import Server, stop_server
+from nextbest.demo.generate import ACTIONS
 from tests.conftest import World, start_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -105,7 +105,7 @@ def test_decide_answers_and_logs_durably(
 def test_decide_by_email_resolves_and_keeps_email_out_of_the_log(
     world: World, service: Server, treated_customers: list[str]
 ) -> None:
-    from customers.sources import load_canonical_records
+    from nextbest.customers.sources import load_canonical_records
 
     records = load_canonical_records(world.settings.raw_dir)
     identity = pd.read_parquet(world.settings.unified_dir / "identity.parquet")
@@ -252,7 +252,7 @@ def test_holdout_customers_are_never_treated(world: World, service: Server) -> N
             assert d["chosen_action"] == "no_action"
             assert d["actions"] == [], "a holdout answer must list no offers"
     share = world.settings and groups["holdout"] / len(ids)
-    from decisions.policy import load_policy
+    from nextbest.decisions.policy import load_policy
 
     expected = load_policy(world.settings.policy).holdout.share
     sd = np.sqrt(expected * (1 - expected) / len(ids))

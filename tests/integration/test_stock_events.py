@@ -13,8 +13,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from decisions.stock import REFRESH_S
 from devtools.process import Server
+from nextbest.decisions.stock import REFRESH_S
 from tests.conftest import World
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

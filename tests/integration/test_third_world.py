@@ -172,7 +172,7 @@ def test_the_documented_commands_run_on_the_bank_s_exports(bank: Run) -> None:
 
 
 def test_identity_against_the_truth(bank: Run) -> None:
-    from customers.quality import identity_quality
+    from nextbest.customers.quality import identity_quality
 
     identity = pd.read_parquet(bank.home / "unified" / "identity.parquet")
     quality = identity_quality(identity, _truth(bank, "records.csv"))

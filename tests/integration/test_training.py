@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.vocabulary import NO_ACTION as CONTROL
-from customers.feature_schema import model_feature_names
+from nextbest.core.vocabulary import NO_ACTION as CONTROL
+from nextbest.customers.feature_schema import model_feature_names
 from tests.conftest import World, demo_terms
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 def test_training_logs_a_complete_run_and_registers_a_champion(world: World) -> None:
     import mlflow
 
-    from models.registry import configure_mlflow
+    from nextbest.models.registry import configure_mlflow
 
     s = world.settings
     configure_mlflow(s)
@@ -73,10 +73,10 @@ def test_champion_pyfunc_returns_probabilities_not_labels(world: World) -> None:
 def test_promotion_gate_refuses_a_worse_model(world: World) -> None:
     import mlflow
 
-    from customers.feast_store import feature_store
-    from models.decision_model import DecisionModel, ValueModel
-    from models.learners import TLearner
-    from models.registry import configure_mlflow, log_decision_model, promote
+    from nextbest.customers.feast_store import feature_store
+    from nextbest.models.decision_model import DecisionModel, ValueModel
+    from nextbest.models.learners import TLearner
+    from nextbest.models.registry import configure_mlflow, log_decision_model, promote
     from training.dataset import build_training_set, exposures_entity_df
     from training.train import catalog_costs, policy_value, split
 
@@ -125,7 +125,7 @@ def test_a_chunked_feature_join_gives_the_same_training_set(world: World) -> Non
     returns the same rows, features and lineage as one join over every exposure."""
     import pandas as pd
 
-    from customers.feast_store import feature_store
+    from nextbest.customers.feast_store import feature_store
     from training.dataset import build_training_set, exposures_entity_df
 
     s = world.settings

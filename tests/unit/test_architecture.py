@@ -20,22 +20,15 @@ ROOT = Path(__file__).resolve().parents[2]
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
 
 PACKAGES = (
-    "core",
-    "customers",
-    "models",
-    "decisions",
     "training",
     "serving",
-    "batch",
-    "measurement",
-    "demo",
     "nextbest",
 )
 
 #: The folders whose modules are the product (tests, benchmarks and devtools are not).
 PRODUCT_DIRS = (*PACKAGES, "feature_repo")
 
-#: A repository path of a Python file as the doc writes it, e.g. `customers/identity.py`.
+#: A repository path of a Python file as the doc writes it, e.g. `nextbest/customers/identity.py`.
 DOC_PATH = re.compile(r"`((?:[a-z_]+/)+[a-z_]+\.py)(?!\w)")
 
 
@@ -125,7 +118,7 @@ def product_modules() -> list[str]:
 
 def test_every_product_module_is_named_in_the_architecture_doc() -> None:
     modules = product_modules()
-    assert len(modules) > 100 and "customers/identity.py" in modules
+    assert len(modules) > 100 and "nextbest/customers/identity.py" in modules
     named = set(DOC_PATH.findall(ARCHITECTURE.read_text()))
     missing = [m for m in modules if m not in named]
     assert not missing, f"docs/architecture.md does not name: {missing}"
@@ -142,8 +135,11 @@ def test_every_module_the_architecture_doc_names_exists() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("- `customers/identity.py`: resolution", ["customers/identity.py"]),
-        ("(`decisions/ledger_state.py::apply_ledger`)", ["decisions/ledger_state.py"]),
+        ("- `nextbest/customers/identity.py`: resolution", ["nextbest/customers/identity.py"]),
+        (
+            "(`nextbest/decisions/ledger_state.py::apply_ledger`)",
+            ["nextbest/decisions/ledger_state.py"],
+        ),
         ("`identity.py` alone, `core/` a folder, `x/y.pyc`", []),
     ],
 )

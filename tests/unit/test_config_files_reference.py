@@ -12,9 +12,9 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from decisions.catalog import ConfigError, load_catalog
-from decisions.policy import load_policy
 from devtools.config_reference import FILES, OUT, ROOT, json_schema, main, render, stale
+from nextbest.decisions.catalog import ConfigError, load_catalog
+from nextbest.decisions.policy import load_policy
 
 SCHEMAS = {cf.name: json_schema(cf) for cf in FILES}
 

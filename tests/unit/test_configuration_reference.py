@@ -15,8 +15,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.settings import PROJECT_ROOT, Settings
 from devtools import settings_reference
+from nextbest.core.settings import PROJECT_ROOT, Settings
 
 #: A variable as a page writes it; ``NEXTBEST_RETENTION_*_DAYS`` and ``NEXTBEST_<FIELD>``
 #: are patterns, not names, and are left out.

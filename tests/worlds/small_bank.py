@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from customers.feature_schema import CatalogTerms
+from nextbest.customers.feature_schema import CatalogTerms
 
 AS_OF = pd.Timestamp("2026-05-01", tz="UTC")
 TERMS = CatalogTerms(

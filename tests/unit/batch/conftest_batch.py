@@ -35,8 +35,8 @@ def exposure_matrix(settings: object) -> tuple[pd.DataFrame, np.ndarray]:
     snapshot of its month: features as of that snapshot, request-time features at the
     exposure itself.
     """
-    from batch.io import add_request_time_features, offline_feature_matrix
-    from customers.feature_schema import all_feature_names
+    from nextbest.batch.io import add_request_time_features, offline_feature_matrix
+    from nextbest.customers.feature_schema import all_feature_names
     from training.dataset import exposures_entity_df
 
     exp = exposures_entity_df(settings.raw_dir, settings.unified_dir)
@@ -61,10 +61,10 @@ def exposure_matrix(settings: object) -> tuple[pd.DataFrame, np.ndarray]:
 
 def train_model(settings: object, seed: int = SEED) -> object:
     """A small real decision model: T-learner response + LightGBM value per arm."""
-    from core.vocabulary import NO_ACTION as CONTROL
-    from customers.feature_schema import all_feature_names, model_feature_names
-    from models.decision_model import DecisionModel, ValueModel
-    from models.learners import TLearner
+    from nextbest.core.vocabulary import NO_ACTION as CONTROL
+    from nextbest.customers.feature_schema import all_feature_names, model_feature_names
+    from nextbest.models.decision_model import DecisionModel, ValueModel
+    from nextbest.models.learners import TLearner
 
     exp, X = exposure_matrix(settings)
     names = model_feature_names(demo_terms())
@@ -86,12 +86,12 @@ def train_model(settings: object, seed: int = SEED) -> object:
 
 def build_batch_world(home: Path, customers: int = SMALL_CUSTOMERS, seed: int = SEED) -> BatchWorld:
     """Generate, resolve, build feature tables and fit the model under ``home``."""
-    from core.settings import get_settings
-    from customers.as_of import resolve_as_of
-    from customers.features import build_feature_tables
-    from customers.identity import resolve_generated
-    from decisions.runtime import load_runtime
-    from demo.generate import generate
+    from nextbest.core.settings import get_settings
+    from nextbest.customers.as_of import resolve_as_of
+    from nextbest.customers.features import build_feature_tables
+    from nextbest.customers.identity import resolve_generated
+    from nextbest.decisions.runtime import load_runtime
+    from nextbest.demo.generate import generate
 
     settings = get_settings(home=home, customers=customers, seed=seed, chunk_size=1_000)
     generate(customers, seed, settings.raw_dir)

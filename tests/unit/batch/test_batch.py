@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batch.io import BatchInputError, offline_feature_matrix, point_in_time_features
-from batch.run import score_customers
-from customers.feature_schema import NEVER_DAYS, all_feature_names, view_specs
-from decisions.decision_log import read_log
-from decisions.engine import DecisionContext, decide
-from decisions.privacy import apply_retention
-from decisions.runtime import stock_vector
+from nextbest.batch.io import BatchInputError, offline_feature_matrix, point_in_time_features
+from nextbest.batch.run import score_customers
+from nextbest.customers.feature_schema import NEVER_DAYS, all_feature_names, view_specs
+from nextbest.decisions.decision_log import read_log
+from nextbest.decisions.engine import DecisionContext, decide
+from nextbest.decisions.privacy import apply_retention
+from nextbest.decisions.runtime import stock_vector
 from tests.conftest import demo_terms
 from tests.params import SEED
 from tests.unit.batch.conftest_batch import BatchWorld, batch_world_fixture  # noqa: F401
@@ -238,8 +238,8 @@ def test_point_in_time_on_unsorted_multi_row_group_tables_with_ttl(tmp_path: Pat
 def test_the_ledger_cut_is_fixed_at_start_and_an_unreadable_ledger_is_named(
     tmp_path: Path,
 ) -> None:
-    from batch.io import ledger_cut
-    from decisions.ledger import Ledger, validate_event
+    from nextbest.batch.io import ledger_cut
+    from nextbest.decisions.ledger import Ledger, validate_event
 
     assert ledger_cut(tmp_path / "ledger.db") is None  # no ledger: none created
     assert not (tmp_path / "ledger.db").exists()

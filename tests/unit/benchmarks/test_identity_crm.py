@@ -8,15 +8,15 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.identity_crm import add_name_changes
-from customers.identity import ResolutionSettings, normalise_records, resolve_records
+from nextbest.customers.identity import ResolutionSettings, normalise_records, resolve_records
 from tests.params import SEED
 
 PERSONS = 400
 
 
 def test_renamed_accounts_join_their_person_at_the_default_evidence_only(tmp_path: Path) -> None:
-    from customers.sources import load_canonical_records
-    from demo.generate import generate
+    from nextbest.customers.sources import load_canonical_records
+    from nextbest.demo.generate import generate
 
     generate(PERSONS, SEED, tmp_path)
     records = load_canonical_records(tmp_path)

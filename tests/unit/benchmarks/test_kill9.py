@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks.kill9_bench import Tally, check, log_offsets
-from decisions.ledger import Ledger, validate_event
+from nextbest.decisions.ledger import Ledger, validate_event
 
 
 def test_the_check_counts_lost_decisions_torn_lines_and_lost_events(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from core.api_keys import (
+from nextbest.core.api_keys import (
     ApiKeyError,
     ApiKeyRecord,
     KeyRing,
@@ -17,7 +17,7 @@ from core.api_keys import (
     load_keys,
     revoke_key,
 )
-from core.settings import get_settings
+from nextbest.core.settings import get_settings
 
 
 def test_a_created_key_is_stored_as_its_hash_only(tmp_path: Path) -> None:

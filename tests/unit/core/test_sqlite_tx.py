@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.sqlite_tx import immediate_transaction
+from nextbest.core.sqlite_tx import immediate_transaction
 
 
 def _db(tmp_path: Path) -> Path:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from core import vocabulary
-from core.settings import PROJECT_ROOT
+from nextbest.core import vocabulary
+from nextbest.core.settings import PROJECT_ROOT
 from tests.unit.test_architecture import PACKAGES
 
 PRODUCT_PACKAGES = (*PACKAGES, "feature_repo")
-HOME = PROJECT_ROOT / "core" / "vocabulary.py"
+HOME = PROJECT_ROOT / "nextbest" / "core" / "vocabulary.py"
 VOCABULARY = {
     name: frozenset(value)
     for name, value in vars(vocabulary).items()
@@ -63,7 +63,9 @@ def test_vocabulary_is_defined_only_in_core() -> None:
         if path != HOME
         for line, what in copies_in(ast.parse(path.read_text(encoding="utf-8")))
     ]
-    assert not problems, "import these from core.vocabulary instead:\n" + "\n".join(problems)
+    assert not problems, "import these from nextbest.core.vocabulary instead:\n" + "\n".join(
+        problems
+    )
 
 
 @pytest.mark.parametrize("name", sorted(VOCABULARY))
@@ -81,7 +83,7 @@ def test_only_the_demo_generator_reads_the_demo_channels_and_purposes() -> None:
         if path != HOME
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
         if isinstance(node, ast.ImportFrom)
-        and node.module == "core.vocabulary"
+        and node.module == "nextbest.core.vocabulary"
         and demo_words & {a.name for a in node.names}
     }
-    assert readers == {"demo/generate/catalog.py"}, readers
+    assert readers == {"nextbest/demo/generate/catalog.py"}, readers

@@ -10,14 +10,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core.errors import InputError
-from core.settings import get_settings
-from customers.as_of import resolve_as_of
-from customers.source_files import load_source_files, stage_tables
-from demo.generate import generate
+from nextbest.core.errors import InputError
+from nextbest.core.settings import get_settings
+from nextbest.customers.as_of import resolve_as_of
+from nextbest.customers.source_files import load_source_files, stage_tables
+from nextbest.demo.generate import generate
 from tests.params import SEED
 
-DEMO_SOURCES = Path(__file__).resolve().parents[3] / "demo" / "sources.yaml"
+DEMO_SOURCES = Path(__file__).resolve().parents[3] / "nextbest" / "demo" / "sources.yaml"
 #: A generated world that ends at an hour of a day in 2025, far from the demo's default.
 END = datetime(2025, 3, 15, 13, 30, tzinfo=UTC)
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from customers.feature_schema import CatalogTerms
-from customers.features import _consent_view
+from nextbest.customers.feature_schema import CatalogTerms
+from nextbest.customers.features import _consent_view
 
 T = pd.Timestamp(datetime(2026, 6, 1, tzinfo=UTC))
 CHANNELS = ("email", "sms", "branch", "web")

@@ -11,10 +11,10 @@ from typing import NamedTuple
 import pandas as pd
 import pytest
 
-from core.errors import InputError
-from core.settings import Settings, get_settings
-from customers.contract import TABLES, ContractError, columns
-from customers.source_files import load_source_files
+from nextbest.core.errors import InputError
+from nextbest.core.settings import Settings, get_settings
+from nextbest.customers.contract import TABLES, ContractError, columns
+from nextbest.customers.source_files import load_source_files
 from nextbest.pipeline import contract_terms, ingest
 from tests.worlds.bank import KNOWN_CUSTOMER, write_bank
 
@@ -283,8 +283,8 @@ def test_the_guide_shows_the_bank_s_sources_file_as_it_is() -> None:
 
 
 def test_identifiers_are_normalised_by_the_product_not_the_source(bank: Path) -> None:
-    from customers.identity import ResolutionSettings, resolve_records
-    from customers.sources import CANONICAL_COLUMNS
+    from nextbest.customers.identity import ResolutionSettings, resolve_records
+    from nextbest.customers.sources import CANONICAL_COLUMNS
 
     records = load_source_files(bank / "sources.yaml")["identity_records"]
     online = records.loc[records["source"] == "online"].iloc[0]

@@ -8,16 +8,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core.settings import get_settings
-from customers.contract import TABLES, columns
-from customers.contract_sources import contract_source_data
-from customers.features import build_feature_tables
-from customers.identity import ResolutionSettings, resolve_generated
-from customers.source_files import load_source_files
-from decisions.catalog import load_catalog
-from demo.generate import DEFAULT_AS_OF, generate
+from nextbest.core.settings import get_settings
+from nextbest.customers.contract import TABLES, columns
+from nextbest.customers.contract_sources import contract_source_data
+from nextbest.customers.features import build_feature_tables
+from nextbest.customers.identity import ResolutionSettings, resolve_generated
+from nextbest.customers.source_files import load_source_files
+from nextbest.decisions.catalog import load_catalog
+from nextbest.demo.generate import DEFAULT_AS_OF, generate
 
-DEMO_SOURCES = Path(__file__).resolve().parents[3] / "demo" / "sources.yaml"
+DEMO_SOURCES = Path(__file__).resolve().parents[3] / "nextbest" / "demo" / "sources.yaml"
 
 
 @pytest.fixture(scope="module")

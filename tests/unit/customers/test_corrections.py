@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from customers.correction_checks import CurrentIdentity, check_requests, review_requests
-from customers.corrections import (
+from nextbest.customers.correction_checks import CurrentIdentity, check_requests, review_requests
+from nextbest.customers.corrections import (
     decisions_path,
     load_decisions,
     record_decision,
     record_decisions,
 )
-from customers.identity import ResolutionSettings, resolve_records, run_resolve
+from nextbest.customers.identity import ResolutionSettings, resolve_records, run_resolve
 
 DET = ResolutionSettings(use_splink=False)
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core.errors import InputError
-from core.settings import Settings, get_settings
-from customers.erasure import (
+from nextbest.core.errors import InputError
+from nextbest.core.settings import Settings, get_settings
+from nextbest.customers.erasure import (
     OWN_ERASER,
     UnknownPersonError,
     erase_online,
@@ -23,10 +23,15 @@ from customers.erasure import (
     plan_tables,
     table_files,
 )
-from customers.features import build_feature_tables
-from customers.identity import ResolutionSettings, resolve_records
-from customers.sources import load_canonical_records
-from customers.tombstone import add_to_tombstone, load_tombstone, tombstone_path, tombstoned_records
+from nextbest.customers.features import build_feature_tables
+from nextbest.customers.identity import ResolutionSettings, resolve_records
+from nextbest.customers.sources import load_canonical_records
+from nextbest.customers.tombstone import (
+    add_to_tombstone,
+    load_tombstone,
+    tombstone_path,
+    tombstoned_records,
+)
 from tests.conftest import demo_terms
 from tests.integration.test_features import redis_server  # noqa: F401  (a fixture)
 from tests.unit.customers.test_features_coded import _hand_made_world
@@ -80,19 +85,19 @@ def test_find_person_by_any_identifier(tmp_path: Path) -> None:
 def test_erase_tables_removes_the_persons_rows_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import customers.erasure
+    import nextbest.customers.erasure
 
     settings = _home(tmp_path)
     person = find_person(settings, "email", "ca@x.com")
     before = _hashes(tmp_path)
     reads: list[Path] = []
-    read_once = customers.erasure._read
+    read_once = nextbest.customers.erasure._read
 
     def counted(path: Path) -> pd.DataFrame:
         reads.append(path)
         return read_once(path)
 
-    monkeypatch.setattr(customers.erasure, "_read", counted)
+    monkeypatch.setattr(nextbest.customers.erasure, "_read", counted)
     files = table_files(tmp_path)
     plan = plan_tables(files, person, SALT)
     assert _hashes(tmp_path) == before  # planning writes nothing
@@ -157,8 +162,8 @@ def test_the_tombstone_keeps_the_person_out_of_resolution_and_features(tmp_path:
 def test_erase_online_deletes_the_persons_rows(
     tmp_path: Path, online_store: str, request: pytest.FixtureRequest
 ) -> None:
-    from customers.feast_store import apply, feature_store, lookup_customer, materialize
-    from customers.normalise import identifier_key
+    from nextbest.customers.feast_store import apply, feature_store, lookup_customer, materialize
+    from nextbest.customers.normalise import identifier_key
 
     extra = {}
     if online_store == "redis":
@@ -191,7 +196,7 @@ def test_erase_online_deletes_the_persons_rows(
 def test_a_copied_homes_registry_names_only_the_copy(tmp_path: Path) -> None:
     import shutil
 
-    from customers.feast_store import apply, feature_store
+    from nextbest.customers.feast_store import apply, feature_store
 
     original = _home(tmp_path / "original")
     apply(original, demo_terms())

@@ -16,7 +16,7 @@ from feast.protos.feast.types.Value_pb2 import Value
 from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType
 
-from customers.feast_bulk import (
+from nextbest.customers.feast_bulk import (
     Cells,
     cell_tables,
     double_cells,

@@ -16,10 +16,10 @@ from tests.conftest import ROOT
 
 _PROBE = """
 import json, typeguard, typeguard._decorators
-from core.settings import get_settings
-from customers.feast_import import import_feast
-from customers.feast_definitions import build_definitions
-from decisions.catalog import load_catalog
+from nextbest.core.settings import get_settings
+from nextbest.customers.feast_import import import_feast
+from nextbest.customers.feast_definitions import build_definitions
+from nextbest.decisions.catalog import load_catalog
 settings = get_settings()
 feast = import_feast(settings)
 try:

@@ -1,6 +1,6 @@
 """The source loader and the feature tables built from it.
 
-:func:`customers.feature_sources.load_coded_sources` maps native ids straight to customer
+:func:`nextbest.customers.feature_sources.load_coded_sources` maps native ids straight to customer
 codes; a hand-made world pins what it returns. ``build_feature_tables`` writes each
 snapshot's view rows, the same in this process and in forked snapshot workers.
 """
@@ -16,9 +16,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from customers.feature_schema import CatalogTerms
-from customers.feature_sources import SECS, load_coded_sources
-from customers.features import (
+from nextbest.customers.feature_schema import CatalogTerms
+from nextbest.customers.feature_sources import SECS, load_coded_sources
+from nextbest.customers.features import (
     SourceData,
     _fmax,
     _last_masked,
@@ -28,9 +28,9 @@ from customers.features import (
     snapshot_times,
     view_names,
 )
-from customers.identity import resolve_generated
-from customers.normalise import identifier_keys
-from demo.generate import generate
+from nextbest.customers.identity import resolve_generated
+from nextbest.customers.normalise import identifier_keys
+from nextbest.demo.generate import generate
 from tests.conftest import demo_terms
 from tests.params import SEED, SMALL_CUSTOMERS
 
@@ -322,7 +322,7 @@ def test_forked_and_serial_builds_write_identical_files(
 def test_a_failing_snapshot_worker_fails_the_build_and_leaves_no_scratch(
     world: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import customers.features as features
+    import nextbest.customers.features as features
 
     raw, unified = world
     real = features._view_rows
@@ -346,7 +346,7 @@ def test_identifier_table_on_the_hard_cases() -> None:
     (kept once), identifiers that do not normalise, unresolved records, missing values."""
     import pyarrow as pa
 
-    from customers.feature_sources import _identifier_table_coded
+    from nextbest.customers.feature_sources import _identifier_table_coded
 
     ids = pd.Index(["C1", "C2", "C3"], dtype=object)
     codes = np.array([0, 1, 0, -1, 2, 1, 2], dtype=np.int64)

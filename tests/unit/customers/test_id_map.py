@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from customers.id_map import (
+from nextbest.customers.id_map import (
     ALL,
     CORRECTION,
     EXPORT,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from customers.identity import ResolutionResult, ResolutionSettings, resolve_records
-from customers.quality import identity_quality
+from nextbest.customers.identity import ResolutionResult, ResolutionSettings, resolve_records
+from nextbest.customers.quality import identity_quality
 from tests.params import DEFAULT_SEED, DEMO_CUSTOMERS, SECOND_SEED, SEED, SMALL_CUSTOMERS
 
 DET = ResolutionSettings(use_splink=False)
@@ -415,8 +415,8 @@ def test_bad_input_gives_clear_error(frame: pd.DataFrame, message: str) -> None:
 @pytest.mark.parametrize("seed", [DEFAULT_SEED, SECOND_SEED])
 def test_default_generated_data_meets_the_issue_floor(seed: int, tmp_path: Path) -> None:
     """Precision >= 0.995 and recall >= 0.97 over all canonical records, 20,000 persons."""
-    from customers.sources import load_canonical_records
-    from demo.generate import generate
+    from nextbest.customers.sources import load_canonical_records
+    from nextbest.demo.generate import generate
 
     generate(DEMO_CUSTOMERS, seed, tmp_path)
     records = load_canonical_records(tmp_path)
@@ -434,8 +434,8 @@ def test_default_generated_data_meets_the_issue_floor(seed: int, tmp_path: Path)
 
 @pytest.mark.slow
 def test_generated_records_without_some_columns_resolve(tmp_path: Path) -> None:
-    from customers.sources import load_canonical_records
-    from demo.generate import generate
+    from nextbest.customers.sources import load_canonical_records
+    from nextbest.demo.generate import generate
 
     generate(SMALL_CUSTOMERS, SEED, tmp_path)
     records = load_canonical_records(tmp_path).drop(columns=["phone", "street", "city"])
@@ -450,8 +450,8 @@ def test_generated_records_without_some_columns_resolve(tmp_path: Path) -> None:
 def test_a_namesake_a_generation_apart_with_own_email_is_not_merged(tmp_path: Path) -> None:
     """Same name and address, a date of birth 28 years later and an e-mail of their own:
     a son, not a senior's record with a replaced date of birth."""
-    from customers.sources import load_canonical_records
-    from demo.generate import generate
+    from nextbest.customers.sources import load_canonical_records
+    from nextbest.demo.generate import generate
 
     generate(200, SEED, tmp_path)
     records = load_canonical_records(tmp_path)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from customers.identity import ResolutionSettings, resolve_records
+from nextbest.customers.identity import ResolutionSettings, resolve_records
 
 pytest.importorskip("pyspark")
 pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java")
@@ -69,14 +69,14 @@ def test_resolve_sources_on_spark_gives_the_duckdb_customers_at_the_set_master(
 ) -> None:
     import yaml
 
-    from batch.spark import spark_session
-    from core.settings import PROJECT_ROOT, get_settings
-    from demo.generate import generate
+    from nextbest.batch.spark import spark_session
+    from nextbest.core.settings import PROJECT_ROOT, get_settings
+    from nextbest.demo.generate import generate
     from nextbest.pipeline import identity_records
 
     raw = tmp_path / "exports"
     generate(PERSONS, 7, raw)
-    spec = yaml.safe_load((PROJECT_ROOT / "demo" / "sources.yaml").read_text())
+    spec = yaml.safe_load((PROJECT_ROOT / "nextbest" / "demo" / "sources.yaml").read_text())
     spec["tables"] = {"identity_records": spec["tables"]["identity_records"]}
     sources = raw / "sources.yaml"
     sources.write_text(yaml.safe_dump(spec))

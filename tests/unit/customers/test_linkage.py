@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from customers.identity import ResolutionSettings, resolve_records
-from customers.quality import identity_quality
-from customers.source_files import load_source_files
-from customers.sources import CANONICAL_COLUMNS
+from nextbest.customers.identity import ResolutionSettings, resolve_records
+from nextbest.customers.quality import identity_quality
+from nextbest.customers.source_files import load_source_files
+from nextbest.customers.sources import CANONICAL_COLUMNS
 from tests.params import EM_UNDERFLOW_SEED, THIRD_WORLD_PERSONS
 from tests.worlds.retail_bank import write_retail_bank
 
@@ -26,7 +26,7 @@ def test_an_em_session_that_underflows_is_left_out(
     # below 1e-300, which Splink refuses to store (a traceback before)
     world = write_retail_bank(tmp_path, persons=THIRD_WORLD_PERSONS, seed=EM_UNDERFLOW_SEED)
     records = load_source_files(world.sources)["identity_records"]
-    with caplog.at_level(logging.WARNING, logger="customers.linkage"):
+    with caplog.at_level(logging.WARNING, logger="nextbest.customers.linkage"):
         result = resolve_records(records[list(CANONICAL_COLUMNS)], ResolutionSettings(seed=42))
     assert any("left out" in r.getMessage() for r in caplog.records), "no session underflowed"
     quality = identity_quality(result.assignments, pd.read_csv(world.truth_dir / "records.csv"))

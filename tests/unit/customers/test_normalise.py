@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from customers import normalise as nz
+from nextbest.customers import normalise as nz
 
 SALT = "test-salt"
 

@@ -3,8 +3,8 @@ table it is computed from is absent."""
 
 from __future__ import annotations
 
-from customers.contract import REQUIRED_TABLES, TABLES
-from customers.feature_schema import (
+from nextbest.customers.contract import REQUIRED_TABLES, TABLES
+from nextbest.customers.feature_schema import (
     HOLDING_BALANCE,
     CatalogTerms,
     feature_tables,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from customers.quality import identity_quality
+from nextbest.customers.quality import identity_quality
 
 
 def test_metrics_match_hand_counts() -> None:
@@ -45,8 +45,8 @@ def test_missing_columns_are_named() -> None:
 
 
 def test_missed_pairs_are_counted_by_source_pair_and_cause() -> None:
-    from customers.identity import normalise_records, validate_records
-    from customers.quality import missed_pairs
+    from nextbest.customers.identity import normalise_records, validate_records
+    from nextbest.customers.quality import missed_pairs
 
     records = pd.DataFrame(
         {

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from core.errors import InputError
-from customers.contract import ContractError, Terms
-from customers.source_files import load_source_files
+from nextbest.core.errors import InputError
+from nextbest.customers.contract import ContractError, Terms
+from nextbest.customers.source_files import load_source_files
 from tests.worlds.small_bank import write_small_bank
 
 TERMS = Terms(

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from customers.sources import CANONICAL_COLUMNS, SOURCE_FILES, load_canonical_records
-from demo.generate import generate
+from nextbest.customers.sources import CANONICAL_COLUMNS, SOURCE_FILES, load_canonical_records
+from nextbest.demo.generate import generate
 from tests.params import SEED, SMALL_CUSTOMERS
 
 

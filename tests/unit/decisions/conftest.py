@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from decisions.catalog import Catalog, load_catalog
-from decisions.engine import DecisionContext
-from decisions.policy import Policy, load_policy
-from decisions.rules import Plan, compile_plan
+from nextbest.decisions.catalog import Catalog, load_catalog
+from nextbest.decisions.engine import DecisionContext
+from nextbest.decisions.policy import Policy, load_policy
+from nextbest.decisions.rules import Plan, compile_plan
 from tests.conftest import demo_terms
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from decisions.catalog import ConfigError, load_catalog
+from nextbest.decisions.catalog import ConfigError, load_catalog
 from tests.conftest import demo_terms
 from tests.unit.decisions.conftest import ROOT, feature_names
 
@@ -46,10 +46,10 @@ def test_default_catalog_matches_contract_arms():
 
 
 def test_default_configs_fit_the_generator_and_feature_schema():
-    from customers.feature_schema import all_feature_names
-    from decisions.policy import load_policy
-    from decisions.rules import compile_plan
-    from demo.generate import ACTIONS, CHANNELS, PURPOSES
+    from nextbest.customers.feature_schema import all_feature_names
+    from nextbest.decisions.policy import load_policy
+    from nextbest.decisions.rules import compile_plan
+    from nextbest.demo.generate import ACTIONS, CHANNELS, PURPOSES
     from tests.unit.decisions.conftest import ViewsModel
 
     cat = load_catalog(ROOT / "config" / "catalog.yaml")
@@ -247,7 +247,7 @@ def test_channels_and_purposes_are_declared_and_checked(tmp_path, mutate, entry,
 
 
 def test_a_channel_and_purpose_the_generator_never_made_name_their_features(tmp_path):
-    from customers.feature_schema import all_feature_names, view_specs
+    from nextbest.customers.feature_schema import all_feature_names, view_specs
 
     data = yaml.safe_load((ROOT / "config" / "catalog.yaml").read_text())
     data["channels"].append("branch")

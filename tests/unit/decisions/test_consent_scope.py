@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from decisions.catalog import load_catalog
-from decisions.engine import decide
-from decisions.ledger import EventError, Vocabulary, validate_event
-from decisions.ledger_state import derive
-from decisions.policy import load_policy
-from decisions.rules import compile_plan
+from nextbest.decisions.catalog import load_catalog
+from nextbest.decisions.engine import decide
+from nextbest.decisions.ledger import EventError, Vocabulary, validate_event
+from nextbest.decisions.ledger_state import derive
+from nextbest.decisions.policy import load_policy
+from nextbest.decisions.rules import compile_plan
 from tests.unit.decisions.conftest import ctx
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC).timestamp()

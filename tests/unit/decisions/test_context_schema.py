@@ -8,9 +8,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from decisions.catalog import ConfigError
-from decisions.context_schema import context_dict, context_model
-from decisions.policy import load_policy
+from nextbest.decisions.catalog import ConfigError
+from nextbest.decisions.context_schema import context_dict, context_model
+from nextbest.decisions.policy import load_policy
 from tests.unit.decisions.conftest import ROOT
 
 

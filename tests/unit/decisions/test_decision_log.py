@@ -10,9 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from decisions.decision_log import DecisionLog, PersonalDataError, check_customer_id, read_log
-from decisions.engine import decide
-from decisions.rules import compile_plan
+from nextbest.decisions.decision_log import (
+    DecisionLog,
+    PersonalDataError,
+    check_customer_id,
+    read_log,
+)
+from nextbest.decisions.engine import decide
+from nextbest.decisions.rules import compile_plan
 from tests.unit.decisions.conftest import NOW, ViewsModel, ctx, default_row, matrix
 
 

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import yaml
 
-from decisions.catalog import Catalog, ConfigError, load_catalog
-from decisions.engine import Decisions, decide, incremental_value
-from decisions.policy import Policy, load_policy
-from decisions.reasons import Reason
-from decisions.rules import Plan, compile_plan
+from nextbest.decisions.catalog import Catalog, ConfigError, load_catalog
+from nextbest.decisions.engine import Decisions, decide, incremental_value
+from nextbest.decisions.policy import Policy, load_policy
+from nextbest.decisions.reasons import Reason
+from nextbest.decisions.rules import Plan, compile_plan
 from tests.unit.decisions.conftest import ctx
 
 CATALOG = """

@@ -7,11 +7,11 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 
-from decisions.draws import in_holdout
-from decisions.engine import Decisions, decide
-from decisions.policy import Exploration, Holdout, Policy
-from decisions.reasons import Reason
-from decisions.rules import compile_plan
+from nextbest.decisions.draws import in_holdout
+from nextbest.decisions.engine import Decisions, decide
+from nextbest.decisions.policy import Exploration, Holdout, Policy
+from nextbest.decisions.reasons import Reason
+from nextbest.decisions.rules import compile_plan
 from tests.params import SECOND_SEED, SEED, SMALL_CUSTOMERS
 from tests.unit.decisions.conftest import NOW, ViewsModel, ctx, default_row, matrix
 
@@ -336,7 +336,7 @@ def test_records_have_versions_and_sentences(plan, names):
 def test_cached_exclusion_sentences_equal_freshly_rendered_ones(plan, names, monkeypatch):
     """Sentences come from the plan's cache after the first decision; the words must not
     change, whatever the observed value (NaN, -0.0, counts)."""
-    import decisions.outcome as outcome
+    import nextbest.decisions.outcome as outcome
 
     overrides = [
         {},
@@ -364,9 +364,9 @@ def test_cached_exclusion_sentences_equal_freshly_rendered_ones(plan, names, mon
 
 def test_a_bank_channel_reads_in_the_bank_s_words() -> None:
     """The bank's catalog words its branch channel; the engine's reason sentences use it."""
-    from customers.feature_schema import all_feature_names
-    from decisions.catalog import load_catalog
-    from decisions.policy import load_policy
+    from nextbest.customers.feature_schema import all_feature_names
+    from nextbest.decisions.catalog import load_catalog
+    from nextbest.decisions.policy import load_policy
     from tests.worlds.bank import CONFIG_DIR
 
     bank = load_catalog(CONFIG_DIR / "catalog.yaml")

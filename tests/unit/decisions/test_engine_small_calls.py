@@ -11,11 +11,11 @@ from datetime import timedelta
 
 import numpy as np
 
-from decisions.draws import MIX64_PY_MAX, mix64
-from decisions.engine import decide
-from decisions.policy import Exploration, Holdout
-from decisions.reasons import Reason
-from decisions.rules import compile_plan
+from nextbest.decisions.draws import MIX64_PY_MAX, mix64
+from nextbest.decisions.engine import decide
+from nextbest.decisions.policy import Exploration, Holdout
+from nextbest.decisions.reasons import Reason
+from nextbest.decisions.rules import compile_plan
 from tests.params import SEED
 from tests.unit.decisions.conftest import NOW, ViewsModel, ctx, default_row, matrix
 

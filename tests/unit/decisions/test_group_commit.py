@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from decisions.decision_log import PersonalDataError, read_log
-from decisions.group_commit import GroupCommitLog
+from nextbest.decisions.decision_log import PersonalDataError, read_log
+from nextbest.decisions.group_commit import GroupCommitLog
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -82,7 +82,7 @@ def _break_sync(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(fd: int) -> None:
         raise OSError(5, "I/O error")
 
-    monkeypatch.setattr("decisions.group_commit.os.fdatasync", broken)
+    monkeypatch.setattr("nextbest.decisions.group_commit.os.fdatasync", broken)
 
 
 def test_a_failed_sync_reaches_every_appender_of_the_batch(
@@ -149,7 +149,7 @@ def test_append_inline_queues_while_the_writer_syncs(
             assert release.wait(10)
         real(fd)
 
-    monkeypatch.setattr("decisions.group_commit.os.fdatasync", slow)
+    monkeypatch.setattr("nextbest.decisions.group_commit.os.fdatasync", slow)
     first = log.append_async([_record(1)])
     assert syncing.wait(10)  # the writer is inside its sync
     second = log.append_inline([_record(2)])

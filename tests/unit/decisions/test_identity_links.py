@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from customers.normalise import identifier_key
-from decisions.identity_links import IdentityLinks, identify_payload, resolve_key
-from decisions.ledger import EventError, Ledger, validate_event
+from nextbest.customers.normalise import identifier_key
+from nextbest.decisions.identity_links import IdentityLinks, identify_payload, resolve_key
+from nextbest.decisions.ledger import EventError, Ledger, validate_event
 from serving.events import EventConflict, EventHandler
 from serving.requests import CustomerRef, RequestError
 
@@ -224,7 +224,7 @@ def test_erasure_takes_the_links_and_retention_keeps_them(tmp_path: Path) -> Non
 def test_a_link_follows_its_customer_through_a_merge(tmp_path: Path) -> None:
     import numpy as np
 
-    from customers.id_map import stabilise
+    from nextbest.customers.id_map import stabilise
 
     records = np.array(["r1", "r2", "r3", "r4"], dtype=object)
     first = stabilise(tmp_path, records, np.array([0, 1, 2, 2]), now=1.0).customer_ids

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from decisions.engine import incremental_value
+from nextbest.decisions.engine import incremental_value
 
 
 def test_without_control_value_it_is_uplift_times_value_minus_cost_times_lever() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from decisions.ledger import (
+from nextbest.decisions.ledger import (
     ConflictError,
     EventError,
     Ledger,
@@ -20,7 +20,7 @@ from decisions.ledger import (
     consent_history,
     validate_event,
 )
-from decisions.ledger_state import apply_ledger, apply_overrides, derive
+from nextbest.decisions.ledger_state import apply_ledger, apply_overrides, derive
 from tests.conftest import demo_terms
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC).timestamp()
@@ -358,8 +358,8 @@ def _under(cid: str, type_: str, payload: dict, event_id: str) -> LedgerEvent:
 
 
 def test_events_under_earlier_ids_follow_merges_and_splits(tmp_path: Path) -> None:
-    from customers.id_map import stabilise
-    from decisions.ledger import consent_records
+    from nextbest.customers.id_map import stabilise
+    from nextbest.decisions.ledger import consent_records
 
     records = np.array(["r1", "r2", "r3", "r4"], dtype=object)
     first = stabilise(tmp_path, records, np.array([0, 1, 2, 2]), now=1.0).customer_ids

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from decisions.ledger import NO_CUSTOMER, EventError, Ledger, Vocabulary, validate_event
-from decisions.stock import LiveStock, StockContextError, context_stock, with_context
+from nextbest.decisions.ledger import NO_CUSTOMER, EventError, Ledger, Vocabulary, validate_event
+from nextbest.decisions.stock import LiveStock, StockContextError, context_stock, with_context
 
 PRODUCTS = ["phone", "tablet", "watch"]
 VOCAB = Vocabulary(products=frozenset(PRODUCTS))

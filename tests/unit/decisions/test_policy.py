@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from decisions.catalog import ConfigError
-from decisions.policy import load_policy
+from nextbest.decisions.catalog import ConfigError
+from nextbest.decisions.policy import load_policy
 from tests.conftest import demo_terms
 from tests.unit.decisions.conftest import ROOT
 

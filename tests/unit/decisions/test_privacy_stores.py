@@ -10,12 +10,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from core.errors import InputError
-from core.settings import get_settings
-from decisions.decision_log import DecisionLog, drop_older, erase_customers, read_log
-from decisions.group_commit import GroupCommitLog
-from decisions.ledger import Ledger, Vocabulary, validate_event
-from decisions.privacy import apply_retention, forget, read_audit
+from nextbest.core.errors import InputError
+from nextbest.core.settings import get_settings
+from nextbest.decisions.decision_log import DecisionLog, drop_older, erase_customers, read_log
+from nextbest.decisions.group_commit import GroupCommitLog
+from nextbest.decisions.ledger import Ledger, Vocabulary, validate_event
+from nextbest.decisions.privacy import apply_retention, forget, read_audit
 from tests.conftest import demo_terms
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)

@@ -1,6 +1,13 @@
 """Every reason code has a readable sentence."""
 
-from decisions.reasons import SENTENCES, Reason, channel_phrase, code, row_sentence, sentence
+from nextbest.decisions.reasons import (
+    SENTENCES,
+    Reason,
+    channel_phrase,
+    code,
+    row_sentence,
+    sentence,
+)
 
 
 def test_every_reason_has_a_sentence():
@@ -48,7 +55,7 @@ def test_sentences_read_as_the_string_formatter_would_render_them() -> None:
     ``string.Formatter`` (which it replaced), with every field given, some, or none."""
     import string
 
-    from decisions.reasons import SENTENCES, Reason, _Blank, _fmt, sentence
+    from nextbest.decisions.reasons import SENTENCES, Reason, _Blank, _fmt, sentence
 
     full = {
         "action": "Phone upgrade",
@@ -70,7 +77,7 @@ def test_sentences_read_as_the_string_formatter_would_render_them() -> None:
             if "channel" in values:
                 values["channel_phrase"] = "by email"
             if "op" in values:
-                from decisions.reasons import OP_PHRASES
+                from nextbest.decisions.reasons import OP_PHRASES
 
                 values["op_phrase"] = OP_PHRASES.get(values["op"], values["op"])
             expected = string.Formatter().vformat(SENTENCES[Reason(reason)], (), values)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from decisions.catalog import Catalog
-from decisions.policy import ContactCap, Policy
-from decisions.reasons import Reason
-from decisions.rule_families import channel_rows
+from nextbest.decisions.catalog import Catalog
+from nextbest.decisions.policy import ContactCap, Policy
+from nextbest.decisions.reasons import Reason
+from nextbest.decisions.rule_families import channel_rows
 
 
 def test_rows_come_in_precedence_order_with_the_total_cap_last(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from core.settings import Settings
-from decisions.catalog import ConfigError
-from decisions.runtime import load_stock
+from nextbest.core.settings import Settings
+from nextbest.decisions.catalog import ConfigError
+from nextbest.decisions.runtime import load_stock
 
 
 def test_stock_is_read_by_product_and_extra_columns_are_ignored(tmp_path):

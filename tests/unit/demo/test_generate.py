@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from demo.generate import (
+from nextbest.demo.generate import (
     ACTIONS,
     CATEGORIES,
     CHANNELS,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from customers.erasure import find_person
-from decisions.privacy import forget, read_audit
-from demo.truth import erase_person
+from nextbest.customers.erasure import find_person
+from nextbest.decisions.privacy import forget, read_audit
+from nextbest.demo.truth import erase_person
 from tests.unit.customers.test_erasure import _home
 
 

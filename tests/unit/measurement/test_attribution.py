@@ -7,7 +7,7 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
-from measurement.attribution import attribute_outcomes, flatten_decisions
+from nextbest.measurement.attribution import attribute_outcomes, flatten_decisions
 from tests.params import SEED
 
 T0 = pd.Timestamp("2024-03-01T09:00:00Z")

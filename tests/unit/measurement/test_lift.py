@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from measurement.lift import decision_drift, diff_in_means, exclusion_counts, lift_by, lift_tables
+from nextbest.measurement.lift import (
+    decision_drift,
+    diff_in_means,
+    exclusion_counts,
+    lift_by,
+    lift_tables,
+)
 from tests.params import SEED
 
 N_ROWS = 50_000

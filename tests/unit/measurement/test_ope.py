@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from measurement.ope import (
+from nextbest.measurement.ope import (
     evaluate_candidate,
     load_candidate_levers,
     off_policy_value,

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.settings import get_settings
-from decisions.decision_log import DecisionLog
-from measurement.report import build_report, run_report, write_report
+from nextbest.core.settings import get_settings
+from nextbest.decisions.decision_log import DecisionLog
+from nextbest.measurement.report import build_report, run_report, write_report
 from tests.params import SEED, SMALL_CUSTOMERS
 
 START = pd.Timestamp("2024-05-01T00:00:00Z")

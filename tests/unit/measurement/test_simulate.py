@@ -8,9 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from measurement.attribution import attribute_outcomes
-from measurement.ope import candidate_from_scores, evaluate_candidate
-from measurement.simulate import simulate_log, simulate_policies, truth_actions, truth_scores
+from nextbest.measurement.attribution import attribute_outcomes
+from nextbest.measurement.ope import candidate_from_scores, evaluate_candidate
+from nextbest.measurement.simulate import (
+    simulate_log,
+    simulate_policies,
+    truth_actions,
+    truth_scores,
+)
 from tests.params import SECOND_SEED, SEED, SMALL_CUSTOMERS
 
 N_SIM = 10 * SMALL_CUSTOMERS

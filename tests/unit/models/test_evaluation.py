@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklift import metrics as sk
 
-from models.evaluation import (
+from nextbest.models.evaluation import (
     calibration_table,
     evaluate_policies,
     expected_calibration_error,
@@ -11,7 +11,7 @@ from models.evaluation import (
     uplift_at_k,
     uplift_auc_score,
 )
-from models.ope import DR, IPS, SNIPS
+from nextbest.models.ope import DR, IPS, SNIPS
 from tests.params import SECOND_SEED, SEED
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from models.fold_average import FoldAveragedLearner
-from models.learners import ShrunkUpliftLearner, TLearner
+from nextbest.models.fold_average import FoldAveragedLearner
+from nextbest.models.learners import ShrunkUpliftLearner, TLearner
 from tests.params import SEED
 from tests.unit.models.synthetic import CONTROL, make_experiment
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from models.evaluation import qini_auc_score
-from models.learners import (
+from nextbest.models.evaluation import qini_auc_score
+from nextbest.models.learners import (
     DRLearner,
     ShrunkUpliftLearner,
     SLearner,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import get_settings
-from models.registry import load_model_by_alias
+from nextbest.core.settings import get_settings
+from nextbest.models.registry import load_model_by_alias
 
 
 def test_loading_a_champion_from_an_empty_home_names_the_missing_store_and_creates_none(
@@ -26,7 +26,7 @@ def test_a_copied_homes_mlflow_store_names_only_the_copy(tmp_path: Path) -> None
 
     import mlflow
 
-    from models.registry import configure_mlflow
+    from nextbest.models.registry import configure_mlflow
 
     original = get_settings(home=tmp_path / "original")
     configure_mlflow(original)

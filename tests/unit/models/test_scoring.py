@@ -8,11 +8,11 @@ import pickle
 import numpy as np
 import pytest
 
-from core.vocabulary import NO_ACTION as CONTROL
-from models import compiled_trees
-from models.decision_model import DecisionModel, ValueModel
-from models.learners import SLearner, TLearner, XLearner
-from models.scoring import StackedScorer
+from nextbest.core.vocabulary import NO_ACTION as CONTROL
+from nextbest.models import compiled_trees
+from nextbest.models.decision_model import DecisionModel, ValueModel
+from nextbest.models.learners import SLearner, TLearner, XLearner
+from nextbest.models.scoring import StackedScorer
 from tests.params import SEED
 
 ARMS = ["arm_a", "arm_b", "arm_c"]
@@ -264,8 +264,8 @@ NO_NUMBA = """
 import sys
 sys.modules["numba"] = None  # `import numba` raises ImportError, as when it is not installed
 import numpy as np
-from models import compiled_trees
-from models.scoring import StackedScorer
+from nextbest.models import compiled_trees
+from nextbest.models.scoring import StackedScorer
 from tests.unit.models.test_scoring import _data, _model
 assert not compiled_trees.available()
 data = _data(n=600)

@@ -9,8 +9,8 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from decisions.ledger import Ledger, Vocabulary, validate_event
 from nextbest.cli import app
+from nextbest.decisions.ledger import Ledger, Vocabulary, validate_event
 from tests.conftest import demo_terms
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC).timestamp()

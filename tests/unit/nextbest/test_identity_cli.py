@@ -10,11 +10,11 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from core.settings import get_settings
-from customers.normalise import identifier_key
-from decisions.identity_links import IdentityLinks, identify_payload
-from decisions.ledger import Ledger, validate_event
 from nextbest.cli import app
+from nextbest.core.settings import get_settings
+from nextbest.customers.normalise import identifier_key
+from nextbest.decisions.identity_links import IdentityLinks, identify_payload
+from nextbest.decisions.ledger import Ledger, validate_event
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC).timestamp()
 EMAIL = "Kim.Review@Example.net"

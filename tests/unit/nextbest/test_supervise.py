@@ -51,7 +51,7 @@ def test_a_worker_start_up_failure_stops_the_whole_group_with_its_message(
     t0 = time.monotonic()
     outcome, seen = _run(
         tmp_path,
-        "decisions.catalog.ConfigError: policy.yaml: rules: not a list",
+        "nextbest.decisions.catalog.ConfigError: policy.yaml: rules: not a list",
         start_timeout=60,
         grace=10,
     )

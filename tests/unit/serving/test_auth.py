@@ -15,8 +15,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from core.api_keys import ApiKeyRecord, KeyRing, create_key, hash_key
-from core.vocabulary import API_SCOPES
+from nextbest.core.api_keys import ApiKeyRecord, KeyRing, create_key, hash_key
+from nextbest.core.vocabulary import API_SCOPES
 from serving.auth import (
     ANY_KEY,
     KEY_NAME,

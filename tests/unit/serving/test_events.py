@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from customers.feature_schema import all_feature_names
-from decisions.ledger import Ledger, Vocabulary, validate_event
-from decisions.ledger_state import derive
+from nextbest.customers.feature_schema import all_feature_names
+from nextbest.decisions.ledger import Ledger, Vocabulary, validate_event
+from nextbest.decisions.ledger_state import derive
 from serving.events import EventConflict, EventHandler
 from serving.requests import CustomerRef, RequestError
 from tests.conftest import demo_terms

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from core.settings import PROJECT_ROOT, Settings
+from nextbest.core.settings import PROJECT_ROOT, Settings
 
 
 @pytest.mark.parametrize(

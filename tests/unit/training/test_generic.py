@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.errors import InputError
+from nextbest.core.errors import InputError
 from tests.params import SEED, UPLIFT_ROWS
 from tests.unit.models.synthetic import ARMS, CONTROL, make_experiment
 from training.generic import fit_uplift, predict_uplift

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from core.settings import PROJECT_ROOT, Settings
-from decisions.catalog import ConfigError
+from nextbest.core.settings import PROJECT_ROOT, Settings
+from nextbest.decisions.catalog import ConfigError
 
 
 def _settings_with_a_fax_cap(tmp_path: Path) -> Settings:
@@ -36,7 +36,7 @@ def test_training_refuses_a_policy_the_catalog_does_not_fit_before_writing(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["policy.yaml"]
 
     # the service stops at start with the same words
-    from decisions.runtime import StartupError
+    from nextbest.decisions.runtime import StartupError
     from serving.service import catalog_and_policy
 
     with pytest.raises(StartupError) as at_start:

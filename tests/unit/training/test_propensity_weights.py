@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.learners import SLearner, TLearner, inverse_propensity_weights
+from nextbest.models.learners import SLearner, TLearner, inverse_propensity_weights
 from training.dataset import TrainingSet, contract_exposures
 from training.selection import select_uplift_learner
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from sklearn.base import BaseEstimator
 
-from models.evaluation import qini_auc_score
-from models.fold_average import FoldAveragedLearner
-from models.learners import ShrunkUpliftLearner, SLearner, TLearner
+from nextbest.models.evaluation import qini_auc_score
+from nextbest.models.fold_average import FoldAveragedLearner
+from nextbest.models.learners import ShrunkUpliftLearner, SLearner, TLearner
 from tests.params import SEED
 from tests.unit.models.synthetic import CONTROL, make_experiment
 from training.selection import apply_rule, select_uplift_learner

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from customers.features import snapshot_times
+from nextbest.customers.features import snapshot_times
 from training.dataset import (
     TimeRangeError,
     check_exposures_in_snapshots,

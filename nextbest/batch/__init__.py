@@ -1,0 +1,1 @@
+"""Batch scoring: :func:`nextbest.batch.run.score_customers` on a local or a Spark backend."""

@@ -1,0 +1,282 @@
+"""Rule families: each turns one action on one channel into named rule rows.
+
+One builder per family (placement, dates, consent, eligibility, case pause, complaint
+block, holdings, stock, cooldown, contact caps) in precedence order: the first failing
+check of an action is the one reported. A row is either a *check* (one feature column, a
+comparison, a reason code) or a per-call *context check* (dates, placement, stock);
+:mod:`nextbest.decisions.rules` compiles the rows into the arrays ``decide`` evaluates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from nextbest.decisions.catalog import Action
+from nextbest.decisions.policy import Policy
+from nextbest.decisions.reasons import Reason
+
+# An eligibility predicate says when an action is allowed; its check fails on the inverse.
+_INVERSE = {"eq": "ne", "ne": "eq", "lt": "ge", "le": "gt", "gt": "le", "ge": "lt"}
+_INVERSE.update({"in": "not_in", "not_in": "in"})
+
+
+class RuleRow(NamedTuple):
+    """One rule of one action on one channel, before compilation into index arrays."""
+
+    action: int  # local index of the action among the channel's actions
+    feature: str | None  # feature column the check reads; None for a context check
+    op: str  # the check fails when ``feature OP threshold``; "ctx" for context checks
+    threshold: Any
+    fail_reason: Reason
+    nan_reason: Reason | None  # reason when the feature is NaN (None: context check)
+    context: str | None  # "place", "dates" or "stock" for context checks
+    fields: dict[str, Any]  # sentence fields
+
+
+@dataclass(frozen=True)
+class ActionOnChannel:
+    """What every rule builder needs about one action delivered on one channel."""
+
+    local: int
+    action: Action
+    channel: str
+    base: dict[str, Any]  # sentence fields common to all its rules
+    #: The catalog's purposes consented to once for all channels.
+    all_channel_purposes: tuple[str, ...] = ()
+
+
+def placement_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
+    """Placement: an action restricted to some placements fails elsewhere (context check)."""
+    if t.action.placements is None:
+        return []
+    return [RuleRow(t.local, None, "ctx", None, Reason.NOT_IN_PLACEMENT, None, "place", t.base)]
+
+
+def date_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
+    """Validity dates (context check)."""
+    if not (t.action.valid_from or t.action.valid_to):
+        return []
+    return [RuleRow(t.local, None, "ctx", None, Reason.OUT_OF_DATES, None, "dates", t.base)]
+
+
+def consent_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
+    """Consent for the action's purpose on the channel (or the policy's override). A
+    purpose the catalog consents to once for all channels reads the same feature (its
+    column holds the latest record on any channel) and says so in its sentence."""
+    c_purpose, c_channel = policy.consent_for(t.action.id, t.action.purpose, t.channel)
+    fields = {**t.base, "purpose": c_purpose, "channel": c_channel}
+    if c_purpose in t.all_channel_purposes:
+        fields["rule"] = "consent_scope.all_channels"
+    return [
+        RuleRow(
+            t.local,
+            f"consent_{c_purpose}_{c_channel}",
+            "lt",
+            0.5,
+            Reason.NO_CONSENT,
+            Reason.NO_CONSENT,
+            None,
+            fields,
+        )
+    ]
+
+
+def eligibility_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
+    """The catalog's eligibility predicates, each checked on its inverse."""
+    rows = []
+    for p in t.action.eligibility:
+        thr = tuple(p.value) if isinstance(p.value, list) else p.value
+        rows.append(
+            RuleRow(
+                t.local,
+                p.feature,
+                _INVERSE[p.op],
+                thr,
+                Reason.NOT_ELIGIBLE,
+                Reason.MISSING_FEATURES,
+                None,
+                {**t.base, "feature": p.feature, "op": p.op, "threshold": p.value},
+            )
+        )
+    return rows
+
+
+def case_pause_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
+    """Pause the policy's paused actions, and actions of its paused purposes, while a
+    service case is open (one check: the condition is the same; the action's own rule
+    names it)."""
+    cp = policy.case_pause
+    if not cp.enabled:
+        return []
+    if t.action.id in cp.actions:
+        fields = {**t.base, "feature": cp.feature, "rule": "case_pause.actions"}
+    elif t.action.purpose in cp.purposes:
+        fields = {**t.base, "feature": cp.feature}
+    else:
+        return []
+    return [
+        RuleRow(
+            t.local, cp.feature, "gt", 0.0, Reason.CASE_OPEN, Reason.MISSING_FEATURES, None, fields
+        )
+    ]
+
+
+def complaint_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
+    """No action the policy names within its own days of a complaint, and no actions of
+    the blocked kinds within the policy's days (both apply; the action's own first)."""
+    cb = policy.complaint_block
+    if not cb.enabled:
+        return []
+    rows = []
+    own = cb.actions.get(t.action.id)
+    if own is not None:
+        fields = {**t.base, "feature": cb.feature, "threshold": own}
+        fields["rule"] = "complaint_block.actions"
+        rows.append(
+            RuleRow(
+                t.local,
+                cb.feature,
+                "lt",
+                own,
+                Reason.RECENT_COMPLAINT,
+                Reason.MISSING_FEATURES,
+                None,
+                fields,
+            )
+        )
+    if t.action.kind in cb.kinds:
+        rows.append(
+            RuleRow(
+                t.local,
+                cb.feature,
+                "lt",
+                cb.days,
+                Reason.RECENT_COMPLAINT,
+                Reason.MISSING_FEATURES,
+                None,
+                {**t.base, "feature": cb.feature, "threshold": cb.days},
+            )
+        )
+    return rows
+
+
+def holding_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
+    """Never offer an action to a holder of the products that suppress it: its own
+    product by default, or the catalog's ``suppress_if_holds`` (whose sentence names it)."""
+    if not policy.suppression.never_offer_held:
+        return []
+    declared = t.action.suppress_if_holds is not None
+    rows = []
+    for product in t.action.held_products:
+        f = f"holds_{product}"
+        fields = {**t.base, "feature": f}
+        if declared:
+            fields.update(held=product, rule="suppress_if_holds")
+        rows.append(
+            RuleRow(
+                t.local, f, "gt", 0.5, Reason.ALREADY_HOLDS, Reason.MISSING_FEATURES, None, fields
+            )
+        )
+    return rows
+
+
+def stock_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
+    """Stock of the action's product (context check)."""
+    if not (policy.suppression.respect_stock and t.action.needs_stock):
+        return []
+    return [RuleRow(t.local, None, "ctx", None, Reason.OUT_OF_STOCK, None, "stock", t.base)]
+
+
+def cooldown_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
+    """Days since the action (or, without its own feature, its model arm) was last shown."""
+    a = t.action
+    if not (policy.suppression.cooldown and a.cooldown_days > 0):
+        return []
+    f = f"days_since_shown_{a.id}"
+    if f not in pos and a.arm != a.id:
+        f = f"days_since_shown_{a.arm}"
+    return [
+        RuleRow(
+            t.local,
+            f,
+            "lt",
+            a.cooldown_days,
+            Reason.COOLDOWN,
+            Reason.MISSING_FEATURES,
+            None,
+            {**t.base, "feature": f, "threshold": a.cooldown_days},
+        )
+    ]
+
+
+def cap_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
+    """Contact caps of the channel and of all channels together."""
+    rows = []
+    for cap in policy.caps:
+        if cap.channel not in (t.channel, "all"):
+            continue
+        f = cap.feature()
+        reason = Reason.TOTAL_CAP if cap.channel == "all" else Reason.CHANNEL_CAP
+        rows.append(
+            RuleRow(
+                t.local,
+                f,
+                "ge",
+                float(cap.max_contacts),
+                reason,
+                Reason.MISSING_FEATURES,
+                None,
+                {**t.base, "feature": f, "threshold": cap.max_contacts, "days": cap.period_days},
+            )
+        )
+    return rows
+
+
+RuleBuilder = Callable[[ActionOnChannel, Policy, Mapping[str, int]], list[RuleRow]]
+#: Rule families in precedence order: the first failing check of an action is reported.
+RULE_FAMILIES: tuple[RuleBuilder, ...] = (
+    placement_rules,
+    date_rules,
+    consent_rules,
+    eligibility_rules,
+    case_pause_rules,
+    complaint_rules,
+    holding_rules,
+    stock_rules,
+    cooldown_rules,
+    cap_rules,
+)
+
+
+def action_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
+    """Every rule of one action on one channel, in precedence order."""
+    rows = [row for build in RULE_FAMILIES for row in build(t, policy, pos)]
+    # Channel caps before the total cap, whatever their order in the file (stable sort).
+    rows.sort(key=lambda r: r.fail_reason == Reason.TOTAL_CAP)
+    return rows
+
+
+def channel_rows(
+    actions: Sequence[Action],
+    policy: Policy,
+    channel: str,
+    pos: Mapping[str, int],
+    all_channel_purposes: tuple[str, ...] = (),
+) -> list[RuleRow]:
+    """Every rule of the channel's actions, grouped by action, in precedence order;
+    ``all_channel_purposes``: the catalog's purposes consented to once for all channels."""
+    rows: list[RuleRow] = []
+    for local, a in enumerate(actions):
+        base = {
+            "action": a.name,
+            "action_id": a.id,
+            "channel": channel,
+            "purpose": a.purpose,
+            "kind": a.kind.replace("_", "-"),
+            "product": a.product or a.category,
+        }
+        t = ActionOnChannel(local, a, channel, base, all_channel_purposes)
+        rows.extend(action_rules(t, policy, pos))
+    return rows

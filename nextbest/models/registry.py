@@ -1,0 +1,256 @@
+"""MLflow: tracking set-up, logging the decision model, registry and the promotion gate."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nextbest.core.settings import Settings
+from nextbest.core.sqlite_tx import immediate_transaction
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+#: Explicit requirements: inferring them makes every log_model slow (DESIGN.md).
+PIP_REQUIREMENTS = [
+    "mlflow==3.17.*",
+    "lightgbm==4.7.*",
+    "scikit-learn==1.9.*",
+    "pandas>=2.3,<3",
+    "numpy>=1.26,<3",
+    "joblib",
+]
+
+
+def configure_mlflow(settings: Settings) -> Any:
+    """Point MLflow at the configured tracking store and return the experiment id.
+
+    The home's own SQLite store is first made to point at this home's artifacts
+    (:func:`relocate_artifacts`), so a copied or moved home never reads or writes the
+    artifacts of the home it was copied from.
+    """
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+
+    settings.root.mkdir(parents=True, exist_ok=True)
+    relocate_artifacts(settings)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    exp = mlflow.get_experiment_by_name(settings.experiment)
+    if exp is None:
+        location = None
+        if settings.tracking_uri.startswith("sqlite:"):
+            settings.artifact_root.mkdir(parents=True, exist_ok=True)
+            location = settings.artifact_root.as_uri()
+        exp_id = mlflow.create_experiment(settings.experiment, artifact_location=location)
+    else:
+        exp_id = exp.experiment_id
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
+
+
+def _home_store(settings: Settings) -> Path | None:
+    """The home's own SQLite tracking file, if that is the store and it exists."""
+    if settings.mlflow_tracking_uri is not None:
+        return None
+    path = settings.root / "mlflow.db"
+    return path if path.exists() else None
+
+
+def relocate_artifacts(settings: Settings) -> int:
+    """Rewrite the artifact locations recorded in the home's SQLite tracking store to this
+    home; returns the number of values changed (0 when they already point here).
+
+    MLflow records absolute artifact locations (the experiment's artifact location, every
+    run's artifact URI, every logged model's and model version's location, and each
+    ``MLmodel`` file its own) and has no API to move them. The home that wrote them is
+    found from the experiment's artifact location (``<home>/mlartifacts``); every text
+    value naming that home, as a ``file:`` URI or a path, is rewritten to this home in one
+    transaction, which a second process repeats as a no-op. A store configured elsewhere
+    (``mlflow_tracking_uri``) is left alone.
+    """
+    from urllib.parse import unquote, urlparse
+
+    path = _home_store(settings)
+    if path is None:
+        return 0
+    with immediate_transaction(path) as conn:
+        row = conn.execute(
+            "SELECT artifact_location FROM experiments WHERE name = ?", (settings.experiment,)
+        ).fetchone()
+        new_uri = settings.artifact_root.as_uri()
+        if row is None or not row[0] or row[0] == new_uri or not row[0].startswith("file:"):
+            return 0  # nothing to move; the empty transaction ends with the block
+        old_root = Path(unquote(urlparse(row[0]).path)).parent
+        # One pass over both spellings, so a new home inside the old one is not rewritten
+        # twice.
+        swap = {old_root.as_uri(): settings.root.as_uri(), str(old_root): str(settings.root)}
+        pattern = re.compile("|".join(re.escape(k) for k in sorted(swap, key=len, reverse=True)))
+        changed = 0
+        tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        for (table,) in tables:
+            columns = conn.execute(f'PRAGMA table_info("{table}")').fetchall()
+            for col in (c[1] for c in columns if "CHAR" in c[2].upper() or "TEXT" in c[2].upper()):
+                hits = conn.execute(
+                    f'SELECT rowid, "{col}" FROM "{table}" WHERE instr("{col}", ?) > 0',
+                    (str(old_root),),
+                ).fetchall()
+                for rowid, value in hits:
+                    conn.execute(
+                        f'UPDATE "{table}" SET "{col}" = ? WHERE rowid = ?',
+                        (pattern.sub(lambda m: swap[m.group(0)], value), rowid),
+                    )
+                changed += len(hits)
+        # Each logged model's MLmodel file names its own location too; rewritten before the
+        # store's commit, so an interrupted move is redone by the next start.
+        for mlmodel in settings.artifact_root.rglob("MLmodel"):
+            text = mlmodel.read_text()
+            if str(old_root) in text:
+                tmp = mlmodel.with_name(".MLmodel.moving")
+                tmp.write_text(pattern.sub(lambda m: swap[m.group(0)], text))
+                os.replace(tmp, mlmodel)
+    log.info(
+        "MLflow store moved from %s to %s: %d values rewritten", old_root, settings.root, changed
+    )
+    return changed
+
+
+def log_decision_model(model: Any, X_example: np.ndarray, tmp_dir: Path) -> Any:
+    """Log ``model`` as one pyfunc with a signature and explicit requirements.
+
+    The input example is one row of per-feature medians of ``X_example``, not a
+    customer's row: MLflow keeps it with the model, and an erased customer must not stay
+    behind in the registry (docs/privacy.md).
+    """
+    import joblib
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from nextbest.models.decision_model import pyfunc_class
+
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    path = tmp_dir / "decision_model.pkl"
+    joblib.dump(model, path)
+    rows = np.asarray(X_example, dtype=np.float64)
+    with warnings.catch_warnings():  # an all-NaN column's median is NaN, then 0
+        warnings.simplefilter("ignore", RuntimeWarning)
+        medians = np.nanmedian(rows, axis=0, keepdims=True) if len(rows) else rows[:1]
+    example = pd.DataFrame(np.nan_to_num(medians, nan=0.0), columns=model.feature_names)
+    signature = infer_signature(example, model.predict_frame(example.to_numpy()))
+    return mlflow.pyfunc.log_model(
+        name="decision_model",
+        python_model=pyfunc_class()(),
+        artifacts={"decision_model": str(path)},
+        signature=signature,
+        input_example=example,
+        pip_requirements=PIP_REQUIREMENTS,
+        code_paths=[_package_dir("nextbest")],
+    )
+
+
+def _package_dir(name: str) -> str:
+    import importlib
+
+    return str(Path(importlib.import_module(name).__file__).resolve().parent)  # type: ignore[arg-type]
+
+
+def load_model_by_alias(settings: Settings, alias: str = CHAMPION) -> tuple[Any, str]:
+    """The :class:`~nextbest.models.decision_model.DecisionModel` behind ``alias`` and its version.
+
+    Raises ``LookupError`` with a clear message when nothing holds the alias, or when
+    the SQLite tracking store does not exist yet: a reader never creates one (two service
+    workers starting in an empty home each ran MLflow's schema migration on the same new
+    file and left it half-migrated).
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = settings.tracking_uri
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        raise LookupError(
+            f"MLflow registry not found: {uri.removeprefix('sqlite:///')} (no model holds "
+            f"the alias {alias!r}); run `nextbest train` first"
+        )
+    configure_mlflow(settings)
+    client = mlflow.MlflowClient()
+    try:
+        mv = client.get_model_version_by_alias(settings.model_name, alias)
+    except MlflowException as exc:
+        raise LookupError(
+            f"no model version of {settings.model_name!r} holds the alias {alias!r} in "
+            f"{settings.tracking_uri}; run `nextbest train` first"
+        ) from exc
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{settings.model_name}@{alias}")
+    model = pyfunc.unwrap_python_model().unwrap()
+    model.version = f"{settings.model_name}/{mv.version}"
+    return model, str(mv.version)
+
+
+@dataclass
+class PromotionDecision:
+    """What the gate decided for a new model version, and why."""
+
+    version: str
+    alias: str
+    new_value: float
+    champion_value: float | None
+    champion_version: str | None
+    reason: str
+
+
+def promote(
+    settings: Settings,
+    version: str,
+    new_value: float,
+    champion_value_fn: Any,
+) -> PromotionDecision:
+    """Give ``version`` the alias ``champion`` only if it beats the current champion.
+
+    ``champion_value_fn(model)`` scores the current champion on the *same* held-out data
+    the new version was scored on; a tie keeps the incumbent.
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    try:
+        current, current_version = load_model_by_alias(settings, CHAMPION)
+    except LookupError:
+        current, current_version = None, None
+    if current is None:
+        alias, champ_value = CHAMPION, None
+        reason = "first registered version: no champion to beat"
+    else:
+        try:
+            champ_value = float(champion_value_fn(current))
+        except (KeyError, ValueError) as exc:
+            champ_value = None
+            reason = (
+                f"champion v{current_version} cannot be scored on the new held-out data ({exc})"
+            )
+            alias = CHAMPION
+        else:
+            if new_value > champ_value:
+                alias = CHAMPION
+                reason = (
+                    f"policy value {new_value:.5f} beats champion v{current_version} "
+                    f"({champ_value:.5f}) on the same held-out data"
+                )
+            else:
+                alias = CHALLENGER
+                reason = (
+                    f"policy value {new_value:.5f} does not beat champion v{current_version} "
+                    f"({champ_value:.5f}) on the same held-out data; kept as challenger"
+                )
+    client.set_registered_model_alias(settings.model_name, alias, version)
+    client.set_model_version_tag(settings.model_name, version, "promotion_reason", reason)
+    log.info("model %s v%s -> %s: %s", settings.model_name, version, alias, reason)
+    return PromotionDecision(version, alias, new_value, champ_value, current_version, reason)
