@@ -22,11 +22,11 @@ from benchmarks.common import print_table, write_result
 def candidates(n_jobs: int = 1) -> dict[str, Any]:
     """The benchmark's winner and the alternatives tried against it (all on visit)."""
     from nextbest.models.learners import DRLearner, EnsembleLearner, SLearner
-    from training.hillstrom import ARMS, CONTROL, DESIGN_PROPENSITY
+    from training.hillstrom import ARMS, DESIGN_PROPENSITY, NO_EMAIL
 
-    common: dict[str, Any] = {"control": CONTROL, "random_state": 0, "n_jobs": n_jobs}
+    common: dict[str, Any] = {"control": NO_EMAIL, "random_state": 0, "n_jobs": n_jobs}
     small = {"num_leaves": 7, "min_child_samples": 200, "n_estimators": 300, "learning_rate": 0.03}
-    design = dict.fromkeys([CONTROL, *ARMS], DESIGN_PROPENSITY)
+    design = dict.fromkeys([NO_EMAIL, *ARMS], DESIGN_PROPENSITY)
     out: dict[str, Any] = {
         "s_learner_small": SLearner(**common, **small),
         "s_learner_small_monotone": SLearner(monotone_treatment=True, **common, **small),
@@ -64,9 +64,9 @@ def candidates(n_jobs: int = 1) -> dict[str, Any]:
 def run() -> dict[str, Any]:
     """Cross-fit every candidate on the training part and return the selection table."""
     from training.hillstrom import (
-        CONTROL,
         DESIGN_PROPENSITY,
         FEATURES,
+        NO_EMAIL,
         load_hillstrom,
         split_hillstrom,
     )
@@ -79,7 +79,7 @@ def run() -> dict[str, Any]:
         train[FEATURES],
         train["segment"].to_numpy(),
         train["visit"].to_numpy(),
-        control=CONTROL,
+        control=NO_EMAIL,
         propensity=DESIGN_PROPENSITY,
         n_folds=5,
         shrinkage=(1.0,),

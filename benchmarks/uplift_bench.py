@@ -92,7 +92,7 @@ def _split(t: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndar
 def hillstrom(outcome: str, rows: int | None = None) -> Dataset:
     """Hillstrom with the README's split (30 % test, seed 42, stratified on segment|visit);
     ``rows`` subsamples first (smoke runs only)."""
-    from training.hillstrom import CONTROL, DESIGN_PROPENSITY, FEATURES, load_hillstrom
+    from training.hillstrom import DESIGN_PROPENSITY, FEATURES, NO_EMAIL, load_hillstrom
 
     df = load_hillstrom()
     if rows is not None:
@@ -107,7 +107,7 @@ def hillstrom(outcome: str, rows: int | None = None) -> Dataset:
         X=df[FEATURES],
         t=df["segment"].astype(str).to_numpy(),
         y=df[outcome].to_numpy(dtype=float),
-        control=CONTROL,
+        control=NO_EMAIL,
         propensity=np.full(len(df), DESIGN_PROPENSITY),
         randomised=True,
         train=np.sort(tr),

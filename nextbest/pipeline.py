@@ -28,15 +28,17 @@ Progress = Callable[[int, int], None]
 
 
 def contract_terms(settings: Settings) -> Any:
-    """The catalog's channels, purposes, arms and products: the values the contract
-    allows."""
+    """The catalog's channels, purposes, action ids (with the response models they name)
+    and products: the values the contract allows."""
     from nextbest.customers.contract import Terms
     from nextbest.decisions.catalog import load_catalog
 
     catalog = load_catalog(settings.catalog)
     terms = catalog.terms()
     arms = {a.id for a in catalog.actions} | {a.arm for a in catalog.actions}
-    return Terms(terms.channels, terms.purposes, arms=tuple(sorted(arms)), products=terms.products)
+    return Terms(
+        terms.channels, terms.purposes, action_ids=tuple(sorted(arms)), products=terms.products
+    )
 
 
 def ingest(settings: Settings, data_dir: Path | None = None) -> dict[str, Any]:

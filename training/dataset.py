@@ -18,7 +18,7 @@ import pandas as pd
 
 from nextbest.core.errors import InputError
 from nextbest.core.settings import Settings
-from nextbest.core.vocabulary import NO_ACTION as CONTROL
+from nextbest.core.vocabulary import NO_ACTION
 from nextbest.customers.feature_schema import LINEAGE_SUFFIX, WINDOWS, windowed_features
 
 log = logging.getLogger(__name__)
@@ -317,7 +317,7 @@ def build_training_set(
         "rows": len(frame),
         "time_min": str(ts.min()),
         "time_max": str(ts.max()),
-        "arms": sorted(set(frame["action_id"]) - {CONTROL}),
+        "arms": sorted(set(frame["action_id"]) - {NO_ACTION}),
     }
     return TrainingSet(
         frame=frame, feature_names=feature_names, feature_service=service, lineage=lineage

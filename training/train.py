@@ -23,7 +23,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from nextbest.core.settings import Settings
-from nextbest.core.vocabulary import NO_ACTION as CONTROL
+from nextbest.core.vocabulary import NO_ACTION
 from nextbest.customers.feature_schema import model_feature_names
 from nextbest.customers.features import snapshot_range
 from nextbest.models.decision_model import DecisionModel, ValueModel
@@ -87,7 +87,7 @@ def _expected_values(
 def _policy(model: DecisionModel, ev: np.ndarray) -> np.ndarray:
     best = ev.argmax(axis=1)
     arms = np.asarray(model.arm_ids, dtype=object)
-    return np.where(ev[np.arange(len(ev)), best] > 0, arms[best], CONTROL)
+    return np.where(ev[np.arange(len(ev)), best] > 0, arms[best], NO_ACTION)
 
 
 def policy_value(
@@ -100,9 +100,9 @@ def policy_value(
     X = frame[model.feature_names].to_numpy(dtype=np.float64)
     ev, q = _expected_values(model, X, costs)
     arms = frame["action_id"].to_numpy()
-    arm_cost = np.array([costs.get(a, 0.0) if a != CONTROL else 0.0 for a in arms])
+    arm_cost = np.array([costs.get(a, 0.0) if a != NO_ACTION else 0.0 for a in arms])
     y = frame["revenue"].to_numpy(dtype=np.float64) - arm_cost
-    labels = [CONTROL, *model.arm_ids]
+    labels = [NO_ACTION, *model.arm_ids]
     dr = DR().evaluate(
         _policy(model, ev), arms, y, frame["assignment_probability"].to_numpy(), labels, q
     )
@@ -199,7 +199,7 @@ def fit(settings: Settings, data: Dataset) -> Fitted:
 
     X, t, y = data.ts.X, data.ts.treatment, data.ts.y
     tr = data.train
-    every = default_candidates(control=CONTROL, random_state=settings.seed)
+    every = default_candidates(control=NO_ACTION, random_state=settings.seed)
     unknown = sorted(set(settings.learners) - set(every))
     if unknown:
         raise ValueError(f"settings.learners: unknown learners {unknown}; known: {sorted(every)}")
@@ -209,7 +209,7 @@ def fit(settings: Settings, data: Dataset) -> Fitted:
         X[tr],
         t[tr],
         y[tr],
-        control=CONTROL,
+        control=NO_ACTION,
         propensity=data.ts.propensity[tr],
         sample_weight=data.ts.sample_weight[tr],
         shrinkage=(1.0,),
@@ -244,7 +244,7 @@ def evaluate(settings: Settings, data: Dataset, fitted: Fitted) -> Evaluation:
     outcomes = np.asarray(fitted.model.response.predict_outcomes(data.ts.X[te]))
     metrics: dict[str, float] = {}
     resp_rows = []
-    for j, arm in enumerate([CONTROL, *arms]):
+    for j, arm in enumerate([NO_ACTION, *arms]):
         m = t == arm
         if m.sum() > 1 and 0 < y[m].mean() < 1:
             r = ev.response_metrics(y[m], outcomes[m, j])
@@ -252,13 +252,13 @@ def evaluate(settings: Settings, data: Dataset, fitted: Fitted) -> Evaluation:
             for k, v in r.items():
                 if np.isscalar(v):
                     metrics[f"{k}_{arm}"] = float(v)
-    upl = ev.uplift_metrics(y, t, outcomes[:, 1:] - outcomes[:, [0]], arms, CONTROL)
+    upl = ev.uplift_metrics(y, t, outcomes[:, 1:] - outcomes[:, [0]], arms, NO_ACTION)
     for _, row in upl.iterrows():
         for k in ("qini", "auuc", "uplift_at_30"):
             metrics[f"{k}_{row['arm']}"] = float(row[k])
     truth = _truth_outcomes(settings, test, arms)
     pol = ev.evaluate_policies(
-        t, y, data.ts.propensity[te], arms, CONTROL, outcomes, truth=truth, seed=settings.seed
+        t, y, data.ts.propensity[te], arms, NO_ACTION, outcomes, truth=truth, seed=settings.seed
     )
     for _, row in pol.iterrows():
         metrics[f"policy_ips_{row['policy']}"] = float(row["ips"])
@@ -406,12 +406,14 @@ def _log_plots(
 
     uplift = outcomes[:, 1:] - outcomes[:, [0]]
     figures = {
-        "qini_curves.png": lambda: plots.uplift_curves_figure(y, t, uplift, arms, CONTROL, "qini"),
+        "qini_curves.png": lambda: plots.uplift_curves_figure(
+            y, t, uplift, arms, NO_ACTION, "qini"
+        ),
         "uplift_curves.png": lambda: plots.uplift_curves_figure(
-            y, t, uplift, arms, CONTROL, "uplift"
+            y, t, uplift, arms, NO_ACTION, "uplift"
         ),
         "calibration_no_action.png": lambda: plots.calibration_figure(
-            y[t == CONTROL], outcomes[t == CONTROL, 0], title=f"calibration: {CONTROL}"
+            y[t == NO_ACTION], outcomes[t == NO_ACTION, 0], title=f"calibration: {NO_ACTION}"
         ),
         "feature_importance.png": lambda: plots.importance_figure(
             _named_importance(model.response.feature_importances(), model.feature_names)

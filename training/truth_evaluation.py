@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nextbest.core.vocabulary import NO_ACTION as CONTROL
+from nextbest.core.vocabulary import NO_ACTION
 
 
 def true_response(raw_dir: Path) -> pd.DataFrame:
@@ -37,7 +37,7 @@ def true_outcomes_for_exposures(
     link["exposure_id"] = link["exposure_id"].astype(str)
     person = link.set_index("exposure_id")["person_id"].reindex(pd.Index(exposure_ids).astype(str))
     resp = true_response(raw_dir).set_index("person_id")
-    cols = [f"p_{CONTROL}", *[f"p_{a}" for a in arms]]
+    cols = [f"p_{NO_ACTION}", *[f"p_{a}" for a in arms]]
     missing = [c for c in cols if c not in resp]
     if missing:
         raise KeyError(f"truth response table lacks columns {missing}")

@@ -38,8 +38,6 @@ from nextbest.core.errors import InputError
 from nextbest.core.vocabulary import ID_TYPES, NO_ACTION
 
 Timestamp = Annotated[pd.DatetimeTZDtype, "ns", "UTC"]
-#: The implicit control arm of every experiment.
-CONTROL_ARM = NO_ACTION
 #: The one sign convention of transaction amounts (the contract, the guide and the value
 #: tier follow it; a sources file's ``sign:`` turns an export's own convention into it).
 AMOUNT_SIGN = (
@@ -247,7 +245,7 @@ class Terms:
 
     channels: tuple[str, ...]
     purposes: tuple[str, ...]
-    arms: tuple[str, ...]  # catalog actions (and their response-model arms)
+    action_ids: tuple[str, ...]  # catalog actions and the response models they name
     products: tuple[str, ...] = ()  # catalog products (empty: not checked)
 
 
@@ -267,10 +265,10 @@ def _domain_checks(table: str, terms: Terms | None) -> dict[str, list[str]]:
         "consent_events": {"purpose": terms.purposes, "channel": terms.channels},
         "contact_history": {
             "channel": terms.channels,
-            "action_id": terms.arms,
+            "action_id": terms.action_ids,
             "purpose": terms.purposes,
         },
-        "campaign_exposures": {"action_id": (*terms.arms, CONTROL_ARM)},
+        "campaign_exposures": {"action_id": (*terms.action_ids, NO_ACTION)},
     }
     if terms.products:
         allowed["holdings"] = {"product_id": terms.products}

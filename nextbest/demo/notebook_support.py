@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from nextbest.core.settings import PROJECT_ROOT, Settings, get_settings
-from nextbest.core.vocabulary import NO_ACTION as CONTROL
+from nextbest.core.vocabulary import NO_ACTION
 from nextbest.customers.as_of import resolve_as_of
 
 log = logging.getLogger(__name__)
@@ -359,7 +359,7 @@ def lever_tradeoff(records: pd.DataFrame, action: str, levers: Sequence[float]) 
             {
                 "lever": float(lever),
                 f"share_{action}": float((chosen == action).mean()),
-                "share_contacted": float((chosen != CONTROL).mean()),
+                "share_contacted": float((chosen != NO_ACTION).mean()),
                 "incremental_response": float(resp.mean()),
                 "incremental_value": float(val.mean()),
             }
@@ -431,7 +431,7 @@ def outcomes_from_truth(
     truth's value times mean-one log-normal noise, at a uniform delay below ``max_delay``.
     Returns ``customer_id, ts, type, revenue``.
     """
-    chosen = np.where(decisions["group"] == "holdout", CONTROL, decisions["chosen_action"])
+    chosen = np.where(decisions["group"] == "holdout", NO_ACTION, decisions["chosen_action"])
     p, v = truth_expectations(settings, decisions["customer_id"].tolist(), chosen.tolist())
     rng = np.random.default_rng(seed)
     hit = rng.random(len(decisions)) < np.nan_to_num(p)
@@ -562,7 +562,7 @@ def engine_policy_scores(
     keep = person.notna().to_numpy()
     ids, X = ids[keep], X[keep]
     truth = resp.reindex(person.to_numpy()[keep]).reset_index()
-    actions = [c[2:] for c in truth.columns if c.startswith("p_") and c != f"p_{CONTROL}"]
+    actions = [c[2:] for c in truth.columns if c.startswith("p_") and c != f"p_{NO_ACTION}"]
     n = len(ids)
     uplift = np.full((n, len(actions)), -np.inf)
     propensity = np.full((n, len(actions)), -np.inf)
@@ -583,7 +583,7 @@ def engine_policy_scores(
             propensity[ok, j] = d.p_treated[ok, c]
     return (
         truth,
-        {"uplift": uplift, "propensity": propensity, CONTROL: np.full((n, len(actions)), -1.0)},
+        {"uplift": uplift, "propensity": propensity, NO_ACTION: np.full((n, len(actions)), -1.0)},
         costs,
     )
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nextbest.core.vocabulary import NO_ACTION as CONTROL_ACTION
+from nextbest.core.vocabulary import NO_ACTION
 from nextbest.customers.id_map import IdMap
 
 logger = logging.getLogger(__name__)
@@ -210,7 +210,7 @@ def flatten_decisions(decisions: pd.DataFrame) -> pd.DataFrame:
     list) and ``value_tier`` (NaN when not logged). ``no_action`` when nothing was ranked.
     """
     ranked = decisions["ranked"].tolist() if "ranked" in decisions else [[]] * len(decisions)
-    top_action = np.full(len(ranked), CONTROL_ACTION, dtype=object)
+    top_action = np.full(len(ranked), NO_ACTION, dtype=object)
     top_score = np.zeros(len(ranked))
     for i, r in enumerate(ranked):
         # The best score, not the first entry, so an unsorted list still reads right.

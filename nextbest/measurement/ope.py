@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from nextbest.core.vocabulary import NO_ACTION as CONTROL_ACTION
+from nextbest.core.vocabulary import NO_ACTION
 from nextbest.customers.id_map import IdMap
 from nextbest.measurement.attribution import attribute_outcomes, read_decisions, read_outcomes
 from nextbest.measurement.lift import Z95
@@ -33,7 +33,6 @@ from nextbest.models.ope import DR, IPS, SNIPS, OffPolicyEstimator, bandit_input
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "CONTROL_ACTION",
     "Candidate",
     "Reward",
     "candidate_from_scores",
@@ -127,7 +126,7 @@ def _long_ranked(decisions: pd.DataFrame) -> pd.DataFrame:
         for i, lst in enumerate(decisions["ranked"].tolist())
         if isinstance(lst, list | np.ndarray)
         for e in lst
-        if e["action_id"] != CONTROL_ACTION
+        if e["action_id"] != NO_ACTION
     ]
     cols = ["row", "action_id", "p_treated", "p_control", "value", "cost", "lever"]
     long = pd.DataFrame(recs, columns=cols)
@@ -149,7 +148,7 @@ def rerank_logged(decisions: pd.DataFrame, levers: Mapping[str, float]) -> np.nd
     if bad:
         raise ValueError(f"levers must be positive numbers, got {bad}")
     n = len(decisions)
-    chosen = np.full(n, CONTROL_ACTION, dtype=object)
+    chosen = np.full(n, NO_ACTION, dtype=object)
     long = _long_ranked(decisions)
     if long.empty:
         return chosen
@@ -248,7 +247,7 @@ def evaluate_candidate(
             if isinstance(lst, list | np.ndarray)
             for e in lst
         }
-        ids = set(d["chosen_action"].tolist()) | ranked_ids | {CONTROL_ACTION}
+        ids = set(d["chosen_action"].tolist()) | ranked_ids | {NO_ACTION}
         if cand_arr.ndim == 1:
             ids |= set(cand_arr.tolist())
         actions = sorted(ids)
@@ -324,8 +323,8 @@ def eligible_mask(decisions: pd.DataFrame, actions: Sequence[str]) -> np.ndarray
     """
     col = {a: k for k, a in enumerate(actions)}
     mask = np.zeros((len(decisions), len(actions)), dtype=bool)
-    if CONTROL_ACTION in col:
-        mask[:, col[CONTROL_ACTION]] = True
+    if NO_ACTION in col:
+        mask[:, col[NO_ACTION]] = True
     ranked = decisions["ranked"].tolist() if "ranked" in decisions else []
     excluded = decisions["excluded"].tolist() if "excluded" in decisions else []
     for i, lst in enumerate(ranked):
@@ -354,13 +353,13 @@ def candidate_from_scores(
     if s.shape != (len(decisions), len(actions)):
         raise ValueError(f"scores have shape {s.shape}, expected {(len(decisions), len(actions))}")
     mask = eligible_mask(decisions, actions)
-    ctrl = [k for k, a in enumerate(actions) if a == CONTROL_ACTION]
+    ctrl = [k for k, a in enumerate(actions) if a == NO_ACTION]
     masked = np.where(mask, s, -np.inf)
     if ctrl:
         masked[:, ctrl] = -np.inf
     best = masked.argmax(axis=1)
     labels = np.asarray(list(actions), dtype=object)
-    return np.where(masked[np.arange(len(s)), best] > 0, labels[best], CONTROL_ACTION)
+    return np.where(masked[np.arange(len(s)), best] > 0, labels[best], NO_ACTION)
 
 
 def evaluate_policy_file(

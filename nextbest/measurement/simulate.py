@@ -25,14 +25,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nextbest.core.vocabulary import NO_ACTION as CONTROL_ACTION
+from nextbest.core.vocabulary import NO_ACTION
 from nextbest.measurement.attribution import attribute_outcomes, flatten_decisions
 from nextbest.measurement.lift import HOLDOUT, TREATMENT, diff_in_means
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "CONTROL_ACTION",
     "simulate_from_truth",
     "simulate_log",
     "simulate_policies",
@@ -47,11 +46,9 @@ _WINDOW = timedelta(days=14)
 def truth_actions(truth_response: pd.DataFrame) -> list[str]:
     """The action ids of a truth table (``p_<action>`` columns other than ``p_no_action``),
     in column order: the column order of every score matrix."""
-    acts = [
-        c[2:] for c in truth_response.columns if c.startswith("p_") and c != f"p_{CONTROL_ACTION}"
-    ]
+    acts = [c[2:] for c in truth_response.columns if c.startswith("p_") and c != f"p_{NO_ACTION}"]
     missing = [f"value_{a}" for a in acts if f"value_{a}" not in truth_response]
-    if not acts or f"p_{CONTROL_ACTION}" not in truth_response or missing:
+    if not acts or f"p_{NO_ACTION}" not in truth_response or missing:
         raise ValueError(
             "truth response table needs p_no_action, p_<action> and value_<action> columns"
             + (f"; missing {missing}" if missing else "")
@@ -65,12 +62,12 @@ def _truth_arrays(
     """(p0 [n], v0 [n], p [n, A], v [n, A], cost [A]) from the truth table."""
     p = truth[[f"p_{a}" for a in actions]].to_numpy(dtype=float)
     v = truth[[f"value_{a}" for a in actions]].to_numpy(dtype=float)
-    p0 = truth[f"p_{CONTROL_ACTION}"].to_numpy(dtype=float)
+    p0 = truth[f"p_{NO_ACTION}"].to_numpy(dtype=float)
     # Without a value for the organic response, the customer is taken to buy the same
     # products without contact, so no-action revenue is valued at the mean action value.
     v0 = (
-        truth[f"value_{CONTROL_ACTION}"].to_numpy(dtype=float)
-        if f"value_{CONTROL_ACTION}" in truth
+        truth[f"value_{NO_ACTION}"].to_numpy(dtype=float)
+        if f"value_{NO_ACTION}" in truth
         else v.mean(axis=1)
     )
     cost = np.array([float((costs or {}).get(a, 0.0)) for a in actions])
@@ -98,7 +95,7 @@ def truth_scores(
     return {
         "uplift": (p - p0[:, None]) * v - cost,
         "propensity": p,
-        CONTROL_ACTION: np.full(p.shape, -1.0),
+        NO_ACTION: np.full(p.shape, -1.0),
     }
 
 
@@ -153,7 +150,7 @@ def simulate_log(
 
     ids = truth_response["person_id"].astype(str).to_numpy()
     decided = pd.Timestamp(_START) + pd.to_timedelta(offset_s, unit="s")
-    labels = np.array([*actions, CONTROL_ACTION], dtype=object)
+    labels = np.array([*actions, NO_ACTION], dtype=object)
     order = np.argsort(-s, axis=1, kind="stable")
     records: list[dict[str, Any]] = []
     for i in range(n):
@@ -251,7 +248,7 @@ def simulate_policies(
                 "n_customers": len(flat),
                 "n_treated": int(treated.sum()),
                 "n_holdout": int((~treated).sum()),
-                "share_contacted": float((chosen[treated] != CONTROL_ACTION).mean()),
+                "share_contacted": float((chosen[treated] != NO_ACTION).mean()),
                 "true_incremental_value": float(true_incr[treated].mean()),
                 "est_incremental_value": est["lift"],
                 "est_se": est["se"],

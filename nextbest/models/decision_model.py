@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from lightgbm import LGBMRegressor
 
-from nextbest.core.vocabulary import NO_ACTION as CONTROL
+from nextbest.core.vocabulary import NO_ACTION
 from nextbest.models.learners import NO_ARM_COLUMNS, Head
 from nextbest.models.scoring import Scorer
 
@@ -62,7 +62,7 @@ class ValueModel:
     def fit(self, X: np.ndarray, treatment: np.ndarray, y: np.ndarray) -> ValueModel:
         """Fit on treated responders (revenue ``y > 0``)."""
         treatment = np.asarray(treatment).astype(str)
-        self.arms_ = list(self.arms) if self.arms else sorted(set(treatment) - {CONTROL})
+        self.arms_ = list(self.arms) if self.arms else sorted(set(treatment) - {NO_ACTION})
         index = {a: i for i, a in enumerate(self.arms_)}
         mask = (np.asarray(y) > 0) & np.isin(treatment, self.arms_)
         self.fallback_ = float(np.mean(y[mask])) if mask.any() else 0.0
@@ -74,7 +74,7 @@ class ValueModel:
                 for a in self.arms_
             ]
         )
-        control = (np.asarray(y) > 0) & (treatment == CONTROL)
+        control = (np.asarray(y) > 0) & (treatment == NO_ACTION)
         self.control_mean_ = float(np.mean(y[control])) if control.any() else self.fallback_
         self.control_model_: LGBMRegressor | None = None
         if control.sum() >= 50:
@@ -129,12 +129,12 @@ class DecisionModel:
     def predict_frame(self, X: np.ndarray) -> pd.DataFrame:
         """The pyfunc output: ``p_no_action``, ``p_<arm>``, ``value_<arm>``, ``value_no_action``."""
         p0, pt, v = self.predict_arms(X)
-        cols: dict[str, np.ndarray] = {f"p_{CONTROL}": p0}
+        cols: dict[str, np.ndarray] = {f"p_{NO_ACTION}": p0}
         for j, a in enumerate(self.arm_ids):
             cols[f"p_{a}"] = pt[:, j]
         for j, a in enumerate(self.arm_ids):
             cols[f"value_{a}"] = v[:, j]
-        cols[f"value_{CONTROL}"] = self.predict_control_value(X)
+        cols[f"value_{NO_ACTION}"] = self.predict_control_value(X)
         return pd.DataFrame(cols)
 
 

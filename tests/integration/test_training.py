@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nextbest.core.vocabulary import NO_ACTION as CONTROL
+from nextbest.core.vocabulary import NO_ACTION
 from nextbest.customers.feature_schema import model_feature_names
 from tests.conftest import World, demo_terms
 
@@ -64,7 +64,7 @@ def test_champion_pyfunc_returns_probabilities_not_labels(world: World) -> None:
     frame = pd.DataFrame(rng.uniform(0, 5, size=(20, len(features))), columns=features)
     out = model.predict(frame)
     p_cols = [c for c in out.columns if c.startswith("p_")]
-    assert f"p_{CONTROL}" in p_cols and len(p_cols) >= 2
+    assert f"p_{NO_ACTION}" in p_cols and len(p_cols) >= 2
     values = out[p_cols].to_numpy()
     assert ((values >= 0) & (values <= 1)).all()
     assert len(np.unique(values.round(6))) > 2  # probabilities, not 0/1 labels
@@ -90,7 +90,7 @@ def test_promotion_gate_refuses_a_worse_model(world: World) -> None:
     # Outcomes shuffled across rows: the model learns noise, so its policy is worse.
     y_noise = rng.permutation(ts.y[tr])
     worse = DecisionModel(
-        response=TLearner(control=CONTROL, random_state=s.seed).fit(
+        response=TLearner(control=NO_ACTION, random_state=s.seed).fit(
             ts.X[tr], ts.treatment[tr], y_noise
         ),
         value=ValueModel(random_state=s.seed).fit(ts.X[tr], ts.treatment[tr], ts.revenue[tr]),

@@ -7,10 +7,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from nextbest.core.vocabulary import NO_ACTION
 from nextbest.demo.generate.arrays import _choose, _rng, _str_table, _take, _time_order, _timestamps
 from nextbest.demo.generate.catalog import (
     ACTIONS,
-    CONTROL_ARM,
     DAY,
     HISTORY_DAYS,
     OUTCOME_WINDOW_DAYS,
@@ -26,7 +26,7 @@ def _campaigns(
 ) -> None:
     rng = _rng(seed, "campaigns")
     start_s = as_of_s - HISTORY_DAYS * DAY
-    arm_names = [CONTROL_ARM] + [a.action_id for a in ACTIONS]
+    arm_names = [NO_ACTION] + [a.action_id for a in ACTIONS]
     crm_p = np.flatnonzero(ids.has_crm)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("p", "t", "arm", "prob", "cmp")}
     for c in range(8):

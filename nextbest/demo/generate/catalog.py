@@ -15,14 +15,12 @@ import numpy as np
 
 from nextbest.core.vocabulary import DEMO_CHANNELS as CHANNELS
 from nextbest.core.vocabulary import DEMO_PURPOSES as PURPOSES
-from nextbest.core.vocabulary import NO_ACTION as CONTROL_ARM
 
 __all__ = [
     "ACTIONS",
     "CATEGORIES",
     "CHANNELS",
     "COMPLAINT_WINDOW_DAYS",
-    "CONTROL_ARM",
     "DAY",
     "DEFAULT_AS_OF",
     "HISTORY_DAYS",

@@ -7,7 +7,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from nextbest.demo.generate.catalog import ACTIONS, CATEGORIES, CONTROL_ARM, DAY, HISTORY_DAYS
+from nextbest.core.vocabulary import NO_ACTION
+from nextbest.demo.generate.catalog import ACTIONS, CATEGORIES, DAY, HISTORY_DAYS
 from nextbest.demo.generate.people import _Population
 from nextbest.demo.generate.records import _Ids, _person_ids
 from nextbest.demo.generate.response import _action_values, _response_probs, _State, _state_at
@@ -39,7 +40,7 @@ def _truth(pop: _Population, ids: _Ids, state: _State, as_of_s: int, w: _Writer)
     w.write("records", pa.concat_tables(ids.records), truth=True)
 
     response: dict[str, pa.Array] = {"person_id": pid}
-    arm_names = [CONTROL_ARM] + [a.action_id for a in ACTIONS]
+    arm_names = [NO_ACTION] + [a.action_id for a in ACTIONS]
     chunk = 200_000
     probs_parts, value_parts = [], []
     for lo in range(0, pop.n, chunk):

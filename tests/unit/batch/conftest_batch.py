@@ -61,7 +61,7 @@ def exposure_matrix(settings: object) -> tuple[pd.DataFrame, np.ndarray]:
 
 def train_model(settings: object, seed: int = SEED) -> object:
     """A small real decision model: T-learner response + LightGBM value per arm."""
-    from nextbest.core.vocabulary import NO_ACTION as CONTROL
+    from nextbest.core.vocabulary import NO_ACTION
     from nextbest.customers.feature_schema import all_feature_names, model_feature_names
     from nextbest.models.decision_model import DecisionModel, ValueModel
     from nextbest.models.learners import TLearner
@@ -71,7 +71,7 @@ def train_model(settings: object, seed: int = SEED) -> object:
     pos = {n: i for i, n in enumerate(all_feature_names(demo_terms()))}
     Xm = X[:, [pos[n] for n in names]]
     t = exp["action_id"].to_numpy()
-    response = TLearner(control=CONTROL, n_estimators=40, num_leaves=15, random_state=seed).fit(
+    response = TLearner(control=NO_ACTION, n_estimators=40, num_leaves=15, random_state=seed).fit(
         Xm, t, exp["responded"].to_numpy()
     )
     value = ValueModel(n_estimators=40, random_state=seed).fit(Xm, t, exp["revenue"].to_numpy())

@@ -18,7 +18,7 @@ from tests.worlds.small_bank import write_small_bank
 TERMS = Terms(
     channels=("email", "branch"),
     purposes=("marketing", "service"),
-    arms=("email_offer",),
+    action_ids=("email_offer",),
     products=("savings", "mortgage"),
 )
 

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from nextbest.core.vocabulary import NO_ACTION
 from nextbest.demo.generate import (
     ACTIONS,
     CATEGORIES,
     CHANNELS,
-    CONTROL_ARM,
     EXPORT_FILES,
     PRODUCTS,
     PURPOSES,
@@ -176,7 +176,7 @@ def test_campaign_assignment_matches_stated_probabilities(exposures: pd.DataFram
         stated = rows.groupby("action_id")["assignment_probability"].agg(["min", "max"])
         assert (stated["min"] == stated["max"]).all(), campaign  # one probability per arm
         assert stated["min"].sum() == pytest.approx(1.0, abs=1e-9)
-        assert CONTROL_ARM in stated.index
+        assert NO_ACTION in stated.index
         counts = rows.action_id.value_counts().reindex(stated.index)
         result = stats.chisquare(counts.to_numpy(), stated["min"].to_numpy() * len(rows))
         assert result.pvalue > 1e-4, (campaign, counts.to_dict())
@@ -199,10 +199,10 @@ def test_observed_response_matches_truth_per_arm(exposures: pd.DataFrame) -> Non
 
 
 def test_treated_minus_control_matches_truth_uplift(exposures: pd.DataFrame) -> None:
-    control = exposures[exposures.action_id == CONTROL_ARM]
+    control = exposures[exposures.action_id == NO_ACTION]
     pc_ = control.p_response_assigned_arm.to_numpy()
     var_c = (pc_ * (1 - pc_)).sum() / len(pc_) ** 2
-    for arm, rows in exposures[exposures.action_id != CONTROL_ARM].groupby("action_id"):
+    for arm, rows in exposures[exposures.action_id != NO_ACTION].groupby("action_id"):
         p = rows.p_response_assigned_arm.to_numpy()
         observed = rows.responded.mean() - control.responded.mean()
         truth = p.mean() - pc_.mean()

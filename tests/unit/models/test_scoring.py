@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from nextbest.core.vocabulary import NO_ACTION as CONTROL
+from nextbest.core.vocabulary import NO_ACTION
 from nextbest.models import compiled_trees
 from nextbest.models.decision_model import DecisionModel, ValueModel
 from nextbest.models.learners import SLearner, TLearner, XLearner
@@ -22,7 +22,7 @@ def _data(n: int = 3000, f: int = 8, seed: int = SEED) -> tuple[np.ndarray, ...]
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, f))
     X[rng.random((n, f)) < 0.1] = np.nan  # missing values take LightGBM's default branch
-    t = rng.choice(np.array([CONTROL, *ARMS], dtype=object), size=n)
+    t = rng.choice(np.array([NO_ACTION, *ARMS], dtype=object), size=n)
     lift = np.select([t == "arm_a", t == "arm_b", t == "arm_c"], [0.8, 0.4 * X[:, 1], -0.2], 0)
     p = 1 / (1 + np.exp(-(-1.0 + 0.7 * np.nan_to_num(X[:, 0]) + np.nan_to_num(lift))))
     y = rng.binomial(1, p)
@@ -34,7 +34,7 @@ def _model(
     learner: str, X: np.ndarray, t: np.ndarray, y: np.ndarray, rev: np.ndarray
 ) -> DecisionModel:
     cls = {"s_learner": SLearner, "t_learner": TLearner}[learner]
-    response = cls(control=CONTROL, n_estimators=30, num_leaves=15, random_state=SEED)
+    response = cls(control=NO_ACTION, n_estimators=30, num_leaves=15, random_state=SEED)
     response.fit(X, t, y)
     value = ValueModel(n_estimators=30, random_state=SEED).fit(X, t, rev)
     return DecisionModel(
@@ -99,9 +99,9 @@ def test_models_it_cannot_stack_are_left_to_their_own_methods(
 ) -> None:
     X, t, y, _ = data
     model = copy.deepcopy(models["s_learner"])
-    model.response = XLearner(control=CONTROL, n_estimators=5).fit(X[:600], t[:600], y[:600])
+    model.response = XLearner(control=NO_ACTION, n_estimators=5).fit(X[:600], t[:600], y[:600])
     assert StackedScorer.from_model(model) is None
-    model.response = SLearner(control=CONTROL, n_estimators=5, calibration="sigmoid").fit(
+    model.response = SLearner(control=NO_ACTION, n_estimators=5, calibration="sigmoid").fit(
         X[:600], t[:600], y[:600]
     )
     assert StackedScorer.from_model(model) is None

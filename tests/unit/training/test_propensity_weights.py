@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nextbest.core.vocabulary import NO_ACTION
 from nextbest.models.learners import SLearner, TLearner, inverse_propensity_weights
 from training.dataset import TrainingSet, contract_exposures
 from training.selection import select_uplift_learner
 
-CONTROL = "no_action"
 ARM = "email_offer"
 TRUE_EFFECT = 0.05
 
@@ -30,7 +30,7 @@ def test_two_campaigns_give_each_exposure_the_weight_of_its_own_probability(
             "record_id": ["core:1", "core:2", "core:3", "core:4"],
             "exposure_id": ["e1", "e2", "e3", "e4"],
             "exposed_at": pd.to_datetime(["2026-01-01"] * 4, utc=True),
-            "action_id": [ARM, CONTROL, ARM, CONTROL],
+            "action_id": [ARM, NO_ACTION, ARM, NO_ACTION],
             "assignment_probability": [0.8, 0.2, 0.25, 0.75],
             "responded": [True, False, False, True],
             "revenue": [1.0, 0.0, 0.0, 1.0],
@@ -59,7 +59,7 @@ def _confounded_campaigns() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     rng = np.random.default_rng(0)
     parts = []
     for base, p_arm, n in ((0.40, 0.8, 4000), (0.10, 0.2, 4000)):
-        for arm, p, rate in ((ARM, p_arm, base + TRUE_EFFECT), (CONTROL, 1 - p_arm, base)):
+        for arm, p, rate in ((ARM, p_arm, base + TRUE_EFFECT), (NO_ACTION, 1 - p_arm, base)):
             rows = round(n * p)
             hits = round(rows * rate)
             y = np.r_[np.ones(hits), np.zeros(rows - hits)]
@@ -73,10 +73,10 @@ def _confounded_campaigns() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
 @pytest.mark.parametrize("learner", [TLearner, SLearner])
 def test_per_row_propensity_weights_recover_the_effect_a_global_one_misses(learner) -> None:
     X, t, y, p = _confounded_campaigns()
-    global_p = np.where(t == ARM, np.mean(t == ARM), np.mean(t == CONTROL))
+    global_p = np.where(t == ARM, np.mean(t == ARM), np.mean(t == NO_ACTION))
     est = {}
     for name, prop in (("per_row", p), ("global", global_p)):
-        model = learner(control=CONTROL, n_estimators=20, min_child_samples=200, random_state=0)
+        model = learner(control=NO_ACTION, n_estimators=20, min_child_samples=200, random_state=0)
         model.fit(X, t, y, sample_weight=inverse_propensity_weights(prop))
         est[name] = float(model.predict_uplift(X).mean())
     err_row, err_global = abs(est["per_row"] - TRUE_EFFECT), abs(est["global"] - TRUE_EFFECT)
@@ -90,11 +90,11 @@ def test_per_row_propensity_weights_recover_the_effect_a_global_one_misses(learn
 def test_selection_fits_and_refits_with_the_rows_weights() -> None:
     X, t, y, p = _confounded_campaigns()
     chosen = select_uplift_learner(
-        {"t_learner": TLearner(control=CONTROL, n_estimators=20, min_child_samples=200)},
+        {"t_learner": TLearner(control=NO_ACTION, n_estimators=20, min_child_samples=200)},
         X,
         t,
         y,
-        control=CONTROL,
+        control=NO_ACTION,
         propensity=p,
         sample_weight=inverse_propensity_weights(p),
         shrinkage=(1.0,),
@@ -105,11 +105,11 @@ def test_selection_fits_and_refits_with_the_rows_weights() -> None:
     assert abs(float(chosen.model.predict_uplift(X).mean()) - TRUE_EFFECT) < 0.02
     with pytest.raises(ValueError, match="sample_weight has shape"):
         select_uplift_learner(
-            {"t": TLearner(control=CONTROL)},
+            {"t": TLearner(control=NO_ACTION)},
             X,
             t,
             y,
-            control=CONTROL,
+            control=NO_ACTION,
             propensity=p,
             sample_weight=np.ones(3),
         )
