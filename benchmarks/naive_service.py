@@ -137,7 +137,7 @@ class NaiveNextBest:
             group = (
                 "holdout"
                 if int.from_bytes(h[:8], "big") / 2**64 < self.policy.holdout.share
-                else "treatment"
+                else "decided"
             )
             row = frame.iloc[0]
             X = frame.reindex(columns=self.feature_names).astype(float)
@@ -155,7 +155,7 @@ class NaiveNextBest:
                 score = ((p1 - p0) * value - action.cost) * action.lever
                 ranked.append({"action_id": action.id, "score": score, "uplift": p1 - p0})
             ranked = sorted((r for r in ranked if r["score"] > 0), key=lambda r: -r["score"])[:k]
-        chosen = ranked[0]["action_id"] if ranked and group == "treatment" else None
+        chosen = ranked[0]["action_id"] if ranked and group == "decided" else None
         record = {
             "decision_id": str(uuid.uuid4()),
             "decided_at": datetime.now(UTC).isoformat(),

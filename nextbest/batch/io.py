@@ -39,6 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from nextbest.core.vocabulary import DECIDED, HOLDOUT
 from nextbest.customers.feature_schema import (
     CatalogTerms,
     all_feature_names,
@@ -463,7 +464,7 @@ def decisions_table(d: Decisions, schema: pa.Schema) -> pa.Table:
     chosen = np.where(d.chosen < 0, len(ids_ctl) - 1, d.chosen)
     cols: dict[str, pa.Array] = {
         "customer_id": pa.array(d.customer_ids, type=pa.string()),
-        "group": _dict_strings(d.holdout.astype(np.int32), ["treatment", "holdout"], no_null),
+        "group": _dict_strings(d.holdout.astype(np.int32), [DECIDED, HOLDOUT], no_null),
         "chosen_action": _dict_strings(chosen, ids_ctl, no_null),
         "propensity": pa.array(d.propensity),
         "explored": pa.array(d.explored),

@@ -59,6 +59,15 @@ WEB_EVENT_TYPES: Final[tuple[str, ...]] = ("page_view", "login", "loan_check", "
 #: The implicit action "contact nobody": always available, never declared in the catalog,
 #: and the control arm of every experiment.
 NO_ACTION: Final = "no_action"
+#: The ``group`` of a decision (the decision log, ``/decide``, batch output): ``decided``
+#: gets the engine's choice (``no_action`` included), ``holdout`` is the measurement
+#: holdout and gets nothing. Lift is ``decided`` against ``holdout``.
+DECIDED: Final = "decided"
+HOLDOUT: Final = "holdout"
+DECISION_GROUPS: Final[tuple[str, ...]] = (DECIDED, HOLDOUT)
+#: Group names that logs written by earlier versions hold, read as today's names
+#: (``nextbest.decisions.decision_log.current_group``); nothing writes them.
+RETIRED_GROUPS: Final[dict[str, str]] = {"treatment": DECIDED}
 #: What the decision service needs at run time; a failure of one is answered with 503 and
 #: the reason ``<dependency>_unavailable`` (docs/operations.md, "Failure modes").
 DEPENDENCIES: Final[tuple[str, ...]] = ("features", "ledger", "decision_log", "model")

@@ -29,6 +29,8 @@ from typing import Any
 import orjson
 import pandas as pd
 
+from nextbest.core.vocabulary import RETIRED_GROUPS
+
 
 def _dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
@@ -296,6 +298,13 @@ LOG_COLUMNS = [
 ]
 
 
+def current_group(group: Any) -> Any:
+    """A logged ``group`` under its current name: logs written by earlier versions say
+    ``treatment`` for today's ``decided`` (``RETIRED_GROUPS``); the files are never
+    rewritten, so every reader of the log maps it here."""
+    return RETIRED_GROUPS.get(group, group) if isinstance(group, str) else group
+
+
 def read_log(
     directory: str | Path, since: datetime | None = None, until: datetime | None = None
 ) -> pd.DataFrame:
@@ -303,7 +312,8 @@ def read_log(
 
     ``decided_at`` and ``feature_snapshot_time`` are UTC timestamps; ``since`` is
     inclusive, ``until`` exclusive. The nested ``ranked`` and ``excluded`` lists are kept
-    as object columns next to their summaries.
+    as object columns next to their summaries. A retired ``group`` name reads as its
+    current one (:func:`current_group`).
     """
     d = Path(directory)
     since, until = _utc(since), _utc(until)
@@ -318,6 +328,7 @@ def read_log(
                 rows.append(
                     {
                         **{c: rec.get(c) for c in LOG_COLUMNS},
+                        "group": current_group(rec.get("group")),
                         "top_score": ranked[0]["score"] if ranked else 0.0,
                         "n_ranked": len(ranked),
                         "n_excluded": len(rec.get("excluded") or []),

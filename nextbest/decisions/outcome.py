@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from nextbest.core.vocabulary import DECIDED, HOLDOUT
 from nextbest.decisions.reasons import Reason, row_sentence, sentence
 from nextbest.decisions.rules import Plan
 
@@ -183,7 +184,7 @@ class Decisions:
                     "customer_id": cid,
                     "channel": ctx.channel,
                     "placement": ctx.placement,
-                    "group": "holdout" if holdout_all[i] else "treatment",
+                    "group": HOLDOUT if holdout_all[i] else DECIDED,
                     "chosen_action": with_control[chosen],
                     "propensity": propensity_all[i],
                     "explored": explored_all[i],
@@ -249,7 +250,7 @@ class Decisions:
         ids = self.plan.action_ids_with_control
         cols: dict[str, np.ndarray] = {
             "customer_id": self.customer_ids,
-            "group": np.where(self.holdout, "holdout", "treatment").astype(object),
+            "group": np.where(self.holdout, HOLDOUT, DECIDED).astype(object),
             "chosen_action": ids[self.chosen],
             "propensity": self.propensity,
             "explored": self.explored,

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nextbest.core.vocabulary import NO_ACTION
+from nextbest.core.vocabulary import NO_ACTION, RETIRED_GROUPS
 from nextbest.customers.id_map import IdMap
 
 logger = logging.getLogger(__name__)
@@ -99,6 +99,8 @@ def read_decisions(
         df = _read_jsonl_dir(log_dir)
     if df.empty:
         return df
+    if "group" in df.columns:  # a log written before ``treatment`` became ``decided``
+        df["group"] = df["group"].replace(RETIRED_GROUPS)
     missing = [c for c in DECISION_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"decision log {log_dir}: records lack the fields {missing}")

@@ -1,11 +1,11 @@
-"""Lift of the treated group over the holdout, exclusion counts and decision drift.
+"""Lift of the decided group over the holdout, exclusion counts and decision drift.
 
-Lift is a difference in means between treated and holdout decisions with a Welch standard
+Lift is a difference in means between decided-group and holdout decisions with a Welch standard
 error and a normal 95% interval. The per-action lift compares decisions whose *top-ranked*
 action was A in both groups: holdout decisions keep their counterfactual ranked list, so
-"treated customers the policy wanted to give A" and "holdout customers the policy would
+"decided-group customers the policy wanted to give A" and "holdout customers the policy would
 have given A" are comparable groups (an intention-to-treat contrast; exploration makes
-the treated side receive A slightly less than always).
+the decided side receive A slightly less than always).
 
 All functions take the flat frame of ``nextbest.measurement.attribution.flatten_decisions`` with
 ``responded`` and ``revenue`` attached by ``attribute_outcomes``.
@@ -17,6 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
+from nextbest.core.vocabulary import DECIDED, HOLDOUT
 
 __all__ = [
     "LIFT_COLUMNS",
@@ -33,13 +35,12 @@ __all__ = [
 Z95 = 1.959963984540054
 #: Outcome columns lift is computed on: response rate and value (revenue) per decision.
 METRICS = ("responded", "revenue")
-TREATMENT, HOLDOUT = "treatment", "holdout"
 LIFT_COLUMNS = [
     "segment",
     "metric",
-    "n_treated",
+    "n_decided",
     "n_holdout",
-    "mean_treated",
+    "mean_decided",
     "mean_holdout",
     "lift",
     "se",
@@ -51,7 +52,7 @@ LIFT_COLUMNS = [
 def diff_in_means(treated: np.ndarray, control: np.ndarray, z: float = Z95) -> dict[str, float]:
     """Mean of ``treated`` minus mean of ``control`` with the Welch (unequal variance) SE.
 
-    Returns ``n_treated, n_holdout, mean_treated, mean_holdout, lift, se, ci_low,
+    Returns ``n_decided, n_holdout, mean_decided, mean_holdout, lift, se, ci_low,
     ci_high``; the SE and interval are NaN when either group has fewer than two rows.
     """
     t = np.asarray(treated, dtype=float)
@@ -64,9 +65,9 @@ def diff_in_means(treated: np.ndarray, control: np.ndarray, z: float = Z95) -> d
         se = float("nan")
     lift = mt - mc
     return {
-        "n_treated": int(len(t)),
+        "n_decided": int(len(t)),
         "n_holdout": int(len(c)),
-        "mean_treated": mt,
+        "mean_decided": mt,
         "mean_holdout": mc,
         "lift": lift,
         "se": se,
@@ -102,7 +103,7 @@ def lift_by(flat: pd.DataFrame, by: str | None, metric: str) -> pd.DataFrame:
             {
                 "segment": s if not isinstance(s, np.generic) else s.item(),
                 "metric": metric,
-                **diff_in_means(y[m & (groups == TREATMENT)], y[m & (groups == HOLDOUT)]),
+                **diff_in_means(y[m & (groups == DECIDED)], y[m & (groups == HOLDOUT)]),
             }
         )
     return pd.DataFrame(rows, columns=LIFT_COLUMNS)

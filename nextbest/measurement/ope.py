@@ -8,7 +8,7 @@ per (decision, action) as DR's reward model.
 
 A candidate is an array of action ids (a deterministic policy), a probability matrix over
 ``actions`` (a stochastic one), or a callable mapping the decision frame to either. Holdout
-decisions are left out by default: the candidate governs the treated group only, and the
+decisions are left out by default: the candidate governs the decided group only, and the
 holdout's ``no_action`` with propensity 1 carries no information about other actions.
 """
 

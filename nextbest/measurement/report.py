@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from nextbest.core.vocabulary import DECIDED
 from nextbest.customers.id_map import IdMapFile
 from nextbest.measurement.attribution import (
     attribute_outcomes,
@@ -113,7 +114,7 @@ def build_report(
         "window_days": window / timedelta(days=1),
         "n_decisions": len(flat),
         "n_customers": int(flat["customer_id"].nunique()),
-        "n_treated": int((flat["group"] == "treatment").sum()),
+        "n_decided": int((flat["group"] == DECIDED).sum()),
         "n_holdout": int((flat["group"] == "holdout").sum()),
         "n_outcomes": len(outcomes),
         "n_responded": int(flat["responded"].sum()),
@@ -137,7 +138,7 @@ def headline_metrics(report: dict[str, Any]) -> dict[str, float]:
     }
     for row in report["lift"]["overall"]:
         m = "response" if row["metric"] == "responded" else "value"
-        for key in ("lift", "se", "ci_low", "ci_high", "mean_treated", "mean_holdout"):
+        for key in ("lift", "se", "ci_low", "ci_high", "mean_decided", "mean_holdout"):
             if row[key] is not None:
                 out[f"{m}_{key}"] = float(row[key])
     return out

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nextbest.core.vocabulary import NO_ACTION
+from nextbest.core.vocabulary import DECIDED, HOLDOUT, NO_ACTION
 from nextbest.measurement.attribution import attribute_outcomes, flatten_decisions
-from nextbest.measurement.lift import HOLDOUT, TREATMENT, diff_in_means
+from nextbest.measurement.lift import diff_in_means
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def simulate_log(
                 "decided_at": decided[i].isoformat(),
                 "customer_id": ids[i],
                 "channel": channel,
-                "group": HOLDOUT if holdout[i] else TREATMENT,
+                "group": HOLDOUT if holdout[i] else DECIDED,
                 "chosen_action": labels[chosen[i]],
                 "propensity": float(propensity[i]),
                 "explored": bool(explored[i]),
@@ -232,7 +232,7 @@ def simulate_policies(
             _write_log(Path(log_dir) / name, decisions, outcomes)
         flat = flatten_decisions(attribute_outcomes(decisions, outcomes, _WINDOW))
         chosen = flat["chosen_action"].to_numpy()
-        treated = flat["group"].to_numpy() == TREATMENT
+        treated = flat["group"].to_numpy() == DECIDED
         cost_of = dict(zip(actions, cost, strict=True))
         net = flat["revenue"].to_numpy() - np.array([cost_of.get(a, 0.0) for a in chosen])
         est = diff_in_means(net[treated], net[~treated])
@@ -246,7 +246,7 @@ def simulate_policies(
             {
                 "policy": name,
                 "n_customers": len(flat),
-                "n_treated": int(treated.sum()),
+                "n_decided": int(treated.sum()),
                 "n_holdout": int((~treated).sum()),
                 "share_contacted": float((chosen[treated] != NO_ACTION).mean()),
                 "true_incremental_value": float(true_incr[treated].mean()),

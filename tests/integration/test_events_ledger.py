@@ -82,7 +82,7 @@ def offered(world: World, service: Server) -> list[str]:
     for cid in reversed(list(ok)):
         d = _decide(service, cid)
         ranked_both = not EMAIL_MARKETING & set(_codes(d))
-        if d["group"] == "treatment" and d["chosen_action"] in EMAIL_MARKETING and ranked_both:
+        if d["group"] == "decided" and d["chosen_action"] in EMAIL_MARKETING and ranked_both:
             found.append(cid)
         if len(found) >= 7:
             break

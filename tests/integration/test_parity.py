@@ -123,7 +123,7 @@ def _email_marketing(decider) -> set[str]:
 def ledger_touched(world: World, decider) -> dict[str, dict[str, dict]]:
     """Events appended to the world's ledger (``nextbest.decisions.ledger``), dated before
     ``as_of``, for customers of the champion sample whom the engine offers an e-mail
-    marketing action at ``as_of`` without them (treatment group, not explored): three
+    marketing action at ``as_of`` without them (decided group, not explored): three
     withdraw e-mail marketing consent, two open a service case, two had the offered action
     delivered by e-mail. Returns, per kind, each customer's decision before the events."""
     from nextbest.batch.io import offline_feature_matrix
@@ -144,7 +144,7 @@ def ledger_touched(world: World, decider) -> dict[str, dict[str, dict]]:
     offered = [
         r
         for r in records
-        if r["chosen_action"] in marketing and r["group"] == "treatment" and not r["explored"]
+        if r["chosen_action"] in marketing and r["group"] == "decided" and not r["explored"]
     ]
     assert len(offered) >= 7, "the sample needs customers offered e-mail marketing"
     at = s.as_of.timestamp()

@@ -34,7 +34,7 @@ def test_pipeline_generates_resolves_builds_trains_and_scores(
     summary = json.loads((tmp_path / "scores" / "email.parquet.summary.json").read_text())
     assert summary["customers"] == len(scores) == identity["customer_id"].nunique()
     assert summary["model_version"].endswith("/1")
-    assert set(scores["group"]) == {"treatment", "holdout"}
+    assert set(scores["group"]) == {"decided", "holdout"}
     # a demo key with every scope: shown once, saved 0600, only its hash in the key file
     key = (tmp_path / "demo-api-key").read_text().strip()
     assert key.startswith("nb_") and key in result.output

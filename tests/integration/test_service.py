@@ -64,7 +64,7 @@ def _latest(world: World, view: str) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def treated_customers(world: World, service: Server) -> list[str]:
-    """Customers offered an email marketing action now (treatment group, consent given)."""
+    """Customers offered an email marketing action now (decided group, consent given)."""
     consent = _latest(world, "customer_consent")
     service_v = _latest(world, "customer_service")
     ok = consent.index[(consent["consent_marketing_email"] == 1)]
@@ -72,7 +72,7 @@ def treated_customers(world: World, service: Server) -> list[str]:
     found = []
     for cid in ok:
         d = _decide(service, cid)
-        if d["group"] == "treatment" and d["chosen_action"] in MARKETING:
+        if d["group"] == "decided" and d["chosen_action"] in MARKETING:
             found.append(cid)
         if len(found) >= 6:
             break
@@ -222,7 +222,7 @@ def test_purchase_means_the_product_is_never_offered_again(world: World, service
     ][:200]
     for cid in candidates:
         d = _decide(service, cid, k=5)
-        if d["group"] == "treatment" and any(
+        if d["group"] == "decided" and any(
             a["action_id"] == "email_phone_upgrade" for a in d["actions"]
         ):
             break
@@ -244,7 +244,7 @@ def test_purchase_means_the_product_is_never_offered_again(world: World, service
 
 def test_holdout_customers_are_never_treated(world: World, service: Server) -> None:
     ids = _latest(world, "customer_profile").index[:300]
-    groups = {"holdout": 0, "treatment": 0}
+    groups = {"holdout": 0, "decided": 0}
     for cid in ids:
         d = _decide(service, cid, channel="web")
         groups[d["group"]] += 1

@@ -312,9 +312,7 @@ def test_value_against_the_truth_beside_the_best_single_offer(bank: Run) -> None
         chosen = (decisions["chosen_action"] == action).to_numpy()
         ours[chosen] = _true_value(bank, person[chosen], action)
         reason = decisions[f"excluded_{action}"]
-        allowed = (decisions["group"] == "treatment") & (
-            reason.isna() | (reason == "NEGATIVE_VALUE")
-        )
+        allowed = (decisions["group"] == "decided") & (reason.isna() | (reason == "NEGATIVE_VALUE"))
         value = np.zeros(len(decisions))
         value[allowed.to_numpy()] = _true_value(bank, person[allowed], action)
         single[action] = value.mean()

@@ -35,12 +35,35 @@ def test_append_then_read(tmp_path, catalog, policy, names):
     df = read_log(tmp_path)
     assert list(df["decision_id"]) == [r["decision_id"] for r in recs]
     assert list(df["chosen_action"]) == [r["chosen_action"] for r in recs]
-    assert set(df["group"]) <= {"treatment", "holdout"}
+    assert set(df["group"]) <= {"decided", "holdout"}
     assert (df["propensity"] > 0).all() and str(df["decided_at"].dt.tz) == "UTC"
     assert (df["policy_version"] == policy.version).all()
     assert (df["n_ranked"] == [len(r["ranked"]) for r in recs]).all()
     lines = log.path_for(NOW.date()).read_text().splitlines()
     assert all(json.loads(line)["customer_id"] for line in lines)
+
+
+def test_log_written_with_the_retired_group_name_reads_as_decided(tmp_path, catalog, policy, names):
+    """A log from before the rename holds ``"group": "treatment"``; its files are never
+    rewritten, and both readers (analysis and measurement) see ``decided``."""
+    from nextbest.measurement.attribution import read_decisions
+
+    new, old = tmp_path / "new", tmp_path / "old"
+    DecisionLog(new, fsync=False).append(records(catalog, policy, names, 200))
+    old.mkdir()
+    for path in new.glob("*.jsonl"):
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        assert {r["group"] for r in lines} == {"decided", "holdout"}
+        text = "".join(
+            json.dumps({**r, "group": "treatment" if r["group"] == "decided" else r["group"]})
+            + "\n"
+            for r in lines
+        )
+        (old / path.name).write_text(text)
+    assert '"treatment"' in next(old.glob("*.jsonl")).read_text()
+    assert list(read_log(old)["group"]) == list(read_log(new)["group"])
+    assert list(read_decisions(old)["group"]) == list(read_decisions(new)["group"])
+    assert "treatment" not in set(read_decisions(old)["group"])
 
 
 def test_since_until(tmp_path, catalog, policy, names):

@@ -246,7 +246,7 @@ def test_holdout_share_and_never_treated(catalog, policy, names):
     assert (d.chosen_action[d.holdout] == "no_action").all()
     assert (d.ranked[d.holdout, 0] >= 0).all()  # counterfactual ranking still recorded
     assert (d.propensity[d.holdout] == 1.0).all()
-    assert {r["group"] for r in d.records()[:2000]} == {"holdout", "treatment"}
+    assert {r["group"] for r in d.records()[:2000]} == {"holdout", "decided"}
 
 
 def test_exploration_propensities(catalog, policy, names):

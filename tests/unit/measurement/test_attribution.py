@@ -98,7 +98,7 @@ def test_flatten_takes_best_ranked_action() -> None:
             "decided_at": ["2024-03-01T09:00:00+00:00", "2024-03-02T09:00:00Z"],
             "customer_id": ["c1", "c2"],
             "channel": ["email", "sms"],
-            "group": ["treatment", "holdout"],
+            "group": ["decided", "holdout"],
             "chosen_action": ["x", "no_action"],
             "propensity": [0.9, 1.0],
             "ranked": [

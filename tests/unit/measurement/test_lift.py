@@ -23,8 +23,8 @@ def _known_effect_log(seed: int) -> pd.DataFrame:
     """Action A lifts response from 0.08 to 0.12; action B has no effect."""
     rng = np.random.default_rng(seed)
     top = rng.choice(["A", "B"], size=N_ROWS)
-    group = np.where(rng.random(N_ROWS) < 0.5, "treatment", "holdout")
-    p = np.where(top == "B", P_B, np.where(group == "treatment", P_TREATED_A, P_HOLDOUT_A))
+    group = np.where(rng.random(N_ROWS) < 0.5, "decided", "holdout")
+    p = np.where(top == "B", P_B, np.where(group == "decided", P_TREATED_A, P_HOLDOUT_A))
     responded = (rng.random(N_ROWS) < p).astype(int)
     return pd.DataFrame(
         {
@@ -66,10 +66,10 @@ def test_lift_tables_cover_every_breakdown() -> None:
     tiers = tables["value_tier"]
     assert sorted(tiers.loc[tiers["metric"] == "responded", "segment"]) == [0, 1, 2, 3]
     overall = tables["overall"].set_index("metric").loc["responded"]
-    treated = flat.loc[flat["group"] == "treatment", "responded"].mean()
+    treated = flat.loc[flat["group"] == "decided", "responded"].mean()
     holdout = flat.loc[flat["group"] == "holdout", "responded"].mean()
     np.testing.assert_allclose(overall["lift"], treated - holdout)
-    assert overall["n_treated"] + overall["n_holdout"] == N_ROWS
+    assert overall["n_decided"] + overall["n_holdout"] == N_ROWS
 
 
 def test_exclusion_counts_and_drift() -> None:

@@ -130,7 +130,7 @@ def _logged_decisions(seed: int, n: int) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "decision_id": [f"d{i}" for i in range(n)],
-            "group": "treatment",
+            "group": "decided",
             "chosen_action": chosen,
             "propensity": 1.0,
             "ranked": ranked,

@@ -34,7 +34,7 @@ def _log(seed: int, n: int = SMALL_CUSTOMERS) -> dict:
             "decided_at": [t.isoformat() for t in decided],
             "customer_id": [f"C{i:06d}" for i in range(n)],
             "channel": channel,
-            "group": np.where(holdout, "holdout", "treatment"),
+            "group": np.where(holdout, "holdout", "decided"),
             "chosen_action": chosen,
             "propensity": np.where(holdout, 1.0, 0.95),
             "ranked": [

@@ -96,7 +96,7 @@ def test_ope_on_a_simulated_log_recovers_the_uplift_policy_value() -> None:
     )
     attributed = attribute_outcomes(decisions, outcomes, timedelta(days=14))
     actions = ["hot", "nudge", "no_action"]
-    treated = (attributed["group"] == "treatment").to_numpy()
+    treated = (attributed["group"] == "decided").to_numpy()
     uplift_scores = np.column_stack([scores["uplift"], np.zeros(len(truth))])[treated]
     res = evaluate_candidate(
         attributed,

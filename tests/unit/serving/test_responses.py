@@ -41,6 +41,6 @@ def test_a_holdout_answer_lists_no_actions_but_the_log_keeps_the_ranking() -> No
 
 
 def test_a_treatment_answer_lists_its_ranked_actions() -> None:
-    answer = response_from_record(_record("treatment"))
+    answer = response_from_record(_record("decided"))
     assert [a["action_id"] for a in answer["actions"]] == ["email_phone_upgrade"]
     assert answer["report_delivery"]["payload"]["action_id"] == "email_phone_upgrade"
