@@ -88,12 +88,16 @@ ERROR_RESPONSES: dict[tuple[str, str], dict[int, ErrorAnswer]] = {
         404: ErrorAnswer("No customer has this identifier (nothing was erased)."),
     },
     ("get", "/customers/{customer_id}/consent"): {
-        400: ErrorAnswer("The identifier is not a valid value of its id_type."),
+        400: ErrorAnswer("The customer id is not a valid customer id."),
         404: ErrorAnswer(
-            "No customer has this identifier (plain text: the path matches no route, as "
-            "with a control character in the identifier).",
+            "No customer has this customer id (plain text: the path matches no route, as "
+            "with a control character in the customer id).",
             plain_text_too=True,
         ),
+    },
+    ("post", "/customers/lookup/consent"): {
+        400: ErrorAnswer("The identifier is not a valid value of its id_type."),
+        404: ErrorAnswer("No customer has this identifier."),
     },
 }
 

@@ -129,6 +129,16 @@ class EventPayload(_Quiet):
     )
 
 
+class ConsentLookup(_Quiet):
+    """``POST /customers/lookup/consent``: whose consent history, by any identifier. The
+    identifier travels in the body so that an e-mail address or a phone number never sits
+    in a URL (which access logs and proxies keep)."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    customer: Customer
+
+
 class ForgetRequest(_Quiet):
     """``POST /admin/forget``: whom to erase, and why."""
 

@@ -1,5 +1,5 @@
 """The nextbest decision service (BentoML): ``POST /decide``, ``POST /events``, ``GET /actions``,
-``GET /customers/{id}/consent``.
+``GET /customers/{id}/consent``, ``POST /customers/lookup/consent``.
 
 It fails closed: when the online features, the event ledger or the decision log cannot be
 read or written, /decide (and /events, the consent history) answer 503 with
@@ -41,7 +41,7 @@ import bentoml
 import orjson
 from bentoml import get_current_service
 from bentoml.exceptions import BentoMLException
-from fastapi import FastAPI
+from fastapi import FastAPI, Query
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from starlette.exceptions import HTTPException
@@ -78,10 +78,10 @@ from serving.requests import CustomerRef, DecideRequest, RequestError
 from serving.responses import response_from_record
 from serving.schemas import (
     MAX_ID_LENGTH,
+    ConsentLookup,
     Customer,
     EventPayload,
     ForgetRequest,
-    IdType,
     Timestamp,
 )
 
@@ -117,6 +117,12 @@ def _field_of(exc: Exception) -> str:
 
 #: Plain routes beside the BentoML APIs (mounted at the root).
 extras = FastAPI(title="nextbest catalog")
+#: The answer to ``GET /customers/{id}/consent?id_type=...``: an identifier other than a
+#: customer id goes in a body, never in a path that access logs keep.
+RETIRED_ID_TYPE = (
+    "id_type: the path takes a customer id only; look a customer up by another identifier "
+    'with POST /customers/lookup/consent and the body {"customer": {"id": ..., "id_type": ...}}'
+)
 
 
 @extras.exception_handler(StarletteHTTPException)
@@ -341,17 +347,36 @@ class NextBestService:
     def get_consent(
         self,
         customer_id: str = PathParam(min_length=1, max_length=MAX_ID_LENGTH),
-        id_type: IdType = "customer_id",
+        id_type: str | None = Query(None, include_in_schema=False),
     ) -> Any:
         """A customer's consent changes recorded through ``/events``, in event time, with
-        source and actor."""
+        source and actor. The path takes a customer id only; to look a customer up by
+        another identifier use ``POST /customers/lookup/consent``. ``id_type`` is the
+        retired way to name another identifier in the path: refused with a 400 naming the
+        form to use, so that a caller who still sends it learns why."""
+        if id_type is not None:
+            log.info("/customers/{id}/consent [GET] 400: invalid id_type (retired)")
+            return JSONResponse({"error": RETIRED_ID_TYPE}, status_code=400)
+        return self._consent(
+            CustomerRef(customer_id, "customer_id"), "/customers/{id}/consent [GET]"
+        )
+
+    @extras.post("/customers/lookup/consent")
+    def lookup_consent(self, request: ConsentLookup) -> Any:
+        """The consent history of the customer a ``customer: {id, id_type}`` body names
+        (an e-mail address, a phone, ...), as ``GET /customers/{customer_id}/consent``
+        answers it."""
+        ref = CustomerRef(request.customer.id, request.customer.id_type)
+        return self._consent(ref, "/customers/lookup/consent [POST]")
+
+    def _consent(self, customer: CustomerRef, route: str) -> Any:
         try:
-            return self.decider.consent_history(CustomerRef(customer_id, id_type))
+            return self.decider.consent_history(customer)
         except DependencyUnavailable as exc:
-            return self._response(*self._unavailable(exc, "/customers/{id}/consent [GET]"))
+            return self._response(*self._unavailable(exc, route))
         except RequestError as exc:
             status = 404 if str(exc).startswith("customer:") else 400
-            log.info("/customers/{id}/consent [GET] %d: invalid %s", status, _field_of(exc))
+            log.info("%s %d: invalid %s", route, status, _field_of(exc))
             return JSONResponse({"error": str(exc)}, status_code=status)
 
     @extras.post("/admin/forget")

@@ -88,13 +88,22 @@ def test_identify_links_at_once_once_and_never_over_another_customer(
     assert bad.status_code == 400 and bad.json()["error"].startswith("payload.id_value:")
 
     # the customer's history shows both, masked; the raw e-mails are in no ledger file
-    r = httpx.get(
-        f"{service.url}/customers/{new.strip()}/consent",
+    # looked up by the e-mail, which travels in the body: the path form refuses it
+    retired = httpx.get(
+        f"{service.url}/customers/{cid}/consent",
         params={"id_type": "email"},
         headers=service.headers,
         timeout=30,
     )
+    assert retired.status_code == 400 and "POST /customers/lookup/consent" in retired.text
+    r = httpx.post(
+        f"{service.url}/customers/lookup/consent",
+        json={"customer": {"id": new.strip(), "id_type": "email"}},
+        headers=service.headers,
+        timeout=30,
+    )
     assert r.status_code == 200, r.text
+    assert r.json() == _history_by_id(service, cid)
     assert r.json()["customer_id"] == cid
     shown = [(i["event_id"], i["status"]) for i in r.json()["identifiers"]]
     assert shown == [(f"{cid}-app-login", "linked"), (f"{cid}-claims-theirs", "review")]
@@ -120,3 +129,9 @@ def test_identify_links_at_once_once_and_never_over_another_customer(
     id_types = payload["id_type"]["anyOf"][0]["enum"]
     assert "email" in id_types and "customer_id" not in id_types
     assert payload["id_value"]["anyOf"][0]["maxLength"] == 256
+
+
+def _history_by_id(service: Server, cid: str) -> dict:
+    r = httpx.get(f"{service.url}/customers/{cid}/consent", headers=service.headers, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()

@@ -39,6 +39,7 @@ from serving.openapi import add_security
         ("/actions", "decide"),
         ("/events", "events"),
         ("/customers/C1/consent", "admin"),
+        ("/customers/lookup/consent", "admin"),
         ("/customers", "admin"),
         ("/admin/anything", "admin"),
         ("/metrics", "admin"),
