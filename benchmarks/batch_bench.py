@@ -1,12 +1,12 @@
-"""Batch scoring benchmark: N customers x 20 actions on one channel, from offline feature
+"""Batch decisions benchmark: N customers x 20 actions on one channel, from offline feature
 tables to a written decisions file, on the local (DuckDB + numpy + LightGBM) and the Spark
 path, scored with the real champion model.
 
 The model is the champion of an MLflow registry (``nextbest train``'s S- or T-learner and
 value model, LightGBM), loaded by alias through ``nextbest.decisions.runtime.load_runtime`` exactly
-as ``nextbest score`` loads it; the registry is that of a trained world (``--model-home``,
+as ``nextbest decide-batch`` loads it; the registry is that of a trained world (``--model-home``,
 built and trained with the normal steps by ``benchmarks.world.ensure_world`` when none of
-that size is there). Scoring goes through ``nextbest.batch.run.score_customers``, so through the
+that size is there). Scoring goes through ``nextbest.batch.run.decide_customers``, so through the
 engine and the stacked scorer the product uses.
 
 Input, by default: feature tables synthesised directly (random but valid values per
@@ -371,7 +371,7 @@ def run(
         else "none (missing stock counts as out of stock)"
     )
     t_load = time.perf_counter()
-    runtime = load_runtime(settings)  # the champion by alias, as `nextbest score` loads it
+    runtime = load_runtime(settings)  # the champion by alias, as `nextbest decide-batch` loads it
     load_s = time.perf_counter() - t_load
     n_actions = len(runtime.plan.channels["email"].action_idx)
     result: dict = {
@@ -402,13 +402,13 @@ def run(
 
 def _run_local(settings: Any, runtime: Any, out: Path, model_threads: int) -> dict:
     """Score on the local path and return its figures."""
-    from nextbest.batch.run import score_customers
+    from nextbest.batch.run import decide_customers
 
     load_before = load_average()
     cpu0 = _tree_cpu_s()
     t = time.perf_counter()
     with TreeMemory() as mem:
-        local = score_customers(
+        local = decide_customers(
             settings, "email", AS_OF, out, runtime=runtime, model_threads=model_threads
         )
     wall = time.perf_counter() - t
@@ -469,7 +469,7 @@ def same_decisions(local_out: Path, spark_out: Path) -> dict[str, Any]:
 def _run_spark(settings: Any, runtime: Any, local_out: Path) -> dict:
     """Score on the Spark path (local[2]) and compare with the local file."""
     from nextbest.batch.io import count_output
-    from nextbest.batch.run import score_customers
+    from nextbest.batch.run import decide_customers
     from nextbest.batch.spark import spark_session
 
     spark_out = settings.root / "spark_out"
@@ -480,7 +480,7 @@ def _run_spark(settings: Any, runtime: Any, local_out: Path) -> dict:
     cpu0 = _tree_cpu_s()
     t = time.perf_counter()
     with TreeMemory() as mem:
-        sp = score_customers(settings, "email", AS_OF, spark_out, runtime=runtime, engine="spark")
+        sp = decide_customers(settings, "email", AS_OF, spark_out, runtime=runtime, engine="spark")
     wall = time.perf_counter() - t
     cpu = _tree_cpu_s() - cpu0
     ref = count_output(local_out) if local_out.exists() else None

@@ -1,5 +1,5 @@
 """The whole benchmark suite: online over HTTP (with the naive baseline), in-process,
-batch scoring and the pipeline. ``nextbest bench`` calls :func:`run_suite`.
+batch decisions and the pipeline. ``nextbest bench`` calls :func:`run_suite`.
 
 Each part also runs alone (``python benchmarks/<name>_bench.py``) and writes its own
 ``benchmarks/results/<name>.json``; the suite adds ``suite.json`` with every part folded in.

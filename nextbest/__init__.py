@@ -11,10 +11,10 @@ them). The CLI and the service import the modules directly.
     nextbest.build_features(settings)  # feature tables, feast apply, materialise
     nextbest.train(settings)  # fit, evaluate, register; promote when better
     runtime = nextbest.load_runtime(settings)  # champion, catalog, policy, rule plan
-    nextbest.score_customers(settings, "email", None, settings.root / "email.parquet")
+    nextbest.decide_customers(settings, "email", None, settings.root / "email.parquet")
 
 ``decide`` is the one decision engine over feature arrays (``runtime.plan`` and a
-``DecisionContext``); ``score_customers`` runs it for every customer (``nextbest score``).
+``DecisionContext``); ``decide_customers`` runs it for every customer (``nextbest decide-batch``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from nextbest.batch.run import score_customers
+    from nextbest.batch.run import decide_customers
     from nextbest.core.settings import Settings, get_settings
     from nextbest.decisions.engine import decide
     from nextbest.decisions.outcome import DecisionContext
@@ -42,7 +42,7 @@ _SOURCES = {
     "load_runtime": "nextbest.decisions.runtime",
     "DecisionContext": "nextbest.decisions.outcome",
     "decide": "nextbest.decisions.engine",
-    "score_customers": "nextbest.batch.run",
+    "decide_customers": "nextbest.batch.run",
     "run_pipeline": "nextbest.pipeline",
 }
 
@@ -56,7 +56,7 @@ __all__ = [
     "load_runtime",
     "DecisionContext",
     "decide",
-    "score_customers",
+    "decide_customers",
     "run_pipeline",
 ]
 

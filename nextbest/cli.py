@@ -12,13 +12,13 @@ from nextbest.commands import (
     bench,
     consent,
     data,
+    decide_batch,
     features,
     identity,
     keys,
     measure,
     pipeline,
     privacy,
-    score,
     serve,
     train,
 )
@@ -30,7 +30,8 @@ app.command("generate")(data.generate_cmd)
 app.command("resolve")(data.resolve_cmd)
 app.command("ingest")(data.ingest_cmd)
 app.command("forget")(privacy.forget_cmd)
-app.command("score")(score.score_cmd)
+app.command("decide-batch")(decide_batch.decide_batch_cmd)
+app.command("score", hidden=True)(decide_batch.score_cmd)
 app.command("serve")(serve.serve_cmd)
 app.command("report")(measure.report_cmd)
 app.command("evaluate-policy")(measure.evaluate_policy_cmd)

@@ -247,13 +247,13 @@ def run_pipeline(
     on_as_of: Callable[[AsOf], None] | None = None,
 ) -> PipelineReport:
     """Generate (or, with ``settings.sources``, ingest) data, resolve identities, build
-    features, train and batch-score; without a key file, create the ``demo`` API key
+    features, train and decide in batch; without a key file, create the ``demo`` API key
     (:func:`ensure_demo_key`).
 
     The as-of time is resolved once the data is in (:func:`nextbest.customers.as_of.resolve_as_of`),
     handed to ``on_as_of`` and used by the features and the scoring.
     """
-    from nextbest.batch.run import score_customers
+    from nextbest.batch.run import decide_customers
     from nextbest.customers.as_of import resolve_as_of
     from training.train import train
 
@@ -284,8 +284,8 @@ def run_pipeline(
     step("features", lambda: build_features(settings, as_of=as_of))
     step("train", lambda: train(settings))
     step(
-        "score",
-        lambda: score_customers(
+        "decide-batch",
+        lambda: decide_customers(
             settings,
             channel=channel,
             as_of=as_of.time,

@@ -249,7 +249,7 @@ class OnlineDecider:
             raise self.features_down(exc) from exc
         if events is None:
             events = self.ledger_events(customer_ids)
-        # The function batch scoring applies per chunk; its ledger read (the build's
+        # The function batch decisions applies per chunk; its ledger read (the build's
         # watermark) answers 503 when the ledger is down, as every ledger read here does.
         self._guarded(
             lambda: apply_ledger(

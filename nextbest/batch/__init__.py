@@ -1,1 +1,1 @@
-"""Batch scoring: :func:`nextbest.batch.run.score_customers` on a local or a Spark backend."""
+"""Batch scoring: :func:`nextbest.batch.run.decide_customers` on a local or a Spark backend."""

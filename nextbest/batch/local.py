@@ -1,4 +1,4 @@
-"""Batch scoring in one process: the local backend of :func:`nextbest.batch.run.score_customers`.
+"""Batch scoring in one process: the local backend of :func:`nextbest.batch.run.decide_customers`.
 
 The feature matrix comes from :mod:`nextbest.batch.io` (DuckDB point-in-time selection, held whole);
 ``decide()`` runs chunk by chunk. Decisions come from :func:`nextbest.decisions.engine.decide`, the

@@ -1,7 +1,7 @@
 """The batch job's entry point: every customer's next best action on a channel, as of a
 time, on a chosen backend.
 
-:func:`score_customers` checks the inputs, fixes the decision context (time, stock,
+:func:`decide_customers` checks the inputs, fixes the decision context (time, stock,
 feature snapshot) and the cut of the event ledger every chunk applies, hands the job to a
 backend (:mod:`nextbest.batch.local` in this process, or :mod:`nextbest.batch.spark` on PySpark) and
 writes the summary counted from the output (:mod:`nextbest.batch.io`). The backends share only
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 Engine = Literal["local", "spark"]
 
 
-def score_customers(
+def decide_customers(
     settings: Settings,
     channel: str,
     as_of: datetime | None,

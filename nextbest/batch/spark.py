@@ -1,4 +1,4 @@
-"""Batch scoring on PySpark: the documented path when the customers do not fit one machine.
+"""Batch decisions on PySpark: the documented path when the customers do not fit one machine.
 
 The job is the local one (:mod:`nextbest.batch.local`) spread over partitions, with the same
 input and output layout (:mod:`nextbest.batch.io`; the backends never import each other): Spark
@@ -200,5 +200,5 @@ def spark_score(
     if progress:
         n = len(customer_ids) if customer_ids is not None else -1
         progress(n, n)
-    log.info("spark batch scoring wrote %s", out)
+    log.info("spark batch decisions wrote %s", out)
     return Path(out)

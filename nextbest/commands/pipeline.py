@@ -20,16 +20,18 @@ def pipeline_cmd(
     customers: Annotated[int | None, typer.Option(help="Persons to generate.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed.")] = None,
     sources: SourcesOption = None,
-    channel: Annotated[str, typer.Option(help="Channel the batch scoring decides for.")] = "email",
+    channel: Annotated[
+        str, typer.Option(help="Channel the batch decisions are made for.")
+    ] = "email",
     as_of: AsOfOption = None,
 ) -> None:
     """Generate (or, with --sources, validate and stage your exports), resolve, build
-    features, train and batch-score on embedded defaults."""
+    features, train and decide in batch on embedded defaults."""
     from nextbest.pipeline import run_pipeline
 
     settings = load_settings(customers=customers, seed=seed, sources=sources, as_of=as_of)
     first = "generate" if sources is None else "ingest"
-    steps = [first, "resolve", "features", "train", "score"]
+    steps = [first, "resolve", "features", "train", "decide-batch"]
     with progress_bar() as bar:
         task = bar.add_task("pipeline", total=len(steps))
 

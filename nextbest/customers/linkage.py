@@ -204,7 +204,7 @@ def spark_backend(threads: int = 2, master: str | None = None):
         .getOrCreate()
     )
     if jar not in spark.sparkContext.getConf().get("spark.jars", ""):
-        # getOrCreate returned a session started without the jar (e.g. by batch scoring
+        # getOrCreate returned a session started without the jar (e.g. by batch decisions
         # in the same process): add it to that session so Splink can register its UDFs.
         spark.sql(f"ADD JAR '{jar}'")
     spark.sparkContext.setLogLevel("ERROR")

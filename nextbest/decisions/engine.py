@@ -1,4 +1,4 @@
-"""The decision engine: one vectorised function for the online service and batch scoring.
+"""The decision engine: one vectorised function for the online service and batch decisions.
 
 ``nextbest.decisions.rules.compile_plan`` turns the catalog, the policy, the feature column order
 and the response model into index arrays once at start-up. ``decide`` then runs every

@@ -199,7 +199,7 @@ def apply_ledger(
 ) -> int:
     """The ledger's state at ``now`` written over the feature matrix ``X`` (rows =
     ``customer_ids``, columns = ``names``) in place, as every decision path applies it:
-    the online service per request, batch scoring per chunk and partition. Returns how
+    the online service per request, batch decisions per chunk and partition. Returns how
     many rows changed.
 
     The customers' events are read with one indexed query (:meth:`Ledger.events_for`, up

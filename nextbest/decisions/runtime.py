@@ -1,7 +1,7 @@
 """What every decision path builds once at start-up: the champion model, the validated
 catalog and policy, the compiled plan and the stock levels.
 
-The BentoML service, batch scoring and the in-process benchmark all start from
+The BentoML service, batch decisions and the in-process benchmark all start from
 :func:`load_runtime`, so they decide with the same objects.
 """
 

@@ -5,7 +5,7 @@ and their truth, the unified record, Feast, MLflow, the decision log). The noteb
 their world from ``NEXTBEST_HOME`` through :func:`notebook_settings`, so CI points them
 at a small world.
 
-The demo measurement loop (:func:`ensure_demo_measurement`) batch-scores the customers on
+The demo measurement loop (:func:`ensure_demo_measurement`) decide in batchs the customers on
 a few channels at a few decision times with the shared engine and the champion, appends
 the records to the decision log, and draws outcomes for them from ``truth/`` (generated
 data only), so ``nextbest report`` and ``nextbest evaluate-policy`` have something real
@@ -454,16 +454,16 @@ def ensure_demo_measurement(
     channels: Sequence[str] = DEMO_CHANNELS,
     spacing: timedelta = DEMO_SPACING,
 ) -> DemoMeasurement:
-    """Batch-score every customer once per channel in ``channels`` (one round every
+    """Decide in batch for every customer once per channel in ``channels`` (one round every
     ``spacing`` before the as-of time, :func:`nextbest.customers.as_of.resolve_as_of`) with
     ``log_decisions=True``, and write outcomes drawn from the truth to
     ``home/measurement/outcomes.parquet``.
 
     Idempotent: a marker under ``home/measurement/`` records a finished run, which is
-    returned as is. The rounds use ``nextbest.batch.run.score_customers``, so the records are
+    returned as is. The rounds use ``nextbest.batch.run.decide_customers``, so the records are
     the engine's own, in the project's decision log.
     """
-    from nextbest.batch.run import score_customers
+    from nextbest.batch.run import decide_customers
     from nextbest.decisions.runtime import load_runtime
     from nextbest.measurement.attribution import read_decisions
 
@@ -484,7 +484,7 @@ def ensure_demo_measurement(
     start = resolve_as_of(settings).time - spacing * len(channels)
     times = [start + spacing * i for i in range(len(channels))]
     for when, channel in zip(times, channels, strict=True):
-        score_customers(
+        decide_customers(
             settings,
             channel,
             when,

@@ -33,7 +33,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-try:  # optional: batch scoring is faster with it, nothing needs it
+try:  # optional: batch decisions is faster with it, nothing needs it
     import numba
 
     _HAVE_NUMBA = True

@@ -69,7 +69,7 @@ def shifted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shifted]:
             ["resolve", "--sources", str(world.sources)],
             ["features", "build"],
             ["train"],
-            ["score", "--channel", "email", "--out", str(root / "scores" / "email.parquet")],
+            ["decide-batch", "--channel", "email", "--out", str(root / "scores" / "email.parquet")],
         ):
             results[step[0]] = _run(*step)
         yield Shifted(root / "home", results)

@@ -1,4 +1,4 @@
-"""`nextbest score` on the session world: every decision in the output file respects every
+"""`nextbest decide-batch` on the session world: every decision in the output file respects every
 rule, checked against the feature tables read independently with pandas."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nextbest.cli import app
+from nextbest.commands.decide_batch import RETIRED_SCORE
 from nextbest.customers.feature_schema import NEVER_DAYS, request_time_features, view_specs
 from nextbest.decisions.catalog import load_catalog
 from nextbest.decisions.policy import load_policy
@@ -41,7 +42,7 @@ def scored(world, tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.Data
     result = {}
     for channel in ("email", "sms", "web"):
         out = out_dir / f"{channel}.parquet"
-        res = CliRunner().invoke(app, ["score", "--channel", channel, "--out", str(out)])
+        res = CliRunner().invoke(app, ["decide-batch", "--channel", channel, "--out", str(out)])
         assert res.exit_code == 0, res.output
         result[channel] = pd.read_parquet(out)
     return result
@@ -119,8 +120,10 @@ def test_summary_counts_match_the_output(world, scored, tmp_path: Path) -> None:
     import json
 
     out = tmp_path / "email.parquet"
+    # through the retired name, which says so in one line and runs decide-batch
     res = CliRunner().invoke(app, ["score", "--channel", "email", "--out", str(out)])
     assert res.exit_code == 0, res.output
+    assert res.stderr.strip() == RETIRED_SCORE
     summary = json.loads(out.with_name(out.name + ".summary.json").read_text())
     df = pd.read_parquet(out)
     assert summary["customers"] == len(df)

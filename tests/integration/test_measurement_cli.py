@@ -1,6 +1,6 @@
 """``nextbest report`` and ``nextbest evaluate-policy`` on the session world.
 
-The world's customers are batch-scored with ``log_decisions=True`` and outcomes are drawn
+The world's customers are decide in batchd with ``log_decisions=True`` and outcomes are drawn
 from ``truth/`` (``nextbest.demo.notebook_support.ensure_demo_measurement``); the commands'
 JSON figures are checked against a plain pandas computation of the same quantities made
 here from the raw JSON-lines log, and against the truth.

@@ -178,9 +178,9 @@ def ledger_touched(world: World, decider) -> dict[str, dict[str, dict]]:
 @pytest.fixture(scope="module")
 def champion_sample(world: World, ledger_touched, tmp_path_factory: pytest.TempPathFactory):
     """The batch job's output for a sample of customers, scored with the champion loaded
-    from the world's MLflow registry (``load_runtime``, as ``nextbest score`` does), after
+    from the world's MLflow registry (``load_runtime``, as ``nextbest decide-batch`` does), after
     the ledger events of :func:`ledger_touched`."""
-    from nextbest.batch.run import score_customers
+    from nextbest.batch.run import decide_customers
     from nextbest.decisions.runtime import load_runtime
 
     s = world.settings
@@ -189,7 +189,7 @@ def champion_sample(world: World, ledger_touched, tmp_path_factory: pytest.TempP
     out = tmp_path_factory.mktemp("champion_batch") / "decisions.parquet"
     # chunk_size below the sample: several chunks, each scored in one stacked call.
     settings = s.model_copy(update={"chunk_size": 64})
-    summary = score_customers(settings, "email", s.as_of, out, customer_ids=ids, runtime=runtime)
+    summary = decide_customers(settings, "email", s.as_of, out, customer_ids=ids, runtime=runtime)
     return runtime, ids, out, summary
 
 
@@ -279,10 +279,10 @@ def test_spark_batch_with_the_champion_equals_local(
     """The Spark job (plan broadcast with the stacked scorer, real PySpark in local mode,
     the ledger applied per partition) writes exactly the local job's rows for the same
     customers, champion and ledger."""
-    from nextbest.batch.run import score_customers
+    from nextbest.batch.run import decide_customers
 
     runtime, ids, out, summary = champion_sample
-    spark = score_customers(
+    spark = decide_customers(
         world.settings,
         "email",
         world.settings.as_of,

@@ -76,7 +76,7 @@ def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         ("features", ["features", "build"]),
         ("train", ["train"]),
     ] + [
-        (ch, ["score", "--channel", ch, "--out", str(run.home / "scores" / f"{ch}.parquet")])
+        (ch, ["decide-batch", "--channel", ch, "--out", str(run.home / "scores" / f"{ch}.parquet")])
         for ch in CHANNELS
     ]
     with pytest.MonkeyPatch.context() as mp:

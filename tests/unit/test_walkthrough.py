@@ -21,7 +21,7 @@ def test_the_bring_your_own_data_walkthrough_is_read_in_order() -> None:
         "resolve",
         "features",
         "train",
-        "score",
+        "decide-batch",
     ]
     failing = [c for c in cmds if c.status]
     assert failing == [

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from nextbest.batch.io import BatchInputError, offline_feature_matrix, point_in_time_features
-from nextbest.batch.run import score_customers
+from nextbest.batch.run import decide_customers
 from nextbest.customers.feature_schema import NEVER_DAYS, all_feature_names, view_specs
 from nextbest.decisions.decision_log import read_log
 from nextbest.decisions.engine import DecisionContext, decide
@@ -65,7 +65,7 @@ def test_customer_list_keeps_its_order_and_unknown_customers_get_no_action(
     listing = tmp_path / "ids.txt"
     listing.write_text("customer_id\n" + "\n".join(wanted) + "\n")
     out = tmp_path / "list.parquet"
-    summary = score_customers(
+    summary = decide_customers(
         s, "email", None, out, customer_ids=listing, runtime=batch_world.runtime
     )
     df = pd.read_parquet(out)
@@ -80,7 +80,7 @@ def test_batch_equals_one_customer_at_a_time(
 ) -> None:
     s, rt = batch_world.settings, batch_world.runtime
     out = tmp_path / "decisions.parquet"
-    summary = score_customers(s, channel, None, out, runtime=rt, log_decisions=True)
+    summary = decide_customers(s, channel, None, out, runtime=rt, log_decisions=True)
     batch = pd.read_parquet(out)
     assert summary.customers == len(batch) > s.chunk_size  # several chunks were written
     ids, X, snapshot = offline_feature_matrix(s.features_dir, None, batch_world.as_of, demo_terms())
@@ -137,10 +137,10 @@ def test_out_of_stock_products_are_never_offered(batch_world: BatchWorld, tmp_pa
     s, rt = batch_world.settings, batch_world.runtime
     upgrade = next(a for a in rt.catalog.actions if a.id == "email_phone_upgrade")
     assert upgrade.needs_stock
-    before = score_customers(s, "email", None, tmp_path / "a.parquet", runtime=rt)
+    before = decide_customers(s, "email", None, tmp_path / "a.parquet", runtime=rt)
     assert before.chosen.get(upgrade.id, 0) > 0
     empty = dataclasses.replace(rt, stock={**rt.stock, upgrade.product: 0.0})
-    score_customers(s, "email", None, tmp_path / "b.parquet", runtime=empty)
+    decide_customers(s, "email", None, tmp_path / "b.parquet", runtime=empty)
     df = pd.read_parquet(tmp_path / "b.parquet")
     assert not (df["chosen_action"] == upgrade.id).any()
     assert not (df[[f"rank_{r}_action" for r in (1, 2, 3)]] == upgrade.id).any().any()
@@ -154,11 +154,11 @@ def test_out_of_stock_products_are_never_offered(batch_world: BatchWorld, tmp_pa
 def test_bad_input_is_named(batch_world: BatchWorld, tmp_path: Path) -> None:
     s = batch_world.settings
     with pytest.raises(BatchInputError, match="channel 'fax'"):
-        score_customers(s, "fax", None, tmp_path / "x.parquet", runtime=batch_world.runtime)
+        decide_customers(s, "fax", None, tmp_path / "x.parquet", runtime=batch_world.runtime)
     with pytest.raises(BatchInputError, match="no feature tables"):
         offline_feature_matrix(tmp_path, None, batch_world.as_of, demo_terms())
     with pytest.raises(BatchInputError, match="customer list not found"):
-        score_customers(
+        decide_customers(
             s,
             "email",
             None,
@@ -171,8 +171,8 @@ def test_bad_input_is_named(batch_world: BatchWorld, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_spark_path_equals_local_path(batch_world: BatchWorld, tmp_path: Path) -> None:
     s, rt = batch_world.settings, batch_world.runtime
-    local = score_customers(s, "email", None, tmp_path / "local.parquet", runtime=rt)
-    spark = score_customers(s, "email", None, tmp_path / "spark", runtime=rt, engine="spark")
+    local = decide_customers(s, "email", None, tmp_path / "local.parquet", runtime=rt)
+    spark = decide_customers(s, "email", None, tmp_path / "spark", runtime=rt, engine="spark")
     a = pd.read_parquet(tmp_path / "local.parquet")
     b = pd.read_parquet(tmp_path / "spark").sort_values("customer_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)

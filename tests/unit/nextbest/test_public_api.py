@@ -26,7 +26,7 @@ def test_every_public_name_is_its_module_s_own(name: str) -> None:
 
 def test_the_api_names_settings_resolve_features_train_decide_score() -> None:
     assert {"get_settings", "resolve", "build_features", "train", "decide"} <= set(nextbest.__all__)
-    assert "score_customers" in nextbest.__all__
+    assert "decide_customers" in nextbest.__all__
     assert sorted(nextbest.__all__) == sorted(nextbest._SOURCES)
 
 

@@ -1,9 +1,14 @@
-"""`nextbest score`: batch decisions for every customer (or a list) on a channel."""
+"""`nextbest decide-batch`: batch decisions for every customer (or a list) on a channel.
+
+``nextbest score`` is its retired name, kept hidden for scripts that still call it: it
+says so in one line and runs the same command (the API's ``score`` is an action's expected
+incremental value, not a decision)."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -17,8 +22,11 @@ from nextbest.commands.common import (
     show_as_of,
 )
 
+#: What ``nextbest score`` prints before it runs ``decide-batch``.
+RETIRED_SCORE = "nextbest score is now nextbest decide-batch (score is the API's incremental value)"
 
-def score_cmd(
+
+def decide_batch_cmd(
     channel: Annotated[str, typer.Option(help="Channel to decide for, e.g. email.")],
     out: Annotated[Path, typer.Option(help="Decisions parquet file to write.")],
     as_of: AsOfOption = None,
@@ -29,16 +37,16 @@ def score_cmd(
     log_decisions: Annotated[bool, typer.Option(help="Append records to the log.")] = False,
     sources: SourcesOption = None,
 ) -> None:
-    """Batch-score every customer (or a list) on a channel with the shared decision engine."""
-    from nextbest.batch.run import score_customers
+    """Decide for every customer (or a list) on a channel with the shared decision engine."""
+    from nextbest.batch.run import decide_customers
     from nextbest.customers.as_of import resolve_as_of
 
     settings = load_settings(sources=sources, as_of=as_of)
     when = resolve_as_of(settings)
     show_as_of(when)
     with progress_bar() as bar:
-        task = bar.add_task(f"scoring {channel}", total=None)
-        summary = score_customers(
+        task = bar.add_task(f"deciding {channel}", total=None)
+        summary = decide_customers(
             settings,
             channel,
             when.time,
@@ -64,3 +72,10 @@ def score_cmd(
         f"{summary.timings_s.get('total', 0):.1f} s ({summary.decisions_per_second:,.0f}/s); "
         f"wrote {summary.out}"
     )
+
+
+@functools.wraps(decide_batch_cmd)
+def score_cmd(*args: Any, **kwargs: Any) -> None:
+    """The retired name ``nextbest score``: one line on stderr, then ``decide-batch``."""
+    typer.echo(RETIRED_SCORE, err=True)
+    decide_batch_cmd(*args, **kwargs)
