@@ -20,6 +20,7 @@ from nextbest.core.errors import InputError
 from nextbest.core.settings import Settings
 from nextbest.core.vocabulary import NO_ACTION
 from nextbest.customers.feature_schema import LINEAGE_SUFFIX, WINDOWS, windowed_features
+from nextbest.customers.source_files import export_path
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def exposures_entity_df(raw_dir: Path, unified_dir: Path) -> pd.DataFrame:
 
     Exposures whose CRM record did not resolve to a customer are dropped (and counted).
     """
-    camp = pd.read_parquet(raw_dir / "campaign_history.parquet")
+    camp = pd.read_parquet(export_path(raw_dir, "campaign_exposures.parquet"))
     record_ids = "crm:" + camp["crm_id"].astype(str)
     return _entity_df(camp, _record_customers(unified_dir).reindex(record_ids).to_numpy())
 

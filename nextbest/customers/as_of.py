@@ -34,7 +34,7 @@ _GENERATED_EVENT_TIMES: dict[str, tuple[str, ...]] = {
     "service_cases": ("opened_at", "closed_at"),
     "holdings": ("since",),
     "consent": ("ts",),
-    "campaign_history": ("exposed_at",),
+    "campaign_exposures": ("exposed_at",),
 }
 
 
@@ -67,8 +67,10 @@ def event_time_columns(settings: Settings) -> dict[Path, tuple[str, ...]]:
     """The files the data's end is read from and their event-time columns: the staged
     contract's event tables with ``settings.sources``, else the generator's exports."""
     if settings.sources is None:
+        from nextbest.customers.source_files import export_path
+
         return {
-            settings.raw_dir / f"{name}.parquet": cols
+            export_path(settings.raw_dir, f"{name}.parquet"): cols
             for name, cols in _GENERATED_EVENT_TIMES.items()
         }
     from nextbest.customers.contract import TABLES, columns

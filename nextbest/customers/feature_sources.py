@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from nextbest.core.vocabulary import NO_ACTION
 from nextbest.customers.feature_schema import HOLDING_BALANCE, CatalogTerms
+from nextbest.customers.source_files import export_path
 
 log = logging.getLogger(__name__)
 
@@ -429,7 +430,8 @@ def _consent(
 def _contacts(raw_dir: Path, maps: CodeMaps, terms: CatalogTerms) -> pd.DataFrame:
     """Campaign contacts (``no_action`` rows dropped): customer_id, ts, action_id, channel."""
     camp = pd.read_parquet(
-        raw_dir / "campaign_history.parquet", columns=["crm_id", "exposed_at", "action_id"]
+        export_path(raw_dir, "campaign_exposures.parquet"),
+        columns=["crm_id", "exposed_at", "action_id"],
     )
     camp = camp[camp["action_id"] != NO_ACTION].reset_index(drop=True)
     channel_of = {a: a.split("_", 1)[0] for a in terms.action_ids}

@@ -51,10 +51,27 @@ from nextbest.customers.sources_schema import (  # noqa: F401 - the schema, re-e
 
 log = logging.getLogger(__name__)
 
+#: Export files the demo generator wrote under an earlier name (today's name -> the old
+#: one): where only the old file is there (a home generated before the rename), it is read.
+RETIRED_EXPORT_NAMES: dict[str, str] = {"campaign_exposures.parquet": "campaign_history.parquet"}
+
+
+def export_path(directory: Path, name: str) -> Path:
+    """``directory / name``, or the file under its retired name when only that exists."""
+    path = directory / name
+    old = RETIRED_EXPORT_NAMES.get(name)
+    if old is not None and not path.exists() and (directory / old).exists():
+        return directory / old
+    return path
+
 
 def _files(base: Path, pattern: str) -> list[Path]:
     full = pattern if os.path.isabs(pattern) else str(base / pattern)
-    return [Path(p) for p in sorted(glob.glob(full))]
+    found = [Path(p) for p in sorted(glob.glob(full))]
+    if not found and Path(full).name in RETIRED_EXPORT_NAMES:
+        old = export_path(Path(full).parent, Path(full).name)
+        found = [old] if old.exists() else []
+    return found
 
 
 def _read(path: Path, spec: FileSpec) -> pd.DataFrame:

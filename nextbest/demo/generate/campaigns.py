@@ -68,7 +68,7 @@ def _campaigns(
     )
     exposure_id = np.arange(1, p.size + 1, dtype=np.int64)
     w.write(
-        "campaign_history",
+        "campaign_exposures",
         pa.table(
             {
                 "exposure_id": pa.array(exposure_id),

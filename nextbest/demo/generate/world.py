@@ -35,7 +35,7 @@ EXPORT_FILES: tuple[str, ...] = (
     "consent",
     "holdings",
     "products",
-    "campaign_history",
+    "campaign_exposures",
 )
 
 
@@ -64,7 +64,7 @@ OUTPUT_FILES: tuple[str, ...] = (
     "holdings",
     "products",
     "consent",
-    "campaign_history",
+    "campaign_exposures",
     "campaign_truth",
     "persons",
     "households",

@@ -113,7 +113,7 @@ def test_erase_tables_removes_the_persons_rows_only(
     assert list(read(raw / "web_events.parquet")["device_id"]) == ["D7"]
     assert list(read(raw / "pos_baskets.parquet")["loyalty_id"]) == ["L9"]
     assert list(read(raw / "consent.parquet")["id_value"]) == ["CB@x.com", "nobody@x.com"]
-    assert list(read(raw / "campaign_history.parquet")["crm_id"]) == ["K2", "K2"]
+    assert list(read(raw / "campaign_exposures.parquet")["crm_id"]) == ["K2", "K2"]
     assert list(read(settings.unified_dir / "review_pairs.csv")["record_id_a"]) == ["email_lead:E1"]
     assert set(read(settings.unified_dir / "identity.parquet")["customer_id"]) == {"CB"}
     lookup = read(settings.features_dir / "identity_lookup.parquet")

@@ -30,6 +30,7 @@ from nextbest.customers.features import (
 )
 from nextbest.customers.identity import resolve_generated
 from nextbest.customers.normalise import identifier_keys
+from nextbest.customers.source_files import export_path
 from nextbest.demo.generate import generate
 from tests.conftest import demo_terms
 from tests.params import SEED, SMALL_CUSTOMERS
@@ -174,7 +175,7 @@ def _hand_made_world(raw: Path, unified: Path) -> None:
     )
     _write(
         raw,
-        "campaign_history",
+        "campaign_exposures",
         {
             "crm_id": ["K1", "K2", "K2"],
             "exposed_at": [_ts(90), _ts(91), _ts(92)],
@@ -254,6 +255,20 @@ def test_coded_sources_of_a_hand_made_world(tmp_path: Path) -> None:
         identifier_keys("device_id", pd.Series(["D1"]), SALT)[0]: "CA",
     }
     assert idents == want
+
+
+def test_the_exposures_export_under_its_retired_name_reads_as_today(tmp_path: Path) -> None:
+    """A home generated before the rename holds ``raw/campaign_history.parquet``: it is
+    read in place of ``campaign_exposures.parquet``, with the same result."""
+    raw, unified = tmp_path / "raw", tmp_path / "unified"
+    _hand_made_world(raw, unified)
+    today, _ = load_coded_sources(raw, unified, **_inputs())
+    assert export_path(raw, "campaign_exposures.parquet") == raw / "campaign_exposures.parquet"
+    (raw / "campaign_exposures.parquet").rename(raw / "campaign_history.parquet")
+    assert export_path(raw, "campaign_exposures.parquet") == raw / "campaign_history.parquet"
+    old, _ = load_coded_sources(raw, unified, **_inputs())
+    pd.testing.assert_frame_equal(old.contacts, today.contacts)
+    assert len(today.contacts) == 2
 
 
 def test_feature_tables_hold_each_snapshots_view_rows(

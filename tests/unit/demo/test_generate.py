@@ -47,7 +47,7 @@ def records(raw: Path) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def exposures(raw: Path) -> pd.DataFrame:
-    history = _read(raw, "campaign_history")
+    history = _read(raw, "campaign_exposures")
     truth = _read(raw, "truth/campaign_truth")
     return history.merge(truth, on="exposure_id", validate="one_to_one")
 
