@@ -37,7 +37,7 @@ from nextbest.customers.identity import (
     validate_records,
 )
 from nextbest.customers.quality import identity_quality, missed_pairs
-from nextbest.customers.sources import load_canonical_records
+from nextbest.customers.sources.identity_records import load_canonical_records
 from nextbest.demo.generate import generate
 
 

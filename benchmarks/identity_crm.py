@@ -45,7 +45,7 @@ KEEP_PHONE, KEEP_ADDRESS = 0.8, 0.6
 
 
 def _world(persons: int, seed: int, work: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from nextbest.customers.sources import load_canonical_records
+    from nextbest.customers.sources.identity_records import load_canonical_records
     from nextbest.demo.generate import generate
 
     raw = work / f"generated_{persons}_{seed}"

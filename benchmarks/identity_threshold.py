@@ -34,7 +34,7 @@ HELD_OUT = (("febrl2", None), ("generated", 1234))
 def _labelled(name: str, seed: int | None, work: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     if name.startswith("febrl"):
         return febrl.load(name)
-    from nextbest.customers.sources import load_canonical_records
+    from nextbest.customers.sources.identity_records import load_canonical_records
     from nextbest.demo.generate import generate
 
     raw = work / f"generated_{seed}"

@@ -310,7 +310,7 @@ def _metrics(
     control: str,
 ) -> dict[str, float]:
     from nextbest.models.evaluation import qini_auc_score, uplift_at_k, uplift_policy
-    from nextbest.models.ope import IPS
+    from nextbest.models.ope_estimators import IPS
 
     out: dict[str, float] = {}
     for j, arm in enumerate(arms):
@@ -327,7 +327,7 @@ def _metrics(
 def _single_arms(
     y: np.ndarray, t: np.ndarray, p: np.ndarray, labels: Sequence[str]
 ) -> dict[str, float]:
-    from nextbest.models.ope import IPS
+    from nextbest.models.ope_estimators import IPS
 
     return {a: IPS().evaluate(np.full(len(t), a, dtype=object), t, y, p).value for a in labels}
 
@@ -484,7 +484,7 @@ def candidate_values(ds: Dataset, seed: int) -> dict[str, float]:
     from sklearn.base import clone
 
     from nextbest.models.evaluation import uplift_policy
-    from nextbest.models.ope import IPS
+    from nextbest.models.ope_estimators import IPS
     from training.selection import meta_learner_candidates
 
     candidates = meta_learner_candidates(
@@ -626,7 +626,7 @@ def _shrinkage_check(
     policy against the best single arm, cross-fitted on the training rows (as the rule saw
     it) and on the test rows (point figure; not a method, not part of the targets)."""
     from nextbest.models.evaluation import uplift_policy
-    from nextbest.models.ope import IPS
+    from nextbest.models.ope_estimators import IPS
 
     table = {r["learner"]: r for r in info["selection_table"]}
     base = str(info["selected"]).split("@", 1)[0]

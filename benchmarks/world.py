@@ -52,7 +52,7 @@ def sample_requests(settings: Any, n: int, seed: int = 7) -> list[dict[str, Any]
     import numpy as np
     import pandas as pd
 
-    from nextbest.customers.sources import load_canonical_records
+    from nextbest.customers.sources.identity_records import load_canonical_records
 
     ids = pd.read_parquet(settings.unified_dir / "identity.parquet")
     recs = load_canonical_records(settings.raw_dir)

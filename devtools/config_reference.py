@@ -3,7 +3,7 @@
 Every configuration file nextbest reads is a pydantic model: the catalog
 (:class:`nextbest.decisions.catalog.Catalog`), the policy
 (:class:`nextbest.decisions.policy.Policy`) and the sources file
-(:class:`nextbest.customers.source_files.SourcesFile`). This script turns each model into a JSON
+(:class:`nextbest.customers.sources.files.SourcesFile`). This script turns each model into a JSON
 Schema (``docs/reference/schema/<file>.schema.json``, for editors that validate YAML) and a page
 listing every field with its type, default, meaning and an example (``docs/reference/<file>.md``).
 Nothing is written by hand: a field's meaning is its ``description``, its example its ``examples``
@@ -76,7 +76,7 @@ FILES: tuple[ConfigFile, ...] = (
     ConfigFile(
         "sources",
         "Sources file",
-        "nextbest.customers.sources_schema:SourcesFile",
+        "nextbest.customers.sources.schema:SourcesFile",
         "Where a team's exports are and how their columns map onto the source contract "
         "(`--sources` or `NEXTBEST_SOURCES`; docs/bring-your-own-data.md walks through "
         "one, and [its source contract](../bring-your-own-data.md#the-source-contract) "

@@ -48,7 +48,7 @@ def ingest(settings: Settings, data_dir: Path | None = None) -> dict[str, Any]:
 
     ``data_dir``: the folder the sources file's paths are relative to (default: its own).
     """
-    from nextbest.customers.source_files import load_source_files, stage_tables
+    from nextbest.customers.sources.files import load_source_files, stage_tables
 
     if settings.sources is None:
         raise InputError("no sources file: pass --sources or set NEXTBEST_SOURCES")
@@ -66,8 +66,11 @@ def identity_records(settings: Settings) -> Any:
     the staged contract's ``identity_records`` with ``settings.sources``, else the demo
     generator's exports under ``raw/``; records of erased persons (the tombstone) left out.
     """
-    from nextbest.customers.source_files import read_staged
-    from nextbest.customers.sources import CANONICAL_COLUMNS, load_canonical_records
+    from nextbest.customers.sources.files import read_staged
+    from nextbest.customers.sources.identity_records import (
+        CANONICAL_COLUMNS,
+        load_canonical_records,
+    )
     from nextbest.customers.tombstone import home_tombstone, tombstoned_records
 
     if settings.sources is not None:
@@ -171,8 +174,8 @@ def build_features(
     t = time.perf_counter()
     sources = None
     if settings.sources is not None:
-        from nextbest.customers.contract_sources import contract_source_data
-        from nextbest.customers.source_files import read_staged
+        from nextbest.customers.sources.coded_contract import contract_source_data
+        from nextbest.customers.sources.files import read_staged
 
         staged = read_staged(settings.contract_dir)
         sources = contract_source_data(staged, settings.unified_dir, salt=settings.identifier_salt)

@@ -20,7 +20,7 @@ from nextbest.core.errors import InputError
 from nextbest.core.settings import Settings
 from nextbest.core.vocabulary import NO_ACTION
 from nextbest.customers.feature_schema import LINEAGE_SUFFIX, WINDOWS, windowed_features
-from nextbest.customers.source_files import export_path
+from nextbest.customers.sources.files import export_path
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ from nextbest.models.learners import (
     TLearner,
     XLearner,
 )
-from nextbest.models.ope import DR, IPS
+from nextbest.models.ope_estimators import DR, IPS
 from training.selection import SELECTION_RULE, select_uplift_learner
 
 __all__ = [

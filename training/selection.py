@@ -44,7 +44,7 @@ from nextbest.models.learners import (
     XLearner,
     logged_propensity,
 )
-from nextbest.models.ope import DR, IPS
+from nextbest.models.ope_estimators import DR, IPS
 
 __all__ = [
     "BASE_LGBM",

@@ -95,7 +95,7 @@ def policy_value(
 ) -> tuple[float, float]:
     """Doubly robust net value per customer (revenue minus contact cost) of the model's
     policy on held-out randomised rows, with its standard error."""
-    from nextbest.models.ope import DR
+    from nextbest.models.ope_estimators import DR
 
     X = frame[model.feature_names].to_numpy(dtype=np.float64)
     ev, q = _expected_values(model, X, costs)

@@ -62,7 +62,7 @@ def evaluate_policy_cmd(
     from datetime import timedelta
 
     from nextbest.customers.id_map import IdMapFile
-    from nextbest.measurement.ope import evaluate_policy_file
+    from nextbest.measurement.policy_evaluation import evaluate_policy_file
 
     settings = load_settings()
     try:

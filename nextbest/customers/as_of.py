@@ -67,7 +67,7 @@ def event_time_columns(settings: Settings) -> dict[Path, tuple[str, ...]]:
     """The files the data's end is read from and their event-time columns: the staged
     contract's event tables with ``settings.sources``, else the generator's exports."""
     if settings.sources is None:
-        from nextbest.customers.source_files import export_path
+        from nextbest.customers.sources.files import export_path
 
         return {
             export_path(settings.raw_dir, f"{name}.parquet"): cols

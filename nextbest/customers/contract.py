@@ -7,8 +7,8 @@ need it are then missing or null, never invented.
 
 Every table about a customer (events and consent) names it per row, in one of two
 ways: by ``record_id``, the identity record the row was booked against
-(``"{source}:{native id}"``, as in :mod:`nextbest.customers.sources`), or by an identifier
-(``id_type``, ``id_value``: a customer number, a phone, an e-mail...), as consent
+(``"{source}:{native id}"``, as in :mod:`nextbest.customers.sources.identity_records`), or
+by an identifier (``id_type``, ``id_value``: a customer number, a phone, an e-mail...), as consent
 systems do. Identity resolution maps records and identifiers to customers
 (:mod:`nextbest.customers.row_customers`). Identifier values are kept as the source holds them:
 normalising them is :mod:`nextbest.customers.normalise`'s job.

@@ -28,7 +28,7 @@ from nextbest.customers.feature_schema import (
     null_features,
     view_specs,
 )
-from nextbest.customers.feature_sources import (
+from nextbest.customers.sources.coded_exports import (
     SECS,
     SourceData,
     epoch_seconds,
@@ -490,7 +490,7 @@ def build_feature_tables(
     ``workers`` > 1 builds the snapshots in that many forked processes (the same files).
     ``extra_consent``: consent records beside the export (see :func:`with_extra_consent`).
     ``sources``: the coded sources and customer ids to build from (default: the demo
-    exports under ``raw_dir``; :mod:`nextbest.customers.contract_sources` builds them from a
+    exports under ``raw_dir``; :mod:`nextbest.customers.sources.coded_contract` builds them from a
     team's staged contract tables). ``tombstone``: erased persons
     (:mod:`nextbest.customers.tombstone`); a customer with a tombstoned identifier key gets no row
     in any table. Returns the written paths by view name (plus ``identity_lookup``).

@@ -54,7 +54,7 @@ from scipy.sparse.csgraph import connected_components
 from nextbest.core.errors import InputError, MissingInputError
 from nextbest.customers import normalise as nz
 from nextbest.customers.id_map import stabilise
-from nextbest.customers.sources import CANONICAL_COLUMNS
+from nextbest.customers.sources.identity_records import CANONICAL_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -1018,7 +1018,7 @@ def resolve_generated(
     is not added, so the caller decides the layout. With ``home`` the ids are the
     home's stable ids (:func:`with_stable_ids`).
     """
-    from nextbest.customers.sources import load_canonical_records
+    from nextbest.customers.sources.identity_records import load_canonical_records
 
     records = load_canonical_records(Path(raw_dir))
     result = resolve_records(records, settings, progress, decisions)

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from nextbest.customers.feature_sources import identifier_pairs
+from nextbest.customers.sources.coded_exports import identifier_pairs
 
 log = logging.getLogger(__name__)
 

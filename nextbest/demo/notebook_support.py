@@ -66,7 +66,7 @@ def notebook_settings() -> Settings:
 
 def source_summary(settings: Settings) -> pd.DataFrame:
     """Per source system: records and the share of records carrying each identifier."""
-    from nextbest.customers.sources import load_canonical_records
+    from nextbest.customers.sources.identity_records import load_canonical_records
 
     recs = load_canonical_records(settings.raw_dir)
     ids = ["email", "phone", "crm_id", "loyalty_id", "app_account_id", "device_id"]
@@ -94,7 +94,7 @@ def _mask(value: object) -> object:
 
 def pick_customer(settings: Settings) -> str:
     """The customer whose record spans the most source systems (ties: most records)."""
-    from nextbest.customers.sources import load_canonical_records
+    from nextbest.customers.sources.identity_records import load_canonical_records
 
     ident = pd.read_parquet(settings.unified_dir / "identity.parquet")
     recs = load_canonical_records(settings.raw_dir)[["record_id", "source"]]
@@ -107,7 +107,7 @@ def pick_customer(settings: Settings) -> str:
 
 def customer_records(settings: Settings, customer_id: str) -> pd.DataFrame:
     """Every source record resolved to ``customer_id``, with personal values masked."""
-    from nextbest.customers.sources import load_canonical_records
+    from nextbest.customers.sources.identity_records import load_canonical_records
 
     ident = pd.read_parquet(settings.unified_dir / "identity.parquet")
     mine = ident.loc[ident["customer_id"] == customer_id]
@@ -123,7 +123,7 @@ def customer_records(settings: Settings, customer_id: str) -> pd.DataFrame:
 def customer_timeline(settings: Settings, customer_id: str) -> pd.DataFrame:
     """The customer's events from every system (purchases, activity, cases, consent,
     campaign contacts) as one time-ordered table ``ts, system, event, detail``."""
-    from nextbest.customers.feature_sources import load_coded_sources
+    from nextbest.customers.sources.coded_exports import load_coded_sources
     from nextbest.decisions.catalog import load_catalog
 
     src, ids = load_coded_sources(
@@ -337,12 +337,13 @@ def reason_counts(records: pd.DataFrame) -> pd.DataFrame:
 def lever_tradeoff(records: pd.DataFrame, action: str, levers: Sequence[float]) -> pd.DataFrame:
     """Response against value as one action's business lever changes.
 
-    For each lever the logged score parts are re-ranked (``nextbest.measurement.ope.rerank_logged``)
-    and the model's expectations summed per customer: ``share_<action>`` (customers who
-    get it), ``incremental_response`` (mean uplift of the chosen action) and
+    For each lever the logged score parts are re-ranked
+    (``nextbest.measurement.policy_evaluation.rerank_logged``) and the model's expectations
+    summed per customer: ``share_<action>`` (customers who get it),
+    ``incremental_response`` (mean uplift of the chosen action) and
     ``incremental_value`` (mean ``uplift * value - cost`` of the chosen action).
     """
-    from nextbest.measurement.ope import rerank_logged
+    from nextbest.measurement.policy_evaluation import rerank_logged
 
     treated = records.loc[records["group"] != "holdout"].reset_index(drop=True)
     rows = []

@@ -22,7 +22,7 @@ import pandas as pd
 from sklearn.metrics import auc, log_loss, roc_auc_score
 
 from nextbest.core.vocabulary import NO_ACTION
-from nextbest.models.ope import DR, IPS, SNIPS
+from nextbest.models.ope_estimators import DR, IPS, SNIPS
 
 __all__ = [
     "auuc_score",

@@ -12,7 +12,7 @@ from nextbest.customers.fast_features import FastOnlineFeatures
 from nextbest.customers.feast_store import feature_store, lookup_customer, online_features
 from nextbest.customers.feature_schema import all_feature_names
 from nextbest.customers.normalise import identifier_key
-from nextbest.customers.sources import load_canonical_records
+from nextbest.customers.sources.identity_records import load_canonical_records
 from tests.conftest import World, demo_terms
 from tests.params import SEED
 

@@ -17,7 +17,7 @@ import pytest
 from nextbest.customers.feast_store import apply, feature_store, lookup_customer, materialize
 from nextbest.customers.feature_schema import all_feature_names
 from nextbest.customers.normalise import identifier_key
-from nextbest.customers.sources import load_canonical_records
+from nextbest.customers.sources.identity_records import load_canonical_records
 from tests.conftest import World, demo_terms
 from tests.params import SEED
 

@@ -74,7 +74,7 @@ def test_a_feature_built_from_the_future_fails_the_build(
 def test_every_identifier_type_resolves_to_its_customer(world: World) -> None:
     from nextbest.customers.feast_store import feature_store, lookup_customer
     from nextbest.customers.normalise import identifier_key
-    from nextbest.customers.sources import load_canonical_records
+    from nextbest.customers.sources.identity_records import load_canonical_records
 
     s = world.settings
     store = feature_store(s)

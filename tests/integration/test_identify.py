@@ -38,7 +38,7 @@ def _identify(service: Server, cid: str, email: str, event_id: str) -> httpx.Res
 
 def _emails(world: World) -> pd.DataFrame:
     """E-mail and customer of the session world's records."""
-    from nextbest.customers.sources import load_canonical_records
+    from nextbest.customers.sources.identity_records import load_canonical_records
 
     records = load_canonical_records(world.settings.raw_dir)
     identity = pd.read_parquet(world.settings.unified_dir / "identity.parquet")

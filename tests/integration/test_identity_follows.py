@@ -79,7 +79,7 @@ class SplitPerson:
 def _split_person(settings, consented: set[str]) -> SplitPerson:
     """Two customers of one person: one with an e-mail, one with a phone, the same first
     name, one of them consented (a new lead with that e-mail and phone joins them)."""
-    from nextbest.customers.sources import load_canonical_records
+    from nextbest.customers.sources.identity_records import load_canonical_records
 
     recs = load_canonical_records(settings.raw_dir).merge(_identity(settings), on="record_id")
     truth = pd.read_parquet(settings.raw_dir / "truth" / "records.parquet")

@@ -105,7 +105,7 @@ def test_decide_answers_and_logs_durably(
 def test_decide_by_email_resolves_and_keeps_email_out_of_the_log(
     world: World, service: Server, treated_customers: list[str]
 ) -> None:
-    from nextbest.customers.sources import load_canonical_records
+    from nextbest.customers.sources.identity_records import load_canonical_records
 
     records = load_canonical_records(world.settings.raw_dir)
     identity = pd.read_parquet(world.settings.unified_dir / "identity.parquet")

@@ -42,7 +42,7 @@ DECLARED_IN: dict[str, set[str]] = {
     "treatment group": {"nextbest/core/vocabulary.py"},
     "consent?id_type": {"serving/service.py"},
     "campaign_history": {
-        "nextbest/customers/source_files.py",
+        "nextbest/customers/sources/files.py",
         "docs/data-dictionary.md",
     },
     "nextbest score": {

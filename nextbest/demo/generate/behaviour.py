@@ -157,7 +157,8 @@ def _web_events(pop: _Population, ids: _Ids, seed: int, as_of_s: int, w: _Writer
 
     w.write_chunks("web_events", t.size, build)
     # Only a device that logged in carries an identity (its app account); a cookie that
-    # never did is anonymous and is no identity record (see nextbest.customers.sources).
+    # never did is anonymous and is no identity record
+    # (see nextbest.customers.sources.identity_records).
     logged_in = np.zeros(n_dev, dtype=bool)
     logged_in[dev[etype == 1]] = True
     ids.records.append(

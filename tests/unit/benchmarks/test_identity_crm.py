@@ -15,7 +15,7 @@ PERSONS = 400
 
 
 def test_renamed_accounts_join_their_person_at_the_default_evidence_only(tmp_path: Path) -> None:
-    from nextbest.customers.sources import load_canonical_records
+    from nextbest.customers.sources.identity_records import load_canonical_records
     from nextbest.demo.generate import generate
 
     generate(PERSONS, SEED, tmp_path)

@@ -13,7 +13,7 @@ import pytest
 from nextbest.core.errors import InputError
 from nextbest.core.settings import get_settings
 from nextbest.customers.as_of import resolve_as_of
-from nextbest.customers.source_files import load_source_files, stage_tables
+from nextbest.customers.sources.files import load_source_files, stage_tables
 from nextbest.demo.generate import generate
 from tests.params import SEED
 

@@ -14,7 +14,7 @@ import pytest
 from nextbest.core.errors import InputError
 from nextbest.core.settings import Settings, get_settings
 from nextbest.customers.contract import TABLES, ContractError, columns
-from nextbest.customers.source_files import load_source_files
+from nextbest.customers.sources.files import load_source_files
 from nextbest.pipeline import contract_terms, ingest
 from tests.worlds.bank import KNOWN_CUSTOMER, write_bank
 
@@ -284,7 +284,7 @@ def test_the_guide_shows_the_bank_s_sources_file_as_it_is() -> None:
 
 def test_identifiers_are_normalised_by_the_product_not_the_source(bank: Path) -> None:
     from nextbest.customers.identity import ResolutionSettings, resolve_records
-    from nextbest.customers.sources import CANONICAL_COLUMNS
+    from nextbest.customers.sources.identity_records import CANONICAL_COLUMNS
 
     records = load_source_files(bank / "sources.yaml")["identity_records"]
     online = records.loc[records["source"] == "online"].iloc[0]

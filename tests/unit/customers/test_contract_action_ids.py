@@ -9,7 +9,7 @@ import pytest
 
 from nextbest.core.settings import get_settings
 from nextbest.customers.contract import ContractError
-from nextbest.customers.source_files import load_source_files
+from nextbest.customers.sources.files import load_source_files
 from nextbest.pipeline import contract_terms
 from tests.worlds.bank import write_bank
 

@@ -25,7 +25,7 @@ from nextbest.customers.erasure import (
 )
 from nextbest.customers.features import build_feature_tables
 from nextbest.customers.identity import ResolutionSettings, resolve_records
-from nextbest.customers.sources import load_canonical_records
+from nextbest.customers.sources.identity_records import load_canonical_records
 from nextbest.customers.tombstone import (
     add_to_tombstone,
     load_tombstone,

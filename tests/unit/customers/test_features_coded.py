@@ -1,7 +1,7 @@
 """The source loader and the feature tables built from it.
 
-:func:`nextbest.customers.feature_sources.load_coded_sources` maps native ids straight to customer
-codes; a hand-made world pins what it returns. ``build_feature_tables`` writes each
+:func:`nextbest.customers.sources.coded_exports.load_coded_sources` maps native ids straight
+to customer codes; a hand-made world pins what it returns. ``build_feature_tables`` writes each
 snapshot's view rows, the same in this process and in forked snapshot workers.
 """
 
@@ -17,7 +17,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from nextbest.customers.feature_schema import CatalogTerms
-from nextbest.customers.feature_sources import SECS, load_coded_sources
 from nextbest.customers.features import (
     SourceData,
     _fmax,
@@ -30,7 +29,8 @@ from nextbest.customers.features import (
 )
 from nextbest.customers.identity import resolve_generated
 from nextbest.customers.normalise import identifier_keys
-from nextbest.customers.source_files import export_path
+from nextbest.customers.sources.coded_exports import SECS, load_coded_sources
+from nextbest.customers.sources.files import export_path
 from nextbest.demo.generate import generate
 from tests.conftest import demo_terms
 from tests.params import SEED, SMALL_CUSTOMERS
@@ -361,7 +361,7 @@ def test_identifier_table_on_the_hard_cases() -> None:
     (kept once), identifiers that do not normalise, unresolved records, missing values."""
     import pyarrow as pa
 
-    from nextbest.customers.feature_sources import _identifier_table_coded
+    from nextbest.customers.sources.coded_exports import _identifier_table_coded
 
     ids = pd.Index(["C1", "C2", "C3"], dtype=object)
     codes = np.array([0, 1, 0, -1, 2, 1, 2], dtype=np.int64)

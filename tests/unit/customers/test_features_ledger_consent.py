@@ -8,9 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from nextbest.customers.feature_sources import load_coded_sources, with_extra_consent
 from nextbest.customers.features import _view_rows
 from nextbest.customers.identity import resolve_generated
+from nextbest.customers.sources.coded_exports import (
+    load_coded_sources,
+    with_extra_consent,
+)
 from nextbest.demo.generate import generate
 from tests.conftest import demo_terms
 from tests.params import SEED

@@ -415,7 +415,7 @@ def test_bad_input_gives_clear_error(frame: pd.DataFrame, message: str) -> None:
 @pytest.mark.parametrize("seed", [DEFAULT_SEED, SECOND_SEED])
 def test_default_generated_data_meets_the_issue_floor(seed: int, tmp_path: Path) -> None:
     """Precision >= 0.995 and recall >= 0.97 over all canonical records, 20,000 persons."""
-    from nextbest.customers.sources import load_canonical_records
+    from nextbest.customers.sources.identity_records import load_canonical_records
     from nextbest.demo.generate import generate
 
     generate(DEMO_CUSTOMERS, seed, tmp_path)
@@ -434,7 +434,7 @@ def test_default_generated_data_meets_the_issue_floor(seed: int, tmp_path: Path)
 
 @pytest.mark.slow
 def test_generated_records_without_some_columns_resolve(tmp_path: Path) -> None:
-    from nextbest.customers.sources import load_canonical_records
+    from nextbest.customers.sources.identity_records import load_canonical_records
     from nextbest.demo.generate import generate
 
     generate(SMALL_CUSTOMERS, SEED, tmp_path)
@@ -450,7 +450,7 @@ def test_generated_records_without_some_columns_resolve(tmp_path: Path) -> None:
 def test_a_namesake_a_generation_apart_with_own_email_is_not_merged(tmp_path: Path) -> None:
     """Same name and address, a date of birth 28 years later and an e-mail of their own:
     a son, not a senior's record with a replaced date of birth."""
-    from nextbest.customers.sources import load_canonical_records
+    from nextbest.customers.sources.identity_records import load_canonical_records
     from nextbest.demo.generate import generate
 
     generate(200, SEED, tmp_path)

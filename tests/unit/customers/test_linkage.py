@@ -11,8 +11,8 @@ import pytest
 
 from nextbest.customers.identity import ResolutionSettings, resolve_records
 from nextbest.customers.quality import identity_quality
-from nextbest.customers.source_files import load_source_files
-from nextbest.customers.sources import CANONICAL_COLUMNS
+from nextbest.customers.sources.files import load_source_files
+from nextbest.customers.sources.identity_records import CANONICAL_COLUMNS
 from tests.params import EM_UNDERFLOW_SEED, THIRD_WORLD_PERSONS
 from tests.worlds.retail_bank import write_retail_bank
 

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nextbest.customers.contract_sources import contract_source_data
 from nextbest.customers.features import build_feature_tables
 from nextbest.customers.row_customers import LeftOut, customer_index
-from nextbest.customers.source_files import load_source_files
+from nextbest.customers.sources.coded_contract import contract_source_data
+from nextbest.customers.sources.files import load_source_files
 from tests.worlds.small_bank import AS_OF, TERMS, write_identity, write_small_bank
 from training.dataset import contract_exposures
 

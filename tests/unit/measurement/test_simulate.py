@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from nextbest.measurement.attribution import attribute_outcomes
-from nextbest.measurement.ope import candidate_from_scores, evaluate_candidate
+from nextbest.measurement.policy_evaluation import candidate_from_scores, evaluate_candidate
 from nextbest.measurement.simulate import (
     simulate_log,
     simulate_policies,

@@ -11,7 +11,7 @@ from nextbest.models.evaluation import (
     uplift_at_k,
     uplift_auc_score,
 )
-from nextbest.models.ope import DR, IPS, SNIPS
+from nextbest.models.ope_estimators import DR, IPS, SNIPS
 from tests.params import SECOND_SEED, SEED
 
 

@@ -8,8 +8,8 @@ composite key), a constant, a value map (a team's offer codes onto catalog ids, 
 control-arm label onto ``no_action``), a date or timestamp format (day-first dates
 included), a full name in one column, or an amount put into the contract's sign
 convention (a debit/credit flag, or a flip). The schema is the pydantic models of
-:mod:`nextbest.customers.sources_schema` (re-exported here);
-:mod:`nextbest.customers.source_mapping` maps each file by them.
+:mod:`nextbest.customers.sources.schema` (re-exported here);
+:mod:`nextbest.customers.sources.mapping` maps each file by them.
 :func:`load_source_files` reads every file, maps it, and validates every table against
 :mod:`nextbest.customers.contract`; :func:`stage_tables` writes them only once all are valid, so a
 bad file leaves nothing behind.
@@ -37,8 +37,8 @@ from nextbest.customers.contract import (
     with_normalised_action_ids,
 )
 from nextbest.customers.contract import validate_tables as _validate
-from nextbest.customers.source_mapping import map_file
-from nextbest.customers.sources_schema import (  # noqa: F401 - the schema, re-exported
+from nextbest.customers.sources.mapping import map_file
+from nextbest.customers.sources.schema import (  # noqa: F401 - the schema, re-exported
     ColumnSpec,
     Customer,
     FileSpec,

@@ -15,7 +15,13 @@ import numpy as np
 import pandas as pd
 
 from nextbest.customers.contract import FILE, ROW, TABLES, Problem
-from nextbest.customers.sources_schema import KEY_SEPARATOR, ColumnSpec, Customer, FileSpec, When
+from nextbest.customers.sources.schema import (
+    KEY_SEPARATOR,
+    ColumnSpec,
+    Customer,
+    FileSpec,
+    When,
+)
 
 _ROWS_SHOWN = 5
 

@@ -1,9 +1,10 @@
 """Staged contract tables mapped onto unified customers: the feature build's input.
 
 :func:`contract_source_data` is the contract's route into
-:class:`nextbest.customers.feature_sources.SourceData`, the same value the demo's direct reader
-(:func:`nextbest.customers.feature_sources.load_coded_sources`) builds from the generator's exports;
-on the demo world both give the same tables (``tests/unit/customers/test_contract_sources.py``).
+:class:`nextbest.customers.sources.coded_exports.SourceData`, the same value the demo's
+direct reader (:func:`nextbest.customers.sources.coded_exports.load_coded_sources`) builds
+from the generator's exports; on the demo world both give the same tables
+(``tests/unit/customers/sources/test_coded_contract.py``).
 Each row names its customer by an identity record or by an identifier; both resolve
 through :mod:`nextbest.customers.row_customers`, and rows that name no customer (an unresolved
 record, an unknown or ambiguous identifier) are left out and counted in
@@ -22,8 +23,12 @@ import pandas as pd
 
 from nextbest.customers.contract import TABLES, complete
 from nextbest.customers.feature_schema import HOLDING_BALANCE
-from nextbest.customers.feature_sources import SECS, SourceData, epoch_seconds
 from nextbest.customers.row_customers import LeftOut, customer_index, report_left_out
+from nextbest.customers.sources.coded_exports import (
+    SECS,
+    SourceData,
+    epoch_seconds,
+)
 
 
 def _table(tables: dict[str, pd.DataFrame], name: str) -> pd.DataFrame:

@@ -8,7 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from nextbest.customers.sources import CANONICAL_COLUMNS, SOURCE_FILES, load_canonical_records
+from nextbest.customers.sources.identity_records import (
+    CANONICAL_COLUMNS,
+    SOURCE_FILES,
+    load_canonical_records,
+)
 from nextbest.demo.generate import generate
 from tests.params import SEED, SMALL_CUSTOMERS
 

@@ -10,14 +10,14 @@ import pytest
 
 from nextbest.core.settings import get_settings
 from nextbest.customers.contract import TABLES, columns
-from nextbest.customers.contract_sources import contract_source_data
 from nextbest.customers.features import build_feature_tables
 from nextbest.customers.identity import ResolutionSettings, resolve_generated
-from nextbest.customers.source_files import load_source_files
+from nextbest.customers.sources.coded_contract import contract_source_data
+from nextbest.customers.sources.files import load_source_files
 from nextbest.decisions.catalog import load_catalog
 from nextbest.demo.generate import DEFAULT_AS_OF, generate
 
-DEMO_SOURCES = Path(__file__).resolve().parents[3] / "nextbest" / "demo" / "sources.yaml"
+DEMO_SOURCES = Path(__file__).resolve().parents[4] / "nextbest" / "demo" / "sources.yaml"
 
 
 @pytest.fixture(scope="module")

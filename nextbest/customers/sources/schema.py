@@ -4,7 +4,7 @@
 (:class:`FileSpec`), who each row is about (:class:`Record`, or :class:`Customer` rules,
 per row with :class:`When`), and where each contract column comes from
 (:class:`ColumnSpec`, with :class:`Sign`). The models are the one statement of the
-format: :func:`read_sources_file` validates with them, :mod:`nextbest.customers.source_mapping`
+format: :func:`read_sources_file` validates with them, :mod:`nextbest.customers.sources.mapping`
 maps files by them, and the configuration reference is written from their field
 descriptions and examples.
 """

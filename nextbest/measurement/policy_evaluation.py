@@ -2,9 +2,9 @@
 
 The logging policy is epsilon-greedy over the eligible actions and ``no_action``, and every
 record carries the probability with which its chosen action was picked, so the estimators
-are the textbook ones of :mod:`nextbest.models.ope` (IPS, self-normalised IPS, doubly robust), with
-the logged score parts (``p_treated * value`` ...) or any direct-method estimate supplied
-per (decision, action) as DR's reward model.
+are the textbook ones of :mod:`nextbest.models.ope_estimators` (IPS, self-normalised IPS,
+doubly robust), with the logged score parts (``p_treated * value`` ...) or any
+direct-method estimate supplied per (decision, action) as DR's reward model.
 
 A candidate is an array of action ids (a deterministic policy), a probability matrix over
 ``actions`` (a stochastic one), or a callable mapping the decision frame to either. Holdout
@@ -28,7 +28,7 @@ from nextbest.core.vocabulary import NO_ACTION
 from nextbest.customers.id_map import IdMap
 from nextbest.measurement.attribution import attribute_outcomes, read_decisions, read_outcomes
 from nextbest.measurement.lift import Z95
-from nextbest.models.ope import DR, IPS, SNIPS, OffPolicyEstimator, bandit_inputs
+from nextbest.models.ope_estimators import DR, IPS, SNIPS, OffPolicyEstimator, bandit_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -384,7 +384,8 @@ def evaluate_policy_file(
         raise NotImplementedError(
             f"candidate {text}: evaluating a registered model needs the features at each "
             "decision's feature_snapshot_time; score them with the model and call "
-            "nextbest.measurement.ope.evaluate_candidate(decisions, candidate_from_scores(...))"
+            "nextbest.measurement.policy_evaluation.evaluate_candidate("
+            "decisions, candidate_from_scores(...))"
         )
     levers = load_candidate_levers(text)
     decisions = attribute_outcomes(

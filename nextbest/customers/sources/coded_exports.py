@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from nextbest.core.vocabulary import NO_ACTION
 from nextbest.customers.feature_schema import HOLDING_BALANCE, CatalogTerms
-from nextbest.customers.source_files import export_path
+from nextbest.customers.sources.files import export_path
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def load_coded_sources(
     feature step's time and memory.
     """
     from nextbest.customers.normalise import identifier_keys as keys_with_salt
-    from nextbest.customers.sources import load_canonical_table
+    from nextbest.customers.sources.identity_records import load_canonical_table
 
     identifier_keys = partial(keys_with_salt, salt=salt)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nextbest.measurement.ope import (
+from nextbest.measurement.policy_evaluation import (
     evaluate_candidate,
     load_candidate_levers,
     off_policy_value,

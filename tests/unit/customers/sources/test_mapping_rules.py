@@ -12,7 +12,7 @@ import yaml
 
 from nextbest.core.errors import InputError
 from nextbest.customers.contract import ContractError, Terms
-from nextbest.customers.source_files import load_source_files
+from nextbest.customers.sources.files import load_source_files
 from tests.worlds.small_bank import write_small_bank
 
 TERMS = Terms(
