@@ -1,12 +1,16 @@
-"""Online decisions over HTTP: the product service against the naive baseline, same run.
+"""Online decisions over HTTP: the product against the floor and a naive baseline, same run.
 
-For each service (``serving.service:NextBest`` and ``benchmarks.naive_service:NaiveNextBest``)
-on the same world, catalog (20 email actions sharing the 8 model arms), policy and
-champion: ``bentoml serve`` in its own process group, a warm-up, ``--sequential``
-requests one at a time (p50/p95/p99/max), then a concurrent load for ``--duration``
-seconds from a separate process (``wrk`` with a Lua script rotating the bodies when it is
-installed, otherwise an async httpx client), with the server's CPU use from psutil over
-its process tree. Customers are random, half identified by customer id, half by email.
+For each service (the floor ``benchmarks.floor_service:Floor``: an empty BentoML endpoint of
+the product's configuration; the product ``serving.service:NextBest``; the naive baseline
+``benchmarks.naive_service:NaiveNextBest``) on the same world, catalog (20 email actions
+sharing the 8 model arms), policy and champion: ``bentoml serve`` in its own process group,
+a warm-up, ``--sequential`` requests one at a time (p50/p95/p99/max), then a concurrent
+load for ``--duration`` seconds from a separate process (``wrk`` with a Lua script rotating
+the bodies when it is installed, otherwise an async httpx client), with the server's CPU
+use from psutil over its process tree. Customers are random, half identified by customer
+id, half by email. The product's figures are also given as ratios to the floor's
+(``floor_ratios``, with the targets of issue 28), the only comparison that holds across
+machines and loads; with its own per-stage time per decision (``stages``).
 
 Run: ``.venv/bin/python benchmarks/http_bench.py --home /tmp/bench_world --customers 20000``;
 writes ``benchmarks/results/http.json`` (``--output NAME`` for another name). Measuring
@@ -37,8 +41,17 @@ from devtools import process
 from devtools.process import Server, stop_server
 
 SERVICES = {
+    "floor": "benchmarks.floor_service:Floor",
     "nextbest": "serving.service:NextBest",
     "naive": "benchmarks.naive_service:NaiveNextBest",
+}
+
+#: The online targets of issue 28, as ratios of the product to the floor of the same run.
+TARGETS = {
+    "sequential_p50_x_floor": 1.5,
+    "sequential_p99_x_floor": 1.5,
+    "throughput_share_of_floor": 0.70,
+    "load_p99_x_floor": 2.0,
 }
 
 
@@ -113,6 +126,7 @@ def sequential(
     warmup: int,
     pid: int | None = None,
     headers: dict[str, str] | None = None,
+    stages: bool = False,
 ) -> dict[str, Any]:
     """``warmup`` then ``n`` requests one at a time on one keep-alive connection, each with
     ``headers`` (the server's API key).
@@ -120,6 +134,8 @@ def sequential(
     With the server's ``pid``, also the server's CPU per measured request (the tree, and
     the busiest process: one connection is served by one worker) and the client's own CPU
     per request (it shares the cores, so it is part of the wall time on this machine).
+    With ``stages``, the service's own per-stage time per decision (``serving/stages.py``)
+    of the worker that served the connection, read over it before and after.
     """
     import httpx
 
@@ -130,6 +146,7 @@ def sequential(
         for i in range(warmup):
             if client.post("/decide", json=bodies[i % len(bodies)]).status_code != 200:
                 errors += 1
+        clocks0 = [client.get("/admin/stages").json()] if stages else []
         procs0 = _process_cpu_seconds(pid) if pid else {}
         me0 = time.process_time()
         for i in range(warmup, warmup + n):
@@ -141,12 +158,42 @@ def sequential(
                 errors += 1
         me1 = time.process_time()
         procs1 = _process_cpu_seconds(pid) if pid else {}
+        if stages:
+            out["stages"] = stage_times(clocks0, [client.get("/admin/stages").json()])
     if pid:
         used = {p: c - procs0.get(p, 0.0) for p, c in procs1.items()}
         out["server_cpu_ms_per_request"] = round(sum(used.values()) / n * 1e3, 3)
         out["busiest_process_cpu_ms_per_request"] = round(max(used.values()) / n * 1e3, 3)
         out["client_cpu_ms_per_request"] = round((me1 - me0) / n * 1e3, 3)
     return {**percentiles(lat), "errors": errors, **out}
+
+
+def stage_times(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean microseconds per decision of each stage between two reads of the clocks, and
+    the part of ``total`` no stage covers (the service's other middlewares)."""
+    from serving.stages import STAGES, per_decision_us
+
+    out = per_decision_us(before, after)
+    mean = out["mean_us"]
+    if mean["total"] is not None:
+        parts = sum(mean[s] or 0.0 for s in STAGES if s != "total")
+        out["unattributed_us"] = round(mean["total"] - parts, 1)
+    return out
+
+
+def worker_clocks(url: str, headers: dict[str, str], workers: int = 2, tries: int = 40) -> list:
+    """Every worker's stage clocks: a fresh connection per read (the kernel hands each to
+    one worker) until ``workers`` pids have answered or ``tries`` reads are spent."""
+    import httpx
+
+    seen: dict[int, dict[str, Any]] = {}
+    for _ in range(tries):
+        with httpx.Client(base_url=url, headers=headers, timeout=10.0) as client:
+            snap = client.get("/admin/stages").json()
+        seen[snap["pid"]] = snap
+        if len(seen) >= workers:
+            break
+    return list(seen.values())
 
 
 _WRK_LUA = """
@@ -320,10 +367,11 @@ def bench_service(
     client's is ~2 ms here, on the same 2 cores, and part of every sequential latency).
     """
     server = start_server(SERVICES[name], home, workdir / f"{name}.log")
+    stages = name == "nextbest"  # the product's own stage clocks (serving/stages.py)
     try:
         settled = wait_settled(server.proc.pid)
         load_seq = [round(x, 2) for x in os.getloadavg()]
-        seq = sequential(server.url, bodies, n_seq, warmup, server.proc.pid, server.headers)
+        seq = sequential(server.url, bodies, n_seq, warmup, server.proc.pid, server.headers, stages)
         seq["load_average_before"] = load_seq
         seq["settle_wait_s"] = settled
         seq_wrk = None
@@ -332,8 +380,12 @@ def bench_service(
             seq_wrk = load(server.url, server.proc.pid, bodies, wrk_sequential_s, 1, server.headers)
             seq_wrk["load_average_before"] = load_sw
         load_ld = [round(x, 2) for x in os.getloadavg()]
+        clocks0 = worker_clocks(server.url, server.headers) if stages else []
         ld = load(server.url, server.proc.pid, bodies, duration, connections, server.headers)
+        if stages:
+            ld["stages"] = stage_times(clocks0, worker_clocks(server.url, server.headers))
         ld["load_average_before"] = load_ld
+        ld["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     finally:
         stop_server(server.proc)
     out = {"sequential": seq, "load": ld}
@@ -346,6 +398,46 @@ def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 2) if b else None
 
 
+def floor_ratios(product: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:
+    """The product's figures as ratios to the floor's of the same run, each with its target
+    (:data:`TARGETS`) and whether it is met. Sequential latency from ``wrk`` on one
+    connection when both have it (the Python client's own CPU is in the other figures)."""
+    seq = (
+        "sequential_wrk"
+        if "sequential_wrk" in product and "sequential_wrk" in floor
+        else ("sequential")
+    )
+    a, b = product[seq], floor[seq]
+    out: dict[str, Any] = {
+        "sequential_source": seq,
+        "sequential_p50_x_floor": _ratio(a["p50_ms"], b["p50_ms"]),
+        "sequential_p99_x_floor": _ratio(a["p99_ms"], b["p99_ms"]),
+        "python_client_sequential_p50_x_floor": _ratio(
+            product["sequential"]["p50_ms"], floor["sequential"]["p50_ms"]
+        ),
+        "throughput_share_of_floor": _ratio(
+            product["load"]["decisions_per_s"], floor["load"]["decisions_per_s"]
+        ),
+        "load_p99_x_floor": _ratio(product["load"]["p99_ms"], floor["load"]["p99_ms"]),
+        "sequential_server_cpu_x_floor": _ratio(
+            product["sequential"].get("server_cpu_ms_per_request", 0.0),
+            floor["sequential"].get("server_cpu_ms_per_request", 0.0),
+        ),
+        "load_server_cpu_x_floor": _ratio(
+            product["load"].get("server_cpu_ms_per_decision") or 0.0,
+            floor["load"].get("server_cpu_ms_per_decision") or 0.0,
+        ),
+    }
+    met = {}
+    for name, bound in TARGETS.items():
+        value = out[name]
+        if value is not None:
+            met[name] = value >= bound if name == "throughput_share_of_floor" else value <= bound
+    out["targets"] = TARGETS
+    out["met"] = met
+    return out
+
+
 def run(
     home: Path,
     customers: int,
@@ -353,7 +445,7 @@ def run(
     warmup: int = 200,
     duration: float = 30.0,
     connections: int = 16,
-    services: tuple[str, ...] = ("nextbest", "naive"),
+    services: tuple[str, ...] = ("floor", "nextbest", "naive"),
     results_dir: Path | None = None,
     output: str = "http",
 ) -> dict[str, Any]:
@@ -396,6 +488,8 @@ def run(
             "throughput_ratio": _ratio(a["load"]["decisions_per_s"], b["load"]["decisions_per_s"]),
             "load_p99_ratio": _ratio(b["load"]["p99_ms"], a["load"]["p99_ms"]),
         }
+    if "nextbest" in s and "floor" in s:
+        out["floor_ratios"] = floor_ratios(s["nextbest"], s["floor"])
     kw = {"results_dir": results_dir} if results_dir else {}
     write_result(output, out, **kw)
     rows = []
@@ -430,6 +524,12 @@ def run(
             "server CPU cores",
         ),
     )
+    if "floor_ratios" in out:
+        print("product / floor:", json.dumps(out["floor_ratios"]))
+    for phase in ("sequential", "load"):
+        st = s.get("nextbest", {}).get(phase, {}).get("stages")
+        if st:
+            print(f"stages ({phase}, us per decision):", json.dumps(st))
     return out
 
 
@@ -449,7 +549,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--duration", type=float, default=30.0)
     p.add_argument("--connections", type=int, default=16)
-    p.add_argument("--services", default="nextbest,naive")
+    p.add_argument("--services", default="floor,nextbest,naive")
     p.add_argument(
         "--output",
         default="http",

@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 
 from nextbest.core.api_keys import ApiKeyRecord, KeyRing
+from serving.stages import CLOCKS, now_ns
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,7 @@ class AuthMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        start = now_ns()
         rule = required_scope(scope["path"])
         if rule.scope == PUBLIC:
             await self.app(scope, receive, send)
@@ -221,7 +223,12 @@ class AuthMiddleware:
             scope["state"] = state = {}
         state[KEY_NAME] = record.name
         token = _CALLER.set(record.name)
+        timed = rule.pattern == "/decide"  # the stage clocks are /decide's (serving/stages.py)
+        if timed:
+            CLOCKS.add("auth", start)
         try:
             await self.app(scope, receive, send)
         finally:
             _CALLER.reset(token)
+            if timed:
+                CLOCKS.add("total", start)

@@ -8,6 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from serving.requests import DecideRequest
+from serving.stages import CLOCKS, now_ns
 
 if TYPE_CHECKING:
     from serving.decider import OnlineDecider
@@ -136,7 +137,7 @@ class MicroBatcher:
             else log.append_async
         )
         try:
-            self._when_logged(append([r for _, r in waiting]), waiting)
+            self._when_logged(append([r for _, r in waiting]), waiting, now_ns())
         except Exception:  # e.g. personal data in one record: log them one by one
             for fut, record in waiting:
                 try:
@@ -146,14 +147,20 @@ class MicroBatcher:
                         fut.set_exception(exc)
 
     def _when_logged(
-        self, logged: Future[int], waiting: list[tuple[asyncio.Future[Any], dict[str, Any]]]
+        self,
+        logged: Future[int],
+        waiting: list[tuple[asyncio.Future[Any], dict[str, Any]]],
+        start: int = 0,
     ) -> None:
-        """Answer ``waiting`` on this loop once ``logged`` (the writer's future) is done."""
+        """Answer ``waiting`` on this loop once ``logged`` (the writer's future) is done;
+        the time since ``start`` (the append) is the log stage of these decisions."""
         loop = asyncio.get_running_loop()
         self._on_the_way += 1
 
         def answer(done: Future[int]) -> None:
             self._on_the_way -= 1
+            if start:
+                CLOCKS.add("log", start, len(waiting))
             exc = done.exception()
             if isinstance(exc, self.decider.store_errors):  # not logged: must not be answered
                 exc = self.decider.decision_log_down(exc)

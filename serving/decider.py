@@ -33,6 +33,7 @@ from serving.events import EventHandler, event_vocabulary
 from serving.health import Readiness, store_errors
 from serving.requests import ID_TYPES, CustomerRef, DecideRequest, RequestError, request_time
 from serving.responses import response_from_record
+from serving.stages import CLOCKS, now_ns
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +237,7 @@ class OnlineDecider:
         ``events`` is given)."""
         from nextbest.customers.feast_store import online_features
 
+        start = now_ns()
         X = np.full((len(customer_ids), len(self.names)), np.nan)
         known = [i for i, c in enumerate(customer_ids) if c]
         try:
@@ -247,6 +249,7 @@ class OnlineDecider:
                 )
         except self.store_errors as exc:
             raise self.features_down(exc) from exc
+        start = CLOCKS.add("features", start, len(customer_ids))
         if events is None:
             events = self.ledger_events(customer_ids)
         # The function batch decisions applies per chunk; its ledger read (the build's
@@ -264,6 +267,7 @@ class OnlineDecider:
             ),
             self.ledger_down,
         )
+        CLOCKS.add("ledger", start, 0)  # the events' read counted the decisions
         return X
 
     def ledger_events(self, customer_ids: Sequence[str | None]) -> dict[str, list[LedgerEvent]]:
@@ -312,6 +316,7 @@ class OnlineDecider:
         its own). A request that cannot be answered gets its :class:`RequestError` in its
         place; nothing is logged here.
         """
+        start = now_ns()
         now = request_time(now)
         out: list[dict[str, Any] | RequestError] = []
         groups: dict[tuple[str, int, bytes], list[tuple[int, str | None]]] = {}
@@ -339,9 +344,11 @@ class OnlineDecider:
             contexts.setdefault(ctx_key, dict(req.context or {}))
             stocks.setdefault(ctx_key, ctx_stock)
             groups.setdefault((req.channel, int(req.k), ctx_key), []).append((i, cid))
+        start = CLOCKS.add("resolve", start, len(requests))
         # One ledger query for every customer of the batch.
         events = self.ledger_events([cid for members in groups.values() for _, cid in members])
         stock = self._guarded(self.stock.vector, self.ledger_down)
+        CLOCKS.add("ledger", start, sum(len(m) for m in groups.values()))
         for (channel, k, ctx_key), members in groups.items():
             cids = [cid for _, cid in members]
             X = self.features(cids, now, events)
@@ -356,7 +363,11 @@ class OnlineDecider:
                 feature_snapshot_time=now,
                 request=request,
             )
-            records = decide(X, np.array(cids, dtype=object), self.plan, ctx).records()
+            start = now_ns()
+            decision = decide(X, np.array(cids, dtype=object), self.plan, ctx)
+            start = CLOCKS.add("engine", start, len(cids))
+            records = decision.records()
+            CLOCKS.add("records", start, len(cids))
             for (i, _), record in zip(members, records, strict=True):
                 out[i] = record
         return out

@@ -27,6 +27,8 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
+from serving.stages import CLOCKS, now_ns
+
 log = logging.getLogger(__name__)
 
 #: What a handler returns: HTTP status and the JSON body.
@@ -138,7 +140,10 @@ class JsonApiMiddleware:
         if answer is None:
             await self.app(scope, replay_body(body, receive), send)
             return
+        start = now_ns()
         await self._send(send, *answer)
+        if scope["path"] == "/decide":
+            CLOCKS.add("send", start)
 
     async def _send(
         self, send: Callable[[dict[str, Any]], Awaitable[None]], status: int, body: bytes

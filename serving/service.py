@@ -84,6 +84,7 @@ from serving.schemas import (
     ForgetRequest,
     Timestamp,
 )
+from serving.stages import CLOCKS, now_ns
 
 log = logging.getLogger(__name__)
 
@@ -220,11 +221,13 @@ class NextBestService:
         self.decider.log.close()
 
     async def _decide_answer(
-        self, customer: Customer, channel: str, k: int, context: Any
+        self, customer: Customer, channel: str, k: int, context: Any, parse_start: int = 0
     ) -> Answer:
         request = DecideRequest(
             CustomerRef(customer.id, customer.id_type), channel, k, context_dict(context)
         )
+        if parse_start:
+            CLOCKS.add("parse", parse_start)
         try:
             # Decided with the other requests of this loop turn, answered once on disk.
             record = await self.batcher.decide(request)
@@ -233,7 +236,10 @@ class NextBestService:
             return 400, error_body(str(exc))
         except DependencyUnavailable as exc:
             return self._unavailable(exc, "/decide [POST]")
-        return 200, orjson.dumps(response_from_record(record))
+        start = now_ns()
+        body = orjson.dumps(response_from_record(record))
+        CLOCKS.add("send", start, 0)  # rendering; the send itself adds the decision
+        return 200, body
 
     async def answer_json(self, path: str, body: bytes) -> Answer | None:
         """``POST /decide`` or ``/events`` from its raw JSON body (JsonApiMiddleware).
@@ -241,6 +247,7 @@ class NextBestService:
         The body is validated by BentoML's own input model of the API; None hands a valid
         /decide to BentoML's route (fast path off).
         """
+        start = now_ns()
         try:
             data = self.inputs[path].model_validate_json(body or b"{}")
         except ValidationError as exc:
@@ -251,7 +258,9 @@ class NextBestService:
                 return await asyncio.to_thread(self._event_answer, data)
             if not self.fast_decide:
                 return None
-            return await self._decide_answer(data.customer, data.channel, data.k, data.context)
+            return await self._decide_answer(
+                data.customer, data.channel, data.k, data.context, parse_start=start
+            )
         except Exception:
             log.error("Exception on %s [POST]", path, exc_info=True)
             return 500, json_body({"error": UNEXPECTED})
@@ -342,6 +351,13 @@ class NextBestService:
     def get_actions(self) -> dict[str, Any]:
         """The action catalog."""
         return self._catalog()
+
+    @extras.get("/admin/stages")
+    def get_stages(self) -> dict[str, Any]:
+        """Where this worker's /decide time went: nanoseconds and decisions per stage since
+        it started (auth, parse, resolve, ledger, features, engine, records, log, send,
+        total), with the worker's pid; ``serving/stages.py`` says what each covers."""
+        return CLOCKS.snapshot()
 
     @extras.get("/customers/{customer_id}/consent")
     def get_consent(

@@ -29,6 +29,7 @@ PROTECTED = [
     ("GET", "/customers/C000001/consent", "admin"),
     ("POST", "/customers/lookup/consent", "admin"),
     ("GET", "/metrics", "admin"),
+    ("GET", "/admin/stages", "admin"),
     ("GET", "/docs.json", None),
     ("GET", "/", None),
 ]

@@ -28,7 +28,7 @@ def _customers(world: World) -> int:
     return int(world.settings.customers)
 
 
-def test_http_bench_measures_both_services(world: World, tmp_path: Path) -> None:
+def test_http_bench_measures_the_floor_and_both_services(world: World, tmp_path: Path) -> None:
     out = http_bench.run(
         world.home,
         _customers(world),
@@ -40,13 +40,22 @@ def test_http_bench_measures_both_services(world: World, tmp_path: Path) -> None
     )
     saved = json.loads((tmp_path / "http.json").read_text())
     assert saved["machine"]["cores"] >= 1 and saved["machine"]["versions"]["feast"]
-    for name in ("nextbest", "naive"):
+    for name in ("floor", "nextbest", "naive"):
         seq, load = out["services"][name]["sequential"], out["services"][name]["load"]
         assert seq["n"] == 50 and seq["errors"] == 0
         assert 0 < seq["p50_ms"] <= seq["p99_ms"] <= seq["max_ms"]
         assert load["requests"] > 0 and load["errors"] == 0 and load["decisions_per_s"] > 0
         assert load["server_cpu_cores"] > 0
     assert out["ratios"]["throughput_ratio"] > 0
+    floor = out["floor_ratios"]
+    assert floor["sequential_p50_x_floor"] > 0 and floor["throughput_share_of_floor"] > 0
+    assert set(floor["met"]) == set(http_bench.TARGETS)
+    # the product's own clocks: every stage of the 50 sequential decisions, one worker
+    stages = out["services"]["nextbest"]["sequential"]["stages"]
+    assert stages["decisions"] == 50
+    assert all(v is not None and v > 0 for v in stages["mean_us"].values())
+    assert stages["unattributed_us"] >= 0
+    assert out["services"]["nextbest"]["load"]["stages"]["decisions"] > 0
 
 
 def test_inprocess_bench_splits_the_time(world: World, tmp_path: Path) -> None:
