@@ -59,7 +59,8 @@ def percentiles(ms: list[float] | np.ndarray) -> dict[str, float]:
 
 
 def write_result(name: str, payload: dict[str, Any], results_dir: Path = RESULTS) -> Path:
-    """Write ``<results_dir>/<name>.json`` with the machine and a timestamp added."""
+    """Write ``<results_dir>/<name>.json`` with the machine, a timestamp and the hash of
+    the source it measures (:mod:`benchmarks.sources`) added."""
     results_dir.mkdir(parents=True, exist_ok=True)
     out = {
         "benchmark": name,
@@ -67,6 +68,11 @@ def write_result(name: str, payload: dict[str, Any], results_dir: Path = RESULTS
         "machine": machine(),
         **payload,
     }
+    from benchmarks.sources import source_record
+
+    source = source_record(name)
+    if source is not None:
+        out["source"] = source
     path = results_dir / f"{name}.json"
     path.write_text(json.dumps(out, indent=2, default=float) + "\n")
     return path

@@ -1,32 +1,42 @@
 """Benchmark: ``nextbest.decisions.engine.decide`` for n customers x 20 catalog actions on one
 channel.
 
-Usage: ``python benchmarks/engine_bench.py [--large] [--repeat R]``.
+Usage: ``python benchmarks/engine_bench.py [--large] [--repeat R]``; ``--check`` runs
+nothing and exits 1, loudly, when ``engine.json`` is older than the code it measures (its
+recorded source hash differs, :mod:`benchmarks.sources`).
 The catalog is the default one plus 12 variants on email that share the 8 model arms
 (20 actions on one channel); the model is a random stub implementing the ResponseModel
 protocol (numpy only, ~a few microseconds), so the figures are the engine's own cost.
 Measures decide() for n = 1, 10, 100, 10,000 (and 1,000,000 with ``--large``), plus
-decide() + records() for n = 1, and writes ``benchmarks/results/engine.json``.
+decide() + records() for n = 1, and writes ``benchmarks/results/engine.json`` with the
+per-call cost of one customer as a ratio to the per-customer cost at 10,000
+(``one_customer_x_per_row_at_10000``): the engine's fixed cost per call, comparable
+across machines.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
+import os
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import RESULTS as RESULTS_DIR
+from benchmarks.common import ROOT, write_result
+from benchmarks.sources import stale_results
 from nextbest.decisions.catalog import Catalog, load_catalog
 from nextbest.decisions.engine import DecisionContext, decide
 from nextbest.decisions.policy import load_policy
 from nextbest.decisions.rules import compile_plan
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results" / "engine.json"
+RESULTS = RESULTS_DIR / "engine.json"
 
 
 class RandomModel:
@@ -127,11 +137,7 @@ def run(large: bool = False, repeat: int = 2000) -> dict:
     rng = np.random.default_rng(0)
     sizes = [1, 10, 100, 10_000] + ([1_000_000] if large else [])
     out: dict = {
-        "machine": {
-            "python": platform.python_version(),
-            "cpu": platform.processor(),
-            "numpy": np.__version__,
-        },
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
         "actions_on_channel": len(plan.channels["email"].action_idx),
         "features": len(names),
         "model": "random stub (numpy)",
@@ -149,19 +155,34 @@ def run(large: bool = False, repeat: int = 2000) -> dict:
     rec = time_calls(lambda: decide(X1, ["C00000001"], plan, ctx).records(), repeat)
     out["decide_and_records_n1"] = rec
     print(f"decide+records n=1: p50 {rec['p50_ms']:.3f} ms  p99 {rec['p99_ms']:.3f} ms")
+    # the fixed cost of a call, in units of one customer's share of a large call
+    one, many = out["decide"]["1"]["p50_ms"], out["decide"]["10000"]["per_row_us"] / 1e3
+    out["one_customer_x_per_row_at_10000"] = round(one / many, 1)
+    out["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    print(f"one customer = {out['one_customer_x_per_row_at_10000']}x a row of 10,000")
     return out
 
 
-def main() -> None:
+def check(results_dir: Path = RESULTS_DIR) -> str | None:
+    """Why ``engine.json`` does not measure the current engine, or None if it does."""
+    return stale_results(results_dir).get("engine")
+
+
+def main(argv: list[str] | None = None) -> None:
     """Parse options, run, print and save ``benchmarks/results/engine.json``."""
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--large", action="store_true", help="also n = 1,000,000")
     ap.add_argument("--repeat", type=int, default=2000, help="calls per small size")
-    args = ap.parse_args()
+    ap.add_argument("--check", action="store_true", help="exit 1 if engine.json is stale")
+    args = ap.parse_args(argv)
+    if args.check:
+        why = check()
+        if why:
+            sys.exit(f"STALE: {RESULTS} does not measure the current engine: {why}")
+        print(f"{RESULTS} measures the current engine")
+        return
     out = run(large=args.large, repeat=args.repeat)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2))
-    print(f"wrote {RESULTS}")
+    print(f"wrote {write_result('engine', out)}")
 
 
 if __name__ == "__main__":

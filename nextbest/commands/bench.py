@@ -33,6 +33,14 @@ def bench_cmd(
     ] = None,
     batch_customers: Annotated[int, typer.Option(help="Customers in the batch bench.")] = 1_000_000,
     spark: Annotated[bool, typer.Option(help="Also the Spark batch path.")] = True,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Run nothing: list the results files older than the source they measure "
+            "(exit 1 if any).",
+        ),
+    ] = False,
 ) -> None:
     """Run the benchmark suite; tables print, figures go to benchmarks/results/*.json."""
     import sys
@@ -40,6 +48,10 @@ def bench_cmd(
     if str(PROJECT_ROOT) not in sys.path:  # benchmarks/ lives beside the packages
         sys.path.insert(0, str(PROJECT_ROOT))
     from benchmarks.suite import SuiteConfig, run_suite
+
+    if check:
+        _check_results(SuiteConfig().results_dir)
+        return
 
     cfg = SuiteConfig(
         home=home,
@@ -51,6 +63,23 @@ def bench_cmd(
     )
     run_suite(cfg)
     console.print(f"[green]results in[/] {cfg.results_dir}")
+
+
+def _check_results(results_dir: Path) -> None:
+    """Print every stale results file with why; exit 1 if there is one."""
+    from benchmarks.sources import stale_results
+
+    stale = stale_results(results_dir)
+    if not stale:
+        console.print(f"every results file in {results_dir} measures the current source")
+        return
+    table = Table(title=f"stale results in {results_dir}")
+    table.add_column("results file")
+    table.add_column("why")
+    for name, why in stale.items():
+        table.add_row(f"{name}.json", why)
+    console.print(table)
+    raise typer.Exit(1)
 
 
 @benchmark_app.command("hillstrom")
