@@ -9,6 +9,7 @@ parquet writes). Figures go to ``benchmarks/results/features.json``.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ def run(home: Path, customers: int, seed: int = 42) -> dict[str, Any]:
     if not (settings.unified_dir / "identity.parquet").exists():
         generate(customers, seed, settings.raw_dir, as_of=settings.as_of)
         resolve_generated(settings.raw_dir, settings.unified_dir)
+    load_before = [round(x, 2) for x in os.getloadavg()]
     t0 = time.perf_counter()
     inputs = {"terms": load_catalog(settings.catalog).terms(), "salt": settings.identifier_salt}
     load_coded_sources(settings.raw_dir, settings.unified_dir, **inputs)
@@ -49,6 +51,8 @@ def run(home: Path, customers: int, seed: int = 42) -> dict[str, Any]:
         "customers": customers,
         "load_sources_s": round(load_s, 2),
         "build_s": round(build_s, 2),
+        "load_average_before": load_before,
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
     }
 
 

@@ -2,15 +2,14 @@
 
 Usage: ``python benchmarks/generate_bench.py [N_PERSONS] [--out DIR] [--seed S]``
 (default 1,000,000 persons into a temporary folder). Prints wall time and peak RSS and
-writes ``benchmarks/results/generate.json`` with the machine, sizes and versions.
+writes ``benchmarks/results/generate.json`` with the machine, sizes, versions, load
+average before and after, and the hash of the generator's source.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import resource
 import shutil
 import sys
@@ -18,14 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import psutil
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 import pyarrow as pa
 
+from benchmarks.common import write_result
 from nextbest.demo.generate import generate
-
-RESULTS = Path(__file__).resolve().parent / "results" / "generate.json"
 
 
 def _dir_bytes(folder: Path) -> int:
@@ -35,6 +33,7 @@ def _dir_bytes(folder: Path) -> int:
 def run(n_persons: int, seed: int, out: Path | None) -> dict:
     """Generate once and return the measured figures."""
     out_dir = out or Path(tempfile.mkdtemp(prefix="nextbest-gen-"))
+    load_before = [round(x, 2) for x in os.getloadavg()]
     try:
         start = time.perf_counter()
         summary = generate(n_persons, seed, out_dir)
@@ -46,7 +45,6 @@ def run(n_persons: int, seed: int, out: Path | None) -> dict:
     # ru_maxrss is in KiB on Linux.
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
-        "benchmark": "generate",
         "n_persons": n_persons,
         "seed": seed,
         "wall_seconds": round(wall, 2),
@@ -54,13 +52,9 @@ def run(n_persons: int, seed: int, out: Path | None) -> dict:
         "peak_rss_mb": round(peak_rss_mb, 1),
         "output_mb": round(size / 2**20, 1),
         "rows": summary.rows,
-        "machine": {
-            "cores": os.cpu_count(),
-            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "platform": platform.platform(),
-            "python": sys.version.split()[0],
-        },
-        "versions": {"numpy": np.__version__, "pyarrow": pa.__version__, "pandas": pd.__version__},
+        "pyarrow": pa.__version__,
+        "load_average_before": load_before,
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -72,12 +66,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="keep the output here")
     args = parser.parse_args()
     result = run(args.n_persons, args.seed, args.out)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    path = write_result("generate", result)
     print(
         f"generate {result['n_persons']:,} persons: {result['wall_seconds']} s wall, "
         f"peak RSS {result['peak_rss_mb']:,} MB, output {result['output_mb']:,} MB "
-        f"-> {RESULTS}"
+        f"-> {path}"
     )
 
 
