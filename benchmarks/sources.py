@@ -53,6 +53,11 @@ MEASURES: dict[str, tuple[str, ...]] = {
     "inprocess": (*_ONLINE, "benchmarks/inprocess_bench.py"),
     "kill9": (*_ONLINE, "benchmarks/kill9_bench.py"),
     "engine": (*_ENGINE, "benchmarks/engine_bench.py"),
+    "log_sync": (
+        "nextbest/decisions/group_commit.py",
+        "nextbest/decisions/decision_log.py",
+        "benchmarks/log_sync_bench.py",
+    ),
     "batch": ("nextbest/batch", "nextbest/models", *_ENGINE, "benchmarks/batch_bench.py"),
     "features": ("nextbest/customers", "benchmarks/features_bench.py"),
     "generate": ("nextbest/demo", "benchmarks/generate_bench.py"),
