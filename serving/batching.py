@@ -46,6 +46,7 @@ class MicroBatcher:
         self.inline_sync = inline_sync
         self._queue: list[tuple[DecideRequest, asyncio.Future[Any]]] = []
         self._scheduled = False
+        self._queued_at = 0
         # Batches handed to the log and not yet answered.
         self._on_the_way = 0
         #: Engine calls and decisions so far (for benchmarks).
@@ -59,6 +60,7 @@ class MicroBatcher:
         self._queue.append((request, fut))
         if not self._scheduled:
             self._scheduled = True
+            self._queued_at = now_ns()
             loop.call_soon(self._run)
         # Only this request's own future: a client that goes away cancels it alone; the
         # batch's log write goes on and answers the others.
@@ -67,6 +69,8 @@ class MicroBatcher:
     def _run(self) -> None:
         self._scheduled = False
         queue, self._queue = self._queue, []
+        # the wait of the batch's first request for its loop turn
+        CLOCKS.add("queue", self._queued_at, len(queue))
         # One request alone in its loop turn: a sequential caller (under load, requests
         # arrive together, and those that arrive during an inline sync form a batch).
         alone = len(queue) == 1
@@ -136,8 +140,9 @@ class MicroBatcher:
             if self.inline_sync and alone and not self._on_the_way
             else log.append_async
         )
+        start = now_ns()  # before the append: an inline one syncs before it returns
         try:
-            self._when_logged(append([r for _, r in waiting]), waiting, now_ns())
+            self._when_logged(append([r for _, r in waiting]), waiting, start)
         except Exception:  # e.g. personal data in one record: log them one by one
             for fut, record in waiting:
                 try:

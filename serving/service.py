@@ -355,7 +355,7 @@ class NextBestService:
     @extras.get("/admin/stages")
     def get_stages(self) -> dict[str, Any]:
         """Where this worker's /decide time went: nanoseconds and decisions per stage since
-        it started (auth, parse, resolve, ledger, features, engine, records, log, send,
+        it started (auth, parse, queue, resolve, ledger, features, engine, records, log, send,
         total), with the worker's pid; ``serving/stages.py`` says what each covers."""
         return CLOCKS.snapshot()
 

@@ -4,9 +4,12 @@ Each stage of ``POST /decide`` adds its wall time (``time.perf_counter_ns``) and
 decisions it covered to two integers: two additions per stage, nothing allocated, so the
 clocks are always on. A stage run once for a micro-batch (features, ledger, engine,
 records, log) adds its time once with the batch's size; its mean per decision is then
-the batch's cost shared out. ``total`` is the time inside the service's own middlewares,
-from the key check to the last byte handed to the server; what a client measures beyond
-it is BentoML's outer middlewares, uvicorn and the network.
+the batch's cost shared out. ``queue`` is the wait of a micro-batch for its event-loop
+turn (``serving/batching.py``); ``log`` runs from the append to the answer on the loop
+(the sync, and under load the wait for the writer thread). ``total`` is the time inside
+the service's own middlewares, from the key check to the last byte handed to the server
+(with the waits for the loop no stage covers); what a client measures beyond it is
+BentoML's outer middlewares, uvicorn and the network.
 
 The admin-scoped ``GET /admin/stages`` answers :meth:`StageClocks.snapshot` of the worker
 that serves it (with its pid): a benchmark reads every worker's and takes differences
@@ -23,6 +26,7 @@ from typing import Any
 STAGES = (
     "auth",
     "parse",
+    "queue",
     "resolve",
     "ledger",
     "features",
