@@ -227,7 +227,7 @@ def _take_in_order(
         if a >= 0 and not free[a]:
             continue
         w = W[:, c]
-        if (w <= left + 1e-9).all():
+        if (w <= left).all():  # no tolerance: a limit is never exceeded, not even by an ulp
             left -= w
             assigned[i] = c
     return assigned

@@ -65,6 +65,8 @@ class Decisions:
     row_reason: np.ndarray  # [n] Reason explaining the chosen action
     control_value: np.ndarray | None = None  # [n] value of a response without action (NaN)
     value_source: np.ndarray | None = None  # [n, C] int8 VALUE_SOURCES code of ``value``
+    #: catalog column -> the policy limits counting it, once an allocation ran
+    limit_names: dict[int, str] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -190,6 +192,8 @@ class Decisions:
                     "score": score_i[chosen],
                 }
             row_reason = row_reason_all[i]
+            if row_reason in _LIMIT_REASONS:
+                fields["limit"] = self._row_limits(i, codes_all[i], chosen)
             out.append(
                 {
                     "decision_id": did,
@@ -223,7 +227,7 @@ class Decisions:
             col = self.plan.channels[self.context.channel].check_cols[j]
             if col >= 0:
                 observed = feats[col]
-        if code == Reason.NEGATIVE_VALUE:  # carries the score: too many distinct values
+        if code in (Reason.NEGATIVE_VALUE, Reason.CAPACITY):  # score, or the call's limits
             return self._render_sentence(i, c, code, j, observed)
         cache = self.plan.sentence_cache
         key = (
@@ -242,6 +246,13 @@ class Decisions:
                 cache[key] = text
         return text
 
+    def _row_limits(self, i: int, codes: list[int], chosen: int) -> str:
+        """The limits that excluded row ``i``'s better actions (or its explored pick)."""
+        cols = [c for c, code in enumerate(codes) if code == Reason.CAPACITY]
+        if not cols and chosen < 0 and self.limit_names:
+            return ", ".join(sorted(set(self.limit_names.values())))
+        return ", ".join(dict.fromkeys(self.limit_names.get(c, "") for c in cols))
+
     def _render_sentence(self, i: int, c: int, code: int, j: int, observed: float | None) -> str:
         action = self.plan.catalog.actions[c]
         fields: dict[str, Any] = {
@@ -257,6 +268,8 @@ class Decisions:
                 fields["observed"] = observed
         if code in (Reason.NEGATIVE_VALUE,):
             fields["score"] = float(self.score[i, c])
+        if code == Reason.CAPACITY:
+            fields["limit"] = self.limit_names.get(c, "")
         return sentence(code, fields, self.plan.channel_phrases)
 
     def to_columns(self) -> dict[str, np.ndarray]:
@@ -303,4 +316,5 @@ _REASON_NAMES = np.array([r.name for r in Reason], dtype=object)
 #: Reason code -> name, without the enum call per excluded action of every record.
 _REASON_NAME = {int(r): r.name for r in Reason}
 _NOT_ON_CHANNEL = int(Reason.NOT_ON_CHANNEL)
+_LIMIT_REASONS = frozenset({int(Reason.CAPACITY), int(Reason.ALLOCATED)})
 _SENTENCE_CACHE_LIMIT = 100_000
