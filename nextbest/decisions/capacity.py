@@ -138,7 +138,7 @@ def rewrite(
     d.greedy = np.where(explored, d.greedy, greedy)
     new_chosen = np.where(explored, d.chosen, allocated)
     d.chosen = np.where(d.holdout, NO_ACTION, np.where(dropped, NO_ACTION, new_chosen))
-    d.ranked = _rerank(d, d.codes == Reason.ELIGIBLE, d.ranked.shape[1])
+    d.ranked = _rerank(d, d.codes == Reason.ELIGIBLE, d.ranked.shape[1], first=~explored)
     with np.errstate(invalid="ignore"):
         n_opt = d.explore_options.sum(axis=1) + 1
         d.propensity = np.where(
@@ -154,11 +154,12 @@ def rewrite(
     d.row_reason = reason.astype(np.int8)
 
 
-def _rerank(d: Decisions, rankable: np.ndarray, k: int) -> np.ndarray:
-    """[n, k] the rankable actions by score, the chosen one first."""
+def _rerank(d: Decisions, rankable: np.ndarray, k: int, first: np.ndarray) -> np.ndarray:
+    """[n, k] the rankable actions by score, the chosen one first where ``first`` (an
+    explored row's ranking stays the greedy one, as the engine gives it)."""
     masked = np.where(rankable, d.score, -np.inf)
     rows = np.arange(d.n)
-    has = d.chosen >= 0
+    has = (d.chosen >= 0) & first
     masked[rows[has], d.chosen[has]] = np.inf
     order = np.argsort(-masked, axis=1, kind="stable")[:, :k]
     ranked = np.where(masked[rows[:, None], order] > -np.inf, order, -1)
