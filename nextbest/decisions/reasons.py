@@ -204,5 +204,5 @@ def row_sentence(
     ``channel_phrases`` as in :func:`sentence`."""
     r = Reason(int(reason))
     if r in ROW_SENTENCES:
-        return ROW_SENTENCES[r]
+        return ROW_SENTENCES[r].format_map(_Blank({k: _fmt(v) for k, v in (fields or {}).items()}))
     return sentence(r, fields, channel_phrases)

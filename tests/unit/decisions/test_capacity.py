@@ -137,7 +137,9 @@ def test_online_reservation_falls_back_down_the_ranking(catalog, policy, names, 
         reserve_decisions(d, rows, counters, ctx().now)
         chosen.append(d.chosen_action[0])
         if d.codes[0, list(plan.action_ids).index(BUNDLE)] == Reason.CAPACITY:
-            assert d.records()[0]["reason"] in ("ALLOCATED", "CAPACITY")
+            record = d.records()[0]
+            assert record["reason"] in ("ALLOCATED", "CAPACITY")
+            assert "bundle_day" in record["reason_text"] and "{" not in record["reason_text"]
     assert chosen.count(BUNDLE) == 2
     assert counters.used(rows.limits, ctx().now) == {"bundle_day": 2.0}
 
@@ -154,3 +156,15 @@ def test_a_limit_naming_an_unknown_action_or_channel_is_refused(tmp_path, catalo
     bad.write_text(text + "\nlimits:\n  - {id: x, max: 5}\n  - {id: x, max: 6}\n")
     with pytest.raises(ConfigError, match="duplicate"):
         load_policy(bad, catalog.terms())
+
+
+def test_no_room_for_anything_says_which_limit(catalog, policy, names, tmp_path):
+    only = [a.id for a in catalog.actions if "email" in a.channels]
+    pol = _limited(policy, Limit(id="email_total", actions=only, per="total", max=0))
+    plan, X, ids = _book(catalog, pol, names, n=1)
+    counters = LimitCounters(Ledger(tmp_path / "ledger.sqlite"))
+    d = decide(X, ids, plan, ctx())
+    reserve_decisions(d, limit_rows(plan, "email", periods=("day", "total")), counters, ctx().now)
+    record = d.records()[0]
+    assert record["chosen_action"] == "no_action" and record["reason"] == "CAPACITY"
+    assert "email_total" in record["reason_text"] and "{" not in record["reason_text"]
