@@ -1,5 +1,6 @@
 """The whole benchmark suite: online over HTTP (with the naive baseline), in-process,
-batch decisions and the pipeline. ``nextbest bench`` calls :func:`run_suite`.
+batch decisions, the pipeline and allocation under limits. ``nextbest bench`` calls
+:func:`run_suite`.
 
 Each part also runs alone (``python benchmarks/<name>_bench.py``) and writes its own
 ``benchmarks/results/<name>.json``; the suite adds ``suite.json`` with every part folded in.
@@ -20,7 +21,7 @@ if __package__ in (None, ""):
 
 from benchmarks.common import RESULTS, ROOT, write_result
 
-PARTS = ("http", "inprocess", "batch", "pipeline")
+PARTS = ("http", "inprocess", "batch", "pipeline", "allocation")
 
 
 @dataclass
@@ -36,6 +37,7 @@ class SuiteConfig:
     batch_customers: int = 1_000_000
     batch_spark: bool = True
     pipeline_sizes: list[int] = field(default_factory=lambda: [100_000])
+    allocation_customers: int = 100_000
     parts: tuple[str, ...] = PARTS
     results_dir: Path = RESULTS
 
@@ -83,6 +85,12 @@ def run_suite(cfg: SuiteConfig) -> dict[str, Any]:
     if "pipeline" in cfg.parts:
         out["parts"]["pipeline"] = pipeline_bench.run(
             cfg.pipeline_sizes, results_dir=cfg.results_dir
+        )
+    if "allocation" in cfg.parts:
+        from benchmarks import allocation_bench
+
+        out["parts"]["allocation"] = allocation_bench.run(
+            cfg.allocation_customers, results_dir=cfg.results_dir
         )
     write_result("suite", out, results_dir=cfg.results_dir)
     return out

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,8 @@ import orjson
 from nextbest.core.errors import DependencyUnavailable
 from nextbest.core.settings import Settings
 from nextbest.customers.fast_features import FastOnlineFeatures
+from nextbest.decisions.budgets import ONLINE_PERIODS, LimitCounters, reserve_decisions
+from nextbest.decisions.capacity import limit_rows
 from nextbest.decisions.engine import DecisionContext, decide
 from nextbest.decisions.group_commit import GroupCommitLog
 from nextbest.decisions.identity_links import IdentityLinks, resolve_key
@@ -102,6 +105,13 @@ class OnlineDecider:
         self._context_stock = self.runtime.policy.suppression.context_stock
         #: Identifiers attached through identify events, read when the lookup lacks one.
         self.links = IdentityLinks(self.ledger)
+        #: The policy's per-day and total limits per channel, and their counters (ledger).
+        self.limits = {
+            ch: limit_rows(self.plan, ch, periods=ONLINE_PERIODS) for ch in self.plan.channels
+        }
+        self.counters = (
+            LimitCounters(self.ledger) if any(r.limits for r in self.limits.values()) else None
+        )
         self.events = EventHandler(
             self.ledger,
             self.resolve,
@@ -364,9 +374,13 @@ class OnlineDecider:
                 request=request,
             )
             start = now_ns()
-            decision = decide(X, np.array(cids, dtype=object), self.plan, ctx)
+            d = decide(X, np.array(cids, dtype=object), self.plan, ctx)
+            counters, rows = self.counters, self.limits[channel]
+            if counters is not None and rows.limits:
+                reserve = partial(reserve_decisions, d, rows, counters, now)
+                self._guarded(reserve, self.ledger_down)
             start = CLOCKS.add("engine", start, len(cids))
-            records = decision.records()
+            records = d.records()
             CLOCKS.add("records", start, len(cids))
             for (i, _), record in zip(members, records, strict=True):
                 out[i] = record

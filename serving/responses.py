@@ -21,6 +21,7 @@ def response_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
         "group": record["group"],
         "chosen_action": record.get("chosen_action"),
         "propensity": record.get("propensity"),
+        "value_source": record.get("value_source"),
         "actions": [
             {
                 "action_id": a["action_id"],
@@ -28,6 +29,7 @@ def response_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
                 "score": a["score"],
                 "uplift": a["uplift"],
                 "value": a["value"],
+                "value_source": a.get("value_source"),
                 "control_value": a.get("control_value"),
                 "p_treated": a["p_treated"],
                 "p_control": a["p_control"],
@@ -73,10 +75,13 @@ def score_sentence(a: Mapping[str, Any], channel: str | None = None) -> str:
     """The score parts of a ranked action in words an agent can read; the cost is the
     action's on ``channel`` (the catalog's ``cost_by_channel``, else its ``cost``)."""
     v0 = a.get("control_value")
+    source = a.get("value_source")
+    of = f" ({_SOURCE_WORDS.get(source, source)})" if source else ""
     worth = (
-        f"worth {a['value']:.2f} per response"
+        f"worth {a['value']:.2f}{of} per response"
         if v0 is None
-        else f"worth {a['value']:.2f} per response to the offer and {v0:.2f} per response without"
+        else f"worth {a['value']:.2f}{of} per response to the offer and {v0:.2f} per response "
+        "without"
     )
     on = f" on {channel}" if channel else ""
     return (
@@ -84,3 +89,11 @@ def score_sentence(a: Mapping[str, Any], channel: str | None = None) -> str:
         f"vs {a['p_control']:.1%} if not (uplift {a['uplift']:+.1%}), {worth}, minus cost "
         f"{a['cost']:.2f}{on}, times business lever {a['lever']:g}."
     )
+
+
+#: How an answer's value_source reads in the score sentence.
+_SOURCE_WORDS = {
+    "catalog": "catalog margin",
+    "learned": "learned value",
+    "learned_x_margin_rate": "learned value x margin rate",
+}

@@ -526,6 +526,9 @@ class ScoreSummary:
     ledger_position: int = 0
     #: Customers whose features the ledger's state changed (-1: not counted, on Spark).
     ledger_customers: int = 0
+    #: The policy's limits on the channel, when any: each limit's capacity and use, the
+    #: allocation's total value, its LP bound and the gap between them.
+    allocation: dict[str, Any] | None = None
 
     @property
     def decisions_per_second(self) -> float:

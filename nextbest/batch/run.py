@@ -91,9 +91,17 @@ def decide_customers(
     # events stored when the job started.
     cut = ledger_cut(settings.ledger_path)
     ledger_counts = {"ledger_customers": 0}
+    allocation: dict[str, Any] = {}
     timings: dict[str, float] = {"setup": time.perf_counter() - t0 - snapshot_s}
     timings["snapshot_time"] = snapshot_s
     if engine == "spark":
+        from nextbest.decisions.capacity import limit_rows
+
+        if limit_rows(runtime.plan, channel).limits:
+            raise BatchInputError(
+                f"the policy's limits apply to channel {channel!r}: allocation under them "
+                "runs on the local engine only (engine='local')"
+            )
         from nextbest.batch.spark import spark_score  # pyspark is imported only for this engine
 
         t1 = time.perf_counter()
@@ -129,6 +137,7 @@ def decide_customers(
                 runtime.terms,
                 ledger_cut=cut,
                 counts=ledger_counts,
+                allocation=allocation,
             )
         )
         scorer = scorer_name(plan.model)
@@ -156,6 +165,7 @@ def decide_customers(
         scorer=scorer,
         ledger_position=cut.upto_seq if cut is not None else 0,
         ledger_customers=ledger_counts["ledger_customers"] if cut is not None else 0,
+        allocation=allocation or None,
     )
     write_summary(summary)
     log.info(

@@ -25,9 +25,9 @@ def bench_cmd(
         "/tmp/bench_world"
     ),
     customers: Annotated[int, typer.Option(help="Customers in the world.")] = 20_000,
-    parts: Annotated[str, typer.Option(help="Comma list of http,inprocess,batch,pipeline.")] = (
-        "http,inprocess,batch,pipeline"
-    ),
+    parts: Annotated[
+        str, typer.Option(help="Comma list of http,inprocess,batch,pipeline,allocation.")
+    ] = "http,inprocess,batch,pipeline,allocation",
     pipeline_size: Annotated[
         list[int] | None, typer.Option(help="Pipeline sizes (repeatable).")
     ] = None,

@@ -88,6 +88,12 @@ Version = Annotated[
 ]
 #: How consent to a purpose is recorded: per channel, or once for every channel.
 ConsentScope = Literal["per_channel", "all_channels"]
+#: How an action's value per response is computed: the catalog's value (its margin), the
+#: value model's figure, that figure times the action's margin_rate, or the smaller of the
+#: catalog value and the learned figure (times margin_rate when the action states one).
+ValueSource = Literal["catalog", "learned", "learned_x_margin_rate", "min"]
+#: Which figure an answer's value is, in the order of the engine's int8 codes.
+VALUE_SOURCES: tuple[str, ...] = ("catalog", "learned", "learned_x_margin_rate")
 
 
 class PlainIdOr:
@@ -240,9 +246,27 @@ class Action(BaseModel):
     value: float = Field(
         ge=0,
         validation_alias=AliasChoices("value", "margin"),
-        description="Value of a response, in currency units (also accepted as margin); "
-        "the model's value per response replaces it when it has one.",
+        description="Value of a response, in currency units (also accepted as margin): the "
+        "margin a response earns. It is the value the engine uses unless value_source says "
+        "otherwise.",
         examples=[400.0],
+    )
+    value_source: ValueSource | None = Field(
+        None,
+        description="How its value per response is computed: catalog (value above), learned "
+        "(the value model's figure), learned_x_margin_rate (that figure times margin_rate), "
+        "min (the smaller of value and the learned figure, times margin_rate when given). "
+        "Where the model has no positive figure for a customer, value is used. None: the "
+        "catalog's value_source.",
+        examples=["min"],
+    )
+    margin_rate: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Share of the learned value per response (revenue) that is margin; "
+        "needed by learned_x_margin_rate, optional with min.",
+        examples=[0.2],
     )
     cost: float = Field(
         0.0,
@@ -334,6 +358,8 @@ class Action(BaseModel):
             raise ValueError("valid_to must be after valid_from")
         if self.needs_stock and not self.product:
             raise ValueError("needs_stock requires a product")
+        if self.value_source == "learned_x_margin_rate" and self.margin_rate is None:
+            raise ValueError("value_source learned_x_margin_rate needs a margin_rate")
         stray = [c for c in self.cost_by_channel if c not in self.channels]
         if stray:
             raise ValueError(
@@ -398,6 +424,12 @@ class Catalog(BaseModel):
         default_factory=list,
         description="Products the business sells: holdings features holds_<id>.",
     )
+    value_source: ValueSource = Field(
+        "catalog",
+        description="How the value per response of an action without its own value_source "
+        "is computed (see the action's value_source); catalog: its value, as written.",
+        examples=["catalog"],
+    )
     actions: list[Action] = Field(
         min_length=1,
         description="Every action the engine may choose, in the order of the engine's "
@@ -439,6 +471,24 @@ class Catalog(BaseModel):
     def _unique_actions(cls, v: list[Action]) -> list[Action]:
         _refuse_repeats([a.id for a in v])
         return v
+
+    @model_validator(mode="after")
+    def _margin_rates_given(self) -> Catalog:
+        missing = [
+            a.id
+            for a in self.actions
+            if self.value_source_of(a) == "learned_x_margin_rate" and a.margin_rate is None
+        ]
+        if missing:
+            raise ValueError(
+                f"value_source learned_x_margin_rate needs a margin_rate on {', '.join(missing)}"
+            )
+        return self
+
+    def value_source_of(self, action: Action) -> str:
+        """How ``action``'s value per response is computed: its own value_source, else the
+        catalog's."""
+        return action.value_source or self.value_source
 
     @model_validator(mode="after")
     def _scoped_purposes_declared(self) -> Catalog:

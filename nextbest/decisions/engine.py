@@ -67,9 +67,18 @@ def decide(
     loc_codes, loc_check = _rule_codes(X, cp, plan, context, unknown)
     eligible = loc_codes == 0
     # 5: scores, only for rows with something eligible; no value, no action.
-    p_control, v0, loc_pt, loc_val, model_error = _model_scores(plan, cp, X, eligible, model_scores)
+    p_control, v0, loc_pt, loc_val, loc_src, model_error = _model_scores(
+        plan, cp, X, eligible, model_scores
+    )
     loc_score, negative = _value_codes(
-        p_control, v0, loc_pt, loc_val, model_error, cp, eligible, loc_codes
+        p_control,
+        _control_values(v0, loc_src, cp),
+        loc_pt,
+        loc_val,
+        model_error,
+        cp,
+        eligible,
+        loc_codes,
     )
     # 6: arbitration among the rankable actions.
     ranked, greedy = _arbitrate(eligible & ~negative, loc_score, cp, max(int(context.k), 1))
@@ -102,6 +111,7 @@ def decide(
         p_control=p_control,
         p_treated=_to_catalog(cp, n_act, loc_pt, np.nan, np.float64),
         value=_to_catalog(cp, n_act, loc_val, np.nan, np.float64),
+        value_source=_to_catalog(cp, n_act, loc_src, 0, np.int8),
         score=_to_catalog(cp, n_act, loc_score, np.nan, np.float64),
         ranked=ranked,
         greedy=greedy,
@@ -241,17 +251,18 @@ def _model_scores(
     X: np.ndarray,
     eligible: np.ndarray,
     model_scores: tuple[np.ndarray, ...] | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Model scores of the rows with at least one eligible action, in the channel's local
     action order (NaN: not scored): p_control [n], value of a response without any action
-    [n], p_treated [n, Cc], value of a response [n, Cc] (the catalog's where the model has
-    none), model error [n] bool. (A plain tuple: building a NamedTuple is a measurable
-    share of a one-row call.)"""
+    [n], p_treated [n, Cc], value of a response [n, Cc] (:func:`response_value`), its
+    VALUE_SOURCES code [n, Cc], model error [n] bool. (A plain tuple: building a NamedTuple
+    is a measurable share of a one-row call.)"""
     n, n_loc = eligible.shape
     p_control = np.full(n, np.nan)
     control_value = np.full(n, np.nan)
     loc_pt = np.full((n, n_loc), np.nan)
     loc_val = np.full((n, n_loc), np.nan)
+    loc_src = np.zeros((n, n_loc), dtype=np.int8)
     model_error = np.zeros(n, dtype=bool)
     need = np.flatnonzero(eligible.any(axis=1))
     if len(need):
@@ -266,8 +277,31 @@ def _model_scores(
             model_error[need[bad]] = True
             p_control[need] = pc
             loc_pt[need] = pt
-            loc_val[need] = np.where(val > 0, val, cp.value)
-    return p_control, control_value, loc_pt, loc_val, model_error
+            loc_val[need], loc_src[need] = response_value(val, cp)
+    return p_control, control_value, loc_pt, loc_val, loc_src, model_error
+
+
+def _control_values(v0: np.ndarray, loc_src: np.ndarray, cp: ChannelPlan) -> np.ndarray:
+    """[n, Cc] value of a response without the action, in the units of each action's value:
+    the learned control value (times the same margin_rate) where the learned figure is used,
+    NaN where the catalog's margin is (a margin prices the incremental response only)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(loc_src > 0, v0[:, None] * cp.learned_scale, np.nan)
+
+
+def response_value(learned: np.ndarray, cp: ChannelPlan) -> tuple[np.ndarray, np.ndarray]:
+    """([m, Cc] value of a response, [m, Cc] its VALUE_SOURCES code) under each action's
+    value_source: the catalog's value, the learned figure (times margin_rate where it
+    applies), or the smaller of the two. Where the model has no positive finite figure,
+    the catalog's value is used whatever the rule."""
+    with np.errstate(invalid="ignore"):
+        has = np.isfinite(learned) & (learned > 0)
+    scaled = learned * cp.learned_scale
+    rule = cp.value_rule
+    use = has & ((rule == 1) | (rule == 2) | ((rule == 3) & (scaled < cp.value)))
+    value = np.where(use, scaled, cp.value)
+    source = np.where(use, cp.learned_code, np.int8(0)).astype(np.int8)
+    return value, source
 
 
 def _value_codes(
@@ -396,14 +430,15 @@ def incremental_value(
 ) -> np.ndarray:
     """Expected incremental value of each action: ``(p_t * v_t - p_c * v_c - cost) * lever``.
 
-    ``p_control`` and ``control_value`` are ``[n]``; the rest broadcast to ``[n, C]``. Without
-    ``control_value`` (or where it is NaN) a response is worth the same with and without the
-    action, which is ``(uplift * value - cost) * lever``.
+    ``p_control`` is ``[n]``, ``control_value`` ``[n]`` or ``[n, C]``; the rest broadcast to
+    ``[n, C]``. Without ``control_value`` (or where it is NaN) a response is worth the same
+    with and without the action, which is ``(uplift * value - cost) * lever``.
     """
     pc = np.asarray(p_control, dtype=np.float64)[:, None]
     gain = (np.asarray(p_treated) - pc) * value
     if control_value is not None:
-        v0 = np.asarray(control_value, dtype=np.float64)[:, None]
+        v0 = np.asarray(control_value, dtype=np.float64)
+        v0 = v0[:, None] if v0.ndim == 1 else v0
         gain = np.where(np.isfinite(v0), np.asarray(p_treated) * value - pc * v0, gain)
     return (gain - cost) * lever
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from nextbest.core.vocabulary import DECIDED, HOLDOUT
+from nextbest.decisions.catalog import VALUE_SOURCES
 from nextbest.decisions.reasons import Reason, row_sentence, sentence
 from nextbest.decisions.rules import Plan
 
@@ -63,6 +64,9 @@ class Decisions:
     epsilon: np.ndarray  # [n] exploration probability actually applied
     row_reason: np.ndarray  # [n] Reason explaining the chosen action
     control_value: np.ndarray | None = None  # [n] value of a response without action (NaN)
+    value_source: np.ndarray | None = None  # [n, C] int8 VALUE_SOURCES code of ``value``
+    #: catalog column -> the policy limits counting it, once an allocation ran
+    limit_names: dict[int, str] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -107,15 +111,22 @@ class Decisions:
         with_control = plan.action_ids_with_control.tolist()
         cost_a = np.zeros(len(ids))
         lever_a = np.ones(len(ids))
+        scale_a = np.ones(len(ids))
         cost_a[cplan.action_idx] = cplan.cost
         lever_a[cplan.action_idx] = cplan.lever
-        cost, lever = cost_a.tolist(), lever_a.tolist()
+        scale_a[cplan.action_idx] = cplan.learned_scale
+        cost, lever, scale = cost_a.tolist(), lever_a.tolist(), scale_a.tolist()
         # Python floats and ints once per call: indexing numpy arrays element by element
         # costs ~100 ns a value, and a record reads ~60 of them (the same numbers: tolist
         # gives the float64 values themselves, and float arithmetic is IEEE double either way).
         score, p_treated, value = self.score.tolist(), self.p_treated.tolist(), self.value.tolist()
         p_control = self.p_control.tolist()
         control_value = None if self.control_value is None else self.control_value.tolist()
+        src_all = (
+            np.zeros(self.value.shape, dtype=np.int8)
+            if self.value_source is None
+            else self.value_source
+        ).tolist()
         ranked_all, codes_all = self.ranked.tolist(), self.codes.tolist()
         chosen_all, row_reason_all = self.chosen.tolist(), self.row_reason.tolist()
         holdout_all, explored_all = self.holdout.tolist(), self.explored.tolist()
@@ -134,6 +145,7 @@ class Decisions:
             else:
                 did = str(uuid.uuid4())
             score_i, pt_i, value_i, pc = score[i], p_treated[i], value[i], p_control[i]
+            src_i = src_all[i]
             cv = None if control_value is None else control_value[i]
             cv = None if cv is None or cv != cv else cv  # NaN: no control value
             ranked = []
@@ -149,7 +161,10 @@ class Decisions:
                         "p_control": pc,
                         "uplift": pt_i[c] - pc,
                         "value": value_i[c],
-                        "control_value": cv,
+                        "value_source": VALUE_SOURCES[src_i[c]],
+                        # the control value in the action value's units; none beside a
+                        # catalog margin (it prices the incremental response only)
+                        "control_value": None if cv is None or not src_i[c] else cv * scale[c],
                         "cost": cost[c],
                         "lever": lever[c],
                     }
@@ -177,6 +192,8 @@ class Decisions:
                     "score": score_i[chosen],
                 }
             row_reason = row_reason_all[i]
+            if row_reason in _LIMIT_REASONS:
+                fields["limit"] = self._row_limits(i, codes_all[i], chosen)
             out.append(
                 {
                     "decision_id": did,
@@ -188,6 +205,7 @@ class Decisions:
                     "chosen_action": with_control[chosen],
                     "propensity": propensity_all[i],
                     "explored": explored_all[i],
+                    "value_source": VALUE_SOURCES[src_i[chosen]] if chosen >= 0 else None,
                     "reason": _REASON_NAME[row_reason],
                     "reason_text": row_sentence(row_reason, fields, plan.channel_phrases),
                     "ranked": ranked,
@@ -209,7 +227,7 @@ class Decisions:
             col = self.plan.channels[self.context.channel].check_cols[j]
             if col >= 0:
                 observed = feats[col]
-        if code == Reason.NEGATIVE_VALUE:  # carries the score: too many distinct values
+        if code in (Reason.NEGATIVE_VALUE, Reason.CAPACITY):  # score, or the call's limits
             return self._render_sentence(i, c, code, j, observed)
         cache = self.plan.sentence_cache
         key = (
@@ -228,6 +246,13 @@ class Decisions:
                 cache[key] = text
         return text
 
+    def _row_limits(self, i: int, codes: list[int], chosen: int) -> str:
+        """The limits that excluded row ``i``'s better actions (or its explored pick)."""
+        cols = [c for c, code in enumerate(codes) if code == Reason.CAPACITY]
+        if not cols and chosen < 0 and self.limit_names:
+            return ", ".join(sorted(set(self.limit_names.values())))
+        return ", ".join(dict.fromkeys(self.limit_names.get(c, "") for c in cols))
+
     def _render_sentence(self, i: int, c: int, code: int, j: int, observed: float | None) -> str:
         action = self.plan.catalog.actions[c]
         fields: dict[str, Any] = {
@@ -243,6 +268,8 @@ class Decisions:
                 fields["observed"] = observed
         if code in (Reason.NEGATIVE_VALUE,):
             fields["score"] = float(self.score[i, c])
+        if code == Reason.CAPACITY:
+            fields["limit"] = self.limit_names.get(c, "")
         return sentence(code, fields, self.plan.channel_phrases)
 
     def to_columns(self) -> dict[str, np.ndarray]:
@@ -289,4 +316,5 @@ _REASON_NAMES = np.array([r.name for r in Reason], dtype=object)
 #: Reason code -> name, without the enum call per excluded action of every record.
 _REASON_NAME = {int(r): r.name for r in Reason}
 _NOT_ON_CHANNEL = int(Reason.NOT_ON_CHANNEL)
+_LIMIT_REASONS = frozenset({int(Reason.CAPACITY), int(Reason.ALLOCATED)})
 _SENTENCE_CACHE_LIMIT = 100_000

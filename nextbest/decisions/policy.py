@@ -178,6 +178,60 @@ class Suppression(_Strict):
     )
 
 
+class Limit(_Strict):
+    """A capacity, budget or inventory: at most ``max`` offers (``unit: count``) or ``max``
+    in contact cost (``unit: cost``) of the actions it covers, per day, per batch run or in
+    total. Batch scoring allocates under it to maximise the total expected incremental
+    value (:mod:`nextbest.decisions.allocation`); online, the ledger holds its counter and
+    a day's use is paced (:mod:`nextbest.decisions.budgets`)."""
+
+    id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")] = Field(
+        description="The limit's name: reasons and counters name it.",
+        examples=["call_centre_daily"],
+    )
+    actions: list[ActionId] = Field(
+        default_factory=list,
+        description="The actions it covers; empty: every action (on channel, when given).",
+        examples=[["RETENTION_DISCOUNT"]],
+    )
+    channel: Channel | None = Field(
+        None,
+        description="Only offers on this channel count; none: every channel.",
+        examples=["call_center"],
+    )
+    per: Literal["day", "run", "total"] = Field(
+        "day",
+        description="day: per UTC day; run: per batch run (online ignores it); total: "
+        "until the limit is changed (its counter never resets).",
+    )
+    unit: Literal["count", "cost"] = Field(
+        "count",
+        description="count: offers; cost: the contact cost of the offers (the catalog's "
+        "cost on the channel).",
+    )
+    max: float = Field(
+        ge=0,
+        allow_inf_nan=False,
+        description="At most this many offers, or this much cost, per period.",
+        examples=[800],
+    )
+    pacing_slack: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Online pacing of a per-day limit: by a share f of the day elapsed, "
+        "at most max * min(1, f + pacing_slack) may be used (1: no pacing).",
+        examples=[0.05],
+    )
+
+    @field_validator("actions")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("actions must not repeat (ids are compared normalised)")
+        return v
+
+
 class Holdout(_Strict):
     """A fixed, salted-hash share of customers that receives no treatment."""
 
@@ -342,6 +396,11 @@ class Policy(_Strict):
     suppression: Suppression = Field(
         default_factory=Suppression, description="Holdings, stock and cooldown switches."
     )
+    limits: list[Limit] = Field(
+        default_factory=list,
+        description="Capacities, budgets and inventories per day, run or in total.",
+        examples=[[{"id": "call_centre_daily", "channel": "call_center", "max": 800}]],
+    )
     holdout: Holdout = Field(description="The measurement holdout group.")
     exploration: Exploration = Field(
         default_factory=Exploration, description="Logged random exploration."
@@ -398,7 +457,15 @@ def load_policy(path: str | Path, catalog: CatalogTerms | None = None) -> Policy
     try:
         policy = Policy.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(describe_validation_error(e, raw, p, "caps")) from e
+        raise ConfigError(describe_validation_error(e, raw, p, ("caps", "limits"))) from e
+    seen_limits: dict[str, int] = {}
+    for i, limit in enumerate(policy.limits):
+        if limit.id in seen_limits:
+            raise ConfigError(
+                f"{p}: limits[{i}] (id '{limit.id}'): field 'id': duplicate of "
+                f"limits[{seen_limits[limit.id]}]"
+            )
+        seen_limits[limit.id] = i
     seen: dict[tuple[str, int], int] = {}
     for i, cap in enumerate(policy.caps):
         key = (cap.channel, cap.period_days)
@@ -429,6 +496,7 @@ def check_catalog(policy: Policy, catalog: CatalogTerms, source: str = "policy")
         "consent.overrides": list(policy.consent.overrides),
         "case_pause.actions": policy.case_pause.actions,
         "complaint_block.actions": list(policy.complaint_block.actions),
+        **{f"limits[{i}].actions": lim.actions for i, lim in enumerate(policy.limits)},
     }
     lines = []
     for entry, ids in named.items():
@@ -444,6 +512,11 @@ def check_catalog(policy: Policy, catalog: CatalogTerms, source: str = "policy")
         (f"caps[{i}]", "channel", cap.channel, "channels")
         for i, cap in enumerate(policy.caps)
         if cap.channel != ALL_CHANNELS and cap.channel not in catalog.channels
+    ]
+    problems += [
+        (f"limits[{i}]", "channel", lim.channel, "channels")
+        for i, lim in enumerate(policy.limits)
+        if lim.channel is not None and lim.channel not in catalog.channels
     ]
     for act, o in policy.consent.overrides.items():
         if o.purpose is not None and o.purpose not in catalog.purposes:

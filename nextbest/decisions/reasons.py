@@ -39,6 +39,8 @@ class Reason(IntEnum):
     NO_ELIGIBLE_ACTION = 18
     EXPLORATION = 19
     BEST_VALUE = 20
+    CAPACITY = 21
+    ALLOCATED = 22
 
 
 #: How a channel without a declared phrase reads inside a sentence: neutral, since nothing
@@ -95,6 +97,13 @@ SENTENCES: dict[Reason, str] = {
     Reason.NO_ELIGIBLE_ACTION: "No offer is allowed for this customer right now.",
     Reason.EXPLORATION: "{action} was picked at random to keep learning what works.",
     Reason.BEST_VALUE: "{action} has the highest expected incremental value ({score}).",
+    Reason.CAPACITY: (
+        "{action} is not offered: its limit {limit} is used by offers that add more value "
+        "for other customers."
+    ),
+    Reason.ALLOCATED: (
+        "{action} is offered: the offers worth more for this customer are at their limit ({limit})."
+    ),
 }
 
 
@@ -142,6 +151,10 @@ ROW_SENTENCES: dict[Reason, str] = {
         "No allowed offer is expected to add value for this customer, so no action is best."
     ),
     Reason.MISSING_FEATURES: "Data needed to check the offers is missing, so no offer is made.",
+    Reason.CAPACITY: (
+        "The offers worth making to this customer are at their limit ({limit}), so no offer "
+        "is made."
+    ),
 }
 
 
@@ -191,5 +204,5 @@ def row_sentence(
     ``channel_phrases`` as in :func:`sentence`."""
     r = Reason(int(reason))
     if r in ROW_SENTENCES:
-        return ROW_SENTENCES[r]
+        return ROW_SENTENCES[r].format_map(_Blank({k: _fmt(v) for k, v in (fields or {}).items()}))
     return sentence(r, fields, channel_phrases)

@@ -20,7 +20,7 @@ import numpy as np
 
 from nextbest.core.vocabulary import NO_ACTION
 from nextbest.customers.feature_schema import CatalogTerms
-from nextbest.decisions.catalog import Catalog, ConfigError
+from nextbest.decisions.catalog import VALUE_SOURCES, Action, Catalog, ConfigError
 from nextbest.decisions.policy import Policy, check_catalog
 from nextbest.decisions.reasons import Reason
 from nextbest.decisions.rule_families import RuleRow, channel_rows
@@ -87,6 +87,12 @@ class ChannelPlan:
     value: np.ndarray
     cost: np.ndarray
     lever: np.ndarray
+    #: [Cc] how each action's value is computed (VALUE_RULES index of its value_source)
+    value_rule: np.ndarray
+    #: [Cc] multiplier of the learned figure (margin_rate where it applies, else 1)
+    learned_scale: np.ndarray
+    #: [Cc] VALUE_SOURCES code of the value when the learned figure is used
+    learned_code: np.ndarray
     sensitive_pos: np.ndarray  # positions of sensitive features among model columns
     sensitive_consent_col: int  # feature column of the consent unlocking them (-1: none)
     #: feature column each check reads (-1: a context check or a feature not provided)
@@ -372,10 +378,36 @@ def _compile_channel(
         value=np.array([a.value for a in acts], dtype=np.float64),
         cost=np.array([a.cost_on(channel) for a in acts], dtype=np.float64),
         lever=np.array([a.lever for a in acts], dtype=np.float64),
+        **_value_rules(catalog, acts),
         sensitive_pos=sens_pos,
         sensitive_consent_col=sens_col,
         check_cols=[pos.get(k.feature, -1) if k.feature else -1 for k in checks],
     )
+
+
+#: Index of each value_source in ``ChannelPlan.value_rule``.
+VALUE_RULES: tuple[str, ...] = ("catalog", "learned", "learned_x_margin_rate", "min")
+
+
+def _value_rules(catalog: Catalog, acts: Sequence[Action]) -> dict[str, np.ndarray]:
+    """value_rule, learned_scale and learned_code of a channel's actions: the learned
+    figure is scaled by margin_rate under learned_x_margin_rate, and under min when given."""
+    rules = [catalog.value_source_of(a) for a in acts]
+    scaled = [
+        r == "learned_x_margin_rate" or (r == "min" and a.margin_rate is not None)
+        for r, a in zip(rules, acts, strict=True)
+    ]
+    return {
+        "value_rule": np.array([VALUE_RULES.index(r) for r in rules], dtype=np.int8),
+        "learned_scale": np.array(
+            [a.margin_rate if s else 1.0 for a, s in zip(acts, scaled, strict=True)],
+            dtype=np.float64,
+        ),
+        "learned_code": np.array(
+            [VALUE_SOURCES.index("learned_x_margin_rate" if s else "learned") for s in scaled],
+            dtype=np.int8,
+        ),
+    }
 
 
 def _ts(t: datetime | None, default: float) -> float:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import pipeline_bench
+from benchmarks import allocation_bench, pipeline_bench
 
 pytestmark = pytest.mark.slow
 
@@ -32,3 +32,15 @@ def test_the_committed_benchmark_catalog_is_the_one_batch_bench_writes(tmp_path:
 
     written = batch_bench.write_catalog(tmp_path / "catalog.yaml")
     assert written.read_text() == batch_bench.CATALOG.read_text()
+
+
+def test_allocation_bench_respects_its_limits_and_beats_greedy(tmp_path: Path) -> None:
+    out = allocation_bench.run(3000, results_dir=tmp_path)
+    assert (tmp_path / "allocation.json").exists()
+    assert out["actions"] == 20
+    for limit in out["limits"]:
+        assert limit["solver_used"] <= limit["capacity"]
+        assert limit["greedy_used"] <= limit["capacity"]
+    assert out["solver"]["value"] <= out["solver"]["lp_bound"]
+    assert out["solver"]["gap_to_lp_bound"] < 0.01
+    assert out["greedy_ranking"]["value"] <= out["solver"]["value"]

@@ -178,7 +178,9 @@ def test_score_parts_and_ranking(catalog, policy, names):
         assert r["score"] == pytest.approx(expected)
         assert r["uplift"] == pytest.approx(r["p_treated"] - r["p_control"])
     by_id = {r["action_id"]: r for r in rec["ranked"]}
-    assert by_id[BUNDLE]["value"] == 1000.0  # the model's value wins when positive
+    # The catalog's value_source is catalog by default: its margin, whatever the model says.
+    assert by_id[BUNDLE]["value"] == catalog.action(BUNDLE).value
+    assert by_id[BUNDLE]["value_source"] == "catalog"
     assert by_id[UPGRADE]["value"] == catalog.action(UPGRADE).value
     assert rec["chosen_action"] == BUNDLE
 
