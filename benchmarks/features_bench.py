@@ -23,7 +23,7 @@ def run(home: Path, customers: int, seed: int = 42) -> dict[str, Any]:
     from nextbest.customers.as_of import resolve_as_of
     from nextbest.customers.feature_sources import load_coded_sources
     from nextbest.customers.features import build_feature_tables
-    from nextbest.customers.identity import resolve_generated
+    from nextbest.customers.identity_io import resolve_generated
     from nextbest.decisions.catalog import load_catalog
     from nextbest.demo.generate import generate
 

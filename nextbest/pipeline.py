@@ -14,13 +14,31 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import pandas as pd
+
+from nextbest.batch.run import score_customers
+from nextbest.core.api_keys import create_key, write_secret
 from nextbest.core.errors import InputError
 from nextbest.core.settings import Settings
-
-if TYPE_CHECKING:
-    from nextbest.customers.as_of import AsOf
+from nextbest.core.vocabulary import API_SCOPES
+from nextbest.customers.as_of import AsOf, resolve_as_of
+from nextbest.customers.contract import Terms
+from nextbest.customers.contract_sources import contract_source_data
+from nextbest.customers.correction_checks import CurrentIdentity, check_requests
+from nextbest.customers.corrections import decisions_path, load_decisions, record_decisions
+from nextbest.customers.feast_store import apply, materialize
+from nextbest.customers.features import build_feature_tables
+from nextbest.customers.identity import ResolutionSettings, resolve_records
+from nextbest.customers.identity_io import with_stable_ids, write_result
+from nextbest.customers.source_files import load_source_files, read_staged, stage_tables
+from nextbest.customers.sources import CANONICAL_COLUMNS, load_canonical_records
+from nextbest.customers.tombstone import home_tombstone, tombstoned_records
+from nextbest.decisions.catalog import load_catalog
+from nextbest.decisions.ledger import Ledger, consent_records
+from nextbest.demo.generate import generate
+from training.train import train
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +48,6 @@ Progress = Callable[[int, int], None]
 def contract_terms(settings: Settings) -> Any:
     """The catalog's channels, purposes, arms and products: the values the contract
     allows."""
-    from nextbest.customers.contract import Terms
-    from nextbest.decisions.catalog import load_catalog
 
     catalog = load_catalog(settings.catalog)
     terms = catalog.terms()
@@ -46,7 +62,6 @@ def ingest(settings: Settings, data_dir: Path | None = None) -> dict[str, Any]:
 
     ``data_dir``: the folder the sources file's paths are relative to (default: its own).
     """
-    from nextbest.customers.source_files import load_source_files, stage_tables
 
     if settings.sources is None:
         raise InputError("no sources file: pass --sources or set NEXTBEST_SOURCES")
@@ -64,9 +79,6 @@ def identity_records(settings: Settings) -> Any:
     the staged contract's ``identity_records`` with ``settings.sources``, else the demo
     generator's exports under ``raw/``; records of erased persons (the tombstone) left out.
     """
-    from nextbest.customers.source_files import read_staged
-    from nextbest.customers.sources import CANONICAL_COLUMNS, load_canonical_records
-    from nextbest.customers.tombstone import home_tombstone, tombstoned_records
 
     if settings.sources is not None:
         records = read_staged(settings.contract_dir)["identity_records"]
@@ -92,13 +104,6 @@ def resolve(
     ``settings.unified_dir``; the human link/split decisions of this home are honoured as
     in ``nextbest resolve``. ``engine`` is Splink's backend (``duckdb`` or ``spark`` on
     ``settings.spark_master``)."""
-    from nextbest.customers.corrections import decisions_path, load_decisions
-    from nextbest.customers.identity import (
-        ResolutionSettings,
-        resolve_records,
-        with_stable_ids,
-        write_result,
-    )
 
     decisions = load_decisions(decisions_path(settings.root))
     rs = ResolutionSettings(
@@ -118,9 +123,6 @@ def current_identity(settings: Settings) -> Any:
     """What a human decision is checked against
     (:class:`nextbest.customers.correction_checks.CurrentIdentity`): :func:`identity_records` and
     the customers of the last resolve (``unified/identity.parquet``, none before the first)."""
-    import pandas as pd
-
-    from nextbest.customers.correction_checks import CurrentIdentity
 
     path = settings.unified_dir / "identity.parquet"
     if path.exists():
@@ -135,8 +137,6 @@ def correct_identity(settings: Settings, requests: list[Any], force: bool = Fals
     """Check human link/split requests (:func:`nextbest.customers.correction_checks.check_requests`)
     against :func:`current_identity` and, only when every one passes, record them in the
     home's decisions file; returns the recorded rows."""
-    from nextbest.customers.correction_checks import check_requests
-    from nextbest.customers.corrections import decisions_path, load_decisions, record_decisions
 
     path = decisions_path(settings.root)
     rows = check_requests(requests, current_identity(settings), load_decisions(path), force)
@@ -154,14 +154,6 @@ def build_features(
     data's end). Returns the written tables, the as-of used (``as_of``) and the wall
     seconds of each part (``build``, ``apply``, ``materialize``).
     """
-    import pandas as pd
-
-    from nextbest.customers.as_of import resolve_as_of
-    from nextbest.customers.feast_store import apply, materialize
-    from nextbest.customers.features import build_feature_tables
-    from nextbest.customers.tombstone import home_tombstone
-    from nextbest.decisions.catalog import load_catalog
-    from nextbest.decisions.ledger import Ledger, consent_records
 
     seconds: dict[str, float] = {}
     terms = load_catalog(settings.catalog).terms()
@@ -169,9 +161,6 @@ def build_features(
     t = time.perf_counter()
     sources = None
     if settings.sources is not None:
-        from nextbest.customers.contract_sources import contract_source_data
-        from nextbest.customers.source_files import read_staged
-
         staged = read_staged(settings.contract_dir)
         sources = contract_source_data(staged, settings.unified_dir, salt=settings.identifier_salt)
     # Consent sent to the service lives in the ledger: the build reads it beside the
@@ -228,8 +217,6 @@ class PipelineReport:
 def ensure_demo_key(settings: Settings) -> str | None:
     """A ``demo`` key with every scope when there is no key file yet: created, written to
     ``settings.demo_key_path`` (0600) and returned; None when a key file exists."""
-    from nextbest.core.api_keys import create_key, write_secret
-    from nextbest.core.vocabulary import API_SCOPES
 
     if settings.api_keys_path.exists():
         return None
@@ -251,9 +238,6 @@ def run_pipeline(
     The as-of time is resolved once the data is in (:func:`nextbest.customers.as_of.resolve_as_of`),
     handed to ``on_as_of`` and used by the features and the scoring.
     """
-    from nextbest.batch.run import score_customers
-    from nextbest.customers.as_of import resolve_as_of
-    from training.train import train
 
     report = PipelineReport()
 
@@ -264,8 +248,6 @@ def run_pipeline(
         log.info("pipeline step %s done", name)
 
     if settings.sources is None:
-        from nextbest.demo.generate import generate
-
         step(
             "generate",
             lambda: generate(

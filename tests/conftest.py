@@ -46,7 +46,7 @@ def build_world(home: Path, customers: int = SMALL_CUSTOMERS, seed: int = SEED) 
     """Generate, resolve, build features and train a champion under ``home``."""
     from nextbest.core.settings import get_settings
     from nextbest.customers.as_of import resolve_as_of
-    from nextbest.customers.identity import resolve_generated
+    from nextbest.customers.identity_io import resolve_generated
     from nextbest.demo.generate import generate
     from nextbest.pipeline import build_features
     from training.train import train

@@ -12,7 +12,8 @@ from nextbest.core.settings import get_settings
 from nextbest.customers.contract import TABLES, columns
 from nextbest.customers.contract_sources import contract_source_data
 from nextbest.customers.features import build_feature_tables
-from nextbest.customers.identity import ResolutionSettings, resolve_generated
+from nextbest.customers.identity import ResolutionSettings
+from nextbest.customers.identity_io import resolve_generated
 from nextbest.customers.source_files import load_source_files
 from nextbest.decisions.catalog import load_catalog
 from nextbest.demo.generate import DEFAULT_AS_OF, generate

@@ -28,7 +28,7 @@ from nextbest.customers.features import (
     snapshot_times,
     view_names,
 )
-from nextbest.customers.identity import resolve_generated
+from nextbest.customers.identity_io import resolve_generated
 from nextbest.customers.normalise import identifier_keys
 from nextbest.demo.generate import generate
 from tests.conftest import demo_terms

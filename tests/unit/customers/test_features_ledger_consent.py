@@ -10,7 +10,7 @@ import pytest
 
 from nextbest.customers.feature_sources import load_coded_sources, with_extra_consent
 from nextbest.customers.features import _view_rows
-from nextbest.customers.identity import resolve_generated
+from nextbest.customers.identity_io import resolve_generated
 from nextbest.demo.generate import generate
 from tests.conftest import demo_terms
 from tests.params import SEED
