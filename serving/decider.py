@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -32,9 +33,29 @@ from nextbest.models.scoring import StackedScorer
 from serving.events import EventHandler, event_vocabulary
 from serving.health import Readiness, store_errors
 from serving.requests import ID_TYPES, CustomerRef, DecideRequest, RequestError, request_time
-from serving.responses import response_from_record
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoggedDecisions:
+    """A batch decided and handed to the decision log (:meth:`OnlineDecider.decide_and_log`)."""
+
+    #: Each request's decision-log record, or the error that answers it (nothing logged).
+    results: list[dict[str, Any] | Exception]
+    #: Each write to the log and the positions of the requests whose records it holds; it
+    #: resolves once they are on disk, or fails (the log down: ``DependencyUnavailable``).
+    writes: list[tuple[Future[int], list[int]]]
+
+    def wait(self) -> list[dict[str, Any] | Exception]:
+        """Each request's record once on disk, or the error that answers it (blocks)."""
+        out = list(self.results)
+        for write, positions in self.writes:
+            exc = write.exception()
+            if exc is not None:
+                for i in positions:
+                    out[i] = exc
+        return out
 
 
 class OnlineDecider:
@@ -273,36 +294,51 @@ class OnlineDecider:
 
     # --- decisions -------------------------------------------------------------------------
 
-    def decide(
-        self,
-        customer: CustomerRef,
-        channel: str,
-        k: int = 3,
-        context: Mapping[str, Any] | None = None,
-        now: datetime | None = None,
-    ) -> dict[str, Any]:
-        """Decide for one customer on ``channel``; the record is on disk before returning."""
-        record = self.decide_record(customer, channel, k, context, now)
-        self._guarded(lambda: self.log.append([record]), self.decision_log_down)
-        return response_from_record(record)
+    def decide_and_log(
+        self, requests: Sequence[DecideRequest], now: datetime | None = None, inline: bool = False
+    ) -> LoggedDecisions:
+        """Decide ``requests`` (:meth:`decide_records`) and hand their records to the
+        decision log in one group commit; the one way a decision is taken and logged.
 
-    def decide_record(
-        self,
-        customer: CustomerRef,
-        channel: str,
-        k: int = 3,
-        context: Mapping[str, Any] | None = None,
-        now: datetime | None = None,
-    ) -> dict[str, Any]:
-        """The decision-log record of one decision, not yet logged.
-
-        The caller must make it durable (``log.append`` or ``log.append_async``) before
-        answering; :meth:`decide` does both.
+        ``inline``: sync in this thread when the log's writer is idle (a caller with
+        nothing else to do meanwhile, ``GroupCommitLog.append_inline``). A batch the log
+        refuses as a whole (personal data in one record) is logged record by record, so
+        only the offending record fails. Raises what :meth:`decide_records` raises for
+        the whole batch (a store down).
         """
-        result = self.decide_records([DecideRequest(customer, channel, k, context)], now)[0]
-        if isinstance(result, Exception):
-            raise result
-        return result
+        results: list[dict[str, Any] | Exception] = list(self.decide_records(requests, now))
+        good = [i for i, r in enumerate(results) if not isinstance(r, Exception)]
+        writes: list[tuple[Future[int], list[int]]] = []
+        if not good:
+            return LoggedDecisions(results, writes)
+        append = self.log.append_inline if inline else self.log.append_async
+        try:
+            writes.append((self._written(append([results[i] for i in good])), good))
+        except Exception:  # e.g. personal data in one record: log them one by one
+            for i in good:
+                try:
+                    writes.append((self._written(self.log.append_async([results[i]])), [i]))
+                except Exception as exc:
+                    results[i] = exc
+        return LoggedDecisions(results, writes)
+
+    def _written(self, write: Future[int]) -> Future[int]:
+        """``write`` with a store error turned into the decision log's 503 error: a record
+        that did not reach the disk must not be answered."""
+        out: Future[int] = Future()
+        out.set_running_or_notify_cancel()
+
+        def relay(done: Future[int]) -> None:
+            exc = done.exception()
+            if exc is None:
+                out.set_result(done.result())
+            else:
+                out.set_exception(
+                    self.decision_log_down(exc) if isinstance(exc, self.store_errors) else exc
+                )
+
+        write.add_done_callback(relay)
+        return out
 
     def decide_records(
         self, requests: Sequence[DecideRequest], now: datetime | None = None

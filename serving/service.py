@@ -64,7 +64,9 @@ from serving.decider import OnlineDecider
 from serving.events import EventConflict
 from serving.fast_http import (
     UNEXPECTED,
+    VALIDATED,
     Answer,
+    Forward,
     Handler,
     JsonApiMiddleware,
     error_body,
@@ -229,11 +231,11 @@ class NextBestService:
             return self._unavailable(exc, "/decide [POST]")
         return 200, orjson.dumps(response_from_record(record))
 
-    async def answer_json(self, path: str, body: bytes) -> Answer | None:
+    async def answer_json(self, path: str, body: bytes) -> Answer | Forward:
         """``POST /decide`` or ``/events`` from its raw JSON body (JsonApiMiddleware).
 
-        The body is validated by BentoML's own input model of the API; None hands a valid
-        /decide to BentoML's route (fast path off).
+        The body is validated by BentoML's own input model of the API; a :class:`Forward`
+        hands a valid /decide, validated, to BentoML's route (fast path off).
         """
         try:
             data = self.inputs[path].model_validate_json(body or b"{}")
@@ -244,7 +246,7 @@ class NextBestService:
             if path == "/events":
                 return await asyncio.to_thread(self._event_answer, data)
             if not self.fast_decide:
-                return None
+                return Forward(data)  # BentoML's route answers, with the model validated here
             return await self._decide_answer(data.customer, data.channel, data.k, data.context)
         except Exception:
             log.error("Exception on %s [POST]", path, exc_info=True)
@@ -452,6 +454,25 @@ def with_choices(spec: type[BaseModel], **choices: tuple[str, ...]) -> type[Base
     )
 
 
+def validated_once(spec: type[BaseModel]) -> type[BaseModel]:
+    """``spec`` whose BentoML route takes the model JsonApiMiddleware validated the body
+    into (:class:`serving.fast_http.Forward`) instead of parsing the body again; a body
+    that did not pass the middleware is parsed as BentoML does."""
+
+    async def from_http_request(cls: type[BaseModel], request: Request, serde: Any) -> Any:
+        validated = request.scope.get("state", {}).get(VALIDATED)
+        if isinstance(validated, cls):
+            return validated
+        return await super(model, cls).from_http_request(request, serde)  # type: ignore[misc]
+
+    model = type(
+        spec.__name__,
+        (spec,),
+        {"__module__": spec.__module__, "from_http_request": classmethod(from_http_request)},
+    )
+    return model
+
+
 def events_input_model(base: type[BaseModel], terms: CatalogTerms) -> type[BaseModel]:
     """BentoML's input model of /events with the payload's ``channel`` and ``purpose``
     narrowed to the catalog's (the ledger checks them against the same terms)."""
@@ -488,8 +509,8 @@ def nextbest_service() -> bentoml.Service[NextBestService]:
     terms = catalog.terms()
     svc = bentoml.service(**service_options(settings))(NextBestService)
     api = svc.apis["decide"]
-    api.input_spec = with_choices(
-        decide_input_model(api.input_spec, policy), channel=terms.channels
+    api.input_spec = validated_once(
+        with_choices(decide_input_model(api.input_spec, policy), channel=terms.channels)
     )
     events = svc.apis["events"]
     events.input_spec = events_input_model(events.input_spec, terms)
