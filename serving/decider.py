@@ -22,12 +22,20 @@ import orjson
 from nextbest.core.errors import DependencyUnavailable
 from nextbest.core.settings import Settings
 from nextbest.customers.fast_features import FastOnlineFeatures
+from nextbest.customers.feast_store import (
+    FEATURE_SERVICE,
+    bound_redis_retries,
+    feature_store,
+    lookup_customer,
+    online_features,
+)
+from nextbest.customers.normalise import identifier_key
 from nextbest.decisions.engine import DecisionContext, decide
 from nextbest.decisions.group_commit import GroupCommitLog
 from nextbest.decisions.identity_links import IdentityLinks, resolve_key
-from nextbest.decisions.ledger import Ledger, LedgerEvent
+from nextbest.decisions.ledger import Ledger, LedgerEvent, consent_history
 from nextbest.decisions.ledger_state import apply_ledger
-from nextbest.decisions.runtime import Runtime, load_runtime
+from nextbest.decisions.runtime import Runtime, StartupError, load_runtime
 from nextbest.decisions.stock import LiveStock, StockContextError, context_stock, with_context
 from nextbest.models.scoring import StackedScorer
 from serving.events import EventHandler, event_vocabulary
@@ -68,12 +76,6 @@ class OnlineDecider:
         store: Any | None = None,
         fast_features: bool | None = None,
     ) -> None:
-        from nextbest.customers.feast_store import (
-            FEATURE_SERVICE,
-            bound_redis_retries,
-            feature_store,
-        )
-
         self.settings = settings
         #: What a store call raises when its store is down (answered 503, never 500).
         self.store_errors = store_errors()
@@ -82,8 +84,6 @@ class OnlineDecider:
         try:
             self.feature_service = self.store.get_feature_service(FEATURE_SERVICE)
         except Exception as exc:  # Feast raises its own not-found types
-            from nextbest.decisions.runtime import StartupError
-
             raise StartupError(
                 f"Feast feature service {FEATURE_SERVICE!r} not found in the registry under "
                 f"{settings.feast_dir}; run `nextbest features build` first ({exc})"
@@ -186,8 +186,6 @@ class OnlineDecider:
             raise down(exc) from exc
 
     def _check_features(self) -> None:
-        from nextbest.customers.feast_store import lookup_customer
-
         if self.fast is not None:
             self._guarded(self.fast.check, self.features_down)
         else:
@@ -209,8 +207,6 @@ class OnlineDecider:
         """The unified customer id of an identifier, or None when nobody has it: the
         identity lookup first, then the identify links
         (:func:`nextbest.decisions.identity_links.resolve_key`)."""
-        from nextbest.customers.normalise import identifier_key
-
         if ref.id_type not in ID_TYPES:
             raise RequestError(
                 f"customer.id_type: {ref.id_type!r} is not one of {', '.join(ID_TYPES)}"
@@ -230,8 +226,6 @@ class OnlineDecider:
     def lookup_key(self, key: str) -> str | None:
         """The customer the identity lookup (the last features build) gives an identifier
         key, through the id map, or None."""
-        from nextbest.customers.feast_store import lookup_customer
-
         try:
             fast = self.fast
             found = fast.lookup(key) if fast is not None else lookup_customer(self.store, key)
@@ -255,8 +249,6 @@ class OnlineDecider:
         """Online features in the plan's column order (NaN rows for unknown customers), with
         the state of the customers' ledger events at ``now`` applied (read here unless
         ``events`` is given)."""
-        from nextbest.customers.feast_store import online_features
-
         X = np.full((len(customer_ids), len(self.names)), np.nan)
         known = [i for i, c in enumerate(customer_ids) if c]
         try:
@@ -430,8 +422,6 @@ class OnlineDecider:
     def consent_history(self, customer: CustomerRef) -> dict[str, Any]:
         """A customer's consent changes in the ledger, in event time, with source and actor,
         and the identifiers attached to it through identify events (masked)."""
-        from nextbest.decisions.ledger import consent_history
-
         cid = self.resolve(customer)
         if cid is None:
             raise RequestError("customer: identifier does not resolve to a known customer")

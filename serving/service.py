@@ -53,11 +53,14 @@ from nextbest.core.api_keys import KeyRing
 from nextbest.core.errors import DependencyUnavailable, InputError
 from nextbest.core.settings import Settings, get_settings
 from nextbest.core.vocabulary import EVENT_TYPES
+from nextbest.customers.erasure import UnknownPersonError
 from nextbest.customers.feature_schema import CatalogTerms
-from nextbest.decisions.catalog import Catalog
+from nextbest.decisions.catalog import Catalog, ConfigError
 from nextbest.decisions.context_schema import context_dict, context_model
 from nextbest.decisions.ledger import TOKEN_PATTERN
 from nextbest.decisions.policy import Policy
+from nextbest.decisions.privacy import forget
+from nextbest.decisions.runtime import StartupError, load_catalog_and_policy
 from serving.auth import AuthMiddleware, caller, required_scope
 from serving.batching import MicroBatcher
 from serving.decider import OnlineDecider
@@ -361,9 +364,6 @@ class NextBestService:
         """Erase a person from every store of the home and keep them out of later builds
         (docs/privacy.md); 404 when nobody has the identifier, 400 for a bad one or a bad
         reason, nothing changed either way. The answer holds counts and hashes only."""
-        from nextbest.customers.erasure import UnknownPersonError
-        from nextbest.decisions.privacy import forget
-
         try:
             report = forget(
                 self.decider.settings,
@@ -490,9 +490,6 @@ def catalog_and_policy(settings: Settings) -> tuple[Catalog, Policy]:
     """The settings' catalog and their policy checked against it; a file that cannot be
     read, or a policy naming what the catalog lacks, stops the service before it starts
     with the loader's message."""
-    from nextbest.decisions.catalog import ConfigError
-    from nextbest.decisions.runtime import StartupError, load_catalog_and_policy
-
     try:
         return load_catalog_and_policy(settings)
     except ConfigError as exc:

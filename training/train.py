@@ -28,6 +28,7 @@ from nextbest.customers.feature_schema import model_feature_names
 from nextbest.customers.features import snapshot_range
 from nextbest.models.decision_model import DecisionModel, ValueModel
 from nextbest.models.registry import PromotionDecision
+from nextbest.models.value import incremental_value
 from training.dataset import (
     TrainingSet,
     build_training_set,
@@ -74,8 +75,6 @@ def _expected_values(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per arm: the engine's expected incremental value ``[n, A]`` and the direct-method
     expected net revenue ``[n, 1 + A]`` (control first; control costs nothing)."""
-    from nextbest.decisions.engine import incremental_value
-
     p0, pt, v = model.predict_arms(X)
     cost = np.array([costs.get(a, 0.0) for a in model.arm_ids])
     v0 = model.predict_control_value(X)
