@@ -39,6 +39,7 @@ from nextbest.decisions.catalog import load_catalog
 from nextbest.decisions.ledger import Ledger, consent_records
 from nextbest.demo.generate import generate
 from training.train import train
+from training.truth_evaluation import evaluate_against_truth
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +233,8 @@ def run_pipeline(
     on_as_of: Callable[[AsOf], None] | None = None,
 ) -> PipelineReport:
     """Generate (or, with ``settings.sources``, ingest) data, resolve identities, build
-    features, train and batch-score; without a key file, create the ``demo`` API key
+    features, train, evaluate against the generator's truth (generated data only) and
+    batch-score; without a key file, create the ``demo`` API key
     (:func:`ensure_demo_key`).
 
     The as-of time is resolved once the data is in (:func:`nextbest.customers.as_of.resolve_as_of`),
@@ -263,6 +265,8 @@ def run_pipeline(
     step("resolve", lambda: resolve(settings))
     step("features", lambda: build_features(settings, as_of=as_of))
     step("train", lambda: train(settings))
+    # Beside training, not in it: only evaluation reads a generator's truth.
+    step("evaluate", lambda: evaluate_against_truth(settings, report.steps["train"]))
     step(
         "score",
         lambda: score_customers(

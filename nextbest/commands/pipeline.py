@@ -29,7 +29,7 @@ def pipeline_cmd(
 
     settings = load_settings(customers=customers, seed=seed, sources=sources, as_of=as_of)
     first = "generate" if sources is None else "ingest"
-    steps = [first, "resolve", "features", "train", "score"]
+    steps = [first, "resolve", "features", "train", "evaluate", "score"]
     with progress_bar() as bar:
         task = bar.add_task("pipeline", total=len(steps))
 

@@ -21,9 +21,10 @@ the model, the threshold procedure and the guard in full:
    in order and refuses an edge that would put two dates of birth in one cluster that
    are not typos of one another vouched for by names and address, two CRM ids whose
    records are neither a duplicate account nor a name change of one person
-   (:func:`nextbest.customers.merge_guard._one_customer`), (phone tier) two first names that are not spellings of one
-   another, or a human split. A shared household landline or address therefore never merges two
-   family members. Refused edges are reported with both record ids, the rule and the
+   (:func:`nextbest.customers.merge_guard._one_customer`), (phone tier) two first names
+   that are not spellings of one another, or a human split (the guard:
+   :mod:`nextbest.customers.merge_guard`). A shared household landline or address
+   therefore never merges two family members. Refused edges are reported with both record ids, the rule and the
    conflicting field, never the values.
 4. **Ids.** Within one run a cluster is named ``"C" + sha1(smallest record_id)[:12]``;
    resolving into a home then makes the ids stable across runs
