@@ -24,8 +24,8 @@ the model, the threshold procedure and the guard in full:
    (:func:`nextbest.customers.merge_guard._one_customer`), (phone tier) two first names
    that are not spellings of one another, or a human split (the guard:
    :mod:`nextbest.customers.merge_guard`). A shared household landline or address
-   therefore never merges two family members. Refused edges are reported with both record ids, the rule and the
-   conflicting field, never the values.
+   therefore never merges two family members. Refused edges are reported with both
+   record ids, the rule and the conflicting field, never the values.
 4. **Ids.** Within one run a cluster is named ``"C" + sha1(smallest record_id)[:12]``;
    resolving into a home then makes the ids stable across runs
    (:func:`nextbest.customers.identity_io.with_stable_ids`,
