@@ -20,6 +20,8 @@ from nextbest.core.errors import InputError
 from nextbest.core.settings import Settings
 from nextbest.core.vocabulary import NO_ACTION as CONTROL
 from nextbest.customers.feature_schema import LINEAGE_SUFFIX, WINDOWS, windowed_features
+from nextbest.customers.row_customers import customer_index, report_left_out
+from nextbest.models.learners import inverse_propensity_weights
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +73,6 @@ class TrainingSet:
     def sample_weight(self) -> np.ndarray:
         """Fitting weight per row: the inverse of its own assignment probability (mean 1),
         see :func:`nextbest.models.learners.inverse_propensity_weights`."""
-        from nextbest.models.learners import inverse_propensity_weights
-
         return inverse_propensity_weights(self.propensity)
 
 
@@ -134,8 +134,6 @@ def contract_exposures(
     needs the staged identity ``records`` and the identifier ``salt``); exposures that
     name no customer are dropped (and counted).
     """
-    from nextbest.customers.row_customers import customer_index, report_left_out
-
     by_identifier = "id_value" in exposures and exposures["id_value"].notna().any()
     if records is None and by_identifier:
         raise ValueError("exposures name customers by identifier: pass the identity records")

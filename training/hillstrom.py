@@ -199,6 +199,7 @@ def _reference_uplift(
     n_jobs: int = 1,
 ) -> np.ndarray | None:
     """``[n_test, A]`` uplift (columns in ARMS order) from one untuned reference learner."""
+    # lazy: an optional extra of the benchmark
     from causalml.inference.meta import (
         BaseSClassifier,
         BaseSRegressor,
@@ -213,6 +214,7 @@ def _reference_uplift(
     if name == "sklift ClassTransformation":
         if not binary:
             return None
+        # lazy: an optional extra of the benchmark
         from sklift.models import ClassTransformation
 
         cols = []

@@ -28,10 +28,14 @@ from nextbest.batch.io import (
     utc,
     write_summary,
 )
+from nextbest.batch.local import local_score, scorer_name
+from nextbest.batch.spark import spark_score
 from nextbest.core.settings import Settings
 from nextbest.customers.as_of import resolve_as_of
 from nextbest.customers.feature_schema import all_feature_names
 from nextbest.decisions.engine import DecisionContext
+from nextbest.decisions.runtime import load_runtime, stock_vector
+from nextbest.models.scoring import stacked_plan
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +64,6 @@ def score_customers(
     is then a directory of parquet parts. ``model_threads`` is LightGBM's thread count per
     chunk on the local engine (Spark runs one per task: it parallelises over partitions).
     """
-    from nextbest.decisions.runtime import load_runtime, stock_vector
-    from nextbest.models.scoring import stacked_plan
-
     t0 = time.perf_counter()
     scorer = ""
     as_of = utc(as_of if as_of is not None else resolve_as_of(settings).time)
@@ -94,8 +95,6 @@ def score_customers(
     timings: dict[str, float] = {"setup": time.perf_counter() - t0 - snapshot_s}
     timings["snapshot_time"] = snapshot_s
     if engine == "spark":
-        from nextbest.batch.spark import spark_score  # pyspark is imported only for this engine
-
         t1 = time.perf_counter()
         spark_score(
             settings,
@@ -112,8 +111,6 @@ def score_customers(
         if log_decisions:
             log.warning("--log-decisions is not supported on the spark engine; nothing logged")
     elif engine == "local":
-        from nextbest.batch.local import local_score, scorer_name
-
         t1 = time.perf_counter()
         plan = stacked_plan(runtime.plan, model_threads, compiled=True)
         timings["model_setup"] = time.perf_counter() - t1  # flattening trees, numba compile

@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Literal
 
 import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from nextbest.core.errors import InputError
 from nextbest.core.settings import Settings
+from nextbest.customers.contract import TABLES, columns
 
 Origin = Literal["setting", "data"]
 
@@ -71,7 +74,6 @@ def event_time_columns(settings: Settings) -> dict[Path, tuple[str, ...]]:
             settings.raw_dir / f"{name}.parquet": cols
             for name, cols in _GENERATED_EVENT_TIMES.items()
         }
-    from nextbest.customers.contract import TABLES, columns
 
     out: dict[Path, tuple[str, ...]] = {}
     for table in TABLES:
@@ -86,9 +88,6 @@ def event_time_columns(settings: Settings) -> dict[Path, tuple[str, ...]]:
 def _column_max(path: Path, column: str) -> pd.Timestamp | None:
     """The largest value of a timestamp column (None: empty or all null), from the row
     groups' statistics when every one has them (no data read), else from the column."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
     meta = pq.ParquetFile(path).metadata
     leaves = [meta.schema.column(j).name for j in range(meta.num_columns)]
     if column not in leaves:

@@ -8,7 +8,9 @@ features online.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from nextbest.core.settings import Settings
+from nextbest.customers.feast_bulk import ENGINE_TYPE
 from nextbest.customers.feast_definitions import FEATURE_SERVICE, build_definitions
 from nextbest.customers.feast_import import import_feast
 from nextbest.customers.feature_schema import CatalogTerms
@@ -48,9 +51,8 @@ def repo_config(settings: Settings, bulk: bool = True) -> Any:
     ``bulk=False`` is Feast's local engine throughout.
     """
     import_feast(settings)
+    # lazy: feast loads after import_feast, and only where a store is used
     from feast.repo_config import RepoConfig
-
-    from nextbest.customers.feast_bulk import ENGINE_TYPE
 
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
     if settings.online_store == "redis":
@@ -96,6 +98,7 @@ def bound_redis_retries(store: Any) -> None:
     """
     if getattr(store.config.online_store, "type", "") != "redis":
         return
+    # lazy: redis is an optional extra
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
@@ -109,6 +112,7 @@ def feature_store(settings: Settings, bulk: bool = True) -> Any:
     :func:`repo_config`); a registry written in another home is first moved to this one
     (:func:`relocate_registry`)."""
     import_feast(settings)
+    # lazy: feast loads after import_feast, and only where a store is used
     from feast import FeatureStore
 
     config = repo_config(settings, bulk=bulk)
@@ -127,9 +131,7 @@ def relocate_registry(settings: Settings) -> int:
     registry under that home, the sources' version history included, is rewritten to this
     home, under a lock and by an atomic replace, so a second process finds nothing to do.
     """
-    import fcntl
-    import os
-
+    # lazy: feast loads after import_feast, and only where a store is used
     from feast.protos.feast.core.Registry_pb2 import Registry
 
     path = settings.feast_dir / "registry.db"
@@ -167,6 +169,7 @@ def _applied_home(registry: Any, settings: Settings) -> Path | None:
 def _rewrite_history(registry: Any, old: str, new: str) -> int:
     """:func:`_rewrite_strings` inside the serialised views of the registry's version
     history (kept as bytes, so the walk over fields does not reach them)."""
+    # lazy: feast loads after import_feast, and only where a store is used
     from feast.protos.feast.core.FeatureView_pb2 import FeatureView
     from feast.protos.feast.core.OnDemandFeatureView_pb2 import OnDemandFeatureView
     from feast.protos.feast.core.StreamFeatureView_pb2 import StreamFeatureView
@@ -286,6 +289,7 @@ def lookup_customer(store: Any, identifier_key: str) -> str | None:
 
 def push_rows(store: Any, view: str, rows: pd.DataFrame, offline: bool = True) -> None:
     """Push whole feature rows of ``view`` online (and to the offline store)."""
+    # lazy: feast loads after import_feast, and only where a store is used
     from feast.data_source import PushMode
 
     to = PushMode.ONLINE_AND_OFFLINE if offline else PushMode.ONLINE

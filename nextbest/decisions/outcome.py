@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
+from nextbest.decisions.decision_log import check_customer_id
 from nextbest.decisions.reasons import Reason, row_sentence, sentence
 from nextbest.decisions.rules import Plan
 
@@ -95,8 +97,6 @@ class Decisions:
         include_off_channel: bool = False,
     ) -> list[dict[str, Any]]:
         """One decision-log record per customer (see module docs for the fields)."""
-        from nextbest.decisions.decision_log import check_customer_id
-
         plan, ctx = self.plan, self.context
         cplan = plan.channels[ctx.channel]
         now = ctx.now if ctx.now.tzinfo else ctx.now.replace(tzinfo=UTC)
@@ -265,8 +265,6 @@ class Decisions:
 
     def to_arrow(self) -> Any:
         """The columnar form as a pyarrow Table, with versions and times as metadata."""
-        import pyarrow as pa
-
         cols = self.to_columns()
         table = pa.table({k: pa.array(v) for k, v in cols.items()})
         meta = {

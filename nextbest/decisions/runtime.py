@@ -22,6 +22,7 @@ from nextbest.customers.feature_schema import CatalogTerms, all_feature_names
 from nextbest.decisions.catalog import Catalog, ConfigError, load_catalog
 from nextbest.decisions.policy import Policy, load_policy
 from nextbest.decisions.rules import Plan, compile_plan
+from nextbest.models.registry import configure_mlflow, load_model_by_alias
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +70,9 @@ def preflight(settings: Settings, alias: str = "champion") -> None:
     """Check, cheaply, that a decision service can start: catalog and policy files, a Feast
     registry, and a model version holding ``alias``. Raises :class:`StartupError` saying what
     is missing and how to make it."""
+    # lazy: mlflow takes seconds to import
     import mlflow
     from mlflow.exceptions import MlflowException
-
-    from nextbest.models.registry import configure_mlflow
 
     _require_files(settings)
     registry = settings.feast_dir / "registry.db"
@@ -134,8 +134,6 @@ def load_runtime(settings: Settings, model: Any | None = None, alias: str = "cha
     Raises :class:`StartupError` naming what is missing (no champion, no catalog file, a
     catalog that does not fit the model).
     """
-    from nextbest.models.registry import load_model_by_alias
-
     catalog, policy = load_catalog_and_policy(settings)
     terms = catalog.terms()
     feature_names = all_feature_names(terms)

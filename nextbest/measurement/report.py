@@ -30,6 +30,7 @@ from nextbest.measurement.attribution import (
     read_outcomes,
 )
 from nextbest.measurement.lift import decision_drift, exclusion_counts, lift_tables
+from nextbest.models.registry import configure_mlflow
 
 if TYPE_CHECKING:
     from nextbest.core.settings import Settings
@@ -151,9 +152,11 @@ def _png(fig: Any) -> str:
 
 def _plots(report: dict[str, Any]) -> dict[str, str]:
     """The report's figures as base64 PNGs, keyed by section."""
+    # lazy: matplotlib is heavy and needed only to draw
     import matplotlib
 
     matplotlib.use("Agg")
+    # lazy: matplotlib is heavy and needed only to draw
     import matplotlib.pyplot as plt
 
     out: dict[str, str] = {}
@@ -262,9 +265,8 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> ReportFiles:
 
 def log_report(files: ReportFiles, report: dict[str, Any], settings: Settings) -> str:
     """Log both report files and the headline metrics to MLflow; returns the run id."""
+    # lazy: mlflow takes seconds to import
     import mlflow
-
-    from nextbest.models.registry import configure_mlflow
 
     configure_mlflow(settings)
     with mlflow.start_run(run_name=RUN_NAME) as run:
