@@ -350,7 +350,9 @@ def run_hillstrom(
     extended: bool = False,
     n_jobs: int = 1,
 ) -> dict[str, Any]:
-    """Run the benchmark and return (and optionally write as JSON) every figure.
+    """Run the benchmark and return (and optionally write as JSON) every figure. Over 100
+    lines on purpose: a benchmark script whose figures are computed in the order they
+    are reported.
 
     For each outcome: select our learner and its uplift shrinkage by 5-fold cross-fitting
     on the training part (:data:`training.selection.SELECTION_RULE`), refit every

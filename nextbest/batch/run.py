@@ -63,6 +63,8 @@ def score_customers(
     ``engine="spark"`` runs the same job on PySpark (:mod:`nextbest.batch.spark`); ``out``
     is then a directory of parquet parts. ``model_threads`` is LightGBM's thread count per
     chunk on the local engine (Spark runs one per task: it parallelises over partitions).
+    Over 100 lines on purpose: every input is checked, in order, before anything is
+    written, then one backend runs; the checks read best as one list.
     """
     t0 = time.perf_counter()
     scorer = ""

@@ -47,7 +47,9 @@ class FeastDefinitions:
 
 def build_definitions(settings: Settings, terms: CatalogTerms) -> FeastDefinitions:
     """The Feast objects reading the feature tables under ``settings.features_dir``, with
-    the columns ``terms`` name."""
+    the columns ``terms`` name. Over 100 lines on purpose: the objects are declared one
+    after another, and Feast's on-demand function must be defined inside (Feast rebuilds
+    it from its source)."""
     import_feast(settings)
     # lazy: feast loads after import_feast, and only where a store is used
     from feast import (

@@ -127,7 +127,8 @@ def _f(name: str, description: str, **kw: object) -> FeatureSpec:
 
 def view_specs(terms: CatalogTerms) -> tuple[ViewSpec, ...]:
     """Every customer feature view, in a fixed order (per-category, per-product and
-    per-action columns in the order of ``terms``)."""
+    per-action columns in the order of ``terms``). Over 100 lines on purpose: it is the
+    declaration of every view and feature, read top to bottom as the schema."""
     windows = WINDOWS
     profile = ViewSpec(
         "customer_profile",

@@ -96,7 +96,9 @@ class Decisions:
         deterministic_ids: bool = False,
         include_off_channel: bool = False,
     ) -> list[dict[str, Any]]:
-        """One decision-log record per customer (see module docs for the fields)."""
+        """One decision-log record per customer (see module docs for the fields). Over 100
+        lines on purpose: the record layout in one place, every field from arrays
+        computed once per batch."""
         plan, ctx = self.plan, self.context
         cplan = plan.channels[ctx.channel]
         now = ctx.now if ctx.now.tzinfo else ctx.now.replace(tzinfo=UTC)
