@@ -25,6 +25,7 @@ from nextbest.customers.fast_features import FastOnlineFeatures
 from nextbest.customers.feast_store import (
     FEATURE_SERVICE,
     bound_redis_retries,
+    feature_service,
     feature_store,
     lookup_customer,
     online_features,
@@ -82,7 +83,7 @@ class OnlineDecider:
         self.runtime = runtime or load_runtime(settings)
         self.store = store or feature_store(settings)
         try:
-            self.feature_service = self.store.get_feature_service(FEATURE_SERVICE)
+            feature_service(self.store, FEATURE_SERVICE)
         except Exception as exc:  # Feast raises its own not-found types
             raise StartupError(
                 f"Feast feature service {FEATURE_SERVICE!r} not found in the registry under "

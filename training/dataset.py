@@ -19,6 +19,7 @@ import pandas as pd
 from nextbest.core.errors import InputError
 from nextbest.core.settings import Settings
 from nextbest.core.vocabulary import NO_ACTION as CONTROL
+from nextbest.customers.feast_store import FEATURE_SERVICE, historical_features
 from nextbest.customers.feature_schema import LINEAGE_SUFFIX, WINDOWS, windowed_features
 from nextbest.customers.row_customers import customer_index, report_left_out
 from nextbest.models.learners import inverse_propensity_weights
@@ -276,7 +277,7 @@ def build_training_set(
     store: Any,
     entity_df: pd.DataFrame,
     feature_names: list[str],
-    service: str = "nba_v1",
+    service: str = FEATURE_SERVICE,
     chunk_rows: int | None = JOIN_CHUNK_ROWS,
 ) -> TrainingSet:
     """Join ``entity_df`` point-in-time to the feature service and check for leakage.
@@ -287,14 +288,7 @@ def build_training_set(
     against 13 snapshots of seven views) DuckDB's join and the result frames took the
     training process past 19 GiB, chunks of 500,000 keep the join's share small.
     """
-    fs = store.get_feature_service(service)
-    step = len(entity_df) if not chunk_rows else int(chunk_rows)
-    frames = [
-        store.get_historical_features(entity_df=entity_df.iloc[i : i + step], features=fs).to_df()
-        for i in range(0, max(len(entity_df), 1), max(step, 1))
-    ]
-    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    del frames
+    frame = historical_features(store, entity_df, service, chunk_rows)
     frame = frame.sort_values("exposure_id", kind="stable").reset_index(drop=True)
     if len(frame) != len(entity_df):
         raise ValueError(f"feature join returned {len(frame)} rows for {len(entity_df)} exposures")

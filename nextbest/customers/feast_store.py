@@ -3,7 +3,7 @@
 :mod:`nextbest.customers.feast_definitions` builds the Feast objects; this module builds the
 repository config from :class:`~nextbest.core.settings.Settings` (SQLite or Redis online store,
 DuckDB offline store), applies the definitions, materialises, pushes events and reads
-features online.
+features online and point-in-time (the training set's join).
 """
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ __all__ = [
     "FEATURE_SERVICE",
     "apply",
     "bound_redis_retries",
+    "feature_service",
     "feature_store",
     "features_dir_of",
+    "historical_features",
     "lookup_customer",
     "materialize",
     "online_features",
@@ -276,6 +278,33 @@ def online_features(
         if col is not None:
             out[:, j] = [np.nan if v is None else float(v) for v in col]
     return out
+
+
+def feature_service(store: Any, service: str = FEATURE_SERVICE) -> Any:
+    """The feature service ``service`` from the store's registry (Feast's own not-found
+    errors when it was never applied)."""
+    return store.get_feature_service(service)
+
+
+def historical_features(
+    store: Any,
+    entity_df: pd.DataFrame,
+    service: str = FEATURE_SERVICE,
+    chunk_rows: int | None = None,
+) -> pd.DataFrame:
+    """The feature service's features joined point-in-time to ``entity_df`` (its
+    ``customer_id`` and ``event_timestamp``), from the offline store.
+
+    The join runs on ``chunk_rows`` rows at a time (``None``: all at once); each row
+    depends only on its own customer and time, so the rows are the same either way.
+    """
+    fs = feature_service(store, service)
+    step = max(len(entity_df) if not chunk_rows else int(chunk_rows), 1)
+    frames = [
+        store.get_historical_features(entity_df=entity_df.iloc[i : i + step], features=fs).to_df()
+        for i in range(0, max(len(entity_df), 1), step)
+    ]
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 def lookup_customer(store: Any, identifier_key: str) -> str | None:
