@@ -24,7 +24,8 @@ def pipeline_cmd(
     as_of: AsOfOption = None,
 ) -> None:
     """Generate (or, with --sources, validate and stage your exports), resolve, build
-    features, train and batch-score on embedded defaults."""
+    features, train, evaluate against the generator's truth (generated data) and
+    batch-score on embedded defaults."""
     from nextbest.pipeline import run_pipeline
 
     settings = load_settings(customers=customers, seed=seed, sources=sources, as_of=as_of)
