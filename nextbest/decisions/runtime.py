@@ -22,7 +22,7 @@ from nextbest.customers.feature_schema import CatalogTerms, all_feature_names
 from nextbest.decisions.catalog import Catalog, ConfigError, load_catalog
 from nextbest.decisions.policy import Policy, load_policy
 from nextbest.decisions.rules import Plan, compile_plan
-from nextbest.models.registry import configure_mlflow, load_model_by_alias
+from nextbest.models.registry import load_model_by_alias, version_of_alias
 
 log = logging.getLogger(__name__)
 
@@ -70,24 +70,16 @@ def preflight(settings: Settings, alias: str = "champion") -> None:
     """Check, cheaply, that a decision service can start: catalog and policy files, a Feast
     registry, and a model version holding ``alias``. Raises :class:`StartupError` saying what
     is missing and how to make it."""
-    # lazy: mlflow takes seconds to import
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
     _require_files(settings)
     registry = settings.feast_dir / "registry.db"
     if not registry.exists():
         raise StartupError(
             f"Feast registry not found at {registry}; run `nextbest features build` first"
         )
-    configure_mlflow(settings)
     try:
-        mlflow.MlflowClient().get_model_version_by_alias(settings.model_name, alias)
-    except MlflowException as exc:
-        raise StartupError(
-            f"no model version of {settings.model_name!r} holds the alias {alias!r} in "
-            f"{settings.tracking_uri}; run `nextbest train` first"
-        ) from exc
+        version_of_alias(settings, alias)
+    except LookupError as exc:
+        raise StartupError(str(exc)) from exc
 
 
 STOCK_COLUMNS = ("product_id", "stock")

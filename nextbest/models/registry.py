@@ -9,7 +9,7 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -307,6 +307,29 @@ def log_run(
         mlflow.log_table(table, path)
     for path, text in (texts or {}).items():
         mlflow.log_text(text, path)
+
+
+def log_files(paths: Sequence[Path], artifact_dir: str) -> None:
+    """Files as artifacts of the active run, under ``artifact_dir``."""
+    mlflow = _mlflow()
+    for path in paths:
+        mlflow.log_artifact(str(path), artifact_path=artifact_dir)
+
+
+def version_of_alias(settings: Settings, alias: str = CHAMPION) -> str:
+    """The model version holding ``alias``; ``LookupError`` naming the store when none does."""
+    mlflow = _mlflow()
+    from mlflow.exceptions import MlflowException  # lazy: with mlflow
+
+    configure_mlflow(settings)
+    try:
+        mv = mlflow.MlflowClient().get_model_version_by_alias(settings.model_name, alias)
+    except MlflowException as exc:
+        raise LookupError(
+            f"no model version of {settings.model_name!r} holds the alias {alias!r} in "
+            f"{settings.tracking_uri}; run `nextbest train` first"
+        ) from exc
+    return str(mv.version)
 
 
 def log_figure(figure: Any, path: str) -> None:
