@@ -1,4 +1,4 @@
-"""The expected incremental value the engine ranks by and training evaluates with."""
+"""The expected incremental value formula shared by the engine and training."""
 
 from __future__ import annotations
 
@@ -7,18 +7,20 @@ import numpy as np
 from nextbest.models.value import incremental_value
 
 
-def test_without_a_control_value_a_response_is_worth_the_same_with_and_without_the_action() -> None:
-    p0 = np.array([0.1, 0.5])
-    pt = np.array([[0.3, 0.1], [0.5, 0.9]])
-    value = np.array([10.0, 20.0])
-    got = incremental_value(p0, pt, value, np.array([1.0, 2.0]), lever=2.0)
-    want = np.array([[(0.2 * 10 - 1) * 2, (0.0 * 20 - 2) * 2], [(0.0 - 1) * 2, (0.4 * 20 - 2) * 2]])
-    np.testing.assert_allclose(got, want)
+def test_without_control_value_it_is_uplift_times_value_minus_cost_times_lever() -> None:
+    pc = np.array([0.1, 0.2])
+    pt = np.array([[0.3, 0.1], [0.25, 0.5]])
+    v = np.array([[100.0, 50.0], [10.0, 20.0]])
+    got = incremental_value(pc, pt, v, cost=np.array([1.0, 2.0]), lever=np.array([1.0, 2.0]))
+    expected = ((pt - pc[:, None]) * v - np.array([1.0, 2.0])) * np.array([1.0, 2.0])
+    np.testing.assert_allclose(got, expected)
 
 
-def test_a_control_value_prices_the_response_without_the_action_where_it_is_known() -> None:
-    p0 = np.array([0.2, 0.2])
-    pt = np.array([[0.4], [0.4]])
-    got = incremental_value(p0, pt, np.array([10.0]), 1.0, control_value=np.array([5.0, np.nan]))
-    # row 0: 0.4 * 10 - 0.2 * 5 - 1; row 1 (NaN): (0.4 - 0.2) * 10 - 1
-    np.testing.assert_allclose(got[:, 0], [2.0, 1.0])
+def test_control_value_prices_a_response_without_the_action_separately() -> None:
+    pc = np.array([0.2, 0.2])
+    pt = np.array([[0.2], [0.2]])  # no uplift at all
+    v = np.array([[900.0], [900.0]])
+    v0 = np.array([100.0, np.nan])  # second row: unknown -> uplift * value
+    got = incremental_value(pc, pt, v, cost=1.0, control_value=v0)
+    # A response to the offer is worth 900, one without it 100: 0.2*900 - 0.2*100 - 1.
+    np.testing.assert_allclose(got[:, 0], [0.2 * 900 - 0.2 * 100 - 1.0, -1.0])
