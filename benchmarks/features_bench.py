@@ -23,7 +23,7 @@ def run(home: Path, customers: int, seed: int = 42) -> dict[str, Any]:
     """Time ``load_coded_sources`` and ``build_feature_tables`` on a world of ``customers``."""
     from nextbest.customers.as_of import resolve_as_of
     from nextbest.customers.features import build_feature_tables
-    from nextbest.customers.identity import resolve_generated
+    from nextbest.customers.identity_io import resolve_generated
     from nextbest.customers.sources.coded_exports import load_coded_sources
     from nextbest.decisions.catalog import load_catalog
     from nextbest.demo.generate import generate

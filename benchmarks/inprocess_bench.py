@@ -4,7 +4,7 @@ Steps, timed separately on the same requests as the service runs them: identity 
 online features (the fast SQLite reader and, for comparison, the Feast SDK path), model
 scoring (``predict_arms``), rules and arbitration (``decide`` with the scores given),
 records, and the durable decision-log append (``write`` + ``fsync``). Also the full
-``OnlineDecider.decide`` per request and the raw cost of a small ``write``+``fsync``
+``OnlineDecider.decide_and_log`` per request and the raw cost of a small ``write``+``fsync``
 / ``fdatasync`` on this disk.
 
 Run: ``.venv/bin/python benchmarks/inprocess_bench.py --home /tmp/bench_world``;
@@ -79,7 +79,7 @@ def run(
     from nextbest.decisions.engine import DecisionContext, decide
     from nextbest.decisions.group_commit import GroupCommitLog
     from serving.decider import OnlineDecider
-    from serving.requests import CustomerRef
+    from serving.requests import CustomerRef, DecideRequest
 
     with tempfile.TemporaryDirectory() as tmp:
         decider = OnlineDecider(get_settings(home=home, catalog=CATALOG_20))
@@ -146,11 +146,11 @@ def run(
                 ):
                     t[k].append((b - a) * 1e3)
             steps[str(size)] = {k: percentiles(v) for k, v in t.items()}
-        # the whole OnlineDecider.decide, one request at a time
+        # the whole OnlineDecider.decide_and_log, one request at a time
         full = []
         for r in refs[:repeats]:
             a = time.perf_counter()
-            decider.decide(r, "email", k=3)
+            decider.decide_and_log([DecideRequest(r, "email", 3)]).wait()
             full.append((time.perf_counter() - a) * 1e3)
     out = {
         "sizes": {
@@ -197,7 +197,7 @@ def run(
         [(k, v["p50_ms"], v["p99_ms"]) for k, v in out["fsync"].items()]
         + [
             (
-                "OnlineDecider.decide (all steps)",
+                "OnlineDecider.decide_and_log (all steps)",
                 out["online_decider_decide"]["p50_ms"],
                 out["online_decider_decide"]["p99_ms"],
             )

@@ -40,7 +40,7 @@ def _run_step(step: str, home: Path, customers: int, seed: int) -> dict[str, flo
 
         generate(customers, seed, settings.raw_dir, as_of=settings.as_of)
     elif step == "resolve":
-        from nextbest.customers.identity import resolve_generated
+        from nextbest.customers.identity_io import resolve_generated
 
         resolve_generated(settings.raw_dir, settings.unified_dir)
     elif step == "features":

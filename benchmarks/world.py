@@ -26,7 +26,7 @@ def world_settings(home: Path, customers: int, seed: int = 42) -> Any:
 
 def ensure_world(home: Path, customers: int, seed: int = 42) -> Any:
     """Build the world under ``home`` unless one of this size and seed is already there."""
-    from nextbest.customers.identity import resolve_generated
+    from nextbest.customers.identity_io import resolve_generated
     from nextbest.demo.generate import generate
     from nextbest.pipeline import build_features
     from training.train import train

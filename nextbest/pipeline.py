@@ -14,13 +14,32 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import pandas as pd
+
+from nextbest.batch.run import decide_customers
+from nextbest.core.api_keys import create_key, write_secret
 from nextbest.core.errors import InputError
 from nextbest.core.settings import Settings
-
-if TYPE_CHECKING:
-    from nextbest.customers.as_of import AsOf
+from nextbest.core.vocabulary import API_SCOPES
+from nextbest.customers.as_of import AsOf, resolve_as_of
+from nextbest.customers.contract import Terms
+from nextbest.customers.correction_checks import CurrentIdentity, check_requests
+from nextbest.customers.corrections import decisions_path, load_decisions, record_decisions
+from nextbest.customers.feast_store import apply, materialize
+from nextbest.customers.features import build_feature_tables
+from nextbest.customers.identity import ResolutionSettings, resolve_records
+from nextbest.customers.identity_io import with_stable_ids, write_result
+from nextbest.customers.sources.coded_contract import contract_source_data
+from nextbest.customers.sources.files import load_source_files, read_staged, stage_tables
+from nextbest.customers.sources.identity_records import CANONICAL_COLUMNS, load_canonical_records
+from nextbest.customers.tombstone import home_tombstone, tombstoned_records
+from nextbest.decisions.catalog import load_catalog
+from nextbest.decisions.ledger import Ledger, consent_records
+from nextbest.demo.generate import generate
+from training.train import train
+from training.truth_evaluation import evaluate_against_truth
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +49,6 @@ Progress = Callable[[int, int], None]
 def contract_terms(settings: Settings) -> Any:
     """The catalog's channels, purposes, action ids (with the response models they name)
     and products: the values the contract allows."""
-    from nextbest.customers.contract import Terms
-    from nextbest.decisions.catalog import load_catalog
 
     catalog = load_catalog(settings.catalog)
     terms = catalog.terms()
@@ -48,7 +65,6 @@ def ingest(settings: Settings, data_dir: Path | None = None) -> dict[str, Any]:
 
     ``data_dir``: the folder the sources file's paths are relative to (default: its own).
     """
-    from nextbest.customers.sources.files import load_source_files, stage_tables
 
     if settings.sources is None:
         raise InputError("no sources file: pass --sources or set NEXTBEST_SOURCES")
@@ -66,12 +82,6 @@ def identity_records(settings: Settings) -> Any:
     the staged contract's ``identity_records`` with ``settings.sources``, else the demo
     generator's exports under ``raw/``; records of erased persons (the tombstone) left out.
     """
-    from nextbest.customers.sources.files import read_staged
-    from nextbest.customers.sources.identity_records import (
-        CANONICAL_COLUMNS,
-        load_canonical_records,
-    )
-    from nextbest.customers.tombstone import home_tombstone, tombstoned_records
 
     if settings.sources is not None:
         records = read_staged(settings.contract_dir)["identity_records"]
@@ -97,13 +107,6 @@ def resolve(
     ``settings.unified_dir``; the human link/split decisions of this home are honoured as
     in ``nextbest resolve``. ``engine`` is Splink's backend (``duckdb`` or ``spark`` on
     ``settings.spark_master``)."""
-    from nextbest.customers.corrections import decisions_path, load_decisions
-    from nextbest.customers.identity import (
-        ResolutionSettings,
-        resolve_records,
-        with_stable_ids,
-        write_result,
-    )
 
     decisions = load_decisions(decisions_path(settings.root))
     rs = ResolutionSettings(
@@ -123,9 +126,6 @@ def current_identity(settings: Settings) -> Any:
     """What a human decision is checked against
     (:class:`nextbest.customers.correction_checks.CurrentIdentity`): :func:`identity_records` and
     the customers of the last resolve (``unified/identity.parquet``, none before the first)."""
-    import pandas as pd
-
-    from nextbest.customers.correction_checks import CurrentIdentity
 
     path = settings.unified_dir / "identity.parquet"
     if path.exists():
@@ -140,8 +140,6 @@ def correct_identity(settings: Settings, requests: list[Any], force: bool = Fals
     """Check human link/split requests (:func:`nextbest.customers.correction_checks.check_requests`)
     against :func:`current_identity` and, only when every one passes, record them in the
     home's decisions file; returns the recorded rows."""
-    from nextbest.customers.correction_checks import check_requests
-    from nextbest.customers.corrections import decisions_path, load_decisions, record_decisions
 
     path = decisions_path(settings.root)
     rows = check_requests(requests, current_identity(settings), load_decisions(path), force)
@@ -159,14 +157,6 @@ def build_features(
     data's end). Returns the written tables, the as-of used (``as_of``) and the wall
     seconds of each part (``build``, ``apply``, ``materialize``).
     """
-    import pandas as pd
-
-    from nextbest.customers.as_of import resolve_as_of
-    from nextbest.customers.feast_store import apply, materialize
-    from nextbest.customers.features import build_feature_tables
-    from nextbest.customers.tombstone import home_tombstone
-    from nextbest.decisions.catalog import load_catalog
-    from nextbest.decisions.ledger import Ledger, consent_records
 
     seconds: dict[str, float] = {}
     terms = load_catalog(settings.catalog).terms()
@@ -174,9 +164,6 @@ def build_features(
     t = time.perf_counter()
     sources = None
     if settings.sources is not None:
-        from nextbest.customers.sources.coded_contract import contract_source_data
-        from nextbest.customers.sources.files import read_staged
-
         staged = read_staged(settings.contract_dir)
         sources = contract_source_data(staged, settings.unified_dir, salt=settings.identifier_salt)
     # Consent sent to the service lives in the ledger: the build reads it beside the
@@ -233,8 +220,6 @@ class PipelineReport:
 def ensure_demo_key(settings: Settings) -> str | None:
     """A ``demo`` key with every scope when there is no key file yet: created, written to
     ``settings.demo_key_path`` (0600) and returned; None when a key file exists."""
-    from nextbest.core.api_keys import create_key, write_secret
-    from nextbest.core.vocabulary import API_SCOPES
 
     if settings.api_keys_path.exists():
         return None
@@ -250,15 +235,13 @@ def run_pipeline(
     on_as_of: Callable[[AsOf], None] | None = None,
 ) -> PipelineReport:
     """Generate (or, with ``settings.sources``, ingest) data, resolve identities, build
-    features, train and decide in batch; without a key file, create the ``demo`` API key
+    features, train, evaluate against the generator's truth (generated data only) and
+    decide in batch; without a key file, create the ``demo`` API key
     (:func:`ensure_demo_key`).
 
     The as-of time is resolved once the data is in (:func:`nextbest.customers.as_of.resolve_as_of`),
     handed to ``on_as_of`` and used by the features and the scoring.
     """
-    from nextbest.batch.run import decide_customers
-    from nextbest.customers.as_of import resolve_as_of
-    from training.train import train
 
     report = PipelineReport()
 
@@ -269,8 +252,6 @@ def run_pipeline(
         log.info("pipeline step %s done", name)
 
     if settings.sources is None:
-        from nextbest.demo.generate import generate
-
         step(
             "generate",
             lambda: generate(
@@ -286,6 +267,8 @@ def run_pipeline(
     step("resolve", lambda: resolve(settings))
     step("features", lambda: build_features(settings, as_of=as_of))
     step("train", lambda: train(settings))
+    # Beside training, not in it: only evaluation reads a generator's truth.
+    step("evaluate", lambda: evaluate_against_truth(settings, report.steps["train"]))
     step(
         "decide-batch",
         lambda: decide_customers(

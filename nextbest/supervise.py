@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -104,8 +105,6 @@ def supervise(
 ) -> Outcome:
     """Run ``cmd`` (``bentoml serve``) in its own process group until it ends, fails to
     start or is signalled; see the module docstring for the outcomes."""
-    import sys
-
     watch = _Watch()
     proc = subprocess.Popen(
         list(cmd),

@@ -11,7 +11,7 @@ from serving.requests import DecideRequest
 from serving.stages import CLOCKS, now_ns
 
 if TYPE_CHECKING:
-    from serving.decider import OnlineDecider
+    from serving.decider import LoggedDecisions, OnlineDecider
 
 
 class MicroBatcher:
@@ -20,10 +20,10 @@ class MicroBatcher:
     :meth:`decide` queues a request and returns at once with a future; the first request
     of a loop iteration schedules :meth:`_run` with ``call_soon``, so every request that
     reaches the handler before the loop turns (the requests the server read in the same
-    wake-up) is decided in the same ``decide_records`` call, and their records share one
-    ``append_async``. A request's future resolves only once its record is on disk: the log
-    writer's completion is handed to the loop once per batch (one
-    ``call_soon_threadsafe``), which then answers every request of the batch.
+    wake-up) is decided and logged in the same ``OnlineDecider.decide_and_log`` call, and
+    their records share one group commit. A request's future resolves only once its
+    record is on disk: the log writer's completion is handed to the loop once per batch
+    (one ``call_soon_threadsafe``), which then answers every request of the batch.
 
     With ``offload`` the decisions run on a thread of their own, not on the loop: for a
     feature store reached over the network (Redis through the Feast SDK), whose reads may
@@ -76,26 +76,31 @@ class MicroBatcher:
         alone = len(queue) == 1
         for start in range(0, len(queue), self.max_batch):
             batch = queue[start : start + self.max_batch]
+            # A request alone in its loop turn, with no batch on its way to disk: the loop
+            # has nothing to do while the disk syncs, so it syncs there, without the
+            # writer thread. Otherwise the writer syncs while the loop decides the next
+            # requests (syncing a batch inline would leave the loop idle under load).
+            inline = self.inline_sync and alone and not self._on_the_way
             if self._pool is None:
-                self._decide_batch(batch, alone)
+                self._decide_batch(batch, inline)
             else:
-                self._decide_in_thread(batch, alone)
+                self._decide_in_thread(batch, inline)
 
     def _decide_in_thread(
-        self, batch: list[tuple[DecideRequest, asyncio.Future[Any]]], alone: bool
+        self, batch: list[tuple[DecideRequest, asyncio.Future[Any]]], inline: bool
     ) -> None:
         decided = asyncio.get_running_loop().run_in_executor(
-            self._pool, self.decider.decide_records, [req for req, _ in batch]
+            self._pool, self.decider.decide_and_log, [req for req, _ in batch], None, inline
         )
 
-        def log_them(done: asyncio.Future[Any]) -> None:  # back on the loop
+        def answer_them(done: asyncio.Future[Any]) -> None:  # back on the loop
             exc = done.exception()
             if exc is not None:
                 self._fail(batch, exc)
             else:
-                self._log_batch(batch, done.result(), alone)
+                self._answer_when_logged(batch, done.result())
 
-        decided.add_done_callback(log_them)
+        decided.add_done_callback(answer_them)
 
     @staticmethod
     def _fail(batch: list[tuple[DecideRequest, asyncio.Future[Any]]], exc: BaseException) -> None:
@@ -104,57 +109,32 @@ class MicroBatcher:
                 fut.set_exception(exc)
 
     def _decide_batch(
-        self, batch: list[tuple[DecideRequest, asyncio.Future[Any]]], alone: bool = False
+        self, batch: list[tuple[DecideRequest, asyncio.Future[Any]]], inline: bool = False
     ) -> None:
         try:
-            results = self.decider.decide_records([req for req, _ in batch])
+            decided = self.decider.decide_and_log([req for req, _ in batch], inline=inline)
         except Exception as exc:  # a bug, or a store down, must fail these requests only
             self._fail(batch, exc)
             return
-        self._log_batch(batch, results, alone)
+        self._answer_when_logged(batch, decided)
 
-    def _log_batch(
-        self,
-        batch: list[tuple[DecideRequest, asyncio.Future[Any]]],
-        results: list[Any],
-        alone: bool,
+    def _answer_when_logged(
+        self, batch: list[tuple[DecideRequest, asyncio.Future[Any]]], decided: LoggedDecisions
     ) -> None:
+        """Answer a refused request at once, the others once their log write is on disk."""
         self.calls += 1
         self.decisions += len(batch)
-        waiting: list[tuple[asyncio.Future[Any], dict[str, Any]]] = []
-        for (_, fut), result in zip(batch, results, strict=True):
-            if isinstance(result, Exception):
-                if not fut.done():  # nothing to log: answered at once
-                    fut.set_exception(result)
-            else:
-                waiting.append((fut, result))
-        if not waiting:
-            return
-        log = self.decider.log
-        # A request alone in its loop turn, with no batch on its way to disk: the loop has
-        # nothing to do while the disk syncs, so it syncs here, without the writer thread.
-        # Otherwise the writer syncs while the loop decides the next requests (syncing a
-        # batch here would leave the loop idle during every sync under load).
-        append = (
-            log.append_inline
-            if self.inline_sync and alone and not self._on_the_way
-            else log.append_async
-        )
-        start = now_ns()  # before the append: an inline one syncs before it returns
-        try:
-            self._when_logged(append([r for _, r in waiting]), waiting, start)
-        except Exception:  # e.g. personal data in one record: log them one by one
-            for fut, record in waiting:
-                try:
-                    self._when_logged(log.append_async([record]), [(fut, record)])
-                except Exception as exc:
-                    if not fut.done():
-                        fut.set_exception(exc)
+        for (_, fut), result in zip(batch, decided.results, strict=True):
+            if isinstance(result, Exception) and not fut.done():  # nothing logged: at once
+                fut.set_exception(result)
+        for write, positions in decided.writes:
+            waiting = [(batch[i][1], decided.results[i]) for i in positions]
+            self._when_logged(write, waiting, decided.logged_at)
 
     def _when_logged(
         self,
         logged: Future[int],
-        waiting: list[tuple[asyncio.Future[Any], dict[str, Any]]],
+        waiting: list[tuple[asyncio.Future[Any], Any]],
         start: int = 0,
     ) -> None:
         """Answer ``waiting`` on this loop once ``logged`` (the writer's future) is done;
@@ -167,8 +147,6 @@ class MicroBatcher:
             if start:
                 CLOCKS.add("log", start, len(waiting))
             exc = done.exception()
-            if isinstance(exc, self.decider.store_errors):  # not logged: must not be answered
-                exc = self.decider.decision_log_down(exc)
             for fut, record in waiting:
                 if fut.done():  # the client went away
                     continue

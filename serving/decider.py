@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -22,23 +23,54 @@ import orjson
 from nextbest.core.errors import DependencyUnavailable
 from nextbest.core.settings import Settings
 from nextbest.customers.fast_features import FastOnlineFeatures
+from nextbest.customers.feast_store import (
+    FEATURE_SERVICE,
+    bound_redis_retries,
+    feature_service,
+    feature_store,
+    lookup_customer,
+    online_features,
+)
+from nextbest.customers.normalise import identifier_key
 from nextbest.decisions.budgets import ONLINE_PERIODS, LimitCounters, reserve_decisions
 from nextbest.decisions.capacity import limit_rows
 from nextbest.decisions.engine import DecisionContext, decide
 from nextbest.decisions.group_commit import GroupCommitLog
 from nextbest.decisions.identity_links import IdentityLinks, resolve_key
-from nextbest.decisions.ledger import Ledger, LedgerEvent
+from nextbest.decisions.ledger import Ledger, LedgerEvent, consent_history
 from nextbest.decisions.ledger_state import apply_ledger
-from nextbest.decisions.runtime import Runtime, load_runtime
+from nextbest.decisions.runtime import Runtime, StartupError, load_runtime
 from nextbest.decisions.stock import LiveStock, StockContextError, context_stock, with_context
 from nextbest.models.scoring import StackedScorer
 from serving.events import EventHandler, event_vocabulary
 from serving.health import Readiness, store_errors
 from serving.requests import ID_TYPES, CustomerRef, DecideRequest, RequestError, request_time
-from serving.responses import response_from_record
 from serving.stages import CLOCKS, now_ns
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoggedDecisions:
+    """A batch decided and handed to the decision log (:meth:`OnlineDecider.decide_and_log`)."""
+
+    #: Each request's decision-log record, or the error that answers it (nothing logged).
+    results: list[dict[str, Any] | Exception]
+    #: Each write to the log and the positions of the requests whose records it holds; it
+    #: resolves once they are on disk, or fails (the log down: ``DependencyUnavailable``).
+    writes: list[tuple[Future[int], list[int]]]
+    #: When the records were handed to the log (``now_ns``): the start of their log stage.
+    logged_at: int = 0
+
+    def wait(self) -> list[dict[str, Any] | Exception]:
+        """Each request's record once on disk, or the error that answers it (blocks)."""
+        out = list(self.results)
+        for write, positions in self.writes:
+            exc = write.exception()
+            if exc is not None:
+                for i in positions:
+                    out[i] = exc
+        return out
 
 
 class OnlineDecider:
@@ -51,22 +83,14 @@ class OnlineDecider:
         store: Any | None = None,
         fast_features: bool | None = None,
     ) -> None:
-        from nextbest.customers.feast_store import (
-            FEATURE_SERVICE,
-            bound_redis_retries,
-            feature_store,
-        )
-
         self.settings = settings
         #: What a store call raises when its store is down (answered 503, never 500).
         self.store_errors = store_errors()
         self.runtime = runtime or load_runtime(settings)
         self.store = store or feature_store(settings)
         try:
-            self.feature_service = self.store.get_feature_service(FEATURE_SERVICE)
+            feature_service(self.store, FEATURE_SERVICE)
         except Exception as exc:  # Feast raises its own not-found types
-            from nextbest.decisions.runtime import StartupError
-
             raise StartupError(
                 f"Feast feature service {FEATURE_SERVICE!r} not found in the registry under "
                 f"{settings.feast_dir}; run `nextbest features build` first ({exc})"
@@ -176,8 +200,6 @@ class OnlineDecider:
             raise down(exc) from exc
 
     def _check_features(self) -> None:
-        from nextbest.customers.feast_store import lookup_customer
-
         if self.fast is not None:
             self._guarded(self.fast.check, self.features_down)
         else:
@@ -199,8 +221,6 @@ class OnlineDecider:
         """The unified customer id of an identifier, or None when nobody has it: the
         identity lookup first, then the identify links
         (:func:`nextbest.decisions.identity_links.resolve_key`)."""
-        from nextbest.customers.normalise import identifier_key
-
         if ref.id_type not in ID_TYPES:
             raise RequestError(
                 f"customer.id_type: {ref.id_type!r} is not one of {', '.join(ID_TYPES)}"
@@ -220,8 +240,6 @@ class OnlineDecider:
     def lookup_key(self, key: str) -> str | None:
         """The customer the identity lookup (the last features build) gives an identifier
         key, through the id map, or None."""
-        from nextbest.customers.feast_store import lookup_customer
-
         try:
             fast = self.fast
             found = fast.lookup(key) if fast is not None else lookup_customer(self.store, key)
@@ -245,8 +263,6 @@ class OnlineDecider:
         """Online features in the plan's column order (NaN rows for unknown customers), with
         the state of the customers' ledger events at ``now`` applied (read here unless
         ``events`` is given)."""
-        from nextbest.customers.feast_store import online_features
-
         start = now_ns()
         X = np.full((len(customer_ids), len(self.names)), np.nan)
         known = [i for i, c in enumerate(customer_ids) if c]
@@ -287,36 +303,52 @@ class OnlineDecider:
 
     # --- decisions -------------------------------------------------------------------------
 
-    def decide(
-        self,
-        customer: CustomerRef,
-        channel: str,
-        k: int = 3,
-        context: Mapping[str, Any] | None = None,
-        now: datetime | None = None,
-    ) -> dict[str, Any]:
-        """Decide for one customer on ``channel``; the record is on disk before returning."""
-        record = self.decide_record(customer, channel, k, context, now)
-        self._guarded(lambda: self.log.append([record]), self.decision_log_down)
-        return response_from_record(record)
+    def decide_and_log(
+        self, requests: Sequence[DecideRequest], now: datetime | None = None, inline: bool = False
+    ) -> LoggedDecisions:
+        """Decide ``requests`` (:meth:`decide_records`) and hand their records to the
+        decision log in one group commit; the one way a decision is taken and logged.
 
-    def decide_record(
-        self,
-        customer: CustomerRef,
-        channel: str,
-        k: int = 3,
-        context: Mapping[str, Any] | None = None,
-        now: datetime | None = None,
-    ) -> dict[str, Any]:
-        """The decision-log record of one decision, not yet logged.
-
-        The caller must make it durable (``log.append`` or ``log.append_async``) before
-        answering; :meth:`decide` does both.
+        ``inline``: sync in this thread when the log's writer is idle (a caller with
+        nothing else to do meanwhile, ``GroupCommitLog.append_inline``). A batch the log
+        refuses as a whole (personal data in one record) is logged record by record, so
+        only the offending record fails. Raises what :meth:`decide_records` raises for
+        the whole batch (a store down).
         """
-        result = self.decide_records([DecideRequest(customer, channel, k, context)], now)[0]
-        if isinstance(result, Exception):
-            raise result
-        return result
+        results: list[dict[str, Any] | Exception] = list(self.decide_records(requests, now))
+        good = [i for i, r in enumerate(results) if not isinstance(r, Exception)]
+        writes: list[tuple[Future[int], list[int]]] = []
+        if not good:
+            return LoggedDecisions(results, writes)
+        append = self.log.append_inline if inline else self.log.append_async
+        logged_at = now_ns()  # before the append: an inline one syncs before it returns
+        try:
+            writes.append((self._written(append([results[i] for i in good])), good))
+        except Exception:  # e.g. personal data in one record: log them one by one
+            for i in good:
+                try:
+                    writes.append((self._written(self.log.append_async([results[i]])), [i]))
+                except Exception as exc:
+                    results[i] = exc
+        return LoggedDecisions(results, writes, logged_at)
+
+    def _written(self, write: Future[int]) -> Future[int]:
+        """``write`` with a store error turned into the decision log's 503 error: a record
+        that did not reach the disk must not be answered."""
+        out: Future[int] = Future()
+        out.set_running_or_notify_cancel()
+
+        def relay(done: Future[int]) -> None:
+            exc = done.exception()
+            if exc is None:
+                out.set_result(done.result())
+            else:
+                out.set_exception(
+                    self.decision_log_down(exc) if isinstance(exc, self.store_errors) else exc
+                )
+
+        write.add_done_callback(relay)
+        return out
 
     def decide_records(
         self, requests: Sequence[DecideRequest], now: datetime | None = None
@@ -419,8 +451,6 @@ class OnlineDecider:
     def consent_history(self, customer: CustomerRef) -> dict[str, Any]:
         """A customer's consent changes in the ledger, in event time, with source and actor,
         and the identifiers attached to it through identify events (masked)."""
-        from nextbest.decisions.ledger import consent_history
-
         cid = self.resolve(customer)
         if cid is None:
             raise RequestError("customer: identifier does not resolve to a known customer")

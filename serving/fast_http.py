@@ -16,13 +16,15 @@ model, the one the OpenAPI spec shows); a refused body is answered 400 with
 :func:`validation_error_body`, logged at INFO by field name only. A body in another media
 type than JSON is answered 415: the APIs are declared JSON only. The handler may hand a
 valid body on to BentoML's route (the ``/decide`` fast path switched off or traced): the
-body is replayed to it unchanged.
+body is replayed to it unchanged, and the model it was validated into goes with it
+(:class:`Forward`), so it is validated once.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -33,8 +35,22 @@ log = logging.getLogger(__name__)
 
 #: What a handler returns: HTTP status and the JSON body.
 Answer = tuple[int, bytes]
-#: ``(path, body)`` -> the answer, or None: BentoML's route answers (with the same body).
-Handler = Callable[[str, bytes], Awaitable[Answer | None]]
+#: The key of the ASGI scope's ``state`` under which a body validated here reaches
+#: BentoML's route (read by the input model's ``from_http_request``, serving/service.py).
+VALIDATED = "nextbest.validated"
+
+
+@dataclass(frozen=True)
+class Forward:
+    """A handler's hand-off of a valid body to BentoML's route, with the input model it was
+    validated into, so that the route does not validate it a second time."""
+
+    data: Any
+
+
+#: ``(path, body)`` -> the answer; a :class:`Forward` or None: BentoML's route answers
+#: (with the same body; None: not validated here).
+Handler = Callable[[str, bytes], Awaitable[Answer | Forward | None]]
 
 _JSON = b"application/json"
 #: BentoML's message for an unexpected error (``api_endpoint_wrapper``).
@@ -137,7 +153,9 @@ class JsonApiMiddleware:
                 break
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         answer = await handler(scope["path"], body)
-        if answer is None:
+        if answer is None or isinstance(answer, Forward):
+            if answer is not None:
+                scope.setdefault("state", {})[VALIDATED] = answer.data
             await self.app(scope, replay_body(body, receive), send)
             return
         start = now_ns()

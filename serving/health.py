@@ -24,6 +24,7 @@ def store_errors() -> tuple[type[BaseException], ...]:
     errors, OS errors (missing file, full disk, refused or timed-out socket) and Redis's."""
     errors: list[type[BaseException]] = [sqlite3.Error, OSError]
     try:
+        # lazy: redis is an optional extra
         import redis
     except ImportError:  # the Redis extra is not installed: no Redis store either
         pass

@@ -53,18 +53,23 @@ from nextbest.core.api_keys import KeyRing
 from nextbest.core.errors import DependencyUnavailable, InputError
 from nextbest.core.settings import Settings, get_settings
 from nextbest.core.vocabulary import EVENT_TYPES
+from nextbest.customers.erasure import UnknownPersonError
 from nextbest.customers.feature_schema import CatalogTerms
-from nextbest.decisions.catalog import Catalog
+from nextbest.decisions.catalog import Catalog, ConfigError
 from nextbest.decisions.context_schema import context_dict, context_model
 from nextbest.decisions.ledger import TOKEN_PATTERN
 from nextbest.decisions.policy import Policy
+from nextbest.decisions.privacy import forget
+from nextbest.decisions.runtime import StartupError, load_catalog_and_policy
 from serving.auth import AuthMiddleware, caller, required_scope
 from serving.batching import MicroBatcher
 from serving.decider import OnlineDecider
 from serving.events import EventConflict
 from serving.fast_http import (
     UNEXPECTED,
+    VALIDATED,
     Answer,
+    Forward,
     Handler,
     JsonApiMiddleware,
     error_body,
@@ -241,11 +246,11 @@ class NextBestService:
         CLOCKS.add("send", start, 0)  # rendering; the send itself adds the decision
         return 200, body
 
-    async def answer_json(self, path: str, body: bytes) -> Answer | None:
+    async def answer_json(self, path: str, body: bytes) -> Answer | Forward:
         """``POST /decide`` or ``/events`` from its raw JSON body (JsonApiMiddleware).
 
-        The body is validated by BentoML's own input model of the API; None hands a valid
-        /decide to BentoML's route (fast path off).
+        The body is validated by BentoML's own input model of the API; a :class:`Forward`
+        hands a valid /decide, validated, to BentoML's route (fast path off).
         """
         start = now_ns()
         try:
@@ -257,7 +262,8 @@ class NextBestService:
             if path == "/events":
                 return await asyncio.to_thread(self._event_answer, data)
             if not self.fast_decide:
-                return None
+                CLOCKS.add("parse", start)
+                return Forward(data)  # BentoML's route answers, with the model validated here
             return await self._decide_answer(
                 data.customer, data.channel, data.k, data.context, parse_start=start
             )
@@ -400,9 +406,6 @@ class NextBestService:
         """Erase a person from every store of the home and keep them out of later builds
         (docs/privacy.md); 404 when nobody has the identifier, 400 for a bad one or a bad
         reason, nothing changed either way. The answer holds counts and hashes only."""
-        from nextbest.customers.erasure import UnknownPersonError
-        from nextbest.decisions.privacy import forget
-
         try:
             report = forget(
                 self.decider.settings,
@@ -493,6 +496,25 @@ def with_choices(spec: type[BaseModel], **choices: tuple[str, ...]) -> type[Base
     )
 
 
+def validated_once(spec: type[BaseModel]) -> type[BaseModel]:
+    """``spec`` whose BentoML route takes the model JsonApiMiddleware validated the body
+    into (:class:`serving.fast_http.Forward`) instead of parsing the body again; a body
+    that did not pass the middleware is parsed as BentoML does."""
+
+    async def from_http_request(cls: type[BaseModel], request: Request, serde: Any) -> Any:
+        validated = request.scope.get("state", {}).get(VALIDATED)
+        if isinstance(validated, cls):
+            return validated
+        return await super(model, cls).from_http_request(request, serde)  # type: ignore[misc]
+
+    model = type(
+        spec.__name__,
+        (spec,),
+        {"__module__": spec.__module__, "from_http_request": classmethod(from_http_request)},
+    )
+    return model
+
+
 def events_input_model(base: type[BaseModel], terms: CatalogTerms) -> type[BaseModel]:
     """BentoML's input model of /events with the payload's ``channel`` and ``purpose``
     narrowed to the catalog's (the ledger checks them against the same terms)."""
@@ -510,9 +532,6 @@ def catalog_and_policy(settings: Settings) -> tuple[Catalog, Policy]:
     """The settings' catalog and their policy checked against it; a file that cannot be
     read, or a policy naming what the catalog lacks, stops the service before it starts
     with the loader's message."""
-    from nextbest.decisions.catalog import ConfigError
-    from nextbest.decisions.runtime import StartupError, load_catalog_and_policy
-
     try:
         return load_catalog_and_policy(settings)
     except ConfigError as exc:
@@ -529,8 +548,8 @@ def nextbest_service() -> bentoml.Service[NextBestService]:
     terms = catalog.terms()
     svc = bentoml.service(**service_options(settings))(NextBestService)
     api = svc.apis["decide"]
-    api.input_spec = with_choices(
-        decide_input_model(api.input_spec, policy), channel=terms.channels
+    api.input_spec = validated_once(
+        with_choices(decide_input_model(api.input_spec, policy), channel=terms.channels)
     )
     events = svc.apis["events"]
     events.input_spec = events_input_model(events.input_spec, terms)

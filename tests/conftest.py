@@ -46,10 +46,11 @@ def build_world(home: Path, customers: int = SMALL_CUSTOMERS, seed: int = SEED) 
     """Generate, resolve, build features and train a champion under ``home``."""
     from nextbest.core.settings import get_settings
     from nextbest.customers.as_of import resolve_as_of
-    from nextbest.customers.identity import resolve_generated
+    from nextbest.customers.identity_io import resolve_generated
     from nextbest.demo.generate import generate
     from nextbest.pipeline import build_features
     from training.train import train
+    from training.truth_evaluation import evaluate_against_truth
 
     options = {"customers": customers, "seed": seed, "learners": ["t_learner", "s_learner"]}
     generate(customers, seed, get_settings(home=home, **options).raw_dir)
@@ -59,6 +60,7 @@ def build_world(home: Path, customers: int = SMALL_CUSTOMERS, seed: int = SEED) 
     resolve_generated(settings.raw_dir, settings.unified_dir)
     build_features(settings)
     result = train(settings)
+    evaluate_against_truth(settings, result)
     return World(home=home, settings=settings, train_result=result)
 
 

@@ -19,8 +19,11 @@ import pandas as pd
 from nextbest.core.errors import InputError
 from nextbest.core.settings import Settings
 from nextbest.core.vocabulary import NO_ACTION
+from nextbest.customers.feast_store import FEATURE_SERVICE, historical_features
 from nextbest.customers.feature_schema import LINEAGE_SUFFIX, WINDOWS, windowed_features
+from nextbest.customers.row_customers import customer_index, report_left_out
 from nextbest.customers.sources.files import export_path
+from nextbest.models.learners import inverse_propensity_weights
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +75,6 @@ class TrainingSet:
     def sample_weight(self) -> np.ndarray:
         """Fitting weight per row: the inverse of its own assignment probability (mean 1),
         see :func:`nextbest.models.learners.inverse_propensity_weights`."""
-        from nextbest.models.learners import inverse_propensity_weights
-
         return inverse_propensity_weights(self.propensity)
 
 
@@ -135,8 +136,6 @@ def contract_exposures(
     needs the staged identity ``records`` and the identifier ``salt``); exposures that
     name no customer are dropped (and counted).
     """
-    from nextbest.customers.row_customers import customer_index, report_left_out
-
     by_identifier = "id_value" in exposures and exposures["id_value"].notna().any()
     if records is None and by_identifier:
         raise ValueError("exposures name customers by identifier: pass the identity records")
@@ -279,7 +278,7 @@ def build_training_set(
     store: Any,
     entity_df: pd.DataFrame,
     feature_names: list[str],
-    service: str = "nba_v1",
+    service: str = FEATURE_SERVICE,
     chunk_rows: int | None = JOIN_CHUNK_ROWS,
 ) -> TrainingSet:
     """Join ``entity_df`` point-in-time to the feature service and check for leakage.
@@ -290,14 +289,7 @@ def build_training_set(
     against 13 snapshots of seven views) DuckDB's join and the result frames took the
     training process past 19 GiB, chunks of 500,000 keep the join's share small.
     """
-    fs = store.get_feature_service(service)
-    step = len(entity_df) if not chunk_rows else int(chunk_rows)
-    frames = [
-        store.get_historical_features(entity_df=entity_df.iloc[i : i + step], features=fs).to_df()
-        for i in range(0, max(len(entity_df), 1), max(step, 1))
-    ]
-    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    del frames
+    frame = historical_features(store, entity_df, service, chunk_rows)
     frame = frame.sort_values("exposure_id", kind="stable").reset_index(drop=True)
     if len(frame) != len(entity_df):
         raise ValueError(f"feature join returned {len(frame)} rows for {len(entity_df)} exposures")

@@ -202,6 +202,7 @@ def _reference_uplift(
     n_jobs: int = 1,
 ) -> np.ndarray | None:
     """``[n_test, A]`` uplift (columns in ARMS order) from one untuned reference learner."""
+    # lazy: an optional extra of the benchmark
     from causalml.inference.meta import (
         BaseSClassifier,
         BaseSRegressor,
@@ -216,6 +217,7 @@ def _reference_uplift(
     if name == "sklift ClassTransformation":
         if not binary:
             return None
+        # lazy: an optional extra of the benchmark
         from sklift.models import ClassTransformation
 
         cols = []
@@ -351,7 +353,9 @@ def run_hillstrom(
     extended: bool = False,
     n_jobs: int = 1,
 ) -> dict[str, Any]:
-    """Run the benchmark and return (and optionally write as JSON) every figure.
+    """Run the benchmark and return (and optionally write as JSON) every figure. Over 100
+    lines on purpose: a benchmark script whose figures are computed in the order they
+    are reported.
 
     For each outcome: select our learner and its uplift shrinkage by 5-fold cross-fitting
     on the training part (:data:`training.selection.SELECTION_RULE`), refit every

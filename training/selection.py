@@ -361,7 +361,8 @@ def select_uplift_learner(
     sample_weight: np.ndarray | None = None,
     policy_estimator: str = "ips",
 ) -> Selection:
-    """Cross-fit every candidate on ``X`` (training rows only) and apply the rule.
+    """Cross-fit every candidate on ``X`` (training rows only) and apply the rule. Over
+    100 lines because this docstring states the whole rule; the body is the steps.
 
     ``propensity`` is the probability of each row's logged arm (a scalar, an arm ->
     probability mapping, or one value per row). The table has one row per (candidate,

@@ -4,9 +4,11 @@ One plain function per step, chained by :func:`train`: :func:`load_dataset` (exp
 training set from Feast, point-in-time and leakage-checked -> split), :func:`fit` (select a
 multi-treatment learner by cross-fitting on the training rows, fit the value model),
 :func:`evaluate` (held-out randomised data: per-arm response and uplift metrics, policy
-values against baselines, regret against the truth when the data is generated),
-:func:`register` (MLflow run with lineage, plots and a model card -> registered model
-version) and :func:`promote_version` (the promotion gate).
+values against baselines), :func:`register` (MLflow run with lineage, plots and a model
+card -> registered model version) and :func:`promote_version` (the promotion gate).
+Every MLflow call goes through :mod:`nextbest.models.registry`. Regret against a
+generator's truth is not training's: the evaluation step beside it
+(:func:`training.truth_evaluation.evaluate_against_truth`) logs it to the same run.
 """
 
 from __future__ import annotations
@@ -24,10 +26,26 @@ from sklearn.model_selection import train_test_split
 
 from nextbest.core.settings import Settings
 from nextbest.core.vocabulary import NO_ACTION
+from nextbest.customers.feast_store import FEATURE_SERVICE, feature_store
 from nextbest.customers.feature_schema import model_feature_names
 from nextbest.customers.features import snapshot_range
+from nextbest.decisions.catalog import load_catalog
+from nextbest.decisions.runtime import load_catalog_and_policy
+from nextbest.models import evaluation as ev
 from nextbest.models.decision_model import DecisionModel, ValueModel
-from nextbest.models.registry import PromotionDecision
+from nextbest.models.learners import default_candidates
+from nextbest.models.ope_estimators import DR
+from nextbest.models.registry import (
+    PromotionDecision,
+    log_decision_model,
+    log_figure,
+    log_run,
+    promote,
+    register_logged_model,
+    tracked_run,
+)
+from nextbest.models.value import incremental_value
+from training import plots
 from training.dataset import (
     TrainingSet,
     build_training_set,
@@ -46,6 +64,20 @@ SELECTION_MAX_ROWS = 200_000
 
 
 @dataclass
+class HeldOut:
+    """A run's held-out rows as a later evaluation needs them: exposure ids, logged arm,
+    outcome, assignment probability, and the model's predicted outcomes ``[n, 1 + A]``
+    (control first) under its ``arms``."""
+
+    exposure_ids: np.ndarray
+    treatment: np.ndarray
+    y: np.ndarray
+    propensity: np.ndarray
+    outcomes: np.ndarray
+    arms: list[str]
+
+
+@dataclass
 class TrainResult:
     """What a training run produced."""
 
@@ -56,6 +88,7 @@ class TrainResult:
     learner: str
     policy_value: float
     metrics: dict[str, float]
+    held_out: HeldOut
 
 
 def split(ts: TrainingSet, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -74,8 +107,6 @@ def _expected_values(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per arm: the engine's expected incremental value ``[n, A]`` and the direct-method
     expected net revenue ``[n, 1 + A]`` (control first; control costs nothing)."""
-    from nextbest.decisions.engine import incremental_value
-
     p0, pt, v = model.predict_arms(X)
     cost = np.array([costs.get(a, 0.0) for a in model.arm_ids])
     v0 = model.predict_control_value(X)
@@ -95,8 +126,6 @@ def policy_value(
 ) -> tuple[float, float]:
     """Doubly robust net value per customer (revenue minus contact cost) of the model's
     policy on held-out randomised rows, with its standard error."""
-    from nextbest.models.ope_estimators import DR
-
     X = frame[model.feature_names].to_numpy(dtype=np.float64)
     ev, q = _expected_values(model, X, costs)
     arms = frame["action_id"].to_numpy()
@@ -113,8 +142,6 @@ def catalog_costs(settings: Settings) -> tuple[dict[str, float], str]:
     """Contact cost per action and the catalog version (empty when no catalog file)."""
     if not settings.catalog.exists():
         return {}, ""
-    from nextbest.decisions.catalog import load_catalog
-
     catalog = load_catalog(settings.catalog)
     costs: dict[str, float] = {}
     for a in catalog.actions:
@@ -167,9 +194,6 @@ def load_dataset(settings: Settings, store: Any | None = None) -> Dataset:
 
     Raises :class:`training.dataset.TimeRangeError` before anything is fitted when the
     exposures fall outside the feature snapshots or meet only empty windows."""
-    from nextbest.customers.feast_store import FEATURE_SERVICE, feature_store
-    from nextbest.decisions.runtime import load_catalog_and_policy
-
     # First, before any store is opened: a policy that does not fit the catalog fails
     # here as it would at service start, not after a model was fitted and registered.
     catalog, _ = load_catalog_and_policy(settings)
@@ -195,8 +219,6 @@ def fit(settings: Settings, data: Dataset) -> Fitted:
     """Select a multi-treatment learner by cross-fitting on the training rows (the rule of
     :mod:`training.selection`; no shrinkage or averaging, which the scorer does not
     compile), refit it on them, fit the value model. Validation and test rows stay out."""
-    from nextbest.models.learners import default_candidates
-
     X, t, y = data.ts.X, data.ts.treatment, data.ts.y
     tr = data.train
     every = default_candidates(control=NO_ACTION, random_state=settings.seed)
@@ -233,10 +255,9 @@ def fit(settings: Settings, data: Dataset) -> Fitted:
 
 
 def evaluate(settings: Settings, data: Dataset, fitted: Fitted) -> Evaluation:
-    """Per-arm response and uplift metrics, policy values against baselines, regret against
-    the truth when the data is generated, and the net value, on the held-out rows."""
-    from nextbest.models import evaluation as ev
-
+    """Per-arm response and uplift metrics, policy values against baselines and the net
+    value, on the held-out rows (regret against a generator's truth is the evaluation
+    step's: :mod:`training.truth_evaluation`)."""
     te = data.test
     t, y = data.ts.treatment[te], data.ts.y[te]
     arms = fitted.model.arm_ids
@@ -256,15 +277,12 @@ def evaluate(settings: Settings, data: Dataset, fitted: Fitted) -> Evaluation:
     for _, row in upl.iterrows():
         for k in ("qini", "auuc", "uplift_at_30"):
             metrics[f"{k}_{row['arm']}"] = float(row[k])
-    truth = _truth_outcomes(settings, test, arms)
     pol = ev.evaluate_policies(
-        t, y, data.ts.propensity[te], arms, NO_ACTION, outcomes, truth=truth, seed=settings.seed
+        t, y, data.ts.propensity[te], arms, NO_ACTION, outcomes, seed=settings.seed
     )
     for _, row in pol.iterrows():
         metrics[f"policy_ips_{row['policy']}"] = float(row["ips"])
         metrics[f"policy_dr_{row['policy']}"] = float(row["dr"])
-        if "regret" in row and pd.notna(row.get("regret")):
-            metrics[f"regret_{row['policy']}"] = float(row["regret"])
     net_value, net_se = policy_value(fitted.model, test, fitted.costs)
     metrics["net_value_dr"] = net_value
     metrics["net_value_dr_se"] = net_se
@@ -274,15 +292,26 @@ def evaluate(settings: Settings, data: Dataset, fitted: Fitted) -> Evaluation:
 def register(settings: Settings, data: Dataset, fitted: Fitted, evaluation: Evaluation) -> str:
     """Log params, metrics, lineage, tables, plots, the model card and the model to the
     active MLflow run and register the model; returns the new model version."""
-    import mlflow
-
-    from nextbest.customers.feast_store import FEATURE_SERVICE
-    from nextbest.models.registry import log_decision_model
-
     ts, model = data.ts, fitted.model
     te, arms = data.test, model.arm_ids
-    mlflow.log_params(
-        {
+    tables = {
+        "selection/cross_fitted.json": fitted.selection,
+        "evaluation/uplift_metrics.json": evaluation.uplift,
+        "evaluation/policy_values.json": evaluation.policies,
+    }
+    if evaluation.response_rows:
+        tables["evaluation/response_metrics.json"] = pd.DataFrame(evaluation.response_rows)
+    card = model_card(
+        fitted.name,
+        fitted.why,
+        ts,
+        evaluation.metrics,
+        evaluation.policies,
+        evaluation.uplift,
+        data.features,
+    )
+    log_run(
+        params={
             "learner": fitted.name,
             "seed": settings.seed,
             "feature_service": FEATURE_SERVICE,
@@ -293,43 +322,21 @@ def register(settings: Settings, data: Dataset, fitted: Fitted, evaluation: Eval
             "rows_valid": len(data.valid),
             "rows_test": len(te),
             "catalog_version": model.catalog_version,
-        }
-    )
-    mlflow.log_metrics(evaluation.metrics)
-    mlflow.set_tags(
-        {
+        },
+        metrics=evaluation.metrics,
+        tags={
             "selection_reason": fitted.why[:4000],
             **{f"lineage.{k}": str(v) for k, v in ts.lineage.items()},
-        }
+        },
+        dicts={"lineage.json": ts.lineage, "feature_order.json": {"features": data.features}},
+        tables=tables,
+        texts={"model_card.md": card},
     )
-    mlflow.log_dict(ts.lineage, "lineage.json")
-    mlflow.log_dict({"features": data.features}, "feature_order.json")
-    mlflow.log_table(fitted.selection, "selection/cross_fitted.json")
-    mlflow.log_table(evaluation.uplift, "evaluation/uplift_metrics.json")
-    mlflow.log_table(evaluation.policies, "evaluation/policy_values.json")
-    if evaluation.response_rows:
-        mlflow.log_table(pd.DataFrame(evaluation.response_rows), "evaluation/response_metrics.json")
     Xte = ts.X[te]
     _log_plots(model, Xte, ts.y[te], ts.treatment[te], evaluation.outcomes, arms)
-    card = model_card(
-        fitted.name,
-        fitted.why,
-        ts,
-        evaluation.metrics,
-        evaluation.policies,
-        evaluation.uplift,
-        data.features,
-    )
     with tempfile.TemporaryDirectory() as tmp:
-        tmpd = Path(tmp)
-        (tmpd / "model_card.md").write_text(card)
-        mlflow.log_artifact(str(tmpd / "model_card.md"))
-        info = log_decision_model(model, Xte, tmpd / "model")
-    mv = mlflow.register_model(info.model_uri, settings.model_name)
-    mlflow.MlflowClient().set_model_version_tag(
-        settings.model_name, mv.version, "feature_service", FEATURE_SERVICE
-    )
-    return str(mv.version)
+        info = log_decision_model(model, Xte, Path(tmp) / "model")
+    return register_logged_model(settings, info.model_uri, {"feature_service": FEATURE_SERVICE})
 
 
 def promote_version(
@@ -337,10 +344,6 @@ def promote_version(
 ) -> PromotionDecision:
     """Gate ``version`` against the champion on the same held-out rows; record the
     decision on the active MLflow run."""
-    import mlflow
-
-    from nextbest.models.registry import promote
-
     test = data.test_frame()
 
     def champion_value(champ: DecisionModel) -> float:
@@ -350,42 +353,46 @@ def promote_version(
         return policy_value(champ, test, fitted.costs)[0]
 
     decision = promote(settings, version, evaluation.net_value, champion_value)
-    mlflow.set_tags({"promotion.alias": decision.alias, "promotion.reason": decision.reason})
-    mlflow.log_dict(json.loads(json.dumps(decision.__dict__, default=str)), "promotion.json")
+    log_run(
+        tags={"promotion.alias": decision.alias, "promotion.reason": decision.reason},
+        dicts={"promotion.json": json.loads(json.dumps(decision.__dict__, default=str))},
+    )
     return decision
+
+
+def held_out(data: Dataset, fitted: Fitted, evaluation: Evaluation) -> HeldOut:
+    """The held-out rows and what the model predicts for them, for a later evaluation."""
+    te = data.test
+    return HeldOut(
+        exposure_ids=data.test_frame()["exposure_id"].astype(str).to_numpy(),
+        treatment=data.ts.treatment[te],
+        y=data.ts.y[te],
+        propensity=np.asarray(data.ts.propensity[te]),
+        outcomes=evaluation.outcomes,
+        arms=list(fitted.model.arm_ids),
+    )
 
 
 def train(settings: Settings, store: Any | None = None) -> TrainResult:
     """Run the whole training step (dataset, fit, evaluate, register, promote) and return
     what was registered."""
-    import mlflow
-
-    from nextbest.models.registry import configure_mlflow
-
     data = load_dataset(settings, store)
     fitted = fit(settings, data)
     evaluation = evaluate(settings, data, fitted)
-    configure_mlflow(settings)
-    with mlflow.start_run(run_name=f"train-{fitted.name}") as run:
+    with tracked_run(settings, f"train-{fitted.name}") as run_id:
         version = register(settings, data, fitted, evaluation)
         decision = promote_version(settings, version, data, fitted, evaluation)
     log.info("trained %s: %s", fitted.name, fitted.why)
     return TrainResult(
-        run.info.run_id,
+        run_id,
         version,
         decision.alias,
         decision.reason,
         fitted.name,
         evaluation.net_value,
         evaluation.metrics,
+        held_out(data, fitted, evaluation),
     )
-
-
-def _truth_outcomes(settings: Settings, test: pd.DataFrame, arms: list[str]) -> np.ndarray | None:
-    """True expected response per arm for the test rows when the data is generated."""
-    from training.truth_evaluation import true_outcomes_for_exposures
-
-    return true_outcomes_for_exposures(settings.raw_dir, test["exposure_id"], arms)
 
 
 def _log_plots(
@@ -396,13 +403,10 @@ def _log_plots(
     outcomes: np.ndarray,
     arms: list[str],
 ) -> None:
-    import matplotlib
+    import matplotlib  # lazy: heavy, needed only to draw
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import mlflow
-
-    from training import plots
+    import matplotlib.pyplot as plt  # lazy: after the backend is chosen
 
     uplift = outcomes[:, 1:] - outcomes[:, [0]]
     figures = {
@@ -429,7 +433,7 @@ def _log_plots(
         except Exception as exc:  # a plot must never lose a training run
             log.warning("plot %s failed: %s", name, exc)
             continue
-        mlflow.log_figure(fig, f"plots/{name}")
+        log_figure(fig, f"plots/{name}")
         plt.close(fig)
 
 

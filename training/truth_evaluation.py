@@ -1,7 +1,9 @@
 """Evaluation against the generator's ground truth (``raw/truth/``).
 
 Only evaluation code reads the truth: the regret of a policy against the true best one is
-computed here, never in training or serving.
+computed here, never in training or serving. :func:`evaluate_against_truth` is the
+evaluation step the pipeline and ``nextbest train`` run beside training: it logs the
+regret to the training run.
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nextbest.core.settings import Settings
 from nextbest.core.vocabulary import NO_ACTION
+from nextbest.models.evaluation import evaluate_policies
+from nextbest.models.registry import log_run, reopened_run
+from training.train import TrainResult
 
 
 def true_response(raw_dir: Path) -> pd.DataFrame:
@@ -42,3 +48,41 @@ def true_outcomes_for_exposures(
     if missing:
         raise KeyError(f"truth response table lacks columns {missing}")
     return resp.reindex(person.to_numpy())[cols].to_numpy(dtype=np.float64)
+
+
+def truth_regret(settings: Settings, result: TrainResult) -> pd.DataFrame | None:
+    """Each policy's true value and regret against the true best policy on the run's
+    held-out rows (:func:`nextbest.models.evaluation.evaluate_policies` given the truth,
+    with the policies training compared); None when the data has no truth."""
+    h = result.held_out
+    truth = true_outcomes_for_exposures(settings.raw_dir, h.exposure_ids, h.arms)
+    if truth is None:
+        return None
+    table = evaluate_policies(
+        h.treatment,
+        h.y,
+        h.propensity,
+        h.arms,
+        NO_ACTION,
+        h.outcomes,
+        truth=truth,
+        seed=settings.seed,
+    )
+    return table[["policy", "detail", "true_value", "regret"]]
+
+
+def evaluate_against_truth(settings: Settings, result: TrainResult) -> dict[str, float]:
+    """The evaluation step beside training: with a generator's truth, each policy's regret
+    logged to the training run (``regret_<policy>`` metrics and the table
+    ``evaluation/policy_regret.json``) and returned; nothing without a truth."""
+    table = truth_regret(settings, result)
+    if table is None:
+        return {}
+    metrics = {
+        f"regret_{row.policy}": float(row.regret)
+        for row in table.itertuples()
+        if pd.notna(row.regret)
+    }
+    with reopened_run(settings, result.run_id):
+        log_run(metrics=metrics, tables={"evaluation/policy_regret.json": table})
+    return metrics

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -37,6 +38,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from nextbest.core.vocabulary import DECIDED, HOLDOUT
@@ -85,6 +88,7 @@ def _view_paths(features_dir: Path, terms: CatalogTerms) -> dict[str, Path]:
 
 
 def _connect(memory_limit: str = "2GB", threads: int = 2) -> Any:
+    # lazy: duckdb is needed only by this query
     import duckdb
 
     con = duckdb.connect()
@@ -171,8 +175,6 @@ def _latest_rows(
 def _gather_view(path: Path, names: list[str], rows: np.ndarray, X: np.ndarray) -> None:
     """Copy the columns ``names`` of file rows ``rows`` (one per row of ``X``, -1 = none,
     left NaN) into ``X``, reading only the row groups that hold one of them."""
-    import pyarrow.compute as pc
-
     X[:] = np.nan
     have = np.flatnonzero(rows >= 0)
     if not len(have):
@@ -383,8 +385,6 @@ class LedgerCut:
 def ledger_cut(path: Path) -> LedgerCut | None:
     """The cut of the ledger at ``path`` a job reads now; None when it holds no event (a
     home that never received one has no ledger file, and none is created)."""
-    import sqlite3
-
     path = Path(path)
     if not path.exists():
         return None
@@ -552,9 +552,6 @@ def summary_path(out: Path) -> Path:
 def count_output(out: Path) -> dict[str, Any]:
     """Counts per chosen action, group and exclusion reason per action, read from the
     decisions file (or Spark's directory of parts) column by column."""
-    import pyarrow.compute as pc
-    import pyarrow.dataset as ds
-
     dataset = ds.dataset(str(out), format="parquet")
     names = dataset.schema.names
     excl = [c for c in names if c.startswith("excluded_")]

@@ -36,16 +36,17 @@ from nextbest.batch.io import (
 from nextbest.core.settings import Settings
 from nextbest.customers.feature_schema import CatalogTerms
 from nextbest.decisions.allocation import Allocation
+from nextbest.decisions.budgets import LimitCounters
 from nextbest.decisions.capacity import LimitRows, allocate_decisions, limit_rows
+from nextbest.decisions.decision_log import DecisionLog
 from nextbest.decisions.engine import DecisionContext, Plan, decide
 from nextbest.decisions.ledger import Ledger
 from nextbest.decisions.outcome import Decisions
+from nextbest.models.scoring import StackedScorer
 
 
 def scorer_name(model: Any) -> str:
     """What scored a local job's chunks, for the summary."""
-    from nextbest.models.scoring import StackedScorer
-
     if not isinstance(model, StackedScorer):
         return "model"
     if model.compiled:
@@ -57,8 +58,6 @@ def batch_limits(settings: Settings, plan: Plan, ctx: DecisionContext) -> LimitR
     """The policy's limits on the job's channel with what is left of each: a per-run limit
     whole, a per-day or total limit less what the online counters (the ledger's) have
     used of its period at the job's as-of time. None when no limit applies."""
-    from nextbest.decisions.budgets import LimitCounters
-
     rows = limit_rows(plan, ctx.channel)
     if not rows.limits:
         return None
@@ -140,9 +139,6 @@ def local_score(
     ``decide`` is split into ``scoring`` (inside the model, when it is a stacked scorer
     that counts its time) and ``rules`` (everything else of the engine).
     """
-    from nextbest.decisions.decision_log import DecisionLog
-    from nextbest.models.scoring import StackedScorer
-
     timings = {"features": 0.0, "select_join": 0.0, "gather": 0.0}
     timings |= {"chunk_ids": 0.0, "decide": 0.0, "scoring": 0.0, "rules": 0.0}
     timings |= {"write": 0.0, "log": 0.0, "ledger": 0.0}

@@ -28,10 +28,15 @@ from nextbest.batch.io import (
     utc,
     write_summary,
 )
+from nextbest.batch.local import local_score, scorer_name
+from nextbest.batch.spark import spark_score
 from nextbest.core.settings import Settings
 from nextbest.customers.as_of import resolve_as_of
 from nextbest.customers.feature_schema import all_feature_names
+from nextbest.decisions.capacity import limit_rows
 from nextbest.decisions.engine import DecisionContext
+from nextbest.decisions.runtime import load_runtime, stock_vector
+from nextbest.models.scoring import stacked_plan
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +64,9 @@ def decide_customers(
     ``engine="spark"`` runs the same job on PySpark (:mod:`nextbest.batch.spark`); ``out``
     is then a directory of parquet parts. ``model_threads`` is LightGBM's thread count per
     chunk on the local engine (Spark runs one per task: it parallelises over partitions).
+    Over 100 lines on purpose: every input is checked, in order, before anything is
+    written, then one backend runs; the checks read best as one list.
     """
-    from nextbest.decisions.runtime import load_runtime, stock_vector
-    from nextbest.models.scoring import stacked_plan
-
     t0 = time.perf_counter()
     scorer = ""
     as_of = utc(as_of if as_of is not None else resolve_as_of(settings).time)
@@ -95,15 +99,11 @@ def decide_customers(
     timings: dict[str, float] = {"setup": time.perf_counter() - t0 - snapshot_s}
     timings["snapshot_time"] = snapshot_s
     if engine == "spark":
-        from nextbest.decisions.capacity import limit_rows
-
         if limit_rows(runtime.plan, channel).limits:
             raise BatchInputError(
                 f"the policy's limits apply to channel {channel!r}: allocation under them "
                 "runs on the local engine only (engine='local')"
             )
-        from nextbest.batch.spark import spark_score  # pyspark is imported only for this engine
-
         t1 = time.perf_counter()
         spark_score(
             settings,
@@ -120,8 +120,6 @@ def decide_customers(
         if log_decisions:
             log.warning("--log-decisions is not supported on the spark engine; nothing logged")
     elif engine == "local":
-        from nextbest.batch.local import local_score, scorer_name
-
         t1 = time.perf_counter()
         plan = stacked_plan(runtime.plan, model_threads, compiled=True)
         timings["model_setup"] = time.perf_counter() - t1  # flattening trees, numba compile

@@ -43,6 +43,7 @@ def spark_session(settings: Settings, app_name: str = "nextbest-batch") -> Any:
     """A quiet, small Spark session (UTC, 4 shuffle partitions, 2g driver) on
     ``settings.spark_master`` that can import the project in its Python workers (an
     active session is reused, as ``getOrCreate`` does)."""
+    # lazy: pyspark (the spark extra) is optional and heavy
     from pyspark.sql import SparkSession
 
     # Workers are started from the driver's environment: same interpreter, project on path.
@@ -77,6 +78,7 @@ def spark_feature_frame(
     in ``all_feature_names()`` order (as doubles, null where a customer has no row)."""
     from pyspark.sql import functions as F  # noqa: N812 - the Spark convention
 
+    # imported where it runs: Spark ships this function to its executors
     from nextbest.customers.feature_schema import view_specs
 
     as_of = utc(as_of)
@@ -134,6 +136,7 @@ def _partition_decider(
     applied (``ledger_cut``; none when None), Arrow decisions out."""
 
     def run(batches: Iterator[Any]) -> Iterator[Any]:
+        # imported where it runs: Spark ships this function to its executors
         import pickle
 
         import numpy as np
@@ -181,6 +184,7 @@ def spark_score(
     """Run the batch job on Spark and write ``out`` as a directory of parquet parts
     (``terms``: the catalog's, naming the feature columns; ``ledger_cut``: the events
     every partition applies, none when None)."""
+    # lazy: pyspark (the spark extra) is optional and heavy
     from pyspark.sql.pandas.types import from_arrow_schema
 
     spark = spark or spark_session(settings)

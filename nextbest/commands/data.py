@@ -69,7 +69,8 @@ def resolve_cmd(
     records into the unified record the later steps read.
     """
     from nextbest.customers.corrections import decisions_path
-    from nextbest.customers.identity import ENGINES, ResolutionSettings, run_resolve
+    from nextbest.customers.identity import ENGINES, ResolutionSettings
+    from nextbest.customers.identity_io import run_resolve
     from nextbest.customers.quality import evaluate_resolution, log_quality
     from nextbest.customers.tombstone import home_tombstone
 

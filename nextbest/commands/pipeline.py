@@ -26,12 +26,13 @@ def pipeline_cmd(
     as_of: AsOfOption = None,
 ) -> None:
     """Generate (or, with --sources, validate and stage your exports), resolve, build
-    features, train and decide in batch on embedded defaults."""
+    features, train, evaluate against the generator's truth (generated data) and
+    decide in batch on embedded defaults."""
     from nextbest.pipeline import run_pipeline
 
     settings = load_settings(customers=customers, seed=seed, sources=sources, as_of=as_of)
     first = "generate" if sources is None else "ingest"
-    steps = [first, "resolve", "features", "train", "decide-batch"]
+    steps = [first, "resolve", "features", "train", "evaluate", "decide-batch"]
     with progress_bar() as bar:
         task = bar.add_task("pipeline", total=len(steps))
 

@@ -20,7 +20,8 @@ uplift_app = CleanTyper(no_args_is_help=True, help="Uplift models on your own ex
 
 
 def train_cmd(sources: SourcesOption = None) -> None:
-    """Train, evaluate, log to MLflow, register, and gate promotion to ``champion``.
+    """Train, evaluate, log to MLflow, register, and gate promotion to ``champion``; on
+    generated data, then log the regret against the generator's truth to the run.
 
     The exposures must fall within the feature snapshots (built up to the as-of time);
     otherwise the command stops with exit status 2 and registers nothing."""
@@ -30,6 +31,7 @@ def train_cmd(sources: SourcesOption = None) -> None:
     from nextbest.customers.features import snapshot_range
     from nextbest.decisions.catalog import load_catalog
     from training.train import train
+    from training.truth_evaluation import evaluate_against_truth
 
     settings = load_settings(sources=sources)
     first, last = snapshot_range(settings.features_dir, load_catalog(settings.catalog).terms())
@@ -47,6 +49,9 @@ def train_cmd(sources: SourcesOption = None) -> None:
         f"[green]model v{result.model_version}[/] ({result.learner}) -> "
         f"[bold]{result.alias}[/]: {result.reason}"
     )
+    regret = evaluate_against_truth(settings, result)
+    if "regret_model" in regret:
+        console.print(f"regret against the generator's truth: {regret['regret_model']:.5f}")
 
 
 @uplift_app.command("fit")

@@ -16,9 +16,13 @@ from pathlib import Path
 from typing import Literal
 
 import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from nextbest.core.errors import InputError
 from nextbest.core.settings import Settings
+from nextbest.customers.contract import TABLES, columns
+from nextbest.customers.sources.files import export_path
 
 Origin = Literal["setting", "data"]
 
@@ -67,13 +71,10 @@ def event_time_columns(settings: Settings) -> dict[Path, tuple[str, ...]]:
     """The files the data's end is read from and their event-time columns: the staged
     contract's event tables with ``settings.sources``, else the generator's exports."""
     if settings.sources is None:
-        from nextbest.customers.sources.files import export_path
-
         return {
             export_path(settings.raw_dir, f"{name}.parquet"): cols
             for name, cols in _GENERATED_EVENT_TIMES.items()
         }
-    from nextbest.customers.contract import TABLES, columns
 
     out: dict[Path, tuple[str, ...]] = {}
     for table in TABLES:
@@ -88,9 +89,6 @@ def event_time_columns(settings: Settings) -> dict[Path, tuple[str, ...]]:
 def _column_max(path: Path, column: str) -> pd.Timestamp | None:
     """The largest value of a timestamp column (None: empty or all null), from the row
     groups' statistics when every one has them (no data read), else from the column."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
     meta = pq.ParquetFile(path).metadata
     leaves = [meta.schema.column(j).name for j in range(meta.num_columns)]
     if column not in leaves:

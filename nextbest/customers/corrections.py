@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from nextbest.core.errors import InputError
+from nextbest.customers.erasure import write_atomic
 
 DECISIONS: tuple[str, ...] = ("link", "split")
 #: Columns every decisions file has (``guard_conflict`` came later: absent reads as "").
@@ -100,8 +101,6 @@ def record_decisions(path: Path, rows: pd.DataFrame) -> pd.DataFrame:
     filled in when absent) to the decisions file ``path`` in one atomic replace, so a
     failure leaves the file as it was; returns all decisions (latest per pair).
     """
-    from nextbest.customers.erasure import write_atomic
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     new = rows.copy()

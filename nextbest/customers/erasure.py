@@ -27,7 +27,9 @@ import pyarrow.parquet as pq
 from nextbest.core.errors import InputError
 from nextbest.core.settings import Settings
 from nextbest.core.sqlite_tx import immediate_transaction
+from nextbest.customers.feast_store import feature_store
 from nextbest.customers.id_map import ALL, IdMapFile
+from nextbest.customers.normalise import identifier_key, identifier_keys
 from nextbest.customers.tombstone import IDENTIFIER_COLUMNS, record_key, tombstone_hash
 
 #: Native id column of each source's exports -> the source its values belong to.
@@ -80,8 +82,6 @@ def find_person(settings: Settings, id_type: str, value: str) -> Person:
     Raises :class:`InputError` for an unknown id type or a value that is not a valid one,
     :class:`UnknownPersonError` when no customer has it; nothing is changed either way.
     """
-    from nextbest.customers.normalise import identifier_key
-
     try:
         key = identifier_key(id_type, value, settings.identifier_salt)
     except ValueError as exc:
@@ -115,8 +115,6 @@ def rows_of(frame: pd.DataFrame, person: Person, salt: str) -> np.ndarray:
     """Which rows of a table name ``person``: a record id of theirs, their customer id, a
     native id of their records, or an identifier whose key is theirs (email, phone, ... or
     an ``id_type``/``id_value`` pair, or an ``identifier`` key)."""
-    from nextbest.customers.normalise import identifier_keys
-
     hit = np.zeros(len(frame), dtype=bool)
     if frame.empty:
         return hit
@@ -211,8 +209,6 @@ def erase_tables(plan: dict[Path, np.ndarray]) -> dict[str, int]:
 def erase_online(settings: Settings, person: Person) -> int:
     """Delete the person's rows from the online store (every customer view's row of the
     customer id, every identity lookup row of their keys); returns the rows deleted."""
-    from nextbest.customers.feast_store import feature_store
-
     store = feature_store(settings)
     config = store.config
     targets: list[tuple[Any, list[str]]] = []
@@ -226,6 +222,7 @@ def erase_online(settings: Settings, person: Person) -> int:
 
 
 def _entity_key(join_key: str, value: str) -> Any:
+    # lazy: feast loads after import_feast, and only where a store is used
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
 
@@ -233,6 +230,7 @@ def _entity_key(join_key: str, value: str) -> Any:
 
 
 def _erase_sqlite(config: Any, targets: list[tuple[Any, list[str]]]) -> int:
+    # lazy: feast loads after import_feast, and only where a store is used
     from feast.infra.key_encoding_utils import serialize_entity_key
     from feast.infra.online_stores.helpers import compute_table_id
 
@@ -254,6 +252,7 @@ def _erase_sqlite(config: Any, targets: list[tuple[Any, list[str]]]) -> int:
 
 
 def _erase_redis(config: Any, targets: list[tuple[Any, list[str]]]) -> int:
+    # lazy: feast loads after import_feast, and only where a store is used
     from feast.infra.online_stores.helpers import _redis_key
     from feast.infra.online_stores.redis import RedisOnlineStore
 

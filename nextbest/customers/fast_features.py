@@ -45,6 +45,7 @@ _LAYOUT_LIMIT = 10_000
 
 def _entity_key(join_key: str, value: str, version: int) -> bytes:
     """Feast's serialised entity key for one string join key."""
+    # lazy: feast loads after import_feast, and only where a store is used
     from feast.infra.key_encoding_utils import serialize_entity_key
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
@@ -92,6 +93,7 @@ class FastOnlineFeatures:
         service: str = "nba_v1",
         timeout: float = 2.0,
     ) -> None:
+        # lazy: feast loads after import_feast, and only where a store is used
         from feast.infra.online_stores.helpers import compute_table_id
 
         config = store.config
@@ -255,6 +257,7 @@ class FastOnlineFeatures:
     def _decode(self, blob: bytes) -> float:
         v = self._cache.get(blob)
         if v is None:
+            # lazy: feast loads after import_feast, and only where a store is used
             from feast.protos.feast.types.Value_pb2 import Value
 
             proto = Value()
@@ -270,6 +273,7 @@ class FastOnlineFeatures:
 
     def lookup(self, identifier_key: str) -> str | None:
         """The customer an identifier key belongs to, or None (as ``lookup_customer``)."""
+        # lazy: feast loads after import_feast, and only where a store is used
         from feast.protos.feast.types.Value_pb2 import Value
 
         key = self._identifier_key(identifier_key)

@@ -218,6 +218,7 @@ class BulkSqliteComputeEngine(LocalComputeEngine):
 
 def online_table(config: Any, fv: Any) -> str:
     """Name of ``fv``'s table in Feast's SQLite online store."""
+    # lazy: feast loads after import_feast, and only where a store is used
     from feast.infra.online_stores.sqlite import _table_id
 
     return _table_id(config.project, fv, config.registry.enable_online_feature_view_versioning)
@@ -251,6 +252,7 @@ def bulk_load(conn: sqlite3.Connection, table: str) -> Iterator[None]:
 
 def unsupported_reason(config: Any, fv: Any) -> str | None:
     """Why this engine leaves ``fv`` to Feast's local engine, or None if it handles it."""
+    # lazy: feast loads after import_feast, and only where a store is used
     from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
 
     store = config.online_store
@@ -283,6 +285,7 @@ def unsupported_reason(config: Any, fv: Any) -> str | None:
 
 def entity_keys(join_key: str, values: list[str], version: int) -> list[bytes]:
     """Feast's serialised entity keys for one string join key (``serialize_entity_key``)."""
+    # lazy: feast loads after import_feast, and only where a store is used
     from feast.infra.key_encoding_utils import serialize_entity_key_prefix
 
     if version < 3:
@@ -346,6 +349,7 @@ def double_cells(values: np.ndarray) -> Cells:
 def unique_cells(values: np.ndarray, value_type: ValueType) -> Cells:
     """:class:`Cells` of any supported type by Feast's own converters, once per distinct
     value (nulls: ``b""`` and no text, as Feast writes them)."""
+    # lazy: feast loads after import_feast, and only where a store is used
     from feast.infra.online_stores.helpers import extract_text_and_num
     from feast.type_map import python_values_to_proto_values
 
@@ -368,6 +372,7 @@ def _epoch_seconds(column: pa.ChunkedArray) -> np.ndarray:
     stores ``int(dt.timestamp())``, which reads the naive value in local time; so do we,
     through Feast's own functions, once per distinct timestamp.
     """
+    # lazy: feast loads after import_feast, and only where a store is used
     from feast.infra.online_stores.sqlite import adapt_datetime_epoch
     from feast.utils import _coerce_datetime, to_naive_utc
 
@@ -518,6 +523,7 @@ def expand_sql(table: str) -> str:
     the NULL length that ``nullif`` makes of the null marker (a ``CASE`` would read the
     text length twice).
     """
+    # lazy: feast loads after import_feast, and only where a store is used
     from feast.infra.online_stores.sqlite import _quote_id
 
     cell = "(e.c + f.j)"

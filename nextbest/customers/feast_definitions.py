@@ -37,6 +37,7 @@ class FeastDefinitions:
     def objects(self) -> list[Any]:
         """What ``FeatureStore.apply`` registers: entities, views, push sources, the
         on-demand view and the feature service (request and file sources ride along)."""
+        # lazy: feast loads after import_feast, and only where a store is used
         from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView, PushSource
 
         kinds = (Entity, FeatureView, OnDemandFeatureView, FeatureService, PushSource)
@@ -46,8 +47,11 @@ class FeastDefinitions:
 
 def build_definitions(settings: Settings, terms: CatalogTerms) -> FeastDefinitions:
     """The Feast objects reading the feature tables under ``settings.features_dir``, with
-    the columns ``terms`` name."""
+    the columns ``terms`` name. Over 100 lines on purpose: the objects are declared one
+    after another, and Feast's on-demand function must be defined inside (Feast rebuilds
+    it from its source)."""
     import_feast(settings)
+    # lazy: feast loads after import_feast, and only where a store is used
     from feast import (
         Entity,
         FeatureService,

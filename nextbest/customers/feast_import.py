@@ -40,14 +40,17 @@ def import_feast(settings: Settings) -> ModuleType:
     if "feast" in sys.modules:
         return sys.modules["feast"]
     if settings.feast_type_checks:
+        # lazy: feast loads after import_feast, and only where a store is used
         import feast
 
         return feast
+    # lazy: typeguard is optional
     import typeguard
 
     original: Callable[..., Any] = typeguard.typechecked
     typeguard.typechecked = _passthrough  # type: ignore[assignment]
     try:
+        # lazy: feast loads after import_feast, and only where a store is used
         import feast
 
         for name in _ALSO:

@@ -3,12 +3,14 @@
 :mod:`nextbest.customers.feast_definitions` builds the Feast objects; this module builds the
 repository config from :class:`~nextbest.core.settings.Settings` (SQLite or Redis online store,
 DuckDB offline store), applies the definitions, materialises, pushes events and reads
-features online.
+features online and point-in-time (the training set's join).
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from nextbest.core.settings import Settings
+from nextbest.customers.feast_bulk import ENGINE_TYPE
 from nextbest.customers.feast_definitions import FEATURE_SERVICE, build_definitions
 from nextbest.customers.feast_import import import_feast
 from nextbest.customers.feature_schema import CatalogTerms
@@ -28,8 +31,10 @@ __all__ = [
     "FEATURE_SERVICE",
     "apply",
     "bound_redis_retries",
+    "feature_service",
     "feature_store",
     "features_dir_of",
+    "historical_features",
     "lookup_customer",
     "materialize",
     "online_features",
@@ -48,9 +53,8 @@ def repo_config(settings: Settings, bulk: bool = True) -> Any:
     ``bulk=False`` is Feast's local engine throughout.
     """
     import_feast(settings)
+    # lazy: feast loads after import_feast, and only where a store is used
     from feast.repo_config import RepoConfig
-
-    from nextbest.customers.feast_bulk import ENGINE_TYPE
 
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
     if settings.online_store == "redis":
@@ -96,6 +100,7 @@ def bound_redis_retries(store: Any) -> None:
     """
     if getattr(store.config.online_store, "type", "") != "redis":
         return
+    # lazy: redis is an optional extra
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
@@ -109,6 +114,7 @@ def feature_store(settings: Settings, bulk: bool = True) -> Any:
     :func:`repo_config`); a registry written in another home is first moved to this one
     (:func:`relocate_registry`)."""
     import_feast(settings)
+    # lazy: feast loads after import_feast, and only where a store is used
     from feast import FeatureStore
 
     config = repo_config(settings, bulk=bulk)
@@ -127,9 +133,7 @@ def relocate_registry(settings: Settings) -> int:
     registry under that home, the sources' version history included, is rewritten to this
     home, under a lock and by an atomic replace, so a second process finds nothing to do.
     """
-    import fcntl
-    import os
-
+    # lazy: feast loads after import_feast, and only where a store is used
     from feast.protos.feast.core.Registry_pb2 import Registry
 
     path = settings.feast_dir / "registry.db"
@@ -167,6 +171,7 @@ def _applied_home(registry: Any, settings: Settings) -> Path | None:
 def _rewrite_history(registry: Any, old: str, new: str) -> int:
     """:func:`_rewrite_strings` inside the serialised views of the registry's version
     history (kept as bytes, so the walk over fields does not reach them)."""
+    # lazy: feast loads after import_feast, and only where a store is used
     from feast.protos.feast.core.FeatureView_pb2 import FeatureView
     from feast.protos.feast.core.OnDemandFeatureView_pb2 import OnDemandFeatureView
     from feast.protos.feast.core.StreamFeatureView_pb2 import StreamFeatureView
@@ -275,6 +280,33 @@ def online_features(
     return out
 
 
+def feature_service(store: Any, service: str = FEATURE_SERVICE) -> Any:
+    """The feature service ``service`` from the store's registry (Feast's own not-found
+    errors when it was never applied)."""
+    return store.get_feature_service(service)
+
+
+def historical_features(
+    store: Any,
+    entity_df: pd.DataFrame,
+    service: str = FEATURE_SERVICE,
+    chunk_rows: int | None = None,
+) -> pd.DataFrame:
+    """The feature service's features joined point-in-time to ``entity_df`` (its
+    ``customer_id`` and ``event_timestamp``), from the offline store.
+
+    The join runs on ``chunk_rows`` rows at a time (``None``: all at once); each row
+    depends only on its own customer and time, so the rows are the same either way.
+    """
+    fs = feature_service(store, service)
+    step = max(len(entity_df) if not chunk_rows else int(chunk_rows), 1)
+    frames = [
+        store.get_historical_features(entity_df=entity_df.iloc[i : i + step], features=fs).to_df()
+        for i in range(0, max(len(entity_df), 1), step)
+    ]
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
 def lookup_customer(store: Any, identifier_key: str) -> str | None:
     """The customer an identifier key belongs to, or None."""
     resp = store.get_online_features(
@@ -286,6 +318,7 @@ def lookup_customer(store: Any, identifier_key: str) -> str | None:
 
 def push_rows(store: Any, view: str, rows: pd.DataFrame, offline: bool = True) -> None:
     """Push whole feature rows of ``view`` online (and to the offline store)."""
+    # lazy: feast loads after import_feast, and only where a store is used
     from feast.data_source import PushMode
 
     to = PushMode.ONLINE_AND_OFFLINE if offline else PushMode.ONLINE

@@ -21,7 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
+from nextbest.core.errors import MissingInputError
 from nextbest.customers.feature_schema import (
     WINDOWS,
     CatalogTerms,
@@ -35,6 +38,7 @@ from nextbest.customers.sources.coded_exports import (
     load_coded_sources,
     with_extra_consent,
 )
+from nextbest.customers.tombstone import tombstoned_keys
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +60,6 @@ def snapshot_times(as_of: datetime, months: int) -> list[pd.Timestamp]:
 def snapshot_range(features_dir: Path, terms: CatalogTerms) -> tuple[pd.Timestamp, pd.Timestamp]:
     """The first and the last snapshot time of the feature tables under ``features_dir``
     (every view is built at the same times; the last is the as-of time of the build)."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    from nextbest.core.errors import MissingInputError
-
     path = Path(features_dir) / f"{view_specs(terms)[0].name}.parquet"
     if not path.exists():
         raise MissingInputError(
@@ -495,11 +494,6 @@ def build_feature_tables(
     (:mod:`nextbest.customers.tombstone`); a customer with a tombstoned identifier key gets no row
     in any table. Returns the written paths by view name (plus ``identity_lookup``).
     """
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    from nextbest.customers.tombstone import tombstoned_keys
-
     coded, ids = (
         sources
         if sources is not None

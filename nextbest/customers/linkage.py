@@ -84,6 +84,7 @@ def model_input(norm: pd.DataFrame) -> pd.DataFrame:
 
 
 def _name(col: str, other: str):
+    # lazy: splink is heavy and needed only to link
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
 
@@ -104,6 +105,7 @@ def _name(col: str, other: str):
 
 
 def _date_of_birth():
+    # lazy: splink is heavy and needed only to link
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
 
@@ -132,6 +134,7 @@ def _date_of_birth():
 
 
 def _postcode():
+    # lazy: splink is heavy and needed only to link
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
 
@@ -152,6 +155,7 @@ def _postcode():
 
 def settings_creator(prior: float = 1e-4):
     """Splink ``SettingsCreator`` of the person model (see the module docstring)."""
+    # lazy: splink is heavy and needed only to link
     import splink.comparison_library as cl
     from splink import SettingsCreator, block_on
 
@@ -189,6 +193,7 @@ def spark_backend(threads: int = 2, master: str | None = None):
 
     An active session is reused as Spark does (``getOrCreate``), whatever its master.
     """
+    # lazy: pyspark (the spark extra) is optional and heavy
     from pyspark.sql import SparkSession
     from splink.backends.spark import SparkAPI, similarity_jar_location
 
@@ -221,9 +226,11 @@ def trained_linker(frame: pd.DataFrame, settings: ModelSettings, backend=None):
     ``backend`` is a Splink database API (``DuckDBAPI`` in process by default,
     ``SparkAPI`` past one machine); the settings and training are the same for both.
     """
+    # lazy: splink is heavy and needed only to link
     from splink import Linker, block_on
 
     if backend is None:
+        # lazy: duckdb is needed only by this query
         import duckdb
         from splink import DuckDBAPI
 

@@ -121,6 +121,7 @@ def log_quality(
     )
     if not tracking_uri:
         return None
+    # lazy: mlflow takes seconds to import
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from nextbest.customers.normalise import identifier_keys
 from nextbest.customers.sources.coded_exports import identifier_pairs
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,6 @@ class CustomerIndex:
     def codes(self, frame: pd.DataFrame) -> tuple[np.ndarray, LeftOut]:
         """Customer code of each row of a contract table (-1: names no customer) and the
         rows left out."""
-        from nextbest.customers.normalise import identifier_keys
-
         n = len(frame)
         codes = np.full(n, -1, dtype=np.int64)
         by_record = _present(frame, "record_id")
@@ -98,8 +97,6 @@ def _present(frame: pd.DataFrame, column: str) -> np.ndarray:
 def customer_index(records: pd.DataFrame, unified_dir: Path, *, salt: str) -> CustomerIndex:
     """The codes of the staged ``records`` (``identity_records``) and of their
     identifiers, by the resolution under ``unified_dir``; ``salt``: the identifier salt."""
-    from nextbest.customers.normalise import identifier_keys
-
     identity = pq.read_table(
         Path(unified_dir) / "identity.parquet", columns=["record_id", "customer_id"]
     )

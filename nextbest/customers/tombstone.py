@@ -24,6 +24,7 @@ import pandas as pd
 
 from nextbest.core.settings import Settings
 from nextbest.core.vocabulary import ID_TYPES
+from nextbest.customers.normalise import identifier_keys
 
 #: The canonical record columns that carry an identifier: every identifier type but the
 #: unified ``customer_id`` (which no source record holds).
@@ -86,8 +87,6 @@ def tombstoned_keys(keys: pd.Series, tombstone: frozenset[str], salt: str) -> np
 
 def tombstoned_records(records: pd.DataFrame, tombstone: frozenset[str], salt: str) -> np.ndarray:
     """Whether each canonical record carries a tombstoned identifier or record id."""
-    from nextbest.customers.normalise import identifier_keys
-
     hit = np.zeros(len(records), dtype=bool)
     if not tombstone or records.empty:
         return hit

@@ -173,7 +173,7 @@ def _dual(
 ) -> tuple[np.ndarray, float]:
     """Minimise the Lagrangian dual ``g(lam)`` by Kelley's cutting planes: (the best
     multipliers found, their ``g``, an upper bound on the LP within ``tol`` of it)."""
-    from scipy.optimize import linprog
+    from scipy.optimize import linprog  # lazy: only an allocation under limits solves an LP
 
     K = W.shape[0]
     m = int(ii.max()) + 1 if len(ii) else 0

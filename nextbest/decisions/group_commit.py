@@ -8,7 +8,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -126,8 +126,6 @@ class GroupCommitLog(DecisionLog):
     def check(self) -> None:
         """Raise ``OSError`` if the log cannot be written now: its directory missing or not
         writable, or today's file not writable (cheap: no write, no sync)."""
-        from datetime import UTC, datetime
-
         if not self.directory.is_dir():
             raise NotADirectoryError(f"decision log directory missing: {self.directory}")
         path = self.path_for(datetime.now(UTC).date())

@@ -32,6 +32,7 @@ from typing import Any
 
 import orjson
 
+from nextbest.customers.normalise import identifier_key
 from nextbest.decisions.ledger import (
     IDENTIFY_EVENT,
     LINKABLE_ID_TYPES,
@@ -67,8 +68,6 @@ def identify_payload(payload: Any, salt: str) -> dict[str, str]:
     ``{"id_type", "id_key"}``, the value normalised and hashed as the identity lookup's
     keys are. Anything wrong raises :class:`EventError` naming the field (never quoting
     the value)."""
-    from nextbest.customers.normalise import identifier_key
-
     if not isinstance(payload, Mapping):
         raise EventError("payload", "must be an object")
     unknown = sorted(set(payload) - CALLER_FIELDS)

@@ -21,9 +21,29 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from nextbest.core.errors import InputError
 from nextbest.core.settings import Settings
+from nextbest.customers.erasure import (
+    erase_online,
+    erase_tables,
+    find_person,
+    plan_tables,
+    table_files,
+    write_atomic,
+)
+from nextbest.customers.normalise import identifier_key
+from nextbest.customers.tombstone import add_to_tombstone, tombstone_hash, tombstone_path
+from nextbest.decisions.decision_log import (
+    EMAIL_PATTERN,
+    drop_older,
+    erase_customers,
+    looks_like_phone,
+)
+from nextbest.decisions.ledger import Ledger
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -63,8 +83,6 @@ def read_audit(settings: Settings) -> list[dict[str, Any]]:
 
 
 def _check_reason(reason: str) -> str:
-    from nextbest.decisions.decision_log import EMAIL_PATTERN, looks_like_phone
-
     reason = (reason or "").strip()
     if not reason:
         raise InputError("reason: required (why the person is erased, for the audit log)")
@@ -108,18 +126,6 @@ def forget(
     returning the rows removed per store for the audit entry. It runs after the checks
     and before the identity lookup is rewritten, so a failed run can still be repeated.
     """
-    from nextbest.customers.erasure import (
-        erase_online,
-        erase_tables,
-        find_person,
-        plan_tables,
-        table_files,
-    )
-    from nextbest.customers.normalise import identifier_key
-    from nextbest.customers.tombstone import add_to_tombstone, tombstone_hash, tombstone_path
-    from nextbest.decisions.decision_log import erase_customers
-    from nextbest.decisions.ledger import Ledger
-
     reason = _check_reason(reason)
     actor = (actor or "").strip() or "unknown"
     salt = settings.identifier_salt
@@ -181,8 +187,6 @@ class RetentionReport:
 def _event_tables(folder: Path) -> list[tuple[Path, str]]:
     """The parquet tables directly under ``folder`` with an event-time column, consent
     excepted, and that column."""
-    import pyarrow.parquet as pq
-
     out = []
     if not folder.exists():
         return out
@@ -208,14 +212,6 @@ def apply_retention(settings: Settings, actor: str, now: datetime | None = None)
     baskets, app and web events, contacts, service cases) dated before the cutoff;
     identity records (accounts) and consent are kept.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    from nextbest.customers.erasure import write_atomic
-    from nextbest.decisions.decision_log import drop_older
-    from nextbest.decisions.ledger import Ledger
-
     now = now or datetime.now(UTC)
     removed: dict[str, int] = {}
     if settings.retention_decision_log_days is not None:

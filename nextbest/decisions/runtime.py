@@ -22,6 +22,7 @@ from nextbest.customers.feature_schema import CatalogTerms, all_feature_names
 from nextbest.decisions.catalog import Catalog, ConfigError, load_catalog
 from nextbest.decisions.policy import Policy, load_policy
 from nextbest.decisions.rules import Plan, compile_plan
+from nextbest.models.registry import load_model_by_alias, version_of_alias
 
 log = logging.getLogger(__name__)
 
@@ -69,25 +70,16 @@ def preflight(settings: Settings, alias: str = "champion") -> None:
     """Check, cheaply, that a decision service can start: catalog and policy files, a Feast
     registry, and a model version holding ``alias``. Raises :class:`StartupError` saying what
     is missing and how to make it."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from nextbest.models.registry import configure_mlflow
-
     _require_files(settings)
     registry = settings.feast_dir / "registry.db"
     if not registry.exists():
         raise StartupError(
             f"Feast registry not found at {registry}; run `nextbest features build` first"
         )
-    configure_mlflow(settings)
     try:
-        mlflow.MlflowClient().get_model_version_by_alias(settings.model_name, alias)
-    except MlflowException as exc:
-        raise StartupError(
-            f"no model version of {settings.model_name!r} holds the alias {alias!r} in "
-            f"{settings.tracking_uri}; run `nextbest train` first"
-        ) from exc
+        version_of_alias(settings, alias)
+    except LookupError as exc:
+        raise StartupError(str(exc)) from exc
 
 
 STOCK_COLUMNS = ("product_id", "stock")
@@ -134,8 +126,6 @@ def load_runtime(settings: Settings, model: Any | None = None, alias: str = "cha
     Raises :class:`StartupError` naming what is missing (no champion, no catalog file, a
     catalog that does not fit the model).
     """
-    from nextbest.models.registry import load_model_by_alias
-
     catalog, policy = load_catalog_and_policy(settings)
     terms = catalog.terms()
     feature_names = all_feature_names(terms)

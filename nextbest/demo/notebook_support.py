@@ -26,9 +26,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nextbest.batch.io import offline_feature_matrix
+from nextbest.batch.run import decide_customers
 from nextbest.core.settings import PROJECT_ROOT, Settings, get_settings
 from nextbest.core.vocabulary import NO_ACTION
 from nextbest.customers.as_of import resolve_as_of
+from nextbest.customers.feast_store import feature_store, online_features
+from nextbest.customers.feature_schema import all_feature_names
+from nextbest.customers.quality import identity_quality, load_truth
+from nextbest.customers.sources.coded_exports import load_coded_sources
+from nextbest.customers.sources.identity_records import load_canonical_records
+from nextbest.decisions.catalog import load_catalog
+from nextbest.decisions.engine import DecisionContext, decide
+from nextbest.decisions.reasons import Reason
+from nextbest.decisions.runtime import load_runtime, stock_vector
+from nextbest.measurement.attribution import attribute_outcomes, read_decisions, read_outcomes
+from nextbest.measurement.policy_evaluation import rerank_logged
+from nextbest.measurement.simulate import simulate_policies
+from nextbest.models.registry import configure_mlflow, load_model_by_alias
+from training.truth_evaluation import true_response
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +82,6 @@ def notebook_settings() -> Settings:
 
 def source_summary(settings: Settings) -> pd.DataFrame:
     """Per source system: records and the share of records carrying each identifier."""
-    from nextbest.customers.sources.identity_records import load_canonical_records
-
     recs = load_canonical_records(settings.raw_dir)
     ids = ["email", "phone", "crm_id", "loyalty_id", "app_account_id", "device_id"]
     present = recs[ids].notna() & (recs[ids].astype(str) != "")
@@ -78,8 +92,6 @@ def source_summary(settings: Settings) -> pd.DataFrame:
 
 def identity_summary(settings: Settings) -> dict[str, float | int]:
     """Pairwise precision/recall and resolution rate of the unified record against truth."""
-    from nextbest.customers.quality import identity_quality, load_truth
-
     assignments = pd.read_parquet(settings.unified_dir / "identity.parquet")
     return identity_quality(assignments, load_truth(settings.raw_dir / "truth" / "records.parquet"))
 
@@ -94,8 +106,6 @@ def _mask(value: object) -> object:
 
 def pick_customer(settings: Settings) -> str:
     """The customer whose record spans the most source systems (ties: most records)."""
-    from nextbest.customers.sources.identity_records import load_canonical_records
-
     ident = pd.read_parquet(settings.unified_dir / "identity.parquet")
     recs = load_canonical_records(settings.raw_dir)[["record_id", "source"]]
     m = ident.merge(recs, on="record_id")
@@ -107,8 +117,6 @@ def pick_customer(settings: Settings) -> str:
 
 def customer_records(settings: Settings, customer_id: str) -> pd.DataFrame:
     """Every source record resolved to ``customer_id``, with personal values masked."""
-    from nextbest.customers.sources.identity_records import load_canonical_records
-
     ident = pd.read_parquet(settings.unified_dir / "identity.parquet")
     mine = ident.loc[ident["customer_id"] == customer_id]
     if mine.empty:
@@ -123,9 +131,6 @@ def customer_records(settings: Settings, customer_id: str) -> pd.DataFrame:
 def customer_timeline(settings: Settings, customer_id: str) -> pd.DataFrame:
     """The customer's events from every system (purchases, activity, cases, consent,
     campaign contacts) as one time-ordered table ``ts, system, event, detail``."""
-    from nextbest.customers.sources.coded_exports import load_coded_sources
-    from nextbest.decisions.catalog import load_catalog
-
     src, ids = load_coded_sources(
         settings.raw_dir,
         settings.unified_dir,
@@ -188,10 +193,6 @@ def customer_timeline(settings: Settings, customer_id: str) -> pd.DataFrame:
 
 def customer_online_features(settings: Settings, customer_id: str) -> pd.Series:
     """The customer's features as the decision service reads them from Feast's online store."""
-    from nextbest.customers.feast_store import feature_store, online_features
-    from nextbest.customers.feature_schema import all_feature_names
-    from nextbest.decisions.catalog import load_catalog
-
     names = all_feature_names(load_catalog(settings.catalog).terms())
     at = resolve_as_of(settings).time.timestamp()
     X = online_features(feature_store(settings), [customer_id], at, names)
@@ -213,9 +214,8 @@ class ChampionRun:
 
 def champion_run(settings: Settings) -> ChampionRun:
     """The champion's model version, its training run id, params and metrics."""
+    # lazy: mlflow takes seconds to import
     import mlflow
-
-    from nextbest.models.registry import configure_mlflow
 
     configure_mlflow(settings)
     client = mlflow.MlflowClient()
@@ -226,9 +226,8 @@ def champion_run(settings: Settings) -> ChampionRun:
 
 def run_table(settings: Settings, run_id: str, artifact: str) -> pd.DataFrame:
     """A table the training run logged with ``mlflow.log_table`` (e.g. evaluation/...json)."""
+    # lazy: mlflow takes seconds to import
     import mlflow
-
-    from nextbest.models.registry import configure_mlflow
 
     configure_mlflow(settings)
     return mlflow.load_table(artifact, run_ids=[run_id]).drop(columns=["run_id"], errors="ignore")
@@ -236,9 +235,8 @@ def run_table(settings: Settings, run_id: str, artifact: str) -> pd.DataFrame:
 
 def run_figures(settings: Settings, run_id: str, folder: str = "plots") -> dict[str, Path]:
     """The run's logged figures downloaded to a local folder, by file name."""
+    # lazy: mlflow takes seconds to import
     import mlflow
-
-    from nextbest.models.registry import configure_mlflow
 
     configure_mlflow(settings)
     local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=folder))
@@ -247,8 +245,6 @@ def run_figures(settings: Settings, run_id: str, folder: str = "plots") -> dict[
 
 def champion_importance(settings: Settings, top: int = 20) -> pd.Series:
     """Gain importance of the champion's response model, by feature name."""
-    from nextbest.models.registry import load_model_by_alias
-
     model, _ = load_model_by_alias(settings)
     names = model.feature_names
     imp = model.response.feature_importances()
@@ -307,10 +303,6 @@ def engine_records(
 
     ``k`` is large so every positive-score action is kept in ``ranked`` (for re-ranking).
     """
-    from nextbest.batch.io import offline_feature_matrix
-    from nextbest.decisions.engine import DecisionContext, decide
-    from nextbest.decisions.runtime import load_runtime, stock_vector
-
     runtime = runtime or load_runtime(settings)
     when = as_of or resolve_as_of(settings).time
     ids, X, snap = offline_feature_matrix(settings.features_dir, customer_ids, when, runtime.terms)
@@ -343,8 +335,6 @@ def lever_tradeoff(records: pd.DataFrame, action: str, levers: Sequence[float]) 
     ``incremental_response`` (mean uplift of the chosen action) and
     ``incremental_value`` (mean ``uplift * value - cost`` of the chosen action).
     """
-    from nextbest.measurement.policy_evaluation import rerank_logged
-
     treated = records.loc[records["group"] != "holdout"].reset_index(drop=True)
     rows = []
     for lever in levers:
@@ -386,8 +376,6 @@ class DemoMeasurement:
 
 def person_of_customer(settings: Settings) -> pd.Series:
     """Each unified customer's true person (the majority person of its records)."""
-    from nextbest.customers.quality import load_truth
-
     ident = pd.read_parquet(
         settings.unified_dir / "identity.parquet", columns=["record_id", "customer_id"]
     )
@@ -406,8 +394,6 @@ def truth_expectations(
     ``no_action`` reads ``p_no_action`` and ``value_no_action``. Customers the truth cannot
     place get NaN.
     """
-    from training.truth_evaluation import true_response
-
     resp = true_response(settings.raw_dir).set_index("person_id")
     person = person_of_customer(settings).reindex(pd.Index(customer_ids, dtype=object))
     rows = resp.reindex(person.to_numpy())
@@ -464,10 +450,6 @@ def ensure_demo_measurement(
     returned as is. The rounds use ``nextbest.batch.run.decide_customers``, so the records are
     the engine's own, in the project's decision log.
     """
-    from nextbest.batch.run import decide_customers
-    from nextbest.decisions.runtime import load_runtime
-    from nextbest.measurement.attribution import read_decisions
-
     out_dir = settings.root / "measurement"
     marker = out_dir / DEMO_MARKER
     if marker.exists():
@@ -514,8 +496,6 @@ def ensure_demo_measurement(
 
 def demo_decisions(settings: Settings, demo: DemoMeasurement) -> pd.DataFrame:
     """The demo period's decisions with ``responded`` and ``revenue`` attributed."""
-    from nextbest.measurement.attribution import attribute_outcomes, read_decisions, read_outcomes
-
     return attribute_outcomes(
         read_decisions(demo.log_dir, demo.since, demo.until),
         read_outcomes(demo.outcomes_path),
@@ -548,12 +528,6 @@ def engine_policy_scores(
     ineligible actions score ``-inf``. Returns ``(truth rows, scores, costs)``; the truth
     rows have one row per customer the truth can place, columns as in ``truth/response``.
     """
-    from nextbest.batch.io import offline_feature_matrix
-    from nextbest.decisions.engine import DecisionContext, decide
-    from nextbest.decisions.reasons import Reason
-    from nextbest.decisions.runtime import load_runtime, stock_vector
-    from training.truth_evaluation import true_response
-
     runtime = runtime or load_runtime(settings)
     plan = runtime.plan
     when = as_of or resolve_as_of(settings).time
@@ -594,7 +568,5 @@ def engine_simulation(
 ) -> pd.DataFrame:
     """The feedback loop with the engine and the champion: decide (:func:`engine_policy_scores`),
     draw outcomes from the truth, estimate lift from the log (``nextbest.measurement.simulate``)."""
-    from nextbest.measurement.simulate import simulate_policies
-
     truth, scores, costs = engine_policy_scores(settings)
     return simulate_policies(truth, scores, seed, holdout_share, epsilon, costs)

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from nextbest.customers.erasure import OWN_ERASER, erase_tables
+
 if TYPE_CHECKING:
     from nextbest.customers.erasure import Person
 
@@ -27,8 +29,6 @@ RECORDS = "records.parquet"
 def mark_own_eraser(truth_dir: Path) -> None:
     """Mark ``truth_dir`` as erased by :func:`erase_person`, so the product's forget, which
     walks the home, leaves it unread (:data:`nextbest.customers.erasure.OWN_ERASER`)."""
-    from nextbest.customers.erasure import OWN_ERASER
-
     truth_dir.mkdir(parents=True, exist_ok=True)
     (truth_dir / OWN_ERASER).write_text("nextbest.demo.truth.erase_person\n")
 
@@ -41,8 +41,6 @@ def erase_person(truth_dir: Path, person: Person) -> dict[str, int]:
     ``records`` goes last: until it is rewritten the person ids can be found again, so a
     run that fails midway can be repeated.
     """
-    from nextbest.customers.erasure import erase_tables
-
     records = truth_dir / RECORDS
     if not records.exists():
         return {"truth": 0}

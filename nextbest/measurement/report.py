@@ -31,6 +31,7 @@ from nextbest.measurement.attribution import (
     read_outcomes,
 )
 from nextbest.measurement.lift import decision_drift, exclusion_counts, lift_tables
+from nextbest.models.registry import log_files, log_run, tracked_run
 
 if TYPE_CHECKING:
     from nextbest.core.settings import Settings
@@ -152,9 +153,11 @@ def _png(fig: Any) -> str:
 
 def _plots(report: dict[str, Any]) -> dict[str, str]:
     """The report's figures as base64 PNGs, keyed by section."""
+    # lazy: matplotlib is heavy and needed only to draw
     import matplotlib
 
     matplotlib.use("Agg")
+    # lazy: matplotlib is heavy and needed only to draw
     import matplotlib.pyplot as plt
 
     out: dict[str, str] = {}
@@ -263,25 +266,19 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> ReportFiles:
 
 def log_report(files: ReportFiles, report: dict[str, Any], settings: Settings) -> str:
     """Log both report files and the headline metrics to MLflow; returns the run id."""
-    import mlflow
-
-    from nextbest.models.registry import configure_mlflow
-
-    configure_mlflow(settings)
-    with mlflow.start_run(run_name=RUN_NAME) as run:
-        mlflow.log_artifact(str(files.html), artifact_path="report")
-        mlflow.log_artifact(str(files.json), artifact_path="report")
-        mlflow.log_metrics(headline_metrics(report))
-        meta = report["meta"]
-        mlflow.set_tags(
-            {
+    meta = report["meta"]
+    with tracked_run(settings, RUN_NAME) as run_id:
+        log_files([files.html, files.json], "report")
+        log_run(
+            metrics=headline_metrics(report),
+            tags={
                 "nextbest.step": "report",
                 "since": str(meta.get("since")),
                 "until": str(meta.get("until")),
                 "window_days": str(meta.get("window_days")),
-            }
+            },
         )
-        return run.info.run_id
+        return run_id
 
 
 def run_report(

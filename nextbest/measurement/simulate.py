@@ -26,8 +26,10 @@ import numpy as np
 import pandas as pd
 
 from nextbest.core.vocabulary import DECIDED, HOLDOUT, NO_ACTION
+from nextbest.decisions.decision_log import DecisionLog
 from nextbest.measurement.attribution import attribute_outcomes, flatten_decisions
 from nextbest.measurement.lift import diff_in_means
+from training.truth_evaluation import true_response
 
 logger = logging.getLogger(__name__)
 
@@ -264,8 +266,6 @@ def simulate_policies(
 
 
 def _write_log(directory: Path, decisions: pd.DataFrame, outcomes: pd.DataFrame) -> None:
-    from nextbest.decisions.decision_log import DecisionLog
-
     directory.mkdir(parents=True, exist_ok=True)
     DecisionLog(directory, fsync=False).append(decisions.to_dict(orient="records"))
     outcomes.to_parquet(directory / "outcomes.parquet", index=False)
@@ -283,8 +283,6 @@ def simulate_from_truth(
 ) -> pd.DataFrame:
     """Simulate uplift vs propensity ranking vs no action on ``data_dir/truth/response.parquet``
     (as written by ``nextbest generate``); optionally on a random subset of customers."""
-    from training.truth_evaluation import true_response
-
     truth = true_response(Path(data_dir))
     if n_customers is not None and n_customers < len(truth):
         truth = truth.sample(n=n_customers, random_state=seed).reset_index(drop=True)

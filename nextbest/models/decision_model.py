@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import joblib
 import numpy as np
 import pandas as pd
 from lightgbm import LGBMRegressor
@@ -143,14 +144,13 @@ def pyfunc_class() -> type:
 
     Built lazily so importing this module does not import MLflow.
     """
+    # lazy: mlflow takes seconds to import
     import mlflow.pyfunc
 
     class DecisionModelPyfunc(mlflow.pyfunc.PythonModel):
         """Loads ``decision_model.pkl`` and returns probabilities (never labels)."""
 
         def load_context(self, context: Any) -> None:
-            import joblib
-
             self.model = joblib.load(context.artifacts["decision_model"])
 
         def predict(

@@ -1,19 +1,28 @@
-"""MLflow: tracking set-up, logging the decision model, registry and the promotion gate."""
+"""MLflow, the one module that calls it for training: tracking set-up, a run and what is
+logged to it, the decision model logged and registered, loading by alias and the
+promotion gate."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import re
 import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
+import joblib
 import numpy as np
+import pandas as pd
 
 from nextbest.core.settings import Settings
 from nextbest.core.sqlite_tx import immediate_transaction
+from nextbest.models.decision_model import pyfunc_class
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +39,14 @@ PIP_REQUIREMENTS = [
 ]
 
 
+def _mlflow() -> Any:
+    """MLflow, imported on first use with its telemetry off."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow  # lazy: seconds to import, needed only where a run or the registry is used
+
+    return mlflow
+
+
 def configure_mlflow(settings: Settings) -> Any:
     """Point MLflow at the configured tracking store and return the experiment id.
 
@@ -37,9 +54,7 @@ def configure_mlflow(settings: Settings) -> Any:
     (:func:`relocate_artifacts`), so a copied or moved home never reads or writes the
     artifacts of the home it was copied from.
     """
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    import mlflow
-
+    mlflow = _mlflow()
     settings.root.mkdir(parents=True, exist_ok=True)
     relocate_artifacts(settings)
     mlflow.set_tracking_uri(settings.tracking_uri)
@@ -77,8 +92,6 @@ def relocate_artifacts(settings: Settings) -> int:
     transaction, which a second process repeats as a no-op. A store configured elsewhere
     (``mlflow_tracking_uri``) is left alone.
     """
-    from urllib.parse import unquote, urlparse
-
     path = _home_store(settings)
     if path is None:
         return 0
@@ -130,12 +143,8 @@ def log_decision_model(model: Any, X_example: np.ndarray, tmp_dir: Path) -> Any:
     customer's row: MLflow keeps it with the model, and an erased customer must not stay
     behind in the registry (docs/privacy.md).
     """
-    import joblib
-    import mlflow
-    import pandas as pd
-    from mlflow.models import infer_signature
-
-    from nextbest.models.decision_model import pyfunc_class
+    mlflow = _mlflow()
+    from mlflow.models import infer_signature  # lazy: with mlflow
 
     tmp_dir.mkdir(parents=True, exist_ok=True)
     path = tmp_dir / "decision_model.pkl"
@@ -158,8 +167,6 @@ def log_decision_model(model: Any, X_example: np.ndarray, tmp_dir: Path) -> Any:
 
 
 def _package_dir(name: str) -> str:
-    import importlib
-
     return str(Path(importlib.import_module(name).__file__).resolve().parent)  # type: ignore[arg-type]
 
 
@@ -171,8 +178,8 @@ def load_model_by_alias(settings: Settings, alias: str = CHAMPION) -> tuple[Any,
     workers starting in an empty home each ran MLflow's schema migration on the same new
     file and left it half-migrated).
     """
-    import mlflow
-    from mlflow.exceptions import MlflowException
+    mlflow = _mlflow()
+    from mlflow.exceptions import MlflowException  # lazy: with mlflow
 
     uri = settings.tracking_uri
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
@@ -218,9 +225,7 @@ def promote(
     ``champion_value_fn(model)`` scores the current champion on the *same* held-out data
     the new version was scored on; a tie keeps the incumbent.
     """
-    import mlflow
-
-    client = mlflow.MlflowClient()
+    client = _mlflow().MlflowClient()
     try:
         current, current_version = load_model_by_alias(settings, CHAMPION)
     except LookupError:
@@ -254,3 +259,90 @@ def promote(
     client.set_model_version_tag(settings.model_name, version, "promotion_reason", reason)
     log.info("model %s v%s -> %s: %s", settings.model_name, version, alias, reason)
     return PromotionDecision(version, alias, new_value, champ_value, current_version, reason)
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+
+@contextmanager
+def tracked_run(settings: Settings, name: str) -> Iterator[str]:
+    """An MLflow run named ``name`` in the settings' experiment, active inside the block;
+    yields its id."""
+    mlflow = _mlflow()
+    configure_mlflow(settings)
+    with mlflow.start_run(run_name=name) as run:
+        yield run.info.run_id
+
+
+@contextmanager
+def reopened_run(settings: Settings, run_id: str) -> Iterator[str]:
+    """The finished run ``run_id`` active again inside the block (to log what a later step
+    found about it); yields its id."""
+    mlflow = _mlflow()
+    configure_mlflow(settings)
+    with mlflow.start_run(run_id=run_id):
+        yield run_id
+
+
+def log_run(
+    params: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, float] | None = None,
+    tags: Mapping[str, str] | None = None,
+    dicts: Mapping[str, Any] | None = None,
+    tables: Mapping[str, pd.DataFrame] | None = None,
+    texts: Mapping[str, str] | None = None,
+) -> None:
+    """Log to the active run: params, metrics, tags, and JSON dicts, tables and text files
+    by their artifact path."""
+    mlflow = _mlflow()
+    if params:
+        mlflow.log_params(dict(params))
+    if metrics:
+        mlflow.log_metrics(dict(metrics))
+    if tags:
+        mlflow.set_tags(dict(tags))
+    for path, content in (dicts or {}).items():
+        mlflow.log_dict(content, path)
+    for path, table in (tables or {}).items():
+        mlflow.log_table(table, path)
+    for path, text in (texts or {}).items():
+        mlflow.log_text(text, path)
+
+
+def log_files(paths: Sequence[Path], artifact_dir: str) -> None:
+    """Files as artifacts of the active run, under ``artifact_dir``."""
+    mlflow = _mlflow()
+    for path in paths:
+        mlflow.log_artifact(str(path), artifact_path=artifact_dir)
+
+
+def version_of_alias(settings: Settings, alias: str = CHAMPION) -> str:
+    """The model version holding ``alias``; ``LookupError`` naming the store when none does."""
+    mlflow = _mlflow()
+    from mlflow.exceptions import MlflowException  # lazy: with mlflow
+
+    configure_mlflow(settings)
+    try:
+        mv = mlflow.MlflowClient().get_model_version_by_alias(settings.model_name, alias)
+    except MlflowException as exc:
+        raise LookupError(
+            f"no model version of {settings.model_name!r} holds the alias {alias!r} in "
+            f"{settings.tracking_uri}; run `nextbest train` first"
+        ) from exc
+    return str(mv.version)
+
+
+def log_figure(figure: Any, path: str) -> None:
+    """A matplotlib figure as an artifact of the active run."""
+    _mlflow().log_figure(figure, path)
+
+
+def register_logged_model(settings: Settings, model_uri: str, tags: Mapping[str, str]) -> str:
+    """Register the logged model ``model_uri`` under the settings' model name with version
+    ``tags``; returns the new version."""
+    mlflow = _mlflow()
+    mv = mlflow.register_model(model_uri, settings.model_name)
+    client = mlflow.MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(settings.model_name, mv.version, key, value)
+    return str(mv.version)

@@ -57,6 +57,7 @@ class BoosterPredictor:
     """
 
     def __init__(self, booster: Any, num_threads: int = 1) -> None:
+        # lazy: lightgbm is needed only to score through LightGBM
         from lightgbm.basic import _LIB, _safe_call
 
         self._lib, self._safe_call = _LIB, _safe_call
@@ -105,6 +106,7 @@ class BoosterPredictor:
 
 def _plain_lgbm(est: Any, num_threads: int = 1) -> BoosterPredictor | None:
     """A predictor for a fitted binary LGBMClassifier or an LGBMRegressor, else None."""
+    # lazy: lightgbm is needed only to score through LightGBM
     import lightgbm
 
     if isinstance(est, lightgbm.LGBMClassifier):
@@ -265,6 +267,7 @@ class Scorer:
 
     def _compile(self) -> _Predictors | None:
         """The compiled predictors, or None (logged) when numba or a booster cannot."""
+        # lazy: compiled_trees imports numba (heavy), needed only for compiled trees
         from nextbest.models import compiled_trees as ct
 
         if not ct.available():
@@ -343,6 +346,7 @@ class Scorer:
         if self._compiled is None or self._lightgbm is None:
             return False
         if X is None:
+            # lazy: compiled_trees imports numba (heavy), needed only for compiled trees
             from nextbest.models.compiled_trees import probe_rows
 
             X = probe_rows([h.booster for h in self._compiled.all()])  # type: ignore[attr-defined]

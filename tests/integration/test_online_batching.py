@@ -44,7 +44,7 @@ def test_a_batch_decides_as_one_call_per_request(world: World, decider: OnlineDe
     now = datetime.now(UTC)
     reqs = _requests(world, 40)
     batched = decider.decide_records(reqs, now)
-    single = [decider.decide_record(r.customer, r.channel, r.k, r.context, now) for r in reqs]
+    single = [decider.decide_records([r], now)[0] for r in reqs]
     assert [_without_id(r) for r in batched] == [_without_id(r) for r in single]
     assert sum(bool(r["ranked"]) for r in single) > 5  # offers were really ranked
     assert all(len(r["ranked"]) <= q.k for r, q in zip(single, reqs, strict=True))

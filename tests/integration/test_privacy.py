@@ -66,10 +66,11 @@ def test_a_copied_home_works_alone_and_leaves_the_original_untouched(
     world: World, tmp_path: Path
 ) -> None:
     from nextbest.customers.feast_store import feature_store
+    from nextbest.decisions.decision_log import read_log
     from nextbest.models.registry import load_model_by_alias
     from nextbest.pipeline import build_features
     from serving.decider import OnlineDecider
-    from serving.requests import CustomerRef
+    from serving.requests import CustomerRef, DecideRequest
 
     # The original: a private copy of the session world, made its own home by opening its
     # feature store and loading its champion once (its stores then name only itself).
@@ -93,14 +94,16 @@ def test_a_copied_home_works_alone_and_leaves_the_original_untouched(
         (resolve_as_of(settings).time - timedelta(days=10)).isoformat(),
         {"purpose": "marketing", "channel": "email", "granted": False},
     )
-    decider.decide(CustomerRef(cid), "email")
+    (first,) = decider.decide_and_log([DecideRequest(CustomerRef(cid), "email")]).wait()
+    assert first["customer_id"] == cid
     build_features(settings)
 
     moved = tmp_path / "original-moved"
     os.rename(original, moved)
     after_move = OnlineDecider(settings)
-    answer = after_move.decide(CustomerRef(cid), "email")
+    (answer,) = after_move.decide_and_log([DecideRequest(CustomerRef(cid), "email")]).wait()
     assert answer["customer_id"] == cid
+    assert answer["decision_id"] in set(read_log(settings.decision_log_dir)["decision_id"])
     # The withdrawal went through the copy's ledger into the copy's rebuilt features.
     assert _latest_consent(settings.features_dir, "consent_marketing_email")[cid] == 0
 

@@ -42,6 +42,10 @@ def test_training_logs_a_complete_run_and_registers_a_champion(world: World) -> 
     assert len(run.data.tags["lineage.data_hash"]) == 16
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(result.run_id)}
     assert {"model_card.md", "lineage.json", "plots", "evaluation"} <= artifacts
+    # the evaluation step beside training logged the regret against the truth to the run
+    evaluation = {a.path for a in mlflow.MlflowClient().list_artifacts(result.run_id, "evaluation")}
+    assert "evaluation/policy_regret.json" in evaluation
+    assert not any(k.startswith("regret_") for k in result.metrics)  # not training's
     # the learner was chosen by cross-fitting on the training part (training.selection)
     selection = {a.path for a in mlflow.MlflowClient().list_artifacts(result.run_id, "selection")}
     assert selection == {"selection/cross_fitted.json"}

@@ -19,10 +19,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from nextbest.core.vocabulary import NO_ACTION
 from nextbest.customers.feature_schema import HOLDING_BALANCE, CatalogTerms
+from nextbest.customers.normalise import identifier_keys as keys_with_salt
 from nextbest.customers.sources.files import export_path
+from nextbest.customers.sources.identity_records import load_canonical_table
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +126,6 @@ def _native_code_maps(
     Codes come from one dictionary encoding of ``identity.customer_id``, whose order of
     first appearance is ``Series.unique``'s.
     """
-    import pyarrow.compute as pc
-
     cust = identity.column("customer_id").combine_chunks()
     if cust.null_count:
         raise ValueError("identity.parquet has records without a customer_id")
@@ -144,8 +146,6 @@ def _codes_of(
     maps: dict[str, tuple[pa.Array, np.ndarray]], source: str, native: pa.ChunkedArray
 ) -> np.ndarray:
     """Customer code of each native id of ``source`` (-1: not resolved, or null)."""
-    import pyarrow.compute as pc
-
     natives, codes = maps[source]
     pos = pc.index_in(native.cast(pa.string()), value_set=natives)
     pos = pc.fill_null(pos, -1).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -169,9 +169,6 @@ def load_coded_sources(
     to string customer ids: at 1,000,000 customers that string path was most of the
     feature step's time and memory.
     """
-    from nextbest.customers.normalise import identifier_keys as keys_with_salt
-    from nextbest.customers.sources.identity_records import load_canonical_table
-
     identifier_keys = partial(keys_with_salt, salt=salt)
 
     maps, ids, identity_codes, identity_records = _identity_codes(unified_dir)
@@ -212,8 +209,6 @@ CodeMaps = dict[str, tuple[pa.Array, np.ndarray]]
 def _identity_codes(unified_dir: Path) -> tuple[CodeMaps, pd.Index, np.ndarray, pa.Array]:
     """The native-id maps, customer ids and per-row codes of ``identity.parquet`` (see
     :func:`_native_code_maps`), and its record ids."""
-    import pyarrow.parquet as pq
-
     identity = pq.read_table(unified_dir / "identity.parquet", columns=["record_id", "customer_id"])
     maps, ids, codes = _native_code_maps(identity)
     return maps, ids, codes, identity.column("record_id")
@@ -224,16 +219,12 @@ def _record_codes(
 ) -> np.ndarray:
     """Each canonical record's customer code through its row in identity.parquet (-1:
     not there)."""
-    import pyarrow.compute as pc
-
     pos = pc.index_in(records.column("record_id"), value_set=identity_records)
     pos = pc.fill_null(pos, -1).to_numpy(zero_copy_only=False).astype(np.int64)
     return np.append(identity_codes, -1)[pos]
 
 
 def _read(raw_dir: Path, name: str, columns: list[str]) -> pa.Table:
-    import pyarrow.parquet as pq
-
     return pq.read_table(raw_dir / f"{name}.parquet", columns=columns)
 
 

@@ -40,7 +40,8 @@ def _category_weights(pop: _Population, boost: np.ndarray | None = None) -> np.n
 
 
 def _web_events(pop: _Population, ids: _Ids, seed: int, as_of_s: int, w: _Writer) -> np.ndarray:
-    """Write web_events and return the sorted repeat-interest keys."""
+    """Write web_events and return the sorted repeat-interest keys. Over 100 lines on
+    purpose: one vectorised pass whose steps share the same per-session arrays."""
     rng = _rng(seed, "web")
     start_s = as_of_s - HISTORY_DAYS * DAY
     span = HISTORY_DAYS * DAY

@@ -89,7 +89,7 @@ def build_batch_world(home: Path, customers: int = SMALL_CUSTOMERS, seed: int = 
     from nextbest.core.settings import get_settings
     from nextbest.customers.as_of import resolve_as_of
     from nextbest.customers.features import build_feature_tables
-    from nextbest.customers.identity import resolve_generated
+    from nextbest.customers.identity_io import resolve_generated
     from nextbest.decisions.runtime import load_runtime
     from nextbest.demo.generate import generate
 

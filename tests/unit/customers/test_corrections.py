@@ -16,7 +16,8 @@ from nextbest.customers.corrections import (
     record_decision,
     record_decisions,
 )
-from nextbest.customers.identity import ResolutionSettings, resolve_records, run_resolve
+from nextbest.customers.identity import ResolutionSettings, resolve_records
+from nextbest.customers.identity_io import run_resolve
 
 DET = ResolutionSettings(use_splink=False)
 

@@ -27,7 +27,7 @@ from nextbest.customers.features import (
     snapshot_times,
     view_names,
 )
-from nextbest.customers.identity import resolve_generated
+from nextbest.customers.identity_io import resolve_generated
 from nextbest.customers.normalise import identifier_keys
 from nextbest.customers.sources.coded_exports import SECS, load_coded_sources
 from nextbest.customers.sources.files import export_path

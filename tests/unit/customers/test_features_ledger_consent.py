@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from nextbest.customers.features import _view_rows
-from nextbest.customers.identity import resolve_generated
+from nextbest.customers.identity_io import resolve_generated
 from nextbest.customers.sources.coded_exports import (
     load_coded_sources,
     with_extra_consent,

@@ -14,10 +14,11 @@ import pytest
 import yaml
 
 from nextbest.decisions.catalog import Catalog, ConfigError, load_catalog
-from nextbest.decisions.engine import Decisions, decide, incremental_value
+from nextbest.decisions.engine import Decisions, decide
 from nextbest.decisions.policy import Policy, load_policy
 from nextbest.decisions.reasons import Reason
 from nextbest.decisions.rules import Plan, compile_plan
+from nextbest.models.value import incremental_value
 from tests.unit.decisions.conftest import ctx
 
 CATALOG = """

@@ -15,7 +15,13 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from serving.fast_http import JsonApiMiddleware, json_body, validation_error_body
+from serving.fast_http import (
+    VALIDATED,
+    Forward,
+    JsonApiMiddleware,
+    json_body,
+    validation_error_body,
+)
 
 
 async def _behind(request: Request) -> PlainTextResponse:
@@ -180,3 +186,61 @@ def test_a_503_answer_carries_retry_after_and_no_other_does() -> None:
     down, up = _run(go())
     assert down.status_code == 503 and down.headers["retry-after"] == "7"
     assert up.status_code == 200 and "retry-after" not in up.headers
+
+
+class _Body(BaseModel):
+    x: int
+
+
+def test_a_forwarded_body_reaches_the_app_unchanged_with_the_model_it_was_validated_into() -> None:
+    seen: list[tuple[bytes, Any]] = []
+
+    async def handler(path: str, body: bytes) -> Forward:
+        return Forward(_Body.model_validate_json(body))
+
+    async def behind(request: Request) -> PlainTextResponse:
+        seen.append((await request.body(), request.state._state.get(VALIDATED)))
+        return PlainTextResponse("app")
+
+    app = Starlette(
+        routes=[Route("/decide", behind, methods=["POST"])],
+        middleware=[Middleware(JsonApiMiddleware, get_handler=lambda: handler)],
+    )
+
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            return await c.post("/decide", content=b'{"x": 3}')
+
+    assert _run(go()).text == "app"
+    assert seen == [(b'{"x": 3}', _Body(x=3))]
+
+
+def test_the_route_takes_the_validated_model_and_parses_only_a_body_that_was_not() -> None:
+    from serving.service import validated_once
+
+    parsed: list[bytes] = []
+
+    class Spec(BaseModel):
+        x: int
+
+        @classmethod
+        async def from_http_request(cls, request: Request, serde: Any) -> Any:
+            body = await request.body()
+            parsed.append(body)
+            return cls.model_validate_json(body)
+
+    spec = validated_once(Spec)
+
+    def request(body: bytes, state: dict[str, Any]) -> Request:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        scope = {"type": "http", "method": "POST", "path": "/decide", "headers": []}
+        return Request({**scope, "state": state}, receive)
+
+    validated = spec(x=1)
+    got = _run(spec.from_http_request(request(b'{"x": 1}', {VALIDATED: validated}), None))
+    assert got is validated and parsed == []
+    got = _run(spec.from_http_request(request(b'{"x": 2}', {}), None))
+    assert got == spec(x=2) and parsed == [b'{"x": 2}']

@@ -11,7 +11,8 @@ import pytest
 from nextbest.core.settings import get_settings
 from nextbest.customers.contract import TABLES, columns
 from nextbest.customers.features import build_feature_tables
-from nextbest.customers.identity import ResolutionSettings, resolve_generated
+from nextbest.customers.identity import ResolutionSettings
+from nextbest.customers.identity_io import resolve_generated
 from nextbest.customers.sources.coded_contract import contract_source_data
 from nextbest.customers.sources.files import load_source_files
 from nextbest.decisions.catalog import load_catalog

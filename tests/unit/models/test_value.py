@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nextbest.decisions.engine import incremental_value
+from nextbest.models.value import incremental_value
 
 
 def test_without_control_value_it_is_uplift_times_value_minus_cost_times_lever() -> None:
