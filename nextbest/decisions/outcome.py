@@ -67,6 +67,9 @@ class Decisions:
     value_source: np.ndarray | None = None  # [n, C] int8 VALUE_SOURCES code of ``value``
     #: catalog column -> the policy limits counting it, once an allocation ran
     limit_names: dict[int, str] = field(default_factory=dict)
+    #: [n, C + 1] probability of each option (catalog order, no action last) when the
+    #: exploration is not epsilon's (Thompson sampling); rows it did not draw hold 0.
+    probabilities: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -85,6 +88,12 @@ class Decisions:
 
     def action_probabilities(self) -> np.ndarray:
         """Probability of each action (columns: catalog order, then no_action) per row."""
+        if self.probabilities is not None:
+            probs = self.probabilities.copy()
+            drawn = probs.sum(axis=1) > 0
+            target = np.where(self.holdout, NO_ACTION, self.chosen)
+            probs[np.flatnonzero(~drawn), target[~drawn]] = 1.0
+            return probs
         n_opt = self.explore_options.sum(axis=1) + 1
         probs = np.zeros((self.n, len(self.plan.action_ids) + 1))
         probs[:, :-1] = self.explore_options * (self.epsilon / n_opt)[:, None]

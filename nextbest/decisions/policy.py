@@ -246,10 +246,38 @@ class Holdout(_Strict):
 
 
 class Exploration(_Strict):
-    """Logged randomisation: with probability ``epsilon`` pick uniformly among the options."""
+    """Logged randomisation: with probability ``epsilon`` pick uniformly among the options,
+    or (``method: thompson``) Thompson sampling from each action's posterior value."""
 
+    method: Literal["epsilon", "thompson"] = Field(
+        "epsilon",
+        description="epsilon: a uniform pick with probability epsilon; thompson: the best "
+        "option of a draw from each action's posterior incremental value "
+        "(nextbest/decisions/thompson.py), its propensity the share of thompson_samples "
+        "draws in which it is best.",
+        examples=["thompson"],
+    )
     epsilon: float = Field(
-        0.05, ge=0, le=1, description="Probability of a random pick.", examples=[0.05]
+        0.05,
+        ge=0,
+        le=1,
+        description="Probability of a random pick (method epsilon).",
+        examples=[0.05],
+    )
+    thompson_samples: int = Field(
+        256,
+        ge=16,
+        le=4096,
+        description="Draws per decision (method thompson): the logged propensity is the "
+        "chosen option's share of them, at least 1 / thompson_samples.",
+        examples=[256],
+    )
+    thompson_observations: float = Field(
+        200.0,
+        gt=0,
+        description="How many customers each response rate of the model is taken to rest "
+        "on (method thompson): fewer, wider posteriors, more exploration.",
+        examples=[200.0],
     )
     salt: str = Field(
         "explore", min_length=1, description="Salt of the draw.", examples=["bank-explore-2026"]
