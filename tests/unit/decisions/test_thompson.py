@@ -56,7 +56,9 @@ def test_thompson_propensities_are_probabilities_summing_to_one(catalog, policy,
     # a propensity is a share of the draws: at least one of them
     samples = plan.policy.exploration.thompson_samples
     assert (d.propensity[treat] >= 1 / samples - 1e-12).all()
-    np.testing.assert_allclose(d.propensity[treat] * samples, np.round(d.propensity[treat] * samples))
+    np.testing.assert_allclose(
+        d.propensity[treat] * samples, np.round(d.propensity[treat] * samples)
+    )
     # only options the rules let through carry probability
     off = ~d.explore_options & (probs[:, :-1] > 0)
     assert not off.any()
