@@ -129,7 +129,8 @@ def log_exposures(
             "exposure_id": "log:" + decisions["decision_id"].astype(str),
             "customer_id": decisions["customer_id"].astype(str).to_numpy(),
             "event_timestamp": ts.to_numpy(),
-            "request_ts": ts.astype("int64").to_numpy() / 1e6,
+            # the request time of the on-demand durations: when it was decided
+            "request_ts": _seconds(decisions["decided_at"]),
             "action_id": chosen.map(arms).to_numpy(),
             "assignment_probability": np.maximum(p, propensity_floor),
             "responded": decisions["responded"].astype(int).to_numpy(),
@@ -231,3 +232,9 @@ def train_from_log(
         "rows_history": len(entity_df) - exposures.decisions,
     }
     return train(settings, store, exposures=entity_df, run_params=params), exposures
+
+
+def _seconds(times: pd.Series) -> np.ndarray:
+    """POSIX seconds of UTC timestamps."""
+    t = pd.to_datetime(times, utc=True).astype("datetime64[us, UTC]")
+    return t.astype("int64").to_numpy() / 1e6

@@ -92,7 +92,8 @@ def decision_features(
             "exposure_id": [f"{i:0{width}d}" for i in range(len(decisions))],
             "customer_id": decisions["customer_id"].astype(str).to_numpy(),
             "event_timestamp": ts.to_numpy(),
-            "request_ts": ts.astype("int64").to_numpy() / 1e6,
+            # the request time of the on-demand durations: when it was decided
+            "request_ts": _seconds(decisions["decided_at"]),
             "action_id": decisions["chosen_action"].astype(str).to_numpy(),
             "assignment_probability": decisions["propensity"].astype(float).to_numpy(),
             "responded": np.zeros(len(decisions), dtype=int),
@@ -110,7 +111,8 @@ def model_scores(
     model: Any, X: np.ndarray, decisions: pd.DataFrame, catalog: Any, actions: list[str]
 ) -> tuple[np.ndarray, np.ndarray]:
     """The model's expected incremental value ``[n, K]`` of each of ``actions`` (the engine's
-    formula with each action's cost on the decision's channel and its lever) and its
+    formula with each action's cost on the decision's channel and its lever, a response
+    valued at the model's value where positive, else the catalog's) and its
     expected revenue ``[n, K]`` (``p_t * v``; ``no_action``: ``p_c * v_c``), the DR
     reward model."""
     from nextbest.decisions.engine import incremental_value
@@ -133,10 +135,12 @@ def model_scores(
             raise InputError(f"candidate model scores no arm for action {a!r} of the log")
         j = arm_pos[action.arm]
         cost = np.array([action.cost_on(c) for c in channels])
+        # the engine's value of a response: the model's where positive, else the catalog's
+        value = np.where(v[:, j] > 0, v[:, j], float(action.value))
         scores[:, k] = incremental_value(
-            p0, pt[:, j : j + 1], v[:, j : j + 1], cost[:, None], action.lever, v0
+            p0, pt[:, j : j + 1], value[:, None], cost[:, None], action.lever, v0
         )[:, 0]
-        q[:, k] = pt[:, j] * v[:, j]
+        q[:, k] = pt[:, j] * value
     return scores, q
 
 
@@ -273,3 +277,9 @@ def evaluate_model_on_log(
 
 def _with_q(c: ModelCandidate, q: np.ndarray) -> ModelCandidate:
     return ModelCandidate(c.uri, c.version, c.choices, q, c.actions, c.features_source)
+
+
+def _seconds(times: pd.Series) -> np.ndarray:
+    """POSIX seconds of UTC timestamps."""
+    t = pd.to_datetime(times, utc=True).astype("datetime64[us, UTC]")
+    return t.astype("int64").to_numpy() / 1e6
