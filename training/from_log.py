@@ -2,12 +2,13 @@
 
 Every logged decision is an exposure: the treatment group's greedy and exploration choices
 and the holdout's ``no_action`` (propensity 1), each with the probability the engine
-logged for its chosen action. Outcomes are attributed to decisions by the measurement
-package's rule (:func:`nextbest.measurement.attribution.attribute_outcomes`: the latest
-decision of the customer at or before the outcome, within the window). The customer's
-features are read from the offline store as of the decision's ``feature_snapshot_time``
-(the snapshot the decision saw; its ``decided_at`` when absent), through the same feature
-service and point-in-time join as the campaign history.
+logged for its chosen action. Outcomes come attributed to decisions by the measurement
+package's rule (the caller reads them with
+:func:`nextbest.measurement.attribution.attributed_log`: the latest decision of the
+customer at or before the outcome, within the window; training sits below measurement).
+The customer's features are read from the offline store as of the decision's
+``feature_snapshot_time`` (the snapshot the decision saw; its ``decided_at`` when absent),
+through the same feature service and point-in-time join as the campaign history.
 
 A logged action is trained under its response-model arm. The fitting weight is the
 inverse of the logged propensity, clipped below at ``propensity_floor`` (so no exposure
@@ -19,8 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -78,36 +78,29 @@ def decision_arms(settings: Settings) -> dict[str, str]:
 
 def log_exposures(
     settings: Settings,
-    outcomes_path: Path,
-    log_dir: Path | None = None,
-    window: timedelta = timedelta(days=14),
-    since: datetime | str | None = None,
-    until: datetime | str | None = None,
+    decisions: pd.DataFrame,
     propensity_floor: float = PROPENSITY_FLOOR,
 ) -> LogExposures:
-    """The log's decisions as training exposures with attributed outcomes.
+    """The log's ``decisions`` (with ``responded`` and ``revenue`` attributed:
+    :func:`nextbest.measurement.attribution.attributed_log`) as training exposures.
 
     Raises :class:`~nextbest.core.errors.InputError` naming the problem, before anything
     is fitted: no decisions, a propensity outside (0, 1], an action the catalog does not
     know, or a floor outside (0, 1].
     """
-    from nextbest.customers.id_map import IdMapFile
-    from nextbest.measurement.attribution import attribute_outcomes, read_decisions, read_outcomes
-
     if not 0.0 < propensity_floor <= 1.0:
         raise InputError(f"propensity floor must be in (0, 1], got {propensity_floor}")
-    log_dir = log_dir or settings.decision_log_dir
-    decisions = read_decisions(log_dir, since, until, IdMapFile(settings.root).get())
+    missing = [c for c in ("responded", "revenue") if c not in decisions]
+    if missing:
+        raise InputError(f"decisions: missing {missing}; attribute the outcomes first")
     if decisions.empty:
-        raise LogTooSmallError(f"no decisions in {log_dir} for the selected period")
-    decisions = decisions.loc[decisions["customer_id"].notna()].reset_index(drop=True)
-    decisions = attribute_outcomes(decisions, read_outcomes(outcomes_path), window)
+        raise LogTooSmallError("no decisions in the decision log for the selected period")
     arms = decision_arms(settings)
     chosen = decisions["chosen_action"].astype(str)
     unknown = sorted(set(chosen) - set(arms))
     if unknown:
         raise InputError(
-            f"decision log {log_dir}: actions {unknown[:5]} are not in the catalog "
+            f"decision log: actions {unknown[:5]} are not in the catalog "
             f"{settings.catalog}; train with the catalog the decisions were made with"
         )
     p = pd.to_numeric(decisions["propensity"], errors="coerce").to_numpy(dtype=np.float64)
@@ -115,7 +108,7 @@ def log_exposures(
     if bad.any():
         first = decisions["decision_id"].iloc[int(np.flatnonzero(bad)[0])]
         raise InputError(
-            f"decision log {log_dir}: {int(bad.sum())} decisions have a propensity outside "
+            f"decision log: {int(bad.sum())} decisions have a propensity outside "
             f"(0, 1] (first: decision {first})"
         )
     clipped = p < propensity_floor
@@ -190,20 +183,18 @@ def check_log_size(
 
 def train_from_log(
     settings: Settings,
-    outcomes_path: Path,
+    decisions: pd.DataFrame,
     *,
-    log_dir: Path | None = None,
     window: timedelta = timedelta(days=14),
-    since: datetime | str | None = None,
-    until: datetime | str | None = None,
     with_history: bool = False,
     propensity_floor: float = PROPENSITY_FLOOR,
     min_decisions: int = MIN_DECISIONS,
     min_per_arm: int = MIN_PER_ARM,
     store: object | None = None,
 ) -> tuple[TrainResult, LogExposures]:
-    """Train, register and gate a model on the decision log's exposures (and the campaign
-    history's with ``with_history``): the same learners, selection, evaluation, MLflow
+    """Train, register and gate a model on the log's attributed ``decisions`` (``window``:
+    the attribution window they were attributed with, logged) and, with ``with_history``,
+    the campaign history's exposures: the same learners, selection, evaluation, MLflow
     run and promotion gate as ``nextbest train``, with the clip logged on the run.
 
     Raises :class:`LogTooSmallError` (nothing fitted or registered) when the exposures
@@ -211,15 +202,7 @@ def train_from_log(
     from training.dataset import training_exposures
     from training.train import train
 
-    exposures = log_exposures(
-        settings,
-        outcomes_path,
-        log_dir,
-        window=window,
-        since=since,
-        until=until,
-        propensity_floor=propensity_floor,
-    )
+    exposures = log_exposures(settings, decisions, propensity_floor)
     entity_df = exposures.entity_df
     if with_history:
         entity_df = pd.concat([training_exposures(settings), entity_df], ignore_index=True)

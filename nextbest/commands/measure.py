@@ -154,19 +154,21 @@ def _evaluate_model_cmd(
 
     from nextbest.core.errors import InputError
     from nextbest.customers.id_map import IdMapFile
-    from nextbest.measurement.attribution import attribute_outcomes, read_decisions, read_outcomes
+    from nextbest.measurement.attribution import attributed_log
     from nextbest.measurement.model_candidate import evaluate_model_on_log
 
     if reward not in ("revenue", "net_value"):
         raise InputError(
             f"a model candidate is valued in money: reward revenue or net_value, not {reward!r}"
         )
-    log_dir = log or settings.decision_log_dir
-    decisions = read_decisions(log_dir, since, until, IdMapFile(settings.root).get())
-    if decisions.empty:
-        raise InputError(f"no decisions in {log_dir} for the selected period")
-    decisions = decisions.loc[decisions["customer_id"].notna()].reset_index(drop=True)
-    decisions = attribute_outcomes(decisions, read_outcomes(outcomes), timedelta(days=window_days))
+    decisions = attributed_log(
+        log or settings.decision_log_dir,
+        outcomes,
+        timedelta(days=window_days),
+        since,
+        until,
+        IdMapFile(settings.root).get(),
+    )
     with console.status("re-scoring the logged decisions with the candidate"):
         ev = evaluate_model_on_log(settings, uri, decisions, reward, against or None)  # type: ignore[arg-type]
     console.print(f"features: {ev.candidate.features_source} ({ev.decisions:,} treated decisions)")

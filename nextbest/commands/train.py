@@ -77,17 +77,25 @@ def train_cmd(
     if from_log:
         from datetime import timedelta
 
+        from nextbest.customers.id_map import IdMapFile
+        from nextbest.measurement.attribution import attributed_log
         from training.from_log import train_from_log
 
         assert outcomes is not None
+        window = timedelta(days=window_days)
+        decisions = attributed_log(
+            log or settings.decision_log_dir,
+            outcomes,
+            window,
+            since,
+            until,
+            IdMapFile(settings.root).get(),
+        )
         with console.status("training from the decision log (Feast, learners, MLflow)"):
             result, exposures = train_from_log(
                 settings,
-                outcomes,
-                log_dir=log,
-                window=timedelta(days=window_days),
-                since=since,
-                until=until,
+                decisions,
+                window=window,
                 with_history=with_history,
                 propensity_floor=propensity_floor,
             )

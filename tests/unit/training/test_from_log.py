@@ -58,6 +58,14 @@ def decision(i: int, action: str, p: float, group: str = "treatment") -> dict:
     }
 
 
+def attributed(settings, outcomes_path) -> pd.DataFrame:
+    from datetime import timedelta
+
+    from nextbest.measurement.attribution import attributed_log
+
+    return attributed_log(settings.decision_log_dir, outcomes_path, timedelta(days=14))
+
+
 def test_log_exposures_attribute_outcomes_and_clip_the_weights(tmp_path):
     from nextbest.core.settings import get_settings
     from training.from_log import log_exposures
@@ -83,7 +91,8 @@ def test_log_exposures_attribute_outcomes_and_clip_the_weights(tmp_path):
     )
     path = tmp_path / "outcomes.parquet"
     outcomes.to_parquet(path)
-    got = log_exposures(get_settings(home=home), path)
+    settings = get_settings(home=home)
+    got = log_exposures(settings, attributed(settings, path))
     df = got.entity_df.set_index("exposure_id")
     assert list(df.index) == ["log:d0", "log:d1", "log:d2", "log:d3"]
     assert df["action_id"].tolist() == [
@@ -121,4 +130,5 @@ def test_bad_log_records_are_refused_by_name(tmp_path, bad, message):
         {"customer_id": ["C0001"], "ts": pd.to_datetime(["2026-10-03"], utc=True)}
     ).to_parquet(path)
     with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        log_exposures(get_settings(home=home), path)
+        settings = get_settings(home=home)
+        log_exposures(settings, attributed(settings, path))
