@@ -95,16 +95,16 @@ def true_incremental(
 
 def history_model_choices(settings: Any, model: Any, when: Any, out: Path) -> pd.DataFrame:
     """What the history-only model decides for every customer at ``when`` (not logged)."""
-    from nextbest.batch.run import score_customers
+    from nextbest.batch.run import decide_customers
     from nextbest.decisions.runtime import load_runtime
 
-    score_customers(settings, CHANNEL, when, out, runtime=load_runtime(settings, model=model))
+    decide_customers(settings, CHANNEL, when, out, runtime=load_runtime(settings, model=model))
     return pd.read_parquet(out, columns=["customer_id", "group", "chosen_action"])
 
 
 def run_round(settings: Any, r: int, when: Any, first_model: Any, work: Path) -> dict[str, Any]:
     """Decide with the champion at ``when``, draw outcomes, measure against the truth."""
-    from nextbest.batch.run import score_customers
+    from nextbest.batch.run import decide_customers
     from nextbest.decisions.runtime import load_runtime
     from nextbest.demo.notebook_support import outcomes_from_truth
     from nextbest.measurement.attribution import attribute_outcomes, read_decisions
@@ -112,13 +112,13 @@ def run_round(settings: Any, r: int, when: Any, first_model: Any, work: Path) ->
 
     runtime = load_runtime(settings)
     t0 = time.perf_counter()
-    score_customers(
+    decide_customers(
         settings, CHANNEL, when, work / f"round{r}.parquet", runtime=runtime, log_decisions=True
     )
     decisions = read_decisions(settings.decision_log_dir, when, when + SPACING)
     outcomes = outcomes_from_truth(settings, decisions, settings.seed + r, WINDOW)
     d = attribute_outcomes(decisions, outcomes, WINDOW)
-    treated = d["group"].to_numpy() == "treatment"
+    treated = d["group"].to_numpy() == "decided"
     cost = logged_cost(d)
     chosen = d["chosen_action"].astype(str).to_numpy()
     customers = d["customer_id"].astype(str).tolist()

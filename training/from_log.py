@@ -1,6 +1,6 @@
 """Training exposures from the product's own decision log (``nextbest train --from-log``).
 
-Every logged decision is an exposure: the treatment group's greedy and exploration choices
+Every logged decision is an exposure: the decided group's greedy and exploration choices
 and the holdout's ``no_action`` (propensity 1), each with the probability the engine
 logged for its chosen action. Outcomes come attributed to decisions by the measurement
 package's rule (the caller reads them with
@@ -28,7 +28,7 @@ import pandas as pd
 
 from nextbest.core.errors import InputError
 from nextbest.core.settings import Settings
-from nextbest.core.vocabulary import NO_ACTION as CONTROL
+from nextbest.core.vocabulary import NO_ACTION
 
 if TYPE_CHECKING:
     from training.train import TrainResult
@@ -73,7 +73,7 @@ def decision_arms(settings: Settings) -> dict[str, str]:
     from nextbest.decisions.catalog import load_catalog
 
     catalog = load_catalog(settings.catalog)
-    return {CONTROL: CONTROL, **{a.id: a.arm for a in catalog.actions}}
+    return {NO_ACTION: NO_ACTION, **{a.id: a.arm for a in catalog.actions}}
 
 
 def log_exposures(
@@ -158,8 +158,8 @@ def check_log_size(
     (``no_action`` included), or an arm without a single response."""
     counts = entity_df["action_id"].value_counts()
     responses = entity_df.groupby("action_id")["responded"].sum()
-    short = {a: int(counts.get(a, 0)) for a in [CONTROL, *arms] if counts.get(a, 0) < min_per_arm}
-    silent = [a for a in [CONTROL, *arms] if a not in short and responses.get(a, 0) == 0]
+    short = {a: int(counts.get(a, 0)) for a in [NO_ACTION, *arms] if counts.get(a, 0) < min_per_arm}
+    silent = [a for a in [NO_ACTION, *arms] if a not in short and responses.get(a, 0) == 0]
     problems = []
     if log_rows < min_decisions:
         problems.append(f"{log_rows} logged decisions, at least {min_decisions} are needed")
@@ -206,7 +206,7 @@ def train_from_log(
     entity_df = exposures.entity_df
     if with_history:
         entity_df = pd.concat([training_exposures(settings), entity_df], ignore_index=True)
-    arms = sorted(set(decision_arms(settings).values()) - {CONTROL})
+    arms = sorted(set(decision_arms(settings).values()) - {NO_ACTION})
     check_log_size(entity_df, arms, exposures.decisions, min_decisions, min_per_arm, with_history)
     params = {
         **exposures.params(),

@@ -6,9 +6,10 @@ decided), so each logged decision is re-scored with the candidate on the feature
 from the offline store as of the decision's ``feature_snapshot_time`` (what the decision
 saw; its ``decided_at`` when absent), through the model's feature service and the
 training set's point-in-time join. The candidate then chooses, per decision, the best of
-the actions the log shows were eligible (:func:`nextbest.measurement.policy_evaluation.eligible_mask`)
-when its expected incremental value is positive, ``no_action`` otherwise; IPS, SNIPS and
-DR (with the candidate's own reward model) value that choice on the logged propensities.
+the actions the log shows were eligible
+(:func:`nextbest.measurement.policy_evaluation.eligible_mask`) when its expected
+incremental value is positive, ``no_action`` otherwise; IPS, SNIPS and DR (with the
+candidate's own reward model) value that choice on the logged propensities.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pandas as pd
 
 from nextbest.core.errors import InputError
 from nextbest.core.settings import Settings
-from nextbest.core.vocabulary import NO_ACTION as CONTROL
+from nextbest.core.vocabulary import NO_ACTION
 from nextbest.measurement.policy_evaluation import Reward, candidate_from_scores, evaluate_candidate
 from nextbest.models.ope_estimators import DR, IPS, PairedGain, bandit_inputs, paired_gain
 
@@ -127,7 +128,7 @@ def model_scores(
     q = np.zeros((n, len(actions)))
     organic = p0 * np.where(np.isfinite(v0), v0, model.value.fallback_)
     for k, a in enumerate(actions):
-        if a == CONTROL:
+        if a == NO_ACTION:
             q[:, k] = organic
             continue
         action = by_id.get(a)
@@ -173,11 +174,11 @@ def _actions(decisions: pd.DataFrame) -> list[str]:
         if isinstance(lst, list | np.ndarray)
         for e in lst
     }
-    return sorted(set(decisions["chosen_action"].astype(str)) | ranked | {CONTROL})
+    return sorted(set(decisions["chosen_action"].astype(str)) | ranked | {NO_ACTION})
 
 
 def treated(decisions: pd.DataFrame) -> pd.DataFrame:
-    """The treatment group's decisions (the holdout's carry no information on actions)."""
+    """The decided group's decisions (the holdout's carry no information on actions)."""
     d = decisions.loc[decisions["group"].to_numpy() != "holdout"].reset_index(drop=True)
     if d.empty:
         raise InputError("no treated decisions in the log to evaluate the candidate on")

@@ -111,9 +111,9 @@ def raw_decisions(demo: DemoMeasurement) -> pd.DataFrame:
 
 
 def raw_treated(demo: DemoMeasurement) -> pd.DataFrame:
-    """:func:`raw_decisions` of the treatment group."""
+    """:func:`raw_decisions` of the decided group."""
     d = raw_decisions(demo)
-    return d.loc[d["group"] == "treatment"].reset_index(drop=True)
+    return d.loc[d["group"] == "decided"].reset_index(drop=True)
 
 
 def test_train_from_log_refuses_a_log_too_small(home: Home, demo: DemoMeasurement) -> None:

@@ -44,7 +44,7 @@ def write_log(home, decisions: list[dict]) -> None:
     DecisionLog(home / "decisions", fsync=False).append(decisions)
 
 
-def decision(i: int, action: str, p: float, group: str = "treatment") -> dict:
+def decision(i: int, action: str, p: float, group: str = "decided") -> dict:
     return {
         "decision_id": f"d{i}",
         "decided_at": f"2026-10-0{1 + i % 5}T10:00:00+00:00",
