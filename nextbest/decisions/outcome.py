@@ -18,6 +18,7 @@ import numpy as np
 from nextbest.core.vocabulary import DECIDED, HOLDOUT
 from nextbest.decisions.catalog import VALUE_SOURCES
 from nextbest.decisions.reasons import Reason, row_sentence, sentence
+from nextbest.decisions.rule_families import SERVICE_KIND, SERVICE_MODE
 from nextbest.decisions.rules import Plan
 
 #: Column index of "no action" in ``Plan.action_ids_with_control`` (its last entry).
@@ -132,6 +133,7 @@ class Decisions:
         holdout_all, explored_all = self.holdout.tolist(), self.explored.tolist()
         propensity_all = self.propensity.tolist()
         model_version = plan.model_version
+        service = plan.mode == SERVICE_MODE
         out = []
         for i in range(self.n):
             cid = self.customer_ids[i]
@@ -169,6 +171,8 @@ class Decisions:
                         "lever": lever[c],
                     }
                 )
+                if service:
+                    ranked[-1]["mode_reason"] = service_mode_sentence(plan.catalog.actions[c].kind)
             excluded = []
             feats: list[float] = []
             failed: list[int] = []
@@ -217,6 +221,8 @@ class Decisions:
                     "context": dict(ctx.request),
                 }
             )
+            if service:
+                out[-1]["mode"] = SERVICE_MODE
         return out
 
     def _sentence(self, i: int, c: int, code: int, j: int, feats: list[float]) -> str:
@@ -310,6 +316,19 @@ class Decisions:
             ),
         }
         return table.replace_schema_metadata(meta)
+
+
+def service_mode_sentence(kind: str) -> str:
+    """Why a ranked action of a service-mode decision is where it is."""
+    if kind == SERVICE_KIND:
+        return (
+            "Service mode: a service action, ranked before any offer in a "
+            "customer-initiated contact."
+        )
+    return (
+        f"Service mode: no service case is open, and the policy's service_to_sales rule "
+        f"allows {kind.replace('_', '-')} offers in a service contact."
+    )
 
 
 _REASON_NAMES = np.array([r.name for r in Reason], dtype=object)
