@@ -60,6 +60,8 @@ from nextbest.decisions.ledger import TOKEN_PATTERN
 from nextbest.decisions.policy import Policy
 from serving.auth import AuthMiddleware, caller, required_scope
 from serving.batching import MicroBatcher
+from serving.console import ConsoleState, console_app
+from serving.console_session import ConsoleSessions, console_secret
 from serving.decider import OnlineDecider
 from serving.events import EventConflict
 from serving.fast_http import (
@@ -138,6 +140,16 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     )
 
 
+def _console_state() -> Any:
+    """The running service's console state (None before the instance is built)."""
+    try:
+        instance = get_current_service()
+    except BentoMLException:
+        return None
+    return getattr(instance, "console", None)
+
+
+@bentoml.asgi_app(console_app(_console_state), path="/console")
 @bentoml.asgi_app(extras, path="/")
 class NextBestService:
     """Next-best-action decisions under consent, suppression and contact rules."""
@@ -163,6 +175,16 @@ class NextBestService:
         #: the same answers at a fraction of the framework's CPU, unless switched off or
         #: traced (a span wants BentoML's request context).
         self.fast_decide = fast_http_enabled(settings)
+        #: The agent console's sessions and views (serving/console.py).
+        self.console = ConsoleState(
+            self.decider,
+            ConsoleSessions(
+                console_secret(settings),
+                KeyRing(settings.api_keys_path, settings.api_keys),
+                settings.console_session_minutes * 60,
+            ),
+            settings.console_channel,
+        )
         # BentoML's server logging keeps the root at WARNING: without this the service's
         # INFO lines (refused requests by field name, start-up, stock reloads) are dropped.
         for name in _SERVICE_LOGGERS:
