@@ -167,7 +167,22 @@ def record_view(
         "shown": shown,
         "consent": consent_matrix(decider, index, customer_id, row),
         "events": recent_events(decider, customer_id),
+        "ledger_open_cases": ledger_open_cases(decider, customer_id),
     }
+
+
+def ledger_open_cases(decider: OnlineDecider, customer_id: str) -> list[str]:
+    """Ids of the cases opened through the ledger and not closed there, newest first (the
+    case the console's "Case resolved" closes first; the export's cases have no id here)."""
+    kinds = ("service_case_opened", "service_case_closed")
+    events = decider._guarded(
+        lambda: decider.ledger.events_for([customer_id], types=kinds), decider.ledger_down
+    ).get(customer_id, [])
+    state: dict[str, tuple[float, bool]] = {}
+    for e in sorted(events, key=lambda e: (e.event_time, e.seq)):
+        state[e.payload.get("case_id", "")] = (e.event_time, e.type == kinds[0])
+    open_ids = [(t, case) for case, (t, is_open) in state.items() if is_open and case]
+    return [case for _, case in sorted(open_ids, reverse=True)]
 
 
 def _household(decider: OnlineDecider, customer_id: str) -> dict[str, Any] | None:

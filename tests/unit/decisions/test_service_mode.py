@@ -70,7 +70,7 @@ def test_service_to_sales_needs_its_own_consent_and_caps(catalog, policy, names)
         catalog,
         p,
         names,
-        [{"consent_service_call_center": 0.0}, {"contacts_call_center_30d": 1.0}],
+        [{"consent_service_call_center": 0.0}, {"contacts_call_center_7d": 2.0}],
     )
     assert reason(d, 0, RETENTION) == Reason.NO_CONSENT
     excluded = next(e for e in d.records()[0]["excluded"] if e["action_id"] == RETENTION)
