@@ -66,7 +66,9 @@ _HEADERS = {
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "x-frame-options": "DENY",
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    # same-origin, not no-referrer: with no-referrer browsers send ``Origin: null`` on
+    # form posts, and the origin check below needs the real one.
+    "referrer-policy": "same-origin",
     "cache-control": "no-store",
 }
 
@@ -134,10 +136,13 @@ def _redirect(path: str, **query: str) -> RedirectResponse:
 
 
 def _same_origin(request: Request) -> bool:
-    """A POST from a page of this service (Origin, when the browser sends one, is ours)."""
+    """A POST from a page of this service: its ``Origin`` is ours, or (a browser that
+    hides it) ``Sec-Fetch-Site`` says same-origin; a client that sends neither relies on
+    the CSRF token alone."""
     origin = request.headers.get("origin")
+    fetch_site = request.headers.get("sec-fetch-site")
     if origin is None or origin == "null":
-        return origin is None
+        return fetch_site in (None, "same-origin") and (origin is None or fetch_site is not None)
     host = request.headers.get("host", "")
     return origin.split("://", 1)[-1] == host
 
@@ -202,7 +207,8 @@ class Console:
             cookie, session = self._state().sessions.sign_in(form.get("key", ""))
         except ConsoleAuthError as exc:
             log.info("/console/login refused: %s", str(exc).split(":", 1)[0])
-            return self._login_page(request, str(exc).capitalize() + ".", 403)
+            message = str(exc)
+            return self._login_page(request, message[:1].upper() + message[1:] + ".", 403)
         log.info("/console/login: key %s signed in", session.key.name)
         response = _redirect("/")
         _set_cookie(response, request, SESSION_COOKIE, cookie, self._state().sessions.max_age)

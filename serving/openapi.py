@@ -118,7 +118,6 @@ def document_spec(
     schemas = out.setdefault("components", {}).setdefault("schemas", {})
     schemas["Error"] = ERROR_SCHEMA
     paths = out.get("paths", {})
-    _typed_answers(paths, schemas)
     for path, model in (inputs or {}).items():
         body = model.model_json_schema(ref_template=_REF)
         schemas.update(body.pop("$defs", {}))
@@ -126,6 +125,7 @@ def document_spec(
             "required": True,
             "content": {"application/json": {"schema": body}},
         }
+    _typed_answers(paths, schemas)
     json_error = {"schema": {"$ref": _REF.format(model="Error")}}
     for path, item in paths.items():
         for method in _METHODS:

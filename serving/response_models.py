@@ -3,7 +3,8 @@
 The service renders its answers straight from the decision-log record and the ledger's
 stored event (``serving/responses.py``, ``serving/events.py``) for speed; these models
 describe those bodies field by field for the OpenAPI document (``serving/openapi.py``),
-and ``tests/unit/serving/test_response_models.py`` validates real answers against them.
+and ``tests/unit/serving/test_response_models.py`` (engine records) and
+``tests/integration/test_console.py`` (served answers) validate real answers against them.
 """
 
 from __future__ import annotations

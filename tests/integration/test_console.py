@@ -16,6 +16,7 @@ import pytest
 
 from devtools.browser import browser_missing, start_browser
 from devtools.process import Server
+from serving.response_models import DecideResponse, EventResponse
 from tests.conftest import World
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -50,7 +51,7 @@ def _decide(service: Server, ident: str, id_type: str) -> dict:
         timeout=30,
     )
     assert r.status_code == 200, r.text
-    return r.json()
+    return DecideResponse.model_validate(r.json()).model_dump()  # the declared answer
 
 
 def _people(world: World) -> pd.DataFrame:
@@ -161,6 +162,7 @@ def test_search_case_resolution_and_declined_in_the_browser(
         timeout=30,
     )
     assert opened.status_code == 200, opened.text
+    EventResponse.model_validate(opened.json())
     browser.refresh()
     ranked = _ranked(browser)
     assert ranked and all(kind == "service" for _, kind in ranked), ranked
