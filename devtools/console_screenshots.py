@@ -77,6 +77,10 @@ def take(home: Path, out: Path) -> list[Path]:
     driver = start_browser(LAPTOP)
 
     def shot(name: str) -> None:
+        # the whole page: the window as tall as the document (at most 2,400 px)
+        width = driver.get_window_size()["width"]
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(width, min(max(int(height) + 140, 600), 2400))
         path = out / f"{name}.png"
         driver.save_screenshot(str(path))
         written.append(path)

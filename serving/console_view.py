@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from nextbest.core.vocabulary import ID_TYPES
+from nextbest.customers.feature_schema import NEVER_DAYS
 from nextbest.customers.identifier_index import IdentifierIndex
 from serving.decider import OnlineDecider
 from serving.requests import CustomerRef, RequestError
@@ -121,7 +122,7 @@ def _fact(row: dict[str, float], name: str) -> float | None:
 def _days(value: float | None) -> str:
     if value is None:
         return "none on record"
-    return f"{value:.0f} days ago" if value < 10_000 else "none on record"
+    return f"{value:.0f} days ago" if value < NEVER_DAYS else "none on record"
 
 
 def record_view(
@@ -145,7 +146,7 @@ def record_view(
     shown = [
         (a.name, _days(_fact(row, f"days_since_shown_{a.id}")))
         for a in decider.runtime.catalog.actions
-        if (_fact(row, f"days_since_shown_{a.id}") or 1e9) < 10_000
+        if (_fact(row, f"days_since_shown_{a.id}") or 1e9) < NEVER_DAYS
     ]
     household = _household(decider, customer_id)
     return {

@@ -223,6 +223,13 @@ class Decisions:
             )
             if service:
                 out[-1]["mode"] = SERVICE_MODE
+                if row_reason == _BEST_VALUE and chosen >= 0:
+                    # ranked first as a service action, not for the highest value
+                    action = plan.catalog.actions[chosen]
+                    out[-1]["reason_text"] = (
+                        f"{action.name} comes first: "
+                        + service_mode_sentence(action.kind)[len("Service mode: ") :]
+                    )
         return out
 
     def _sentence(self, i: int, c: int, code: int, j: int, feats: list[float]) -> str:
@@ -336,4 +343,5 @@ _REASON_NAMES = np.array([r.name for r in Reason], dtype=object)
 _REASON_NAME = {int(r): r.name for r in Reason}
 _NOT_ON_CHANNEL = int(Reason.NOT_ON_CHANNEL)
 _LIMIT_REASONS = frozenset({int(Reason.CAPACITY), int(Reason.ALLOCATED)})
+_BEST_VALUE = int(Reason.BEST_VALUE)
 _SENTENCE_CACHE_LIMIT = 100_000
