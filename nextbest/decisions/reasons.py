@@ -120,6 +120,9 @@ RULE_SENTENCES: dict[tuple[Reason, str], str] = {
         "Customer has not consented to {purpose}; consent to {purpose} is recorded once "
         "for all channels."
     ),
+    (Reason.NOT_IN_SERVICE_MODE, "modes"): (
+        "{action} is proposed only in a live service contact (the catalog's modes)."
+    ),
     (Reason.NO_CONSENT, "service_to_sales"): (
         "Service mode: customer has not consented to {purpose} {channel_phrase}, which the "
         "policy's service_to_sales rule requires for offers in a service contact."

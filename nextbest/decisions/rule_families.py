@@ -107,14 +107,17 @@ def consent_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) ->
 
 
 def service_mode_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
-    """Service mode: an action that is neither a service action nor a sale the policy's
-    service_to_sales rule allows is not offered (a check that always fails: any value of
-    the case feature is at least minus infinity)."""
-    if t.mode != SERVICE_MODE or t.action.kind == SERVICE_KIND or t.service_to_sales:
+    """An action the catalog keeps out of this mode (``modes``), and in service mode one
+    that is neither a service action nor a sale the policy's service_to_sales rule allows,
+    is not offered (a check that always fails: any value of the case feature is at least
+    minus infinity)."""
+    fields = {**t.base, "feature": policy.case_pause.feature}
+    if t.mode not in t.action.modes:
+        fields["rule"] = "modes"
+    elif t.mode != SERVICE_MODE or t.action.kind == SERVICE_KIND or t.service_to_sales:
         return []
-    f = policy.case_pause.feature
     reason = Reason.NOT_IN_SERVICE_MODE
-    return [RuleRow(t.local, f, "ge", -math.inf, reason, reason, None, {**t.base, "feature": f})]
+    return [RuleRow(t.local, fields["feature"], "ge", -math.inf, reason, reason, None, fields)]
 
 
 def eligibility_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:

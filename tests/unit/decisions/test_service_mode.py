@@ -97,3 +97,15 @@ def test_marketing_mode_is_unchanged_by_the_rule(catalog, policy, names, kinds):
     np.testing.assert_array_equal(with_rule.ranked, without.ranked)
     assert "mode" not in with_rule.records()[0]
     assert reason(with_rule, 2, RETENTION) == Reason.NO_CONSENT
+
+
+def test_service_only_actions_stay_out_of_campaigns(catalog, policy, names):
+    d = run(catalog, quiet(policy), names, [{}], "marketing")
+    assert not set(SERVICE) & set(ranked(d, 0))
+    assert {reason(d, 0, a) for a in SERVICE} == {Reason.NOT_IN_SERVICE_MODE}
+    excluded = {e["action_id"]: e["sentence"] for e in d.records()[0]["excluded"]}
+    assert excluded["call_fix"] == (
+        "Fix the reported fault now is proposed only in a live service contact "
+        "(the catalog's modes)."
+    )
+    assert RETENTION in ranked(d, 0)  # campaigns keep their retention call
