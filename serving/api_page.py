@@ -9,6 +9,7 @@ read as tables of field, type and meaning.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,10 +130,17 @@ def operations(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+#: The operations a reader looks for first; the rest (health, metrics) follow.
+_FIRST = ("/decide", "/events", "/actions", "/customers/{customer_id}/consent", "/admin/forget")
+_TAG = re.compile(r"<[^>]+>")
+
+
 def render_api_page(spec: dict[str, Any]) -> str:
-    """The HTML of the API page for ``spec`` (the served ``/docs.json``)."""
-    return (
-        templates()
-        .get_template("api.html")
-        .render(info=spec.get("info", {}), operations=operations(spec))
-    )
+    """The HTML of the API page for ``spec`` (the served ``/docs.json``): the product's
+    operations first; the framework's HTML in descriptions read as text."""
+    ops = operations(spec)
+    ops.sort(key=lambda op: _FIRST.index(op["path"]) if op["path"] in _FIRST else len(_FIRST))
+    for op in ops:
+        op["description"] = _TAG.sub("", op["description"])
+    page = templates().get_template("api.html")
+    return page.render(info=spec.get("info", {}), operations=ops)
