@@ -49,3 +49,19 @@ def start_browser(size: tuple[int, int] = LAPTOP) -> Any:
     driver = webdriver.Chrome(service=Service(str(driver_path)), options=options)
     driver.set_page_load_timeout(60)
     return driver
+
+
+def submit(driver: Any, button: Any, timeout: float = 60.0) -> None:
+    """Click a form's button and wait for the page it loads (a click returns before the
+    navigation; reading the page then could read the old one). The old page is marked
+    and the new one has no mark: Chrome may answer a check on an element of a page being
+    replaced with an inspector error rather than "stale element"."""
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    driver.execute_script("window.__nextbest_old_page = true;")
+    button.click()
+    WebDriverWait(driver, timeout).until(
+        lambda d: d.execute_script(
+            "return window.__nextbest_old_page === undefined && document.readyState === 'complete';"
+        )
+    )

@@ -15,14 +15,13 @@ and resolved, a declined offer), as an agent would.
 from __future__ import annotations
 
 import argparse
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 import pandas as pd
 
-from devtools.browser import LAPTOP, TABLET, browser_missing, start_browser
+from devtools.browser import LAPTOP, TABLET, browser_missing, start_browser, submit
 from devtools.process import start_server, stop_server
 
 RETENTION = "call_retention_offer"
@@ -89,7 +88,7 @@ def take(home: Path, out: Path) -> list[Path]:
         driver.get(f"{server.url}/console/")
         Select(driver.find_element(By.ID, "id_type")).select_by_value("auto")
         driver.find_element(By.ID, "value").send_keys(value)
-        driver.find_element(By.ID, "search-button").click()
+        submit(driver, driver.find_element(By.ID, "search-button"))
 
     try:
         cid, email = _customer(server.url, server.headers, home)
@@ -98,7 +97,7 @@ def take(home: Path, out: Path) -> list[Path]:
         driver.get(f"{server.url}/console/")
         shot("sign-in")
         driver.find_element(By.ID, "key").send_keys(key)
-        driver.find_element(By.ID, "sign-in").click()
+        submit(driver, driver.find_element(By.ID, "sign-in"))
         search(f"nobody-{uuid.uuid4().hex[:6]}@example.org")
         shot("unknown-identifier")
         httpx.post(
@@ -113,11 +112,10 @@ def take(home: Path, out: Path) -> list[Path]:
         ).raise_for_status()
         search(email)
         shot("open-case")
-        driver.find_element(By.ID, "case-resolved").click()
+        submit(driver, driver.find_element(By.ID, "case-resolved"))
         shot("case-resolved")
         offer = driver.find_element(By.CSS_SELECTOR, f'#ranked li[data-action="{RETENTION}"]')
-        offer.find_element(By.CSS_SELECTOR, 'button[data-outcome="declined"]').click()
-        time.sleep(0.2)
+        submit(driver, offer.find_element(By.CSS_SELECTOR, 'button[data-outcome="declined"]'))
         shot("declined")
         driver.set_window_size(*TABLET)
         driver.refresh()

@@ -14,7 +14,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from devtools.browser import browser_missing, start_browser
+from devtools.browser import browser_missing, start_browser, submit
 from devtools.process import Server
 from serving.response_models import DecideResponse, EventResponse
 from tests.conftest import World
@@ -26,7 +26,7 @@ CHANNEL = "call_center"
 #: The key file is stat'ed at most once a second per worker.
 RELOAD_S = 1.2
 #: Customers tried (at most) to find one the test's story fits.
-MAX_TRIES = 60
+MAX_TRIES = 200
 
 MISSING = browser_missing()
 
@@ -90,7 +90,7 @@ def _sign_in(driver, service: Server, key: str) -> None:
     driver.delete_all_cookies()
     driver.get(f"{service.url}/console/")
     driver.find_element(By.ID, "key").send_keys(key)
-    driver.find_element(By.ID, "sign-in").click()
+    submit(driver, driver.find_element(By.ID, "sign-in"))
 
 
 def _search(driver, value: str, id_type: str = "auto") -> None:
@@ -100,7 +100,7 @@ def _search(driver, value: str, id_type: str = "auto") -> None:
     driver.get(driver.current_url.split("/console")[0] + "/console/")
     Select(driver.find_element(By.ID, "id_type")).select_by_value(id_type)
     driver.find_element(By.ID, "value").send_keys(value)
-    driver.find_element(By.ID, "search-button").click()
+    submit(driver, driver.find_element(By.ID, "search-button"))
 
 
 def _ranked(driver) -> list[tuple[str, str]]:
@@ -176,7 +176,7 @@ def test_search_case_resolution_and_declined_in_the_browser(
     assert "Service mode" in browser.find_element(By.ID, "ranked").text
 
     # the agent resolves the case in the page: the retention offer follows the service actions
-    browser.find_element(By.ID, "case-resolved").click()
+    submit(browser, browser.find_element(By.ID, "case-resolved"))
     assert "case is resolved" in browser.find_element(By.ID, "done").text
     ranked = _ranked(browser)
     assert (RETENTION, "retention") in ranked, ranked
@@ -185,7 +185,7 @@ def test_search_case_resolution_and_declined_in_the_browser(
 
     # "declined": a contact through the ledger; the refreshed page shows the cooldown
     offer = browser.find_element(By.CSS_SELECTOR, f'#ranked li[data-action="{RETENTION}"]')
-    offer.find_element(By.CSS_SELECTOR, 'button[data-outcome="declined"]').click()
+    submit(browser, offer.find_element(By.CSS_SELECTOR, 'button[data-outcome="declined"]'))
     assert "declined" in browser.find_element(By.ID, "done").text
     assert RETENTION not in [a for a, _ in _ranked(browser)]
     assert _excluded(browser)[RETENTION] == "COOLDOWN"
