@@ -44,7 +44,8 @@ def _agent_key(home: Path) -> str:
 
 
 def _customer(url: str, headers: dict[str, str], home: Path) -> tuple[str, str]:
-    """(customer id, e-mail) of a treatment-group customer the retention offer fits."""
+    """(customer id, e-mail) of a customer outside the holdout whom the retention offer
+    fits."""
     from nextbest.core.settings import get_settings
 
     settings = get_settings(home=home)
@@ -57,7 +58,7 @@ def _customer(url: str, headers: dict[str, str], home: Path) -> tuple[str, str]:
             "mode": "service",
         }
         answer = httpx.post(f"{url}/decide", json=body, headers=headers, timeout=30).json()
-        if answer.get("group") == "treatment" and RETENTION in [
+        if answer.get("group") == "decided" and RETENTION in [
             a["action_id"] for a in answer.get("actions", [])
         ]:
             return answer["customer_id"], email

@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nextbest.core.vocabulary import DECISION_GROUPS
+
 
 class _Answer(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -65,7 +67,7 @@ class DecideResponse(_Answer):
 
     decision_id: str = Field(description="Id of the logged decision.")
     customer_id: str | None = Field(description="The unified customer (none if unknown).")
-    group: Literal["treatment", "holdout"] = Field(
+    group: Literal[DECISION_GROUPS] = Field(  # type: ignore[valid-type]
         description="holdout: the measurement group; its answer lists no actions."
     )
     chosen_action: str | None = Field(description="The action to take now, or no_action.")

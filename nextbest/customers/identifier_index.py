@@ -3,7 +3,7 @@ agent console: who shares an identifier (candidates, masked), which systems a cu
 appears in, and the consent export's entries of a customer with their date and source.
 
 The online identity lookup drops an identifier that several customers hold (a shared
-household phone resolves to nobody, ``feature_sources.identifier_pairs``); the console
+household phone resolves to nobody, ``sources.coded_exports.identifier_pairs``); the console
 needs to say *who* the candidates are without showing them. The index is built from the
 same canonical records and identity output as the features build, with the same salted
 keys, and holds no raw value: a candidate's label is masked when it is built.
@@ -64,13 +64,13 @@ class IdentifierIndex:
 
 def build_identifier_index(raw_dir: Path, unified_dir: Path, salt: str) -> IdentifierIndex:
     """The index of the exports under ``raw_dir`` resolved in ``unified_dir``."""
-    from nextbest.customers.feature_sources import (
+    from nextbest.customers.normalise import identifier_keys
+    from nextbest.customers.sources.coded_exports import (
         _identity_codes,
         _record_codes,
         identifier_pairs,
     )
-    from nextbest.customers.normalise import identifier_keys
-    from nextbest.customers.sources import load_canonical_table
+    from nextbest.customers.sources.identity_records import load_canonical_table
 
     keys_of = partial(identifier_keys, salt=salt)
     _, ids, identity_codes, identity_records = _identity_codes(unified_dir)

@@ -71,12 +71,12 @@ def _people(world: World) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def customer(service: Server, world: World) -> dict:
-    """A customer found by both their e-mail and their phone, in the treatment group,
-    whom the retention offer fits once no case is open."""
+    """A customer found by both their e-mail and their phone, outside the holdout, whom
+    the retention offer fits once no case is open."""
     for row in _people(world).head(MAX_TRIES).itertuples():
         by_email = _decide(service, row.email, "email")
         ranked = [a["action_id"] for a in by_email["actions"]]
-        if by_email["group"] != "treatment" or RETENTION not in ranked:
+        if by_email["group"] != "decided" or RETENTION not in ranked:
             continue
         if _decide(service, row.phone, "phone")["customer_id"] != by_email["customer_id"]:
             continue  # a shared household phone: not this story
