@@ -35,6 +35,9 @@ class RankedAction(_Answer):
     score: float = Field(description="Expected incremental value of offering it.")
     uplift: float = Field(description="Response probability if offered minus if not.")
     value: float = Field(description="Value of a response.")
+    value_source: str | None = Field(
+        None, description="Where the value comes from: catalog, learned, learned_x_margin_rate."
+    )
     control_value: float | None = Field(description="Value of a response without it.")
     p_treated: float = Field(description="Response probability if offered.")
     p_control: float = Field(description="Response probability if not.")
@@ -72,6 +75,9 @@ class DecideResponse(_Answer):
     )
     chosen_action: str | None = Field(description="The action to take now, or no_action.")
     propensity: float | None = Field(description="Probability this choice had (logged).")
+    value_source: str | None = Field(
+        None, description="Where the chosen action's value comes from (policy value source)."
+    )
     actions: list[RankedAction] = Field(description="Ranked actions, best first.")
     excluded: list[ExcludedAction] = Field(description="The channel's actions not allowed.")
     reason: Reason = Field(description="Why this answer as a whole.")
