@@ -92,8 +92,15 @@ class OnlineDecider:
                 "compiled trees (checked at start-up)" if scorer.compiled else "LightGBM",
             )
         self.plan = self.runtime.plan
+        service_plan = self.runtime.service_plan
         if scorer is not None:
             self.plan = replace(self.runtime.plan, model=scorer)
+            if service_plan is not None:
+                service_plan = replace(service_plan, model=scorer)
+        #: The plan of each ``/decide`` mode.
+        self.plans = {"marketing": self.plan}
+        if service_plan is not None:
+            self.plans["service"] = service_plan
         self.names = self.runtime.feature_names
         self._index = {n: j for j, n in enumerate(self.names)}
         #: The catalog's terms: which consent records set which features (ledger events).
@@ -294,9 +301,10 @@ class OnlineDecider:
         k: int = 3,
         context: Mapping[str, Any] | None = None,
         now: datetime | None = None,
+        mode: str = "marketing",
     ) -> dict[str, Any]:
         """Decide for one customer on ``channel``; the record is on disk before returning."""
-        record = self.decide_record(customer, channel, k, context, now)
+        record = self.decide_record(customer, channel, k, context, now, mode)
         self._guarded(lambda: self.log.append([record]), self.decision_log_down)
         return response_from_record(record)
 
@@ -307,13 +315,15 @@ class OnlineDecider:
         k: int = 3,
         context: Mapping[str, Any] | None = None,
         now: datetime | None = None,
+        mode: str = "marketing",
     ) -> dict[str, Any]:
         """The decision-log record of one decision, not yet logged.
 
         The caller must make it durable (``log.append`` or ``log.append_async``) before
         answering; :meth:`decide` does both.
         """
-        result = self.decide_records([DecideRequest(customer, channel, k, context)], now)[0]
+        request = DecideRequest(customer, channel, k, context, mode)
+        result = self.decide_records([request], now)[0]
         if isinstance(result, Exception):
             raise result
         return result
@@ -329,7 +339,7 @@ class OnlineDecider:
         start = now_ns()
         now = request_time(now)
         out: list[dict[str, Any] | RequestError] = []
-        groups: dict[tuple[str, int, bytes], list[tuple[int, str | None]]] = {}
+        groups: dict[tuple[str, int, bytes, str], list[tuple[int, str | None]]] = {}
         contexts: dict[bytes, dict[str, Any]] = {}
         stocks: dict[bytes, dict[str, float] | None] = {}
         for i, req in enumerate(requests):
@@ -340,6 +350,8 @@ class OnlineDecider:
                         f"channel: {req.channel!r} is not one of "
                         f"{', '.join(sorted(self.plan.channels))}"
                     )
+                if req.mode not in self.plans:
+                    raise RequestError(f"mode: {req.mode!r} is not one of {', '.join(self.plans)}")
                 if not 1 <= int(req.k) <= 20:
                     raise RequestError(f"k: must be between 1 and 20, got {req.k}")
                 cid = self.resolve(req.customer)
@@ -353,13 +365,14 @@ class OnlineDecider:
                 ctx_key = f"#{i}".encode()
             contexts.setdefault(ctx_key, dict(req.context or {}))
             stocks.setdefault(ctx_key, ctx_stock)
-            groups.setdefault((req.channel, int(req.k), ctx_key), []).append((i, cid))
+            key = (req.channel, int(req.k), ctx_key, req.mode)
+            groups.setdefault(key, []).append((i, cid))
         start = CLOCKS.add("resolve", start, len(requests))
         # One ledger query for every customer of the batch.
         events = self.ledger_events([cid for members in groups.values() for _, cid in members])
         stock = self._guarded(self.stock.vector, self.ledger_down)
         CLOCKS.add("ledger", start, sum(len(m) for m in groups.values()))
-        for (channel, k, ctx_key), members in groups.items():
+        for (channel, k, ctx_key, mode), members in groups.items():
             cids = [cid for _, cid in members]
             X = self.features(cids, now, events)
             request = contexts[ctx_key]
@@ -374,7 +387,7 @@ class OnlineDecider:
                 request=request,
             )
             start = now_ns()
-            d = decide(X, np.array(cids, dtype=object), self.plan, ctx)
+            d = decide(X, np.array(cids, dtype=object), self.plans[mode], ctx)
             counters, rows = self.counters, self.limits[channel]
             if counters is not None and rows.limits:
                 reserve = partial(reserve_decisions, d, rows, counters, now)

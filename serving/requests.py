@@ -11,7 +11,10 @@ import pandas as pd
 
 from nextbest.core.vocabulary import EVENT_TYPES, ID_TYPES
 
-__all__ = ["EVENT_TYPES", "ID_TYPES", "CustomerRef", "DecideRequest", "RequestError"]
+__all__ = ["EVENT_TYPES", "ID_TYPES", "MODES", "CustomerRef", "DecideRequest", "RequestError"]
+
+#: The decision modes of ``/decide``: campaigns, or a live customer-initiated contact.
+MODES: tuple[str, ...] = ("marketing", "service")
 
 
 class RequestError(ValueError):
@@ -34,6 +37,8 @@ class DecideRequest:
     channel: str
     k: int = 3
     context: Mapping[str, Any] | None = None
+    #: ``marketing`` (campaigns) or ``service`` (a live customer-initiated contact).
+    mode: str = "marketing"
 
 
 def request_time(ts: datetime | str | float | None) -> datetime:

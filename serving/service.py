@@ -60,6 +60,8 @@ from nextbest.decisions.ledger import TOKEN_PATTERN
 from nextbest.decisions.policy import Policy
 from serving.auth import AuthMiddleware, caller, required_scope
 from serving.batching import MicroBatcher
+from serving.console import ConsoleState, console_app
+from serving.console_session import ConsoleSessions, console_secret
 from serving.decider import OnlineDecider
 from serving.events import EventConflict
 from serving.fast_http import (
@@ -74,7 +76,7 @@ from serving.fast_http import (
 )
 from serving.limits import BodyLimitMiddleware
 from serving.openapi import OpenAPIMiddleware
-from serving.requests import CustomerRef, DecideRequest, RequestError
+from serving.requests import MODES, CustomerRef, DecideRequest, RequestError
 from serving.responses import response_from_record
 from serving.schemas import (
     MAX_ID_LENGTH,
@@ -89,6 +91,7 @@ from serving.stages import CLOCKS, now_ns
 log = logging.getLogger(__name__)
 
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
+DecideMode = Literal[MODES]  # type: ignore[valid-type]
 
 
 def tracing_config(settings: Settings) -> dict[str, Any]:
@@ -137,6 +140,16 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     )
 
 
+def _console_state() -> Any:
+    """The running service's console state (None before the instance is built)."""
+    try:
+        instance = get_current_service()
+    except BentoMLException:
+        return None
+    return getattr(instance, "console", None)
+
+
+@bentoml.asgi_app(console_app(_console_state), path="/console")
 @bentoml.asgi_app(extras, path="/")
 class NextBestService:
     """Next-best-action decisions under consent, suppression and contact rules."""
@@ -162,6 +175,16 @@ class NextBestService:
         #: the same answers at a fraction of the framework's CPU, unless switched off or
         #: traced (a span wants BentoML's request context).
         self.fast_decide = fast_http_enabled(settings)
+        #: The agent console's sessions and views (serving/console.py).
+        self.console = ConsoleState(
+            self.decider,
+            ConsoleSessions(
+                console_secret(settings),
+                KeyRing(settings.api_keys_path, settings.api_keys),
+                settings.console_session_minutes * 60,
+            ),
+            settings.console_channel,
+        )
         # BentoML's server logging keeps the root at WARNING: without this the service's
         # INFO lines (refused requests by field name, start-up, stock reloads) are dropped.
         for name in _SERVICE_LOGGERS:
@@ -178,11 +201,17 @@ class NextBestService:
         ),
         k: int = Field(3, ge=1, le=20, description="How many ranked actions to return."),
         context: dict[str, Any] = Field(default_factory=dict),
+        mode: DecideMode = Field(
+            "marketing",
+            description="`marketing` (a campaign: the default) or `service` (a live contact "
+            "the customer started: service actions rank first while a case is open; sales "
+            "follow the case only as the policy's service_to_sales rule allows).",
+        ),
     ) -> dict[str, Any]:
         """Rank the actions worth taking for this customer on this channel, and log why."""
         # One JSON encoding straight into the body: BentoML's dict output path validates
         # the dict again and streams it in chunks, which costs more than the decision.
-        status, body = await self._decide_answer(customer, channel, k, context)
+        status, body = await self._decide_answer(customer, channel, k, context, mode)
         return self._response(status, body)
 
     def _response(self, status: int, body: bytes) -> Response:
@@ -221,10 +250,16 @@ class NextBestService:
         self.decider.log.close()
 
     async def _decide_answer(
-        self, customer: Customer, channel: str, k: int, context: Any, parse_start: int = 0
+        self,
+        customer: Customer,
+        channel: str,
+        k: int,
+        context: Any,
+        mode: str = "marketing",
+        parse_start: int = 0,
     ) -> Answer:
         request = DecideRequest(
-            CustomerRef(customer.id, customer.id_type), channel, k, context_dict(context)
+            CustomerRef(customer.id, customer.id_type), channel, k, context_dict(context), mode
         )
         if parse_start:
             CLOCKS.add("parse", parse_start)
@@ -259,7 +294,7 @@ class NextBestService:
             if not self.fast_decide:
                 return None
             return await self._decide_answer(
-                data.customer, data.channel, data.k, data.context, parse_start=start
+                data.customer, data.channel, data.k, data.context, data.mode, parse_start=start
             )
         except Exception:
             log.error("Exception on %s [POST]", path, exc_info=True)

@@ -322,6 +322,14 @@ class Action(BaseModel):
         description="Placements that may show it; none: every placement.",
         examples=[["home", "checkout"]],
     )
+    modes: list[Literal["marketing", "service"]] = Field(
+        default_factory=lambda: ["marketing", "service"],
+        min_length=1,
+        description="Decision modes that may propose it: marketing (campaigns) and service "
+        "(a live contact the customer started, /decide mode service); an agent's fix or "
+        "refund is service only.",
+        examples=[["service"]],
+    )
     response_model: ActionId | None = Field(
         None,
         description="Model arm whose scores it uses (an action id); none: its own id.",

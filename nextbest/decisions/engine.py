@@ -336,6 +336,8 @@ def _value_codes(
         eligible &= ~hit
     loc_score = incremental_value(p_control, p_treated, value, cp.cost, cp.lever, v0)
     negative = eligible & ~(loc_score > 0)
+    if cp.any_first:
+        negative &= ~cp.first  # service mode: a service action serves whatever its value
     loc_codes[negative] = Reason.NEGATIVE_VALUE
     return loc_score, negative
 
@@ -350,7 +352,13 @@ def _arbitrate(
     n, n_loc = rankable.shape
     masked = np.where(rankable, loc_score, -np.inf)
     kk = min(k, n_loc)
-    if n_loc:
+    if n_loc and cp.any_first:
+        # Service mode: the rankable service actions first, each group by value.
+        later = ~(rankable & cp.first[None, :])
+        order = np.lexsort((-masked, later), axis=1)[:, :kk]
+        ok = rankable[np.arange(n)[:, None], order]
+        ranked_loc = np.where(ok, cp.action_idx[order], -1)
+    elif n_loc:
         order = np.argsort(-masked, axis=1, kind="stable")[:, :kk]
         ok = rankable[np.arange(n)[:, None], order]
         ranked_loc = np.where(ok, cp.action_idx[order], -1)

@@ -48,11 +48,14 @@ PAYLOAD_FIELDS: dict[str, frozenset[str]] = {
     "complaint": frozenset({"case_id"}),
     "purchase": frozenset({"amount", "category", "product_id"}),
     "consent_changed": frozenset({"purpose", "channel", "granted", "legal_basis"}),
-    "contact": frozenset({"channel", "action_id", "decision_id"}),
+    "contact": frozenset({"channel", "action_id", "decision_id", "outcome"}),
     "stock_changed": frozenset({"product_id", "units"}),
     # the salted key of nextbest.customers.normalise.identifier_key, never the raw value
     "identify": frozenset({"id_type", "id_key"}),
 }
+#: What the customer did with an offer made in a contact (the agent console records it);
+#: every one is a contact: caps and cooldowns count it.
+CONTACT_OUTCOMES: tuple[str, ...] = ("offered", "accepted", "declined", "not_now")
 #: The product-level stock event: the units of one catalog product from its event time on.
 STOCK_EVENT = "stock_changed"
 #: Event types that apply to every side of a split id (with consent withdrawals).
@@ -285,6 +288,7 @@ def validate_payload(
         out["channel"] = _one_of("payload.channel", payload.get("channel"), vocab.channels)
         optional("action_id", lambda n, v: _one_of(n, _action_id(v), vocab.actions))
         optional("decision_id", _token)
+        optional("outcome", lambda n, v: _one_of(n, v, frozenset(CONTACT_OUTCOMES)))
     return out
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from nextbest.core.vocabulary import DECIDED, HOLDOUT
 from nextbest.decisions.catalog import VALUE_SOURCES
 from nextbest.decisions.reasons import Reason, row_sentence, sentence
+from nextbest.decisions.rule_families import SERVICE_KIND, SERVICE_MODE
 from nextbest.decisions.rules import Plan
 
 #: Column index of "no action" in ``Plan.action_ids_with_control`` (its last entry).
@@ -141,6 +142,7 @@ class Decisions:
         holdout_all, explored_all = self.holdout.tolist(), self.explored.tolist()
         propensity_all = self.propensity.tolist()
         model_version = plan.model_version
+        service = plan.mode == SERVICE_MODE
         out = []
         for i in range(self.n):
             cid = self.customer_ids[i]
@@ -178,6 +180,8 @@ class Decisions:
                         "lever": lever[c],
                     }
                 )
+                if service:
+                    ranked[-1]["mode_reason"] = service_mode_sentence(plan.catalog.actions[c].kind)
             excluded = []
             feats: list[float] = []
             failed: list[int] = []
@@ -226,6 +230,15 @@ class Decisions:
                     "context": dict(ctx.request),
                 }
             )
+            if service:
+                out[-1]["mode"] = SERVICE_MODE
+                if row_reason == _BEST_VALUE and chosen >= 0:
+                    # ranked first as a service action, not for the highest value
+                    action = plan.catalog.actions[chosen]
+                    out[-1]["reason_text"] = (
+                        f"{action.name} comes first: "
+                        + service_mode_sentence(action.kind)[len("Service mode: ") :]
+                    )
         return out
 
     def _sentence(self, i: int, c: int, code: int, j: int, feats: list[float]) -> str:
@@ -321,9 +334,23 @@ class Decisions:
         return table.replace_schema_metadata(meta)
 
 
+def service_mode_sentence(kind: str) -> str:
+    """Why a ranked action of a service-mode decision is where it is."""
+    if kind == SERVICE_KIND:
+        return (
+            "Service mode: a service action, ranked before any offer in a "
+            "customer-initiated contact."
+        )
+    return (
+        f"Service mode: no service case is open, and the policy's service_to_sales rule "
+        f"allows {kind.replace('_', '-')} offers in a service contact."
+    )
+
+
 _REASON_NAMES = np.array([r.name for r in Reason], dtype=object)
 #: Reason code -> name, without the enum call per excluded action of every record.
 _REASON_NAME = {int(r): r.name for r in Reason}
 _NOT_ON_CHANNEL = int(Reason.NOT_ON_CHANNEL)
 _LIMIT_REASONS = frozenset({int(Reason.CAPACITY), int(Reason.ALLOCATED)})
+_BEST_VALUE = int(Reason.BEST_VALUE)
 _SENTENCE_CACHE_LIMIT = 100_000

@@ -400,6 +400,29 @@ ContextKey = Annotated[
 ]
 
 
+class ServiceToSales(_Strict):
+    """Service mode (a live, customer-initiated contact, ``/decide`` ``mode: service``):
+    which sales and retention actions may follow once no service case is open, under
+    which consent and which caps. Without this rule, service mode offers service actions
+    only."""
+
+    kinds: list[ActionKind] = Field(
+        default_factory=lambda: ["retention"],
+        description="Action kinds allowed in service mode once no case is open.",
+        examples=[["retention", "cross_sell"]],
+    )
+    consent_purpose: Purpose = Field(
+        description="The consent these actions need on the interaction's channel in service "
+        "mode, instead of their own purpose's.",
+        examples=["service"],
+    )
+    caps: list[ContactCap] = Field(
+        default_factory=list,
+        description="Contact caps of these actions in service mode (instead of the policy's caps).",
+        examples=[[{"channel": "call_center", "max_contacts": 1, "period_days": 30}]],
+    )
+
+
 class Policy(_Strict):
     """The whole contact policy."""
 
@@ -435,6 +458,11 @@ class Policy(_Strict):
     )
     modelling: Modelling = Field(
         default_factory=Modelling, description="Which features the model sees only with consent."
+    )
+    service_to_sales: ServiceToSales | None = Field(
+        None,
+        description="In service mode, the sales and retention actions allowed once no case "
+        "is open, with their consent purpose and caps (none: service actions only).",
     )
     context: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], ContextKey] = Field(
         default_factory=dict,
@@ -556,6 +584,17 @@ def check_catalog(policy: Policy, catalog: CatalogTerms, source: str = "policy")
         for i, p in enumerate(policy.case_pause.purposes)
         if p not in catalog.purposes
     ]
+    s2s = policy.service_to_sales
+    if s2s is not None:
+        if s2s.consent_purpose not in catalog.purposes:
+            problems.append(
+                ("service_to_sales", "consent_purpose", s2s.consent_purpose, "purposes")
+            )
+        problems += [
+            (f"service_to_sales.caps[{i}]", "channel", cap.channel, "channels")
+            for i, cap in enumerate(s2s.caps)
+            if cap.channel != ALL_CHANNELS and cap.channel not in catalog.channels
+        ]
     unlock = policy.modelling.model_sensitive_features_require
     if unlock is not None and unlock not in catalog.purposes:
         problems.append(
