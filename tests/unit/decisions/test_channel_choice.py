@@ -8,7 +8,7 @@ def rec(channel: str, chosen: str, score: float | None, reason: str = "BEST_VALU
     return {
         "channel": channel,
         "chosen_action": chosen,
-        "group": kw.get("group", "treatment"),
+        "group": kw.get("group", "decided"),
         "ranked": ranked,
         "excluded": kw.get("excluded", []),
         "reason": reason,
