@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from nextbest.core.settings import Settings
-from nextbest.core.vocabulary import HOLDOUT
+from nextbest.core.vocabulary import HOLDOUT, NO_ACTION
 from nextbest.decisions.channel_choice import LOWER_VALUE, best_channels
 
 _COLUMNS = ["customer_id", "group", "chosen_action", "propensity", "reason", "rank_1_score"]
@@ -70,7 +70,7 @@ def choose_rows(frames: Sequence[pd.DataFrame], asked: Sequence[str]) -> pd.Data
     values = np.column_stack(
         [
             np.where(
-                (f["chosen_action"] != "no_action").to_numpy() & (f["group"] != HOLDOUT),
+                (f["chosen_action"] != NO_ACTION).to_numpy() & (f["group"] != HOLDOUT),
                 f["rank_1_score"].to_numpy(dtype=float),
                 np.nan,
             )

@@ -99,6 +99,7 @@ def _decide_across(
 ) -> None:
     """``--channels``: every channel decided, the best pair per customer written."""
     from nextbest.batch.channels import decide_across_channels
+    from nextbest.core.vocabulary import NO_ACTION
 
     asked = [c.strip() for c in channels.split(",") if c.strip()]
     with progress_bar() as bar:
@@ -116,7 +117,7 @@ def _decide_across(
     table = Table(title=f"{len(result):,} customers, best of {channels}")
     table.add_column("channel")
     table.add_column("chosen an action", justify="right")
-    chosen = result.loc[result["chosen_action"] != "no_action", "channel"].value_counts()
+    chosen = result.loc[result["chosen_action"] != NO_ACTION, "channel"].value_counts()
     for c, n in chosen.items():
         table.add_row(str(c), f"{n:,}")
     console.print(table)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from nextbest.customers.feature_schema import BEHAVIOUR_EVENTS_VIEW, CatalogTerms
-from nextbest.customers.feature_sources import SECS
+from nextbest.customers.sources.coded_exports import SECS
 
 
 def behaviour_event_columns(
