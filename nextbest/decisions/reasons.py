@@ -42,6 +42,9 @@ class Reason(IntEnum):
     CAPACITY = 21
     ALLOCATED = 22
     NOT_IN_SERVICE_MODE = 23
+    #: Appended (the names are indexed by value): a per-row check of the call, applied
+    #: only to actions no rule excluded.
+    QUIET_HOURS = 24
 
 
 #: How a channel without a declared phrase reads inside a sentence: neutral, since nothing
@@ -108,6 +111,9 @@ SENTENCES: dict[Reason, str] = {
     Reason.NOT_IN_SERVICE_MODE: (
         "Service mode: this is a customer-initiated service contact, and the policy's "
         "service_to_sales rule does not allow {kind} actions in it."
+    ),
+    Reason.QUIET_HOURS: (
+        "Nothing is sent {channel_phrase} during the customer's quiet hours (local time)."
     ),
 }
 
