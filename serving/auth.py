@@ -62,11 +62,19 @@ EXACT_ROUTES: dict[str, Rule] = {
         ("/actions", "decide"),
         ("/events", "events"),
         ("/metrics", "admin"),
-        ("/", ANY_KEY),
-        ("/docs.json", ANY_KEY),
+        # The API page and its spec hold nothing secret: a browser shows them without a key.
+        ("/", PUBLIC),
+        ("/docs", PUBLIC),
+        ("/docs.json", PUBLIC),
     )
 }
-PREFIX_ROUTES: tuple[Rule, ...] = (Rule("/customers/", "admin"), Rule("/admin/", "admin"))
+PREFIX_ROUTES: tuple[Rule, ...] = (
+    Rule("/customers/", "admin"),
+    Rule("/admin/", "admin"),
+    # The agent console signs in with a key once and checks its own signed session cookie
+    # (and the key's agent scope) on every request: serving/console_session.py.
+    Rule("/console/", PUBLIC),
+)
 DEFAULT_RULE = Rule("(other)", ANY_KEY)
 
 

@@ -114,6 +114,7 @@ def document_spec(
     declares for the same status; a status the table does not name, as FastAPI's 422, is
     kept)."""
     out = copy.deepcopy(spec)
+    out["info"] = service_info()
     schemas = out.setdefault("components", {}).setdefault("schemas", {})
     schemas["Error"] = ERROR_SCHEMA
     paths = out.get("paths", {})
@@ -124,6 +125,7 @@ def document_spec(
             "required": True,
             "content": {"application/json": {"schema": body}},
         }
+    _typed_answers(paths, schemas)
     json_error = {"schema": {"$ref": _REF.format(model="Error")}}
     for path, item in paths.items():
         for method in _METHODS:
@@ -139,6 +141,63 @@ def document_spec(
                 responses[str(status)] = {"description": answer.description, "content": content}
             operation["responses"] = responses
     return add_security(out)
+
+
+def service_info() -> dict[str, Any]:
+    """The spec's ``info``: nextbest's title, the installed package's version and what the
+    service does."""
+    return {
+        "title": "nextbest decision service",
+        "version": package_version(),
+        "description": DESCRIPTION,
+        "license": {"name": "Apache-2.0"},
+    }
+
+
+def package_version() -> str:
+    """The installed nextbest package's version ("unknown" when run from a bare tree)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nextbest")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+DESCRIPTION = (
+    "Next-best-action decisions under consent, suppression and contact rules. "
+    "`POST /decide` ranks the catalog's actions for one customer on one channel, says why "
+    "each other action is excluded and logs the decision for measurement; `mode: service` "
+    "decides for a live contact the customer started (service actions first). "
+    "`POST /events` records what happened (cases, complaints, purchases, consent, "
+    "contacts, identifiers) in the event ledger; the next decision sees it. The agent's "
+    "screen is at `/console`. Every route but the health checks and this page needs an API "
+    "key (`Authorization: Bearer <key>`) with the route's scope."
+)
+
+
+def _typed_answers(paths: dict[str, Any], schemas: dict[str, Any]) -> None:
+    """The 200 answers of /decide and /events from their response models, and the request
+    examples, in place."""
+    from serving.response_models import REQUEST_EXAMPLES, RESPONSE_MODELS
+
+    for (method, path), model in RESPONSE_MODELS.items():
+        operation = paths.get(path, {}).get(method)
+        if operation is None:
+            continue
+        body = model.model_json_schema(ref_template=_REF)
+        schemas.update(body.pop("$defs", {}))
+        name = model.__name__
+        schemas[name] = body
+        operation.setdefault("responses", {})["200"] = {
+            "description": body.get("description", "OK"),
+            "content": {"application/json": {"schema": {"$ref": _REF.format(model=name)}}},
+        }
+    for (method, path), examples in REQUEST_EXAMPLES.items():
+        operation = paths.get(path, {}).get(method)
+        content = (operation or {}).get("requestBody", {}).get("content", {})
+        if "application/json" in content:
+            content["application/json"]["examples"] = copy.deepcopy(examples)
 
 
 SECURITY_SCHEMES: dict[str, Any] = {
@@ -190,9 +249,17 @@ def add_security(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+#: The API page loads nothing from elsewhere and runs no script.
+PAGE_CSP = b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:"
+#: Where the API page is served (the same page at both).
+PAGE_PATHS = ("/", "/docs")
+
+
 class OpenAPIMiddleware:
-    """Answer ``GET /docs.json`` with BentoML's spec passed through :func:`document_spec`
-    (built on the first request, then kept)."""
+    """Answer ``GET /docs.json`` with BentoML's spec passed through :func:`document_spec`,
+    and ``GET /`` (and ``/docs``) with the API page rendered from it
+    (:mod:`serving.api_page`: no script, no asset from elsewhere); both built on the first
+    request, then kept."""
 
     def __init__(
         self, app: Callable[..., Awaitable[None]], service: Any, path: str = "/docs.json"
@@ -201,6 +268,14 @@ class OpenAPIMiddleware:
         self.service = service
         self.path = path
         self._body: bytes | None = None
+        self._page: bytes | None = None
+
+    def spec(self) -> bytes:
+        """The served spec, built once."""
+        if self._body is None:
+            inputs = {api.route: api.input_spec for api in self.service.apis.values()}
+            self._body = orjson.dumps(document_spec(self.service.openapi_spec.asdict(), inputs))
+        return self._body
 
     async def __call__(
         self,
@@ -209,21 +284,36 @@ class OpenAPIMiddleware:
         send: Callable[[dict[str, Any]], Awaitable[None]],
     ) -> None:
         """The ASGI entry point."""
-        ours = scope["type"] == "http" and scope["path"] == self.path
-        if not (ours and scope["method"] == "GET"):
+        path = scope.get("path") if scope["type"] == "http" else None
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "GET"
+            or path
+            not in (
+                self.path,
+                *PAGE_PATHS,
+            )
+        ):
             await self.app(scope, receive, send)
             return
-        if self._body is None:
-            inputs = {api.route: api.input_spec for api in self.service.apis.values()}
-            self._body = orjson.dumps(document_spec(self.service.openapi_spec.asdict(), inputs))
+        if path == self.path:
+            body, kind = self.spec(), b"application/json"
+        else:
+            if self._page is None:
+                from serving.api_page import render_api_page
+
+                self._page = render_api_page(orjson.loads(self.spec())).encode()
+            body, kind = self._page, b"text/html; charset=utf-8"
         await send(
             {
                 "type": "http.response.start",
                 "status": 200,
                 "headers": [
-                    (b"content-length", str(len(self._body)).encode()),
-                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"content-type", kind),
+                    (b"content-security-policy", PAGE_CSP),
+                    (b"x-content-type-options", b"nosniff"),
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": self._body})
+        await send({"type": "http.response.body", "body": body})

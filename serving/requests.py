@@ -11,7 +11,10 @@ import pandas as pd
 
 from nextbest.core.vocabulary import EVENT_TYPES, ID_TYPES
 
-__all__ = ["EVENT_TYPES", "ID_TYPES", "CustomerRef", "DecideRequest", "RequestError"]
+__all__ = ["EVENT_TYPES", "ID_TYPES", "MODES", "CustomerRef", "DecideRequest", "RequestError"]
+
+#: The decision modes of ``/decide``: campaigns, or a live customer-initiated contact.
+MODES: tuple[str, ...] = ("marketing", "service")
 
 
 class RequestError(ValueError):
@@ -26,14 +29,24 @@ class CustomerRef:
     id_type: str = "customer_id"
 
 
+#: What ``channels`` may say instead of a list: every channel of the catalog.
+ANY_CHANNEL = "any"
+
+
 @dataclass(frozen=True)
 class DecideRequest:
-    """One ``/decide`` request: who, on which channel, how many ranked actions, context."""
+    """One ``/decide`` request: who, on which channel (or which channels: the best action
+    x channel pair of them), how many ranked actions, context, and the customer's time
+    zone for the quiet hours (None: the default setting)."""
 
     customer: CustomerRef
-    channel: str
+    channel: str | None
     k: int = 3
     context: Mapping[str, Any] | None = None
+    #: ``marketing`` (campaigns) or ``service`` (a live customer-initiated contact).
+    mode: str = "marketing"
+    channels: tuple[str, ...] | None = None
+    time_zone: str | None = None
 
 
 def request_time(ts: datetime | str | float | None) -> datetime:

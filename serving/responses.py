@@ -15,6 +15,11 @@ def response_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
     the holdout. Its counterfactual ranking stays in the decision log for measurement.
     """
     ranked = [] if record["group"] == "holdout" else record.get("ranked", [])
+    across = (
+        {"channel": record.get("channel"), "channels": record["channels"]}
+        if "channels" in record
+        else {}
+    )
     return {
         "decision_id": record["decision_id"],
         "customer_id": record["customer_id"],
@@ -35,7 +40,10 @@ def response_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
                 "p_control": a["p_control"],
                 "cost": a["cost"],
                 "lever": a["lever"],
-                "reasons": [score_sentence(a, record.get("channel"))],
+                "reasons": [
+                    *([a["mode_reason"]] if "mode_reason" in a else []),
+                    score_sentence(a, record.get("channel")),
+                ],
             }
             for a in ranked
         ],
@@ -47,7 +55,9 @@ def response_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
         "model_version": record.get("model_version"),
         "policy_version": record.get("policy_version"),
         "catalog_version": record.get("catalog_version"),
+        "mode": record.get("mode", "marketing"),
         "report_delivery": delivery_event(record),
+        **across,
     }
 
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchem
 from nextbest.core.vocabulary import ID_TYPES
 from nextbest.decisions.identity_links import MAX_VALUE_LENGTH
 from nextbest.decisions.ledger import (
+    CONTACT_OUTCOMES,
     EPOCH_BOUND,
     LINKABLE_ID_TYPES,
     MAX_AMOUNT,
@@ -27,6 +28,7 @@ from nextbest.decisions.ledger import (
 
 IdType = Literal[ID_TYPES]  # type: ignore[valid-type]
 LinkableIdType = Literal[LINKABLE_ID_TYPES]  # type: ignore[valid-type]
+ContactOutcome = Literal[CONTACT_OUTCOMES]  # type: ignore[valid-type]
 
 #: The longest identifier value a caller may send (a customer's, or an identify event's).
 MAX_ID_LENGTH = MAX_VALUE_LENGTH
@@ -88,7 +90,7 @@ class Customer(_Quiet):
 class EventPayload(_Quiet):
     """What an event carries; which fields each event type takes is in docs/events.md
     (service cases: case_id; purchase: amount, category, product_id; consent_changed:
-    purpose, channel, granted, legal_basis; contact: channel, action_id, decision_id;
+    purpose, channel, granted, legal_basis; contact: channel, action_id, decision_id, outcome;
     stock_changed: product_id, units; identify: id_type, id_value)."""
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
@@ -109,6 +111,9 @@ class EventPayload(_Quiet):
     legal_basis: Token | None = None
     action_id: Text | None = Field(None, description="A catalog action id.")
     decision_id: Token | None = None
+    outcome: ContactOutcome | None = Field(
+        None, description="contact: what the customer did with the offer (a contact either way)."
+    )
     units: float | None = Field(
         None,
         ge=0,

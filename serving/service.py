@@ -35,7 +35,7 @@ import functools
 import gc
 import logging
 from http import HTTPStatus
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import bentoml
 import orjson
@@ -43,7 +43,14 @@ from bentoml import get_current_service
 from bentoml.exceptions import BentoMLException
 from fastapi import FastAPI, Query
 from fastapi import Path as PathParam
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    create_model,
+)
 from starlette.exceptions import HTTPException
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
@@ -63,6 +70,8 @@ from nextbest.decisions.privacy import forget
 from nextbest.decisions.runtime import StartupError, load_catalog_and_policy
 from serving.auth import AuthMiddleware, caller, required_scope
 from serving.batching import MicroBatcher
+from serving.console import ConsoleState, console_app
+from serving.console_session import ConsoleSessions, console_secret
 from serving.decider import OnlineDecider
 from serving.events import EventConflict
 from serving.fast_http import (
@@ -79,7 +88,7 @@ from serving.fast_http import (
 )
 from serving.limits import BodyLimitMiddleware
 from serving.openapi import OpenAPIMiddleware
-from serving.requests import CustomerRef, DecideRequest, RequestError
+from serving.requests import MODES, CustomerRef, DecideRequest, RequestError
 from serving.responses import response_from_record
 from serving.schemas import (
     MAX_ID_LENGTH,
@@ -94,6 +103,17 @@ from serving.stages import CLOCKS, now_ns
 log = logging.getLogger(__name__)
 
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
+DecideMode = Literal[MODES]  # type: ignore[valid-type]
+#: ``channels`` of /decide: a list of catalog channels, or "any" (checked by the decider).
+Channels = Annotated[
+    list[Annotated[str, StringConstraints(max_length=40)]] | Literal["any"] | None,
+    Field(max_length=32),
+]
+TimeZoneName = Annotated[str | None, StringConstraints(min_length=1, max_length=64)]
+
+
+def _tuple(values: Any) -> tuple[str, ...] | None:
+    return None if values is None else tuple(values)
 
 
 def tracing_config(settings: Settings) -> dict[str, Any]:
@@ -142,6 +162,16 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     )
 
 
+def _console_state() -> Any:
+    """The running service's console state (None before the instance is built)."""
+    try:
+        instance = get_current_service()
+    except BentoMLException:
+        return None
+    return getattr(instance, "console", None)
+
+
+@bentoml.asgi_app(console_app(_console_state), path="/console")
 @bentoml.asgi_app(extras, path="/")
 class NextBestService:
     """Next-best-action decisions under consent, suppression and contact rules."""
@@ -167,6 +197,16 @@ class NextBestService:
         #: the same answers at a fraction of the framework's CPU, unless switched off or
         #: traced (a span wants BentoML's request context).
         self.fast_decide = fast_http_enabled(settings)
+        #: The agent console's sessions and views (serving/console.py).
+        self.console = ConsoleState(
+            self.decider,
+            ConsoleSessions(
+                console_secret(settings),
+                KeyRing(settings.api_keys_path, settings.api_keys),
+                settings.console_session_minutes * 60,
+            ),
+            settings.console_channel,
+        )
         # BentoML's server logging keeps the root at WARNING: without this the service's
         # INFO lines (refused requests by field name, start-up, stock reloads) are dropped.
         for name in _SERVICE_LOGGERS:
@@ -177,17 +217,38 @@ class NextBestService:
     async def decide(
         self,
         customer: Customer,
-        channel: str = Field(
+        channel: str | None = Field(
+            None,
             description="The channel to decide for: one of the catalog's channels "
-            "(the enum is set from the catalog by nextbest_service)."
+            "(the enum is set from the catalog by nextbest_service). Give this or channels.",
         ),
         k: int = Field(3, ge=1, le=20, description="How many ranked actions to return."),
         context: dict[str, Any] = Field(default_factory=dict),
+        mode: DecideMode = Field(
+            "marketing",
+            description="`marketing` (a campaign: the default) or `service` (a live contact "
+            "the customer started: service actions rank first while a case is open; sales "
+            "follow the case only as the policy's service_to_sales rule allows).",
+        ),
+        channels: Channels = Field(
+            None,
+            description='Decide across these channels (a list, or "any": every catalog '
+            "channel): the best action x channel pair, each channel under its own rules; "
+            "the answer's channels lists the others with their reasons. Give this or channel.",
+        ),
+        time_zone: TimeZoneName = Field(
+            None,
+            description="The customer's IANA time zone (Europe/Berlin) for the quiet hours; "
+            "default NEXTBEST_DEFAULT_TIME_ZONE.",
+        ),
     ) -> dict[str, Any]:
-        """Rank the actions worth taking for this customer on this channel, and log why."""
+        """Rank the actions worth taking for this customer on this channel (or the best
+        channel of several), and log why."""
         # One JSON encoding straight into the body: BentoML's dict output path validates
         # the dict again and streams it in chunks, which costs more than the decision.
-        status, body = await self._decide_answer(customer, channel, k, context)
+        status, body = await self._decide_answer(
+            customer, channel, k, context, mode, channels=channels, time_zone=time_zone
+        )
         return self._response(status, body)
 
     def _response(self, status: int, body: bytes) -> Response:
@@ -226,10 +287,24 @@ class NextBestService:
         self.decider.log.close()
 
     async def _decide_answer(
-        self, customer: Customer, channel: str, k: int, context: Any, parse_start: int = 0
+        self,
+        customer: Customer,
+        channel: str | None,
+        k: int,
+        context: Any,
+        mode: str = "marketing",
+        channels: Any = None,
+        time_zone: str | None = None,
+        parse_start: int = 0,
     ) -> Answer:
         request = DecideRequest(
-            CustomerRef(customer.id, customer.id_type), channel, k, context_dict(context)
+            CustomerRef(customer.id, customer.id_type),
+            channel,
+            k,
+            context_dict(context),
+            mode,
+            channels=(channels,) if isinstance(channels, str) else _tuple(channels),
+            time_zone=time_zone,
         )
         if parse_start:
             CLOCKS.add("parse", parse_start)
@@ -265,7 +340,14 @@ class NextBestService:
                 CLOCKS.add("parse", start)
                 return Forward(data)  # BentoML's route answers, with the model validated here
             return await self._decide_answer(
-                data.customer, data.channel, data.k, data.context, parse_start=start
+                data.customer,
+                data.channel,
+                data.k,
+                data.context,
+                data.mode,
+                channels=data.channels,
+                time_zone=data.time_zone,
+                parse_start=start,
             )
         except Exception:
             log.error("Exception on %s [POST]", path, exc_info=True)
@@ -517,12 +599,14 @@ def validated_once(spec: type[BaseModel]) -> type[BaseModel]:
 
 def events_input_model(base: type[BaseModel], terms: CatalogTerms) -> type[BaseModel]:
     """BentoML's input model of /events with the payload's ``channel`` and ``purpose``
-    narrowed to the catalog's (the ledger checks them against the same terms)."""
+    narrowed to the catalog's, and its ``type`` widened to the catalog's behaviour events
+    (the ledger checks them against the same terms)."""
     payload = with_choices(EventPayload, channel=terms.channels, purpose=terms.purposes)
     field = base.model_fields["payload"]
+    types = (*EVENT_TYPES, *(b.name for b in terms.behaviour))
     return create_model(  # type: ignore[call-overload,no-any-return]
         base.__name__,
-        __base__=base,
+        __base__=with_choices(base, type=types),
         __module__=base.__module__,
         payload=(payload, Field(default_factory=payload, description=field.description)),
     )

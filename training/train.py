@@ -34,7 +34,7 @@ from nextbest.decisions.runtime import load_catalog_and_policy
 from nextbest.models import evaluation as ev
 from nextbest.models.decision_model import DecisionModel, ValueModel
 from nextbest.models.learners import default_candidates
-from nextbest.models.ope_estimators import DR
+from nextbest.models.ope_estimators import DR, PairedGain, bandit_inputs, paired_gain
 from nextbest.models.registry import (
     PromotionDecision,
     log_decision_model,
@@ -95,11 +95,20 @@ def split(ts: TrainingSet, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     """Row indices for train / validation / held-out test (60/20/20, stratified by arm)."""
     idx = np.arange(len(ts.frame))
     strat = ts.frame["action_id"].astype(str) + "|" + ts.frame["responded"].astype(str)
+    # A stratum too small to be split five ways (a rarely explored arm's responders in a
+    # decision log) joins its arm's stratum, and a rare arm joins one "rare" stratum.
+    strat = _merge_rare(_merge_rare(strat, ts.frame["action_id"].astype(str)), "rare")
     train, rest = train_test_split(idx, test_size=0.4, random_state=seed, stratify=strat)
     val, test = train_test_split(
         rest, test_size=0.5, random_state=seed, stratify=strat.to_numpy()[rest]
     )
     return np.sort(train), np.sort(val), np.sort(test)
+
+
+def _merge_rare(strat: pd.Series, coarser: pd.Series | str, least: int = 5) -> pd.Series:
+    """``strat`` with the labels held by fewer than ``least`` rows replaced by ``coarser``."""
+    counts = strat.map(strat.value_counts())
+    return strat.where(counts >= least, coarser)
 
 
 def _expected_values(
@@ -121,21 +130,28 @@ def _policy(model: DecisionModel, ev: np.ndarray) -> np.ndarray:
     return np.where(ev[np.arange(len(ev)), best] > 0, arms[best], NO_ACTION)
 
 
-def policy_value(
+def policy_value_terms(
     model: DecisionModel, frame: pd.DataFrame, costs: dict[str, float]
-) -> tuple[float, float]:
-    """Doubly robust net value per customer (revenue minus contact cost) of the model's
-    policy on held-out randomised rows, with its standard error."""
+) -> np.ndarray:
+    """Per-row doubly robust terms of the model's policy's net value (revenue minus
+    contact cost) on randomised rows; their mean is :func:`policy_value`."""
     X = frame[model.feature_names].to_numpy(dtype=np.float64)
     ev, q = _expected_values(model, X, costs)
     arms = frame["action_id"].to_numpy()
     arm_cost = np.array([costs.get(a, 0.0) if a != NO_ACTION else 0.0 for a in arms])
     y = frame["revenue"].to_numpy(dtype=np.float64) - arm_cost
     labels = [NO_ACTION, *model.arm_ids]
-    dr = DR().evaluate(
-        _policy(model, ev), arms, y, frame["assignment_probability"].to_numpy(), labels, q
-    )
-    return dr.value, dr.se
+    action, dist = bandit_inputs(_policy(model, ev), arms, labels)
+    return DR().terms(y, action, frame["assignment_probability"].to_numpy(), dist, q)
+
+
+def policy_value(
+    model: DecisionModel, frame: pd.DataFrame, costs: dict[str, float]
+) -> tuple[float, float]:
+    """Doubly robust net value per customer (revenue minus contact cost) of the model's
+    policy on held-out randomised rows, with its standard error."""
+    terms = policy_value_terms(model, frame, costs)
+    return float(terms.mean()), float(terms.std(ddof=1) / np.sqrt(len(terms)))
 
 
 def catalog_costs(settings: Settings) -> tuple[dict[str, float], str]:
@@ -189,8 +205,13 @@ class Evaluation:
     net_value: float
 
 
-def load_dataset(settings: Settings, store: Any | None = None) -> Dataset:
+def load_dataset(
+    settings: Settings, store: Any | None = None, exposures: pd.DataFrame | None = None
+) -> Dataset:
     """Exposures -> training set from Feast (point-in-time, leakage-checked) -> split.
+
+    ``exposures`` (keyed like :func:`training.dataset.training_exposures`'s) replace the
+    campaign history: the decision log's (:mod:`training.from_log`).
 
     Raises :class:`training.dataset.TimeRangeError` before anything is fitted when the
     exposures fall outside the feature snapshots or meet only empty windows."""
@@ -201,7 +222,7 @@ def load_dataset(settings: Settings, store: Any | None = None) -> Dataset:
     # policy's sensitive features stay out of every model fitted here (the serving gate of
     # ``policy.modelling`` still guards a model that carries them).
     allow_sensitive = False
-    entity_df = training_exposures(settings)
+    entity_df = training_exposures(settings) if exposures is None else exposures
     # Exposures outside the snapshots (exports of another time than the as-of's) would
     # train on rows without customer data: refused before the join, and after it a
     # matrix whose every window is empty.
@@ -345,12 +366,13 @@ def promote_version(
     """Gate ``version`` against the champion on the same held-out rows; record the
     decision on the active MLflow run."""
     test = data.test_frame()
+    new_terms = policy_value_terms(fitted.model, test, fitted.costs)
 
-    def champion_value(champ: DecisionModel) -> float:
+    def champion_value(champ: DecisionModel) -> PairedGain:
         missing = [f for f in champ.feature_names if f not in test]
         if missing:
             raise KeyError(f"features {missing[:5]}")
-        return policy_value(champ, test, fitted.costs)[0]
+        return paired_gain(new_terms, policy_value_terms(champ, test, fitted.costs))
 
     decision = promote(settings, version, evaluation.net_value, champion_value)
     log_run(
@@ -373,13 +395,23 @@ def held_out(data: Dataset, fitted: Fitted, evaluation: Evaluation) -> HeldOut:
     )
 
 
-def train(settings: Settings, store: Any | None = None) -> TrainResult:
+def train(
+    settings: Settings,
+    store: Any | None = None,
+    exposures: pd.DataFrame | None = None,
+    run_params: dict[str, Any] | None = None,
+) -> TrainResult:
     """Run the whole training step (dataset, fit, evaluate, register, promote) and return
-    what was registered."""
-    data = load_dataset(settings, store)
+    what was registered. ``exposures`` replace the campaign history (see
+    :func:`load_dataset`); ``run_params`` are logged on the run beside the usual ones."""
+    data = load_dataset(settings, store, exposures)
     fitted = fit(settings, data)
     evaluation = evaluate(settings, data, fitted)
-    with tracked_run(settings, f"train-{fitted.name}") as run_id:
+    source = str((run_params or {}).get("training_source", "history"))
+    prefix = "train" if source == "history" else f"train-{source}"
+    with tracked_run(settings, f"{prefix}-{fitted.name}") as run_id:
+        if run_params:
+            log_run(params=run_params)
         version = register(settings, data, fitted, evaluation)
         decision = promote_version(settings, version, data, fitted, evaluation)
     log.info("trained %s: %s", fitted.name, fitted.why)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -46,7 +46,11 @@ def report_cmd(
 
 def evaluate_policy_cmd(
     candidate: Annotated[
-        str, typer.Option(help="Candidate policy YAML (levers) or MLflow model URI.")
+        str,
+        typer.Option(
+            help="Candidate policy YAML (levers) or a registered model "
+            "(models:/nextbest-decision/N, models:/nextbest-decision@alias, runs:/...)."
+        ),
     ],
     outcomes: Annotated[Path, typer.Option(help="Outcome events (parquet, csv or jsonl).")],
     log: Annotated[Path | None, typer.Option("--log", help="Decision-log directory.")] = None,
@@ -54,6 +58,18 @@ def evaluate_policy_cmd(
     until: Annotated[str | None, typer.Option(help="End of the period (ISO, exclusive).")] = None,
     window_days: Annotated[float, typer.Option(help="Attribution window in days.")] = 14.0,
     reward: Annotated[str, typer.Option(help="responded, revenue or net_value.")] = "revenue",
+    against: Annotated[
+        str,
+        typer.Option(help="A model candidate's gain is paired against this alias ('' : none)."),
+    ] = "champion",
+    promote: Annotated[
+        bool,
+        typer.Option(
+            "--promote",
+            help="A models:/NAME/N candidate becomes champion if its DR gain over the "
+            "champion on the log has a one-sided 95 % lower bound above 0.",
+        ),
+    ] = False,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the estimates to this JSON file.")
     ] = None,
@@ -62,9 +78,28 @@ def evaluate_policy_cmd(
     from datetime import timedelta
 
     from nextbest.customers.id_map import IdMapFile
+    from nextbest.measurement.model_candidate import is_model_uri
     from nextbest.measurement.policy_evaluation import evaluate_policy_file
 
     settings = load_settings()
+    if promote and not is_model_uri(candidate):
+        console.print("[red]--promote needs a registered model candidate (models:/NAME/N)[/]")
+        raise typer.Exit(code=2)
+    if is_model_uri(candidate):
+        _evaluate_model_cmd(
+            settings,
+            candidate,
+            outcomes,
+            log,
+            since,
+            until,
+            window_days,
+            reward,
+            against,
+            promote,
+            json_out,
+        )
+        return
     try:
         res = evaluate_policy_file(
             candidate,
@@ -82,7 +117,11 @@ def evaluate_policy_cmd(
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         res.to_json(json_out, orient="records", indent=2)
-    table = Table(title=f"value per decision ({reward})")
+    _print_values(res, f"value per decision ({reward})")
+
+
+def _print_values(res: Any, title: str) -> None:
+    table = Table(title=title)
     for c in ("estimator", "value", "se", "ci_low", "ci_high", "match_rate", "effective_n"):
         table.add_column(c)
     for r in res.itertuples():
@@ -93,3 +132,90 @@ def evaluate_policy_cmd(
             f"{r.effective_n:.0f}",
         )
     console.print(table)
+
+
+def _evaluate_model_cmd(
+    settings: Any,
+    uri: str,
+    outcomes: Path,
+    log: Path | None,
+    since: str | None,
+    until: str | None,
+    window_days: float,
+    reward: str,
+    against: str,
+    promote: bool,
+    json_out: Path | None,
+) -> None:
+    """``evaluate-policy`` of a registered model: re-scored on the offline features as of
+    each decision, valued on the log, paired against ``against``, optionally promoted."""
+    import json
+    from datetime import timedelta
+
+    from nextbest.core.errors import InputError
+    from nextbest.customers.id_map import IdMapFile
+    from nextbest.measurement.attribution import attributed_log
+    from nextbest.measurement.model_candidate import evaluate_model_on_log
+
+    if reward not in ("revenue", "net_value"):
+        raise InputError(
+            f"a model candidate is valued in money: reward revenue or net_value, not {reward!r}"
+        )
+    decisions = attributed_log(
+        log or settings.decision_log_dir,
+        outcomes,
+        timedelta(days=window_days),
+        since,
+        until,
+        IdMapFile(settings.root).get(),
+    )
+    with console.status("re-scoring the logged decisions with the candidate"):
+        ev = evaluate_model_on_log(settings, uri, decisions, reward, against or None)  # type: ignore[arg-type]
+    console.print(f"features: {ev.candidate.features_source} ({ev.decisions:,} treated decisions)")
+    _print_values(ev.values, f"{uri}: value per decision ({reward})")
+    for name, g in ev.gains.items():
+        console.print(
+            f"{name}: gain over {against} {g.gain:.4g} ± {g.se:.4g} (one-sided 95 % lower "
+            f"bound {g.lower:.4g}): {'beats' if g.beats else 'does not beat'} it by more "
+            "than the noise"
+        )
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "candidate": uri,
+            "features": ev.candidate.features_source,
+            "decisions": ev.decisions,
+            "values": ev.values.to_dict(orient="records"),
+            "against": against or None,
+            "gains": {
+                k: {**g.__dict__, "lower": g.lower, "beats": g.beats} for k, g in ev.gains.items()
+            },
+        }
+        json_out.write_text(json.dumps(payload, indent=2, default=float), encoding="utf-8")
+    if promote:
+        _promote_from_log(settings, uri, ev)
+
+
+def _promote_from_log(settings: Any, uri: str, ev: Any) -> None:
+    """Gate ``uri`` (``models:/NAME/N``) against the champion with its DR gain on the log."""
+    from nextbest.core.errors import InputError
+    from nextbest.models.registry import promote
+
+    prefix = f"models:/{settings.model_name}/"
+    version = uri.removeprefix(prefix)
+    if not uri.startswith(prefix) or not version.isdigit():
+        raise InputError(f"--promote needs a version number: {prefix}N, not {uri}")
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        champion = mlflow.MlflowClient().get_model_version_by_alias(settings.model_name, "champion")
+    except MlflowException:
+        champion = None
+    if champion is not None and str(champion.version) == version:
+        console.print(f"v{version} is the champion already: nothing to promote")
+        return
+    dr = ev.values.set_index("estimator")["value"]["dr"]
+    gain = ev.gains.get("dr")
+    decision = promote(settings, version, float(dr), lambda _champion: gain)
+    console.print(f"[bold]v{version} -> {decision.alias}[/]: {decision.reason}")

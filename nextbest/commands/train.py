@@ -19,21 +19,54 @@ from nextbest.commands.common import (
 uplift_app = CleanTyper(no_args_is_help=True, help="Uplift models on your own experiment export.")
 
 
-def train_cmd(sources: SourcesOption = None) -> None:
+def train_cmd(
+    sources: SourcesOption = None,
+    from_log: Annotated[
+        bool,
+        typer.Option(
+            "--from-log",
+            help="Learn from the decision log's own decisions (holdout, exploration, greedy) "
+            "with their logged propensities, joined to --outcomes.",
+        ),
+    ] = False,
+    with_history: Annotated[
+        bool, typer.Option("--with-history", help="With --from-log: add the campaign history.")
+    ] = False,
+    outcomes: Annotated[
+        Path | None,
+        typer.Option(help="With --from-log: outcome events (parquet, csv or jsonl)."),
+    ] = None,
+    log: Annotated[
+        Path | None, typer.Option("--log", help="Decision-log directory (default: the home's).")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="First decision time (ISO, UTC).")] = None,
+    until: Annotated[str | None, typer.Option(help="End of the period (ISO, exclusive).")] = None,
+    window_days: Annotated[float, typer.Option(help="Attribution window in days.")] = 14.0,
+    propensity_floor: Annotated[
+        float,
+        typer.Option(help="Logged propensities below this are raised to it for weighting."),
+    ] = 0.01,
+) -> None:
     """Train, evaluate, log to MLflow, register, and gate promotion to ``champion``; on
     generated data, then log the regret against the generator's truth to the run.
 
     The exposures must fall within the feature snapshots (built up to the as-of time);
-    otherwise the command stops with exit status 2 and registers nothing."""
+    otherwise the command stops with exit status 2 and registers nothing. With
+    ``--from-log`` the exposures are the logged decisions (too few: exit 2, nothing
+    registered)."""
     import pandas as pd
 
+    from nextbest.core.errors import InputError
     from nextbest.customers.as_of import resolve_as_of
     from nextbest.customers.features import snapshot_range
     from nextbest.decisions.catalog import load_catalog
-    from training.train import train
     from training.truth_evaluation import evaluate_against_truth
 
     settings = load_settings(sources=sources)
+    if (with_history or outcomes is not None) and not from_log:
+        raise InputError("--with-history and --outcomes go with --from-log")
+    if from_log and outcomes is None:
+        raise InputError("--from-log needs --outcomes: the outcome events to attribute")
     first, last = snapshot_range(settings.features_dir, load_catalog(settings.catalog).terms())
     when = resolve_as_of(settings)
     show_as_of(when)
@@ -43,8 +76,41 @@ def train_cmd(sources: SourcesOption = None) -> None:
             f"[yellow]the features were built as of {last:%Y-%m-%d %H:%M}Z, not at this "
             "as-of time: `nextbest features build` rebuilds them[/]"
         )
-    with console.status("training (Feast training set, learners, MLflow)"):
-        result = train(settings)
+    if from_log:
+        from datetime import timedelta
+
+        from nextbest.customers.id_map import IdMapFile
+        from nextbest.measurement.attribution import attributed_log
+        from training.from_log import train_from_log
+
+        assert outcomes is not None
+        window = timedelta(days=window_days)
+        decisions = attributed_log(
+            log or settings.decision_log_dir,
+            outcomes,
+            window,
+            since,
+            until,
+            IdMapFile(settings.root).get(),
+        )
+        with console.status("training from the decision log (Feast, learners, MLflow)"):
+            result, exposures = train_from_log(
+                settings,
+                decisions,
+                window=window,
+                with_history=with_history,
+                propensity_floor=propensity_floor,
+            )
+        console.print(
+            f"decision log: {exposures.decisions:,} decisions, {exposures.responded:,} with an "
+            f"outcome; propensity floor {exposures.propensity_floor:g} clipped "
+            f"{100 * exposures.clipped_share:.1f}% of them"
+        )
+    else:
+        from training.train import train
+
+        with console.status("training (Feast training set, learners, MLflow)"):
+            result = train(settings)
     console.print(
         f"[green]model v{result.model_version}[/] ({result.learner}) -> "
         f"[bold]{result.alias}[/]: {result.reason}"

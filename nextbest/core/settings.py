@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from nextbest.core.api_keys import ApiKeyRecord
@@ -46,6 +46,12 @@ class Settings(BaseSettings):
         None,
         description="Stock table (parquet: product_id, stock; docs/data-dictionary.md); "
         "default the demo generator's raw/products.parquet under home.",
+    )
+    default_time_zone: str = Field(
+        "UTC",
+        min_length=1,
+        description="IANA time zone (e.g. Europe/Berlin) the policy's quiet hours are read "
+        "in for a customer whose decision names no time zone of its own.",
     )
     identifier_salt: str = Field(
         "nextbest-identity-v1",
@@ -182,6 +188,31 @@ class Settings(BaseSettings):
         description="API keys configured inline (JSON list of {name, sha256, scopes, "
         "rate_per_second, burst}), beside those of the key file.",
     )
+    console_secret: SecretStr | None = Field(
+        None,
+        description="Secret that signs the agent console's session cookies and CSRF tokens "
+        "(at least 32 characters); default a random one kept in console-secret under home "
+        "(mode 0600), shared by the service's workers.",
+    )
+    console_session_minutes: int = Field(
+        480, ge=5, le=1440, description="How long a console sign-in lasts."
+    )
+    console_channel: str = Field(
+        "call_center",
+        min_length=1,
+        description="The channel the agent console decides for by default (a catalog channel).",
+    )
+
+    @field_validator("default_time_zone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"{value!r} is not a known IANA time zone") from exc
+        return value
 
     @field_validator("as_of")
     @classmethod
@@ -245,6 +276,11 @@ class Settings(BaseSettings):
     def api_keys_path(self) -> Path:
         """The API key file: ``api_keys_file``, else ``api_keys.json`` under home."""
         return self.api_keys_file or self.root / "api_keys.json"
+
+    @property
+    def console_secret_path(self) -> Path:
+        """Where the console's generated signing secret is kept (when none is configured)."""
+        return self.root / "console-secret"
 
     @property
     def demo_key_path(self) -> Path:

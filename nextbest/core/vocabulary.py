@@ -44,7 +44,10 @@ EVENT_TYPES: Final[tuple[str, ...]] = (
     "identify",
 )
 #: Scopes an API key of the decision service may hold (docs/security.md).
-API_SCOPES: Final[tuple[str, ...]] = ("decide", "events", "admin")
+#: ``agent``: the agent console (decide in service mode, record outcomes and case
+#: resolutions, read the customer's record masked); ``admin`` adds consent changes on the
+#: customer's request and erasure.
+API_SCOPES: Final[tuple[str, ...]] = ("decide", "events", "admin", "agent")
 #: Event types about a product rather than a customer (sent without a ``customer``).
 PRODUCT_EVENT_TYPES: Final[tuple[str, ...]] = ("stock_changed",)
 #: ``event_type`` values of the app and web event exports (docs/data-dictionary.md).

@@ -7,7 +7,8 @@ rule for ``n`` customers x ``C`` actions with numpy only, one step function each
 1. candidates for the channel (and placement) within their dates;
 2. consent gate (purpose x channel, deny by default: NaN or missing means no consent);
 3. eligibility predicates;
-4. suppression and caps (case pause, complaint block, holdings, stock, cooldown, caps);
+4. suppression and caps (case pause, complaint block, holdings, stock, cooldown, caps),
+   then the channel's quiet hours for the rows inside them (``DecisionContext.quiet``);
 5. scores from the model: uplift, value, cost, lever -> expected incremental value;
 6. arbitration: rank by expected incremental value, "no action" at 0, top-k;
 7. holdout by salted hash of the customer id;
@@ -88,13 +89,23 @@ def decide(
     holdout = (unit_interval(h) < pol.holdout.share) & ~unknown
     # 8: logged exploration among the rule-eligible, scored actions (any value).
     active = ~holdout & ~unknown & ~model_error
-    eps, options, n_opt, explored, pick = _explore(
-        pol.exploration.epsilon, h, context, plan, cp, eligible, active
-    )
-    chosen = np.where(holdout, NO_ACTION, greedy)
-    if pick is not None:
-        chosen = np.where(explored, pick, chosen)
-    propensity = eps / n_opt + np.where(chosen == greedy, 1.0 - eps, 0.0)
+    probabilities = None
+    if pol.exploration.method == "thompson":
+        eps = np.zeros(len(cids))
+        options, chosen, propensity, probabilities = _thompson(
+            h, context, plan, cp, eligible, active, (p_control, v0, loc_pt, loc_val, loc_score)
+        )
+        chosen = np.where(holdout, NO_ACTION, np.where(active, chosen, greedy))
+        explored = active & (chosen != greedy)
+        propensity = np.where(active, propensity, (chosen == greedy).astype(np.float64))
+    else:
+        eps, options, n_opt, explored, pick = _explore(
+            pol.exploration.epsilon, h, context, plan, cp, eligible, active
+        )
+        chosen = np.where(holdout, NO_ACTION, greedy)
+        if pick is not None:
+            chosen = np.where(explored, pick, chosen)
+        propensity = eps / n_opt + np.where(chosen == greedy, 1.0 - eps, 0.0)
     propensity = np.where(holdout | unknown, 1.0, propensity)
     # 9: the row's reason, and every array in catalog order.
     row_reason = _row_reasons(loc_codes, negative, chosen, explored, model_error, holdout, unknown)
@@ -124,6 +135,7 @@ def decide(
         epsilon=np.where(holdout | unknown, 0.0, eps),
         row_reason=row_reason,
         control_value=v0,
+        probabilities=probabilities,
     )
 
 
@@ -163,6 +175,10 @@ def _rule_codes(
     failq, nanq = _feature_failures(X, cp)
     _context_failures(failq, cp, plan, context)
     loc_codes, loc_check = _first_failures(failq, nanq, cp)
+    if context.quiet is not None and context.quiet.any():
+        # The channel is closed for these customers: what the rules allowed waits.
+        quiet = np.asarray(context.quiet, dtype=bool)[:, None] & (loc_codes == 0)
+        loc_codes[quiet] = Reason.QUIET_HOURS
     if unknown.any():
         loc_codes[unknown] = Reason.UNKNOWN_CUSTOMER
         loc_check[unknown] = -1
@@ -326,6 +342,8 @@ def _value_codes(
         eligible &= ~hit
     loc_score = incremental_value(p_control, p_treated, value, cp.cost, cp.lever, v0)
     negative = eligible & ~(loc_score > 0)
+    if cp.any_first:
+        negative &= ~cp.first  # service mode: a service action serves whatever its value
     loc_codes[negative] = Reason.NEGATIVE_VALUE
     return loc_score, negative
 
@@ -340,7 +358,13 @@ def _arbitrate(
     n, n_loc = rankable.shape
     masked = np.where(rankable, loc_score, -np.inf)
     kk = min(k, n_loc)
-    if n_loc:
+    if n_loc and cp.any_first:
+        # Service mode: the rankable service actions first, each group by value.
+        later = ~(rankable & cp.first[None, :])
+        order = np.lexsort((-masked, later), axis=1)[:, :kk]
+        ok = rankable[np.arange(n)[:, None], order]
+        ranked_loc = np.where(ok, cp.action_idx[order], -1)
+    elif n_loc:
         order = np.argsort(-masked, axis=1, kind="stable")[:, :kk]
         ok = rankable[np.arange(n)[:, None], order]
         ranked_loc = np.where(ok, cp.action_idx[order], -1)
@@ -385,6 +409,46 @@ def _explore(
         pick_loc = np.argmax(hit, axis=1)
         pick_act = np.where(has, cp.action_idx[pick_loc] if n_loc else -1, NO_ACTION)
     return eps, options_loc, n_opt, explored, pick_act
+
+
+def _thompson(
+    h: np.ndarray,
+    context: DecisionContext,
+    plan: Plan,
+    cp: ChannelPlan,
+    explorable: np.ndarray,
+    active: np.ndarray,
+    scores: tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Thompson sampling (:mod:`nextbest.decisions.thompson`) among the explorable actions
+    and no action of the active rows: (options [n, Cc] bool, the catalog column drawn
+    [n] (-1: no action), its probability [n], every option's probability [n, C + 1] in
+    catalog order with no action last; rows not active hold 0 there)."""
+    from nextbest.decisions import thompson
+
+    p_control, v0, loc_pt, loc_val, loc_score = scores
+    ex = plan.policy.exploration
+    options = np.where(active[:, None], explorable, False)
+    x = mix64(h ^ exploration_seed(plan.policy, context))
+    sd = thompson.posterior_sd(p_control, v0, loc_pt, loc_val, cp.lever, ex.thompson_observations)
+    rows = np.flatnonzero(active)
+    n, n_loc = options.shape
+    local = np.zeros((n, n_loc + 1))
+    pick = np.full(n, n_loc, dtype=np.int64)
+    if len(rows):
+        got = thompson.draw(x[rows], loc_score[rows], sd[rows], options[rows], ex.thompson_samples)
+        local[rows], pick[rows] = got.probs, got.pick
+    chosen = np.where(
+        pick < n_loc,
+        cp.action_idx[np.minimum(pick, max(n_loc - 1, 0))] if n_loc else NO_ACTION,
+        NO_ACTION,
+    )
+    propensity = local[np.arange(n), pick]
+    n_act = len(plan.action_ids)
+    probs = np.zeros((n, n_act + 1))
+    probs[:, :n_act] = _to_catalog(cp, n_act, local[:, :n_loc], 0.0, np.float64)
+    probs[:, -1] = local[:, n_loc]
+    return options, chosen, propensity, probs
 
 
 def _row_reasons(

@@ -20,6 +20,7 @@ from nextbest.core.vocabulary import DECIDED, HOLDOUT
 from nextbest.decisions.catalog import VALUE_SOURCES
 from nextbest.decisions.decision_log import check_customer_id
 from nextbest.decisions.reasons import Reason, row_sentence, sentence
+from nextbest.decisions.rule_families import SERVICE_KIND, SERVICE_MODE
 from nextbest.decisions.rules import Plan
 
 #: Column index of "no action" in ``Plan.action_ids_with_control`` (its last entry).
@@ -40,6 +41,9 @@ class DecisionContext:
     request: Mapping[str, Any] = field(default_factory=dict)
     #: Seed of the exploration draw; None: the policy's time bucket of ``now``.
     decision_seed: str | None = None
+    #: [n] bool: rows whose customer is inside the channel's quiet hours (policy
+    #: ``send_windows``); every action no rule excluded is excluded with QUIET_HOURS.
+    quiet: np.ndarray | None = None
 
 
 @dataclass
@@ -69,6 +73,9 @@ class Decisions:
     value_source: np.ndarray | None = None  # [n, C] int8 VALUE_SOURCES code of ``value``
     #: catalog column -> the policy limits counting it, once an allocation ran
     limit_names: dict[int, str] = field(default_factory=dict)
+    #: [n, C + 1] probability of each option (catalog order, no action last) when the
+    #: exploration is not epsilon's (Thompson sampling); rows it did not draw hold 0.
+    probabilities: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -87,6 +94,12 @@ class Decisions:
 
     def action_probabilities(self) -> np.ndarray:
         """Probability of each action (columns: catalog order, then no_action) per row."""
+        if self.probabilities is not None:
+            probs = self.probabilities.copy()
+            drawn = probs.sum(axis=1) > 0
+            target = np.where(self.holdout, NO_ACTION, self.chosen)
+            probs[np.flatnonzero(~drawn), target[~drawn]] = 1.0
+            return probs
         n_opt = self.explore_options.sum(axis=1) + 1
         probs = np.zeros((self.n, len(self.plan.action_ids) + 1))
         probs[:, :-1] = self.explore_options * (self.epsilon / n_opt)[:, None]
@@ -134,6 +147,7 @@ class Decisions:
         holdout_all, explored_all = self.holdout.tolist(), self.explored.tolist()
         propensity_all = self.propensity.tolist()
         model_version = plan.model_version
+        service = plan.mode == SERVICE_MODE
         out = []
         for i in range(self.n):
             cid = self.customer_ids[i]
@@ -171,6 +185,8 @@ class Decisions:
                         "lever": lever[c],
                     }
                 )
+                if service:
+                    ranked[-1]["mode_reason"] = service_mode_sentence(plan.catalog.actions[c].kind)
             excluded = []
             feats: list[float] = []
             failed: list[int] = []
@@ -219,6 +235,15 @@ class Decisions:
                     "context": dict(ctx.request),
                 }
             )
+            if service:
+                out[-1]["mode"] = SERVICE_MODE
+                if row_reason == _BEST_VALUE and chosen >= 0:
+                    # ranked first as a service action, not for the highest value
+                    action = plan.catalog.actions[chosen]
+                    out[-1]["reason_text"] = (
+                        f"{action.name} comes first: "
+                        + service_mode_sentence(action.kind)[len("Service mode: ") :]
+                    )
         return out
 
     def _sentence(self, i: int, c: int, code: int, j: int, feats: list[float]) -> str:
@@ -312,9 +337,23 @@ class Decisions:
         return table.replace_schema_metadata(meta)
 
 
+def service_mode_sentence(kind: str) -> str:
+    """Why a ranked action of a service-mode decision is where it is."""
+    if kind == SERVICE_KIND:
+        return (
+            "Service mode: a service action, ranked before any offer in a "
+            "customer-initiated contact."
+        )
+    return (
+        f"Service mode: no service case is open, and the policy's service_to_sales rule "
+        f"allows {kind.replace('_', '-')} offers in a service contact."
+    )
+
+
 _REASON_NAMES = np.array([r.name for r in Reason], dtype=object)
 #: Reason code -> name, without the enum call per excluded action of every record.
 _REASON_NAME = {int(r): r.name for r in Reason}
 _NOT_ON_CHANNEL = int(Reason.NOT_ON_CHANNEL)
 _LIMIT_REASONS = frozenset({int(Reason.CAPACITY), int(Reason.ALLOCATED)})
+_BEST_VALUE = int(Reason.BEST_VALUE)
 _SENTENCE_CACHE_LIMIT = 100_000

@@ -32,6 +32,7 @@ from nextbest.decisions.catalog import (
     describe_validation_error,
     read_yaml,
 )
+from nextbest.decisions.send_windows import SendWindows
 
 
 class _Strict(BaseModel):
@@ -246,10 +247,38 @@ class Holdout(_Strict):
 
 
 class Exploration(_Strict):
-    """Logged randomisation: with probability ``epsilon`` pick uniformly among the options."""
+    """Logged randomisation: with probability ``epsilon`` pick uniformly among the options,
+    or (``method: thompson``) Thompson sampling from each action's posterior value."""
 
+    method: Literal["epsilon", "thompson"] = Field(
+        "epsilon",
+        description="epsilon: a uniform pick with probability epsilon; thompson: the best "
+        "option of a draw from each action's posterior incremental value "
+        "(nextbest/decisions/thompson.py), its propensity the share of thompson_samples "
+        "draws in which it is best.",
+        examples=["thompson"],
+    )
     epsilon: float = Field(
-        0.05, ge=0, le=1, description="Probability of a random pick.", examples=[0.05]
+        0.05,
+        ge=0,
+        le=1,
+        description="Probability of a random pick (method epsilon).",
+        examples=[0.05],
+    )
+    thompson_samples: int = Field(
+        256,
+        ge=16,
+        le=4096,
+        description="Draws per decision (method thompson): the logged propensity is the "
+        "chosen option's share of them, at least 1 / thompson_samples.",
+        examples=[256],
+    )
+    thompson_observations: float = Field(
+        200.0,
+        gt=0,
+        description="How many customers each response rate of the model is taken to rest "
+        "on (method thompson): fewer, wider posteriors, more exploration.",
+        examples=[200.0],
     )
     salt: str = Field(
         "explore", min_length=1, description="Salt of the draw.", examples=["bank-explore-2026"]
@@ -372,6 +401,29 @@ ContextKey = Annotated[
 ]
 
 
+class ServiceToSales(_Strict):
+    """Service mode (a live, customer-initiated contact, ``/decide`` ``mode: service``):
+    which sales and retention actions may follow once no service case is open, under
+    which consent and which caps. Without this rule, service mode offers service actions
+    only."""
+
+    kinds: list[ActionKind] = Field(
+        default_factory=lambda: ["retention"],
+        description="Action kinds allowed in service mode once no case is open.",
+        examples=[["retention", "cross_sell"]],
+    )
+    consent_purpose: Purpose = Field(
+        description="The consent these actions need on the interaction's channel in service "
+        "mode, instead of their own purpose's.",
+        examples=["service"],
+    )
+    caps: list[ContactCap] = Field(
+        default_factory=list,
+        description="Contact caps of these actions in service mode (instead of the policy's caps).",
+        examples=[[{"channel": "call_center", "max_contacts": 1, "period_days": 30}]],
+    )
+
+
 class Policy(_Strict):
     """The whole contact policy."""
 
@@ -407,6 +459,16 @@ class Policy(_Strict):
     )
     modelling: Modelling = Field(
         default_factory=Modelling, description="Which features the model sees only with consent."
+    )
+    service_to_sales: ServiceToSales | None = Field(
+        None,
+        description="In service mode, the sales and retention actions allowed once no case "
+        "is open, with their consent purpose and caps (none: service actions only).",
+    )
+    send_windows: SendWindows = Field(
+        default_factory=SendWindows,
+        description="Quiet hours per channel, in the customer's time zone: a decision "
+        "inside them excludes the channel with its reason.",
     )
     context: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], ContextKey] = Field(
         default_factory=dict,
@@ -524,10 +586,26 @@ def check_catalog(policy: Policy, catalog: CatalogTerms, source: str = "policy")
         if o.channel is not None and o.channel not in catalog.channels:
             problems.append((f"consent.overrides.{act}", "channel", o.channel, "channels"))
     problems += [
+        ("send_windows", f"send_windows.quiet_hours.{c}", c, "channels")
+        for c in policy.send_windows.quiet_hours
+        if c not in catalog.channels
+    ]
+    problems += [
         ("case_pause", f"case_pause.purposes.{i}", p, "purposes")
         for i, p in enumerate(policy.case_pause.purposes)
         if p not in catalog.purposes
     ]
+    s2s = policy.service_to_sales
+    if s2s is not None:
+        if s2s.consent_purpose not in catalog.purposes:
+            problems.append(
+                ("service_to_sales", "consent_purpose", s2s.consent_purpose, "purposes")
+            )
+        problems += [
+            (f"service_to_sales.caps[{i}]", "channel", cap.channel, "channels")
+            for i, cap in enumerate(s2s.caps)
+            if cap.channel != ALL_CHANNELS and cap.channel not in catalog.channels
+        ]
     unlock = policy.modelling.model_sensitive_features_require
     if unlock is not None and unlock not in catalog.purposes:
         problems.append(

@@ -41,6 +41,10 @@ class Reason(IntEnum):
     BEST_VALUE = 20
     CAPACITY = 21
     ALLOCATED = 22
+    NOT_IN_SERVICE_MODE = 23
+    #: Appended (the names are indexed by value): a per-row check of the call, applied
+    #: only to actions no rule excluded.
+    QUIET_HOURS = 24
 
 
 #: How a channel without a declared phrase reads inside a sentence: neutral, since nothing
@@ -104,6 +108,13 @@ SENTENCES: dict[Reason, str] = {
     Reason.ALLOCATED: (
         "{action} is offered: the offers worth more for this customer are at their limit ({limit})."
     ),
+    Reason.NOT_IN_SERVICE_MODE: (
+        "Service mode: this is a customer-initiated service contact, and the policy's "
+        "service_to_sales rule does not allow {kind} actions in it."
+    ),
+    Reason.QUIET_HOURS: (
+        "Nothing is sent {channel_phrase} during the customer's quiet hours (local time)."
+    ),
 }
 
 
@@ -114,6 +125,13 @@ RULE_SENTENCES: dict[tuple[Reason, str], str] = {
     (Reason.NO_CONSENT, "consent_scope.all_channels"): (
         "Customer has not consented to {purpose}; consent to {purpose} is recorded once "
         "for all channels."
+    ),
+    (Reason.NOT_IN_SERVICE_MODE, "modes"): (
+        "{action} is proposed only in a live service contact (the catalog's modes)."
+    ),
+    (Reason.NO_CONSENT, "service_to_sales"): (
+        "Service mode: customer has not consented to {purpose} {channel_phrase}, which the "
+        "policy's service_to_sales rule requires for offers in a service contact."
     ),
     (Reason.CASE_OPEN, "case_pause.actions"): (
         "Customer has an open service case, and {action} pauses while a case is open."

@@ -9,6 +9,7 @@ comparison, a reason code) or a per-call *context check* (dates, placement, stoc
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -45,6 +46,24 @@ class ActionOnChannel:
     base: dict[str, Any]  # sentence fields common to all its rules
     #: The catalog's purposes consented to once for all channels.
     all_channel_purposes: tuple[str, ...] = ()
+    #: ``marketing`` (campaigns, the default) or ``service`` (a live customer-initiated
+    #: contact: :func:`service_mode_rules`).
+    mode: str = "marketing"
+
+    @property
+    def service_to_sales(self) -> bool:
+        """Whether this action is a sale the policy's service_to_sales rule allows in
+        service mode (its consent and caps are the rule's)."""
+        return self.mode == SERVICE_MODE and self.action.kind in self.s2s_kinds
+
+    #: The kinds the policy's service_to_sales rule allows (empty: no rule).
+    s2s_kinds: tuple[str, ...] = ()
+
+
+#: The mode of a live, customer-initiated contact (``/decide`` ``mode: service``).
+SERVICE_MODE = "service"
+#: The kind of the actions that serve the customer (ranked first in service mode).
+SERVICE_KIND = "service"
 
 
 def placement_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
@@ -67,7 +86,11 @@ def consent_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) ->
     column holds the latest record on any channel) and says so in its sentence."""
     c_purpose, c_channel = policy.consent_for(t.action.id, t.action.purpose, t.channel)
     fields = {**t.base, "purpose": c_purpose, "channel": c_channel}
-    if c_purpose in t.all_channel_purposes:
+    if t.service_to_sales and policy.service_to_sales is not None:
+        # In service mode the rule's own purpose, on the channel of the interaction.
+        c_purpose, c_channel = policy.service_to_sales.consent_purpose, t.channel
+        fields.update(purpose=c_purpose, channel=c_channel, rule="service_to_sales")
+    elif c_purpose in t.all_channel_purposes:
         fields["rule"] = "consent_scope.all_channels"
     return [
         RuleRow(
@@ -81,6 +104,20 @@ def consent_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) ->
             fields,
         )
     ]
+
+
+def service_mode_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
+    """An action the catalog keeps out of this mode (``modes``), and in service mode one
+    that is neither a service action nor a sale the policy's service_to_sales rule allows,
+    is not offered (a check that always fails: any value of the case feature is at least
+    minus infinity)."""
+    fields = {**t.base, "feature": policy.case_pause.feature}
+    if t.mode not in t.action.modes:
+        fields["rule"] = "modes"
+    elif t.mode != SERVICE_MODE or t.action.kind == SERVICE_KIND or t.service_to_sales:
+        return []
+    reason = Reason.NOT_IN_SERVICE_MODE
+    return [RuleRow(t.local, fields["feature"], "ge", -math.inf, reason, reason, None, fields)]
 
 
 def eligibility_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
@@ -213,8 +250,14 @@ def cooldown_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -
 
 def cap_rules(t: ActionOnChannel, policy: Policy, pos: Mapping[str, int]) -> list[RuleRow]:
     """Contact caps of the channel and of all channels together."""
+    caps = policy.caps
+    if t.mode == SERVICE_MODE:
+        # The customer called: service actions are not contacts to cap; allowed sales
+        # follow the service_to_sales rule's own caps.
+        rule = policy.service_to_sales
+        caps = rule.caps if t.service_to_sales and rule is not None else []
     rows = []
-    for cap in policy.caps:
+    for cap in caps:
         if cap.channel not in (t.channel, "all"):
             continue
         f = cap.feature()
@@ -239,6 +282,7 @@ RuleBuilder = Callable[[ActionOnChannel, Policy, Mapping[str, int]], list[RuleRo
 RULE_FAMILIES: tuple[RuleBuilder, ...] = (
     placement_rules,
     date_rules,
+    service_mode_rules,
     consent_rules,
     eligibility_rules,
     case_pause_rules,
@@ -264,10 +308,14 @@ def channel_rows(
     channel: str,
     pos: Mapping[str, int],
     all_channel_purposes: tuple[str, ...] = (),
+    mode: str = "marketing",
 ) -> list[RuleRow]:
     """Every rule of the channel's actions, grouped by action, in precedence order;
-    ``all_channel_purposes``: the catalog's purposes consented to once for all channels."""
+    ``all_channel_purposes``: the catalog's purposes consented to once for all channels;
+    ``mode``: ``marketing`` or ``service`` (:func:`service_mode_rules`)."""
     rows: list[RuleRow] = []
+    s2s = policy.service_to_sales
+    s2s_kinds = tuple(s2s.kinds) if s2s is not None else ()
     for local, a in enumerate(actions):
         base = {
             "action": a.name,
@@ -277,6 +325,6 @@ def channel_rows(
             "kind": a.kind.replace("_", "-"),
             "product": a.product or a.category,
         }
-        t = ActionOnChannel(local, a, channel, base, all_channel_purposes)
+        t = ActionOnChannel(local, a, channel, base, all_channel_purposes, mode, s2s_kinds)
         rows.extend(action_rules(t, policy, pos))
     return rows

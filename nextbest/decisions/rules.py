@@ -23,7 +23,7 @@ from nextbest.customers.feature_schema import CatalogTerms
 from nextbest.decisions.catalog import VALUE_SOURCES, Action, Catalog, ConfigError
 from nextbest.decisions.policy import Policy, check_catalog
 from nextbest.decisions.reasons import Reason
-from nextbest.decisions.rule_families import RuleRow, channel_rows
+from nextbest.decisions.rule_families import SERVICE_KIND, SERVICE_MODE, RuleRow, channel_rows
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +97,11 @@ class ChannelPlan:
     sensitive_consent_col: int  # feature column of the consent unlocking them (-1: none)
     #: feature column each check reads (-1: a context check or a feature not provided)
     check_cols: list[int] = field(default_factory=list)
+    #: [Cc] actions ranked before every other and kept whatever their value: the service
+    #: actions of a service-mode plan (none in marketing mode).
+    first: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    #: Whether any action is ``first`` (the engine skips the extra sort otherwise).
+    any_first: bool = False
 
 
 @dataclass
@@ -120,6 +125,8 @@ class Plan:
     #: The catalog's terms (``Catalog.terms()``, built once): what the ledger's consent
     #: events set (:func:`nextbest.decisions.ledger_state.derive`).
     terms: CatalogTerms | None = None
+    #: ``marketing`` (campaigns) or ``service`` (a live customer-initiated contact).
+    mode: str = "marketing"
     #: Rendered exclusion sentences by everything they depend on; the same few facts
     #: (action, failed check, observed value) recur in almost every decision.
     sentence_cache: dict[tuple, str] = field(default_factory=dict, repr=False)
@@ -137,8 +144,13 @@ def compile_plan(
     model: ResponseModel,
     channels: Sequence[str] | None = None,
     strict: bool = True,
+    mode: str = "marketing",
 ) -> Plan:
     """Precompute index arrays for every rule, channel and model arm.
+
+    ``mode`` ``service`` compiles the plan of a live customer-initiated contact: service
+    actions first, sales only as the policy's ``service_to_sales`` rule allows
+    (:func:`nextbest.decisions.rule_families.service_mode_rules`).
 
     With ``strict`` (the default) every feature a rule needs must be in ``feature_names``;
     otherwise absent columns act as all-NaN (no consent; other rules report
@@ -164,7 +176,9 @@ def compile_plan(
     model_cols = np.array([pos[f] for f in model.feature_names], dtype=np.intp)
     missing: set[str] = set()
     plans = {
-        ch: _compile_channel(catalog, policy, ch, pos, model, arm_pos, stock_products, missing)
+        ch: _compile_channel(
+            catalog, policy, ch, pos, model, arm_pos, stock_products, missing, mode
+        )
         for ch in wanted
     }
     if missing and strict:
@@ -188,6 +202,7 @@ def compile_plan(
         # Built once here, so rendering a sentence never builds the table again.
         channel_phrases=MappingProxyType(catalog.channel_phrases),
         terms=catalog.terms(),
+        mode=mode,
     )
 
 
@@ -329,11 +344,13 @@ def _compile_channel(
     arm_pos: dict[str, int],
     stock_products: list[str],
     missing: set[str],
+    mode: str = "marketing",
 ) -> ChannelPlan:
     """Build the check table of one channel, in rule-precedence order per action."""
     indexed = [(i, a) for i, a in enumerate(catalog.actions) if channel in a.channels]
     acts = [a for _, a in indexed]
-    rows = channel_rows(acts, policy, channel, pos, catalog.all_channel_purposes)
+    rows = channel_rows(acts, policy, channel, pos, catalog.all_channel_purposes, mode)
+    first = np.array([mode == SERVICE_MODE and a.kind == SERVICE_KIND for a in acts], dtype=bool)
     checks = [
         Check(acts[r.action].id, r.fail_reason, r.feature, r.op, r.threshold, r.fields)
         for r in rows
@@ -382,6 +399,8 @@ def _compile_channel(
         sensitive_pos=sens_pos,
         sensitive_consent_col=sens_col,
         check_cols=[pos.get(k.feature, -1) if k.feature else -1 for k in checks],
+        first=first,
+        any_first=bool(first.any()),
     )
 
 

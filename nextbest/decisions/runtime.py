@@ -45,6 +45,9 @@ class Runtime:
     stock: dict[str, float]
     #: The catalog's products, categories and actions the feature columns are named after.
     terms: CatalogTerms
+    #: The plan of a live customer-initiated contact (``mode: service``): service actions
+    #: first, sales only as the policy's service_to_sales rule allows.
+    service_plan: Plan | None = None
 
 
 def _require_files(settings: Settings) -> None:
@@ -139,6 +142,7 @@ def load_runtime(settings: Settings, model: Any | None = None, alias: str = "cha
         version = str(getattr(model, "version", "unregistered"))
     try:
         plan = compile_plan(catalog, policy, feature_names, model)
+        service_plan = compile_plan(catalog, policy, feature_names, model, mode="service")
     except ValueError as exc:
         raise StartupError(f"catalog/policy do not fit model {version}: {exc}") from exc
     stock = load_stock(settings.stock_path)
@@ -149,7 +153,9 @@ def load_runtime(settings: Settings, model: Any | None = None, alias: str = "cha
         policy.version,
         len(catalog.ids),
     )
-    return Runtime(settings, catalog, policy, model, version, plan, feature_names, stock, terms)
+    return Runtime(
+        settings, catalog, policy, model, version, plan, feature_names, stock, terms, service_plan
+    )
 
 
 def stock_vector(runtime: Runtime) -> np.ndarray:

@@ -24,6 +24,7 @@ __all__ = [
     "DECISION_COLUMNS",
     "OUTCOME_COLUMNS",
     "attribute_outcomes",
+    "attributed_log",
     "flatten_decisions",
     "read_decisions",
     "read_outcomes",
@@ -202,6 +203,28 @@ def attribute_outcomes(
         int((n > 0).sum()),
     )
     return out
+
+
+def attributed_log(
+    log_dir: str | Path,
+    outcomes_path: str | Path,
+    window: timedelta,
+    since: datetime | str | None = None,
+    until: datetime | str | None = None,
+    id_map: IdMap | None = None,
+) -> pd.DataFrame:
+    """The decisions of ``log_dir`` in the period that name a customer, with the outcomes
+    of ``outcomes_path`` attributed (:func:`attribute_outcomes`).
+
+    Raises :class:`~nextbest.core.errors.InputError` when the period holds no decision."""
+    from nextbest.core.errors import InputError
+
+    decisions = read_decisions(log_dir, since, until, id_map)
+    if not decisions.empty:
+        decisions = decisions.loc[decisions["customer_id"].notna()].reset_index(drop=True)
+    if decisions.empty:
+        raise InputError(f"no decisions in {log_dir} for the selected period")
+    return attribute_outcomes(decisions, read_outcomes(outcomes_path), window)
 
 
 def flatten_decisions(decisions: pd.DataFrame) -> pd.DataFrame:

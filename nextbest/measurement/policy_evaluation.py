@@ -43,6 +43,7 @@ __all__ = [
     "logged_reward_model",
     "off_policy_value",
     "rerank_logged",
+    "reward_values",
 ]
 
 Reward = Literal["responded", "revenue", "net_value"]
@@ -196,6 +197,12 @@ def logged_reward_model(
         q[long["row"].to_numpy()[known], long["action_id"][known].map(col).to_numpy()] = qa[known]
     fill = np.broadcast_to(base[:, None], q.shape)
     return np.where(np.isnan(q), fill, q)
+
+
+def reward_values(decisions: pd.DataFrame, reward: Reward) -> np.ndarray:
+    """The reward of each attributed decision: ``responded``, ``revenue`` or ``net_value``
+    (revenue minus the logged cost of the chosen action)."""
+    return _reward_values(decisions, reward)
 
 
 def _reward_values(decisions: pd.DataFrame, reward: Reward) -> np.ndarray:

@@ -103,6 +103,18 @@ class OffPolicyEstimator:
     def _terms(self, data: _Logged, estimated_rewards: np.ndarray | None) -> np.ndarray:
         raise NotImplementedError(f"{self.name} is not a mean of per-row terms")
 
+    def terms(
+        self,
+        reward: np.ndarray,
+        action: np.ndarray,
+        pscore: np.ndarray | float,
+        action_dist: np.ndarray,
+        estimated_rewards: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The per-row terms whose mean is the estimate (IPS, DR): two policies' terms on
+        the same rows give their paired difference (:func:`paired_gain`)."""
+        return self._terms(self._check(reward, action, pscore, action_dist), estimated_rewards)
+
     def estimate(
         self,
         reward: np.ndarray,
@@ -190,6 +202,46 @@ class OffPolicyEstimator:
         action, dist = bandit_inputs(policy, logged, actions)
         _, base = bandit_inputs(baseline, logged, actions)
         return self.estimate_difference(reward, action, pscore, dist, base, estimated_rewards)
+
+
+#: One-sided 95 % normal quantile: the promotion rule's margin for noise.
+Z_ONE_SIDED_95 = 1.6448536269514722
+
+
+@dataclass(frozen=True)
+class PairedGain:
+    """A candidate's value minus the incumbent's on the same rows, with the SE of the
+    paired difference, and the promotion rule's verdict on it."""
+
+    candidate: float
+    incumbent: float
+    gain: float
+    se: float
+    z: float = Z_ONE_SIDED_95
+
+    @property
+    def lower(self) -> float:
+        """Lower bound of the one-sided interval of the gain."""
+        return self.gain - self.z * self.se
+
+    @property
+    def beats(self) -> bool:
+        """The rule: the candidate beats the incumbent by more than the noise, i.e. the
+        lower bound of the one-sided 95 % interval of the paired gain is above 0."""
+        return bool(np.isfinite(self.lower) and self.lower > 0)
+
+
+def paired_gain(
+    candidate_terms: np.ndarray, incumbent_terms: np.ndarray, z: float = Z_ONE_SIDED_95
+) -> PairedGain:
+    """:class:`PairedGain` of two policies' per-row terms on the same rows (IPS or DR
+    terms, :meth:`OffPolicyEstimator.terms`)."""
+    a = np.asarray(candidate_terms, dtype=float)
+    b = np.asarray(incumbent_terms, dtype=float)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise ValueError(f"paired terms need two equal 1-d arrays of 2+ rows: {a.shape}, {b.shape}")
+    d = _mean_and_se(a - b)
+    return PairedGain(float(a.mean()), float(b.mean()), d.value, d.se, z)
 
 
 class IPS(OffPolicyEstimator):

@@ -23,6 +23,7 @@ import pandas as pd
 from nextbest.core.settings import Settings
 from nextbest.core.sqlite_tx import immediate_transaction
 from nextbest.models.decision_model import pyfunc_class
+from nextbest.models.ope_estimators import PairedGain
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +213,8 @@ class PromotionDecision:
     champion_value: float | None
     champion_version: str | None
     reason: str
+    gain: float | None = None
+    gain_se: float | None = None
 
 
 def promote(
@@ -220,22 +223,29 @@ def promote(
     new_value: float,
     champion_value_fn: Any,
 ) -> PromotionDecision:
-    """Give ``version`` the alias ``champion`` only if it beats the current champion.
+    """Give ``version`` the alias ``champion`` only if it beats the current champion by
+    more than the noise.
 
     ``champion_value_fn(model)`` scores the current champion on the *same* held-out data
-    the new version was scored on; a tie keeps the incumbent.
+    the new version was scored on. It returns a :class:`~nextbest.models.ope_estimators.PairedGain`
+    (the new version's value minus the champion's, row by row, with its SE): the new
+    version is promoted when the lower bound of the one-sided 95 % interval of that gain
+    is above 0 (docs/measurement.md, "Promotion"). A plain number (the champion's value
+    alone, no rows to pair) is compared as a point: the new value must exceed it.
     """
     client = _mlflow().MlflowClient()
     try:
         current, current_version = load_model_by_alias(settings, CHAMPION)
     except LookupError:
         current, current_version = None, None
+    gain: float | None = None
+    gain_se: float | None = None
     if current is None:
         alias, champ_value = CHAMPION, None
         reason = "first registered version: no champion to beat"
     else:
         try:
-            champ_value = float(champion_value_fn(current))
+            compared = champion_value_fn(current)
         except (KeyError, ValueError) as exc:
             champ_value = None
             reason = (
@@ -243,22 +253,34 @@ def promote(
             )
             alias = CHAMPION
         else:
-            if new_value > champ_value:
+            if not isinstance(compared, PairedGain):
+                champ = float(compared)
+                compared = PairedGain(new_value, champ, new_value - champ, 0.0)
+            champ_value, gain, gain_se = compared.incumbent, compared.gain, compared.se
+            margin = (
+                f"gain {compared.gain:.5f} ± {compared.se:.5f}, one-sided 95 % lower bound "
+                f"{compared.lower:.5f}"
+            )
+            if compared.beats:
                 alias = CHAMPION
                 reason = (
                     f"policy value {new_value:.5f} beats champion v{current_version} "
-                    f"({champ_value:.5f}) on the same held-out data"
+                    f"({champ_value:.5f}) by more than the noise on the same held-out data "
+                    f"({margin})"
                 )
             else:
                 alias = CHALLENGER
                 reason = (
                     f"policy value {new_value:.5f} does not beat champion v{current_version} "
-                    f"({champ_value:.5f}) on the same held-out data; kept as challenger"
+                    f"({champ_value:.5f}) by more than the noise on the same held-out data "
+                    f"({margin}); kept as challenger"
                 )
     client.set_registered_model_alias(settings.model_name, alias, version)
     client.set_model_version_tag(settings.model_name, version, "promotion_reason", reason)
     log.info("model %s v%s -> %s: %s", settings.model_name, version, alias, reason)
-    return PromotionDecision(version, alias, new_value, champ_value, current_version, reason)
+    return PromotionDecision(
+        version, alias, new_value, champ_value, current_version, reason, gain, gain_se
+    )
 
 
 # --- runs ----------------------------------------------------------------------------------

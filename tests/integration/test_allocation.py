@@ -26,16 +26,16 @@ def _policy_with(world: World, tmp_path: Path, limits: str) -> Path:
 @pytest.fixture(scope="module")
 def free_email(world: World, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     """The email decisions without limits."""
-    from nextbest.batch.run import score_customers
+    from nextbest.batch.run import decide_customers
 
     out = tmp_path_factory.mktemp("free") / "email.parquet"
-    score_customers(world.settings, "email", None, out)
+    decide_customers(world.settings, "email", None, out)
     return pd.read_parquet(out)
 
 
 def test_batch_allocation_keeps_the_limits(world: World, free_email, tmp_path: Path) -> None:
     from nextbest.batch.io import BatchInputError
-    from nextbest.batch.run import score_customers
+    from nextbest.batch.run import decide_customers
     from nextbest.decisions.catalog import load_catalog
 
     counts = free_email["chosen_action"].value_counts().drop("no_action")
@@ -54,7 +54,7 @@ def test_batch_allocation_keeps_the_limits(world: World, free_email, tmp_path: P
     )
     settings = world.settings.model_copy(update={"policy": policy})
     out = tmp_path / "email.parquet"
-    summary = score_customers(settings, "email", None, out)
+    summary = decide_customers(settings, "email", None, out)
     got = pd.read_parquet(out)
     chosen = got["chosen_action"]
     assert (chosen == top).sum() <= cap
@@ -67,7 +67,7 @@ def test_batch_allocation_keeps_the_limits(world: World, free_email, tmp_path: P
     assert got["reason"].isin(["CAPACITY", "ALLOCATED"]).any()
     assert (got.loc[got["group"] == "holdout", "chosen_action"] == "no_action").all()
     with pytest.raises(BatchInputError, match="local engine"):
-        score_customers(settings, "email", None, tmp_path / "spark", engine="spark")
+        decide_customers(settings, "email", None, tmp_path / "spark", engine="spark")
 
 
 def test_served_limits_hold_under_concurrent_requests(

@@ -30,8 +30,7 @@ PROTECTED = [
     ("POST", "/customers/lookup/consent", "admin"),
     ("GET", "/metrics", "admin"),
     ("GET", "/admin/stages", "admin"),
-    ("GET", "/docs.json", None),
-    ("GET", "/", None),
+    ("GET", "/static_content/index.css", None),
 ]
 
 

@@ -39,8 +39,14 @@ def test_default_catalog_matches_contract_arms():
         "app_loyalty_bonus",
         "call_retention_offer",
         "email_service_tips",
+        "call_fee_refund",
+        "call_callback",
+        "call_fix",
     ]
-    assert all(a.arm == a.id for a in cat.actions)
+    # The agent's service actions are never campaigned: they score with the tips' arm.
+    arms = {a.id: a.arm for a in cat.actions}
+    assert all(arms[a] == a for a in cat.ids[:8])
+    assert {arms[a] for a in cat.ids[8:]} == {"email_service_tips"}
     assert cat.action("email_phone_upgrade").needs_stock
     cat.validate_features(feature_names(cat.ids))
 

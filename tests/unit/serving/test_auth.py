@@ -43,9 +43,13 @@ from serving.openapi import add_security
         ("/customers", "admin"),
         ("/admin/anything", "admin"),
         ("/metrics", "admin"),
-        ("/", ANY_KEY),
-        ("/docs.json", ANY_KEY),
-        ("/docs", ANY_KEY),  # not listed: a key is still needed
+        ("/", PUBLIC),  # the API page and its spec: a browser shows them without a key
+        ("/docs.json", PUBLIC),
+        ("/docs", PUBLIC),
+        ("/docs/", ANY_KEY),  # not listed: a key is still needed
+        ("/console", PUBLIC),  # the console checks its own signed session cookie
+        ("/console/customers/C1", PUBLIC),
+        ("/consoles", ANY_KEY),
         ("/healthz/", ANY_KEY),
         ("/decide/", ANY_KEY),
     ],
@@ -176,7 +180,9 @@ def test_the_spec_documents_the_key_and_the_refusals() -> None:
     assert {"200", "401", "403", "429"} == set(decide["responses"])
     assert "`decide`" in decide["description"]
     assert "`admin`" in spec["paths"]["/customers/{customer_id}/consent"]["get"]["description"]
-    assert set(spec["paths"]["/docs.json"]["get"]["responses"]) == {"200", "401", "429"}
+    # the spec itself is public: a browser reads the API page without a key
+    assert set(spec["paths"]["/docs.json"]["get"]["responses"]) == {"200"}
+    assert spec["paths"]["/docs.json"]["get"]["security"] == []
     assert spec["paths"]["/healthz"]["get"]["security"] == []
     assert "401" not in spec["paths"]["/healthz"]["get"]["responses"]
     assert "WWW-Authenticate" in decide["responses"]["401"]["headers"]

@@ -41,7 +41,15 @@ def test_every_operation_gets_the_table_rows_with_the_error_schema() -> None:
                 ref = declared["content"]["application/json"]["schema"]["$ref"]
                 assert ref == "#/components/schemas/Error"
     decide = out["paths"]["/decide"]["post"]["responses"]
-    assert decide["200"] == {"description": "ok"} and "413" in decide and "415" in decide
+    # the 200 answer is the typed DecideResponse (serving/response_models.py)
+    assert decide["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/DecideResponse"
+    }
+    assert "413" in decide and "415" in decide
+    answer = out["components"]["schemas"]["DecideResponse"]
+    assert {"decision_id", "actions", "excluded", "mode"} <= set(answer["properties"])
+    assert out["info"]["title"] == "nextbest decision service"
+    assert out["info"]["version"] not in ("None", "", None)
     consent = out["paths"]["/customers/{customer_id}/consent"]["get"]["responses"]
     assert consent["422"] == {"description": "Validation Error"}  # FastAPI's own, kept
     assert set(consent["404"]["content"]) == {"application/json", "text/plain"}
