@@ -30,13 +30,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from nextbest.core.errors import DependencyUnavailable
 from nextbest.core.vocabulary import ID_TYPES
-from nextbest.customers.identifier_index import IdentifierIndex
+from nextbest.customers.identifier_index import IdentifierIndex, build_identifier_index
 from nextbest.decisions.ledger import CONTACT_OUTCOMES
 from serving.console_session import (
     LOGIN_COOKIE,
@@ -94,8 +95,6 @@ class ConsoleState:
         return self._index
 
     def _build_index(self) -> IdentifierIndex | None:
-        from nextbest.customers.identifier_index import build_identifier_index
-
         s = self.decider.settings
         try:
             return build_identifier_index(s.raw_dir, s.unified_dir, s.identifier_salt)
@@ -379,8 +378,6 @@ DONE_MESSAGES = {
 
 async def _threaded(call: Callable[[], Any]) -> Any:
     """Run a blocking call (stores, the ledger) off the event loop."""
-    from starlette.concurrency import run_in_threadpool
-
     return await run_in_threadpool(call)
 
 

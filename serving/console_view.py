@@ -19,12 +19,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from nextbest.core.vocabulary import ID_TYPES
 from nextbest.customers.feature_schema import NEVER_DAYS
 from nextbest.customers.identifier_index import IdentifierIndex
+from nextbest.customers.normalise import identifier_key
+from nextbest.decisions.ledger import consent_history
 from serving.decider import OnlineDecider
 from serving.requests import CustomerRef, RequestError
+from serving.responses import response_from_record
 
 #: The id types the search tries, in order, when the agent does not say which one it is.
 AUTO_ORDER: tuple[str, ...] = (
@@ -72,8 +77,6 @@ def search(
     phone, which the lookup resolves to nobody) or a value that is one customer's crm id
     and another's loyalty id: their masked candidates. Nobody: a message saying so.
     """
-    from nextbest.customers.normalise import identifier_key
-
     value = value.strip()
     if id_type != "auto" and id_type not in ID_TYPES:
         return SearchResult(message=f"Unknown identifier type {id_type!r}.")
@@ -188,9 +191,6 @@ def ledger_open_cases(decider: OnlineDecider, customer_id: str) -> list[str]:
 
 def _household(decider: OnlineDecider, customer_id: str) -> dict[str, Any] | None:
     """The customer's household id and size from the identity output (None if none)."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
     path = decider.settings.unified_dir / "households.parquet"
     if not path.exists():
         return None
@@ -210,8 +210,6 @@ def consent_matrix(
     """Purpose x channel: whether consent holds now (the decision's own feature: no record
     is no consent), and the latest entry behind it with its date, source and actor
     (the ledger's changes over the consent export's)."""
-    from nextbest.decisions.ledger import consent_history
-
     entries: dict[tuple[str, str], dict[str, Any]] = {}
     for e in index.consent.get(customer_id, []) if index else []:
         entries[(e["purpose"], e["channel"])] = e  # the export is in time order
@@ -275,7 +273,6 @@ def decision_view(record: dict[str, Any], decider: OnlineDecider) -> dict[str, A
     """The service-mode decision as the console shows it: ranked actions with their
     sentences, and every excluded action with its reason."""
     names = {a.id: a for a in decider.runtime.catalog.actions}
-    from serving.responses import response_from_record
 
     answer = response_from_record(record)
     ranked = [

@@ -17,12 +17,15 @@ from __future__ import annotations
 import copy
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import orjson
 from pydantic import BaseModel
 
+from serving.api_page import render_api_page
 from serving.auth import ANY_KEY, PUBLIC, required_scope
+from serving.response_models import REQUEST_EXAMPLES, RESPONSE_MODELS
 
 #: Every error body: ``error`` names the field and the rule; a 400 of a body that breaks
 #: the request model lists each problem in ``detail`` (location, message, kind).
@@ -156,8 +159,6 @@ def service_info() -> dict[str, Any]:
 
 def package_version() -> str:
     """The installed nextbest package's version ("unknown" when run from a bare tree)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("nextbest")
     except PackageNotFoundError:
@@ -179,8 +180,6 @@ DESCRIPTION = (
 def _typed_answers(paths: dict[str, Any], schemas: dict[str, Any]) -> None:
     """The 200 answers of /decide and /events from their response models, and the request
     examples, in place."""
-    from serving.response_models import REQUEST_EXAMPLES, RESPONSE_MODELS
-
     for (method, path), model in RESPONSE_MODELS.items():
         operation = paths.get(path, {}).get(method)
         if operation is None:
@@ -300,8 +299,6 @@ class OpenAPIMiddleware:
             body, kind = self.spec(), b"application/json"
         else:
             if self._page is None:
-                from serving.api_page import render_api_page
-
                 self._page = render_api_page(orjson.loads(self.spec())).encode()
             body, kind = self._page, b"text/html; charset=utf-8"
         await send(

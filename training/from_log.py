@@ -29,6 +29,9 @@ import pandas as pd
 from nextbest.core.errors import InputError
 from nextbest.core.settings import Settings
 from nextbest.core.vocabulary import NO_ACTION
+from nextbest.decisions.catalog import load_catalog
+from training.dataset import training_exposures
+from training.train import train
 
 if TYPE_CHECKING:
     from training.train import TrainResult
@@ -70,8 +73,6 @@ class LogExposures:
 
 def decision_arms(settings: Settings) -> dict[str, str]:
     """Response-model arm of each catalog action id (``no_action`` maps to itself)."""
-    from nextbest.decisions.catalog import load_catalog
-
     catalog = load_catalog(settings.catalog)
     return {NO_ACTION: NO_ACTION, **{a.id: a.arm for a in catalog.actions}}
 
@@ -199,9 +200,6 @@ def train_from_log(
 
     Raises :class:`LogTooSmallError` (nothing fitted or registered) when the exposures
     cannot fit every arm the catalog scores with."""
-    from training.dataset import training_exposures
-    from training.train import train
-
     exposures = log_exposures(settings, decisions, propensity_floor)
     entity_df = exposures.entity_df
     if with_history:

@@ -20,9 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nextbest.batch.io import BatchInputError
+from nextbest.batch.run import decide_customers
 from nextbest.core.settings import Settings
 from nextbest.core.vocabulary import HOLDOUT, NO_ACTION
 from nextbest.decisions.channel_choice import LOWER_VALUE, best_channels
+from nextbest.decisions.runtime import load_runtime
 
 _COLUMNS = ["customer_id", "group", "chosen_action", "propensity", "reason", "rank_1_score"]
 
@@ -38,10 +41,6 @@ def decide_across_channels(
     actions) and write one row per customer to ``out`` (parquet): ``channel``, its
     ``chosen_action``, ``score``, ``group``, ``propensity``, ``reason`` and a
     ``why_<channel>`` column per channel asked. ``options`` go to ``decide_customers``."""
-    from nextbest.batch.io import BatchInputError
-    from nextbest.batch.run import decide_customers
-    from nextbest.decisions.runtime import load_runtime
-
     runtime = options.pop("runtime", None) or load_runtime(settings)
     known = [c for c in runtime.catalog.channel_ids if c in runtime.plan.channels]
     asked = known if tuple(channels) == ("any",) else list(channels)

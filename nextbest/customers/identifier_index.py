@@ -21,6 +21,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nextbest.customers.normalise import identifier_keys
+from nextbest.customers.sources.coded_exports import (
+    _identity_codes,
+    _record_codes,
+    identifier_pairs,
+)
+from nextbest.customers.sources.identity_records import load_canonical_table
+
 log = logging.getLogger(__name__)
 
 
@@ -64,14 +72,6 @@ class IdentifierIndex:
 
 def build_identifier_index(raw_dir: Path, unified_dir: Path, salt: str) -> IdentifierIndex:
     """The index of the exports under ``raw_dir`` resolved in ``unified_dir``."""
-    from nextbest.customers.normalise import identifier_keys
-    from nextbest.customers.sources.coded_exports import (
-        _identity_codes,
-        _record_codes,
-        identifier_pairs,
-    )
-    from nextbest.customers.sources.identity_records import load_canonical_table
-
     keys_of = partial(identifier_keys, salt=salt)
     _, ids, identity_codes, identity_records = _identity_codes(unified_dir)
     records = load_canonical_table(raw_dir)

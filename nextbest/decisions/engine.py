@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from nextbest.decisions import thompson
 from nextbest.decisions.draws import exploration_seed, holdout_hash, mix64, timestamp, unit_interval
 from nextbest.decisions.outcome import NO_ACTION, DecisionContext, Decisions
 from nextbest.decisions.reasons import Reason
@@ -424,8 +425,6 @@ def _thompson(
     and no action of the active rows: (options [n, Cc] bool, the catalog column drawn
     [n] (-1: no action), its probability [n], every option's probability [n, C + 1] in
     catalog order with no action last; rows not active hold 0 there)."""
-    from nextbest.decisions import thompson
-
     p_control, v0, loc_pt, loc_val, loc_score = scores
     ex = plan.policy.exploration
     options = np.where(active[:, None], explorable, False)

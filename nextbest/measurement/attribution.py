@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nextbest.core.errors import InputError
 from nextbest.core.vocabulary import NO_ACTION, RETIRED_GROUPS
 from nextbest.customers.id_map import IdMap
 
@@ -217,8 +218,6 @@ def attributed_log(
     of ``outcomes_path`` attributed (:func:`attribute_outcomes`).
 
     Raises :class:`~nextbest.core.errors.InputError` when the period holds no decision."""
-    from nextbest.core.errors import InputError
-
     decisions = read_decisions(log_dir, since, until, id_map)
     if not decisions.empty:
         decisions = decisions.loc[decisions["customer_id"].notna()].reset_index(drop=True)

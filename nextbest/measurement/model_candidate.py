@@ -24,8 +24,18 @@ import pandas as pd
 from nextbest.core.errors import InputError
 from nextbest.core.settings import Settings
 from nextbest.core.vocabulary import NO_ACTION
-from nextbest.measurement.policy_evaluation import Reward, candidate_from_scores, evaluate_candidate
+from nextbest.customers.feast_store import FEATURE_SERVICE, feature_store
+from nextbest.decisions.catalog import load_catalog
+from nextbest.measurement.policy_evaluation import (
+    Reward,
+    candidate_from_scores,
+    evaluate_candidate,
+    reward_values,
+)
 from nextbest.models.ope_estimators import DR, IPS, PairedGain, bandit_inputs, paired_gain
+from nextbest.models.registry import configure_mlflow
+from nextbest.models.value import incremental_value
+from training.dataset import build_training_set
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +68,6 @@ def load_model(settings: Settings, uri: str) -> tuple[Any, str]:
     load it or it is not a decision model."""
     import mlflow
 
-    from nextbest.models.registry import configure_mlflow
-
     configure_mlflow(settings)
     try:
         pyfunc = mlflow.pyfunc.load_model(uri)
@@ -78,9 +86,6 @@ def decision_features(
 ) -> np.ndarray:
     """``[n, F]`` features of the logged decisions' customers from the offline store, as of
     each decision's ``feature_snapshot_time`` (``decided_at`` when absent), point in time."""
-    from nextbest.customers.feast_store import FEATURE_SERVICE, feature_store
-    from training.dataset import build_training_set
-
     seen = decisions["decided_at"]
     if "feature_snapshot_time" in decisions:
         snap = pd.to_datetime(decisions["feature_snapshot_time"], utc=True, format="ISO8601")
@@ -116,8 +121,6 @@ def model_scores(
     valued at the model's value where positive, else the catalog's) and its
     expected revenue ``[n, K]`` (``p_t * v``; ``no_action``: ``p_c * v_c``), the DR
     reward model."""
-    from nextbest.decisions.engine import incremental_value
-
     p0, pt, v = model.predict_arms(X)
     v0 = np.asarray(model.predict_control_value(X), dtype=np.float64)
     arm_pos = {a: j for j, a in enumerate(model.arm_ids)}
@@ -154,8 +157,6 @@ def score_candidate(
 ) -> ModelCandidate:
     """Re-score the treated logged ``decisions`` with the model at ``uri`` (or ``model``,
     already loaded) and take its choices (see the module docs)."""
-    from nextbest.decisions.catalog import load_catalog
-
     version = uri.rsplit("/", 1)[-1]
     if model is None:
         model, version = load_model(settings, uri)
@@ -254,8 +255,6 @@ def evaluate_model_on_log(
     """Value the model at ``uri`` on the attributed log ``decisions`` (IPS, SNIPS, DR with
     SEs) and, unless ``against`` is None, its paired gain over the model holding that
     alias (skipped, with a warning, when no model holds it)."""
-    from nextbest.measurement.policy_evaluation import reward_values
-
     d = treated(decisions)
     cand = score_candidate(settings, uri, d, store)
     values = evaluate_model(d, cand, reward)
