@@ -25,7 +25,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
 
 from nextbest.decisions.catalog import ConfigError, describe_validation_error, read_yaml
 
@@ -54,7 +62,20 @@ def parse_duration(value: Any) -> float:
     return seconds
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+#: A duration in a file: ``<number><s|m|h|d>`` or a number of seconds; seconds in code.
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[smhd]\s*$"},
+                {"type": "number", "minimum": 0},
+            ],
+            "description": "A duration: <number><s|m|h|d> (90s, 10m, 2h, 45d) or seconds.",
+        }
+    ),
+]
 
 
 class _Strict(BaseModel):
@@ -143,10 +164,12 @@ class Trigger(_Strict):
         None,
         description="The event pattern that fires it (or scan). The key is not `on`: YAML "
         "reads a bare on as true.",
-        examples=[None],
+        examples=[{"type": "add_to_cart"}],
     )
     scan: Scan | None = Field(
-        None, description="A scheduled inactivity scan that fires it (or event).", examples=[None]
+        None,
+        description="A scheduled inactivity scan that fires it (or event).",
+        examples=[{"inactive_for": "45d", "every": "1d"}],
     )
     do: Literal["decide", "cancel_pending"] = Field(
         DO_DECIDE,
@@ -184,7 +207,9 @@ class Trigger(_Strict):
         examples=["10m"],
     )
     cap: Cap | None = Field(
-        None, description="At most this many sends per customer per window.", examples=[None]
+        None,
+        description="At most this many sends per customer per window.",
+        examples=[{"max": 1, "per": "7d"}],
     )
 
     @model_validator(mode="after")
