@@ -63,6 +63,8 @@ log = logging.getLogger(__name__)
 
 #: Ledger events read per turn.
 BATCH = 1000
+#: The feature table that holds ``last_active_ts`` (the inactivity scan reads it).
+BEHAVIOUR_TABLE = "customer_behaviour.parquet"
 
 
 @dataclass(frozen=True)
@@ -229,7 +231,7 @@ class TriggerWorker:
 
     def last_activity(self) -> tuple[np.ndarray, np.ndarray]:
         """Every customer and their ``last_active_ts`` in the newest feature snapshot."""
-        return snapshot_last_active(self.settings)
+        return snapshot_last_active(self.settings.features_dir / BEHAVIOUR_TABLE)
 
     # --- sends ------------------------------------------------------------------------------
 
@@ -337,13 +339,13 @@ def delivery_body(record: Mapping[str, Any], row: PendingRow) -> bytes:
     )
 
 
-def snapshot_last_active(settings: Settings) -> tuple[np.ndarray, np.ndarray]:
+def snapshot_last_active(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Customer ids and ``last_active_ts`` at the newest snapshot of the behaviour feature
-    table (columns read with pyarrow, rows filtered on the snapshot time: no pandas)."""
+    table at ``path`` (columns read with pyarrow, rows filtered on the snapshot time: no
+    pandas)."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    path = settings.features_dir / "customer_behaviour.parquet"
     table = pq.read_table(path, columns=["customer_id", "event_timestamp", "last_active_ts"])
     newest = pc.max(table["event_timestamp"])
     table = table.filter(pc.equal(table["event_timestamp"], newest))

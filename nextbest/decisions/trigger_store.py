@@ -176,12 +176,11 @@ _OUTBOX_COLS = (
 
 def _insert(conn: sqlite3.Connection, fires: Iterable[Fire], now: float) -> int:
     """Insert fired rows, each once by its key; returns how many were new."""
-    inserted = 0
-    for f in fires:
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO pending (key, trigger_id, journey_id, purpose, customer_id,"
-            " event_id, product_id, fired_at, due, expires, holdout, updated)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+    cur = conn.executemany(
+        "INSERT OR IGNORE INTO pending (key, trigger_id, journey_id, purpose, customer_id,"
+        " event_id, product_id, fired_at, due, expires, holdout, updated)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
             (
                 f.key,
                 f.trigger_id,
@@ -195,10 +194,11 @@ def _insert(conn: sqlite3.Connection, fires: Iterable[Fire], now: float) -> int:
                 f.expires,
                 int(f.holdout),
                 now,
-            ),
-        )
-        inserted += cur.rowcount
-    return inserted
+            )
+            for f in fires
+        ),
+    )
+    return max(cur.rowcount, 0)
 
 
 def _pending(row: Sequence[Any]) -> PendingRow:

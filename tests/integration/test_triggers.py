@@ -1,0 +1,278 @@
+"""Triggers end to end over real HTTP: events posted to the served service, the triggers
+worker (`nextbest triggers run`, a process of its own) deciding at send time, and a local
+webhook receiver on 127.0.0.1 that answers 500 to each decision's first attempt.
+
+One run serves every test of the module: the worker is killed with SIGKILL while
+deliveries are queued and triggers pending, and started again; every property is then
+checked on what the receiver, the trigger store, the ledger and the decision log hold.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+
+from devtools.process import Server
+from devtools.webhook import Receiver, start_receiver
+from nextbest.core.settings import PROJECT_ROOT
+from nextbest.decisions.decision_log import read_log
+from nextbest.decisions.ledger import Ledger
+from nextbest.decisions.trigger_store import TriggerStore
+from tests.conftest import World
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SECRET = "it-secret"
+CHANNELS = ["email", "sms", "push", "app", "web"]
+TRIGGERS = f"""
+version: "it"
+triggers:
+  - id: buy3
+    event: {{type: purchase, count: 3, within: 1h}}
+    channels: {CHANNELS}
+    expires: 5m
+  - id: closed
+    event: {{type: service_case_closed}}
+    delay: 3s
+    cancel_on: [purchase]
+    channels: {CHANNELS}
+    expires: 5m
+  - id: stop
+    event: {{type: complaint}}
+    do: cancel_pending
+"""
+
+
+@dataclass
+class Run:
+    """What one run left behind."""
+
+    store: TriggerStore
+    receiver: Receiver
+    ledger: Ledger
+    log: pd.DataFrame
+    who: dict[str, Any]
+    worker_log: str
+
+
+def _post(service: Server, cid: str | None, typ: str, eid: str, **payload: Any) -> dict:
+    body: dict[str, Any] = {"type": typ, "event_id": eid, "payload": payload}
+    if cid is not None:
+        body["customer"] = {"id": cid}
+    r = httpx.post(f"{service.url}/events", json=body, headers=service.headers, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _actionable(world: World, service: Server, n: int) -> list[str]:
+    """Customers of the world's second half with marketing consent somewhere whom a
+    /decide now offers something on one of the channels."""
+    df = pd.read_parquet(world.settings.features_dir / "customer_consent.parquet")
+    df = df.sort_values("event_timestamp").drop_duplicates("customer_id", keep="last")
+    cols = [f"consent_marketing_{c}" for c in CHANNELS]
+    ids = sorted(df.loc[df[cols].max(axis=1) == 1, "customer_id"])
+    found: list[str] = []
+    for cid in ids[len(ids) // 2 :][:300]:
+        for ch in CHANNELS:
+            body = {"customer": {"id": cid}, "channel": ch, "k": 1}
+            r = httpx.post(f"{service.url}/decide", json=body, headers=service.headers, timeout=30)
+            if r.status_code == 200 and r.json()["actions"]:
+                found.append(cid)
+                break
+        if len(found) == n:
+            return found
+    pytest.fail(f"only {len(found)} customers are offered anything now")
+
+
+def _start_worker(world: World, receiver: Receiver, triggers: Path, log: Path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "NEXTBEST_HOME": str(world.home),
+        "NEXTBEST_TRIGGERS_FILE": str(triggers),
+        "NEXTBEST_WEBHOOKS": f'["{receiver.url}"]',
+        "NEXTBEST_WEBHOOK_SECRET": SECRET,
+        "NEXTBEST_OUTBOX_BACKOFF_SECONDS": "1.5",
+        "NEXTBEST_TRIGGERS_POLL_SECONDS": "0.2",
+        "PYTHONWARNINGS": "ignore",
+    }
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "nextbest", "triggers", "run"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _wait(check, what: str, proc: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"the worker exited ({proc.returncode}):\n{log.read_text()}")
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}:\n{log.read_text()}")
+
+
+def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+    return proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def run(world: World, service: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    tmp = tmp_path_factory.mktemp("triggers")
+    triggers = tmp / "triggers.yaml"
+    triggers.write_text(TRIGGERS)
+    log = tmp / "worker.log"
+    receiver = start_receiver(SECRET.encode(), fail_first=1)
+    store = TriggerStore(world.settings.triggers_db_path)
+    a, d, f1, f2, f3 = _actionable(world, service, 5)
+    b, e = "CB", "CE"  # filled below: any customers of the world
+    ids = pd.read_parquet(world.settings.features_dir / "customer_profile.parquet")["customer_id"]
+    b, e = sorted(set(ids) - {a, d, f1, f2, f3})[-2:]
+    proc = _start_worker(world, receiver, triggers, log)
+    try:
+        _wait(lambda: store.cursor() is not None, "the worker's start", proc, log)
+        # A: three purchases within the hour fire buy3 once; the third is sent twice.
+        for i in range(3):
+            _post(service, a, "purchase", f"it-a-buy-{i}", amount=10.0)
+        dup = _post(service, a, "purchase", "it-a-buy-2", amount=10.0)
+        assert dup["applied"] is False
+        # B: a case closed, then a purchase before the 3 s delay: cancelled.
+        _post(service, b, "service_case_closed", "it-b-closed")
+        _post(service, b, "purchase", "it-b-buy", amount=1.0)
+        # D: a case closed, then marketing consent withdrawn everywhere before the send.
+        _post(service, d, "service_case_closed", "it-d-closed")
+        for ch in CHANNELS:
+            _post(
+                service,
+                d,
+                "consent_changed",
+                f"it-d-{ch}",
+                purpose="marketing",
+                channel=ch,
+                granted=False,
+            )
+        # E: a case closed, then a complaint: every pending marketing trigger cancelled.
+        _post(service, e, "service_case_closed", "it-e-closed")
+        _post(service, e, "complaint", "it-e-complaint")
+        # F: three cases closed; the worker is killed while they wait.
+        for cid in (f1, f2, f3):
+            _post(service, cid, "service_case_closed", f"it-f-closed-{cid}")
+
+        def first_attempt_failed() -> bool:
+            return any(r.attempts >= 1 and r.status == "queued" for r in store.outbox())
+
+        _wait(first_attempt_failed, "a failed first delivery", proc, log)
+        pending = [r for r in store.rows(status="pending") if r.customer_id in (f1, f2, f3)]
+        assert _stop(proc, signal.SIGKILL) == -signal.SIGKILL
+        proc = _start_worker(world, receiver, triggers, log)
+        _post(service, a, "purchase", "it-a-buy-2", amount=10.0)  # the duplicate, again
+
+        def settled() -> bool:
+            rows = store.rows()
+            return bool(rows) and not store.rows(status="pending") and not store.outbox("queued")
+
+        _wait(settled, "every trigger sent and delivered", proc, log)
+        assert _stop(proc) == 0
+        yield Run(
+            store,
+            receiver,
+            Ledger(world.settings.ledger_path),
+            read_log(world.settings.decision_log_dir),
+            {"a": a, "b": b, "d": d, "e": e, "f": (f1, f2, f3), "f_pending": pending},
+            log.read_text(),
+        )
+    finally:
+        _stop(proc, signal.SIGKILL)
+        receiver.stop()
+
+
+def _rows(run: Run, cid: str) -> list:
+    return run.store.rows(customer_id=cid)
+
+
+def test_event_to_trigger_to_decision_to_delivery(run: Run) -> None:
+    (row,) = [r for r in _rows(run, run.who["a"]) if r.trigger_id == "buy3"]
+    assert row.status == "sent" and row.event_id == "it-a-buy-2"
+    (out,) = [o for o in run.store.outbox() if o.customer_id == run.who["a"]]
+    assert out.status == "delivered" and out.decision_id == row.decision_id
+    got = [r for r in run.receiver.requests if r.decision_id == row.decision_id and r.status == 200]
+    assert len(got) == 1 and got[0].signed
+    body = got[0].body
+    assert body["customer_id"] == run.who["a"] and body["trigger_id"] == "buy3"
+    assert body["action_id"] == out.action_id and body["channel"] in CHANNELS
+    # the decision is in the decision log with its trigger, made after the third purchase
+    rec = run.log.loc[run.log["decision_id"] == row.decision_id].iloc[0]
+    assert rec["trigger"]["id"] == "buy3" and rec["chosen_action"] == out.action_id
+    # the delivery is the customer's contact in the ledger, so caps count it
+    contacts = [ev for ev in run.ledger.events_for([run.who["a"]], types=["contact"])[run.who["a"]]]
+    assert [c.event_id for c in contacts] == [f"delivered:{row.decision_id}"]
+    assert contacts[0].payload["action_id"] == out.action_id
+
+
+def test_duplicate_event_fires_once(run: Run) -> None:
+    assert [r.key for r in _rows(run, run.who["a"]) if r.trigger_id == "buy3"] == [
+        "buy3:it-a-buy-2"
+    ]
+
+
+def test_500_then_200_retried_and_delivered_once_per_decision(run: Run) -> None:
+    delivered = {o.decision_id for o in run.store.outbox("delivered")}
+    accepted = run.receiver.accepted()
+    mine = {d: n for d, n in accepted.items() if d in delivered}
+    assert mine and set(mine.values()) == {1}
+    for d in mine:
+        assert run.receiver.attempts(d) >= 2  # a 500 first, then the 200
+    assert all(o.attempts >= 2 for o in run.store.outbox("delivered"))
+
+
+def test_cancel_on_purchase(run: Run) -> None:
+    (row,) = _rows(run, run.who["b"])
+    assert row.status == "cancelled" and "purchase it-b-buy" in (row.reason or "")
+    assert not [o for o in run.store.outbox() if o.customer_id == run.who["b"]]
+
+
+def test_complaint_cancels_pending_marketing(run: Run) -> None:
+    (row,) = _rows(run, run.who["e"])
+    assert row.status == "cancelled" and "stop" in (row.reason or "")
+
+
+def test_consent_withdrawn_between_trigger_and_send_stops_it(run: Run) -> None:
+    (row,) = _rows(run, run.who["d"])
+    assert row.status == "no_send" and row.decision_id
+    assert not [o for o in run.store.outbox() if o.customer_id == run.who["d"]]
+    rec = run.log.loc[run.log["decision_id"] == row.decision_id].iloc[0]
+    assert rec["chosen_action"] == "no_action"
+    assert "NO_CONSENT" in {e["reason"] for e in rec["excluded"]}
+
+
+def test_kill9_with_triggers_pending_each_delivered_once(run: Run) -> None:
+    assert run.who["f_pending"], "the worker was killed before the F triggers waited"
+    assert "delivery of decision" in run.worker_log  # the first attempt failed (500)
+    accepted = run.receiver.accepted()
+    for cid in run.who["f"]:
+        rows = _rows(run, cid)
+        assert len(rows) == 1 and rows[0].status in ("sent", "no_send")
+        if rows[0].status == "sent":
+            assert accepted[rows[0].decision_id] == 1
+    sent = [r for cid in run.who["f"] for r in _rows(run, cid) if r.status == "sent"]
+    assert sent, "none of the customers offered something was sent anything"
+    # every id the receiver took is one the outbox delivered, each exactly once
+    assert set(accepted) == {o.decision_id for o in run.store.outbox("delivered")}
