@@ -167,7 +167,8 @@ class TriggerWorker:
             self.store.apply([], [], self.ledger.last_seq(), time.time())
 
     def close(self) -> None:
-        """Release the connections and the home's worker lock."""
+        """Sync the decision log and release the connections and the home's worker lock."""
+        self.decider.log.close()
         self.outbox.close()
         self.store.close()
         self._lock.close()
