@@ -47,6 +47,12 @@ class Settings(BaseSettings):
         description="Stock table (parquet: product_id, stock; docs/data-dictionary.md); "
         "default the demo generator's raw/products.parquet under home.",
     )
+    default_time_zone: str = Field(
+        "UTC",
+        min_length=1,
+        description="IANA time zone (e.g. Europe/Berlin) the policy's quiet hours are read "
+        "in for a customer whose decision names no time zone of its own.",
+    )
     identifier_salt: str = Field(
         "nextbest-identity-v1",
         min_length=1,
@@ -182,6 +188,17 @@ class Settings(BaseSettings):
         description="API keys configured inline (JSON list of {name, sha256, scopes, "
         "rate_per_second, burst}), beside those of the key file.",
     )
+
+    @field_validator("default_time_zone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"{value!r} is not a known IANA time zone") from exc
+        return value
 
     @field_validator("as_of")
     @classmethod
