@@ -88,8 +88,8 @@ class EventHandler:
         ``reason``. Raises :class:`RequestError` naming the field for anything malformed, and
         :class:`EventConflict` for an ``event_id`` reused with other content.
         """
-        if event_type not in EVENT_TYPES:
-            raise RequestError(f"type: must be one of {', '.join(EVENT_TYPES)}")
+        if event_type not in EVENT_TYPES and event_type not in self.vocab.behaviour:
+            raise RequestError(f"type: must be one of {', '.join(self.vocab.types())}")
         if event_type in PRODUCT_EVENT_TYPES:
             if customer is not None:
                 raise RequestError(

@@ -454,12 +454,14 @@ def with_choices(spec: type[BaseModel], **choices: tuple[str, ...]) -> type[Base
 
 def events_input_model(base: type[BaseModel], terms: CatalogTerms) -> type[BaseModel]:
     """BentoML's input model of /events with the payload's ``channel`` and ``purpose``
-    narrowed to the catalog's (the ledger checks them against the same terms)."""
+    narrowed to the catalog's, and its ``type`` widened to the catalog's behaviour events
+    (the ledger checks them against the same terms)."""
     payload = with_choices(EventPayload, channel=terms.channels, purpose=terms.purposes)
     field = base.model_fields["payload"]
+    types = (*EVENT_TYPES, *(b.name for b in terms.behaviour))
     return create_model(  # type: ignore[call-overload,no-any-return]
         base.__name__,
-        __base__=base,
+        __base__=with_choices(base, type=types),
         __module__=base.__module__,
         payload=(payload, Field(default_factory=payload, description=field.description)),
     )

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
         description="Stock table (parquet: product_id, stock; docs/data-dictionary.md); "
         "default the demo generator's raw/products.parquet under home.",
     )
+    default_time_zone: str = Field(
+        "UTC",
+        min_length=1,
+        description="IANA time zone (e.g. Europe/Berlin) the policy's quiet hours are read "
+        "in for a customer whose decision names no time zone of its own.",
+    )
     identifier_salt: str = Field(
         "nextbest-identity-v1",
         min_length=1,
@@ -232,6 +238,17 @@ class Settings(BaseSettings):
             if not url.startswith(("http://", "https://")) or len(url) > 2048:
                 # The URL is not echoed: it may carry a token.
                 raise ValueError(f"webhooks[{i}]: must be an http:// or https:// URL")
+        return value
+
+    @field_validator("default_time_zone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"{value!r} is not a known IANA time zone") from exc
         return value
 
     @field_validator("as_of")

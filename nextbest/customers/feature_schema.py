@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from nextbest.core.durations import duration_label
+
 WINDOWS: tuple[int, ...] = (7, 30, 90, 365)
 #: A feature that counts or sums events over a trailing window is named ``..._<w>d...``.
 _WINDOWED = re.compile(rf"_({'|'.join(str(w) for w in WINDOWS)})d(_|$)")
@@ -36,6 +38,41 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
 
 @dataclass(frozen=True)
+class BehaviourTerm:
+    """One behaviour event the catalog declares and the features it feeds: counts over
+    each window (seconds), the last time seen, distinct products over windows.
+
+    ``export_types`` are the ``event_type`` values of the behaviour export that are this
+    event (the export's history of it); the ledger's events carry ``name`` as their type.
+    """
+
+    name: str
+    windows: tuple[int, ...]
+    last_seen: bool = True
+    distinct_products: tuple[int, ...] = ()
+    export_types: tuple[str, ...] = ()
+
+    def count_feature(self, window: int) -> str:
+        """``<name>_count_<window>``: events in the window ending at the decision time."""
+        return f"{self.name}_count_{duration_label(window)}"
+
+    def products_feature(self, window: int) -> str:
+        """``<name>_products_<window>``: distinct products the events named in the window."""
+        return f"{self.name}_products_{duration_label(window)}"
+
+    @property
+    def last_feature(self) -> str:
+        """``<name>_last_ts``: epoch seconds of the newest event (0 = never)."""
+        return f"{self.name}_last_ts"
+
+    def feature_names(self) -> list[str]:
+        """Every feature this event feeds, counts first."""
+        names = [self.count_feature(w) for w in self.windows]
+        names += [self.products_feature(w) for w in self.distinct_products]
+        return names + ([self.last_feature] if self.last_seen else [])
+
+
+@dataclass(frozen=True)
 class CatalogTerms:
     """The catalog's products, categories, action ids, channels and purposes, in catalog
     order: what the per-product, per-category, per-action, per-channel and per-purpose
@@ -49,6 +86,8 @@ class CatalogTerms:
     #: Purposes whose consent is recorded once, on the channel where it was captured,
     #: and holds on every channel (the catalog's ``consent_scope: all_channels``).
     all_channel_purposes: tuple[str, ...] = ()
+    #: Behaviour events (page views, eligibility checks...) and the features they feed.
+    behaviour: tuple[BehaviourTerm, ...] = ()
 
     def __post_init__(self) -> None:
         for what in ("products", "categories", "action_ids", "channels", "purposes"):
@@ -64,6 +103,15 @@ class CatalogTerms:
         stray = [p for p in scoped if p not in self.purposes]
         if stray:
             raise ValueError(f"all_channel_purposes: not among the purposes: {stray}")
+        object.__setattr__(self, "behaviour", tuple(self.behaviour))
+        names = [b.name for b in self.behaviour]
+        bad = [v for v in names if not _NAME.match(v)]
+        if bad or len(set(names)) != len(names):
+            raise ValueError(f"behaviour: names must be distinct column-name words: {names}")
+
+    def behaviour_term(self, name: str) -> BehaviourTerm | None:
+        """The declared behaviour event called ``name``, or None."""
+        return next((b for b in self.behaviour if b.name == name), None)
 
     def consent_columns(self, purpose: str, channel: str) -> tuple[str, ...]:
         """The consent features one record of ``purpose`` on ``channel`` sets: its own
@@ -268,7 +316,56 @@ def view_specs(terms: CatalogTerms) -> tuple[ViewSpec, ...]:
         pushable=True,
         tags={"domain": "contacts"},
     )
-    return (profile, txn, behaviour, service, holdings, consent, contacts)
+    views = (profile, txn, behaviour, service, holdings, consent, contacts)
+    return views + behaviour_event_views(terms)
+
+
+#: The view of the catalog's behaviour events (only when the catalog declares some).
+BEHAVIOUR_EVENTS_VIEW = "customer_behaviour_events"
+
+
+def behaviour_event_views(terms: CatalogTerms) -> tuple[ViewSpec, ...]:
+    """The view of the catalog's behaviour events, or none when it declares none.
+
+    Its lineage column is the snapshot time itself: the export's behaviour is read up to
+    it, and ledger events dated after it add to the counts at decision time
+    (nextbest.decisions.behaviour).
+    """
+    if not terms.behaviour:
+        return ()
+    features: list[FeatureSpec] = []
+    for b in terms.behaviour:
+        for w in b.windows:
+            label = duration_label(w)
+            features.append(
+                _f(b.count_feature(w), f"{b.name} events in the last {label}.", role="policy")
+            )
+        for w in b.distinct_products:
+            label = duration_label(w)
+            features.append(
+                _f(
+                    b.products_feature(w),
+                    f"Distinct products of {b.name} events in the last {label}.",
+                    role="policy",
+                )
+            )
+        if b.last_seen:
+            features.append(
+                _f(
+                    b.last_feature,
+                    f"Epoch seconds of the last {b.name} (0 = never).",
+                    role="policy",
+                )
+            )
+    return (
+        ViewSpec(
+            BEHAVIOUR_EVENTS_VIEW,
+            "Behaviour events the catalog declares: counts over its windows, distinct "
+            "products, last seen; the live part comes from the event ledger.",
+            tuple(features),
+            tags={"domain": "behaviour"},
+        ),
+    )
 
 
 #: The optional source-contract tables each source-derived feature needs (any one of them
@@ -303,6 +400,9 @@ def feature_tables(terms: CatalogTerms) -> dict[str, tuple[str, ...]]:
     out["contacts_total_7d"] = ("contact_history",)
     for a in terms.action_ids:
         out[f"last_shown_ts_{a}"] = ("contact_history",)
+    for b in terms.behaviour:
+        for name in b.feature_names():
+            out[name] = behaviour
     return out
 
 

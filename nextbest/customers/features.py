@@ -22,7 +22,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from nextbest.customers.behaviour_features import behaviour_event_columns
 from nextbest.customers.feature_schema import (
+    BEHAVIOUR_EVENTS_VIEW,
     WINDOWS,
     CatalogTerms,
     null_features,
@@ -160,6 +162,9 @@ def _view_rows(
         "customer_consent": _consent_view(src.consent, cust, ids, t, terms),
         "customer_contacts": _contacts_view(src.contacts, cust, ids, t, terms),
     }
+    if terms.behaviour:
+        cols = behaviour_event_columns(src.activity, a_before, len(ids), t, terms)
+        out[BEHAVIOUR_EVENTS_VIEW] = _frame(cust, t, cols, ids)
     # A feature whose source tables are all absent is unknown, not 0: null (a nullable
     # integer column for the integer kinds), in the parquet, in Feast and in training.
     null = set(null_features(src.absent, terms))

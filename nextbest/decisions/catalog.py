@@ -52,8 +52,9 @@ from nextbest.core.action_ids import (
     action_id,
     normalise_action_id,
 )
-from nextbest.core.vocabulary import ACTION_KINDS, NO_ACTION
-from nextbest.customers.feature_schema import CatalogTerms
+from nextbest.core.durations import DURATION_PATTERN, parse_duration
+from nextbest.core.vocabulary import ACTION_KINDS, EVENT_TYPES, NO_ACTION
+from nextbest.customers.feature_schema import BehaviourTerm, CatalogTerms
 
 #: A channel or purpose id: a lower-case identifier (it names feature columns); which ones
 #: exist is declared by the catalog and checked against it (:func:`load_catalog`).
@@ -164,6 +165,72 @@ class ChannelEntry(BaseModel):
     def _plain_id(cls, v: Any) -> Any:
         # The plain list form (``channels: [email, sms]``) stays valid: an id alone.
         return {"id": v} if isinstance(v, str) else v
+
+
+#: A duration as the files write it: a whole number and a unit, m h d or w (``36h``).
+Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN)]
+
+
+def _distinct_durations(v: list[str]) -> list[str]:
+    """Durations that are all readable and name distinct lengths (``24h`` is ``1d``)."""
+    seconds = [parse_duration(d) for d in v]
+    if len(set(seconds)) != len(seconds):
+        raise ValueError(f"must not repeat a length (24h and 1d are one): {', '.join(v)}")
+    return v
+
+
+class BehaviourEvent(BaseModel):
+    """One behaviour event ``/events`` accepts (a page view, an eligibility check, an add
+    to cart...) and the features it feeds: counts over windows, last seen, distinct
+    products (docs/events.md, "Behaviour events")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, StringConstraints(pattern=_NAME_PATTERN, max_length=40)] = Field(
+        description="The event type /events takes for it; it names its features "
+        "(<name>_count_<window>, <name>_products_<window>, <name>_last_ts). Not one of the "
+        "built-in event types.",
+        examples=["eligibility_check"],
+    )
+    export_types: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
+        default_factory=list,
+        description="event_type values of the behaviour export that are this event (its "
+        "history before the snapshot time); none: the export's rows named like it.",
+        examples=[["loan_check"]],
+    )
+    windows: list[Duration] = Field(
+        default_factory=lambda: ["1h", "24h", "7d", "30d"],
+        min_length=1,
+        description="Windows it is counted over, ending at the decision time: a whole "
+        "number and a unit, m h d or w.",
+        examples=[["1h", "24h", "7d", "30d"]],
+    )
+    last_seen: bool = Field(True, description="Whether it feeds <name>_last_ts.")
+    distinct_products: list[Duration] = Field(
+        default_factory=list,
+        description="Windows over which the distinct products its events name are counted "
+        "(events carrying payload.product_id).",
+        examples=[["7d"]],
+    )
+
+    _windows = field_validator("windows", "distinct_products")(_distinct_durations)
+
+    @field_validator("name")
+    @classmethod
+    def _not_built_in(cls, v: str) -> str:
+        if v in EVENT_TYPES:
+            raise ValueError(f"'{v}' is a built-in event type ({', '.join(EVENT_TYPES)})")
+        return v
+
+    def term(self) -> BehaviourTerm:
+        """The event as the feature schema and the ledger read it (windows in seconds)."""
+        return BehaviourTerm(
+            name=self.name,
+            windows=tuple(parse_duration(w) for w in self.windows),
+            last_seen=self.last_seen,
+            distinct_products=tuple(parse_duration(w) for w in self.distinct_products),
+            export_types=tuple(self.export_types or [self.name]),
+        )
 
 
 class Product(BaseModel):
@@ -403,6 +470,17 @@ class Catalog(BaseModel):
         description="Every action the engine may choose, in the order of the engine's "
         "columns; no_action is implicit.",
     )
+    behaviour_events: list[BehaviourEvent] = Field(
+        default_factory=list,
+        description="Behaviour events /events accepts (page views, eligibility checks, "
+        "add to cart...) and the windowed features each feeds.",
+    )
+
+    @field_validator("behaviour_events")
+    @classmethod
+    def _unique_behaviour(cls, v: list[BehaviourEvent]) -> list[BehaviourEvent]:
+        _refuse_repeats([b.name for b in v])
+        return v
 
     @field_validator("version", mode="before")
     @classmethod
@@ -476,6 +554,7 @@ class Catalog(BaseModel):
             channels=tuple(self.channel_ids),
             purposes=tuple(self.purposes),
             all_channel_purposes=self.all_channel_purposes,
+            behaviour=tuple(b.term() for b in self.behaviour_events),
         )
 
     def product(self, product_id: str) -> Product:
@@ -539,7 +618,7 @@ def describe_validation_error(
             key, idx = str(loc[0]), loc[1]
             items = raw.get(key) if isinstance(raw, dict) else None
             item = items[idx] if isinstance(items, list) and idx < len(items) else None
-            item_id = item.get("id") if isinstance(item, dict) else item
+            item_id = item.get("id", item.get("name")) if isinstance(item, dict) else item
             item_id = item_id if isinstance(item_id, str) else None
             entry = f"{key}[{idx}]" + (f" (id '{item_id}')" if item_id else "")
             loc = loc[2:]
@@ -660,7 +739,9 @@ def load_catalog(path: str | Path, feature_names: Sequence[str] | None = None) -
         catalog = Catalog.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(
-            describe_validation_error(e, raw, p, ("channels", "products", "actions"))
+            describe_validation_error(
+                e, raw, p, ("channels", "products", "actions", "behaviour_events")
+            )
         ) from e
     _check_references(catalog, p, raw)
     if feature_names is not None:

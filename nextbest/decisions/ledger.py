@@ -53,6 +53,8 @@ PAYLOAD_FIELDS: dict[str, frozenset[str]] = {
     # the salted key of nextbest.customers.normalise.identifier_key, never the raw value
     "identify": frozenset({"id_type", "id_key"}),
 }
+#: The payload fields a behaviour event (one the catalog declares) may carry.
+BEHAVIOUR_FIELDS: frozenset[str] = frozenset({"product_id", "category"})
 #: The product-level stock event: the units of one catalog product from its event time on.
 STOCK_EVENT = "stock_changed"
 #: Event types that apply to every side of a split id (with consent withdrawals).
@@ -111,6 +113,12 @@ class Vocabulary:
     products: frozenset[str] = frozenset()
     categories: frozenset[str] = frozenset()
     actions: frozenset[str] = frozenset()
+    #: The catalog's behaviour events (event types of their own, BEHAVIOUR_FIELDS).
+    behaviour: frozenset[str] = frozenset()
+
+    def types(self) -> tuple[str, ...]:
+        """Every event type accepted: the built-in ones, then the behaviour events."""
+        return (*EVENT_TYPES, *sorted(self.behaviour))
 
     @classmethod
     def from_terms(cls, terms: CatalogTerms) -> Vocabulary:
@@ -122,6 +130,7 @@ class Vocabulary:
             products=frozenset(terms.products),
             categories=frozenset(terms.categories),
             actions=frozenset(terms.action_ids),
+            behaviour=frozenset(b.name for b in terms.behaviour),
         )
 
 
@@ -236,15 +245,17 @@ def validate_payload(
 ) -> dict[str, Any]:
     """The payload of ``event_type`` checked field by field, normalised (floats, no
     missing optional fields); any problem raises :class:`EventError` naming the field."""
-    if event_type not in PAYLOAD_FIELDS:
-        raise EventError("type", f"must be one of {', '.join(EVENT_TYPES)}")
+    behaviour = event_type in vocab.behaviour
+    if event_type not in PAYLOAD_FIELDS and not behaviour:
+        raise EventError("type", f"must be one of {', '.join(vocab.types())}")
     if payload is None:
         payload = {}
     if not isinstance(payload, Mapping):
         raise EventError("payload", "must be an object")
-    unknown = sorted(set(payload) - PAYLOAD_FIELDS[event_type])
+    allowed = BEHAVIOUR_FIELDS if behaviour else PAYLOAD_FIELDS[event_type]
+    unknown = sorted(set(payload) - allowed)
     if unknown:
-        fields = ", ".join(sorted(PAYLOAD_FIELDS[event_type]))
+        fields = ", ".join(sorted(allowed))
         raise EventError(f"payload.{unknown[0]}", f"not a field of {event_type} ({fields})")
     out: dict[str, Any] = {}
 
@@ -252,7 +263,10 @@ def validate_payload(
         if payload.get(name) is not None:
             out[name] = check(f"payload.{name}", payload[name])
 
-    if event_type in ("service_case_opened", "service_case_closed", "complaint"):
+    if behaviour:
+        optional("product_id", lambda n, v: _one_of(n, v, vocab.products))
+        optional("category", lambda n, v: _one_of(n, v, vocab.categories))
+    elif event_type in ("service_case_opened", "service_case_closed", "complaint"):
         optional("case_id", _token)
     elif event_type == "purchase":
         out["amount"] = _finite("payload.amount", payload.get("amount", 0.0), 0.0, MAX_AMOUNT)
@@ -306,8 +320,10 @@ def validate_event(
     An omitted ``event_id`` gets a fresh one (so the event is not idempotent: callers that
     retry send their own); an omitted timestamp dates the event when received.
     """
-    if not isinstance(event_type, str) or event_type not in PAYLOAD_FIELDS:
-        raise EventError("type", f"must be one of {', '.join(EVENT_TYPES)}")
+    if not isinstance(event_type, str) or (
+        event_type not in PAYLOAD_FIELDS and event_type not in vocab.behaviour
+    ):
+        raise EventError("type", f"must be one of {', '.join(vocab.types())}")
     if (event_type in PRODUCT_EVENT_TYPES) != (customer_id == NO_CUSTOMER):
         raise EventError(
             "customer",

@@ -18,6 +18,9 @@ by event time, so arrival order does not matter:
   when its newest open is after its newest close. Cases opened in the ledger add to the
   snapshot's ``open_cases``; a ledger close of a case the ledger never saw opened closes
   one of the snapshot's, when it is newer than the snapshot's service data.
+- behaviour events (the catalog's): their windowed features, merged with the export's
+  history at the snapshot's cut (nextbest.decisions.behaviour); windows that start after
+  the cut are re-counted from the ledger alone, for every row (:func:`apply_ledger`).
 - windowed counts (contacts per channel over 7 and 30 days and in total over 7, complaints
   over 90, purchases and spend over 7/30/90/365) add the ledger's events inside the window
   ending at ``now``, so they age out; "last time" features take the newest event.
@@ -42,6 +45,7 @@ from nextbest.customers.feature_schema import (
     days_since,
     request_time_features_of,
 )
+from nextbest.decisions.behaviour import age_snapshot, behaviour_features
 from nextbest.decisions.ledger import Ledger, LedgerEvent
 
 DAY = 86_400.0
@@ -150,6 +154,9 @@ def derive(
         if opened or closed_elsewhere:
             out["open_cases"] = max(_value(snapshot, "open_cases") + opened - closed_elsewhere, 0)
 
+    if terms is not None and terms.behaviour:
+        out.update(behaviour_features(past, now, terms, snapshot))
+
     for derived, source in request_time_features_of(list(out)).items():
         out[derived] = float(days_since(out[source], now))
     return out
@@ -207,6 +214,8 @@ def apply_ledger(
     position the last feature build read (read from the ledger when None); ``terms`` (the
     catalog's) as in :func:`derive`.
     """
+    if terms is not None and terms.behaviour:
+        age_snapshot(X, index or {n: j for j, n in enumerate(names)}, now, terms)
     if events is None:
         events = ledger.events_for([c for c in customer_ids if c], upto_seq=upto_seq)
     if not events:

@@ -32,6 +32,7 @@ from nextbest.decisions.catalog import (
     describe_validation_error,
     read_yaml,
 )
+from nextbest.decisions.send_windows import SendWindows
 
 
 class _Strict(BaseModel):
@@ -349,6 +350,11 @@ class Policy(_Strict):
     modelling: Modelling = Field(
         default_factory=Modelling, description="Which features the model sees only with consent."
     )
+    send_windows: SendWindows = Field(
+        default_factory=SendWindows,
+        description="Quiet hours per channel, in the customer's time zone: a decision "
+        "inside them excludes the channel with its reason.",
+    )
     context: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], ContextKey] = Field(
         default_factory=dict,
         description="The keys a /decide request's context may carry (anything else is "
@@ -450,6 +456,11 @@ def check_catalog(policy: Policy, catalog: CatalogTerms, source: str = "policy")
             problems.append((f"consent.overrides.{act}", "purpose", o.purpose, "purposes"))
         if o.channel is not None and o.channel not in catalog.channels:
             problems.append((f"consent.overrides.{act}", "channel", o.channel, "channels"))
+    problems += [
+        ("send_windows", f"send_windows.quiet_hours.{c}", c, "channels")
+        for c in policy.send_windows.quiet_hours
+        if c not in catalog.channels
+    ]
     problems += [
         ("case_pause", f"case_pause.purposes.{i}", p, "purposes")
         for i, p in enumerate(policy.case_pause.purposes)
