@@ -37,7 +37,7 @@ import orjson
 from nextbest.core.settings import Settings
 from nextbest.core.vocabulary import NO_ACTION
 from nextbest.decisions.catalog import ConfigError
-from nextbest.decisions.ledger import EVENT_TYPES
+from nextbest.decisions.ledger import Vocabulary
 from nextbest.decisions.runtime import StartupError
 from nextbest.decisions.trigger_rules import (
     inactive,
@@ -109,7 +109,7 @@ def load_spec(settings: Settings, decider: OnlineDecider) -> TriggerFile:
     catalog = decider.runtime.catalog
     return load_triggers(
         settings.triggers_file,
-        event_types=EVENT_TYPES,
+        event_types=Vocabulary.from_terms(catalog.terms()).types(),
         channels=catalog.channel_ids,
         purposes=catalog.purposes,
         features=decider.names,
@@ -257,12 +257,15 @@ class TriggerWorker:
                     row, NO_SEND, f"cap: {sent} sends of {row.trigger_id} in its window", now
                 )
         at = datetime.fromtimestamp(now, UTC)
+        channels = self.open_channels(rule.channels, at)
+        if not channels:
+            return self._wait_for_window(row, rule.channels, at)
         if rule.when:
             X = self.decider.features([row.customer_id], at)
             why = unmet(rule.when, X[0], self._index)
             if why is not None:
                 return self._close(row, NO_SEND, why, now)
-        requests = [DecideRequest(CustomerRef(row.customer_id), ch, 1) for ch in rule.channels]
+        requests = [DecideRequest(CustomerRef(row.customer_id), ch, 1) for ch in channels]
         records = [r for r in self.decider.decide_records(requests, at) if isinstance(r, dict)]
         if not records:
             return self._close(row, NO_SEND, "the customer cannot be decided for", now)
@@ -285,6 +288,22 @@ class TriggerWorker:
         ):
             return "sent"
         return "cancelled"
+
+    def open_channels(self, channels: Sequence[str], at: datetime) -> list[str]:
+        """The channels outside their quiet hours at ``at`` (the policy's send windows, in
+        the default time zone: the decision names no time zone of the customer's)."""
+        windows = self.decider.runtime.policy.send_windows
+        tz = self.settings.default_time_zone
+        return [ch for ch in channels if not windows.is_quiet(ch, tz, at)]
+
+    def _wait_for_window(self, row: PendingRow, channels: Sequence[str], at: datetime) -> str:
+        """Every channel is quiet: the row waits until the first one opens (its expiry
+        moves with it)."""
+        windows = self.decider.runtime.policy.send_windows
+        tz = self.settings.default_time_zone
+        opens = min(windows.next_send_time(ch, tz, at) for ch in channels).timestamp()
+        self.store.postpone(row.id, opens, opens + (row.expires - row.due), at.timestamp())
+        return "waiting"
 
     def _close(
         self, row: PendingRow, status: str, reason: str, now: float, decision_id: str | None = None

@@ -57,7 +57,7 @@ def triggers_check_cmd() -> None:
     schema; exit 1 naming the file, trigger and field of every problem."""
     from nextbest.customers.feature_schema import all_feature_names
     from nextbest.decisions.catalog import ConfigError, load_catalog
-    from nextbest.decisions.ledger import EVENT_TYPES
+    from nextbest.decisions.ledger import Vocabulary
     from nextbest.decisions.triggers import load_triggers
 
     settings = load_settings()
@@ -65,7 +65,7 @@ def triggers_check_cmd() -> None:
         catalog = load_catalog(settings.catalog)
         spec = load_triggers(
             settings.triggers_file,
-            event_types=EVENT_TYPES,
+            event_types=Vocabulary.from_terms(catalog.terms()).types(),
             channels=catalog.channel_ids,
             purposes=catalog.purposes,
             features=all_feature_names(catalog.terms()),

@@ -371,6 +371,20 @@ class TriggerStore:
             )
             return cur.rowcount == 1
 
+    def postpone(self, row_id: int, due: float, expires: float, now: float) -> bool:
+        """Move a pending row's due time (a send window not open yet); the reason says
+        until when."""
+        from datetime import UTC, datetime
+
+        until = datetime.fromtimestamp(due, UTC).isoformat(timespec="seconds")
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE pending SET due = ?, expires = ?, reason = ?, updated = ? "
+                "WHERE id = ? AND status = 'pending'",
+                (due, expires, f"quiet hours on every channel: waits until {until}", now, row_id),
+            )
+            return cur.rowcount == 1
+
     def send(
         self,
         row: PendingRow,

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,24 +35,45 @@ from tests.conftest import World
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SECRET = "it-secret"
-CHANNELS = ["email", "sms", "push", "app", "web"]
+#: Channels without quiet hours in config/policy.yaml: the test's triggers send on them
+#: whatever the hour. The quiet trigger sends on sms only, in a time zone where it is night.
+CHANNELS = ["email", "app", "web"]
 TRIGGERS = f"""
 version: "it"
 triggers:
-  - id: buy3
-    event: {{type: purchase, count: 3, within: 1h}}
+  - id: loan_interest
+    event: {{type: eligibility_check, count: 3, within: 1h}}
+    channels: {CHANNELS}
+    expires: 5m
+  - id: cart
+    event: {{type: add_to_cart}}
+    delay: 3s
+    cancel_on: [purchase, stock_changed]
     channels: {CHANNELS}
     expires: 5m
   - id: closed
     event: {{type: service_case_closed}}
     delay: 3s
-    cancel_on: [purchase]
     channels: {CHANNELS}
+    expires: 5m
+  - id: quiet
+    event: {{type: calculator_check}}
+    channels: [sms]
     expires: 5m
   - id: stop
     event: {{type: complaint}}
     do: cancel_pending
 """
+
+
+def night_zone(now: datetime) -> str:
+    """A fixed-offset zone where it is between 23:00 and 05:00 now (sms is quiet from
+    21:00 to 08:00 in the policy)."""
+    for offset in range(-12, 15):
+        if (now.hour + offset) % 24 in (23, 0, 1, 2, 3, 4):
+            # Etc/GMT-N is N hours ahead of UTC (the sign is POSIX's).
+            return f"Etc/GMT{-offset:+d}" if offset else "UTC"
+    raise AssertionError("no zone")
 
 
 @dataclass
@@ -108,6 +130,7 @@ def _start_worker(world: World, receiver: Receiver, triggers: Path, log: Path) -
         # LightGBM scores as the compiled trees do (the service checks them bit for bit);
         # skipping their compilation halves the worker's start.
         "NEXTBEST_ONLINE_COMPILED_TREES": "0",
+        "NEXTBEST_DEFAULT_TIME_ZONE": night_zone(datetime.now(UTC)),
     }
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -146,20 +169,22 @@ def run(world: World, service: Server, tmp_path_factory: pytest.TempPathFactory)
     receiver = start_receiver(SECRET.encode(), fail_first=1)
     store = TriggerStore(world.settings.triggers_db_path)
     a, d, f1, f2, f3 = _actionable(world, service, 5)
-    b, e = "CB", "CE"  # filled below: any customers of the world
     ids = pd.read_parquet(world.settings.features_dir / "customer_profile.parquet")["customer_id"]
-    b, e = sorted(set(ids) - {a, d, f1, f2, f3})[-2:]
+    b, e, q = sorted(set(ids) - {a, d, f1, f2, f3})[-3:]
     proc = _start_worker(world, receiver, triggers, log)
     try:
         _wait(lambda: store.cursor() is not None, "the worker's start", proc, log)
-        # A: three purchases within the hour fire buy3 once; the third is sent twice.
+        # A: three eligibility checks within the hour fire loan_interest once; the third
+        # is sent twice.
         for i in range(3):
-            _post(service, a, "purchase", f"it-a-buy-{i}", amount=10.0)
-        dup = _post(service, a, "purchase", "it-a-buy-2", amount=10.0)
+            _post(service, a, "eligibility_check", f"it-a-check-{i}")
+        dup = _post(service, a, "eligibility_check", "it-a-check-2")
         assert dup["applied"] is False
-        # B: a case closed, then a purchase before the 3 s delay: cancelled.
-        _post(service, b, "service_case_closed", "it-b-closed")
+        # B: added to cart, then a purchase before the 3 s delay: cancelled.
+        _post(service, b, "add_to_cart", "it-b-cart", product_id="phone_premium")
         _post(service, b, "purchase", "it-b-buy", amount=1.0)
+        # Q: a calculator check fires a trigger on sms, quiet now: it waits for the window.
+        _post(service, q, "calculator_check", "it-q-calc")
         # D: a case closed, then marketing consent withdrawn everywhere before the send.
         _post(service, d, "service_case_closed", "it-d-closed")
         for ch in CHANNELS:
@@ -186,11 +211,12 @@ def run(world: World, service: Server, tmp_path_factory: pytest.TempPathFactory)
         pending = [r for r in store.rows(status="pending") if r.customer_id in (f1, f2, f3)]
         assert _stop(proc, signal.SIGKILL) == -signal.SIGKILL
         proc = _start_worker(world, receiver, triggers, log)
-        _post(service, a, "purchase", "it-a-buy-2", amount=10.0)  # the duplicate, again
+        _post(service, a, "eligibility_check", "it-a-check-2")  # the duplicate, again
 
         def settled() -> bool:
-            rows = store.rows()
-            return bool(rows) and not store.rows(status="pending") and not store.outbox("queued")
+            waiting = [r for r in store.rows(status="pending") if r.trigger_id != "quiet"]
+            quiet = [r for r in store.rows(q) if r.reason]  # postponed, with its reason
+            return bool(quiet) and not waiting and not store.outbox("queued")
 
         _wait(settled, "every trigger sent and delivered", proc, log)
         assert _stop(proc) == 0
@@ -199,7 +225,7 @@ def run(world: World, service: Server, tmp_path_factory: pytest.TempPathFactory)
             receiver,
             Ledger(world.settings.ledger_path),
             _decisions(world.settings.decision_log_dir),
-            {"a": a, "b": b, "d": d, "e": e, "f": (f1, f2, f3), "f_pending": pending},
+            {"a": a, "b": b, "d": d, "e": e, "q": q, "f": (f1, f2, f3), "f_pending": pending},
             log.read_text(),
         )
     finally:
@@ -222,18 +248,18 @@ def _rows(run: Run, cid: str) -> list:
 
 
 def test_event_to_trigger_to_decision_to_delivery(run: Run) -> None:
-    (row,) = [r for r in _rows(run, run.who["a"]) if r.trigger_id == "buy3"]
-    assert row.status == "sent" and row.event_id == "it-a-buy-2"
+    (row,) = [r for r in _rows(run, run.who["a"]) if r.trigger_id == "loan_interest"]
+    assert row.status == "sent" and row.event_id == "it-a-check-2"
     (out,) = [o for o in run.store.outbox() if o.customer_id == run.who["a"]]
     assert out.status == "delivered" and out.decision_id == row.decision_id
     got = [r for r in run.receiver.requests if r.decision_id == row.decision_id and r.status == 200]
     assert len(got) == 1 and got[0].signed
     body = got[0].body
-    assert body["customer_id"] == run.who["a"] and body["trigger_id"] == "buy3"
+    assert body["customer_id"] == run.who["a"] and body["trigger_id"] == "loan_interest"
     assert body["action_id"] == out.action_id and body["channel"] in CHANNELS
-    # the decision is in the decision log with its trigger, made after the third purchase
+    # the decision is in the decision log with its trigger, made after the third check
     rec = run.log[row.decision_id]
-    assert rec["trigger"]["id"] == "buy3" and rec["chosen_action"] == out.action_id
+    assert rec["trigger"]["id"] == "loan_interest" and rec["chosen_action"] == out.action_id
     # the delivery is the customer's contact in the ledger, so caps count it
     contacts = [ev for ev in run.ledger.events_for([run.who["a"]], types=["contact"])[run.who["a"]]]
     assert [c.event_id for c in contacts] == [f"delivered:{row.decision_id}"]
@@ -241,9 +267,8 @@ def test_event_to_trigger_to_decision_to_delivery(run: Run) -> None:
 
 
 def test_duplicate_event_fires_once(run: Run) -> None:
-    assert [r.key for r in _rows(run, run.who["a"]) if r.trigger_id == "buy3"] == [
-        "buy3:it-a-buy-2"
-    ]
+    keys = [r.key for r in _rows(run, run.who["a"]) if r.trigger_id == "loan_interest"]
+    assert keys == ["loan_interest:it-a-check-2"]
 
 
 def test_500_then_200_retried_and_delivered_once_per_decision(run: Run) -> None:
@@ -260,6 +285,18 @@ def test_cancel_on_purchase(run: Run) -> None:
     (row,) = _rows(run, run.who["b"])
     assert row.status == "cancelled" and "purchase it-b-buy" in (row.reason or "")
     assert not [o for o in run.store.outbox() if o.customer_id == run.who["b"]]
+
+
+def test_quiet_hours_delay_the_send(run: Run) -> None:
+    from nextbest.decisions.policy import load_policy
+
+    (row,) = _rows(run, run.who["q"])
+    assert row.status == "pending" and "quiet hours" in (row.reason or "")
+    windows = load_policy(PROJECT_ROOT / "config" / "policy.yaml").send_windows
+    zone = night_zone(datetime.fromtimestamp(row.fired_at, UTC))
+    opens = windows.next_send_time("sms", zone, datetime.fromtimestamp(row.fired_at, UTC))
+    assert abs(row.due - opens.timestamp()) < 3600 and row.due > row.fired_at + 3600
+    assert not [o for o in run.store.outbox() if o.customer_id == run.who["q"]]
 
 
 def test_complaint_cancels_pending_marketing(run: Run) -> None:

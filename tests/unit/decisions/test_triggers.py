@@ -62,8 +62,11 @@ def _event(cid: str, typ: str, t: float, eid: str, **payload):
 
 
 def test_shipped_file_and_durations() -> None:
-    spec = load_triggers(ROOT / "config" / "triggers.yaml", EVENT_TYPES, CATALOG.channel_ids)
-    assert "winback" in spec.all_ids() and "onboarding.tip" in spec.all_ids()
+    spec = load_triggers(ROOT / "config" / "triggers.yaml", VOCAB.types(), CATALOG.channel_ids)
+    assert {"loan_interest", "cart", "winback", "onboarding.tip"} <= set(spec.all_ids())
+    # the behaviour events are the catalog's: without them the file names unknown types
+    with pytest.raises(ConfigError, match=r"\(id 'loan_interest'\): field 'event.type'"):
+        load_triggers(ROOT / "config" / "triggers.yaml", EVENT_TYPES)
     assert parse_duration("10m") == 600 and parse_duration("2h") == 7200
     assert parse_duration("45d") == 45 * 86400 and parse_duration(90) == 90
     for bad in ("10 weeks", "-1s", True):
@@ -220,9 +223,9 @@ def test_inactivity_scan_conditions_and_outbox_states(tmp_path: Path) -> None:
     assert ledger_last_activity(ledger) == {"D": now - day}  # a contact is not activity
 
     tip = next(s for s in spec.journeys[0].steps if s.id == "tip")
-    index = {"days_inactive": 0}
-    assert unmet(tip.when, np.array([5.0]), index) is None
-    assert "days_inactive >= 3 not met (value 1)" in unmet(tip.when, np.array([1.0]), index)
+    index = {"app_open_count_7d": 0}
+    assert unmet(tip.when, np.array([0.0]), index) is None
+    assert "app_open_count_7d == 0 not met (value 2)" in unmet(tip.when, np.array([2.0]), index)
     assert unmet(tip.when, np.array([np.nan]), index) is not None
 
     store = TriggerStore(tmp_path / "triggers.db")
@@ -242,3 +245,18 @@ def test_inactivity_scan_conditions_and_outbox_states(tmp_path: Path) -> None:
     assert [r.status for r in store.outbox("dead")] == ["dead"]
     assert store.retry(None, now + 1) == 1 and store.outbox("dead") == []
     assert store.outbox_due(now + 1)[0].attempts == 0
+
+
+def test_postpone_moves_due_and_expiry_of_a_pending_row_only(tmp_path: Path) -> None:
+    from nextbest.decisions.trigger_store import Fire
+
+    store = TriggerStore(tmp_path / "triggers.db")
+    now = 1_750_000_000.0
+    store.scanned("t", [Fire("t:1", "t", "marketing", "C1", now, now, now + 60)], now)
+    (row,) = store.due(now)
+    assert store.postpone(row.id, now + 3600, now + 3660, now)
+    assert store.due(now + 3599) == []
+    (moved,) = store.due(now + 3600)
+    assert moved.expires == now + 3660 and "waits until" in (moved.reason or "")
+    store.close_row(row.id, "cancelled", "test", now)
+    assert not store.postpone(row.id, now + 7200, now + 7260, now)
