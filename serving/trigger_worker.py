@@ -34,6 +34,7 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
+from nextbest.core.errors import DependencyUnavailable
 from nextbest.core.settings import Settings
 from nextbest.core.vocabulary import NO_ACTION
 from nextbest.decisions.catalog import ConfigError
@@ -196,7 +197,8 @@ class TriggerWorker:
         while not stop.is_set():
             try:
                 busy = self.step().busy()
-            except self.decider.store_errors as exc:  # a store is down: wait, try again
+            except (DependencyUnavailable, *self.decider.store_errors) as exc:
+                # a store is down: wait, try again
                 log.warning("triggers worker: %s: %s", type(exc).__name__, exc)
                 busy = False
             if not busy:
@@ -239,7 +241,13 @@ class TriggerWorker:
     def send_due(self, now: float, turn: Turn) -> None:
         """Decide and queue (or close) every due row."""
         for row in self.store.due(now):
-            status = self.send(row, now)
+            try:
+                status = self.send(row, now)
+            except (DependencyUnavailable, *self.decider.store_errors):
+                raise  # a store is down: the row stays due, the turn is tried again
+            except Exception as exc:  # one row's failure must not stop every other send
+                log.exception("trigger row %s could not be sent", row.key)
+                status = self._close(row, NO_SEND, f"error: {type(exc).__name__}", now)
             turn.decided += 1
             turn.outcomes[status] = turn.outcomes.get(status, 0) + 1
 

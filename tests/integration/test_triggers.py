@@ -29,6 +29,7 @@ from devtools.process import Server
 from devtools.webhook import Receiver, start_receiver
 from nextbest.core.settings import PROJECT_ROOT
 from nextbest.decisions.ledger import Ledger
+from nextbest.decisions.trigger_rules import in_holdout
 from nextbest.decisions.trigger_store import TriggerStore
 from tests.conftest import World
 
@@ -63,6 +64,14 @@ triggers:
   - id: stop
     event: {{type: complaint}}
     do: cancel_pending
+journeys:
+  - id: welcome
+    entry: {{type: page_view}}
+    exit_on: [purchase]
+    holdout: 0.5
+    steps:
+      - {{id: hello, after: 0s, channels: {CHANNELS}, expires: 5m}}
+      - {{id: later, after: 4s, channels: {CHANNELS}, expires: 5m}}
 """
 
 
@@ -170,7 +179,12 @@ def run(world: World, service: Server, tmp_path_factory: pytest.TempPathFactory)
     store = TriggerStore(world.settings.triggers_db_path)
     a, d, f1, f2, f3 = _actionable(world, service, 5)
     ids = pd.read_parquet(world.settings.features_dir / "customer_profile.parquet")["customer_id"]
-    b, e, q = sorted(set(ids) - {a, d, f1, f2, f3})[-3:]
+    rest = sorted(set(ids) - {a, d, f1, f2, f3})
+    b, e, q = rest[-3:]
+    # J: entrants of the welcome journey, one held out, one not, one who converts at once
+    held = [c for c in rest[:-3] if in_holdout("welcome", c, 0.5)]
+    kept = [c for c in rest[:-3] if not in_holdout("welcome", c, 0.5)]
+    j_held, j_kept, j_exit = held[0], kept[0], kept[1]
     proc = _start_worker(world, receiver, triggers, log)
     try:
         _wait(lambda: store.cursor() is not None, "the worker's start", proc, log)
@@ -183,6 +197,10 @@ def run(world: World, service: Server, tmp_path_factory: pytest.TempPathFactory)
         # B: added to cart, then a purchase before the 3 s delay: cancelled.
         _post(service, b, "add_to_cart", "it-b-cart", product_id="phone_premium")
         _post(service, b, "purchase", "it-b-buy", amount=1.0)
+        # J: page views enter the journey; a purchase right after leaves it.
+        for cid in (j_held, j_kept, j_exit):
+            _post(service, cid, "page_view", f"it-j-view-{cid}")
+        _post(service, j_exit, "purchase", "it-j-buy", amount=3.0)
         # Q: a calculator check fires a trigger on sms, quiet now: it waits for the window.
         _post(service, q, "calculator_check", "it-q-calc")
         # D: a case closed, then marketing consent withdrawn everywhere before the send.
@@ -225,7 +243,18 @@ def run(world: World, service: Server, tmp_path_factory: pytest.TempPathFactory)
             receiver,
             Ledger(world.settings.ledger_path),
             _decisions(world.settings.decision_log_dir),
-            {"a": a, "b": b, "d": d, "e": e, "q": q, "f": (f1, f2, f3), "f_pending": pending},
+            {
+                "a": a,
+                "b": b,
+                "d": d,
+                "e": e,
+                "q": q,
+                "f": (f1, f2, f3),
+                "f_pending": pending,
+                "j_held": j_held,
+                "j_kept": j_kept,
+                "j_exit": j_exit,
+            },
             log.read_text(),
         )
     finally:
@@ -326,3 +355,20 @@ def test_kill9_with_triggers_pending_each_delivered_once(run: Run) -> None:
     assert sent, "none of the customers offered something was sent anything"
     # every id the receiver took is one the outbox delivered, each exactly once
     assert set(accepted) == {o.decision_id for o in run.store.outbox("delivered")}
+
+
+def test_journey_holdout_logged_and_exit_on_conversion(run: Run) -> None:
+    held = _rows(run, run.who["j_held"])
+    assert [r.trigger_id for r in held] == ["welcome.hello", "welcome.later"]
+    assert {r.status for r in held} == {"holdout"}
+    for r in held:  # decided and logged in the holdout group, never sent
+        rec = run.log[r.decision_id]
+        assert rec["group"] == "holdout" and rec["journey"] == "welcome"
+        assert rec["chosen_action"] == "no_action"
+    assert not [o for o in run.store.outbox() if o.customer_id == run.who["j_held"]]
+    kept = _rows(run, run.who["j_kept"])
+    assert {r.status for r in kept} <= {"sent", "no_send"} and len(kept) == 2
+    for r in kept:
+        assert run.log[r.decision_id]["group"] in ("treatment", "holdout")
+    later = [r for r in _rows(run, run.who["j_exit"]) if r.trigger_id == "welcome.later"]
+    assert later[0].status == "cancelled" and "it-j-buy" in (later[0].reason or "")
