@@ -199,11 +199,15 @@ def inactive(
     ledger. Customers never active at all are left out (nothing to win back)."""
     last = np.nan_to_num(np.asarray(last_active, dtype=float), nan=0.0)
     if ledger_last:
-        pos = {c: i for i, c in enumerate(customer_ids.tolist())}
-        for cid, t in ledger_last.items():
-            i = pos.get(cid)
-            if i is not None and t > last[i]:
-                last[i] = t
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        # one hash join in Arrow: the position of each ledger customer among the ids
+        at = pc.index_in(pa.array(list(ledger_last), pa.string()), value_set=pa.array(customer_ids))
+        pos = at.to_numpy(zero_copy_only=False)
+        times = np.fromiter(ledger_last.values(), dtype=float, count=len(ledger_last))
+        known = ~np.isnan(pos.astype(float))
+        np.maximum.at(last, pos[known].astype(np.int64), times[known])
     hit = (last > 0) & (last <= now - inactive_for)
     return customer_ids[hit], last[hit]
 
