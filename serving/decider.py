@@ -21,17 +21,26 @@ import orjson
 from nextbest.core.errors import DependencyUnavailable
 from nextbest.core.settings import Settings
 from nextbest.customers.fast_features import FastOnlineFeatures
+from nextbest.decisions.channel_choice import choose_channel
 from nextbest.decisions.engine import DecisionContext, decide
 from nextbest.decisions.group_commit import GroupCommitLog
 from nextbest.decisions.identity_links import IdentityLinks, resolve_key
 from nextbest.decisions.ledger import Ledger, LedgerEvent
 from nextbest.decisions.ledger_state import apply_ledger
 from nextbest.decisions.runtime import Runtime, load_runtime
+from nextbest.decisions.send_windows import time_zone
 from nextbest.decisions.stock import LiveStock, StockContextError, context_stock, with_context
 from nextbest.models.scoring import StackedScorer
 from serving.events import EventHandler, event_vocabulary
 from serving.health import Readiness, store_errors
-from serving.requests import ID_TYPES, CustomerRef, DecideRequest, RequestError, request_time
+from serving.requests import (
+    ANY_CHANNEL,
+    ID_TYPES,
+    CustomerRef,
+    DecideRequest,
+    RequestError,
+    request_time,
+)
 from serving.responses import response_from_record
 
 log = logging.getLogger(__name__)
@@ -309,24 +318,24 @@ class OnlineDecider:
     ) -> list[dict[str, Any] | RequestError]:
         """Records of several decisions taken at ``now``: one engine call per channel, k and
         context, the same records as one call per request (the engine decides each row on
-        its own). A request that cannot be answered gets its :class:`RequestError` in its
-        place; nothing is logged here.
+        its own). A request naming several ``channels`` is decided on each, and the best
+        action x channel pair is kept with the others' reasons
+        (:func:`nextbest.decisions.channel_choice.choose_channel`). A request that cannot
+        be answered gets its :class:`RequestError` in its place; nothing is logged here.
         """
         now = request_time(now)
         out: list[dict[str, Any] | RequestError] = []
-        groups: dict[tuple[str, int, bytes], list[tuple[int, str | None]]] = {}
+        asked: dict[int, tuple[str, ...]] = {}
+        groups: dict[tuple[str, int, bytes], list[tuple[int, str | None, str]]] = {}
         contexts: dict[bytes, dict[str, Any]] = {}
         stocks: dict[bytes, dict[str, float] | None] = {}
         for i, req in enumerate(requests):
             out.append(RequestError("not decided"))
             try:
-                if req.channel not in self.plan.channels:
-                    raise RequestError(
-                        f"channel: {req.channel!r} is not one of "
-                        f"{', '.join(sorted(self.plan.channels))}"
-                    )
+                channels = self._channels_of(req)
                 if not 1 <= int(req.k) <= 20:
                     raise RequestError(f"k: must be between 1 and 20, got {req.k}")
+                tz = self._time_zone(req.time_zone)
                 cid = self.resolve(req.customer)
                 ctx_stock = self._request_stock(req.context)
             except RequestError as exc:
@@ -338,12 +347,15 @@ class OnlineDecider:
                 ctx_key = f"#{i}".encode()
             contexts.setdefault(ctx_key, dict(req.context or {}))
             stocks.setdefault(ctx_key, ctx_stock)
-            groups.setdefault((req.channel, int(req.k), ctx_key), []).append((i, cid))
+            asked[i] = channels
+            for channel in channels:
+                groups.setdefault((channel, int(req.k), ctx_key), []).append((i, cid, tz))
         # One ledger query for every customer of the batch.
-        events = self.ledger_events([cid for members in groups.values() for _, cid in members])
+        events = self.ledger_events([cid for members in groups.values() for _, cid, _ in members])
         stock = self._guarded(self.stock.vector, self.ledger_down)
+        decided: dict[int, dict[str, dict[str, Any]]] = {}
         for (channel, k, ctx_key), members in groups.items():
-            cids = [cid for _, cid in members]
+            cids = [cid for _, cid, _ in members]
             X = self.features(cids, now, events)
             request = contexts[ctx_key]
             placement = request.get("placement")
@@ -355,11 +367,60 @@ class OnlineDecider:
                 stock=with_context(stock, self.plan.stock_products, stocks[ctx_key]),
                 feature_snapshot_time=now,
                 request=request,
+                quiet=self._quiet(channel, [tz for _, _, tz in members], now),
             )
             records = decide(X, np.array(cids, dtype=object), self.plan, ctx).records()
-            for (i, _), record in zip(members, records, strict=True):
-                out[i] = record
+            for (i, _, _), record in zip(members, records, strict=True):
+                decided.setdefault(i, {})[channel] = record
+        for i, channels in asked.items():
+            if requests[i].channels is None:
+                out[i] = decided[i][channels[0]]
+            else:
+                out[i] = choose_channel(decided[i], channels)
         return out
+
+    def _channels_of(self, req: DecideRequest) -> tuple[str, ...]:
+        """The channels a request asks about, in its order: its ``channel``, or its
+        ``channels`` (``("any",)``: every catalog channel); exactly one of the two."""
+        known = self.runtime.catalog.channel_ids
+        if (req.channel is None) == (req.channels is None):
+            raise RequestError('channel: give either channel or channels (a list, or "any")')
+        if req.channels is None:
+            wanted: tuple[str, ...] = (str(req.channel),)
+            field = "channel"
+        elif tuple(req.channels) == (ANY_CHANNEL,):
+            return tuple(c for c in known if c in self.plan.channels)
+        else:
+            wanted, field = tuple(req.channels), "channels"
+            if not wanted:
+                raise RequestError('channels: must name at least one channel, or be "any"')
+            if len(set(wanted)) != len(wanted):
+                raise RequestError("channels: must not repeat a channel")
+        for c in wanted:
+            if c not in self.plan.channels:
+                raise RequestError(
+                    f"{field}: {c!r} is not one of {', '.join(sorted(self.plan.channels))}"
+                )
+        return wanted
+
+    def _time_zone(self, name: str | None) -> str:
+        """The time zone quiet hours are read in: the request's, else the default setting."""
+        if name is None:
+            return self.settings.default_time_zone
+        try:
+            time_zone(name)
+        except ValueError as exc:
+            raise RequestError(f"time_zone: {exc}") from exc
+        return name
+
+    def _quiet(self, channel: str, zones: Sequence[str], now: datetime) -> np.ndarray | None:
+        """[n] bool: the rows inside ``channel``'s quiet hours at ``now`` (None: the
+        channel has none)."""
+        windows = self.runtime.policy.send_windows
+        if channel not in windows.quiet_hours:
+            return None
+        quiet = {z: windows.is_quiet(channel, z, now) for z in set(zones)}
+        return np.fromiter((quiet[z] for z in zones), dtype=bool, count=len(zones))
 
     def _request_stock(self, context: Mapping[str, Any] | None) -> dict[str, float] | None:
         """The request's ``context.stock`` where the policy lets it override the stock."""

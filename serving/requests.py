@@ -26,14 +26,22 @@ class CustomerRef:
     id_type: str = "customer_id"
 
 
+#: What ``channels`` may say instead of a list: every channel of the catalog.
+ANY_CHANNEL = "any"
+
+
 @dataclass(frozen=True)
 class DecideRequest:
-    """One ``/decide`` request: who, on which channel, how many ranked actions, context."""
+    """One ``/decide`` request: who, on which channel (or which channels: the best action
+    x channel pair of them), how many ranked actions, context, and the customer's time
+    zone for the quiet hours (None: the default setting)."""
 
     customer: CustomerRef
-    channel: str
+    channel: str | None
     k: int = 3
     context: Mapping[str, Any] | None = None
+    channels: tuple[str, ...] | None = None
+    time_zone: str | None = None
 
 
 def request_time(ts: datetime | str | float | None) -> datetime:

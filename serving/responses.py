@@ -15,6 +15,11 @@ def response_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
     the holdout. Its counterfactual ranking stays in the decision log for measurement.
     """
     ranked = [] if record["group"] == "holdout" else record.get("ranked", [])
+    across = (
+        {"channel": record.get("channel"), "channels": record["channels"]}
+        if "channels" in record
+        else {}
+    )
     return {
         "decision_id": record["decision_id"],
         "customer_id": record["customer_id"],
@@ -46,6 +51,7 @@ def response_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
         "policy_version": record.get("policy_version"),
         "catalog_version": record.get("catalog_version"),
         "report_delivery": delivery_event(record),
+        **across,
     }
 
 

@@ -35,7 +35,7 @@ import functools
 import gc
 import logging
 from http import HTTPStatus
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import bentoml
 import orjson
@@ -43,7 +43,14 @@ from bentoml import get_current_service
 from bentoml.exceptions import BentoMLException
 from fastapi import FastAPI
 from fastapi import Path as PathParam
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    create_model,
+)
 from starlette.exceptions import HTTPException
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
@@ -88,6 +95,16 @@ from serving.schemas import (
 log = logging.getLogger(__name__)
 
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
+#: ``channels`` of /decide: a list of catalog channels, or "any" (checked by the decider).
+Channels = Annotated[
+    list[Annotated[str, StringConstraints(max_length=40)]] | Literal["any"] | None,
+    Field(max_length=32),
+]
+TimeZoneName = Annotated[str | None, StringConstraints(min_length=1, max_length=64)]
+
+
+def _tuple(values: Any) -> tuple[str, ...] | None:
+    return None if values is None else tuple(values)
 
 
 def tracing_config(settings: Settings) -> dict[str, Any]:
@@ -165,17 +182,30 @@ class NextBestService:
     async def decide(
         self,
         customer: Customer,
-        channel: str = Field(
+        channel: str | None = Field(
+            None,
             description="The channel to decide for: one of the catalog's channels "
-            "(the enum is set from the catalog by nextbest_service)."
+            "(the enum is set from the catalog by nextbest_service). Give this or channels.",
         ),
         k: int = Field(3, ge=1, le=20, description="How many ranked actions to return."),
         context: dict[str, Any] = Field(default_factory=dict),
+        channels: Channels = Field(
+            None,
+            description='Decide across these channels (a list, or "any": every catalog '
+            "channel): the best action x channel pair, each channel under its own rules; "
+            "the answer's channels lists the others with their reasons. Give this or channel.",
+        ),
+        time_zone: TimeZoneName = Field(
+            None,
+            description="The customer's IANA time zone (Europe/Berlin) for the quiet hours; "
+            "default NEXTBEST_DEFAULT_TIME_ZONE.",
+        ),
     ) -> dict[str, Any]:
-        """Rank the actions worth taking for this customer on this channel, and log why."""
+        """Rank the actions worth taking for this customer on this channel (or the best
+        channel of several), and log why."""
         # One JSON encoding straight into the body: BentoML's dict output path validates
         # the dict again and streams it in chunks, which costs more than the decision.
-        status, body = await self._decide_answer(customer, channel, k, context)
+        status, body = await self._decide_answer(customer, channel, k, context, channels, time_zone)
         return self._response(status, body)
 
     def _response(self, status: int, body: bytes) -> Response:
@@ -214,10 +244,21 @@ class NextBestService:
         self.decider.log.close()
 
     async def _decide_answer(
-        self, customer: Customer, channel: str, k: int, context: Any
+        self,
+        customer: Customer,
+        channel: str | None,
+        k: int,
+        context: Any,
+        channels: Any = None,
+        time_zone: str | None = None,
     ) -> Answer:
         request = DecideRequest(
-            CustomerRef(customer.id, customer.id_type), channel, k, context_dict(context)
+            CustomerRef(customer.id, customer.id_type),
+            channel,
+            k,
+            context_dict(context),
+            channels=(channels,) if isinstance(channels, str) else _tuple(channels),
+            time_zone=time_zone,
         )
         try:
             # Decided with the other requests of this loop turn, answered once on disk.
@@ -245,7 +286,14 @@ class NextBestService:
                 return await asyncio.to_thread(self._event_answer, data)
             if not self.fast_decide:
                 return None
-            return await self._decide_answer(data.customer, data.channel, data.k, data.context)
+            return await self._decide_answer(
+                data.customer,
+                data.channel,
+                data.k,
+                data.context,
+                data.channels,
+                data.time_zone,
+            )
         except Exception:
             log.error("Exception on %s [POST]", path, exc_info=True)
             return 500, json_body({"error": UNEXPECTED})

@@ -7,7 +7,8 @@ rule for ``n`` customers x ``C`` actions with numpy only, one step function each
 1. candidates for the channel (and placement) within their dates;
 2. consent gate (purpose x channel, deny by default: NaN or missing means no consent);
 3. eligibility predicates;
-4. suppression and caps (case pause, complaint block, holdings, stock, cooldown, caps);
+4. suppression and caps (case pause, complaint block, holdings, stock, cooldown, caps),
+   then the channel's quiet hours for the rows inside them (``DecisionContext.quiet``);
 5. scores from the model: uplift, value, cost, lever -> expected incremental value;
 6. arbitration: rank by expected incremental value, "no action" at 0, top-k;
 7. holdout by salted hash of the customer id;
@@ -152,6 +153,10 @@ def _rule_codes(
     failq, nanq = _feature_failures(X, cp)
     _context_failures(failq, cp, plan, context)
     loc_codes, loc_check = _first_failures(failq, nanq, cp)
+    if context.quiet is not None and context.quiet.any():
+        # The channel is closed for these customers: what the rules allowed waits.
+        quiet = np.asarray(context.quiet, dtype=bool)[:, None] & (loc_codes == 0)
+        loc_codes[quiet] = Reason.QUIET_HOURS
     if unknown.any():
         loc_codes[unknown] = Reason.UNKNOWN_CUSTOMER
         loc_check[unknown] = -1

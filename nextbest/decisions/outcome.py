@@ -36,6 +36,9 @@ class DecisionContext:
     request: Mapping[str, Any] = field(default_factory=dict)
     #: Seed of the exploration draw; None: the policy's time bucket of ``now``.
     decision_seed: str | None = None
+    #: [n] bool: rows whose customer is inside the channel's quiet hours (policy
+    #: ``send_windows``); every action no rule excluded is excluded with QUIET_HOURS.
+    quiet: np.ndarray | None = None
 
 
 @dataclass

@@ -39,6 +39,9 @@ class Reason(IntEnum):
     NO_ELIGIBLE_ACTION = 18
     EXPLORATION = 19
     BEST_VALUE = 20
+    #: Appended (the names are indexed by value): a per-row check of the call, applied
+    #: only to actions no rule excluded.
+    QUIET_HOURS = 21
 
 
 #: How a channel without a declared phrase reads inside a sentence: neutral, since nothing
@@ -95,6 +98,9 @@ SENTENCES: dict[Reason, str] = {
     Reason.NO_ELIGIBLE_ACTION: "No offer is allowed for this customer right now.",
     Reason.EXPLORATION: "{action} was picked at random to keep learning what works.",
     Reason.BEST_VALUE: "{action} has the highest expected incremental value ({score}).",
+    Reason.QUIET_HOURS: (
+        "Nothing is sent {channel_phrase} during the customer's quiet hours (local time)."
+    ),
 }
 
 

@@ -56,6 +56,7 @@ def feature_names(action_ids: list[str]) -> list[str]:
     names += ["open_cases", "complaints_90d", "days_since_complaint"]
     names += [f"holds_{p}" for p in PRODUCTS]
     names += ["tenure_days", "value_tier", "age"] + [f"views_30d_{c}" for c in CATEGORIES]
+    names += [n for b in terms.behaviour for n in b.feature_names()]
     return names
 
 

@@ -390,3 +390,18 @@ def test_a_bank_channel_reads_in_the_bank_s_words() -> None:
     assert excluded["email_savings_offer"]["sentence"] == (
         "Customer has not consented to marketing by email."
     )
+
+
+def test_quiet_hours_exclude_what_the_rules_allowed_on_those_rows_only(catalog, policy, names):
+    plan = compile_plan(catalog, no_random(policy), names, ViewsModel(catalog.ids))
+    quiet = np.array([True, False, True])
+    d = run(plan, names, [{}, {}, {"consent_marketing_email": 0.0}], quiet=quiet)
+    assert reason_of(d, 0, UPGRADE) == Reason.QUIET_HOURS
+    assert reason_of(d, 0, TIPS) == Reason.QUIET_HOURS
+    assert d.chosen[0] == -1 and d.records()[0]["reason"] == "NO_ELIGIBLE_ACTION"
+    assert reason_of(d, 1, UPGRADE) == Reason.ELIGIBLE and d.chosen[1] >= 0
+    # A rule that excludes an action first keeps its own reason.
+    assert reason_of(d, 2, UPGRADE) == Reason.NO_CONSENT
+    assert reason_of(d, 2, TIPS) == Reason.QUIET_HOURS
+    sentence = next(e for e in d.records()[0]["excluded"] if e["action_id"] == TIPS)["sentence"]
+    assert sentence == "Nothing is sent by email during the customer's quiet hours (local time)."
