@@ -8,10 +8,11 @@ Each turn (:meth:`TriggerWorker.step`):
 2. **Scan**: run each scan trigger whose ``every`` has passed (inactive customers);
 3. **Send** the due rows: the same decision path as ``/decide``
    (:meth:`serving.decider.OnlineDecider.decide_records`, every rule at *send* time over the
-   online features with the ledger applied), the trigger's conditions and cap first; the
-   best decision across its channels is logged to the decision log and queued in the
-   outbox with the row marked sent (one transaction), or the row closes with the reason
-   (no_send, holdout, expired);
+   online features with the ledger applied), the trigger's cap, send windows and
+   conditions first; the best action x channel pair of its open channels (the rule of
+   ``channels`` in ``/decide``) is logged to the decision log and queued in the outbox with
+   the row marked sent (one transaction), or the row closes with the reason (no_send,
+   holdout, expired), or waits for the first channel's quiet hours to end;
 4. **Deliver** due outbox rows (:class:`serving.outbox.Outbox`).
 
 It sleeps ``triggers_poll_seconds`` when a turn found nothing to do. One worker runs per
@@ -273,11 +274,11 @@ class TriggerWorker:
             why = unmet(rule.when, X[0], self._index)
             if why is not None:
                 return self._close(row, NO_SEND, why, now)
-        requests = [DecideRequest(CustomerRef(row.customer_id), ch, 1) for ch in channels]
-        records = [r for r in self.decider.decide_records(requests, at) if isinstance(r, dict)]
-        if not records:
-            return self._close(row, NO_SEND, "the customer cannot be decided for", now)
-        record = best(records)
+        # One decision across the open channels, chosen as /decide chooses (channel_choice).
+        ask = DecideRequest(CustomerRef(row.customer_id), None, 1, channels=tuple(channels))
+        (record,) = self.decider.decide_records([ask], at)
+        if not isinstance(record, dict):
+            return self._close(row, NO_SEND, f"cannot decide: {record}", now)
         record["trigger"] = {"id": row.trigger_id, "key": row.key}
         if row.journey_id is not None:
             record["journey"] = row.journey_id
@@ -318,20 +319,6 @@ class TriggerWorker:
     ) -> str:
         self.store.close_row(row.id, status, reason, now, decision_id)
         return status
-
-
-def best(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The record to send among one customer's decisions on several channels: the highest
-    expected incremental value of a chosen action, else the first channel's record (its
-    reason says why nothing is sent)."""
-    scored = []
-    for r in records:
-        chosen = r.get("chosen_action")
-        if chosen in (None, NO_ACTION) or r.get("group") == "holdout":
-            continue
-        score = next((a["score"] for a in r.get("ranked", []) if a["action_id"] == chosen), 0.0)
-        scored.append((float(score), -len(scored), r))
-    return max(scored, key=lambda s: (s[0], s[1]))[2] if scored else records[0]
 
 
 def hold_out(record: dict[str, Any]) -> None:

@@ -196,7 +196,8 @@ class Trigger(_Strict):
     )
     channels: list[str] = Field(
         default_factory=list,
-        description="Catalog channels to decide on; the best decision among them is sent.",
+        description="Catalog channels to decide on; the best action x channel pair among "
+        "them is sent (as /decide with channels).",
         examples=[["email", "call_center"]],
     )
     expires: Duration = Field(
