@@ -3,6 +3,7 @@ worker alone, its trigger file, its pending triggers and its webhook deliveries.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -35,6 +36,8 @@ def triggers_run_cmd() -> None:
     from serving.trigger_worker import TriggerWorker
 
     settings = load_settings()
+    # One line per webhook call would drown the worker's own log (failures are logged).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         worker = TriggerWorker(settings)
     except StartupError as exc:
