@@ -369,6 +369,6 @@ def test_journey_holdout_logged_and_exit_on_conversion(run: Run) -> None:
     kept = _rows(run, run.who["j_kept"])
     assert {r.status for r in kept} <= {"sent", "no_send"} and len(kept) == 2
     for r in kept:
-        assert run.log[r.decision_id]["group"] in ("treatment", "holdout")
+        assert run.log[r.decision_id]["group"] in ("decided", "holdout")
     later = [r for r in _rows(run, run.who["j_exit"]) if r.trigger_id == "welcome.later"]
     assert later[0].status == "cancelled" and "it-j-buy" in (later[0].reason or "")
