@@ -2,8 +2,9 @@
 
 Every configuration file nextbest reads is a pydantic model: the catalog
 (:class:`nextbest.decisions.catalog.Catalog`), the policy
-(:class:`nextbest.decisions.policy.Policy`) and the sources file
-(:class:`nextbest.customers.sources.files.SourcesFile`). This script turns each model into a JSON
+(:class:`nextbest.decisions.policy.Policy`), the sources file
+(:class:`nextbest.customers.sources.files.SourcesFile`) and the trigger file
+(:class:`nextbest.decisions.triggers.TriggerFile`). This script turns each model into a JSON
 Schema (``docs/reference/schema/<file>.schema.json``, for editors that validate YAML) and a page
 listing every field with its type, default, meaning and an example (``docs/reference/<file>.md``).
 Nothing is written by hand: a field's meaning is its ``description``, its example its ``examples``
@@ -82,6 +83,16 @@ FILES: tuple[ConfigFile, ...] = (
         "one, and [its source contract](../bring-your-own-data.md#the-source-contract) "
         "lists every table and column). Paths are relative to the sources file.",
         ("nextbest/demo/sources.yaml", "tests/worlds/bank/sources.yaml"),
+    ),
+    ConfigFile(
+        "triggers",
+        "Trigger file",
+        "nextbest.decisions.triggers:TriggerFile",
+        "Triggers and journeys: decisions started by a customer's events or an inactivity "
+        "scan, decided at send time and delivered through the outbox (docs/triggers.md). Set "
+        "with `NEXTBEST_TRIGGERS_FILE` (default `config/triggers.yaml`). Channels and purposes "
+        "must be the catalog's, event types those /events accepts, features the service's.",
+        ("config/triggers.yaml",),
     ),
 )
 

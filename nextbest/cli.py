@@ -21,6 +21,7 @@ from nextbest.commands import (
     privacy,
     serve,
     train,
+    triggers,
 )
 from nextbest.commands.common import CleanTyper
 
@@ -46,6 +47,8 @@ app.add_typer(consent.consent_app, name="consent")
 app.add_typer(identity.identity_app, name="identity")
 app.add_typer(keys.keys_app, name="keys")
 app.add_typer(privacy.retention_app, name="retention")
+app.add_typer(triggers.triggers_app, name="triggers")
+app.add_typer(triggers.outbox_app, name="outbox")
 
 
 def main() -> None:

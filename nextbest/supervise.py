@@ -9,6 +9,11 @@ server in a session (process group) of its own, copies its output through, and
 - forwards SIGTERM/SIGINT/SIGHUP to the group (BentoML then stops gracefully: requests in
   flight are answered, the decision log synced and closed), waits, and returns
   ``128 + signal``; a group still there after the grace period is killed (return 1).
+
+Companions (the triggers worker) run beside the server, each in a process group of its
+own with its output copied through: one that reports a start-up failure stops everything
+as a failing worker does; one that ends otherwise (a crash, kill -9) is started again after
+a second; they are stopped with the server.
 """
 
 from __future__ import annotations
@@ -94,18 +99,14 @@ def stop_group(
     return False
 
 
-def supervise(
-    cmd: Sequence[str],
-    env: Mapping[str, str],
-    cwd: Path,
-    is_up: Callable[[], bool],
-    start_timeout: float,
-    grace: float = 30.0,
-    out: IO[bytes] | None = None,
-) -> Outcome:
-    """Run ``cmd`` (``bentoml serve``) in its own process group until it ends, fails to
-    start or is signalled; see the module docstring for the outcomes."""
-    watch = _Watch()
+#: Seconds before a companion that ended is started again.
+RESTART_DELAY = 1.0
+
+
+def _start(
+    cmd: Sequence[str], env: Mapping[str, str], cwd: Path, out: IO[bytes], watch: _Watch
+) -> tuple[subprocess.Popen[bytes], threading.Thread]:
+    """Start ``cmd`` in a session of its own, its output copied to ``out`` through ``watch``."""
     proc = subprocess.Popen(
         list(cmd),
         env=dict(env),
@@ -116,12 +117,66 @@ def supervise(
     )
     assert proc.stdout is not None
     copier = threading.Thread(
-        target=_copy_output,
-        args=(proc.stdout, out or sys.stdout.buffer, watch),
-        name="serve-output",
-        daemon=True,
+        target=_copy_output, args=(proc.stdout, out, watch), name="serve-output", daemon=True
     )
     copier.start()
+    return proc, copier
+
+
+@dataclass
+class _Companion:
+    """A process run beside the server (restarted when it ends)."""
+
+    cmd: Sequence[str]
+    env: Mapping[str, str]
+    cwd: Path
+    out: IO[bytes]
+    watch: _Watch
+    proc: subprocess.Popen[bytes] | None = None
+    ended_at: float | None = None
+    restarts: int = 0
+
+    def start(self) -> None:
+        self.proc, _ = _start(self.cmd, self.env, self.cwd, self.out, self.watch)
+        self.ended_at = None
+
+    def tend(self) -> None:
+        """Start it again a second after it ended (not after a start-up failure)."""
+        if self.proc is None or self.proc.poll() is None or self.watch.failure:
+            return
+        now = time.monotonic()
+        if self.ended_at is None:
+            self.ended_at = now
+            if _group_alive(self.proc.pid):
+                stop_group(self.proc, signal.SIGKILL, 5.0)
+        elif now - self.ended_at >= RESTART_DELAY:
+            self.restarts += 1
+            self.start()
+
+    def stop(self, sig: int, grace: float) -> None:
+        if self.proc is not None:
+            stop_group(self.proc, sig, grace)
+
+
+def supervise(
+    cmd: Sequence[str],
+    env: Mapping[str, str],
+    cwd: Path,
+    is_up: Callable[[], bool],
+    start_timeout: float,
+    grace: float = 30.0,
+    out: IO[bytes] | None = None,
+    companions: Sequence[Sequence[str]] = (),
+) -> Outcome:
+    """Run ``cmd`` (``bentoml serve``) in its own process group until it ends, fails to
+    start or is signalled, with ``companions`` beside it; see the module docstring for the
+    outcomes."""
+    sink = out or sys.stdout.buffer
+    watch = _Watch()
+    proc, copier = _start(cmd, env, cwd, sink, watch)
+    others = [_Companion(c, env, cwd, sink, watch) for c in companions]
+    for c in others:
+        c.start()
 
     def forward(signum: int, _frame: object) -> None:
         if watch.stop_signal is None:
@@ -130,8 +185,10 @@ def supervise(
 
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
     try:
-        return _watch(proc, watch, is_up, start_timeout, grace)
+        return _watch(proc, watch, is_up, start_timeout, grace, others)
     finally:
+        for c in others:  # stopped with the server, whatever ended it
+            c.stop(watch.stop_signal or signal.SIGTERM, grace)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         copier.join(timeout=5)
@@ -143,10 +200,13 @@ def _watch(
     is_up: Callable[[], bool],
     start_timeout: float,
     grace: float,
+    companions: Sequence[_Companion] = (),
 ) -> Outcome:
     deadline = time.monotonic() + start_timeout
     up = False
     while proc.poll() is None:
+        for c in companions:
+            c.tend()
         if watch.stop_signal is not None:
             sig = watch.stop_signal
             if stop_group(proc, sig, grace):

@@ -21,7 +21,9 @@ def serve_cmd(
     """Start the BentoML decision service (``bentoml serve serving.service:NextBest``).
 
     Exits 1 with the message when the service cannot start (also when its workers fail),
-    and stops the whole server on SIGTERM/SIGINT (exit status 128 + the signal).
+    and stops the whole server on SIGTERM/SIGINT (exit status 128 + the signal). With
+    webhooks configured (and ``triggers_worker`` on), the triggers worker
+    (``nextbest triggers run``) runs beside it, restarted if it ends.
     """
     import os
 
@@ -53,12 +55,20 @@ def serve_cmd(
         str(settings.port),
     ]
     console.print(f"serving on http://{settings.host}:{settings.port} (OpenAPI page at /)")
+    # The triggers worker runs beside the server when there is somewhere to deliver to.
+    companions = []
+    if settings.triggers_worker and settings.webhooks:
+        companions.append([sys.executable, "-m", "nextbest", "triggers", "run"])
+        console.print(
+            f"triggers worker: {settings.triggers_file} -> {len(settings.webhooks)} webhooks"
+        )
     outcome = supervise(
         cmd,
         env,
         PROJECT_ROOT,
         is_up=functools.partial(_serving, settings.host, settings.port),
         start_timeout=settings.serve_start_timeout_seconds,
+        companions=companions,
     )
     if outcome.message:
         console.print(f"[red]{escape(outcome.message)}[/]")

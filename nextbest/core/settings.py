@@ -179,6 +179,48 @@ class Settings(BaseSettings):
         "while it is set (use spark_master).",
     )
 
+    triggers_file: Path = Field(
+        PROJECT_ROOT / "config" / "triggers.yaml",
+        description="Trigger file: the triggers and journeys the triggers worker runs "
+        "(every field: docs/reference/triggers.md; docs/triggers.md).",
+    )
+    triggers_worker: bool = Field(
+        True,
+        description="`nextbest serve` also runs the triggers worker (`nextbest triggers run`) "
+        "when webhooks are configured.",
+    )
+    webhooks: list[str] = Field(
+        default_factory=list,
+        description="URLs (http or https) the outbox delivers every triggered decision to "
+        '(JSON list, e.g. ["https://crm.example/nba"]).',
+    )
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="Key of the HMAC-SHA256 signature of each delivery's body "
+        "(X-Nextbest-Signature: sha256=<hex>); required with webhooks.",
+    )
+    webhook_timeout_seconds: float = Field(
+        5.0, gt=0, description="Bound on one webhook call; past it the attempt failed."
+    )
+    outbox_max_attempts: int = Field(
+        8, ge=1, description="Attempts per delivery before it is dead-lettered."
+    )
+    outbox_backoff_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="Wait before the first retry of a failed delivery; doubled after each "
+        "failed attempt, up to outbox_backoff_max_seconds.",
+    )
+    outbox_backoff_max_seconds: float = Field(
+        600.0, gt=0, description="The longest wait between two attempts of a delivery."
+    )
+    triggers_poll_seconds: float = Field(
+        0.5,
+        gt=0,
+        description="How often the triggers worker reads new ledger events, due triggers "
+        "and due deliveries when it found nothing to do.",
+    )
+
     api_keys_file: Path | None = Field(
         None,
         description="The API key file of the decision service (hashes, names, scopes, rate "
@@ -203,6 +245,15 @@ class Settings(BaseSettings):
         min_length=1,
         description="The channel the agent console decides for by default (a catalog channel).",
     )
+
+    @field_validator("webhooks")
+    @classmethod
+    def _webhook_urls(cls, value: list[str]) -> list[str]:
+        for i, url in enumerate(value):
+            if not url.startswith(("http://", "https://")) or len(url) > 2048:
+                # The URL is not echoed: it may carry a token.
+                raise ValueError(f"webhooks[{i}]: must be an http:// or https:// URL")
+        return value
 
     @field_validator("default_time_zone")
     @classmethod
@@ -270,6 +321,11 @@ class Settings(BaseSettings):
     def ledger_path(self) -> Path:
         """The event ledger: every accepted customer event (one SQLite file)."""
         return self.root / "ledger.db"
+
+    @property
+    def triggers_db_path(self) -> Path:
+        """Pending triggers and the delivery outbox (one SQLite file beside the ledger)."""
+        return self.root / "triggers.db"
 
     @property
     def api_keys_path(self) -> Path:

@@ -587,6 +587,16 @@ class Ledger:
         )
         return [_row_event(r) for r in rows]
 
+    def events_after(self, after_seq: int, limit: int = 1000) -> list[LedgerEvent]:
+        """Up to ``limit`` stored events after ``after_seq``, in ledger order (the triggers
+        worker reads the ledger this way; positions are given under the write lock, so a
+        reader never sees a later position before an earlier one)."""
+        rows = self._conn().execute(
+            f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        )
+        return [_row_event(r) for r in rows]
+
     def last_seq(self) -> int:
         """The position of the newest stored event (0: empty)."""
         row = self._conn().execute("SELECT max(seq) FROM events").fetchone()

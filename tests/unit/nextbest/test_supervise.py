@@ -83,3 +83,57 @@ def test_sigterm_to_the_cli_is_forwarded_to_the_whole_group(tmp_path: Path) -> N
     _, alive = psutil.wait_procs(seen, timeout=5)
     assert not alive
     assert signal.getsignal(signal.SIGTERM) == before  # the CLI's own handler is back
+
+
+#: A stand-in for the triggers worker: appends its pid to a file, then waits (or fails).
+COMPANION = """
+import os, sys, time
+with open(sys.argv[1], "a") as f:
+    f.write(f"{{os.getpid()}}\\n")
+print({line!r}, flush=True)
+time.sleep(120)
+"""
+
+
+def _companion(tmp_path: Path, line: str) -> tuple[list[str], Path]:
+    script, pids = tmp_path / "companion.py", tmp_path / "pids"
+    script.write_text(COMPANION.format(line=line))
+    return [sys.executable, str(script), str(pids)], pids
+
+
+def _pids(path: Path) -> list[int]:
+    return [int(x) for x in path.read_text().split()] if path.exists() else []
+
+
+def test_a_companion_killed_is_started_again_and_stops_with_the_server(tmp_path: Path) -> None:
+    cmd, pids = _companion(tmp_path, "worker running")
+
+    def kill_then_stop() -> None:
+        deadline = time.monotonic() + 30
+        while not _pids(pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        os.kill(_pids(pids)[0], signal.SIGKILL)
+        while len(_pids(pids)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    killer = threading.Thread(target=kill_then_stop, daemon=True)
+    killer.start()
+    try:
+        outcome, _ = _run(tmp_path, "serving", start_timeout=60, grace=10, companions=[cmd])
+    finally:
+        killer.join(timeout=40)
+        signal.signal(signal.SIGTERM, before)
+    assert outcome.code == 128 + signal.SIGTERM
+    started = _pids(pids)
+    assert len(started) == 2  # the first, killed, and the one started after it
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in started)
+
+
+def test_a_companion_that_cannot_start_stops_everything(tmp_path: Path) -> None:
+    cmd, _ = _companion(tmp_path, "StartupError: another triggers worker runs over this home")
+    outcome, seen = _run(tmp_path, "serving", start_timeout=60, grace=10, companions=[cmd])
+    assert outcome.code == 1 and "another triggers worker" in outcome.message
+    _, alive = psutil.wait_procs(seen, timeout=5)
+    assert not alive
