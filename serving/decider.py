@@ -320,7 +320,11 @@ class OnlineDecider:
     # --- decisions -------------------------------------------------------------------------
 
     def decide_and_log(
-        self, requests: Sequence[DecideRequest], now: datetime | None = None, inline: bool = False
+        self,
+        requests: Sequence[DecideRequest],
+        now: datetime | None = None,
+        inline: bool = False,
+        amend: Callable[[dict[str, Any]], None] | None = None,
     ) -> LoggedDecisions:
         """Decide ``requests`` (:meth:`decide_records`) and hand their records to the
         decision log in one group commit; the one way a decision is taken and logged.
@@ -328,11 +332,15 @@ class OnlineDecider:
         ``inline``: sync in this thread when the log's writer is idle (a caller with
         nothing else to do meanwhile, ``GroupCommitLog.append_inline``). A batch the log
         refuses as a whole (personal data in one record) is logged record by record, so
-        only the offending record fails. Raises what :meth:`decide_records` raises for
-        the whole batch (a store down).
+        only the offending record fails. ``amend`` adds a caller's own fields to each
+        decided record before it is logged (the triggers worker's trigger and journey).
+        Raises what :meth:`decide_records` raises for the whole batch (a store down).
         """
         results: list[dict[str, Any] | Exception] = list(self.decide_records(requests, now))
         good = [i for i, r in enumerate(results) if not isinstance(r, Exception)]
+        if amend is not None:
+            for i in good:
+                amend(results[i])  # type: ignore[arg-type]
         writes: list[tuple[Future[int], list[int]]] = []
         if not good:
             return LoggedDecisions(results, writes)

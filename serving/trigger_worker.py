@@ -7,7 +7,7 @@ Each turn (:meth:`TriggerWorker.step`):
    the fired and cancelled rows with the new cursor in one transaction;
 2. **Scan**: run each scan trigger whose ``every`` has passed (inactive customers);
 3. **Send** the due rows: the same decision path as ``/decide``
-   (:meth:`serving.decider.OnlineDecider.decide_records`, every rule at *send* time over the
+   (:meth:`serving.decider.OnlineDecider.decide_and_log`, every rule at *send* time over the
    online features with the ledger applied), the trigger's cap, send windows and
    conditions first; the best action x channel pair of its open channels (the rule of
    ``channels`` in ``/decide``) is logged to the decision log and queued in the outbox with
@@ -61,7 +61,7 @@ from nextbest.decisions.triggers import Cap, Condition, TriggerFile, load_trigge
 from serving.decider import OnlineDecider
 from serving.events import event_vocabulary
 from serving.outbox import Outbox
-from serving.requests import CustomerRef, DecideRequest
+from serving.requests import CustomerRef, DecideRequest, RequestError
 
 log = logging.getLogger(__name__)
 
@@ -278,15 +278,20 @@ class TriggerWorker:
                 return self._close(row, NO_SEND, why, now)
         # One decision across the open channels, chosen as /decide chooses (channel_choice).
         ask = DecideRequest(CustomerRef(row.customer_id), None, 1, channels=tuple(channels))
-        (record,) = self.decider.decide_records([ask], at)
-        if not isinstance(record, dict):
+
+        def amend(record: dict[str, Any]) -> None:
+            record["trigger"] = {"id": row.trigger_id, "key": row.key}
+            if row.journey_id is not None:
+                record["journey"] = row.journey_id
+            if row.holdout:
+                hold_out(record)
+
+        # Decided and logged as /decide is (on disk before the outbox row is written).
+        (record,) = self.decider.decide_and_log([ask], at, amend=amend).wait()
+        if isinstance(record, RequestError):
             return self._close(row, NO_SEND, f"cannot decide: {record}", now)
-        record["trigger"] = {"id": row.trigger_id, "key": row.key}
-        if row.journey_id is not None:
-            record["journey"] = row.journey_id
-        if row.holdout:
-            hold_out(record)
-        self.decider.log.append([record])
+        if isinstance(record, Exception):  # the decision log down: the row waits for a turn
+            raise record
         chosen = record.get("chosen_action")
         if row.holdout:
             return self._close(row, HOLDOUT, "journey holdout", now, record["decision_id"])
