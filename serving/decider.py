@@ -40,6 +40,7 @@ from nextbest.decisions.group_commit import GroupCommitLog
 from nextbest.decisions.identity_links import IdentityLinks, resolve_key
 from nextbest.decisions.ledger import Ledger, LedgerEvent, consent_history
 from nextbest.decisions.ledger_state import apply_ledger
+from nextbest.decisions.rule_families import SERVICE_MODE
 from nextbest.decisions.runtime import Runtime, StartupError, load_runtime
 from nextbest.decisions.send_windows import time_zone
 from nextbest.decisions.stock import LiveStock, StockContextError, context_stock, with_context
@@ -434,7 +435,11 @@ class OnlineDecider:
                 stock=with_context(stock, self.plan.stock_products, stocks[ctx_key]),
                 feature_snapshot_time=now,
                 request=request,
-                quiet=self._quiet(channel, [tz for _, _, tz in members], now),
+                # Quiet hours hold back contacts we start; in service mode the customer
+                # started the contact and is on the channel now.
+                quiet=None
+                if mode == SERVICE_MODE
+                else self._quiet(channel, [tz for _, _, tz in members], now),
             )
             start = now_ns()
             d = decide(X, np.array(cids, dtype=object), self.plans[mode], ctx)

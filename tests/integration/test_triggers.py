@@ -54,7 +54,7 @@ triggers:
     expires: 5m
   - id: closed
     event: {{type: service_case_closed}}
-    delay: 3s
+    delay: 10s  # long enough that the kill -9 finds F's triggers still waiting
     channels: {CHANNELS}
     expires: 5m
   - id: quiet
