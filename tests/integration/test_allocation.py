@@ -73,7 +73,7 @@ def test_batch_allocation_keeps_the_limits(world: World, free_email, tmp_path: P
 def test_served_limits_hold_under_concurrent_requests(
     world: World, free_email, tmp_path: Path
 ) -> None:
-    treated = free_email[free_email["group"] == "treatment"]
+    treated = free_email[free_email["group"] == "decided"]
     counts = treated["chosen_action"].value_counts().drop("no_action")
     top = counts.index[0]
     wanted = list(treated.loc[treated["chosen_action"] == top, "customer_id"])[:40]
