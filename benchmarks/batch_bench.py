@@ -61,7 +61,8 @@ def write_catalog(path: Path = CATALOG) -> Path:
     the default catalog's categories and products."""
     base = yaml.safe_load((ROOT / "config" / "catalog.yaml").read_text())
     products = [p["id"] for p in base["products"]]
-    arms = [a["id"] for a in base["actions"]]
+    # the campaign arms: actions with a model of their own (service actions borrow one)
+    arms = [a["id"] for a in base["actions"] if not a.get("response_model")]
     kinds = ["upsell", "cross_sell", "retention", "info"]
     actions = []
     for i in range(20):

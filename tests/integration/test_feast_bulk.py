@@ -68,7 +68,7 @@ def test_bulk_rows_are_byte_identical_to_feasts(stores: tuple[Any, Any]) -> None
     feast_home, bulk_home = stores
     want, got = _tables(feast_home), _tables(bulk_home)
     assert want.keys() == got.keys()
-    assert len(want) == 8  # seven customer views and the identity lookup
+    assert len(want) == 9  # eight customer views (behaviour events too) and the identity lookup
     for table, rows in want.items():
         assert rows, table
         assert got[table] == rows, table

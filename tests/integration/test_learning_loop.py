@@ -118,8 +118,10 @@ def raw_treated(demo: DemoMeasurement) -> pd.DataFrame:
 
 def test_train_from_log_refuses_a_log_too_small(home: Home, demo: DemoMeasurement) -> None:
     before = versions(home)
-    until = (pd.Timestamp(demo.since) + pd.Timedelta(hours=1)).isoformat()
-    args = ["train", "--from-log", "--outcomes", str(demo.outcomes_path), "--since", demo.since]
+    # a window that ends an hour before the demo's first round holds no decision
+    since = (pd.Timestamp(demo.since) - pd.Timedelta(days=1)).isoformat()
+    until = (pd.Timestamp(demo.since) - pd.Timedelta(hours=1)).isoformat()
+    args = ["train", "--from-log", "--outcomes", str(demo.outcomes_path), "--since", since]
     res = CliRunner().invoke(app, [*args, "--until", until, "--with-history"])
     assert res.exit_code == 2, res.output
     assert "0 logged decisions, at least 200" in res.output or "no decisions" in res.output
