@@ -88,7 +88,7 @@ def test_without_a_setting_every_command_takes_the_as_of_from_the_data(
 ) -> None:
     for name, result in shifted.results.items():
         assert result.exit_code == 0, f"{name}: {result.output}"
-    for name in ("features", "train", "score"):
+    for name in ("features", "train", "decide-batch"):
         out = shifted.results[name].output
         assert f"as of {DATA_AS_OF} (from the data" in out, (name, out)
     from nextbest.core.settings import get_settings
