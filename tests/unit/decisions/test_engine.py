@@ -167,6 +167,8 @@ def test_negative_value_gives_no_action(catalog, policy, names):
 
 
 def test_score_parts_and_ranking(catalog, policy, names):
+    # the model default (the demo catalog itself says learned)
+    catalog = catalog.model_copy(update={"value_source": "catalog"})
     model = ViewsModel(catalog.ids, value_arm=BUNDLE)
     plan = compile_plan(catalog, no_random(policy), names, model)
     d = run(plan, names, [{}])
@@ -178,7 +180,7 @@ def test_score_parts_and_ranking(catalog, policy, names):
         assert r["score"] == pytest.approx(expected)
         assert r["uplift"] == pytest.approx(r["p_treated"] - r["p_control"])
     by_id = {r["action_id"]: r for r in rec["ranked"]}
-    # The catalog's value_source is catalog by default: its margin, whatever the model says.
+    # value_source catalog: its margin, whatever the model says.
     assert by_id[BUNDLE]["value"] == catalog.action(BUNDLE).value
     assert by_id[BUNDLE]["value_source"] == "catalog"
     assert by_id[UPGRADE]["value"] == catalog.action(UPGRADE).value

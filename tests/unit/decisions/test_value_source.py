@@ -72,7 +72,9 @@ def test_learned_x_margin_rate_without_a_rate_is_refused(tmp_path):
 
     text = (ROOT / "config" / "catalog.yaml").read_text()
     bad = tmp_path / "catalog.yaml"
-    bad.write_text(text.replace("version:", "value_source: learned_x_margin_rate\nversion:", 1))
+    bad.write_text(
+        text.replace("value_source: learned\n", "value_source: learned_x_margin_rate\n", 1)
+    )
     with pytest.raises(ConfigError, match="margin_rate"):
         load_catalog(bad)
 
