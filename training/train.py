@@ -6,9 +6,8 @@ multi-treatment learner by cross-fitting on the training rows, fit the value mod
 :func:`evaluate` (held-out randomised data: per-arm response and uplift metrics, policy
 values against baselines), :func:`register` (MLflow run with lineage, plots and a model
 card -> registered model version) and :func:`promote_version` (the promotion gate).
-Every MLflow call goes through :mod:`nextbest.models.registry`. Regret against a
-generator's truth is not training's: the evaluation step beside it
-(:func:`training.truth_evaluation.evaluate_against_truth`) logs it to the same run.
+Every MLflow call goes through :mod:`nextbest.models.registry`. Training reads only
+the data a team supplies; the pipeline's separate evaluate step logs regret to the same run.
 """
 
 from __future__ import annotations
@@ -277,8 +276,7 @@ def fit(settings: Settings, data: Dataset) -> Fitted:
 
 def evaluate(settings: Settings, data: Dataset, fitted: Fitted) -> Evaluation:
     """Per-arm response and uplift metrics, policy values against baselines and the net
-    value, on the held-out rows (regret against a generator's truth is the evaluation
-    step's: :mod:`training.truth_evaluation`)."""
+    value, on the held-out rows (regret is the pipeline's separate evaluate step)."""
     te = data.test
     t, y = data.ts.treatment[te], data.ts.y[te]
     arms = fitted.model.arm_ids
